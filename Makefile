@@ -1,0 +1,55 @@
+# dsv4 — build with `make`, test with `make test`, sanitizers with `make SAN=1 test`.
+# Sources are found by wildcard: every src/<concern>/*.c except src/cli goes into libdsv4.a;
+# src/cli/*.c builds the `dsv4` binary; every tests/test_*.c builds one test binary.
+CC      ?= cc
+OPT     ?= -O2
+CFLAGS  ?= $(OPT) -g
+CFLAGS  += -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Wall -Wextra -Iinclude -Isrc -MMD -MP
+LDLIBS  += -lcjson -lpcre2-8 -lm -lpthread
+ifeq ($(SAN),1)
+  CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+  LDFLAGS += -fsanitize=address,undefined
+  BUILD   ?= build/san
+else
+  BUILD   ?= build/rel
+endif
+
+LIB_SRC  := $(filter-out src/cli/%,$(wildcard src/*/*.c src/*.c))
+CLI_SRC  := $(wildcard src/cli/*.c)
+TEST_SRC := $(wildcard tests/test_*.c)
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
+TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+
+all: $(BUILD)/dsv4 dsv4
+
+dsv4: $(BUILD)/dsv4
+	ln -sf $(BUILD)/dsv4 dsv4
+
+$(BUILD)/libdsv4.a: $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(AR) rcs $@ $^
+
+$(BUILD)/dsv4: $(CLI_OBJ) $(BUILD)/libdsv4.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/libdsv4.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+# The whole suite: unit, golden and CLI tests. Prints a final "N passed, N failed" line.
+test: $(TESTS) $(BUILD)/dsv4
+	@DSV4_BIN=$(BUILD)/dsv4 BUILD=$(BUILD) ./tests/run.sh $(TESTS)
+
+bench: $(BUILD)/dsv4
+	./$(BUILD)/dsv4 bench -m models/nano
+
+clean:
+	rm -rf build dsv4
+
+.PHONY: all test bench clean
+.PRECIOUS: $(BUILD)/%.o $(BUILD)/tests/%.o
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TESTS:=.d)
