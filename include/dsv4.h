@@ -1,0 +1,120 @@
+/* dsv4.h — the public API of dsv4: DeepSeek-V4 inference in C.
+ *
+ * The CLI, the server and library users see only this header; tensors, kernels and cache layouts stay
+ * inside. Conventions:
+ *  - Every function that can fail returns 0 on success and -1 on failure, writing a one-line message
+ *    into `err` (errlen bytes, may be NULL) that names the file, tensor, key or argument at fault.
+ *    The library never prints and never exits.
+ *  - Objects are created by *_load/*_open and released by the matching *_free; free(NULL) is a no-op.
+ *  - Token ids are int32 in [0, vocab_size). Logits are float32, vocab_size values, in token-id order.
+ *  - A model is read-only after load and may be shared by several sessions (one thread per session).
+ */
+#ifndef DSV4_H
+#define DSV4_H
+#include <stddef.h>
+#include <stdint.h>
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------ model */
+
+typedef struct dsv4_model dsv4_model;
+
+/* Load the model directory `dir`: config.json plus model.safetensors, or *.safetensors shards with
+ * model.safetensors.index.json (official HF layout of DeepSeek-V4-Flash/Pro, unconverted). Weights are
+ * memory-mapped (zero copy); every tensor's name, dtype and shape is checked against the config.
+ * Also loads `tokenizer.json` from `dir` when present (see dsv4_model_tokenizer). */
+int dsv4_model_load(dsv4_model **out, const char *dir, char *err, size_t errlen);
+void dsv4_model_free(dsv4_model *m);
+
+/* Summary of a configuration; filled from config.json alone (no weights needed). */
+typedef struct {
+    int vocab_size, dim, n_layers, n_mtp_layers, n_heads, head_dim;
+    int n_routed_experts, n_activated_experts, n_hash_layers;
+    int n_window_layers, n_csa_layers, n_hca_layers;  /* trunk layers by compress ratio 0 / 4 / other */
+    int bos_token_id, eos_token_id;
+    double n_params;            /* all parameters incl. MTP (elements; a packed FP4 byte counts 2) */
+    double n_params_active;     /* parameters touched per decoded token (trunk, top-k experts, no MTP) */
+    double bytes_total;         /* bytes of all tensors including scales */
+    double bytes_by_dtype[8];   /* index by dsv4_info_dtype below */
+    double bytes_per_token;     /* weight bytes read to decode one token (trunk; embed row only) */
+} dsv4_model_info;
+enum { DSV4_INFO_BF16, DSV4_INFO_F32, DSV4_INFO_F8_E4M3, DSV4_INFO_F8_E8M0, DSV4_INFO_FP4, DSV4_INFO_I64,
+       DSV4_INFO_OTHER, DSV4_INFO_NDTYPE };
+
+/* Compute the summary for the config.json in `dir` (weights-free). */
+int dsv4_config_info(const char *dir, dsv4_model_info *out, char *err, size_t errlen);
+/* The summary of a loaded model. */
+void dsv4_model_get_info(const dsv4_model *m, dsv4_model_info *out);
+
+/* ------------------------------------------------------------------ session */
+
+typedef struct dsv4_session dsv4_session;
+
+/* Open a decoding session of at most `max_ctx` tokens. All state (window rings, compressed entries,
+ * compressor and indexer state, scratch) is allocated here; dsv4_eval does not allocate. */
+int dsv4_session_open(dsv4_session **out, const dsv4_model *m, int max_ctx, char *err, size_t errlen);
+void dsv4_session_free(dsv4_session *s);
+/* Forget the sequence: the next dsv4_eval starts at position 0. */
+void dsv4_session_reset(dsv4_session *s);
+/* Number of tokens evaluated so far (= position of the next token). */
+int dsv4_session_pos(const dsv4_session *s);
+
+/* Evaluate `n` >= 1 tokens at positions pos..pos+n-1 (n > 1: prefill of a chunk; n == 1: decode).
+ * Any split of a sequence into calls gives the same logits up to rounding. If `logits` is non-NULL it
+ * receives the vocab_size logits of the last of the n positions. Errors: token id out of range
+ * (names the index and id), context overflow (pos+n > max_ctx). */
+int dsv4_eval(dsv4_session *s, const int32_t *tokens, int n, float *logits, char *err, size_t errlen);
+
+/* Evaluate the MTP block (spec §4.9) on the trunk state of the last evaluated position t and the token
+ * `next_token` at t+1; writes vocab_size logits predicting token t+2. Does not advance the session. */
+int dsv4_eval_mtp(dsv4_session *s, int32_t next_token, float *logits, char *err, size_t errlen);
+
+/* ------------------------------------------------------------------ sampling */
+
+typedef struct {
+    float temperature;  /* 0 = greedy (argmax) */
+    float top_p;        /* 1 = off */
+    int   top_k;        /* 0 = off */
+    uint64_t seed;
+} dsv4_sampler_params;
+
+typedef struct dsv4_sampler dsv4_sampler;
+int dsv4_sampler_new(dsv4_sampler **out, int vocab_size, const dsv4_sampler_params *p, char *err, size_t errlen);
+void dsv4_sampler_free(dsv4_sampler *s);
+/* Pick a token id from `logits` (vocab_size values; not modified). Deterministic for a given seed. */
+int32_t dsv4_sample(dsv4_sampler *s, const float *logits);
+
+/* ------------------------------------------------------------------ tokenizer */
+
+typedef struct dsv4_tokenizer dsv4_tokenizer;
+
+/* Load an HF tokenizer.json (byte-level BPE, pre-tokenizer Sequence of Split regexes, added tokens). */
+int dsv4_tokenizer_load(dsv4_tokenizer **out, const char *path, char *err, size_t errlen);
+void dsv4_tokenizer_free(dsv4_tokenizer *t);
+/* The tokenizer loaded with the model, or NULL if the model directory had none. Owned by the model. */
+const dsv4_tokenizer *dsv4_model_tokenizer(const dsv4_model *m);
+/* Encode `len` bytes of UTF-8 text. Added (special) tokens are matched atomically in the raw text.
+ * No BOS is added. Writes up to `cap` ids into `ids` and returns the total count needed
+ * (call again with a larger buffer if it exceeds cap), or -1 with err on invalid input. */
+int dsv4_tokenize(const dsv4_tokenizer *t, const char *text, size_t len, int32_t *ids, int cap,
+                  char *err, size_t errlen);
+/* Id of the token whose text is exactly `text` (e.g. "<｜end▁of▁sentence｜>"), or -1. */
+int32_t dsv4_token_id(const dsv4_tokenizer *t, const char *text);
+/* Raw bytes of one token (byte-level mapping undone); *len receives the byte count. NULL if out of range. */
+const char *dsv4_token_bytes(const dsv4_tokenizer *t, int32_t id, size_t *len);
+int dsv4_tokenizer_vocab_size(const dsv4_tokenizer *t);
+
+/* Streaming decoder: feed ids one at a time, get back only complete UTF-8 characters. */
+typedef struct { char pending[8]; int npending; } dsv4_detok_stream;
+/* Append the bytes of `id` to the stream; writes the printable complete-UTF-8 prefix to out (cap bytes,
+ * cap >= 256 recommended) and returns its length; incomplete trailing bytes stay pending. */
+int dsv4_detok_next(const dsv4_tokenizer *t, dsv4_detok_stream *st, int32_t id, char *out, size_t cap);
+/* Flush pending bytes at end of stream (invalid leftovers become U+FFFD). */
+int dsv4_detok_flush(dsv4_detok_stream *st, char *out, size_t cap);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,37 @@
+/* base/util.h — errors, BF16 helpers and small utilities shared by every layer.
+ *
+ * Contract: the library never prints and never exits. Functions that can fail return 0 on success
+ * and -1 on failure after writing a one-line message into a caller-provided buffer `err` of `errlen`
+ * bytes (may be NULL/0). Messages name the file, tensor, key or argument at fault.
+ */
+#ifndef DSV4_BASE_UTIL_H
+#define DSV4_BASE_UTIL_H
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+/* printf-style: writes the message into err (if non-NULL) and returns -1. */
+int dsv4_fail(char *err, size_t errlen, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* BF16 <-> F32. bf16 is the upper 16 bits of an IEEE f32; rounding is round-to-nearest-even,
+ * NaN stays NaN (quiet). This is exactly torch's float32 -> bfloat16 cast. */
+static inline float dsv4_bf16_to_f32(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16; float f; memcpy(&f, &u, 4); return f;
+}
+static inline uint16_t dsv4_f32_to_bf16(float f) {
+    uint32_t u; memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+/* Round an f32 value to the nearest BF16 value, returned as f32 (the reference's `.bfloat16().float()`). */
+static inline float dsv4_round_bf16(float f) { return dsv4_bf16_to_f32(dsv4_f32_to_bf16(f)); }
+
+/* Monotonic wall clock in seconds. */
+double dsv4_now(void);
+
+#endif

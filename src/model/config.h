@@ -1,0 +1,58 @@
+/* model/config.h — DeepSeek-V4 hyper-parameters, read from the HF `config.json`.
+ *
+ * Keys are the HF ones (spec v4-architecture §1.1). Required keys missing or of the wrong JSON type
+ * are errors naming the key and file. Optional keys and their defaults: num_hash_layers 0,
+ * num_nextn_predict_layers 0, hc_mult 4, hc_sinkhorn_iters 20, hc_eps 1e-6, rms_norm_eps 1e-6,
+ * swiglu_limit 0 (= no clamp), routed_scaling_factor 1, rope_scaling absent = no YaRN,
+ * compress_rope_theta = rope_theta, bos_token_id 0, eos_token_id 1, index_* 0 when no layer is CSA.
+ * compress_ratios must have num_hidden_layers + num_nextn_predict_layers entries, each 0, 4 or 128
+ * (any R>0 is accepted if every CSA-style (overlapping) layer has R==4: R==4 means CSA, others HCA).
+ */
+#ifndef DSV4_MODEL_CONFIG_H
+#define DSV4_MODEL_CONFIG_H
+#include <stddef.h>
+
+#define DSV4_MAX_LAYERS 256
+
+typedef struct {
+    int vocab_size;            /* vocab_size */
+    int dim;                   /* hidden_size (D) */
+    int n_layers;              /* num_hidden_layers (trunk only) */
+    int n_mtp_layers;          /* num_nextn_predict_layers */
+    int n_heads;               /* num_attention_heads (H) */
+    int head_dim;              /* head_dim (512 in V4) */
+    int rope_dim;              /* qk_rope_head_dim (64) */
+    int q_lora_rank;           /* q_lora_rank */
+    int o_groups;              /* o_groups */
+    int o_lora_rank;           /* o_lora_rank */
+    int moe_inter_dim;         /* moe_intermediate_size (I) */
+    int n_routed_experts;      /* n_routed_experts */
+    int n_shared_experts;      /* n_shared_experts (0 or 1) */
+    int n_activated_experts;   /* num_experts_per_tok */
+    int n_hash_layers;         /* num_hash_layers: layers [0, n_hash_layers) route by tid2eid */
+    int window_size;           /* sliding_window (128) */
+    int index_n_heads;         /* index_n_heads */
+    int index_head_dim;        /* index_head_dim */
+    int index_topk;            /* index_topk */
+    int hc_mult;               /* hc_mult (4) */
+    int hc_sinkhorn_iters;     /* hc_sinkhorn_iters (20) */
+    float hc_eps;              /* hc_eps */
+    float norm_eps;            /* rms_norm_eps */
+    float route_scale;         /* routed_scaling_factor */
+    float swiglu_limit;        /* swiglu_limit (0 = none) */
+    float rope_theta;          /* rope_theta: window-only layers, no YaRN */
+    float compress_rope_theta; /* compress_rope_theta: compressed layers, with YaRN */
+    int   yarn;                /* 1 when rope_scaling.type == "yarn" */
+    float rope_factor;         /* rope_scaling.factor */
+    int   original_seq_len;    /* rope_scaling.original_max_position_embeddings */
+    float beta_fast, beta_slow;/* rope_scaling.beta_fast / beta_slow */
+    int max_position_embeddings;
+    int bos_token_id, eos_token_id;
+    int n_ratios;              /* n_layers + n_mtp_layers */
+    int compress_ratios[DSV4_MAX_LAYERS]; /* per layer, MTP block(s) last */
+} dsv4_config;
+
+/* Parse config.json at `path`. Returns 0 or -1 with err naming path and key. */
+int dsv4_config_load(dsv4_config *c, const char *path, char *err, size_t errlen);
+
+#endif
