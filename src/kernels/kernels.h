@@ -1,0 +1,79 @@
+/* kernels/kernels.h — the narrow numeric interface the model code calls.
+ *
+ * Contract: every function here has a scalar C11 implementation; SIMD/threaded variants may be added
+ * later behind the same signatures (chosen once at start-up) and must give the same results (fixed
+ * reduction order). Activations are float arrays holding BF16-representable values wherever the
+ * reference holds BF16 (spec v4-architecture §7.1). Nothing here allocates except the *_alloc helpers.
+ * Sources: spec v4-architecture §2.3 (weight formats), §3.1–3.5 (primitives), §4.2 (Sinkhorn).
+ */
+#ifndef DSV4_KERNELS_H
+#define DSV4_KERNELS_H
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---------------------------------------------------------------- number formats (§2.3) */
+float dsv4_e4m3_to_f32(uint8_t b);       /* FP8 e4m3fn: bias 7, max ±448, S.1111.111 = NaN */
+uint8_t dsv4_f32_to_e4m3(float x);       /* round-to-nearest-even; |x| > 448 saturates to ±448; NaN -> 0x7f */
+float dsv4_e8m0_to_f32(uint8_t b);       /* 2^(b-127); 255 -> NaN */
+float dsv4_e2m1_to_f32(uint8_t code);    /* low 4 bits: 0,.5,1,1.5,2,3,4,6 and negatives (8..15) */
+float dsv4_round_e4m3(float x);          /* value of dsv4_f32_to_e4m3(x) as f32 */
+float dsv4_round_e2m1(float x);          /* nearest E2M1 value, RNE, saturating at ±6 */
+
+/* ---------------------------------------------------------------- quantization simulations */
+/* §3.3 FP8 activation quant-dequant, in place, blocks of `block` (last block may be short):
+ * a = max(max|x|, 1e-4); scale = 2^ceil(log2(a/448)); x = e4m3(clamp(x/scale)) * scale. */
+void dsv4_fp8_sim(float *x, int n, int block);
+/* Same, but returns the E4M3 values (as float, unscaled) in q and one scale per block in scales. */
+void dsv4_fp8_quant(const float *x, int n, int block, float *q, float *scales);
+/* §3.4 FP4 simulation, in place, blocks of `block` (32): a = max(max|x|, 6*2^-126);
+ * scale = 2^ceil(log2(a/6)); x = e2m1(clamp(x/scale, -6, 6)) * scale, then rounded to BF16. */
+void dsv4_fp4_sim(float *x, int n, int block);
+/* §3.5 x <- H_m x / sqrt(m) (Sylvester order), m a power of two; result rounded to BF16. */
+void dsv4_hadamard(float *x, int m);
+
+/* ---------------------------------------------------------------- weights */
+typedef enum {
+    DSV4_W_F32,   /* data: float [rows, cols] */
+    DSV4_W_BF16,  /* data: uint16 bf16 [rows, cols] */
+    DSV4_W_FP8,   /* data: e4m3 [rows, cols]; scale: e8m0 [ceil(rows/128), ceil(cols/128)] */
+    DSV4_W_FP4    /* data: packed e2m1 [rows, cols/2] (elem 2k = low nibble); scale: e8m0 [rows, cols/32] */
+} dsv4_wfmt;
+
+typedef struct {
+    dsv4_wfmt fmt;
+    int rows, cols;           /* logical shape [out, in] */
+    const void *data;         /* points into the mmap'd checkpoint (or an owned F32 copy) */
+    const uint8_t *scale;     /* e8m0 scales for FP8/FP4, NULL otherwise */
+} dsv4_wview;
+
+/* Row sub-view: rows [r0, r0+nr) of w (r0 a multiple of 128 for FP8). */
+dsv4_wview dsv4_wview_rows(const dsv4_wview *w, int r0, int nr);
+
+/* Flags for dsv4_linear. */
+enum {
+    DSV4_ACT_FP8  = 1,  /* FP8-quantize each input row in blocks of 128 first (§3.3 GEMM input) */
+    DSV4_OUT_BF16 = 2   /* round each output to BF16 */
+};
+/* out[t][r] = sum_c W[r][c] * x[t][c] for t < n_tok (x: [n_tok, cols], out: [n_tok, rows]).
+ * F32 accumulation. With DSV4_ACT_FP8 the input is quantized as in the reference's act_quant (the
+ * caller's x is not modified). `scratch` must hold n_tok*cols floats when DSV4_ACT_FP8 is set. */
+void dsv4_linear(float *out, const dsv4_wview *w, const float *x, int n_tok, int flags, float *scratch);
+/* One weight row dequantized to F32 (used for embedding lookup and tests). */
+void dsv4_wview_row(const dsv4_wview *w, int r, float *out);
+
+/* ---------------------------------------------------------------- ops (§3.1, §3.2, §4.2) */
+/* out = x / sqrt(mean(x^2) + eps) * (w ? w : 1); F32 math; rounded to BF16 when round_bf16. */
+void dsv4_rmsnorm(float *out, const float *x, const float *w, int n, float eps, int round_bf16);
+/* RoPE frequencies f[0..rope_dim/2) (§3.2), YaRN blend when yarn != 0. F32 as the reference. */
+void dsv4_rope_freqs(float *f, int rope_dim, float theta, int yarn, float factor, int orig_len,
+                     float beta_fast, float beta_slow);
+/* Interleaved rotation of x[0..rope_dim) at position pos (angle = fl32(pos*f[j])), inverse: angle -> -angle.
+ * Result rounded to BF16. */
+void dsv4_rope(float *x, int rope_dim, const float *f, int64_t pos, int inverse);
+/* In-place softmax over n values (F32). */
+void dsv4_softmax(float *x, int n);
+/* §4.2 step 4: M (hc x hc, row-major [j][k]) holds C on entry; on exit the Sinkhorn-normalized M. */
+void dsv4_sinkhorn(float *M, int hc, int iters, float eps);
+static inline float dsv4_sigmoid(float x) { return 1.0f / (1.0f + __builtin_expf(-x)); }
+
+#endif
