@@ -5,7 +5,7 @@
  *  - Every function that can fail returns 0 on success and -1 on failure, writing a one-line message
  *    into `err` (errlen bytes, may be NULL) that names the file, tensor, key or argument at fault.
  *    The library never prints and never exits.
- *  - Objects are created by *_load/*_open and released by the matching *_free; free(NULL) is a no-op.
+ *  - Objects are created by the *_load and *_open functions and released by the matching *_free; free(NULL) is a no-op.
  *  - Token ids are int32 in [0, vocab_size). Logits are float32, vocab_size values, in token-id order.
  *  - A model is read-only after load and may be shared by several sessions (one thread per session).
  */
