@@ -44,12 +44,17 @@ $(BUILD)/%.o: %.c
 test: $(TESTS) $(BUILD)/dsv4
 	@DSV4_BIN=$(BUILD)/dsv4 BUILD=$(BUILD) ./tests/run.sh $(TESTS)
 
+# CI: the release suite, then the same suite under AddressSanitizer + UBSan.
+check:
+	$(MAKE) test
+	$(MAKE) SAN=1 test
+
 bench: $(BUILD)/dsv4
 	./$(BUILD)/dsv4 bench -m models/nano
 
 clean:
 	rm -rf build dsv4
 
-.PHONY: all test bench clean
+.PHONY: all test check bench clean
 .PRECIOUS: $(BUILD)/%.o $(BUILD)/tests/%.o
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TESTS:=.d)
