@@ -1,0 +1,294 @@
+/* model/config.c — HF config.json -> dsv4_config (see config.h; spec v4-architecture §1.1).
+ * Every error names the file and the key at fault. */
+#include "model/config.h"
+#include "base/util.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *jtype(const cJSON *v) {
+    if (!v) return "nothing";
+    if (cJSON_IsNull(v)) return "null";
+    if (cJSON_IsBool(v)) return "a boolean";
+    if (cJSON_IsNumber(v)) return "a number";
+    if (cJSON_IsString(v)) return "a string";
+    if (cJSON_IsArray(v)) return "an array";
+    if (cJSON_IsObject(v)) return "an object";
+    return "an invalid value";
+}
+
+typedef struct {
+    const char *path;
+    const cJSON *obj;
+    const char *prefix; /* "" or "rope_scaling." for nested keys */
+    char *err;
+    size_t errlen;
+} ctx;
+
+/* Integer key. required: missing -> error; else *out = def. */
+static int get_int(ctx *c, const char *key, int required, int def, int *out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(c->obj, key);
+    if (!v || cJSON_IsNull(v)) {
+        if (required) return dsv4_fail(c->err, c->errlen, "%s: missing key '%s%s'", c->path, c->prefix, key);
+        *out = def;
+        return 0;
+    }
+    if (!cJSON_IsNumber(v))
+        return dsv4_fail(c->err, c->errlen, "%s: key '%s%s' must be an integer, found %s", c->path, c->prefix, key,
+                         jtype(v));
+    double d = v->valuedouble;
+    if (!(d >= -2147483648.0 && d <= 2147483647.0) || d != floor(d))
+        return dsv4_fail(c->err, c->errlen, "%s: key '%s%s' must be an integer, found %g", c->path, c->prefix, key, d);
+    *out = (int)d;
+    return 0;
+}
+
+static int get_float(ctx *c, const char *key, int required, float def, float *out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(c->obj, key);
+    if (!v || cJSON_IsNull(v)) {
+        if (required) return dsv4_fail(c->err, c->errlen, "%s: missing key '%s%s'", c->path, c->prefix, key);
+        *out = def;
+        return 0;
+    }
+    if (!cJSON_IsNumber(v))
+        return dsv4_fail(c->err, c->errlen, "%s: key '%s%s' must be a number, found %s", c->path, c->prefix, key,
+                         jtype(v));
+    if (!isfinite(v->valuedouble))
+        return dsv4_fail(c->err, c->errlen, "%s: key '%s%s' must be finite", c->path, c->prefix, key);
+    *out = (float)v->valuedouble;
+    return 0;
+}
+
+static int positive(ctx *c, const char *key, long v) {
+    if (v > 0) return 0;
+    return dsv4_fail(c->err, c->errlen, "%s: key '%s' must be positive, found %ld", c->path, key, v);
+}
+
+static int read_all(const char *path, char **buf, size_t *len, char *err, size_t errlen) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return dsv4_fail(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+    size_t cap = 1 << 14, n = 0;
+    char *b = malloc(cap + 1);
+    while (b) {
+        n += fread(b + n, 1, cap - n, f);
+        if (n < cap) break;
+        char *nb = realloc(b, 2 * cap + 1);
+        if (!nb) { free(b); b = NULL; break; }
+        b = nb;
+        cap *= 2;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (!b) return dsv4_fail(err, errlen, "%s: out of memory", path);
+    if (bad) { free(b); return dsv4_fail(err, errlen, "%s: read error", path); }
+    b[n] = 0;
+    *buf = b;
+    *len = n;
+    return 0;
+}
+
+static int parse(dsv4_config *cfg, const cJSON *root, const char *path, char *err, size_t errlen) {
+    ctx c = {path, root, "", err, errlen};
+    memset(cfg, 0, sizeof *cfg);
+#define REQ(key, field) if (get_int(&c, key, 1, 0, &cfg->field)) return -1
+#define OPT(key, field, def) if (get_int(&c, key, 0, def, &cfg->field)) return -1
+#define REQF(key, field) if (get_float(&c, key, 1, 0, &cfg->field)) return -1
+#define OPTF(key, field, def) if (get_float(&c, key, 0, def, &cfg->field)) return -1
+    REQ("vocab_size", vocab_size);
+    REQ("hidden_size", dim);
+    REQ("num_hidden_layers", n_layers);
+    OPT("num_nextn_predict_layers", n_mtp_layers, 0);
+    REQ("num_attention_heads", n_heads);
+    REQ("head_dim", head_dim);
+    REQ("qk_rope_head_dim", rope_dim);
+    REQ("q_lora_rank", q_lora_rank);
+    REQ("o_groups", o_groups);
+    REQ("o_lora_rank", o_lora_rank);
+    REQ("moe_intermediate_size", moe_inter_dim);
+    REQ("n_routed_experts", n_routed_experts);
+    REQ("n_shared_experts", n_shared_experts);
+    REQ("num_experts_per_tok", n_activated_experts);
+    OPT("num_hash_layers", n_hash_layers, 0);
+    REQ("sliding_window", window_size);
+    OPT("hc_mult", hc_mult, 4);
+    OPT("hc_sinkhorn_iters", hc_sinkhorn_iters, 20);
+    OPTF("hc_eps", hc_eps, 1e-6f);
+    OPTF("rms_norm_eps", norm_eps, 1e-6f);
+    OPTF("routed_scaling_factor", route_scale, 1.0f);
+    OPTF("swiglu_limit", swiglu_limit, 0.0f);
+    REQF("rope_theta", rope_theta);
+    OPTF("compress_rope_theta", compress_rope_theta, cfg->rope_theta);
+    REQ("max_position_embeddings", max_position_embeddings);
+    OPT("bos_token_id", bos_token_id, 0);
+    OPT("eos_token_id", eos_token_id, 1);
+
+    /* expert_dtype */
+    const cJSON *ed = cJSON_GetObjectItemCaseSensitive(root, "expert_dtype");
+    if (ed && !cJSON_IsNull(ed)) {
+        if (!cJSON_IsString(ed))
+            return dsv4_fail(err, errlen, "%s: key 'expert_dtype' must be a string, found %s", path, jtype(ed));
+        if (strcmp(ed->valuestring, "fp8") == 0) cfg->expert_fp8 = 1;
+        else if (strcmp(ed->valuestring, "fp4") != 0)
+            return dsv4_fail(err, errlen, "%s: key 'expert_dtype' must be \"fp4\" or \"fp8\", found \"%s\"", path,
+                             ed->valuestring);
+    }
+
+    /* rope_scaling */
+    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(root, "rope_scaling");
+    if (rs && !cJSON_IsNull(rs)) {
+        if (!cJSON_IsObject(rs))
+            return dsv4_fail(err, errlen, "%s: key 'rope_scaling' must be an object, found %s", path, jtype(rs));
+        const cJSON *ty = cJSON_GetObjectItemCaseSensitive(rs, "type");
+        if (!ty) ty = cJSON_GetObjectItemCaseSensitive(rs, "rope_type");
+        if (!cJSON_IsString(ty))
+            return dsv4_fail(err, errlen, "%s: key 'rope_scaling.type' must be a string, found %s", path, jtype(ty));
+        if (strcmp(ty->valuestring, "yarn") != 0)
+            return dsv4_fail(err, errlen, "%s: key 'rope_scaling.type': unsupported value \"%s\" (only \"yarn\")",
+                             path, ty->valuestring);
+        ctx r = {path, rs, "rope_scaling.", err, errlen};
+        cfg->yarn = 1;
+        if (get_float(&r, "factor", 1, 0, &cfg->rope_factor)) return -1;
+        if (get_int(&r, "original_max_position_embeddings", 1, 0, &cfg->original_seq_len)) return -1;
+        if (get_float(&r, "beta_fast", 0, 32.0f, &cfg->beta_fast)) return -1;
+        if (get_float(&r, "beta_slow", 0, 1.0f, &cfg->beta_slow)) return -1;
+        if (!(cfg->rope_factor > 0))
+            return dsv4_fail(err, errlen, "%s: key 'rope_scaling.factor' must be positive, found %g", path,
+                             (double)cfg->rope_factor);
+        if (cfg->original_seq_len <= 0)
+            return dsv4_fail(err, errlen, "%s: key 'rope_scaling.original_max_position_embeddings' must be positive, "
+                             "found %d", path, cfg->original_seq_len);
+        if (!(cfg->beta_fast > cfg->beta_slow && cfg->beta_slow > 0))
+            return dsv4_fail(err, errlen, "%s: key 'rope_scaling': need beta_fast > beta_slow > 0, found %g and %g",
+                             path, (double)cfg->beta_fast, (double)cfg->beta_slow);
+    } else {
+        cfg->rope_factor = 1.0f;
+        cfg->original_seq_len = cfg->max_position_embeddings;
+    }
+
+    /* dimension checks */
+    if (positive(&c, "vocab_size", cfg->vocab_size) || positive(&c, "hidden_size", cfg->dim) ||
+        positive(&c, "num_hidden_layers", cfg->n_layers) || positive(&c, "num_attention_heads", cfg->n_heads) ||
+        positive(&c, "head_dim", cfg->head_dim) || positive(&c, "qk_rope_head_dim", cfg->rope_dim) ||
+        positive(&c, "q_lora_rank", cfg->q_lora_rank) || positive(&c, "o_groups", cfg->o_groups) ||
+        positive(&c, "o_lora_rank", cfg->o_lora_rank) || positive(&c, "moe_intermediate_size", cfg->moe_inter_dim) ||
+        positive(&c, "n_routed_experts", cfg->n_routed_experts) ||
+        positive(&c, "num_experts_per_tok", cfg->n_activated_experts) ||
+        positive(&c, "sliding_window", cfg->window_size) ||
+        positive(&c, "max_position_embeddings", cfg->max_position_embeddings) ||
+        positive(&c, "hc_mult", cfg->hc_mult) || positive(&c, "hc_sinkhorn_iters", cfg->hc_sinkhorn_iters))
+        return -1;
+    if (cfg->n_mtp_layers < 0)
+        return dsv4_fail(err, errlen, "%s: key 'num_nextn_predict_layers' must be >= 0, found %d", path,
+                         cfg->n_mtp_layers);
+    if (cfg->n_shared_experts != 0 && cfg->n_shared_experts != 1)
+        return dsv4_fail(err, errlen, "%s: key 'n_shared_experts' must be 0 or 1, found %d", path,
+                         cfg->n_shared_experts);
+    if (cfg->n_activated_experts > cfg->n_routed_experts)
+        return dsv4_fail(err, errlen, "%s: key 'num_experts_per_tok' (%d) exceeds 'n_routed_experts' (%d)", path,
+                         cfg->n_activated_experts, cfg->n_routed_experts);
+    if (cfg->n_hash_layers < 0 || cfg->n_hash_layers > cfg->n_layers)
+        return dsv4_fail(err, errlen, "%s: key 'num_hash_layers' must be in [0, num_hidden_layers=%d], found %d", path,
+                         cfg->n_layers, cfg->n_hash_layers);
+    if (cfg->rope_dim % 2)
+        return dsv4_fail(err, errlen, "%s: key 'qk_rope_head_dim' must be even, found %d", path, cfg->rope_dim);
+    if (cfg->head_dim <= cfg->rope_dim)
+        return dsv4_fail(err, errlen, "%s: key 'head_dim' (%d) must exceed 'qk_rope_head_dim' (%d)", path,
+                         cfg->head_dim, cfg->rope_dim);
+    if (cfg->n_heads % cfg->o_groups)
+        return dsv4_fail(err, errlen, "%s: key 'o_groups' (%d) must divide 'num_attention_heads' (%d)", path,
+                         cfg->o_groups, cfg->n_heads);
+    if (cfg->bos_token_id < 0 || cfg->bos_token_id >= cfg->vocab_size)
+        return dsv4_fail(err, errlen, "%s: key 'bos_token_id' (%d) outside [0, vocab_size=%d)", path,
+                         cfg->bos_token_id, cfg->vocab_size);
+    if (cfg->eos_token_id < 0 || cfg->eos_token_id >= cfg->vocab_size)
+        return dsv4_fail(err, errlen, "%s: key 'eos_token_id' (%d) outside [0, vocab_size=%d)", path,
+                         cfg->eos_token_id, cfg->vocab_size);
+    if (!(cfg->rope_theta > 0) || !(cfg->compress_rope_theta > 0))
+        return dsv4_fail(err, errlen, "%s: key '%s' must be positive", path,
+                         cfg->rope_theta > 0 ? "compress_rope_theta" : "rope_theta");
+    if (!(cfg->norm_eps > 0))
+        return dsv4_fail(err, errlen, "%s: key 'rms_norm_eps' must be positive, found %g", path, (double)cfg->norm_eps);
+    if (cfg->hc_eps < 0)
+        return dsv4_fail(err, errlen, "%s: key 'hc_eps' must be >= 0, found %g", path, (double)cfg->hc_eps);
+    if (cfg->swiglu_limit < 0)
+        return dsv4_fail(err, errlen, "%s: key 'swiglu_limit' must be >= 0, found %g", path,
+                         (double)cfg->swiglu_limit);
+    if (!(cfg->route_scale > 0))
+        return dsv4_fail(err, errlen, "%s: key 'routed_scaling_factor' must be positive, found %g", path,
+                         (double)cfg->route_scale);
+
+    /* compress_ratios */
+    long total = (long)cfg->n_layers + cfg->n_mtp_layers;
+    if (total > DSV4_MAX_LAYERS)
+        return dsv4_fail(err, errlen, "%s: num_hidden_layers + num_nextn_predict_layers = %ld exceeds the supported "
+                         "maximum %d", path, total, DSV4_MAX_LAYERS);
+    const cJSON *cr = cJSON_GetObjectItemCaseSensitive(root, "compress_ratios");
+    if (!cr) return dsv4_fail(err, errlen, "%s: missing key 'compress_ratios'", path);
+    if (!cJSON_IsArray(cr))
+        return dsv4_fail(err, errlen, "%s: key 'compress_ratios' must be an array, found %s", path, jtype(cr));
+    int nr = cJSON_GetArraySize(cr);
+    if (nr != total)
+        return dsv4_fail(err, errlen, "%s: key 'compress_ratios' has %d entries, expected %ld (num_hidden_layers + "
+                         "num_nextn_predict_layers)", path, nr, total);
+    cfg->n_ratios = nr;
+    int k = 0, any_csa = 0;
+    for (const cJSON *e = cr->child; e; e = e->next, k++) {
+        double d = cJSON_IsNumber(e) ? e->valuedouble : -1;
+        if (!cJSON_IsNumber(e) || d != floor(d) || d < 0 || d > 1e9)
+            return dsv4_fail(err, errlen, "%s: key 'compress_ratios' entry %d must be a non-negative integer, found %s",
+                             path, k, cJSON_IsNumber(e) ? "a negative or fractional number" : jtype(e));
+        cfg->compress_ratios[k] = (int)d;
+        if (cfg->compress_ratios[k] == 4) any_csa = 1;
+    }
+    if (get_int(&c, "index_n_heads", any_csa, 0, &cfg->index_n_heads) ||
+        get_int(&c, "index_head_dim", any_csa, 0, &cfg->index_head_dim) ||
+        get_int(&c, "index_topk", any_csa, 0, &cfg->index_topk))
+        return -1;
+    if (any_csa) {
+        if (positive(&c, "index_n_heads", cfg->index_n_heads) || positive(&c, "index_head_dim", cfg->index_head_dim) ||
+            positive(&c, "index_topk", cfg->index_topk))
+            return -1;
+        if (cfg->index_head_dim <= cfg->rope_dim)
+            return dsv4_fail(err, errlen, "%s: key 'index_head_dim' (%d) must exceed 'qk_rope_head_dim' (%d)", path,
+                             cfg->index_head_dim, cfg->rope_dim);
+    }
+#undef REQ
+#undef OPT
+#undef REQF
+#undef OPTF
+    return 0;
+}
+
+int dsv4_config_load(dsv4_config *cfg, const char *path, char *err, size_t errlen) {
+    char *buf = NULL;
+    size_t len = 0;
+    if (read_all(path, &buf, &len, err, errlen) != 0) return -1;
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(buf, len, &end, 0);
+    if (!root) {
+        int line = 1;
+        const char *stop = end && end >= buf && end <= buf + len ? end : buf;
+        for (const char *q = buf; q < stop; q++) line += *q == '\n';
+        free(buf);
+        return dsv4_fail(err, errlen, "%s: config.json is not valid JSON (line %d?)", path, line);
+    }
+    for (const char *q = end; q && q < buf + len; q++) {
+        if (*q != ' ' && *q != '\t' && *q != '\n' && *q != '\r') {
+            int line = 1;
+            for (const char *r = buf; r < q; r++) line += *r == '\n';
+            cJSON_Delete(root);
+            free(buf);
+            return dsv4_fail(err, errlen, "%s: config.json is not valid JSON (trailing text at line %d)", path, line);
+        }
+    }
+    int rc;
+    if (!cJSON_IsObject(root)) rc = dsv4_fail(err, errlen, "%s: config.json is not a JSON object", path);
+    else rc = parse(cfg, root, path, err, errlen);
+    cJSON_Delete(root);
+    free(buf);
+    return rc;
+}
