@@ -1,0 +1,255 @@
+/* io/info.c — expected checkpoint tensor list of a config (tensor_list.h) and the weights-free summary
+ * dsv4_config_info (dsv4.h). Spec v4-architecture §2.1 (names), §2.2 (shapes), §2.3 (formats). */
+#include "dsv4.h"
+#include "io/tensor_list.h"
+#include "base/util.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    dsv4_tensor_spec *v;
+    int n, cap;
+    int oom;
+    int layer, expert;
+    unsigned flags; /* extra flags for the next additions (ROUTED/SHARED) */
+} tl;
+
+static void add(tl *l, st_dtype dt, unsigned flags, int ndim, int64_t d0, int64_t d1, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 7, 8)))
+#endif
+    ;
+
+static void add(tl *l, st_dtype dt, unsigned flags, int ndim, int64_t d0, int64_t d1, const char *fmt, ...) {
+    if (l->oom) return;
+    if (l->n == l->cap) {
+        int nc = l->cap ? 2 * l->cap : 1024;
+        dsv4_tensor_spec *nv = realloc(l->v, (size_t)nc * sizeof *nv);
+        if (!nv) { l->oom = 1; return; }
+        l->v = nv;
+        l->cap = nc;
+    }
+    dsv4_tensor_spec *t = &l->v[l->n++];
+    memset(t, 0, sizeof *t);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(t->name, sizeof t->name, fmt, ap);
+    va_end(ap);
+    t->dtype = dt;
+    t->ndim = ndim;
+    t->shape[0] = d0;
+    t->shape[1] = d1;
+    t->layer = l->layer;
+    t->expert = l->expert;
+    t->flags = flags | l->flags;
+}
+
+static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+/* FP8 E4M3 linear [out, in] with its 128x128 E8M0 scale grid. */
+static void fp8_linear(tl *l, const char *pfx, const char *name, int64_t out, int64_t in) {
+    add(l, ST_F8_E4M3, 0, 2, out, in, "%s%s.weight", pfx, name);
+    add(l, ST_F8_E8M0, DSV4_TS_SCALE, 2, cdiv(out, 128), cdiv(in, 128), "%s%s.scale", pfx, name);
+}
+
+/* Routed-expert linear: packed FP4 (I8 [out, in/2] + E8M0 [out, in/32]) or FP8. */
+static void expert_linear(tl *l, int fp8, const char *pfx, const char *name, int64_t out, int64_t in) {
+    if (fp8) { fp8_linear(l, pfx, name, out, in); return; }
+    add(l, ST_I8, DSV4_TS_FP4, 2, out, in / 2, "%s%s.weight", pfx, name);
+    add(l, ST_F8_E8M0, DSV4_TS_SCALE, 2, out, in / 32, "%s%s.scale", pfx, name);
+}
+
+/* Every tensor of one block (trunk layer or MTP block) under prefix pfx. */
+static void block(tl *l, const dsv4_config *c, int experts_fp8, const char *pfx, int ratio, int hash) {
+    const int64_t D = c->dim, H = c->n_heads, hd = c->head_dim, V = c->vocab_size, E = c->n_routed_experts;
+    const int64_t hc = c->hc_mult, mix = (2 + hc) * hc, I = c->moe_inter_dim, ql = c->q_lora_rank;
+    add(l, ST_BF16, 0, 1, D, 0, "%sattn_norm.weight", pfx);
+    add(l, ST_BF16, 0, 1, D, 0, "%sffn_norm.weight", pfx);
+    add(l, ST_F32, 0, 2, mix, hc * D, "%shc_attn_fn", pfx);
+    add(l, ST_F32, 0, 2, mix, hc * D, "%shc_ffn_fn", pfx);
+    add(l, ST_F32, 0, 1, mix, 0, "%shc_attn_base", pfx);
+    add(l, ST_F32, 0, 1, mix, 0, "%shc_ffn_base", pfx);
+    add(l, ST_F32, 0, 1, 3, 0, "%shc_attn_scale", pfx);
+    add(l, ST_F32, 0, 1, 3, 0, "%shc_ffn_scale", pfx);
+
+    char p[96];
+    snprintf(p, sizeof p, "%sattn.", pfx);
+    add(l, ST_F32, 0, 1, H, 0, "%sattn_sink", p);
+    fp8_linear(l, p, "wq_a", ql, D);
+    add(l, ST_BF16, 0, 1, ql, 0, "%sq_norm.weight", p);
+    fp8_linear(l, p, "wq_b", H * hd, ql);
+    fp8_linear(l, p, "wkv", hd, D);
+    add(l, ST_BF16, 0, 1, hd, 0, "%skv_norm.weight", p);
+    fp8_linear(l, p, "wo_a", (int64_t)c->o_groups * c->o_lora_rank, H * hd / c->o_groups);
+    fp8_linear(l, p, "wo_b", D, (int64_t)c->o_groups * c->o_lora_rank);
+    if (ratio > 0) {
+        const int64_t co = ratio == 4 ? 2 : 1; /* overlapping (CSA) compressors produce two halves */
+        add(l, ST_BF16, 0, 2, co * hd, D, "%scompressor.wkv.weight", p);
+        add(l, ST_BF16, 0, 2, co * hd, D, "%scompressor.wgate.weight", p);
+        add(l, ST_F32, 0, 2, ratio, co * hd, "%scompressor.ape", p);
+        add(l, ST_BF16, 0, 1, hd, 0, "%scompressor.norm.weight", p);
+    }
+    if (ratio == 4) {
+        const int64_t ih = c->index_n_heads, id = c->index_head_dim;
+        char q[112];
+        snprintf(q, sizeof q, "%sindexer.", p);
+        fp8_linear(l, q, "wq_b", ih * id, ql);
+        add(l, ST_BF16, 0, 2, ih, D, "%sweights_proj.weight", q);
+        add(l, ST_BF16, 0, 2, 2 * id, D, "%scompressor.wkv.weight", q);
+        add(l, ST_BF16, 0, 2, 2 * id, D, "%scompressor.wgate.weight", q);
+        add(l, ST_F32, 0, 2, 4, 2 * id, "%scompressor.ape", q);
+        add(l, ST_BF16, 0, 1, id, 0, "%scompressor.norm.weight", q);
+    }
+
+    snprintf(p, sizeof p, "%sffn.", pfx);
+    add(l, ST_BF16, 0, 2, E, D, "%sgate.weight", p);
+    if (hash) add(l, ST_I64, DSV4_TS_ROW, 2, V, c->n_activated_experts, "%sgate.tid2eid", p);
+    else add(l, ST_F32, 0, 1, E, 0, "%sgate.bias", p);
+    for (int e = 0; e < E; e++) {
+        char q[128];
+        snprintf(q, sizeof q, "%sexperts.%d.", p, e);
+        l->expert = e;
+        l->flags = DSV4_TS_ROUTED;
+        expert_linear(l, experts_fp8, q, "w1", I, D);
+        expert_linear(l, experts_fp8, q, "w2", D, I);
+        expert_linear(l, experts_fp8, q, "w3", I, D);
+    }
+    l->expert = -1;
+    l->flags = 0;
+    if (c->n_shared_experts > 0) {
+        char q[112];
+        snprintf(q, sizeof q, "%sshared_experts.", p);
+        l->flags = DSV4_TS_SHARED;
+        fp8_linear(l, q, "w1", I, D);
+        fp8_linear(l, q, "w2", D, I);
+        fp8_linear(l, q, "w3", I, D);
+        l->flags = 0;
+    }
+}
+
+int dsv4_tensor_list(const dsv4_config *c, int experts_fp8, dsv4_tensor_spec **out, int *n, char *err,
+                     size_t errlen) {
+    *out = NULL;
+    *n = 0;
+    if (!experts_fp8 && (c->dim % 32 || c->moe_inter_dim % 32))
+        return dsv4_fail(err, errlen, "packed FP4 experts need hidden_size (%d) and moe_intermediate_size (%d) to be "
+                         "multiples of 32", c->dim, c->moe_inter_dim);
+    if (c->n_ratios != c->n_layers + c->n_mtp_layers)
+        return dsv4_fail(err, errlen, "config has %d compress_ratios, expected %d", c->n_ratios,
+                         c->n_layers + c->n_mtp_layers);
+    tl l = {0};
+    l.layer = -1;
+    l.expert = -1;
+    const int64_t D = c->dim, V = c->vocab_size, hc = c->hc_mult;
+    add(&l, ST_BF16, DSV4_TS_ROW, 2, V, D, "embed.weight");
+    add(&l, ST_BF16, 0, 2, V, D, "head.weight");
+    add(&l, ST_BF16, 0, 1, D, 0, "norm.weight");
+    add(&l, ST_F32, 0, 2, hc, hc * D, "hc_head_fn");
+    add(&l, ST_F32, 0, 1, hc, 0, "hc_head_base");
+    add(&l, ST_F32, 0, 1, 1, 0, "hc_head_scale");
+    for (int L = 0; L < c->n_layers; L++) {
+        char pfx[32];
+        snprintf(pfx, sizeof pfx, "layers.%d.", L);
+        l.layer = L;
+        block(&l, c, experts_fp8, pfx, c->compress_ratios[L], L < c->n_hash_layers);
+    }
+    for (int i = 0; i < c->n_mtp_layers; i++) {
+        char pfx[32];
+        snprintf(pfx, sizeof pfx, "mtp.%d.", i);
+        l.layer = c->n_layers + i;
+        block(&l, c, experts_fp8, pfx, c->compress_ratios[c->n_layers + i], 0);
+        fp8_linear(&l, pfx, "e_proj", D, D);
+        fp8_linear(&l, pfx, "h_proj", D, D);
+        add(&l, ST_BF16, 0, 1, D, 0, "%senorm.weight", pfx);
+        add(&l, ST_BF16, 0, 1, D, 0, "%shnorm.weight", pfx);
+        add(&l, ST_BF16, 0, 1, D, 0, "%snorm.weight", pfx);
+        add(&l, ST_F32, 0, 2, hc, hc * D, "%shc_head_fn", pfx);
+        add(&l, ST_F32, 0, 1, hc, 0, "%shc_head_base", pfx);
+        add(&l, ST_F32, 0, 1, 1, 0, "%shc_head_scale", pfx);
+    }
+    if (l.oom) {
+        free(l.v);
+        return dsv4_fail(err, errlen, "tensor list: out of memory");
+    }
+    *out = l.v;
+    *n = l.n;
+    return 0;
+}
+
+void dsv4_tensor_list_free(dsv4_tensor_spec *list) { free(list); }
+
+int64_t dsv4_tensor_spec_numel(const dsv4_tensor_spec *t) {
+    int64_t n = 1;
+    for (int i = 0; i < t->ndim; i++) n *= t->shape[i];
+    return n;
+}
+
+static int info_bucket(const dsv4_tensor_spec *t) {
+    if (t->flags & DSV4_TS_FP4) return DSV4_INFO_FP4;
+    switch (t->dtype) {
+    case ST_BF16: return DSV4_INFO_BF16;
+    case ST_F32: return DSV4_INFO_F32;
+    case ST_F8_E4M3: return DSV4_INFO_F8_E4M3;
+    case ST_F8_E8M0: return DSV4_INFO_F8_E8M0;
+    case ST_I64: return DSV4_INFO_I64;
+    default: return DSV4_INFO_OTHER;
+    }
+}
+
+int dsv4_config_info(const char *dir, dsv4_model_info *out, char *err, size_t errlen) {
+    memset(out, 0, sizeof *out);
+    /* `dir` is a model directory; a path to a .json file is accepted as the config itself. */
+    size_t dl = strlen(dir);
+    char *path = malloc(dl + 16);
+    if (!path) return dsv4_fail(err, errlen, "%s: out of memory", dir);
+    if (dl >= 5 && strcmp(dir + dl - 5, ".json") == 0) memcpy(path, dir, dl + 1);
+    else snprintf(path, dl + 16, "%s%sconfig.json", dir, dl && dir[dl - 1] == '/' ? "" : "/");
+    dsv4_config c;
+    int rc = dsv4_config_load(&c, path, err, errlen);
+    free(path);
+    if (rc) return -1;
+
+    dsv4_tensor_spec *ts;
+    int n;
+    if (dsv4_tensor_list(&c, c.expert_fp8, &ts, &n, err, errlen) != 0) return -1;
+
+    out->vocab_size = c.vocab_size;
+    out->dim = c.dim;
+    out->n_layers = c.n_layers;
+    out->n_mtp_layers = c.n_mtp_layers;
+    out->n_heads = c.n_heads;
+    out->head_dim = c.head_dim;
+    out->n_routed_experts = c.n_routed_experts;
+    out->n_activated_experts = c.n_activated_experts;
+    out->n_hash_layers = c.n_hash_layers;
+    out->bos_token_id = c.bos_token_id;
+    out->eos_token_id = c.eos_token_id;
+    for (int L = 0; L < c.n_layers; L++) {
+        int r = c.compress_ratios[L];
+        if (r == 0) out->n_window_layers++;
+        else if (r == 4) out->n_csa_layers++;
+        else out->n_hca_layers++;
+    }
+
+    const double topk_frac = (double)c.n_activated_experts / (double)c.n_routed_experts;
+    for (int i = 0; i < n; i++) {
+        const dsv4_tensor_spec *t = &ts[i];
+        double numel = (double)dsv4_tensor_spec_numel(t);
+        double bytes = numel * (double)st_dtype_size(t->dtype);
+        double params = (t->flags & DSV4_TS_SCALE) ? 0 : numel * ((t->flags & DSV4_TS_FP4) ? 2 : 1);
+        out->bytes_total += bytes;
+        out->bytes_by_dtype[info_bucket(t)] += bytes;
+        out->n_params += params;
+        if (t->layer >= c.n_layers) continue; /* MTP: not part of decoding one token */
+        double f = 1.0;
+        if (t->flags & DSV4_TS_ROUTED) f = topk_frac;             /* top-k of the layer's experts */
+        else if (t->flags & DSV4_TS_ROW) f = 1.0 / (double)t->shape[0]; /* one row of a lookup table */
+        out->bytes_per_token += bytes * f;
+        out->n_params_active += params * f;
+    }
+    dsv4_tensor_list_free(ts);
+    return 0;
+}

@@ -1,0 +1,50 @@
+/* io/tensor_list.h — the checkpoint tensors a DeepSeek-V4 config implies (weights-free).
+ *
+ * dsv4_tensor_list() enumerates every tensor of the official HF checkpoint layout (spec v4-architecture
+ * §2.1, shapes §2.2) for a parsed config: global tensors, per trunk layer (attention, mHC, compressor when
+ * compress_ratios[N] > 0, lightning indexer when compress_ratios[N] == 4, router with tid2eid on hash
+ * layers [0, n_hash_layers) and gate.bias elsewhere, routed and shared experts) and per MTP block `mtp.i.`
+ * (the same block tensors, never tid2eid, plus e_proj/h_proj/enorm/hnorm/norm/hc_head_*).
+ * Dtypes: FP8 linears are F8_E4M3 [out, in] + F8_E8M0 scale [ceil(out/128), ceil(in/128)]; routed experts
+ * are packed FP4 (I8 [out, in/2] + F8_E8M0 [out, in/32]) or, with experts_fp8, FP8 like the other linears;
+ * attn.wo_a is FP8 as in the unconverted HF checkpoint. Used by dsv4_config_info (io/info.c) and by the
+ * weight loader to validate a checkpoint.
+ */
+#ifndef DSV4_IO_TENSOR_LIST_H
+#define DSV4_IO_TENSOR_LIST_H
+#include <stddef.h>
+#include <stdint.h>
+#include "io/safetensors.h"
+#include "model/config.h"
+
+/* flags of dsv4_tensor_spec */
+enum {
+    DSV4_TS_SCALE  = 1, /* E8M0 block-quantization scale of the preceding weight (not a parameter) */
+    DSV4_TS_ROUTED = 2, /* belongs to a routed expert (spec.expert = its index) */
+    DSV4_TS_SHARED = 4, /* belongs to the shared expert */
+    DSV4_TS_ROW    = 8, /* a lookup table of which one row is read per token (embed.weight, ffn.gate.tid2eid) */
+    DSV4_TS_FP4    = 16 /* I8 tensor holding packed FP4 E2M1 pairs (one byte = 2 parameters) */
+};
+
+typedef struct {
+    char name[128];   /* checkpoint name, e.g. "layers.3.ffn.experts.17.w2.scale" */
+    st_dtype dtype;
+    int ndim;         /* 1..4 */
+    int64_t shape[4];
+    int layer;        /* -1 global, 0..n_layers-1 trunk, n_layers+i for MTP block i */
+    int expert;       /* routed expert index, or -1 */
+    unsigned flags;   /* DSV4_TS_* */
+} dsv4_tensor_spec;
+
+/* Build the expected tensor list of config `c`, in a fixed order (globals, then each layer, then each MTP
+ * block). experts_fp8: 0 = packed FP4 experts, 1 = FP8 experts (config expert_dtype "fp8").
+ * On success *out (malloc'd, free with dsv4_tensor_list_free) holds *n specs; returns 0. Returns -1 with
+ * err on an impossible config (e.g. FP4 experts whose input dims are not multiples of 32) or on OOM. */
+int dsv4_tensor_list(const dsv4_config *c, int experts_fp8, dsv4_tensor_spec **out, int *n, char *err,
+                     size_t errlen);
+void dsv4_tensor_list_free(dsv4_tensor_spec *list);
+
+/* Number of elements of a spec (product of its shape). */
+int64_t dsv4_tensor_spec_numel(const dsv4_tensor_spec *t);
+
+#endif
