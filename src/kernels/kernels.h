@@ -18,6 +18,10 @@ float dsv4_e8m0_to_f32(uint8_t b);       /* 2^(b-127); 255 -> NaN */
 float dsv4_e2m1_to_f32(uint8_t code);    /* low 4 bits: 0,.5,1,1.5,2,3,4,6 and negatives (8..15) */
 float dsv4_round_e4m3(float x);          /* value of dsv4_f32_to_e4m3(x) as f32 */
 float dsv4_round_e2m1(float x);          /* nearest E2M1 value, RNE, saturating at ±6 */
+/* Decode tables (defined in numerics.c): dsv4_e4m3_lut[b] == dsv4_e4m3_to_f32(b) for all 256 codes
+ * (0x7f/0xff are NaN); dsv4_e2m1_lut[c] == dsv4_e2m1_to_f32(c) for the 16 codes. */
+extern const float dsv4_e4m3_lut[256];
+extern const float dsv4_e2m1_lut[16];
 
 /* ---------------------------------------------------------------- quantization simulations */
 /* §3.3 FP8 activation quant-dequant, in place, blocks of `block` (last block may be short):

@@ -1,0 +1,102 @@
+/* kernels/ops.c — RMSNorm (§3.1), RoPE tables and rotation (§3.2), softmax, Sinkhorn (§4.2 step 4)
+ * of spec v4-architecture. Scalar C11, no allocation.
+ */
+#include "kernels/kernels.h"
+#include "base/util.h"
+
+#include <math.h>
+
+void dsv4_rmsnorm(float *out, const float *x, const float *w, int n, float eps, int round_bf16) {
+    /* mean(x^2) accumulated in double (close to torch's cascaded F32 sum), then F32 like the reference:
+     * r = rsqrt(mean + eps); y = w * (x * r). out may alias x. */
+    double ss = 0.0;
+    for (int i = 0; i < n; i++) ss += (double)x[i] * (double)x[i];
+    float mean = (float)(ss / (double)n);
+    float r = 1.0f / sqrtf(mean + eps);
+    for (int i = 0; i < n; i++) {
+        float y = x[i] * r;
+        if (w) y = w[i] * y;
+        out[i] = round_bf16 ? dsv4_round_bf16(y) : y;
+    }
+}
+
+/* corr(β) = r · ln(L0 / (2π β)) / (2 ln θ), in double as the reference (Python math). */
+static double yarn_corr(double beta, int rope_dim, double theta, int orig_len) {
+    return (double)rope_dim * log((double)orig_len / (beta * 2.0 * M_PI)) / (2.0 * log(theta));
+}
+
+void dsv4_rope_freqs(float *f, int rope_dim, float theta, int yarn, float factor, int orig_len,
+                     float beta_fast, float beta_slow) {
+    int half = rope_dim / 2;
+    for (int i = 0; i < half; i++) {
+        float e = (float)(2 * i) / (float)rope_dim;         /* arange(0, r, 2, f32) / r */
+        f[i] = 1.0f / powf(theta, e);                       /* 1.0 / (base ** e) in F32 */
+    }
+    if (!yarn) return;
+    int lo = (int)floor(yarn_corr(beta_fast, rope_dim, theta, orig_len));
+    int hi = (int)ceil(yarn_corr(beta_slow, rope_dim, theta, orig_len));
+    if (lo < 0) lo = 0;
+    if (hi > rope_dim - 1) hi = rope_dim - 1;
+    float lo_f = (float)lo, span = (float)(hi - lo);
+    if (lo == hi) span = (float)((double)hi + 0.001 - (double)lo);
+    for (int i = 0; i < half; i++) {
+        /* The reference forms smooth = 1 - ramp and blends f/s*(1-smooth) + f*smooth, all in F32;
+         * (1 - smooth) is not always bit-equal to ramp, so follow it literally. */
+        float ramp = ((float)i - lo_f) / span;
+        if (ramp < 0.0f) ramp = 0.0f;
+        if (ramp > 1.0f) ramp = 1.0f;
+        float smooth = 1.0f - ramp;
+        f[i] = f[i] / factor * (1.0f - smooth) + f[i] * smooth;
+    }
+}
+
+void dsv4_rope(float *x, int rope_dim, const float *f, int64_t pos, int inverse) {
+    float p = (float)pos;
+    for (int j = 0; j < rope_dim / 2; j++) {
+        float ang = p * f[j];                               /* fl32(pos * f_j) */
+        float c = (float)cos((double)ang), s = (float)sin((double)ang);
+        if (inverse) s = -s;                                /* cos(-φ) = cos φ, sin(-φ) = -sin φ exactly */
+        float a = x[2 * j], b = x[2 * j + 1];
+        x[2 * j] = dsv4_round_bf16(a * c - b * s);
+        x[2 * j + 1] = dsv4_round_bf16(a * s + b * c);
+    }
+}
+
+void dsv4_softmax(float *x, int n) {
+    if (n <= 0) return;
+    float m = x[0];
+    for (int i = 1; i < n; i++) if (x[i] > m) m = x[i];
+    float sum = 0.0f;
+    for (int i = 0; i < n; i++) { x[i] = expf(x[i] - m); sum += x[i]; }
+    for (int i = 0; i < n; i++) x[i] = x[i] / sum;
+}
+
+static void sk_cols(float *M, int hc, float eps) {
+    for (int k = 0; k < hc; k++) {
+        float s = 0.0f;
+        for (int j = 0; j < hc; j++) s += M[j * hc + k];
+        s += eps;
+        for (int j = 0; j < hc; j++) M[j * hc + k] /= s;
+    }
+}
+
+static void sk_rows(float *M, int hc, float eps) {
+    for (int j = 0; j < hc; j++) {
+        float s = 0.0f;
+        for (int k = 0; k < hc; k++) s += M[j * hc + k];
+        s += eps;
+        for (int k = 0; k < hc; k++) M[j * hc + k] /= s;
+    }
+}
+
+void dsv4_sinkhorn(float *M, int hc, int iters, float eps) {
+    for (int j = 0; j < hc; j++) {
+        dsv4_softmax(M + j * hc, hc);
+        for (int k = 0; k < hc; k++) M[j * hc + k] += eps;
+    }
+    sk_cols(M, hc, eps);
+    for (int it = 1; it < iters; it++) {
+        sk_rows(M, hc, eps);
+        sk_cols(M, hc, eps);
+    }
+}

@@ -1,0 +1,489 @@
+/* tests/test_kernels.c — self-contained checks of src/kernels (no data files): number formats against
+ * brute-force definitions, quantization simulations, all four linear weight formats against their
+ * dequantized F32 form, batch invariance, RoPE/YaRN table (spec v4-architecture §3.2), Sinkhorn, Hadamard.
+ * Prints one line per failed check and ends with "N passed, N failed".
+ */
+#include "kernels/kernels.h"
+#include "base/util.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int n_pass, n_fail;
+
+#define CHECK(cond, ...)                                                   \
+    do {                                                                   \
+        if (cond) n_pass++;                                                \
+        else { n_fail++; printf("FAIL %s:%d: ", __FILE__, __LINE__);       \
+               printf(__VA_ARGS__); printf("\n"); }                        \
+    } while (0)
+
+/* deterministic xorshift */
+static uint64_t rng = 88172645463325252ull;
+static uint32_t rnd_u32(void) { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; return (uint32_t)(rng >> 16); }
+static float rnd_unif(void) { return (float)((rnd_u32() >> 8) * (1.0 / 16777216.0)) * 2.0f - 1.0f; }
+static float rnd_bf16(float scale) { return dsv4_round_bf16(rnd_unif() * scale); }
+
+static uint32_t f2u(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+static float u2f(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+
+/* ------------------------------------------------------------------ E4M3 */
+static double e4m3_def(int b) { /* definition, independent of the LUT */
+    int s = b >> 7, e = (b >> 3) & 15, m = b & 7;
+    double v = e == 0 ? m * ldexp(1.0, -9) : (1.0 + m / 8.0) * ldexp(1.0, e - 7);
+    return s ? -v : v;
+}
+
+/* brute force: nearest finite code to x (|x| <= 448), ties to even mantissa (code & 1 == 0) */
+static int e4m3_brute(float x) {
+    double a = fabs((double)x);
+    int best = 0; double bd = 1e300;
+    for (int b = 0; b < 0x7f; b++) {
+        double d = fabs(e4m3_def(b) - a);
+        if (d < bd || (d == bd && (b & 1) == 0 && (best & 1))) { bd = d; best = b; }
+    }
+    return (x < 0 || (x == 0 && signbit(x))) ? (best | 0x80) : best;
+}
+
+static void test_e4m3(void) {
+    int bad = 0;
+    for (int b = 0; b < 256; b++) {
+        float v = dsv4_e4m3_to_f32((uint8_t)b);
+        if ((b & 0x7f) == 0x7f) { if (!isnan(v)) bad++; continue; }
+        if ((double)v != e4m3_def(b) || dsv4_e4m3_lut[b] != v) bad++;
+        if (dsv4_f32_to_e4m3(v) != b) bad++;
+    }
+    CHECK(bad == 0, "e4m3 decode/encode round trip: %d mismatches", bad);
+    CHECK(dsv4_f32_to_e4m3(448.0f) == 0x7e, "448 -> %#x", dsv4_f32_to_e4m3(448.0f));
+    CHECK(dsv4_f32_to_e4m3(464.0f) == 0x7e, "464 saturates -> %#x", dsv4_f32_to_e4m3(464.0f));
+    CHECK(dsv4_f32_to_e4m3(1e6f) == 0x7e, "1e6 saturates");
+    CHECK(dsv4_f32_to_e4m3(-INFINITY) == 0xfe, "-inf saturates to -448");
+    CHECK(dsv4_f32_to_e4m3(NAN) == 0x7f, "NaN -> 0x7f");
+    CHECK(dsv4_round_e4m3(1.0625f) == 1.0f, "tie 1.0625 -> %g", dsv4_round_e4m3(1.0625f));
+    CHECK(dsv4_round_e4m3(1.1875f) == 1.25f, "tie 1.1875 -> %g", dsv4_round_e4m3(1.1875f));
+    CHECK(dsv4_round_e4m3(1.0625001f) == 1.125f, "1.0625+ulp -> %g", dsv4_round_e4m3(1.0625001f));
+    CHECK(dsv4_round_e4m3(-3.125f) == -3.0f, "tie -3.125 -> %g", dsv4_round_e4m3(-3.125f));
+    CHECK(dsv4_round_e4m3(-3.375f) == -3.5f, "tie -3.375 -> %g", dsv4_round_e4m3(-3.375f));
+    CHECK(dsv4_round_e4m3(0x1p-10f) == 0.0f, "tie 2^-10 -> %g", dsv4_round_e4m3(0x1p-10f));
+    CHECK(dsv4_round_e4m3(0x1.000002p-10f) == 0x1p-9f, "2^-10+ulp -> min subnormal");
+    CHECK(dsv4_round_e4m3(3 * 0x1p-10f) == 0x1p-8f, "tie 3*2^-10 -> %g", dsv4_round_e4m3(3 * 0x1p-10f));
+    CHECK(dsv4_round_e4m3(15 * 0x1p-10f) == 0x1p-6f, "tie 15*2^-10 -> min normal (%g)", dsv4_round_e4m3(15 * 0x1p-10f));
+    CHECK(dsv4_f32_to_e4m3(0x1p-9f) == 0x01, "min subnormal code");
+    CHECK(dsv4_f32_to_e4m3(-0.0f) == 0x80, "-0 -> 0x80");
+    CHECK(dsv4_f32_to_e4m3(1e-30f) == 0x00, "tiny -> 0");
+    /* random and midpoint sweep against brute force */
+    bad = 0;
+    for (int i = 0; i < 200000; i++) {
+        float x;
+        if (i & 1) x = u2f((rnd_u32() % f2u(448.0f)) | (rnd_u32() & 0x80000000u));
+        else {  /* exact midpoints between neighbours and +-1 ulp around them */
+            int b = (int)(rnd_u32() % 0x7e);
+            float mid = (float)((e4m3_def(b) + e4m3_def(b + 1)) / 2);
+            int d = (int)(rnd_u32() % 3) - 1;
+            x = u2f(f2u(mid) + d);
+        }
+        if (dsv4_f32_to_e4m3(x) != e4m3_brute(x)) {
+            if (bad < 5) printf("  e4m3(%a) = %#x, brute %#x\n", x, dsv4_f32_to_e4m3(x), e4m3_brute(x));
+            bad++;
+        }
+    }
+    CHECK(bad == 0, "e4m3 RNE vs brute force: %d mismatches of 200000", bad);
+}
+
+/* ------------------------------------------------------------------ E8M0 / E2M1 */
+static void test_e8m0_e2m1(void) {
+    CHECK(dsv4_e8m0_to_f32(127) == 1.0f, "e8m0 127");
+    CHECK(dsv4_e8m0_to_f32(0) == 0x1p-127f, "e8m0 0 = 2^-127");
+    CHECK(dsv4_e8m0_to_f32(1) == 0x1p-126f, "e8m0 1");
+    CHECK(dsv4_e8m0_to_f32(254) == 0x1p127f, "e8m0 254");
+    CHECK(isnan(dsv4_e8m0_to_f32(255)), "e8m0 255 NaN");
+    static const float grid[8] = {0, .5f, 1, 1.5f, 2, 3, 4, 6};
+    int bad = 0;
+    for (int c = 0; c < 16; c++) {
+        float v = dsv4_e2m1_to_f32((uint8_t)c), g = c < 8 ? grid[c] : -grid[c - 8];
+        if (v != g || (c == 8 && !signbit(v))) bad++;
+        if (dsv4_round_e2m1(v) != v) bad++;
+    }
+    CHECK(bad == 0, "e2m1 decode table / fixed points: %d bad", bad);
+    CHECK(dsv4_e2m1_to_f32(0xf7) == 6.0f, "e2m1 uses low 4 bits");
+    static const float in[] = {0.25f, 0.75f, 1.25f, 1.75f, 2.5f, 3.5f, 5.0f, 0.2500001f, 5.0001f, 7.0f, 1e9f, -0.75f, -5.0f, 0.1f, -2.6f};
+    static const float ex[] = {0.0f, 1.0f, 1.0f, 2.0f, 2.0f, 4.0f, 4.0f, 0.5f, 6.0f, 6.0f, 6.0f, -1.0f, -4.0f, 0.0f, -3.0f};
+    for (size_t i = 0; i < sizeof in / sizeof in[0]; i++)
+        CHECK(dsv4_round_e2m1(in[i]) == ex[i], "round_e2m1(%g) = %g, want %g", in[i], dsv4_round_e2m1(in[i]), ex[i]);
+}
+
+/* ------------------------------------------------------------------ simulations */
+static float ref_pow2_ceil(float v) { return (float)ldexp(1.0, (int)ceil(log2((double)v))); }
+
+static void test_fp8_sim(void) {
+    enum { N = 1000, B = 128 };
+    static float x[N], y[N], q[N], sc[(N + B - 1) / B];
+    int bad = 0, bad_idem = 0, bad_q = 0;
+    for (int rep = 0; rep < 50; rep++) {
+        float mag = ldexpf(1.0f, (int)(rnd_u32() % 40) - 20);
+        for (int i = 0; i < N; i++) x[i] = rnd_bf16(mag) * (i % 97 == 0 ? 37.0f : 1.0f);
+        memcpy(y, x, sizeof x);
+        dsv4_fp8_sim(y, N, B);
+        dsv4_fp8_quant(x, N, B, q, sc);
+        for (int b0 = 0, bi = 0; b0 < N; b0 += B, bi++) {
+            int n = N - b0 < B ? N - b0 : B;
+            float a = 0;
+            for (int i = 0; i < n; i++) a = fmaxf(a, fabsf(x[b0 + i]));
+            a = fmaxf(a, 1e-4f);
+            float s = ref_pow2_ceil(a / 448.0f);
+            if (sc[bi] != s) bad++;
+            for (int i = 0; i < n; i++) {
+                float want = dsv4_round_e4m3(fminf(fmaxf(x[b0 + i] / s, -448.f), 448.f)) * s;
+                if (y[b0 + i] != want) bad++;
+                if (q[b0 + i] * sc[bi] != y[b0 + i] || dsv4_round_e4m3(q[b0 + i]) != q[b0 + i]) bad_q++;
+            }
+        }
+        memcpy(x, y, sizeof y);
+        dsv4_fp8_sim(x, N, B);
+        if (memcmp(x, y, sizeof x)) bad_idem++;
+    }
+    CHECK(bad == 0, "fp8_sim vs log2/ceil definition: %d mismatches", bad);
+    CHECK(bad_q == 0, "fp8_quant q*scale == fp8_sim: %d mismatches", bad_q);
+    CHECK(bad_idem == 0, "fp8_sim idempotent: %d reps differ", bad_idem);
+    /* scale rounding edge cases: amax/448 a power of two keeps the scale, one ulp above doubles it */
+    float v[4] = {896.0f, 1.0f, -3.0f, 0.0f};
+    dsv4_fp8_quant(v, 4, 4, q, sc);
+    CHECK(sc[0] == 2.0f && q[0] == 448.0f, "amax 896 -> scale %g q %g", sc[0], q[0]);
+    v[0] = 897.0f;
+    dsv4_fp8_quant(v, 4, 4, q, sc);
+    CHECK(sc[0] == 4.0f, "amax 897 -> scale %g (want 4)", sc[0]);
+    float z[3] = {0, 0, 0};
+    dsv4_fp8_quant(z, 3, 128, q, sc);
+    CHECK(sc[0] == ref_pow2_ceil(1e-4f / 448.0f) && q[0] == 0.0f, "all-zero block: scale %a", sc[0]);
+    float w[5] = {1e-6f, -2e-5f, 3e-7f, 0, 5e-5f};
+    memcpy(y, w, sizeof w);
+    dsv4_fp8_sim(y, 5, 128); /* amax clamps to 1e-4: scale 2^-22 */
+    CHECK(y[1] == dsv4_round_e4m3(-2e-5f * 0x1p22f) * 0x1p-22f && y[0] == dsv4_round_e4m3(1e-6f * 0x1p22f) * 0x1p-22f,
+          "tiny block uses amax floor 1e-4");
+}
+
+static void test_fp4_sim(void) {
+    enum { N = 256 };
+    static float x[N], y[N];
+    int bad = 0, bad_idem = 0, bad_bf = 0;
+    for (int rep = 0; rep < 50; rep++) {
+        float mag = ldexpf(1.0f, (int)(rnd_u32() % 40) - 20);
+        for (int i = 0; i < N; i++) x[i] = rnd_bf16(mag);
+        memcpy(y, x, sizeof x);
+        dsv4_fp4_sim(y, N, 32);
+        for (int b0 = 0; b0 < N; b0 += 32) {
+            float a = 6.0f * 0x1p-126f;
+            for (int i = 0; i < 32; i++) a = fmaxf(a, fabsf(x[b0 + i]));
+            float s = ref_pow2_ceil(a / 6.0f);
+            for (int i = 0; i < 32; i++) {
+                float want = dsv4_round_bf16(dsv4_round_e2m1(fminf(fmaxf(x[b0 + i] / s, -6.f), 6.f)) * s);
+                if (y[b0 + i] != want) bad++;
+                if (dsv4_round_bf16(y[b0 + i]) != y[b0 + i]) bad_bf++;
+            }
+        }
+        memcpy(x, y, sizeof y);
+        dsv4_fp4_sim(x, N, 32);
+        if (memcmp(x, y, sizeof x)) bad_idem++;
+    }
+    CHECK(bad == 0, "fp4_sim vs definition: %d mismatches", bad);
+    CHECK(bad_bf == 0, "fp4_sim output BF16: %d", bad_bf);
+    CHECK(bad_idem == 0, "fp4_sim idempotent: %d reps differ", bad_idem);
+    float v[32] = {6.0f, 0.25f, 0.75f, 2.5f, 5.0f, -1.25f};
+    dsv4_fp4_sim(v, 32, 32); /* amax 6 -> scale 1 */
+    CHECK(v[0] == 6 && v[1] == 0 && v[2] == 1 && v[3] == 2 && v[4] == 4 && v[5] == -1,
+          "fp4_sim scale-1 block: %g %g %g %g %g %g", v[0], v[1], v[2], v[3], v[4], v[5]);
+}
+
+static void test_hadamard(void) {
+    enum { M = 128 };
+    float x[M], y[M];
+    double maxrel = 0, maxd = 0;
+    for (int i = 0; i < M; i++) x[i] = rnd_bf16(3.0f);
+    memcpy(y, x, sizeof x);
+    dsv4_hadamard(y, M);
+    for (int i = 0; i < M; i++) {  /* against H_ij = (-1)^popcount(i&j) / sqrt(M) in double */
+        double s = 0;
+        for (int j = 0; j < M; j++) s += (__builtin_popcount(i & j) & 1 ? -1.0 : 1.0) * x[j];
+        s /= sqrt((double)M);
+        double d = fabs(y[i] - s) / (fabs(s) + 1e-3);
+        if (d > maxd) maxd = d;
+    }
+    CHECK(maxd <= 1.0 / 256, "hadamard vs Sylvester matrix: max rel %g (> 2^-8)", maxd);
+    dsv4_hadamard(y, M);
+    double rms = 0;
+    for (int i = 0; i < M; i++) rms += (double)x[i] * x[i] / M;
+    rms = sqrt(rms);
+    for (int i = 0; i < M; i++) {
+        double d = fabs(y[i] - x[i]) / rms;
+        if (d > maxrel) maxrel = d;
+    }
+    /* two BF16 roundings (rel 2^-9 each) spread over the vector: error bounded by ~2 * 2^-9 * rms */
+    CHECK(maxrel <= 2.0 / 256, "hadamard twice == identity up to BF16: max |err|/rms %g", maxrel);
+    float e[8] = {1, 0, 0, 0, 0, 0, 0, 0};
+    dsv4_hadamard(e, 8);
+    int ok = 1;
+    for (int i = 0; i < 8; i++) ok &= e[i] == dsv4_round_bf16((float)(1.0 / sqrt(8.0)));
+    CHECK(ok, "hadamard of e0 is constant 1/sqrt(8)");
+    float f[4] = {0, 1, 0, 0};
+    dsv4_hadamard(f, 4);
+    CHECK(f[0] == .5f && f[1] == -.5f && f[2] == .5f && f[3] == -.5f, "hadamard Sylvester order: %g %g %g %g",
+          f[0], f[1], f[2], f[3]);
+}
+
+/* ------------------------------------------------------------------ linear */
+typedef struct {
+    dsv4_wview w;
+    void *data;
+    uint8_t *scale;
+} owned_w;
+
+static owned_w make_weight(dsv4_wfmt fmt, int rows, int cols) {
+    owned_w o = {{fmt, rows, cols, NULL, NULL}, NULL, NULL};
+    size_t n = (size_t)rows * cols;
+    switch (fmt) {
+    case DSV4_W_F32: {
+        float *d = malloc(n * 4);
+        for (size_t i = 0; i < n; i++) d[i] = rnd_unif() * 0.1f;
+        o.data = d;
+        break;
+    }
+    case DSV4_W_BF16: {
+        uint16_t *d = malloc(n * 2);
+        for (size_t i = 0; i < n; i++) d[i] = dsv4_f32_to_bf16(rnd_unif() * 0.1f);
+        o.data = d;
+        break;
+    }
+    case DSV4_W_FP8: {
+        uint8_t *d = malloc(n);
+        for (size_t i = 0; i < n; i++) { d[i] = (uint8_t)rnd_u32(); if ((d[i] & 0x7f) == 0x7f) d[i] = 0x10; }
+        size_t ns = (size_t)((rows + 127) / 128) * ((cols + 127) / 128);
+        o.scale = malloc(ns);
+        for (size_t i = 0; i < ns; i++) o.scale[i] = (uint8_t)(115 + rnd_u32() % 8);
+        o.data = d;
+        break;
+    }
+    case DSV4_W_FP4: {
+        uint8_t *d = malloc(n / 2);
+        for (size_t i = 0; i < n / 2; i++) d[i] = (uint8_t)rnd_u32();
+        size_t ns = (size_t)rows * ((cols + 31) / 32);
+        o.scale = malloc(ns);
+        for (size_t i = 0; i < ns; i++) o.scale[i] = (uint8_t)(118 + rnd_u32() % 8);
+        o.data = d;
+        break;
+    }
+    }
+    o.w.data = o.data;
+    o.w.scale = o.scale;
+    return o;
+}
+
+/* W[r][c] straight from the §2.3 formula */
+static double w_def(const dsv4_wview *w, int r, int c) {
+    switch (w->fmt) {
+    case DSV4_W_F32: return ((const float *)w->data)[(size_t)r * w->cols + c];
+    case DSV4_W_BF16: return dsv4_bf16_to_f32(((const uint16_t *)w->data)[(size_t)r * w->cols + c]);
+    case DSV4_W_FP8:
+        return e4m3_def(((const uint8_t *)w->data)[(size_t)r * w->cols + c]) *
+               ldexp(1.0, w->scale[(size_t)(r / 128) * ((w->cols + 127) / 128) + c / 128] - 127);
+    case DSV4_W_FP4: {
+        uint8_t b = ((const uint8_t *)w->data)[(size_t)r * (w->cols / 2) + c / 2];
+        return dsv4_e2m1_to_f32(c & 1 ? b >> 4 : b & 15) *
+               ldexp(1.0, w->scale[(size_t)r * ((w->cols + 31) / 32) + c / 32] - 127);
+    }
+    }
+    return 0;
+}
+
+static void test_linear_fmt(dsv4_wfmt fmt, const char *name, int rows, int cols) {
+    enum { T = 7 };
+    owned_w ow = make_weight(fmt, rows, cols);
+    const dsv4_wview *w = &ow.w;
+    float *deq = malloc((size_t)rows * cols * 4);
+    float *x = malloc((size_t)T * cols * 4), *x0 = malloc((size_t)T * cols * 4), *xq = malloc((size_t)T * cols * 4);
+    float *scratch = malloc((size_t)T * cols * 4);
+    float *o1 = malloc((size_t)T * rows * 4), *o2 = malloc((size_t)T * rows * 4), *o3 = malloc((size_t)T * rows * 4);
+    int bad = 0;
+    for (int r = 0; r < rows; r++) {
+        dsv4_wview_row(w, r, deq + (size_t)r * cols);
+        for (int c = 0; c < cols; c++) bad += (double)deq[(size_t)r * cols + c] != w_def(w, r, c);
+    }
+    CHECK(bad == 0, "%s: wview_row vs §2.3 definition: %d mismatches", name, bad);
+    for (int i = 0; i < T * cols; i++) x[i] = rnd_bf16(2.0f) * (i % 61 == 0 ? 50.0f : 1.0f);
+    memcpy(x0, x, (size_t)T * cols * 4);
+
+    /* plain F32 inputs: against a double-precision dot product */
+    dsv4_linear(o1, w, x, T, 0, NULL);
+    double maxerr = 0;
+    for (int t = 0; t < T; t++)
+        for (int r = 0; r < rows; r++) {
+            double s = 0, sa = 0;
+            for (int c = 0; c < cols; c++) {
+                double p = (double)deq[(size_t)r * cols + c] * x[(size_t)t * cols + c];
+                s += p; sa += fabs(p);
+            }
+            double e = fabs(o1[(size_t)t * rows + r] - s) / (sa + 1e-30);
+            if (e > maxerr) maxerr = e;
+        }
+    CHECK(maxerr < 1e-6, "%s: linear vs double dot: max err/sum|p| %g", name, maxerr);
+
+    /* bit-identical to the F32 linear of the dequantized weight */
+    dsv4_wview wf = {DSV4_W_F32, rows, cols, deq, NULL};
+    dsv4_linear(o2, &wf, x, T, 0, NULL);
+    CHECK(!memcmp(o1, o2, (size_t)T * rows * 4), "%s: linear != F32 linear of dequantized weight", name);
+
+    /* batch invariance: n_tok = 1 calls give the same bits */
+    bad = 0;
+    for (int t = 0; t < T; t++) {
+        dsv4_linear(o3, w, x + (size_t)t * cols, 1, 0, NULL);
+        bad += memcmp(o3, o1 + (size_t)t * rows, (size_t)rows * 4) != 0;
+    }
+    CHECK(bad == 0, "%s: n_tok=1 differs from batched for %d tokens", name, bad);
+
+    /* row sub-views */
+    int r0 = fmt == DSV4_W_FP8 ? 128 : 37, nr = rows - r0 - 5;
+    dsv4_wview sub = dsv4_wview_rows(w, r0, nr);
+    dsv4_linear(o3, &sub, x, T, 0, NULL);
+    bad = 0;
+    for (int t = 0; t < T; t++) bad += memcmp(o3 + (size_t)t * nr, o1 + (size_t)t * rows + r0, (size_t)nr * 4) != 0;
+    CHECK(bad == 0, "%s: wview_rows(%d,%d) linear differs from full rows", name, r0, nr);
+
+    /* DSV4_ACT_FP8 | DSV4_OUT_BF16 == F32 linear of fp8_sim'd rows, rounded; x untouched */
+    dsv4_linear(o3, w, x, T, DSV4_ACT_FP8 | DSV4_OUT_BF16, scratch);
+    CHECK(!memcmp(x, x0, (size_t)T * cols * 4), "%s: DSV4_ACT_FP8 modified the input", name);
+    memcpy(xq, x, (size_t)T * cols * 4);
+    for (int t = 0; t < T; t++) dsv4_fp8_sim(xq + (size_t)t * cols, cols, 128);
+    dsv4_linear(o2, &wf, xq, T, 0, NULL);
+    bad = 0;
+    for (int i = 0; i < T * rows; i++) bad += o3[i] != dsv4_round_bf16(o2[i]);
+    CHECK(bad == 0, "%s: ACT_FP8|OUT_BF16 differs from fp8_sim + F32 linear + bf16: %d", name, bad);
+    dsv4_linear(o2, w, x + 3 * (size_t)cols, 1, DSV4_ACT_FP8 | DSV4_OUT_BF16, scratch);
+    CHECK(!memcmp(o2, o3 + 3 * (size_t)rows, (size_t)rows * 4), "%s: ACT_FP8 batch invariance", name);
+
+    free(deq); free(x); free(x0); free(xq); free(scratch); free(o1); free(o2); free(o3);
+    free(ow.data); free(ow.scale);
+}
+
+static void test_linear(void) {
+    test_linear_fmt(DSV4_W_F32, "f32", 203, 1100);
+    test_linear_fmt(DSV4_W_BF16, "bf16", 203, 1100);
+    test_linear_fmt(DSV4_W_FP8, "fp8", 300, 1100);
+    test_linear_fmt(DSV4_W_FP8, "fp8-small", 135, 72);
+    test_linear_fmt(DSV4_W_FP4, "fp4", 203, 2080);
+    test_linear_fmt(DSV4_W_FP4, "fp4-small", 45, 32);
+}
+
+/* ------------------------------------------------------------------ ops */
+static void test_rope(void) {
+    static const double table[32] = {
+        1, 0.687656, 0.472871, 0.325172, 0.223607, 0.153765, 0.105737, 0.0727108, 0.05, 0.0343828, 0.0236435,
+        0.0162586, 0.0111803, 0.00768823, 0.00528686, 0.00363554, 0.00226563, 0.0013968, 0.00084969, 0.000508082,
+        0.000296978, 0.00016818, 9.08678e-05, 4.54442e-05, 1.95312e-05, 5.37231e-06, 3.6943e-06, 2.54041e-06,
+        1.74693e-06, 1.20129e-06, 8.26071e-07, 5.68053e-07};
+    float f[32], g[32];
+    dsv4_rope_freqs(f, 64, 160000.0f, 1, 16.0f, 65536, 32.0f, 1.0f);
+    double maxrel = 0;
+    for (int i = 0; i < 32; i++) maxrel = fmax(maxrel, fabs(f[i] - table[i]) / table[i]);
+    CHECK(maxrel < 1e-5, "YaRN table θ=160000 (spec §3.2): max rel err %g", maxrel);
+    dsv4_rope_freqs(g, 64, 160000.0f, 0, 16.0f, 65536, 32.0f, 1.0f);
+    int same = 1;
+    for (int i = 0; i <= 15; i++) same &= f[i] == g[i];
+    CHECK(same, "YaRN leaves i <= 15 unchanged");
+    CHECK(fabs(f[25] - g[25] / 16) <= 1e-7 * g[25], "YaRN divides i >= 25 by 16");
+    dsv4_rope_freqs(g, 64, 10000.0f, 0, 0, 0, 0, 0);
+    maxrel = 0;
+    for (int i = 0; i < 32; i++) maxrel = fmax(maxrel, fabs(g[i] - pow(10000.0, -i / 32.0)) / pow(10000.0, -i / 32.0));
+    CHECK(maxrel < 1e-6, "θ=10000 frequencies: max rel err %g", maxrel);
+
+    float x[64], y[64], z[64];
+    for (int i = 0; i < 64; i++) x[i] = rnd_bf16(4.0f);
+    memcpy(y, x, sizeof x);
+    dsv4_rope(y, 64, f, 0, 0);
+    CHECK(!memcmp(x, y, sizeof x), "rope at pos 0 is the identity");
+    static const int64_t poss[] = {1, 17, 1000, 65535, 1000003};
+    for (size_t pi = 0; pi < sizeof poss / sizeof poss[0]; pi++) {
+        int64_t pos = poss[pi];
+        memcpy(y, x, sizeof x);
+        dsv4_rope(y, 64, f, pos, 0);
+        double maxd = 0, maxi = 0;
+        for (int j = 0; j < 32; j++) {  /* against double rotation of the F32 angle */
+            double a = (double)(float)((float)pos * f[j]);
+            double u = x[2 * j] * cos(a) - x[2 * j + 1] * sin(a), v = x[2 * j] * sin(a) + x[2 * j + 1] * cos(a);
+            double nrm = hypot(x[2 * j], x[2 * j + 1]) + 1e-6;
+            maxd = fmax(maxd, fmax(fabs(y[2 * j] - u), fabs(y[2 * j + 1] - v)) / nrm);
+        }
+        memcpy(z, y, sizeof y);
+        dsv4_rope(z, 64, f, pos, 1);
+        for (int j = 0; j < 32; j++) {  /* error relative to the pair's norm (rotation mixes the pair) */
+            double nrm = hypot(x[2 * j], x[2 * j + 1]) + 1e-6;
+            maxi = fmax(maxi, fmax(fabs(z[2 * j] - x[2 * j]), fabs(z[2 * j + 1] - x[2 * j + 1])) / nrm);
+        }
+        CHECK(maxd <= 1.0 / 256, "rope pos %lld vs double rotation: max rel %g", (long long)pos, maxd);
+        CHECK(maxi <= 2.0 / 256, "rope inverse undoes rope at pos %lld: max rel %g", (long long)pos, maxi);
+    }
+}
+
+static void test_norm_softmax_sinkhorn(void) {
+    enum { N = 1000 };
+    static float x[N], w[N], y[N];
+    for (int i = 0; i < N; i++) { x[i] = rnd_bf16(3.0f); w[i] = rnd_bf16(1.0f); }
+    dsv4_rmsnorm(y, x, w, N, 1e-6f, 1);
+    double ss = 0, maxe = 0;
+    for (int i = 0; i < N; i++) ss += (double)x[i] * x[i];
+    double r = 1.0 / sqrt(ss / N + 1e-6);
+    int bf = 1;
+    for (int i = 0; i < N; i++) {
+        maxe = fmax(maxe, fabs(y[i] - w[i] * x[i] * r) / (fabs(w[i] * x[i] * r) + 1e-6));
+        bf &= dsv4_round_bf16(y[i]) == y[i];
+    }
+    CHECK(maxe <= 1.0 / 256 && bf, "rmsnorm vs double: max rel %g, bf16 %d", maxe, bf);
+    memcpy(y, x, sizeof x);
+    dsv4_rmsnorm(y, y, NULL, N, 1e-6f, 0);
+    maxe = 0;
+    for (int i = 0; i < N; i++) maxe = fmax(maxe, fabs(y[i] - x[i] * r) / (fabs(x[i] * r) + 1e-6));
+    CHECK(maxe <= 1e-6, "weightless in-place rmsnorm F32: max rel %g", maxe);
+
+    float s[5] = {1, 2, 3, 4, 1000};
+    dsv4_softmax(s, 5);
+    CHECK(s[4] == 1.0f && s[0] == 0.0f, "softmax stable for large logits");
+    float s2[4] = {0, 0, log(3.0f), 0};
+    dsv4_softmax(s2, 4);
+    CHECK(fabs(s2[2] - 0.5) < 1e-7 && fabs(s2[0] - 1.0 / 6) < 1e-7, "softmax values %g %g", s2[2], s2[0]);
+
+    float M[16];
+    for (int i = 0; i < 16; i++) M[i] = rnd_unif() * 4.0f;
+    dsv4_sinkhorn(M, 4, 20, 1e-6f);
+    double rmax = 0, cmax = 0;
+    int pos = 1;
+    for (int j = 0; j < 4; j++) {
+        double rs = 0, cs = 0;
+        for (int k = 0; k < 4; k++) { rs += M[j * 4 + k]; cs += M[k * 4 + j]; pos &= M[j * 4 + k] > 0; }
+        rmax = fmax(rmax, fabs(rs - 1)); cmax = fmax(cmax, fabs(cs - 1));
+    }
+    CHECK(cmax < 1e-5 && rmax < 1e-3 && pos, "sinkhorn: |col sum-1| %g, |row sum-1| %g", cmax, rmax);
+    /* iters = 1: exactly softmax + eps then one column normalization */
+    float C[4] = {0.5f, -1.0f, 2.0f, 0.25f}, A[4];
+    memcpy(A, C, sizeof C);
+    dsv4_sinkhorn(A, 2, 1, 1e-6f);
+    float e0 = expf(0.5f - 0.5f), e1 = expf(-1.0f - 0.5f), se = e0 + e1;
+    float m00 = e0 / se + 1e-6f, m01 = e1 / se + 1e-6f;
+    float f0 = expf(2.0f - 2.0f), f1 = expf(0.25f - 2.0f), sf = f0 + f1;
+    float m10 = f0 / sf + 1e-6f, m11 = f1 / sf + 1e-6f;
+    float c0 = m00 + m10 + 1e-6f, c1 = m01 + m11 + 1e-6f;
+    CHECK(A[0] == m00 / c0 && A[1] == m01 / c1 && A[2] == m10 / c0 && A[3] == m11 / c1,
+          "sinkhorn iters=1 structure: %a %a %a %a", A[0], A[1], A[2], A[3]);
+}
+
+int main(void) {
+    test_e4m3();
+    test_e8m0_e2m1();
+    test_fp8_sim();
+    test_fp4_sim();
+    test_hadamard();
+    test_linear();
+    test_rope();
+    test_norm_softmax_sinkhorn();
+    printf("%d passed, %d failed\n", n_pass, n_fail);
+    return n_fail ? 1 : 0;
+}
