@@ -1,0 +1,518 @@
+/* model/forward.c — the DeepSeek-V4 forward pass (spec v4-architecture §4, precision map §7.1).
+ *
+ * A chunk of n <= DSV4_CHUNK tokens goes through every block with batched linears (each weight row read
+ * once per chunk); the position-dependent part (window ring, compressor state, indexer top-k,
+ * attention) runs token by token in order, so a query at position t sees exactly the state a one-token
+ * decode at t would see and any split of a sequence into calls gives identical results.
+ *
+ * Layouts: X [n][hc][D] residual streams (BF16 values in floats, stream-major per token, which is the
+ * flattened v of §4.2); q [n][H][head_dim]; attention output o [n][H][head_dim].
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "model/model.h"
+#include "base/util.h"
+
+static inline float bf(float x) { return dsv4_round_bf16(x); }
+
+/* ------------------------------------------------------------------ debug dump (DSV4_DUMP=dir) */
+static const char *dump_dir(void) {
+    static int init; static const char *d;
+    if (!init) { d = getenv("DSV4_DUMP"); if (d && !*d) d = NULL; init = 1; }
+    return d;
+}
+/* Append n floats to <dir>/<name>.f32 (one row per call). */
+static void dump(const char *name, int li, const float *x, size_t n) {
+    const char *d = dump_dir();
+    if (!d) return;
+    char p[1200];
+    snprintf(p, sizeof p, "%s/L%02d_%s.f32", d, li, name);
+    FILE *f = fopen(p, "ab");
+    if (!f) return;
+    fwrite(x, sizeof(float), n, f);
+    fclose(f);
+}
+
+/* ------------------------------------------------------------------ mHC (§4.2) */
+/* Mixing coefficients for n tokens of X. pre/post: [n][hc]; M: [n][hc][hc] (Sinkhorn'ed). */
+static void hc_coeffs(dsv4_session *s, const dsv4_wview *fn, const float *base, const float *scale, const float *X,
+                      int n, float *pre, float *post, float *M) {
+    const dsv4_config *c = &s->m->cfg;
+    int hc = c->hc_mult, W = hc * c->dim, nm = (2 + hc) * hc;
+    float *mix = s->w.mix;
+    dsv4_linear(mix, fn, X, n, 0, NULL);
+    for (int t = 0; t < n; t++) {
+        const float *x = X + (size_t)t * W;
+        float ss = 0;
+        for (int i = 0; i < W; i++) ss += x[i] * x[i];
+        float rho = 1.0f / sqrtf(ss / (float)W + c->norm_eps);
+        float *m = mix + (size_t)t * nm;
+        for (int k = 0; k < nm; k++) m[k] *= rho;
+        for (int i = 0; i < hc; i++) {
+            pre[t * hc + i] = dsv4_sigmoid(scale[0] * m[i] + base[i]) + c->hc_eps;
+            post[t * hc + i] = 2.0f * dsv4_sigmoid(scale[1] * m[hc + i] + base[hc + i]);
+        }
+        float *Mt = M + (size_t)t * hc * hc;
+        for (int k = 0; k < hc * hc; k++) Mt[k] = scale[2] * m[2 * hc + k] + base[2 * hc + k];
+        dsv4_sinkhorn(Mt, hc, c->hc_sinkhorn_iters, c->hc_eps);
+    }
+}
+
+/* u[t] = bf16(sum_i pre_i X_i). */
+static void hc_collapse(const dsv4_config *c, const float *X, const float *pre, int n, float *u) {
+    int hc = c->hc_mult, D = c->dim;
+    for (int t = 0; t < n; t++) {
+        const float *x = X + (size_t)t * hc * D;
+        const float *p = pre + t * hc;
+        for (int d = 0; d < D; d++) {
+            float a = 0;
+            for (int i = 0; i < hc; i++) a += p[i] * x[(size_t)i * D + d];
+            u[(size_t)t * D + d] = bf(a);
+        }
+    }
+}
+
+/* X'_k = bf16(post_k y + sum_j M[j][k] X_j), in place. */
+static void hc_post(dsv4_session *s, float *X, const float *y, const float *post, const float *M, int n) {
+    const dsv4_config *c = &s->m->cfg;
+    int hc = c->hc_mult, D = c->dim;
+    float *old = s->w.tmp;
+    for (int t = 0; t < n; t++) {
+        float *x = X + (size_t)t * hc * D;
+        const float *Mt = M + (size_t)t * hc * hc;
+        memcpy(old, x, (size_t)hc * D * sizeof(float));
+        for (int k = 0; k < hc; k++) {
+            float pk = post[t * hc + k];
+            for (int d = 0; d < D; d++) {
+                float a = pk * y[(size_t)t * D + d];
+                for (int j = 0; j < hc; j++) a += Mt[j * hc + k] * old[(size_t)j * D + d];
+                x[(size_t)k * D + d] = bf(a);
+            }
+        }
+    }
+}
+
+/* Final head collapse: u = bf16(sum_i p_i X_i), p_i = sigmoid(alpha m_i + b_i) + eps. One token. */
+static void hc_head(dsv4_session *s, const dsv4_wview *fn, const float *base, const float *scale, const float *X, float *u) {
+    const dsv4_config *c = &s->m->cfg;
+    int hc = c->hc_mult, W = hc * c->dim;
+    float m[64], p[64];
+    dsv4_linear(m, fn, X, 1, 0, NULL);
+    float ss = 0;
+    for (int i = 0; i < W; i++) ss += X[i] * X[i];
+    float rho = 1.0f / sqrtf(ss / (float)W + c->norm_eps);
+    for (int i = 0; i < hc; i++) p[i] = dsv4_sigmoid(scale[0] * (m[i] * rho) + base[i]) + c->hc_eps;
+    hc_collapse(c, X, p, 1, u);
+}
+
+/* ------------------------------------------------------------------ compressor (§4.4) */
+/* Emit entry w from the pooled state: bf16 -> RMSNorm -> RoPE at w*R -> FP8 sim (main) or
+ * Hadamard + FP4 sim (indexer). `out` has dc floats. */
+static void comp_finish(dsv4_session *s, const dsv4_layer *L, const dsv4_compressor_w *cw, float *pooled, int64_t w,
+                        int is_index, float *out) {
+    const dsv4_config *c = &s->m->cfg;
+    int dc = cw->dc, rd = c->rope_dim;
+    for (int i = 0; i < dc; i++) pooled[i] = bf(pooled[i]);
+    dsv4_rmsnorm(out, pooled, cw->norm, dc, c->norm_eps, 1);
+    dsv4_rope(out + dc - rd, rd, L->rope_f, w * cw->R, 0);
+    if (is_index) {
+        dsv4_hadamard(out, dc);
+        dsv4_fp4_sim(out, dc, 32);
+    } else {
+        dsv4_fp8_sim(out, dc - rd, 64);
+    }
+}
+
+/* Push token t's projections (a, g without ape; c*dc each) into the state; when its block completes,
+ * write the finished entry t/R into entries[t/R]. */
+static void comp_push(dsv4_session *s, const dsv4_layer *L, const dsv4_compressor_w *cw, dsv4_comp_state *st,
+                      const float *a, const float *g, int64_t t, int is_index, float *entries) {
+    int R = cw->R, dc = cw->dc, cc = cw->overlap ? 2 : 1, wd = cc * dc;
+    int ph = (int)(t % R);
+    int row = cw->overlap ? R + ph : ph;
+    const float *ape = cw->ape + (size_t)ph * wd;
+    memcpy(st->kv + (size_t)row * wd, a, (size_t)wd * sizeof(float));
+    for (int i = 0; i < wd; i++) st->sc[(size_t)row * wd + i] = g[i] + ape[i];
+    if ((t + 1) % R) return;
+    float *pooled = s->w.tmp, *e = s->w.tmp + wd;
+    int nrows = cc * R;
+    for (int ch = 0; ch < dc; ch++) {
+        /* slot r uses channel ch of its A half (rows < R, overlap) or of its B half / single half */
+        float mx = -INFINITY;
+        for (int r = 0; r < nrows; r++) {
+            int col = (cw->overlap && r >= R) ? dc + ch : ch;
+            float v = st->sc[(size_t)r * wd + col];
+            if (v > mx) mx = v;
+        }
+        float sum = 0;
+        for (int r = 0; r < nrows; r++) {
+            int col = (cw->overlap && r >= R) ? dc + ch : ch;
+            float v = st->sc[(size_t)r * wd + col];
+            e[r] = (v == -INFINITY) ? 0.0f : expf(v - mx);
+            sum += e[r];
+        }
+        float acc = 0;
+        for (int r = 0; r < nrows; r++) {
+            int col = (cw->overlap && r >= R) ? dc + ch : ch;
+            acc += (e[r] / sum) * st->kv[(size_t)r * wd + col];
+        }
+        pooled[ch] = acc;
+    }
+    int64_t w = t / R;
+    comp_finish(s, L, cw, pooled, w, is_index, entries + (size_t)w * dc);
+    if (cw->overlap) {
+        memcpy(st->kv, st->kv + (size_t)R * wd, (size_t)R * wd * sizeof(float));
+        memcpy(st->sc, st->sc + (size_t)R * wd, (size_t)R * wd * sizeof(float));
+    }
+}
+
+void dsv4_state_reset(dsv4_session *s) {
+    const dsv4_model *m = s->m;
+    for (int l = 0; l < m->n_blocks; l++) {
+        const dsv4_layer *L = &m->layers[l];
+        dsv4_block_state *b = &s->bs[l];
+        const dsv4_compressor_w *cws[2] = {&L->comp, &L->icomp};
+        dsv4_comp_state *sts[2] = {&b->cs, &b->ics};
+        for (int i = 0; i < m->cfg.window_size; i++) b->slot_pos[i] = -1;
+        for (int k = 0; k < 2; k++) {
+            const dsv4_compressor_w *cw = cws[k];
+            if (!sts[k]->kv || cw->R == 0) continue;
+            int cc = cw->overlap ? 2 : 1;
+            size_t nel = (size_t)cc * cw->R * cc * cw->dc;
+            memset(sts[k]->kv, 0, nel * sizeof(float));
+            for (size_t i = 0; i < nel; i++) sts[k]->sc[i] = -INFINITY;
+        }
+    }
+    s->have_last = 0;
+    s->mtp_pos = 0;
+}
+
+/* ------------------------------------------------------------------ top-k (§4.5) */
+/* Order: higher score first, ties -> lower index first. */
+static inline int better(float sa, int ia, float sb, int ib) { return sa > sb || (sa == sb && ia < ib); }
+
+/* Partially sort idx[0..n) (with scores sc[idx]) so that idx[0..k) holds the k best. Quickselect. */
+static void select_topk(int *idx, int n, int k, const float *sc) {
+    int lo = 0, hi = n - 1;
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        int piv = idx[mid];
+        float ps = sc[piv];
+        int i = lo, j = hi;
+        while (i <= j) {
+            while (better(sc[idx[i]], idx[i], ps, piv)) i++;
+            while (better(ps, piv, sc[idx[j]], idx[j])) j--;
+            if (i <= j) { int tmp = idx[i]; idx[i] = idx[j]; idx[j] = tmp; i++; j--; }
+        }
+        if (k - 1 <= j) hi = j;
+        else if (k - 1 >= i) lo = i;
+        else break;
+    }
+}
+
+/* ------------------------------------------------------------------ attention (§4.3) */
+/* Attention of one query token (q: [H][hd], position t) over nk keys kptr[0..nk); writes o [H][hd]
+ * (BF16, de-rotated). */
+static void attend(dsv4_session *s, const dsv4_layer *L, const float *q, int64_t t, const float **kptr, int nk, float *o) {
+    const dsv4_config *c = &s->m->cfg;
+    int H = c->n_heads, hd = c->head_dim, rd = c->rope_dim;
+    float scale = 1.0f / sqrtf((float)hd);
+    float *z = s->w.sc, *acc = s->w.tmp;
+    for (int h = 0; h < H; h++) {
+        const float *qh = q + (size_t)h * hd;
+        float mx = -INFINITY;
+        for (int j = 0; j < nk; j++) {
+            const float *k = kptr[j];
+            float d = 0;
+            for (int i = 0; i < hd; i++) d += qh[i] * k[i];
+            z[j] = d * scale;
+            if (z[j] > mx) mx = z[j];
+        }
+        float Z = 0;
+        memset(acc, 0, (size_t)hd * sizeof(float));
+        for (int j = 0; j < nk; j++) {
+            float p = expf(z[j] - mx);
+            Z += p;
+            float pb = bf(p);
+            const float *k = kptr[j];
+            for (int i = 0; i < hd; i++) acc[i] += pb * k[i];
+        }
+        Z += expf(L->attn_sink[h] - mx);
+        float *oh = o + (size_t)h * hd;
+        for (int i = 0; i < hd; i++) oh[i] = bf(acc[i] / Z);
+        dsv4_rope(oh + hd - rd, rd, L->rope_f, t, 1);
+    }
+}
+
+/* Full attention sublayer for n tokens x [n][D] at positions pos0..; y [n][D]. */
+static void attention(dsv4_session *s, int li, const float *x, int n, int64_t pos0, float *y) {
+    const dsv4_model *m = s->m;
+    const dsv4_config *c = &m->cfg;
+    const dsv4_layer *L = &m->layers[li];
+    dsv4_block_state *b = &s->bs[li];
+    int D = c->dim, H = c->n_heads, hd = c->head_dim, rd = c->rope_dim, nope = hd - rd;
+    int ql = c->q_lora_rank, Wn = c->window_size;
+    float *act = s->w.act;
+    /* query path */
+    float *qa = s->w.qa, *q = s->w.q, *kv = s->w.kv;
+    dsv4_linear(qa, &L->wq_a, x, n, DSV4_ACT_FP8 | DSV4_OUT_BF16, act);
+    for (int t = 0; t < n; t++) dsv4_rmsnorm(qa + (size_t)t * ql, qa + (size_t)t * ql, L->q_norm, ql, c->norm_eps, 1);
+    dsv4_linear(q, &L->wq_b, qa, n, DSV4_ACT_FP8 | DSV4_OUT_BF16, act);
+    for (int t = 0; t < n; t++)
+        for (int h = 0; h < H; h++) {
+            float *qh = q + ((size_t)t * H + h) * hd;
+            dsv4_rmsnorm(qh, qh, NULL, hd, c->norm_eps, 1);
+            dsv4_rope(qh + nope, rd, L->rope_f, pos0 + t, 0);
+        }
+    /* raw KV path */
+    dsv4_linear(kv, &L->wkv, x, n, DSV4_ACT_FP8 | DSV4_OUT_BF16, act);
+    for (int t = 0; t < n; t++) {
+        float *k = kv + (size_t)t * hd;
+        dsv4_rmsnorm(k, k, L->kv_norm, hd, c->norm_eps, 1);
+        dsv4_rope(k + nope, rd, L->rope_f, pos0 + t, 0);
+        dsv4_fp8_sim(k, nope, 64);
+    }
+    /* compressor projections (F32) */
+    int R = L->ratio, csa = R == 4;
+    int cwd = 0, iwd = 0, ih = c->index_n_heads, ihd = c->index_head_dim;
+    if (R > 0) {
+        cwd = (L->comp.overlap ? 2 : 1) * L->comp.dc;
+        dsv4_linear(s->w.ca, &L->comp.wkv, x, n, 0, NULL);
+        dsv4_linear(s->w.cg, &L->comp.wgate, x, n, 0, NULL);
+    }
+    if (csa) {
+        iwd = 2 * L->icomp.dc;
+        dsv4_linear(s->w.ia, &L->icomp.wkv, x, n, 0, NULL);
+        dsv4_linear(s->w.ig, &L->icomp.wgate, x, n, 0, NULL);
+        dsv4_linear(s->w.iq, &L->idx_wq_b, qa, n, DSV4_ACT_FP8 | DSV4_OUT_BF16, act);
+        for (int t = 0; t < n; t++)
+            for (int h = 0; h < ih; h++) {
+                float *qh = s->w.iq + ((size_t)t * ih + h) * ihd;
+                dsv4_rope(qh + ihd - rd, rd, L->rope_f, pos0 + t, 0);
+                dsv4_hadamard(qh, ihd);
+                dsv4_fp4_sim(qh, ihd, 32);
+            }
+        dsv4_linear(s->w.iw, &L->idx_wp, x, n, DSV4_OUT_BF16, NULL);
+        float ws = 1.0f / sqrtf((float)ihd) / sqrtf((float)ih);
+        for (int i = 0; i < n * ih; i++) s->w.iw[i] *= ws;
+    }
+    if (li < c->n_layers) {
+        dump("q", li, q, (size_t)n * H * hd);
+        dump("kv", li, kv, (size_t)n * hd);
+    }
+    /* per token: update state, select keys, attend */
+    const float **kptr = s->w.kptr;
+    for (int t = 0; t < n; t++) {
+        int64_t p = pos0 + t;
+        memcpy(b->win + (size_t)(p % Wn) * hd, kv + (size_t)t * hd, (size_t)hd * sizeof(float));
+        b->slot_pos[p % Wn] = p;
+        if (R > 0)
+            comp_push(s, L, &L->comp, &b->cs, s->w.ca + (size_t)t * cwd, s->w.cg + (size_t)t * cwd, p, 0, b->entries);
+        if (csa)
+            comp_push(s, L, &L->icomp, &b->ics, s->w.ia + (size_t)t * iwd, s->w.ig + (size_t)t * iwd, p, 1, b->ikeys);
+        int nk = 0;
+        int64_t w0 = p - Wn + 1 < 0 ? 0 : p - Wn + 1;
+        for (int64_t j = w0; j <= p; j++)
+            if (b->slot_pos[j % Wn] == j) kptr[nk++] = b->win + (size_t)(j % Wn) * hd;
+        if (R > 0) {
+            int nvis = (int)((p + 1) / R);
+            if (!csa || nvis <= c->index_topk) {
+                for (int w = 0; w < nvis; w++) kptr[nk++] = b->entries + (size_t)w * hd;
+            } else {
+                /* lightning indexer scores over visible entries */
+                const float *qi = s->w.iq + (size_t)t * ih * ihd, *wh = s->w.iw + (size_t)t * ih;
+                float *isc = s->w.ksc;
+                int *idx = s->w.kidx;
+                for (int w = 0; w < nvis; w++) {
+                    const float *k = b->ikeys + (size_t)w * ihd;
+                    float sc = 0;
+                    for (int h = 0; h < ih; h++) {
+                        const float *qh = qi + (size_t)h * ihd;
+                        float d = 0;
+                        for (int i = 0; i < ihd; i++) d += qh[i] * k[i];
+                        sc += wh[h] * (d > 0 ? d : 0);
+                    }
+                    isc[w] = sc;
+                    idx[w] = w;
+                }
+                select_topk(idx, nvis, c->index_topk, isc);
+                for (int i = 0; i < c->index_topk; i++) kptr[nk++] = b->entries + (size_t)idx[i] * hd;
+            }
+        }
+        attend(s, L, q + (size_t)t * H * hd, p, kptr, nk, s->w.o + (size_t)t * H * hd);
+    }
+    if (li < c->n_layers) dump("attn_o", li, s->w.o, (size_t)n * H * hd);
+    /* grouped output projection */
+    int G = c->o_groups, gw = H / G * hd, olr = c->o_lora_rank;
+    for (int g = 0; g < G; g++) {
+        dsv4_wview wg = dsv4_wview_rows(&L->wo_a, g * olr, olr);
+        for (int t = 0; t < n; t++)
+            memcpy(s->w.og + (size_t)t * gw, s->w.o + (size_t)t * H * hd + (size_t)g * gw, (size_t)gw * sizeof(float));
+        dsv4_linear(s->w.rg, &wg, s->w.og, n, DSV4_OUT_BF16, NULL);
+        for (int t = 0; t < n; t++)
+            memcpy(s->w.r + (size_t)t * G * olr + (size_t)g * olr, s->w.rg + (size_t)t * olr, (size_t)olr * sizeof(float));
+    }
+    dsv4_linear(y, &L->wo_b, s->w.r, n, DSV4_ACT_FP8 | DSV4_OUT_BF16, act);
+    (void)D;
+}
+
+/* ------------------------------------------------------------------ MoE (§4.6) */
+static inline float softplusf(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
+
+/* SwiGLU expert on cnt rows of xe: ye = W2(bf16(w * silu(min(W1 x, lim)) * clamp(W3 x, ±lim))). */
+static void expert(dsv4_session *s, const dsv4_wview *w1, const dsv4_wview *w2, const dsv4_wview *w3,
+                   const float *xe, const float *wt, int cnt, float *ye) {
+    const dsv4_config *c = &s->m->cfg;
+    float *g = s->w.g, *v = s->w.v, lim = c->swiglu_limit;
+    int I = w1->rows;
+    dsv4_linear(g, w1, xe, cnt, DSV4_ACT_FP8 | DSV4_OUT_BF16, s->w.act);
+    dsv4_linear(v, w3, xe, cnt, DSV4_ACT_FP8 | DSV4_OUT_BF16, s->w.act);
+    for (int t = 0; t < cnt; t++)
+        for (int i = 0; i < I; i++) {
+            size_t k = (size_t)t * I + i;
+            float gg = g[k], vv = v[k];
+            if (lim > 0) {
+                if (gg > lim) gg = lim;
+                if (vv > lim) vv = lim;
+                if (vv < -lim) vv = -lim;
+            }
+            float h = gg / (1.0f + expf(-gg)) * vv;
+            if (wt) h *= wt[t];
+            g[k] = bf(h);
+        }
+    dsv4_linear(ye, w2, g, cnt, DSV4_ACT_FP8 | DSV4_OUT_BF16, s->w.act);
+}
+
+static void moe(dsv4_session *s, int li, const float *x, const int32_t *tokens, int n, float *y) {
+    const dsv4_model *m = s->m;
+    const dsv4_config *c = &m->cfg;
+    const dsv4_layer *L = &m->layers[li];
+    int D = c->dim, E = c->n_routed_experts, K = c->n_activated_experts;
+    float *rl = s->w.rl, *rw = s->w.rw, *acc = s->w.acc;
+    int *rid = s->w.rid;
+    dsv4_linear(rl, &L->gate, x, n, 0, NULL);
+    for (int t = 0; t < n; t++) {
+        float *l = rl + (size_t)t * E;
+        for (int e = 0; e < E; e++) l[e] = sqrtf(softplusf(l[e]));
+        int *id = rid + t * K;
+        if (L->tid2eid) {
+            for (int k = 0; k < K; k++) id[k] = L->tid2eid[(size_t)tokens[t] * K + k];
+        } else {
+            for (int k = 0; k < K; k++) {          /* top-K of s + bias, ties -> lower id */
+                int best = -1; float bs = 0;
+                for (int e = 0; e < E; e++) {
+                    int used = 0;
+                    for (int j = 0; j < k; j++) used |= id[j] == e;
+                    if (used) continue;
+                    float v = l[e] + L->gate_bias[e];
+                    if (best < 0 || v > bs) { best = e; bs = v; }
+                }
+                id[k] = best;
+            }
+        }
+        float sum = 0;
+        for (int k = 0; k < K; k++) sum += l[id[k]];
+        for (int k = 0; k < K; k++) rw[t * K + k] = l[id[k]] / sum * c->route_scale;
+    }
+    memset(acc, 0, (size_t)n * D * sizeof(float));
+    for (int e = 0; e < E; e++) {
+        int cnt = 0;
+        for (int t = 0; t < n; t++)
+            for (int k = 0; k < K; k++)
+                if (rid[t * K + k] == e) {
+                    s->w.etok[cnt] = t; s->w.ew[cnt] = rw[t * K + k];
+                    memcpy(s->w.xe + (size_t)cnt * D, x + (size_t)t * D, (size_t)D * sizeof(float));
+                    cnt++;
+                }
+        if (!cnt) continue;
+        expert(s, &L->w1[e], &L->w2[e], &L->w3[e], s->w.xe, s->w.ew, cnt, s->w.ye);
+        for (int i = 0; i < cnt; i++) {
+            float *a = acc + (size_t)s->w.etok[i] * D;
+            const float *ye = s->w.ye + (size_t)i * D;
+            for (int d = 0; d < D; d++) a[d] += ye[d];
+        }
+    }
+    if (L->sw1.rows) {
+        expert(s, &L->sw1, &L->sw2, &L->sw3, x, NULL, n, s->w.ye);
+        for (size_t i = 0; i < (size_t)n * D; i++) acc[i] += s->w.ye[i];
+    }
+    for (size_t i = 0; i < (size_t)n * D; i++) y[i] = bf(acc[i]);
+}
+
+/* ------------------------------------------------------------------ block (§4.7) */
+static void block(dsv4_session *s, int li, float *X, const int32_t *tokens, int n, int64_t pos0) {
+    const dsv4_model *m = s->m;
+    const dsv4_config *c = &m->cfg;
+    const dsv4_layer *L = &m->layers[li];
+    int D = c->dim;
+    float *pre = s->w.pre;
+    hc_coeffs(s, &L->hc_attn_fn, L->hc_attn_base, L->hc_attn_scale, X, n, pre, s->w.post, s->w.M);
+    hc_collapse(c, X, pre, n, s->w.u);
+    for (int t = 0; t < n; t++) dsv4_rmsnorm(s->w.xn + (size_t)t * D, s->w.u + (size_t)t * D, L->attn_norm, D, c->norm_eps, 1);
+    attention(s, li, s->w.xn, n, pos0, s->w.y);
+    if (li < c->n_layers) dump("attn_out", li, s->w.y, (size_t)n * D);
+    hc_post(s, X, s->w.y, s->w.post, s->w.M, n);
+    hc_coeffs(s, &L->hc_ffn_fn, L->hc_ffn_base, L->hc_ffn_scale, X, n, pre, s->w.post, s->w.M);
+    hc_collapse(c, X, pre, n, s->w.u);
+    for (int t = 0; t < n; t++) dsv4_rmsnorm(s->w.xn + (size_t)t * D, s->w.u + (size_t)t * D, L->ffn_norm, D, c->norm_eps, 1);
+    moe(s, li, s->w.xn, tokens, n, s->w.y);
+    if (li < c->n_layers) dump("ffn_out", li, s->w.y, (size_t)n * D);
+    hc_post(s, X, s->w.y, s->w.post, s->w.M, n);
+    if (li < c->n_layers) dump("X", li, X, (size_t)n * c->hc_mult * D);
+}
+
+/* norm -> head (F32 logits) for one collapsed vector u [D]. */
+static void head_logits(dsv4_session *s, const float *u, const float *normw, float *logits) {
+    const dsv4_config *c = &s->m->cfg;
+    float *xn = s->w.xn;
+    dsv4_rmsnorm(xn, u, normw, c->dim, c->norm_eps, 1);
+    dsv4_linear(logits, &s->m->head, xn, 1, 0, NULL);
+}
+
+void dsv4_forward_chunk(dsv4_session *s, const int32_t *tokens, int n, float *logits) {
+    const dsv4_model *m = s->m;
+    const dsv4_config *c = &m->cfg;
+    int D = c->dim, hc = c->hc_mult;
+    float *X = s->w.X;
+    int64_t pos0 = s->pos;
+    for (int t = 0; t < n; t++) {
+        float *x = X + (size_t)t * hc * D;
+        dsv4_wview_row(&m->embed, tokens[t], x);
+        for (int i = 1; i < hc; i++) memcpy(x + (size_t)i * D, x, (size_t)D * sizeof(float));
+    }
+    for (int l = 0; l < c->n_layers; l++) block(s, l, X, tokens, n, pos0);
+    memcpy(s->last_x, X + (size_t)(n - 1) * hc * D, (size_t)hc * D * sizeof(float));
+    s->have_last = 1;
+    s->pos += n;
+    if (logits) {
+        hc_head(s, &m->hc_head_fn, m->hc_head_base, m->hc_head_scale, s->last_x, s->w.u);
+        head_logits(s, s->w.u, m->norm, logits);
+    }
+}
+
+/* MTP (§4.9). Position convention (UNVERIFIED, spec §4.9 follows llama.cpp/V3): the MTP block runs at
+ * the position t of the trunk token whose state it consumes; its window ring slot is t mod window.
+ * Only the positions evaluated through dsv4_eval_mtp are in its ring (window keys of positions never
+ * speculated are absent), see session.c. */
+void dsv4_forward_mtp(dsv4_session *s, int32_t next_token, float *logits) {
+    const dsv4_model *m = s->m;
+    const dsv4_config *c = &m->cfg;
+    int D = c->dim, hc = c->hc_mult, li = c->n_layers;
+    const dsv4_layer *L = &m->layers[li];
+    float *X = s->w.X, *e = s->w.xe, *en = s->w.xn, *t1 = s->w.ye, *t2 = s->w.acc;
+    int64_t t = s->pos - 1;
+    dsv4_wview_row(&m->embed, next_token, e);
+    dsv4_rmsnorm(en, e, L->enorm, D, c->norm_eps, 1);
+    dsv4_linear(t1, &L->e_proj, en, 1, DSV4_ACT_FP8 | DSV4_OUT_BF16, s->w.act);
+    for (int i = 0; i < hc; i++)
+        dsv4_rmsnorm(en + (size_t)i * D, s->last_x + (size_t)i * D, L->hnorm, D, c->norm_eps, 1);
+    dsv4_linear(t2, &L->h_proj, en, hc, DSV4_ACT_FP8 | DSV4_OUT_BF16, s->w.act);
+    for (int i = 0; i < hc; i++)
+        for (int d = 0; d < D; d++) X[(size_t)i * D + d] = bf(t1[d] + t2[(size_t)i * D + d]);
+    int32_t tok = next_token;
+    block(s, li, X, &tok, 1, t);
+    hc_head(s, &L->hc_head_fn, L->hc_head_base, L->hc_head_scale, X, s->w.u);
+    head_logits(s, s->w.u, L->mtp_norm, logits);
+}

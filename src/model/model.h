@@ -1,0 +1,127 @@
+/* model/model.h — internal model and session structures shared by weights.c, forward.c and session.c.
+ *
+ * A dsv4_model holds the parsed config, the mmap'd checkpoint (st_set) and one dsv4_layer of weight
+ * views per trunk layer plus one per MTP block (index n_layers + j). Large weights are dsv4_wview's
+ * pointing into the mapping (zero copy); small vectors (norm weights, attn_sink, hc_* parameters, ape,
+ * gate.bias) are owned F32 copies; tid2eid is an owned int32 copy validated at load.
+ * A dsv4_session holds the per-layer decoding state of spec v4-architecture §5.1 (window ring,
+ * compressed entries, indexer keys, compressor partial state) and a scratch arena sized at open.
+ * All activations are float arrays holding BF16-representable values where the reference holds BF16.
+ */
+#ifndef DSV4_MODEL_MODEL_H
+#define DSV4_MODEL_MODEL_H
+#include <stdint.h>
+#include <stddef.h>
+#include "dsv4.h"
+#include "model/config.h"
+#include "kernels/kernels.h"
+#include "io/safetensors.h"
+
+/* Maximum number of tokens processed at once inside dsv4_eval (a longer call is split internally;
+ * results do not depend on the split). Sizes the scratch arena. */
+#define DSV4_CHUNK 32
+
+/* One token compressor (spec §4.4). R = ratio, dc = output width, overlap = 1 for R == 4 (c = 2). */
+typedef struct {
+    int R, dc, overlap;        /* c = overlap ? 2 : 1; projections have c*dc rows */
+    dsv4_wview wkv, wgate;     /* [c*dc, D] BF16 (or F32), applied in F32 */
+    float *ape;                /* owned [R, c*dc] F32 */
+    float *norm;               /* owned [dc] F32 (BF16 values) */
+} dsv4_compressor_w;
+
+/* Weights of one transformer block (trunk layer or MTP block). */
+typedef struct {
+    int ratio;                 /* compress_ratios[L]: 0 window-only, 4 CSA, other > 0 HCA */
+    int is_hash;               /* routes by tid2eid */
+    const float *rope_f;       /* rope frequency table of this layer (model-owned, rope_dim/2) */
+    /* mHC (§4.2): fn [24, hc*D] F32 view, base [24], scale [3] owned */
+    dsv4_wview hc_attn_fn, hc_ffn_fn;
+    float *hc_attn_base, *hc_attn_scale, *hc_ffn_base, *hc_ffn_scale;
+    float *attn_norm, *ffn_norm;            /* [D] */
+    /* attention (§4.3) */
+    float *attn_sink;                       /* [H] */
+    dsv4_wview wq_a, wq_b, wkv, wo_a, wo_b; /* FP8 (wo_a: FP8 view or owned BF16 copy) */
+    float *q_norm, *kv_norm;                /* [q_lora], [head_dim] */
+    dsv4_compressor_w comp;                 /* ratio > 0 */
+    /* lightning indexer (§4.5), ratio == 4 only */
+    dsv4_wview idx_wq_b, idx_wp;            /* [ih*ihd, q_lora] FP8, [ih, D] BF16 */
+    dsv4_compressor_w icomp;                /* R = 4, dc = index_head_dim, overlap */
+    /* MoE (§4.6) */
+    dsv4_wview gate;                        /* [E, D] BF16 */
+    float *gate_bias;                       /* [E] or NULL on hash layers */
+    int32_t *tid2eid;                       /* [V, k] owned, or NULL */
+    dsv4_wview *w1, *w2, *w3;               /* [E] routed experts (FP4 or FP8 views), owned arrays */
+    dsv4_wview sw1, sw2, sw3;               /* shared expert (FP8); rows == 0 when absent */
+    /* MTP-only (§4.9) */
+    dsv4_wview e_proj, h_proj;
+    float *enorm, *hnorm, *mtp_norm;
+    dsv4_wview hc_head_fn; float *hc_head_base, *hc_head_scale;
+} dsv4_layer;
+
+struct dsv4_model {
+    dsv4_config cfg;
+    char dir[1024];
+    st_set *st;
+    dsv4_tokenizer *tok;
+    dsv4_wview embed, head;                 /* [V, D] BF16 */
+    float *norm;                            /* [D] */
+    dsv4_wview hc_head_fn;                  /* [hc, hc*D] F32 */
+    float *hc_head_base, *hc_head_scale;
+    int n_blocks;                           /* n_layers + n_mtp_layers (layers[] length) */
+    dsv4_layer *layers;
+    float *rope_win, *rope_comp;            /* rope tables: theta plain / compress theta + YaRN */
+    double file_bytes;                      /* sum of tensor bytes in the checkpoint */
+    void **owned; int n_owned, cap_owned;   /* every owned allocation, freed by dsv4_model_free */
+};
+
+/* Per-compressor incremental state (§4.4), F32: rows = c*R, width = c*dc. */
+typedef struct {
+    float *kv, *sc;
+} dsv4_comp_state;
+
+/* Per-block decoding state (§5.1). */
+typedef struct {
+    float *win;            /* [window, head_dim] ring, slot p mod window */
+    int64_t *slot_pos;     /* [window] position held by each ring slot, -1 = empty (MTP ring is sparse) */
+    float *entries;        /* [max_ctx/R, head_dim] compressed entries (ratio > 0) */
+    dsv4_comp_state cs;    /* main compressor state */
+    float *ikeys;          /* [max_ctx/4, index_head_dim] indexer keys (CSA) */
+    dsv4_comp_state ics;   /* indexer compressor state (CSA) */
+} dsv4_block_state;
+
+struct dsv4_session {
+    const dsv4_model *m;
+    int max_ctx, pos;
+    dsv4_block_state *bs;  /* [n_blocks] */
+    float *last_x;         /* [hc*D] trunk state of the last evaluated position (before hc_head) */
+    int have_last;
+    int mtp_pos;           /* MTP block: number of positions whose key is in the MTP ring (see forward.c) */
+    /* scratch arena (one allocation, carved at open) */
+    float *arena; size_t arena_n;
+    struct {
+        float *X, *u, *xn, *y, *pre, *post, *M, *mix;
+        float *qa, *q, *kv, *ca, *cg, *ia, *ig, *iq, *iw, *o, *og, *r, *rg;
+        float *sc, *ksc, *pr; int *kidx; const float **kptr;
+        float *rl, *rw; int *rid; float *xe, *g, *v, *ye, *acc; int *etok; float *ew;
+        float *act;        /* act-quant scratch for dsv4_linear */
+        float *tmp;        /* misc [max(c*dc, D, hc*D)] */
+    } w;
+};
+
+/* ---- weights.c ---- */
+/* Bind and validate every tensor the config implies (spec §2); fills m->layers etc. err names the
+ * tensor and file. m->cfg and m->st must be set. */
+int dsv4_weights_bind(dsv4_model *m, char *err, size_t errlen);
+/* Release everything bind allocated. */
+void dsv4_weights_free(dsv4_model *m);
+
+/* ---- forward.c ---- */
+/* Evaluate tokens[0..n) (n <= DSV4_CHUNK) at positions s->pos.. and advance s->pos by n. If logits
+ * is non-NULL, write the vocab_size F32 logits of the last position. Token ids must be validated. */
+void dsv4_forward_chunk(dsv4_session *s, const int32_t *tokens, int n, float *logits);
+/* MTP block (§4.9) on s->last_x and next_token; writes logits. */
+void dsv4_forward_mtp(dsv4_session *s, int32_t next_token, float *logits);
+/* Reset the compressor states of all blocks (values 0, scores -inf). */
+void dsv4_state_reset(dsv4_session *s);
+
+#endif

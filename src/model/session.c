@@ -1,0 +1,237 @@
+/* model/session.c — public model and session API of include/dsv4.h: load/free/info/tokenizer,
+ * session open/free/reset/pos, dsv4_eval, dsv4_eval_mtp.
+ *
+ * A session allocates everything at open (one zeroed arena): per block the window ring and its slot
+ * positions, compressed entries (max_ctx/R), indexer keys (max_ctx/4), compressor partial state (§4.4),
+ * the last trunk state for MTP, and the scratch for chunks of DSV4_CHUNK tokens. dsv4_eval performs no
+ * allocation; a call longer than DSV4_CHUNK is processed in sub-chunks (results do not depend on it).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "model/model.h"
+#include "base/util.h"
+
+/* ------------------------------------------------------------------ model */
+
+void dsv4_model_free(dsv4_model *m) {
+    if (!m) return;
+    dsv4_weights_free(m);
+    if (m->tok) dsv4_tokenizer_free(m->tok);
+    st_close(m->st);
+    free(m);
+}
+
+int dsv4_model_load(dsv4_model **out, const char *dir, char *err, size_t errlen) {
+    if (!out) return dsv4_fail(err, errlen, "dsv4_model_load: out is NULL");
+    *out = NULL;
+    if (!dir) return dsv4_fail(err, errlen, "dsv4_model_load: dir is NULL");
+    dsv4_model *m = calloc(1, sizeof *m);
+    if (!m) return dsv4_fail(err, errlen, "%s: out of memory", dir);
+    snprintf(m->dir, sizeof m->dir, "%s", dir);
+    char p[1100];
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    if (dsv4_config_load(&m->cfg, p, err, errlen)) goto fail;
+    if (st_open_dir(&m->st, dir, err, errlen)) goto fail;
+    if (dsv4_weights_bind(m, err, errlen)) goto fail;
+    snprintf(p, sizeof p, "%s/tokenizer.json", dir);
+    if (access(p, R_OK) == 0 && dsv4_tokenizer_load(&m->tok, p, err, errlen)) goto fail;
+    *out = m;
+    return 0;
+fail:
+    dsv4_model_free(m);
+    return -1;
+}
+
+const dsv4_tokenizer *dsv4_model_tokenizer(const dsv4_model *m) { return m ? m->tok : NULL; }
+
+void dsv4_model_get_info(const dsv4_model *m, dsv4_model_info *out) {
+    memset(out, 0, sizeof *out);
+    const dsv4_config *c = &m->cfg;
+    if (dsv4_config_info(m->dir, out, NULL, 0) != 0) {
+        memset(out, 0, sizeof *out);
+        out->vocab_size = c->vocab_size; out->dim = c->dim; out->n_layers = c->n_layers;
+        out->n_mtp_layers = c->n_mtp_layers; out->n_heads = c->n_heads; out->head_dim = c->head_dim;
+        out->n_routed_experts = c->n_routed_experts; out->n_activated_experts = c->n_activated_experts;
+        out->n_hash_layers = c->n_hash_layers; out->bos_token_id = c->bos_token_id; out->eos_token_id = c->eos_token_id;
+        for (int l = 0; l < c->n_layers; l++) {
+            int r = c->compress_ratios[l];
+            if (r == 0) out->n_window_layers++; else if (r == 4) out->n_csa_layers++; else out->n_hca_layers++;
+        }
+    }
+    /* bytes: from the loaded tensors (I8 expert tensors count as FP4) */
+    out->bytes_total = 0;
+    for (int i = 0; i < DSV4_INFO_NDTYPE; i++) out->bytes_by_dtype[i] = 0;
+    for (size_t i = 0; i < st_count(m->st); i++) {
+        const st_tensor *t = st_at(m->st, i);
+        int k;
+        switch (t->dtype) {
+        case ST_BF16: k = DSV4_INFO_BF16; break;
+        case ST_F32: k = DSV4_INFO_F32; break;
+        case ST_F8_E4M3: k = DSV4_INFO_F8_E4M3; break;
+        case ST_F8_E8M0: k = DSV4_INFO_F8_E8M0; break;
+        case ST_I8: k = DSV4_INFO_FP4; break;
+        case ST_I64: k = DSV4_INFO_I64; break;
+        default: k = DSV4_INFO_OTHER; break;
+        }
+        out->bytes_by_dtype[k] += (double)t->nbytes;
+        out->bytes_total += (double)t->nbytes;
+    }
+}
+
+/* ------------------------------------------------------------------ session */
+
+/* Two-pass arena carving: pass 0 counts, pass 1 assigns. Sizes in floats, rounded to 16 bytes. */
+typedef struct { float *base; size_t used; } carver;
+static void *carve(carver *cv, size_t nfloats) {
+    size_t n = (nfloats + 3) & ~(size_t)3;
+    void *p = cv->base ? cv->base + cv->used : NULL;
+    cv->used += n;
+    return p;
+}
+#define CARVE(ptr, n) ((ptr) = carve(cv, (size_t)(n)))
+
+static void layout(dsv4_session *s, carver *cv) {
+    const dsv4_model *m = s->m;
+    const dsv4_config *c = &m->cfg;
+    size_t CH = DSV4_CHUNK, hc = c->hc_mult, D = c->dim, H = c->n_heads, hd = c->head_dim;
+    size_t CX = CH > hc ? CH : hc;
+    size_t ql = c->q_lora_rank, G = c->o_groups, olr = c->o_lora_rank, E = c->n_routed_experts;
+    size_t K = c->n_activated_experts, I = c->moe_inter_dim;
+    size_t Is = I * (size_t)(c->n_shared_experts > 1 ? c->n_shared_experts : 1);
+    size_t ih = c->index_n_heads, ihd = c->index_head_dim, Wn = c->window_size, mc = (size_t)s->max_ctx;
+    size_t maxR = 4, nkx = 0, cwd = 2 * (hd > ihd ? hd : ihd);
+    for (int l = 0; l < m->n_blocks; l++) {
+        const dsv4_layer *L = &m->layers[l];
+        dsv4_block_state *b = &s->bs[l];
+        CARVE(b->win, Wn * hd);
+        CARVE(b->slot_pos, Wn * 2);
+        size_t R = L->ratio;
+        if (R > 0) {
+            size_t cc = L->comp.overlap ? 2 : 1, ne = mc / R + 1;
+            CARVE(b->entries, ne * hd);
+            CARVE(b->cs.kv, cc * R * cc * hd);
+            CARVE(b->cs.sc, cc * R * cc * hd);
+            if (R > maxR) maxR = R;
+            size_t nk = (R == 4 && (size_t)c->index_topk < ne) ? (size_t)c->index_topk : ne;
+            if (nk > nkx) nkx = nk;
+        }
+        if (R == 4) {
+            CARVE(b->ikeys, (mc / 4 + 1) * ihd);
+            CARVE(b->ics.kv, 8 * 2 * ihd);
+            CARVE(b->ics.sc, 8 * 2 * ihd);
+        }
+    }
+    nkx += Wn + 1;
+    size_t maxcols = hc * D;
+    size_t cand[] = {H * hd, G * olr, ql, Is, I, D};
+    for (size_t i = 0; i < sizeof cand / sizeof cand[0]; i++) if (cand[i] > maxcols) maxcols = cand[i];
+    CARVE(s->last_x, hc * D);
+    CARVE(s->w.X, CH * hc * D);
+    CARVE(s->w.u, CX * D);
+    CARVE(s->w.xn, CX * D);
+    CARVE(s->w.y, CH * D);
+    CARVE(s->w.pre, CH * hc);
+    CARVE(s->w.post, CH * hc);
+    CARVE(s->w.M, CH * hc * hc);
+    CARVE(s->w.mix, CH * (2 + hc) * hc);
+    CARVE(s->w.qa, CH * ql);
+    CARVE(s->w.q, CH * H * hd);
+    CARVE(s->w.kv, CH * hd);
+    CARVE(s->w.ca, CH * cwd);
+    CARVE(s->w.cg, CH * cwd);
+    CARVE(s->w.ia, CH * 2 * ihd);
+    CARVE(s->w.ig, CH * 2 * ihd);
+    CARVE(s->w.iq, CH * ih * ihd);
+    CARVE(s->w.iw, CH * ih);
+    CARVE(s->w.o, CH * H * hd);
+    CARVE(s->w.og, CH * (H / G) * hd);
+    CARVE(s->w.r, CH * G * olr);
+    CARVE(s->w.rg, CH * olr);
+    CARVE(s->w.sc, nkx);
+    CARVE(s->w.pr, nkx);
+    CARVE(s->w.kptr, nkx * 2);
+    CARVE(s->w.ksc, mc / 4 + 1);
+    CARVE(s->w.kidx, mc / 4 + 1);
+    CARVE(s->w.rl, CH * E);
+    CARVE(s->w.rw, CH * K);
+    CARVE(s->w.rid, CH * K);
+    CARVE(s->w.xe, CX * D * K > CH * K * D ? CX * D : CH * K * D);
+    CARVE(s->w.g, CH * K * Is);
+    CARVE(s->w.v, CH * K * Is);
+    CARVE(s->w.ye, CX * D > CH * K * D ? CX * D : CH * K * D);
+    CARVE(s->w.acc, CX * D);
+    CARVE(s->w.etok, CH * K);
+    CARVE(s->w.ew, CH * K);
+    CARVE(s->w.act, CX * K * maxcols);
+    CARVE(s->w.tmp, hc * D + 4 * cwd + 2 * maxR * 2 + hd + 64);
+}
+
+int dsv4_session_open(dsv4_session **out, const dsv4_model *m, int max_ctx, char *err, size_t errlen) {
+    if (!out) return dsv4_fail(err, errlen, "dsv4_session_open: out is NULL");
+    *out = NULL;
+    if (!m) return dsv4_fail(err, errlen, "dsv4_session_open: model is NULL");
+    if (max_ctx < 1) return dsv4_fail(err, errlen, "dsv4_session_open: max_ctx %d must be >= 1", max_ctx);
+    dsv4_session *s = calloc(1, sizeof *s);
+    if (!s) return dsv4_fail(err, errlen, "dsv4_session_open: out of memory");
+    s->m = m; s->max_ctx = max_ctx;
+    s->bs = calloc((size_t)m->n_blocks, sizeof *s->bs);
+    if (!s->bs) { free(s); return dsv4_fail(err, errlen, "dsv4_session_open: out of memory"); }
+    carver cv = {NULL, 0};
+    layout(s, &cv);
+    s->arena_n = cv.used;
+    s->arena = calloc(cv.used, sizeof(float));
+    if (!s->arena) {
+        free(s->bs); free(s);
+        return dsv4_fail(err, errlen, "dsv4_session_open: out of memory (%.1f MiB of state for max_ctx %d)",
+                         (double)cv.used * 4 / 1048576.0, max_ctx);
+    }
+    cv.base = s->arena; cv.used = 0;
+    layout(s, &cv);
+    dsv4_session_reset(s);
+    *out = s;
+    return 0;
+}
+
+void dsv4_session_free(dsv4_session *s) {
+    if (!s) return;
+    free(s->arena);
+    free(s->bs);
+    free(s);
+}
+
+void dsv4_session_reset(dsv4_session *s) {
+    if (!s) return;
+    s->pos = 0;
+    dsv4_state_reset(s);
+}
+
+int dsv4_session_pos(const dsv4_session *s) { return s ? s->pos : 0; }
+
+int dsv4_eval(dsv4_session *s, const int32_t *tokens, int n, float *logits, char *err, size_t errlen) {
+    if (!s) return dsv4_fail(err, errlen, "dsv4_eval: session is NULL");
+    if (n < 1 || !tokens) return dsv4_fail(err, errlen, "dsv4_eval: n = %d tokens (need >= 1 and a token array)", n);
+    int V = s->m->cfg.vocab_size;
+    for (int i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= V)
+            return dsv4_fail(err, errlen, "dsv4_eval: token id %d at index %d out of range [0, %d)", (int)tokens[i], i, V);
+    if ((int64_t)s->pos + n > s->max_ctx)
+        return dsv4_fail(err, errlen, "dsv4_eval: context overflow: position %d + %d tokens > max_ctx %d", s->pos, n, s->max_ctx);
+    for (int c0 = 0; c0 < n; c0 += DSV4_CHUNK) {
+        int nc = n - c0 < DSV4_CHUNK ? n - c0 : DSV4_CHUNK;
+        dsv4_forward_chunk(s, tokens + c0, nc, c0 + nc == n ? logits : NULL);
+    }
+    return 0;
+}
+
+int dsv4_eval_mtp(dsv4_session *s, int32_t next_token, float *logits, char *err, size_t errlen) {
+    if (!s) return dsv4_fail(err, errlen, "dsv4_eval_mtp: session is NULL");
+    if (s->m->cfg.n_mtp_layers < 1) return dsv4_fail(err, errlen, "dsv4_eval_mtp: model %s has no MTP block", s->m->dir);
+    if (!s->have_last) return dsv4_fail(err, errlen, "dsv4_eval_mtp: no position evaluated yet (call dsv4_eval first)");
+    if (next_token < 0 || next_token >= s->m->cfg.vocab_size)
+        return dsv4_fail(err, errlen, "dsv4_eval_mtp: next_token %d out of range [0, %d)", (int)next_token, s->m->cfg.vocab_size);
+    if (!logits) return dsv4_fail(err, errlen, "dsv4_eval_mtp: logits is NULL");
+    dsv4_forward_mtp(s, next_token, logits);
+    return 0;
+}

@@ -1,0 +1,266 @@
+/* model/weights.c — bind the checkpoint's tensors to typed weight views and validate them (spec §2).
+ *
+ * Every tensor implied by the config is checked for name, dtype and shape (st_expect); large weights
+ * become zero-copy dsv4_wview's into the mapping, small vectors are converted to owned F32 arrays.
+ * Accepted dtypes: FP8 linears F8_E4M3 + F8_E8M0 scale [ceil(r/128), ceil(c/128)]; routed experts
+ * I8 (packed FP4, scale [r, c/32]) or F8_E4M3 (Base checkpoints, 128x128 scale); wo_a FP8 (official)
+ * or BF16 (converted); norm weights BF16 or F32; hc_*, attn_sink, ape, gate.bias F32.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <stdint.h>
+#include "model/model.h"
+#include "base/util.h"
+
+static void *own(dsv4_model *m, void *p) {
+    if (!p) return NULL;
+    if (m->n_owned == m->cap_owned) {
+        int nc = m->cap_owned ? m->cap_owned * 2 : 256;
+        void **n = realloc(m->owned, (size_t)nc * sizeof *n);
+        if (!n) { free(p); return NULL; }
+        m->owned = n; m->cap_owned = nc;
+    }
+    m->owned[m->n_owned++] = p;
+    return p;
+}
+
+static void *xalloc(dsv4_model *m, size_t bytes) { return own(m, calloc(1, bytes ? bytes : 1)); }
+
+typedef struct { dsv4_model *m; char *err; size_t errlen; } ctx;
+
+static const st_tensor *expect(ctx *c, const char *name, st_dtype dt, int ndim, int64_t d0, int64_t d1) {
+    int64_t shape[2] = {d0, d1};
+    return st_expect(c->m->st, name, dt, ndim, shape, c->err, c->errlen);
+}
+
+static int oom(ctx *c, const char *name) { return dsv4_fail(c->err, c->errlen, "%s: out of memory loading '%s'", c->m->dir, name); }
+
+/* Owned F32 copy of a 1-D or 2-D tensor of n0 x n1 elements (n1 = 0: 1-D), BF16 or F32 on disk. */
+static float *vec(ctx *c, const char *name, int64_t n0, int64_t n1, int allow_bf16) {
+    const st_tensor *t = st_find(c->m->st, name);
+    st_dtype dt = ST_F32;
+    if (t && t->dtype == ST_BF16 && allow_bf16) dt = ST_BF16;
+    t = expect(c, name, dt, n1 ? 2 : 1, n0, n1);
+    if (!t) return NULL;
+    int64_t n = n0 * (n1 ? n1 : 1);
+    float *out = xalloc(c->m, (size_t)n * sizeof(float));
+    if (!out) { oom(c, name); return NULL; }
+    const uint8_t *p = t->data;
+    for (int64_t i = 0; i < n; i++) {
+        if (dt == ST_BF16) { uint16_t h; memcpy(&h, p + 2 * i, 2); out[i] = dsv4_bf16_to_f32(h); }
+        else memcpy(&out[i], p + 4 * i, 4);
+    }
+    return out;
+}
+
+/* Norm-like vector: BF16 (spec) or F32. */
+static float *nvec(ctx *c, const char *name, int64_t n) { return vec(c, name, n, 0, 1); }
+
+/* Data pointer usable for element size `al`; copies when the mapping is misaligned. */
+static const void *aligned_data(ctx *c, const st_tensor *t, size_t al) {
+    if (((uintptr_t)t->data % al) == 0) return t->data;
+    void *p = xalloc(c->m, t->nbytes);
+    if (!p) { oom(c, t->name); return NULL; }
+    memcpy(p, t->data, t->nbytes);
+    return p;
+}
+
+enum { L_FP8, L_BF16, L_F32, L_EXPERT, L_WOA };
+
+/* Bind `<prefix>.weight` (and `.scale`) as a [rows, cols] linear of the given kind. */
+static int lin(ctx *c, dsv4_wview *w, const char *prefix, int rows, int cols, int kind) {
+    char wn[512], sn[512];
+    snprintf(wn, sizeof wn, "%s.weight", prefix);
+    snprintf(sn, sizeof sn, "%s.scale", prefix);
+    if (kind == L_F32) snprintf(wn, sizeof wn, "%s", prefix); /* hc_*_fn: no .weight suffix */
+    const st_tensor *t = st_find(c->m->st, wn);
+    st_dtype dt;
+    switch (kind) {
+    case L_FP8: dt = ST_F8_E4M3; break;
+    case L_BF16: dt = (t && t->dtype == ST_F32) ? ST_F32 : ST_BF16; break;
+    case L_F32: dt = ST_F32; break;
+    case L_EXPERT: dt = (t && t->dtype == ST_F8_E4M3) ? ST_F8_E4M3 : ST_I8; break;
+    default: dt = (t && t->dtype == ST_BF16) ? ST_BF16 : ST_F8_E4M3; break;
+    }
+    memset(w, 0, sizeof *w);
+    w->rows = rows; w->cols = cols;
+    if (dt == ST_I8) {
+        if (cols % 32) return dsv4_fail(c->err, c->errlen, "%s: tensor '%s': FP4 input width %d not a multiple of 32", c->m->dir, wn, cols);
+        if (!(t = expect(c, wn, ST_I8, 2, rows, cols / 2))) return -1;
+        const st_tensor *s = expect(c, sn, ST_F8_E8M0, 2, rows, cols / 32);
+        if (!s) return -1;
+        w->fmt = DSV4_W_FP4; w->data = t->data; w->scale = s->data;
+        return 0;
+    }
+    if (!(t = expect(c, wn, dt, 2, rows, cols))) return -1;
+    if (dt == ST_F8_E4M3) {
+        const st_tensor *s = expect(c, sn, ST_F8_E8M0, 2, (rows + 127) / 128, (cols + 127) / 128);
+        if (!s) return -1;
+        w->fmt = DSV4_W_FP8; w->data = t->data; w->scale = s->data;
+    } else if (dt == ST_BF16) {
+        w->fmt = DSV4_W_BF16;
+        if (!(w->data = aligned_data(c, t, 2))) return -1;
+    } else {
+        w->fmt = DSV4_W_F32;
+        if (!(w->data = aligned_data(c, t, 4))) return -1;
+    }
+    return 0;
+}
+
+static int bind_comp(ctx *c, dsv4_compressor_w *cw, const char *pre, int R, int dc, int overlap, int D) {
+    char n[512];
+    int cc = overlap ? 2 : 1;
+    cw->R = R; cw->dc = dc; cw->overlap = overlap;
+    snprintf(n, sizeof n, "%s.wkv", pre);
+    if (lin(c, &cw->wkv, n, cc * dc, D, L_BF16)) return -1;
+    snprintf(n, sizeof n, "%s.wgate", pre);
+    if (lin(c, &cw->wgate, n, cc * dc, D, L_BF16)) return -1;
+    snprintf(n, sizeof n, "%s.ape", pre);
+    if (!(cw->ape = vec(c, n, R, cc * dc, 0))) return -1;
+    snprintf(n, sizeof n, "%s.norm.weight", pre);
+    if (!(cw->norm = nvec(c, n, dc))) return -1;
+    return 0;
+}
+
+/* Dequantize an FP8 [rows, cols] view into an owned BF16 copy (exact: E4M3 x 2^k fits BF16). */
+static int to_bf16(ctx *c, dsv4_wview *w, const char *name) {
+    uint16_t *d = xalloc(c->m, (size_t)w->rows * w->cols * 2);
+    float *row = malloc((size_t)w->cols * sizeof(float));
+    if (!d || !row) { free(row); return oom(c, name); }
+    for (int r = 0; r < w->rows; r++) {
+        dsv4_wview_row(w, r, row);
+        for (int i = 0; i < w->cols; i++) d[(size_t)r * w->cols + i] = dsv4_f32_to_bf16(row[i]);
+    }
+    free(row);
+    w->fmt = DSV4_W_BF16; w->data = d; w->scale = NULL;
+    return 0;
+}
+
+static int bind_block(ctx *c, dsv4_layer *L, const char *p, int li, int is_mtp) {
+    const dsv4_config *cf = &c->m->cfg;
+    int D = cf->dim, H = cf->n_heads, hd = cf->head_dim, hc = cf->hc_mult, mix = (2 + hc) * hc;
+    char n[512];
+#define NM(fmt_) (snprintf(n, sizeof n, "%s" fmt_, p), n)
+    L->ratio = cf->compress_ratios[li];
+    L->is_hash = !is_mtp && li < cf->n_hash_layers;
+    L->rope_f = L->ratio > 0 ? c->m->rope_comp : c->m->rope_win;
+    if (lin(c, &L->hc_attn_fn, NM("hc_attn_fn"), mix, hc * D, L_F32)) return -1;
+    if (lin(c, &L->hc_ffn_fn, NM("hc_ffn_fn"), mix, hc * D, L_F32)) return -1;
+    if (!(L->hc_attn_base = vec(c, NM("hc_attn_base"), mix, 0, 0))) return -1;
+    if (!(L->hc_ffn_base = vec(c, NM("hc_ffn_base"), mix, 0, 0))) return -1;
+    if (!(L->hc_attn_scale = vec(c, NM("hc_attn_scale"), 3, 0, 0))) return -1;
+    if (!(L->hc_ffn_scale = vec(c, NM("hc_ffn_scale"), 3, 0, 0))) return -1;
+    if (!(L->attn_norm = nvec(c, NM("attn_norm.weight"), D))) return -1;
+    if (!(L->ffn_norm = nvec(c, NM("ffn_norm.weight"), D))) return -1;
+    /* attention */
+    if (!(L->attn_sink = vec(c, NM("attn.attn_sink"), H, 0, 0))) return -1;
+    if (lin(c, &L->wq_a, NM("attn.wq_a"), cf->q_lora_rank, D, L_FP8)) return -1;
+    if (!(L->q_norm = nvec(c, NM("attn.q_norm.weight"), cf->q_lora_rank))) return -1;
+    if (lin(c, &L->wq_b, NM("attn.wq_b"), H * hd, cf->q_lora_rank, L_FP8)) return -1;
+    if (lin(c, &L->wkv, NM("attn.wkv"), hd, D, L_FP8)) return -1;
+    if (!(L->kv_norm = nvec(c, NM("attn.kv_norm.weight"), hd))) return -1;
+    if (lin(c, &L->wo_a, NM("attn.wo_a"), cf->o_groups * cf->o_lora_rank, H * hd / cf->o_groups, L_WOA)) return -1;
+    /* grouped use needs row sub-views at multiples of o_lora; FP8 sub-views need multiples of 128 */
+    if (L->wo_a.fmt == DSV4_W_FP8 && cf->o_lora_rank % 128 && to_bf16(c, &L->wo_a, NM("attn.wo_a.weight"))) return -1;
+    if (lin(c, &L->wo_b, NM("attn.wo_b"), D, cf->o_groups * cf->o_lora_rank, L_FP8)) return -1;
+    if (L->ratio > 0) {
+        int csa = L->ratio == 4;
+        if (bind_comp(c, &L->comp, NM("attn.compressor"), L->ratio, hd, csa, D)) return -1;
+        if (csa) {
+            if (lin(c, &L->idx_wq_b, NM("attn.indexer.wq_b"), cf->index_n_heads * cf->index_head_dim, cf->q_lora_rank, L_FP8)) return -1;
+            if (lin(c, &L->idx_wp, NM("attn.indexer.weights_proj"), cf->index_n_heads, D, L_BF16)) return -1;
+            if (bind_comp(c, &L->icomp, NM("attn.indexer.compressor"), 4, cf->index_head_dim, 1, D)) return -1;
+        }
+    }
+    /* MoE */
+    int E = cf->n_routed_experts, I = cf->moe_inter_dim, K = cf->n_activated_experts;
+    if (lin(c, &L->gate, NM("ffn.gate"), E, D, L_BF16)) return -1;
+    if (L->is_hash) {
+        const st_tensor *t = expect(c, NM("ffn.gate.tid2eid"), ST_I64, 2, cf->vocab_size, K);
+        if (!t) return -1;
+        if (!(L->tid2eid = xalloc(c->m, (size_t)cf->vocab_size * K * sizeof(int32_t)))) return oom(c, n);
+        const uint8_t *d = t->data;
+        for (int64_t i = 0; i < (int64_t)cf->vocab_size * K; i++) {
+            int64_t v; memcpy(&v, d + 8 * i, 8);
+            if (v < 0 || v >= E)
+                return dsv4_fail(c->err, c->errlen, "%s: tensor '%s': expert id %lld at [%lld][%lld] out of range [0, %d)",
+                                 t->file, n, (long long)v, (long long)(i / K), (long long)(i % K), E);
+            L->tid2eid[i] = (int32_t)v;
+        }
+    } else {
+        if (!(L->gate_bias = vec(c, NM("ffn.gate.bias"), E, 0, 0))) return -1;
+    }
+    L->w1 = xalloc(c->m, (size_t)E * sizeof(dsv4_wview));
+    L->w2 = xalloc(c->m, (size_t)E * sizeof(dsv4_wview));
+    L->w3 = xalloc(c->m, (size_t)E * sizeof(dsv4_wview));
+    if (!L->w1 || !L->w2 || !L->w3) return oom(c, p);
+    for (int e = 0; e < E; e++) {
+        char q[512];
+        snprintf(q, sizeof q, "%sffn.experts.%d.w1", p, e); if (lin(c, &L->w1[e], q, I, D, L_EXPERT)) return -1;
+        snprintf(q, sizeof q, "%sffn.experts.%d.w2", p, e); if (lin(c, &L->w2[e], q, D, I, L_EXPERT)) return -1;
+        snprintf(q, sizeof q, "%sffn.experts.%d.w3", p, e); if (lin(c, &L->w3[e], q, I, D, L_EXPERT)) return -1;
+    }
+    if (cf->n_shared_experts > 0) {
+        int Is = I * cf->n_shared_experts;
+        if (lin(c, &L->sw1, NM("ffn.shared_experts.w1"), Is, D, L_FP8)) return -1;
+        if (lin(c, &L->sw2, NM("ffn.shared_experts.w2"), D, Is, L_FP8)) return -1;
+        if (lin(c, &L->sw3, NM("ffn.shared_experts.w3"), Is, D, L_FP8)) return -1;
+    }
+    if (is_mtp) {
+        if (lin(c, &L->e_proj, NM("e_proj"), D, D, L_FP8)) return -1;
+        if (lin(c, &L->h_proj, NM("h_proj"), D, D, L_FP8)) return -1;
+        if (!(L->enorm = nvec(c, NM("enorm.weight"), D))) return -1;
+        if (!(L->hnorm = nvec(c, NM("hnorm.weight"), D))) return -1;
+        if (!(L->mtp_norm = nvec(c, NM("norm.weight"), D))) return -1;
+        if (lin(c, &L->hc_head_fn, NM("hc_head_fn"), hc, hc * D, L_F32)) return -1;
+        if (!(L->hc_head_base = vec(c, NM("hc_head_base"), hc, 0, 0))) return -1;
+        if (!(L->hc_head_scale = vec(c, NM("hc_head_scale"), 1, 0, 0))) return -1;
+    }
+#undef NM
+    return 0;
+}
+
+int dsv4_weights_bind(dsv4_model *m, char *err, size_t errlen) {
+    ctx c = {m, err, errlen};
+    dsv4_config *cf = &m->cfg;
+    int D = cf->dim, hc = cf->hc_mult;
+    if (cf->head_dim <= cf->rope_dim || cf->rope_dim % 2 || cf->n_heads % cf->o_groups || cf->hc_mult < 1 ||
+        cf->n_activated_experts > cf->n_routed_experts || cf->n_activated_experts < 1)
+        return dsv4_fail(err, errlen, "%s/config.json: inconsistent dimensions (head_dim %d, rope %d, heads %d, o_groups %d, experts %d/%d)",
+                         m->dir, cf->head_dim, cf->rope_dim, cf->n_heads, cf->o_groups, cf->n_activated_experts, cf->n_routed_experts);
+    for (int i = 0; i < cf->n_ratios; i++)
+        if (cf->compress_ratios[i] == 4 && (cf->index_head_dim <= cf->rope_dim || (cf->index_head_dim & (cf->index_head_dim - 1)) || cf->index_n_heads < 1))
+            return dsv4_fail(err, errlen, "%s/config.json: CSA layer %d needs index_head_dim a power of two > rope dim", m->dir, i);
+    m->rope_win = xalloc(m, (size_t)cf->rope_dim / 2 * sizeof(float));
+    m->rope_comp = xalloc(m, (size_t)cf->rope_dim / 2 * sizeof(float));
+    if (!m->rope_win || !m->rope_comp) return oom(&c, "rope");
+    dsv4_rope_freqs(m->rope_win, cf->rope_dim, cf->rope_theta, 0, 1, cf->original_seq_len, cf->beta_fast, cf->beta_slow);
+    dsv4_rope_freqs(m->rope_comp, cf->rope_dim, cf->compress_rope_theta, cf->yarn, cf->rope_factor, cf->original_seq_len,
+                    cf->beta_fast, cf->beta_slow);
+    if (lin(&c, &m->embed, "embed", cf->vocab_size, D, L_BF16)) return -1;
+    if (lin(&c, &m->head, "head", cf->vocab_size, D, L_BF16)) return -1;
+    if (!(m->norm = nvec(&c, "norm.weight", D))) return -1;
+    if (lin(&c, &m->hc_head_fn, "hc_head_fn", hc, hc * D, L_F32)) return -1;
+    if (!(m->hc_head_base = vec(&c, "hc_head_base", hc, 0, 0))) return -1;
+    if (!(m->hc_head_scale = vec(&c, "hc_head_scale", 1, 0, 0))) return -1;
+    m->n_blocks = cf->n_layers + (cf->n_mtp_layers > 0 ? 1 : 0);
+    m->layers = xalloc(m, (size_t)m->n_blocks * sizeof(dsv4_layer));
+    if (!m->layers) return oom(&c, "layers");
+    for (int l = 0; l < cf->n_layers; l++) {
+        char p[64]; snprintf(p, sizeof p, "layers.%d.", l);
+        if (bind_block(&c, &m->layers[l], p, l, 0)) return -1;
+    }
+    if (cf->n_mtp_layers > 0 && bind_block(&c, &m->layers[cf->n_layers], "mtp.0.", cf->n_layers, 1)) return -1;
+    m->file_bytes = 0;
+    for (size_t i = 0; i < st_count(m->st); i++) m->file_bytes += (double)st_at(m->st, i)->nbytes;
+    return 0;
+}
+
+void dsv4_weights_free(dsv4_model *m) {
+    if (!m) return;
+    for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
+    free(m->owned);
+    m->owned = NULL; m->n_owned = m->cap_owned = 0;
+    m->layers = NULL;
+}
