@@ -125,7 +125,7 @@ static float block_amax(const float *x, int n) {
 static float fp8_block(const float *x, int n, float *q) {
     float a = block_amax(x, n);
     if (!(a >= 1e-4f)) a = 1e-4f;                         /* also catches NaN amax */
-    int k = ue8m0_ceil_exp(a / 448.0f);
+    int k = ue8m0_ceil_exp(a * (float)(1.0 / 448.0)); /* official kernel: amax * fl32(1/448) */
     if (k > 254) k = 254;                                 /* amax = inf: keep the scale finite */
     float scale = pow2_biased(k);
     float inv = pow2_biased(254 - k);                     /* 1/scale, exact (k in ~[105, 247]) */
@@ -158,7 +158,7 @@ void dsv4_fp4_sim(float *x, int n, int block) {
         int m = n - b0 < block ? n - b0 : block;
         float a = block_amax(x + b0, m);
         if (!(a >= 6.0f * 0x1p-126f)) a = 6.0f * 0x1p-126f;
-        int k = ue8m0_ceil_exp(a / 6.0f);
+        int k = ue8m0_ceil_exp(a * (float)(1.0 / 6.0));   /* official kernel: amax * fl32(1/6) */
         if (k > 254) k = 254;                             /* amax = inf */
         float scale = pow2_biased(k);
         for (int i = 0; i < m; i++) {
