@@ -1,0 +1,362 @@
+/* tests/test_config.c — src/model/config.c and src/io/info.c: the real DeepSeek-V4-Flash config.json
+ * (../shared/data/v4-flash-metadata/config.json) loads with the right values; the weights-free summary and
+ * the expected tensor list match spec v4-architecture §2.1/§2.2; bad configs give errors naming the key.
+ * Prints one line per failed check and ends with "N passed, N failed".
+ */
+#include "dsv4.h"
+#include "io/tensor_list.h"
+#include "model/config.h"
+#include "base/util.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int n_pass, n_fail;
+
+#define CHECK(cond, ...)                                                   \
+    do {                                                                   \
+        if (cond) n_pass++;                                                \
+        else { n_fail++; printf("FAIL %s:%d: ", __FILE__, __LINE__);       \
+               printf(__VA_ARGS__); printf("\n"); }                        \
+    } while (0)
+
+#define FLASH_DIR "../shared/data/v4-flash-metadata"
+#define FLASH_CFG FLASH_DIR "/config.json"
+
+static char tmpdir[64];
+static char cfgpath[128];
+
+static char *slurp(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc((size_t)n + 1);
+    size_t r = fread(b, 1, (size_t)n, f);
+    b[r] = 0;
+    fclose(f);
+    return b;
+}
+
+static void write_cfg(const char *text) {
+    FILE *f = fopen(cfgpath, "wb");
+    fputs(text, f);
+    fclose(f);
+}
+
+/* The real config with the first occurrence of `from` replaced by `to`. */
+static char *edit(const char *base, const char *from, const char *to) {
+    const char *p = strstr(base, from);
+    if (!p) { printf("test bug: '%s' not in config\n", from); exit(2); }
+    size_t a = (size_t)(p - base), nf = strlen(from), nt = strlen(to), nb = strlen(base);
+    char *o = malloc(nb - nf + nt + 1);
+    memcpy(o, base, a);
+    memcpy(o + a, to, nt);
+    memcpy(o + a + nt, p + nf, nb - a - nf + 1);
+    return o;
+}
+
+static const dsv4_tensor_spec *find_spec(const dsv4_tensor_spec *t, int n, const char *name) {
+    for (int i = 0; i < n; i++) if (strcmp(t[i].name, name) == 0) return &t[i];
+    return NULL;
+}
+
+static int spec_is(const dsv4_tensor_spec *t, st_dtype dt, int ndim, int64_t d0, int64_t d1) {
+    return t && t->dtype == dt && t->ndim == ndim && t->shape[0] == d0 && (ndim < 2 || t->shape[1] == d1);
+}
+
+static void test_flash_config(void) {
+    dsv4_config c;
+    char err[512] = "";
+    int rc = dsv4_config_load(&c, FLASH_CFG, err, sizeof err);
+    CHECK(rc == 0, "load %s: %s", FLASH_CFG, err);
+    if (rc) return;
+    CHECK(c.vocab_size == 129280 && c.dim == 4096 && c.n_layers == 43 && c.n_mtp_layers == 1, "sizes");
+    CHECK(c.n_heads == 64 && c.head_dim == 512 && c.rope_dim == 64 && c.q_lora_rank == 1024, "attention dims");
+    CHECK(c.o_groups == 8 && c.o_lora_rank == 1024, "o_groups/o_lora_rank");
+    CHECK(c.moe_inter_dim == 2048 && c.n_routed_experts == 256 && c.n_shared_experts == 1 &&
+          c.n_activated_experts == 6 && c.n_hash_layers == 3, "moe");
+    CHECK(c.window_size == 128 && c.index_n_heads == 64 && c.index_head_dim == 128 && c.index_topk == 512, "window/index");
+    CHECK(c.hc_mult == 4 && c.hc_sinkhorn_iters == 20 && c.hc_eps == 1e-6f && c.norm_eps == 1e-6f, "hc/eps");
+    CHECK(c.route_scale == 1.5f && c.swiglu_limit == 10.0f, "route_scale %g swiglu %g", (double)c.route_scale,
+          (double)c.swiglu_limit);
+    CHECK(c.rope_theta == 10000.0f && c.compress_rope_theta == 160000.0f, "rope thetas");
+    CHECK(c.yarn == 1 && c.rope_factor == 16.0f && c.original_seq_len == 65536 && c.beta_fast == 32.0f &&
+          c.beta_slow == 1.0f, "yarn");
+    CHECK(c.max_position_embeddings == 1048576 && c.bos_token_id == 0 && c.eos_token_id == 1, "max_pos/bos/eos");
+    CHECK(c.expert_fp8 == 0, "expert_fp8 default (fp4)");
+    CHECK(c.n_ratios == 44, "n_ratios %d", c.n_ratios);
+    CHECK(c.compress_ratios[0] == 0 && c.compress_ratios[1] == 0 && c.compress_ratios[2] == 4 &&
+          c.compress_ratios[3] == 128, "ratios 0..3");
+    CHECK(c.compress_ratios[42] == 4, "ratio[42] == 4 (layer 42 is CSA), got %d", c.compress_ratios[42]);
+    CHECK(c.compress_ratios[43] == 0, "ratio[43] == 0 (MTP), got %d", c.compress_ratios[43]);
+    int csa = 0, hca = 0;
+    for (int i = 0; i < 43; i++) csa += c.compress_ratios[i] == 4, hca += c.compress_ratios[i] == 128;
+    CHECK(csa == 21 && hca == 20, "21 CSA / 20 HCA trunk layers, got %d / %d", csa, hca);
+
+    /* expected tensor list vs spec §2.2 (Flash column) */
+    dsv4_tensor_spec *t = NULL;
+    int n = 0;
+    rc = dsv4_tensor_list(&c, 0, &t, &n, err, sizeof err);
+    CHECK(rc == 0, "tensor list: %s", err);
+    if (rc) return;
+    /* count: 6 global; per layer 8 (norms, hc) + 13 attn + 2 gate + 256*6 experts + 6 shared = 1565;
+     * CSA +4 compressor +7 indexer; HCA +4; MTP 1565 + 10.  6 + 43*1565 + 21*11 + 20*4 + 1575 = 69187 */
+    CHECK(n == 69187, "tensor count %d", n);
+    CHECK(spec_is(find_spec(t, n, "embed.weight"), ST_BF16, 2, 129280, 4096), "embed");
+    CHECK(spec_is(find_spec(t, n, "head.weight"), ST_BF16, 2, 129280, 4096), "head");
+    CHECK(spec_is(find_spec(t, n, "hc_head_fn"), ST_F32, 2, 4, 16384), "hc_head_fn");
+    CHECK(spec_is(find_spec(t, n, "hc_head_scale"), ST_F32, 1, 1, 0), "hc_head_scale");
+    CHECK(spec_is(find_spec(t, n, "layers.5.attn.wq_a.weight"), ST_F8_E4M3, 2, 1024, 4096) &&
+          spec_is(find_spec(t, n, "layers.5.attn.wq_a.scale"), ST_F8_E8M0, 2, 8, 32), "wq_a");
+    CHECK(spec_is(find_spec(t, n, "layers.5.attn.wq_b.weight"), ST_F8_E4M3, 2, 32768, 1024) &&
+          spec_is(find_spec(t, n, "layers.5.attn.wq_b.scale"), ST_F8_E8M0, 2, 256, 8), "wq_b");
+    CHECK(spec_is(find_spec(t, n, "layers.5.attn.wkv.weight"), ST_F8_E4M3, 2, 512, 4096) &&
+          spec_is(find_spec(t, n, "layers.5.attn.wkv.scale"), ST_F8_E8M0, 2, 4, 32), "wkv");
+    CHECK(spec_is(find_spec(t, n, "layers.5.attn.wo_a.weight"), ST_F8_E4M3, 2, 8192, 4096) &&
+          spec_is(find_spec(t, n, "layers.5.attn.wo_a.scale"), ST_F8_E8M0, 2, 64, 32), "wo_a");
+    CHECK(spec_is(find_spec(t, n, "layers.5.attn.wo_b.weight"), ST_F8_E4M3, 2, 4096, 8192) &&
+          spec_is(find_spec(t, n, "layers.5.attn.wo_b.scale"), ST_F8_E8M0, 2, 32, 64), "wo_b");
+    CHECK(spec_is(find_spec(t, n, "layers.42.attn.indexer.wq_b.weight"), ST_F8_E4M3, 2, 8192, 1024) &&
+          spec_is(find_spec(t, n, "layers.42.attn.indexer.wq_b.scale"), ST_F8_E8M0, 2, 64, 8), "indexer wq_b");
+    CHECK(spec_is(find_spec(t, n, "layers.7.ffn.shared_experts.w1.weight"), ST_F8_E4M3, 2, 2048, 4096) &&
+          spec_is(find_spec(t, n, "layers.7.ffn.shared_experts.w1.scale"), ST_F8_E8M0, 2, 16, 32) &&
+          spec_is(find_spec(t, n, "layers.7.ffn.shared_experts.w2.weight"), ST_F8_E4M3, 2, 4096, 2048) &&
+          spec_is(find_spec(t, n, "layers.7.ffn.shared_experts.w2.scale"), ST_F8_E8M0, 2, 32, 16), "shared");
+    CHECK(spec_is(find_spec(t, n, "layers.7.ffn.experts.255.w1.weight"), ST_I8, 2, 2048, 2048) &&
+          spec_is(find_spec(t, n, "layers.7.ffn.experts.255.w1.scale"), ST_F8_E8M0, 2, 2048, 128) &&
+          spec_is(find_spec(t, n, "layers.7.ffn.experts.255.w3.weight"), ST_I8, 2, 2048, 2048) &&
+          spec_is(find_spec(t, n, "layers.7.ffn.experts.0.w2.weight"), ST_I8, 2, 4096, 1024) &&
+          spec_is(find_spec(t, n, "layers.7.ffn.experts.0.w2.scale"), ST_F8_E8M0, 2, 4096, 64), "routed experts");
+    CHECK(find_spec(t, n, "layers.7.ffn.experts.256.w1.weight") == NULL, "no expert 256");
+    CHECK(spec_is(find_spec(t, n, "layers.7.hc_attn_fn"), ST_F32, 2, 24, 16384) &&
+          spec_is(find_spec(t, n, "layers.7.hc_ffn_base"), ST_F32, 1, 24, 0) &&
+          spec_is(find_spec(t, n, "layers.7.hc_ffn_scale"), ST_F32, 1, 3, 0), "hc");
+    CHECK(spec_is(find_spec(t, n, "mtp.0.e_proj.weight"), ST_F8_E4M3, 2, 4096, 4096) &&
+          spec_is(find_spec(t, n, "mtp.0.e_proj.scale"), ST_F8_E8M0, 2, 32, 32) &&
+          spec_is(find_spec(t, n, "mtp.0.h_proj.scale"), ST_F8_E8M0, 2, 32, 32), "mtp e_proj/h_proj");
+    CHECK(find_spec(t, n, "mtp.0.enorm.weight") && find_spec(t, n, "mtp.0.hnorm.weight") &&
+          find_spec(t, n, "mtp.0.norm.weight") && find_spec(t, n, "mtp.0.hc_head_fn") &&
+          find_spec(t, n, "mtp.0.ffn.gate.bias") && !find_spec(t, n, "mtp.0.ffn.gate.tid2eid") &&
+          !find_spec(t, n, "mtp.0.attn.compressor.ape"), "mtp block tensors");
+    /* CSA layer 2: compressor [1024, D], ape [4, 1024]; HCA layer 3: [512, D], ape [128, 512]; window layer 1: none */
+    CHECK(spec_is(find_spec(t, n, "layers.2.attn.compressor.wkv.weight"), ST_BF16, 2, 1024, 4096) &&
+          spec_is(find_spec(t, n, "layers.2.attn.compressor.ape"), ST_F32, 2, 4, 1024) &&
+          spec_is(find_spec(t, n, "layers.2.attn.compressor.norm.weight"), ST_BF16, 1, 512, 0), "CSA compressor");
+    CHECK(spec_is(find_spec(t, n, "layers.2.attn.indexer.compressor.wgate.weight"), ST_BF16, 2, 256, 4096) &&
+          spec_is(find_spec(t, n, "layers.2.attn.indexer.compressor.ape"), ST_F32, 2, 4, 256) &&
+          spec_is(find_spec(t, n, "layers.2.attn.indexer.compressor.norm.weight"), ST_BF16, 1, 128, 0) &&
+          spec_is(find_spec(t, n, "layers.2.attn.indexer.weights_proj.weight"), ST_BF16, 2, 64, 4096), "indexer");
+    CHECK(spec_is(find_spec(t, n, "layers.3.attn.compressor.wgate.weight"), ST_BF16, 2, 512, 4096) &&
+          spec_is(find_spec(t, n, "layers.3.attn.compressor.ape"), ST_F32, 2, 128, 512) &&
+          !find_spec(t, n, "layers.3.attn.indexer.wq_b.weight"), "HCA compressor, no indexer");
+    CHECK(!find_spec(t, n, "layers.1.attn.compressor.wkv.weight"), "window layer has no compressor");
+    CHECK(spec_is(find_spec(t, n, "layers.2.ffn.gate.tid2eid"), ST_I64, 2, 129280, 6) &&
+          !find_spec(t, n, "layers.2.ffn.gate.bias") && !find_spec(t, n, "layers.3.ffn.gate.tid2eid") &&
+          spec_is(find_spec(t, n, "layers.3.ffn.gate.bias"), ST_F32, 1, 256, 0), "hash vs bias");
+    int dup = 0;
+    for (int i = 0; i < n && !dup; i++)
+        for (int j = i + 1; j < n && j < i + 40; j++) if (strcmp(t[i].name, t[j].name) == 0) dup = 1;
+    CHECK(!dup, "no nearby duplicate names");
+
+    /* trunk-only params (the model card's "284B" excludes the MTP block) */
+    double trunk = 0;
+    for (int i = 0; i < n; i++)
+        if (t[i].layer < c.n_layers && !(t[i].flags & DSV4_TS_SCALE))
+            trunk += (double)dsv4_tensor_spec_numel(&t[i]) * ((t[i].flags & DSV4_TS_FP4) ? 2 : 1);
+    /* Independent arithmetic (D = 4096, V = 129280):
+     *  per-layer common = norms 2D + hc 2*24*4D + 2*24 + 2*3 + sink 64 + wq_a 1024D + q_norm 1024
+     *    + wq_b 32768*1024 + wkv 512D + kv_norm 512 + wo_a 8192*4096 + wo_b 4096*8192 + gate 256D
+     *    + shared 3*2048D                                                   = 135,034,630
+     *  routed experts 256 * 3 * 2048 * D                                    = 6,442,450,944
+     *  CSA extra: compressor 2*1024D + 4*1024 + 512 = 8,393,216; indexer 8192*1024 + 64D + 2*256D + 4*256 + 128
+     *    = 10,749,056                                                         -> 19,142,272
+     *  HCA extra: 2*512D + 128*512 + 512                                    = 4,260,352
+     *  global: 2VD + D + 4*4D + 4 + 1                                       = 1,059,131,397
+     *  trunk = global + 43*(common + experts) + 3*6V (tid2eid) + 40*256 (bias) + 21*CSA + 20*HCA
+     *        = 284,334,567,511
+     *  MTP = common + experts + 256 + 2D^2 + 3D + 4*4D + 5                    = 6,610,048,891
+     *  total = 290,944,616,402
+     *  active = (global - VD + D) + 43*(common + 6*3*2048D) + 3*6 + 40*256 + 21*CSA + 20*HCA = 13,270,105,705 */
+    CHECK(trunk == 284334567511.0, "trunk params %.0f", trunk);
+    dsv4_tensor_list_free(t);
+
+    /* FP8-expert variant of the same list: same parameter count, no FP4 tensors */
+    rc = dsv4_tensor_list(&c, 1, &t, &n, err, sizeof err);
+    CHECK(rc == 0 && spec_is(find_spec(t, n, "layers.7.ffn.experts.3.w2.weight"), ST_F8_E4M3, 2, 4096, 2048) &&
+          spec_is(find_spec(t, n, "layers.7.ffn.experts.3.w2.scale"), ST_F8_E8M0, 2, 32, 16), "fp8 experts");
+    dsv4_tensor_list_free(t);
+}
+
+static void test_flash_info(void) {
+    dsv4_model_info in;
+    char err[512] = "";
+    int rc = dsv4_config_info(FLASH_DIR, &in, err, sizeof err);
+    CHECK(rc == 0, "config_info: %s", err);
+    if (rc) return;
+    CHECK(in.vocab_size == 129280 && in.dim == 4096 && in.n_layers == 43 && in.n_mtp_layers == 1 &&
+          in.n_heads == 64 && in.head_dim == 512 && in.n_routed_experts == 256 && in.n_activated_experts == 6 &&
+          in.n_hash_layers == 3 && in.bos_token_id == 0 && in.eos_token_id == 1, "info header fields");
+    CHECK(in.n_window_layers == 2 && in.n_csa_layers == 21 && in.n_hca_layers == 20, "layer kinds %d/%d/%d",
+          in.n_window_layers, in.n_csa_layers, in.n_hca_layers);
+    CHECK(in.n_params == 290944616402.0, "n_params %.0f (incl. MTP)", in.n_params);
+    CHECK(in.n_params_active == 13270105705.0, "n_params_active %.0f", in.n_params_active);
+    /* bytes: BF16 = 2*(2VD + D) + norms..., checked as a sum and per dtype */
+    CHECK(in.bytes_by_dtype[DSV4_INFO_BF16] == 2830518528.0, "BF16 bytes %.0f", in.bytes_by_dtype[DSV4_INFO_BF16]);
+    CHECK(in.bytes_by_dtype[DSV4_INFO_F32] == 144672072.0, "F32 bytes %.0f", in.bytes_by_dtype[DSV4_INFO_F32]);
+    CHECK(in.bytes_by_dtype[DSV4_INFO_F8_E4M3] == 6023020544.0, "E4M3 bytes %.0f",
+          in.bytes_by_dtype[DSV4_INFO_F8_E4M3]);
+    CHECK(in.bytes_by_dtype[DSV4_INFO_F8_E8M0] == 8858737664.0, "E8M0 bytes %.0f",
+          in.bytes_by_dtype[DSV4_INFO_F8_E8M0]);
+    /* FP4: 44 blocks * 256 experts * 3 * 2048*4096/2 bytes */
+    CHECK(in.bytes_by_dtype[DSV4_INFO_FP4] == 44.0 * 256 * 3 * 2048 * 2048, "FP4 bytes %.0f",
+          in.bytes_by_dtype[DSV4_INFO_FP4]);
+    CHECK(in.bytes_by_dtype[DSV4_INFO_I64] == 3.0 * 129280 * 6 * 8, "I64 bytes %.0f", in.bytes_by_dtype[DSV4_INFO_I64]);
+    CHECK(in.bytes_by_dtype[DSV4_INFO_OTHER] == 0, "OTHER bytes");
+    double sum = 0;
+    for (int i = 0; i < DSV4_INFO_NDTYPE; i++) sum += in.bytes_by_dtype[i];
+    CHECK(sum == in.bytes_total && in.bytes_total == 159609485896.0, "bytes_total %.0f (sum %.0f)", in.bytes_total, sum);
+    CHECK(in.bytes_per_token == 11217580396.0, "bytes_per_token %.0f", in.bytes_per_token);
+    CHECK(in.bytes_per_token < in.bytes_total / 10, "per-token bytes well below total");
+
+    /* also accepts the config path itself */
+    dsv4_model_info in2;
+    rc = dsv4_config_info(FLASH_CFG, &in2, err, sizeof err);
+    CHECK(rc == 0 && in2.n_params == in.n_params, "config_info on a .json path: %s", rc ? err : "");
+
+    /* expert_dtype "fp8": same params, experts now E4M3 */
+    char *base = slurp(FLASH_CFG);
+    char *e = edit(base, "\"compress_rope_theta\"", "\"expert_dtype\": \"fp8\", \"compress_rope_theta\"");
+    write_cfg(e);
+    rc = dsv4_config_info(tmpdir, &in2, err, sizeof err);
+    CHECK(rc == 0 && in2.n_params == in.n_params && in2.bytes_by_dtype[DSV4_INFO_FP4] == 0 &&
+          in2.bytes_by_dtype[DSV4_INFO_F8_E4M3] == in.bytes_by_dtype[DSV4_INFO_F8_E4M3] +
+          2 * in.bytes_by_dtype[DSV4_INFO_FP4], "expert_dtype fp8 info: %s", rc ? err : "");
+    free(e);
+    free(base);
+
+    rc = dsv4_config_info("no/such/dir", &in2, err, sizeof err);
+    CHECK(rc == -1 && strstr(err, "no/such/dir/config.json"), "missing dir: %s", err);
+}
+
+/* Write `text` as config.json and expect dsv4_config_load to fail with all of the given substrings. */
+static void expect_bad(const char *what, const char *text, const char *s1, const char *s2) {
+    write_cfg(text);
+    dsv4_config c;
+    char err[512] = "";
+    int rc = dsv4_config_load(&c, cfgpath, err, sizeof err);
+    CHECK(rc == -1 && strstr(err, s1) && (!s2 || strstr(err, s2)) && strstr(err, "config.json"),
+          "%s: rc %d, error \"%s\"", what, rc, err);
+    /* and through dsv4_config_info */
+    dsv4_model_info in;
+    char err2[512] = "";
+    rc = dsv4_config_info(tmpdir, &in, err2, sizeof err2);
+    CHECK(rc == -1 && strstr(err2, s1), "%s via config_info: \"%s\"", what, err2);
+}
+
+static void test_bad_configs(void) {
+    char *base = slurp(FLASH_CFG);
+    if (!base) { CHECK(0, "cannot read %s", FLASH_CFG); return; }
+    char *e;
+
+    /* not JSON: a missing comma on line 3 */
+    expect_bad("not JSON", "{\n  \"vocab_size\": 10\n  \"hidden_size\": 4\n}\n", "not valid JSON", "(line 3?)");
+    expect_bad("empty", "", "not valid JSON", NULL);
+    expect_bad("array", "[1, 2]", "not a JSON object", NULL);
+    expect_bad("missing hidden_size", (e = edit(base, "\"hidden_size\"", "\"hidden_sizeX\"")), "missing key 'hidden_size'",
+               NULL), free(e);
+    expect_bad("missing compress_ratios", (e = edit(base, "\"compress_ratios\"", "\"compress_ratiosX\"")),
+               "missing key 'compress_ratios'", NULL), free(e);
+    expect_bad("string hidden_size", (e = edit(base, "\"hidden_size\": 4096", "\"hidden_size\": \"4096\"")),
+               "key 'hidden_size' must be an integer, found a string", NULL), free(e);
+    expect_bad("fractional layers", (e = edit(base, "\"num_hidden_layers\": 43", "\"num_hidden_layers\": 43.5")),
+               "key 'num_hidden_layers' must be an integer", NULL), free(e);
+    expect_bad("string rope_theta", (e = edit(base, "\"rope_theta\": 10000", "\"rope_theta\": [10000]")),
+               "key 'rope_theta' must be a number, found an array", NULL), free(e);
+    expect_bad("ratios not array", (e = edit(base, "\"compress_ratios\": [", "\"compress_ratios\": 4, \"x\": [")),
+               "key 'compress_ratios' must be an array", NULL), free(e);
+    expect_bad("43 ratios", (e = edit(base, "[0, 0, 4, 128,", "[0, 4, 128,")),
+               "key 'compress_ratios' has 43 entries, expected 44 (num_hidden_layers + num_nextn_predict_layers)",
+               NULL), free(e);
+    expect_bad("negative ratio", (e = edit(base, "[0, 0, 4, 128,", "[0, -4, 4, 128,")),
+               "key 'compress_ratios' entry 1", NULL), free(e);
+    expect_bad("string ratio", (e = edit(base, "[0, 0, 4, 128,", "[0, \"0\", 4, 128,")),
+               "key 'compress_ratios' entry 1", "a string"), free(e);
+    expect_bad("zero hidden", (e = edit(base, "\"hidden_size\": 4096", "\"hidden_size\": 0")),
+               "key 'hidden_size' must be positive", NULL), free(e);
+    expect_bad("negative heads", (e = edit(base, "\"num_attention_heads\": 64", "\"num_attention_heads\": -64")),
+               "key 'num_attention_heads' must be positive", NULL), free(e);
+    expect_bad("head_dim <= rope", (e = edit(base, "\"head_dim\": 512", "\"head_dim\": 64")),
+               "key 'head_dim' (64) must exceed 'qk_rope_head_dim' (64)", NULL), free(e);
+    expect_bad("o_groups", (e = edit(base, "\"o_groups\": 8", "\"o_groups\": 7")), "key 'o_groups'", NULL), free(e);
+    expect_bad("topk > experts", (e = edit(base, "\"num_experts_per_tok\": 6", "\"num_experts_per_tok\": 300")),
+               "key 'num_experts_per_tok'", NULL), free(e);
+    expect_bad("hash layers", (e = edit(base, "\"num_hash_layers\": 3", "\"num_hash_layers\": 44")),
+               "key 'num_hash_layers'", NULL), free(e);
+    expect_bad("missing index_topk with CSA", (e = edit(base, "\"index_topk\"", "\"index_topkX\"")),
+               "missing key 'index_topk'", NULL), free(e);
+    expect_bad("rope_scaling type", (e = edit(base, "\"type\": \"yarn\"", "\"type\": \"linear\"")),
+               "rope_scaling.type", NULL), free(e);
+    expect_bad("rope_scaling factor", (e = edit(base, "\"factor\": 16", "\"factorX\": 16")),
+               "missing key 'rope_scaling.factor'", NULL), free(e);
+    expect_bad("expert_dtype", (e = edit(base, "\"compress_rope_theta\"", "\"expert_dtype\": \"int4\", \"compress_rope_theta\"")),
+               "key 'expert_dtype'", NULL), free(e);
+    expect_bad("eos out of range", (e = edit(base, "\"eos_token_id\": 1", "\"eos_token_id\": 129280")),
+               "key 'eos_token_id'", NULL), free(e);
+    expect_bad("shared experts 2", (e = edit(base, "\"n_shared_experts\": 1", "\"n_shared_experts\": 2")),
+               "key 'n_shared_experts'", NULL), free(e);
+
+    /* optional keys: defaults; a config with no CSA layer needs no index_* keys */
+    const char *mini =
+        "{\"vocab_size\": 300, \"hidden_size\": 64, \"num_hidden_layers\": 2, \"num_attention_heads\": 2,"
+        " \"head_dim\": 32, \"qk_rope_head_dim\": 8, \"q_lora_rank\": 32, \"o_groups\": 1, \"o_lora_rank\": 16,"
+        " \"moe_intermediate_size\": 32, \"n_routed_experts\": 4, \"n_shared_experts\": 0, \"num_experts_per_tok\": 2,"
+        " \"sliding_window\": 8, \"rope_theta\": 10000, \"max_position_embeddings\": 512,"
+        " \"compress_ratios\": [0, 16]}";
+    write_cfg(mini);
+    dsv4_config c;
+    char err[512] = "";
+    int rc = dsv4_config_load(&c, cfgpath, err, sizeof err);
+    CHECK(rc == 0, "mini config: %s", err);
+    if (rc == 0) {
+        CHECK(c.n_mtp_layers == 0 && c.n_hash_layers == 0 && c.hc_mult == 4 && c.hc_sinkhorn_iters == 20 &&
+              c.hc_eps == 1e-6f && c.norm_eps == 1e-6f && c.swiglu_limit == 0 && c.route_scale == 1 &&
+              c.yarn == 0 && c.compress_rope_theta == 10000.0f && c.bos_token_id == 0 && c.eos_token_id == 1 &&
+              c.index_n_heads == 0 && c.index_topk == 0 && c.expert_fp8 == 0 && c.n_ratios == 2 &&
+              c.compress_ratios[1] == 16, "mini defaults");
+        dsv4_model_info in;
+        rc = dsv4_config_info(tmpdir, &in, err, sizeof err);
+        /* global 2*300*64 + 64 + 4*256 + 5 = 39493; per layer: norms 128 + hc 2*24*256+48+6 = 12342 + sink 2
+         * + wq_a 2048 + q_norm 32 + wq_b 2048 + wkv 2048 + kv_norm 32 + wo_a 16*64 + wo_b 64*16 + gate 256
+         * + bias 4 + experts 4*3*32*64 = 24576  -> 45564; layer 1 HCA (R=16): 2*32*64 + 16*32 + 32 = 4640 */
+        CHECK(rc == 0 && in.n_params == 39493.0 + 2 * 45564 + 4640 && in.n_window_layers == 1 &&
+              in.n_hca_layers == 1 && in.n_csa_layers == 0, "mini info: %s n_params %.0f", rc ? err : "", in.n_params);
+    }
+    free(base);
+
+    dsv4_config c2;
+    rc = dsv4_config_load(&c2, "no/such/config.json", err, sizeof err);
+    CHECK(rc == -1 && strstr(err, "no/such/config.json") && strstr(err, "cannot open"), "missing file: %s", err);
+}
+
+int main(void) {
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/dsv4-test-config.XXXXXX");
+    if (!mkdtemp(tmpdir)) { perror("mkdtemp"); return 2; }
+    snprintf(cfgpath, sizeof cfgpath, "%s/config.json", tmpdir);
+    if (access(FLASH_CFG, R_OK) != 0) {
+        printf("FAIL: %s not readable (run from the repository root)\n", FLASH_CFG);
+        n_fail++;
+    } else {
+        test_flash_config();
+        test_flash_info();
+    }
+    test_bad_configs();
+    remove(cfgpath);
+    rmdir(tmpdir);
+    printf("%d passed, %d failed\n", n_pass, n_fail);
+    return n_fail ? 1 : 0;
+}
