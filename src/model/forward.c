@@ -186,7 +186,6 @@ void dsv4_state_reset(dsv4_session *s) {
         }
     }
     s->have_last = 0;
-    s->mtp_pos = 0;
 }
 
 /* ------------------------------------------------------------------ top-k (§4.5) */
@@ -246,6 +245,19 @@ static void attend(dsv4_session *s, const dsv4_layer *L, const float *q, int64_t
     }
 }
 
+/* Raw window KV path (§4.3): kv[t] = FP8sim_nope(RoPE(bf16(RMSNorm(W_kv x_t; kv_norm)))). */
+static void raw_kv(dsv4_session *s, const dsv4_layer *L, const float *x, int n, int64_t pos0, float *kv) {
+    const dsv4_config *c = &s->m->cfg;
+    int hd = c->head_dim, rd = c->rope_dim, nope = hd - rd;
+    dsv4_linear(kv, &L->wkv, x, n, DSV4_ACT_FP8 | DSV4_OUT_BF16, s->w.act);
+    for (int t = 0; t < n; t++) {
+        float *k = kv + (size_t)t * hd;
+        dsv4_rmsnorm(k, k, L->kv_norm, hd, c->norm_eps, 1);
+        dsv4_rope(k + nope, rd, L->rope_f, pos0 + t, 0);
+        dsv4_fp8_sim(k, nope, 64);
+    }
+}
+
 /* Full attention sublayer for n tokens x [n][D] at positions pos0..; y [n][D]. */
 static void attention(dsv4_session *s, int li, const float *x, int n, int64_t pos0, float *y) {
     const dsv4_model *m = s->m;
@@ -266,14 +278,7 @@ static void attention(dsv4_session *s, int li, const float *x, int n, int64_t po
             dsv4_rmsnorm(qh, qh, NULL, hd, c->norm_eps, 1);
             dsv4_rope(qh + nope, rd, L->rope_f, pos0 + t, 0);
         }
-    /* raw KV path */
-    dsv4_linear(kv, &L->wkv, x, n, DSV4_ACT_FP8 | DSV4_OUT_BF16, act);
-    for (int t = 0; t < n; t++) {
-        float *k = kv + (size_t)t * hd;
-        dsv4_rmsnorm(k, k, L->kv_norm, hd, c->norm_eps, 1);
-        dsv4_rope(k + nope, rd, L->rope_f, pos0 + t, 0);
-        dsv4_fp8_sim(k, nope, 64);
-    }
+    raw_kv(s, L, x, n, pos0, kv);
     /* compressor projections (F32) */
     int R = L->ratio, csa = R == 4;
     int cwd = 0, iwd = 0, ih = c->index_n_heads, ihd = c->index_head_dim;
@@ -295,8 +300,8 @@ static void attention(dsv4_session *s, int li, const float *x, int n, int64_t po
                 dsv4_fp4_sim(qh, ihd, 32);
             }
         dsv4_linear(s->w.iw, &L->idx_wp, x, n, DSV4_OUT_BF16, NULL);
-        float ws = 1.0f / sqrtf((float)ihd) / sqrtf((float)ih);
-        for (int i = 0; i < n * ih; i++) s->w.iw[i] *= ws;
+        double ws = pow((double)ihd, -0.5) * pow((double)ih, -0.5);   /* w = bf16(bf16(x W_wp) * ws) */
+        for (int i = 0; i < n * ih; i++) s->w.iw[i] = bf((float)(s->w.iw[i] * ws));
     }
     if (li < c->n_layers) {
         dump("q", li, q, (size_t)n * H * hd);
@@ -484,6 +489,12 @@ void dsv4_forward_chunk(dsv4_session *s, const int32_t *tokens, int n, float *lo
     }
     for (int l = 0; l < c->n_layers; l++) block(s, l, X, tokens, n, pos0);
     memcpy(s->last_x, X + (size_t)(n - 1) * hc * D, (size_t)hc * D * sizeof(float));
+    int Wn = c->window_size;
+    for (int t = 0; t < n; t++) {   /* history for the MTP window (§4.9) */
+        int64_t p = pos0 + t;
+        memcpy(s->hist_x + (size_t)(p % Wn) * hc * D, X + (size_t)t * hc * D, (size_t)hc * D * sizeof(float));
+        s->hist_tok[p % Wn] = tokens[t];
+    }
     s->have_last = 1;
     s->pos += n;
     if (logits) {
@@ -492,27 +503,74 @@ void dsv4_forward_chunk(dsv4_session *s, const int32_t *tokens, int n, float *lo
     }
 }
 
-/* MTP (§4.9). Position convention (UNVERIFIED, spec §4.9 follows llama.cpp/V3): the MTP block runs at
- * the position t of the trunk token whose state it consumes; its window ring slot is t mod window.
- * Only the positions evaluated through dsv4_eval_mtp are in its ring (window keys of positions never
- * speculated are absent), see session.c. */
+/* MTP input (§4.9) for n positions, in place: X[t] (trunk final state, [hc][D]) becomes
+ * X0_i = bf16(E_proj RMSNorm(embed[next[t]]; enorm) + H_proj RMSNorm(X_i; hnorm)). */
+static void mtp_input(dsv4_session *s, const dsv4_layer *L, float *X, const int32_t *next, int n) {
+    const dsv4_model *m = s->m;
+    const dsv4_config *c = &m->cfg;
+    int D = c->dim, hc = c->hc_mult;
+    float *e = s->w.xe, *en = s->w.xn, *ep = s->w.ye, *hn = s->w.mhn, *hp = s->w.mh;
+    for (int t = 0; t < n; t++) {
+        dsv4_wview_row(&m->embed, next[t], e);
+        dsv4_rmsnorm(en + (size_t)t * D, e, L->enorm, D, c->norm_eps, 1);
+    }
+    dsv4_linear(ep, &L->e_proj, en, n, DSV4_ACT_FP8 | DSV4_OUT_BF16, s->w.act);
+    for (int r = 0; r < n * hc; r++) dsv4_rmsnorm(hn + (size_t)r * D, X + (size_t)r * D, L->hnorm, D, c->norm_eps, 1);
+    dsv4_linear(hp, &L->h_proj, hn, n * hc, DSV4_ACT_FP8 | DSV4_OUT_BF16, s->w.act);
+    for (int t = 0; t < n; t++)
+        for (int i = 0; i < hc; i++)
+            for (int d = 0; d < D; d++) {
+                size_t k = ((size_t)t * hc + i) * D + d;
+                X[k] = bf(ep[(size_t)t * D + d] + hp[k]);
+            }
+}
+
+/* MTP (§4.9). Position and window convention (UNVERIFIED for V4; spec §4.9 follows llama.cpp/V3, and
+ * tools/reference/model.py uses the same): the MTP block consumes the trunk state X_t and the embedding
+ * of token t+1 at RoPE position t; its window holds the positions max(0, t-window+1)..t, where an earlier
+ * position s < t was fed (X_s, token s+1) — the sequence's own tokens, as in training. Those keys are
+ * computed lazily here from the saved trunk states (hist_x) and tokens (hist_tok); the key of position t
+ * itself depends on the speculative next_token and is invalidated after use. */
 void dsv4_forward_mtp(dsv4_session *s, int32_t next_token, float *logits) {
     const dsv4_model *m = s->m;
     const dsv4_config *c = &m->cfg;
-    int D = c->dim, hc = c->hc_mult, li = c->n_layers;
+    int D = c->dim, hc = c->hc_mult, li = c->n_layers, Wn = c->window_size, hd = c->head_dim;
     const dsv4_layer *L = &m->layers[li];
-    float *X = s->w.X, *e = s->w.xe, *en = s->w.xn, *t1 = s->w.ye, *t2 = s->w.acc;
+    dsv4_block_state *b = &s->bs[li];
+    float *X = s->w.X;
     int64_t t = s->pos - 1;
-    dsv4_wview_row(&m->embed, next_token, e);
-    dsv4_rmsnorm(en, e, L->enorm, D, c->norm_eps, 1);
-    dsv4_linear(t1, &L->e_proj, en, 1, DSV4_ACT_FP8 | DSV4_OUT_BF16, s->w.act);
-    for (int i = 0; i < hc; i++)
-        dsv4_rmsnorm(en + (size_t)i * D, s->last_x + (size_t)i * D, L->hnorm, D, c->norm_eps, 1);
-    dsv4_linear(t2, &L->h_proj, en, hc, DSV4_ACT_FP8 | DSV4_OUT_BF16, s->w.act);
-    for (int i = 0; i < hc; i++)
-        for (int d = 0; d < D; d++) X[(size_t)i * D + d] = bf(t1[d] + t2[(size_t)i * D + d]);
+    /* missing window keys of positions s0..t-1 */
+    int64_t s0 = t - Wn + 1 < 0 ? 0 : t - Wn + 1;
+    int64_t list[DSV4_CHUNK];
+    int32_t nxt[DSV4_CHUNK];
+    int64_t p = s0;
+    while (p < t) {
+        int n = 0;
+        for (; p < t && n < DSV4_CHUNK; p++) {
+            if (b->slot_pos[p % Wn] == p) continue;
+            list[n] = p;
+            nxt[n] = s->hist_tok[(p + 1) % Wn];
+            memcpy(X + (size_t)n * hc * D, s->hist_x + (size_t)(p % Wn) * hc * D, (size_t)hc * D * sizeof(float));
+            n++;
+        }
+        if (!n) continue;
+        mtp_input(s, L, X, nxt, n);
+        hc_coeffs(s, &L->hc_attn_fn, L->hc_attn_base, L->hc_attn_scale, X, n, s->w.pre, s->w.post, s->w.M);
+        hc_collapse(c, X, s->w.pre, n, s->w.u);
+        for (int i = 0; i < n; i++) {
+            dsv4_rmsnorm(s->w.xn + (size_t)i * D, s->w.u + (size_t)i * D, L->attn_norm, D, c->norm_eps, 1);
+        }
+        for (int i = 0; i < n; i++) {   /* positions may be non-contiguous: one RoPE position each */
+            raw_kv(s, L, s->w.xn + (size_t)i * D, 1, list[i], s->w.kv);
+            memcpy(b->win + (size_t)(list[i] % Wn) * hd, s->w.kv, (size_t)hd * sizeof(float));
+            b->slot_pos[list[i] % Wn] = list[i];
+        }
+    }
+    memcpy(X, s->last_x, (size_t)hc * D * sizeof(float));
     int32_t tok = next_token;
+    mtp_input(s, L, X, &tok, 1);
     block(s, li, X, &tok, 1, t);
+    b->slot_pos[t % Wn] = -1;   /* speculative key: recomputed from the real token next time */
     hc_head(s, &L->hc_head_fn, L->hc_head_base, L->hc_head_scale, X, s->w.u);
     head_logits(s, s->w.u, L->mtp_norm, logits);
 }

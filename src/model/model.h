@@ -95,7 +95,8 @@ struct dsv4_session {
     dsv4_block_state *bs;  /* [n_blocks] */
     float *last_x;         /* [hc*D] trunk state of the last evaluated position (before hc_head) */
     int have_last;
-    int mtp_pos;           /* MTP block: number of positions whose key is in the MTP ring (see forward.c) */
+    float *hist_x;         /* [window][hc*D] trunk final states of the last `window` positions (MTP window) */
+    int32_t *hist_tok;     /* [window] token ids of the last `window` positions */
     /* scratch arena (one allocation, carved at open) */
     float *arena; size_t arena_n;
     struct {
@@ -103,6 +104,7 @@ struct dsv4_session {
         float *qa, *q, *kv, *ca, *cg, *ia, *ig, *iq, *iw, *o, *og, *r, *rg;
         float *sc, *ksc, *pr; int *kidx; const float **kptr;
         float *rl, *rw; int *rid; float *xe, *g, *v, *ye, *acc; int *etok; float *ew;
+        float *mh, *mhn;   /* [max(CH,1)*hc*D] MTP input projections */
         float *act;        /* act-quant scratch for dsv4_linear */
         float *tmp;        /* misc [max(c*dc, D, hc*D)] */
     } w;

@@ -128,6 +128,10 @@ static void layout(dsv4_session *s, carver *cv) {
     size_t cand[] = {H * hd, G * olr, ql, Is, I, D};
     for (size_t i = 0; i < sizeof cand / sizeof cand[0]; i++) if (cand[i] > maxcols) maxcols = cand[i];
     CARVE(s->last_x, hc * D);
+    CARVE(s->hist_x, Wn * hc * D);
+    CARVE(s->hist_tok, Wn);
+    CARVE(s->w.mh, CH * hc * D);
+    CARVE(s->w.mhn, CH * hc * D);
     CARVE(s->w.X, CH * hc * D);
     CARVE(s->w.u, CX * D);
     CARVE(s->w.xn, CX * D);
@@ -232,6 +236,9 @@ int dsv4_eval_mtp(dsv4_session *s, int32_t next_token, float *logits, char *err,
     if (next_token < 0 || next_token >= s->m->cfg.vocab_size)
         return dsv4_fail(err, errlen, "dsv4_eval_mtp: next_token %d out of range [0, %d)", (int)next_token, s->m->cfg.vocab_size);
     if (!logits) return dsv4_fail(err, errlen, "dsv4_eval_mtp: logits is NULL");
+    if (s->m->layers[s->m->cfg.n_layers].ratio != 0)
+        return dsv4_fail(err, errlen, "dsv4_eval_mtp: MTP block with compress ratio %d is not supported (only 0)",
+                         s->m->layers[s->m->cfg.n_layers].ratio);
     dsv4_forward_mtp(s, next_token, logits);
     return 0;
 }
