@@ -97,7 +97,9 @@ void dsv4_tokenizer_free(dsv4_tokenizer *t);
 const dsv4_tokenizer *dsv4_model_tokenizer(const dsv4_model *m);
 /* Encode `len` bytes of UTF-8 text. Added (special) tokens are matched atomically in the raw text.
  * No BOS is added. Writes up to `cap` ids into `ids` and returns the total count needed
- * (call again with a larger buffer if it exceeds cap), or -1 with err on invalid input. */
+ * (call again with a larger buffer if it exceeds cap), or -1 with err on invalid input.
+ * The whole text must be valid (strict) UTF-8: otherwise nothing is encoded and -1 is returned with
+ * err "invalid UTF-8 at byte offset N" naming the first bad byte. ids may be NULL with cap 0 (count only). */
 int dsv4_tokenize(const dsv4_tokenizer *t, const char *text, size_t len, int32_t *ids, int cap,
                   char *err, size_t errlen);
 /* Id of the token whose text is exactly `text` (e.g. "<｜end▁of▁sentence｜>"), or -1. */
@@ -109,7 +111,9 @@ int dsv4_tokenizer_vocab_size(const dsv4_tokenizer *t);
 /* Streaming decoder: feed ids one at a time, get back only complete UTF-8 characters. */
 typedef struct { char pending[8]; int npending; } dsv4_detok_stream;
 /* Append the bytes of `id` to the stream; writes the printable complete-UTF-8 prefix to out (cap bytes,
- * cap >= 256 recommended) and returns its length; incomplete trailing bytes stay pending. */
+ * cap >= 256 recommended) and returns its length; incomplete trailing bytes stay pending.
+ * Start from a zeroed stream. Invalid sequences become U+FFFD. Returns -1 (stream unchanged) if `id`
+ * has no token or the output does not fit in cap. */
 int dsv4_detok_next(const dsv4_tokenizer *t, dsv4_detok_stream *st, int32_t id, char *out, size_t cap);
 /* Flush pending bytes at end of stream (invalid leftovers become U+FFFD). */
 int dsv4_detok_flush(dsv4_detok_stream *st, char *out, size_t cap);
