@@ -35,6 +35,7 @@ typedef struct {
     int n_window_layers, n_csa_layers, n_hca_layers;  /* trunk layers by compress ratio 0 / 4 / other */
     int bos_token_id, eos_token_id;
     double n_params;            /* all parameters incl. MTP (elements; a packed FP4 byte counts 2) */
+    double n_params_mtp;        /* of which in the MTP block(s); the model card's figure is n_params - n_params_mtp */
     double n_params_active;     /* parameters touched per decoded token (trunk, top-k experts, no MTP) */
     double bytes_total;         /* bytes of all tensors including scales */
     double bytes_by_dtype[8];   /* index by dsv4_info_dtype below */

@@ -204,6 +204,7 @@ static void test_flash_info(void) {
     CHECK(in.n_window_layers == 2 && in.n_csa_layers == 21 && in.n_hca_layers == 20, "layer kinds %d/%d/%d",
           in.n_window_layers, in.n_csa_layers, in.n_hca_layers);
     CHECK(in.n_params == 290944616402.0, "n_params %.0f (incl. MTP)", in.n_params);
+    CHECK(in.n_params - in.n_params_mtp == 284334567511.0, "n_params without MTP %.0f (model card: 284B)", in.n_params - in.n_params_mtp);
     CHECK(in.n_params_active == 13270105705.0, "n_params_active %.0f", in.n_params_active);
     /* bytes: BF16 = 2*(2VD + D) + norms..., checked as a sum and per dtype */
     CHECK(in.bytes_by_dtype[DSV4_INFO_BF16] == 2830518528.0, "BF16 bytes %.0f", in.bytes_by_dtype[DSV4_INFO_BF16]);

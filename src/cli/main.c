@@ -307,8 +307,10 @@ static int cmd_info(args_t *a) {
     printf("attention:          %d heads x %d\n", in.n_heads, in.head_dim);
     printf("experts:            %d routed, top-%d, %d hash-routed layers\n", in.n_routed_experts,
            in.n_activated_experts, in.n_hash_layers);
-    printf("parameters:         %.0f (%.2fB); active per token %.0f (%.2fB)\n", in.n_params, in.n_params / 1e9,
-           in.n_params_active, in.n_params_active / 1e9);
+    printf("parameters:         %.0f (%.2fB) without MTP; MTP block %.0f (%.2fB); total %.0f\n",
+           in.n_params - in.n_params_mtp, (in.n_params - in.n_params_mtp) / 1e9, in.n_params_mtp, in.n_params_mtp / 1e9,
+           in.n_params);
+    printf("active per token:   %.0f (%.2fB)\n", in.n_params_active, in.n_params_active / 1e9);
     printf("weight bytes:       %.0f (%.2f GiB)\n", in.bytes_total, in.bytes_total / 1073741824.0);
     for (int i = 0; i < DSV4_INFO_NDTYPE; i++)
         if (in.bytes_by_dtype[i] > 0)

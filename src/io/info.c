@@ -243,7 +243,10 @@ int dsv4_config_info(const char *dir, dsv4_model_info *out, char *err, size_t er
         out->bytes_total += bytes;
         out->bytes_by_dtype[info_bucket(t)] += bytes;
         out->n_params += params;
-        if (t->layer >= c.n_layers) continue; /* MTP: not part of decoding one token */
+        if (t->layer >= c.n_layers) { /* MTP: not part of decoding one token */
+            out->n_params_mtp += params;
+            continue;
+        }
         double f = 1.0;
         if (t->flags & DSV4_TS_ROUTED) f = topk_frac;             /* top-k of the layer's experts */
         else if (t->flags & DSV4_TS_ROW) f = 1.0 / (double)t->shape[0]; /* one row of a lookup table */
