@@ -239,19 +239,33 @@ int main(void) {
         }
     }
 
+    /* \s follows Unicode White_Space as in HF's Oniguruma: U+0085 is space, U+180E is not (PCRE2's own \s
+     * says the opposite for U+180E). Expected ids from an independent Python `regex` implementation. */
+    {
+        int32_t ids[16];
+        const int32_t w1[] = {90, 223, 115522, 239, 201}, w2[] = {90, 1203, 230, 201};
+        int n = dsv4_tokenize(t, "x \xe1\xa0\x8e\n", 6, ids, 16, err, sizeof err);
+        CHECK(ids_eq(ids, n, w1, 5), "U+180E is not whitespace");
+        if (!ids_eq(ids, n, w1, 5)) print_ids("got", ids, n);
+        n = dsv4_tokenize(t, "x \xc2\x85\n", 5, ids, 16, err, sizeof err);
+        CHECK(ids_eq(ids, n, w2, 4), "U+0085 is whitespace");
+        if (!ids_eq(ids, n, w2, 4)) print_ids("got", ids, n);
+    }
+
     /* round trips */
     {
+        static const char nulcase[] = "NUL byte ->\0<- inside";
         const char *cases[] = {
             "Hello, world!", "  leading and trailing spaces  ", "tabs\tand\nnewlines\r\n\r\n\n",
             "中文测试：深度求索的分词器。", "日本語のひらがなとカタカナ", "한국어 텍스트", "emoji 😀👍🏽 family 👨‍👩‍👧‍👦",
             "digits 0 12 345 6789 3.14159 1e-9 ١٢٣٤", "   \n\t  \u3000 \u00a0 nbsp", "a\xc2\x85" "b\xe1\xa0\x8e" "c",
             "mixed ÀÉÎÕÜ ñ ß ø Ελληνικά Русский עברית العربية हिन्दी", "code: for (int i = 0; i < n; ++i) { x[i] = y[i]; }",
-            "\xf4\x8f\xbf\xbf max code point, \xef\xbf\xbd replacement char", "NUL byte ->\0<- inside",
+            "\xf4\x8f\xbf\xbf max code point, \xef\xbf\xbd replacement char", nulcase,
             "ĠÑĤÐ²ÑĬÑĢ byte-level lookalikes Ġ Ċ", "<｜User｜>hi<｜Assistant｜>", "",
         };
         size_t lens[sizeof cases / sizeof cases[0]];
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) lens[i] = strlen(cases[i]);
-        lens[13] = 28;   /* the NUL case */
+        lens[13] = sizeof nulcase - 1;   /* the NUL case */
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
             CHECK(roundtrip(t, cases[i], lens[i]), "round trip case %zu: %s", i, cases[i]);
 
@@ -279,9 +293,6 @@ int main(void) {
                 size_t dn; char *d = decode(t, ids, k, &dn);
                 CHECK(d && dn == n && memcmp(d, sh, n) == 0, "whole-file round trip");
                 free(d);
-                /* encoding line by line gives the same tokens as the whole text when lines end with \n and
-                 * the next starts with a letter? not in general; only check a stable property: no token spans
-                 * the "\n\n" paragraph boundary in a way that loses bytes (covered by the round trip). */
             }
             free(ids);
             free(sh);
@@ -290,8 +301,7 @@ int main(void) {
 
     /* streaming decode: a multibyte character split across tokens */
     {
-        /* "毕" = E6 AF 95 is split by the byte-level BPE into tokens whose bytes do not end on a boundary
-         * in the test vector: ids 76589 131 100 encode "Ñ" "Ĥ" etc.; use single-byte tokens directly. */
+        /* "毕" = E6 AF 95 fed as three single-byte tokens */
         int32_t b_e6 = -1, b_af = -1, b_95 = -1;
         for (int32_t id = 0; id < 1000; id++) {
             size_t l; const char *b = dsv4_token_bytes(t, id, &l);
@@ -333,14 +343,14 @@ int main(void) {
         const char *s = "毕老师 😀👍🏽 中文测试";
         int32_t *ids; size_t sn; int bad;
         int n = encode(t, s, strlen(s), &ids, err, sizeof err);
-        int split = 0;
+        int mid = 0;                                     /* tokens that end inside a character */
         for (int i = 0; i < n; i++) {
             size_t l; const unsigned char *b = (const unsigned char *)dsv4_token_bytes(t, ids[i], &l);
-            if (l && (b[l - 1] & 0xC0) == 0xC0) split = 1;   /* ends with a lead byte */
-            if (l && (b[l - 1] & 0x80) && l < 4) split |= 2;
+            int32_t tmp[8];
+            if (l && dsv4_tokenize(t, (const char *)b, l, tmp, 8, err, sizeof err) < 0) mid++;
         }
+        CHECK(mid > 0, "the CJK/emoji text has tokens that are not whole characters (%d)", mid);
         char *sd = stream_decode(t, ids, n, &sn, &bad);
-        /* the per-token outputs must each be valid UTF-8; checked inside by re-encoding */
         CHECK(sn == strlen(s) && memcmp(sd, s, sn) == 0 && !bad, "streaming decode of CJK/emoji text");
         dsv4_detok_stream st2 = {0};
         int all_valid = 1;
@@ -350,7 +360,6 @@ int main(void) {
             if (k < 0 || dsv4_tokenize(t, out, (size_t)k, tmp, 64, err, sizeof err) < 0) all_valid = 0;
         }
         CHECK(all_valid, "every streamed chunk is valid UTF-8");
-        (void)split;
         free(sd); free(ids);
     }
 
