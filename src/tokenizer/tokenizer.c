@@ -757,6 +757,8 @@ int dsv4_tokenize(const dsv4_tokenizer *t, const char *text, size_t len, int32_t
 
 /* ------------------------------------------------------------------ lookup / decode */
 
+/* Added tokens are looked up by their content; otherwise `text` is taken as a model.vocab key in its
+ * byte-level form (e.g. "ĠHello" for " Hello"). */
 int32_t dsv4_token_id(const dsv4_tokenizer *t, const char *text) {
     if (!t || !text) return -1;
     size_t n = strlen(text);
@@ -767,6 +769,8 @@ int32_t dsv4_token_id(const dsv4_tokenizer *t, const char *text) {
     return vocab_find(t, text, n);
 }
 
+/* NULL (and *len = 0) also for ids inside [0, vocab_size) that no token uses. Vocab keys holding a
+ * character outside the byte-level alphabet decode to their raw UTF-8 key (as HF's ByteLevel decoder). */
 const char *dsv4_token_bytes(const dsv4_tokenizer *t, int32_t id, size_t *len) {
     if (!t || id < 0 || id >= t->vocab_size || !t->tok_set[id]) { if (len) *len = 0; return NULL; }
     if (len) *len = t->tok_len[id];
