@@ -459,6 +459,7 @@ static void block(dsv4_session *s, int li, float *X, const int32_t *tokens, int 
     attention(s, li, s->w.xn, n, pos0, s->w.y);
     if (li < c->n_layers) dump("attn_out", li, s->w.y, (size_t)n * D);
     hc_post(s, X, s->w.y, s->w.post, s->w.M, n);
+    if (li < c->n_layers) dump("Xmid", li, X, (size_t)n * c->hc_mult * D);
     hc_coeffs(s, &L->hc_ffn_fn, L->hc_ffn_base, L->hc_ffn_scale, X, n, pre, s->w.post, s->w.M);
     hc_collapse(c, X, pre, n, s->w.u);
     for (int t = 0; t < n; t++) dsv4_rmsnorm(s->w.xn + (size_t)t * D, s->w.u + (size_t)t * D, L->ffn_norm, D, c->norm_eps, 1);
