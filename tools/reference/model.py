@@ -28,7 +28,9 @@ STABLE INTERFACE (used by tools/train/train_nano.py and tools/reference/make_gol
                                                 # float tensor = logits of the last position of the chunk
     mtp_logits = s.eval_mtp(next_token)         # MTP logits (predicting t+2) on the last trunk state;
                                                 # does not advance the session
-    s.margins                                   # (if Session(..., record=True)) list of (kind, layer, gap)
+    s.margins                                   # (if Session(..., record=True)) decisions taken:
+                                                # (kind "router"/"indexer", layer, position, relative top-k gap,
+                                                #  chosen ids); s.clone() copies the state
 
 Numerics (spec §7.1): all activations between ops are BF16 values held in float tensors (rounded with
 round_bf16 exactly where the reference casts to BF16); FP8 linears act-quantize their input (blocks 128)
@@ -124,7 +126,8 @@ class Config:
 # =============================================================================== numerics context
 class _Ctx:
     train = False          # STE quantization (activations and weights)
-    rec = None             # list collecting decision margins (kind, layer, gap) or None
+    rec = None             # list collecting decisions (kind, layer, pos, relative gap, chosen ids) or None
+    pos0 = 0               # first position of the chunk being evaluated (for `rec`)
     idx_losses = None      # list collecting per-layer indexer KL losses (training)
 
 
@@ -404,6 +407,8 @@ class Attention(nn.Module):
                 ckv = new if ckv is None else torch.cat([ckv, new], 1)
             cache["ckv"] = ckv
             Nw = w1
+            if R == 4:
+                self.index_update(x, pos, cache, cs)
             if Nw > 0:
                 keys.append(ckv)
                 elig = torch.arange(Nw)[None, :] < ((pos + 1) // R)[:, None]   # [T, Nw]
@@ -431,17 +436,10 @@ class Attention(nn.Module):
         rr = rb(torch.einsum("btgd,grd->btgr", o, wo_a))
         return self.wo_b.fwd(rr.flatten(2))
 
-    def index(self, x, cq, pos, cache, cs, elig, Nw):
-        """Lightning indexer §4.5: returns (selection mask [B,T,Nw] bool, scores [B,T,Nw] with -inf)."""
-        cfg = self.cfg
-        ix = self.indexer
-        B, T, _ = x.shape
-        cos, sin = cs(pos)
-        qi = ix.wq_b.fwd(cq).unflatten(-1, (ix.nh, ix.hd))
-        qi = apply_rope(qi, cos[:, None], sin[:, None])
-        qi = nm.ste(qi, nm.hadamard(qi.detach())) if CTX.train else nm.hadamard(qi)
-        qi = fp4a(qi, 32)
-        comp = ix.compressor
+    def index_update(self, x, pos, cache, cs):
+        """Indexer compressor (§4.4, d_c = index_head_dim, Hadamard + FP4): keep per-token projections of
+        every token and append the entries completed by this chunk to cache["ik"]."""
+        comp = self.indexer.compressor
         a, g = comp.project(x, pos)
         a_all = a if cache.get("ia") is None else torch.cat([cache["ia"], a], 1)
         g_all = g if cache.get("ig") is None else torch.cat([cache["ig"], g], 1)
@@ -452,6 +450,18 @@ class Attention(nn.Module):
         if new is not None:
             ik = new if ik is None else torch.cat([ik, new], 1)
         cache["ik"] = ik
+
+    def index(self, x, cq, pos, cache, cs, elig, Nw):
+        """Lightning indexer §4.5: returns (selection mask [B,T,Nw] bool, scores [B,T,Nw] with -inf)."""
+        cfg = self.cfg
+        ix = self.indexer
+        B, T, _ = x.shape
+        cos, sin = cs(pos)
+        qi = ix.wq_b.fwd(cq).unflatten(-1, (ix.nh, ix.hd))
+        qi = apply_rope(qi, cos[:, None], sin[:, None])
+        qi = nm.ste(qi, nm.hadamard(qi.detach())) if CTX.train else nm.hadamard(qi)
+        qi = fp4a(qi, 32)
+        ik = cache["ik"]
         w = rb(ix.weights_proj.fwd(x) * (ix.hd ** -0.5 * ix.nh ** -0.5))   # [B,T,nh]
         s = torch.einsum("bthd,bsd->bths", qi, ik)
         score = (torch.relu(s) * w.unsqueeze(-1)).sum(2)                    # [B,T,Nw] F32
@@ -465,10 +475,11 @@ class Attention(nn.Module):
             for t in range(T):
                 ne = int(nel[t])
                 if ne > k:
-                    v = sd[:, t, :ne].sort(-1, descending=True)[0]
-                    scale = v[:, 0].abs().clamp(min=1e-30)
-                    gap = ((v[:, k - 1] - v[:, k]) / scale).min().item()
-                    CTX.rec.append(("indexer", self.layer_id, gap))
+                    for b in range(B):
+                        v, order = sd[b, t, :ne].sort(descending=True)
+                        gap = ((v[k - 1] - v[k]) / v[0].abs().clamp(min=1e-30)).item()
+                        CTX.rec.append(("indexer", self.layer_id, int(pos[t]), gap,
+                                        tuple(sorted(order[:k].tolist()))))
         return sel, score
 
     def indexer_kl(self, z, mask, masks, iscore, P):
@@ -549,8 +560,11 @@ class MoE(nn.Module):
             ids = top[1][:, :cfg.topk]
             if CTX.rec is not None and cfg.n_experts > cfg.topk:
                 v = top[0]
-                gap = ((v[:, cfg.topk - 1] - v[:, cfg.topk]) / v[:, 0].abs().clamp(min=1e-30)).min().item()
-                CTX.rec.append(("router", self.layer_id, gap))
+                gaps = ((v[:, cfg.topk - 1] - v[:, cfg.topk]) / v[:, 0].abs().clamp(min=1e-30)).tolist()
+                T = shp[-2] if len(shp) > 1 else 1
+                for row, gp in enumerate(gaps):
+                    CTX.rec.append(("router", self.layer_id, CTX.pos0 + row % T, gp,
+                                    tuple(sorted(ids[row].tolist()))))
         w = s.gather(1, ids)
         w = w / w.sum(-1, keepdim=True) * cfg.route_scale
         y = torch.zeros_like(x)
@@ -583,6 +597,7 @@ class Block(nn.Module):
 
     def forward(self, X, pos0, tokens, cache):
         cfg = self.cfg
+        CTX.pos0 = pos0
         u, post, M = hc_pre(X, self.hc_attn_fn, self.hc_attn_scale, self.hc_attn_base, cfg)
         y = self.attn(self.attn_norm(u), pos0, cache)
         X = hc_post(y, X, post, M)
@@ -728,10 +743,17 @@ class Session:
         finally:
             CTX.rec = None
         self.states = X if self.states is None else torch.cat([self.states, X], 1)
-        if self.margins is not None:
-            v = logits.sort(descending=True)[0]
-            self.margins.append(("argmax", -1, float(v[0] - v[1])))
         return logits.to(torch.float32)
+
+    def clone(self):
+        """Independent copy of the session state (cache tensors are never modified in place)."""
+        c = Session.__new__(Session)
+        c.model, c.dtype = self.model, self.dtype
+        c.caches = [dict(x) for x in self.caches]
+        c.tokens = list(self.tokens)
+        c.states = self.states
+        c.margins = None if self.margins is None else []
+        return c
 
     @torch.no_grad()
     def eval_mtp(self, next_token):

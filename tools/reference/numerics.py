@@ -16,8 +16,8 @@ Formats
 
 Quantization simulations (in-place semantics of the reference, returned as new tensors)
 - fp8_sim(x, block): §3.3, blocks along the last dim (last block may be short);
-  a = max(amax, 1e-4); scale = 2^ceil(log2(fl32(a/448))); q = e4m3(clamp(x/scale, ±448)); x = q*scale.
-- fp4_sim(x, block=32): §3.4, a = max(amax, 6*2^-126); scale = 2^ceil(log2(fl32(a/6)));
+  a = max(amax, 1e-4); scale = 2^ceil(log2(fl32(a*fl32(1/448)))); q = e4m3(clamp(x/scale, ±448)); x = q*scale.
+- fp4_sim(x, block=32): §3.4, a = max(amax, 6*2^-126); scale = 2^ceil(log2(fl32(a*fl32(1/6))));
   x = bf16(e2m1(clamp(x/scale, ±6)) * scale).
 - hadamard(x): §3.5, bf16(H x / sqrt(m)), Sylvester order, m = last dim (power of two).
 Straight-through variants `*_ste` return x + (q(x) - x).detach() for training.
@@ -141,9 +141,10 @@ def e2m1_encode(x: torch.Tensor) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------- scales and simulations
 def pow2_ceil_scale(amax: torch.Tensor, qmax: float, floor: float) -> torch.Tensor:
-    """UE8M0 scale of the reference: 2^ceil(log2(fl32(max(amax, floor) / qmax))), same dtype as amax.
-    The division is done in float32 as in the reference kernels (exactness of the exponent choice)."""
-    a = torch.clamp(amax, min=floor).to(torch.float32) / qmax
+    """UE8M0 scale of the reference: 2^ceil(log2(fl32(max(amax, floor) * fl32(1/qmax)))), same dtype as amax.
+    Computed in float32 as the official act_quant kernel does (amax times the F32 reciprocal), which
+    decides the exponent at exact powers of two."""
+    a = torch.clamp(amax, min=floor).to(torch.float32) * torch.tensor(1.0 / qmax, dtype=torch.float32)
     m, e = torch.frexp(a)
     k = e.to(torch.int64) - torch.where(m == 0.5, 1, 0)   # exact power of two: no +1
     return torch.ldexp(torch.ones_like(amax), k.to(amax.dtype))

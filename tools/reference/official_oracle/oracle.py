@@ -207,10 +207,12 @@ def convert_state(raw):
         sd[n] = decode(dt, shape, data)
     for n in list(sd):
         if n.endswith("wo_a.weight"):
+            # convert.py: unflatten into 128x128 tiles * scale (needs both dims % 128 == 0); the
+            # repeat_interleave form below gives the same values and also covers partial tiles.
             w = sd[n].double()
             s = sd.pop(n.replace("weight", "scale")).double()
-            w = w.unflatten(0, (-1, 128)).unflatten(-1, (-1, 128)) * s[:, None, :, None]
-            sd[n] = w.flatten(2, 3).flatten(0, 1).to(torch.bfloat16)
+            se = s.repeat_interleave(128, 0)[:w.size(0)].repeat_interleave(128, 1)[:, :w.size(1)]
+            sd[n] = (w * se).to(torch.bfloat16)
     return sd
 
 
