@@ -7,6 +7,11 @@
  *
  * Layouts: X [n][hc][D] residual streams (BF16 values in floats, stream-major per token, which is the
  * flattened v of §4.2); q [n][H][head_dim]; attention output o [n][H][head_dim].
+ *
+ * Debugging: with the environment variable DSV4_DUMP=<dir>, every trunk layer appends its activations
+ * (F32 little-endian rows, one per token, in evaluation order) to <dir>/L<ll>_<name>.f32 for name in
+ * q, kv, attn_o (per-head attention output after de-rotation), attn_out, Xmid (state after the attention
+ * hc_post), ffn_out, X (state after the block). Compare with tools/reference/model.py hooks.
  */
 #include <math.h>
 #include <stdio.h>
