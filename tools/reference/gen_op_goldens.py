@@ -26,6 +26,11 @@ from model import Config, rope_freqs, rope_cos_sin, apply_rope, sinkhorn   # noq
 G = torch.Generator().manual_seed(1234)
 
 
+def f32(t):
+    """Inputs are stored as float32: compute expectations from the float32 values."""
+    return t.to(torch.float32).to(torch.float64)
+
+
 def bf16_randn(*shape, std=1.0):
     return nm.round_bf16(torch.randn(*shape, generator=G) * std)
 
@@ -66,8 +71,8 @@ def e4m3_edge_values():
     t = nm.e4m3_decode_table(torch.float64)
     pos = t[:127][1:]
     ties = (pos[:-1] + pos[1:]) / 2
-    return torch.cat([torch.tensor(v, dtype=torch.float64), ties, -ties[::7],
-                      (torch.randn(300, generator=G, dtype=torch.float64) * 50)])
+    return f32(torch.cat([torch.tensor(v, dtype=torch.float64), ties, -ties[::7],
+                          (torch.randn(300, generator=G, dtype=torch.float64) * 50)]))
 
 
 def main():
@@ -91,10 +96,10 @@ def main():
     w.add("e2m1_decode", "e2m1_decode", {}, [c16], nm.e2m1_decode(c16.to(torch.int64), torch.float64))
     xe = torch.tensor([0.0, 0.25, 0.2500001, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0, 5.0001, 4.9999, 6.0, 7.0, 100.0,
                        -0.25, -0.75, -2.5, -5.0, -7.0, 0.1, 1.1, 2.9], dtype=torch.float64)
-    xe = torch.cat([xe, torch.randn(100, generator=G, dtype=torch.float64) * 3])
+    xe = f32(torch.cat([xe, torch.randn(100, generator=G, dtype=torch.float64) * 3]))
     w.add("e2m1_round", "e2m1_round", {}, [xe], nm.round_e2m1(xe), note="RNE, ties 0.25->0, 0.75->1, 2.5->2, 5->4")
-    xb = torch.cat([torch.randn(500, generator=G, dtype=torch.float64) * 10,
-                    torch.tensor([1.0 + 2.0 ** -8, 1.0 + 3 * 2.0 ** -8, 1.0 + 2.0 ** -8 + 2.0 ** -30, -3.0 - 2.0 ** -7])])
+    xb = f32(torch.cat([torch.randn(500, generator=G, dtype=torch.float64) * 10,
+                    torch.tensor([1.0 + 2.0 ** -8, 1.0 + 3 * 2.0 ** -8, 1.0 + 2.0 ** -8 + 2.0 ** -20, -3.0 - 2.0 ** -7])]))
     w.add("bf16_round", "bf16_round", {}, [xb], nm.round_bf16(xb), note="RNE to BF16")
 
     # ------------------------------------------------------------------ quantization simulations
@@ -135,10 +140,12 @@ def main():
           tol_abs=1e-5, note="weightless, no rounding (F32 result)")
     X = torch.randn(4, 300, generator=G, dtype=torch.float64) * 5
     X[3] = X[3] - 1000
+    X = f32(X)
     w.add("softmax_300", "softmax", {"n": 300, "rows": 4}, [X], torch.softmax(X, -1), tol_abs=1e-6)
     C = torch.randn(8, 16, generator=G, dtype=torch.float64) * 2
     C[0] = 0
     C[1] = torch.eye(4, dtype=torch.float64).flatten() * 10
+    C = f32(C)
     w.add("sinkhorn_4", "sinkhorn", {"hc": 4, "iters": 20, "eps": 1e-6, "rows": 8}, [C], sinkhorn(C.view(8, 4, 4), 20,
           1e-6), tol_abs=2e-6, note="each row = C[4][4] row-major; output M row-major (softmax rows, +eps, "
           "col-norm, then 19x (row-norm, col-norm), all with +eps in the denominators)")

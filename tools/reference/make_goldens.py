@@ -28,7 +28,7 @@ from safetensors_io import save_checkpoint               # noqa: E402
 
 torch.set_num_threads(1)
 
-MIN_GAP = 1e-2      # smallest accepted relative top-k gap of a router / indexer decision
+MIN_GAP = {"router": 1e-2, "indexer": 3e-2}   # smallest accepted relative top-k gap per decision kind
 TOL_FACTOR = 4.0    # tolerance = TOL_FACTOR x measured f32-vs-f64 noise
 TOL_FLOOR_REL = 2e-3
 
@@ -149,7 +149,8 @@ def run_schedule(model, toks, calls, dtype, record=False):
 
 
 def min_gap(margins):
-    gs = [m[3] for m in margins]
+    """Smallest gap / threshold ratio (>= 1 means every decision is clear)."""
+    gs = [m[3] / MIN_GAP[m[0]] for m in margins]
     return min(gs) if gs else float("inf")
 
 
@@ -157,23 +158,30 @@ def choices(margins):
     return {(m[0], m[1], m[2]): m[4] for m in margins}
 
 
-def gen_tokens(m64, cfg, T, g):
+def gen_tokens(m64, m32, cfg, T, g):
     """Left-to-right generation of a random token sequence whose every decision (at that position) has a
-    relative gap >= MIN_GAP: decisions at position t depend only on tokens <= t, so a violation at t is
-    repaired by re-drawing token t."""
+    relative gap >= MIN_GAP in the float64 run and is identical in a float32 run: decisions at position t
+    depend only on tokens <= t, so a violation at t is repaired by re-drawing token t."""
     s = Session(m64, torch.float64, record=True)
+    s32 = Session(m32, torch.float32, record=True)
     toks, redraws = [], 0
     for t in range(T):
-        for attempt in range(200):
+        for attempt in range(400):
             cand = int(torch.randint(2, cfg.vocab_size, (1,), generator=g))
             s2 = s.clone()
             s2.eval([cand])
-            if min_gap(s2.margins) >= MIN_GAP:
-                break
-            redraws += 1
+            if min_gap(s2.margins) < 1.0:
+                redraws += 1
+                continue
+            s32b = s32.clone()
+            s32b.eval([cand])
+            if choices(s32b.margins) != choices(s2.margins):
+                redraws += 1
+                continue
+            break
         else:
             raise RuntimeError("position %d: no token with clear decision margins" % t)
-        s = s2
+        s, s32 = s2, s32b
         toks.append(cand)
     return toks, s, redraws
 
@@ -188,40 +196,43 @@ def make_case(name, out_dir, check_only=False):
     size = sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d))
     m64 = Transformer.from_dir(d)
     m32 = Transformer.from_dir(d)
-    g = torch.Generator().manual_seed(seed + 1000)
-    toks, sess, redraws = gen_tokens(m64, cfg, T, g)
-    print("  %s: %d tokens, %d re-draws for margins, checkpoint %d bytes" % (name, T, redraws, size))
-    # MTP next token with clear margins at the last position
-    for attempt in range(200):
-        next_tok = int(torch.randint(2, cfg.vocab_size, (1,), generator=g))
-        s2 = sess.clone()
-        s2.eval_mtp(next_tok)
-        last = [mm for mm in s2.margins if mm[2] == T - 1]
-        if min_gap(last) >= MIN_GAP:
+    for retry in range(5):
+        g = torch.Generator().manual_seed(seed + 1000 + retry)
+        toks, sess, redraws = gen_tokens(m64, m32, cfg, T, g)
+        print("  %s: %d tokens, %d re-draws for margins, checkpoint %d bytes" % (name, T, redraws, size))
+        # MTP next token with clear margins at the last position
+        for attempt in range(400):
+            next_tok = int(torch.randint(2, cfg.vocab_size, (1,), generator=g))
+            s2 = sess.clone()
+            s2.eval_mtp(next_tok)
+            if min_gap([mm for mm in s2.margins if mm[2] == T - 1]) >= 1.0:
+                break
+        results, worst, flips = {}, 0.0, 0
+        for sname, calls in schedules(T):
+            r64, s64 = run_schedule(m64, toks, calls, torch.float64, record=True)
+            r32, s32 = run_schedule(m32, toks, calls, torch.float32, record=True)
+            results[sname] = (calls, r64)
+            c64, c32 = choices(s64.margins), choices(s32.margins)
+            nflip = sum(1 for k in c64 if c32.get(k) != c64[k])
+            flips += nflip
+            dev = ((r32.double() - r64.double()).abs().amax(-1) / r64.double().abs().amax(-1)).max().item()
+            worst = max(worst, dev)
+            print("  %s/%s: %d calls, %d decisions, min gap/threshold %.2f, f32 decision flips %d, "
+                  "f32-vs-f64 max rel dev %.2e" % (name, sname, len(calls), len(c64), min_gap(s64.margins), nflip, dev))
+            if sname == "prefill":
+                mt64 = s64.eval_mtp(next_tok)
+                mt32 = s32.eval_mtp(next_tok)
+                dm = ((mt32.double() - mt64.double()).abs().max() / mt64.double().abs().max()).item()
+                worst = max(worst, dm)
+                print("  %s/mtp: next_token %d, f32-vs-f64 rel dev %.2e" % (name, next_tok, dm))
+        if not flips:
             break
-    results, worst, flips = {}, 0.0, 0
-    for sname, calls in schedules(T):
-        r64, s64 = run_schedule(m64, toks, calls, torch.float64, record=True)
-        r32, s32 = run_schedule(m32, toks, calls, torch.float32, record=True)
-        results[sname] = (calls, r64)
-        c64, c32 = choices(s64.margins), choices(s32.margins)
-        nflip = sum(1 for k in c64 if c32.get(k) != c64[k])
-        flips += nflip
-        dev = ((r32.double() - r64.double()).abs().amax(-1) / r64.double().abs().amax(-1)).max().item()
-        worst = max(worst, dev)
-        print("  %s/%s: %d calls, %d decisions, min gap %.2e, f32 decision flips %d, f32-vs-f64 max rel dev %.2e" %
-              (name, sname, len(calls), len(c64), min_gap(s64.margins), nflip, dev))
-        if sname == "prefill":
-            mt64 = s64.eval_mtp(next_tok)
-            mt32 = s32.eval_mtp(next_tok)
-            dm = ((mt32.double() - mt64.double()).abs().max() / mt64.double().abs().max()).item()
-            worst = max(worst, dm)
-            print("  %s/mtp: next_token %d, f32-vs-f64 rel dev %.2e" % (name, next_tok, dm))
+        print("  %s: float32 run flips %d decisions, new token sequence" % (name, flips))
+    else:
+        raise RuntimeError(name + ": float32 runs keep flipping decisions")
     finals = [r[-1].double() for (_, r) in results.values()]
     xs = max(((a - finals[0]).abs().max() / finals[0].abs().max()).item() for a in finals)
     print("  %s: cross-schedule rel dev of the final row (f64) %.2e" % (name, xs))
-    if flips:
-        raise RuntimeError(name + ": float32 run flips decisions; raise MIN_GAP or change the seed")
     rel = max(TOL_FACTOR * worst, TOL_FLOOR_REL)
     info = {"case": name, "T": T, "bytes": size, "noise_rel": worst, "tol_rel": rel}
     if check_only:
@@ -232,9 +243,10 @@ def make_case(name, out_dir, check_only=False):
                       "why": ("float64-accumulation reference; the float32 reference deviates by at most %.2e x max|r| "
                               "over all schedules of this case (accumulation order, then BF16/FP8 rounding flips of "
                               "near-tie values, amplified by the FP8 activation quantization); tolerance = %.0fx that, "
-                              "floor %.0e. Every router/indexer top-k decision has a relative gap >= %.0e (tokens were "
-                              "drawn to ensure it) and the float32 run takes the same decisions."
-                              % (worst, TOL_FACTOR, TOL_FLOOR_REL, MIN_GAP))},
+                              "floor %.0e. Every router top-k decision has a relative gap >= %.0e and every indexer top-k "
+                              "decision >= %.0e of max|score| (tokens were drawn to ensure it), and the float32 runs "
+                              "take the same decisions." % (worst, TOL_FACTOR, TOL_FLOOR_REL, MIN_GAP["router"],
+                                                            MIN_GAP["indexer"]))},
         "schedules": [],
         "mtp": {"next_token": next_tok, "logits": "mtp.f32"},
     }

@@ -30,7 +30,9 @@ STABLE INTERFACE (used by tools/train/train_nano.py and tools/reference/make_gol
                                                 # does not advance the session
     s.margins                                   # (if Session(..., record=True)) decisions taken:
                                                 # (kind "router"/"indexer", layer, position, relative top-k gap,
-                                                #  chosen ids); s.clone() copies the state
+                                                #  chosen ids); router gap = (k-th - (k+1)-th biased score) / top
+                                                # score; indexer gap = (k-th - (k+1)-th) / max|score| over the
+                                                # eligible entries; s.clone() copies the state
 
 Numerics (spec §7.1): all activations between ops are BF16 values held in float tensors (rounded with
 round_bf16 exactly where the reference casts to BF16); FP8 linears act-quantize their input (blocks 128)
@@ -477,7 +479,7 @@ class Attention(nn.Module):
                 if ne > k:
                     for b in range(B):
                         v, order = sd[b, t, :ne].sort(descending=True)
-                        gap = ((v[k - 1] - v[k]) / v[0].abs().clamp(min=1e-30)).item()
+                        gap = ((v[k - 1] - v[k]) / v.abs().max().clamp(min=1e-30)).item()
                         CTX.rec.append(("indexer", self.layer_id, int(pos[t]), gap,
                                         tuple(sorted(order[:k].tolist()))))
         return sel, score

@@ -56,8 +56,30 @@ def _official_source(official_dir=None):
     return src, MIRROR + "@" + MIRROR_COMMIT
 
 
-def load_official_module(official_dir=None, revision="current"):
-    """Exec DeepSeek's model.py as module `dsv4_official_model` with the stand-in kernels."""
+# What-if variants (NOT the official semantics): swap one official precision choice for the one the
+# reference makes, to measure how much of a disagreement that choice explains.  Each entry is
+# (official text, replacement); the text must occur exactly once.
+VARIANTS = {
+    # Attention.forward: per-head q RMS in BF16 arithmetic -> F32 math, one BF16 rounding
+    "qrms_f32": ("        q *= torch.rsqrt(q.square().mean(-1, keepdim=True) + self.eps)\n",
+                 "        q = (q.float() * torch.rsqrt(q.float().square().mean(-1, keepdim=True) + self.eps))"
+                 ".to(q.dtype)\n"),
+    # Indexer.forward: BF16 einsum / relu*weights / head sum -> F32
+    "index_f32": ("        index_score = torch.einsum(\"bshd,btd->bsht\", q, self.kv_cache[:bsz, :end_pos // ratio])\n"
+                  "        index_score = (index_score.relu_() * weights.unsqueeze(-1)).sum(dim=2)\n",
+                  "        index_score = torch.einsum(\"bshd,btd->bsht\", q.float(), "
+                  "self.kv_cache[:bsz, :end_pos // ratio].float())\n"
+                  "        index_score = (index_score.relu_() * weights.float().unsqueeze(-1)).sum(dim=2)\n"),
+}
+
+
+# what-if variants implemented in stand_ins rather than by source substitution
+KERNEL_VARIANTS = {"attn_oneblock": ("SPARSE_BLOCK", 0)}
+
+
+def load_official_module(official_dir=None, revision="current", variants=()):
+    """Exec DeepSeek's model.py as module `dsv4_official_model` with the stand-in kernels.
+    variants: names from VARIANTS (what-if experiments; default none = official semantics)."""
     assert revision in ("current", "initial")
     stand_ins.REVISION = revision
     stand_ins.install_modules()
@@ -67,6 +89,15 @@ def load_official_module(official_dir=None, revision="current"):
             src = src.replace(_SHARED_INITIAL, _SHARED_CURRENT)
         elif "swiglu_limit=args.swiglu_limit)" not in src.split("self.shared_experts =")[1].split("\n")[0]:
             raise RuntimeError("cannot locate the shared-expert line to patch in " + origin)
+    stand_ins.SPARSE_BLOCK = 64
+    for v in variants:
+        if v in KERNEL_VARIANTS:
+            setattr(stand_ins, *KERNEL_VARIANTS[v])
+            continue
+        old, new = VARIANTS[v]
+        if src.count(old) != 1:
+            raise RuntimeError("variant %s: official text not found exactly once in %s" % (v, origin))
+        src = src.replace(old, new)
     name = "dsv4_official_model"
     mod = types.ModuleType(name)
     mod.__file__ = origin
@@ -74,6 +105,7 @@ def load_official_module(official_dir=None, revision="current"):
     exec(compile(src, origin, "exec"), mod.__dict__)
     mod.OFFICIAL_ORIGIN = origin
     mod.OFFICIAL_REVISION = revision
+    mod.OFFICIAL_VARIANTS = tuple(variants)
     return mod
 
 
@@ -238,15 +270,29 @@ def load_into(model, sd):
     return {"missing": missing, "unexpected": unexpected, "shape_mismatch": bad}
 
 
-def build_official(case_dir, revision="current", max_seq_len=None, official_dir=None):
+def build_official(case_dir, revision="current", max_seq_len=None, official_dir=None, variants=()):
     with open(os.path.join(case_dir, "config.json")) as f:
         cfg = json.load(f)
-    mod = load_official_module(official_dir, revision)
+    mod = load_official_module(official_dir, revision, variants)
     if max_seq_len is None:
         max_seq_len = 1024
     args = args_from_hf_config(mod, cfg, max_seq_len)
-    torch.set_default_dtype(torch.bfloat16)
-    torch.manual_seed(0)
-    model = mod.Transformer(args)
-    rep = load_into(model, convert_state(read_checkpoint(case_dir)))
+    with bf16_default():
+        torch.manual_seed(0)
+        model = mod.Transformer(args)
+        rep = load_into(model, convert_state(read_checkpoint(case_dir)))
     return model, mod, cfg, rep
+
+
+class bf16_default:
+    """generate.py runs the official model under torch.set_default_dtype(torch.bfloat16) (buffers, the
+    fp8/fp4 GEMM output dtype and some masks depend on it).  Use this context around construction AND
+    every forward call; restore the previous default afterwards so other code (tools/reference) is not
+    affected (its float parameters would silently become BF16)."""
+
+    def __enter__(self):
+        self.prev = torch.get_default_dtype()
+        torch.set_default_dtype(torch.bfloat16)
+
+    def __exit__(self, *exc):
+        torch.set_default_dtype(self.prev)

@@ -50,6 +50,10 @@ REVISION = "current"   # or "initial": act_quant inplace rounds to BF16 only (no
 # fp4_act_quant to a partial last block (amax over the elements present, i.e. zero padding): an
 # extension of the official semantics, reported as such by compare.py.
 STRICT = True
+# sparse_attn processes the selected keys in blocks of 64 (kernel `block = 64`) with an online softmax:
+# P is rounded to BF16 relative to the running max of the blocks seen so far.  0 = one block (P rounded
+# relative to the global max, as tools/reference does) -- a what-if setting, not the official kernel.
+SPARSE_BLOCK = 64
 
 FP8_MAX = 448.0
 FP4_MAX = 6.0
@@ -208,7 +212,7 @@ def sparse_attn(q: torch.Tensor, kv: torch.Tensor, attn_sink: torch.Tensor,
     """q [b,m,h,d] BF16, kv [b,n,d] BF16, attn_sink [h] F32, topk_idxs [b,m,k] int (-1 = none)."""
     b, m, h, d = q.shape
     topk = topk_idxs.size(-1)
-    blk = 64
+    blk = SPARSE_BLOCK if SPARSE_BLOCK > 0 else max(topk, 1)
     out = torch.empty_like(q)
     sink = attn_sink.float()
     for bi in range(b):
