@@ -60,7 +60,10 @@ enum {
 };
 /* out[t][r] = sum_c W[r][c] * x[t][c] for t < n_tok (x: [n_tok, cols], out: [n_tok, rows]).
  * F32 accumulation. With DSV4_ACT_FP8 the input is quantized as in the reference's act_quant (the
- * caller's x is not modified). `scratch` must hold n_tok*cols floats when DSV4_ACT_FP8 is set. */
+ * caller's x is not modified). `scratch` must hold n_tok*cols floats when DSV4_ACT_FP8 is set.
+ * Fixed reduction order (documented in matmul.c; independent of n_tok and of row sub-views): per
+ * 128-column block, 8 lane sums (lane = k % 8) combined pairwise, blocks added in order into an F32
+ * accumulator. Results are bit-identical to DSV4_W_F32 on the dequantized weight (dsv4_wview_row). */
 void dsv4_linear(float *out, const dsv4_wview *w, const float *x, int n_tok, int flags, float *scratch);
 /* One weight row dequantized to F32 (used for embedding lookup and tests). */
 void dsv4_wview_row(const dsv4_wview *w, int r, float *out);
