@@ -57,7 +57,7 @@ CASES = {
     # hidden 256, CSA with a small index head (64) and topk that stays larger than the entries for a while,
     # HCA; no hash layer; o_groups 2 with 4 heads
     "d256": (base_cfg(hidden_size=256, num_hidden_layers=2, compress_ratios=[4, 128, 0], num_attention_heads=4,
-                      o_groups=2, index_head_dim=64, index_n_heads=2, index_topk=40, q_lora_rank=128,
+                      o_groups=2, index_head_dim=128, index_n_heads=2, index_topk=40, q_lora_rank=128,
                       n_routed_experts=4), 200, 1, 44),
 }
 
