@@ -244,9 +244,12 @@ def main():
                 ab, rel = diff(o, r)
                 worst_rel, worst_abs = max(worst_rel, rel), max(worst_abs, ab)
                 agree += int(o.argmax() == r.argmax())
-                fails += int(ab > tol["abs"] + tol["rel"] * r.abs().max().item())
-            print("  %-8s rows 0..%d of %d: max|o-g| %.3e  rel %.3e  argmax agree %d/%d  outside golden tol "
-                  "(rel %.2e): %d" % (sch["name"], n_ok - 1, len(calls), worst_abs, worst_rel, agree, n_ok,
+                lim = tol["abs"] + tol["rel"] * r.abs().max().item()
+                top2 = torch.topk(r, 2).values
+                need_argmax = (top2[0] - top2[1]).item() > 2 * lim   # docs/internals.md pass criterion
+                fails += int(ab > lim or (need_argmax and o.argmax() != r.argmax()))
+            print("  %-8s rows 0..%d of %d: max|o-g| %.3e  rel %.3e  argmax agree %d/%d  failing the golden "
+                  "criterion (rel %.2e; argmax only where top-2 gap > 2 tol): %d" % (sch["name"], n_ok - 1, len(calls), worst_abs, worst_rel, agree, n_ok,
                                       tol["rel"], fails))
     print("\nRESULT " + json.dumps(results))
 
