@@ -470,7 +470,9 @@ class Attention(nn.Module):
         score = score.masked_fill(~elig[None], float("-inf"))
         k = min(cfg.index_topk, Nw)
         sd = score.detach()
-        top = sd.topk(k, dim=-1)[1]
+        # top-k; exact ties (e.g. several all-ReLU-zero scores) go to the lower entry index (stable sort), so
+        # the selection does not depend on the call schedule
+        top = torch.sort(sd, dim=-1, descending=True, stable=True)[1][..., :k]
         sel = torch.zeros_like(sd, dtype=torch.bool).scatter_(-1, top, True)
         if CTX.rec is not None:
             nel = elig.sum(-1)                                              # [T]
@@ -478,10 +480,10 @@ class Attention(nn.Module):
                 ne = int(nel[t])
                 if ne > k:
                     for b in range(B):
-                        v, order = sd[b, t, :ne].sort(descending=True)
+                        v = sd[b, t, :ne].sort(descending=True)[0]
                         gap = ((v[k - 1] - v[k]) / v.abs().max().clamp(min=1e-30)).item()
                         CTX.rec.append(("indexer", self.layer_id, int(pos[t]), gap,
-                                        tuple(sorted(order[:k].tolist()))))
+                                        tuple(sorted(top[b, t].tolist()))))
         return sel, score
 
     def indexer_kl(self, z, mask, masks, iscore, P):
@@ -558,7 +560,7 @@ class MoE(nn.Module):
             ids = self.gate.tid2eid[tok]
         else:
             b = s.detach() + self.gate.bias.detach()
-            top = b.topk(min(cfg.topk + 1, cfg.n_experts), dim=-1)
+            top = torch.sort(b, dim=-1, descending=True, stable=True)   # exact ties: lower expert id
             ids = top[1][:, :cfg.topk]
             if CTX.rec is not None and cfg.n_experts > cfg.topk:
                 v = top[0]
