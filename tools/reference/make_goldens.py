@@ -7,9 +7,10 @@ Deterministic (fixed seeds, single thread). See tools/reference/README.md for th
 - random weights are *shaped* so the network is contractive (sublayer outputs small next to the residual
   streams, near-identity mHC mixing) and every discrete decision has a margin: router scores have a spread
   bias, the indexer scores are spread by a larger weights_proj;
-- token sequences are drawn at random and REJECTED when any router top-k gap or indexer top-k gap (relative
-  to the largest score of the row) is below MIN_GAP, or when a float32 run of the reference disagrees with
-  the float64 run on any decision;
+- token sequences are drawn left to right; token t is re-drawn while any router top-k gap (relative to the
+  top score) at position t is below MIN_GAP["router"], any indexer top-k gap (relative to max|score|) is below
+  MIN_GAP["indexer"], or a float32 session takes a different decision (decisions at t depend only on tokens
+  <= t); the whole case is redone with a new seed if a float32 run of any schedule still flips a decision;
 - goldens are the float64-accumulation run ("ideal F32": all BF16/FP8/FP4 rounding points identical);
   tolerance = TOL_FACTOR x the largest |f32 - f64| seen over all schedules of the case (relative to max|r|),
   with a floor.
