@@ -127,6 +127,11 @@ static int run_op(const char *op, const cJSON *params, float **in, const int *in
         for (int r = 0; r < rows; r++)
             dsv4_rmsnorm(out + (size_t)r * n, in[0] + (size_t)r * n, weighted ? in[1] : NULL, n,
                          (float)num(params, "eps", 1e-6), (int)num(params, "round_bf16", 0));
+    } else if (!strcmp(op, "head_rms_bf16")) {
+        int n = (int)num(params, "n", 0);
+        NEED(1, n > 0 && in_n[0] == rows * n && n_out == rows * n);
+        memcpy(out, in[0], (size_t)n_out * sizeof(float));
+        for (int r = 0; r < rows; r++) dsv4_head_rms_bf16(out + (size_t)r * n, n, (float)num(params, "eps", 1e-6));
     } else if (!strcmp(op, "softmax")) {
         int n = (int)num(params, "n", 0);
         NEED(1, n > 0 && in_n[0] == rows * n && n_out == rows * n);

@@ -71,6 +71,10 @@ void dsv4_wview_row(const dsv4_wview *w, int r, float *out);
 /* ---------------------------------------------------------------- ops (§3.1, §3.2, §4.2) */
 /* out = x / sqrt(mean(x^2) + eps) * (w ? w : 1); F32 math; rounded to BF16 when round_bf16. */
 void dsv4_rmsnorm(float *out, const float *x, const float *w, int n, float eps, int round_bf16);
+/* Per-head weightless query RMS as the official code does it on a BF16 tensor (spec §4.3 step 3,
+ * official model.py Attention.forward): every intermediate rounded to BF16:
+ * ms = bf16(sum(bf16(x_i^2)) / n); r = bf16(1/sqrt(bf16(ms + eps))); x_i = bf16(x_i * r). In place. */
+void dsv4_head_rms_bf16(float *x, int n, float eps);
 /* RoPE frequencies f[0..rope_dim/2) (§3.2), YaRN blend when yarn != 0. F32 as the reference. */
 void dsv4_rope_freqs(float *f, int rope_dim, float theta, int yarn, float factor, int orig_len,
                      float beta_fast, float beta_slow);

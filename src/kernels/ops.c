@@ -100,3 +100,11 @@ void dsv4_sinkhorn(float *M, int hc, int iters, float eps) {
         sk_cols(M, hc, eps);
     }
 }
+
+void dsv4_head_rms_bf16(float *x, int n, float eps) {
+    double ss = 0; /* torch accumulates the BF16 mean in F32; the sum is rounded to BF16 below either way */
+    for (int i = 0; i < n; i++) ss += (double)dsv4_round_bf16(x[i] * x[i]);
+    float ms = dsv4_round_bf16((float)(ss / (double)n));
+    float r = dsv4_round_bf16(1.0f / sqrtf(dsv4_round_bf16(ms + eps)));
+    for (int i = 0; i < n; i++) x[i] = dsv4_round_bf16(x[i] * r);
+}

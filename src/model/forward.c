@@ -280,7 +280,7 @@ static void attention(dsv4_session *s, int li, const float *x, int n, int64_t po
     for (int t = 0; t < n; t++)
         for (int h = 0; h < H; h++) {
             float *qh = q + ((size_t)t * H + h) * hd;
-            dsv4_rmsnorm(qh, qh, NULL, hd, c->norm_eps, 1);
+            dsv4_head_rms_bf16(qh, hd, c->norm_eps);
             dsv4_rope(qh + nope, rd, L->rope_f, pos0 + t, 0);
         }
     raw_kv(s, L, x, n, pos0, kv);

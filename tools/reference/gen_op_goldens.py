@@ -138,6 +138,13 @@ def main():
     ref = X * torch.rsqrt(X.square().mean(-1, keepdim=True) + 1e-6)
     w.add("rmsnorm_plain", "rmsnorm", {"n": n, "rows": 3, "eps": 1e-6, "weighted": 0, "round_bf16": 0}, [X], ref,
           tol_abs=1e-5, note="weightless, no rounding (F32 result)")
+    Xq = torch.stack([bf16_randn(128).double() * s for s in (1.0, 0.01, 30.0)])
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import model as refmodel
+    w.add("head_rms_bf16", "head_rms_bf16", {"n": 128, "rows": 3, "eps": 1e-6}, [Xq],
+          refmodel.q_head_rms(Xq, 1e-6), tol_abs=float(Xq.abs().max()) * 2.0 ** -7,
+          note="official per-head q RMS, every intermediate BF16; tolerance one BF16 ulp of the largest input "
+               "(the F32 mean may round differently before its BF16 cast)")
     X = torch.randn(4, 300, generator=G, dtype=torch.float64) * 5
     X[3] = X[3] - 1000
     X = f32(X)
