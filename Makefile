@@ -40,8 +40,18 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
+# DeepSeek-V4-compatible tokenizer: the V3 tokenizer.json plus the V4 added tokens (tools/tokenizer/README.md).
+# A stable path for tests and tools; `make test` builds it.
+V3_TOKENIZER := ../shared/data/deepseek-v3-tokenizer/tokenizer.json
+build/v4-tokenizer.json: $(BUILD)/tools/make_v4_tokenizer tools/tokenizer/v4-added-tokens.tsv
+	$(BUILD)/tools/make_v4_tokenizer $(V3_TOKENIZER) tools/tokenizer/v4-added-tokens.tsv $@
+
+$(BUILD)/tools/make_v4_tokenizer: tools/tokenizer/make_v4_tokenizer.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -lcjson
+
 # The whole suite: unit, golden and CLI tests. Prints a final "N passed, N failed" line.
-test: $(TESTS) $(BUILD)/dsv4
+test: $(TESTS) $(BUILD)/dsv4 build/v4-tokenizer.json
 	@DSV4_BIN=$(BUILD)/dsv4 BUILD=$(BUILD) ./tests/run.sh $(TESTS)
 
 # CI: the release suite, then the same suite under AddressSanitizer + UBSan.
