@@ -1,0 +1,395 @@
+/* tests/test_chat_parse.c — DeepSeek-V4 output parser (include/dsv4_parse.h) and the tool-call registry.
+ *
+ * Every case is parsed whole, one byte at a time and with 40 random splits; the results must be identical,
+ * the concatenated deltas must equal the result fields, and no delta boundary may fall inside a UTF-8
+ * character or inside a marker ("</think>", the DSML token, BOS/EOS, ...). Then the expected fields are
+ * checked. Spec: v4-encoding.md §4.2, §4.5, §9.10.
+ */
+#include "dsv4_parse.h"
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define EOS "<｜end▁of▁sentence｜>"
+#define BOS "<｜begin▁of▁sentence｜>"
+#define D "｜DSML｜"
+#define TCS "\n\n<" D "tool_calls>\n"
+#define TCE "</" D "tool_calls>"
+#define INV(name) "<" D "invoke name=\"" name "\">\n"
+#define INVE "</" D "invoke>"
+#define PS(k, v) "<" D "parameter name=\"" k "\" string=\"true\">" v "</" D "parameter>"
+#define PN(k, v) "<" D "parameter name=\"" k "\" string=\"false\">" v "</" D "parameter>"
+
+static int n_pass, n_fail;
+#define CHECK(cond, ...) do { if (cond) n_pass++; else { n_fail++; printf("FAIL %s:%d: ", __FILE__, __LINE__); \
+    printf(__VA_ARGS__); printf("\n"); } } while (0)
+
+/* ------------------------------------------------------------------ event collection */
+typedef struct {
+    char *s[2]; size_t n[2];           /* reasoning, content */
+    size_t bounds[2][4096]; int nb[2]; /* cumulative lengths after each feed-time delta */
+    int in_close;
+    int ncalls_ev;
+    char ids[16][32];
+} coll_t;
+
+static void on_ev(void *u, const dsv4_parse_event *ev) {
+    coll_t *c = u;
+    if (ev->kind == DSV4_EV_TOOL_CALL) {
+        if (ev->index == c->ncalls_ev && c->ncalls_ev < 16) snprintf(c->ids[c->ncalls_ev], 32, "%s", ev->call->id);
+        c->ncalls_ev++;
+        return;
+    }
+    int k = ev->kind == DSV4_EV_REASONING ? 0 : 1;
+    c->s[k] = realloc(c->s[k], c->n[k] + ev->len + 1);
+    memcpy(c->s[k] + c->n[k], ev->text, ev->len);
+    c->n[k] += ev->len;
+    c->s[k][c->n[k]] = 0;
+    if (c->nb[k] < 4096) c->bounds[k][c->nb[k]++] = c->n[k];
+}
+
+static const char *marks[] = { "</think>", "<think>", D, "<" D, "</" D, BOS, EOS, "\n\n<" D "tool_calls" };
+
+/* boundaries strictly inside a UTF-8 character or a marker occurrence? */
+static int bad_boundary(const char *s, size_t n, const size_t *b, int nb) {
+    for (int i = 0; i < nb; i++) {
+        size_t x = b[i];
+        if (x == 0 || x >= n) continue;
+        if (((unsigned char)s[x] & 0xC0) == 0x80) return 1;
+        for (size_t m = 0; m < sizeof marks / sizeof *marks; m++) {
+            size_t ml = strlen(marks[m]);
+            for (size_t st = x >= ml ? x - ml + 1 : 0; st < x; st++)
+                if (st + ml <= n && !memcmp(s + st, marks[m], ml)) return 1;
+        }
+    }
+    return 0;
+}
+
+static uint64_t rng_state;
+static uint64_t rng(void) { rng_state ^= rng_state << 13; rng_state ^= rng_state >> 7; rng_state ^= rng_state << 17; return rng_state; }
+
+/* mode 0: whole, 1: bytewise, 2+: random chunks */
+static int run_split(const char *text, size_t len, int thinking, int mode, dsv4_parse_result *out, coll_t *c) {
+    memset(c, 0, sizeof *c);
+    dsv4_parser *p = dsv4_parser_new(thinking);
+    if (!p) return -1;
+    size_t i = 0;
+    while (i < len) {
+        size_t k = mode == 0 ? len - i : mode == 1 ? 1 : 1 + rng() % 9;
+        if (k > len - i) k = len - i;
+        if (dsv4_parser_feed(p, text + i, k, on_ev, c)) { dsv4_parser_free(p); return -1; }
+        i += k;
+    }
+    c->in_close = 1;
+    int nb0 = c->nb[0], nb1 = c->nb[1];
+    if (dsv4_parser_close(p, on_ev, c)) { dsv4_parser_free(p); return -1; }
+    c->nb[0] = nb0; c->nb[1] = nb1;  /* close-time flushes end at the end of the text: not checked */
+    int rc = dsv4_parser_finish(p, out);
+    dsv4_parser_free(p);
+    return rc;
+}
+
+static int same_str(const char *a, size_t an, const char *b, size_t bn) {
+    return an == bn && (an == 0 || !memcmp(a, b, an));
+}
+static int same_result(const dsv4_parse_result *a, const dsv4_parse_result *b) {
+    if (!same_str(a->reasoning_content, a->reasoning_len, b->reasoning_content, b->reasoning_len)) return 0;
+    if (!same_str(a->content, a->content_len, b->content, b->content_len)) return 0;
+    if (a->n_tool_calls != b->n_tool_calls || a->saw_eos != b->saw_eos || a->saw_think_end != b->saw_think_end ||
+        a->block_failed != b->block_failed) return 0;
+    if ((a->warnings == NULL) != (b->warnings == NULL) || (a->warnings && strcmp(a->warnings, b->warnings))) return 0;
+    for (int k = 0; k < a->n_tool_calls; k++) {
+        const dsv4_tool_call *x = &a->tool_calls[k], *y = &b->tool_calls[k];
+        if (strcmp(x->id, y->id) || strcmp(x->name, y->name) || strcmp(x->arguments, y->arguments) ||
+            x->valid_json != y->valid_json || !same_str(x->raw, x->raw_len, y->raw, y->raw_len)) return 0;
+    }
+    return 1;
+}
+
+typedef struct {
+    const char *name;
+    int thinking;
+    const char *text;
+    const char *reasoning, *content;  /* expected */
+    int ncalls;
+    const char *call_name[3], *call_args[3];
+    int valid_json0;                  /* expected valid_json of call 0 (when ncalls > 0) */
+    const char *warn;                 /* NULL: no warnings; else a substring of the warnings */
+    int block_failed;
+} tcase;
+
+/* Parse with all splits, check consistency, return the whole-text result in *out. */
+static void check_case(const tcase *t, dsv4_parse_result *out) {
+    size_t len = strlen(t->text);
+    dsv4_parse_result r0;
+    coll_t *c = malloc(sizeof *c);
+    int rc = run_split(t->text, len, t->thinking, 0, &r0, c);
+    CHECK(rc == 0, "%s: parse failed", t->name);
+    free(c->s[0]); free(c->s[1]);
+    if (rc) { free(c); return; }
+    int splits_ok = 1, deltas_ok = 1, bounds_ok = 1;
+    for (int mode = 0; mode < 42; mode++) {
+        dsv4_parse_result r;
+        if (run_split(t->text, len, t->thinking, mode, &r, c)) { splits_ok = 0; break; }
+        if (!same_result(&r0, &r)) splits_ok = 0;
+        if (!same_str(c->s[0] ? c->s[0] : "", c->n[0], r.reasoning_content, r.reasoning_len) ||
+            !same_str(c->s[1] ? c->s[1] : "", c->n[1], r.content, r.content_len) || c->ncalls_ev != r.n_tool_calls)
+            deltas_ok = 0;
+        for (int k = 0; k < r.n_tool_calls && k < 16; k++) if (strcmp(c->ids[k], r.tool_calls[k].id)) deltas_ok = 0;
+        if (bad_boundary(r.reasoning_content, r.reasoning_len, c->bounds[0], c->nb[0]) ||
+            bad_boundary(r.content, r.content_len, c->bounds[1], c->nb[1])) {
+            if (bounds_ok) printf("  (%s: bad delta boundary with split mode %d)\n", t->name, mode);
+            bounds_ok = 0;
+        }
+        free(c->s[0]); free(c->s[1]);
+        dsv4_parse_result_free(&r);
+    }
+    free(c);
+    CHECK(splits_ok, "%s: result differs between splits", t->name);
+    CHECK(deltas_ok, "%s: deltas do not add up to the result", t->name);
+    CHECK(bounds_ok, "%s: a delta boundary splits a UTF-8 character or a marker", t->name);
+    if (t->reasoning) CHECK(!strcmp(r0.reasoning_content, t->reasoning), "%s: reasoning [%s] want [%s]", t->name, r0.reasoning_content, t->reasoning);
+    if (t->content) CHECK(!strcmp(r0.content, t->content), "%s: content [%s] want [%s]", t->name, r0.content, t->content);
+    CHECK(r0.n_tool_calls == t->ncalls, "%s: %d tool calls, want %d", t->name, r0.n_tool_calls, t->ncalls);
+    for (int k = 0; k < t->ncalls && k < r0.n_tool_calls && k < 3; k++) {
+        if (t->call_name[k]) CHECK(!strcmp(r0.tool_calls[k].name, t->call_name[k]), "%s: call %d name [%s]", t->name, k, r0.tool_calls[k].name);
+        if (t->call_args[k]) CHECK(!strcmp(r0.tool_calls[k].arguments, t->call_args[k]), "%s: call %d args [%s] want [%s]",
+                                   t->name, k, r0.tool_calls[k].arguments, t->call_args[k]);
+        CHECK(!strncmp(r0.tool_calls[k].id, "call_", 5) && strlen(r0.tool_calls[k].id) == 21, "%s: id %s", t->name, r0.tool_calls[k].id);
+        CHECK(!strncmp(r0.tool_calls[k].raw, "<" D "invoke", strlen("<" D "invoke")) &&
+              r0.tool_calls[k].raw_len > strlen(INVE) &&
+              !strcmp(r0.tool_calls[k].raw + r0.tool_calls[k].raw_len - strlen(INVE), INVE), "%s: raw bytes of call %d", t->name, k);
+        size_t rl = 0;
+        const char *reg = dsv4_toolcall_raw(r0.tool_calls[k].id, &rl);
+        CHECK(reg && rl == r0.tool_calls[k].raw_len && !memcmp(reg, r0.tool_calls[k].raw, rl), "%s: registry holds call %d", t->name, k);
+    }
+    if (t->ncalls > 0 && r0.n_tool_calls > 0)
+        CHECK(r0.tool_calls[0].valid_json == t->valid_json0, "%s: valid_json %d", t->name, r0.tool_calls[0].valid_json);
+    if (!t->warn) CHECK(r0.warnings == NULL, "%s: unexpected warnings: %s", t->name, r0.warnings);
+    else CHECK(r0.warnings && strstr(r0.warnings, t->warn), "%s: warnings [%s] lack [%s]", t->name,
+               r0.warnings ? r0.warnings : "(none)", t->warn);
+    CHECK(r0.block_failed == t->block_failed, "%s: block_failed %d", t->name, r0.block_failed);
+    if (out) *out = r0;
+    else dsv4_parse_result_free(&r0);
+}
+
+/* ------------------------------------------------------------------ cases */
+#define WEATHER_BLOCK TCS INV("get_weather") PS("location", "Beijing") "\n" PS("unit", "celsius") "\n" INVE "\n" TCE
+
+static const tcase cases[] = {
+    /* ---- valid */
+    { "chat plain", 0, "Hello, world!", "", "Hello, world!", 0, {0}, {0}, 1, NULL, 0 },
+    { "chat with EOS", 0, "Hi there! How can I help you?" EOS, "", "Hi there! How can I help you?", 0, {0}, {0}, 1, NULL, 0 },
+    { "chat empty", 0, "", "", "", 0, {0}, {0}, 1, NULL, 0 },
+    { "thinking + answer (golden §3.6)", 1,
+      "The user asks about the capital of France. It is Paris.</think>The capital of France is Paris." EOS,
+      "The user asks about the capital of France. It is Paris.", "The capital of France is Paris.", 0, {0}, {0}, 1, NULL, 0 },
+    { "thinking + tool call (golden §3.6)", 1,
+      "The user wants to know the weather in Beijing. I should use the get_weather tool.</think>" WEATHER_BLOCK EOS,
+      "The user wants to know the weather in Beijing. I should use the get_weather tool.", "", 1,
+      {"get_weather"}, {"{\"location\": \"Beijing\", \"unit\": \"celsius\"}"}, 1, NULL, 0 },
+    { "chat single call, content before", 0, "Let me check." WEATHER_BLOCK EOS, "", "Let me check.", 1,
+      {"get_weather"}, {"{\"location\": \"Beijing\", \"unit\": \"celsius\"}"}, 1, NULL, 0 },
+    { "block without EOS (§9.10)", 0, WEATHER_BLOCK, "", "", 1, {"get_weather"}, {0}, 1, NULL, 0 },
+    { "parallel calls", 0,
+      TCS INV("a") PS("x", "1") "\n" INVE "\n" INV("b") PN("y", "2") "\n" INVE "\n" INV("c") PN("z", "[1, 2]") "\n" INVE "\n" TCE EOS,
+      "", "", 3, {"a", "b", "c"}, {"{\"x\": \"1\"}", "{\"y\": 2}", "{\"z\": [1, 2]}"}, 1, NULL, 0 },
+    { "nested JSON values", 0,
+      TCS INV("f") PN("obj", "{\"a\": [1, {\"b\": null}], \"c\": \"x\"}") "\n" PN("n", "-1.5e3") "\n" PN("t", "true") "\n"
+      PS("s", "plain") "\n" INVE "\n" TCE,
+      "", "", 1, {"f"}, {"{\"obj\": {\"a\": [1, {\"b\": null}], \"c\": \"x\"}, \"n\": -1.5e3, \"t\": true, \"s\": \"plain\"}"}, 1, NULL, 0 },
+    { "unicode", 1, "思考…</think>好的😀" TCS INV("搜索") PS("查询", "北京 ☃ 😀 ｜") "\n" INVE "\n" TCE EOS,
+      "思考…", "好的😀", 1, {"搜索"}, {"{\"查询\": \"北京 ☃ 😀 ｜\"}"}, 1, NULL, 0 },
+    { "quotes, backslashes, control chars", 0,
+      TCS INV("w") PS("path", "C:\\dir\\\"q\"\n\tline\x01\x1f\x7f end") "\n" INVE "\n" TCE,
+      "", "", 1, {"w"}, {"{\"path\": \"C:\\\\dir\\\\\\\"q\\\"\\n\\tline\\u0001\\u001f\x7f end\"}"}, 1, NULL, 0 },
+    { "value with < > and DSML-like text", 0,
+      TCS INV("e") PS("code", "if (a < b) { x = \"</tag>\"; }\n<" D "invoke name=\"no\">") "\n" INVE "\n" TCE,
+      "", "", 1, {"e"}, {"{\"code\": \"if (a < b) { x = \\\"</tag>\\\"; }\\n<" D "invoke name=\\\"no\\\">\"}"}, 1, NULL, 0 },
+    { "invoke without parameters", 0, TCS INV("now") INVE "\n" TCE EOS, "", "", 1, {"now"}, {"{}"}, 1, NULL, 0 },
+    { "whitespace before name= (§9.10)", 0, TCS "<" D "invoke \t name=\"ws\">\n" PS("k", "v") "\n" INVE "\n" TCE, "", "",
+      1, {"ws"}, {"{\"k\": \"v\"}"}, 1, NULL, 0 },
+    { "empty key and value", 0, TCS INV("e") PS("", "") "\n" INVE "\n" TCE, "", "", 1, {"e"}, {"{\"\": \"\"}"}, 1, NULL, 0 },
+    { "string=false invalid JSON flagged", 0, TCS INV("g") PN("list", "[1, 2") "\n" INVE "\n" TCE EOS, "", "", 1,
+      {"g"}, {"{\"list\": [1, 2}"}, 0, "not valid JSON", 0 },
+    { "content with newlines and a lone <", 0, "a\n\nb < c\n\n<x>\n", "", "a\n\nb < c\n\n<x>\n", 0, {0}, {0}, 1, NULL, 0 },
+    { "content ending in a marker prefix", 0, "abc\n\n<" D "tool", "", "abc\n\n<" D "tool", 0, {0}, {0}, 1, "DSML token", 0 },
+    { "content ending in a partial </think>", 0, "abc</thi", "", "abc</thi", 0, {0}, {0}, 1, NULL, 0 },
+    { "incomplete UTF-8 at the very end kept", 0, "ab\xE5\x8C", "", "ab\xE5\x8C", 0, {0}, {0}, 1, NULL, 0 },
+    { "three newlines before block", 0, "x\n" WEATHER_BLOCK, "", "x\n", 1, {"get_weather"}, {0}, 1, NULL, 0 },
+    /* ---- malformed: fall back to content, raw text preserved */
+    { "missing </tool_calls> (truncated)", 0, "pre" TCS INV("f") PS("a", "1") "\n" INVE "\n", "",
+      "pre" TCS INV("f") PS("a", "1") "\n" INVE "\n", 0, {0}, {0}, 1, "not closed", 1 },
+    { "missing </invoke>", 0, TCS INV("f") PS("a", "1") "\n" TCE EOS, "", TCS INV("f") PS("a", "1") "\n" TCE, 0, {0}, {0}, 1,
+      "malformed", 1 },
+    { "missing </parameter>", 0, TCS INV("f") "<" D "parameter name=\"a\" string=\"true\">1\n" INVE "\n" TCE EOS, "",
+      TCS INV("f") "<" D "parameter name=\"a\" string=\"true\">1\n" INVE "\n" TCE, 0, {0}, {0}, 1, "not closed", 1 },
+    { "bad string attribute", 0, TCS INV("f") "<" D "parameter name=\"a\" string=\"maybe\">1</" D "parameter>\n" INVE "\n" TCE,
+      "", TCS INV("f") "<" D "parameter name=\"a\" string=\"maybe\">1</" D "parameter>\n" INVE "\n" TCE, 0, {0}, {0}, 1,
+      "string=", 1 },
+    { "missing string attribute", 0, TCS INV("f") "<" D "parameter name=\"a\">1</" D "parameter>\n" INVE "\n" TCE, "",
+      TCS INV("f") "<" D "parameter name=\"a\">1</" D "parameter>\n" INVE "\n" TCE, 0, {0}, {0}, 1, "bad parameter", 1 },
+    { "bad invoke header", 0, TCS "<" D "invoke nam=\"f\">\n" INVE "\n" TCE, "", TCS "<" D "invoke nam=\"f\">\n" INVE "\n" TCE,
+      0, {0}, {0}, 1, "invoke header", 1 },
+    { "unknown tag in block", 0, TCS "<" D "frobnicate>\n" INV("f") INVE "\n" TCE EOS, "",
+      TCS "<" D "frobnicate>\n" INV("f") INVE "\n" TCE, 0, {0}, {0}, 1, "unexpected text", 1 },
+    { "duplicate parameter names", 0, TCS INV("f") PS("a", "1") "\n" PS("a", "2") "\n" INVE "\n" TCE EOS, "",
+      TCS INV("f") PS("a", "1") "\n" PS("a", "2") "\n" INVE "\n" TCE, 0, {0}, {0}, 1, "duplicate parameter", 1 },
+    { "EOS inside a call", 0, "c" TCS INV("f") "<" D "parameter name=\"a\" string=\"true\">xy" EOS, "",
+      "c" TCS INV("f") "<" D "parameter name=\"a\" string=\"true\">xy", 0, {0}, {0}, 1, "not closed", 1 },
+    { "text after the block", 0, "c" WEATHER_BLOCK "trailing words" EOS, "", "c" WEATHER_BLOCK "trailing words", 0, {0}, {0},
+      1, "text after", 1 },
+    { "text after the block, then another block", 0, WEATHER_BLOCK "x" WEATHER_BLOCK, "", WEATHER_BLOCK "x" WEATHER_BLOCK,
+      0, {0}, {0}, 1, "text after", 1 },
+    { "DSML token inside content (no blank line)", 0, "See <" D "tool_calls> here" EOS, "", "See <" D "tool_calls> here", 0,
+      {0}, {0}, 1, "content contains the DSML token", 0 },
+    { "garbage right after the block marker", 0, "a\n\n<" D "tool_callsXYZ more text", "",
+      "a\n\n<" D "tool_callsXYZ more text", 0, {0}, {0}, 1, "unexpected text", 1 },
+    { "empty block", 0, "\n\n<" D "tool_calls>\n" TCE, "", "\n\n<" D "tool_calls>\n" TCE, 0, {0}, {0}, 1, "without any invoke", 1 },
+    { "truncated mid value (end of stream)", 1, "r</think>" TCS INV("f") "<" D "parameter name=\"a\" string=\"true\">par", "r",
+      TCS INV("f") "<" D "parameter name=\"a\" string=\"true\">par", 0, {0}, {0}, 1, "not closed", 1 },
+    { "thinking without </think>", 1, "still thinking about it", "still thinking about it", "", 0, {0}, {0}, 1,
+      "reasoning not terminated", 0 },
+    { "thinking without </think>, EOS", 1, "hmm" EOS, "hmm", "", 0, {0}, {0}, 1, "reasoning not terminated", 0 },
+    { "tool block inside reasoning", 1, "plan" WEATHER_BLOCK EOS, "plan", "", 1, {"get_weather"}, {0}, 1, "inside reasoning", 0 },
+    { "</think> inside content", 1, "r</think>a</think>b", "r", "a</think>b", 0, {0}, {0}, 1, "content contains </think>", 0 },
+    { "<think> inside reasoning", 1, "<think>r</think>a", "<think>r", "a", 0, {0}, {0}, 1, "reasoning_content contains <think>", 0 },
+    { "BOS inside content", 0, "x" BOS "y", "", "x" BOS "y", 0, {0}, {0}, 1, "content contains BOS", 0 },
+    { "text after EOS", 0, "done" EOS "extra", "", "doneextra", 0, {0}, {0}, 1, "after the end-of-sentence", 0 },
+    { "tool calls then text after EOS", 0, WEATHER_BLOCK EOS "zz", "", "zz", 1, {"get_weather"}, {0}, 1, "after the end-of-sentence", 0 },
+    { "parameter junk between params", 0, TCS INV("f") PS("a", "1") "junk\n" PS("b", "2") "\n" INVE "\n" TCE, "",
+      TCS INV("f") PS("a", "1") "junk\n" PS("b", "2") "\n" INVE "\n" TCE, 0, {0}, {0}, 1, "unexpected text after parameter", 1 },
+    { "no newline after invoke header", 0, TCS "<" D "invoke name=\"f\">" PS("a", "1") "\n" INVE "\n" TCE, "",
+      TCS "<" D "invoke name=\"f\">" PS("a", "1") "\n" INVE "\n" TCE, 0, {0}, {0}, 1, "invoke header", 1 },
+};
+
+/* ------------------------------------------------------------------ registry tests */
+static void *reg_worker(void *arg) {
+    int t = (int)(long)arg, bad = 0;
+    char id[64], raw[64];
+    for (int i = 0; i < 3000; i++) {
+        snprintf(id, sizeof id, "thr%d_%d", t, i % 50);
+        snprintf(raw, sizeof raw, "raw-%d-%d", t, i % 50);
+        if (dsv4_toolcall_remember(id, raw, strlen(raw))) bad++;
+        size_t n = 0;
+        char *d = dsv4_toolcall_dup(id, &n);  /* may have been evicted by other threads only if > capacity */
+        if (!d || strcmp(d, raw)) bad++;
+        free(d);
+    }
+    return (void *)(long)bad;
+}
+
+static void test_registry(void) {
+    dsv4_toolcall_clear();
+    CHECK(dsv4_toolcall_count() == 0, "registry: clear");
+    CHECK(dsv4_toolcall_raw("nope", NULL) == NULL, "registry: unknown id gives NULL");
+    CHECK(dsv4_toolcall_remember("", "x", 1) == -1 && dsv4_toolcall_remember(NULL, "x", 1) == -1, "registry: empty id rejected");
+    CHECK(dsv4_toolcall_remember("a", "abc", 3) == 0, "registry: remember");
+    size_t n = 0;
+    const char *r = dsv4_toolcall_raw("a", &n);
+    CHECK(r && n == 3 && !strcmp(r, "abc"), "registry: lookup");
+    CHECK(dsv4_toolcall_remember("a", "xy\0z", 4) == 0, "registry: replace");
+    r = dsv4_toolcall_raw("a", &n);
+    CHECK(r && n == 4 && !memcmp(r, "xy\0z", 4) && dsv4_toolcall_count() == 1, "registry: replaced value (binary-safe)");
+    /* capacity + LRU: fill to capacity, touch "a", add one more: the oldest untouched ("k0") goes, "a" stays */
+    char id[32];
+    for (int i = 0; i < DSV4_TOOLCALL_CAPACITY - 1; i++) {
+        snprintf(id, sizeof id, "k%d", i);
+        dsv4_toolcall_remember(id, id, strlen(id));
+    }
+    CHECK(dsv4_toolcall_count() == DSV4_TOOLCALL_CAPACITY, "registry: full (%d)", dsv4_toolcall_count());
+    dsv4_toolcall_raw("a", NULL);
+    dsv4_toolcall_remember("new", "n", 1);
+    CHECK(dsv4_toolcall_count() == DSV4_TOOLCALL_CAPACITY, "registry: stays bounded");
+    CHECK(dsv4_toolcall_raw("a", NULL) != NULL, "registry: recently used entry kept");
+    CHECK(dsv4_toolcall_raw("k0", NULL) == NULL, "registry: least recently used entry evicted");
+    CHECK(dsv4_toolcall_raw("k1", NULL) != NULL && dsv4_toolcall_raw("new", NULL) != NULL, "registry: others kept");
+    dsv4_toolcall_clear();
+    /* threads */
+    pthread_t th[4];
+    for (long t = 0; t < 4; t++) pthread_create(&th[t], NULL, reg_worker, (void *)t);
+    long bad = 0;
+    for (int t = 0; t < 4; t++) { void *v; pthread_join(th[t], &v); bad += (long)v; }
+    CHECK(bad == 0 && dsv4_toolcall_count() == 200, "registry: 4 threads x 3000 ops (%ld bad, %d entries)", bad, dsv4_toolcall_count());
+    dsv4_toolcall_clear();
+}
+
+/* ------------------------------------------------------------------ misc */
+static void test_misc(void) {
+    /* ids: deterministic per text and seed; distinct for identical parallel calls; seed changes them */
+    const char *two = TCS INV("f") PS("a", "1") "\n" INVE "\n" INV("f") PS("a", "1") "\n" INVE "\n" TCE;
+    dsv4_parse_result a, b;
+    dsv4_parse_text(two, strlen(two), 0, &a);
+    dsv4_parse_text(two, strlen(two), 0, &b);
+    CHECK(a.n_tool_calls == 2 && b.n_tool_calls == 2, "ids: two calls");
+    if (a.n_tool_calls == 2 && b.n_tool_calls == 2) {
+        CHECK(!strcmp(a.tool_calls[0].id, b.tool_calls[0].id) && !strcmp(a.tool_calls[1].id, b.tool_calls[1].id), "ids: deterministic");
+        CHECK(strcmp(a.tool_calls[0].id, a.tool_calls[1].id) != 0, "ids: identical calls get distinct ids");
+        dsv4_parser *p = dsv4_parser_new(0);
+        dsv4_parser_set_id_seed(p, 7);
+        dsv4_parser_feed(p, two, strlen(two), NULL, NULL);
+        dsv4_parse_result c;
+        dsv4_parser_finish(p, &c);
+        dsv4_parser_free(p);
+        CHECK(c.n_tool_calls == 2 && strcmp(c.tool_calls[0].id, a.tool_calls[0].id) != 0, "ids: seed changes ids");
+        dsv4_parse_result_free(&c);
+    }
+    dsv4_parse_result_free(&a);
+    dsv4_parse_result_free(&b);
+    /* API misuse never crashes */
+    dsv4_parser *p = dsv4_parser_new(1);
+    CHECK(dsv4_parser_feed(p, NULL, 3, NULL, NULL) == -1, "feed NULL text with len > 0 refused");
+    CHECK(dsv4_parser_feed(p, "x", 1, NULL, NULL) == 0 && dsv4_parser_close(p, NULL, NULL) == 0 &&
+          dsv4_parser_close(p, NULL, NULL) == 0, "close idempotent");
+    CHECK(dsv4_parser_feed(p, "y", 1, NULL, NULL) == -1, "feed after close refused");
+    dsv4_parse_result r;
+    CHECK(dsv4_parser_finish(p, &r) == 0 && !strcmp(r.reasoning_content, "x"), "finish after close");
+    dsv4_parse_result_free(&r);
+    CHECK(dsv4_parser_finish(p, &r) == -1, "second finish refused");
+    dsv4_parser_free(p);
+    dsv4_parser_free(NULL);
+    dsv4_parse_result_free(NULL);
+    /* random garbage built from marker pieces: never crashes, splits agree, nothing is lost */
+    static const char *pieces[] = { "<", ">", "\n", "\n\n", D, "tool_calls", "invoke", "parameter", " name=\"", "\"",
+                                    " string=\"true\"", " string=\"false\"", "/", "</think>", "x", "é", EOS, "{", "1" };
+    int ok_split = 1, ok_keep = 1;
+    for (int it = 0; it < 400; it++) {
+        char text[2048];
+        size_t n = 0;
+        int np = 1 + (int)(rng() % 60);
+        for (int k = 0; k < np; k++) {
+            const char *pc = pieces[rng() % (sizeof pieces / sizeof *pieces)];
+            size_t l = strlen(pc);
+            if (n + l >= sizeof text) break;
+            memcpy(text + n, pc, l);
+            n += l;
+        }
+        int th = (int)(rng() % 2);
+        dsv4_parse_result r0, r1;
+        coll_t *c = malloc(sizeof *c);
+        run_split(text, n, th, 0, &r0, c);
+        free(c->s[0]); free(c->s[1]);
+        run_split(text, n, th, 1, &r1, c);
+        free(c->s[0]); free(c->s[1]);
+        free(c);
+        if (!same_result(&r0, &r1)) ok_split = 0;
+        /* without calls, every input byte except markers consumed as syntax shows up: total length bound */
+        if (r0.n_tool_calls == 0 && r0.reasoning_len + r0.content_len > n) ok_keep = 0;
+        dsv4_parse_result_free(&r0);
+        dsv4_parse_result_free(&r1);
+    }
+    CHECK(ok_split, "fuzz: whole and bytewise parses agree on 400 random marker soups");
+    CHECK(ok_keep, "fuzz: output never longer than input");
+}
+
+int main(void) {
+    rng_state = 0x9e3779b97f4a7c15ull;
+    int nc = (int)(sizeof cases / sizeof *cases);
+    for (int i = 0; i < nc; i++) check_case(&cases[i], NULL);
+    test_misc();
+    test_registry();
+    printf("%d cases\n", nc);
+    printf("%d passed, %d failed\n", n_pass, n_fail);
+    return n_fail ? 1 : 0;
+}
