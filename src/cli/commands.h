@@ -1,0 +1,10 @@
+/* cli/commands.h — subcommands of the `dsv4` binary that live in their own src/cli/ file.
+ * Each takes the argument vector starting at the subcommand name (argv[0] = the subcommand), prints its own
+ * usage / errors, and returns the process exit status (0 ok, 1 failure, 2 usage error). */
+#ifndef DSV4_CLI_COMMANDS_H
+#define DSV4_CLI_COMMANDS_H
+
+/* `dsv4 bench-tokenizer --tokenizer FILE --corpus FILE [--min-time S]`: encode throughput (cmd_tokbench.c). */
+int dsv4_cli_tokbench(int argc, char **argv);
+
+#endif
