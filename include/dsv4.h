@@ -100,7 +100,10 @@ const dsv4_tokenizer *dsv4_model_tokenizer(const dsv4_model *m);
  * No BOS is added. Writes up to `cap` ids into `ids` and returns the total count needed
  * (call again with a larger buffer if it exceeds cap), or -1 with err on invalid input.
  * The whole text must be valid (strict) UTF-8: otherwise nothing is encoded and -1 is returned with
- * err "invalid UTF-8 at byte offset N" naming the first bad byte. ids may be NULL with cap 0 (count only). */
+ * err "invalid UTF-8 at byte offset N" naming the first bad byte. Strict means: no overlong forms, no
+ * surrogates (U+D800..DFFF), nothing above U+10FFFF, no truncated sequence (also not at the end); NUL is
+ * valid. There is no replacement with U+FFFD (HF tokenizers only ever sees valid strings); tested in
+ * tests/test_tokenizer_golden.c. ids may be NULL with cap 0 (count only). */
 int dsv4_tokenize(const dsv4_tokenizer *t, const char *text, size_t len, int32_t *ids, int cap,
                   char *err, size_t errlen);
 /* Id of the token whose text is exactly `text` (e.g. "<｜end▁of▁sentence｜>"), or -1. */
