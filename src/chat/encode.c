@@ -1,0 +1,640 @@
+/* chat/encode.c — DeepSeek-V4 prompt encoder (spec v4-encoding §3, §4, §9); API in include/dsv4_chat.h.
+ *
+ * Mirrors the official encode_messages() step by step so that every input the official Python accepts
+ * gives the same bytes:
+ *   1. top-level tools / response_format are attached to the first (system) message;
+ *   2. merge: tool messages become tool_result blocks of a user message; consecutive user-side messages
+ *      are merged (context and new messages are merged separately, as officially);
+ *   3. tool results inside a merged user message are sorted by the call order of the most recent
+ *      assistant message with tool_calls (context included); unknown ids get key 0 (stable sort);
+ *   4. drop_thinking is forced off if any message has truthy `tools`; in thinking mode with drop on,
+ *      messages before the last user/developer message are filtered (§3.2(3));
+ *   5. each new message is rendered with its transition suffix (§3.4, §3.5).
+ * Values are turned into text with Python str()/repr()/json.dumps rules (encode_json.c).
+ */
+#include "dsv4_chat.h"
+#include "chat/encode_json.h"
+#include "base/util.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Weak default of the parser's tool-call registry (include/dsv4_parse.h, src/chat/parse.c). When the
+ * parser object is linked in, its strong definition replaces this one; otherwise no call is known and
+ * every tool call is re-serialised per spec §4.2. */
+__attribute__((weak)) const char *dsv4_toolcall_raw(const char *id, size_t *len) {
+    (void)id;
+    if (len) *len = 0;
+    return NULL;
+}
+
+/* The parser's copying lookup (include/dsv4_parse.h), referenced weakly: NULL when the parser object is
+ * not linked in. When present it is used instead of dsv4_toolcall_raw, because the registry may evict
+ * (and free) an entry while another thread renders. */
+extern char *dsv4_toolcall_dup(const char *id, size_t *len) __attribute__((weak));
+
+/* ---------------------------------------------------------------- literal protocol text */
+#define BOS "<｜begin▁of▁sentence｜>"
+#define EOS "<｜end▁of▁sentence｜>"
+#define USER_TOK "<｜User｜>"
+#define ASSISTANT_TOK "<｜Assistant｜>"
+#define REMINDER_TOK "<｜latest_reminder｜>"
+#define THINK_OPEN "<think>"
+#define THINK_CLOSE "</think>"
+#define DSML "｜DSML｜"
+
+static const char EFFORT_MAX_TEXT[] =
+    "Reasoning Effort: Absolute maximum with no shortcuts permitted.\n"
+    "You MUST be very thorough in your thinking and comprehensively decompose the problem to resolve the "
+    "root cause, rigorously stress-testing your logic against all potential paths, edge cases, and "
+    "adversarial scenarios.\n"
+    "Explicitly write out your entire deliberation process, documenting every intermediate step, considered "
+    "alternative, and rejected hypothesis to ensure absolutely no assumption is left unchecked.\n\n";
+
+static const char TOOLS_HEAD[] =
+    "## Tools\n\n"
+    "You have access to a set of tools to help answer the user's question. You can invoke tools by writing "
+    "a \"<" DSML "tool_calls>\" block like the following:\n\n"
+    "<" DSML "tool_calls>\n"
+    "<" DSML "invoke name=\"$TOOL_NAME\">\n"
+    "<" DSML "parameter name=\"$PARAMETER_NAME\" string=\"true|false\">$PARAMETER_VALUE</" DSML "parameter>\n"
+    "...\n"
+    "</" DSML "invoke>\n"
+    "<" DSML "invoke name=\"$TOOL_NAME2\">\n"
+    "...\n"
+    "</" DSML "invoke>\n"
+    "</" DSML "tool_calls>\n\n"
+    "String parameters should be specified as is and set `string=\"true\"`. For all other types (numbers, "
+    "booleans, arrays, objects), pass the value in JSON format and set `string=\"false\"`.\n\n"
+    "If thinking_mode is enabled (triggered by " THINK_OPEN "), you MUST output your complete reasoning "
+    "inside " THINK_OPEN "..." THINK_CLOSE " BEFORE any tool calls or final response.\n\n"
+    "Otherwise, output directly after " THINK_CLOSE " with tool calls or final response.\n\n"
+    "### Available Tool Schemas\n\n";
+static const char TOOLS_TAIL[] =
+    "\n\nYou MUST strictly follow the above defined tool name and parameter schemas to invoke tool calls.\n";
+
+static const char RESPONSE_FORMAT_HEAD[] =
+    "## Response Format:\n\nYou MUST strictly adhere to the following schema to reply:\n";
+
+static const char *const TASKS[][2] = {
+    { "action", "<｜action｜>" }, { "query", "<｜query｜>" }, { "authority", "<｜authority｜>" },
+    { "domain", "<｜domain｜>" }, { "title", "<｜title｜>" }, { "read_url", "<｜read_url｜>" },
+};
+
+/* ---------------------------------------------------------------- internal message model */
+enum { R_NONE, R_SYSTEM, R_DEVELOPER, R_USER, R_ASSISTANT, R_TOOL, R_REMINDER, R_DSR, R_OTHER };
+
+typedef struct {
+    int is_tool;
+    const pj_value *text;      /* text block: the user message's content (NULL = missing -> "") */
+    const pj_value *id;        /* tool block: tool_call_id (NULL = missing -> "") */
+    const pj_value *content;   /* tool block: content (NULL = missing -> "") */
+    int src;                   /* index of the source message in its array */
+} blk_t;
+
+typedef struct {
+    const pj_value *obj;       /* source object; NULL for a synthetic system or a user begun by a tool */
+    int role;
+    int merged;                /* merged user message (content_blocks) */
+    blk_t *blk;
+    size_t nblk, capblk;
+    const pj_value *tools_ovr, *rf_ovr;
+    int has_tools_ovr, has_rf_ovr;
+    int no_reasoning;          /* reasoning_content removed by drop_thinking */
+    int ctx;                   /* 1 = from the context */
+    int src;                   /* index in its source array; -1 = synthetic */
+} cmsg;
+
+typedef struct {
+    pj_arena a;
+    cmsg *m;
+    size_t n, cap;
+    char *err;
+    size_t errlen;
+    pj_buf out;
+    int thinking, drop, has_context;
+    dsv4_effort effort;
+    char where[64];
+} enc;
+
+static const char *where(enc *e, const cmsg *m) {
+    if (m->src < 0) snprintf(e->where, sizeof e->where, "%s[0] (system message made for request tools)",
+                             m->ctx ? "context" : "messages");
+    else snprintf(e->where, sizeof e->where, "%s[%d]", m->ctx ? "context" : "messages", m->src);
+    return e->where;
+}
+
+static int fail(enc *e, const cmsg *m, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+static int fail(enc *e, const cmsg *m, const char *fmt, ...) {
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (m) return dsv4_fail(e->err, e->errlen, "%s: %s", where(e, m), msg);
+    return dsv4_fail(e->err, e->errlen, "%s", msg);
+}
+
+/* Prefix a failure message produced by a writer (lone surrogate) with the message and field. */
+static int refail(enc *e, const cmsg *m, const char *field) {
+    char inner[256];
+    snprintf(inner, sizeof inner, "%s", e->err && e->errlen ? e->err : "");
+    return fail(e, m, "%s: %s", field, inner);
+}
+
+static int role_of(const pj_value *obj) {
+    const pj_value *r = pj_get(obj, "role");
+    if (!r || r->type == PJ_NULL) return R_NONE;
+    if (pj_is_str(r, "system")) return R_SYSTEM;
+    if (pj_is_str(r, "developer")) return R_DEVELOPER;
+    if (pj_is_str(r, "user")) return R_USER;
+    if (pj_is_str(r, "assistant")) return R_ASSISTANT;
+    if (pj_is_str(r, "tool")) return R_TOOL;
+    if (pj_is_str(r, "latest_reminder")) return R_REMINDER;
+    if (pj_is_str(r, "direct_search_results")) return R_DSR;
+    return R_OTHER;
+}
+
+static const pj_value *mget(const cmsg *m, const char *key) {
+    if (m->has_tools_ovr && !strcmp(key, "tools")) return m->tools_ovr;
+    if (m->has_rf_ovr && !strcmp(key, "response_format")) return m->rf_ovr;
+    if (m->merged && strcmp(key, "task") && strcmp(key, "wo_eos") && strcmp(key, "mask") && strcmp(key, "content"))
+        return NULL;
+    if (m->no_reasoning && !strcmp(key, "reasoning_content")) return NULL;
+    return pj_get(m->obj, key);
+}
+static int has_task(const cmsg *m) { const pj_value *t = mget(m, "task"); return t && t->type != PJ_NULL; }
+
+static cmsg *push_msg(enc *e) {
+    if (e->n == e->cap) {
+        size_t nc = e->cap ? e->cap * 2 : 16;
+        cmsg *nm = pj_alloc(&e->a, nc * sizeof *nm);
+        if (!nm) return NULL;
+        if (e->n) memcpy(nm, e->m, e->n * sizeof *nm);
+        e->m = nm; e->cap = nc;
+    }
+    cmsg *m = &e->m[e->n++];
+    memset(m, 0, sizeof *m);
+    return m;
+}
+
+static int push_blk(enc *e, cmsg *m, blk_t b) {
+    if (m->nblk == m->capblk) {
+        size_t nc = m->capblk ? m->capblk * 2 : 4;
+        blk_t *nb = pj_alloc(&e->a, nc * sizeof *nb);
+        if (!nb) return -1;
+        if (m->nblk) memcpy(nb, m->blk, m->nblk * sizeof *nb);
+        m->blk = nb; m->capblk = nc;
+    }
+    m->blk[m->nblk++] = b;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- steps 1-2: attach + merge */
+static int is_text_format(const pj_value *rf) {
+    return rf && rf->type == PJ_OBJECT && rf->n == 1 && pj_is_str(pj_get(rf, "type"), "text");
+}
+
+/* Merge one source array (merge_tool_messages); `tools`/`rf` are the top-level values to attach. */
+static int merge_segment(enc *e, const pj_value *arr, int ctx, const pj_value *tools, const pj_value *rf) {
+    const char *name = ctx ? "context" : "messages";
+    if (!arr || arr->type != PJ_ARRAY) return dsv4_fail(e->err, e->errlen, "%s: not a JSON array of messages", name);
+    size_t seg = e->n, target = e->n;
+    int attach_tools = pj_truthy(tools), attach_rf = pj_truthy(rf) && !is_text_format(rf);
+    if (attach_tools || attach_rf) {
+        int first_is_system = arr->n > 0 && arr->items[0]->type == PJ_OBJECT && role_of(arr->items[0]) == R_SYSTEM;
+        if (!first_is_system) {
+            cmsg *m = push_msg(e);
+            if (!m) return dsv4_fail(e->err, e->errlen, "out of memory");
+            m->role = R_SYSTEM; m->ctx = ctx; m->src = -1;
+            seg = e->n; /* the synthetic system is not a merge target */
+        }
+    }
+    for (size_t i = 0; i < arr->n; i++) {
+        const pj_value *o = arr->items[i];
+        if (o->type != PJ_OBJECT) return dsv4_fail(e->err, e->errlen, "%s[%zu]: message is not a JSON object", name, i);
+        const pj_value *rv = pj_get(o, "role");
+        if (rv && rv->type != PJ_NULL && rv->type != PJ_STRING)
+            return dsv4_fail(e->err, e->errlen, "%s[%zu].role: not a string", name, i);
+        int role = role_of(o);
+        cmsg *last = e->n > seg ? &e->m[e->n - 1] : NULL;
+        if (role == R_TOOL) {
+            blk_t b = { .is_tool = 1, .id = pj_get(o, "tool_call_id"), .content = pj_get(o, "content"), .src = (int)i };
+            if (!(last && last->merged)) {
+                last = push_msg(e);
+                if (!last) return dsv4_fail(e->err, e->errlen, "out of memory");
+                last->role = R_USER; last->merged = 1; last->ctx = ctx; last->src = (int)i;
+            }
+            if (push_blk(e, last, b)) return dsv4_fail(e->err, e->errlen, "out of memory");
+        } else if (role == R_USER) {
+            blk_t b = { .is_tool = 0, .text = pj_get(o, "content"), .src = (int)i };
+            if (!(last && last->merged && !has_task(last))) {
+                last = push_msg(e);
+                if (!last) return dsv4_fail(e->err, e->errlen, "out of memory");
+                last->role = R_USER; last->merged = 1; last->obj = o; last->ctx = ctx; last->src = (int)i;
+            }
+            if (push_blk(e, last, b)) return dsv4_fail(e->err, e->errlen, "out of memory");
+        } else {
+            cmsg *m = push_msg(e);
+            if (!m) return dsv4_fail(e->err, e->errlen, "out of memory");
+            m->obj = o; m->role = role; m->ctx = ctx; m->src = (int)i;
+        }
+    }
+    if (attach_tools || attach_rf) {
+        cmsg *m = &e->m[target]; /* the synthetic system, or the first message (a system, kept as is) */
+        if (attach_tools) { m->tools_ovr = tools; m->has_tools_ovr = 1; }
+        if (attach_rf) { m->rf_ovr = rf; m->has_rf_ovr = 1; }
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- step 3: tool-result order */
+typedef struct { const pj_value *id; int idx; } order_t;
+
+static int unhashable(const pj_value *v) { return v && (v->type == PJ_ARRAY || v->type == PJ_OBJECT); }
+
+static int sort_tool_results(enc *e) {
+    order_t *ord = NULL;
+    size_t nord = 0, capord = 0;
+    for (size_t k = 0; k < e->n; k++) {
+        cmsg *m = &e->m[k];
+        if (m->role == R_ASSISTANT) {
+            const pj_value *tcs = mget(m, "tool_calls");
+            if (!pj_truthy(tcs)) continue;
+            if (tcs->type != PJ_ARRAY) return fail(e, m, "tool_calls: not a list");
+            nord = 0;
+            for (size_t j = 0; j < tcs->n; j++) {
+                const pj_value *tc = tcs->items[j];
+                if (tc->type != PJ_OBJECT) return fail(e, m, "tool_calls[%zu]: not an object", j);
+                const pj_value *id = pj_get(tc, "id");
+                if (!pj_truthy(id)) {
+                    const pj_value *f = pj_get(tc, "function");
+                    if (f && f->type != PJ_OBJECT) return fail(e, m, "tool_calls[%zu].function: not an object", j);
+                    id = pj_get(f, "id");
+                }
+                if (!pj_truthy(id)) continue;
+                if (unhashable(id)) return fail(e, m, "tool_calls[%zu].id: must be a string", j);
+                if (nord == capord) {
+                    capord = capord ? capord * 2 : 8;
+                    order_t *no = pj_alloc(&e->a, capord * sizeof *no);
+                    if (!no) return fail(e, NULL, "out of memory");
+                    if (nord) memcpy(no, ord, nord * sizeof *no);
+                    ord = no;
+                }
+                ord[nord].id = id; ord[nord].idx = (int)j; nord++;
+            }
+        } else if (m->merged) {
+            size_t ntool = 0;
+            for (size_t j = 0; j < m->nblk; j++) ntool += m->blk[j].is_tool;
+            if (ntool < 2 || nord == 0) continue;
+            blk_t *tb = pj_alloc(&e->a, ntool * sizeof *tb);
+            int *key = pj_alloc(&e->a, ntool * sizeof *key);
+            if (!tb || !key) return fail(e, NULL, "out of memory");
+            size_t t = 0;
+            for (size_t j = 0; j < m->nblk; j++) {
+                if (!m->blk[j].is_tool) continue;
+                const pj_value *id = m->blk[j].id;
+                if (unhashable(id)) {
+                    cmsg tmp = *m; tmp.src = m->blk[j].src;
+                    return fail(e, &tmp, "tool_call_id: must be a string");
+                }
+                int kv = 0; /* unknown ids: key 0, like order.get(id, 0) */
+                for (size_t q = nord; q-- > 0;)
+                    if (pj_py_equal(ord[q].id, id)) { kv = ord[q].idx; break; }
+                tb[t] = m->blk[j]; key[t] = kv; t++;
+            }
+            /* stable insertion sort by key */
+            for (size_t a = 1; a < ntool; a++) {
+                blk_t bb = tb[a]; int kk = key[a]; size_t b = a;
+                while (b > 0 && key[b - 1] > kk) { tb[b] = tb[b - 1]; key[b] = key[b - 1]; b--; }
+                tb[b] = bb; key[b] = kk;
+            }
+            t = 0;
+            for (size_t j = 0; j < m->nblk; j++)
+                if (m->blk[j].is_tool) m->blk[j] = tb[t++];
+        }
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- step 5: rendering */
+#define OUT(s) pj_buf_puts(&e->out, (s))
+
+static int last_user_index(cmsg **R, size_t n) {
+    for (size_t i = n; i-- > 0;)
+        if (R[i]->role == R_USER || R[i]->role == R_DEVELOPER) return (int)i;
+    return -1;
+}
+
+/* tools_from_openai_format(): a truthy `tools` must be a list of objects with a "function" key. */
+static int check_tools(enc *e, const cmsg *m, const pj_value *tools) {
+    if (tools->type != PJ_ARRAY) return fail(e, m, "tools: not a list");
+    for (size_t i = 0; i < tools->n; i++) {
+        if (tools->items[i]->type != PJ_OBJECT) return fail(e, m, "tools[%zu]: not an object", i);
+        if (!pj_get(tools->items[i], "function")) return fail(e, m, "tools[%zu]: missing key 'function'", i);
+    }
+    return 0;
+}
+
+/* tool_calls_from_openai_format(): each call needs function.name and function.arguments. */
+static int check_tool_calls(enc *e, const cmsg *m, const pj_value *tcs) {
+    if (tcs->type != PJ_ARRAY) return fail(e, m, "tool_calls: not a list");
+    for (size_t i = 0; i < tcs->n; i++) {
+        const pj_value *tc = tcs->items[i];
+        if (tc->type != PJ_OBJECT) return fail(e, m, "tool_calls[%zu]: not an object", i);
+        const pj_value *f = pj_get(tc, "function");
+        if (!f) return fail(e, m, "tool_calls[%zu]: missing key 'function'", i);
+        if (f->type != PJ_OBJECT) return fail(e, m, "tool_calls[%zu].function: not an object", i);
+        if (!pj_get(f, "name")) return fail(e, m, "tool_calls[%zu].function: missing key 'name'", i);
+        if (!pj_get(f, "arguments")) return fail(e, m, "tool_calls[%zu].function: missing key 'arguments'", i);
+    }
+    return 0;
+}
+
+static int render_tools(enc *e, const cmsg *m, const pj_value *tools) {
+    OUT(TOOLS_HEAD);
+    for (size_t i = 0; i < tools->n; i++) {
+        if (i) OUT("\n");
+        if (pj_dump_json(&e->out, pj_get(tools->items[i], "function"), e->err, e->errlen)) {
+            char f[64]; snprintf(f, sizeof f, "tools[%zu].function", i);
+            return refail(e, m, f);
+        }
+    }
+    OUT(TOOLS_TAIL);
+    return 0;
+}
+
+static int render_response_format(enc *e, const cmsg *m, const pj_value *rf) {
+    OUT("\n\n");
+    OUT(RESPONSE_FORMAT_HEAD);
+    if (pj_dump_json(&e->out, rf, e->err, e->errlen)) return refail(e, m, "response_format");
+    return 0;
+}
+
+/* encode_arguments_to_dsml() for one call: parameters joined by "\n". */
+static int render_arguments(enc *e, const cmsg *m, size_t ci, const pj_value *args) {
+    const pj_value *obj = NULL;
+    if (args->type == PJ_STRING) {
+        char perr[160];
+        obj = pj_parse(&e->a, args->s, args->len, 1, perr, sizeof perr);
+        if (obj && obj->type != PJ_OBJECT)
+            return fail(e, m, "tool_calls[%zu].function.arguments: valid JSON but not an object", ci);
+    }
+    if (!obj) {
+        /* not a string, or a string that is not JSON: one parameter named "arguments" */
+        OUT("<" DSML "parameter name=\"arguments\" string=\"");
+        OUT(args->type == PJ_STRING ? "true\">" : "false\">");
+        int rc = args->type == PJ_STRING ? pj_dump_str(&e->out, args, e->err, e->errlen)
+                                         : pj_dump_json(&e->out, args, e->err, e->errlen);
+        if (rc) { char f[80]; snprintf(f, sizeof f, "tool_calls[%zu].function.arguments", ci); return refail(e, m, f); }
+        OUT("</" DSML "parameter>");
+        return 0;
+    }
+    for (size_t i = 0; i < obj->n; i++) {
+        const pj_value *k = obj->keys[i], *v = obj->items[i];
+        if (i) OUT("\n");
+        OUT("<" DSML "parameter name=\"");
+        int rc = pj_dump_str(&e->out, k, e->err, e->errlen);
+        OUT(v->type == PJ_STRING ? "\" string=\"true\">" : "\" string=\"false\">");
+        if (!rc) rc = v->type == PJ_STRING ? pj_dump_str(&e->out, v, e->err, e->errlen)
+                                           : pj_dump_json(&e->out, v, e->err, e->errlen);
+        if (rc) { char f[80]; snprintf(f, sizeof f, "tool_calls[%zu].function.arguments", ci); return refail(e, m, f); }
+        OUT("</" DSML "parameter>");
+    }
+    return 0;
+}
+
+static int render_tool_calls(enc *e, const cmsg *m, const pj_value *tcs) {
+    OUT("\n\n<" DSML "tool_calls>\n");
+    for (size_t i = 0; i < tcs->n; i++) {
+        const pj_value *tc = tcs->items[i], *f = pj_get(tc, "function");
+        if (i) OUT("\n");
+        const pj_value *id = pj_get(tc, "id");
+        if (id && id->type == PJ_STRING && id->len && !memchr(id->s, 0, id->len)) {
+            size_t rl = 0;
+            if (dsv4_toolcall_dup) { /* parser linked: take a private copy (thread-safe vs eviction) */
+                char *raw = dsv4_toolcall_dup(id->s, &rl);
+                if (raw) { pj_buf_put(&e->out, raw, rl); free(raw); continue; }
+            } else {
+                const char *raw = dsv4_toolcall_raw(id->s, &rl);
+                if (raw) { pj_buf_put(&e->out, raw, rl); continue; }
+            }
+        }
+        OUT("<" DSML "invoke name=\"");
+        if (pj_dump_str(&e->out, pj_get(f, "name"), e->err, e->errlen)) {
+            char fl[80]; snprintf(fl, sizeof fl, "tool_calls[%zu].function.name", i); return refail(e, m, fl);
+        }
+        OUT("\">\n");
+        if (render_arguments(e, m, i, pj_get(f, "arguments"))) return -1;
+        OUT("\n</" DSML "invoke>");
+    }
+    OUT("\n</" DSML "tool_calls>");
+    return 0;
+}
+
+static int render_user(enc *e, const cmsg *m) {
+    OUT(USER_TOK);
+    for (size_t i = 0; i < m->nblk; i++) {
+        const blk_t *b = &m->blk[i];
+        if (i) OUT("\n\n");
+        if (!b->is_tool) {
+            if (!b->text) continue;
+            if (b->text->type != PJ_STRING) {
+                cmsg tmp = *m; tmp.src = b->src;
+                return fail(e, &tmp, "content: a user message needs string content (got %s)",
+                            b->text->type == PJ_NULL ? "null" : b->text->type == PJ_ARRAY ? "a list" : "a non-string");
+            }
+            if (pj_dump_str(&e->out, b->text, e->err, e->errlen)) { cmsg tmp = *m; tmp.src = b->src; return refail(e, &tmp, "content"); }
+            continue;
+        }
+        cmsg tmp = *m; tmp.src = b->src;
+        OUT("<tool_result>");
+        const pj_value *c = b->content;
+        if (c && c->type == PJ_ARRAY) {
+            for (size_t j = 0; j < c->n; j++) {
+                const pj_value *part = c->items[j];
+                if (j) OUT("\n\n");
+                if (part->type != PJ_OBJECT) return fail(e, &tmp, "content[%zu]: not an object", j);
+                const pj_value *ty = pj_get(part, "type");
+                if (pj_is_str(ty, "text")) {
+                    const pj_value *tx = pj_get(part, "text");
+                    if (tx && tx->type != PJ_STRING) return fail(e, &tmp, "content[%zu].text: not a string", j);
+                    if (tx && pj_dump_str(&e->out, tx, e->err, e->errlen)) return refail(e, &tmp, "content");
+                } else {
+                    OUT("[Unsupported ");
+                    if (pj_dump_str(&e->out, ty, e->err, e->errlen)) return refail(e, &tmp, "content");
+                    OUT("]");
+                }
+            }
+        } else if (c) {
+            if (pj_dump_str(&e->out, c, e->err, e->errlen)) return refail(e, &tmp, "content");
+        }
+        OUT("</tool_result>");
+    }
+    return 0;
+}
+
+static int render_message(enc *e, cmsg **R, size_t nR, size_t idx, int last_user) {
+    const cmsg *m = R[idx];
+    const pj_value *content = mget(m, "content");
+    const pj_value *tools = mget(m, "tools");
+    const pj_value *rf = mget(m, "response_format");
+    const pj_value *tcs = mget(m, "tool_calls");
+    if (pj_truthy(tools) && check_tools(e, m, tools)) return -1;
+    if (pj_truthy(tcs) && check_tool_calls(e, m, tcs)) return -1;
+
+    if (idx == 0 && !e->has_context && e->thinking && e->effort == DSV4_EFFORT_MAX) OUT(EFFORT_MAX_TEXT);
+
+    switch (m->role) {
+    case R_SYSTEM:
+        if (pj_truthy(content) && pj_dump_str(&e->out, content, e->err, e->errlen)) return refail(e, m, "content");
+        if (pj_truthy(tools)) { OUT("\n\n"); if (render_tools(e, m, tools)) return -1; }
+        if (pj_truthy(rf) && render_response_format(e, m, rf)) return -1;
+        break;
+    case R_DEVELOPER:
+        if (!pj_truthy(content)) return fail(e, m, "content: a developer message needs non-empty content");
+        if (content->type != PJ_STRING) return fail(e, m, "content: a developer message needs string content");
+        OUT(USER_TOK);
+        if (pj_dump_str(&e->out, content, e->err, e->errlen)) return refail(e, m, "content");
+        if (pj_truthy(tools)) { OUT("\n\n"); if (render_tools(e, m, tools)) return -1; }
+        if (pj_truthy(rf) && render_response_format(e, m, rf)) return -1;
+        break;
+    case R_USER:
+        if (render_user(e, m)) return -1;
+        break;
+    case R_REMINDER:
+        OUT(REMINDER_TOK);
+        if (pj_dump_str(&e->out, content, e->err, e->errlen)) return refail(e, m, "content");
+        break;
+    case R_ASSISTANT: {
+        int prev_task = idx > 0 && has_task(R[idx - 1]);
+        if (e->thinking && !prev_task && (!e->drop || (int)idx > last_user)) {
+            const pj_value *rc = mget(m, "reasoning_content");
+            if (pj_truthy(rc) && pj_dump_str(&e->out, rc, e->err, e->errlen)) return refail(e, m, "reasoning_content");
+            OUT(THINK_CLOSE);
+        }
+        if (pj_truthy(content) && pj_dump_str(&e->out, content, e->err, e->errlen)) return refail(e, m, "content");
+        if (pj_truthy(tcs) && render_tool_calls(e, m, tcs)) return -1;
+        if (!pj_truthy(mget(m, "wo_eos"))) OUT(EOS);
+        break;
+    }
+    case R_NONE:
+        return fail(e, m, "role: missing");
+    default: {
+        const pj_value *r = mget(m, "role");
+        return fail(e, m, "role: unknown role '%.40s' (expected system, developer, user, assistant, tool or latest_reminder)",
+                    r && r->type == PJ_STRING ? r->s : "?");
+    }
+    }
+
+    /* transition (§3.5) */
+    if (idx + 1 < nR && R[idx + 1]->role != R_ASSISTANT && R[idx + 1]->role != R_REMINDER) return 0;
+    const pj_value *task = mget(m, "task");
+    if (task && task->type != PJ_NULL) {
+        const char *tok = NULL;
+        int is_action = 0;
+        for (size_t t = 0; t < sizeof TASKS / sizeof TASKS[0]; t++)
+            if (pj_is_str(task, TASKS[t][0])) { tok = TASKS[t][1]; is_action = t == 0; }
+        if (!tok) return fail(e, m, "task: invalid task (valid: action, query, authority, domain, title, read_url)");
+        if (is_action) { OUT(ASSISTANT_TOK); OUT(e->thinking ? THINK_OPEN : THINK_CLOSE); }
+        OUT(tok);
+    } else if (m->role == R_USER || m->role == R_DEVELOPER) {
+        OUT(ASSISTANT_TOK);
+        if (e->thinking && (!e->drop || (int)idx >= last_user)) OUT(THINK_OPEN);
+        else OUT(THINK_CLOSE);
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- entry point */
+int dsv4_chat_render(const char *request_json, size_t len, const dsv4_render_opts *opts,
+                     char **out, size_t *out_len, char *err, size_t errlen) {
+    static const dsv4_render_opts defaults;
+    if (!opts) opts = &defaults;
+    if (out) *out = NULL;
+    if (out_len) *out_len = 0;
+    if (!request_json || !out) return dsv4_fail(err, errlen, "dsv4_chat_render: NULL argument");
+    if (opts->effort != DSV4_EFFORT_NONE && opts->effort != DSV4_EFFORT_HIGH && opts->effort != DSV4_EFFORT_MAX)
+        return dsv4_fail(err, errlen, "reasoning_effort: invalid value %d (valid: none, high, max)", (int)opts->effort);
+
+    enc E = { .err = err, .errlen = errlen, .thinking = opts->thinking != 0 };
+    enc *e = &E;
+    E.effort = opts->effort;
+    int rc = -1;
+    char perr[200];
+
+    pj_value *req = pj_parse(&e->a, request_json, len, 0, perr, sizeof perr);
+    if (!req) { dsv4_fail(err, errlen, "request: %s", perr); goto done; }
+    const pj_value *msgs = req, *tools = NULL, *rf = NULL;
+    if (req->type == PJ_OBJECT) {
+        msgs = pj_get(req, "messages");
+        if (!msgs) { dsv4_fail(err, errlen, "request: missing key 'messages'"); goto done; }
+        tools = pj_get(req, "tools");
+        rf = pj_get(req, "response_format");
+        if (pj_truthy(tools) && tools->type != PJ_ARRAY) { dsv4_fail(err, errlen, "request.tools: not a list"); goto done; }
+    } else if (req->type != PJ_ARRAY) {
+        dsv4_fail(err, errlen, "request: expected a JSON array of messages or an object with 'messages'");
+        goto done;
+    }
+    if (msgs->type != PJ_ARRAY) { dsv4_fail(err, errlen, "request.messages: not a list"); goto done; }
+
+    const pj_value *ctx = NULL;
+    if (opts->context_json) {
+        ctx = pj_parse(&e->a, opts->context_json, opts->context_len, 0, perr, sizeof perr);
+        if (!ctx) { dsv4_fail(err, errlen, "context: %s", perr); goto done; }
+        if (ctx->type != PJ_ARRAY) { dsv4_fail(err, errlen, "context: not a JSON array of messages"); goto done; }
+        if (ctx->n == 0) ctx = NULL; /* official: `context if context else []` */
+    }
+    e->has_context = ctx != NULL;
+
+    if (ctx && merge_segment(e, ctx, 1, tools, rf)) goto done;
+    if (merge_segment(e, msgs, 0, ctx ? NULL : tools, ctx ? NULL : rf)) goto done;
+    if (sort_tool_results(e)) goto done;
+
+    e->drop = !opts->keep_thinking;
+    for (size_t i = 0; i < e->n && e->drop; i++)
+        if (pj_truthy(mget(&e->m[i], "tools"))) e->drop = 0;
+
+    cmsg **R = pj_alloc(&e->a, (e->n + 1) * sizeof *R);
+    if (!R) { dsv4_fail(err, errlen, "out of memory"); goto done; }
+    size_t nR = 0;
+    if (e->thinking && e->drop) {
+        int lu = -1;
+        for (size_t i = e->n; i-- > 0;)
+            if (e->m[i].role == R_USER || e->m[i].role == R_DEVELOPER) { lu = (int)i; break; }
+        for (size_t i = 0; i < e->n; i++) {
+            cmsg *m = &e->m[i];
+            int keep = m->role == R_USER || m->role == R_SYSTEM || m->role == R_TOOL || m->role == R_REMINDER ||
+                       m->role == R_DSR || (int)i >= lu;
+            if (keep) R[nR++] = m;
+            else if (m->role == R_ASSISTANT) { m->no_reasoning = 1; R[nR++] = m; }
+            /* developer and other roles before the last user message are dropped */
+        }
+    } else {
+        for (size_t i = 0; i < e->n; i++) R[nR++] = &e->m[i];
+    }
+
+    if (!opts->no_bos && !ctx) OUT(BOS);
+    int last_user = last_user_index(R, nR);
+    for (size_t i = 0; i < nR; i++) {
+        if (R[i]->ctx) continue;
+        if (render_message(e, R, nR, i, last_user)) goto done;
+    }
+    if (e->out.oom) { dsv4_fail(err, errlen, "out of memory"); goto done; }
+    if (!e->out.p) pj_buf_puts(&e->out, "");
+    if (e->out.oom) { dsv4_fail(err, errlen, "out of memory"); goto done; }
+    *out = e->out.p;
+    if (out_len) *out_len = e->out.n;
+    e->out.p = NULL;
+    rc = 0;
+done:
+    pj_buf_free(&e->out);
+    pj_arena_free(&e->a);
+    return rc;
+}

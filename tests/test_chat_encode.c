@@ -1,0 +1,325 @@
+/* tests/test_chat_encode.c — DeepSeek-V4 prompt encoder (include/dsv4_chat.h, spec v4-encoding §3, §4, §9).
+ *
+ *  1. the four official goldens shipped with the weights (../shared/data/v4-encoding, read in place);
+ *  2. tests/golden/chat/<name>.input.json + .output.txt, generated with the official encoder by
+ *     tools/chat/gen_goldens.py (expect_error cases: the official raised, we must fail too);
+ *  3. tests/golden/chat/float_repr.txt: Python repr() of ~7000 doubles vs pj_float_repr;
+ *  4. error messages name the message index/field; tool-call registry hook; opts edge cases;
+ *  5. end-to-end token counts: the five official API prompts (../shared/data/v4-official-vectors),
+ *     rendered as one user message in chat mode and tokenized with build/v4-tokenizer.json, must give
+ *     the API's usage.prompt_tokens.
+ * Run from the repository root.
+ */
+#include "dsv4.h"
+#include "dsv4_chat.h"
+#include "chat/encode_json.h"
+
+#include <dirent.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int npass, nfail;
+#define CHECK(cond, ...) do { if (cond) npass++; else { nfail++; printf("FAIL %s:%d: ", __FILE__, __LINE__); \
+    printf(__VA_ARGS__); printf("\n"); } } while (0)
+
+static const char *OFFICIAL_DIR = "../shared/data/v4-encoding";
+static const char *GOLDEN_DIR = "tests/golden/chat";
+static const char *VECTORS_DIR = "../shared/data/v4-official-vectors";
+static const char *V4_TOKENIZER = "build/v4-tokenizer.json";
+
+/* Strong definition of the registry hook for this test binary (overrides the encoder's weak default). */
+const char *dsv4_toolcall_raw(const char *id, size_t *len) {
+    static const char raw[] = "<｜DSML｜invoke name=\"get_weather\">\n<｜DSML｜parameter name=\"location\" string=\"true\">"
+                              "Paris</｜DSML｜parameter>\n<｜DSML｜parameter name=\"days\" string=\"false\">2.50</｜DSML｜parameter>\n"
+                              "</｜DSML｜invoke>";
+    if (strcmp(id, "raw-1") == 0) { *len = sizeof raw - 1; return raw; }
+    return NULL;
+}
+
+static char *slurp(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc((size_t)n + 1);
+    if (!b) { fclose(f); return NULL; }
+    size_t r = fread(b, 1, (size_t)n, f);
+    fclose(f);
+    b[r] = 0;
+    *len = r;
+    return b;
+}
+
+/* Report the first differing byte of two prompts. */
+static void show_diff(const char *name, const char *got, size_t gl, const char *want, size_t wl) {
+    size_t i = 0;
+    while (i < gl && i < wl && got[i] == want[i]) i++;
+    size_t from = i > 60 ? i - 60 : 0;
+    printf("  %s: first difference at byte %zu (got %zu bytes, want %zu)\n", name, i, gl, wl);
+    printf("  got : %.*s\n", (int)((gl - from) < 160 ? gl - from : 160), got + from);
+    printf("  want: %.*s\n", (int)((wl - from) < 160 ? wl - from : 160), want + from);
+}
+
+/* ---------------------------------------------------------------- 1. official goldens */
+static void test_official(void) {
+    static const int thinking[4] = { 1, 1, 1, 0 }; /* as in encoding/test_encoding_dsv4.py */
+    for (int k = 1; k <= 4; k++) {
+        char ip[512], op[512], err[512];
+        snprintf(ip, sizeof ip, "%s/test_input_%d.json", OFFICIAL_DIR, k);
+        snprintf(op, sizeof op, "%s/test_output_%d.txt", OFFICIAL_DIR, k);
+        size_t il, ol;
+        char *in = slurp(ip, &il), *want = slurp(op, &ol);
+        CHECK(in && want, "cannot read %s / %s", ip, op);
+        if (!in || !want) { free(in); free(want); continue; }
+        dsv4_render_opts o = { .thinking = thinking[k - 1] };
+        char *got = NULL; size_t gl = 0;
+        int rc = dsv4_chat_render(in, il, &o, &got, &gl, err, sizeof err);
+        int ok = rc == 0 && gl == ol && memcmp(got, want, ol) == 0;
+        CHECK(ok, "official golden %d: %s", k, rc ? err : "bytes differ");
+        if (!ok && rc == 0) show_diff(ip, got, gl, want, ol);
+        free(in); free(want); free(got);
+    }
+}
+
+/* ---------------------------------------------------------------- 2. generated goldens */
+static int n_generated;
+
+static void run_generated(const char *name) {
+    char ip[1024], op[1024], err[512];
+    snprintf(ip, sizeof ip, "%s/%s.input.json", GOLDEN_DIR, name);
+    snprintf(op, sizeof op, "%s/%s.output.txt", GOLDEN_DIR, name);
+    size_t il, ol;
+    char *in = slurp(ip, &il), *want = slurp(op, &ol);
+    CHECK(in && want, "cannot read %s / %s", ip, op);
+    if (!in || !want) { free(in); free(want); return; }
+    pj_arena a = { 0 };
+    pj_value *root = pj_parse(&a, in, il, 0, err, sizeof err);
+    CHECK(root != NULL, "%s: %s", ip, err);
+    if (!root) { free(in); free(want); return; }
+    const pj_value *opt = pj_get(root, "options"), *req = pj_get(root, "request"), *ctx = pj_get(root, "context");
+    dsv4_render_opts o = { 0 };
+    o.thinking = pj_is_str(pj_get(opt, "thinking_mode"), "thinking");
+    const pj_value *eff = pj_get(opt, "reasoning_effort");
+    o.effort = pj_is_str(eff, "max") ? DSV4_EFFORT_MAX : pj_is_str(eff, "high") ? DSV4_EFFORT_HIGH : DSV4_EFFORT_NONE;
+    o.keep_thinking = !pj_truthy(pj_get(opt, "drop_thinking"));
+    o.no_bos = !pj_truthy(pj_get(opt, "add_default_bos_token"));
+    if (ctx) { o.context_json = in + ctx->off; o.context_len = ctx->end - ctx->off; }
+    int expect_error = pj_truthy(pj_get(opt, "expect_error"));
+    char *got = NULL; size_t gl = 0;
+    int rc = req ? dsv4_chat_render(in + req->off, req->end - req->off, &o, &got, &gl, err, sizeof err) : -1;
+    if (expect_error) {
+        CHECK(rc == -1 && got == NULL && err[0], "%s: the official encoder raised (%s) but we rendered", name, want);
+        if (rc == -1 && getenv("DSV4_TEST_VERBOSE")) printf("  %s: %s\n", name, err);
+    } else {
+        int ok = rc == 0 && gl == ol && memcmp(got, want, ol) == 0;
+        CHECK(ok, "golden %s: %s", name, rc ? err : "bytes differ");
+        if (!ok && rc == 0) show_diff(name, got, gl, want, ol);
+    }
+    n_generated++;
+    free(got);
+    pj_arena_free(&a);
+    free(in); free(want);
+}
+
+static int cmp_str(const void *x, const void *y) { return strcmp(*(char *const *)x, *(char *const *)y); }
+
+static void test_generated(void) {
+    DIR *d = opendir(GOLDEN_DIR);
+    CHECK(d != NULL, "cannot open %s", GOLDEN_DIR);
+    if (!d) return;
+    char *names[512]; int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) && n < 512) {
+        size_t l = strlen(de->d_name);
+        const char *suf = ".input.json";
+        if (l > strlen(suf) && !strcmp(de->d_name + l - strlen(suf), suf))
+            names[n++] = strndup(de->d_name, l - strlen(suf));
+    }
+    closedir(d);
+    qsort(names, (size_t)n, sizeof *names, cmp_str);
+    for (int i = 0; i < n; i++) { run_generated(names[i]); free(names[i]); }
+    CHECK(n_generated >= 20, "only %d generated goldens in %s (want >= 20)", n_generated, GOLDEN_DIR);
+}
+
+/* ---------------------------------------------------------------- 3. float repr */
+static void test_float_repr(void) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/float_repr.txt", GOLDEN_DIR);
+    FILE *f = fopen(path, "r");
+    CHECK(f != NULL, "cannot open %s", path);
+    if (!f) return;
+    char line[256];
+    int n = 0, bad = 0;
+    while (fgets(line, sizeof line, f)) {
+        uint64_t bits; char want[128];
+        if (sscanf(line, "%" SCNx64 " %127s", &bits, want) != 2) continue;
+        double x; memcpy(&x, &bits, 8);
+        pj_buf b = { 0 };
+        pj_float_repr(&b, x, 0);
+        if (!b.p || strcmp(b.p, want)) {
+            if (bad++ < 10) printf("  float %016" PRIx64 ": got %s want %s\n", bits, b.p ? b.p : "(null)", want);
+        }
+        pj_buf_free(&b);
+        n++;
+    }
+    fclose(f);
+    CHECK(n > 5000 && bad == 0, "float repr: %d of %d differ from Python", bad, n);
+}
+
+/* ---------------------------------------------------------------- 4. errors, hooks, options */
+static int render(const char *req, const dsv4_render_opts *o, char **out, char *err) {
+    size_t l;
+    return dsv4_chat_render(req, strlen(req), o, out, &l, err, 512);
+}
+
+static void expect_error(const char *req, const dsv4_render_opts *o, const char *needle) {
+    char err[512] = { 0 }; char *out = NULL;
+    int rc = render(req, o, &out, err);
+    CHECK(rc == -1 && out == NULL && strstr(err, needle), "request %.60s: want error containing '%s', got rc %d '%s'",
+          req, needle, rc, err);
+    free(out);
+}
+
+static void expect_output(const char *req, const dsv4_render_opts *o, const char *want) {
+    char err[512] = { 0 }; char *out = NULL;
+    int rc = render(req, o, &out, err);
+    CHECK(rc == 0 && out && !strcmp(out, want), "request %.60s: got %s (%s)", req, out ? out : "(null)", err);
+    free(out);
+}
+
+static void test_errors_and_hooks(void) {
+    expect_error("{\"messages\": [", NULL, "request: invalid JSON");
+    expect_error("[{\"role\": \"user\", \"content\": \"a\xff\"}]", NULL, "invalid UTF-8");
+    expect_error("{\"msgs\": []}", NULL, "missing key 'messages'");
+    expect_error("42", NULL, "expected a JSON array");
+    expect_error("[{\"role\": \"user\", \"content\": \"a\"}, \"oops\"]", NULL, "messages[1]: message is not a JSON object");
+    expect_error("[{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"wizard\"}]", NULL, "messages[1]: role: unknown role 'wizard'");
+    expect_error("[{\"content\": \"a\"}]", NULL, "messages[0]: role: missing");
+    expect_error("[{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"user\", \"content\": null}]", NULL,
+                 "messages[1]: content: a user message needs string content");
+    expect_error("[{\"role\": \"developer\", \"content\": \"\"}]", NULL, "messages[0]: content: a developer message needs non-empty");
+    expect_error("[{\"role\": \"user\", \"content\": \"u\"}, {\"role\": \"assistant\", \"tool_calls\": [{\"function\": "
+                 "{\"name\": \"f\", \"arguments\": \"[1]\"}}]}]", NULL,
+                 "messages[1]: tool_calls[0].function.arguments: valid JSON but not an object");
+    expect_error("[{\"role\": \"assistant\", \"tool_calls\": [{\"function\": {\"name\": \"f\"}}]}]", NULL,
+                 "messages[0]: tool_calls[0].function: missing key 'arguments'");
+    expect_error("[{\"role\": \"user\", \"content\": \"u\", \"task\": \"nope\"}]", NULL, "messages[0]: task: invalid task");
+    expect_error("[{\"role\": \"system\", \"content\": \"s\", \"tools\": [{\"name\": \"f\"}]}]", NULL,
+                 "messages[0]: tools[0]: missing key 'function'");
+    expect_error("[{\"role\": \"user\", \"content\": \"\\ud800\"}]", NULL, "messages[0]: content: string with a lone UTF-16 surrogate");
+    dsv4_render_opts bad = { .effort = (dsv4_effort)7 };
+    expect_error("[]", &bad, "reasoning_effort");
+    dsv4_render_opts badctx = { .context_json = "{}", .context_len = 2 };
+    expect_error("[]", &badctx, "context: not a JSON array");
+    expect_error("{\"messages\": [], \"tools\": {\"a\": 1}}", NULL, "request.tools: not a list");
+
+    /* defaults with opts == NULL: chat mode, BOS */
+    expect_output("[{\"role\": \"user\", \"content\": \"hi\"}]", NULL,
+                  "<｜begin▁of▁sentence｜><｜User｜>hi<｜Assistant｜></think>");
+    /* U+0000 inside content survives (length-based) */
+    {
+        char err[512]; char *out = NULL; size_t l = 0;
+        const char *req = "[{\"role\": \"user\", \"content\": \"a\\u0000b\"}]";
+        int rc = dsv4_chat_render(req, strlen(req), NULL, &out, &l, err, sizeof err);
+        const char want[] = "<｜begin▁of▁sentence｜><｜User｜>a\0b<｜Assistant｜></think>";
+        CHECK(rc == 0 && l == sizeof want - 1 && !memcmp(out, want, l), "NUL inside content: rc %d len %zu", rc, l);
+        free(out);
+    }
+    /* registry hook: a call whose id the parser knows is emitted verbatim (note 2.50 kept) */
+    expect_output("[{\"role\": \"user\", \"content\": \"u\"}, {\"role\": \"assistant\", \"content\": \"\", \"tool_calls\": ["
+                  "{\"id\": \"raw-1\", \"type\": \"function\", \"function\": {\"name\": \"get_weather\", \"arguments\": "
+                  "\"{\\\"location\\\": \\\"Paris\\\", \\\"days\\\": 2.5}\"}},"
+                  "{\"id\": \"other\", \"type\": \"function\", \"function\": {\"name\": \"get_weather\", \"arguments\": "
+                  "\"{\\\"location\\\": \\\"Rome\\\", \\\"days\\\": 2.50}\"}}]}]", NULL,
+                  "<｜begin▁of▁sentence｜><｜User｜>u<｜Assistant｜></think>\n\n<｜DSML｜tool_calls>\n"
+                  "<｜DSML｜invoke name=\"get_weather\">\n<｜DSML｜parameter name=\"location\" string=\"true\">Paris</｜DSML｜parameter>\n"
+                  "<｜DSML｜parameter name=\"days\" string=\"false\">2.50</｜DSML｜parameter>\n</｜DSML｜invoke>\n"
+                  "<｜DSML｜invoke name=\"get_weather\">\n<｜DSML｜parameter name=\"location\" string=\"true\">Rome</｜DSML｜parameter>\n"
+                  "<｜DSML｜parameter name=\"days\" string=\"false\">2.5</｜DSML｜parameter>\n</｜DSML｜invoke>\n"
+                  "</｜DSML｜tool_calls><｜end▁of▁sentence｜>");
+    /* §9.11: context ending with a developer message — we render the new message (official loses it) */
+    {
+        const char ctx[] = "[{\"role\": \"system\", \"content\": \"s\"}, {\"role\": \"developer\", \"content\": \"d\"}]";
+        dsv4_render_opts o = { .thinking = 1, .context_json = ctx, .context_len = sizeof ctx - 1 };
+        expect_output("[{\"role\": \"user\", \"content\": \"u\"}]", &o, "<｜User｜>u<｜Assistant｜><think>");
+    }
+    /* empty context array = no context: BOS and effort prefix are written */
+    {
+        dsv4_render_opts o = { .thinking = 1, .effort = DSV4_EFFORT_MAX, .context_json = "[]", .context_len = 2 };
+        char err[512]; char *out = NULL;
+        int rc = render("[{\"role\": \"user\", \"content\": \"u\"}]", &o, &out, err);
+        CHECK(rc == 0 && !strncmp(out, "<｜begin▁of▁sentence｜>Reasoning Effort: Absolute maximum", 61),
+              "empty context: %s", out ? out : err);
+        free(out);
+    }
+}
+
+/* ---------------------------------------------------------------- 5. official API token counts */
+static void test_token_counts(void) {
+    if (access(V4_TOKENIZER, R_OK) != 0) {
+        /* the tokenizer helper provides a make target; try it once */
+        int rc = system("make -s build/v4-tokenizer.json >/dev/null 2>&1");
+        (void)rc;
+    }
+    char err[512];
+    dsv4_tokenizer *t = NULL;
+    if (access(V4_TOKENIZER, R_OK) != 0 || dsv4_tokenizer_load(&t, V4_TOKENIZER, err, sizeof err) != 0) {
+        CHECK(0, "V4 tokenizer %s not available (make build/v4-tokenizer.json): end-to-end counts not checked", V4_TOKENIZER);
+        return;
+    }
+    static const char *ids[] = { "short_italian_fact", "short_code_completion", "short_reasoning_plain",
+                                 "long_memory_archive", "long_code_audit" };
+    for (size_t k = 0; k < sizeof ids / sizeof ids[0]; k++) {
+        char p[512];
+        snprintf(p, sizeof p, "%s/official/%s.official.json", VECTORS_DIR, ids[k]);
+        size_t l;
+        char *js = slurp(p, &l);
+        CHECK(js != NULL, "cannot read %s", p);
+        if (!js) continue;
+        pj_arena a = { 0 };
+        pj_value *root = pj_parse(&a, js, l, 0, err, sizeof err);
+        const pj_value *req = pj_get(root, "request"), *usage = pj_get(root, "usage");
+        const pj_value *want = pj_get(usage, "prompt_tokens");
+        const pj_value *thinking = pj_get(pj_get(req, "thinking"), "type");
+        CHECK(req && want && want->type == PJ_INT && pj_is_str(thinking, "disabled"), "%s: request/usage missing", p);
+        if (!req || !want) { pj_arena_free(&a); free(js); continue; }
+        /* the request as sent to the API (messages only; thinking disabled = chat mode) */
+        dsv4_render_opts o = { 0 };
+        char *prompt = NULL; size_t pl = 0;
+        int rc = dsv4_chat_render(js + req->off, req->end - req->off, &o, &prompt, &pl, err, sizeof err);
+        CHECK(rc == 0, "%s: render: %s", ids[k], err);
+        /* the prompt file must be the same user text */
+        char pp[512]; size_t ptl;
+        snprintf(pp, sizeof pp, "%s/prompts/%s.txt", VECTORS_DIR, ids[k]);
+        char *ptxt = slurp(pp, &ptl);
+        const char *pre = "<｜begin▁of▁sentence｜><｜User｜>", *suf = "<｜Assistant｜></think>";
+        CHECK(rc == 0 && ptxt && pl == strlen(pre) + ptl + strlen(suf) && !memcmp(prompt, pre, strlen(pre)) &&
+              !memcmp(prompt + strlen(pre), ptxt, ptl) && !strcmp(prompt + pl - strlen(suf), suf),
+              "%s: rendered prompt is not BOS User <prompt file> Assistant </think>", ids[k]);
+        if (rc == 0) {
+            int n = dsv4_tokenize(t, prompt, pl, NULL, 0, err, sizeof err);
+            long w = strtol(want->s, NULL, 10);
+            printf("  %-22s tokens %d, official usage.prompt_tokens %ld\n", ids[k], n, w);
+            CHECK(n == w, "%s: %d tokens, official API counted %ld", ids[k], n, w);
+        }
+        free(ptxt); free(prompt);
+        pj_arena_free(&a);
+        free(js);
+    }
+    dsv4_tokenizer_free(t);
+}
+
+int main(void) {
+    test_official();
+    test_generated();
+    test_float_repr();
+    test_errors_and_hooks();
+    test_token_counts();
+    printf("goldens: 4 official + %d generated\n", n_generated);
+    printf("%d passed, %d failed\n", npass, nfail);
+    return nfail ? 1 : 0;
+}
