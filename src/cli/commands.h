@@ -7,6 +7,12 @@
 /* `dsv4 bench-tokenizer --tokenizer FILE --corpus FILE [--min-time S]`: encode throughput (cmd_tokbench.c). */
 int dsv4_cli_tokbench(int argc, char **argv);
 
+/* `dsv4 parse [--thinking] [--strict]`: model output on stdin -> OpenAI-style message JSON (cmd_parse.c). */
+int dsv4_cli_parse(int argc, char **argv);
+
+/* `dsv4 chat -m DIR [--think|--no-think] ...`: interactive multi-turn chat REPL on stdin/stdout (cmd_chat.c). */
+int dsv4_cli_chat(int argc, char **argv);
+
 /* `dsv4 render [-m DIR | --tokenizer FILE] --messages FILE.json [--thinking] [--effort none|high|max] [--tokens] ...`:
  * print the exact DeepSeek-V4 prompt for a chat request (cmd_render.c). */
 int dsv4_cli_render(int argc, char **argv);
