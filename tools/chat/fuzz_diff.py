@@ -3,12 +3,13 @@
 
 Usage: python3 tools/chat/fuzz_diff.py /path/to/encoding_dsv4.py DSV4_BIN [N] [SEED]
 
-Every request is built as raw JSON text (random number spellings, escapes, odd types), fed to the official
+A random 30% are split into --context + new messages, 15% carry top-level "tools". Every request is built as raw JSON text (random number spellings, escapes, odd types), fed to the official
 encode_messages() (after json.loads) and to `DSV4_BIN render`; outputs must be byte-identical, and we
 must fail exactly when the official raises. Prints mismatches and a summary; exit 1 on any mismatch.
 """
 import importlib.util
 import json
+import os
 import random
 import subprocess
 import sys
@@ -101,12 +102,37 @@ def main():
         r_ascii[0] = r.random() < 0.5
         ids = []
         msgs = [rmsg(r, ids) for _ in range(r.randrange(1, 9))]
-        req = "[" + ",\n".join(msgs) + "]"
         thinking = r.random() < 0.6
         effort = r.choice([None, None, "high", "max"])
         drop = r.random() < 0.8
+        # a random split into an already-encoded context and new messages
+        k = r.randrange(len(msgs)) if r.random() < 0.3 else 0
+        ctx_text = "[" + ",\n".join(msgs[:k]) + "]" if k else None
+        req = "[" + ",\n".join(msgs[k:]) + "]"
+        top_tools = r.random() < 0.15
+        if top_tools:
+            req = '{"tools": [{"type": "function", "function": {"name": "top", "parameters": %s}}], "messages": %s}' % (rvalue(r), req)
+        ctx = json.loads(ctx_text) if ctx_text else None
+        if ctx and thinking and drop:
+            # §9.11: the official encoder loses the first new message when the context's last
+            # user/developer message is a developer one; we deliberately differ — skip those
+            roles = [m.get("role") for m in ctx]
+            lu = [x for x in roles if x in ("user", "developer", "tool")]
+            if lu and lu[-1] == "developer":
+                continue
+            if any(x not in ("user", "system", "tool", "latest_reminder", "assistant", "developer") for x in roles):
+                continue
         try:
-            want = enc.encode_messages(json.loads(req), thinking_mode="thinking" if thinking else "chat",
+            rq = json.loads(req)
+            if isinstance(rq, dict):
+                tgt = ctx if ctx else rq["messages"]
+                if tgt and isinstance(tgt[0], dict) and tgt[0].get("role") == "system":
+                    tgt[0] = dict(tgt[0])
+                else:
+                    tgt.insert(0, {"role": "system"})
+                tgt[0]["tools"] = rq["tools"]
+                rq = rq["messages"]
+            want = enc.encode_messages(rq, thinking_mode="thinking" if thinking else "chat", context=ctx,
                                        drop_thinking=drop, reasoning_effort=effort)
             want.encode("utf-8")
             werr = None
@@ -114,9 +140,17 @@ def main():
             want, werr = None, "%s: %s" % (type(ex).__name__, ex)
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False, encoding="utf-8") as tf:
             tf.write(req)
-        cmd = [binp, "render", "--messages", tf.name] + (["--thinking"] if thinking else []) + \
+        ctxargs = []
+        if ctx_text:
+            with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False, encoding="utf-8") as cf:
+                cf.write(ctx_text)
+            ctxargs = ["--context", cf.name]
+        cmd = [binp, "render", "--messages", tf.name] + ctxargs + (["--thinking"] if thinking else []) + \
               (["--effort", effort] if effort else []) + ([] if drop else ["--keep-thinking"])
         p = subprocess.run(cmd, capture_output=True)
+        os.unlink(tf.name)
+        if ctxargs:
+            os.unlink(ctxargs[1])
         if werr is None and p.returncode == 0 and p.stdout == want.encode("utf-8"):
             ok += 1
         elif werr is not None and p.returncode != 0:
