@@ -24,7 +24,9 @@
  *
  * Deviations from the (strict, raising) official parser — ours never fails on model output:
  *  - A malformed tool-call block (missing closing tags, bad attributes, unknown tags, duplicate parameter
- *    names, EOS inside the block, text after the block, truncated output) is not an error: the block's raw text
+ *    names, EOS inside the block, text after the block, truncated output, a block without any invoke — the
+ *    official parser returns zero calls for that one, and accepts a stream cut right after "</｜DSML｜invoke";
+ *    we do not) is not an error: the block's raw text
  *    from its "\n\n<｜DSML｜tool_calls" marker to the end of the message becomes content, nothing is lost, no
  *    tool call is returned, and a warning is set. Tool calls are all-or-nothing per message.
  *  - A string="false" value that makes `arguments` invalid JSON is kept verbatim; the call gets valid_json = 0

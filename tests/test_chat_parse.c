@@ -381,6 +381,35 @@ static void test_misc(void) {
         dsv4_parse_result_free(&r0);
         dsv4_parse_result_free(&r1);
     }
+    /* a large block: 3 invokes x 300 parameters + a 100 KB value; whole vs bytewise vs 7-byte chunks */
+    {
+        size_t cap = 400000, n = 0;
+        char *t = malloc(cap);
+        n += (size_t)snprintf(t + n, cap - n, "%s", "pre" TCS);
+        for (int k = 0; k < 3; k++) {
+            n += (size_t)snprintf(t + n, cap - n, "<" D "invoke name=\"f%d\">\n", k);
+            for (int q = 0; q < 300; q++)
+                n += (size_t)snprintf(t + n, cap - n, "<" D "parameter name=\"p%d\" string=\"%s\">%d</" D "parameter>\n",
+                                      q, q % 2 ? "true" : "false", q);
+            n += (size_t)snprintf(t + n, cap - n, "<" D "parameter name=\"big\" string=\"true\">");
+            for (int q = 0; q < 100000; q++) t[n++] = "a<b>\n\"c"[q % 7];
+            n += (size_t)snprintf(t + n, cap - n, "</" D "parameter>\n" INVE "\n");
+        }
+        n += (size_t)snprintf(t + n, cap - n, "%s", TCE);
+        dsv4_parse_result r0, r1, r2;
+        coll_t *c = malloc(sizeof *c);
+        run_split(t, n, 0, 0, &r0, c); free(c->s[0]); free(c->s[1]);
+        run_split(t, n, 0, 1, &r1, c); free(c->s[0]); free(c->s[1]);
+        dsv4_parser *p = dsv4_parser_new(0);
+        for (size_t i = 0; i < n; i += 7) dsv4_parser_feed(p, t + i, n - i < 7 ? n - i : 7, NULL, NULL);
+        dsv4_parser_finish(p, &r2);
+        dsv4_parser_free(p);
+        free(c);
+        CHECK(r0.n_tool_calls == 3 && r0.warnings == NULL && !strcmp(r0.content, "pre") && r0.tool_calls[2].valid_json &&
+              same_result(&r0, &r1) && same_result(&r0, &r2), "large block (%zu bytes): 3 calls, splits agree", n);
+        dsv4_parse_result_free(&r0); dsv4_parse_result_free(&r1); dsv4_parse_result_free(&r2);
+        free(t);
+    }
     CHECK(ok_split, "fuzz: whole and bytewise parses agree on 400 random marker soups");
     CHECK(ok_keep, "fuzz: output never longer than input");
 }

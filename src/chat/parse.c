@@ -40,6 +40,21 @@ enum { ST_REASON, ST_CONTENT, ST_BLOCK, ST_RAW, ST_DONE };
 
 typedef struct { char *p; size_t n, cap; } buf_t;
 
+typedef struct { size_t off, len; } span_t;
+typedef struct { span_t key, val; int is_str; } par_t;
+typedef struct { span_t name, raw; int par0, npar; } inv_t;
+typedef struct {
+    inv_t *inv; int ninv, capinv;
+    par_t *par; int npar, cappar;
+    char msg[160];
+    /* V_MORE only: when wait_a != NULL the verdict cannot change until stop wait_a or wait_b (may be NULL)
+     * occurs at/after offset wait_from (the caller may skip re-validation until then) */
+    const char *wait_a, *wait_b;
+    size_t wait_from;
+    /* checkpoint: a position before which everything is final (all stops found) */
+    int ck_kind;      /* 0 none, 1 top of the invoke loop, 2 inside invoke ck_ninv after a parameter */
+    size_t ck_i, ck_inv_start; int ck_ninv, ck_npar;
+} vres_t;
 struct dsv4_parser {
     int thinking, state, closed, finished, oom;
     uint64_t seed;
@@ -47,11 +62,17 @@ struct dsv4_parser {
     buf_t blk;        /* the tool-call block text (ST_BLOCK), starting with S_TC_START */
     size_t eos_scan;  /* blk offset from which EOS is searched */
     size_t blk_checked; /* blk length at the last prefix validation */
+    const char *wait_a, *wait_b; /* from the last V_MORE: skip validation until one of these appears */
+    size_t wait_from;
+    vres_t vr;        /* validator state (checkpoint) of the current block */
     buf_t reasoning, content, warn;
     dsv4_tool_call *calls;
     int ncalls;
     int saw_think_end, saw_eos, block_failed, after_eos_warned, block_in_reasoning;
 };
+
+enum { V_MORE, V_DONE, V_ERR, V_OOM };
+
 
 /* ------------------------------------------------------------------ small helpers */
 
@@ -147,15 +168,6 @@ static int json_str(buf_t *b, const char *s, size_t n) {
 
 /* ------------------------------------------------------------------ block validator */
 
-typedef struct { size_t off, len; } span_t;
-typedef struct { span_t key, val; int is_str; } par_t;
-typedef struct { span_t name, raw; int par0, npar; } inv_t;
-typedef struct {
-    inv_t *inv; int ninv, capinv;
-    par_t *par; int npar, cappar;
-    char msg[160];
-} vres_t;
-enum { V_MORE, V_DONE, V_ERR, V_OOM };
 
 static void vres_free(vres_t *r) { free(r->inv); free(r->par); memset(r, 0, sizeof *r); }
 
@@ -181,15 +193,30 @@ static int py_space(unsigned char c) { return c == ' ' || (c >= 0x09 && c <= 0x0
 #define VERR(...) do { snprintf(r->msg, sizeof r->msg, __VA_ARGS__); return V_ERR; } while (0)
 
 /* Validate block text s[0..n) (starts with S_TC_START; EOS already cut off). final = no more bytes will come.
+ * resume: continue from r's checkpoint (r from an earlier call on a prefix of the same text) instead of byte 0.
  * V_DONE: a complete block ending exactly at n; r holds invokes/params. V_MORE: a proper prefix of a valid
  * block (only when !final; conservative). V_ERR: no extension can be valid; r->msg says why. */
-static int validate(const char *s, size_t n, int final, vres_t *r) {
-    size_t i = SLEN(S_TC_START);
+static int validate(const char *s, size_t n, int final, vres_t *r, int resume) {
+    size_t i = SLEN(S_TC_START), pos = 0, inv_start = 0;
     int which = 0;
+    inv_t *iv = NULL;
     r->ninv = r->npar = 0;
     r->msg[0] = 0;
+    r->wait_a = r->wait_b = NULL;
+    if (resume && r->ck_kind) {
+        i = r->ck_i;
+        r->ninv = r->ck_ninv;
+        r->npar = r->ck_npar;
+        if (r->ck_kind == 2) {  /* inside an invoke, right after a parameter's closing tag name */
+            inv_start = r->ck_inv_start;
+            iv = &r->inv[r->ninv];
+            iv->npar = r->npar - iv->par0;
+            goto after_param;
+        }
+    }
     for (;;) {
-        size_t pos = find2(s, n, i, S_INV, S_TC_END, &which);
+        r->ck_kind = 1; r->ck_i = i; r->ck_ninv = r->ninv; r->ck_npar = r->npar;
+        pos = find2(s, n, i, S_INV, S_TC_END, &which);
         /* messages must not depend on `final` (an early verdict must equal the late one) */
         if (pos == (size_t)-1) {
             if (!sep_prefix_ok(s + i, n - i, S_INV, S_TC_END))
@@ -209,11 +236,12 @@ static int validate(const char *s, size_t n, int final, vres_t *r) {
             VERR("text after </｜DSML｜tool_calls>");
         }
         /* invoke */
-        size_t inv_start = pos;
+        inv_start = pos;
         i = pos + SLEN(S_INV);
         pos = find2(s, n, i, S_PAR, S_INV_END, &which);
         if (pos == (size_t)-1) {
             if (final) VERR("invoke %d not closed (missing </｜DSML｜invoke>)", r->ninv);
+            r->wait_a = S_PAR; r->wait_b = S_INV_END; r->wait_from = i;
             return V_MORE;
         }
         /* header: ^\s*name="(.*?)">\n$ ; Python's $ also matches before one final \n */
@@ -229,7 +257,7 @@ static int validate(const char *s, size_t n, int final, vres_t *r) {
             r->inv = ni;
             r->capinv = cap;
         }
-        inv_t *iv = &r->inv[r->ninv];
+        iv = &r->inv[r->ninv];
         iv->name.off = h + 6;
         iv->name.len = he - tail - (h + 6);
         iv->par0 = r->npar;
@@ -239,6 +267,7 @@ static int validate(const char *s, size_t n, int final, vres_t *r) {
             const char *pe = find_bytes(s, n, i, S_PAR_END, SLEN(S_PAR_END));
             if (!pe) {
                 if (final) VERR("parameter %d of invoke %d not closed (missing </｜DSML｜parameter>)", iv->npar, r->ninv);
+                r->wait_a = S_PAR_END; r->wait_from = i;
                 return V_MORE;
             }
             pos = (size_t)(pe - s);
@@ -277,6 +306,8 @@ static int validate(const char *s, size_t n, int final, vres_t *r) {
             r->npar++;
             iv->npar++;
             i = pos + SLEN(S_PAR_END);
+        after_param:
+            r->ck_kind = 2; r->ck_i = i; r->ck_ninv = r->ninv; r->ck_npar = r->npar; r->ck_inv_start = inv_start;
             pos = find2(s, n, i, S_PAR, S_INV_END, &which);
             if (pos == (size_t)-1) {
                 if (!sep_prefix_ok(s + i, n - i, S_PAR, S_INV_END))
@@ -369,7 +400,7 @@ static int make_calls(dsv4_parser *p, const char *s, const vres_t *r, dsv4_parse
 /* Resolve the buffered block (no more bytes for it). On failure its text becomes content. */
 static void resolve_block(dsv4_parser *p, dsv4_parse_cb cb, void *user) {
     vres_t r = {0};
-    int v = validate(p->blk.p, p->blk.n, 1, &r);
+    int v = validate(p->blk.p, p->blk.n, 1, &r, 0);
     if (v == V_DONE) {
         if (make_calls(p, p->blk.p, &r, cb, user)) p->oom = 1;
     } else if (v == V_OOM) {
@@ -438,19 +469,28 @@ static void pump(dsv4_parser *p, int final, dsv4_parse_cb cb, void *user) {
             p->eos_scan = p->blk.n > SLEN(S_EOS) ? p->blk.n - SLEN(S_EOS) : 0;
             if (final) { resolve_block(p, cb, user); p->state = ST_DONE; continue; }
             if (p->blk.n == p->blk_checked) return;
+            if (p->wait_a) {  /* the last verdict waits for a stop string: look only at the new bytes */
+                size_t from = p->blk_checked > 32 ? p->blk_checked - 32 : 0;
+                if (from < p->wait_from) from = p->wait_from;
+                int which;
+                p->blk_checked = p->blk.n;
+                if (find2(p->blk.p, p->blk.n, from, p->wait_a, p->wait_b, &which) == (size_t)-1) return;
+            }
             p->blk_checked = p->blk.n;
-            vres_t r = {0};
-            int v = validate(p->blk.p, p->blk.n, 0, &r);
+            vres_t *r = &p->vr;
+            int v = validate(p->blk.p, p->blk.n, 0, r, 1);
+            p->wait_a = v == V_MORE ? r->wait_a : NULL;
+            p->wait_b = r->wait_b;
+            p->wait_from = r->wait_from;
             if (v == V_OOM) p->oom = 1;
             if (v == V_ERR) {  /* cannot become valid: the block and everything after it is content */
-                warn(p, "malformed tool-call block kept as content: %s", r.msg);
+                warn(p, "malformed tool-call block kept as content: %s", r->msg);
                 p->block_failed = 1;
                 buf_t t = p->pend; p->pend = p->blk; p->blk = t; p->blk.n = 0;
                 p->state = ST_RAW;
-                vres_free(&r);
+                vres_free(r);
                 continue;
             }
-            vres_free(&r);
             return;
         }
         dsv4_parse_event_kind kind = p->state == ST_REASON ? DSV4_EV_REASONING : DSV4_EV_CONTENT;
@@ -497,6 +537,8 @@ static void pump(dsv4_parser *p, int final, dsv4_parse_cb cb, void *user) {
             p->blk.n = 0;
             p->eos_scan = 0;
             p->blk_checked = 0;
+            p->wait_a = p->wait_b = NULL;
+            vres_free(&p->vr);
             p->state = ST_BLOCK;
         }
     }
@@ -521,6 +563,7 @@ static void clear_calls(dsv4_parser *p) {
 
 void dsv4_parser_free(dsv4_parser *p) {
     if (!p) return;
+    vres_free(&p->vr);
     free(p->pend.p); free(p->blk.p); free(p->reasoning.p); free(p->content.p); free(p->warn.p);
     clear_calls(p);
     free(p);
