@@ -8,9 +8,11 @@
  *   tokenize (-m DIR | --tokenizer FILE) [--text T]      (stdin when no --text)
  *   detokenize (-m DIR | --tokenizer FILE) [--ids "1 2 3"] (stdin when no --ids)
  *   bench    -m DIR [-n N]
+ *   bench-tokenizer, render, parse, chat: see src/cli/commands.h (each in its own src/cli/cmd_*.c)
  * Only this layer prints and exits; it talks to the engine through include/dsv4.h alone.
  */
 #include "dsv4.h"
+#include "cli/commands.h"
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -160,7 +162,11 @@ static const char *usage_text =
     "  ppl      -m DIR --file TEXT [--window W] [--max-tokens N]\n"
     "  tokenize (-m DIR | --tokenizer FILE) [--text T]\n"
     "  detokenize (-m DIR | --tokenizer FILE) [--ids \"ID ID ...\"]\n"
-    "  bench    -m DIR [-n N]\n";
+    "  bench    -m DIR [-n N]\n"
+    "  bench-tokenizer --tokenizer FILE --corpus FILE [--min-time S] [--lines]\n"
+    "  render   (-m DIR | --tokenizer FILE) --messages FILE.json [--thinking] [--effort high|max] [--tokens]\n"
+    "  parse    [--thinking]                 (model output on stdin -> message JSON)\n"
+    "  chat     -m DIR [--think|--no-think]\n";
 
 /* ---------------------------------------------------------------- generate */
 static int cmd_generate(args_t *a) {
@@ -517,6 +523,10 @@ int main(int argc, char **argv) {
     if (!strcmp(c, "tokenize")) return cmd_tokenize(&a, 0);
     if (!strcmp(c, "detokenize")) return cmd_tokenize(&a, 1);
     if (!strcmp(c, "bench")) return cmd_bench(&a);
+    if (!strcmp(c, "bench-tokenizer")) return dsv4_cli_tokbench(argc - 1, argv + 1);
+    if (!strcmp(c, "render")) return dsv4_cli_render(argc - 1, argv + 1);
+    if (!strcmp(c, "parse")) return dsv4_cli_parse(argc - 1, argv + 1);
+    if (!strcmp(c, "chat")) return dsv4_cli_chat(argc - 1, argv + 1);
     fprintf(stderr, "dsv4: unknown command '%s'\n%s", c, usage_text);
     return 2;
 }
