@@ -86,11 +86,15 @@ def shaped_init(model, seed):
                 hc = cfg.hc
                 if shp[0] == hc:               # hc_head: p ~ 1/hc each
                     p.copy_(-1.1 + rn(hc, std=0.1))
-                else:                          # pre ~ 0.25, post ~ 0.3, comb near identity
+                else:
+                    # pre ~ 0.25 with spread, post spread per stream (so the 4 streams diverge), comb an
+                    # asymmetric mix: identity plus a cyclic shift, so M != M^T and the hc_post orientation
+                    # (sum over the first index of M, spec §4.2 / §7.2.5) changes the result measurably.
                     b = torch.zeros(shp[0])
-                    b[:hc] = -1.1 + rn(hc, std=0.1)
-                    b[hc:2 * hc] = -1.5 + rn(hc, std=0.1)
-                    b[2 * hc:] = (torch.eye(hc) * 3.0).flatten() + rn(hc * hc, std=0.1)
+                    b[:hc] = -1.1 + rn(hc, std=0.5)
+                    b[hc:2 * hc] = -1.0 + rn(hc, std=1.0)
+                    shift = torch.roll(torch.eye(hc), 1, dims=1)
+                    b[2 * hc:] = (torch.eye(hc) * 2.0 + shift * 1.5).flatten() + rn(hc * hc, std=0.3)
                     p.copy_(b)
             elif name.endswith("_scale"):
                 p.copy_(0.5 + rn(*shp, std=0.1).abs())
