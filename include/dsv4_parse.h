@@ -16,19 +16,26 @@
  *     "</｜DSML｜tool_calls>"
  *
  * exactly as the official `parse_message_from_completion_text` reads it (the invoke header may have leading
- * whitespace before `name=`; the block may be followed by EOS or by the end of the stream; a block without the
- * leading blank line is NOT a tool-call block, like in the official parser). Arguments are rebuilt like the
+ * whitespace before `name=` — Python `\s`, Unicode spaces included; the block may be followed by EOS or by the
+ * end of the stream; a block without the leading blank line is NOT a tool-call block; inside the block only
+ * the DSML tags count, so an EOS text inside a value or name is data; a block without any invoke gives no
+ * calls and its markup is dropped (warning); when the stream ends right after the "\n\n<｜DSML｜tool_calls"
+ * marker, after a complete invoke header, after a parameter's ">\n" or after "</｜DSML｜invoke" without its
+ * '>', the calls so far are returned, as the official parser does (warning "cut by the end of the output";
+ * the last such call's `raw` is the partial bytes and it is not registered). Checked against the official
+ * parser by tools/chat/parse_diff.py; goldens in tests/golden/chat_parse). Arguments are rebuilt like the
  * official parser: each parameter becomes `json(KEY): json(VALUE)` when string="true" (json() = Python
  * json.dumps(..., ensure_ascii=False): `"`, `\`, and control characters escaped, other bytes raw) or
  * `json(KEY): VALUE` verbatim when string="false"; the pairs are joined with ", " inside "{" "}".
  *
  * Deviations from the (strict, raising) official parser — ours never fails on model output:
  *  - A malformed tool-call block (missing closing tags, bad attributes, unknown tags, duplicate parameter
- *    names, EOS inside the block, text after the block, truncated output, a block without any invoke — the
- *    official parser returns zero calls for that one, and accepts a stream cut right after "</｜DSML｜invoke";
- *    we do not) is not an error: the block's raw text
- *    from its "\n\n<｜DSML｜tool_calls" marker to the end of the message becomes content, nothing is lost, no
- *    tool call is returned, and a warning is set. Tool calls are all-or-nothing per message.
+ *    names, text after the block, output truncated elsewhere than at the points above) is not an error: the
+ *    block's raw text from its "\n\n<｜DSML｜tool_calls" marker to the first EOS after it (or the end of
+ *    the message) becomes content, nothing else is lost, no tool call is returned, and a warning is set.
+ *    Tool calls are all-or-nothing per message.
+ *  - A missing final EOS is accepted silently (the official parser requires it unless a tool-call block ends
+ *    the text).
  *  - A string="false" value that makes `arguments` invalid JSON is kept verbatim; the call gets valid_json = 0
  *    and a warning.
  *  - Special-token text inside reasoning/content (BOS, EOS, <think>, </think>, ｜DSML｜) is kept and flagged.
@@ -41,7 +48,8 @@
  * still turn out to be "</think>", "<think>", the DSML token, "\n\n<｜DSML｜tool_calls", BOS or EOS: such a
  * suffix is held back until it is disambiguated (or flushed at the end of the stream, byte-exact — at the
  * very end an incomplete UTF-8 sequence is emitted as is, never dropped). Tool calls are delivered when the
- * message ends (dsv4_parser_close or EOS), because a later byte can still invalidate the block. The
+ * message ends (dsv4_parser_close, or the EOS right after "</｜DSML｜tool_calls>"), because a later byte can
+ * still invalidate the block. The
  * concatenation of the deltas of one kind equals the corresponding field of the final result, and the result
  * is identical for every split of the same input.
  *
@@ -67,7 +75,7 @@ typedef struct {
     char  *name;        /* function name, raw bytes between name=" and ">\n of the invoke header */
     char  *arguments;   /* JSON object text built as described above */
     int    valid_json;  /* 1 if `arguments` parses as JSON (cJSON, whole string), else 0 */
-    char  *raw;         /* exact invoke bytes, "<｜DSML｜invoke" ... "</｜DSML｜invoke>" */
+    char  *raw;         /* exact invoke bytes, "<｜DSML｜invoke" ... "</｜DSML｜invoke>" (partial when cut, see above) */
     size_t raw_len;
 } dsv4_tool_call;
 

@@ -159,11 +159,17 @@ static void check_case(const tcase *t, dsv4_parse_result *out) {
         if (t->call_args[k]) CHECK(!strcmp(r0.tool_calls[k].arguments, t->call_args[k]), "%s: call %d args [%s] want [%s]",
                                    t->name, k, r0.tool_calls[k].arguments, t->call_args[k]);
         CHECK(!strncmp(r0.tool_calls[k].id, "call_", 5) && strlen(r0.tool_calls[k].id) == 21, "%s: id %s", t->name, r0.tool_calls[k].id);
+        size_t rl = 0;
+        const char *reg = dsv4_toolcall_raw(r0.tool_calls[k].id, &rl);
+        if (r0.warnings && strstr(r0.warnings, "cut by the end") && k == r0.n_tool_calls - 1) {
+            /* the last call of a block cut by the end of the stream: partial raw bytes, not registered */
+            CHECK(!strncmp(r0.tool_calls[k].raw, "<" D "invoke", strlen("<" D "invoke")) && !reg,
+                  "%s: truncated call %d: raw bytes / not registered", t->name, k);
+            continue;
+        }
         CHECK(!strncmp(r0.tool_calls[k].raw, "<" D "invoke", strlen("<" D "invoke")) &&
               r0.tool_calls[k].raw_len > strlen(INVE) &&
               !strcmp(r0.tool_calls[k].raw + r0.tool_calls[k].raw_len - strlen(INVE), INVE), "%s: raw bytes of call %d", t->name, k);
-        size_t rl = 0;
-        const char *reg = dsv4_toolcall_raw(r0.tool_calls[k].id, &rl);
         CHECK(reg && rl == r0.tool_calls[k].raw_len && !memcmp(reg, r0.tool_calls[k].raw, rl), "%s: registry holds call %d", t->name, k);
     }
     if (t->ncalls > 0 && r0.n_tool_calls > 0)
@@ -220,7 +226,31 @@ static const tcase cases[] = {
     { "content ending in a partial </think>", 0, "abc</thi", "", "abc</thi", 0, {0}, {0}, 1, NULL, 0 },
     { "incomplete UTF-8 at the very end kept", 0, "ab\xE5\x8C", "", "ab\xE5\x8C", 0, {0}, {0}, 1, NULL, 0 },
     { "three newlines before block", 0, "x\n" WEATHER_BLOCK, "", "x\n", 1, {"get_weather"}, {0}, 1, NULL, 0 },
+    /* ---- accepted like the official parser (found by tools/chat/parse_diff.py) */
+    { "EOS inside a value", 0, "c" TCS INV("f") PS("a", "x" EOS "y") "\n" INVE "\n" TCE EOS, "", "c", 1, {"f"},
+      {"{\"a\": \"x" EOS "y\"}"}, 1, NULL, 0 },
+    { "EOS inside a value, text after the final EOS", 0, TCS INV("f") PS("a", EOS) "\n" INVE "\n" TCE EOS "tail", "", "tail", 1,
+      {"f"}, {"{\"a\": \"" EOS "\"}"}, 1, "after the end-of-sentence", 0 },
+    { "EOS inside a name and a string=false value", 0, TCS INV("f" EOS) PN("n", "1" EOS) "\n" INVE "\n" TCE, "", "", 1,
+      {"f" EOS}, {"{\"n\": 1" EOS "}"}, 0, "not valid JSON", 0 },
+    { "EOS inside an unclosed value: cut there, rest appended", 0, "c" TCS INV("f") "<" D "parameter name=\"a\" string=\"true\">x" EOS "y", "",
+      "c" TCS INV("f") "<" D "parameter name=\"a\" string=\"true\">xy", 0, {0}, {0}, 1, "after the end-of-sentence", 1 },
+    { "unicode whitespace before name=", 0, TCS "<" D "invoke\u3000\u00a0\u2028\u1680\u205f\u202f\u200a name=\"u\">\n" INVE "\n" TCE EOS,
+      "", "", 1, {"u"}, {"{}"}, 1, NULL, 0 },
+    { "U+0085 before name=", 0, TCS "<" D "invoke\xC2\x85" "name=\"u\">\n" INVE "\n" TCE EOS, "", "", 1, {"u"}, {"{}"}, 1, NULL, 0 },
+    { "zero-width space is not whitespace", 0, TCS "<" D "invoke\u200bname=\"u\">\n" INVE "\n" TCE EOS, "",
+      TCS "<" D "invoke\u200bname=\"u\">\n" INVE "\n" TCE, 0, {0}, {0}, 1, "invoke header", 1 },
+    { "cut right after the block marker", 0, "pre\n\n<" D "tool_calls", "", "pre", 0, {0}, {0}, 1, "without any invoke", 0 },
+    { "cut right after an invoke header", 1, "r</think>" TCS INV("f"), "r", "", 1, {"f"}, {"{}"}, 1, "cut by the end", 0 },
+    { "cut right after a parameter", 0, TCS INV("f") PS("a", "1") "\n", "", "", 1, {"f"}, {"{\"a\": \"1\"}"}, 1, "cut by the end", 0 },
+    { "cut right after </invoke (no >)", 0, "c" TCS INV("f") PS("a", "1") "\n" INVE "\n" INV("g") "</" D "invoke", "", "c", 2,
+      {"f", "g"}, {"{\"a\": \"1\"}", "{}"}, 1, "cut by the end", 0 },
     /* ---- malformed: fall back to content, raw text preserved */
+    { "cut after </invoke>", 0, "c" TCS INV("f") INVE, "", "c" TCS INV("f") INVE, 0, {0}, {0}, 1, "not closed", 1 },
+    { "cut after an invoke header + EOS", 0, "c" TCS INV("f") EOS, "", "c" TCS INV("f"), 0, {0}, {0}, 1, "not closed", 1 },
+    { "cut after a parameter + EOS", 0, "c" TCS INV("f") PS("a", "1") "\n" EOS, "", "c" TCS INV("f") PS("a", "1") "\n", 0, {0}, {0},
+      1, "unexpected text after parameter", 1 },
+    { "marker + EOS", 0, "c\n\n<" D "tool_calls" EOS, "", "c\n\n<" D "tool_calls", 0, {0}, {0}, 1, "unexpected text", 1 },
     { "missing </tool_calls> (truncated)", 0, "pre" TCS INV("f") PS("a", "1") "\n" INVE "\n", "",
       "pre" TCS INV("f") PS("a", "1") "\n" INVE "\n", 0, {0}, {0}, 1, "not closed", 1 },
     { "missing </invoke>", 0, TCS INV("f") PS("a", "1") "\n" TCE EOS, "", TCS INV("f") PS("a", "1") "\n" TCE, 0, {0}, {0}, 1,
@@ -248,7 +278,8 @@ static const tcase cases[] = {
       {0}, {0}, 1, "content contains the DSML token", 0 },
     { "garbage right after the block marker", 0, "a\n\n<" D "tool_callsXYZ more text", "",
       "a\n\n<" D "tool_callsXYZ more text", 0, {0}, {0}, 1, "unexpected text", 1 },
-    { "empty block", 0, "\n\n<" D "tool_calls>\n" TCE, "", "\n\n<" D "tool_calls>\n" TCE, 0, {0}, {0}, 1, "without any invoke", 1 },
+    { "empty block (official: no calls)", 0, "\n\n<" D "tool_calls>\n" TCE, "", "", 0, {0}, {0}, 1, "without any invoke", 0 },
+    { "empty block, content, EOS", 1, "r</think>c\n\n<" D "tool_calls>\n" TCE EOS, "r", "c", 0, {0}, {0}, 1, "without any invoke", 0 },
     { "truncated mid value (end of stream)", 1, "r</think>" TCS INV("f") "<" D "parameter name=\"a\" string=\"true\">par", "r",
       TCS INV("f") "<" D "parameter name=\"a\" string=\"true\">par", 0, {0}, {0}, 1, "not closed", 1 },
     { "thinking without </think>", 1, "still thinking about it", "still thinking about it", "", 0, {0}, {0}, 1,
@@ -265,6 +296,112 @@ static const tcase cases[] = {
     { "no newline after invoke header", 0, TCS "<" D "invoke name=\"f\">" PS("a", "1") "\n" INVE "\n" TCE, "",
       TCS "<" D "invoke name=\"f\">" PS("a", "1") "\n" INVE "\n" TCE, 0, {0}, {0}, 1, "invoke header", 1 },
 };
+
+/* ------------------------------------------------------------------ goldens of the official parser
+ * tests/golden/chat_parse/expected.json + <name>.in, written by tools/chat/parse_diff.py from DeepSeek's
+ * parse_message_from_completion_text. kind "accepted": our reasoning_content, content and tool calls (name and
+ * arguments, byte-exact) equal the official output; "accepted_with_eos": the official accepts the input only
+ * with the EOS text appended (ours accepts a missing EOS), same check against that output; "rejected": ours
+ * warns, and without tool calls keeps the input bytes (at most </think>, one EOS and the markup of an empty
+ * block are consumed). Every golden is also parsed whole, bytewise and with 8 random splits: same result. */
+#define GOLDEN_DIR "tests/golden/chat_parse/"
+
+static char *read_all(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t cap = 4096, n = 0, k;
+    char *b = malloc(cap);
+    while (b && (k = fread(b + n, 1, cap - n - 1, f)) > 0) {
+        n += k;
+        if (cap - n - 1 == 0) { char *nb = realloc(b, cap *= 2); if (!nb) { free(b); b = NULL; } else b = nb; }
+    }
+    fclose(f);
+    if (b) { b[n] = 0; *len = n; }
+    return b;
+}
+
+static const char *jstr(const cJSON *o, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static void test_goldens(void) {
+    size_t jn = 0;
+    char *js = read_all(GOLDEN_DIR "expected.json", &jn);
+    CHECK(js != NULL, "goldens: cannot read " GOLDEN_DIR "expected.json");
+    if (!js) return;
+    cJSON *arr = cJSON_Parse(js);
+    free(js);
+    CHECK(cJSON_IsArray(arr) && cJSON_GetArraySize(arr) >= 30, "goldens: expected.json is an array of >= 30 cases");
+    int n_acc = 0, n_rej = 0, n_ok = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, arr) {
+        const char *name = jstr(e, "name"), *kind = jstr(e, "kind");
+        int thinking = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "thinking"));
+        char path[512];
+        size_t len = 0;
+        snprintf(path, sizeof path, GOLDEN_DIR "%s.in", name ? name : "?");
+        char *text = name && kind ? read_all(path, &len) : NULL;
+        CHECK(text != NULL, "golden %s: cannot read %s (or no name/kind)", name ? name : "?", path);
+        if (!text) continue;
+        int fails0 = n_fail;
+        dsv4_parse_result r0, r;
+        coll_t *c = malloc(sizeof *c);
+        int rc = run_split(text, len, thinking, 0, &r0, c);
+        free(c->s[0]); free(c->s[1]);
+        CHECK(rc == 0, "golden %s: parse failed", name);
+        if (rc) { free(c); free(text); continue; }
+        int splits_ok = 1, deltas_ok = 1;
+        for (int mode = 1; mode < 10; mode++) {
+            if (run_split(text, len, thinking, mode, &r, c)) { splits_ok = 0; break; }
+            if (!same_result(&r0, &r)) splits_ok = 0;
+            if (!same_str(c->s[0] ? c->s[0] : "", c->n[0], r.reasoning_content, r.reasoning_len) ||
+                !same_str(c->s[1] ? c->s[1] : "", c->n[1], r.content, r.content_len) || c->ncalls_ev != r.n_tool_calls ||
+                bad_boundary(r.reasoning_content, r.reasoning_len, c->bounds[0], c->nb[0]) ||
+                bad_boundary(r.content, r.content_len, c->bounds[1], c->nb[1]))
+                deltas_ok = 0;
+            free(c->s[0]); free(c->s[1]);
+            dsv4_parse_result_free(&r);
+        }
+        free(c);
+        CHECK(splits_ok, "golden %s: result differs between splits", name);
+        CHECK(deltas_ok, "golden %s: deltas do not add up / bad delta boundary", name);
+        if (!strcmp(kind, "accepted") || !strcmp(kind, "accepted_with_eos")) {
+            n_acc++;
+            const char *er = jstr(e, "reasoning_content"), *ec = jstr(e, "content");
+            const cJSON *tcs = cJSON_GetObjectItemCaseSensitive(e, "tool_calls");
+            CHECK(er && !strcmp(r0.reasoning_content, er), "golden %s: reasoning_content [%s] want [%s]", name, r0.reasoning_content, er);
+            CHECK(ec && !strcmp(r0.content, ec), "golden %s: content [%s] want [%s]", name, r0.content, ec);
+            CHECK(r0.n_tool_calls == cJSON_GetArraySize(tcs), "golden %s: %d tool calls, want %d", name, r0.n_tool_calls,
+                  cJSON_GetArraySize(tcs));
+            for (int k = 0; k < r0.n_tool_calls && k < cJSON_GetArraySize(tcs); k++) {
+                const cJSON *tc = cJSON_GetArrayItem(tcs, k);
+                const char *nm = jstr(tc, "name"), *ar = jstr(tc, "arguments");
+                CHECK(nm && !strcmp(r0.tool_calls[k].name, nm), "golden %s: call %d name [%s] want [%s]", name, k, r0.tool_calls[k].name, nm);
+                CHECK(ar && !strcmp(r0.tool_calls[k].arguments, ar), "golden %s: call %d arguments [%s] want [%s]", name, k,
+                      r0.tool_calls[k].arguments, ar);
+            }
+        } else {
+            n_rej++;
+            CHECK(!strcmp(kind, "rejected"), "golden %s: unknown kind %s", name, kind);
+            CHECK(r0.warnings != NULL, "golden %s: official rejects (%s) but we give no warning", name, jstr(e, "official_error"));
+            if (r0.n_tool_calls == 0) {  /* bytes kept: output histogram within the input's, little consumed */
+                size_t hist[256] = {0}, out = r0.reasoning_len + r0.content_len, allowed = strlen("</think>") + strlen(EOS);
+                int over = 0;
+                for (size_t i = 0; i < len; i++) hist[(unsigned char)text[i]]++;
+                for (size_t i = 0; i < r0.reasoning_len; i++) over |= hist[(unsigned char)r0.reasoning_content[i]]-- == 0;
+                for (size_t i = 0; i < r0.content_len; i++) over |= hist[(unsigned char)r0.content[i]]-- == 0;
+                if (r0.warnings && strstr(r0.warnings, "without any invoke dropped")) allowed += strlen(TCS) + strlen(TCE);
+                CHECK(!over && out + allowed >= len, "golden %s: text not preserved (%zu of %zu bytes kept)", name, out, len);
+            }
+        }
+        if (n_fail == fails0) n_ok++;
+        dsv4_parse_result_free(&r0);
+        free(text);
+    }
+    printf("goldens: %d accepted + %d rejected by the official parser, %d fully agree\n", n_acc, n_rej, n_ok);
+    cJSON_Delete(arr);
+}
 
 /* ------------------------------------------------------------------ registry tests */
 static void *reg_worker(void *arg) {
@@ -490,6 +627,7 @@ int main(void) {
     for (int i = 0; i < nc; i++) check_case(&cases[i], NULL);
     test_misc();
     test_roundtrip();
+    test_goldens();
     test_registry();
     printf("%d cases\n", nc);
     printf("%d passed, %d failed\n", n_pass, n_fail);

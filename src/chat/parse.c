@@ -4,9 +4,12 @@
  * Structure: a byte stream is pumped through a small state machine.
  *   ST_REASON  (thinking mode start)  markers: EOS, "</think>", "\n\n<｜DSML｜tool_calls"
  *   ST_CONTENT                        markers: EOS, "\n\n<｜DSML｜tool_calls"
- *   ST_BLOCK   the tool-call block is buffered whole; validated (prefix-wise) as bytes arrive; resolved at
- *              EOS / end of stream into tool calls, or into content on failure (then ST_RAW / ST_DONE)
- *   ST_RAW     after a failed block: everything is content;  markers: EOS
+ *   ST_BLOCK   the tool-call block is buffered whole; validated (prefix-wise) as bytes arrive. Like the
+ *              official parse_tool_calls only DSML stop strings count inside it (an EOS in a value is data);
+ *              resolved at "</｜DSML｜tool_calls>" + EOS or at the end of stream into tool calls, or into
+ *              content on failure (then ST_RAW / ST_DONE)
+ *   ST_RAW     after a failed block: everything is content, the first EOS (even one inside the failed
+ *              block) ends the message;  markers: EOS
  *   ST_DONE    after EOS: everything is content (flagged)
  * In the streaming states the earliest complete marker (by start) switches state; otherwise the longest
  * suffix that is a proper prefix of any marker (state markers plus cosmetic ones: "<think>", BOS, DSML tag
@@ -42,11 +45,15 @@ typedef struct { char *p; size_t n, cap; } buf_t;
 
 typedef struct { size_t off, len; } span_t;
 typedef struct { span_t key, val; int is_str; } par_t;
-typedef struct { span_t name, raw; int par0, npar; } inv_t;
+typedef struct { span_t name, raw; int par0, npar, trunc; } inv_t;  /* trunc: cut by the end of the stream */
 typedef struct {
     inv_t *inv; int ninv, capinv;
     par_t *par; int npar, cappar;
     char msg[160];
+    /* V_DONE only: end = offset just after "</｜DSML｜tool_calls>" (or n when truncated); eos = the EOS text
+     * follows at end (the caller splits there); trunc = accepted although cut by the end of the stream */
+    size_t end;
+    int eos, trunc;
     /* V_MORE only: when wait_a != NULL the verdict cannot change until stop wait_a or wait_b (may be NULL)
      * occurs at/after offset wait_from (the caller may skip re-validation until then) */
     const char *wait_a, *wait_b;
@@ -60,7 +67,6 @@ struct dsv4_parser {
     uint64_t seed;
     buf_t pend;       /* bytes not yet emitted (streaming states) */
     buf_t blk;        /* the tool-call block text (ST_BLOCK), starting with S_TC_START */
-    size_t eos_scan;  /* blk offset from which EOS is searched */
     size_t blk_checked; /* blk length at the last prefix validation */
     const char *wait_a, *wait_b; /* from the last V_MORE: skip validation until one of these appears */
     size_t wait_from;
@@ -188,14 +194,47 @@ static int sep_prefix_ok(const char *t, size_t tn, const char *a, const char *b)
     return t[0] == '>' && t[1] == '\n' && (is_prefix_of(t + 2, tn - 2, a) || is_prefix_of(t + 2, tn - 2, b));
 }
 
-static int py_space(unsigned char c) { return c == ' ' || (c >= 0x09 && c <= 0x0d) || (c >= 0x1c && c <= 0x1f); }
+/* Byte length of the character at s[0..n) if it is whitespace for Python's re `\s` on str (= str.isspace():
+ * \t-\r, \x1c-\x1f, space, U+0085, U+00A0, U+1680, U+2000-U+200A, U+2028, U+2029, U+202F, U+205F, U+3000),
+ * else 0. s is UTF-8. */
+static size_t py_space(const char *s, size_t n) {
+    const unsigned char *u = (const unsigned char *)s;
+    if (!n) return 0;
+    if (u[0] == ' ' || (u[0] >= 0x09 && u[0] <= 0x0d) || (u[0] >= 0x1c && u[0] <= 0x1f)) return 1;
+    if (n >= 2 && u[0] == 0xC2 && (u[1] == 0x85 || u[1] == 0xA0)) return 2;
+    if (n >= 3 && u[0] == 0xE1 && u[1] == 0x9A && u[2] == 0x80) return 3;                        /* U+1680 */
+    if (n >= 3 && u[0] == 0xE2 && u[1] == 0x80 &&
+        (u[2] <= 0x8A || u[2] == 0xA8 || u[2] == 0xA9 || u[2] == 0xAF) && u[2] >= 0x80) return 3;  /* U+2000.. */
+    if (n >= 3 && u[0] == 0xE2 && u[1] == 0x81 && u[2] == 0x9F) return 3;                        /* U+205F */
+    if (n >= 3 && u[0] == 0xE3 && u[1] == 0x80 && u[2] == 0x80) return 3;                        /* U+3000 */
+    return 0;
+}
+
+/* Invoke header s[h..he): Python re.findall(r'^\s*name="(.*?)">\n$', ..., DOTALL) has exactly one match
+ * (`$` also matches before one final '\n'). On success sets the name span and returns 1. */
+static int header_ok(const char *s, size_t h, size_t he, span_t *name) {
+    size_t w;
+    while (h < he && (w = py_space(s + h, he - h)) > 0) h += w;
+    size_t tail = (he - h >= 4 && s[he - 1] == '\n' && s[he - 2] == '\n') ? 4 : 3;
+    if (he - h < 6 + tail || memcmp(s + h, "name=\"", 6) != 0 || memcmp(s + he - tail, "\">\n", 3) != 0) return 0;
+    name->off = h + 6;
+    name->len = he - tail - (h + 6);
+    return 1;
+}
 
 #define VERR(...) do { snprintf(r->msg, sizeof r->msg, __VA_ARGS__); return V_ERR; } while (0)
 
-/* Validate block text s[0..n) (starts with S_TC_START; EOS already cut off). final = no more bytes will come.
- * resume: continue from r's checkpoint (r from an earlier call on a prefix of the same text) instead of byte 0.
- * V_DONE: a complete block ending exactly at n; r holds invokes/params. V_MORE: a proper prefix of a valid
- * block (only when !final; conservative). V_ERR: no extension can be valid; r->msg says why. */
+/* Validate block text s[0..n) (starts with S_TC_START; may go on past the block). final = no more bytes will
+ * come. resume: continue from r's checkpoint (r from an earlier call on a prefix of the same text) instead of
+ * byte 0. Follows the official parse_tool_calls: only the DSML stop strings count, so an EOS inside a value or
+ * a name is data.
+ * V_DONE: a complete block; r holds invokes/params; r->end = its end; either r->end == n, or r->eos and the
+ *   EOS text starts at r->end (the rest is not part of the block). When final, also the prefixes the
+ *   official parser accepts when the text ends there (r->trunc): right after the "\n\n<｜DSML｜tool_calls"
+ *   marker, after a complete invoke header, after a parameter's ">\n", after "</｜DSML｜invoke" (no '>').
+ *   Zero invokes is valid (the official returns no calls).
+ * V_MORE: a proper prefix of a valid block (only when !final; conservative).
+ * V_ERR: no extension can be valid; r->msg says why. */
 static int validate(const char *s, size_t n, int final, vres_t *r, int resume) {
     size_t i = SLEN(S_TC_START), pos = 0, inv_start = 0;
     int which = 0;
@@ -203,6 +242,8 @@ static int validate(const char *s, size_t n, int final, vres_t *r, int resume) {
     r->ninv = r->npar = 0;
     r->msg[0] = 0;
     r->wait_a = r->wait_b = NULL;
+    r->end = 0;
+    r->eos = r->trunc = 0;
     if (resume && r->ck_kind) {
         i = r->ck_i;
         r->ninv = r->ck_ninv;
@@ -219,6 +260,11 @@ static int validate(const char *s, size_t n, int final, vres_t *r, int resume) {
         pos = find2(s, n, i, S_INV, S_TC_END, &which);
         /* messages must not depend on `final` (an early verdict must equal the late one) */
         if (pos == (size_t)-1) {
+            if (final && i == n) {  /* cut right after the marker or after "</｜DSML｜invoke": official accepts */
+                r->trunc = 1;
+                r->end = n;
+                return V_DONE;
+            }
             if (!sep_prefix_ok(s + i, n - i, S_INV, S_TC_END))
                 VERR("unexpected text in tool-call block at byte %zu (expected '>\\n' then an invoke or the closing tag)", i);
             if (final) VERR("tool-call block not closed (missing </｜DSML｜tool_calls>)");
@@ -228,10 +274,9 @@ static int validate(const char *s, size_t n, int final, vres_t *r, int resume) {
             VERR("unexpected text in tool-call block at byte %zu (expected '>\\n' then an invoke or the closing tag)", i);
         if (which == 1) {  /* </｜DSML｜tool_calls> */
             size_t end = pos + SLEN(S_TC_END);
-            if (end == n) {
-                if (!r->ninv) VERR("tool-call block without any invoke");
-                return V_DONE;
-            }
+            r->end = end;
+            if (end == n) return V_DONE;
+            if (n - end >= SLEN(S_EOS) && !memcmp(s + end, S_EOS, SLEN(S_EOS))) { r->eos = 1; return V_DONE; }
             if (!final && is_prefix_of(s + end, n - end, S_EOS)) return V_MORE;
             VERR("text after </｜DSML｜tool_calls>");
         }
@@ -239,16 +284,15 @@ static int validate(const char *s, size_t n, int final, vres_t *r, int resume) {
         inv_start = pos;
         i = pos + SLEN(S_INV);
         pos = find2(s, n, i, S_PAR, S_INV_END, &which);
+        span_t name;
         if (pos == (size_t)-1) {
-            if (final) VERR("invoke %d not closed (missing </｜DSML｜invoke>)", r->ninv);
-            r->wait_a = S_PAR; r->wait_b = S_INV_END; r->wait_from = i;
-            return V_MORE;
-        }
-        /* header: ^\s*name="(.*?)">\n$ ; Python's $ also matches before one final \n */
-        size_t h = i, he = pos;
-        while (h < he && py_space((unsigned char)s[h])) h++;
-        size_t tail = (he - h >= 4 && s[he - 1] == '\n' && s[he - 2] == '\n') ? 4 : 3;
-        if (he - h < 6 + tail || memcmp(s + h, "name=\"", 6) != 0 || memcmp(s + he - tail, "\">\n", 3) != 0)
+            /* the official takes the rest as the header: a complete header at the very end is one call, no params */
+            if (final && !header_ok(s, i, n, &name)) VERR("invoke %d not closed (missing </｜DSML｜invoke>)", r->ninv);
+            if (!final) {
+                r->wait_a = S_PAR; r->wait_b = S_INV_END; r->wait_from = i;
+                return V_MORE;
+            }
+        } else if (!header_ok(s, i, pos, &name))
             VERR("bad invoke header in invoke %d (expected name=\"NAME\">\\n)", r->ninv);
         if (r->ninv == r->capinv) {
             int cap = r->capinv ? 2 * r->capinv : 4;
@@ -258,10 +302,19 @@ static int validate(const char *s, size_t n, int final, vres_t *r, int resume) {
             r->capinv = cap;
         }
         iv = &r->inv[r->ninv];
-        iv->name.off = h + 6;
-        iv->name.len = he - tail - (h + 6);
+        iv->name = name;
         iv->par0 = r->npar;
         iv->npar = 0;
+        iv->trunc = 0;
+        if (pos == (size_t)-1) {  /* final: truncated after the header */
+            iv->raw.off = inv_start;
+            iv->raw.len = n - inv_start;
+            iv->trunc = 1;
+            r->ninv++;
+            r->trunc = 1;
+            r->end = n;
+            return V_DONE;
+        }
         while (which == 0) {  /* <｜DSML｜parameter */
             i = pos + SLEN(S_PAR);
             const char *pe = find_bytes(s, n, i, S_PAR_END, SLEN(S_PAR_END));
@@ -312,6 +365,15 @@ static int validate(const char *s, size_t n, int final, vres_t *r, int resume) {
             if (pos == (size_t)-1) {
                 if (!sep_prefix_ok(s + i, n - i, S_PAR, S_INV_END))
                     VERR("unexpected text after parameter %d of invoke %d", iv->npar - 1, r->ninv);
+                if (final && n - i == 2) {  /* cut right after the parameter's ">\n": official accepts the call */
+                    iv->raw.off = inv_start;
+                    iv->raw.len = n - inv_start;
+                    iv->trunc = 1;
+                    r->ninv++;
+                    r->trunc = 1;
+                    r->end = n;
+                    return V_DONE;
+                }
                 if (final) VERR("invoke %d not closed (missing </｜DSML｜invoke>)", r->ninv);
                 return V_MORE;
             }
@@ -321,7 +383,8 @@ static int validate(const char *s, size_t n, int final, vres_t *r, int resume) {
         /* </｜DSML｜invoke ; its '>' is checked by the separator test of the next round */
         i = pos + SLEN(S_INV_END);
         iv->raw.off = inv_start;
-        iv->raw.len = i + 1 - inv_start;
+        iv->raw.len = (i < n ? i + 1 : n) - inv_start;  /* its '>' (if any) is checked in the next round */
+        iv->trunc = i >= n;
         r->ninv++;
     }
 }
@@ -388,7 +451,9 @@ static int make_calls(dsv4_parser *p, const char *s, const vres_t *r, dsv4_parse
     p->calls = calls;
     p->ncalls = r->ninv;
     for (int k = 0; k < r->ninv; k++) {
-        dsv4_toolcall_remember(calls[k].id, calls[k].raw, calls[k].raw_len);  /* best effort */
+        /* best effort; a call cut by the end of the stream is not registered (its bytes are not a whole invoke,
+         * the prompt encoder re-serialises it from name + arguments) */
+        if (!r->inv[k].trunc) dsv4_toolcall_remember(calls[k].id, calls[k].raw, calls[k].raw_len);
         if (cb) {
             dsv4_parse_event ev = { DSV4_EV_TOOL_CALL, NULL, 0, &calls[k], k };
             cb(user, &ev);
@@ -397,21 +462,37 @@ static int make_calls(dsv4_parser *p, const char *s, const vres_t *r, dsv4_parse
     return 0;
 }
 
-/* Resolve the buffered block (no more bytes for it). On failure its text becomes content. */
+/* The block cannot become valid: its text (already in p->blk, p->pend empty) and everything after it is content;
+ * ST_RAW still ends the message at the first EOS in it. */
+static void fail_block(dsv4_parser *p, const char *msg) {
+    warn(p, "malformed tool-call block kept as content: %s", msg);
+    p->block_failed = 1;
+    buf_t t = p->pend; p->pend = p->blk; p->blk = t; p->blk.n = 0;
+    p->state = ST_RAW;
+}
+
+/* Final verdict on the buffered block p->blk (p->pend empty). Valid: tool calls; the text after an EOS that
+ * follows the block goes back to p->pend; state ST_DONE. Invalid: fail_block. */
 static void resolve_block(dsv4_parser *p, dsv4_parse_cb cb, void *user) {
     vres_t r = {0};
     int v = validate(p->blk.p, p->blk.n, 1, &r, 0);
     if (v == V_DONE) {
-        if (make_calls(p, p->blk.p, &r, cb, user)) p->oom = 1;
+        if (r.eos) {
+            size_t rest = r.end + SLEN(S_EOS);
+            if (buf_add(&p->pend, p->blk.p + rest, p->blk.n - rest)) p->oom = 1;
+            p->saw_eos = 1;
+        }
+        if (r.trunc) warn(p, "tool-call block cut by the end of the output (accepted like the official parser)");
+        if (!r.ninv) warn(p, "tool-call block without any invoke dropped");
+        else if (make_calls(p, p->blk.p, &r, cb, user)) p->oom = 1;
+        p->blk.n = 0;
+        p->state = ST_DONE;
     } else if (v == V_OOM) {
         p->oom = 1;
     } else {
-        warn(p, "malformed tool-call block kept as content: %s", r.msg);
-        p->block_failed = 1;
-        emit(p, DSV4_EV_CONTENT, p->blk.p, p->blk.n, cb, user);
+        fail_block(p, r.msg);
     }
     vres_free(&r);
-    p->blk.n = 0;
 }
 
 /* Length of the prefix of s[0..n) that can be emitted now: excludes a trailing proper prefix of any marker
@@ -456,18 +537,7 @@ static void pump(dsv4_parser *p, int final, dsv4_parse_cb cb, void *user) {
                 if (buf_add(&p->blk, p->pend.p, p->pend.n)) { p->oom = 1; return; }
                 p->pend.n = 0;
             }
-            const char *e = find_bytes(p->blk.p, p->blk.n, p->eos_scan, S_EOS, SLEN(S_EOS));
-            if (e) {
-                size_t pos = (size_t)(e - p->blk.p), rest = pos + SLEN(S_EOS);
-                if (buf_add(&p->pend, p->blk.p + rest, p->blk.n - rest)) { p->oom = 1; return; }
-                p->blk.n = pos;
-                p->saw_eos = 1;
-                resolve_block(p, cb, user);
-                p->state = ST_DONE;
-                continue;
-            }
-            p->eos_scan = p->blk.n > SLEN(S_EOS) ? p->blk.n - SLEN(S_EOS) : 0;
-            if (final) { resolve_block(p, cb, user); p->state = ST_DONE; continue; }
+            if (final) { vres_free(&p->vr); resolve_block(p, cb, user); continue; }
             if (p->blk.n == p->blk_checked) return;
             if (p->wait_a) {  /* the last verdict waits for a stop string: look only at the new bytes */
                 size_t from = p->blk_checked > 32 ? p->blk_checked - 32 : 0;
@@ -482,13 +552,15 @@ static void pump(dsv4_parser *p, int final, dsv4_parse_cb cb, void *user) {
             p->wait_a = v == V_MORE ? r->wait_a : NULL;
             p->wait_b = r->wait_b;
             p->wait_from = r->wait_from;
-            if (v == V_OOM) p->oom = 1;
+            if (v == V_OOM) { p->oom = 1; return; }
             if (v == V_ERR) {  /* cannot become valid: the block and everything after it is content */
-                warn(p, "malformed tool-call block kept as content: %s", r->msg);
-                p->block_failed = 1;
-                buf_t t = p->pend; p->pend = p->blk; p->blk = t; p->blk.n = 0;
-                p->state = ST_RAW;
+                fail_block(p, r->msg);
                 vres_free(r);
+                continue;
+            }
+            if (v == V_DONE && r->eos) {  /* "</｜DSML｜tool_calls>" + EOS: the calls are final now */
+                vres_free(r);
+                resolve_block(p, cb, user);
                 continue;
             }
             return;
@@ -535,7 +607,6 @@ static void pump(dsv4_parser *p, int final, dsv4_parse_cb cb, void *user) {
             }
             buf_consume(&p->pend, pos);
             p->blk.n = 0;
-            p->eos_scan = 0;
             p->blk_checked = 0;
             p->wait_a = p->wait_b = NULL;
             vres_free(&p->vr);
