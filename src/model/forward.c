@@ -580,3 +580,33 @@ void dsv4_forward_mtp(dsv4_session *s, int32_t next_token, float *logits) {
     hc_head(s, &L->hc_head_fn, L->hc_head_base, L->hc_head_scale, X, s->w.u);
     head_logits(s, s->w.u, L->mtp_norm, logits);
 }
+
+/* ------------------------------------------------------------------ one block (tests; model.h) */
+int dsv4_block_eval(dsv4_session *s, int layer, float *X, const int32_t *tokens, int n, int64_t pos0,
+                    char *err, size_t errlen) {
+    if (!s) return dsv4_fail(err, errlen, "dsv4_block_eval: session is NULL");
+    const dsv4_model *m = s->m;
+    const dsv4_config *c = &m->cfg;
+    if (layer < 0 || layer >= m->n_blocks)
+        return dsv4_fail(err, errlen, "dsv4_block_eval: layer %d out of range [0, %d)", layer, m->n_blocks);
+    if (layer >= c->n_layers && m->layers[layer].ratio != 0)
+        return dsv4_fail(err, errlen, "dsv4_block_eval: MTP block %d with compress ratio %d is not supported", layer,
+                         m->layers[layer].ratio);
+    if (n < 1 || !X || !tokens) return dsv4_fail(err, errlen, "dsv4_block_eval: n = %d (need >= 1), X and tokens non-NULL", n);
+    if (pos0 < 0 || pos0 + n > s->max_ctx)
+        return dsv4_fail(err, errlen, "dsv4_block_eval: positions %lld..%lld outside [0, max_ctx %d)", (long long)pos0,
+                         (long long)(pos0 + n - 1), s->max_ctx);
+    for (int i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= c->vocab_size)
+            return dsv4_fail(err, errlen, "dsv4_block_eval: token id %d at index %d out of range [0, %d)", (int)tokens[i], i,
+                             c->vocab_size);
+    size_t row = (size_t)c->hc_mult * c->dim;
+    for (int c0 = 0; c0 < n; c0 += DSV4_CHUNK) {
+        int nc = n - c0 < DSV4_CHUNK ? n - c0 : DSV4_CHUNK;
+        memcpy(s->w.X, X + (size_t)c0 * row, (size_t)nc * row * sizeof(float));
+        if (layer >= c->n_layers) mtp_input(s, &m->layers[layer], s->w.X, tokens + c0, nc);
+        block(s, layer, s->w.X, tokens + c0, nc, pos0 + c0);
+        memcpy(X + (size_t)c0 * row, s->w.X, (size_t)nc * row * sizeof(float));
+    }
+    return 0;
+}

@@ -125,5 +125,19 @@ void dsv4_forward_chunk(dsv4_session *s, const int32_t *tokens, int n, float *lo
 void dsv4_forward_mtp(dsv4_session *s, int32_t next_token, float *logits);
 /* Reset the compressor states of all blocks (values 0, scores -inf). */
 void dsv4_state_reset(dsv4_session *s);
+/* Run exactly one block on a given input state (testing entry point, tests/test_blocks.c; INTERNAL, not
+ * part of include/dsv4.h). layer in [0, n_layers) is a trunk layer (§4.7: mHC + attention + mHC + MoE);
+ * layer == n_layers (needs n_mtp_layers >= 1, compress ratio 0) is the MTP block including its input
+ * projection (§4.9): X holds the trunk final states and tokens[t] the token fed at position t (t+1 of the
+ * sequence), X0 = bf16(E_proj RMSNorm(embed[tokens[t]]) + H_proj RMSNorm(X_t)) then the block.
+ * X: [n][hc][dim] F32 (BF16 values), in/out: replaced by the block output (before any hc_head).
+ * tokens: [n] ids (routing of hash layers, MTP embedding). Positions pos0..pos0+n-1; the block's state in
+ * s (window ring, compressor state, compressed entries, indexer keys) is read and advanced, so a sequence
+ * may be fed in any split as long as the calls are consecutive from position 0 after dsv4_session_reset.
+ * Other layers' state, s->pos and the MTP history are untouched. Calls longer than DSV4_CHUNK are split
+ * internally (same result). Returns 0, or -1 with err filled (bad layer, n < 1, NULL pointers, pos0 < 0,
+ * pos0 + n > max_ctx, token id out of range). */
+int dsv4_block_eval(dsv4_session *s, int layer, float *X, const int32_t *tokens, int n, int64_t pos0,
+                    char *err, size_t errlen);
 
 #endif

@@ -63,9 +63,20 @@ CASES = {
 }
 
 
-def shaped_init(model, seed):
-    """Seeded random weights with clear decision margins (see module doc)."""
+# Extra shaping per case (make mutations of rarely-active paths visible, tools/mutate.sh / tests/MUTATIONS.md):
+#   comb_amp: multiplies the mHC comb base logits (identity + shift + noise) so the Sinkhorn projection needs
+#             all its iterations (20 vs 19 iterations differ by ~2e-3 in M at amp 4, by 6e-9 at amp 1);
+#   ffn_amp:  multiplies the std of every expert's w1/w3 (routed and shared) so the SwiGLU pre-activations
+#             exceed swiglu_limit (10) in a few % of the elements on both sides; w2 is divided by ffn_amp^2
+#             so the MoE output keeps its size. The random stream is the same, only scaled.
+SHAPING = {"window": {"comb_amp": 4.0, "ffn_amp": 5.0}}
+
+
+def shaped_init(model, seed, shaping=None):
+    """Seeded random weights with clear decision margins (see module doc); `shaping`: see SHAPING."""
     cfg = model.cfg
+    comb_amp = (shaping or {}).get("comb_amp", 1.0)
+    ffn_amp = (shaping or {}).get("ffn_amp", 1.0)
     g = torch.Generator().manual_seed(seed)
 
     def rn(*shape, std=1.0):
@@ -94,7 +105,7 @@ def shaped_init(model, seed):
                     b[:hc] = -1.1 + rn(hc, std=0.5)
                     b[hc:2 * hc] = -1.0 + rn(hc, std=1.0)
                     shift = torch.roll(torch.eye(hc), 1, dims=1)
-                    b[2 * hc:] = (torch.eye(hc) * 2.0 + shift * 1.5).flatten() + rn(hc * hc, std=0.3)
+                    b[2 * hc:] = ((torch.eye(hc) * 2.0 + shift * 1.5).flatten() + rn(hc * hc, std=0.3)) * comb_amp
                     p.copy_(b)
             elif name.endswith("_scale"):
                 p.copy_(0.5 + rn(*shp, std=0.1).abs())
@@ -112,7 +123,7 @@ def shaped_init(model, seed):
             elif name.endswith("compressor.wgate.weight"):
                 p.copy_(rn(*shp, std=1.0 / shp[1] ** 0.5))
             elif ".experts." in name or "shared_experts" in name:
-                std = 0.1 if name.endswith("w2.weight") else 1.0
+                std = 0.1 / ffn_amp ** 2 if name.endswith("w2.weight") else ffn_amp
                 p.copy_(rn(*shp, std=std / shp[1] ** 0.5))
             elif name.endswith("wo_b.weight") or name.endswith("wo_a.weight"):
                 p.copy_(rn(*shp, std=0.5 / shp[1] ** 0.5))
@@ -195,7 +206,7 @@ def make_case(name, out_dir, check_only=False):
     kw, T, shards, seed = CASES[name]
     cfg = Config(**kw)
     m = Transformer(cfg)
-    shaped_init(m, seed)
+    shaped_init(m, seed, SHAPING.get(name))
     d = os.path.join(out_dir, name)
     save_checkpoint(m.state_dict(), cfg, d, shards=shards)
     size = sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d))

@@ -1,0 +1,223 @@
+/* test_blocks — per-block goldens (tools/reference/make_block_goldens.py, tests/golden/<case>/blocks/).
+ *
+ * The model-level goldens (test_golden) need tolerances of 2-4% of max|logit| because FP8 activation
+ * quantization amplifies 1-ulp differences across layers; these checks have no compounding: every block is
+ * fed the reference (float64) input state and its output is compared with the reference output of that
+ * block alone, with a tolerance of a few times the measured float32-vs-float64 noise of one block.
+ *
+ * For every tests/golden/<case>/blocks/manifest.json and every block listed (trunk layers and the MTP
+ * block incl. its input projection), through the internal entry point dsv4_block_eval (src/model/model.h),
+ * on a freshly reset session, for each schedule in the manifest ("one_call": all N tokens in one call;
+ * "chunks": e.g. 5,37,1,1,64,19,1,1,3,rest — state carried across calls):
+ *   rel_rms = RMS(c - r) / RMS(r) <= tolerance.rel_rms,  max|c - r| <= max_abs_ulps BF16 ulps of max|r|.
+ * Prints one line per block and schedule with both numbers, a FAIL line per failed check, and ends with
+ * "N passed, N failed". Without any manifest it prints SKIP and "0 passed, 0 failed".
+ * Usage: test_blocks [golden_root=tests/golden]
+ */
+#include <dirent.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cjson/cJSON.h>
+#include "dsv4.h"
+#include "model/model.h"
+
+static int n_pass, n_fail;
+
+static char *read_all(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc((size_t)n + 1);
+    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) { free(b); b = NULL; }
+    fclose(f);
+    if (b) { b[n] = 0; if (len) *len = (size_t)n; }
+    return b;
+}
+
+/* Read a raw little-endian BF16 file of exactly cnt values into floats (malloc'd); NULL on error. */
+static float *read_bf16(const char *path, size_t cnt) {
+    size_t len = 0;
+    unsigned char *b = (unsigned char *)read_all(path, &len);
+    if (!b) return NULL;
+    if (len != cnt * 2) { free(b); return NULL; }
+    float *x = malloc(cnt * sizeof(float));
+    for (size_t i = 0; x && i < cnt; i++) {
+        uint32_t u = ((uint32_t)b[2 * i] | (uint32_t)b[2 * i + 1] << 8) << 16;
+        memcpy(&x[i], &u, 4);
+    }
+    free(b);
+    return x;
+}
+
+static void fail(const char *fmt, const char *a, const char *b) {
+    n_fail++;
+    printf("FAIL ");
+    printf(fmt, a, b);
+    printf("\n");
+}
+
+/* BF16 ulp of |v| (normal range). */
+static double bf16_ulp(double v) {
+    int e;
+    frexp(v, &e);      /* v = f * 2^e, f in [0.5, 1) */
+    return ldexp(1.0, e - 8);
+}
+
+static int *int_array(cJSON *a, int *n) {
+    *n = cJSON_IsArray(a) ? cJSON_GetArraySize(a) : 0;
+    int *v = malloc(sizeof(int) * (*n + 1));
+    for (int i = 0; i < *n; i++) v[i] = cJSON_GetArrayItem(a, i)->valueint;
+    return v;
+}
+
+static void run_case(const char *root, const char *name, int *api_done) {
+    char dir[1024], path[1300], err[512];
+    snprintf(dir, sizeof dir, "%s/%s", root, name);
+    snprintf(path, sizeof path, "%s/blocks/manifest.json", dir);
+    char *js = read_all(path, NULL);
+    if (!js) return;
+    cJSON *g = cJSON_Parse(js);
+    free(js);
+    if (!g) { fail("%s%s: invalid JSON", path, ""); return; }
+    dsv4_model *m = NULL;
+    dsv4_session *s = NULL;
+    int *toks = NULL, *mtoks = NULL;
+    int32_t *t32 = NULL, *m32 = NULL;
+    float *xin = NULL, *xref = NULL, *x = NULL;
+    if (dsv4_model_load(&m, dir, err, sizeof err)) { fail("%s: load: %s", name, err); goto done; }
+    int N = cJSON_GetNumberValue(cJSON_GetObjectItem(g, "n_tokens"));
+    int hc = cJSON_GetNumberValue(cJSON_GetObjectItem(g, "hc")), D = cJSON_GetNumberValue(cJSON_GetObjectItem(g, "dim"));
+    int nt = 0, nmt = 0;
+    toks = int_array(cJSON_GetObjectItem(g, "tokens"), &nt);
+    mtoks = int_array(cJSON_GetObjectItem(g, "mtp_tokens"), &nmt);
+    cJSON *tol = cJSON_GetObjectItem(g, "tolerance"), *blocks = cJSON_GetObjectItem(g, "blocks");
+    cJSON *sch = cJSON_GetObjectItem(g, "schedules");
+    double tol_rms = cJSON_GetNumberValue(cJSON_GetObjectItem(tol, "rel_rms"));
+    double ulps = cJSON_GetNumberValue(cJSON_GetObjectItem(tol, "max_abs_ulps"));
+    if (N < 1 || nt != N || hc != m->cfg.hc_mult || D != m->cfg.dim || !cJSON_IsArray(blocks) || !cJSON_IsObject(sch) ||
+        isnan(tol_rms) || isnan(ulps)) {
+        fail("%s: manifest %s inconsistent with the model or incomplete", name, path);
+        goto done;
+    }
+    size_t cnt = (size_t)N * hc * D;
+    t32 = malloc(sizeof(int32_t) * N);
+    m32 = malloc(sizeof(int32_t) * N);
+    for (int i = 0; i < N; i++) { t32[i] = toks[i]; m32[i] = i < nmt ? mtoks[i] : 0; }
+    if (dsv4_session_open(&s, m, N + 4, err, sizeof err)) { fail("%s: session: %s", name, err); goto done; }
+    x = malloc(cnt * sizeof(float));
+    int nb = cJSON_GetArraySize(blocks);
+    for (int bi = 0; bi < nb; bi++) {
+        cJSON *b = cJSON_GetArrayItem(blocks, bi);
+        int layer = cJSON_GetObjectItem(b, "layer")->valueint;
+        const char *kind = cJSON_GetStringValue(cJSON_GetObjectItem(b, "kind"));
+        const char *fin = cJSON_GetStringValue(cJSON_GetObjectItem(b, "in"));
+        const char *fout = cJSON_GetStringValue(cJSON_GetObjectItem(b, "out"));
+        int is_mtp = kind && !strcmp(kind, "mtp");
+        if (!kind || !fin || !fout) { fail("%s: block %s malformed", name, ""); continue; }
+        if (is_mtp && nmt != N) { fail("%s: %s", name, "mtp_tokens missing"); continue; }
+        free(xin); free(xref);
+        snprintf(path, sizeof path, "%s/blocks/%s", dir, fin);
+        xin = read_bf16(path, cnt);
+        snprintf(path, sizeof path, "%s/blocks/%s", dir, fout);
+        xref = read_bf16(path, cnt);
+        if (!xin || !xref) { fail("%s: %s missing or of the wrong size", name, !xin ? fin : fout); continue; }
+        double rr = 0, mr = 0;
+        for (size_t i = 0; i < cnt; i++) { rr += (double)xref[i] * xref[i]; if (fabs(xref[i]) > mr) mr = fabs(xref[i]); }
+        rr = sqrt(rr / (double)cnt);
+        double tol_abs = ulps * bf16_ulp(mr);
+        cJSON *sc;
+        cJSON_ArrayForEach(sc, sch) {
+            int nc = 0;
+            int *calls = int_array(sc, &nc);
+            memcpy(x, xin, cnt * sizeof(float));
+            dsv4_session_reset(s);
+            int off = 0, ok = 1;
+            for (int ci = 0; ci < nc && ok; ci++) {
+                if (calls[ci] < 1 || off + calls[ci] > N) { ok = 0; fail("%s/%s: schedule call out of range", name, sc->string); break; }
+                if (dsv4_block_eval(s, layer, x + (size_t)off * hc * D, (is_mtp ? m32 : t32) + off, calls[ci], off, err,
+                                    sizeof err)) {
+                    ok = 0;
+                    fail("%s: dsv4_block_eval: %s", name, err);
+                }
+                off += calls[ci];
+            }
+            free(calls);
+            if (!ok) continue;
+            if (off != N) { fail("%s/%s: schedule does not cover n_tokens", name, sc->string); continue; }
+            double se = 0, md = 0;
+            int nan = 0;
+            for (size_t i = 0; i < cnt; i++) {
+                double d = (double)x[i] - xref[i];
+                if (isnan(d)) nan = 1;
+                se += d * d;
+                if (fabs(d) > md) md = fabs(d);
+            }
+            double rel = sqrt(se / (double)cnt) / rr;
+            int pass = !nan && rel <= tol_rms && md <= tol_abs;
+            printf("%-8s block %d %-6s %-9s rel_rms %.3e (tol %.2e)  max_abs %.3e (tol %.3e)  %s\n", name, layer, kind,
+                   sc->string, rel, tol_rms, md, tol_abs, pass ? "ok" : "FAILED");
+            if (pass) n_pass++;
+            else {
+                char a[128], b2[256];
+                snprintf(a, sizeof a, "%s block %d (%s)", name, layer, kind);
+                snprintf(b2, sizeof b2, "%s: rel_rms %.3e (tol %.2e), max_abs %.3e (tol %.3e)%s", sc->string, rel, tol_rms,
+                         md, tol_abs, nan ? ", NaN" : "");
+                fail("%s %s", a, b2);
+            }
+        }
+    }
+    /* API errors of the entry point, once */
+    if (!*api_done) {
+        *api_done = 1;
+        dsv4_session_reset(s);
+        int ok = dsv4_block_eval(s, m->n_blocks, x, t32, 1, 0, err, sizeof err) == -1 && strstr(err, "layer");
+        if (ok) n_pass++; else fail("%s: bad layer not rejected: %s", name, err);
+        t32[0] = m->cfg.vocab_size;
+        ok = dsv4_block_eval(s, 0, x, t32, 1, 0, err, sizeof err) == -1 && strstr(err, "token id");
+        t32[0] = toks[0];
+        if (ok) n_pass++; else fail("%s: bad token not rejected: %s", name, err);
+        ok = dsv4_block_eval(s, 0, x, t32, 2, N + 3, err, sizeof err) == -1 && strstr(err, "max_ctx");
+        if (ok) n_pass++; else fail("%s: overflow not rejected: %s", name, err);
+    }
+done:
+    free(toks); free(mtoks); free(t32); free(m32); free(xin); free(xref); free(x);
+    dsv4_session_free(s);
+    dsv4_model_free(m);
+    cJSON_Delete(g);
+}
+
+static int cmpstr(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+int main(int argc, char **argv) {
+    const char *root = argc > 1 ? argv[1] : "tests/golden";
+    DIR *d = opendir(root);
+    char *names[256];
+    int nn = 0;
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d)) && nn < 256) {
+            if (e->d_name[0] == '.') continue;
+            char p[1200];
+            snprintf(p, sizeof p, "%s/%s/blocks/manifest.json", root, e->d_name);
+            FILE *f = fopen(p, "rb");
+            if (!f) continue;
+            fclose(f);
+            names[nn++] = strdup(e->d_name);
+        }
+        closedir(d);
+    }
+    if (!nn) {
+        printf("SKIP: no %s/<case>/blocks/manifest.json found\n", root);
+        printf("0 passed, 0 failed\n");
+        return 0;
+    }
+    qsort(names, nn, sizeof names[0], cmpstr);
+    int api_done = 0;
+    for (int i = 0; i < nn; i++) { run_case(root, names[i], &api_done); free(names[i]); }
+    printf("%d passed, %d failed\n", n_pass, n_fail);
+    return n_fail ? 1 : 0;
+}
