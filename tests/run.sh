@@ -50,6 +50,14 @@ check "info on a config that is not JSON" fail "config.json" -- "$BIN" info -m "
 check "unknown command" fail "unknown command" -- "$BIN" frobnicate
 check "bad numeric option" fail "not an integer" -- "$BIN" generate -m models/nano -p x -n abc
 
+# chat encoding / parsing front ends (issue: prompt encoding); the library tests cover the details
+ENC=../shared/data/v4-encoding
+check "render: official golden 4 (chat mode) byte-exact" 0 "^same$" -- sh -c "'$BIN' render --messages $ENC/test_input_4.json | cmp -s - $ENC/test_output_4.txt && echo same"
+check "render: official golden 1 (thinking) byte-exact" 0 "^same$" -- sh -c "'$BIN' render --thinking --messages $ENC/test_input_1.json | cmp -s - $ENC/test_output_1.txt && echo same"
+check "render: malformed JSON names the problem" fail "JSON|json" -- sh -c "echo '[{\"role\": ' | '$BIN' render --messages -"
+check "parse: DSML tool call" 0 '"arguments":[[:space:]]*"\{\\"location\\": \\"Beijing\\"\}"' -- sh -c "printf 'ok</think>\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"get_weather\">\n<｜DSML｜parameter name=\"location\" string=\"true\">Beijing</｜DSML｜parameter>\n</｜DSML｜invoke>\n</｜DSML｜tool_calls><｜end▁of▁sentence｜>' | '$BIN' parse --thinking"
+check "chat: a tokenizer without the V4 special tokens is refused" fail "lacks 5 DeepSeek-V4 special tokens" -- sh -c "echo hi | '$BIN' chat -m models/nano"
+
 NANO=models/nano
 if [ -f "$NANO/model.safetensors" ]; then
     check "generate from the nano model" 0 "decode [0-9]+ tokens" -- "$BIN" generate -m "$NANO" -p "ROMEO:" -n 24 --seed 1
