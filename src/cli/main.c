@@ -237,6 +237,7 @@ static int cmd_generate(args_t *a) {
     int k = dsv4_detok_flush(&st, out, sizeof out);
     if (k > 0) fwrite(out, 1, (size_t)k, stdout);
     fputc('\n', stdout);
+    fflush(stdout);
     fprintf(stderr, "load %.3f s | prefill %d tokens %.3f s (%.1f tok/s) | decode %d tokens %.3f s (%.1f tok/s)\n",
             t_load, n, t_prefill, n / (t_prefill > 0 ? t_prefill : 1e-9), produced, t_decode,
             produced / (t_decode > 0 ? t_decode : 1e-9));
