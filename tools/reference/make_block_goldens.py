@@ -21,7 +21,8 @@ reference is schedule-invariant). The noise is measured by running each block al
 float64 input X_l, in one call and in the chunked schedule, against the float64 output:
   rel_rms = RMS(x32 - x64) / RMS(x64),  max_abs = max|x32 - x64|.
 Tolerance (per case, applies to every block and both schedules):
-  rel_rms <= TOL_FACTOR x (largest measured rel_rms of the case), floor TOL_FLOOR_RMS;
+  rel_rms <= TOL_FACTOR x (largest measured rel_rms among the case's blocks >= 1), floor TOL_FLOOR_RMS;
+             block 0 (4 identical input streams -> correlated BF16 flips): TOL_FACTOR x its own noise;
   max_abs <= MAXABS_ULPS BF16 ulps at max|x64| (a single BF16 flip of a large stream element is 1 ulp).
 The float32 runs must take the same router / indexer decisions as the float64 run (checked).
 Deterministic; single thread; ~1-3 min per case.
@@ -160,7 +161,14 @@ def make_case(name, gdir):
         bf16_bits(X).tofile(os.path.join(out, "x%02d.bf16" % li))
     if cfg.n_mtp:
         bf16_bits(mtp64).tofile(os.path.join(out, "mtp.bf16"))
-    tol_rms = max(TOL_FACTOR * worst_rms, TOL_FLOOR_RMS)
+    # block 0 gets its own tolerance: its input has 4 identical streams, so u = bf16(x * sum(pre)) and the F32
+    # rounding of sum(pre) flips many elements of a row at once (correlated, systematically larger noise: 1.5e-3
+    # on the window case); the other blocks share the worst noise among blocks >= 1
+    worst_rest = max([b["f32_noise"][k]["rel_rms"] for b in blocks[1:] for k in b["f32_noise"]] + [0.0])
+    tol_rms = max(TOL_FACTOR * worst_rest, TOL_FLOOR_RMS)
+    for b in blocks:
+        own = max(v["rel_rms"] for v in b["f32_noise"].values())
+        b["tol_rel_rms"] = max(TOL_FACTOR * own, TOL_FLOOR_RMS) if b["layer"] == 0 else tol_rms
     man = {
         "n_tokens": N, "hc": cfg.hc, "dim": cfg.dim, "n_layers": cfg.n_layers, "n_mtp": cfg.n_mtp,
         "format": "raw BF16, little-endian uint16 (the high half of the F32 bits), shape [n_tokens][hc][dim]",
@@ -171,16 +179,18 @@ def make_case(name, gdir):
             "rel_rms": tol_rms, "max_abs_ulps": MAXABS_ULPS,
             "why": ("float64 Session arithmetic, block by block; the float32 reference run of each block alone on the "
                     "float64 input (one call and the chunked schedule) deviates by at most rel_rms %.2e "
-                    "(RMS(x32-x64)/RMS(x64)) over the blocks of this case; tolerance = %.0fx that (floor %.0e). "
+                    "(RMS(x32-x64)/RMS(x64)) over the blocks >= 1 of this case; tolerance rel_rms = %.0fx that "
+                    "(floor %.0e) for blocks >= 1, and %.0fx its own noise for block 0 (per block: tol_rel_rms; "
+                    "block 0 has 4 identical input streams, so its BF16 flips are correlated). "
                     "max_abs <= %d BF16 ulps of max|x64| (a BF16 flip of one large stream element is 1 ulp). "
                     "The float32 runs take the same router/indexer decisions." %
-                    (worst_rms, TOL_FACTOR, TOL_FLOOR_RMS, MAXABS_ULPS))},
+                    (worst_rest, TOL_FACTOR, TOL_FLOOR_RMS, TOL_FACTOR, MAXABS_ULPS))},
     }
     with open(os.path.join(out, "manifest.json"), "w") as f:
         json.dump(man, f, indent=1)
     size = sum(os.path.getsize(os.path.join(out, f)) for f in os.listdir(out))
-    print("  %s: %d tokens, %d blocks, worst f32 rel_rms %.2e -> tol %.2e, %d bytes" %
-          (name, N, nblk, worst_rms, tol_rms, size))
+    print("  %s: %d tokens, %d blocks, worst f32 rel_rms %.2e (blocks >= 1: %.2e) -> tol %.2e (block 0: %.2e), %d bytes"
+          % (name, N, nblk, worst_rms, worst_rest, tol_rms, blocks[0]["tol_rel_rms"], size))
 
 
 def main():
