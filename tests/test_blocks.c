@@ -17,7 +17,6 @@
  * "N passed, N failed". Without any manifest it prints SKIP and "0 passed, 0 failed".
  * Usage: test_blocks [golden_root=tests/golden]
  */
-#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,43 +24,7 @@
 #include <cjson/cJSON.h>
 #include "dsv4.h"
 #include "model/model.h"
-
-static int n_pass, n_fail;
-
-static char *read_all(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) { free(b); b = NULL; }
-    fclose(f);
-    if (b) { b[n] = 0; if (len) *len = (size_t)n; }
-    return b;
-}
-
-/* Read a raw little-endian BF16 file of exactly cnt values into floats (malloc'd); NULL on error. */
-static float *read_bf16(const char *path, size_t cnt) {
-    size_t len = 0;
-    unsigned char *b = (unsigned char *)read_all(path, &len);
-    if (!b) return NULL;
-    if (len != cnt * 2) { free(b); return NULL; }
-    float *x = malloc(cnt * sizeof(float));
-    for (size_t i = 0; x && i < cnt; i++) {
-        uint32_t u = ((uint32_t)b[2 * i] | (uint32_t)b[2 * i + 1] << 8) << 16;
-        memcpy(&x[i], &u, 4);
-    }
-    free(b);
-    return x;
-}
-
-static void fail(const char *fmt, const char *a, const char *b) {
-    n_fail++;
-    printf("FAIL ");
-    printf(fmt, a, b);
-    printf("\n");
-}
+#include "testlib.h"
 
 /* BF16 ulp of |v| (normal range). */
 static double bf16_ulp(double v) {
@@ -81,17 +44,17 @@ static void run_case(const char *root, const char *name, int *api_done) {
     char dir[1024], path[1300], err[512];
     snprintf(dir, sizeof dir, "%s/%s", root, name);
     snprintf(path, sizeof path, "%s/blocks/manifest.json", dir);
-    char *js = read_all(path, NULL);
+    char *js = test_read_file(path, NULL);
     if (!js) return;
     cJSON *g = cJSON_Parse(js);
     free(js);
-    if (!g) { fail("%s%s: invalid JSON", path, ""); return; }
+    if (!g) { test_fail("%s: invalid JSON", path); return; }
     dsv4_model *m = NULL;
     dsv4_session *s = NULL;
     int *toks = NULL, *mtoks = NULL;
     int32_t *t32 = NULL, *m32 = NULL;
     float *xin = NULL, *xref = NULL, *x = NULL;
-    if (dsv4_model_load(&m, dir, err, sizeof err)) { fail("%s: load: %s", name, err); goto done; }
+    if (dsv4_model_load(&m, dir, err, sizeof err)) { test_fail("%s: load: %s", name, err); goto done; }
     int N = cJSON_GetNumberValue(cJSON_GetObjectItem(g, "n_tokens"));
     int hc = cJSON_GetNumberValue(cJSON_GetObjectItem(g, "hc")), D = cJSON_GetNumberValue(cJSON_GetObjectItem(g, "dim"));
     int nt = 0, nmt = 0;
@@ -103,14 +66,14 @@ static void run_case(const char *root, const char *name, int *api_done) {
     double ulps = cJSON_GetNumberValue(cJSON_GetObjectItem(tol, "max_abs_ulps"));
     if (N < 1 || nt != N || hc != m->cfg.hc_mult || D != m->cfg.dim || !cJSON_IsArray(blocks) || !cJSON_IsObject(sch) ||
         isnan(tol_case) || isnan(ulps)) {
-        fail("%s: manifest %s inconsistent with the model or incomplete", name, path);
+        test_fail("%s: manifest %s inconsistent with the model or incomplete", name, path);
         goto done;
     }
     size_t cnt = (size_t)N * hc * D;
     t32 = malloc(sizeof(int32_t) * N);
     m32 = malloc(sizeof(int32_t) * N);
     for (int i = 0; i < N; i++) { t32[i] = toks[i]; m32[i] = i < nmt ? mtoks[i] : 0; }
-    if (dsv4_session_open(&s, m, N + 4, err, sizeof err)) { fail("%s: session: %s", name, err); goto done; }
+    if (dsv4_session_open(&s, m, N + 4, err, sizeof err)) { test_fail("%s: session: %s", name, err); goto done; }
     x = malloc(cnt * sizeof(float));
     int nb = cJSON_GetArraySize(blocks);
     for (int bi = 0; bi < nb; bi++) {
@@ -120,14 +83,14 @@ static void run_case(const char *root, const char *name, int *api_done) {
         const char *fin = cJSON_GetStringValue(cJSON_GetObjectItem(b, "in"));
         const char *fout = cJSON_GetStringValue(cJSON_GetObjectItem(b, "out"));
         int is_mtp = kind && !strcmp(kind, "mtp");
-        if (!kind || !fin || !fout) { fail("%s: block %s malformed", name, ""); continue; }
-        if (is_mtp && nmt != N) { fail("%s: %s", name, "mtp_tokens missing"); continue; }
+        if (!kind || !fin || !fout) { test_fail("%s: block malformed", name); continue; }
+        if (is_mtp && nmt != N) { test_fail("%s: mtp_tokens missing", name); continue; }
         free(xin); free(xref);
         snprintf(path, sizeof path, "%s/blocks/%s", dir, fin);
-        xin = read_bf16(path, cnt);
+        xin = test_read_bf16(path, cnt);
         snprintf(path, sizeof path, "%s/blocks/%s", dir, fout);
-        xref = read_bf16(path, cnt);
-        if (!xin || !xref) { fail("%s: %s missing or of the wrong size", name, !xin ? fin : fout); continue; }
+        xref = test_read_bf16(path, cnt);
+        if (!xin || !xref) { test_fail("%s: %s missing or of the wrong size", name, !xin ? fin : fout); continue; }
         double rr = 0, mr = 0;
         for (size_t i = 0; i < cnt; i++) { rr += (double)xref[i] * xref[i]; if (fabs(xref[i]) > mr) mr = fabs(xref[i]); }
         rr = sqrt(rr / (double)cnt);
@@ -142,17 +105,17 @@ static void run_case(const char *root, const char *name, int *api_done) {
             dsv4_session_reset(s);
             int off = 0, ok = 1;
             for (int ci = 0; ci < nc && ok; ci++) {
-                if (calls[ci] < 1 || off + calls[ci] > N) { ok = 0; fail("%s/%s: schedule call out of range", name, sc->string); break; }
+                if (calls[ci] < 1 || off + calls[ci] > N) { ok = 0; test_fail("%s/%s: schedule call out of range", name, sc->string); break; }
                 if (dsv4_block_eval(s, layer, x + (size_t)off * hc * D, (is_mtp ? m32 : t32) + off, calls[ci], off, err,
                                     sizeof err)) {
                     ok = 0;
-                    fail("%s: dsv4_block_eval: %s", name, err);
+                    test_fail("%s: dsv4_block_eval: %s", name, err);
                 }
                 off += calls[ci];
             }
             free(calls);
             if (!ok) continue;
-            if (off != N) { fail("%s/%s: schedule does not cover n_tokens", name, sc->string); continue; }
+            if (off != N) { test_fail("%s/%s: schedule does not cover n_tokens", name, sc->string); continue; }
             double se = 0, md = 0;
             int nan = 0, ntok_diff = 0, worst_tok = 0;
             double worst_te = 0;
@@ -174,14 +137,8 @@ static void run_case(const char *root, const char *name, int *api_done) {
             printf("%-8s block %d %-6s %-9s rel_rms %.3e (tol %.2e)  max_abs %.3e (tol %.3e)  tokens differing %3d/%d, "
                    "worst %3d (%4.1f%% of the error)  %s\n", name, layer, kind, sc->string, rel, tol_rms, md, tol_abs, ntok_diff,
                    N, worst_tok, se > 0 ? 100.0 * worst_te / se : 0.0, pass ? "ok" : "FAILED");
-            if (pass) n_pass++;
-            else {
-                char a[128], b2[256];
-                snprintf(a, sizeof a, "%s block %d (%s)", name, layer, kind);
-                snprintf(b2, sizeof b2, "%s: rel_rms %.3e (tol %.2e), max_abs %.3e (tol %.3e)%s", sc->string, rel, tol_rms,
-                         md, tol_abs, nan ? ", NaN" : "");
-                fail("%s %s", a, b2);
-            }
+            EXPECT(pass, "%s block %d (%s) %s: rel_rms %.3e (tol %.2e), max_abs %.3e (tol %.3e)%s", name, layer, kind,
+                   sc->string, rel, tol_rms, md, tol_abs, nan ? ", NaN" : "");
         }
     }
     /* API errors of the entry point, once */
@@ -189,13 +146,13 @@ static void run_case(const char *root, const char *name, int *api_done) {
         *api_done = 1;
         dsv4_session_reset(s);
         int ok = dsv4_block_eval(s, m->n_blocks, x, t32, 1, 0, err, sizeof err) == -1 && strstr(err, "layer");
-        if (ok) n_pass++; else fail("%s: bad layer not rejected: %s", name, err);
+        EXPECT(ok, "%s: bad layer not rejected: %s", name, err);
         t32[0] = m->cfg.vocab_size;
         ok = dsv4_block_eval(s, 0, x, t32, 1, 0, err, sizeof err) == -1 && strstr(err, "token id");
         t32[0] = toks[0];
-        if (ok) n_pass++; else fail("%s: bad token not rejected: %s", name, err);
+        EXPECT(ok, "%s: bad token not rejected: %s", name, err);
         ok = dsv4_block_eval(s, 0, x, t32, 2, N + 3, err, sizeof err) == -1 && strstr(err, "max_ctx");
-        if (ok) n_pass++; else fail("%s: overflow not rejected: %s", name, err);
+        EXPECT(ok, "%s: overflow not rejected: %s", name, err);
     }
 done:
     free(toks); free(mtoks); free(t32); free(m32); free(xin); free(xref); free(x);
@@ -204,34 +161,15 @@ done:
     cJSON_Delete(g);
 }
 
-static int cmpstr(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
 int main(int argc, char **argv) {
     const char *root = argc > 1 ? argv[1] : "tests/golden";
-    DIR *d = opendir(root);
     char *names[256];
-    int nn = 0;
-    if (d) {
-        struct dirent *e;
-        while ((e = readdir(d)) && nn < 256) {
-            if (e->d_name[0] == '.') continue;
-            char p[1200];
-            snprintf(p, sizeof p, "%s/%s/blocks/manifest.json", root, e->d_name);
-            FILE *f = fopen(p, "rb");
-            if (!f) continue;
-            fclose(f);
-            names[nn++] = strdup(e->d_name);
-        }
-        closedir(d);
-    }
+    int nn = test_list_cases(root, "blocks/manifest.json", names, 256);
     if (!nn) {
         printf("SKIP: no %s/<case>/blocks/manifest.json found\n", root);
-        printf("0 passed, 0 failed\n");
-        return 0;
+        return test_done();
     }
-    qsort(names, nn, sizeof names[0], cmpstr);
     int api_done = 0;
     for (int i = 0; i < nn; i++) { run_case(root, names[i], &api_done); free(names[i]); }
-    printf("%d passed, %d failed\n", n_pass, n_fail);
-    return n_fail ? 1 : 0;
+    return test_done();
 }

@@ -20,10 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-static int npass, nfail;
-#define CHECK(cond, ...) do { if (cond) npass++; else { nfail++; printf("FAIL %s:%d: ", __FILE__, __LINE__); \
-    printf(__VA_ARGS__); printf("\n"); } } while (0)
+#include "testlib.h"
 
 static const char *OFFICIAL_DIR = "../shared/data/v4-encoding";
 static const char *GOLDEN_DIR = "tests/golden/chat";
@@ -37,21 +34,6 @@ const char *dsv4_toolcall_raw(const char *id, size_t *len) {
                               "</｜DSML｜invoke>";
     if (strcmp(id, "raw-1") == 0) { *len = sizeof raw - 1; return raw; }
     return NULL;
-}
-
-static char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    if (!b) { fclose(f); return NULL; }
-    size_t r = fread(b, 1, (size_t)n, f);
-    fclose(f);
-    b[r] = 0;
-    *len = r;
-    return b;
 }
 
 /* Report the first differing byte of two prompts. */
@@ -72,7 +54,7 @@ static void test_official(void) {
         snprintf(ip, sizeof ip, "%s/test_input_%d.json", OFFICIAL_DIR, k);
         snprintf(op, sizeof op, "%s/test_output_%d.txt", OFFICIAL_DIR, k);
         size_t il, ol;
-        char *in = slurp(ip, &il), *want = slurp(op, &ol);
+        char *in = test_read_file(ip, &il), *want = test_read_file(op, &ol);
         CHECK(in && want, "cannot read %s / %s", ip, op);
         if (!in || !want) { free(in); free(want); continue; }
         dsv4_render_opts o = { .thinking = thinking[k - 1] };
@@ -93,7 +75,7 @@ static void run_generated(const char *name) {
     snprintf(ip, sizeof ip, "%s/%s.input.json", GOLDEN_DIR, name);
     snprintf(op, sizeof op, "%s/%s.output.txt", GOLDEN_DIR, name);
     size_t il, ol;
-    char *in = slurp(ip, &il), *want = slurp(op, &ol);
+    char *in = test_read_file(ip, &il), *want = test_read_file(op, &ol);
     CHECK(in && want, "cannot read %s / %s", ip, op);
     if (!in || !want) { free(in); free(want); return; }
     pj_arena a = { 0 };
@@ -277,7 +259,7 @@ static void test_token_counts(void) {
         char p[512];
         snprintf(p, sizeof p, "%s/official/%s.official.json", VECTORS_DIR, ids[k]);
         size_t l;
-        char *js = slurp(p, &l);
+        char *js = test_read_file(p, &l);
         CHECK(js != NULL, "cannot read %s", p);
         if (!js) continue;
         pj_arena a = { 0 };
@@ -295,7 +277,7 @@ static void test_token_counts(void) {
         /* the prompt file must be the same user text */
         char pp[512]; size_t ptl;
         snprintf(pp, sizeof pp, "%s/prompts/%s.txt", VECTORS_DIR, ids[k]);
-        char *ptxt = slurp(pp, &ptl);
+        char *ptxt = test_read_file(pp, &ptl);
         const char *pre = "<｜begin▁of▁sentence｜><｜User｜>", *suf = "<｜Assistant｜></think>";
         CHECK(rc == 0 && ptxt && pl == strlen(pre) + ptl + strlen(suf) && !memcmp(prompt, pre, strlen(pre)) &&
               !memcmp(prompt + strlen(pre), ptxt, ptl) && !strcmp(prompt + pl - strlen(suf), suf),
@@ -320,6 +302,5 @@ int main(void) {
     test_errors_and_hooks();
     test_token_counts();
     printf("goldens: 4 official + %d generated\n", n_generated);
-    printf("%d passed, %d failed\n", npass, nfail);
-    return nfail ? 1 : 0;
+    return test_done();
 }

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "testlib.h"
 
 #define EOS "<｜end▁of▁sentence｜>"
 #define BOS "<｜begin▁of▁sentence｜>"
@@ -22,10 +23,6 @@
 #define INVE "</" D "invoke>"
 #define PS(k, v) "<" D "parameter name=\"" k "\" string=\"true\">" v "</" D "parameter>"
 #define PN(k, v) "<" D "parameter name=\"" k "\" string=\"false\">" v "</" D "parameter>"
-
-static int n_pass, n_fail;
-#define CHECK(cond, ...) do { if (cond) n_pass++; else { n_fail++; printf("FAIL %s:%d: ", __FILE__, __LINE__); \
-    printf(__VA_ARGS__); printf("\n"); } } while (0)
 
 /* ------------------------------------------------------------------ event collection */
 typedef struct {
@@ -306,20 +303,6 @@ static const tcase cases[] = {
  * block are consumed). Every golden is also parsed whole, bytewise and with 8 random splits: same result. */
 #define GOLDEN_DIR "tests/golden/chat_parse/"
 
-static char *read_all(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 4096, n = 0, k;
-    char *b = malloc(cap);
-    while (b && (k = fread(b + n, 1, cap - n - 1, f)) > 0) {
-        n += k;
-        if (cap - n - 1 == 0) { char *nb = realloc(b, cap *= 2); if (!nb) { free(b); b = NULL; } else b = nb; }
-    }
-    fclose(f);
-    if (b) { b[n] = 0; *len = n; }
-    return b;
-}
-
 static const char *jstr(const cJSON *o, const char *key) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     return cJSON_IsString(v) ? v->valuestring : NULL;
@@ -327,7 +310,7 @@ static const char *jstr(const cJSON *o, const char *key) {
 
 static void test_goldens(void) {
     size_t jn = 0;
-    char *js = read_all(GOLDEN_DIR "expected.json", &jn);
+    char *js = test_read_file(GOLDEN_DIR "expected.json", &jn);
     CHECK(js != NULL, "goldens: cannot read " GOLDEN_DIR "expected.json");
     if (!js) return;
     cJSON *arr = cJSON_Parse(js);
@@ -341,7 +324,7 @@ static void test_goldens(void) {
         char path[512];
         size_t len = 0;
         snprintf(path, sizeof path, GOLDEN_DIR "%s.in", name ? name : "?");
-        char *text = name && kind ? read_all(path, &len) : NULL;
+        char *text = name && kind ? test_read_file(path, &len) : NULL;
         CHECK(text != NULL, "golden %s: cannot read %s (or no name/kind)", name ? name : "?", path);
         if (!text) continue;
         int fails0 = n_fail;
@@ -630,6 +613,5 @@ int main(void) {
     test_goldens();
     test_registry();
     printf("%d cases\n", nc);
-    printf("%d passed, %d failed\n", n_pass, n_fail);
-    return n_fail ? 1 : 0;
+    return test_done();
 }

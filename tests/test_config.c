@@ -13,34 +13,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-static int n_pass, n_fail;
-
-#define CHECK(cond, ...)                                                   \
-    do {                                                                   \
-        if (cond) n_pass++;                                                \
-        else { n_fail++; printf("FAIL %s:%d: ", __FILE__, __LINE__);       \
-               printf(__VA_ARGS__); printf("\n"); }                        \
-    } while (0)
+#include "testlib.h"
 
 #define FLASH_DIR "../shared/data/v4-flash-metadata"
 #define FLASH_CFG FLASH_DIR "/config.json"
 
 static char tmpdir[64];
 static char cfgpath[128];
-
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    size_t r = fread(b, 1, (size_t)n, f);
-    b[r] = 0;
-    fclose(f);
-    return b;
-}
 
 static void write_cfg(const char *text) {
     FILE *f = fopen(cfgpath, "wb");
@@ -230,7 +209,7 @@ static void test_flash_info(void) {
     CHECK(rc == 0 && in2.n_params == in.n_params, "config_info on a .json path: %s", rc ? err : "");
 
     /* expert_dtype "fp8": same params, experts now E4M3 */
-    char *base = slurp(FLASH_CFG);
+    char *base = test_read_file(FLASH_CFG, NULL);
     char *e = edit(base, "\"compress_rope_theta\"", "\"expert_dtype\": \"fp8\", \"compress_rope_theta\"");
     write_cfg(e);
     rc = dsv4_config_info(tmpdir, &in2, err, sizeof err);
@@ -260,7 +239,7 @@ static void expect_bad(const char *what, const char *text, const char *s1, const
 }
 
 static void test_bad_configs(void) {
-    char *base = slurp(FLASH_CFG);
+    char *base = test_read_file(FLASH_CFG, NULL);
     if (!base) { CHECK(0, "cannot read %s", FLASH_CFG); return; }
     char *e;
 
@@ -358,6 +337,5 @@ int main(void) {
     test_bad_configs();
     remove(cfgpath);
     rmdir(tmpdir);
-    printf("%d passed, %d failed\n", n_pass, n_fail);
-    return n_fail ? 1 : 0;
+    return test_done();
 }

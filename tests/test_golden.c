@@ -10,28 +10,13 @@
  * Prints one line per case/schedule with the max abs diff, one line per failed check, and ends with
  * "N passed, N failed". Without any golden case it prints SKIP and "0 passed, 0 failed".
  */
-#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cjson/cJSON.h>
 #include "dsv4.h"
-
-static int n_pass, n_fail;
-
-static char *read_all(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) { free(b); b = NULL; }
-    fclose(f);
-    if (b) { b[n] = 0; if (len) *len = (size_t)n; }
-    return b;
-}
+#include "testlib.h"
 
 static int argmax(const float *x, int n) {
     int b = 0;
@@ -68,31 +53,26 @@ static int compare_row(const char *what, const float *c, const float *r, int V, 
     return ok;
 }
 
-static void check(int ok, const char *fmt, const char *arg) {
-    if (ok) n_pass++;
-    else { n_fail++; printf("FAIL "); printf(fmt, arg); printf("\n"); }
-}
-
 static void run_case(const char *root, const char *name, int *api_done) {
     char dir[1024], path[1200], err[512];
     snprintf(dir, sizeof dir, "%s/%s", root, name);
     snprintf(path, sizeof path, "%s/golden.json", dir);
-    char *js = read_all(path, NULL);
+    char *js = test_read_file(path, NULL);
     if (!js) return;
     cJSON *g = cJSON_Parse(js);
     free(js);
-    if (!g) { printf("FAIL %s: invalid JSON\n", path); n_fail++; return; }
+    if (!g) { test_fail("%s: invalid JSON", path); return; }
     dsv4_model *m = NULL;
     dsv4_session *s = NULL;
     float *lg = NULL, *ref = NULL;
     int32_t *tok = NULL;
-    if (dsv4_model_load(&m, dir, err, sizeof err)) { printf("FAIL %s: load: %s\n", name, err); n_fail++; goto done; }
+    if (dsv4_model_load(&m, dir, err, sizeof err)) { test_fail("%s: load: %s", name, err); goto done; }
     dsv4_model_info info;
     dsv4_model_get_info(m, &info);
     int V = info.vocab_size;
     cJSON *jt = cJSON_GetObjectItem(g, "tokens"), *tol = cJSON_GetObjectItem(g, "tolerance");
     cJSON *sch = cJSON_GetObjectItem(g, "schedules");
-    if (!cJSON_IsArray(jt) || !cJSON_IsArray(sch)) { printf("FAIL %s: golden.json lacks tokens/schedules\n", name); n_fail++; goto done; }
+    if (!cJSON_IsArray(jt) || !cJSON_IsArray(sch)) { test_fail("%s: golden.json lacks tokens/schedules", name); goto done; }
     double tabs = tol ? cJSON_GetNumberValue(cJSON_GetObjectItem(tol, "abs")) : 1e-3;
     double trel = tol ? cJSON_GetNumberValue(cJSON_GetObjectItem(tol, "rel")) : 0;
     if (isnan(tabs)) tabs = 1e-3;
@@ -100,7 +80,7 @@ static void run_case(const char *root, const char *name, int *api_done) {
     int nt = cJSON_GetArraySize(jt);
     tok = malloc(sizeof(int32_t) * (nt + 1));
     for (int i = 0; i < nt; i++) tok[i] = (int32_t)cJSON_GetArrayItem(jt, i)->valueint;
-    if (dsv4_session_open(&s, m, nt + 4, err, sizeof err)) { printf("FAIL %s: session: %s\n", name, err); n_fail++; goto done; }
+    if (dsv4_session_open(&s, m, nt + 4, err, sizeof err)) { test_fail("%s: session: %s", name, err); goto done; }
     lg = malloc(sizeof(float) * V);
     int ns = cJSON_GetArraySize(sch);
     for (int si = 0; si < ns; si++) {
@@ -108,15 +88,15 @@ static void run_case(const char *root, const char *name, int *api_done) {
         const char *sname = cJSON_GetStringValue(cJSON_GetObjectItem(sc, "name"));
         const char *lf = cJSON_GetStringValue(cJSON_GetObjectItem(sc, "logits"));
         cJSON *calls = cJSON_GetObjectItem(sc, "calls");
-        if (!sname || !lf || !cJSON_IsArray(calls)) { printf("FAIL %s: schedule %d malformed\n", name, si); n_fail++; continue; }
+        if (!sname || !lf || !cJSON_IsArray(calls)) { test_fail("%s: schedule %d malformed", name, si); continue; }
         int nc = cJSON_GetArraySize(calls);
         size_t flen = 0;
         snprintf(path, sizeof path, "%s/%s", dir, lf);
         free(ref);
-        ref = (float *)read_all(path, &flen);
+        ref = (float *)test_read_file(path, &flen);
         if (!ref || flen != (size_t)nc * V * sizeof(float)) {
-            printf("FAIL %s/%s: %s has %zu bytes, expected %zu\n", name, sname, path, flen, (size_t)nc * V * sizeof(float));
-            n_fail++; continue;
+            test_fail("%s/%s: %s has %zu bytes, expected %zu", name, sname, path, flen, (size_t)nc * V * sizeof(float));
+            continue;
         }
         dsv4_session_reset(s);
         int off = 0, ok = 1;
@@ -148,7 +128,7 @@ static void run_case(const char *root, const char *name, int *api_done) {
         size_t flen = 0;
         snprintf(path, sizeof path, "%s/%s", dir, lf ? lf : "mtp.f32");
         free(ref);
-        ref = (float *)read_all(path, &flen);
+        ref = (float *)test_read_file(path, &flen);
         int ok = 1;
         if (!ref || flen != (size_t)V * sizeof(float)) { printf("FAIL %s/mtp: %s missing or wrong size\n", name, path); ok = 0; }
         else {
@@ -177,16 +157,16 @@ static void run_case(const char *root, const char *name, int *api_done) {
         dsv4_session_reset(s);
         int32_t bad[2] = {tok[0], V};
         int rc = dsv4_eval(s, bad, 2, lg, err, sizeof err);
-        check(rc == -1 && strstr(err, "index 1") && dsv4_session_pos(s) == 0, "bad token id not rejected properly: %s", err);
+        EXPECT(rc == -1 && strstr(err, "index 1") && dsv4_session_pos(s) == 0, "bad token id not rejected properly: %s", err);
         bad[1] = -1;
         rc = dsv4_eval(s, bad, 2, lg, err, sizeof err);
-        check(rc == -1, "negative token id accepted%s", "");
+        EXPECT(rc == -1, "negative token id accepted");
         int32_t *many = calloc((size_t)nt + 8, sizeof(int32_t));
         rc = dsv4_eval(s, many, nt + 5, lg, err, sizeof err);
-        check(rc == -1 && strstr(err, "max_ctx"), "context overflow not rejected: %s", err);
+        EXPECT(rc == -1 && strstr(err, "max_ctx"), "context overflow not rejected: %s", err);
         free(many);
         rc = dsv4_eval(s, tok, 1, lg, err, sizeof err);
-        check(rc == 0 && dsv4_session_pos(s) == 1, "eval after errors failed: %s", err);
+        EXPECT(rc == 0 && dsv4_session_pos(s) == 1, "eval after errors failed: %s", err);
     }
 done:
     free(lg); free(ref); free(tok);
@@ -195,34 +175,15 @@ done:
     cJSON_Delete(g);
 }
 
-static int cmpstr(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
 int main(int argc, char **argv) {
     const char *root = argc > 1 ? argv[1] : "tests/golden";
-    DIR *d = opendir(root);
     char *names[256];
-    int nn = 0;
-    if (d) {
-        struct dirent *e;
-        while ((e = readdir(d)) && nn < 256) {
-            if (e->d_name[0] == '.') continue;
-            char p[1200];
-            snprintf(p, sizeof p, "%s/%s/golden.json", root, e->d_name);
-            FILE *f = fopen(p, "rb");
-            if (!f) continue;
-            fclose(f);
-            names[nn++] = strdup(e->d_name);
-        }
-        closedir(d);
-    }
+    int nn = test_list_cases(root, "golden.json", names, 256);
     if (!nn) {
         printf("SKIP: no %s/<case>/golden.json found\n", root);
-        printf("0 passed, 0 failed\n");
-        return 0;
+        return test_done();
     }
-    qsort(names, nn, sizeof names[0], cmpstr);
     int api_done = 0;
     for (int i = 0; i < nn; i++) { run_case(root, names[i], &api_done); free(names[i]); }
-    printf("%d passed, %d failed\n", n_pass, n_fail);
-    return n_fail ? 1 : 0;
+    return test_done();
 }

@@ -11,15 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static int n_pass, n_fail;
-
-#define CHECK(cond, ...)                                                   \
-    do {                                                                   \
-        if (cond) n_pass++;                                                \
-        else { n_fail++; printf("FAIL %s:%d: ", __FILE__, __LINE__);       \
-               printf(__VA_ARGS__); printf("\n"); }                        \
-    } while (0)
+#include "testlib.h"
 
 static char tmpdir[64];
 static char made[64][256]; /* files and dirs to remove at exit, in creation order */
@@ -319,6 +311,5 @@ int main(void) {
     test_dirs();
     for (int i = nmade - 1; i >= 0; i--) remove(made[i]); /* files before their directories */
     rmdir(tmpdir);
-    printf("%d passed, %d failed\n", n_pass, n_fail);
-    return n_fail ? 1 : 0;
+    return test_done();
 }

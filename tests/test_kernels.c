@@ -10,15 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int n_pass, n_fail;
-
-#define CHECK(cond, ...)                                                   \
-    do {                                                                   \
-        if (cond) n_pass++;                                                \
-        else { n_fail++; printf("FAIL %s:%d: ", __FILE__, __LINE__);       \
-               printf(__VA_ARGS__); printf("\n"); }                        \
-    } while (0)
+#include "testlib.h"
 
 /* deterministic xorshift */
 static uint64_t rng = 88172645463325252ull;
@@ -484,6 +476,5 @@ int main(void) {
     test_linear();
     test_rope();
     test_norm_softmax_sinkhorn();
-    printf("%d passed, %d failed\n", n_pass, n_fail);
-    return n_fail ? 1 : 0;
+    return test_done();
 }

@@ -16,6 +16,7 @@
  */
 #include "kernels/kernels.h"
 #include "base/util.h"
+#include "testlib.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -25,56 +26,11 @@
 
 #define DIR "tests/golden/ops/"
 
-static int n_pass, n_fail;
-
-static void fail(const char *name, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 2, 3)))
-#endif
-    ;
-#include <stdarg.h>
-static void fail(const char *name, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    printf("FAIL ops/%s: ", name);
-    vprintf(fmt, ap);
-    printf("\n");
-    va_end(ap);
-    n_fail++;
-}
-
-static char *read_text(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) { free(s); s = NULL; }
-    if (s) s[n] = 0;
-    fclose(f);
-    return s;
-}
-
 /* Reads DIR/fname, which must hold exactly `count` little-endian f32 values. NULL on error. */
 static float *read_f32(const char *fname, int count) {
     char path[512];
     snprintf(path, sizeof path, DIR "%s", fname);
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    float *a = malloc((size_t)(count > 0 ? count : 1) * sizeof(float));
-    size_t got = fread(a, sizeof(float), (size_t)count, f);
-    int extra = fgetc(f) != EOF;
-    fclose(f);
-    if (got != (size_t)count || extra) { free(a); return NULL; }
-    for (int i = 0; i < count; i++) {  /* files are little-endian; convert on big-endian hosts */
-        uint32_t u;
-        memcpy(&u, &a[i], 4);
-        const uint8_t *b = (const uint8_t *)&u;
-        u = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
-        memcpy(&a[i], &u, 4);
-    }
-    return a;
+    return test_read_f32(path, (size_t)count);
 }
 
 static double num(const cJSON *params, const char *key, double dflt) {
@@ -189,7 +145,7 @@ static void run_case(const cJSON *c) {
     const char *name = cJSON_IsString(jname) ? jname->valuestring : "?";
     if (!cJSON_IsString(jop) || !cJSON_IsArray(inputs) || !cJSON_IsArray(counts) || !cJSON_IsString(jexp) ||
         cJSON_GetArraySize(inputs) != cJSON_GetArraySize(counts) || cJSON_GetArraySize(inputs) > 8) {
-        fail(name, "malformed manifest entry");
+        test_fail("ops/%s: malformed manifest entry", name);
         return;
     }
     const char *op = jop->valuestring;
@@ -204,18 +160,19 @@ static void run_case(const cJSON *c) {
         const cJSON *f = cJSON_GetArrayItem(inputs, i), *k = cJSON_GetArrayItem(counts, i);
         in_n[i] = cJSON_IsNumber(k) ? k->valueint : -1;
         if (!cJSON_IsString(f) || in_n[i] < 0 || !(in[i] = read_f32(f->valuestring, in_n[i]))) {
-            fail(name, "cannot read input %d (%s, %d floats)", i, cJSON_IsString(f) ? f->valuestring : "?", in_n[i]);
+            test_fail("ops/%s: cannot read input %d (%s, %d floats)", name, i, cJSON_IsString(f) ? f->valuestring : "?",
+                      in_n[i]);
             goto done;
         }
     }
     if (n_out < 0 || !(exp = read_f32(jexp->valuestring, n_out))) {
-        fail(name, "cannot read expected %s (%d floats)", jexp->valuestring, n_out);
+        test_fail("ops/%s: cannot read expected %s (%d floats)", name, jexp->valuestring, n_out);
         goto done;
     }
     out = calloc((size_t)(n_out > 0 ? n_out : 1), sizeof(float));
     char err[256];
     if (run_op(op, params, in, in_n, n_in, out, n_out, err, sizeof err)) {
-        fail(name, "%s", err);
+        test_fail("ops/%s: %s", name, err);
         goto done;
     }
     int bad = 0, first = -1;
@@ -231,11 +188,8 @@ static void run_case(const cJSON *c) {
         }
         if (!ok) { bad++; if (first < 0) first = i; }
     }
-    if (bad)
-        fail(name, "op %s: %d of %d values off (%s tol %g); first [%d] got %.9g want %.9g; max |diff| %g", op, bad,
-             n_out, exact ? "exact," : "", tol, first, out[first], exp[first], maxd);
-    else
-        n_pass++;
+    EXPECT(!bad, "ops/%s: op %s: %d of %d values off (%s tol %g); first [%d] got %.9g want %.9g; max |diff| %g", name,
+           op, bad, n_out, exact ? "exact," : "", tol, first, out[first], exp[first], maxd);
 done:
     for (int i = 0; i < n_in; i++) free(in[i]);
     free(exp);
@@ -243,24 +197,23 @@ done:
 }
 
 int main(void) {
-    char *text = read_text(DIR "manifest.json");
+    char *text = test_read_file(DIR "manifest.json", NULL);
     if (!text) {
-        printf("FAIL ops: " DIR "manifest.json not found (run from the repository root; regenerate with "
-               "tools/reference/gen_op_goldens.py)\n0 passed, 1 failed\n");
-        return 1;
+        test_fail("ops: " DIR "manifest.json not found (run from the repository root; regenerate with "
+                  "tools/reference/gen_op_goldens.py)");
+        return test_done();
     }
     cJSON *root = cJSON_Parse(text);
     const cJSON *cases = cJSON_GetObjectItemCaseSensitive(root, "cases");
     if (!cJSON_IsArray(cases) || cJSON_GetArraySize(cases) == 0) {
-        printf("FAIL ops: " DIR "manifest.json: no \"cases\" array\n0 passed, 1 failed\n");
+        test_fail("ops: " DIR "manifest.json: no \"cases\" array");
         cJSON_Delete(root);
         free(text);
-        return 1;
+        return test_done();
     }
     const cJSON *c;
     cJSON_ArrayForEach(c, cases) run_case(c);
     cJSON_Delete(root);
     free(text);
-    printf("%d passed, %d failed\n", n_pass, n_fail);
-    return n_fail ? 1 : 0;
+    return test_done();
 }

@@ -9,15 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int n_pass, n_fail;
-
-#define CHECK(cond, ...)                                                   \
-    do {                                                                   \
-        if (cond) n_pass++;                                                \
-        else { n_fail++; printf("FAIL %s:%d: ", __FILE__, __LINE__);       \
-               printf(__VA_ARGS__); printf("\n"); }                        \
-    } while (0)
+#include "testlib.h"
 
 static uint64_t rng = 0x243F6A8885A308D3ull;
 static double urand(void) { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; return (double)(rng >> 11) * 0x1.0p-53; }
@@ -260,6 +252,5 @@ int main(void) {
     test_determinism();
     test_distributions();
     test_full_vocab();
-    printf("%d passed, %d failed\n", n_pass, n_fail);
-    return n_fail ? 1 : 0;
+    return test_done();
 }

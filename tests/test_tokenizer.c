@@ -7,10 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-static int npass, nfail;
-#define CHECK(cond, ...) do { if (cond) npass++; else { nfail++; printf("FAIL %s:%d: ", __FILE__, __LINE__); \
-    printf(__VA_ARGS__); printf("\n"); } } while (0)
+#include "testlib.h"
 
 static const char *TOK = "../shared/data/deepseek-v3-tokenizer/tokenizer.json";
 static const char *SHAKES = "../shared/data/tinyshakespeare.txt";
@@ -72,16 +69,6 @@ static void print_ids(const char *what, const int32_t *ids, int n) {
     printf("  %s (%d):", what, n);
     for (int i = 0; i < n; i++) printf(" %d", ids[i]);
     printf("\n");
-}
-
-static char *read_file(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END); long sz = ftell(f); fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)sz + 1);
-    *n = fread(b, 1, (size_t)sz, f); b[*n] = 0;
-    fclose(f);
-    return b;
 }
 
 static int write_file(const char *path, const char *s) {
@@ -163,7 +150,7 @@ int main(void) {
     int rc = dsv4_tokenizer_load(&t, TOK, err, sizeof err);
     double dt = dsv4_now() - t0;
     CHECK(rc == 0 && t, "load %s: %s", TOK, err);
-    if (!t) { printf("%d passed, %d failed\n", npass, nfail); return 1; }
+    if (!t) return test_done();
     printf("load time %.3f s\n", dt);
     CHECK(dt < 1.0, "load time %.3f s (want < 1 s)", dt);
     CHECK(dsv4_tokenizer_vocab_size(t) == 128815, "vocab size %d (want 128815)", dsv4_tokenizer_vocab_size(t));
@@ -276,7 +263,7 @@ int main(void) {
             CHECK(roundtrip(t, cases[i], lens[i]), "round trip case %zu: %s", i, cases[i]);
 
         size_t n;
-        char *sh = read_file(SHAKES, &n);
+        char *sh = test_read_file(SHAKES, &n);
         CHECK(sh != NULL, "read %s", SHAKES);
         if (sh) {
             /* every line of the first 40000 bytes, then whole blocks, then the whole file with timing */
@@ -387,6 +374,5 @@ int main(void) {
 
     dsv4_tokenizer_free(t);
     test_bad_files();
-    printf("%d passed, %d failed\n", npass, nfail);
-    return nfail ? 1 : 0;
+    return test_done();
 }

@@ -16,10 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int npass, nfail;
-#define CHECK(cond, ...) do { if (cond) npass++; else { nfail++; printf("FAIL %s:%d: ", __FILE__, __LINE__); \
-    printf(__VA_ARGS__); printf("\n"); } } while (0)
+#include "testlib.h"
 
 static const char *GOLD_V3 = "tests/golden/tokenizer/v3.jsonl";
 static const char *GOLD_V4 = "tests/golden/tokenizer/v4.jsonl";
@@ -86,16 +83,6 @@ static void py_list_sha(const int32_t *ids, int n, char out[65]) {
 }
 
 /* ------------------------------------------------------------------ helpers */
-static char *read_file(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END); long sz = ftell(f); fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)sz + 1);
-    if (!b || fread(b, 1, (size_t)sz, f) != (size_t)sz) { free(b); fclose(f); return NULL; }
-    fclose(f); b[sz] = 0; *n = (size_t)sz;
-    return b;
-}
-
 /* encode into a malloc'd array; returns the count, or -1 with err */
 static int encode(const dsv4_tokenizer *t, const char *s, size_t n, int32_t **ids, char *err, size_t errlen) {
     *ids = NULL;
@@ -127,7 +114,7 @@ typedef struct { char name[32]; int pass, fail; } catstat;
 /* Run every vector of a golden file. Returns the number of vectors read (0 when the file is unusable). */
 static int run_golden(const dsv4_tokenizer *t, const char *gold, const char *tokpath) {
     size_t n;
-    char *buf = read_file(gold, &n);
+    char *buf = test_read_file(gold, &n);
     CHECK(buf != NULL, "%s: cannot read", gold);
     if (!buf) return 0;
     catstat cats[32]; int ncat = 0, nvec = 0, shown = 0;
@@ -213,7 +200,7 @@ static void v4_checks(const dsv4_tokenizer *t) {
     for (size_t i = 0; i < 5; i++) {
         char p[512]; size_t n; char err[256];
         snprintf(p, sizeof p, "%s/%s.official.json", OFFICIAL, names[i]);
-        char *js = read_file(p, &n);
+        char *js = test_read_file(p, &n);
         cJSON *o = js ? cJSON_Parse(js) : NULL;
         const cJSON *pr = cJSON_GetObjectItemCaseSensitive(o, "prompt");
         const cJSON *pt = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(o, "usage"), "prompt_tokens");
@@ -281,6 +268,5 @@ int main(void) {
         invalid_utf8(t4);
     }
     dsv4_tokenizer_free(t3); dsv4_tokenizer_free(t4);
-    printf("%d passed, %d failed\n", npass, nfail);
-    return nfail ? 1 : 0;
+    return test_done();
 }
