@@ -1,7 +1,9 @@
 /* base/util.c — see util.h. */
 #include "base/util.h"
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <time.h>
 
 int dsv4_fail(char *err, size_t errlen, const char *fmt, ...) {
@@ -12,6 +14,29 @@ int dsv4_fail(char *err, size_t errlen, const char *fmt, ...) {
         va_end(ap);
     }
     return -1;
+}
+
+int dsv4_read_file(const char *path, char **buf, size_t *len, char *err, size_t errlen) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return dsv4_fail(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+    size_t cap = 1 << 16, n = 0;
+    char *b = malloc(cap + 1);
+    while (b) {
+        n += fread(b + n, 1, cap - n, f);
+        if (n < cap) break;
+        char *nb = realloc(b, 2 * cap + 1);
+        if (!nb) { free(b); b = NULL; break; }
+        b = nb;
+        cap *= 2;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (!b) return dsv4_fail(err, errlen, "%s: out of memory", path);
+    if (bad) { free(b); return dsv4_fail(err, errlen, "%s: read error", path); }
+    b[n] = 0;
+    *buf = b;
+    *len = n;
+    return 0;
 }
 
 double dsv4_now(void) {

@@ -31,6 +31,12 @@ static inline uint16_t dsv4_f32_to_bf16(float f) {
 /* Round an f32 value to the nearest BF16 value, returned as f32 (the reference's `.bfloat16().float()`). */
 static inline float dsv4_round_bf16(float f) { return dsv4_bf16_to_f32(dsv4_f32_to_bf16(f)); }
 
+/* Read the whole file at `path` (binary) into a malloc'd buffer *buf holding *len bytes plus a terminating NUL
+ * byte (so text files can be used as C strings; *len excludes the NUL). The caller frees *buf.
+ * Returns 0, or -1 with err "<path>: cannot open: <strerror>", "<path>: read error" or "<path>: out of memory"
+ * (then *buf and *len are untouched). */
+int dsv4_read_file(const char *path, char **buf, size_t *len, char *err, size_t errlen);
+
 /* Monotonic wall clock in seconds. */
 double dsv4_now(void);
 

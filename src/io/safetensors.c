@@ -318,34 +318,11 @@ static char *path_join(const char *dir, const char *name) {
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-static int read_file(const char *path, char **buf, size_t *len, char *err, size_t errlen) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return dsv4_fail(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-    size_t cap = 1 << 16, n = 0;
-    char *b = malloc(cap);
-    while (b) {
-        size_t r = fread(b + n, 1, cap - n, f);
-        n += r;
-        if (n < cap) break;
-        char *nb = realloc(b, cap * 2);
-        if (!nb) { free(b); b = NULL; break; }
-        b = nb;
-        cap *= 2;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (!b) return dsv4_fail(err, errlen, "%s: out of memory", path);
-    if (bad) { free(b); return dsv4_fail(err, errlen, "%s: read error", path); }
-    *buf = b;
-    *len = n;
-    return 0;
-}
-
 /* Directory with model.safetensors.index.json. */
 static int open_indexed(st_set *s, const char *dir, const char *ipath, char *err, size_t errlen) {
     char *buf = NULL;
     size_t len = 0;
-    if (read_file(ipath, &buf, &len, err, errlen) != 0) return -1;
+    if (dsv4_read_file(ipath, &buf, &len, err, errlen) != 0) return -1;
     cJSON *root = cJSON_ParseWithLength(buf, len);
     free(buf);
     if (!root) return dsv4_fail(err, errlen, "%s: not valid JSON", ipath);

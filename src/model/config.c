@@ -4,7 +4,6 @@
 #include "base/util.h"
 
 #include <cjson/cJSON.h>
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,29 +65,6 @@ static int get_float(ctx *c, const char *key, int required, float def, float *ou
 static int positive(ctx *c, const char *key, long v) {
     if (v > 0) return 0;
     return dsv4_fail(c->err, c->errlen, "%s: key '%s' must be positive, found %ld", c->path, key, v);
-}
-
-static int read_all(const char *path, char **buf, size_t *len, char *err, size_t errlen) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return dsv4_fail(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-    size_t cap = 1 << 14, n = 0;
-    char *b = malloc(cap + 1);
-    while (b) {
-        n += fread(b + n, 1, cap - n, f);
-        if (n < cap) break;
-        char *nb = realloc(b, 2 * cap + 1);
-        if (!nb) { free(b); b = NULL; break; }
-        b = nb;
-        cap *= 2;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (!b) return dsv4_fail(err, errlen, "%s: out of memory", path);
-    if (bad) { free(b); return dsv4_fail(err, errlen, "%s: read error", path); }
-    b[n] = 0;
-    *buf = b;
-    *len = n;
-    return 0;
 }
 
 static int parse(dsv4_config *cfg, const cJSON *root, const char *path, char *err, size_t errlen) {
@@ -266,7 +242,7 @@ static int parse(dsv4_config *cfg, const cJSON *root, const char *path, char *er
 int dsv4_config_load(dsv4_config *cfg, const char *path, char *err, size_t errlen) {
     char *buf = NULL;
     size_t len = 0;
-    if (read_all(path, &buf, &len, err, errlen) != 0) return -1;
+    if (dsv4_read_file(path, &buf, &len, err, errlen) != 0) return -1;
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(buf, len, &end, 0);
     if (!root) {
