@@ -519,39 +519,6 @@ static void json_string(pj_buf *b, const pj_value *v) {
     buf_putc(b, '"');
 }
 
-int pj_dump_json(pj_buf *b, const pj_value *v, char *err, size_t errlen) {
-    if (!v) { pj_buf_puts(b, "null"); return 0; }
-    switch (v->type) {
-    case PJ_NULL: pj_buf_puts(b, "null"); return 0;
-    case PJ_BOOL: pj_buf_puts(b, v->boolean ? "true" : "false"); return 0;
-    case PJ_INT: pj_buf_put(b, v->s, v->len); return 0;
-    case PJ_FLOAT: pj_float_repr(b, v->num, 1); return 0;
-    case PJ_STRING:
-        if (v->lone_surrogate) return surrogate_err(err, errlen);
-        json_string(b, v);
-        return 0;
-    case PJ_ARRAY:
-        buf_putc(b, '[');
-        for (size_t i = 0; i < v->n; i++) {
-            if (i) pj_buf_puts(b, ", ");
-            if (pj_dump_json(b, v->items[i], err, errlen)) return -1;
-        }
-        buf_putc(b, ']');
-        return 0;
-    case PJ_OBJECT:
-        buf_putc(b, '{');
-        for (size_t i = 0; i < v->n; i++) {
-            if (i) pj_buf_puts(b, ", ");
-            if (pj_dump_json(b, v->keys[i], err, errlen)) return -1;
-            pj_buf_puts(b, ": ");
-            if (pj_dump_json(b, v->items[i], err, errlen)) return -1;
-        }
-        buf_putc(b, '}');
-        return 0;
-    }
-    return 0;
-}
-
 /* Python unicode_repr. */
 static void repr_string(pj_buf *b, const pj_value *v) {
     static const char hex[] = "0123456789abcdef";
@@ -584,22 +551,25 @@ static void repr_string(pj_buf *b, const pj_value *v) {
     buf_putc(b, quote);
 }
 
-int pj_dump_repr(pj_buf *b, const pj_value *v, char *err, size_t errlen) {
-    if (!v) { pj_buf_puts(b, "None"); return 0; }
+/* json.dumps(v, ensure_ascii=False) (repr = 0) or Python repr(v) (repr = 1): the same walk, spelled
+ * differently for null/booleans, floats and strings. See pj_dump_json / pj_dump_repr. */
+static int dump(pj_buf *b, const pj_value *v, int repr, char *err, size_t errlen) {
+    if (!v) { pj_buf_puts(b, repr ? "None" : "null"); return 0; }
     switch (v->type) {
-    case PJ_NULL: pj_buf_puts(b, "None"); return 0;
-    case PJ_BOOL: pj_buf_puts(b, v->boolean ? "True" : "False"); return 0;
+    case PJ_NULL: pj_buf_puts(b, repr ? "None" : "null"); return 0;
+    case PJ_BOOL: pj_buf_puts(b, v->boolean ? (repr ? "True" : "true") : (repr ? "False" : "false")); return 0;
     case PJ_INT: pj_buf_put(b, v->s, v->len); return 0;
-    case PJ_FLOAT: pj_float_repr(b, v->num, 0); return 0;
+    case PJ_FLOAT: pj_float_repr(b, v->num, !repr); return 0;
     case PJ_STRING:
-        /* repr escapes surrogates (\udXXX), so this is representable */
-        repr_string(b, v);
+        if (repr) repr_string(b, v);   /* repr escapes surrogates (\udXXX), so this is representable */
+        else if (v->lone_surrogate) return surrogate_err(err, errlen);
+        else json_string(b, v);
         return 0;
     case PJ_ARRAY:
         buf_putc(b, '[');
         for (size_t i = 0; i < v->n; i++) {
             if (i) pj_buf_puts(b, ", ");
-            if (pj_dump_repr(b, v->items[i], err, errlen)) return -1;
+            if (dump(b, v->items[i], repr, err, errlen)) return -1;
         }
         buf_putc(b, ']');
         return 0;
@@ -607,15 +577,19 @@ int pj_dump_repr(pj_buf *b, const pj_value *v, char *err, size_t errlen) {
         buf_putc(b, '{');
         for (size_t i = 0; i < v->n; i++) {
             if (i) pj_buf_puts(b, ", ");
-            if (pj_dump_repr(b, v->keys[i], err, errlen)) return -1;
+            if (dump(b, v->keys[i], repr, err, errlen)) return -1;
             pj_buf_puts(b, ": ");
-            if (pj_dump_repr(b, v->items[i], err, errlen)) return -1;
+            if (dump(b, v->items[i], repr, err, errlen)) return -1;
         }
         buf_putc(b, '}');
         return 0;
     }
     return 0;
 }
+
+int pj_dump_json(pj_buf *b, const pj_value *v, char *err, size_t errlen) { return dump(b, v, 0, err, errlen); }
+
+int pj_dump_repr(pj_buf *b, const pj_value *v, char *err, size_t errlen) { return dump(b, v, 1, err, errlen); }
 
 int pj_dump_str(pj_buf *b, const pj_value *v, char *err, size_t errlen) {
     if (v && v->type == PJ_STRING) {

@@ -224,6 +224,18 @@ static int header_ok(const char *s, size_t h, size_t he, span_t *name) {
 
 #define VERR(...) do { snprintf(r->msg, sizeof r->msg, __VA_ARGS__); return V_ERR; } while (0)
 
+/* The stream ends inside invoke iv (which starts at inv_start) at a point the official parser accepts: record
+ * the invoke as truncated (raw = inv_start..n), mark the block truncated and ending at n; returns V_DONE. */
+static int done_truncated(vres_t *r, inv_t *iv, size_t inv_start, size_t n) {
+    iv->raw.off = inv_start;
+    iv->raw.len = n - inv_start;
+    iv->trunc = 1;
+    r->ninv++;
+    r->trunc = 1;
+    r->end = n;
+    return V_DONE;
+}
+
 /* Validate block text s[0..n) (starts with S_TC_START; may go on past the block). final = no more bytes will
  * come. resume: continue from r's checkpoint (r from an earlier call on a prefix of the same text) instead of
  * byte 0. Follows the official parse_tool_calls: only the DSML stop strings count, so an EOS inside a value or
@@ -306,15 +318,7 @@ static int validate(const char *s, size_t n, int final, vres_t *r, int resume) {
         iv->par0 = r->npar;
         iv->npar = 0;
         iv->trunc = 0;
-        if (pos == (size_t)-1) {  /* final: truncated after the header */
-            iv->raw.off = inv_start;
-            iv->raw.len = n - inv_start;
-            iv->trunc = 1;
-            r->ninv++;
-            r->trunc = 1;
-            r->end = n;
-            return V_DONE;
-        }
+        if (pos == (size_t)-1) return done_truncated(r, iv, inv_start, n);  /* final: truncated after the header */
         while (which == 0) {  /* <｜DSML｜parameter */
             i = pos + SLEN(S_PAR);
             const char *pe = find_bytes(s, n, i, S_PAR_END, SLEN(S_PAR_END));
@@ -365,15 +369,8 @@ static int validate(const char *s, size_t n, int final, vres_t *r, int resume) {
             if (pos == (size_t)-1) {
                 if (!sep_prefix_ok(s + i, n - i, S_PAR, S_INV_END))
                     VERR("unexpected text after parameter %d of invoke %d", iv->npar - 1, r->ninv);
-                if (final && n - i == 2) {  /* cut right after the parameter's ">\n": official accepts the call */
-                    iv->raw.off = inv_start;
-                    iv->raw.len = n - inv_start;
-                    iv->trunc = 1;
-                    r->ninv++;
-                    r->trunc = 1;
-                    r->end = n;
-                    return V_DONE;
-                }
+                if (final && n - i == 2)  /* cut right after the parameter's ">\n": official accepts the call */
+                    return done_truncated(r, iv, inv_start, n);
                 if (final) VERR("invoke %d not closed (missing </｜DSML｜invoke>)", r->ninv);
                 return V_MORE;
             }
