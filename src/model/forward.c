@@ -452,26 +452,35 @@ static void moe(dsv4_session *s, int li, const float *x, const int32_t *tokens, 
 }
 
 /* ------------------------------------------------------------------ block (§4.7) */
-static void block(dsv4_session *s, int li, float *X, const int32_t *tokens, int n, int64_t pos0) {
-    const dsv4_model *m = s->m;
-    const dsv4_config *c = &m->cfg;
-    const dsv4_layer *L = &m->layers[li];
+/* Input side of one sublayer (attention or FFN): mHC coefficients from X [n, hc, D] (pre into s->w.pre,
+ * post/comb into s->w.post / s->w.M), collapse to s->w.u [n, D], RMSNorm with `norm` [D] into s->w.xn. */
+static void sublayer_in(dsv4_session *s, const dsv4_wview *fn, const float *base, const float *scale, const float *norm,
+                        const float *X, int n) {
+    const dsv4_config *c = &s->m->cfg;
     int D = c->dim;
-    float *pre = s->w.pre;
-    hc_coeffs(s, &L->hc_attn_fn, L->hc_attn_base, L->hc_attn_scale, X, n, pre, s->w.post, s->w.M);
-    hc_collapse(c, X, pre, n, s->w.u);
-    for (int t = 0; t < n; t++) dsv4_rmsnorm(s->w.xn + (size_t)t * D, s->w.u + (size_t)t * D, L->attn_norm, D, c->norm_eps, 1);
+    hc_coeffs(s, fn, base, scale, X, n, s->w.pre, s->w.post, s->w.M);
+    hc_collapse(c, X, s->w.pre, n, s->w.u);
+    for (int t = 0; t < n; t++) dsv4_rmsnorm(s->w.xn + (size_t)t * D, s->w.u + (size_t)t * D, norm, D, c->norm_eps, 1);
+}
+
+/* Output side: dump the sublayer output s->w.y [n, D] as out_name, write it back into X through hc_post,
+ * dump X as x_name (DSV4_DUMP; trunk layers only). */
+static void sublayer_out(dsv4_session *s, int li, float *X, int n, const char *out_name, const char *x_name) {
+    const dsv4_config *c = &s->m->cfg;
+    int D = c->dim;
+    if (li < c->n_layers) dump(out_name, li, s->w.y, (size_t)n * D);
+    hc_post(s, X, s->w.y, s->w.post, s->w.M, n);
+    if (li < c->n_layers) dump(x_name, li, X, (size_t)n * c->hc_mult * D);
+}
+
+static void block(dsv4_session *s, int li, float *X, const int32_t *tokens, int n, int64_t pos0) {
+    const dsv4_layer *L = &s->m->layers[li];
+    sublayer_in(s, &L->hc_attn_fn, L->hc_attn_base, L->hc_attn_scale, L->attn_norm, X, n);
     attention(s, li, s->w.xn, n, pos0, s->w.y);
-    if (li < c->n_layers) dump("attn_out", li, s->w.y, (size_t)n * D);
-    hc_post(s, X, s->w.y, s->w.post, s->w.M, n);
-    if (li < c->n_layers) dump("Xmid", li, X, (size_t)n * c->hc_mult * D);
-    hc_coeffs(s, &L->hc_ffn_fn, L->hc_ffn_base, L->hc_ffn_scale, X, n, pre, s->w.post, s->w.M);
-    hc_collapse(c, X, pre, n, s->w.u);
-    for (int t = 0; t < n; t++) dsv4_rmsnorm(s->w.xn + (size_t)t * D, s->w.u + (size_t)t * D, L->ffn_norm, D, c->norm_eps, 1);
+    sublayer_out(s, li, X, n, "attn_out", "Xmid");
+    sublayer_in(s, &L->hc_ffn_fn, L->hc_ffn_base, L->hc_ffn_scale, L->ffn_norm, X, n);
     moe(s, li, s->w.xn, tokens, n, s->w.y);
-    if (li < c->n_layers) dump("ffn_out", li, s->w.y, (size_t)n * D);
-    hc_post(s, X, s->w.y, s->w.post, s->w.M, n);
-    if (li < c->n_layers) dump("X", li, X, (size_t)n * c->hc_mult * D);
+    sublayer_out(s, li, X, n, "ffn_out", "X");
 }
 
 /* norm -> head (F32 logits) for one collapsed vector u [D]. */
@@ -561,11 +570,7 @@ void dsv4_forward_mtp(dsv4_session *s, int32_t next_token, float *logits) {
         }
         if (!n) continue;
         mtp_input(s, L, X, nxt, n);
-        hc_coeffs(s, &L->hc_attn_fn, L->hc_attn_base, L->hc_attn_scale, X, n, s->w.pre, s->w.post, s->w.M);
-        hc_collapse(c, X, s->w.pre, n, s->w.u);
-        for (int i = 0; i < n; i++) {
-            dsv4_rmsnorm(s->w.xn + (size_t)i * D, s->w.u + (size_t)i * D, L->attn_norm, D, c->norm_eps, 1);
-        }
+        sublayer_in(s, &L->hc_attn_fn, L->hc_attn_base, L->hc_attn_scale, L->attn_norm, X, n);  /* its attention input */
         for (int i = 0; i < n; i++) {   /* positions may be non-contiguous: one RoPE position each */
             raw_kv(s, L, s->w.xn + (size_t)i * D, 1, list[i], s->w.kv);
             memcpy(b->win + (size_t)(list[i] % Wn) * hd, s->w.kv, (size_t)hd * sizeof(float));
