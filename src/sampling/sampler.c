@@ -86,6 +86,15 @@ static void sift_down(int32_t *h, int n, int i, const float *l) {
     h[i] = x;
 }
 
+/* Pop the best id of the heap h[0..*n): it moves to h[*n - 1] (just past the shrunk heap) and is returned. */
+static int32_t heap_pop(int32_t *h, int *n, const float *l) {
+    int32_t t = h[0];
+    h[0] = h[--*n];
+    h[*n] = t;
+    sift_down(h, *n, 0, l);
+    return t;
+}
+
 static int32_t argmax(const float *l, int n) {
     int32_t best = 0;
     for (int32_t i = 1; i < n; i++)
@@ -132,10 +141,7 @@ int32_t dsv4_sample(dsv4_sampler *s, const float *logits) {
     if (k < V) {
         /* top-k first; the nucleus is then taken relative to the top-k mass */
         while (m < k) {
-            int32_t t = h[0];
-            h[0] = h[--n];
-            h[n] = t;
-            sift_down(h, n, 0, logits);
+            int32_t t = heap_pop(h, &n, logits);
             m++;
             mass += s->w[t];
         }
@@ -153,10 +159,7 @@ int32_t dsv4_sample(dsv4_sampler *s, const float *logits) {
     } else {
         double need = top_p * Z;
         while (n > 0) {
-            int32_t t = h[0];
-            h[0] = h[--n];
-            h[n] = t;
-            sift_down(h, n, 0, logits);
+            int32_t t = heap_pop(h, &n, logits);
             m++;
             mass += s->w[t];
             if (mass >= need || s->w[t] <= 0) break;
