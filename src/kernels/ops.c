@@ -71,23 +71,19 @@ void dsv4_softmax(float *x, int n) {
     for (int i = 0; i < n; i++) x[i] = x[i] / sum;
 }
 
-static void sk_cols(float *M, int hc, float eps) {
-    for (int k = 0; k < hc; k++) {
+/* Divide every line of the hc x hc row-major matrix M by (its F32 sum, in ascending element order, + eps).
+ * Columns: line stride 1, element stride hc. Rows: line stride hc, element stride 1. */
+static void sk_norm(float *M, int hc, float eps, int line_stride, int elem_stride) {
+    for (int a = 0; a < hc; a++) {
+        float *l = M + a * line_stride;
         float s = 0.0f;
-        for (int j = 0; j < hc; j++) s += M[j * hc + k];
+        for (int b = 0; b < hc; b++) s += l[b * elem_stride];
         s += eps;
-        for (int j = 0; j < hc; j++) M[j * hc + k] /= s;
+        for (int b = 0; b < hc; b++) l[b * elem_stride] /= s;
     }
 }
-
-static void sk_rows(float *M, int hc, float eps) {
-    for (int j = 0; j < hc; j++) {
-        float s = 0.0f;
-        for (int k = 0; k < hc; k++) s += M[j * hc + k];
-        s += eps;
-        for (int k = 0; k < hc; k++) M[j * hc + k] /= s;
-    }
-}
+static void sk_cols(float *M, int hc, float eps) { sk_norm(M, hc, eps, 1, hc); }
+static void sk_rows(float *M, int hc, float eps) { sk_norm(M, hc, eps, hc, 1); }
 
 void dsv4_sinkhorn(float *M, int hc, int iters, float eps) {
     for (int j = 0; j < hc; j++) {
