@@ -161,15 +161,4 @@ done:
     cJSON_Delete(g);
 }
 
-int main(int argc, char **argv) {
-    const char *root = argc > 1 ? argv[1] : "tests/golden";
-    char *names[256];
-    int nn = test_list_cases(root, "blocks/manifest.json", names, 256);
-    if (!nn) {
-        printf("SKIP: no %s/<case>/blocks/manifest.json found\n", root);
-        return test_done();
-    }
-    int api_done = 0;
-    for (int i = 0; i < nn; i++) { run_case(root, names[i], &api_done); free(names[i]); }
-    return test_done();
-}
+int main(int argc, char **argv) { return test_main_cases(argc, argv, "blocks/manifest.json", run_case); }

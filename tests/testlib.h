@@ -12,6 +12,7 @@
  *   test_read_file(...)      a whole file into a NUL-terminated malloc'd buffer.
  *   test_read_f32/_bf16(...) a raw little-endian F32 / BF16 file of an exact value count into malloc'd floats.
  *   test_list_cases(...)     the sorted subdirectories of a golden root that hold a given file.
+ *   test_main_cases(...)     main() of a test that runs every such case.
  *
  * A test may also bump n_pass / n_fail directly (e.g. a case that prints its own FAIL lines, then counts once).
  * Every function here is static inline, so a test that does not use one gets no unused-function warning.
@@ -25,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "base/util.h"
 
 /* Passed and failed checks of this binary. */
 static int n_pass, n_fail;
@@ -66,59 +68,37 @@ static inline int test_done(void) {
 
 /* Read the whole file at `path` (binary) into a malloc'd buffer with a NUL byte after the last byte read;
  * *len (if len is non-NULL) gets the byte count without that NUL. Returns NULL (and leaves *len alone) if the
- * file cannot be opened or read, or memory runs out. The caller frees the buffer. */
+ * file cannot be opened or read, or memory runs out. The caller frees the buffer. (dsv4_read_file without
+ * the message.) */
 static inline char *test_read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 1 << 16, n = 0;
-    char *b = malloc(cap + 1);
-    while (b) {
-        n += fread(b + n, 1, cap - n, f);
-        if (n < cap) break;
-        char *nb = realloc(b, 2 * cap + 1);
-        if (!nb) { free(b); b = NULL; break; }
-        b = nb;
-        cap *= 2;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (b && bad) { free(b); b = NULL; }
-    if (!b) return NULL;
-    b[n] = 0;
+    char *b = NULL;
+    size_t n = 0;
+    if (dsv4_read_file(path, &b, &n, NULL, 0) != 0) return NULL;
     if (len) *len = n;
     return b;
 }
 
-/* Read a raw little-endian F32 file that holds exactly `count` values into malloc'd floats (host order).
- * NULL if the file is missing, unreadable or of another size. The caller frees. */
-static inline float *test_read_f32(const char *path, size_t count) {
+/* Read a raw file of exactly `count` little-endian values of `width` bytes (2: BF16, 4: F32) into malloc'd
+ * floats (host order; BF16 widened exactly). NULL if the file is missing, unreadable or of another size. */
+static inline float *test_read_floats_(const char *path, size_t count, int width) {
     size_t len = 0;
     unsigned char *b = (unsigned char *)test_read_file(path, &len);
-    if (!b) return NULL;
-    float *x = len == count * 4 ? malloc((count ? count : 1) * sizeof(float)) : NULL;
+    float *x = b && len == count * (size_t)width ? malloc((count ? count : 1) * sizeof(float)) : NULL;
     for (size_t i = 0; x && i < count; i++) {
-        const unsigned char *p = b + 4 * i;
-        uint32_t u = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+        const unsigned char *p = b + (size_t)width * i;
+        uint32_t u = width == 2 ? ((uint32_t)p[0] | (uint32_t)p[1] << 8) << 16
+                                : (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
         memcpy(&x[i], &u, 4);
     }
     free(b);
     return x;
 }
 
-/* Read a raw little-endian BF16 file that holds exactly `count` values, widened to malloc'd floats (exact).
- * NULL if the file is missing, unreadable or of another size. The caller frees. */
-static inline float *test_read_bf16(const char *path, size_t count) {
-    size_t len = 0;
-    unsigned char *b = (unsigned char *)test_read_file(path, &len);
-    if (!b) return NULL;
-    float *x = len == count * 2 ? malloc((count ? count : 1) * sizeof(float)) : NULL;
-    for (size_t i = 0; x && i < count; i++) {
-        uint32_t u = ((uint32_t)b[2 * i] | (uint32_t)b[2 * i + 1] << 8) << 16;
-        memcpy(&x[i], &u, 4);
-    }
-    free(b);
-    return x;
-}
+/* A raw little-endian F32 file of exactly `count` values -> malloc'd floats; NULL on error (see above). */
+static inline float *test_read_f32(const char *path, size_t count) { return test_read_floats_(path, count, 4); }
+
+/* A raw little-endian BF16 file of exactly `count` values -> malloc'd floats (exact); NULL on error. */
+static inline float *test_read_bf16(const char *path, size_t count) { return test_read_floats_(path, count, 2); }
 
 static inline int test_cmp_str_(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
@@ -142,6 +122,20 @@ static inline int test_list_cases(const char *root, const char *file, char **nam
     closedir(d);
     qsort(names, (size_t)nn, sizeof names[0], test_cmp_str_);
     return nn;
+}
+
+/* main() of a golden-directory test: run(root, name, &state) for every case of test_list_cases(root, file)
+ * (root = argv[1], default "tests/golden"; state starts at 0 and is shared by the calls, e.g. "API checks
+ * done"), then the final line. Without any case it prints "SKIP: no <root>/<case>/<file> found" and
+ * "0 passed, 0 failed". Returns the exit code. */
+static inline int test_main_cases(int argc, char **argv, const char *file,
+                                  void (*run)(const char *root, const char *name, int *state)) {
+    const char *root = argc > 1 ? argv[1] : "tests/golden";
+    char *names[256];
+    int nn = test_list_cases(root, file, names, 256), state = 0;
+    if (!nn) printf("SKIP: no %s/<case>/%s found\n", root, file);
+    for (int i = 0; i < nn; i++) { run(root, names[i], &state); free(names[i]); }
+    return test_done();
 }
 
 #endif
