@@ -1,11 +1,11 @@
-/* tests/test_config.c — src/model/config.c and src/io/info.c: the real DeepSeek-V4-Flash config.json
+/* tests/test_config.c — src/io/config.c and src/io/info.c: the real DeepSeek-V4-Flash config.json
  * (../shared/data/v4-flash-metadata/config.json) loads with the right values; the weights-free summary and
  * the expected tensor list match spec v4-architecture §2.1/§2.2; bad configs give errors naming the key.
  * Prints one line per failed check and ends with "N passed, N failed".
  */
 #include "dsv4.h"
 #include "io/tensor_list.h"
-#include "model/config.h"
+#include "io/config.h"
 #include "base/util.h"
 
 #include <math.h>

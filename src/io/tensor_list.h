@@ -15,7 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "io/safetensors.h"
-#include "model/config.h"
+#include "io/config.h"
 
 /* flags of dsv4_tensor_spec */
 enum {

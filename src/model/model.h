@@ -13,7 +13,7 @@
 #include <stdint.h>
 #include <stddef.h>
 #include "dsv4.h"
-#include "model/config.h"
+#include "io/config.h"
 #include "kernels/kernels.h"
 #include "io/safetensors.h"
 

@@ -1,4 +1,4 @@
-/* model/config.h — DeepSeek-V4 hyper-parameters, read from the HF `config.json`.
+/* io/config.h — DeepSeek-V4 hyper-parameters, read from the HF `config.json`.
  *
  * Keys are the HF ones (spec v4-architecture §1.1). Required keys missing or of the wrong JSON type
  * are errors naming the key and file. Optional keys and their defaults: num_hash_layers 0,
@@ -9,8 +9,8 @@
  * compress_ratios must have num_hidden_layers + num_nextn_predict_layers entries, each 0, 4 or 128
  * (any R>0 is accepted if every CSA-style (overlapping) layer has R==4: R==4 means CSA, others HCA).
  */
-#ifndef DSV4_MODEL_CONFIG_H
-#define DSV4_MODEL_CONFIG_H
+#ifndef DSV4_IO_CONFIG_H
+#define DSV4_IO_CONFIG_H
 #include <stddef.h>
 
 #define DSV4_MAX_LAYERS 256
