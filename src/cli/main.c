@@ -1,20 +1,24 @@
 /* cli/main.c — the `dsv4` command-line front end.
  *
- * Subcommands (each prints usage with -h):
+ * Subcommands (each prints its usage on stdout with -h / --help and exits 0):
  *   generate -m DIR -p TEXT [-n N] [--temperature T] [--top-p P] [--top-k K] [--seed S] [--bos] [--ctx C]
  *   logits   -m DIR --tokens ID,ID,... [--prefill N] --out FILE
  *   info     -m DIR
  *   ppl      -m DIR --file TEXT [--window W] [--max-tokens N]
- *   tokenize (-m DIR | --tokenizer FILE) [--text T]      (stdin when no --text)
+ *   tokenize (-m DIR | --tokenizer FILE) [--text T]      (stdin when no --text; every byte counts, NUL too)
  *   detokenize (-m DIR | --tokenizer FILE) [--ids "1 2 3"] (stdin when no --ids)
  *   bench    -m DIR [-n N]
  *   bench-tokenizer, render, parse, chat: see src/cli/commands.h (each in its own src/cli/cmd_*.c)
+ * Exit status: 0 ok, 1 failure (bad input file, engine error), 2 usage error (bad option or value).
+ * Every path frees what it allocated before returning (so that LeakSanitizer keeps the exit status).
  * Only this layer prints and exits; it talks to the engine through include/dsv4.h alone.
  */
 #include "dsv4.h"
+#include "cli/cli_util.h"
 #include "cli/commands.h"
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,17 +32,24 @@ static double now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static void die(const char *what, const char *err) {
-    fprintf(stderr, "dsv4: %s%s%s\n", what, err && *err ? ": " : "", err ? err : "");
-    exit(1);
+/* Print "dsv4 CMD: message" and return 1 (the failure exit status). */
+static int fail(const char *cmd, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "dsv4 %s: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return 1;
 }
 
-/* ---------------------------------------------------------------- argument helpers */
-typedef struct { int argc; char **argv; int i; } args_t;
+/* ---------------------------------------------------------------- argument helpers
+ * Option parsing happens before anything is allocated, so the helpers may exit(2) directly. */
+typedef struct { int argc; char **argv; int i; const char *cmd, *usage; } args_t;
 
 static const char *arg_value(args_t *a, const char *flag) {
     if (a->i + 1 >= a->argc) {
-        fprintf(stderr, "dsv4: option %s needs a value\n", flag);
+        fprintf(stderr, "dsv4 %s: option %s needs a value\n%s", a->cmd, flag, a->usage);
         exit(2);
     }
     return a->argv[++a->i];
@@ -48,114 +59,97 @@ static long arg_long(args_t *a, const char *flag, long lo, long hi) {
     char *end; errno = 0;
     long x = strtol(v, &end, 10);
     if (errno || *end || end == v || x < lo || x > hi) {
-        fprintf(stderr, "dsv4: option %s: '%s' is not an integer in [%ld, %ld]\n", flag, v, lo, hi);
+        fprintf(stderr, "dsv4 %s: option %s: '%s' is not an integer in [%ld, %ld]\n", a->cmd, flag, v, lo, hi);
         exit(2);
     }
     return x;
 }
-static double arg_double(args_t *a, const char *flag, double lo, double hi) {
+/* A number in [lo, hi], or (lo, hi] when lo_open. */
+static double arg_double(args_t *a, const char *flag, double lo, int lo_open, double hi) {
     const char *v = arg_value(a, flag);
     char *end; errno = 0;
     double x = strtod(v, &end);
-    if (errno || *end || end == v || !(x >= lo && x <= hi)) {
-        fprintf(stderr, "dsv4: option %s: '%s' is not a number in [%g, %g]\n", flag, v, lo, hi);
+    if (errno || *end || end == v || !(lo_open ? x > lo : x >= lo) || !(x <= hi)) {
+        fprintf(stderr, "dsv4 %s: option %s: '%s' is not a number in %c%g, %g]\n", a->cmd, flag, v,
+                lo_open ? '(' : '[', lo, hi);
         exit(2);
     }
     return x;
 }
-
-/* Read a whole stream into a NUL-terminated buffer. */
-static char *read_stream(FILE *f, size_t *len) {
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    if (!buf) die("out of memory", NULL);
-    size_t r;
-    while ((r = fread(buf + n, 1, cap - n - 1, f)) > 0) {
-        n += r;
-        if (cap - n - 1 == 0) {
-            cap *= 2;
-            char *nb = realloc(buf, cap);
-            if (!nb) die("out of memory", NULL);
-            buf = nb;
-        }
-    }
-    buf[n] = 0;
-    *len = n;
-    return buf;
-}
-static char *read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        char e[ERRLEN];
-        snprintf(e, sizeof e, "%s: %s", path, strerror(errno));
-        die("cannot open file", e);
-    }
-    char *b = read_stream(f, len);
-    fclose(f);
-    return b;
+/* Handles -h/--help (usage on stdout, exit 0) and an unknown option (usage on stderr, exit 2). */
+static void arg_other(args_t *a, const char *o) {
+    if (cli_is_help(o)) { fputs(a->usage, stdout); exit(0); }
+    fprintf(stderr, "dsv4 %s: unknown option '%s'\n%s", a->cmd, o, a->usage);
+    exit(2);
 }
 
-/* Tokenize with automatic buffer growth. Returns malloc'd ids. */
-static int32_t *tokenize_all(const dsv4_tokenizer *t, const char *text, size_t len, int *n_out) {
-    char err[ERRLEN];
+/* Tokenize with automatic buffer growth. Returns malloc'd ids, or NULL with err (invalid UTF-8, OOM). */
+static int32_t *tokenize_all(const dsv4_tokenizer *t, const char *text, size_t len, int *n_out, char *err) {
+    if (len > 0x7ffffff0u) { snprintf(err, ERRLEN, "text of %zu bytes is too long", len); return NULL; }
     int cap = (int)(len + 16);
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)cap);
-    if (!ids) die("out of memory", NULL);
-    int n = dsv4_tokenize(t, text, len, ids, cap, err, sizeof err);
-    if (n < 0) die("tokenize", err);
+    if (!ids) { snprintf(err, ERRLEN, "out of memory"); return NULL; }
+    int n = dsv4_tokenize(t, text, len, ids, cap, err, ERRLEN);
     if (n > cap) {
         free(ids);
         ids = malloc(sizeof(int32_t) * (size_t)n);
-        if (!ids) die("out of memory", NULL);
-        if (dsv4_tokenize(t, text, len, ids, n, err, sizeof err) < 0) die("tokenize", err);
+        if (!ids) { snprintf(err, ERRLEN, "out of memory"); return NULL; }
+        n = dsv4_tokenize(t, text, len, ids, n, err, ERRLEN);
     }
+    if (n < 0) { free(ids); return NULL; }
     *n_out = n;
     return ids;
 }
 
-/* Parse "1,2,3" or "1 2 3" into ids; every id must fit int32 and be >= 0 (range vs vocab is checked by
- * the engine, which names the offending position). */
-static int32_t *parse_ids(const char *s, int *n_out) {
+/* Parse "1,2,3" or "1 2 3" (s[0..len), NUL-terminated at len) into ids; every id must fit int32 and be >= 0
+ * (range vs vocab is checked by the engine / caller). Returns malloc'd ids (possibly zero of them), or NULL
+ * with err. */
+static int32_t *parse_ids(const char *s, size_t len, int *n_out, char *err) {
     int cap = 16, n = 0;
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)cap);
-    if (!ids) die("out of memory", NULL);
-    const char *p = s;
-    while (*p) {
-        while (*p == ',' || *p == ' ' || *p == '\n' || *p == '\t' || *p == '\r') p++;
-        if (!*p) break;
+    if (!ids) { snprintf(err, ERRLEN, "out of memory"); return NULL; }
+    const char *p = s, *e = s + len;
+#define IS_SEP(c) ((c) == ',' || (c) == ' ' || (c) == '\n' || (c) == '\t' || (c) == '\r')
+    while (p < e) {
+        while (p < e && IS_SEP(*p)) p++;
+        if (p == e) break;
         char *end; errno = 0;
-        long v = strtol(p, &end, 10);
-        if (end == p || errno || v < 0 || v > 0x7fffffffL) {
-            fprintf(stderr, "dsv4: token list: '%.20s' at item %d is not a non-negative integer id\n", p, n);
-            exit(2);
+        long v = *p >= '0' && *p <= '9' ? strtol(p, &end, 10) : -1;
+        if (v < 0 || errno || v > 0x7fffffffL) {
+            if (*p) snprintf(err, ERRLEN, "token list: '%.20s' at item %d is not a non-negative integer id", p, n);
+            else snprintf(err, ERRLEN, "token list: a NUL byte at item %d is not a non-negative integer id", n);
+            free(ids);
+            return NULL;
         }
         if (n == cap) {
             cap *= 2;
             int32_t *nb = realloc(ids, sizeof(int32_t) * (size_t)cap);
-            if (!nb) die("out of memory", NULL);
+            if (!nb) { free(ids); snprintf(err, ERRLEN, "out of memory"); return NULL; }
             ids = nb;
         }
         ids[n++] = (int32_t)v;
         p = end;
-        if (*p && *p != ',' && *p != ' ' && *p != '\n' && *p != '\t' && *p != '\r') {
-            fprintf(stderr, "dsv4: token list: unexpected character '%c' after item %d\n", *p, n - 1);
-            exit(2);
+        if (p < e && !IS_SEP(*p)) {
+            snprintf(err, ERRLEN, "token list: unexpected byte 0x%02x after item %d", (unsigned char)*p, n - 1);
+            free(ids);
+            return NULL;
         }
     }
+#undef IS_SEP
     *n_out = n;
     return ids;
 }
 
-static dsv4_model *load_model(const char *dir) {
+/* Load the model of `dir`; prints the reason and returns NULL on failure. */
+static dsv4_model *load_model(const char *cmd, const char *dir) {
     char err[ERRLEN];
     dsv4_model *m = NULL;
-    if (!dir) { fprintf(stderr, "dsv4: -m DIR is required\n"); exit(2); }
-    if (dsv4_model_load(&m, dir, err, sizeof err) != 0) die("cannot load model", err);
+    if (dsv4_model_load(&m, dir, err, sizeof err) != 0) { fail(cmd, "cannot load model: %s", err); return NULL; }
     return m;
 }
 
 static const char *usage_text =
-    "usage: dsv4 <command> [options]\n"
+    "usage: dsv4 <command> [options]      (dsv4 <command> -h for the options of one command)\n"
     "  generate -m DIR -p TEXT [-n N] [--temperature T] [--top-p P] [--top-k K] [--seed S] [--bos] [--ctx C]\n"
     "  logits   -m DIR --tokens ID,ID,... [--prefill N] --out FILE\n"
     "  info     -m DIR\n"
@@ -164,14 +158,29 @@ static const char *usage_text =
     "  detokenize (-m DIR | --tokenizer FILE) [--ids \"ID ID ...\"]\n"
     "  bench    -m DIR [-n N]\n"
     "  bench-tokenizer --tokenizer FILE --corpus FILE [--min-time S] [--lines]\n"
-    "  render   (-m DIR | --tokenizer FILE) --messages FILE.json [--thinking] [--effort high|max] [--tokens]\n"
-    "  parse    [--thinking]                 (model output on stdin -> message JSON)\n"
-    "  chat     -m DIR [--think|--no-think]\n";
+    "  render   [-m DIR | --tokenizer FILE] --messages FILE.json [--thinking] [--effort none|high|max]\n"
+    "           [--keep-thinking] [--no-bos] [--context FILE.json] [--tokens]\n"
+    "  parse    [--thinking] [--strict]      (model output on stdin -> message JSON)\n"
+    "  chat     -m DIR [--think|--no-think] [--temperature T] [--top-p P] [--top-k K] [--seed S]\n"
+    "           [--max-tokens N] [--ctx C] [--system TEXT] [--effort high|max] [-v]\n";
 
 /* ---------------------------------------------------------------- generate */
+static const char *generate_usage =
+    "usage: dsv4 generate -m DIR -p TEXT [-n N] [--temperature T] [--top-p P] [--top-k K] [--seed S] [--bos] [--ctx C]\n"
+    "  -m DIR           model directory (config.json, *.safetensors, tokenizer.json)\n"
+    "  -p TEXT          prompt, printed then continued\n"
+    "  -n N             tokens to generate, 0..16777216 (default 200; stops early at the EOS token)\n"
+    "  --temperature T  0 = greedy (argmax), else sampling at temperature T; [0, 100] (default 0.8)\n"
+    "  --top-p P        nucleus sampling mass, (0, 1]; 1 = off (default 0.95)\n"
+    "  --top-k K        keep the K most likely tokens; 0 = off (default 0)\n"
+    "  --seed S         sampler seed (default 42)\n"
+    "  --bos            prepend the model's BOS token to the prompt\n"
+    "  --ctx C          session size in tokens (default: prompt tokens + N); an error if smaller than that\n";
+
 static int cmd_generate(args_t *a) {
     const char *dir = NULL, *prompt = NULL;
-    int n_gen = 200, ctx = 4096, bos = 0;
+    int n_gen = 200, ctx = 0, bos = 0;
+    /* ranges = the sampler's (dsv4_sampler_new): temperature finite >= 0, top_p in (0, 1], top_k >= 0 */
     dsv4_sampler_params sp = { .temperature = 0.8f, .top_p = 0.95f, .top_k = 0, .seed = 42 };
     for (a->i = 2; a->i < a->argc; a->i++) {
         const char *o = a->argv[a->i];
@@ -179,46 +188,58 @@ static int cmd_generate(args_t *a) {
         else if (!strcmp(o, "-p")) prompt = arg_value(a, o);
         else if (!strcmp(o, "-n")) n_gen = (int)arg_long(a, o, 0, 1 << 24);
         else if (!strcmp(o, "--ctx")) ctx = (int)arg_long(a, o, 1, 1 << 24);
-        else if (!strcmp(o, "--temperature")) sp.temperature = (float)arg_double(a, o, 0, 100);
-        else if (!strcmp(o, "--top-p")) sp.top_p = (float)arg_double(a, o, 0, 1);
+        else if (!strcmp(o, "--temperature")) sp.temperature = (float)arg_double(a, o, 0, 0, 100);
+        else if (!strcmp(o, "--top-p")) sp.top_p = (float)arg_double(a, o, 0, 1, 1);
         else if (!strcmp(o, "--top-k")) sp.top_k = (int)arg_long(a, o, 0, 1 << 30);
         else if (!strcmp(o, "--seed")) sp.seed = (uint64_t)arg_long(a, o, 0, 0x7fffffffffffffffL);
         else if (!strcmp(o, "--bos")) bos = 1;
-        else { fprintf(stderr, "dsv4 generate: unknown option '%s'\n%s", o, usage_text); return 2; }
+        else arg_other(a, o);
     }
-    if (!prompt) { fprintf(stderr, "dsv4 generate: -p TEXT is required\n"); return 2; }
+    if (!dir) { fprintf(stderr, "dsv4 generate: -m DIR is required\n%s", generate_usage); return 2; }
+    if (!prompt) { fprintf(stderr, "dsv4 generate: -p TEXT is required\n%s", generate_usage); return 2; }
     char err[ERRLEN];
+    int rc = 1;
+    dsv4_session *s = NULL;
+    dsv4_sampler *smp = NULL;
+    float *logits = NULL;
+    int32_t *ids = NULL;
     double t0 = now_s();
-    dsv4_model *m = load_model(dir);
+    dsv4_model *m = load_model("generate", dir);
+    if (!m) return 1;
     const dsv4_tokenizer *tok = dsv4_model_tokenizer(m);
-    if (!tok) die("generate needs a tokenizer.json in the model directory", dir);
+    if (!tok) { fail("generate", "%s has no tokenizer.json (needed to encode the prompt)", dir); goto done; }
     dsv4_model_info info;
     dsv4_model_get_info(m, &info);
     double t_load = now_s() - t0;
 
     int n_prompt = 0;
-    int32_t *pids = tokenize_all(tok, prompt, strlen(prompt), &n_prompt);
-    int32_t *ids = malloc(sizeof(int32_t) * (size_t)(n_prompt + 1));
-    if (!ids) die("out of memory", NULL);
+    int32_t *pids = tokenize_all(tok, prompt, strlen(prompt), &n_prompt, err);
+    if (!pids) { fail("generate", "prompt: %s", err); goto done; }
+    ids = malloc(sizeof(int32_t) * (size_t)(n_prompt + 1));
+    if (!ids) { free(pids); fail("generate", "out of memory"); goto done; }
     int n = 0;
     if (bos) ids[n++] = info.bos_token_id;
     memcpy(ids + n, pids, sizeof(int32_t) * (size_t)n_prompt);
     n += n_prompt;
     free(pids);
-    if (n == 0) die("generate: the prompt encodes to no tokens (pass --bos or a non-empty -p)", NULL);
-    if (n + n_gen > ctx) ctx = n + n_gen;
+    if (n == 0) { fail("generate", "the prompt encodes to no tokens (pass --bos or a non-empty -p)"); goto done; }
+    if (ctx == 0) ctx = n + n_gen;
+    else if (ctx < n + n_gen) {
+        fprintf(stderr, "dsv4 generate: --ctx %d is smaller than the prompt (%d tokens) + -n %d = %d; raise --ctx or "
+                "lower -n\n", ctx, n, n_gen, n + n_gen);
+        rc = 2;
+        goto done;
+    }
 
-    dsv4_session *s = NULL;
-    if (dsv4_session_open(&s, m, ctx, err, sizeof err) != 0) die("cannot open session", err);
-    dsv4_sampler *smp = NULL;
-    if (dsv4_sampler_new(&smp, info.vocab_size, &sp, err, sizeof err) != 0) die("sampler", err);
-    float *logits = malloc(sizeof(float) * (size_t)info.vocab_size);
-    if (!logits) die("out of memory", NULL);
+    if (dsv4_session_open(&s, m, ctx, err, sizeof err) != 0) { fail("generate", "cannot open session: %s", err); goto done; }
+    if (dsv4_sampler_new(&smp, info.vocab_size, &sp, err, sizeof err) != 0) { fail("generate", "%s", err); goto done; }
+    logits = malloc(sizeof(float) * (size_t)info.vocab_size);
+    if (!logits) { fail("generate", "out of memory"); goto done; }
 
     fputs(prompt, stdout);
     fflush(stdout);
     double t1 = now_s();
-    if (dsv4_eval(s, ids, n, logits, err, sizeof err) != 0) die("prefill", err);
+    if (dsv4_eval(s, ids, n, logits, err, sizeof err) != 0) { fail("generate", "prefill: %s", err); goto done; }
     double t_prefill = now_s() - t1;
 
     dsv4_detok_stream st = {0};
@@ -231,7 +252,11 @@ static int cmd_generate(args_t *a) {
         int k = dsv4_detok_next(tok, &st, next, out, sizeof out);
         if (k > 0) { fwrite(out, 1, (size_t)k, stdout); fflush(stdout); }
         produced++;
-        if (i + 1 < n_gen && dsv4_eval(s, &next, 1, logits, err, sizeof err) != 0) die("decode", err);
+        if (i + 1 < n_gen && dsv4_eval(s, &next, 1, logits, err, sizeof err) != 0) {
+            fputc('\n', stdout);
+            fail("generate", "decode: %s", err);
+            goto done;
+        }
     }
     double t_decode = now_s() - t2;
     int k = dsv4_detok_flush(&st, out, sizeof out);
@@ -241,14 +266,22 @@ static int cmd_generate(args_t *a) {
     fprintf(stderr, "load %.3f s | prefill %d tokens %.3f s (%.1f tok/s) | decode %d tokens %.3f s (%.1f tok/s)\n",
             t_load, n, t_prefill, n / (t_prefill > 0 ? t_prefill : 1e-9), produced, t_decode,
             produced / (t_decode > 0 ? t_decode : 1e-9));
+    rc = 0;
+done:
     free(logits); free(ids);
     dsv4_sampler_free(smp);
     dsv4_session_free(s);
     dsv4_model_free(m);
-    return 0;
+    return rc;
 }
 
 /* ---------------------------------------------------------------- logits */
+static const char *logits_usage =
+    "usage: dsv4 logits -m DIR --tokens ID,ID,... [--prefill N] --out FILE\n"
+    "  --tokens IDS   token ids separated by commas or spaces\n"
+    "  --prefill N    evaluate the first N tokens in one call (default: all), then one token per call\n"
+    "  --out FILE     one row of vocab_size little-endian float32 logits per call (last position of the call)\n";
+
 static int cmd_logits(args_t *a) {
     const char *dir = NULL, *tokens = NULL, *outp = NULL;
     long prefill = -1;
@@ -258,54 +291,75 @@ static int cmd_logits(args_t *a) {
         else if (!strcmp(o, "--tokens")) tokens = arg_value(a, o);
         else if (!strcmp(o, "--prefill")) prefill = arg_long(a, o, 1, 1L << 30);
         else if (!strcmp(o, "--out")) outp = arg_value(a, o);
-        else { fprintf(stderr, "dsv4 logits: unknown option '%s'\n%s", o, usage_text); return 2; }
+        else arg_other(a, o);
     }
-    if (!tokens || !outp) { fprintf(stderr, "dsv4 logits: --tokens and --out are required\n"); return 2; }
+    if (!dir || !tokens || !outp) { fprintf(stderr, "dsv4 logits: -m, --tokens and --out are required\n%s", logits_usage); return 2; }
+    char err[ERRLEN];
     int n = 0;
-    int32_t *ids = parse_ids(tokens, &n);
-    if (n == 0) { fprintf(stderr, "dsv4 logits: --tokens is empty\n"); return 2; }
+    int32_t *ids = parse_ids(tokens, strlen(tokens), &n, err);
+    if (!ids) { fprintf(stderr, "dsv4 logits: --tokens: %s\n", err); return 2; }
+    if (n == 0) { free(ids); fprintf(stderr, "dsv4 logits: --tokens is empty\n"); return 2; }
     if (prefill < 0) prefill = n;
-    if (prefill > n) { fprintf(stderr, "dsv4 logits: --prefill %ld exceeds the %d tokens given\n", prefill, n); return 2; }
-    dsv4_model *m = load_model(dir);
+    if (prefill > n) {
+        free(ids);
+        fprintf(stderr, "dsv4 logits: --prefill %ld exceeds the %d tokens given\n", prefill, n);
+        return 2;
+    }
+    int rc = 1;
+    dsv4_session *s = NULL;
+    float *logits = NULL;
+    FILE *f = NULL;
+    dsv4_model *m = load_model("logits", dir);
+    if (!m) { free(ids); return 1; }
     dsv4_model_info info;
     dsv4_model_get_info(m, &info);
-    char err[ERRLEN];
-    dsv4_session *s = NULL;
-    if (dsv4_session_open(&s, m, n, err, sizeof err) != 0) die("cannot open session", err);
-    float *logits = malloc(sizeof(float) * (size_t)info.vocab_size);
-    FILE *f = fopen(outp, "wb");
-    if (!f) { char e[ERRLEN]; snprintf(e, sizeof e, "%s: %s", outp, strerror(errno)); die("cannot write", e); }
+    if (dsv4_session_open(&s, m, n, err, sizeof err) != 0) { fail("logits", "cannot open session: %s", err); goto done; }
+    logits = malloc(sizeof(float) * (size_t)info.vocab_size);
+    if (!logits) { fail("logits", "out of memory"); goto done; }
+    f = fopen(outp, "wb");
+    if (!f) { fail("logits", "cannot write %s: %s", outp, strerror(errno)); goto done; }
     int rows = 0;
     for (int pos = 0; pos < n; rows++) {
         int len = pos == 0 ? (int)prefill : 1;
-        if (dsv4_eval(s, ids + pos, len, logits, err, sizeof err) != 0) {
-            fclose(f); remove(outp);
-            die("eval", err);
+        if (dsv4_eval(s, ids + pos, len, logits, err, sizeof err) != 0) { fail("logits", "eval: %s", err); goto done; }
+        if (fwrite(logits, sizeof(float), (size_t)info.vocab_size, f) != (size_t)info.vocab_size) {
+            fail("logits", "write failed: %s: %s", outp, strerror(errno));
+            goto done;
         }
-        if (fwrite(logits, sizeof(float), (size_t)info.vocab_size, f) != (size_t)info.vocab_size) die("write failed", outp);
         pos += len;
     }
-    if (fclose(f) != 0) die("write failed", outp);
+    int cerr = fclose(f);
+    f = NULL;
+    if (cerr != 0) { fail("logits", "write failed: %s: %s", outp, strerror(errno)); remove(outp); goto done; }
     fprintf(stderr, "wrote %d rows of %d logits to %s\n", rows, info.vocab_size, outp);
+    rc = 0;
+done:
+    if (f) { fclose(f); remove(outp); }
     free(logits); free(ids);
     dsv4_session_free(s);
     dsv4_model_free(m);
-    return 0;
+    return rc;
 }
 
 /* ---------------------------------------------------------------- info */
+static const char *info_usage =
+    "usage: dsv4 info -m DIR\n"
+    "  configuration summary, parameter counts, bytes per dtype and bytes read per decoded token,\n"
+    "  computed from config.json alone (no weights needed)\n";
+
 static int cmd_info(args_t *a) {
     const char *dir = NULL;
     for (a->i = 2; a->i < a->argc; a->i++) {
         const char *o = a->argv[a->i];
         if (!strcmp(o, "-m")) dir = arg_value(a, o);
-        else { fprintf(stderr, "dsv4 info: unknown option '%s'\n%s", o, usage_text); return 2; }
+        else arg_other(a, o);
     }
-    if (!dir) { fprintf(stderr, "dsv4 info: -m DIR is required\n"); return 2; }
+    if (!dir) { fprintf(stderr, "dsv4 info: -m DIR is required\n%s", info_usage); return 2; }
     char err[ERRLEN];
     dsv4_model_info in;
-    if (dsv4_config_info(dir, &in, err, sizeof err) != 0) die("info", err);
+    if (dsv4_config_info(dir, &in, err, sizeof err) != 0) return fail("info", "%s", err);
     static const char *names[DSV4_INFO_NDTYPE] = { "BF16", "F32", "F8_E4M3", "F8_E8M0", "FP4 (I8 packed)", "I64", "other" };
+    char b1[32], b2[32];
     printf("model:              %s\n", dir);
     printf("vocab_size:         %d\n", in.vocab_size);
     printf("hidden_size:        %d\n", in.dim);
@@ -314,15 +368,15 @@ static int cmd_info(args_t *a) {
     printf("attention:          %d heads x %d\n", in.n_heads, in.head_dim);
     printf("experts:            %d routed, top-%d, %d hash-routed layers\n", in.n_routed_experts,
            in.n_activated_experts, in.n_hash_layers);
-    printf("parameters:         %.0f (%.2fB) without MTP; MTP block %.0f (%.2fB); total %.0f\n",
-           in.n_params - in.n_params_mtp, (in.n_params - in.n_params_mtp) / 1e9, in.n_params_mtp, in.n_params_mtp / 1e9,
-           in.n_params);
-    printf("active per token:   %.0f (%.2fB)\n", in.n_params_active, in.n_params_active / 1e9);
-    printf("weight bytes:       %.0f (%.2f GiB)\n", in.bytes_total, in.bytes_total / 1073741824.0);
+    printf("parameters:         %.0f (%s) without MTP; MTP block %.0f (%s); total %.0f\n",
+           in.n_params - in.n_params_mtp, cli_count(in.n_params - in.n_params_mtp, b1), in.n_params_mtp,
+           cli_count(in.n_params_mtp, b2), in.n_params);
+    printf("active per token:   %.0f (%s)\n", in.n_params_active, cli_count(in.n_params_active, b1));
+    printf("weight bytes:       %.0f (%s)\n", in.bytes_total, cli_bytes(in.bytes_total, b1));
     for (int i = 0; i < DSV4_INFO_NDTYPE; i++)
         if (in.bytes_by_dtype[i] > 0)
-            printf("  %-16s  %.0f bytes (%.2f GiB)\n", names[i], in.bytes_by_dtype[i], in.bytes_by_dtype[i] / 1073741824.0);
-    printf("bytes read per decoded token: %.0f (%.2f GiB)\n", in.bytes_per_token, in.bytes_per_token / 1073741824.0);
+            printf("  %-16s  %.0f bytes (%s)\n", names[i], in.bytes_by_dtype[i], cli_bytes(in.bytes_by_dtype[i], b1));
+    printf("bytes read per decoded token: %.0f (%s)\n", in.bytes_per_token, cli_bytes(in.bytes_per_token, b1));
     return 0;
 }
 
@@ -331,7 +385,13 @@ static int cmd_info(args_t *a) {
  * windows of W tokens (the last partial window included if it has >= 2 tokens), each window evaluated
  * in a fresh session; every position i < len-1 of a window predicts token i+1. ppl = exp(mean NLL).
  * Each token is evaluated as a one-token decode step so every position's logits are available; the
- * engine guarantees decode and prefill agree up to rounding. */
+ * engine guarantees decode and prefill agree up to rounding. A text of fewer than 2 tokens is an error. */
+static const char *ppl_usage =
+    "usage: dsv4 ppl -m DIR --file TEXT [--window W] [--max-tokens N]\n"
+    "  --file TEXT       UTF-8 text file (needs at least 2 tokens)\n"
+    "  --window W        tokens per window, each window evaluated from an empty context (default 256)\n"
+    "  --max-tokens N    use only the first N tokens of the file\n";
+
 static int cmd_ppl(args_t *a) {
     const char *dir = NULL, *file = NULL;
     int window = 256;
@@ -342,24 +402,31 @@ static int cmd_ppl(args_t *a) {
         else if (!strcmp(o, "--file")) file = arg_value(a, o);
         else if (!strcmp(o, "--window")) window = (int)arg_long(a, o, 2, 1 << 24);
         else if (!strcmp(o, "--max-tokens")) max_tokens = arg_long(a, o, 2, 1L << 40);
-        else { fprintf(stderr, "dsv4 ppl: unknown option '%s'\n%s", o, usage_text); return 2; }
+        else arg_other(a, o);
     }
-    if (!file) { fprintf(stderr, "dsv4 ppl: --file is required\n"); return 2; }
-    dsv4_model *m = load_model(dir);
+    if (!dir || !file) { fprintf(stderr, "dsv4 ppl: -m DIR and --file are required\n%s", ppl_usage); return 2; }
+    size_t len;
+    char *text = cli_read_file("ppl", file, &len);
+    if (!text) return 1;
+    char err[ERRLEN];
+    int rc = 1;
+    int32_t *ids = NULL;
+    dsv4_session *s = NULL;
+    float *logits = NULL;
+    dsv4_model *m = load_model("ppl", dir);
+    if (!m) { free(text); return 1; }
     const dsv4_tokenizer *tok = dsv4_model_tokenizer(m);
-    if (!tok) die("ppl needs a tokenizer.json in the model directory", dir);
+    if (!tok) { fail("ppl", "%s has no tokenizer.json (needed to encode the text)", dir); goto done; }
     dsv4_model_info info;
     dsv4_model_get_info(m, &info);
-    size_t len;
-    char *text = read_file(file, &len);
     int n = 0;
-    int32_t *ids = tokenize_all(tok, text, len, &n);
-    free(text);
+    ids = tokenize_all(tok, text, len, &n, err);
+    if (!ids) { fail("ppl", "%s: %s", file, err); goto done; }
+    if (n < 2) { fail("ppl", "%s encodes to %d token%s; perplexity needs at least 2 tokens", file, n, n == 1 ? "" : "s"); goto done; }
     if (max_tokens > 0 && n > max_tokens) n = (int)max_tokens;
-    char err[ERRLEN];
-    dsv4_session *s = NULL;
-    if (dsv4_session_open(&s, m, window, err, sizeof err) != 0) die("cannot open session", err);
-    float *logits = malloc(sizeof(float) * (size_t)info.vocab_size);
+    if (dsv4_session_open(&s, m, window, err, sizeof err) != 0) { fail("ppl", "cannot open session: %s", err); goto done; }
+    logits = malloc(sizeof(float) * (size_t)info.vocab_size);
+    if (!logits) { fail("ppl", "out of memory"); goto done; }
     double nll = 0; long count = 0;
     double t0 = now_s();
     for (int w0 = 0; w0 < n; w0 += window) {
@@ -367,7 +434,7 @@ static int cmd_ppl(args_t *a) {
         if (wl < 2) break;
         dsv4_session_reset(s);
         for (int i = 0; i + 1 < wl; i++) {
-            if (dsv4_eval(s, ids + w0 + i, 1, logits, err, sizeof err) != 0) die("eval", err);
+            if (dsv4_eval(s, ids + w0 + i, 1, logits, err, sizeof err) != 0) { fail("ppl", "eval: %s", err); goto done; }
             double mx = logits[0];
             for (int v = 1; v < info.vocab_size; v++) if (logits[v] > mx) mx = logits[v];
             double z = 0;
@@ -380,71 +447,85 @@ static int cmd_ppl(args_t *a) {
     printf("tokens %d, predictions %ld, window %d, mean NLL %.6f, perplexity %.4f\n", n, count, window,
            nll / (double)count, exp(nll / (double)count));
     fprintf(stderr, "%.1f tok/s\n", count / (dt > 0 ? dt : 1e-9));
-    free(logits); free(ids);
+    rc = 0;
+done:
+    free(text); free(logits); free(ids);
     dsv4_session_free(s);
     dsv4_model_free(m);
-    return 0;
+    return rc;
 }
 
 /* ---------------------------------------------------------------- tokenize / detokenize */
-static dsv4_tokenizer *open_tokenizer(const char *dir, const char *file, dsv4_model **m_out) {
-    char err[ERRLEN];
-    *m_out = NULL;
-    if (file) {
-        dsv4_tokenizer *t = NULL;
-        if (dsv4_tokenizer_load(&t, file, err, sizeof err) != 0) die("cannot load tokenizer", err);
-        return t;
-    }
-    if (!dir) { fprintf(stderr, "dsv4: -m DIR or --tokenizer FILE is required\n"); exit(2); }
-    char path[4096];
-    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+static const char *tokenize_usage =
+    "usage: dsv4 tokenize (-m DIR | --tokenizer FILE) [--text T]\n"
+    "  prints the token ids of T (else of all of stdin, every byte including NUL) separated by spaces; no BOS\n"
+    "  is added; the text must be valid UTF-8\n";
+static const char *detokenize_usage =
+    "usage: dsv4 detokenize (-m DIR | --tokenizer FILE) [--ids \"ID ID ...\"]\n"
+    "  writes the raw bytes of the tokens (ids separated by spaces, commas or newlines; stdin when no --ids)\n";
+
+/* The tokenizer of --tokenizer FILE or DIR/tokenizer.json; prints the reason and returns NULL on failure. */
+static dsv4_tokenizer *open_tokenizer(const char *cmd, const char *dir, const char *file) {
+    char err[ERRLEN], path[4096];
+    if (!file) { snprintf(path, sizeof path, "%s/tokenizer.json", dir); file = path; }
     dsv4_tokenizer *t = NULL;
-    if (dsv4_tokenizer_load(&t, path, err, sizeof err) != 0) die("cannot load tokenizer", err);
+    if (dsv4_tokenizer_load(&t, file, err, sizeof err) != 0) { fail(cmd, "cannot load tokenizer: %s", err); return NULL; }
     return t;
 }
 
 static int cmd_tokenize(args_t *a, int reverse) {
-    const char *dir = NULL, *file = NULL, *text = NULL;
+    const char *dir = NULL, *file = NULL, *text = NULL, *cmd = a->cmd;
     for (a->i = 2; a->i < a->argc; a->i++) {
         const char *o = a->argv[a->i];
         if (!strcmp(o, "-m")) dir = arg_value(a, o);
         else if (!strcmp(o, "--tokenizer")) file = arg_value(a, o);
         else if (!reverse && !strcmp(o, "--text")) text = arg_value(a, o);
         else if (reverse && !strcmp(o, "--ids")) text = arg_value(a, o);
-        else { fprintf(stderr, "dsv4: unknown option '%s'\n%s", o, usage_text); return 2; }
+        else arg_other(a, o);
     }
-    dsv4_model *m;
-    dsv4_tokenizer *t = open_tokenizer(dir, file, &m);
-    size_t len;
-    char *buf = text ? strdup(text) : read_stream(stdin, &len);
-    if (!buf) die("out of memory", NULL);
-    len = strlen(buf);
+    if (!dir && !file) { fprintf(stderr, "dsv4 %s: -m DIR or --tokenizer FILE is required\n%s", cmd, a->usage); return 2; }
+    dsv4_tokenizer *t = open_tokenizer(cmd, dir, file);
+    if (!t) return 1;
+    size_t len = 0;
+    char *buf = text ? strdup(text) : cli_read_stream(cmd, stdin, "stdin", &len);
+    if (!buf) { if (text) fail(cmd, "out of memory"); dsv4_tokenizer_free(t); return 1; }
+    if (text) len = strlen(buf);   /* an argument cannot hold NUL; stdin keeps every byte read */
+    char err[ERRLEN];
+    int n = 0, rc = 0;
+    int32_t *ids = NULL;
     if (!reverse) {
-        int n;
-        int32_t *ids = tokenize_all(t, buf, len, &n);
-        for (int i = 0; i < n; i++) printf(i ? " %d" : "%d", ids[i]);
-        printf("\n");
-        free(ids);
+        ids = tokenize_all(t, buf, len, &n, err);
+        if (!ids) rc = fail(cmd, "%s: %s", text ? "--text" : "stdin", err);
+        else {
+            for (int i = 0; i < n; i++) printf(i ? " %d" : "%d", ids[i]);
+            printf("\n");
+        }
     } else {
-        int n;
-        int32_t *ids = parse_ids(buf, &n);
+        ids = parse_ids(buf, len, &n, err);
+        if (!ids) rc = fail(cmd, "%s", err);
         int vs = dsv4_tokenizer_vocab_size(t);
-        for (int i = 0; i < n; i++) {
+        for (int i = 0; i < n && rc == 0; i++) {
             size_t bl;
             const char *b = ids[i] < vs ? dsv4_token_bytes(t, ids[i], &bl) : NULL;
-            if (!b) { fprintf(stderr, "dsv4 detokenize: id %d at item %d is not in the vocabulary (%d)\n", ids[i], i, vs); return 1; }
-            fwrite(b, 1, bl, stdout);
+            if (!b) rc = fail(cmd, "id %d at item %d is not in the vocabulary (%d)", ids[i], i, vs);
+            else fwrite(b, 1, bl, stdout);
         }
-        free(ids);
     }
+    if (fflush(stdout) != 0 && rc == 0) rc = fail(cmd, "write error on stdout: %s", strerror(errno));
+    free(ids);
     free(buf);
     dsv4_tokenizer_free(t);
-    return 0;
+    return rc;
 }
 
 /* ---------------------------------------------------------------- bench
  * Decode speed on the model reported against the memory-bandwidth bound measured in the same run:
  * bound tok/s = measured read bandwidth / weight bytes read per token. */
+static const char *bench_usage =
+    "usage: dsv4 bench -m DIR [-n N]\n"
+    "  prefill of 256 tokens, then N greedy decode steps (default 128); decode tok/s against the bound\n"
+    "  (read bandwidth measured in the same run) / (weight bytes read per token)\n";
+
 static double measure_bandwidth(void) {
     size_t n = (size_t)256 << 20; /* 256 MiB, well beyond the caches */
     uint64_t *buf = malloc(n);
@@ -472,20 +553,25 @@ static int cmd_bench(args_t *a) {
         const char *o = a->argv[a->i];
         if (!strcmp(o, "-m")) dir = arg_value(a, o);
         else if (!strcmp(o, "-n")) n_gen = (int)arg_long(a, o, 1, 1 << 20);
-        else { fprintf(stderr, "dsv4 bench: unknown option '%s'\n%s", o, usage_text); return 2; }
+        else arg_other(a, o);
     }
-    dsv4_model *m = load_model(dir);
+    if (!dir) { fprintf(stderr, "dsv4 bench: -m DIR is required\n%s", bench_usage); return 2; }
+    char err[ERRLEN];
+    int rc = 1, n_prompt = 256;
+    dsv4_session *s = NULL;
+    int32_t *ids = NULL;
+    float *logits = NULL;
+    dsv4_model *m = load_model("bench", dir);
+    if (!m) return 1;
     dsv4_model_info info;
     dsv4_model_get_info(m, &info);
-    char err[ERRLEN];
-    int n_prompt = 256;
-    dsv4_session *s = NULL;
-    if (dsv4_session_open(&s, m, n_prompt + n_gen, err, sizeof err) != 0) die("cannot open session", err);
-    int32_t *ids = malloc(sizeof(int32_t) * (size_t)n_prompt);
+    if (dsv4_session_open(&s, m, n_prompt + n_gen, err, sizeof err) != 0) { fail("bench", "cannot open session: %s", err); goto done; }
+    ids = malloc(sizeof(int32_t) * (size_t)n_prompt);
+    logits = malloc(sizeof(float) * (size_t)info.vocab_size);
+    if (!ids || !logits) { fail("bench", "out of memory"); goto done; }
     for (int i = 0; i < n_prompt; i++) ids[i] = (int32_t)((i * 7919 + 13) % info.vocab_size);
-    float *logits = malloc(sizeof(float) * (size_t)info.vocab_size);
     double t0 = now_s();
-    if (dsv4_eval(s, ids, n_prompt, logits, err, sizeof err) != 0) die("prefill", err);
+    if (dsv4_eval(s, ids, n_prompt, logits, err, sizeof err) != 0) { fail("bench", "prefill: %s", err); goto done; }
     double tp = now_s() - t0;
     int32_t next = 0;
     double t1 = now_s();
@@ -493,7 +579,7 @@ static int cmd_bench(args_t *a) {
         int best = 0;
         for (int v = 1; v < info.vocab_size; v++) if (logits[v] > logits[best]) best = v;
         next = best;
-        if (dsv4_eval(s, &next, 1, logits, err, sizeof err) != 0) die("decode", err);
+        if (dsv4_eval(s, &next, 1, logits, err, sizeof err) != 0) { fail("bench", "decode: %s", err); goto done; }
     }
     double td = now_s() - t1;
     double bw = measure_bandwidth();
@@ -504,26 +590,28 @@ static int cmd_bench(args_t *a) {
     printf("memory read bandwidth (measured, 1 thread): %.2f GB/s; weight bytes per token: %.0f\n", bw / 1e9,
            info.bytes_per_token);
     printf("decode vs bandwidth bound (%.1f tok/s): %.3f\n", bound, bound > 0 ? dec / bound : 0);
+    rc = 0;
+done:
     free(ids); free(logits);
     dsv4_session_free(s);
     dsv4_model_free(m);
-    return 0;
+    return rc;
 }
 
 int main(int argc, char **argv) {
-    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+    if (argc < 2 || cli_is_help(argv[1])) {
         fputs(usage_text, argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
-    args_t a = { argc, argv, 2 };
     const char *c = argv[1];
-    if (!strcmp(c, "generate")) return cmd_generate(&a);
-    if (!strcmp(c, "logits")) return cmd_logits(&a);
-    if (!strcmp(c, "info")) return cmd_info(&a);
-    if (!strcmp(c, "ppl")) return cmd_ppl(&a);
-    if (!strcmp(c, "tokenize")) return cmd_tokenize(&a, 0);
-    if (!strcmp(c, "detokenize")) return cmd_tokenize(&a, 1);
-    if (!strcmp(c, "bench")) return cmd_bench(&a);
+    args_t a = { argc, argv, 2, c, usage_text };
+    if (!strcmp(c, "generate")) { a.usage = generate_usage; return cmd_generate(&a); }
+    if (!strcmp(c, "logits")) { a.usage = logits_usage; return cmd_logits(&a); }
+    if (!strcmp(c, "info")) { a.usage = info_usage; return cmd_info(&a); }
+    if (!strcmp(c, "ppl")) { a.usage = ppl_usage; return cmd_ppl(&a); }
+    if (!strcmp(c, "tokenize")) { a.usage = tokenize_usage; return cmd_tokenize(&a, 0); }
+    if (!strcmp(c, "detokenize")) { a.usage = detokenize_usage; return cmd_tokenize(&a, 1); }
+    if (!strcmp(c, "bench")) { a.usage = bench_usage; return cmd_bench(&a); }
     if (!strcmp(c, "bench-tokenizer")) return dsv4_cli_tokbench(argc - 1, argv + 1);
     if (!strcmp(c, "render")) return dsv4_cli_render(argc - 1, argv + 1);
     if (!strcmp(c, "parse")) return dsv4_cli_parse(argc - 1, argv + 1);

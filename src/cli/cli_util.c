@@ -1,0 +1,120 @@
+/* cli/cli_util.c — see cli_util.h. */
+#include "cli/cli_util.h"
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+char *cli_read_stream(const char *who, FILE *f, const char *name, size_t *len) {
+    size_t cap = 1 << 16, n = 0, r;
+    char *buf = malloc(cap);
+    if (!buf) { fprintf(stderr, "dsv4 %s: out of memory reading %s\n", who, name); return NULL; }
+    errno = 0;
+    while ((r = fread(buf + n, 1, cap - n - 1, f)) > 0) {
+        n += r;
+        if (cap - n - 1 == 0) {
+            char *nb = cap <= ((size_t)-1) / 2 ? realloc(buf, cap * 2) : NULL;
+            if (!nb) { free(buf); fprintf(stderr, "dsv4 %s: out of memory reading %s\n", who, name); return NULL; }
+            buf = nb;
+            cap *= 2;
+        }
+    }
+    if (ferror(f)) {
+        int e = errno;
+        free(buf);
+        fprintf(stderr, "dsv4 %s: cannot read %s: %s\n", who, name, e ? strerror(e) : "read error");
+        return NULL;
+    }
+    buf[n] = 0;
+    *len = n;
+    return buf;
+}
+
+char *cli_read_file(const char *who, const char *path, size_t *len) {
+    if (!strcmp(path, "-")) return cli_read_stream(who, stdin, "stdin", len);
+    FILE *f = fopen(path, "rb");
+    if (!f) { fprintf(stderr, "dsv4 %s: cannot open %s: %s\n", who, path, strerror(errno)); return NULL; }
+    char *b = cli_read_stream(who, f, path, len);
+    fclose(f);
+    return b;
+}
+
+size_t cli_utf8_unit(const unsigned char *s, size_t n, int *valid) {
+    unsigned c = s[0];
+    *valid = 1;
+    if (c < 0x80) return 1;
+    size_t need;
+    unsigned lo = 0x80, hi = 0xBF;   /* allowed range of the second byte */
+    if (c >= 0xC2 && c <= 0xDF) need = 2;
+    else if (c >= 0xE0 && c <= 0xEF) { need = 3; if (c == 0xE0) lo = 0xA0; if (c == 0xED) hi = 0x9F; }
+    else if (c >= 0xF0 && c <= 0xF4) { need = 4; if (c == 0xF0) lo = 0x90; if (c == 0xF4) hi = 0x8F; }
+    else { *valid = 0; return 1; }
+    size_t k = 1;
+    for (; k < need && k < n; k++) {
+        unsigned b = s[k];
+        if (k == 1 ? (b < lo || b > hi) : (b < 0x80 || b > 0xBF)) break;
+    }
+    if (k < need) *valid = 0;
+    return k;
+}
+
+long cli_utf8_invalid_at(const char *s, size_t n) {
+    const unsigned char *u = (const unsigned char *)s;
+    for (size_t i = 0; i < n;) {
+        int ok;
+        size_t k = cli_utf8_unit(u + i, n - i, &ok);
+        if (!ok) return (long)i;
+        i += k;
+    }
+    return -1;
+}
+
+void cli_json_str(FILE *f, const char *s, size_t n, size_t *n_replaced) {
+    const unsigned char *u = (const unsigned char *)s;
+    fputc('"', f);
+    for (size_t i = 0; i < n;) {
+        unsigned c = u[i];
+        if (c >= 0x80) {
+            int ok;
+            size_t k = cli_utf8_unit(u + i, n - i, &ok);
+            if (ok) fwrite(u + i, 1, k, f);
+            else {
+                fputs("\xEF\xBF\xBD", f);
+                if (n_replaced) (*n_replaced)++;
+            }
+            i += k;
+            continue;
+        }
+        switch (c) {
+        case '"': fputs("\\\"", f); break;
+        case '\\': fputs("\\\\", f); break;
+        case '\n': fputs("\\n", f); break;
+        case '\r': fputs("\\r", f); break;
+        case '\t': fputs("\\t", f); break;
+        case '\b': fputs("\\b", f); break;
+        case '\f': fputs("\\f", f); break;
+        default:
+            if (c < 0x20) fprintf(f, "\\u%04x", c);
+            else fputc((int)c, f);
+        }
+        i++;
+    }
+    fputc('"', f);
+}
+
+const char *cli_count(double x, char *buf) {
+    if (x >= 1e9) snprintf(buf, 32, "%.2fB", x / 1e9);
+    else if (x >= 1e6) snprintf(buf, 32, "%.2fM", x / 1e6);
+    else if (x >= 1e3) snprintf(buf, 32, "%.2fK", x / 1e3);
+    else snprintf(buf, 32, "%.0f", x);
+    return buf;
+}
+
+const char *cli_bytes(double x, char *buf) {
+    if (x >= 1073741824.0) snprintf(buf, 32, "%.2f GiB", x / 1073741824.0);
+    else if (x >= 1048576.0) snprintf(buf, 32, "%.2f MiB", x / 1048576.0);
+    else if (x >= 1024.0) snprintf(buf, 32, "%.2f KiB", x / 1024.0);
+    else snprintf(buf, 32, "%.0f B", x);
+    return buf;
+}
+
+int cli_is_help(const char *o) { return !strcmp(o, "-h") || !strcmp(o, "--help"); }
