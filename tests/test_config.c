@@ -290,6 +290,65 @@ static void test_bad_configs(void) {
     expect_bad("shared experts 2", (e = edit(base, "\"n_shared_experts\": 1", "\"n_shared_experts\": 2")),
                "key 'n_shared_experts'", NULL), free(e);
 
+    /* upper bounds (io/config.h): sizes whose products would overflow int arithmetic are refused by name */
+    expect_bad("hc_mult 65", (e = edit(base, "\"hc_mult\": 4", "\"hc_mult\": 65")),
+               "key 'hc_mult' is 65, above the supported maximum 16", NULL), free(e);
+    expect_bad("hc_mult 2^24", (e = edit(base, "\"hc_mult\": 4", "\"hc_mult\": 16777216")), "key 'hc_mult'",
+               "maximum"), free(e);
+    expect_bad("head_dim 2^30", (e = edit(base, "\"head_dim\": 512", "\"head_dim\": 1073741824")), "key 'head_dim'",
+               "maximum 1048576"), free(e);
+    expect_bad("o_lora_rank 2^30", (e = edit(base, "\"o_lora_rank\": 1024", "\"o_lora_rank\": 1073741824")),
+               "key 'o_lora_rank'", "maximum"), free(e);
+    expect_bad("index_head_dim 2^30", (e = edit(base, "\"index_head_dim\": 128", "\"index_head_dim\": 1073741824")),
+               "key 'index_head_dim'", "maximum"), free(e);
+    expect_bad("moe 2^30", (e = edit(base, "\"moe_intermediate_size\": 2048", "\"moe_intermediate_size\": 1073741824")),
+               "key 'moe_intermediate_size'", "maximum"), free(e);
+    expect_bad("q_lora 2^30", (e = edit(base, "\"q_lora_rank\": 1024", "\"q_lora_rank\": 1073741824")),
+               "key 'q_lora_rank'", "maximum"), free(e);
+    expect_bad("vocab 2^30", (e = edit(base, "\"vocab_size\": 129280", "\"vocab_size\": 1073741824")),
+               "key 'vocab_size'", "maximum 16777216"), free(e);
+    expect_bad("window 2^31-1", (e = edit(base, "\"sliding_window\": 128", "\"sliding_window\": 2147483647")),
+               "key 'sliding_window'", "maximum"), free(e);
+    expect_bad("sinkhorn 1001", (e = edit(base, "\"hc_sinkhorn_iters\": 20", "\"hc_sinkhorn_iters\": 1001")),
+               "key 'hc_sinkhorn_iters'", "maximum 1000"), free(e);
+    expect_bad("experts 65537", (e = edit(base, "\"n_routed_experts\": 256", "\"n_routed_experts\": 65537")),
+               "key 'n_routed_experts'", "maximum 65536"), free(e);
+    expect_bad("index_topk 2^21", (e = edit(base, "\"index_topk\": 512", "\"index_topk\": 2097152")),
+               "key 'index_topk'", "maximum"), free(e);
+    expect_bad("ratio 2^21", (e = edit(base, "[0, 0, 4, 128,", "[0, 0, 4, 2097152,")),
+               "key 'compress_ratios' entry 3 is 2097152, above the supported maximum", NULL), free(e);
+    {
+        char *e1 = edit(base, "\"num_attention_heads\": 64", "\"num_attention_heads\": 65536");
+        expect_bad("heads x head_dim", (e = edit(e1, "\"head_dim\": 512", "\"head_dim\": 65536")),
+                   "keys 'num_attention_heads' x 'head_dim' = 65536 x 65536 = 4294967296 exceeds", NULL), free(e);
+        free(e1);
+    }
+    expect_bad("layers 256 + 1 MTP", (e = edit(base, "\"num_hidden_layers\": 43", "\"num_hidden_layers\": 256")),
+               "key 'num_hidden_layers' is 256, above the supported maximum 255", NULL), free(e);
+    /* a key given twice (Python's json keeps the last, cJSON the first): refused, at any depth */
+    expect_bad("duplicate key", (e = edit(base, "\"hidden_size\": 4096", "\"hidden_size\": 4096, \"hidden_size\": 2048")),
+               "key 'hidden_size' appears more than once", NULL), free(e);
+    expect_bad("duplicate nested key", (e = edit(base, "\"factor\": 16", "\"factor\": 16, \"factor\": 4")),
+               "key 'rope_scaling.factor' appears more than once", NULL), free(e);
+
+    /* V4-Pro's values (spec §1.1) are inside every bound */
+    {
+        char *p1 = edit(base, "\"hidden_size\": 4096", "\"hidden_size\": 7168");
+        char *p2 = edit(p1, "\"num_attention_heads\": 64", "\"num_attention_heads\": 128");
+        char *p3 = edit(p2, "\"q_lora_rank\": 1024", "\"q_lora_rank\": 1536");
+        char *p4 = edit(p3, "\"o_groups\": 8", "\"o_groups\": 16");
+        char *p5 = edit(p4, "\"moe_intermediate_size\": 2048", "\"moe_intermediate_size\": 3072");
+        char *p6 = edit(p5, "\"n_routed_experts\": 256", "\"n_routed_experts\": 384");
+        char *p7 = edit(p6, "\"index_topk\": 512", "\"index_topk\": 1024");
+        write_cfg(p7);
+        dsv4_config pc;
+        char perr[512] = "";
+        int prc = dsv4_config_load(&pc, cfgpath, perr, sizeof perr);
+        CHECK(prc == 0 && pc.dim == 7168 && pc.n_heads == 128 && pc.n_routed_experts == 384, "Pro-sized config: %s",
+              perr);
+        free(p1); free(p2); free(p3); free(p4); free(p5); free(p6); free(p7);
+    }
+
     /* optional keys: defaults; a config with no CSA layer needs no index_* keys */
     const char *mini =
         "{\"vocab_size\": 300, \"hidden_size\": 64, \"num_hidden_layers\": 2, \"num_attention_heads\": 2,"

@@ -5,6 +5,7 @@
 
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +66,12 @@ static int get_float(ctx *c, const char *key, int required, float def, float *ou
 static int positive(ctx *c, const char *key, long v) {
     if (v > 0) return 0;
     return dsv4_fail(c->err, c->errlen, "%s: key '%s' must be positive, found %ld", c->path, key, v);
+}
+
+static int at_most(ctx *c, const char *key, long v, long max) {
+    if (v <= max) return 0;
+    return dsv4_fail(c->err, c->errlen, "%s: key '%s' is %ld, above the supported maximum %ld (io/config.h)", c->path,
+                     key, v, max);
 }
 
 static int parse(dsv4_config *cfg, const cJSON *root, const char *path, char *err, size_t errlen) {
@@ -145,18 +152,26 @@ static int parse(dsv4_config *cfg, const cJSON *root, const char *path, char *er
         cfg->original_seq_len = cfg->max_position_embeddings;
     }
 
-    /* dimension checks */
-    if (positive(&c, "vocab_size", cfg->vocab_size) || positive(&c, "hidden_size", cfg->dim) ||
-        positive(&c, "num_hidden_layers", cfg->n_layers) || positive(&c, "num_attention_heads", cfg->n_heads) ||
-        positive(&c, "head_dim", cfg->head_dim) || positive(&c, "qk_rope_head_dim", cfg->rope_dim) ||
-        positive(&c, "q_lora_rank", cfg->q_lora_rank) || positive(&c, "o_groups", cfg->o_groups) ||
-        positive(&c, "o_lora_rank", cfg->o_lora_rank) || positive(&c, "moe_intermediate_size", cfg->moe_inter_dim) ||
-        positive(&c, "n_routed_experts", cfg->n_routed_experts) ||
-        positive(&c, "num_experts_per_tok", cfg->n_activated_experts) ||
-        positive(&c, "sliding_window", cfg->window_size) ||
-        positive(&c, "max_position_embeddings", cfg->max_position_embeddings) ||
-        positive(&c, "hc_mult", cfg->hc_mult) || positive(&c, "hc_sinkhorn_iters", cfg->hc_sinkhorn_iters))
-        return -1;
+    /* dimension checks: every size positive and within its documented bound (config.h) */
+    static const struct { const char *key; size_t off; long max; } B[] = {
+#define F(k, f, mx) {k, offsetof(dsv4_config, f), mx}
+        F("vocab_size", vocab_size, DSV4_MAX_VOCAB),        F("hidden_size", dim, DSV4_MAX_DIM),
+        F("num_hidden_layers", n_layers, DSV4_MAX_LAYERS - 1), F("num_attention_heads", n_heads, DSV4_MAX_HEADS),
+        F("head_dim", head_dim, DSV4_MAX_DIM),              F("qk_rope_head_dim", rope_dim, DSV4_MAX_DIM),
+        F("q_lora_rank", q_lora_rank, DSV4_MAX_DIM),        F("o_groups", o_groups, DSV4_MAX_HEADS),
+        F("o_lora_rank", o_lora_rank, DSV4_MAX_DIM),        F("moe_intermediate_size", moe_inter_dim, DSV4_MAX_DIM),
+        F("n_routed_experts", n_routed_experts, DSV4_MAX_EXPERTS),
+        F("num_experts_per_tok", n_activated_experts, DSV4_MAX_EXPERTS),
+        F("sliding_window", window_size, DSV4_MAX_WINDOW),
+        F("max_position_embeddings", max_position_embeddings, 2147483647L),
+        F("hc_mult", hc_mult, DSV4_MAX_HC),                 F("hc_sinkhorn_iters", hc_sinkhorn_iters, DSV4_MAX_SINKHORN),
+#undef F
+    };
+    for (size_t i = 0; i < sizeof B / sizeof B[0]; i++) {
+        int v;
+        memcpy(&v, (const char *)cfg + B[i].off, sizeof v);
+        if (positive(&c, B[i].key, v) || at_most(&c, B[i].key, v, B[i].max)) return -1;
+    }
     if (cfg->n_mtp_layers < 0)
         return dsv4_fail(err, errlen, "%s: key 'num_nextn_predict_layers' must be >= 0, found %d", path,
                          cfg->n_mtp_layers);
@@ -214,9 +229,12 @@ static int parse(dsv4_config *cfg, const cJSON *root, const char *path, char *er
     int k = 0, any_csa = 0;
     for (const cJSON *e = cr->child; e; e = e->next, k++) {
         double d = cJSON_IsNumber(e) ? e->valuedouble : -1;
-        if (!cJSON_IsNumber(e) || d != floor(d) || d < 0 || d > 1e9)
+        if (!cJSON_IsNumber(e) || d != floor(d) || d < 0)
             return dsv4_fail(err, errlen, "%s: key 'compress_ratios' entry %d must be a non-negative integer, found %s",
                              path, k, cJSON_IsNumber(e) ? "a negative or fractional number" : jtype(e));
+        if (d > DSV4_MAX_RATIO)
+            return dsv4_fail(err, errlen, "%s: key 'compress_ratios' entry %d is %.0f, above the supported maximum %d "
+                             "(io/config.h)", path, k, d, DSV4_MAX_RATIO);
         cfg->compress_ratios[k] = (int)d;
         if (cfg->compress_ratios[k] == 4) any_csa = 1;
     }
@@ -226,16 +244,70 @@ static int parse(dsv4_config *cfg, const cJSON *root, const char *path, char *er
         return -1;
     if (any_csa) {
         if (positive(&c, "index_n_heads", cfg->index_n_heads) || positive(&c, "index_head_dim", cfg->index_head_dim) ||
-            positive(&c, "index_topk", cfg->index_topk))
+            positive(&c, "index_topk", cfg->index_topk) ||
+            at_most(&c, "index_n_heads", cfg->index_n_heads, DSV4_MAX_HEADS) ||
+            at_most(&c, "index_head_dim", cfg->index_head_dim, DSV4_MAX_DIM) ||
+            at_most(&c, "index_topk", cfg->index_topk, DSV4_MAX_TOPK))
             return -1;
         if (cfg->index_head_dim <= cfg->rope_dim)
             return dsv4_fail(err, errlen, "%s: key 'index_head_dim' (%d) must exceed 'qk_rope_head_dim' (%d)", path,
                              cfg->index_head_dim, cfg->rope_dim);
     }
+    /* products used as int element counts (weight rows, activation widths): computed in 64 bits, each must
+     * fit an int32; the name pairs are the keys at fault */
+    const struct { const char *a, *b; int64_t x, y; } P[] = {
+        {"num_attention_heads", "head_dim", cfg->n_heads, cfg->head_dim},
+        {"o_groups", "o_lora_rank", cfg->o_groups, cfg->o_lora_rank},
+        {"index_n_heads", "index_head_dim", cfg->index_n_heads, cfg->index_head_dim},
+        {"hc_mult", "hidden_size", cfg->hc_mult, cfg->dim},
+    };
+    for (size_t i = 0; i < sizeof P / sizeof P[0]; i++)
+        if (P[i].x * P[i].y > 2147483647)
+            return dsv4_fail(err, errlen, "%s: keys '%s' x '%s' = %lld x %lld = %lld exceeds the supported maximum "
+                             "2147483647 (io/config.h)", path, P[i].a, P[i].b, (long long)P[i].x, (long long)P[i].y,
+                             (long long)(P[i].x * P[i].y));
 #undef REQ
 #undef OPT
 #undef REQF
 #undef OPTF
+    return 0;
+}
+
+static int cmp_cstr(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
+
+/* Reject a key that appears twice in object `o` or in any object nested in it (through objects and arrays).
+ * `prefix` is the dotted path of `o` ("" at the top level). */
+static int check_dups(const cJSON *o, const char *prefix, const char *path, char *err, size_t errlen) {
+    if (cJSON_IsObject(o)) {
+        size_t n = 0;
+        for (const cJSON *e = o->child; e; e = e->next) n++;
+        if (n > 1) {
+            const char **names = malloc(n * sizeof *names);
+            if (!names) return dsv4_fail(err, errlen, "%s: out of memory", path);
+            size_t k = 0;
+            for (const cJSON *e = o->child; e; e = e->next) names[k++] = e->string ? e->string : "";
+            qsort(names, n, sizeof *names, cmp_cstr);
+            for (size_t i = 1; i < n; i++)
+                if (strcmp(names[i], names[i - 1]) == 0) {
+                    int rc = dsv4_fail(err, errlen, "%s: key '%s%s' appears more than once", path, prefix, names[i]);
+                    free(names);
+                    return rc;
+                }
+            free(names);
+        }
+    }
+    if (!cJSON_IsObject(o) && !cJSON_IsArray(o)) return 0;
+    for (const cJSON *e = o->child; e; e = e->next) {
+        if (!cJSON_IsObject(e) && !cJSON_IsArray(e)) continue;
+        size_t pl = strlen(prefix), kl = e->string ? strlen(e->string) : 0;
+        char *sub = malloc(pl + kl + 24);
+        if (!sub) return dsv4_fail(err, errlen, "%s: out of memory", path);
+        if (cJSON_IsObject(o)) snprintf(sub, pl + kl + 24, "%s%s.", prefix, e->string ? e->string : "");
+        else snprintf(sub, pl + kl + 24, "%s", prefix);
+        int rc = check_dups(e, sub, path, err, errlen);
+        free(sub);
+        if (rc) return rc;
+    }
     return 0;
 }
 
@@ -263,7 +335,7 @@ int dsv4_config_load(dsv4_config *cfg, const char *path, char *err, size_t errle
     }
     int rc;
     if (!cJSON_IsObject(root)) rc = dsv4_fail(err, errlen, "%s: config.json is not a JSON object", path);
-    else rc = parse(cfg, root, path, err, errlen);
+    else if ((rc = check_dups(root, "", path, err, errlen)) == 0) rc = parse(cfg, root, path, err, errlen);
     cJSON_Delete(root);
     free(buf);
     return rc;

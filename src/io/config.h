@@ -8,12 +8,36 @@
  * expert_dtype "fp4" (string "fp4" or "fp8"; spec §1.1, §2.4).
  * compress_ratios must have num_hidden_layers + num_nextn_predict_layers entries, each 0, 4 or 128
  * (any R>0 is accepted if every CSA-style (overlapping) layer has R==4: R==4 means CSA, others HCA).
+ *
+ * Supported ranges (checked at load; an error names the key and the bound). Every size is >= 1 and:
+ *   vocab_size <= DSV4_MAX_VOCAB (2^24); hidden_size, head_dim, qk_rope_head_dim, q_lora_rank, o_lora_rank,
+ *   moe_intermediate_size, index_head_dim <= DSV4_MAX_DIM (2^20); num_attention_heads, o_groups, index_n_heads
+ *   <= DSV4_MAX_HEADS (65536); n_routed_experts, num_experts_per_tok <= DSV4_MAX_EXPERTS (65536);
+ *   num_hidden_layers <= DSV4_MAX_LAYERS - 1 and num_hidden_layers + num_nextn_predict_layers <= DSV4_MAX_LAYERS;
+ *   hc_mult <= DSV4_MAX_HC (16); hc_sinkhorn_iters <= DSV4_MAX_SINKHORN (1000); sliding_window <=
+ *   DSV4_MAX_WINDOW (2^20); index_topk <= DSV4_MAX_TOPK (2^20); every compress_ratios entry <= DSV4_MAX_RATIO
+ *   (2^20); max_position_embeddings <= 2^31 - 1. The products num_attention_heads x head_dim, o_groups x
+ *   o_lora_rank, index_n_heads x index_head_dim and hc_mult x hidden_size must each fit an int32 (they are
+ *   weight row counts / activation widths). With these bounds every tensor element count and every session
+ *   size computed in 64-bit arithmetic is exact (no overflow). V4-Flash and V4-Pro are far inside them
+ *   (largest: vocab 129280, hidden 7168, heads 128, experts 384, hc_mult 4, window 128, ratio 128).
+ * A key that appears twice in one JSON object (top level or rope_scaling) is an error naming it (Python's
+ * json would silently keep the last value, cJSON the first).
  */
 #ifndef DSV4_IO_CONFIG_H
 #define DSV4_IO_CONFIG_H
 #include <stddef.h>
 
-#define DSV4_MAX_LAYERS 256
+#define DSV4_MAX_LAYERS 256        /* trunk + MTP blocks */
+#define DSV4_MAX_VOCAB (1 << 24)
+#define DSV4_MAX_DIM (1 << 20)       /* any width: hidden, head, ranks, intermediate, index head */
+#define DSV4_MAX_HEADS 65536         /* attention heads, output groups, indexer heads */
+#define DSV4_MAX_EXPERTS 65536
+#define DSV4_MAX_HC 16               /* hc_mult (mHC streams) */
+#define DSV4_MAX_SINKHORN 1000       /* hc_sinkhorn_iters */
+#define DSV4_MAX_WINDOW (1 << 20)    /* sliding_window */
+#define DSV4_MAX_TOPK (1 << 20)      /* index_topk */
+#define DSV4_MAX_RATIO (1 << 20)     /* compress_ratios entries */
 
 typedef struct {
     int vocab_size;            /* vocab_size */
@@ -54,7 +78,9 @@ typedef struct {
     int compress_ratios[DSV4_MAX_LAYERS]; /* per layer, MTP block(s) last */
 } dsv4_config;
 
-/* Parse config.json at `path`. Returns 0 or -1 with err naming path and key. */
+/* Parse config.json at `path` (read with dsv4_read_file) into *c, applying the defaults and ranges above.
+ * Returns 0, or -1 with err "<path>: ..." naming the key at fault (missing, wrong type, out of range,
+ * duplicated, inconsistent with another key) or the JSON syntax error's line. */
 int dsv4_config_load(dsv4_config *c, const char *path, char *err, size_t errlen);
 
 #endif
