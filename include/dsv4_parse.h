@@ -77,6 +77,8 @@ typedef struct {
     int    valid_json;  /* 1 if `arguments` parses as JSON (cJSON, whole string), else 0 */
     char  *raw;         /* exact invoke bytes, "<｜DSML｜invoke" ... "</｜DSML｜invoke>" (partial when cut, see above) */
     size_t raw_len;
+    size_t name_len;      /* bytes of name (name may contain NUL bytes only if the input did) */
+    size_t arguments_len; /* bytes of arguments (likewise: a string="false" value is copied verbatim) */
 } dsv4_tool_call;
 
 /* The parsed message. Strings are malloc'd, NUL-terminated (lengths given too; text may contain NUL bytes
@@ -157,9 +159,12 @@ int dsv4_parse_text(const char *text, size_t len, int thinking_mode, dsv4_parse_
 int dsv4_toolcall_remember(const char *id, const char *raw, size_t len);
 
 /* The raw invoke bytes stored for `id` ("<｜DSML｜invoke name=" ... "</｜DSML｜invoke>", NUL-terminated, *len
- * set if len != NULL), or NULL if unknown. The pointer is owned by the registry and stays valid until that
- * entry is evicted or replaced (at least DSV4_TOOLCALL_CAPACITY further remembers of other ids, or a
- * remember of the same id); multi-threaded callers that cannot guarantee this should use dsv4_toolcall_dup. */
+ * set if len != NULL), or NULL if unknown. The pointer is owned by the registry and stays valid only until
+ * that entry is evicted or replaced: ANY later dsv4_toolcall_remember may evict it (by the entry count, after
+ * up to DSV4_TOOLCALL_CAPACITY remembers, but by the DSV4_TOOLCALL_MAX_BYTES byte budget already after one
+ * large remember, which can evict every other entry), as may a remember of the same id, dsv4_toolcall_clear,
+ * or another thread doing any of these. Use the pointer at once, before the next remember; for a copy that
+ * stays valid, use dsv4_toolcall_dup. */
 const char *dsv4_toolcall_raw(const char *id, size_t *len);
 
 /* Like dsv4_toolcall_raw but returns a malloc'd copy (caller frees), NULL if unknown or out of memory. */

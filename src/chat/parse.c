@@ -419,7 +419,7 @@ static int make_calls(dsv4_parser *p, const char *s, const vres_t *r, dsv4_parse
             else bad |= buf_add(&a, s + pp->val.off, pp->val.len);
         }
         bad |= buf_add(&a, "}", 1);
-        c->arguments = buf_take(&a, NULL);
+        c->arguments = buf_take(&a, &c->arguments_len);
         c->name = malloc(iv->name.len + 1);
         c->raw = malloc(iv->raw.len + 1);
         c->id = malloc(24);
@@ -431,6 +431,7 @@ static int make_calls(dsv4_parser *p, const char *s, const vres_t *r, dsv4_parse
         }
         memcpy(c->name, s + iv->name.off, iv->name.len);
         c->name[iv->name.len] = 0;
+        c->name_len = iv->name.len;
         memcpy(c->raw, s + iv->raw.off, iv->raw.len);
         c->raw[iv->raw.len] = 0;
         c->raw_len = iv->raw.len;

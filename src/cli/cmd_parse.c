@@ -4,11 +4,13 @@
  * Output: {"role": "assistant", "content": STRING or null (null only when empty and tool calls exist),
  *          "reasoning_content": STRING (thinking mode only),
  *          "tool_calls": [{"id", "type": "function", "function": {"name", "arguments"}}] (only when any)}
- * Warnings of the parser (malformed DSML, invalid arguments JSON, stray special tokens) go to stderr as
- * "dsv4 parse: warning: ..."; exit 0 — or 1 with --strict when there are warnings. */
+ * Every byte of stdin counts (NUL bytes are kept, written as \u0000). The output is always valid JSON: a
+ * sequence that is not valid UTF-8 is written as U+FFFD (one per maximal invalid subpart) and reported by a
+ * warning. Warnings of the parser (malformed DSML, invalid arguments JSON, stray special tokens) and the UTF-8
+ * warning go to stderr as "dsv4 parse: warning: ..."; exit 0 — or 1 with --strict when there are warnings. */
+#include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "dsv4_parse.h"
-#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,38 +18,33 @@
 static const char *parse_usage =
     "usage: dsv4 parse [--thinking] [--strict]   (model output on stdin; JSON message on stdout)\n"
     "  --thinking  the prompt ended with <think>: output starts with reasoning_content up to </think>\n"
-    "  --strict    exit 1 if the output was not well-formed (warnings are printed either way)\n";
+    "  --strict    exit 1 if the output was not well-formed (warnings are printed either way)\n"
+    "  invalid UTF-8 in the output is written as U+FFFD in the JSON (with a warning)\n";
 
-/* Build the OpenAI-shaped message for a parse result. Returns NULL when out of memory. */
-static cJSON *message_json(const dsv4_parse_result *r) {
-    cJSON *m = cJSON_CreateObject();
-    if (!m) return NULL;
-    int ok = cJSON_AddStringToObject(m, "role", "assistant") != NULL;
-    if (r->content_len == 0 && r->n_tool_calls > 0) ok &= cJSON_AddNullToObject(m, "content") != NULL;
-    else ok &= cJSON_AddStringToObject(m, "content", r->content) != NULL;
-    if (r->thinking_mode) ok &= cJSON_AddStringToObject(m, "reasoning_content", r->reasoning_content) != NULL;
-    if (r->n_tool_calls > 0) {
-        cJSON *arr = cJSON_AddArrayToObject(m, "tool_calls");
-        ok &= arr != NULL;
-        for (int k = 0; ok && k < r->n_tool_calls; k++) {
-            const dsv4_tool_call *c = &r->tool_calls[k];
-            cJSON *tc = cJSON_CreateObject(), *fn = cJSON_CreateObject();
-            ok &= tc && fn;
-            if (ok) {
-                ok &= cJSON_AddStringToObject(tc, "id", c->id) != NULL;
-                ok &= cJSON_AddStringToObject(tc, "type", "function") != NULL;
-                ok &= cJSON_AddStringToObject(fn, "name", c->name) != NULL;
-                ok &= cJSON_AddStringToObject(fn, "arguments", c->arguments) != NULL;
-                cJSON_AddItemToObject(tc, "function", fn);
-                cJSON_AddItemToArray(arr, tc);
-            } else {
-                cJSON_Delete(tc);
-                cJSON_Delete(fn);
-            }
-        }
+/* Write the OpenAI-shaped message for a parse result as indented JSON; counts replaced sequences. */
+static void print_message(FILE *f, const dsv4_parse_result *r, size_t *nrep) {
+    fputs("{\n  \"role\": \"assistant\",\n  \"content\": ", f);
+    if (r->content_len == 0 && r->n_tool_calls > 0) fputs("null", f);
+    else cli_json_str(f, r->content, r->content_len, nrep);
+    if (r->thinking_mode) {
+        fputs(",\n  \"reasoning_content\": ", f);
+        cli_json_str(f, r->reasoning_content, r->reasoning_len, nrep);
     }
-    if (!ok) { cJSON_Delete(m); return NULL; }
-    return m;
+    if (r->n_tool_calls > 0) {
+        fputs(",\n  \"tool_calls\": [", f);
+        for (int k = 0; k < r->n_tool_calls; k++) {
+            const dsv4_tool_call *c = &r->tool_calls[k];
+            fputs(k ? ",\n    {\n      \"id\": " : "\n    {\n      \"id\": ", f);
+            cli_json_str(f, c->id, strlen(c->id), nrep);
+            fputs(",\n      \"type\": \"function\",\n      \"function\": {\n        \"name\": ", f);
+            cli_json_str(f, c->name, c->name_len, nrep);
+            fputs(",\n        \"arguments\": ", f);
+            cli_json_str(f, c->arguments, c->arguments_len, nrep);
+            fputs("\n      }\n    }", f);
+        }
+        fputs("\n  ]", f);
+    }
+    fputs("\n}\n", f);
 }
 
 int dsv4_cli_parse(int argc, char **argv) {
@@ -56,7 +53,7 @@ int dsv4_cli_parse(int argc, char **argv) {
         if (!strcmp(argv[i], "--thinking") || !strcmp(argv[i], "--think")) thinking = 1;
         else if (!strcmp(argv[i], "--chat") || !strcmp(argv[i], "--no-think")) thinking = 0;
         else if (!strcmp(argv[i], "--strict")) strict = 1;
-        else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { fputs(parse_usage, stdout); return 0; }
+        else if (cli_is_help(argv[i])) { fputs(parse_usage, stdout); return 0; }
         else { fprintf(stderr, "dsv4 parse: unknown option '%s'\n%s", argv[i], parse_usage); return 2; }
     }
     dsv4_parser *p = dsv4_parser_new(thinking);
@@ -69,14 +66,15 @@ int dsv4_cli_parse(int argc, char **argv) {
     dsv4_parse_result r;
     if (dsv4_parser_finish(p, &r)) { fprintf(stderr, "dsv4 parse: out of memory\n"); dsv4_parser_free(p); return 1; }
     dsv4_parser_free(p);
-    cJSON *m = message_json(&r);
-    char *s = m ? cJSON_Print(m) : NULL;
-    cJSON_Delete(m);
-    if (!s) { fprintf(stderr, "dsv4 parse: out of memory\n"); dsv4_parse_result_free(&r); return 1; }
-    puts(s);
-    free(s);
-    int warned = r.warnings != NULL;
-    if (warned) fprintf(stderr, "dsv4 parse: warning: %s\n", r.warnings);
+    size_t nrep = 0;
+    print_message(stdout, &r, &nrep);
+    int werr = fflush(stdout) != 0 || ferror(stdout);
+    int warned = r.warnings != NULL || nrep > 0;
+    if (r.warnings) fprintf(stderr, "dsv4 parse: warning: %s\n", r.warnings);
+    if (nrep)
+        fprintf(stderr, "dsv4 parse: warning: the output is not valid UTF-8: %zu invalid sequence%s written as U+FFFD\n",
+                nrep, nrep > 1 ? "s" : "");
     dsv4_parse_result_free(&r);
+    if (werr) { fprintf(stderr, "dsv4 parse: write error on stdout\n"); return 1; }
     return strict && warned ? 1 : 0;
 }
