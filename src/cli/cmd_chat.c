@@ -3,7 +3,8 @@
  *   dsv4 chat -m DIR [--think|--no-think] [--temperature T] [--top-p P] [--top-k K] [--seed S]
  *             [--max-tokens N] [--ctx C] [--system TEXT] [--effort high|max] [-v]
  *
- * Each input line is a user message. The whole conversation (a JSON message list) is rendered with
+ * Each input line is a user message; a line that is not valid UTF-8 (or holds a NUL byte) is refused with a
+ * message on stderr and not sent. The whole conversation (a JSON message list) is rendered with
  * dsv4_chat_render (include/dsv4_chat.h, spec v4-encoding §3), tokenized with the model's tokenizer
  * (no BOS added: the prompt text starts with it), and evaluated; when the new prompt's tokens extend the
  * tokens already evaluated in the session only the new tokens are evaluated, otherwise the session is
@@ -19,6 +20,7 @@
  * The tokenizer must know the DeepSeek-V4 special tokens used by the prompt format; a model without them
  * (e.g. the nano Shakespeare model) is refused at start with a message naming the missing tokens.
  */
+#include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "dsv4.h"
 #include "dsv4_chat.h"
@@ -324,7 +326,12 @@ int dsv4_cli_chat(int argc, char **argv) {
         else if (!strcmp(o, "--seed")) { if (opt_num(o, v, 0, 9.0e15, &x) || x != (double)(uint64_t)x) return 2; sp.seed = (uint64_t)x; i++; }
         else if (!strcmp(o, "--max-tokens")) { if (opt_num(o, v, 1, 1 << 24, &x) || x != (int)x) return 2; c.max_tokens = (int)x; i++; }
         else if (!strcmp(o, "--ctx")) { if (opt_num(o, v, 2, 1 << 24, &x) || x != (int)x) return 2; c.ctx = (int)x; i++; }
-        else if (!strcmp(o, "--system")) { if (!v) goto need; c.system = v; i++; }
+        else if (!strcmp(o, "--system")) {
+            if (!v) goto need;
+            if (cli_utf8_invalid_at(v, strlen(v)) >= 0) { fprintf(stderr, "dsv4 chat: --system: the text is not valid UTF-8\n"); return 2; }
+            c.system = v;
+            i++;
+        }
         else if (!strcmp(o, "--effort")) {
             if (!v) goto need;
             if (!strcmp(v, "max")) c.effort = DSV4_EFFORT_MAX;
@@ -333,7 +340,7 @@ int dsv4_cli_chat(int argc, char **argv) {
             i++;
         }
         else if (!strcmp(o, "-v") || !strcmp(o, "--verbose")) c.verbose = 1;
-        else if (!strcmp(o, "-h") || !strcmp(o, "--help")) { fputs(chat_usage, stdout); return 0; }
+        else if (cli_is_help(o)) { fputs(chat_usage, stdout); return 0; }
         else { fprintf(stderr, "dsv4 chat: unknown option '%s'\n%s", o, chat_usage); return 2; }
         continue;
     need:
@@ -379,6 +386,13 @@ int dsv4_cli_chat(int argc, char **argv) {
         return 1;
     }
     c.logits = malloc(sizeof(float) * (size_t)c.vocab);
+    if (!c.logits) {
+        fprintf(stderr, "dsv4 chat: out of memory\n");
+        dsv4_sampler_free(c.smp);
+        dsv4_session_free(c.s);
+        dsv4_model_free(c.m);
+        return 1;
+    }
     c.hist = NULL;
     chat_reset(&c);
     int interactive = isatty(STDIN_FILENO), status = 0;
@@ -393,6 +407,16 @@ int dsv4_cli_chat(int argc, char **argv) {
         if (n < 0) break;
         while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = 0;
         if (n == 0) continue;
+        if (memchr(line, 0, (size_t)n)) {
+            fprintf(stderr, "dsv4 chat: your input line contains a NUL byte; it was not sent\n");
+            continue;
+        }
+        long bad = cli_utf8_invalid_at(line, (size_t)n);
+        if (bad >= 0) {
+            fprintf(stderr, "dsv4 chat: your input line is not valid UTF-8 (bad byte 0x%02x at byte %ld of the line); "
+                    "it was not sent\n", (unsigned char)line[bad], bad + 1);
+            continue;
+        }
         if (line[0] == '/') {
             if (!strcmp(line, "/quit") || !strcmp(line, "/exit")) break;
             if (!strcmp(line, "/reset")) { chat_reset(&c); printf("(history cleared)\n"); continue; }

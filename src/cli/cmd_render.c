@@ -6,14 +6,15 @@
  * FILE.json is an array of messages or an OpenAI-style request {"messages": [...], "tools": [...],
  * "response_format": ...} ("-" = stdin). The prompt is written to stdout byte-exactly (no newline added).
  * With --tokens (needs -m DIR, whose tokenizer.json is used, or --tokenizer FILE) the prompt is followed by
- * "\n--- N tokens\n" and the ids separated by spaces on one line.
+ * "\n--- N tokens\n" and the ids separated by spaces on one line. Errors name the file at fault (--context
+ * or --messages); an unreadable file (e.g. a directory) is reported as "cannot read FILE: REASON".
  * Talks to the library through include/dsv4.h and include/dsv4_chat.h only.
  */
+#include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "dsv4.h"
 #include "dsv4_chat.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,28 +30,6 @@ static const char *render_usage =
     "  --context FILE    messages already encoded before these (not rendered; affect merging and transitions)\n"
     "  --tokens          also print the token count and ids (needs -m DIR or --tokenizer FILE)\n";
 
-static char *read_all(const char *path, size_t *len) {
-    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
-    if (!f) {
-        fprintf(stderr, "dsv4 render: cannot open %s: %s\n", path, strerror(errno));
-        return NULL;
-    }
-    size_t cap = 1 << 16, n = 0, r;
-    char *buf = malloc(cap);
-    while (buf && (r = fread(buf + n, 1, cap - n, f)) > 0) {
-        n += r;
-        if (n == cap) {
-            char *nb = realloc(buf, cap *= 2);
-            if (!nb) { free(buf); buf = NULL; }
-            else buf = nb;
-        }
-    }
-    if (f != stdin) fclose(f);
-    if (!buf) { fprintf(stderr, "dsv4 render: out of memory reading %s\n", path); return NULL; }
-    *len = n;
-    return buf;
-}
-
 int dsv4_cli_render(int argc, char **argv) {
     const char *dir = NULL, *tokfile = NULL, *msgfile = NULL, *ctxfile = NULL;
     int want_tokens = 0;
@@ -58,7 +37,7 @@ int dsv4_cli_render(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int has_val = i + 1 < argc;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { fputs(render_usage, stdout); return 0; }
+        if (cli_is_help(a)) { fputs(render_usage, stdout); return 0; }
         else if (!strcmp(a, "--thinking")) o.thinking = 1;
         else if (!strcmp(a, "--keep-thinking")) o.keep_thinking = 1;
         else if (!strcmp(a, "--no-bos")) o.no_bos = 1;
@@ -84,11 +63,16 @@ int dsv4_cli_render(int argc, char **argv) {
     }
 
     size_t len = 0, clen = 0;
-    char *req = read_all(msgfile, &len);
+    char *req = cli_read_file("render", msgfile, &len);
     if (!req) return 1;
     char *ctx = NULL;
     if (ctxfile) {
-        ctx = read_all(ctxfile, &clen);
+        if (!strcmp(ctxfile, "-") && !strcmp(msgfile, "-")) {
+            free(req);
+            fprintf(stderr, "dsv4 render: --messages and --context cannot both be stdin\n");
+            return 2;
+        }
+        ctx = cli_read_file("render", ctxfile, &clen);
         if (!ctx) { free(req); return 1; }
         o.context_json = ctx; o.context_len = clen;
     }
@@ -96,7 +80,12 @@ int dsv4_cli_render(int argc, char **argv) {
     char *prompt = NULL; size_t plen = 0;
     int rc = dsv4_chat_render(req, len, &o, &prompt, &plen, err, sizeof err);
     free(req); free(ctx);
-    if (rc) { fprintf(stderr, "dsv4 render: %s: %s\n", msgfile, err); return 1; }
+    if (rc) {
+        /* errors in the context JSON or its messages start with "context" (dsv4_chat_render) */
+        const char *which = ctxfile && !strncmp(err, "context", 7) ? ctxfile : msgfile;
+        fprintf(stderr, "dsv4 render: %s: %s\n", !strcmp(which, "-") ? "stdin" : which, err);
+        return 1;
+    }
     fwrite(prompt, 1, plen, stdout);
 
     int status = 0;

@@ -9,7 +9,8 @@
  *   RESULT impl=c mode=whole|lines bytes=N tokens=N best_mbps=X median_mbps=Y passes=N
  * used by tools/tokenizer/bench.sh to compare with the JavaScript tokenizer measured in the same run.
  */
-#include "commands.h"
+#include "cli/cli_util.h"
+#include "cli/commands.h"
 #include "dsv4.h"
 
 #include <errno.h>
@@ -56,7 +57,7 @@ int dsv4_cli_tokbench(int argc, char **argv) {
     int lines = 0;
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i];
-        if (!strcmp(o, "-h") || !strcmp(o, "--help")) { fputs(tb_usage, stdout); return 0; }
+        if (cli_is_help(o)) { fputs(tb_usage, stdout); return 0; }
         if (!strcmp(o, "--lines")) { lines = 1; continue; }
         if (i + 1 >= argc) { fprintf(stderr, "dsv4 bench-tokenizer: option %s needs a value\n%s", o, tb_usage); return 2; }
         if (!strcmp(o, "--tokenizer")) tokpath = argv[++i];
@@ -64,7 +65,7 @@ int dsv4_cli_tokbench(int argc, char **argv) {
         else if (!strcmp(o, "--min-time")) {
             char *end; errno = 0;
             min_time = strtod(argv[++i], &end);
-            if (errno || *end || !(min_time >= 0 && min_time <= 3600)) {
+            if (errno || *end || end == argv[i] || !(min_time >= 0 && min_time <= 3600)) {
                 fprintf(stderr, "dsv4 bench-tokenizer: --min-time '%s' is not a number in [0, 3600]\n", argv[i]);
                 return 2;
             }
@@ -78,17 +79,9 @@ int dsv4_cli_tokbench(int argc, char **argv) {
     if (dsv4_tokenizer_load(&t, tokpath, err, sizeof err) != 0) { fprintf(stderr, "dsv4 bench-tokenizer: %s\n", err); return 1; }
     double load_s = tb_now() - t0;
 
-    FILE *f = fopen(corpus, "rb");
-    if (!f) { fprintf(stderr, "dsv4 bench-tokenizer: %s: %s\n", corpus, strerror(errno)); dsv4_tokenizer_free(t); return 1; }
-    size_t cap = 1 << 20, len = 0, got;
-    char *text = malloc(cap);
-    while (text && (got = fread(text + len, 1, cap - len, f)) > 0) {
-        len += got;
-        if (len == cap) { char *nt = realloc(text, cap *= 2); if (!nt) { free(text); text = NULL; } else text = nt; }
-    }
-    int rerr = ferror(f);
-    fclose(f);
-    if (!text || rerr) { fprintf(stderr, "dsv4 bench-tokenizer: %s: cannot read\n", corpus); free(text); dsv4_tokenizer_free(t); return 1; }
+    size_t len = 0;
+    char *text = cli_read_file("bench-tokenizer", corpus, &len);
+    if (!text) { dsv4_tokenizer_free(t); return 1; }
 
     int n = encode_pass(t, text, len, lines, NULL, 0, err, sizeof err);   /* warm-up, and the count */
     if (n < 0) { fprintf(stderr, "dsv4 bench-tokenizer: %s: %s\n", corpus, err); free(text); dsv4_tokenizer_free(t); return 1; }
