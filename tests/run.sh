@@ -56,6 +56,18 @@ check "render: official golden 4 (chat mode) byte-exact" 0 "^same$" -- sh -c "'$
 check "render: official golden 1 (thinking) byte-exact" 0 "^same$" -- sh -c "'$BIN' render --thinking --messages $ENC/test_input_1.json | cmp -s - $ENC/test_output_1.txt && echo same"
 check "render: malformed JSON names the problem" fail "JSON|json" -- sh -c "echo '[{\"role\": ' | '$BIN' render --messages -"
 check "parse: DSML tool call" 0 '"arguments":[[:space:]]*"\{\\"location\\": \\"Beijing\\"\}"' -- sh -c "printf 'ok</think>\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"get_weather\">\n<｜DSML｜parameter name=\"location\" string=\"true\">Beijing</｜DSML｜parameter>\n</｜DSML｜invoke>\n</｜DSML｜tool_calls><｜end▁of▁sentence｜>' | '$BIN' parse --thinking"
+check "render: README example 3 (--tokens)" 0 "^--- [0-9]+ tokens$" -- "$BIN" render --tokenizer build/v4-tokenizer.json --messages $ENC/test_input_1.json --tokens
+echo 5 > "$tmp/ctx_bad.json"
+check "render: a bad --context names the context file" 1 "ctx_bad.json: context: not a JSON array" -- "$BIN" render --messages $ENC/test_input_4.json --context "$tmp/ctx_bad.json"
+check "render: --messages a directory" 1 "cannot read $tmp: Is a directory" -- "$BIN" render --messages "$tmp"
+check "parse: invalid UTF-8 becomes U+FFFD in the JSON" 0 '"content": "a�b"' -- sh -c "printf 'a\\377b' | '$BIN' parse 2>/dev/null"
+check "parse: invalid UTF-8 warns" 0 "warning: the output is not valid UTF-8: 1 invalid sequence written as U\\+FFFD" -- sh -c "printf 'a\\377b' | '$BIN' parse"
+check "parse: invalid UTF-8 with --strict" 1 "not valid UTF-8" -- sh -c "printf 'a\\377b' | '$BIN' parse --strict"
+check "parse: a NUL byte is kept as \\u0000" 0 '"content": "a\\u0000b"' -- sh -c "printf 'a\\000b' | '$BIN' parse"
+for c in generate logits info ppl tokenize detokenize bench bench-tokenizer render parse chat; do
+    check "$c -h prints its usage" 0 "^usage: dsv4 $c " -- "$BIN" $c -h
+done
+check "generate --help prints its usage" 0 "^usage: dsv4 generate " -- "$BIN" generate --help
 check "chat: a tokenizer without the V4 special tokens is refused" fail "lacks 5 DeepSeek-V4 special tokens" -- sh -c "echo hi | '$BIN' chat -m models/nano"
 
 NANO=models/nano
@@ -70,6 +82,28 @@ if [ -f "$NANO/model.safetensors" ]; then
     sed 's/"hidden_size"/"hidden_sizeX"/' "$NANO/config.json" > "$tmp/badcfg/config.json"
     check "config lacking a key" fail "hidden_size" -- "$BIN" generate -m "$tmp/badcfg" -p x -n 1
     check "tokenize round trip" 0 "^To be, or not to be$" -- sh -c "'$BIN' tokenize -m '$NANO' --text 'To be, or not to be' | '$BIN' detokenize -m '$NANO'"
+
+    # front-end review findings. Exact exit statuses: under ASan a leak on an error path turns 2 into 1.
+    check "logits: empty --tokens (usage error, nothing leaked)" 2 "--tokens is empty" -- "$BIN" logits -m "$NANO" --tokens "" --out "$tmp/l.f32"
+    check "logits: --prefill beyond the tokens (nothing leaked)" 2 "--prefill 4 exceeds the 3 tokens" -- "$BIN" logits -m "$NANO" --tokens 1,2,3 --prefill 4 --out "$tmp/l.f32"
+    check "logits: a token list that is not numbers" 2 "at item 1 is not a non-negative integer" -- "$BIN" logits -m "$NANO" --tokens 1,x --out "$tmp/l.f32"
+    check "detokenize: id outside the vocabulary (nothing leaked)" 1 "id 1024 at item 0 is not in the vocabulary" -- "$BIN" detokenize -m "$NANO" --ids 1024
+    check "tokenize: stdin with a NUL byte round-trips byte-exactly" 0 "^610062$" -- sh -c "printf 'a\\000b' | '$BIN' tokenize -m '$NANO' | '$BIN' detokenize -m '$NANO' | od -An -tx1 | tr -d ' \\n'"
+    check "tokenize: invalid UTF-8 on stdin" 1 "stdin: .*invalid UTF-8 at byte offset 1" -- sh -c "printf 'a\\377b' | '$BIN' tokenize -m '$NANO'"
+    : > "$tmp/empty.txt"; printf 'a' > "$tmp/one.txt"
+    check "ppl: empty file" 1 "encodes to 0 tokens; perplexity needs at least 2 tokens" -- "$BIN" ppl -m "$NANO" --file "$tmp/empty.txt"
+    check "ppl: one-token file" 1 "encodes to 1 token; perplexity needs at least 2 tokens" -- "$BIN" ppl -m "$NANO" --file "$tmp/one.txt"
+    check "ppl: a directory" 1 "cannot read $tmp: Is a directory" -- "$BIN" ppl -m "$NANO" --file "$tmp"
+    check "generate: --top-p 0 refused at parse time (no model load)" 2 "option --top-p: '0' is not a number in \\(0, 1\\]" -- "$BIN" generate -m "$tmp/nonexistent" -p x --top-p 0
+    check "generate: --temperature -1 refused" 2 "option --temperature: '-1' is not a number in \\[0, 100\\]" -- "$BIN" generate -m "$NANO" -p x --temperature -1
+    check "generate: --ctx smaller than prompt + n" 2 "--ctx 5 is smaller than the prompt \\(2 tokens\\) \\+ -n 10" -- "$BIN" generate -m "$NANO" -p "ROMEO:" -n 10 --ctx 5
+    check "generate: --ctx exactly prompt + n" 0 "decode 10 tokens" -- "$BIN" generate -m "$NANO" -p "ROMEO:" -n 10 --ctx 12 --seed 3
+    check "info: small counts in M/K, not 0.00B" 0 "parameters: +3178501 \\(3\\.18M\\) without MTP; MTP block 651207 \\(651\\.21K\\)" -- "$BIN" info -m "$NANO"
+    # chat: a model whose tokenizer has the V4 special tokens (nano weights + the V4 tokenizer; only the
+    # refusal of a bad line is exercised, nothing is generated)
+    mkdir -p "$tmp/v4m"; ln -sf "$PWD/$NANO/config.json" "$PWD/$NANO/model.safetensors" "$tmp/v4m/"
+    ln -sf "$PWD/build/v4-tokenizer.json" "$tmp/v4m/tokenizer.json"
+    check "chat: an input line that is not UTF-8 is refused plainly" 0 "your input line is not valid UTF-8 \\(bad byte 0xff at byte 2 of the line\\); it was not sent" -- sh -c "printf 'a\\377b\\n/history\\n/quit\\n' | '$BIN' chat -m '$tmp/v4m'"
 else
     echo "FAIL cli: models/nano/model.safetensors is missing"; fail=$((fail + 1))
 fi
