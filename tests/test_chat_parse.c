@@ -100,7 +100,8 @@ static int same_result(const dsv4_parse_result *a, const dsv4_parse_result *b) {
     if ((a->warnings == NULL) != (b->warnings == NULL) || (a->warnings && strcmp(a->warnings, b->warnings))) return 0;
     for (int k = 0; k < a->n_tool_calls; k++) {
         const dsv4_tool_call *x = &a->tool_calls[k], *y = &b->tool_calls[k];
-        if (strcmp(x->id, y->id) || strcmp(x->name, y->name) || strcmp(x->arguments, y->arguments) ||
+        if (strcmp(x->id, y->id) || !same_str(x->name, x->name_len, y->name, y->name_len) ||
+            !same_str(x->arguments, x->arguments_len, y->arguments, y->arguments_len) ||
             x->valid_json != y->valid_json || !same_str(x->raw, x->raw_len, y->raw, y->raw_len)) return 0;
     }
     return 1;
@@ -156,6 +157,9 @@ static void check_case(const tcase *t, dsv4_parse_result *out) {
         if (t->call_args[k]) CHECK(!strcmp(r0.tool_calls[k].arguments, t->call_args[k]), "%s: call %d args [%s] want [%s]",
                                    t->name, k, r0.tool_calls[k].arguments, t->call_args[k]);
         CHECK(!strncmp(r0.tool_calls[k].id, "call_", 5) && strlen(r0.tool_calls[k].id) == 21, "%s: id %s", t->name, r0.tool_calls[k].id);
+        CHECK(r0.tool_calls[k].name_len == strlen(r0.tool_calls[k].name) &&
+              r0.tool_calls[k].arguments_len == strlen(r0.tool_calls[k].arguments),
+              "%s: call %d name_len %zu / arguments_len %zu", t->name, k, r0.tool_calls[k].name_len, r0.tool_calls[k].arguments_len);
         size_t rl = 0;
         const char *reg = dsv4_toolcall_raw(r0.tool_calls[k].id, &rl);
         if (r0.warnings && strstr(r0.warnings, "cut by the end") && k == r0.n_tool_calls - 1) {
@@ -459,6 +463,18 @@ static void test_misc(void) {
     }
     dsv4_parse_result_free(&a);
     dsv4_parse_result_free(&b);
+    /* NUL bytes in a name and a verbatim (string="false") value: name_len / arguments_len count them */
+    {
+        static const char nul[] = TCS "<" D "invoke name=\"f\0g\">\n" PN("a", "1\0") "\n" INVE "\n" TCE;
+        dsv4_parse_result r;
+        CHECK(dsv4_parse_text(nul, sizeof nul - 1, 0, &r) == 0 && r.n_tool_calls == 1, "NUL: one call");
+        if (r.n_tool_calls == 1) {
+            const dsv4_tool_call *c = &r.tool_calls[0];
+            CHECK(c->name_len == 3 && !memcmp(c->name, "f\0g", 3), "NUL: name_len %zu", c->name_len);
+            CHECK(c->arguments_len == 9 && !memcmp(c->arguments, "{\"a\": 1\0}", 9), "NUL: arguments_len %zu", c->arguments_len);
+        }
+        dsv4_parse_result_free(&r);
+    }
     /* API misuse never crashes */
     dsv4_parser *p = dsv4_parser_new(1);
     CHECK(dsv4_parser_feed(p, NULL, 3, NULL, NULL) == -1, "feed NULL text with len > 0 refused");
