@@ -67,6 +67,7 @@ check "parse: a NUL byte is kept as \\u0000" 0 '"content": "a\\u0000b"' -- sh -c
 for c in generate logits info ppl tokenize detokenize bench bench-tokenizer render parse chat; do
     check "$c -h prints its usage" 0 "^usage: dsv4 $c " -- "$BIN" $c -h
 done
+check "chat: --top-p 0 refused at parse time (no model load)" 2 "option --top-p: '0' is not a number in \\(0, 1\\]" -- "$BIN" chat -m "$tmp/nonexistent" --top-p 0
 check "generate --help prints its usage" 0 "^usage: dsv4 generate " -- "$BIN" generate --help
 check "chat: a tokenizer without the V4 special tokens is refused" fail "lacks 5 DeepSeek-V4 special tokens" -- sh -c "echo hi | '$BIN' chat -m models/nano"
 

@@ -39,7 +39,17 @@ static const char *chat_usage =
     "usage: dsv4 chat -m DIR [--think|--no-think] [--temperature T] [--top-p P] [--top-k K] [--seed S]\n"
     "                 [--max-tokens N] [--ctx C] [--system TEXT] [--effort high|max] [-v]\n"
     "  one user message per input line; commands: /reset /think /no-think /tool TEXT /history /quit\n"
-    "  defaults: --think, --temperature 1.0, --top-p 1.0, --max-tokens 2048, --ctx 8192, --seed 42\n";
+    "  --think / --no-think   thinking mode (default) / chat mode\n"
+    "  --temperature T        [0, 100], 0 = greedy (default 1.0)\n"
+    "  --top-p P              (0, 1], 1 = off (default 1.0)\n"
+    "  --top-k K              0 = off (default 0)\n"
+    "  --seed S               sampler seed (default 42)\n"
+    "  --max-tokens N         at most N tokens per reply (default 2048)\n"
+    "  --ctx C                session size in tokens, the whole conversation must fit (default 8192)\n"
+    "  --system TEXT          system message at the start of the conversation\n"
+    "  --effort high|max      reasoning effort (max adds the effort block in thinking mode)\n"
+    "  -v                     per-turn timing and prompt-reuse statistics on stderr\n"
+    "  needs a tokenizer with the DeepSeek-V4 special tokens (the nano model has none and is refused)\n";
 
 static double now_s(void) {
     struct timespec ts;
@@ -47,12 +57,14 @@ static double now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* A number in [lo, hi] (in (0, hi] when lo is 0 and flag is --top-p: the sampler's range). */
 static int opt_num(const char *flag, const char *v, double lo, double hi, double *out) {
     char *end;
     errno = 0;
+    int open = !strcmp(flag, "--top-p");
     double x = v ? strtod(v, &end) : 0;
-    if (!v || errno || *end || end == v || !(x >= lo && x <= hi)) {
-        fprintf(stderr, "dsv4 chat: option %s: '%s' is not a number in [%g, %g]\n", flag, v ? v : "", lo, hi);
+    if (!v || errno || *end || end == v || !(open ? x > lo : x >= lo) || !(x <= hi)) {
+        fprintf(stderr, "dsv4 chat: option %s: '%s' is not a number in %c%g, %g]\n", flag, v ? v : "", open ? '(' : '[', lo, hi);
         return -1;
     }
     *out = x;
