@@ -14,7 +14,7 @@
 #include "testlib.h"
 
 static char tmpdir[64];
-static char made[64][256]; /* files and dirs to remove at exit, in creation order */
+static char made[128][256]; /* files and dirs to remove at exit, in creation order */
 static int nmade;
 
 static const char *P(const char *rel) {
@@ -27,7 +27,7 @@ static const char *P(const char *rel) {
 
 static void remember(const char *path) {
     for (int i = 0; i < nmade; i++) if (strcmp(made[i], path) == 0) return;
-    if (nmade < 64) snprintf(made[nmade++], 256, "%s", path);
+    if (nmade < 128) snprintf(made[nmade++], 256, "%s", path);
 }
 
 static void mkdir_rel(const char *rel) {
@@ -200,7 +200,39 @@ static void test_bad_files(void) {
 
     write_st("ovf.safetensors",
              "{\"w\":{\"dtype\":\"F64\",\"shape\":[4294967296,4294967296,16],\"data_offsets\":[0,8]}}", DATA, 8);
-    EXPECT_ERR("ovf.safetensors", 0, "tensor 'w'", "needs");
+    EXPECT_ERR("ovf.safetensors", 0, "tensor 'w'", "shape [4294967296, 4294967296, 16]: element count overflows");
+
+    /* a zero dimension makes the count 0 even when the other dimensions alone would overflow */
+    write_st("zero_ovf.safetensors",
+             "{\"w\":{\"dtype\":\"F64\",\"shape\":[0,4294967296,4294967296],\"data_offsets\":[0,0]}}", DATA, 8);
+    {
+        st_set *zs = NULL;
+        char zerr[512] = "";
+        int zrc = st_open_file(&zs, P("zero_ovf.safetensors"), zerr, sizeof zerr);
+        CHECK(zrc == 0 && zs && st_find(zs, "w") && st_find(zs, "w")->numel == 0, "zero-sized huge shape: %s", zerr);
+        st_close(zs);
+    }
+
+    /* integers >= 2^53 are not exact in JSON: said precisely, for offsets and shape entries */
+    write_st("off53.safetensors",
+             "{\"w\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[4611686018427387904,4611686018427387908]}}",
+             DATA, 8);
+    EXPECT_ERR("off53.safetensors", 0, "tensor 'w'", "data_offsets entry 0 (4611686018427387904) is 2^53 or more");
+    write_st("off53b.safetensors",
+             "{\"w\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,9007199254740992]}}", DATA, 8);
+    EXPECT_ERR("off53b.safetensors", 0, "tensor 'w'", "data_offsets entry 1 (9007199254740992) is 2^53 or more");
+    write_st("shape53.safetensors",
+             "{\"w\":{\"dtype\":\"U8\",\"shape\":[1,9007199254740992],\"data_offsets\":[0,4]}}", DATA, 8);
+    EXPECT_ERR("shape53.safetensors", 0, "tensor 'w'", "shape entry 1 (9007199254740992) is 2^53 or more");
+
+    /* the same tensor twice with the same offsets: a duplicate, not an overlap with itself */
+    write_st("dupsame.safetensors",
+             "{\"w\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,4]},"
+             "\"w\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,4]}}", DATA, 8);
+    {
+        const char *e = open_err("dupsame.safetensors", 0);
+        CHECK(strstr(e, "duplicate tensor 'w'") && !strstr(e, "overlap"), "duplicate reported as such: \"%s\"", e);
+    }
 
     write_st("dup.safetensors",
              "{\"w\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,4]},"
@@ -213,6 +245,16 @@ static void test_bad_files(void) {
     EXPECT_ERR("overlap.safetensors", 0, "tensor 'y'", "overlap tensor 'x'");
 
     EXPECT_ERR("does-not-exist.safetensors", 0, "does-not-exist.safetensors", "cannot open");
+
+    /* dsv4_read_file (base/util.h) on a directory: a clear error, never a size from ftell */
+    {
+        char *b = NULL;
+        size_t n = 0;
+        char rerr[512] = "";
+        int rrc = dsv4_read_file(tmpdir, &b, &n, rerr, sizeof rerr);
+        CHECK(rrc == -1 && b == NULL && strstr(rerr, tmpdir) && strstr(rerr, "is a directory"),
+              "read_file(dir): rc %d \"%s\"", rrc, rerr);
+    }
 }
 
 static void test_dirs(void) {

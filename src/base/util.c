@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <time.h>
 
 int dsv4_fail(char *err, size_t errlen, const char *fmt, ...) {
@@ -19,6 +20,11 @@ int dsv4_fail(char *err, size_t errlen, const char *fmt, ...) {
 int dsv4_read_file(const char *path, char **buf, size_t *len, char *err, size_t errlen) {
     FILE *f = fopen(path, "rb");
     if (!f) return dsv4_fail(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fileno(f), &sb) == 0 && S_ISDIR(sb.st_mode)) {   /* fopen accepts a directory; reading it fails */
+        fclose(f);
+        return dsv4_fail(err, errlen, "%s: is a directory, not a file", path);
+    }
     size_t cap = 1 << 16, n = 0;
     char *b = malloc(cap + 1);
     while (b) {

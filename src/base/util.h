@@ -33,8 +33,9 @@ static inline float dsv4_round_bf16(float f) { return dsv4_bf16_to_f32(dsv4_f32_
 
 /* Read the whole file at `path` (binary) into a malloc'd buffer *buf holding *len bytes plus a terminating NUL
  * byte (so text files can be used as C strings; *len excludes the NUL). The caller frees *buf.
- * Returns 0, or -1 with err "<path>: cannot open: <strerror>", "<path>: read error" or "<path>: out of memory"
- * (then *buf and *len are untouched). */
+ * Returns 0, or -1 with err "<path>: cannot open: <strerror>", "<path>: is a directory, not a file",
+ * "<path>: read error" or "<path>: out of memory" (then *buf and *len are untouched). Never sizes the file with
+ * ftell (a directory or a pipe gives no usable size): it reads in growing chunks. */
 int dsv4_read_file(const char *path, char **buf, size_t *len, char *err, size_t errlen);
 
 /* Monotonic wall clock in seconds. */

@@ -12,6 +12,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,10 +82,13 @@ static st_set *set_new(const char *where) {
     return s;
 }
 
-/* A JSON number that is a non-negative integer < 2^53 (exactly representable). */
+/* A JSON number that is a non-negative integer < 2^53 (exactly representable in a double, which is how
+ * cJSON reads numbers). Returns 0; -1 if not a non-negative integer; -2 if an integer >= 2^53 (too large
+ * to be read exactly, so the caller says that precisely). */
 static int json_u53(const cJSON *v, int64_t *out) {
     if (!cJSON_IsNumber(v)) return -1;
     double d = v->valuedouble;
+    if (d >= 9007199254740992.0 && d == floor(d)) return -2;
     if (!(d >= 0 && d < 9007199254740992.0) || d != (double)(int64_t)d) return -1;
     *out = (int64_t)d;
     return 0;
@@ -195,24 +199,38 @@ static int add_shard(st_set *s, const char *path, char *err, size_t errlen) {
         t.ndim = nd;
         /* numel with overflow guard: every factor < 2^53, stop when the product passes 2^62. */
         uint64_t numel = 1;
-        int bad = 0, k = 0, overflow = 0;
+        int bad = 0, k = 0, overflow = 0, zero = 0;
         for (const cJSON *d = js->child; d; d = d->next, k++) {
             int64_t v;
-            if (json_u53(d, &v) != 0) { bad = 1; break; }
+            if ((bad = json_u53(d, &v)) != 0) break;
             t.shape[k] = v;
-            if (v != 0 && numel > (UINT64_C(1) << 62) / (uint64_t)v) overflow = 1;
+            if (v == 0) zero = 1;
+            else if (numel > (UINT64_C(1) << 62) / (uint64_t)v) overflow = 1;
             else numel *= (uint64_t)v;
         }
+        if (zero) { overflow = 0; numel = 0; }
         if (bad) {
-            rc = dsv4_fail(err, errlen, "%s: tensor '%s': shape entry %d is not a non-negative integer", file, name, k);
+            if (bad == -2)
+                rc = dsv4_fail(err, errlen, "%s: tensor '%s': shape entry %d (%.0f) is 2^53 or more (too large to be "
+                               "exact in JSON)", file, name, k, cJSON_GetArrayItem(js, k)->valuedouble);
+            else
+                rc = dsv4_fail(err, errlen, "%s: tensor '%s': shape entry %d is not a non-negative integer", file, name,
+                               k);
             break;
         }
         if (!cJSON_IsArray(jo) || cJSON_GetArraySize(jo) != 2) {
             rc = dsv4_fail(err, errlen, "%s: tensor '%s': \"data_offsets\" must be an array of 2 integers", file, name);
             break;
         }
-        int64_t b0, b1;
-        if (json_u53(jo->child, &b0) != 0 || json_u53(jo->child->next, &b1) != 0) {
+        int64_t b0 = 0, b1 = 0;
+        int r0 = json_u53(jo->child, &b0), r1 = r0 ? 0 : json_u53(jo->child->next, &b1);
+        if (r0 == -2 || r1 == -2) {
+            rc = dsv4_fail(err, errlen, "%s: tensor '%s': data_offsets entry %d (%.0f) is 2^53 or more (too large "
+                           "to be exact in JSON, and beyond any file)", file, name, r0 ? 0 : 1,
+                           (r0 ? jo->child : jo->child->next)->valuedouble);
+            break;
+        }
+        if (r0 || r1) {
             rc = dsv4_fail(err, errlen, "%s: tensor '%s': \"data_offsets\" must be non-negative integers", file, name);
             break;
         }
@@ -233,7 +251,11 @@ static int add_shard(st_set *s, const char *path, char *err, size_t errlen) {
             sh[0] = 0;
             for (int i = 0; i < nd && o < (int)sizeof sh - 24; i++)
                 o += snprintf(sh + o, sizeof sh - (size_t)o, "%s%lld", i ? ", " : "", (long long)t.shape[i]);
-            rc = dsv4_fail(err, errlen, "%s: tensor '%s': %s [%s] needs %llu bytes but data_offsets [%lld, %lld] "
+            if (overflow)
+                rc = dsv4_fail(err, errlen, "%s: tensor '%s': shape [%s]: element count overflows (more than 2^62 "
+                               "elements)", file, name, sh);
+            else
+                rc = dsv4_fail(err, errlen, "%s: tensor '%s': %s [%s] needs %llu bytes but data_offsets [%lld, %lld] "
                            "span %lld", file, name, DT[t.dtype].name, sh, (unsigned long long)want,
                            (long long)b0, (long long)b1, (long long)(b1 - b0));
             break;
@@ -256,8 +278,16 @@ static int add_shard(st_set *s, const char *path, char *err, size_t errlen) {
     cJSON_Delete(root);
     if (rc) return rc;
 
-    /* No two non-empty tensors of this shard may share bytes. */
+    /* Duplicate names first (cJSON keeps both keys; a duplicate would otherwise be reported as overlapping
+     * itself), then: no two non-empty tensors of this shard may share bytes. */
     size_t cnt = s->n - first;
+    if (cnt > 1) {
+        qsort(s->t + first, cnt, sizeof *s->t, cmp_tensor_name);
+        for (size_t i = first + 1; i < s->n; i++)
+            if (strcmp(s->t[i].name, s->t[i - 1].name) == 0)
+                return dsv4_fail(err, errlen, "%s: duplicate tensor '%s' (the header names it twice)", file,
+                                 s->t[i].name);
+    }
     if (cnt > 1) {
         span *sp = malloc(cnt * sizeof *sp);
         if (!sp) return dsv4_fail(err, errlen, "%s: out of memory", file);
