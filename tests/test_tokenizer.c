@@ -116,7 +116,13 @@ static void test_bad_files(void) {
                      "{\"Regex\": \"(unclosed\"}, \"behavior\": \"Isolated\", \"invert\": false}, {\"type\": \"ByteLevel\"}]},"
                      " \"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}}");
     rc = dsv4_tokenizer_load(&t, path, err, sizeof err);
-    CHECK(rc == -1 && strstr(err, "regex"), "bad regex: err=%s", err);
+    CHECK(rc == -1 && strstr(err, "regex") && strstr(err, path) && strstr(err, "Split #0"),
+          "bad regex names the file and the step: err=%s", err);
+
+    /* a directory: refused by name (no ftell size, no huge allocation) */
+    rc = dsv4_tokenizer_load(&t, "/tmp", err, sizeof err);
+    CHECK(rc == -1 && t == NULL && strstr(err, "/tmp") && strstr(err, "is a directory"), "directory: rc=%d err=%s", rc,
+          err);
 
     write_file(path, "{\"pre_tokenizer\": {\"type\": \"ByteLevel\", \"use_regex\": false},"
                      " \"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1}, \"merges\": [\"a b\"]}}");

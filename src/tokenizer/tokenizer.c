@@ -269,21 +269,23 @@ static char *adapt_pattern(const char *in, size_t n, size_t *outn) {
     return o;
 }
 
-static pcre2_code *compile_re(const char *pat, size_t n, int literal, const char *what, char *err, size_t errlen) {
+/* Compile one pre-tokenizer pattern; errors name the tokenizer file `path` and the step `what`. */
+static pcre2_code *compile_re(const char *pat, size_t n, int literal, const char *path, const char *what, char *err,
+                              size_t errlen) {
     int ec; PCRE2_SIZE eo;
     pcre2_code *re;
     if (literal) {
         re = pcre2_compile((PCRE2_SPTR)pat, n, PCRE2_UTF | PCRE2_UCP | PCRE2_LITERAL, &ec, &eo, NULL);
     } else {
         size_t an; char *ap = adapt_pattern(pat, n, &an);
-        if (!ap) { dsv4_fail(err, errlen, "out of memory"); return NULL; }
+        if (!ap) { dsv4_fail(err, errlen, "%s: out of memory", path); return NULL; }
         re = pcre2_compile((PCRE2_SPTR)ap, an, PCRE2_UTF | PCRE2_UCP, &ec, &eo, NULL);
         free(ap);
     }
     if (!re) {
         PCRE2_UCHAR msg[256];
         pcre2_get_error_message(ec, msg, sizeof msg);
-        dsv4_fail(err, errlen, "%s: regex does not compile at offset %zu: %s", what, (size_t)eo, (char *)msg);
+        dsv4_fail(err, errlen, "%s: %s: regex does not compile at offset %zu: %s", path, what, (size_t)eo, (char *)msg);
         return NULL;
     }
     uint32_t jit = 0;
@@ -311,7 +313,7 @@ static int load_pretok_step(dsv4_tokenizer *t, const cJSON *st, int last, const 
         t->bl_prefix = is_true(st, "add_prefix_space");
         const cJSON *ur = cJSON_GetObjectItemCaseSensitive(st, "use_regex");
         if (!ur || cJSON_IsTrue(ur)) {   /* HF default is true */
-            t->bl_re = compile_re(GPT2_PATTERN, sizeof GPT2_PATTERN - 1, 0, "pre_tokenizer.ByteLevel", err, errlen);
+            t->bl_re = compile_re(GPT2_PATTERN, sizeof GPT2_PATTERN - 1, 0, path, "pre_tokenizer.ByteLevel", err, errlen);
             if (!t->bl_re) return -1;
         }
         return 1;
@@ -331,7 +333,7 @@ static int load_pretok_step(dsv4_tokenizer *t, const cJSON *st, int last, const 
     const cJSON *lit = cJSON_GetObjectItemCaseSensitive(pat, "String");
     const cJSON *p = cJSON_IsString(rx) ? rx : lit;
     if (!cJSON_IsString(p)) return dsv4_fail(err, errlen, "%s: %s: pattern needs a \"Regex\" or \"String\"", path, what);
-    t->split[t->n_split] = compile_re(p->valuestring, strlen(p->valuestring), p == lit, what, err, errlen);
+    t->split[t->n_split] = compile_re(p->valuestring, strlen(p->valuestring), p == lit, path, what, err, errlen);
     if (!t->split[t->n_split]) return -1;
     t->n_split++;
     return 0;
@@ -542,19 +544,11 @@ static int load_json(dsv4_tokenizer *t, const cJSON *root, const char *path, cha
 
 int dsv4_tokenizer_load(dsv4_tokenizer **out, const char *path, char *err, size_t errlen) {
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return dsv4_fail(err, errlen, "%s: cannot open tokenizer file", path);
-    if (fseek(f, 0, SEEK_END) != 0) { fclose(f); return dsv4_fail(err, errlen, "%s: cannot seek", path); }
-    long sz = ftell(f);
-    if (sz < 0 || fseek(f, 0, SEEK_SET) != 0) { fclose(f); return dsv4_fail(err, errlen, "%s: cannot size", path); }
-    char *buf = malloc((size_t)sz + 1);
-    if (!buf) { fclose(f); return dsv4_fail(err, errlen, "%s: out of memory", path); }
-    size_t got = fread(buf, 1, (size_t)sz, f);
-    fclose(f);
-    if (got != (size_t)sz) { free(buf); return dsv4_fail(err, errlen, "%s: short read", path); }
-    buf[sz] = 0;
+    char *buf = NULL;
+    size_t sz = 0;
+    if (dsv4_read_file(path, &buf, &sz, err, errlen) != 0) return -1;   /* names path: cannot open / is a directory / ... */
     const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(buf, (size_t)sz, &end, 0);
+    cJSON *root = cJSON_ParseWithLengthOpts(buf, sz, &end, 0);
     if (!root) {
         size_t off = end ? (size_t)(end - buf) : 0;
         free(buf);
@@ -562,7 +556,7 @@ int dsv4_tokenizer_load(dsv4_tokenizer **out, const char *path, char *err, size_
     }
     free(buf);
     dsv4_tokenizer *t = calloc(1, sizeof *t);
-    if (!t) { cJSON_Delete(root); return dsv4_fail(err, errlen, "out of memory"); }
+    if (!t) { cJSON_Delete(root); return dsv4_fail(err, errlen, "%s: out of memory", path); }
     int rc = load_json(t, root, path, err, errlen);
     cJSON_Delete(root);
     if (rc < 0) { dsv4_tokenizer_free(t); return -1; }
