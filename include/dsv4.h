@@ -7,7 +7,10 @@
  *    The library never prints and never exits.
  *  - Objects are created by the *_load and *_open functions and released by the matching *_free; free(NULL) is a no-op.
  *  - Token ids are int32 in [0, vocab_size). Logits are float32, vocab_size values, in token-id order.
- *  - A model is read-only after load and may be shared by several sessions (one thread per session).
+ *  - A model is read-only after load and may be shared by several sessions (one thread per session);
+ *    nothing global is read or written after load (DSV4_DUMP is read by dsv4_model_load).
+ *  - Sizes are in elements unless said otherwise; strings are NUL-terminated UTF-8; paths have no length limit.
+ * Architecture: /work/shared/spec/v4-architecture.md (cited as "spec §N"); internals: docs/internals.md.
  */
 #ifndef DSV4_H
 #define DSV4_H
@@ -22,10 +25,19 @@ extern "C" {
 typedef struct dsv4_model dsv4_model;
 
 /* Load the model directory `dir`: config.json plus model.safetensors, or *.safetensors shards with
- * model.safetensors.index.json (official HF layout of DeepSeek-V4-Flash/Pro, unconverted). Weights are
- * memory-mapped (zero copy); every tensor's name, dtype and shape is checked against the config.
- * Also loads `tokenizer.json` from `dir` when present (see dsv4_model_tokenizer). */
+ * model.safetensors.index.json (official HF layout of DeepSeek-V4-Flash/Pro, unconverted; spec §1-§2). Weights
+ * are memory-mapped read-only (zero copy; the files must stay unchanged while the model lives).
+ * Checks, each an error naming the file and the key / tensor: config.json keys and their supported ranges
+ * (src/io/config.h; duplicate keys refused); every tensor the config implies is present with the expected
+ * dtype and shape; a checkpoint tensor the config does not imply is refused ("unexpected tensor
+ * 'layers.3.attn_norm.weight' in <file> — config.json says num_hidden_layers 3"); hash-routing tables hold
+ * valid expert ids. Also loads `tokenizer.json` from `dir` when it exists (see dsv4_model_tokenizer); a
+ * tokenizer with ids >= the config's vocab_size is refused, naming both files. With the environment variable
+ * DSV4_DUMP=<dir> set at this call, the model's evaluations append per-layer activations there
+ * (docs/internals.md "Debugging"). On success *out owns everything (free with dsv4_model_free); on failure
+ * *out is NULL. Errors also: out of memory, unreadable files, malformed safetensors (src/io/safetensors.h). */
 int dsv4_model_load(dsv4_model **out, const char *dir, char *err, size_t errlen);
+/* Unmap and free the model and its tokenizer. Every session of the model must be freed first. NULL is a no-op. */
 void dsv4_model_free(dsv4_model *m);
 
 /* Summary of a configuration; filled from config.json alone (no weights needed). */
@@ -44,32 +56,47 @@ typedef struct {
 enum { DSV4_INFO_BF16, DSV4_INFO_F32, DSV4_INFO_F8_E4M3, DSV4_INFO_F8_E8M0, DSV4_INFO_FP4, DSV4_INFO_I64,
        DSV4_INFO_OTHER, DSV4_INFO_NDTYPE };
 
-/* Compute the summary for the config.json in `dir` (weights-free). */
+/* Compute the summary for the config.json in `dir` (or `dir` itself when it ends in ".json"), weights-free:
+ * header fields from the config, counts and bytes from the tensor list the config implies (spec §2.1-§2.2).
+ * Returns 0, or -1 with err (config errors as dsv4_model_load; *out zeroed). */
 int dsv4_config_info(const char *dir, dsv4_model_info *out, char *err, size_t errlen);
-/* The summary of a loaded model. */
+/* The summary of a loaded model, computed once by dsv4_model_load (no file is read here): as
+ * dsv4_config_info, except bytes_total and bytes_by_dtype count the tensors actually loaded. */
 void dsv4_model_get_info(const dsv4_model *m, dsv4_model_info *out);
 
 /* ------------------------------------------------------------------ session */
 
 typedef struct dsv4_session dsv4_session;
 
-/* Open a decoding session of at most `max_ctx` tokens. All state (window rings, compressed entries,
- * compressor and indexer state, scratch) is allocated here; dsv4_eval does not allocate. */
+/* Open a decoding session of at most `max_ctx` tokens (positions 0 .. max_ctx-1) on model `m`, which must
+ * outlive it. All state (window rings of min(sliding_window, max_ctx) entries, compressed entries, compressor
+ * and indexer state, scratch) is allocated here in one block whose size grows linearly with max_ctx;
+ * dsv4_eval does not allocate. Errors: out NULL, m NULL, max_ctx < 1, "out of memory" (the state would exceed
+ * the address space or the machine's physical RAM — refused before allocating — or the allocation failed;
+ * the message gives the MiB needed). On failure *out is NULL. */
 int dsv4_session_open(dsv4_session **out, const dsv4_model *m, int max_ctx, char *err, size_t errlen);
+/* Free the session. NULL is a no-op. */
 void dsv4_session_free(dsv4_session *s);
 /* Forget the sequence: the next dsv4_eval starts at position 0. */
 void dsv4_session_reset(dsv4_session *s);
 /* Number of tokens evaluated so far (= position of the next token). */
 int dsv4_session_pos(const dsv4_session *s);
 
-/* Evaluate `n` >= 1 tokens at positions pos..pos+n-1 (n > 1: prefill of a chunk; n == 1: decode).
- * Any split of a sequence into calls gives the same logits up to rounding. If `logits` is non-NULL it
- * receives the vocab_size logits of the last of the n positions. Errors: token id out of range
- * (names the index and id), context overflow (pos+n > max_ctx). */
+/* Evaluate `n` >= 1 tokens (ids tokens[0..n)) at positions pos..pos+n-1 (n > 1: prefill of a chunk;
+ * n == 1: decode; spec §4-§5) and advance the position by n. Any split of a sequence into calls gives the
+ * same logits up to rounding. If `logits` is non-NULL it receives the vocab_size F32 logits of the last of the
+ * n positions. Errors (nothing evaluated, position unchanged): session NULL, n < 1 or tokens NULL, token id
+ * out of range (names the index and id), context overflow (pos+n > max_ctx). Error after evaluation (the
+ * position has advanced; *logits holds the values): "non-finite logits at position P (corrupt checkpoint?)"
+ * when any returned logit is NaN or Inf (e.g. an E8M0 scale byte 0xFF or a NaN weight). */
 int dsv4_eval(dsv4_session *s, const int32_t *tokens, int n, float *logits, char *err, size_t errlen);
 
 /* Evaluate the MTP block (spec §4.9) on the trunk state of the last evaluated position t and the token
- * `next_token` at t+1; writes vocab_size logits predicting token t+2. Does not advance the session. */
+ * `next_token` at t+1; writes vocab_size F32 logits (non-NULL, vocab_size floats) predicting token t+2. Does
+ * not advance the session (the speculative key is forgotten). Errors: session NULL; "model <dir> has no MTP
+ * block" (num_nextn_predict_layers 0); no position evaluated yet; next_token out of range; logits NULL; an
+ * MTP block whose compress ratio is not 0 ("not supported"); "non-finite logits at position t+1 (corrupt
+ * checkpoint?)" as dsv4_eval. Only the first MTP block is used when the config has several. */
 int dsv4_eval_mtp(dsv4_session *s, int32_t next_token, float *logits, char *err, size_t errlen);
 
 /* ------------------------------------------------------------------ sampling */
@@ -82,17 +109,33 @@ typedef struct {
 } dsv4_sampler_params;
 
 typedef struct dsv4_sampler dsv4_sampler;
+/* Create a sampler for logits of `vocab_size` values with the parameters *p (copied) (src/sampling/sampler.c).
+ * Ranges: vocab_size >= 1; temperature finite and >= 0 (0 = greedy); top_p in (0, 1] (1 = off); top_k >= 0
+ * (0 = off; k >= vocab_size = off); any seed. Errors (naming the parameter and value): out of range, p NULL,
+ * out of memory. All buffers are allocated here (two arrays of vocab_size). Free with dsv4_sampler_free. */
 int dsv4_sampler_new(dsv4_sampler **out, int vocab_size, const dsv4_sampler_params *p, char *err, size_t errlen);
+/* Free the sampler. NULL is a no-op. */
 void dsv4_sampler_free(dsv4_sampler *s);
-/* Pick a token id from `logits` (vocab_size values; not modified). Deterministic for a given seed. */
+/* Pick a token id in [0, vocab_size) from `logits` (vocab_size F32 values; not modified; no allocation).
+ * Order: p_i ∝ exp((l_i - max l) / T); top-k keeps the k largest logits, then top-p the smallest descending
+ * prefix whose renormalized mass reaches top_p (at least one token); one draw from a splitmix64 stream seeded
+ * with params.seed (one 53-bit uniform per call), so a given seed and logits sequence gives the same tokens.
+ * Ties: equal logits rank by lower id (greedy returns the lowest id among the maxima). NaN: a NaN logit is
+ * treated as -inf (never drawn unless every logit is NaN / -inf, then the greedy rule gives the lowest such
+ * id). A +inf logit is drawn deterministically (the lowest id holding +inf). Callers that want NaN to be an
+ * error get it from dsv4_eval ("non-finite logits"). s and logits must be non-NULL; cannot fail. */
 int32_t dsv4_sample(dsv4_sampler *s, const float *logits);
 
 /* ------------------------------------------------------------------ tokenizer */
 
 typedef struct dsv4_tokenizer dsv4_tokenizer;
 
-/* Load an HF tokenizer.json (byte-level BPE, pre-tokenizer Sequence of Split regexes, added tokens). */
+/* Load an HF tokenizer.json (byte-level BPE, pre-tokenizer Sequence of Split regexes, added tokens)
+ * (src/tokenizer/tokenizer.c). Errors name `path`: cannot open, is a directory, not valid JSON, an unsupported
+ * or malformed part (names the JSON key), a regex that does not compile (names the pre-tokenizer step and
+ * offset), out of memory. On failure *out is NULL; free with dsv4_tokenizer_free. */
 int dsv4_tokenizer_load(dsv4_tokenizer **out, const char *path, char *err, size_t errlen);
+/* Free a tokenizer from dsv4_tokenizer_load (never the one of dsv4_model_tokenizer). NULL is a no-op. */
 void dsv4_tokenizer_free(dsv4_tokenizer *t);
 /* The tokenizer loaded with the model, or NULL if the model directory had none. Owned by the model. */
 const dsv4_tokenizer *dsv4_model_tokenizer(const dsv4_model *m);
@@ -110,6 +153,7 @@ int dsv4_tokenize(const dsv4_tokenizer *t, const char *text, size_t len, int32_t
 int32_t dsv4_token_id(const dsv4_tokenizer *t, const char *text);
 /* Raw bytes of one token (byte-level mapping undone); *len receives the byte count. NULL if out of range. */
 const char *dsv4_token_bytes(const dsv4_tokenizer *t, int32_t id, size_t *len);
+/* 1 + the largest token id (vocabulary and added tokens); 0 for NULL. */
 int dsv4_tokenizer_vocab_size(const dsv4_tokenizer *t);
 
 /* Streaming decoder: feed ids one at a time, get back only complete UTF-8 characters. */
@@ -119,7 +163,9 @@ typedef struct { char pending[8]; int npending; } dsv4_detok_stream;
  * Start from a zeroed stream. Invalid sequences become U+FFFD. Returns -1 (stream unchanged) if `id`
  * has no token or the output does not fit in cap. */
 int dsv4_detok_next(const dsv4_tokenizer *t, dsv4_detok_stream *st, int32_t id, char *out, size_t cap);
-/* Flush pending bytes at end of stream (invalid leftovers become U+FFFD). */
+/* Flush at end of stream: pending bytes (always an incomplete UTF-8 sequence) become one U+FFFD, written to
+ * out (3 bytes); returns 3, or 0 when nothing is pending (or st is NULL), and resets the stream. Returns -1
+ * (stream unchanged) when out is NULL or cap < 3. */
 int dsv4_detok_flush(dsv4_detok_stream *st, char *out, size_t cap);
 
 #ifdef __cplusplus

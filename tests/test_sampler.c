@@ -58,6 +58,13 @@ static void test_argmax(void) {
     int32_t t = dsv4_sample(s, l3);
     CHECK(t >= 0 && t < 3, "all -inf gives a valid id (%d)", t);
     dsv4_sampler_free(s);
+    /* NaN handling as documented in dsv4.h: all NaN -> id 0 (greedy rule), +inf -> the lowest +inf id */
+    float l4[3] = {NAN, NAN, NAN};
+    s = mk(3, 0.8f, 0.9f, 2, 7);
+    CHECK(dsv4_sample(s, l4) == 0, "all NaN gives id 0");
+    float l5[3] = {NAN, INFINITY, INFINITY};
+    CHECK(dsv4_sample(s, l5) == 1, "+inf logit drawn deterministically (lowest +inf id)");
+    dsv4_sampler_free(s);
 
     /* temperature > 0 with top_k = 1 is argmax, also on ties */
     enum { V = 1000 };

@@ -4,7 +4,8 @@
  * p_i ∝ exp((l_i - max l) / T); top-k keeps the k largest logits (ties broken by lower id); top-p then
  * keeps the smallest prefix of the remaining tokens, in descending order, whose renormalized probability
  * mass reaches top_p (at least one token); one token is drawn from what is left. NaN logits are treated
- * as -inf. The PRNG is splitmix64 seeded with params.seed, one 53-bit uniform per call, so a given seed
+ * as -inf (never drawn while any logit is finite; all NaN/-inf -> id 0 by the argmax rule); a +inf logit
+ * makes the draw degenerate: the lowest id holding +inf (tested in tests/test_sampler.c). The PRNG is splitmix64 seeded with params.seed, one 53-bit uniform per call, so a given seed
  * and logits sequence always yields the same tokens. All buffers are allocated by dsv4_sampler_new;
  * dsv4_sample does not allocate. Ordering uses an in-place binary max-heap over token ids, so top-k costs
  * O(V + k log V) and top-p O(V + m log V) for a nucleus of m tokens.
