@@ -199,23 +199,9 @@ static int info_bucket(const dsv4_tensor_spec *t) {
     }
 }
 
-int dsv4_config_info(const char *dir, dsv4_model_info *out, char *err, size_t errlen) {
+void dsv4_tensor_list_summary(const dsv4_config *cp, const dsv4_tensor_spec *ts, int n, dsv4_model_info *out) {
+    const dsv4_config c = *cp;
     memset(out, 0, sizeof *out);
-    /* `dir` is a model directory; a path to a .json file is accepted as the config itself. */
-    size_t dl = strlen(dir);
-    char *path = malloc(dl + 16);
-    if (!path) return dsv4_fail(err, errlen, "%s: out of memory", dir);
-    if (dl >= 5 && strcmp(dir + dl - 5, ".json") == 0) memcpy(path, dir, dl + 1);
-    else snprintf(path, dl + 16, "%s%sconfig.json", dir, dl && dir[dl - 1] == '/' ? "" : "/");
-    dsv4_config c;
-    int rc = dsv4_config_load(&c, path, err, errlen);
-    free(path);
-    if (rc) return -1;
-
-    dsv4_tensor_spec *ts;
-    int n;
-    if (dsv4_tensor_list(&c, c.expert_fp8, &ts, &n, err, errlen) != 0) return -1;
-
     out->vocab_size = c.vocab_size;
     out->dim = c.dim;
     out->n_layers = c.n_layers;
@@ -253,6 +239,25 @@ int dsv4_config_info(const char *dir, dsv4_model_info *out, char *err, size_t er
         out->bytes_per_token += bytes * f;
         out->n_params_active += params * f;
     }
+}
+
+int dsv4_config_info(const char *dir, dsv4_model_info *out, char *err, size_t errlen) {
+    memset(out, 0, sizeof *out);
+    /* `dir` is a model directory; a path to a .json file is accepted as the config itself. */
+    size_t dl = strlen(dir);
+    char *path = malloc(dl + 16);
+    if (!path) return dsv4_fail(err, errlen, "%s: out of memory", dir);
+    if (dl >= 5 && strcmp(dir + dl - 5, ".json") == 0) memcpy(path, dir, dl + 1);
+    else snprintf(path, dl + 16, "%s%sconfig.json", dir, dl && dir[dl - 1] == '/' ? "" : "/");
+    dsv4_config c;
+    int rc = dsv4_config_load(&c, path, err, errlen);
+    free(path);
+    if (rc) return -1;
+
+    dsv4_tensor_spec *ts;
+    int n;
+    if (dsv4_tensor_list(&c, c.expert_fp8, &ts, &n, err, errlen) != 0) return -1;
+    dsv4_tensor_list_summary(&c, ts, n, out);
     dsv4_tensor_list_free(ts);
     return 0;
 }

@@ -8,12 +8,15 @@
  * Dtypes: FP8 linears are F8_E4M3 [out, in] + F8_E8M0 scale [ceil(out/128), ceil(in/128)]; routed experts
  * are packed FP4 (I8 [out, in/2] + F8_E8M0 [out, in/32]) or, with experts_fp8, FP8 like the other linears;
  * attn.wo_a is FP8 as in the unconverted HF checkpoint. Used by dsv4_config_info (io/info.c) and by the
- * weight loader to validate a checkpoint.
+ * weight loader (model/weights.c), which checks the checkpoint's full tensor set against this list: a
+ * checkpoint tensor not in it is refused ("unexpected tensor"), and a listed tensor the binder did not use
+ * must still match its spec here. This list is the one source of truth for which tensors a config implies.
  */
 #ifndef DSV4_IO_TENSOR_LIST_H
 #define DSV4_IO_TENSOR_LIST_H
 #include <stddef.h>
 #include <stdint.h>
+#include "dsv4.h"
 #include "io/safetensors.h"
 #include "io/config.h"
 
@@ -44,7 +47,13 @@ int dsv4_tensor_list(const dsv4_config *c, int experts_fp8, dsv4_tensor_spec **o
                      size_t errlen);
 void dsv4_tensor_list_free(dsv4_tensor_spec *list);
 
-/* Number of elements of a spec (product of its shape). */
+/* Number of elements of a spec (product of its shape). Exact: the config bounds (io/config.h) keep every
+ * product far below 2^63. */
 int64_t dsv4_tensor_spec_numel(const dsv4_tensor_spec *t);
+
+/* The dsv4_model_info (include/dsv4.h) of config `c` whose tensor list (dsv4_tensor_list) is ts[0..n):
+ * header fields from c, parameter / byte counts from the list. Pure computation, no I/O; used by
+ * dsv4_config_info (after parsing config.json) and once by dsv4_model_load. */
+void dsv4_tensor_list_summary(const dsv4_config *c, const dsv4_tensor_spec *ts, int n, dsv4_model_info *out);
 
 #endif

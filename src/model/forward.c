@@ -8,7 +8,8 @@
  * Layouts: X [n][hc][D] residual streams (BF16 values in floats, stream-major per token, which is the
  * flattened v of §4.2); q [n][H][head_dim]; attention output o [n][H][head_dim].
  *
- * Debugging: with the environment variable DSV4_DUMP=<dir>, every trunk layer appends its activations
+ * Debugging: with the environment variable DSV4_DUMP=<dir> set when the model was loaded (read once by
+ * dsv4_model_load into m->dump_dir, so sessions on several threads never race on it), every trunk layer appends its activations
  * (F32 little-endian rows, one per token, in evaluation order) to <dir>/L<ll>_<name>.f32 for name in
  * q, kv, attn_o (per-head attention output after de-rotation), attn_out, Xmid (state after the attention
  * hc_post), ffn_out, X (state after the block). Compare with tools/reference/model.py hooks.
@@ -23,18 +24,17 @@
 static inline float bf(float x) { return dsv4_round_bf16(x); }
 
 /* ------------------------------------------------------------------ debug dump (DSV4_DUMP=dir) */
-static const char *dump_dir(void) {
-    static int init; static const char *d;
-    if (!init) { d = getenv("DSV4_DUMP"); if (d && !*d) d = NULL; init = 1; }
-    return d;
-}
-/* Append n floats to <dir>/<name>.f32 (one row per call). */
-static void dump(const char *name, int li, const float *x, size_t n) {
-    const char *d = dump_dir();
+/* Append n floats to <m->dump_dir>/L<li>_<name>.f32 (one row per call); nothing when dumping is off. Best
+ * effort (a debugging aid): a file that cannot be opened or a path that cannot be allocated is skipped. */
+static void dump(const dsv4_session *s, const char *name, int li, const float *x, size_t n) {
+    const char *d = s->m->dump_dir;
     if (!d) return;
-    char p[1200];
-    snprintf(p, sizeof p, "%s/L%02d_%s.f32", d, li, name);
+    size_t len = strlen(d) + strlen(name) + 32;
+    char *p = malloc(len);
+    if (!p) return;
+    snprintf(p, len, "%s/L%02d_%s.f32", d, li, name);
     FILE *f = fopen(p, "ab");
+    free(p);
     if (!f) return;
     fwrite(x, sizeof(float), n, f);
     fclose(f);
@@ -103,7 +103,7 @@ static void hc_post(dsv4_session *s, float *X, const float *y, const float *post
 static void hc_head(dsv4_session *s, const dsv4_wview *fn, const float *base, const float *scale, const float *X, float *u) {
     const dsv4_config *c = &s->m->cfg;
     int hc = c->hc_mult, W = hc * c->dim;
-    float m[64], p[64];
+    float *m = s->w.hh, *p = s->w.hh + hc;   /* [hc] each, session scratch (hc_mult is a config value) */
     dsv4_linear(m, fn, X, 1, 0, NULL);
     float ss = 0;
     for (int i = 0; i < W; i++) ss += X[i] * X[i];
@@ -180,7 +180,7 @@ void dsv4_state_reset(dsv4_session *s) {
         dsv4_block_state *b = &s->bs[l];
         const dsv4_compressor_w *cws[2] = {&L->comp, &L->icomp};
         dsv4_comp_state *sts[2] = {&b->cs, &b->ics};
-        for (int i = 0; i < m->cfg.window_size; i++) b->slot_pos[i] = -1;
+        for (int i = 0; i < s->wring; i++) b->slot_pos[i] = -1;
         for (int k = 0; k < 2; k++) {
             const dsv4_compressor_w *cw = cws[k];
             if (!sts[k]->kv || cw->R == 0) continue;
@@ -270,7 +270,7 @@ static void attention(dsv4_session *s, int li, const float *x, int n, int64_t po
     const dsv4_layer *L = &m->layers[li];
     dsv4_block_state *b = &s->bs[li];
     int D = c->dim, H = c->n_heads, hd = c->head_dim, rd = c->rope_dim, nope = hd - rd;
-    int ql = c->q_lora_rank, Wn = c->window_size;
+    int ql = c->q_lora_rank, Wn = c->window_size, Wr = s->wring;   /* window; ring length min(window, max_ctx) */
     float *act = s->w.act;
     /* query path */
     float *qa = s->w.qa, *q = s->w.q, *kv = s->w.kv;
@@ -309,15 +309,15 @@ static void attention(dsv4_session *s, int li, const float *x, int n, int64_t po
         for (int i = 0; i < n * ih; i++) s->w.iw[i] = bf((float)(s->w.iw[i] * ws));
     }
     if (li < c->n_layers) {
-        dump("q", li, q, (size_t)n * H * hd);
-        dump("kv", li, kv, (size_t)n * hd);
+        dump(s, "q", li, q, (size_t)n * H * hd);
+        dump(s, "kv", li, kv, (size_t)n * hd);
     }
     /* per token: update state, select keys, attend */
     const float **kptr = s->w.kptr;
     for (int t = 0; t < n; t++) {
         int64_t p = pos0 + t;
-        memcpy(b->win + (size_t)(p % Wn) * hd, kv + (size_t)t * hd, (size_t)hd * sizeof(float));
-        b->slot_pos[p % Wn] = p;
+        memcpy(b->win + (size_t)(p % Wr) * hd, kv + (size_t)t * hd, (size_t)hd * sizeof(float));
+        b->slot_pos[p % Wr] = p;
         if (R > 0)
             comp_push(s, L, &L->comp, &b->cs, s->w.ca + (size_t)t * cwd, s->w.cg + (size_t)t * cwd, p, 0, b->entries);
         if (csa)
@@ -325,7 +325,7 @@ static void attention(dsv4_session *s, int li, const float *x, int n, int64_t po
         int nk = 0;
         int64_t w0 = p - Wn + 1 < 0 ? 0 : p - Wn + 1;
         for (int64_t j = w0; j <= p; j++)
-            if (b->slot_pos[j % Wn] == j) kptr[nk++] = b->win + (size_t)(j % Wn) * hd;
+            if (b->slot_pos[j % Wr] == j) kptr[nk++] = b->win + (size_t)(j % Wr) * hd;
         if (R > 0) {
             int nvis = (int)((p + 1) / R);
             if (!csa || nvis <= c->index_topk) {
@@ -353,7 +353,7 @@ static void attention(dsv4_session *s, int li, const float *x, int n, int64_t po
         }
         attend(s, L, q + (size_t)t * H * hd, p, kptr, nk, s->w.o + (size_t)t * H * hd);
     }
-    if (li < c->n_layers) dump("attn_o", li, s->w.o, (size_t)n * H * hd);
+    if (li < c->n_layers) dump(s, "attn_o", li, s->w.o, (size_t)n * H * hd);
     /* grouped output projection */
     int G = c->o_groups, gw = H / G * hd, olr = c->o_lora_rank;
     for (int g = 0; g < G; g++) {
@@ -468,9 +468,9 @@ static void sublayer_in(dsv4_session *s, const dsv4_wview *fn, const float *base
 static void sublayer_out(dsv4_session *s, int li, float *X, int n, const char *out_name, const char *x_name) {
     const dsv4_config *c = &s->m->cfg;
     int D = c->dim;
-    if (li < c->n_layers) dump(out_name, li, s->w.y, (size_t)n * D);
+    if (li < c->n_layers) dump(s, out_name, li, s->w.y, (size_t)n * D);
     hc_post(s, X, s->w.y, s->w.post, s->w.M, n);
-    if (li < c->n_layers) dump(x_name, li, X, (size_t)n * c->hc_mult * D);
+    if (li < c->n_layers) dump(s, x_name, li, X, (size_t)n * c->hc_mult * D);
 }
 
 static void block(dsv4_session *s, int li, float *X, const int32_t *tokens, int n, int64_t pos0) {
@@ -504,11 +504,11 @@ void dsv4_forward_chunk(dsv4_session *s, const int32_t *tokens, int n, float *lo
     }
     for (int l = 0; l < c->n_layers; l++) block(s, l, X, tokens, n, pos0);
     memcpy(s->last_x, X + (size_t)(n - 1) * hc * D, (size_t)hc * D * sizeof(float));
-    int Wn = c->window_size;
+    int Wr = s->wring;
     for (int t = 0; t < n; t++) {   /* history for the MTP window (§4.9) */
         int64_t p = pos0 + t;
-        memcpy(s->hist_x + (size_t)(p % Wn) * hc * D, X + (size_t)t * hc * D, (size_t)hc * D * sizeof(float));
-        s->hist_tok[p % Wn] = tokens[t];
+        memcpy(s->hist_x + (size_t)(p % Wr) * hc * D, X + (size_t)t * hc * D, (size_t)hc * D * sizeof(float));
+        s->hist_tok[p % Wr] = tokens[t];
     }
     s->have_last = 1;
     s->pos += n;
@@ -549,7 +549,7 @@ static void mtp_input(dsv4_session *s, const dsv4_layer *L, float *X, const int3
 void dsv4_forward_mtp(dsv4_session *s, int32_t next_token, float *logits) {
     const dsv4_model *m = s->m;
     const dsv4_config *c = &m->cfg;
-    int D = c->dim, hc = c->hc_mult, li = c->n_layers, Wn = c->window_size, hd = c->head_dim;
+    int D = c->dim, hc = c->hc_mult, li = c->n_layers, Wn = c->window_size, Wr = s->wring, hd = c->head_dim;
     const dsv4_layer *L = &m->layers[li];
     dsv4_block_state *b = &s->bs[li];
     float *X = s->w.X;
@@ -562,10 +562,10 @@ void dsv4_forward_mtp(dsv4_session *s, int32_t next_token, float *logits) {
     while (p < t) {
         int n = 0;
         for (; p < t && n < DSV4_CHUNK; p++) {
-            if (b->slot_pos[p % Wn] == p) continue;
+            if (b->slot_pos[p % Wr] == p) continue;
             list[n] = p;
-            nxt[n] = s->hist_tok[(p + 1) % Wn];
-            memcpy(X + (size_t)n * hc * D, s->hist_x + (size_t)(p % Wn) * hc * D, (size_t)hc * D * sizeof(float));
+            nxt[n] = s->hist_tok[(p + 1) % Wr];
+            memcpy(X + (size_t)n * hc * D, s->hist_x + (size_t)(p % Wr) * hc * D, (size_t)hc * D * sizeof(float));
             n++;
         }
         if (!n) continue;
@@ -573,15 +573,15 @@ void dsv4_forward_mtp(dsv4_session *s, int32_t next_token, float *logits) {
         sublayer_in(s, &L->hc_attn_fn, L->hc_attn_base, L->hc_attn_scale, L->attn_norm, X, n);  /* its attention input */
         for (int i = 0; i < n; i++) {   /* positions may be non-contiguous: one RoPE position each */
             raw_kv(s, L, s->w.xn + (size_t)i * D, 1, list[i], s->w.kv);
-            memcpy(b->win + (size_t)(list[i] % Wn) * hd, s->w.kv, (size_t)hd * sizeof(float));
-            b->slot_pos[list[i] % Wn] = list[i];
+            memcpy(b->win + (size_t)(list[i] % Wr) * hd, s->w.kv, (size_t)hd * sizeof(float));
+            b->slot_pos[list[i] % Wr] = list[i];
         }
     }
     memcpy(X, s->last_x, (size_t)hc * D * sizeof(float));
     int32_t tok = next_token;
     mtp_input(s, L, X, &tok, 1);
     block(s, li, X, &tok, 1, t);
-    b->slot_pos[t % Wn] = -1;   /* speculative key: recomputed from the real token next time */
+    b->slot_pos[t % Wr] = -1;   /* speculative key: recomputed from the real token next time */
     hc_head(s, &L->hc_head_fn, L->hc_head_base, L->hc_head_scale, X, s->w.u);
     head_logits(s, s->w.u, L->mtp_norm, logits);
 }

@@ -60,7 +60,9 @@ typedef struct {
 
 struct dsv4_model {
     dsv4_config cfg;
-    char dir[1024];
+    char *dir;                              /* owned copy of the directory passed to dsv4_model_load */
+    char *dump_dir;                         /* owned copy of $DSV4_DUMP read once at load, NULL = no dumps */
+    dsv4_model_info info;                   /* dsv4_model_get_info's answer, computed once at load */
     st_set *st;
     dsv4_tokenizer *tok;
     dsv4_wview embed, head;                 /* [V, D] BF16 */
@@ -81,8 +83,8 @@ typedef struct {
 
 /* Per-block decoding state (§5.1). */
 typedef struct {
-    float *win;            /* [window, head_dim] ring, slot p mod window */
-    int64_t *slot_pos;     /* [window] position held by each ring slot, -1 = empty (MTP ring is sparse) */
+    float *win;            /* [wring, head_dim] ring, slot p mod wring (dsv4_session.wring) */
+    int64_t *slot_pos;     /* [wring] position held by each ring slot, -1 = empty (MTP ring is sparse) */
     float *entries;        /* [max_ctx/R, head_dim] compressed entries (ratio > 0) */
     dsv4_comp_state cs;    /* main compressor state */
     float *ikeys;          /* [max_ctx/4, index_head_dim] indexer keys (CSA) */
@@ -92,11 +94,13 @@ typedef struct {
 struct dsv4_session {
     const dsv4_model *m;
     int max_ctx, pos;
+    int wring;             /* ring length of the window caches: min(sliding_window, max_ctx) (positions are
+                            * < max_ctx, so a shorter ring never evicts a key the window still needs) */
     dsv4_block_state *bs;  /* [n_blocks] */
     float *last_x;         /* [hc*D] trunk state of the last evaluated position (before hc_head) */
     int have_last;
-    float *hist_x;         /* [window][hc*D] trunk final states of the last `window` positions (MTP window) */
-    int32_t *hist_tok;     /* [window] token ids of the last `window` positions */
+    float *hist_x;         /* [wring][hc*D] trunk final states of the last `wring` positions (MTP window) */
+    int32_t *hist_tok;     /* [wring] token ids of the last `wring` positions */
     /* scratch arena (one allocation, carved at open) */
     float *arena; size_t arena_n;
     struct {
@@ -107,6 +111,7 @@ struct dsv4_session {
         float *mh, *mhn;   /* [max(CH,1)*hc*D] MTP input projections */
         float *act;        /* act-quant scratch for dsv4_linear */
         float *tmp;        /* misc [max(c*dc, D, hc*D)] */
+        float *hh;         /* [2*hc] hc_head mixing logits and weights */
     } w;
 };
 

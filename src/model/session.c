@@ -6,6 +6,8 @@
  * the last trunk state for MTP, and the scratch for chunks of DSV4_CHUNK tokens. dsv4_eval performs no
  * allocation; a call longer than DSV4_CHUNK is processed in sub-chunks (results do not depend on it).
  */
+#include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +22,27 @@ void dsv4_model_free(dsv4_model *m) {
     dsv4_weights_free(m);
     if (m->tok) dsv4_tokenizer_free(m->tok);
     st_close(m->st);
+    free(m->dump_dir);
+    free(m->dir);
     free(m);
+}
+
+/* malloc'd "<dir>/<name>" (no length limit), or NULL when out of memory. */
+static char *join(const char *dir, const char *name) {
+    size_t a = strlen(dir), b = strlen(name);
+    char *p = malloc(a + b + 2);
+    if (!p) return NULL;
+    memcpy(p, dir, a);
+    p[a] = '/';
+    memcpy(p + a + 1, name, b + 1);
+    return p;
+}
+
+static char *dupstr(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *d = malloc(n);
+    if (d) memcpy(d, s, n);
+    return d;
 }
 
 int dsv4_model_load(dsv4_model **out, const char *dir, char *err, size_t errlen) {
@@ -28,18 +50,31 @@ int dsv4_model_load(dsv4_model **out, const char *dir, char *err, size_t errlen)
     *out = NULL;
     if (!dir) return dsv4_fail(err, errlen, "dsv4_model_load: dir is NULL");
     dsv4_model *m = calloc(1, sizeof *m);
-    if (!m) return dsv4_fail(err, errlen, "%s: out of memory", dir);
-    snprintf(m->dir, sizeof m->dir, "%s", dir);
-    char p[1100];
-    snprintf(p, sizeof p, "%s/config.json", dir);
+    char *p = NULL;
+    if (!m || !(m->dir = dupstr(dir))) { free(m); return dsv4_fail(err, errlen, "%s: out of memory", dir); }
+    /* debugging dumps (forward.c): read the environment once here, never during evaluation (thread safety) */
+    const char *dd = getenv("DSV4_DUMP");
+    if (dd && *dd && !(m->dump_dir = dupstr(dd))) { dsv4_fail(err, errlen, "%s: out of memory", dir); goto fail; }
+    if (!(p = join(dir, "config.json"))) { dsv4_fail(err, errlen, "%s: out of memory", dir); goto fail; }
     if (dsv4_config_load(&m->cfg, p, err, errlen)) goto fail;
     if (st_open_dir(&m->st, dir, err, errlen)) goto fail;
     if (dsv4_weights_bind(m, err, errlen)) goto fail;
-    snprintf(p, sizeof p, "%s/tokenizer.json", dir);
-    if (access(p, R_OK) == 0 && dsv4_tokenizer_load(&m->tok, p, err, errlen)) goto fail;
+    free(p);
+    if (!(p = join(dir, "tokenizer.json"))) { dsv4_fail(err, errlen, "%s: out of memory", dir); goto fail; }
+    if (access(p, F_OK) == 0) {
+        if (dsv4_tokenizer_load(&m->tok, p, err, errlen)) goto fail;
+        int tv = dsv4_tokenizer_vocab_size(m->tok);
+        if (tv > m->cfg.vocab_size) {
+            dsv4_fail(err, errlen, "%s has token ids up to %d but %s/config.json says vocab_size %d (tokenizer and "
+                      "model do not match)", p, tv - 1, dir, m->cfg.vocab_size);
+            goto fail;
+        }
+    }
+    free(p);
     *out = m;
     return 0;
 fail:
+    free(p);
     dsv4_model_free(m);
     return -1;
 }
@@ -47,49 +82,27 @@ fail:
 const dsv4_tokenizer *dsv4_model_tokenizer(const dsv4_model *m) { return m ? m->tok : NULL; }
 
 void dsv4_model_get_info(const dsv4_model *m, dsv4_model_info *out) {
-    memset(out, 0, sizeof *out);
-    const dsv4_config *c = &m->cfg;
-    if (dsv4_config_info(m->dir, out, NULL, 0) != 0) {
-        memset(out, 0, sizeof *out);
-        out->vocab_size = c->vocab_size; out->dim = c->dim; out->n_layers = c->n_layers;
-        out->n_mtp_layers = c->n_mtp_layers; out->n_heads = c->n_heads; out->head_dim = c->head_dim;
-        out->n_routed_experts = c->n_routed_experts; out->n_activated_experts = c->n_activated_experts;
-        out->n_hash_layers = c->n_hash_layers; out->bos_token_id = c->bos_token_id; out->eos_token_id = c->eos_token_id;
-        for (int l = 0; l < c->n_layers; l++) {
-            int r = c->compress_ratios[l];
-            if (r == 0) out->n_window_layers++; else if (r == 4) out->n_csa_layers++; else out->n_hca_layers++;
-        }
-    }
-    /* bytes: from the loaded tensors (I8 expert tensors count as FP4) */
-    out->bytes_total = 0;
-    for (int i = 0; i < DSV4_INFO_NDTYPE; i++) out->bytes_by_dtype[i] = 0;
-    for (size_t i = 0; i < st_count(m->st); i++) {
-        const st_tensor *t = st_at(m->st, i);
-        int k;
-        switch (t->dtype) {
-        case ST_BF16: k = DSV4_INFO_BF16; break;
-        case ST_F32: k = DSV4_INFO_F32; break;
-        case ST_F8_E4M3: k = DSV4_INFO_F8_E4M3; break;
-        case ST_F8_E8M0: k = DSV4_INFO_F8_E8M0; break;
-        case ST_I8: k = DSV4_INFO_FP4; break;
-        case ST_I64: k = DSV4_INFO_I64; break;
-        default: k = DSV4_INFO_OTHER; break;
-        }
-        out->bytes_by_dtype[k] += (double)t->nbytes;
-        out->bytes_total += (double)t->nbytes;
-    }
+    if (!out) return;
+    if (!m) { memset(out, 0, sizeof *out); return; }
+    *out = m->info;   /* computed once by dsv4_weights_bind at load */
 }
 
 /* ------------------------------------------------------------------ session */
 
-/* Two-pass arena carving: pass 0 counts, pass 1 assigns. Sizes in floats, rounded to 16 bytes. */
-typedef struct { float *base; size_t used; } carver;
+/* Two-pass arena carving: pass 0 counts, pass 1 assigns. Sizes in floats, rounded to 16 bytes. Every
+ * size is a product of config values (bounded in io/config.h) and max_ctx; the running total saturates
+ * (`over`) instead of wrapping, so a layout too large for size_t is reported as out of memory. */
+typedef struct { float *base; size_t used; int over; } carver;
+#define CARVE_MAX (SIZE_MAX / 8)   /* floats; leaves room for the byte count and rounding */
 static void *carve(carver *cv, size_t nfloats) {
+    if (cv->over || nfloats > CARVE_MAX - cv->used - 4) { cv->over = 1; return NULL; }
     size_t n = (nfloats + 3) & ~(size_t)3;
     void *p = cv->base ? cv->base + cv->used : NULL;
     cv->used += n;
     return p;
 }
+/* a * b, or CARVE_MAX + 1 (which makes carve report overflow) when the product does not fit. */
+static size_t mul(size_t a, size_t b) { return b && a > CARVE_MAX / b ? CARVE_MAX + 1 : a * b; }
 #define CARVE(ptr, n) ((ptr) = carve(cv, (size_t)(n)))
 
 static void layout(dsv4_session *s, carver *cv) {
@@ -100,7 +113,7 @@ static void layout(dsv4_session *s, carver *cv) {
     size_t ql = c->q_lora_rank, G = c->o_groups, olr = c->o_lora_rank, E = c->n_routed_experts;
     size_t K = c->n_activated_experts, I = c->moe_inter_dim;
     size_t Is = I * (size_t)(c->n_shared_experts > 1 ? c->n_shared_experts : 1);
-    size_t ih = c->index_n_heads, ihd = c->index_head_dim, Wn = c->window_size, mc = (size_t)s->max_ctx;
+    size_t ih = c->index_n_heads, ihd = c->index_head_dim, Wn = (size_t)s->wring, mc = (size_t)s->max_ctx;
     size_t maxR = 4, nkx = 0, cwd = 2 * (hd > ihd ? hd : ihd);
     for (int l = 0; l < m->n_blocks; l++) {
         const dsv4_layer *L = &m->layers[l];
@@ -110,7 +123,7 @@ static void layout(dsv4_session *s, carver *cv) {
         size_t R = L->ratio;
         if (R > 0) {
             size_t cc = L->comp.overlap ? 2 : 1, ne = mc / R + 1;
-            CARVE(b->entries, ne * hd);
+            CARVE(b->entries, mul(ne, hd));
             CARVE(b->cs.kv, cc * R * cc * hd);
             CARVE(b->cs.sc, cc * R * cc * hd);
             if (R > maxR) maxR = R;
@@ -118,7 +131,7 @@ static void layout(dsv4_session *s, carver *cv) {
             if (nk > nkx) nkx = nk;
         }
         if (R == 4) {
-            CARVE(b->ikeys, (mc / 4 + 1) * ihd);
+            CARVE(b->ikeys, mul(mc / 4 + 1, ihd));
             CARVE(b->ics.kv, 8 * 2 * ihd);
             CARVE(b->ics.sc, 8 * 2 * ihd);
         }
@@ -170,6 +183,7 @@ static void layout(dsv4_session *s, carver *cv) {
     CARVE(s->w.ew, CH * K);
     CARVE(s->w.act, CX * K * maxcols);
     CARVE(s->w.tmp, hc * D + 4 * cwd + 2 * maxR * 2 + hd + 64);
+    CARVE(s->w.hh, 2 * hc);
 }
 
 int dsv4_session_open(dsv4_session **out, const dsv4_model *m, int max_ctx, char *err, size_t errlen) {
@@ -180,11 +194,24 @@ int dsv4_session_open(dsv4_session **out, const dsv4_model *m, int max_ctx, char
     dsv4_session *s = calloc(1, sizeof *s);
     if (!s) return dsv4_fail(err, errlen, "dsv4_session_open: out of memory");
     s->m = m; s->max_ctx = max_ctx;
+    s->wring = m->cfg.window_size < max_ctx ? m->cfg.window_size : max_ctx;
     s->bs = calloc((size_t)m->n_blocks, sizeof *s->bs);
     if (!s->bs) { free(s); return dsv4_fail(err, errlen, "dsv4_session_open: out of memory"); }
-    carver cv = {NULL, 0};
+    carver cv = {NULL, 0, 0};
     layout(s, &cv);
     s->arena_n = cv.used;
+    /* refuse what cannot be allocated before asking (a huge calloc aborts under sanitizers): more than the
+     * size_t range, or more than the machine's physical memory */
+    long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+    double phys = pages > 0 && psz > 0 ? (double)pages * (double)psz : 0;
+    if (cv.over || (phys > 0 && (double)cv.used * sizeof(float) > phys)) {
+        free(s->bs); free(s);
+        if (cv.over)
+            return dsv4_fail(err, errlen, "dsv4_session_open: out of memory (session state for max_ctx %d does not "
+                             "fit the address space)", max_ctx);
+        return dsv4_fail(err, errlen, "dsv4_session_open: out of memory (%.1f MiB of state for max_ctx %d exceeds "
+                         "the machine's %.1f MiB of RAM)", (double)cv.used * 4 / 1048576.0, max_ctx, phys / 1048576.0);
+    }
     s->arena = calloc(cv.used, sizeof(float));
     if (!s->arena) {
         free(s->bs); free(s);
@@ -213,6 +240,16 @@ void dsv4_session_reset(dsv4_session *s) {
 
 int dsv4_session_pos(const dsv4_session *s) { return s ? s->pos : 0; }
 
+/* NaN / Inf anywhere in the output logits means corrupt weights (e.g. an E8M0 scale byte 0xFF, a NaN in
+ * head.weight): report it instead of letting a sampler turn it into a token. One pass over V floats. */
+static int check_finite(const float *logits, int V, const char *fn, int pos, char *err, size_t errlen) {
+    for (int i = 0; i < V; i++)
+        if (!isfinite(logits[i]))
+            return dsv4_fail(err, errlen, "%s: non-finite logits at position %d (corrupt checkpoint?): logit[%d] = %g",
+                             fn, pos, i, (double)logits[i]);
+    return 0;
+}
+
 int dsv4_eval(dsv4_session *s, const int32_t *tokens, int n, float *logits, char *err, size_t errlen) {
     if (!s) return dsv4_fail(err, errlen, "dsv4_eval: session is NULL");
     if (n < 1 || !tokens) return dsv4_fail(err, errlen, "dsv4_eval: n = %d tokens (need >= 1 and a token array)", n);
@@ -226,6 +263,7 @@ int dsv4_eval(dsv4_session *s, const int32_t *tokens, int n, float *logits, char
         int nc = n - c0 < DSV4_CHUNK ? n - c0 : DSV4_CHUNK;
         dsv4_forward_chunk(s, tokens + c0, nc, c0 + nc == n ? logits : NULL);
     }
+    if (logits && check_finite(logits, V, "dsv4_eval", s->pos - 1, err, errlen)) return -1;
     return 0;
 }
 
@@ -240,5 +278,6 @@ int dsv4_eval_mtp(dsv4_session *s, int32_t next_token, float *logits, char *err,
         return dsv4_fail(err, errlen, "dsv4_eval_mtp: MTP block with compress ratio %d is not supported (only 0)",
                          s->m->layers[s->m->cfg.n_layers].ratio);
     dsv4_forward_mtp(s, next_token, logits);
+    if (check_finite(logits, s->m->cfg.vocab_size, "dsv4_eval_mtp", s->pos, err, errlen)) return -1;
     return 0;
 }

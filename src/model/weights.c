@@ -5,12 +5,18 @@
  * Accepted dtypes: FP8 linears F8_E4M3 + F8_E8M0 scale [ceil(r/128), ceil(c/128)]; routed experts
  * I8 (packed FP4, scale [r, c/32]) or F8_E4M3 (Base checkpoints, 128x128 scale); wo_a FP8 (official)
  * or BF16 (converted); norm weights BF16 or F32; hc_*, attn_sink, ape, gate.bias F32.
+ * Afterwards the checkpoint's whole tensor set is checked against dsv4_tensor_list (io/tensor_list.h, the
+ * one source of truth for the names a config implies): a checkpoint tensor the list does not hold is
+ * refused ("unexpected tensor ... config.json says num_hidden_layers 3"), a listed tensor the binder did
+ * not use (MTP blocks after the first) must match its listed dtype and shape, and a listed tensor may be
+ * absent only where the binder accepted an alternative (the .scale of a BF16-converted wo_a).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <stdint.h>
 #include "model/model.h"
+#include "io/tensor_list.h"
 #include "base/util.h"
 
 static void *own(dsv4_model *m, void *p) {
@@ -27,11 +33,16 @@ static void *own(dsv4_model *m, void *p) {
 
 static void *xalloc(dsv4_model *m, size_t bytes) { return own(m, calloc(1, bytes ? bytes : 1)); }
 
-typedef struct { dsv4_model *m; char *err; size_t errlen; } ctx;
+typedef struct {
+    dsv4_model *m; char *err; size_t errlen;
+    unsigned char *used;   /* [st_count] 1 for each checkpoint tensor the binder took */
+} ctx;
 
 static const st_tensor *expect(ctx *c, const char *name, st_dtype dt, int ndim, int64_t d0, int64_t d1) {
     int64_t shape[2] = {d0, d1};
-    return st_expect(c->m->st, name, dt, ndim, shape, c->err, c->errlen);
+    const st_tensor *t = st_expect(c->m->st, name, dt, ndim, shape, c->err, c->errlen);
+    if (t && c->used) c->used[t - st_at(c->m->st, 0)] = 1;
+    return t;
 }
 
 static int oom(ctx *c, const char *name) { return dsv4_fail(c->err, c->errlen, "%s: out of memory loading '%s'", c->m->dir, name); }
@@ -221,8 +232,137 @@ static int bind_block(ctx *c, dsv4_layer *L, const char *p, int li, int is_mtp) 
     return 0;
 }
 
+static int bind_all(ctx *c);
+
+/* Why the config does not imply checkpoint tensor `name`: "config.json says ..." (for the error message). */
+static void why_unexpected(const dsv4_config *cf, const char *name, char *out, size_t cap) {
+    int L = -1, e = -1, k = 0;
+    const char *rest = name;
+    if (sscanf(name, "layers.%d.%n", &L, &k) == 1 && k > 0) {
+        rest = name + k;
+        if (L >= cf->n_layers) { snprintf(out, cap, "num_hidden_layers %d", cf->n_layers); return; }
+    } else if (sscanf(name, "mtp.%d.%n", &L, &k) == 1 && k > 0) {
+        rest = name + k;
+        if (L >= cf->n_mtp_layers) { snprintf(out, cap, "num_nextn_predict_layers %d", cf->n_mtp_layers); return; }
+        L += cf->n_layers;
+    } else {
+        L = -1;
+    }
+    if (L >= 0) {
+        if (sscanf(rest, "ffn.experts.%d.", &e) == 1 && (e < 0 || e >= cf->n_routed_experts)) {
+            snprintf(out, cap, "n_routed_experts %d", cf->n_routed_experts);
+            return;
+        }
+        if (strncmp(rest, "ffn.shared_experts.", 19) == 0 && cf->n_shared_experts == 0) {
+            snprintf(out, cap, "n_shared_experts 0");
+            return;
+        }
+        if (strncmp(rest, "attn.compressor.", 16) == 0 || strncmp(rest, "attn.indexer.", 13) == 0) {
+            snprintf(out, cap, "compress_ratios[%d] = %d", L, cf->compress_ratios[L]);
+            return;
+        }
+        if (strcmp(rest, "ffn.gate.tid2eid") == 0 || strcmp(rest, "ffn.gate.bias") == 0) {
+            snprintf(out, cap, "num_hash_layers %d", cf->n_hash_layers);
+            return;
+        }
+    }
+    snprintf(out, cap, "%s tensors; '%s' is not one of them", "the DeepSeek-V4 layout's", name);
+}
+
+static int cmp_spec_name(const void *a, const void *b) {
+    return strcmp((*(const dsv4_tensor_spec *const *)a)->name, (*(const dsv4_tensor_spec *const *)b)->name);
+}
+
+static const dsv4_tensor_spec *find_spec(const dsv4_tensor_spec *const *sorted, int n, const char *name) {
+    int lo = 0, hi = n;
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2, r = strcmp(sorted[mid]->name, name);
+        if (r == 0) return sorted[mid];
+        if (r < 0) lo = mid + 1; else hi = mid;
+    }
+    return NULL;
+}
+
+/* The full-set check described at the top of this file. */
+static int check_tensor_set(ctx *c, const dsv4_tensor_spec *ts, int n) {
+    const dsv4_config *cf = &c->m->cfg;
+    const st_set *st = c->m->st;
+    const dsv4_tensor_spec **sorted = malloc((size_t)(n ? n : 1) * sizeof *sorted);
+    if (!sorted) return oom(c, "tensor list");
+    for (int i = 0; i < n; i++) sorted[i] = &ts[i];
+    qsort(sorted, (size_t)n, sizeof *sorted, cmp_spec_name);
+    int rc = 0;
+    for (size_t i = 0; i < st_count(st) && !rc; i++) {
+        const st_tensor *t = st_at(st, i);
+        const dsv4_tensor_spec *sp = find_spec(sorted, n, t->name);
+        if (!sp) {
+            char why[160];
+            why_unexpected(cf, t->name, why, sizeof why);
+            rc = dsv4_fail(c->err, c->errlen, "unexpected tensor '%s' in %s \xe2\x80\x94 config.json says %s", t->name,
+                           t->file, why);
+        } else if (!c->used[i] && !st_expect(st, sp->name, sp->dtype, sp->ndim, sp->shape, c->err, c->errlen)) {
+            rc = -1;
+        }
+    }
+    for (int i = 0; i < n && !rc; i++) {
+        if (st_find(st, ts[i].name)) continue;
+        /* absent: only the scale of a weight the binder took in a non-FP8 format (BF16-converted wo_a) */
+        size_t len = strlen(ts[i].name);
+        if ((ts[i].flags & DSV4_TS_SCALE) && len > 6 && strcmp(ts[i].name + len - 6, ".scale") == 0) {
+            char wn[sizeof ts[i].name + 8];
+            snprintf(wn, sizeof wn, "%.*s.weight", (int)(len - 6), ts[i].name);
+            const st_tensor *w = st_find(st, wn);
+            if (w && w->dtype != ST_F8_E4M3 && w->dtype != ST_I8) continue;
+        }
+        rc = dsv4_fail(c->err, c->errlen, "%s: missing tensor '%s' (implied by config.json)", c->m->dir, ts[i].name);
+    }
+    free(sorted);
+    return rc;
+}
+
 int dsv4_weights_bind(dsv4_model *m, char *err, size_t errlen) {
-    ctx c = {m, err, errlen};
+    ctx c = {m, err, errlen, NULL};
+    c.used = calloc(st_count(m->st) + 1, 1);
+    if (!c.used) return oom(&c, "tensor marks");
+    int rc = bind_all(&c);
+    if (!rc) {
+        dsv4_tensor_spec *ts = NULL;
+        int n = 0;
+        rc = dsv4_tensor_list(&m->cfg, m->cfg.expert_fp8, &ts, &n, err, errlen);
+        if (!rc) rc = check_tensor_set(&c, ts, n);
+        if (!rc) dsv4_tensor_list_summary(&m->cfg, ts, n, &m->info);
+        dsv4_tensor_list_free(ts);
+    }
+    if (!rc) {   /* bytes: of the tensors actually loaded (a converted checkpoint may differ from the list) */
+        dsv4_model_info *in = &m->info;
+        in->bytes_total = 0;
+        for (int i = 0; i < DSV4_INFO_NDTYPE; i++) in->bytes_by_dtype[i] = 0;
+        for (size_t i = 0; i < st_count(m->st); i++) {
+            const st_tensor *t = st_at(m->st, i);
+            int k;
+            switch (t->dtype) {
+            case ST_BF16: k = DSV4_INFO_BF16; break;
+            case ST_F32: k = DSV4_INFO_F32; break;
+            case ST_F8_E4M3: k = DSV4_INFO_F8_E4M3; break;
+            case ST_F8_E8M0: k = DSV4_INFO_F8_E8M0; break;
+            case ST_I8: k = DSV4_INFO_FP4; break;   /* I8 expert tensors hold packed FP4 */
+            case ST_I64: k = DSV4_INFO_I64; break;
+            default: k = DSV4_INFO_OTHER; break;
+            }
+            in->bytes_by_dtype[k] += (double)t->nbytes;
+            in->bytes_total += (double)t->nbytes;
+        }
+    }
+    free(c.used);
+    return rc;
+}
+
+/* Bind every block and global tensor (m->cfg and m->st set). */
+static int bind_all(ctx *cp) {
+    ctx c = *cp;
+    dsv4_model *m = c.m;
+    char *err = c.err;
+    size_t errlen = c.errlen;
     dsv4_config *cf = &m->cfg;
     int D = cf->dim, hc = cf->hc_mult;
     if (cf->head_dim <= cf->rope_dim || cf->rope_dim % 2 || cf->n_heads % cf->o_groups || cf->hc_mult < 1 ||
