@@ -100,11 +100,15 @@ if [ -f "$NANO/model.safetensors" ]; then
     check "generate: --ctx smaller than prompt + n" 2 "--ctx 5 is smaller than the prompt \\(2 tokens\\) \\+ -n 10" -- "$BIN" generate -m "$NANO" -p "ROMEO:" -n 10 --ctx 5
     check "generate: --ctx exactly prompt + n" 0 "decode 10 tokens" -- "$BIN" generate -m "$NANO" -p "ROMEO:" -n 10 --ctx 12 --seed 3
     check "info: small counts in M/K, not 0.00B" 0 "parameters: +3178501 \\(3\\.18M\\) without MTP; MTP block 651207 \\(651\\.21K\\)" -- "$BIN" info -m "$NANO"
-    # chat: a model whose tokenizer has the V4 special tokens (nano weights + the V4 tokenizer; only the
-    # refusal of a bad line is exercised, nothing is generated)
+    # chat needs a tokenizer with the V4 special tokens: the nano model with its tokenizer.json plus the five
+    # missing specials as added tokens on the last five ids (vocab_size stays 1024; only the refusal of a bad
+    # input line is exercised, nothing is generated)
     mkdir -p "$tmp/v4m"; ln -sf "$PWD/$NANO/config.json" "$PWD/$NANO/model.safetensors" "$tmp/v4m/"
-    ln -sf "$PWD/build/v4-tokenizer.json" "$tmp/v4m/tokenizer.json"
+    A='"single_word":false,"lstrip":false,"rstrip":false,"normalized":false,"special":true}'
+    sed "s/\"added_tokens\":\[/\"added_tokens\":[{\"id\":1019,\"content\":\"<｜User｜>\",$A,{\"id\":1020,\"content\":\"<｜Assistant｜>\",$A,{\"id\":1021,\"content\":\"<think>\",$A,{\"id\":1022,\"content\":\"<\/think>\",$A,{\"id\":1023,\"content\":\"｜DSML｜\",$A,/" \
+        "$NANO/tokenizer.json" > "$tmp/v4m/tokenizer.json"
     check "chat: an input line that is not UTF-8 is refused plainly" 0 "your input line is not valid UTF-8 \\(bad byte 0xff at byte 2 of the line\\); it was not sent" -- sh -c "printf 'a\\377b\\n/history\\n/quit\\n' | '$BIN' chat -m '$tmp/v4m'"
+    check "chat: an input line with a NUL byte is refused" 0 "your input line contains a NUL byte; it was not sent" -- sh -c "printf 'a\\000b\\n/quit\\n' | '$BIN' chat -m '$tmp/v4m'"
 else
     echo "FAIL cli: models/nano/model.safetensors is missing"; fail=$((fail + 1))
 fi
