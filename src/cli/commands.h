@@ -1,10 +1,11 @@
 /* cli/commands.h — subcommands of the `dsv4` binary that live in their own src/cli/ file.
  * Each takes the argument vector starting at the subcommand name (argv[0] = the subcommand), prints its own
- * usage / errors, and returns the process exit status (0 ok, 1 failure, 2 usage error). */
+ * usage / errors (usage on stdout with -h / --help, exit 0), frees everything it allocated on every path, and returns
+ * the process exit status (0 ok, 1 failure, 2 usage error). Shared helpers: cli/cli_util.h. */
 #ifndef DSV4_CLI_COMMANDS_H
 #define DSV4_CLI_COMMANDS_H
 
-/* `dsv4 bench-tokenizer --tokenizer FILE --corpus FILE [--min-time S]`: encode throughput (cmd_tokbench.c). */
+/* `dsv4 bench-tokenizer --tokenizer FILE --corpus FILE [--min-time S] [--lines]`: encode throughput (cmd_tokbench.c). */
 int dsv4_cli_tokbench(int argc, char **argv);
 
 /* `dsv4 parse [--thinking] [--strict]`: model output on stdin -> OpenAI-style message JSON (cmd_parse.c). */
