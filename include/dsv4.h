@@ -77,9 +77,9 @@ typedef struct dsv4_session dsv4_session;
 int dsv4_session_open(dsv4_session **out, const dsv4_model *m, int max_ctx, char *err, size_t errlen);
 /* Free the session. NULL is a no-op. */
 void dsv4_session_free(dsv4_session *s);
-/* Forget the sequence: the next dsv4_eval starts at position 0. */
+/* Forget the sequence: the next dsv4_eval starts at position 0 (state cleared, nothing freed). NULL is a no-op. */
 void dsv4_session_reset(dsv4_session *s);
-/* Number of tokens evaluated so far (= position of the next token). */
+/* Number of tokens evaluated so far (= position of the next token), in [0, max_ctx]; 0 for NULL. */
 int dsv4_session_pos(const dsv4_session *s);
 
 /* Evaluate `n` >= 1 tokens (ids tokens[0..n)) at positions pos..pos+n-1 (n > 1: prefill of a chunk;
@@ -137,7 +137,8 @@ typedef struct dsv4_tokenizer dsv4_tokenizer;
 int dsv4_tokenizer_load(dsv4_tokenizer **out, const char *path, char *err, size_t errlen);
 /* Free a tokenizer from dsv4_tokenizer_load (never the one of dsv4_model_tokenizer). NULL is a no-op. */
 void dsv4_tokenizer_free(dsv4_tokenizer *t);
-/* The tokenizer loaded with the model, or NULL if the model directory had none. Owned by the model. */
+/* The tokenizer loaded with the model, or NULL if the model directory had none (or m is NULL). Owned by the
+ * model: valid until dsv4_model_free; its ids are all < the model's vocab_size (checked at load). */
 const dsv4_tokenizer *dsv4_model_tokenizer(const dsv4_model *m);
 /* Encode `len` bytes of UTF-8 text. Added (special) tokens are matched atomically in the raw text.
  * No BOS is added. Writes up to `cap` ids into `ids` and returns the total count needed
@@ -149,7 +150,8 @@ const dsv4_tokenizer *dsv4_model_tokenizer(const dsv4_model *m);
  * tests/test_tokenizer_golden.c. ids may be NULL with cap 0 (count only). */
 int dsv4_tokenize(const dsv4_tokenizer *t, const char *text, size_t len, int32_t *ids, int cap,
                   char *err, size_t errlen);
-/* Id of the token whose text is exactly `text` (e.g. "<｜end▁of▁sentence｜>"), or -1. */
+/* Id of the token whose text (NUL-terminated UTF-8, the vocabulary / added-token string) is exactly `text`
+ * (e.g. "<｜end▁of▁sentence｜>"), or -1 (also for NULL arguments). */
 int32_t dsv4_token_id(const dsv4_tokenizer *t, const char *text);
 /* Raw bytes of one token (byte-level mapping undone); *len receives the byte count. NULL if out of range. */
 const char *dsv4_token_bytes(const dsv4_tokenizer *t, int32_t id, size_t *len);
