@@ -74,17 +74,6 @@ static void link_to(const char *target_rel_to_repo, const char *path) {
     remember(path);
 }
 
-/* The nano config with the first occurrence of `from` replaced by `to` (malloc'd). */
-static char *edit(const char *base, const char *from, const char *to) {
-    const char *p = strstr(base, from);
-    if (!p) { printf("test bug: '%s' not in config\n", from); exit(2); }
-    size_t a = (size_t)(p - base), nf = strlen(from), nt = strlen(to), nb = strlen(base);
-    char *o = malloc(nb - nf + nt + 1);
-    memcpy(o, base, a);
-    memcpy(o + a, to, nt);
-    memcpy(o + a + nt, p + nf, nb - a - nf + 1);
-    return o;
-}
 
 /* ------------------------------------------------------------------ safetensors writer */
 typedef struct {
@@ -258,15 +247,15 @@ static void tokens(int32_t *t, int n, int V) {
 static void test_mismatch(void) {
     char *c, *c2;
     /* num_hidden_layers 3 against the 4-layer checkpoint: layers.3.* is unexpected */
-    c = edit(nano_cfg, "\"num_hidden_layers\": 4", "\"num_hidden_layers\": 3");
-    c2 = edit(c, "128,\n    4,\n    0", "128,\n    0");
+    c = test_replace_first(nano_cfg, "\"num_hidden_layers\": 4", "\"num_hidden_layers\": 3");
+    c2 = test_replace_first(c, "128,\n    4,\n    0", "128,\n    0");
     const char *d = make_dir("layers3", c2, 1, 0);
     EXPECT_LOAD_ERR(d, "unexpected tensor 'layers.3.", "layers3/model.safetensors", "config.json says num_hidden_layers 3");
     free(c); free(c2);
 
     /* num_nextn_predict_layers 0: the MTP block's tensors are unexpected */
-    c = edit(nano_cfg, "\"num_nextn_predict_layers\": 1", "\"num_nextn_predict_layers\": 0");
-    c2 = edit(c, "128,\n    4,\n    0", "128,\n    4");
+    c = test_replace_first(nano_cfg, "\"num_nextn_predict_layers\": 1", "\"num_nextn_predict_layers\": 0");
+    c2 = test_replace_first(c, "128,\n    4,\n    0", "128,\n    4");
     d = make_dir("nomtp", c2, 1, 0);
     EXPECT_LOAD_ERR(d, "unexpected tensor 'mtp.0.", "config.json says num_nextn_predict_layers 0");
     free(c); free(c2);
@@ -294,13 +283,13 @@ static void test_mismatch(void) {
     EXPECT_LOAD_ERR(d, "missing tensor 'mtp.0.hnorm.weight'");
 
     /* duplicate key in config.json */
-    c = edit(nano_cfg, "\"hidden_size\": 128,", "\"hidden_size\": 128, \"hidden_size\": 64,");
+    c = test_replace_first(nano_cfg, "\"hidden_size\": 128,", "\"hidden_size\": 128, \"hidden_size\": 64,");
     d = make_dir("dupkey", c, 1, 0);
     EXPECT_LOAD_ERR(d, "dupkey/config.json", "key 'hidden_size' appears more than once");
     free(c);
 
     /* hc_mult above its bound */
-    c = edit(nano_cfg, "\"hc_mult\": 4", "\"hc_mult\": 65");
+    c = test_replace_first(nano_cfg, "\"hc_mult\": 4", "\"hc_mult\": 65");
     d = make_dir("hc65", c, 1, 0);
     EXPECT_LOAD_ERR(d, "key 'hc_mult' is 65, above the supported maximum 16");
     free(c);
@@ -447,7 +436,7 @@ static void test_nonfinite(void) {
 static void test_window_and_memory(void) {
     char err[1024] = "";
     /* sliding_window at its bound (2^20) with max_ctx 48: the ring has 48 slots, logits equal nano's */
-    char *c = edit(nano_cfg, "\"sliding_window\": 128", "\"sliding_window\": 1048576");
+    char *c = test_replace_first(nano_cfg, "\"sliding_window\": 128", "\"sliding_window\": 1048576");
     const char *d = make_dir("bigwindow", c, 1, 0);
     free(c);
     dsv4_model *m1 = NULL, *m2 = NULL;

@@ -27,17 +27,6 @@ static void write_cfg(const char *text) {
     fclose(f);
 }
 
-/* The real config with the first occurrence of `from` replaced by `to`. */
-static char *edit(const char *base, const char *from, const char *to) {
-    const char *p = strstr(base, from);
-    if (!p) { printf("test bug: '%s' not in config\n", from); exit(2); }
-    size_t a = (size_t)(p - base), nf = strlen(from), nt = strlen(to), nb = strlen(base);
-    char *o = malloc(nb - nf + nt + 1);
-    memcpy(o, base, a);
-    memcpy(o + a, to, nt);
-    memcpy(o + a + nt, p + nf, nb - a - nf + 1);
-    return o;
-}
 
 static const dsv4_tensor_spec *find_spec(const dsv4_tensor_spec *t, int n, const char *name) {
     for (int i = 0; i < n; i++) if (strcmp(t[i].name, name) == 0) return &t[i];
@@ -210,7 +199,7 @@ static void test_flash_info(void) {
 
     /* expert_dtype "fp8": same params, experts now E4M3 */
     char *base = test_read_file(FLASH_CFG, NULL);
-    char *e = edit(base, "\"compress_rope_theta\"", "\"expert_dtype\": \"fp8\", \"compress_rope_theta\"");
+    char *e = test_replace_first(base, "\"compress_rope_theta\"", "\"expert_dtype\": \"fp8\", \"compress_rope_theta\"");
     write_cfg(e);
     rc = dsv4_config_info(tmpdir, &in2, err, sizeof err);
     CHECK(rc == 0 && in2.n_params == in.n_params && in2.bytes_by_dtype[DSV4_INFO_FP4] == 0 &&
@@ -247,99 +236,99 @@ static void test_bad_configs(void) {
     expect_bad("not JSON", "{\n  \"vocab_size\": 10\n  \"hidden_size\": 4\n}\n", "not valid JSON", "(line 3?)");
     expect_bad("empty", "", "not valid JSON", NULL);
     expect_bad("array", "[1, 2]", "not a JSON object", NULL);
-    expect_bad("missing hidden_size", (e = edit(base, "\"hidden_size\"", "\"hidden_sizeX\"")), "missing key 'hidden_size'",
+    expect_bad("missing hidden_size", (e = test_replace_first(base, "\"hidden_size\"", "\"hidden_sizeX\"")), "missing key 'hidden_size'",
                NULL), free(e);
-    expect_bad("missing compress_ratios", (e = edit(base, "\"compress_ratios\"", "\"compress_ratiosX\"")),
+    expect_bad("missing compress_ratios", (e = test_replace_first(base, "\"compress_ratios\"", "\"compress_ratiosX\"")),
                "missing key 'compress_ratios'", NULL), free(e);
-    expect_bad("string hidden_size", (e = edit(base, "\"hidden_size\": 4096", "\"hidden_size\": \"4096\"")),
+    expect_bad("string hidden_size", (e = test_replace_first(base, "\"hidden_size\": 4096", "\"hidden_size\": \"4096\"")),
                "key 'hidden_size' must be an integer, found a string", NULL), free(e);
-    expect_bad("fractional layers", (e = edit(base, "\"num_hidden_layers\": 43", "\"num_hidden_layers\": 43.5")),
+    expect_bad("fractional layers", (e = test_replace_first(base, "\"num_hidden_layers\": 43", "\"num_hidden_layers\": 43.5")),
                "key 'num_hidden_layers' must be an integer", NULL), free(e);
-    expect_bad("string rope_theta", (e = edit(base, "\"rope_theta\": 10000", "\"rope_theta\": [10000]")),
+    expect_bad("string rope_theta", (e = test_replace_first(base, "\"rope_theta\": 10000", "\"rope_theta\": [10000]")),
                "key 'rope_theta' must be a number, found an array", NULL), free(e);
-    expect_bad("ratios not array", (e = edit(base, "\"compress_ratios\": [", "\"compress_ratios\": 4, \"x\": [")),
+    expect_bad("ratios not array", (e = test_replace_first(base, "\"compress_ratios\": [", "\"compress_ratios\": 4, \"x\": [")),
                "key 'compress_ratios' must be an array", NULL), free(e);
-    expect_bad("43 ratios", (e = edit(base, "[0, 0, 4, 128,", "[0, 4, 128,")),
+    expect_bad("43 ratios", (e = test_replace_first(base, "[0, 0, 4, 128,", "[0, 4, 128,")),
                "key 'compress_ratios' has 43 entries, expected 44 (num_hidden_layers + num_nextn_predict_layers)",
                NULL), free(e);
-    expect_bad("negative ratio", (e = edit(base, "[0, 0, 4, 128,", "[0, -4, 4, 128,")),
+    expect_bad("negative ratio", (e = test_replace_first(base, "[0, 0, 4, 128,", "[0, -4, 4, 128,")),
                "key 'compress_ratios' entry 1", NULL), free(e);
-    expect_bad("string ratio", (e = edit(base, "[0, 0, 4, 128,", "[0, \"0\", 4, 128,")),
+    expect_bad("string ratio", (e = test_replace_first(base, "[0, 0, 4, 128,", "[0, \"0\", 4, 128,")),
                "key 'compress_ratios' entry 1", "a string"), free(e);
-    expect_bad("zero hidden", (e = edit(base, "\"hidden_size\": 4096", "\"hidden_size\": 0")),
+    expect_bad("zero hidden", (e = test_replace_first(base, "\"hidden_size\": 4096", "\"hidden_size\": 0")),
                "key 'hidden_size' must be positive", NULL), free(e);
-    expect_bad("negative heads", (e = edit(base, "\"num_attention_heads\": 64", "\"num_attention_heads\": -64")),
+    expect_bad("negative heads", (e = test_replace_first(base, "\"num_attention_heads\": 64", "\"num_attention_heads\": -64")),
                "key 'num_attention_heads' must be positive", NULL), free(e);
-    expect_bad("head_dim <= rope", (e = edit(base, "\"head_dim\": 512", "\"head_dim\": 64")),
+    expect_bad("head_dim <= rope", (e = test_replace_first(base, "\"head_dim\": 512", "\"head_dim\": 64")),
                "key 'head_dim' (64) must exceed 'qk_rope_head_dim' (64)", NULL), free(e);
-    expect_bad("o_groups", (e = edit(base, "\"o_groups\": 8", "\"o_groups\": 7")), "key 'o_groups'", NULL), free(e);
-    expect_bad("topk > experts", (e = edit(base, "\"num_experts_per_tok\": 6", "\"num_experts_per_tok\": 300")),
+    expect_bad("o_groups", (e = test_replace_first(base, "\"o_groups\": 8", "\"o_groups\": 7")), "key 'o_groups'", NULL), free(e);
+    expect_bad("topk > experts", (e = test_replace_first(base, "\"num_experts_per_tok\": 6", "\"num_experts_per_tok\": 300")),
                "key 'num_experts_per_tok'", NULL), free(e);
-    expect_bad("hash layers", (e = edit(base, "\"num_hash_layers\": 3", "\"num_hash_layers\": 44")),
+    expect_bad("hash layers", (e = test_replace_first(base, "\"num_hash_layers\": 3", "\"num_hash_layers\": 44")),
                "key 'num_hash_layers'", NULL), free(e);
-    expect_bad("missing index_topk with CSA", (e = edit(base, "\"index_topk\"", "\"index_topkX\"")),
+    expect_bad("missing index_topk with CSA", (e = test_replace_first(base, "\"index_topk\"", "\"index_topkX\"")),
                "missing key 'index_topk'", NULL), free(e);
-    expect_bad("rope_scaling type", (e = edit(base, "\"type\": \"yarn\"", "\"type\": \"linear\"")),
+    expect_bad("rope_scaling type", (e = test_replace_first(base, "\"type\": \"yarn\"", "\"type\": \"linear\"")),
                "rope_scaling.type", NULL), free(e);
-    expect_bad("rope_scaling factor", (e = edit(base, "\"factor\": 16", "\"factorX\": 16")),
+    expect_bad("rope_scaling factor", (e = test_replace_first(base, "\"factor\": 16", "\"factorX\": 16")),
                "missing key 'rope_scaling.factor'", NULL), free(e);
-    expect_bad("expert_dtype", (e = edit(base, "\"compress_rope_theta\"", "\"expert_dtype\": \"int4\", \"compress_rope_theta\"")),
+    expect_bad("expert_dtype", (e = test_replace_first(base, "\"compress_rope_theta\"", "\"expert_dtype\": \"int4\", \"compress_rope_theta\"")),
                "key 'expert_dtype'", NULL), free(e);
-    expect_bad("eos out of range", (e = edit(base, "\"eos_token_id\": 1", "\"eos_token_id\": 129280")),
+    expect_bad("eos out of range", (e = test_replace_first(base, "\"eos_token_id\": 1", "\"eos_token_id\": 129280")),
                "key 'eos_token_id'", NULL), free(e);
-    expect_bad("shared experts 2", (e = edit(base, "\"n_shared_experts\": 1", "\"n_shared_experts\": 2")),
+    expect_bad("shared experts 2", (e = test_replace_first(base, "\"n_shared_experts\": 1", "\"n_shared_experts\": 2")),
                "key 'n_shared_experts'", NULL), free(e);
 
     /* upper bounds (io/config.h): sizes whose products would overflow int arithmetic are refused by name */
-    expect_bad("hc_mult 65", (e = edit(base, "\"hc_mult\": 4", "\"hc_mult\": 65")),
+    expect_bad("hc_mult 65", (e = test_replace_first(base, "\"hc_mult\": 4", "\"hc_mult\": 65")),
                "key 'hc_mult' is 65, above the supported maximum 16", NULL), free(e);
-    expect_bad("hc_mult 2^24", (e = edit(base, "\"hc_mult\": 4", "\"hc_mult\": 16777216")), "key 'hc_mult'",
+    expect_bad("hc_mult 2^24", (e = test_replace_first(base, "\"hc_mult\": 4", "\"hc_mult\": 16777216")), "key 'hc_mult'",
                "maximum"), free(e);
-    expect_bad("head_dim 2^30", (e = edit(base, "\"head_dim\": 512", "\"head_dim\": 1073741824")), "key 'head_dim'",
+    expect_bad("head_dim 2^30", (e = test_replace_first(base, "\"head_dim\": 512", "\"head_dim\": 1073741824")), "key 'head_dim'",
                "maximum 1048576"), free(e);
-    expect_bad("o_lora_rank 2^30", (e = edit(base, "\"o_lora_rank\": 1024", "\"o_lora_rank\": 1073741824")),
+    expect_bad("o_lora_rank 2^30", (e = test_replace_first(base, "\"o_lora_rank\": 1024", "\"o_lora_rank\": 1073741824")),
                "key 'o_lora_rank'", "maximum"), free(e);
-    expect_bad("index_head_dim 2^30", (e = edit(base, "\"index_head_dim\": 128", "\"index_head_dim\": 1073741824")),
+    expect_bad("index_head_dim 2^30", (e = test_replace_first(base, "\"index_head_dim\": 128", "\"index_head_dim\": 1073741824")),
                "key 'index_head_dim'", "maximum"), free(e);
-    expect_bad("moe 2^30", (e = edit(base, "\"moe_intermediate_size\": 2048", "\"moe_intermediate_size\": 1073741824")),
+    expect_bad("moe 2^30", (e = test_replace_first(base, "\"moe_intermediate_size\": 2048", "\"moe_intermediate_size\": 1073741824")),
                "key 'moe_intermediate_size'", "maximum"), free(e);
-    expect_bad("q_lora 2^30", (e = edit(base, "\"q_lora_rank\": 1024", "\"q_lora_rank\": 1073741824")),
+    expect_bad("q_lora 2^30", (e = test_replace_first(base, "\"q_lora_rank\": 1024", "\"q_lora_rank\": 1073741824")),
                "key 'q_lora_rank'", "maximum"), free(e);
-    expect_bad("vocab 2^30", (e = edit(base, "\"vocab_size\": 129280", "\"vocab_size\": 1073741824")),
+    expect_bad("vocab 2^30", (e = test_replace_first(base, "\"vocab_size\": 129280", "\"vocab_size\": 1073741824")),
                "key 'vocab_size'", "maximum 16777216"), free(e);
-    expect_bad("window 2^31-1", (e = edit(base, "\"sliding_window\": 128", "\"sliding_window\": 2147483647")),
+    expect_bad("window 2^31-1", (e = test_replace_first(base, "\"sliding_window\": 128", "\"sliding_window\": 2147483647")),
                "key 'sliding_window'", "maximum"), free(e);
-    expect_bad("sinkhorn 1001", (e = edit(base, "\"hc_sinkhorn_iters\": 20", "\"hc_sinkhorn_iters\": 1001")),
+    expect_bad("sinkhorn 1001", (e = test_replace_first(base, "\"hc_sinkhorn_iters\": 20", "\"hc_sinkhorn_iters\": 1001")),
                "key 'hc_sinkhorn_iters'", "maximum 1000"), free(e);
-    expect_bad("experts 65537", (e = edit(base, "\"n_routed_experts\": 256", "\"n_routed_experts\": 65537")),
+    expect_bad("experts 65537", (e = test_replace_first(base, "\"n_routed_experts\": 256", "\"n_routed_experts\": 65537")),
                "key 'n_routed_experts'", "maximum 65536"), free(e);
-    expect_bad("index_topk 2^21", (e = edit(base, "\"index_topk\": 512", "\"index_topk\": 2097152")),
+    expect_bad("index_topk 2^21", (e = test_replace_first(base, "\"index_topk\": 512", "\"index_topk\": 2097152")),
                "key 'index_topk'", "maximum"), free(e);
-    expect_bad("ratio 2^21", (e = edit(base, "[0, 0, 4, 128,", "[0, 0, 4, 2097152,")),
+    expect_bad("ratio 2^21", (e = test_replace_first(base, "[0, 0, 4, 128,", "[0, 0, 4, 2097152,")),
                "key 'compress_ratios' entry 3 is 2097152, above the supported maximum", NULL), free(e);
     {
-        char *e1 = edit(base, "\"num_attention_heads\": 64", "\"num_attention_heads\": 65536");
-        expect_bad("heads x head_dim", (e = edit(e1, "\"head_dim\": 512", "\"head_dim\": 65536")),
+        char *e1 = test_replace_first(base, "\"num_attention_heads\": 64", "\"num_attention_heads\": 65536");
+        expect_bad("heads x head_dim", (e = test_replace_first(e1, "\"head_dim\": 512", "\"head_dim\": 65536")),
                    "keys 'num_attention_heads' x 'head_dim' = 65536 x 65536 = 4294967296 exceeds", NULL), free(e);
         free(e1);
     }
-    expect_bad("layers 256 + 1 MTP", (e = edit(base, "\"num_hidden_layers\": 43", "\"num_hidden_layers\": 256")),
+    expect_bad("layers 256 + 1 MTP", (e = test_replace_first(base, "\"num_hidden_layers\": 43", "\"num_hidden_layers\": 256")),
                "key 'num_hidden_layers' is 256, above the supported maximum 255", NULL), free(e);
     /* a key given twice (Python's json keeps the last, cJSON the first): refused, at any depth */
-    expect_bad("duplicate key", (e = edit(base, "\"hidden_size\": 4096", "\"hidden_size\": 4096, \"hidden_size\": 2048")),
+    expect_bad("duplicate key", (e = test_replace_first(base, "\"hidden_size\": 4096", "\"hidden_size\": 4096, \"hidden_size\": 2048")),
                "key 'hidden_size' appears more than once", NULL), free(e);
-    expect_bad("duplicate nested key", (e = edit(base, "\"factor\": 16", "\"factor\": 16, \"factor\": 4")),
+    expect_bad("duplicate nested key", (e = test_replace_first(base, "\"factor\": 16", "\"factor\": 16, \"factor\": 4")),
                "key 'rope_scaling.factor' appears more than once", NULL), free(e);
 
     /* V4-Pro's values (spec §1.1) are inside every bound */
     {
-        char *p1 = edit(base, "\"hidden_size\": 4096", "\"hidden_size\": 7168");
-        char *p2 = edit(p1, "\"num_attention_heads\": 64", "\"num_attention_heads\": 128");
-        char *p3 = edit(p2, "\"q_lora_rank\": 1024", "\"q_lora_rank\": 1536");
-        char *p4 = edit(p3, "\"o_groups\": 8", "\"o_groups\": 16");
-        char *p5 = edit(p4, "\"moe_intermediate_size\": 2048", "\"moe_intermediate_size\": 3072");
-        char *p6 = edit(p5, "\"n_routed_experts\": 256", "\"n_routed_experts\": 384");
-        char *p7 = edit(p6, "\"index_topk\": 512", "\"index_topk\": 1024");
+        char *p1 = test_replace_first(base, "\"hidden_size\": 4096", "\"hidden_size\": 7168");
+        char *p2 = test_replace_first(p1, "\"num_attention_heads\": 64", "\"num_attention_heads\": 128");
+        char *p3 = test_replace_first(p2, "\"q_lora_rank\": 1024", "\"q_lora_rank\": 1536");
+        char *p4 = test_replace_first(p3, "\"o_groups\": 8", "\"o_groups\": 16");
+        char *p5 = test_replace_first(p4, "\"moe_intermediate_size\": 2048", "\"moe_intermediate_size\": 3072");
+        char *p6 = test_replace_first(p5, "\"n_routed_experts\": 256", "\"n_routed_experts\": 384");
+        char *p7 = test_replace_first(p6, "\"index_topk\": 512", "\"index_topk\": 1024");
         write_cfg(p7);
         dsv4_config pc;
         char perr[512] = "";

@@ -138,4 +138,19 @@ static inline int test_main_cases(int argc, char **argv, const char *file,
     return test_done();
 }
 
+
+/* `base` with the first occurrence of `from` replaced by `to` (malloc'd). A missing `from` is a bug in the
+ * test itself: it prints "test bug: ..." and exits 2. Used to derive bad configs from good ones. */
+static inline char *test_replace_first(const char *base, const char *from, const char *to) {
+    const char *p = strstr(base, from);
+    if (!p) { printf("test bug: '%s' not in the text\n", from); exit(2); }
+    size_t a = (size_t)(p - base), nf = strlen(from), nt = strlen(to), nb = strlen(base);
+    char *o = malloc(nb - nf + nt + 1);
+    if (!o) { printf("test bug: out of memory\n"); exit(2); }
+    memcpy(o, base, a);
+    memcpy(o + a, to, nt);
+    memcpy(o + a + nt, p + nf, nb - a - nf + 1);
+    return o;
+}
+
 #endif

@@ -118,3 +118,20 @@ const char *cli_bytes(double x, char *buf) {
 }
 
 int cli_is_help(const char *o) { return !strcmp(o, "-h") || !strcmp(o, "--help"); }
+
+int32_t *cli_tokenize_all(const dsv4_tokenizer *t, const char *text, size_t len, int *n_out, char *err, size_t errlen) {
+    if (len > 0x7ffffff0u) { snprintf(err, errlen, "text of %zu bytes is too long", len); return NULL; }
+    int cap = (int)(len + 16); /* a byte-level BPE never yields more ids than bytes */
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)cap);
+    if (!ids) { snprintf(err, errlen, "out of memory"); return NULL; }
+    int n = dsv4_tokenize(t, text, len, ids, cap, err, errlen);
+    if (n > cap) {
+        free(ids);
+        ids = malloc(sizeof(int32_t) * (size_t)n);
+        if (!ids) { snprintf(err, errlen, "out of memory"); return NULL; }
+        n = dsv4_tokenize(t, text, len, ids, n, err, errlen);
+    }
+    if (n < 0) { free(ids); return NULL; }
+    *n_out = n;
+    return ids;
+}

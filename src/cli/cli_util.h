@@ -4,7 +4,9 @@
 #ifndef DSV4_CLI_UTIL_H
 #define DSV4_CLI_UTIL_H
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
+#include "dsv4.h"
 
 /* Read the whole file `path` ("-" = stdin) into a malloc'd buffer with a NUL byte appended (not counted in
  * *len; the content may itself contain NUL bytes — use *len). On failure prints one line
@@ -36,5 +38,9 @@ const char *cli_bytes(double x, char *buf);
 
 /* 1 if `o` is "-h" or "--help". */
 int cli_is_help(const char *o);
+
+/* Tokenize `len` bytes of `text` with automatic buffer growth. Returns malloc'd ids (count in *n_out), or NULL
+ * with err (errlen bytes) filled: invalid UTF-8 (byte offset), text too long for int ids, out of memory. */
+int32_t *cli_tokenize_all(const dsv4_tokenizer *t, const char *text, size_t len, int *n_out, char *err, size_t errlen);
 
 #endif

@@ -158,22 +158,6 @@ static void chat_reset(chat_t *c) {
     c->nev = 0;
 }
 
-/* Tokenize the whole text; malloc'd ids or NULL with err. */
-static int32_t *tokenize_all(const dsv4_tokenizer *t, const char *text, size_t len, int *n_out, char *err) {
-    int cap = (int)(len / 2 + 16);
-    int32_t *ids = malloc(sizeof(int32_t) * (size_t)cap);
-    if (!ids) { snprintf(err, ERRLEN, "out of memory"); return NULL; }
-    int n = dsv4_tokenize(t, text, len, ids, cap, err, ERRLEN);
-    if (n > cap) {
-        free(ids);
-        ids = malloc(sizeof(int32_t) * (size_t)n);
-        if (!ids) { snprintf(err, ERRLEN, "out of memory"); return NULL; }
-        n = dsv4_tokenize(t, text, len, ids, n, err, ERRLEN);
-    }
-    if (n < 0) { free(ids); return NULL; }
-    *n_out = n;
-    return ids;
-}
 
 /* Pending tool-call ids of the last assistant message that have no tool message after it. */
 static const char *next_unanswered(cJSON *hist, int *remaining) {
@@ -220,7 +204,7 @@ static int chat_turn(chat_t *c) {
         return 0;
     }
     int np = 0;
-    int32_t *P = tokenize_all(c->tok, prompt, plen, &np, err);
+    int32_t *P = cli_tokenize_all(c->tok, prompt, plen, &np, err, ERRLEN);
     free(prompt);
     if (!P) {
         fprintf(stderr, "dsv4 chat: cannot tokenize the prompt: %s\n", err);

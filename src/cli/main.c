@@ -83,23 +83,6 @@ static void arg_other(args_t *a, const char *o) {
     exit(2);
 }
 
-/* Tokenize with automatic buffer growth. Returns malloc'd ids, or NULL with err (invalid UTF-8, OOM). */
-static int32_t *tokenize_all(const dsv4_tokenizer *t, const char *text, size_t len, int *n_out, char *err) {
-    if (len > 0x7ffffff0u) { snprintf(err, ERRLEN, "text of %zu bytes is too long", len); return NULL; }
-    int cap = (int)(len + 16);
-    int32_t *ids = malloc(sizeof(int32_t) * (size_t)cap);
-    if (!ids) { snprintf(err, ERRLEN, "out of memory"); return NULL; }
-    int n = dsv4_tokenize(t, text, len, ids, cap, err, ERRLEN);
-    if (n > cap) {
-        free(ids);
-        ids = malloc(sizeof(int32_t) * (size_t)n);
-        if (!ids) { snprintf(err, ERRLEN, "out of memory"); return NULL; }
-        n = dsv4_tokenize(t, text, len, ids, n, err, ERRLEN);
-    }
-    if (n < 0) { free(ids); return NULL; }
-    *n_out = n;
-    return ids;
-}
 
 /* Parse "1,2,3" or "1 2 3" (s[0..len), NUL-terminated at len) into ids; every id must fit int32 and be >= 0
  * (range vs vocab is checked by the engine / caller). Returns malloc'd ids (possibly zero of them), or NULL
@@ -213,7 +196,7 @@ static int cmd_generate(args_t *a) {
     double t_load = now_s() - t0;
 
     int n_prompt = 0;
-    int32_t *pids = tokenize_all(tok, prompt, strlen(prompt), &n_prompt, err);
+    int32_t *pids = cli_tokenize_all(tok, prompt, strlen(prompt), &n_prompt, err, ERRLEN);
     if (!pids) { fail("generate", "prompt: %s", err); goto done; }
     ids = malloc(sizeof(int32_t) * (size_t)(n_prompt + 1));
     if (!ids) { free(pids); fail("generate", "out of memory"); goto done; }
@@ -420,7 +403,7 @@ static int cmd_ppl(args_t *a) {
     dsv4_model_info info;
     dsv4_model_get_info(m, &info);
     int n = 0;
-    ids = tokenize_all(tok, text, len, &n, err);
+    ids = cli_tokenize_all(tok, text, len, &n, err, ERRLEN);
     if (!ids) { fail("ppl", "%s: %s", file, err); goto done; }
     if (n < 2) { fail("ppl", "%s encodes to %d token%s; perplexity needs at least 2 tokens", file, n, n == 1 ? "" : "s"); goto done; }
     if (max_tokens > 0 && n > max_tokens) n = (int)max_tokens;
@@ -494,7 +477,7 @@ static int cmd_tokenize(args_t *a, int reverse) {
     int n = 0, rc = 0;
     int32_t *ids = NULL;
     if (!reverse) {
-        ids = tokenize_all(t, buf, len, &n, err);
+        ids = cli_tokenize_all(t, buf, len, &n, err, ERRLEN);
         if (!ids) rc = fail(cmd, "%s: %s", text ? "--text" : "stdin", err);
         else {
             for (int i = 0; i < n; i++) printf(i ? " %d" : "%d", ids[i]);
