@@ -14,7 +14,10 @@
  *  - DSV4_DUMP is read once at dsv4_model_load (stored in the model), and two sessions of one model on two
  *    threads give the single-thread logits;
  *  - dsv4_model_get_info is computed at load (still right after config.json is deleted);
- *  - dsv4_eval_mtp errors: no MTP block, NULL logits.
+ *  - dsv4_eval_mtp errors: no MTP block, NULL logits;
+ *  - dsv4_session_state_bytes (weights-free sizing) equals the arena dsv4_session_open allocates (nano), and
+ *    for the real V4-Flash config at max_ctx 2^20 the BF16 key caches (window ring, compressed entries,
+ *    indexer keys: 2 bytes a value) dominate it, with the pinned total 7,297,747,056 bytes.
  * Prints one line per failed check and ends with "N passed, N failed".
  */
 #include "dsv4.h"
@@ -450,8 +453,8 @@ static void test_window_and_memory(void) {
     CHECK(rc == 0, "sessions: %s", err);
     if (rc == 0) {
         CHECK(s2->wring == 48 && s1->wring == 48, "ring length min(window, max_ctx): %d, %d", s2->wring, s1->wring);
-        CHECK(s2->arena_n * sizeof(float) < ((size_t)64 << 20), "big-window state %zu bytes (< 64 MiB)",
-              s2->arena_n * sizeof(float));
+        CHECK(s2->arena_bytes < ((size_t)64 << 20), "big-window state %zu bytes (< 64 MiB)",
+              s2->arena_bytes);
         int32_t t[40];
         tokens(t, 40, 1024);
         float *a = malloc(1024 * sizeof(float)), *b = malloc(1024 * sizeof(float));
@@ -601,6 +604,54 @@ static void test_info_at_load(void) {
     dsv4_model_free(m);
 }
 
+/* cache bytes of config c at max_ctx (an independent count of the layout's BF16 key caches, each region
+ * rounded to 16 bytes): per block the window ring, the compressed entries (R > 0), the indexer keys (R == 4) */
+static size_t r16(size_t b) { return (b + 15) & ~(size_t)15; }
+static size_t cache_bytes(const dsv4_config *c, int mc) {
+    size_t Wn = (size_t)(c->window_size < mc ? c->window_size : mc), sum = 0;
+    for (int l = 0; l < c->n_layers + (c->n_mtp_layers > 0); l++) {
+        size_t R = (size_t)c->compress_ratios[l];
+        sum += r16(Wn * c->head_dim * 2);
+        if (R) sum += r16(((size_t)mc / R + 1) * c->head_dim * 2);
+        if (R == 4) sum += r16(((size_t)mc / 4 + 1) * c->index_head_dim * 2);
+    }
+    return sum;
+}
+
+static void test_state_bytes(void) {
+    char err[1024] = "";
+    dsv4_model *m = NULL;
+    int rc = dsv4_model_load(&m, NANO, err, sizeof err);
+    CHECK(rc == 0, "nano: %s", err);
+    if (rc == 0) {
+        static const int ctxs[] = {1, 48, 129, 4096};
+        for (int i = 0; i < 4; i++) {
+            dsv4_session *s = NULL;
+            rc = dsv4_session_open(&s, m, ctxs[i], err, sizeof err);
+            CHECK(rc == 0, "nano session max_ctx %d: %s", ctxs[i], err);
+            if (rc) continue;
+            size_t b = dsv4_session_state_bytes(&m->cfg, ctxs[i]);
+            CHECK(b == s->arena_bytes, "nano max_ctx %d: dsv4_session_state_bytes %zu != arena %zu", ctxs[i], b,
+                  s->arena_bytes);
+            dsv4_session_free(s);
+        }
+        CHECK(dsv4_session_state_bytes(&m->cfg, 0) == 0 && dsv4_session_state_bytes(NULL, 16) == 0,
+              "max_ctx 0 / NULL config give 0");
+        size_t b = dsv4_session_state_bytes(&m->cfg, 4096), cb = cache_bytes(&m->cfg, 4096);
+        CHECK(b == 2658928 && cb == 1221888, "nano max_ctx 4096: %zu bytes (cache %zu), expected 2658928 (cache 1221888)",
+              b, cb);
+    }
+    dsv4_model_free(m);
+    dsv4_config c;
+    rc = dsv4_config_load(&c, "../shared/data/v4-flash-metadata/config.json", err, sizeof err);
+    CHECK(rc == 0, "V4-Flash config: %s", err);
+    if (rc) return;
+    size_t b = dsv4_session_state_bytes(&c, 1 << 20), cb = cache_bytes(&c, 1 << 20);
+    CHECK(b == 7297747056ull, "V4-Flash max_ctx 2^20: %zu bytes, expected 7297747056", b);
+    CHECK(cb == 7220017408ull && b > cb && b - cb < ((size_t)128 << 20),
+          "V4-Flash max_ctx 2^20: BF16 caches %zu bytes (expected 7220017408) of %zu", cb, b);
+}
+
 int main(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/dsv4-test-bad-model.XXXXXX");
     if (!mkdtemp(tmpdir)) { perror("mkdtemp"); return 2; }
@@ -616,6 +667,7 @@ int main(void) {
         test_long_path();
         test_dump_and_threads();
         test_info_at_load();
+        test_state_bytes();
     }
     free(nano_cfg);
     for (int i = nmade - 1; i >= 0; i--) remove(made[i]);

@@ -23,6 +23,22 @@
 
 static inline float bf(float x) { return dsv4_round_bf16(x); }
 
+/* Store n F32 values into a BF16 key cache (window ring, compressed entries, indexer keys). Every value
+ * is BF16-representable by construction (spec §4.3–4.5), so the conversion is exact. Building with
+ * -DDSV4_CHECK_BF16 (a development check, off in the normal builds) verifies it and aborts on a value
+ * that would be rounded (NaN from corrupt weights is allowed: it stays NaN). */
+static inline void store_bf16(uint16_t *dst, const float *src, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+#ifdef DSV4_CHECK_BF16
+        if (src[i] == src[i] && dsv4_round_bf16(src[i]) != src[i]) {
+            fprintf(stderr, "DSV4_CHECK_BF16: cache value %.9g at index %zu is not BF16-exact\n", (double)src[i], i);
+            abort();
+        }
+#endif
+        dst[i] = dsv4_f32_to_bf16(src[i]);
+    }
+}
+
 /* ------------------------------------------------------------------ debug dump (DSV4_DUMP=dir) */
 /* Append n floats to <m->dump_dir>/L<li>_<name>.f32 (one row per call); nothing when dumping is off. Best
  * effort (a debugging aid): a file that cannot be opened or a path that cannot be allocated is skipped. */
@@ -114,11 +130,13 @@ static void hc_head(dsv4_session *s, const dsv4_wview *fn, const float *base, co
 
 /* ------------------------------------------------------------------ compressor (§4.4) */
 /* Emit entry w from the pooled state: bf16 -> RMSNorm -> RoPE at w*R -> FP8 sim (main) or
- * Hadamard + FP4 sim (indexer). `out` has dc floats. */
+ * Hadamard + FP4 sim (indexer), then store it as BF16 (exact) into `out` (dc values). `pooled` (dc floats)
+ * is the F32 working buffer (overwritten). */
 static void comp_finish(dsv4_session *s, const dsv4_layer *L, const dsv4_compressor_w *cw, float *pooled, int64_t w,
-                        int is_index, float *out) {
+                        int is_index, uint16_t *entry) {
     const dsv4_config *c = &s->m->cfg;
     int dc = cw->dc, rd = c->rope_dim;
+    float *out = pooled;
     for (int i = 0; i < dc; i++) pooled[i] = bf(pooled[i]);
     dsv4_rmsnorm(out, pooled, cw->norm, dc, c->norm_eps, 1);
     dsv4_rope(out + dc - rd, rd, L->rope_f, w * cw->R, 0);
@@ -128,12 +146,13 @@ static void comp_finish(dsv4_session *s, const dsv4_layer *L, const dsv4_compres
     } else {
         dsv4_fp8_sim(out, dc - rd, 64);
     }
+    store_bf16(entry, out, (size_t)dc);
 }
 
 /* Push token t's projections (a, g without ape; c*dc each) into the state; when its block completes,
- * write the finished entry t/R into entries[t/R]. */
+ * write the finished entry t/R into entries[t/R] (BF16 cache, dc values per entry). */
 static void comp_push(dsv4_session *s, const dsv4_layer *L, const dsv4_compressor_w *cw, dsv4_comp_state *st,
-                      const float *a, const float *g, int64_t t, int is_index, float *entries) {
+                      const float *a, const float *g, int64_t t, int is_index, uint16_t *entries) {
     int R = cw->R, dc = cw->dc, cc = cw->overlap ? 2 : 1, wd = cc * dc;
     int ph = (int)(t % R);
     int row = cw->overlap ? R + ph : ph;
@@ -217,9 +236,10 @@ static void select_topk(int *idx, int n, int k, const float *sc) {
 }
 
 /* ------------------------------------------------------------------ attention (§4.3) */
-/* Attention of one query token (q: [H][hd], position t) over nk keys kptr[0..nk); writes o [H][hd]
- * (BF16, de-rotated). */
-static void attend(dsv4_session *s, const dsv4_layer *L, const float *q, int64_t t, const float **kptr, int nk, float *o) {
+/* Attention of one query token (q: [H][hd], position t) over nk BF16 keys kptr[0..nk) (read as F32, exact);
+ * writes o [H][hd] (BF16 values, de-rotated). */
+static void attend(dsv4_session *s, const dsv4_layer *L, const float *q, int64_t t, const uint16_t **kptr, int nk,
+                   float *o) {
     const dsv4_config *c = &s->m->cfg;
     int H = c->n_heads, hd = c->head_dim, rd = c->rope_dim;
     float scale = 1.0f / sqrtf((float)hd);
@@ -228,9 +248,9 @@ static void attend(dsv4_session *s, const dsv4_layer *L, const float *q, int64_t
         const float *qh = q + (size_t)h * hd;
         float mx = -INFINITY;
         for (int j = 0; j < nk; j++) {
-            const float *k = kptr[j];
+            const uint16_t *k = kptr[j];
             float d = 0;
-            for (int i = 0; i < hd; i++) d += qh[i] * k[i];
+            for (int i = 0; i < hd; i++) d += qh[i] * dsv4_bf16_to_f32(k[i]);
             z[j] = d * scale;
             if (z[j] > mx) mx = z[j];
         }
@@ -240,8 +260,8 @@ static void attend(dsv4_session *s, const dsv4_layer *L, const float *q, int64_t
             float p = expf(z[j] - mx);
             Z += p;
             float pb = bf(p);
-            const float *k = kptr[j];
-            for (int i = 0; i < hd; i++) acc[i] += pb * k[i];
+            const uint16_t *k = kptr[j];
+            for (int i = 0; i < hd; i++) acc[i] += pb * dsv4_bf16_to_f32(k[i]);
         }
         Z += expf(L->attn_sink[h] - mx);
         float *oh = o + (size_t)h * hd;
@@ -313,10 +333,10 @@ static void attention(dsv4_session *s, int li, const float *x, int n, int64_t po
         dump(s, "kv", li, kv, (size_t)n * hd);
     }
     /* per token: update state, select keys, attend */
-    const float **kptr = s->w.kptr;
+    const uint16_t **kptr = s->w.kptr;
     for (int t = 0; t < n; t++) {
         int64_t p = pos0 + t;
-        memcpy(b->win + (size_t)(p % Wr) * hd, kv + (size_t)t * hd, (size_t)hd * sizeof(float));
+        store_bf16(b->win + (size_t)(p % Wr) * hd, kv + (size_t)t * hd, (size_t)hd);
         b->slot_pos[p % Wr] = p;
         if (R > 0)
             comp_push(s, L, &L->comp, &b->cs, s->w.ca + (size_t)t * cwd, s->w.cg + (size_t)t * cwd, p, 0, b->entries);
@@ -336,12 +356,12 @@ static void attention(dsv4_session *s, int li, const float *x, int n, int64_t po
                 float *isc = s->w.ksc;
                 int *idx = s->w.kidx;
                 for (int w = 0; w < nvis; w++) {
-                    const float *k = b->ikeys + (size_t)w * ihd;
+                    const uint16_t *k = b->ikeys + (size_t)w * ihd;
                     float sc = 0;
                     for (int h = 0; h < ih; h++) {
                         const float *qh = qi + (size_t)h * ihd;
                         float d = 0;
-                        for (int i = 0; i < ihd; i++) d += qh[i] * k[i];
+                        for (int i = 0; i < ihd; i++) d += qh[i] * dsv4_bf16_to_f32(k[i]);
                         sc += wh[h] * (d > 0 ? d : 0);
                     }
                     isc[w] = sc;
@@ -573,7 +593,7 @@ void dsv4_forward_mtp(dsv4_session *s, int32_t next_token, float *logits) {
         sublayer_in(s, &L->hc_attn_fn, L->hc_attn_base, L->hc_attn_scale, L->attn_norm, X, n);  /* its attention input */
         for (int i = 0; i < n; i++) {   /* positions may be non-contiguous: one RoPE position each */
             raw_kv(s, L, s->w.xn + (size_t)i * D, 1, list[i], s->w.kv);
-            memcpy(b->win + (size_t)(list[i] % Wr) * hd, s->w.kv, (size_t)hd * sizeof(float));
+            store_bf16(b->win + (size_t)(list[i] % Wr) * hd, s->w.kv, (size_t)hd);
             b->slot_pos[list[i] % Wr] = list[i];
         }
     }

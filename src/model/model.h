@@ -81,14 +81,17 @@ typedef struct {
     float *kv, *sc;
 } dsv4_comp_state;
 
-/* Per-block decoding state (§5.1). */
+/* Per-block decoding state (§5.1). The key caches (win, entries, ikeys) are stored as BF16 (uint16_t, the
+ * upper half of the F32 bits): every value written there is BF16-representable by construction (§4.3–4.5:
+ * RMSNorm -> BF16, RoPE -> BF16, FP8 / FP4 simulation -> BF16), so dsv4_f32_to_bf16 on write and
+ * dsv4_bf16_to_f32 on read are exact and the results equal an F32 cache bit for bit, at half the memory. */
 typedef struct {
-    float *win;            /* [wring, head_dim] ring, slot p mod wring (dsv4_session.wring) */
+    uint16_t *win;         /* [wring, head_dim] BF16 ring, slot p mod wring (dsv4_session.wring) */
     int64_t *slot_pos;     /* [wring] position held by each ring slot, -1 = empty (MTP ring is sparse) */
-    float *entries;        /* [max_ctx/R, head_dim] compressed entries (ratio > 0) */
-    dsv4_comp_state cs;    /* main compressor state */
-    float *ikeys;          /* [max_ctx/4, index_head_dim] indexer keys (CSA) */
-    dsv4_comp_state ics;   /* indexer compressor state (CSA) */
+    uint16_t *entries;     /* [max_ctx/R + 1, head_dim] BF16 compressed entries (ratio > 0) */
+    dsv4_comp_state cs;    /* main compressor state (F32) */
+    uint16_t *ikeys;       /* [max_ctx/4 + 1, index_head_dim] BF16 indexer keys (CSA) */
+    dsv4_comp_state ics;   /* indexer compressor state (CSA, F32) */
 } dsv4_block_state;
 
 struct dsv4_session {
@@ -102,11 +105,11 @@ struct dsv4_session {
     float *hist_x;         /* [wring][hc*D] trunk final states of the last `wring` positions (MTP window) */
     int32_t *hist_tok;     /* [wring] token ids of the last `wring` positions */
     /* scratch arena (one allocation, carved at open) */
-    float *arena; size_t arena_n;
+    void *arena; size_t arena_bytes;   /* arena_bytes == dsv4_session_state_bytes(&m->cfg, max_ctx) */
     struct {
         float *X, *u, *xn, *y, *pre, *post, *M, *mix;
         float *qa, *q, *kv, *ca, *cg, *ia, *ig, *iq, *iw, *o, *og, *r, *rg;
-        float *sc, *ksc, *pr; int *kidx; const float **kptr;
+        float *sc, *ksc, *pr; int *kidx; const uint16_t **kptr;   /* kptr: BF16 keys attended */
         float *rl, *rw; int *rid; float *xe, *g, *v, *ye, *acc; int *etok; float *ew;
         float *mh, *mhn;   /* [max(CH,1)*hc*D] MTP input projections */
         float *act;        /* act-quant scratch for dsv4_linear */
@@ -114,6 +117,16 @@ struct dsv4_session {
         float *hh;         /* [2*hc] hc_head mixing logits and weights */
     } w;
 };
+
+/* ---- session.c ---- */
+/* Bytes of the one arena dsv4_session_open allocates for config c and max_ctx (spec §5.1 state + scratch):
+ * per block the window ring (min(sliding_window, max_ctx) x head_dim BF16) and its slot positions, the
+ * compressed entries ((max_ctx/R + 1) x head_dim BF16, R > 0), the indexer keys ((max_ctx/4 + 1) x
+ * index_head_dim BF16, R == 4), the F32 compressor partial states, the MTP history and the chunk scratch;
+ * every region rounded up to 16 bytes. Weights-free (the config alone decides it). Returns 0 when c is
+ * NULL or max_ctx < 1, SIZE_MAX when the layout does not fit size_t (dsv4_session_open then fails with
+ * "out of memory"). */
+size_t dsv4_session_state_bytes(const dsv4_config *c, int max_ctx);
 
 /* ---- weights.c ---- */
 /* Bind and validate every tensor the config implies (spec §2); fills m->layers etc. err names the

@@ -1,8 +1,9 @@
 /* model/session.c — public model and session API of include/dsv4.h: load/free/info/tokenizer,
  * session open/free/reset/pos, dsv4_eval, dsv4_eval_mtp.
  *
- * A session allocates everything at open (one zeroed arena): per block the window ring and its slot
- * positions, compressed entries (max_ctx/R), indexer keys (max_ctx/4), compressor partial state (§4.4),
+ * A session allocates everything at open (one zeroed arena, dsv4_session_state_bytes bytes): per block the
+ * window ring and its slot positions, compressed entries (max_ctx/R), indexer keys (max_ctx/4) — the three
+ * key caches stored as BF16 (exact: every value is BF16 by construction) — the F32 compressor partial state (§4.4),
  * the last trunk state for MTP, and the scratch for chunks of DSV4_CHUNK tokens. dsv4_eval performs no
  * allocation; a call longer than DSV4_CHUNK is processed in sub-chunks (results do not depend on it).
  */
@@ -89,40 +90,46 @@ void dsv4_model_get_info(const dsv4_model *m, dsv4_model_info *out) {
 
 /* ------------------------------------------------------------------ session */
 
-/* Two-pass arena carving: pass 0 counts, pass 1 assigns. Sizes in floats, rounded to 16 bytes. Every
- * size is a product of config values (bounded in io/config.h) and max_ctx; the running total saturates
- * (`over`) instead of wrapping, so a layout too large for size_t is reported as out of memory. */
-typedef struct { float *base; size_t used; int over; } carver;
-#define CARVE_MAX (SIZE_MAX / 8)   /* floats; leaves room for the byte count and rounding */
-static void *carve(carver *cv, size_t nfloats) {
-    if (cv->over || nfloats > CARVE_MAX - cv->used - 4) { cv->over = 1; return NULL; }
-    size_t n = (nfloats + 3) & ~(size_t)3;
+/* Two-pass arena carving: pass 0 counts, pass 1 assigns. Sizes in bytes, each region rounded up to 16 bytes
+ * (so every region is 16-byte aligned in the calloc'd arena). Every size is a product of config values
+ * (bounded in io/config.h) and max_ctx; the running total saturates (`over`) instead of wrapping, so a
+ * layout too large for size_t is reported as out of memory. */
+typedef struct { unsigned char *base; size_t used; int over; } carver;
+#define CARVE_MAX (SIZE_MAX / 4)   /* bytes; leaves room for rounding and the caller's arithmetic */
+static void *carve(carver *cv, size_t nbytes) {
+    if (cv->over || nbytes > CARVE_MAX - cv->used - 16) { cv->over = 1; return NULL; }
+    size_t n = (nbytes + 15) & ~(size_t)15;
     void *p = cv->base ? cv->base + cv->used : NULL;
     cv->used += n;
     return p;
 }
 /* a * b, or CARVE_MAX + 1 (which makes carve report overflow) when the product does not fit. */
 static size_t mul(size_t a, size_t b) { return b && a > CARVE_MAX / b ? CARVE_MAX + 1 : a * b; }
-#define CARVE(ptr, n) ((ptr) = carve(cv, (size_t)(n)))
+/* n elements of ptr's element type (float, uint16_t BF16, int64_t, int, pointers) */
+#define CARVE(ptr, n) ((ptr) = carve(cv, mul((size_t)(n), sizeof *(ptr))))
 
-static void layout(dsv4_session *s, carver *cv) {
-    const dsv4_model *m = s->m;
-    const dsv4_config *c = &m->cfg;
+/* The arena layout of a session for config c and max_ctx (ring length wring = min(window, max_ctx)).
+ * With cv->base NULL it only counts (s->bs may then be NULL: block pointers go to a dummy); otherwise it
+ * assigns the pointers of s and s->bs[0..n_blocks). Depends on the config only (no weights): block l
+ * has compress ratio c->compress_ratios[l], blocks = n_layers trunk layers + 1 MTP block if any. */
+static void layout(const dsv4_config *c, int max_ctx, dsv4_session *s, carver *cv) {
     size_t CH = DSV4_CHUNK, hc = c->hc_mult, D = c->dim, H = c->n_heads, hd = c->head_dim;
     size_t CX = CH > hc ? CH : hc;
     size_t ql = c->q_lora_rank, G = c->o_groups, olr = c->o_lora_rank, E = c->n_routed_experts;
     size_t K = c->n_activated_experts, I = c->moe_inter_dim;
     size_t Is = I * (size_t)(c->n_shared_experts > 1 ? c->n_shared_experts : 1);
-    size_t ih = c->index_n_heads, ihd = c->index_head_dim, Wn = (size_t)s->wring, mc = (size_t)s->max_ctx;
+    size_t mc = (size_t)max_ctx, Wn = (size_t)(c->window_size < max_ctx ? c->window_size : max_ctx);
+    size_t ih = c->index_n_heads, ihd = c->index_head_dim;
     size_t maxR = 4, nkx = 0, cwd = 2 * (hd > ihd ? hd : ihd);
-    for (int l = 0; l < m->n_blocks; l++) {
-        const dsv4_layer *L = &m->layers[l];
-        dsv4_block_state *b = &s->bs[l];
-        CARVE(b->win, Wn * hd);
-        CARVE(b->slot_pos, Wn * 2);
-        size_t R = L->ratio;
+    int n_blocks = c->n_layers + (c->n_mtp_layers > 0 ? 1 : 0);
+    dsv4_block_state dummy;
+    for (int l = 0; l < n_blocks; l++) {
+        dsv4_block_state *b = s->bs ? &s->bs[l] : &dummy;
+        CARVE(b->win, mul(Wn, hd));
+        CARVE(b->slot_pos, Wn);
+        size_t R = (size_t)c->compress_ratios[l];
         if (R > 0) {
-            size_t cc = L->comp.overlap ? 2 : 1, ne = mc / R + 1;
+            size_t cc = R == 4 ? 2 : 1, ne = mc / R + 1;   /* R == 4: overlapping (CSA) compressor */
             CARVE(b->entries, mul(ne, hd));
             CARVE(b->cs.kv, cc * R * cc * hd);
             CARVE(b->cs.sc, cc * R * cc * hd);
@@ -168,7 +175,7 @@ static void layout(dsv4_session *s, carver *cv) {
     CARVE(s->w.rg, CH * olr);
     CARVE(s->w.sc, nkx);
     CARVE(s->w.pr, nkx);
-    CARVE(s->w.kptr, nkx * 2);
+    CARVE(s->w.kptr, nkx);
     CARVE(s->w.ksc, mc / 4 + 1);
     CARVE(s->w.kidx, mc / 4 + 1);
     CARVE(s->w.rl, CH * E);
@@ -186,6 +193,15 @@ static void layout(dsv4_session *s, carver *cv) {
     CARVE(s->w.hh, 2 * hc);
 }
 
+size_t dsv4_session_state_bytes(const dsv4_config *c, int max_ctx) {
+    if (!c || max_ctx < 1) return 0;
+    dsv4_session s;
+    memset(&s, 0, sizeof s);
+    carver cv = {NULL, 0, 0};
+    layout(c, max_ctx, &s, &cv);
+    return cv.over ? SIZE_MAX : cv.used;
+}
+
 int dsv4_session_open(dsv4_session **out, const dsv4_model *m, int max_ctx, char *err, size_t errlen) {
     if (!out) return dsv4_fail(err, errlen, "dsv4_session_open: out is NULL");
     *out = NULL;
@@ -198,28 +214,28 @@ int dsv4_session_open(dsv4_session **out, const dsv4_model *m, int max_ctx, char
     s->bs = calloc((size_t)m->n_blocks, sizeof *s->bs);
     if (!s->bs) { free(s); return dsv4_fail(err, errlen, "dsv4_session_open: out of memory"); }
     carver cv = {NULL, 0, 0};
-    layout(s, &cv);
-    s->arena_n = cv.used;
+    layout(&m->cfg, max_ctx, s, &cv);
+    s->arena_bytes = cv.used;
     /* refuse what cannot be allocated before asking (a huge calloc aborts under sanitizers): more than the
      * size_t range, or more than the machine's physical memory */
     long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
     double phys = pages > 0 && psz > 0 ? (double)pages * (double)psz : 0;
-    if (cv.over || (phys > 0 && (double)cv.used * sizeof(float) > phys)) {
+    if (cv.over || (phys > 0 && (double)cv.used > phys)) {
         free(s->bs); free(s);
         if (cv.over)
             return dsv4_fail(err, errlen, "dsv4_session_open: out of memory (session state for max_ctx %d does not "
                              "fit the address space)", max_ctx);
         return dsv4_fail(err, errlen, "dsv4_session_open: out of memory (%.1f MiB of state for max_ctx %d exceeds "
-                         "the machine's %.1f MiB of RAM)", (double)cv.used * 4 / 1048576.0, max_ctx, phys / 1048576.0);
+                         "the machine's %.1f MiB of RAM)", (double)cv.used / 1048576.0, max_ctx, phys / 1048576.0);
     }
-    s->arena = calloc(cv.used, sizeof(float));
+    s->arena = calloc(cv.used, 1);
     if (!s->arena) {
         free(s->bs); free(s);
         return dsv4_fail(err, errlen, "dsv4_session_open: out of memory (%.1f MiB of state for max_ctx %d)",
-                         (double)cv.used * 4 / 1048576.0, max_ctx);
+                         (double)cv.used / 1048576.0, max_ctx);
     }
     cv.base = s->arena; cv.used = 0;
-    layout(s, &cv);
+    layout(&m->cfg, max_ctx, s, &cv);
     dsv4_session_reset(s);
     *out = s;
     return 0;
