@@ -6,6 +6,9 @@
  *  - hc_mult up to its bound (16) runs (hc_head scratch sized from the config), above it is refused;
  *  - a checkpoint written from dsv4_tensor_list loads (the list is the loader's source of truth);
  *  - tokenizer ids beyond the model's vocab_size are refused, naming both files;
+ *  - routed experts follow config.json's expert_dtype (errors name the tensor, file and key), or without the
+ *    key the first routed expert's format, every other matching (errors name both tensors); FP8 experts
+ *    with no key (a -Base checkpoint) load and report as FP8;
  *  - NaN / Inf weights (head.weight NaN, E8M0 scale byte 0xFF) make dsv4_eval / dsv4_eval_mtp fail with
  *    "non-finite logits at position P" instead of returning garbage;
  *  - sliding_window far above max_ctx: the window ring is min(window, max_ctx), logits equal the nano
@@ -397,6 +400,101 @@ static void test_generated(void) {
     EXPECT_LOAD_ERR(d, "gen_tokvocab/tokenizer.json has token ids up to 1023", "gen_tokvocab/config.json says vocab_size 96");
 }
 
+/* nano's weights with routed expert tensor `w` (a "<prefix>.weight" name) replaced by F8_E4M3 [r, c] and its
+ * scale by E8M0 [ceil(r/128), ceil(c/128)], config text `cfg`; returns the dir. */
+static const char *nano_expert_fp8(const char *name, const char *cfg, const char *w, int64_t r, int64_t c) {
+    wlist l = {0};
+    wl_from_nano(&l);
+    char sn[160];
+    snprintf(sn, sizeof sn, "%.*s.scale", (int)(strlen(w) - 7), w);
+    for (int i = l.n - 1; i >= 0; i--)
+        if (strcmp(l.v[i].name, w) == 0 || strcmp(l.v[i].name, sn) == 0) { free(l.v[i].data); l.v[i] = l.v[--l.n]; }
+    int64_t sh[2] = {r, c}, ss[2] = {(r + 127) / 128, (c + 127) / 128};
+    memset(wl_add(&l, w, ST_F8_E4M3, 2, sh)->data, 0x30, (size_t)(r * c));
+    memset(wl_add(&l, sn, ST_F8_E8M0, 2, ss)->data, 127, (size_t)(ss[0] * ss[1]));
+    const char *d = make_dir(name, cfg, 0, 0);
+    char p[1500];
+    snprintf(p, sizeof p, "%s/model.safetensors", d);
+    wl_write(&l, p);
+    wl_free(&l);
+    return d;
+}
+
+/* expert_dtype (spec §1.1, §2.4): with the key every routed expert must have its format; without it the first
+ * routed expert decides and all others must match. nano: D = I = 128, experts FP4 I8 [128, 64]. */
+static void test_expert_dtype(void) {
+    char err[1024] = "";
+    char *nokey = test_replace_first(nano_cfg, "\"expert_dtype\": \"fp4\",", "");
+    char *fp8 = test_replace_first(nano_cfg, "\"expert_dtype\": \"fp4\"", "\"expert_dtype\": \"fp8\"");
+    /* the reviewer's case: config "fp4", expert 0's w1 an FP8 [128, 128] (+ [1, 1] scale) */
+    const char *d = nano_expert_fp8("exp_fp8_key", nano_cfg, "layers.0.ffn.experts.0.w1.weight", 128, 128);
+    EXPECT_LOAD_ERR(d, "exp_fp8_key/model.safetensors: tensor 'layers.0.ffn.experts.0.w1.weight': expected I8 [128, 64] "
+                       "(packed FP4, config expert_dtype fp4), found F8_E4M3 [128, 128]");
+    /* an FP8-typed tensor with the FP4 shape, deep in the model */
+    d = nano_expert_fp8("exp_fp8_shape", nano_cfg, "layers.2.ffn.experts.3.w3.weight", 128, 64);
+    EXPECT_LOAD_ERR(d, "exp_fp8_shape/model.safetensors: tensor 'layers.2.ffn.experts.3.w3.weight': expected I8 "
+                       "[128, 64] (packed FP4, config expert_dtype fp4), found F8_E4M3 [128, 64]");
+    /* no key: expert 0's FP8 w1 decides, expert 0's FP4 w2 is refused naming both */
+    d = nano_expert_fp8("exp_mixed_first", nokey, "layers.0.ffn.experts.0.w1.weight", 128, 128);
+    EXPECT_LOAD_ERR(d, "exp_mixed_first/model.safetensors: tensor 'layers.0.ffn.experts.0.w2.weight': expected F8_E4M3 "
+                       "[128, 128] (FP8 like the first routed expert tensor 'layers.0.ffn.experts.0.w1.weight'; "
+                       "config.json has no expert_dtype), found I8 [128, 64]");
+    /* no key: FP4 decides, one FP8 expert later (in the MTP block) is refused */
+    d = nano_expert_fp8("exp_mixed_mtp", nokey, "mtp.0.ffn.experts.1.w2.weight", 128, 128);
+    EXPECT_LOAD_ERR(d, "tensor 'mtp.0.ffn.experts.1.w2.weight': expected I8 [128, 64] (packed FP4 like the first routed "
+                       "expert tensor 'layers.0.ffn.experts.0.w1.weight'; config.json has no expert_dtype), found F8_E4M3");
+    /* config "fp8" against nano's FP4 experts */
+    d = make_dir("exp_key_fp8", fp8, 1, 0);
+    EXPECT_LOAD_ERR(d, "tensor 'layers.0.ffn.experts.0.w1.weight': expected F8_E4M3 [128, 128] (FP8, config "
+                       "expert_dtype fp8), found I8 [128, 64]");
+    /* no key, FP4 experts (the initial revision's config): loads, info says FP4 */
+    d = make_dir("exp_nokey_fp4", nokey, 1, 0);
+    dsv4_model *m = NULL;
+    int rc = dsv4_model_load(&m, d, err, sizeof err);
+    CHECK(rc == 0, "nano without expert_dtype loads: %s", err);
+    if (rc == 0) {
+        dsv4_model_info in;
+        dsv4_model_get_info(m, &in);
+        CHECK(in.bytes_by_dtype[DSV4_INFO_FP4] > 0 && m->cfg.expert_fp8 == 0, "no key, FP4 experts: FP4 bytes %.0f",
+              in.bytes_by_dtype[DSV4_INFO_FP4]);
+        dsv4_model_free(m);
+    }
+    /* no key, all experts FP8 (a -Base checkpoint): loads, info and the config say FP8; with "fp4" refused */
+    char *cfg = small_cfg(96, 4, 1);
+    char *cfg8 = test_replace_first(cfg, "{", "{\"expert_dtype\": \"fp8\", ");
+    char *cfg4 = test_replace_first(cfg, "{", "{\"expert_dtype\": \"fp4\", ");
+    d = make_dir("exp_base", cfg8, 0, 0);
+    char p[1500];
+    snprintf(p, sizeof p, "%s/config.json", d);
+    dsv4_config c;
+    if (dsv4_config_load(&c, p, err, sizeof err)) { printf("test bug: %s\n", err); exit(2); }
+    wlist l = {0};
+    wl_from_list(&l, &c);
+    snprintf(p, sizeof p, "%s/model.safetensors", d);
+    wl_write(&l, p);
+    wl_free(&l);
+    snprintf(p, sizeof p, "%s/config.json", d);
+    write_text(p, cfg);
+    m = NULL;
+    rc = dsv4_model_load(&m, d, err, sizeof err);
+    CHECK(rc == 0, "FP8-expert model without expert_dtype loads: %s", err);
+    if (rc == 0) {
+        dsv4_model_info in;
+        dsv4_model_get_info(m, &in);
+        CHECK(in.bytes_by_dtype[DSV4_INFO_FP4] == 0 && m->cfg.expert_fp8 == 1 && m->layers[0].w1[0].fmt == DSV4_W_FP8,
+              "no key, FP8 experts: FP4 bytes %.0f, expert_fp8 %d", in.bytes_by_dtype[DSV4_INFO_FP4], m->cfg.expert_fp8);
+        dsv4_model_free(m);
+    }
+    write_text(p, cfg8);
+    rc = dsv4_model_load(&m, d, err, sizeof err);
+    CHECK(rc == 0, "FP8-expert model with expert_dtype fp8 loads: %s", err);
+    if (rc == 0) dsv4_model_free(m);
+    write_text(p, cfg4);
+    EXPECT_LOAD_ERR(d, "exp_base/model.safetensors: tensor 'layers.0.ffn.experts.0.w1.weight': expected I8 [32, 32] "
+                       "(packed FP4, config expert_dtype fp4), found F8_E4M3 [32, 64]");
+    free(cfg); free(cfg8); free(cfg4); free(nokey); free(fp8);
+}
+
 /* nano's weights with one tensor's bytes patched; expects eval (and MTP) to report non-finite logits */
 static void nonfinite_case(const char *name, const char *tensor, const unsigned char *bytes, size_t nb) {
     wlist l = {0};
@@ -662,6 +760,7 @@ int main(void) {
     } else {
         test_mismatch();
         test_generated();
+        test_expert_dtype();
         test_nonfinite();
         test_window_and_memory();
         test_long_path();

@@ -205,6 +205,24 @@ static void test_flash_info(void) {
     CHECK(rc == 0 && in2.n_params == in.n_params && in2.bytes_by_dtype[DSV4_INFO_FP4] == 0 &&
           in2.bytes_by_dtype[DSV4_INFO_F8_E4M3] == in.bytes_by_dtype[DSV4_INFO_F8_E4M3] +
           2 * in.bytes_by_dtype[DSV4_INFO_FP4], "expert_dtype fp8 info: %s", rc ? err : "");
+    dsv4_config ce;
+    rc = dsv4_config_load(&ce, cfgpath, err, sizeof err);
+    CHECK(rc == 0 && ce.expert_dtype_given == 1 && ce.expert_fp8 == 1, "expert_dtype fp8: given %d fp8 %d %s",
+          ce.expert_dtype_given, ce.expert_fp8, rc ? err : "");
+    free(e);
+    /* expert_dtype "fp4" given explicitly: same info as the key's absence (the published V4-Flash config, which
+     * dsv4_config_info takes as FP4: the key was added in the current revision) */
+    e = test_replace_first(base, "\"compress_rope_theta\"", "\"expert_dtype\": \"fp4\", \"compress_rope_theta\"");
+    write_cfg(e);
+    rc = dsv4_config_load(&ce, cfgpath, err, sizeof err);
+    CHECK(rc == 0 && ce.expert_dtype_given == 1 && ce.expert_fp8 == 0, "expert_dtype fp4: given %d fp8 %d %s",
+          ce.expert_dtype_given, ce.expert_fp8, rc ? err : "");
+    rc = dsv4_config_info(tmpdir, &in2, err, sizeof err);
+    CHECK(rc == 0 && in2.bytes_by_dtype[DSV4_INFO_FP4] == in.bytes_by_dtype[DSV4_INFO_FP4] &&
+          in2.bytes_total == in.bytes_total, "expert_dtype fp4 info equals the absent key's: %s", rc ? err : "");
+    rc = dsv4_config_load(&ce, FLASH_CFG, err, sizeof err);
+    CHECK(rc == 0 && ce.expert_dtype_given == 0 && ce.expert_fp8 == 0, "V4-Flash config has no expert_dtype: given %d",
+          ce.expert_dtype_given);
     free(e);
     free(base);
 

@@ -112,6 +112,7 @@ static int parse(dsv4_config *cfg, const cJSON *root, const char *path, char *er
     /* expert_dtype */
     const cJSON *ed = cJSON_GetObjectItemCaseSensitive(root, "expert_dtype");
     if (ed && !cJSON_IsNull(ed)) {
+        cfg->expert_dtype_given = 1;
         if (!cJSON_IsString(ed))
             return dsv4_fail(err, errlen, "%s: key 'expert_dtype' must be a string, found %s", path, jtype(ed));
         if (strcmp(ed->valuestring, "fp8") == 0) cfg->expert_fp8 = 1;

@@ -5,7 +5,11 @@
  * num_nextn_predict_layers 0, hc_mult 4, hc_sinkhorn_iters 20, hc_eps 1e-6, rms_norm_eps 1e-6,
  * swiglu_limit 0 (= no clamp), routed_scaling_factor 1, rope_scaling absent = no YaRN,
  * compress_rope_theta = rope_theta, bos_token_id 0, eos_token_id 1, index_* 0 when no layer is CSA,
- * expert_dtype "fp4" (string "fp4" or "fp8"; spec §1.1, §2.4).
+ * expert_dtype "fp4" (string "fp4" or "fp8"; spec §1.1, §2.4). The key was added in the current revision of
+ * the release and is absent in the initial one (e.g. the published V4-Flash config.json) and in converted
+ * -Base checkpoints (FP8 experts); expert_dtype_given tells whether it was present. Weights-free uses
+ * (dsv4_config_info) take an absent key as "fp4"; the weight loader instead lets the first routed expert
+ * tensor decide and requires every other one to match (model/weights.c).
  * compress_ratios must have num_hidden_layers + num_nextn_predict_layers entries, each 0, 4 or 128
  * (any R>0 is accepted if every CSA-style (overlapping) layer has R==4: R==4 means CSA, others HCA).
  *
@@ -73,7 +77,9 @@ typedef struct {
     float beta_fast, beta_slow;/* rope_scaling.beta_fast / beta_slow */
     int max_position_embeddings;
     int bos_token_id, eos_token_id;
-    int expert_fp8;            /* expert_dtype == "fp8" (FP8 128x128-block experts); default "fp4" = packed FP4 */
+    int expert_fp8;            /* expert_dtype == "fp8" (FP8 128x128-block experts); default "fp4" = packed FP4.
+                                  After dsv4_model_load: the format the routed experts were loaded in. */
+    int expert_dtype_given;    /* 1 when config.json has a non-null "expert_dtype" key, else 0 */
     int n_ratios;              /* n_layers + n_mtp_layers */
     int compress_ratios[DSV4_MAX_LAYERS]; /* per layer, MTP block(s) last */
 } dsv4_config;

@@ -3,7 +3,9 @@
  * Every tensor implied by the config is checked for name, dtype and shape (st_expect); large weights
  * become zero-copy dsv4_wview's into the mapping, small vectors are converted to owned F32 arrays.
  * Accepted dtypes: FP8 linears F8_E4M3 + F8_E8M0 scale [ceil(r/128), ceil(c/128)]; routed experts
- * I8 (packed FP4, scale [r, c/32]) or F8_E4M3 (Base checkpoints, 128x128 scale); wo_a FP8 (official)
+ * I8 (packed FP4, scale [r, c/32]) or F8_E4M3 (Base checkpoints, 128x128 scale), one format for all of
+ * them: config.json's expert_dtype when present, else the first routed expert's (expert_dtype, spec §1.1,
+ * §2.4; an error names the tensor, its file and the key or the deciding tensor); wo_a FP8 (official)
  * or BF16 (converted); norm weights BF16 or F32; hc_*, attn_sink, ape, gate.bias F32.
  * Afterwards the checkpoint's whole tensor set is checked against dsv4_tensor_list (io/tensor_list.h, the
  * one source of truth for the names a config implies): a checkpoint tensor the list does not hold is
@@ -36,6 +38,8 @@ static void *xalloc(dsv4_model *m, size_t bytes) { return own(m, calloc(1, bytes
 typedef struct {
     dsv4_model *m; char *err; size_t errlen;
     unsigned char *used;   /* [st_count] 1 for each checkpoint tensor the binder took */
+    int efmt;              /* routed-expert format: -1 not yet known, 0 packed FP4, 1 FP8 */
+    char efirst[512];      /* with no expert_dtype key: the routed expert tensor that decided efmt */
 } ctx;
 
 static const st_tensor *expect(ctx *c, const char *name, st_dtype dt, int ndim, int64_t d0, int64_t d1) {
@@ -79,6 +83,44 @@ static const void *aligned_data(ctx *c, const st_tensor *t, size_t al) {
 
 enum { L_FP8, L_BF16, L_F32, L_EXPERT, L_WOA };
 
+static void fmt_shape(char *out, size_t cap, int ndim, const int64_t *sh) {
+    size_t k = 0;
+    k += (size_t)snprintf(out, cap, "[");
+    for (int i = 0; i < ndim && k < cap; i++)
+        k += (size_t)snprintf(out + k, cap - k, "%s%lld", i ? ", " : "", (long long)sh[i]);
+    if (k < cap) snprintf(out + k, cap - k, "]");
+}
+
+/* Routed-expert weight format (spec §1.1, §2.4): with the config key expert_dtype, every routed expert
+ * weight must have that format; without it the first routed expert weight decides (F8_E4M3 = FP8, anything
+ * else = packed FP4 I8) and every other one must match it. Returns the dtype `wn` must have ([rows, cols]
+ * logical), or -1 with err naming the tensor, its file and the key / the deciding tensor. */
+static int expert_dtype(ctx *c, const char *wn, const st_tensor *t, int rows, int cols, st_dtype *dt) {
+    if (c->efmt < 0) {
+        if (!t) { *dt = ST_I8; return 0; }   /* st_expect reports it missing */
+        c->efmt = t->dtype == ST_F8_E4M3;
+        snprintf(c->efirst, sizeof c->efirst, "%s", wn);
+        *dt = c->efmt ? ST_F8_E4M3 : ST_I8;
+        return 0;
+    }
+    *dt = c->efmt ? ST_F8_E4M3 : ST_I8;
+    if (!t) return 0;
+    int64_t want[2] = {rows, c->efmt ? cols : cols / 2};
+    int ok = t->dtype == *dt && t->ndim == 2 && t->shape[0] == want[0] && t->shape[1] == want[1];
+    if (ok || (!c->efmt && cols % 32)) return 0;   /* lin reports an FP4 width that is not a multiple of 32 */
+    char ws[64], gs[200], why[700];
+    fmt_shape(ws, sizeof ws, 2, want);
+    fmt_shape(gs, sizeof gs, t->ndim, t->shape);
+    const char *what = c->efmt ? "FP8" : "packed FP4";
+    if (c->m->cfg.expert_dtype_given)
+        snprintf(why, sizeof why, "%s, config expert_dtype %s", what, c->efmt ? "fp8" : "fp4");
+    else
+        snprintf(why, sizeof why, "%s like the first routed expert tensor '%s'; config.json has no expert_dtype", what,
+                 c->efirst);
+    return dsv4_fail(c->err, c->errlen, "%s: tensor '%s': expected %s %s (%s), found %s %s", t->file, wn,
+                     st_dtype_name(*dt), ws, why, st_dtype_name(t->dtype), gs);
+}
+
 /* Bind `<prefix>.weight` (and `.scale`) as a [rows, cols] linear of the given kind. */
 static int lin(ctx *c, dsv4_wview *w, const char *prefix, int rows, int cols, int kind) {
     char wn[512], sn[512];
@@ -91,7 +133,7 @@ static int lin(ctx *c, dsv4_wview *w, const char *prefix, int rows, int cols, in
     case L_FP8: dt = ST_F8_E4M3; break;
     case L_BF16: dt = (t && t->dtype == ST_F32) ? ST_F32 : ST_BF16; break;
     case L_F32: dt = ST_F32; break;
-    case L_EXPERT: dt = (t && t->dtype == ST_F8_E4M3) ? ST_F8_E4M3 : ST_I8; break;
+    case L_EXPERT: if (expert_dtype(c, wn, t, rows, cols, &dt)) return -1; break;
     default: dt = (t && t->dtype == ST_BF16) ? ST_BF16 : ST_F8_E4M3; break;
     }
     memset(w, 0, sizeof *w);
@@ -321,11 +363,13 @@ static int check_tensor_set(ctx *c, const dsv4_tensor_spec *ts, int n) {
 }
 
 int dsv4_weights_bind(dsv4_model *m, char *err, size_t errlen) {
-    ctx c = {m, err, errlen, NULL};
+    ctx c = {m, err, errlen, NULL, m->cfg.expert_dtype_given ? m->cfg.expert_fp8 : -1, ""};
     c.used = calloc(st_count(m->st) + 1, 1);
     if (!c.used) return oom(&c, "tensor marks");
     int rc = bind_all(&c);
     if (!rc) {
+        /* the experts' actual format: unbound MTP blocks are checked against it, and info reports it */
+        if (c.efmt >= 0) m->cfg.expert_fp8 = c.efmt;
         dsv4_tensor_spec *ts = NULL;
         int n = 0;
         rc = dsv4_tensor_list(&m->cfg, m->cfg.expert_fp8, &ts, &n, err, errlen);
@@ -358,11 +402,10 @@ int dsv4_weights_bind(dsv4_model *m, char *err, size_t errlen) {
 }
 
 /* Bind every block and global tensor (m->cfg and m->st set). */
-static int bind_all(ctx *cp) {
-    ctx c = *cp;
-    dsv4_model *m = c.m;
-    char *err = c.err;
-    size_t errlen = c.errlen;
+static int bind_all(ctx *c) {
+    dsv4_model *m = c->m;
+    char *err = c->err;
+    size_t errlen = c->errlen;
     dsv4_config *cf = &m->cfg;
     int D = cf->dim, hc = cf->hc_mult;
     if (cf->head_dim <= cf->rope_dim || cf->rope_dim % 2 || cf->n_heads % cf->o_groups || cf->hc_mult < 1 ||
@@ -374,24 +417,24 @@ static int bind_all(ctx *cp) {
             return dsv4_fail(err, errlen, "%s/config.json: CSA layer %d needs index_head_dim a power of two > rope dim", m->dir, i);
     m->rope_win = xalloc(m, (size_t)cf->rope_dim / 2 * sizeof(float));
     m->rope_comp = xalloc(m, (size_t)cf->rope_dim / 2 * sizeof(float));
-    if (!m->rope_win || !m->rope_comp) return oom(&c, "rope");
+    if (!m->rope_win || !m->rope_comp) return oom(c, "rope");
     dsv4_rope_freqs(m->rope_win, cf->rope_dim, cf->rope_theta, 0, 1, cf->original_seq_len, cf->beta_fast, cf->beta_slow);
     dsv4_rope_freqs(m->rope_comp, cf->rope_dim, cf->compress_rope_theta, cf->yarn, cf->rope_factor, cf->original_seq_len,
                     cf->beta_fast, cf->beta_slow);
-    if (lin(&c, &m->embed, "embed", cf->vocab_size, D, L_BF16)) return -1;
-    if (lin(&c, &m->head, "head", cf->vocab_size, D, L_BF16)) return -1;
-    if (!(m->norm = nvec(&c, "norm.weight", D))) return -1;
-    if (lin(&c, &m->hc_head_fn, "hc_head_fn", hc, hc * D, L_F32)) return -1;
-    if (!(m->hc_head_base = vec(&c, "hc_head_base", hc, 0, 0))) return -1;
-    if (!(m->hc_head_scale = vec(&c, "hc_head_scale", 1, 0, 0))) return -1;
+    if (lin(c, &m->embed, "embed", cf->vocab_size, D, L_BF16)) return -1;
+    if (lin(c, &m->head, "head", cf->vocab_size, D, L_BF16)) return -1;
+    if (!(m->norm = nvec(c, "norm.weight", D))) return -1;
+    if (lin(c, &m->hc_head_fn, "hc_head_fn", hc, hc * D, L_F32)) return -1;
+    if (!(m->hc_head_base = vec(c, "hc_head_base", hc, 0, 0))) return -1;
+    if (!(m->hc_head_scale = vec(c, "hc_head_scale", 1, 0, 0))) return -1;
     m->n_blocks = cf->n_layers + (cf->n_mtp_layers > 0 ? 1 : 0);
     m->layers = xalloc(m, (size_t)m->n_blocks * sizeof(dsv4_layer));
-    if (!m->layers) return oom(&c, "layers");
+    if (!m->layers) return oom(c, "layers");
     for (int l = 0; l < cf->n_layers; l++) {
         char p[64]; snprintf(p, sizeof p, "layers.%d.", l);
-        if (bind_block(&c, &m->layers[l], p, l, 0)) return -1;
+        if (bind_block(c, &m->layers[l], p, l, 0)) return -1;
     }
-    if (cf->n_mtp_layers > 0 && bind_block(&c, &m->layers[cf->n_layers], "mtp.0.", cf->n_layers, 1)) return -1;
+    if (cf->n_mtp_layers > 0 && bind_block(c, &m->layers[cf->n_layers], "mtp.0.", cf->n_layers, 1)) return -1;
     m->file_bytes = 0;
     for (size_t i = 0; i < st_count(m->st); i++) m->file_bytes += (double)st_at(m->st, i)->nbytes;
     return 0;
