@@ -23,6 +23,7 @@
 #define INVE "</" D "invoke>"
 #define PS(k, v) "<" D "parameter name=\"" k "\" string=\"true\">" v "</" D "parameter>"
 #define PN(k, v) "<" D "parameter name=\"" k "\" string=\"false\">" v "</" D "parameter>"
+#define SLEN(lit) (sizeof(lit) - 1)  /* byte length of a string literal */
 
 /* ------------------------------------------------------------------ event collection */
 typedef struct {
@@ -620,6 +621,49 @@ static void test_roundtrip(void) {
     dsv4_parse_result_free(&r);
 }
 
+/* A block of 20000 invokes (every other one without parameters) fed in 64 KiB pieces like the CLI does: all
+ * calls come back in order. The stop-string search must be linear in the block: a version that searched each
+ * stop to the end of the text was quadratic here (7 s for 20000 invokes in a release build, far longer under
+ * the sanitizers). No timing is asserted. */
+static void test_many_invokes(void) {
+    enum { K = 20000 };
+    static const char one[] = INV("f") PS("p", "v") "\n" INVE "\n", none[] = INV("g") INVE "\n";
+    size_t cap = SLEN("</think>" TCS) + (size_t)K * sizeof one + SLEN(TCE) + 1, n = 0;
+    char *text = malloc(cap);
+    CHECK(text != NULL, "many invokes: out of memory");
+    if (!text) return;
+    memcpy(text, "</think>" TCS, SLEN("</think>" TCS));
+    n = SLEN("</think>" TCS);
+    for (int k = 0; k < K; k++) {
+        const char *piece = k % 2 ? none : one;
+        size_t len = k % 2 ? SLEN(none) : SLEN(one);
+        memcpy(text + n, piece, len);
+        n += len;
+    }
+    memcpy(text + n, TCE, SLEN(TCE));
+    n += SLEN(TCE);
+    dsv4_parser *p = dsv4_parser_new(1);
+    int bad = p == NULL;
+    for (size_t i = 0; !bad && i < n; i += 1 << 16)
+        bad = dsv4_parser_feed(p, text + i, n - i < (1 << 16) ? n - i : 1 << 16, NULL, NULL) != 0;
+    dsv4_parse_result r;
+    memset(&r, 0, sizeof r);
+    bad = bad || dsv4_parser_finish(p, &r) != 0;
+    dsv4_parser_free(p);
+    free(text);
+    CHECK(!bad, "many invokes: parse failed");
+    if (bad) return;
+    CHECK(r.n_tool_calls == K && !r.block_failed, "many invokes: %d tool calls (block_failed %d), want %d", r.n_tool_calls,
+          r.block_failed, K);
+    int order_ok = r.n_tool_calls == K;
+    for (int k = 0; order_ok && k < K; k++)
+        order_ok = !strcmp(r.tool_calls[k].name, k % 2 ? "g" : "f") &&
+                   !strcmp(r.tool_calls[k].arguments, k % 2 ? "{}" : "{\"p\": \"v\"}");
+    CHECK(order_ok, "many invokes: names/arguments out of order");
+    dsv4_parse_result_free(&r);
+    dsv4_toolcall_clear();
+}
+
 int main(void) {
     rng_state = 0x9e3779b97f4a7c15ull;
     int nc = (int)(sizeof cases / sizeof *cases);
@@ -628,6 +672,7 @@ int main(void) {
     test_roundtrip();
     test_goldens();
     test_registry();
+    test_many_invokes();
     printf("%d cases\n", nc);
     return test_done();
 }

@@ -177,15 +177,32 @@ static int json_str(buf_t *b, const char *s, size_t n) {
 
 static void vres_free(vres_t *r) { free(r->inv); free(r->par); memset(r, 0, sizeof *r); }
 
-/* Earliest occurrence at/after `from` of stop a or b: returns its offset and sets *which (0 = a, 1 = b),
- * or returns (size_t)-1 if neither occurs. */
+/* Earliest occurrence at/after `from` of stop a or b (b may be NULL): returns its offset and sets *which
+ * (0 = a, 1 = b; b wins if both start at the same byte), or returns (size_t)-1 if neither occurs.
+ * One left-to-right scan that stops at the first match, so the cost is bounded by the distance to the
+ * nearest stop (times the marker length), not by the rest of the text: searching each stop to the end
+ * separately made a block of k invokes cost O(k^2). */
 static size_t find2(const char *s, size_t n, size_t from, const char *a, const char *b, int *which) {
-    const char *pa = find_bytes(s, n, from, a, strlen(a));
-    const char *pb = b ? find_bytes(s, n, from, b, strlen(b)) : NULL;
-    if (!pa && !pb) return (size_t)-1;
-    if (pa && (!pb || pa < pb)) { *which = 0; return (size_t)(pa - s); }
-    *which = 1;
-    return (size_t)(pb - s);
+    size_t la = strlen(a), lb = b ? strlen(b) : 0;
+    if (!b) {
+        const char *pa = find_bytes(s, n, from, a, la);
+        if (!pa) return (size_t)-1;
+        *which = 0;
+        return (size_t)(pa - s);
+    }
+    size_t mn = la < lb ? la : lb;
+    if (!mn || from >= n || n - from < mn) return (size_t)-1;
+    int same = a[0] == b[0];
+    for (size_t q = from; q + mn <= n; q++) {
+        if (same) {  /* jump to the next candidate first byte */
+            const char *c = memchr(s + q, a[0], n - mn + 1 - q);
+            if (!c) break;
+            q = (size_t)(c - s);
+        }
+        if (n - q >= lb && !memcmp(s + q, b, lb)) { *which = 1; return q; }
+        if (n - q >= la && !memcmp(s + q, a, la)) { *which = 0; return q; }
+    }
+    return (size_t)-1;
 }
 
 /* Text t (tn bytes, no stop found in it) can still become ">\n" followed by stop a or b. */
