@@ -64,8 +64,8 @@ typedef struct {
  * Assistant tool calls: when the output parser's registry (include/dsv4_parse.h) knows the call's `id`
  * (a string), its bytes are emitted verbatim for that invoke ("<｜DSML｜invoke ...>...</｜DSML｜invoke>"),
  * so history a client sends back re-renders exactly as the model wrote it; otherwise the call is
- * serialised per §4.2. With the parser linked, the lookup uses dsv4_toolcall_dup (a private copy, safe
- * against concurrent eviction); without it, dsv4_toolcall_raw (weak default below: always NULL).
+ * serialised per §4.2. The lookup uses dsv4_toolcall_dup (a private copy, safe against concurrent
+ * eviction); the registry is part of libdsv4 (src/chat/toolcall_registry.c).
  *
  * Deliberate difference from the official code (§9.11): when the context ends with a developer message
  * (thinking mode, drop_thinking), the official encoder loses the first new message; this renders it.
@@ -80,8 +80,8 @@ int dsv4_chat_render(const char *request_json, size_t len, const dsv4_render_opt
 
 /* Tool-call registry hook (provided by the output parser, include/dsv4_parse.h): the exact DSML invoke
  * bytes the model produced for tool call `id`, or NULL if unknown; *len receives the byte count.
- * The encoder declares a weak default that always returns NULL, so the encoder links and works
- * without the parser. */
+ * Declared here for convenience; defined (and documented, with its lifetime rules) in
+ * include/dsv4_parse.h / src/chat/toolcall_registry.c. */
 const char *dsv4_toolcall_raw(const char *id, size_t *len);
 
 #ifdef __cplusplus

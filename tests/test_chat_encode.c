@@ -12,6 +12,7 @@
  */
 #include "dsv4.h"
 #include "dsv4_chat.h"
+#include "dsv4_parse.h"
 #include "chat/encode_json.h"
 
 #include <dirent.h>
@@ -27,13 +28,14 @@ static const char *GOLDEN_DIR = "tests/golden/chat";
 static const char *VECTORS_DIR = "../shared/data/v4-official-vectors";
 static const char *V4_TOKENIZER = "build/v4-tokenizer.json";
 
-/* Strong definition of the registry hook for this test binary (overrides the encoder's weak default). */
-const char *dsv4_toolcall_raw(const char *id, size_t *len) {
+/* Put the raw bytes of tool call "raw-1" into the real registry (include/dsv4_parse.h), as the output parser
+ * would after the model produced them. Returns 0 or -1. */
+static int remember_raw1(void) {
     static const char raw[] = "<｜DSML｜invoke name=\"get_weather\">\n<｜DSML｜parameter name=\"location\" string=\"true\">"
                               "Paris</｜DSML｜parameter>\n<｜DSML｜parameter name=\"days\" string=\"false\">2.50</｜DSML｜parameter>\n"
                               "</｜DSML｜invoke>";
-    if (strcmp(id, "raw-1") == 0) { *len = sizeof raw - 1; return raw; }
-    return NULL;
+    dsv4_toolcall_clear();
+    return dsv4_toolcall_remember("raw-1", raw, sizeof raw - 1);
 }
 
 /* Report the first differing byte of two prompts. */
@@ -212,6 +214,7 @@ static void test_errors_and_hooks(void) {
         free(out);
     }
     /* registry hook: a call whose id the parser knows is emitted verbatim (note 2.50 kept) */
+    CHECK(remember_raw1() == 0, "registry: remember raw-1");
     expect_output("[{\"role\": \"user\", \"content\": \"u\"}, {\"role\": \"assistant\", \"content\": \"\", \"tool_calls\": ["
                   "{\"id\": \"raw-1\", \"type\": \"function\", \"function\": {\"name\": \"get_weather\", \"arguments\": "
                   "\"{\\\"location\\\": \\\"Paris\\\", \\\"days\\\": 2.5}\"}},"
@@ -223,6 +226,7 @@ static void test_errors_and_hooks(void) {
                   "<｜DSML｜invoke name=\"get_weather\">\n<｜DSML｜parameter name=\"location\" string=\"true\">Rome</｜DSML｜parameter>\n"
                   "<｜DSML｜parameter name=\"days\" string=\"false\">2.5</｜DSML｜parameter>\n</｜DSML｜invoke>\n"
                   "</｜DSML｜tool_calls><｜end▁of▁sentence｜>");
+    dsv4_toolcall_clear();
     /* §9.11: context ending with a developer message — we render the new message (official loses it) */
     {
         const char ctx[] = "[{\"role\": \"system\", \"content\": \"s\"}, {\"role\": \"developer\", \"content\": \"d\"}]";

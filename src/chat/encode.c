@@ -13,6 +13,7 @@
  * Values are turned into text with Python str()/repr()/json.dumps rules (encode_json.c).
  */
 #include "dsv4_chat.h"
+#include "dsv4_parse.h"  /* dsv4_toolcall_dup: the tool-call registry (src/chat/toolcall_registry.c) */
 #include "chat/encode_json.h"
 #include "base/util.h"
 
@@ -20,20 +21,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* Weak default of the parser's tool-call registry (include/dsv4_parse.h, src/chat/parse.c). When the
- * parser object is linked in, its strong definition replaces this one; otherwise no call is known and
- * every tool call is re-serialised per spec §4.2. */
-__attribute__((weak)) const char *dsv4_toolcall_raw(const char *id, size_t *len) {
-    (void)id;
-    if (len) *len = 0;
-    return NULL;
-}
-
-/* The parser's copying lookup (include/dsv4_parse.h), referenced weakly: NULL when the parser object is
- * not linked in. When present it is used instead of dsv4_toolcall_raw, because the registry may evict
- * (and free) an entry while another thread renders. */
-extern char *dsv4_toolcall_dup(const char *id, size_t *len) __attribute__((weak));
 
 /* ---------------------------------------------------------------- literal protocol text */
 #define BOS "<｜begin▁of▁sentence｜>"
@@ -418,13 +405,9 @@ static int render_tool_calls(enc *e, const cmsg *m, const pj_value *tcs) {
         const pj_value *id = pj_get(tc, "id");
         if (id && id->type == PJ_STRING && id->len && !memchr(id->s, 0, id->len)) {
             size_t rl = 0;
-            if (dsv4_toolcall_dup) { /* parser linked: take a private copy (thread-safe vs eviction) */
-                char *raw = dsv4_toolcall_dup(id->s, &rl);
-                if (raw) { pj_buf_put(&e->out, raw, rl); free(raw); continue; }
-            } else {
-                const char *raw = dsv4_toolcall_raw(id->s, &rl);
-                if (raw) { pj_buf_put(&e->out, raw, rl); continue; }
-            }
+            /* a private copy: another thread may evict (and free) the registry's entry while we render */
+            char *raw = dsv4_toolcall_dup(id->s, &rl);
+            if (raw) { pj_buf_put(&e->out, raw, rl); free(raw); continue; }
         }
         OUT("<" DSML "invoke name=\"");
         if (pj_dump_str(&e->out, pj_get(f, "name"), e->err, e->errlen)) {
