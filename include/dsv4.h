@@ -30,8 +30,9 @@ typedef struct dsv4_model dsv4_model;
  * Checks, each an error naming the file and the key / tensor: config.json keys and their supported ranges
  * (src/io/config.h; duplicate keys refused); every tensor the config implies is present with the expected
  * dtype and shape; a checkpoint tensor the config does not imply is refused ("unexpected tensor
- * 'layers.3.attn_norm.weight' in <file> — config.json says num_hidden_layers 3"); hash-routing tables hold
- * valid expert ids. Also loads `tokenizer.json` from `dir` when it exists (see dsv4_model_tokenizer); a
+ * 'layers.3.attn_norm.weight' in <file> — config.json says num_hidden_layers 3"); routed experts all in one
+ * format: config.json's expert_dtype ("fp4" packed FP4 / "fp8") when present, else the first routed expert's
+ * (spec §1.1, §2.4); hash-routing tables hold valid expert ids. Also loads `tokenizer.json` from `dir` when it exists (see dsv4_model_tokenizer); a
  * tokenizer with ids >= the config's vocab_size is refused, naming both files. With the environment variable
  * DSV4_DUMP=<dir> set at this call, the model's evaluations append per-layer activations there
  * (docs/internals.md "Debugging"). On success *out owns everything (free with dsv4_model_free); on failure
@@ -58,7 +59,9 @@ enum { DSV4_INFO_BF16, DSV4_INFO_F32, DSV4_INFO_F8_E4M3, DSV4_INFO_F8_E8M0, DSV4
 
 /* Compute the summary for the config.json in `dir` (or `dir` itself when it ends in ".json"), weights-free:
  * header fields from the config, counts and bytes from the tensor list the config implies (spec §2.1-§2.2).
- * Returns 0, or -1 with err (config errors as dsv4_model_load; *out zeroed). */
+ * Routed experts are counted in config.json's expert_dtype; when the key is absent (the initial revision, e.g.
+ * the published V4-Flash config) they are assumed packed FP4 — a -Base checkpoint's FP8 experts show only in
+ * dsv4_model_get_info after loading. Returns 0, or -1 with err (config errors as dsv4_model_load; *out zeroed). */
 int dsv4_config_info(const char *dir, dsv4_model_info *out, char *err, size_t errlen);
 /* The summary of a loaded model, computed once by dsv4_model_load (no file is read here): as
  * dsv4_config_info, except bytes_total and bytes_by_dtype count the tensors actually loaded. */
@@ -133,7 +136,10 @@ typedef struct dsv4_tokenizer dsv4_tokenizer;
 /* Load an HF tokenizer.json (byte-level BPE, pre-tokenizer Sequence of Split regexes, added tokens)
  * (src/tokenizer/tokenizer.c). Errors name `path`: cannot open, is a directory, not valid JSON, an unsupported
  * or malformed part (names the JSON key), a regex that does not compile (names the pre-tokenizer step and
- * offset), out of memory. On failure *out is NULL; free with dsv4_tokenizer_free. */
+ * offset), a model.vocab without the ByteLevel symbol of one of the 256 bytes ("model.vocab has no token for
+ * byte 0x22": encode would otherwise drop that byte), out of memory. An added token may reuse an id of
+ * model.vocab with different text: both texts encode to that id. On failure *out is NULL; free with
+ * dsv4_tokenizer_free. */
 int dsv4_tokenizer_load(dsv4_tokenizer **out, const char *path, char *err, size_t errlen);
 /* Free a tokenizer from dsv4_tokenizer_load (never the one of dsv4_model_tokenizer). NULL is a no-op. */
 void dsv4_tokenizer_free(dsv4_tokenizer *t);
@@ -153,7 +159,8 @@ int dsv4_tokenize(const dsv4_tokenizer *t, const char *text, size_t len, int32_t
 /* Id of the token whose text (NUL-terminated UTF-8, the vocabulary / added-token string) is exactly `text`
  * (e.g. "<｜end▁of▁sentence｜>"), or -1 (also for NULL arguments). */
 int32_t dsv4_token_id(const dsv4_tokenizer *t, const char *text);
-/* Raw bytes of one token (byte-level mapping undone); *len receives the byte count. NULL if out of range. */
+/* Raw bytes of one token (byte-level mapping undone); *len receives the byte count. NULL if out of range.
+ * For an id shared by an added token and a model.vocab entry of different text, the added token's text. */
 const char *dsv4_token_bytes(const dsv4_tokenizer *t, int32_t id, size_t *len);
 /* 1 + the largest token id (vocabulary and added tokens); 0 for NULL. */
 int dsv4_tokenizer_vocab_size(const dsv4_tokenizer *t);

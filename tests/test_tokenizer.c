@@ -78,6 +78,25 @@ static int write_file(const char *path, const char *s) {
     return 0;
 }
 
+/* GPT-2 bytes_to_unicode: the ByteLevel symbol of byte b (spec v4-encoding §2). */
+static unsigned byte_cp(int b) {
+    if ((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174) return (unsigned)b;
+    unsigned n = 0;
+    for (int i = 0; i < b; i++) if (!((i >= 33 && i <= 126) || (i >= 161 && i <= 172) || i >= 174)) n++;
+    return 256u + n;
+}
+
+/* JSON vocab entries `"\uXXXX": id, ` for every byte's symbol except bytes `skip` (a NUL-terminated list, may
+ * be "") and byte `drop` (-1: none), ids from `first` upward; appended to out (cap bytes). Returns the next id. */
+static int byte_vocab(char *out, size_t cap, const char *skip, int drop, int first) {
+    size_t k = strlen(out);
+    for (int b = 0; b < 256; b++) {
+        if (b == drop || (b && strchr(skip, b))) continue;
+        k += (size_t)snprintf(out + k, cap - k, "\"\\u%04X\": %d, ", byte_cp(b), first++);
+    }
+    return first;
+}
+
 static void test_bad_files(void) {
     char err[512]; dsv4_tokenizer *t = (dsv4_tokenizer *)1;
     int rc = dsv4_tokenizer_load(&t, "/nonexistent/tokenizer.json", err, sizeof err);
@@ -124,16 +143,25 @@ static void test_bad_files(void) {
     CHECK(rc == -1 && t == NULL && strstr(err, "/tmp") && strstr(err, "is a directory"), "directory: rc=%d err=%s", rc,
           err);
 
-    write_file(path, "{\"pre_tokenizer\": {\"type\": \"ByteLevel\", \"use_regex\": false},"
-                     " \"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1}, \"merges\": [\"a b\"]}}");
+    static char js[16384], bv[12288];
+    bv[0] = 0;
+    byte_vocab(bv, sizeof bv, "", -1, 0);
+    snprintf(js, sizeof js, "{\"pre_tokenizer\": {\"type\": \"ByteLevel\", \"use_regex\": false},"
+                            " \"model\": {\"type\": \"BPE\", \"vocab\": {%s\"zz\": 256}, \"merges\": [\"a b\"]}}", bv);
+    write_file(path, js);
     rc = dsv4_tokenizer_load(&t, path, err, sizeof err);
     CHECK(rc == -1 && strstr(err, "model.merges[0]") && strstr(err, "merged token"), "merge result not in vocab: err=%s", err);
 
-    /* a tiny valid tokenizer: merges as pairs, ByteLevel with the GPT-2 regex and a prefix space */
-    write_file(path, "{\"pre_tokenizer\": {\"type\": \"ByteLevel\", \"add_prefix_space\": true, \"use_regex\": true},"
-                     " \"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \"\\u0120\": 2, \"ab\": 3, \"\\u0120ab\": 4, \"bb\": 5},"
-                     " \"merges\": [[\"a\", \"b\"], [\"\\u0120\", \"ab\"], [\"b\", \"b\"]]},"
-                     " \"added_tokens\": [{\"id\": 6, \"content\": \"<x>\", \"special\": true, \"normalized\": false}]}");
+    /* a tiny valid tokenizer: merges as pairs, ByteLevel with the GPT-2 regex and a prefix space; the other
+     * 253 byte symbols get ids 7..259 */
+    bv[0] = 0;
+    byte_vocab(bv, sizeof bv, "ab ", -1, 7);
+    snprintf(js, sizeof js,
+             "{\"pre_tokenizer\": {\"type\": \"ByteLevel\", \"add_prefix_space\": true, \"use_regex\": true},"
+             " \"model\": {\"type\": \"BPE\", \"vocab\": {%s\"a\": 0, \"b\": 1, \"\\u0120\": 2, \"ab\": 3, \"\\u0120ab\": 4, \"bb\": 5},"
+             " \"merges\": [[\"a\", \"b\"], [\"\\u0120\", \"ab\"], [\"b\", \"b\"]]},"
+             " \"added_tokens\": [{\"id\": 6, \"content\": \"<x>\", \"special\": true, \"normalized\": false}]}", bv);
+    write_file(path, js);
     t = NULL;
     rc = dsv4_tokenizer_load(&t, path, err, sizeof err);
     CHECK(rc == 0 && t, "tiny tokenizer loads: %s", err);
@@ -143,7 +171,49 @@ static void test_bad_files(void) {
         const int32_t want[] = {4, 6, 2, 5, 1};   /* " ab" <x> " bbb" -> Ġ bb b */
         CHECK(ids_eq(ids, n, want, 5), "tiny tokenizer: prefix space + pairs merges");
         if (!ids_eq(ids, n, want, 5)) print_ids("got", ids, n);
-        CHECK(dsv4_tokenizer_vocab_size(t) == 7, "tiny vocab size %d", dsv4_tokenizer_vocab_size(t));
+        CHECK(dsv4_tokenizer_vocab_size(t) == 260, "tiny vocab size %d", dsv4_tokenizer_vocab_size(t));
+        /* every byte encodes (here: `"` and NUL, no merges) and round-trips */
+        n = dsv4_tokenize(t, "\"\0q", 3, ids, 16, err, sizeof err);
+        size_t l0, l1;
+        const char *b0 = n >= 2 ? dsv4_token_bytes(t, ids[1], &l0) : NULL, *b1 = n >= 3 ? dsv4_token_bytes(t, ids[2], &l1) : NULL;
+        CHECK(n == 4 && b0 && l0 == 1 && b0[0] == '"' && b1 && l1 == 1 && b1[0] == 0, "tiny: quote and NUL bytes encode (%d ids)", n);
+        dsv4_tokenizer_free(t);
+    }
+
+    /* a ByteLevel vocab lacking a byte symbol would silently drop that byte at encode: refused, naming the file */
+    static const int missing[] = {0x22, 0x00, 0xff};
+    for (int i = 0; i < 3; i++) {
+        bv[0] = 0;
+        byte_vocab(bv, sizeof bv, "", missing[i], 0);
+        snprintf(js, sizeof js, "{\"pre_tokenizer\": {\"type\": \"ByteLevel\", \"use_regex\": false},"
+                                " \"model\": {\"type\": \"BPE\", \"vocab\": {%s\"zz\": 999}, \"merges\": []}}", bv);
+        write_file(path, js);
+        t = (dsv4_tokenizer *)1;
+        rc = dsv4_tokenizer_load(&t, path, err, sizeof err);
+        char want[64];
+        snprintf(want, sizeof want, ": model.vocab has no token for byte 0x%02x", missing[i]);
+        CHECK(rc == -1 && t == NULL && strstr(err, path) && strstr(err, want), "vocab without byte 0x%02x refused: rc=%d err=%s",
+              missing[i], rc, err);
+    }
+
+    /* an added token reusing a main-vocab id with different text: accepted; dsv4_token_bytes gives the added
+     * token's text for that id (include/dsv4.h), encode still produces the id for both texts */
+    bv[0] = 0;
+    byte_vocab(bv, sizeof bv, "", -1, 0);
+    snprintf(js, sizeof js, "{\"pre_tokenizer\": {\"type\": \"ByteLevel\", \"use_regex\": false},"
+                            " \"model\": {\"type\": \"BPE\", \"vocab\": {%s\"ab\": 256}, \"merges\": [\"a b\"]},"
+                            " \"added_tokens\": [{\"id\": 256, \"content\": \"<y>\", \"special\": true, \"normalized\": false}]}", bv);
+    write_file(path, js);
+    t = NULL;
+    rc = dsv4_tokenizer_load(&t, path, err, sizeof err);
+    CHECK(rc == 0 && t, "added token on a vocab id loads: %s", err);
+    if (t) {
+        size_t l;
+        const char *b = dsv4_token_bytes(t, 256, &l);
+        CHECK(b && l == 3 && memcmp(b, "<y>", 3) == 0, "token_bytes of a shared id is the added token's text");
+        int32_t ids[8];
+        int n = dsv4_tokenize(t, "ab<y>", 5, ids, 8, err, sizeof err);
+        CHECK(n == 2 && ids[0] == 256 && ids[1] == 256, "shared id: both texts encode to it (n %d)", n);
         dsv4_tokenizer_free(t);
     }
     unlink(path);

@@ -42,7 +42,8 @@ typedef struct {
 /* Build the expected tensor list of config `c`, in a fixed order (globals, then each layer, then each MTP
  * block). experts_fp8: 0 = packed FP4 experts, 1 = FP8 experts (config expert_dtype "fp8").
  * On success *out (malloc'd, free with dsv4_tensor_list_free) holds *n specs; returns 0. Returns -1 with
- * err on an impossible config (e.g. FP4 experts whose input dims are not multiples of 32) or on OOM. */
+ * err on an impossible config (e.g. FP4 experts whose input dims are not multiples of 32) or on OOM.
+ * dsv4_config_info passes c->expert_fp8 (absent key: FP4); the weight loader passes the format it found. */
 int dsv4_tensor_list(const dsv4_config *c, int experts_fp8, dsv4_tensor_spec **out, int *n, char *err,
                      size_t errlen);
 void dsv4_tensor_list_free(dsv4_tensor_spec *list);

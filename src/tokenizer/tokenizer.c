@@ -6,8 +6,10 @@
  *                   steps followed by exactly one final ByteLevel{add_prefix_space, use_regex}
  *   model           BPE with vocab (string -> id) and merges ("a b" strings or ["a","b"] pairs; rank = index),
  *                   dropout null, byte_fallback false, no continuing_subword_prefix / end_of_word_suffix;
- *                   ignore_merges honoured
- *   added_tokens    {id, content, normalized, special, lstrip/rstrip/single_word must be false}
+ *                   ignore_merges honoured; vocab must hold the ByteLevel symbol of each of the 256 bytes
+ *                   (else encode would drop that byte: refused, "model.vocab has no token for byte 0x22")
+ *   added_tokens    {id, content, normalized, special, lstrip/rstrip/single_word must be false}; an added
+ *                   token may reuse a vocab id with other text (both encode to it; it decodes to the added text)
  *   post_processor, decoder: ignored (no BOS/EOS is ever added; decoding is the byte-level inverse).
  *
  * Encode pipeline (mirrors HF `tokenizers`):
@@ -468,6 +470,10 @@ static int load_json(dsv4_tokenizer *t, const cJSON *root, const char *path, cha
     for (int b = 0; b < 256; b++) {
         char s[4]; int l = utf8_put(t->b2cp[b], s);
         t->byte_id[b] = vocab_find(t, s, (size_t)l);
+        /* without it, encode would have no symbol for this byte and silently drop it */
+        if (t->byte_id[b] < 0)
+            return dsv4_fail(err, errlen, "%s: model.vocab has no token for byte 0x%02x (ByteLevel symbol U+%04X); "
+                             "byte-level BPE needs all 256", path, b, (unsigned)t->b2cp[b]);
     }
 
     /* decoded bytes of every id (decoded form is never longer than the key / content) */
