@@ -42,19 +42,13 @@ static int *int_array(cJSON *a, int *n) {
 
 static void run_case(const char *root, const char *name, int *api_done) {
     char dir[1024], path[1300], err[512];
-    snprintf(dir, sizeof dir, "%s/%s", root, name);
-    snprintf(path, sizeof path, "%s/blocks/manifest.json", dir);
-    char *js = test_read_file(path, NULL);
-    if (!js) return;
-    cJSON *g = cJSON_Parse(js);
-    free(js);
-    if (!g) { test_fail("%s: invalid JSON", path); return; }
-    dsv4_model *m = NULL;
+    cJSON *g;
+    dsv4_model *m;
+    if (test_open_case(root, name, "blocks/manifest.json", dir, sizeof dir, path, sizeof path, &g, &m)) return;
     dsv4_session *s = NULL;
     int *toks = NULL, *mtoks = NULL;
     int32_t *t32 = NULL, *m32 = NULL;
     float *xin = NULL, *xref = NULL, *x = NULL;
-    if (dsv4_model_load(&m, dir, err, sizeof err)) { test_fail("%s: load: %s", name, err); goto done; }
     int N = cJSON_GetNumberValue(cJSON_GetObjectItem(g, "n_tokens"));
     int hc = cJSON_GetNumberValue(cJSON_GetObjectItem(g, "hc")), D = cJSON_GetNumberValue(cJSON_GetObjectItem(g, "dim"));
     int nt = 0, nmt = 0;

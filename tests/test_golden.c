@@ -55,18 +55,12 @@ static int compare_row(const char *what, const float *c, const float *r, int V, 
 
 static void run_case(const char *root, const char *name, int *api_done) {
     char dir[1024], path[1200], err[512];
-    snprintf(dir, sizeof dir, "%s/%s", root, name);
-    snprintf(path, sizeof path, "%s/golden.json", dir);
-    char *js = test_read_file(path, NULL);
-    if (!js) return;
-    cJSON *g = cJSON_Parse(js);
-    free(js);
-    if (!g) { test_fail("%s: invalid JSON", path); return; }
-    dsv4_model *m = NULL;
+    cJSON *g;
+    dsv4_model *m;
+    if (test_open_case(root, name, "golden.json", dir, sizeof dir, path, sizeof path, &g, &m)) return;
     dsv4_session *s = NULL;
     float *lg = NULL, *ref = NULL;
     int32_t *tok = NULL;
-    if (dsv4_model_load(&m, dir, err, sizeof err)) { test_fail("%s: load: %s", name, err); goto done; }
     dsv4_model_info info;
     dsv4_model_get_info(m, &info);
     int V = info.vocab_size;

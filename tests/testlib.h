@@ -13,6 +13,7 @@
  *   test_read_f32/_bf16(...) a raw little-endian F32 / BF16 file of an exact value count into malloc'd floats.
  *   test_list_cases(...)     the sorted subdirectories of a golden root that hold a given file.
  *   test_main_cases(...)     main() of a test that runs every such case.
+ *   test_open_case(...)      a golden case's JSON file + its model (the common start of such a case).
  *
  * A test may also bump n_pass / n_fail directly (e.g. a case that prints its own FAIL lines, then counts once).
  * Every function here is static inline, so a test that does not use one gets no unused-function warning.
@@ -26,7 +27,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <cjson/cJSON.h>
 #include "base/util.h"
+#include "dsv4.h"
 
 /* Passed and failed checks of this binary. */
 static int n_pass, n_fail;
@@ -136,6 +139,35 @@ static inline int test_main_cases(int argc, char **argv, const char *file,
     if (!nn) printf("SKIP: no %s/<case>/%s found\n", root, file);
     for (int i = 0; i < nn; i++) { run(root, names[i], &state); free(names[i]); }
     return test_done();
+}
+
+/* The common start of a golden case <root>/<name> (test_main_cases): writes "<root>/<name>" into dir
+ * (dirsz bytes) and "<dir>/<file>" into path (pathsz bytes; the caller may reuse it), reads and parses that
+ * JSON file into *g and loads the model of directory dir into *m. Returns 0 when both worked (the caller
+ * frees *g with cJSON_Delete and *m with dsv4_model_free). Otherwise returns -1 with *g = NULL, *m = NULL
+ * and nothing left to free: silently when the file cannot be read (no case, nothing counted), else after one
+ * test_fail: "<path>: invalid JSON" or "<name>: load: <error>". */
+static inline int test_open_case(const char *root, const char *name, const char *file, char *dir, size_t dirsz,
+                                 char *path, size_t pathsz, cJSON **g, dsv4_model **m) {
+    char err[512];
+    *g = NULL;
+    *m = NULL;
+    snprintf(dir, dirsz, "%s/%s", root, name);
+    snprintf(path, pathsz, "%s/%s", dir, file);
+    char *js = test_read_file(path, NULL);
+    if (!js) return -1;
+    *g = cJSON_Parse(js);
+    free(js);
+    if (!*g) { test_fail("%s: invalid JSON", path); return -1; }
+    if (dsv4_model_load(m, dir, err, sizeof err)) {
+        test_fail("%s: load: %s", name, err);
+        cJSON_Delete(*g);
+        *g = NULL;
+        dsv4_model_free(*m);
+        *m = NULL;
+        return -1;
+    }
+    return 0;
 }
 
 

@@ -101,20 +101,26 @@ void cli_json_str(FILE *f, const char *s, size_t n, size_t *n_replaced) {
     fputc('"', f);
 }
 
-const char *cli_count(double x, char *buf) {
-    if (x >= 1e9) snprintf(buf, 32, "%.2fB", x / 1e9);
-    else if (x >= 1e6) snprintf(buf, 32, "%.2fM", x / 1e6);
-    else if (x >= 1e3) snprintf(buf, 32, "%.2fK", x / 1e3);
-    else snprintf(buf, 32, "%.0f", x);
+/* A unit of a human-readable quantity: values >= scale are written as x/scale with two decimals + suffix. */
+typedef struct { double scale; const char *suffix; } cli_unit;
+
+/* x in the first (largest) unit of u[0..nu) whose scale it reaches, "%.2f<suffix>"; below all of them (or
+ * NaN) as "%.0f<last>". buf holds >= 32 bytes. */
+static const char *cli_human(double x, char *buf, const cli_unit *u, int nu, const char *last) {
+    for (int i = 0; i < nu; i++)
+        if (x >= u[i].scale) { snprintf(buf, 32, "%.2f%s", x / u[i].scale, u[i].suffix); return buf; }
+    snprintf(buf, 32, "%.0f%s", x, last);
     return buf;
 }
 
+const char *cli_count(double x, char *buf) {
+    static const cli_unit u[] = { { 1e9, "B" }, { 1e6, "M" }, { 1e3, "K" } };
+    return cli_human(x, buf, u, 3, "");
+}
+
 const char *cli_bytes(double x, char *buf) {
-    if (x >= 1073741824.0) snprintf(buf, 32, "%.2f GiB", x / 1073741824.0);
-    else if (x >= 1048576.0) snprintf(buf, 32, "%.2f MiB", x / 1048576.0);
-    else if (x >= 1024.0) snprintf(buf, 32, "%.2f KiB", x / 1024.0);
-    else snprintf(buf, 32, "%.0f B", x);
-    return buf;
+    static const cli_unit u[] = { { 1073741824.0, " GiB" }, { 1048576.0, " MiB" }, { 1024.0, " KiB" } };
+    return cli_human(x, buf, u, 3, " B");
 }
 
 int cli_is_help(const char *o) { return !strcmp(o, "-h") || !strcmp(o, "--help"); }
