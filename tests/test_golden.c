@@ -3,8 +3,8 @@
  * For every tests/golden/<case>/golden.json: load the checkpoint in that directory, run every schedule
  * (a list of chunk lengths) through dsv4_eval on a fresh session, compare the logits of the last
  * position of each call with the reference rows in the schedule's .f32 file:
- *   max|c - r| <= abs + rel * max|r|, and argmax(c) == argmax(r) when the reference top-2 gap exceeds
- *   2 * (abs + rel * max|r|).
+ *   max|c - r| <= tol = abs + rel * max|r|, and argmax(c) == argmax(r) whenever the reference top-2 gap
+ *   exceeds tol (the issue's rule; stricter than the 2*tol that the element bound alone would guarantee).
  * Then (optional "mtp") re-run the "prefill" schedule and compare dsv4_eval_mtp(next_token) likewise.
  * Also checks the API errors of dsv4_eval (bad token id, context overflow) on the first case.
  * Prints one line per case/schedule with the max abs diff, one line per failed check, and ends with
@@ -43,7 +43,7 @@ static int compare_row(const char *what, const float *c, const float *r, int V, 
     int a = argmax(r, V);
     double second = -INFINITY;
     for (int i = 0; i < V; i++) if (i != a && r[i] > second) second = r[i];
-    if (r[a] - second > 2 * tol) {
+    if (r[a] - second > tol) {
         int ac = argmax(c, V);
         if (ac != a) {
             printf("FAIL %s: argmax %d != reference %d (gap %.4g)\n", what, ac, a, r[a] - second);
