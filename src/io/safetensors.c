@@ -490,7 +490,7 @@ const st_tensor *st_find(const st_set *s, const char *name) {
 size_t st_count(const st_set *s) { return s ? s->n : 0; }
 const st_tensor *st_at(const st_set *s, size_t i) { return s && i < s->n ? &s->t[i] : NULL; }
 
-static void fmt_shape(char *buf, size_t cap, int ndim, const int64_t *shape) {
+void st_format_shape(char *buf, size_t cap, int ndim, const int64_t *shape) {
     size_t o = 0;
     o += (size_t)snprintf(buf, cap, "[");
     for (int i = 0; i < ndim && o < cap; i++)
@@ -509,8 +509,8 @@ const st_tensor *st_expect(const st_set *s, const char *name, st_dtype dt, int n
     for (int i = 0; ok && i < ndim; i++) ok = t->shape[i] == shape[i];
     if (ok) return t;
     char want[200], got[200];
-    fmt_shape(want, sizeof want, ndim, shape);
-    fmt_shape(got, sizeof got, t->ndim, t->shape);
+    st_format_shape(want, sizeof want, ndim, shape);
+    st_format_shape(got, sizeof got, t->ndim, t->shape);
     dsv4_fail(err, errlen, "%s: tensor '%s': expected %s %s, found %s %s", t->file, name, st_dtype_name(dt), want,
               st_dtype_name(t->dtype), got);
     return NULL;

@@ -52,6 +52,9 @@ const st_tensor *st_at(const st_set *s, size_t i);
 /* Unmap everything. NULL is fine. */
 void st_close(st_set *s);
 
+/* Write a shape as "[4096, 128]" into buf (cap bytes, always NUL-terminated when cap > 0; truncated if short). */
+void st_format_shape(char *buf, size_t cap, int ndim, const int64_t *shape);
+
 /* Convenience check: tensor `name` exists with dtype `dt` and shape `shape[0..ndim)`.
  * Returns the tensor, or NULL with err = "<file>: tensor '<name>': expected BF16 [4096], found F32 [4096]"
  * or "<dir>: missing tensor '<name>'". */

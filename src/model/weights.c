@@ -83,13 +83,6 @@ static const void *aligned_data(ctx *c, const st_tensor *t, size_t al) {
 
 enum { L_FP8, L_BF16, L_F32, L_EXPERT, L_WOA };
 
-static void fmt_shape(char *out, size_t cap, int ndim, const int64_t *sh) {
-    size_t k = 0;
-    k += (size_t)snprintf(out, cap, "[");
-    for (int i = 0; i < ndim && k < cap; i++)
-        k += (size_t)snprintf(out + k, cap - k, "%s%lld", i ? ", " : "", (long long)sh[i]);
-    if (k < cap) snprintf(out + k, cap - k, "]");
-}
 
 /* Routed-expert weight format (spec §1.1, §2.4): with the config key expert_dtype, every routed expert
  * weight must have that format; without it the first routed expert weight decides (F8_E4M3 = FP8, anything
@@ -109,8 +102,8 @@ static int expert_dtype(ctx *c, const char *wn, const st_tensor *t, int rows, in
     int ok = t->dtype == *dt && t->ndim == 2 && t->shape[0] == want[0] && t->shape[1] == want[1];
     if (ok || (!c->efmt && cols % 32)) return 0;   /* lin reports an FP4 width that is not a multiple of 32 */
     char ws[64], gs[200], why[700];
-    fmt_shape(ws, sizeof ws, 2, want);
-    fmt_shape(gs, sizeof gs, t->ndim, t->shape);
+    st_format_shape(ws, sizeof ws, 2, want);
+    st_format_shape(gs, sizeof gs, t->ndim, t->shape);
     const char *what = c->efmt ? "FP8" : "packed FP4";
     if (c->m->cfg.expert_dtype_given)
         snprintf(why, sizeof why, "%s, config expert_dtype %s", what, c->efmt ? "fp8" : "fp4");
