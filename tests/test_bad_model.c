@@ -316,20 +316,24 @@ static char *small_cfg(int vocab, int hc, int n_mtp) {
     return s;
 }
 
-/* Write a generated model directory for small_cfg(...); returns the dir. */
-static const char *gen_model(const char *name, int vocab, int hc, int n_mtp, int link_tok) {
-    char *cfg = small_cfg(vocab, hc, n_mtp);
-    const char *d = make_dir(name, cfg, 0, link_tok);
-    char p[1500];
+/* Write d/model.safetensors with every tensor that d/config.json implies (dsv4_tensor_list), in its format. */
+static void write_listed_weights(const char *d) {
+    char p[1500], err[512];
     snprintf(p, sizeof p, "%s/config.json", d);
     dsv4_config c;
-    char err[512];
     if (dsv4_config_load(&c, p, err, sizeof err)) { printf("test bug: %s\n", err); exit(2); }
     wlist l = {0};
     wl_from_list(&l, &c);
     snprintf(p, sizeof p, "%s/model.safetensors", d);
     wl_write(&l, p);
     wl_free(&l);
+}
+
+/* Write a generated model directory for small_cfg(...); returns the dir. */
+static const char *gen_model(const char *name, int vocab, int hc, int n_mtp, int link_tok) {
+    char *cfg = small_cfg(vocab, hc, n_mtp);
+    const char *d = make_dir(name, cfg, 0, link_tok);
+    write_listed_weights(d);
     free(cfg);
     return d;
 }
@@ -464,15 +468,8 @@ static void test_expert_dtype(void) {
     char *cfg8 = test_replace_first(cfg, "{", "{\"expert_dtype\": \"fp8\", ");
     char *cfg4 = test_replace_first(cfg, "{", "{\"expert_dtype\": \"fp4\", ");
     d = make_dir("exp_base", cfg8, 0, 0);
+    write_listed_weights(d);
     char p[1500];
-    snprintf(p, sizeof p, "%s/config.json", d);
-    dsv4_config c;
-    if (dsv4_config_load(&c, p, err, sizeof err)) { printf("test bug: %s\n", err); exit(2); }
-    wlist l = {0};
-    wl_from_list(&l, &c);
-    snprintf(p, sizeof p, "%s/model.safetensors", d);
-    wl_write(&l, p);
-    wl_free(&l);
     snprintf(p, sizeof p, "%s/config.json", d);
     write_text(p, cfg);
     m = NULL;
