@@ -14,6 +14,12 @@ else
   BUILD   ?= build/rel
 endif
 
+# SIMD paths: each file is compiled for its ISA; the CPU is checked at run time (src/kernels/linear.c).
+ifneq (,$(findstring x86_64,$(shell $(CC) -dumpmachine)))
+$(BUILD)/src/kernels/linear_avx512.o: CFLAGS += -mavx512f -mavx512bw -mavx512vl -mavx512bf16 -mavx2 -mfma
+$(BUILD)/src/kernels/linear_avx2.o: CFLAGS += -mavx2 -mfma
+endif
+
 LIB_SRC  := $(filter-out src/cli/%,$(wildcard src/*/*.c src/*.c))
 CLI_SRC  := $(wildcard src/cli/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)

@@ -177,6 +177,26 @@ int dsv4_detok_next(const dsv4_tokenizer *t, dsv4_detok_stream *st, int32_t id, 
  * (stream unchanged) when out is NULL or cap < 3. */
 int dsv4_detok_flush(dsv4_detok_stream *st, char *out, size_t cap);
 
+/* ------------------------------------------------------------------ threads and SIMD paths (issue 6) */
+
+/* Use n threads for every following evaluation (one persistent pool, created on first use; rows, experts,
+ * heads and indexer entries are split across it). n in [1, 1024]; n == 0 selects dsv4_default_threads().
+ * Results never depend on n (bit-identical logits). Call it between evaluations, not during one.
+ * Errors: n < 0 or n > 1024 ("threads must be in 0..1024"), or the pool's threads cannot be started. */
+int dsv4_set_threads(int n, char *err, size_t errlen);
+/* The thread count in use (>= 1). */
+int dsv4_get_threads(void);
+/* The number of physical cores of this machine (Linux: distinct core ids in sysfs; else online CPUs); >= 1. */
+int dsv4_default_threads(void);
+
+/* Kernel path: "scalar" (portable C11, the definition every path equals bit for bit), "avx2" (AVX2+FMA+F16C),
+ * "avx512" (AVX-512 F/BW/VL + BF16). The default is the best this CPU supports, or $DSV4_KERNEL when set
+ * (read once, at the first evaluation or the first call of these functions). */
+const char *dsv4_get_kernel_path(void);
+/* Force a path by name (tests, benchmarks). Errors: unknown name, or a path this CPU cannot run
+ * ("avx512: this CPU lacks AVX512_BF16"). Call it between evaluations. */
+int dsv4_set_kernel_path(const char *name, char *err, size_t errlen);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,9 +1,11 @@
 /* tests/test_kernels.c — self-contained checks of src/kernels (no data files): number formats against
- * brute-force definitions, quantization simulations, all four linear weight formats against their
- * dequantized F32 form, batch invariance, RoPE/YaRN table (spec v4-architecture §3.2), Sinkhorn, Hadamard.
+ * brute-force definitions, quantization simulations, all four linear weight formats against a double dot
+ * product and (BF16/FP8/FP4) bit for bit against the pair-lane definition on every SIMD path and thread
+ * count, batch invariance, dsv4_dot_bf16, RoPE/YaRN table (spec v4-architecture §3.2), Sinkhorn, Hadamard.
  * Prints one line per failed check and ends with "N passed, N failed".
  */
 #include "kernels/kernels.h"
+#include "dsv4.h"
 #include "base/util.h"
 
 #include <math.h>
@@ -288,25 +290,75 @@ static double w_def(const dsv4_wview *w, int r, int c) {
     return 0;
 }
 
+/* ---- the pair-lane order, written again here straight from its definition (src/kernels/simd.h) ---- */
+static float ftz(float v) { return fabsf(v) < 0x1p-126f ? copysignf(0.0f, v) : v; }
+/* unscaled weight value (the E4M3 / E2M1 / BF16 value alone) and its power-of-two scale */
+static double w_unscaled(const dsv4_wview *w, int r, int c, double *scale) {
+    *scale = 1.0;
+    switch (w->fmt) {
+    case DSV4_W_BF16: return dsv4_bf16_to_f32(((const uint16_t *)w->data)[(size_t)r * w->cols + c]);
+    case DSV4_W_FP8:
+        *scale = ldexp(1.0, w->scale[(size_t)(r / 128) * ((w->cols + 127) / 128) + c / 128] - 127);
+        return e4m3_def(((const uint8_t *)w->data)[(size_t)r * w->cols + c]);
+    case DSV4_W_FP4: {
+        uint8_t b = ((const uint8_t *)w->data)[(size_t)r * (w->cols / 2) + c / 2];
+        *scale = ldexp(1.0, w->scale[(size_t)r * ((w->cols + 31) / 32) + c / 32] - 127);
+        return dsv4_e2m1_to_f32(c & 1 ? b >> 4 : b & 15);
+    }
+    default: return 0;
+    }
+}
+/* out = W x for one row in the pair-lane order; x BF16 values (subnormals read as 0) */
+static float pair_lane_ref(const dsv4_wview *w, int r, const float *x) {
+    int cols = w->cols, grp = w->fmt == DSV4_W_FP8 ? 128 : w->fmt == DSV4_W_FP4 ? 32 : cols;
+    float L[16] = {0};
+    for (int g0 = 0; g0 < cols; g0 += grp) {
+        float P[16] = {0};
+        double sc = 1.0;
+        for (int c0 = g0; c0 < g0 + grp && c0 < cols; c0 += 32)
+            for (int i = 0; i < 16; i++)
+                for (int e = 1; e >= 0; e--) {          /* odd element first */
+                    int c = c0 + 2 * i + e;
+                    float wv = 0, xv = 0;
+                    if (c < cols) { wv = ftz((float)w_unscaled(w, r, c, &sc)); xv = ftz(x[c]); }
+                    P[i] = ftz(P[i] + wv * xv);
+                }
+        if (w->fmt == DSV4_W_BF16) { memcpy(L, P, sizeof L); break; }
+        for (int i = 0; i < 16; i++) L[i] = ftz(L[i] + ftz((float)sc * P[i]));
+    }
+    float t[16];
+    memcpy(t, L, sizeof t);
+    for (int n = 16; n > 1; n /= 2)
+        for (int i = 0; i < n / 2; i++) t[i] = ftz(t[2 * i] + t[2 * i + 1]);
+    return t[0];
+}
+
+static const char *PATHS[] = {"scalar", "avx2", "avx512"};
+
 static void test_linear_fmt(dsv4_wfmt fmt, const char *name, int rows, int cols) {
     enum { T = 7 };
     owned_w ow = make_weight(fmt, rows, cols);
     const dsv4_wview *w = &ow.w;
+    char err[256];
     float *deq = malloc((size_t)rows * cols * 4);
     float *x = malloc((size_t)T * cols * 4), *x0 = malloc((size_t)T * cols * 4), *xq = malloc((size_t)T * cols * 4);
-    float *scratch = malloc((size_t)T * cols * 4);
+    float *scratch = malloc(dsv4_linear_scratch_floats(T, cols) * 4);
     float *o1 = malloc((size_t)T * rows * 4), *o2 = malloc((size_t)T * rows * 4), *o3 = malloc((size_t)T * rows * 4);
+    float *ref = malloc((size_t)T * rows * 4);
     int bad = 0;
     for (int r = 0; r < rows; r++) {
         dsv4_wview_row(w, r, deq + (size_t)r * cols);
         for (int c = 0; c < cols; c++) bad += (double)deq[(size_t)r * cols + c] != w_def(w, r, c);
     }
     CHECK(bad == 0, "%s: wview_row vs §2.3 definition: %d mismatches", name, bad);
-    for (int i = 0; i < T * cols; i++) x[i] = rnd_bf16(2.0f) * (i % 61 == 0 ? 50.0f : 1.0f);
+    for (int i = 0; i < T * cols; i++) x[i] = dsv4_round_bf16(rnd_bf16(2.0f) * (i % 61 == 0 ? 50.0f : 1.0f));
     memcpy(x0, x, (size_t)T * cols * 4);
 
-    /* plain F32 inputs: against a double-precision dot product */
-    dsv4_linear(o1, w, x, T, 0, NULL);
+    /* against a double-precision dot product. Bound: an F32 sum whose every partial sum is rounded once
+     * errs by at most (number of sequential additions) * 2^-24 * sum|p|; the deepest chain here has
+     * 2*ceil(cols/32) dp additions + one scale addition per block + the 4-level tree. */
+    dsv4_set_threads(1, NULL, 0);
+    dsv4_linear(o1, w, x, T, 0, scratch);
     double maxerr = 0;
     for (int t = 0; t < T; t++)
         for (int r = 0; r < rows; r++) {
@@ -318,17 +370,38 @@ static void test_linear_fmt(dsv4_wfmt fmt, const char *name, int rows, int cols)
             double e = fabs(o1[(size_t)t * rows + r] - s) / (sa + 1e-30);
             if (e > maxerr) maxerr = e;
         }
-    CHECK(maxerr < 1e-6, "%s: linear vs double dot: max err/sum|p| %g", name, maxerr);
+    double depth = fmt == DSV4_W_F32 ? cols / 8.0 + 4 : 2.0 * ((cols + 31) / 32) + (cols + 31) / 32 + 4;
+    CHECK(maxerr < depth * 0x1p-24, "%s: linear vs double dot: max err/sum|p| %g (bound %g)", name, maxerr,
+          depth * 0x1p-24);
 
-    /* bit-identical to the F32 linear of the dequantized weight */
-    dsv4_wview wf = {DSV4_W_F32, rows, cols, deq, NULL};
-    dsv4_linear(o2, &wf, x, T, 0, NULL);
-    CHECK(!memcmp(o1, o2, (size_t)T * rows * 4), "%s: linear != F32 linear of dequantized weight", name);
+    /* bit-identical to the definition (the test's own implementation above), on every path and thread count */
+    if (fmt != DSV4_W_F32) {
+        for (int t = 0; t < T; t++)
+            for (int r = 0; r < rows; r++) ref[(size_t)t * rows + r] = pair_lane_ref(w, r, x + (size_t)t * cols);
+        for (int p = 0; p < 3; p++) {
+            if (dsv4_set_kernel_path(PATHS[p], err, sizeof err) != 0) { printf("skip %s %s: %s\n", name, PATHS[p], err); continue; }
+            for (int th = 1; th <= 3; th++) {
+                dsv4_set_threads(th, NULL, 0);
+                dsv4_linear(o2, w, x, T, 0, scratch);
+                bad = 0;
+                for (int i = 0; i < T * rows; i++) bad += f2u(o2[i]) != f2u(ref[i]);
+                CHECK(bad == 0, "%s: path %s, %d threads: %d of %d outputs differ from the pair-lane definition",
+                      name, PATHS[p], th, bad, T * rows);
+            }
+        }
+        dsv4_set_kernel_path(getenv("DSV4_KERNEL") ? getenv("DSV4_KERNEL") : "scalar", NULL, 0);
+        dsv4_set_threads(2, NULL, 0);
+    } else {
+        dsv4_set_threads(3, NULL, 0);
+        dsv4_linear(o2, w, x, T, 0, scratch);
+        CHECK(!memcmp(o1, o2, (size_t)T * rows * 4), "%s: 3 threads differ from 1", name);
+    }
 
     /* batch invariance: n_tok = 1 calls give the same bits */
+    dsv4_linear(o1, w, x, T, 0, scratch);
     bad = 0;
     for (int t = 0; t < T; t++) {
-        dsv4_linear(o3, w, x + (size_t)t * cols, 1, 0, NULL);
+        dsv4_linear(o3, w, x + (size_t)t * cols, 1, 0, scratch);
         bad += memcmp(o3, o1 + (size_t)t * rows, (size_t)rows * 4) != 0;
     }
     CHECK(bad == 0, "%s: n_tok=1 differs from batched for %d tokens", name, bad);
@@ -336,34 +409,75 @@ static void test_linear_fmt(dsv4_wfmt fmt, const char *name, int rows, int cols)
     /* row sub-views */
     int r0 = fmt == DSV4_W_FP8 ? 128 : 37, nr = rows - r0 - 5;
     dsv4_wview sub = dsv4_wview_rows(w, r0, nr);
-    dsv4_linear(o3, &sub, x, T, 0, NULL);
+    dsv4_linear(o3, &sub, x, T, 0, scratch);
     bad = 0;
     for (int t = 0; t < T; t++) bad += memcmp(o3 + (size_t)t * nr, o1 + (size_t)t * rows + r0, (size_t)nr * 4) != 0;
     CHECK(bad == 0, "%s: wview_rows(%d,%d) linear differs from full rows", name, r0, nr);
 
-    /* DSV4_ACT_FP8 | DSV4_OUT_BF16 == F32 linear of fp8_sim'd rows, rounded; x untouched */
+    /* DSV4_ACT_FP8 | DSV4_OUT_BF16 == plain linear of fp8_sim'd rows, rounded; x untouched */
     dsv4_linear(o3, w, x, T, DSV4_ACT_FP8 | DSV4_OUT_BF16, scratch);
     CHECK(!memcmp(x, x0, (size_t)T * cols * 4), "%s: DSV4_ACT_FP8 modified the input", name);
     memcpy(xq, x, (size_t)T * cols * 4);
     for (int t = 0; t < T; t++) dsv4_fp8_sim(xq + (size_t)t * cols, cols, 128);
-    dsv4_linear(o2, &wf, xq, T, 0, NULL);
+    dsv4_linear(o2, w, xq, T, 0, scratch);
     bad = 0;
     for (int i = 0; i < T * rows; i++) bad += o3[i] != dsv4_round_bf16(o2[i]);
-    CHECK(bad == 0, "%s: ACT_FP8|OUT_BF16 differs from fp8_sim + F32 linear + bf16: %d", name, bad);
+    CHECK(bad == 0, "%s: ACT_FP8|OUT_BF16 differs from fp8_sim + linear + bf16: %d", name, bad);
     dsv4_linear(o2, w, x + 3 * (size_t)cols, 1, DSV4_ACT_FP8 | DSV4_OUT_BF16, scratch);
     CHECK(!memcmp(o2, o3 + 3 * (size_t)rows, (size_t)rows * 4), "%s: ACT_FP8 batch invariance", name);
 
-    free(deq); free(x); free(x0); free(xq); free(scratch); free(o1); free(o2); free(o3);
+    free(deq); free(x); free(x0); free(xq); free(scratch); free(o1); free(o2); free(o3); free(ref);
     free(ow.data); free(ow.scale);
 }
 
+/* dsv4_dot_bf16 on every path == the definition; sums that cancel and subnormal inputs included */
+static void test_dot_bf16(void) {
+    enum { N = 32 * 37 };
+    uint16_t a[N], b[N];
+    char err[256];
+    for (int rep = 0; rep < 4; rep++) {
+        for (int i = 0; i < N; i++) {
+            float va = rnd_bf16(1.0f) * ldexpf(1.0f, (int)(rnd_u32() % 40) - 20);
+            float vb = rnd_bf16(1.0f);
+            if (rep == 3 && i % 97 == 0) va = 0x1p-130f;   /* subnormal: read as 0 (DAZ) */
+            a[i] = dsv4_f32_to_bf16(va); b[i] = dsv4_f32_to_bf16(vb);
+        }
+        float xa[N];
+        for (int i = 0; i < N; i++) xa[i] = dsv4_bf16_to_f32(b[i]);
+        dsv4_wview wv = {DSV4_W_BF16, 1, N, a, NULL};
+        float want = pair_lane_ref(&wv, 0, xa);
+        for (int p = 0; p < 3; p++) {
+            if (dsv4_set_kernel_path(PATHS[p], err, sizeof err) != 0) continue;
+            float got = dsv4_dot_bf16(a, b, N / 32);
+            CHECK(f2u(got) == f2u(want), "dot_bf16 %s rep %d: %.9g != definition %.9g", PATHS[p], rep, got, want);
+        }
+    }
+    dsv4_set_kernel_path(getenv("DSV4_KERNEL") ? getenv("DSV4_KERNEL") : "scalar", NULL, 0);
+}
+
+/* thread counts and kernel names: errors, never a crash */
+static void test_threads_api(void) {
+    char err[256];
+    CHECK(dsv4_set_threads(-1, err, sizeof err) != 0 && strstr(err, "0..1024"), "threads -1 accepted (%s)", err);
+    CHECK(dsv4_set_threads(1025, err, sizeof err) != 0, "threads 1025 accepted");
+    CHECK(dsv4_set_threads(0, err, sizeof err) == 0 && dsv4_get_threads() == dsv4_default_threads(),
+          "threads 0 is not the default (%d vs %d)", dsv4_get_threads(), dsv4_default_threads());
+    CHECK(dsv4_set_kernel_path("neon9", err, sizeof err) != 0 && strstr(err, "neon9"), "unknown path accepted");
+    CHECK(dsv4_set_kernel_path("scalar", err, sizeof err) == 0 && !strcmp(dsv4_get_kernel_path(), "scalar"),
+          "scalar path refused");
+}
+
 static void test_linear(void) {
+    test_threads_api();
     test_linear_fmt(DSV4_W_F32, "f32", 203, 1100);
     test_linear_fmt(DSV4_W_BF16, "bf16", 203, 1100);
+    test_linear_fmt(DSV4_W_BF16, "bf16-aligned", 70, 1024);
     test_linear_fmt(DSV4_W_FP8, "fp8", 300, 1100);
+    test_linear_fmt(DSV4_W_FP8, "fp8-aligned", 260, 1536);
     test_linear_fmt(DSV4_W_FP8, "fp8-small", 135, 72);
     test_linear_fmt(DSV4_W_FP4, "fp4", 203, 2080);
     test_linear_fmt(DSV4_W_FP4, "fp4-small", 45, 32);
+    test_dot_bf16();
 }
 
 /* ------------------------------------------------------------------ ops */

@@ -1,8 +1,7 @@
 /* kernels/kernels.h — the narrow numeric interface the model code calls.
  *
- * Contract: every function here has a scalar C11 implementation; SIMD/threaded variants may be added
- * later behind the same signatures (chosen once at start-up) and must give the same results (fixed
- * reduction order). Activations are float arrays holding BF16-representable values wherever the
+ * Contract: every function here has a scalar C11 implementation; SIMD/threaded variants sit behind the
+ * same signatures (chosen once, kernels/pool.h) and give bit-identical results (fixed reduction order). Activations are float arrays holding BF16-representable values wherever the
  * reference holds BF16 (spec v4-architecture §7.1). Nothing here allocates except the *_alloc helpers.
  * Sources: spec v4-architecture §2.3 (weight formats), §3.1–3.5 (primitives), §4.2 (Sinkhorn).
  */
@@ -58,13 +57,21 @@ enum {
     DSV4_ACT_FP8  = 1,  /* FP8-quantize each input row in blocks of 128 first (§3.3 GEMM input) */
     DSV4_OUT_BF16 = 2   /* round each output to BF16 */
 };
-/* out[t][r] = sum_c W[r][c] * x[t][c] for t < n_tok (x: [n_tok, cols], out: [n_tok, rows]).
- * F32 accumulation. With DSV4_ACT_FP8 the input is quantized as in the reference's act_quant (the
- * caller's x is not modified). `scratch` must hold n_tok*cols floats when DSV4_ACT_FP8 is set.
- * Fixed reduction order (documented in matmul.c; independent of n_tok and of row sub-views): per
- * 128-column block, 8 lane sums (lane = k % 8) combined pairwise, blocks added in order into an F32
- * accumulator. Results are bit-identical to DSV4_W_F32 on the dequantized weight (dsv4_wview_row). */
+/* out[t][r] = sum_c W[r][c] * x[t][c] for t < n_tok (x: [n_tok, cols], out: [n_tok, rows]), F32 accumulation,
+ * spread over the thread pool (kernels/pool.h) and the SIMD path in use.
+ * Contract: for BF16 / FP8 / FP4 weights every x value must be BF16-representable (the reference holds these
+ * activations in BF16; with DSV4_ACT_FP8 the quantized copy is). With DSV4_ACT_FP8 the input is quantized as
+ * in the reference's act_quant (the caller's x is not modified). `scratch` must hold
+ * dsv4_linear_scratch_floats(n_tok, cols) floats for BF16/FP8/FP4 weights or when DSV4_ACT_FP8 is set; it may
+ * be NULL otherwise. Order: BF16/FP8/FP4 weights use the pair-lane order (kernels/simd.h: exact products,
+ * 16 lanes, per-block scaling, fixed tree); F32 weights the 8-lane k%8 order (matmul.c). Either way each
+ * result is independent of n_tok, of the thread count, of the SIMD path and of row sub-views. */
 void dsv4_linear(float *out, const dsv4_wview *w, const float *x, int n_tok, int flags, float *scratch);
+/* Floats of scratch dsv4_linear needs for n_tok rows of `cols` columns. */
+size_t dsv4_linear_scratch_floats(int n_tok, int cols);
+/* Dot product of two BF16 vectors of 32*n32 elements in the pair-lane order (kernels/simd.h), on the SIMD
+ * path in use: exact products, F32 sums with subnormals flushed. Used by attention and the indexer. */
+float dsv4_dot_bf16(const uint16_t *a, const uint16_t *b, int n32);
 /* One weight row dequantized to F32 (used for embedding lookup and tests). */
 void dsv4_wview_row(const dsv4_wview *w, int r, float *out);
 

@@ -1,9 +1,9 @@
-/* kernels/matmul.c — weight views and the linear layer for the four weight formats (spec
- * v4-architecture §2.3 decode rules, §3.3 GEMM). Scalar C11 (+ GCC vector extensions when available,
- * which compute exactly the same lane-wise operations). No allocation: weight rows are decoded in
- * tiles into a stack buffer.
+/* kernels/matmul.c — weight views, row decoding, and the F32-weight linear (spec v4-architecture §2.3
+ * decode rules). BF16/FP8/FP4 weights go through linear.c (pair-lane order, kernels/simd.h). Scalar C11
+ * (+ GCC vector extensions when available, which compute exactly the same lane-wise operations). No
+ * allocation: weight rows are decoded in tiles into a stack buffer.
  *
- * Fixed reduction order (every SIMD/threaded variant must reproduce it): for output (t, r),
+ * Fixed reduction order of the F32 path: for output (t, r),
  *   acc = 0; for each 128-column block b (the last may be short):
  *     lane[l] = sum over k in b with k % 8 == l, in increasing k, of W[r][k] * x[t][k]   (lane[l] starts at 0)
  *     acc += ((lane0 + lane1) + (lane2 + lane3)) + ((lane4 + lane5) + (lane6 + lane7))
@@ -144,35 +144,26 @@ static void dot_rows(const float *w, int ldw, int nr, const float *x, int n, flo
     }
 }
 
-void dsv4_linear(float *out, const dsv4_wview *w, const float *x, int n_tok, int flags, float *scratch) {
+/* F32 weights (the mHC fn matrices, whose products with BF16 activations are not exact in F32): rows
+ * [r0, r0+nr) of out = W x for n_tok tokens, in the 8-lane order above. Called by linear.c's driver. */
+void dsv4_linear_f32(float *out, const dsv4_wview *w, const float *x, int n_tok, int r0, int nr);
+void dsv4_linear_f32(float *out, const dsv4_wview *w, const float *x, int n_tok, int r0, int nr) {
     const int rows = w->rows, cols = w->cols;
-    if (n_tok <= 0 || rows <= 0) return;
-    if (flags & DSV4_ACT_FP8) {
-        memcpy(scratch, x, (size_t)n_tok * cols * sizeof(float));
-        for (int t = 0; t < n_tok; t++) dsv4_fp8_sim(scratch + (size_t)t * cols, cols, 128);
-        x = scratch;
-    }
     float wbuf[RB * KC];
-    for (int r0 = 0; r0 < rows; r0 += RB) {
-        int nr = rows - r0 < RB ? rows - r0 : RB;
+    for (int rb = r0; rb < r0 + nr; rb += RB) {
+        int nrr = r0 + nr - rb < RB ? r0 + nr - rb : RB;
         for (int t = 0; t < n_tok; t++)
-            for (int j = 0; j < nr; j++) out[(size_t)t * rows + r0 + j] = 0.0f;
+            for (int j = 0; j < nrr; j++) out[(size_t)t * rows + rb + j] = 0.0f;
         for (int c0 = 0; c0 < cols; c0 += KC) {
             int n = cols - c0 < KC ? cols - c0 : KC;
-            for (int j = 0; j < nr; j++) decode_span(w, r0 + j, c0, n, wbuf + j * KC);
+            for (int j = 0; j < nrr; j++) decode_span(w, rb + j, c0, n, wbuf + j * KC);
             for (int t = 0; t < n_tok; t++) {
                 float acc[RB];
-                float *o = out + (size_t)t * rows + r0;
-                for (int j = 0; j < nr; j++) acc[j] = o[j];
-                dot_rows(wbuf, KC, nr, x + (size_t)t * cols + c0, n, acc);
-                for (int j = 0; j < nr; j++) o[j] = acc[j];
+                float *o = out + (size_t)t * rows + rb;
+                for (int j = 0; j < nrr; j++) acc[j] = o[j];
+                dot_rows(wbuf, KC, nrr, x + (size_t)t * cols + c0, n, acc);
+                for (int j = 0; j < nrr; j++) o[j] = acc[j];
             }
         }
-        if (flags & DSV4_OUT_BF16)
-            for (int t = 0; t < n_tok; t++)
-                for (int j = 0; j < nr; j++) {
-                    float *o = out + (size_t)t * rows + r0 + j;
-                    *o = dsv4_round_bf16(*o);
-                }
     }
 }

@@ -309,13 +309,13 @@ static void attention(dsv4_session *s, int li, const float *x, int n, int64_t po
     int cwd = 0, iwd = 0, ih = c->index_n_heads, ihd = c->index_head_dim;
     if (R > 0) {
         cwd = (L->comp.overlap ? 2 : 1) * L->comp.dc;
-        dsv4_linear(s->w.ca, &L->comp.wkv, x, n, 0, NULL);
-        dsv4_linear(s->w.cg, &L->comp.wgate, x, n, 0, NULL);
+        dsv4_linear(s->w.ca, &L->comp.wkv, x, n, 0, act);
+        dsv4_linear(s->w.cg, &L->comp.wgate, x, n, 0, act);
     }
     if (csa) {
         iwd = 2 * L->icomp.dc;
-        dsv4_linear(s->w.ia, &L->icomp.wkv, x, n, 0, NULL);
-        dsv4_linear(s->w.ig, &L->icomp.wgate, x, n, 0, NULL);
+        dsv4_linear(s->w.ia, &L->icomp.wkv, x, n, 0, act);
+        dsv4_linear(s->w.ig, &L->icomp.wgate, x, n, 0, act);
         dsv4_linear(s->w.iq, &L->idx_wq_b, qa, n, DSV4_ACT_FP8 | DSV4_OUT_BF16, act);
         for (int t = 0; t < n; t++)
             for (int h = 0; h < ih; h++) {
@@ -324,7 +324,7 @@ static void attention(dsv4_session *s, int li, const float *x, int n, int64_t po
                 dsv4_hadamard(qh, ihd);
                 dsv4_fp4_sim(qh, ihd, 32);
             }
-        dsv4_linear(s->w.iw, &L->idx_wp, x, n, DSV4_OUT_BF16, NULL);
+        dsv4_linear(s->w.iw, &L->idx_wp, x, n, DSV4_OUT_BF16, act);
         double ws = pow((double)ihd, -0.5) * pow((double)ih, -0.5);   /* w = bf16(bf16(x W_wp) * ws) */
         for (int i = 0; i < n * ih; i++) s->w.iw[i] = bf((float)(s->w.iw[i] * ws));
     }
@@ -380,7 +380,7 @@ static void attention(dsv4_session *s, int li, const float *x, int n, int64_t po
         dsv4_wview wg = dsv4_wview_rows(&L->wo_a, g * olr, olr);
         for (int t = 0; t < n; t++)
             memcpy(s->w.og + (size_t)t * gw, s->w.o + (size_t)t * H * hd + (size_t)g * gw, (size_t)gw * sizeof(float));
-        dsv4_linear(s->w.rg, &wg, s->w.og, n, DSV4_OUT_BF16, NULL);
+        dsv4_linear(s->w.rg, &wg, s->w.og, n, DSV4_OUT_BF16, act);
         for (int t = 0; t < n; t++)
             memcpy(s->w.r + (size_t)t * G * olr + (size_t)g * olr, s->w.rg + (size_t)t * olr, (size_t)olr * sizeof(float));
     }
@@ -422,7 +422,7 @@ static void moe(dsv4_session *s, int li, const float *x, const int32_t *tokens, 
     int D = c->dim, E = c->n_routed_experts, K = c->n_activated_experts;
     float *rl = s->w.rl, *rw = s->w.rw, *acc = s->w.acc;
     int *rid = s->w.rid;
-    dsv4_linear(rl, &L->gate, x, n, 0, NULL);
+    dsv4_linear(rl, &L->gate, x, n, 0, s->w.act);
     for (int t = 0; t < n; t++) {
         float *l = rl + (size_t)t * E;
         for (int e = 0; e < E; e++) l[e] = sqrtf(softplusf(l[e]));
@@ -508,7 +508,7 @@ static void head_logits(dsv4_session *s, const float *u, const float *normw, flo
     const dsv4_config *c = &s->m->cfg;
     float *xn = s->w.xn;
     dsv4_rmsnorm(xn, u, normw, c->dim, c->norm_eps, 1);
-    dsv4_linear(logits, &s->m->head, xn, 1, 0, NULL);
+    dsv4_linear(logits, &s->m->head, xn, 1, 0, s->w.act);
 }
 
 void dsv4_forward_chunk(dsv4_session *s, const int32_t *tokens, int n, float *logits) {

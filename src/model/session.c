@@ -188,7 +188,7 @@ static void layout(const dsv4_config *c, int max_ctx, dsv4_session *s, carver *c
     CARVE(s->w.acc, CX * D);
     CARVE(s->w.etok, CH * K);
     CARVE(s->w.ew, CH * K);
-    CARVE(s->w.act, CX * K * maxcols);
+    CARVE(s->w.act, CX * K * maxcols + (CX * K * (maxcols + 32)) / 2 + 64);   /* dsv4_linear_scratch_floats */
     CARVE(s->w.tmp, hc * D + 4 * cwd + 2 * maxR * 2 + hd + 64);
     CARVE(s->w.hh, 2 * hc);
 }

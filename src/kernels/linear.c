@@ -1,0 +1,322 @@
+/* kernels/linear.c — dsv4_linear (every weight format, threaded) and dsv4_dot_bf16 in the pair-lane order
+ * defined in kernels/simd.h; the portable scalar path; the choice of the SIMD path (CPUID, $DSV4_KERNEL,
+ * self-check). Sources: spec v4-architecture §2.3 (formats), §3.3 (FP8 GEMM input).
+ *
+ * Driver: the activations are FP8-simulated when asked (§3.3) and packed to BF16 once per call, then row
+ * blocks are spread over the thread pool; each output element is computed by one thread in the fixed order,
+ * so the result depends neither on the thread count nor on n_tok nor on row sub-views.
+ */
+#include "kernels/kernels.h"
+#include "kernels/simd.h"
+#include "kernels/pool.h"
+#include "base/util.h"
+#include "dsv4.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* F32-weight linear in the 8-lane order (matmul.c). */
+void dsv4_linear_f32(float *out, const dsv4_wview *w, const float *x, int n_tok, int r0, int nr);
+
+const uint16_t dsv4_e2m1_bf16[16] = {0x0000, 0x3f00, 0x3f80, 0x3fc0, 0x4000, 0x4040, 0x4080, 0x40c0,
+                                     0x8000, 0xbf00, 0xbf80, 0xbfc0, 0xc000, 0xc040, 0xc080, 0xc0c0};
+uint16_t dsv4_e4m3_bf16[256];   /* filled once by tables_init (C has no constexpr) */
+float dsv4_e8m0_f32[256];
+
+static void tables_init(void) {
+    for (int b = 0; b < 256; b++) {
+        float v = dsv4_e4m3_to_f32((uint8_t)b);
+        uint32_t u; memcpy(&u, &v, 4);
+        dsv4_e4m3_bf16[b] = isnan(v) ? (uint16_t)((b & 0x80 ? 0xffc0 : 0x7fc0)) : (uint16_t)(u >> 16);
+        dsv4_e8m0_f32[b] = dsv4_e8m0_to_f32((uint8_t)b);
+    }
+}
+
+static inline int cdiv(int a, int b) { return (a + b - 1) / b; }
+
+/* ------------------------------------------------------------------ scalar path */
+void dsv4_tile_decode_scalar(const dsv4_wview *w, int r0, int nr, int c0, int n, uint16_t *tile, int ld) {
+    int np = (n + 31) & ~31;
+    for (int j = 0; j < nr; j++) {
+        uint16_t *t = tile + (size_t)j * ld;
+        size_t r = (size_t)(r0 + j);
+        switch (w->fmt) {
+        case DSV4_W_BF16: {
+            const uint16_t *src = (const uint16_t *)w->data + r * (size_t)w->cols + c0;
+            memcpy(t, src, (size_t)n * 2);
+            break;
+        }
+        case DSV4_W_FP8: {
+            const uint8_t *src = (const uint8_t *)w->data + r * (size_t)w->cols + c0;
+            for (int i = 0; i < n; i++) t[i] = dsv4_e4m3_bf16[src[i]];
+            break;
+        }
+        case DSV4_W_FP4: {
+            const uint8_t *src = (const uint8_t *)w->data + r * (size_t)(w->cols / 2) + c0 / 2;
+            for (int i = 0; i < n; i++) t[i] = dsv4_e2m1_bf16[(src[i / 2] >> ((i & 1) * 4)) & 15];
+            break;
+        }
+        case DSV4_W_F32: break;   /* not used (F32 keeps matmul.c's path) */
+        }
+        for (int i = n; i < np; i++) t[i] = 0;
+    }
+}
+
+/* L[i] = ftz(ftz(L[i] + w[2i+1] x[2i+1]) + w[2i] x[2i]) for one 32-column chunk (inputs flushed: DAZ). */
+static inline void dp32_scalar(float *L, const uint16_t *w, const uint16_t *x) {
+    for (int i = 0; i < 16; i++) {
+        float a = dsv4_ftz(L[i] + dsv4_ftz(dsv4_bf16f(w[2 * i + 1])) * dsv4_bf16f(x[2 * i + 1]));
+        L[i] = dsv4_ftz(a + dsv4_ftz(dsv4_bf16f(w[2 * i])) * dsv4_bf16f(x[2 * i]));
+    }
+}
+
+float dsv4_dot_bf16_scalar(const uint16_t *a, const uint16_t *b, int n32) {
+    float L[16] = {0};
+    for (int c = 0; c < n32; c++) dp32_scalar(L, a + 32 * c, b + 32 * c);
+    return dsv4_tree16(L);
+}
+
+#define TB 8   /* tokens per pass over a tile */
+
+void dsv4_lin_rows_scalar(const dsv4_lin_job *jb, int r0, int nr) {
+    const dsv4_wview *w = jb->w;
+    const int cols = jb->cols, rows = w->rows, fmt = w->fmt;
+    const int ncb = cdiv(cols, 128), ncs = cdiv(cols, 32);
+    uint16_t tile[DSV4_LIN_RB * DSV4_LIN_KC];
+    float L[DSV4_LIN_RB][TB][16];
+    for (int rb = r0; rb < r0 + nr; rb += DSV4_LIN_RB) {
+        int nrr = r0 + nr - rb < DSV4_LIN_RB ? r0 + nr - rb : DSV4_LIN_RB;
+        for (int t0 = 0; t0 < jb->n_tok; t0 += TB) {
+            int nt = jb->n_tok - t0 < TB ? jb->n_tok - t0 : TB;
+            memset(L, 0, sizeof L);
+            for (int c0 = 0; c0 < cols; c0 += DSV4_LIN_KC) {
+                int n = cols - c0 < DSV4_LIN_KC ? cols - c0 : DSV4_LIN_KC, nch = cdiv(n, 32);
+                dsv4_tile_decode_scalar(w, rb, nrr, c0, n, tile, DSV4_LIN_KC);
+                for (int t = 0; t < nt; t++) {
+                    const uint16_t *x = jb->xb + (size_t)(t0 + t) * jb->colsp + c0;
+                    for (int j = 0; j < nrr; j++) {
+                        const uint16_t *wt = tile + j * DSV4_LIN_KC;
+                        float *Lj = L[j][t];
+                        if (fmt == DSV4_W_BF16) {
+                            for (int c = 0; c < nch; c++) dp32_scalar(Lj, wt + 32 * c, x + 32 * c);
+                        } else if (fmt == DSV4_W_FP8) {
+                            const uint8_t *sc = w->scale + (size_t)((rb + j) / 128) * ncb;
+                            for (int c = 0; c < nch; c += 4) {
+                                float P[16] = {0};
+                                for (int k = c; k < c + 4 && k < nch; k++) dp32_scalar(P, wt + 32 * k, x + 32 * k);
+                                float s = dsv4_e8m0_f32[sc[(c0 + 32 * c) / 128]];
+                                for (int i = 0; i < 16; i++) Lj[i] = dsv4_ftz(Lj[i] + dsv4_ftz(s * P[i]));
+                            }
+                        } else { /* FP4 */
+                            const uint8_t *sc = w->scale + (size_t)(rb + j) * ncs;
+                            for (int c = 0; c < nch; c++) {
+                                float P[16] = {0};
+                                dp32_scalar(P, wt + 32 * c, x + 32 * c);
+                                float s = dsv4_e8m0_f32[sc[c0 / 32 + c]];
+                                for (int i = 0; i < 16; i++) Lj[i] = dsv4_ftz(Lj[i] + dsv4_ftz(s * P[i]));
+                            }
+                        }
+                    }
+                }
+            }
+            for (int t = 0; t < nt; t++)
+                for (int j = 0; j < nrr; j++) {
+                    float v = dsv4_tree16(L[j][t]);
+                    if (jb->flags & DSV4_OUT_BF16) v = dsv4_round_bf16(v);
+                    jb->out[(size_t)(t0 + t) * rows + rb + j] = v;
+                }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ path choice */
+#if defined(__x86_64__) && defined(__GNUC__)
+#define DSV4_X86 1
+#endif
+
+static dsv4_simd_path g_path = DSV4_PATH_SCALAR;
+static int g_inited;
+static dsv4_simd_ops g_ops = { dsv4_lin_rows_scalar, dsv4_dot_bf16_scalar };
+
+static int cpu_has(dsv4_simd_path p) {
+    if (p == DSV4_PATH_SCALAR) return 1;
+#ifdef DSV4_X86
+    __builtin_cpu_init();
+    if (p == DSV4_PATH_AVX2)
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (p == DSV4_PATH_AVX512)
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bf16");
+#endif
+    return 0;
+}
+
+static void ops_for(dsv4_simd_path p, dsv4_simd_ops *o) {
+    o->lin_rows = dsv4_lin_rows_scalar;
+    o->dot_bf16 = dsv4_dot_bf16_scalar;
+#ifdef DSV4_X86
+    if (p == DSV4_PATH_AVX2) { o->lin_rows = dsv4_lin_rows_avx2; o->dot_bf16 = dsv4_dot_bf16_avx2; }
+    if (p == DSV4_PATH_AVX512) { o->lin_rows = dsv4_lin_rows_avx512; o->dot_bf16 = dsv4_dot_bf16_avx512; }
+#endif
+}
+
+/* Compare path p with the scalar definition on a fixed problem mixing all three quantized formats and
+ * awkward sums; 0 when bit-identical. Guards against a CPU whose VDPBF16PS rounds differently. */
+static int selfcheck(dsv4_simd_path p) {
+    if (p == DSV4_PATH_SCALAR) return 0;
+    dsv4_simd_ops o; ops_for(p, &o);
+    enum { R = 8, C = 256 };
+    static uint8_t w8[R * C], w4[R * C / 2], s8[4], s4[R * C / 32];
+    static uint16_t wb[R * C], xb[2 * C];
+    uint32_t st = 12345;
+    for (int i = 0; i < R * C; i++) {
+        st = st * 1664525u + 1013904223u;
+        uint8_t b = (uint8_t)(st >> 24);
+        w8[i] = (b & 0x7f) == 0x7f ? 0x3c : b;
+        wb[i] = (uint16_t)(0x3c00 + ((st >> 8) & 0x7ff)) | (uint16_t)((st & 1) << 15);
+    }
+    for (int i = 0; i < R * C / 2; i++) { st = st * 1664525u + 1013904223u; w4[i] = (uint8_t)(st >> 24); }
+    for (int i = 0; i < 4; i++) s8[i] = (uint8_t)(120 + i);
+    for (int i = 0; i < R * C / 32; i++) s4[i] = (uint8_t)(118 + i % 9);
+    for (int i = 0; i < 2 * C; i++) {
+        st = st * 1664525u + 1013904223u;
+        xb[i] = (uint16_t)(0x3000 + ((st >> 9) & 0x1fff)) | (uint16_t)((st & 2) << 14);
+    }
+    dsv4_wview ws[3] = {
+        { DSV4_W_FP8, R, C, w8, s8 }, { DSV4_W_FP4, R, C, w4, s4 }, { DSV4_W_BF16, R, C, wb, NULL } };
+    for (int k = 0; k < 3; k++) {
+        float a[2 * R], b[2 * R];
+        dsv4_lin_job j = { &ws[k], xb, 2, C, C, 0, a };
+        dsv4_lin_rows_scalar(&j, 0, R);
+        j.out = b;
+        o.lin_rows(&j, 0, R);
+        if (memcmp(a, b, sizeof a)) return -1;
+    }
+    float d0 = dsv4_dot_bf16_scalar(wb, xb, C / 32), d1 = o.dot_bf16(wb, xb, C / 32);
+    return memcmp(&d0, &d1, 4) ? -1 : 0;
+}
+
+static const char *path_name(dsv4_simd_path p) {
+    return p == DSV4_PATH_AVX512 ? "avx512" : p == DSV4_PATH_AVX2 ? "avx2" : "scalar";
+}
+
+static int set_path(dsv4_simd_path p, char *err, size_t errlen) {
+    if (!cpu_has(p)) {
+        if (err) snprintf(err, errlen, "kernel path %s: this CPU lacks %s", path_name(p),
+                          p == DSV4_PATH_AVX512 ? "AVX-512 F/BW/VL + BF16" : "AVX2 + FMA");
+        return -1;
+    }
+    if (selfcheck(p) != 0) {
+        if (err) snprintf(err, errlen, "kernel path %s: self-check against the scalar definition failed", path_name(p));
+        return -1;
+    }
+    g_path = p;
+    ops_for(p, &g_ops);
+    return 0;
+}
+
+static void simd_init(void) {
+    if (g_inited) return;
+    tables_init();
+    g_inited = 1;
+    const char *env = getenv("DSV4_KERNEL");
+    if (env && *env) {
+        if (dsv4_set_kernel_path(env, NULL, 0) == 0) return;
+        /* an unusable request falls back to the best path (the CLI reports it through dsv4_set_kernel_path) */
+    }
+    for (int p = DSV4_PATH_AVX512; p >= DSV4_PATH_SCALAR; p--)
+        if (set_path((dsv4_simd_path)p, NULL, 0) == 0) return;
+}
+
+const dsv4_simd_ops *dsv4_simd(void) {
+    if (!g_inited) simd_init();
+    return &g_ops;
+}
+
+dsv4_simd_path dsv4_kernel_path_id(void) { dsv4_simd(); return g_path; }
+const char *dsv4_get_kernel_path(void) { return path_name(dsv4_kernel_path_id()); }
+
+int dsv4_set_kernel_path(const char *name, char *err, size_t errlen) {
+    if (!g_inited) { tables_init(); g_inited = 1; }
+    dsv4_simd_path p;
+    if (!name) name = "";
+    if (!strcmp(name, "scalar")) p = DSV4_PATH_SCALAR;
+    else if (!strcmp(name, "avx2")) p = DSV4_PATH_AVX2;
+    else if (!strcmp(name, "avx512")) p = DSV4_PATH_AVX512;
+    else {
+        if (err) snprintf(err, errlen, "unknown kernel path '%s' (scalar, avx2, avx512)", name);
+        return -1;
+    }
+    return set_path(p, err, errlen);
+}
+
+/* ------------------------------------------------------------------ driver */
+typedef struct {
+    dsv4_lin_job job;
+    const float *xf;       /* F32 path: activations */
+    int rows_per_task;
+    dsv4_lin_rows_fn fn;
+} lin_task;
+
+static void lin_task_run(void *ctx, int i) {
+    const lin_task *t = ctx;
+    int r0 = i * t->rows_per_task, rows = t->job.w->rows;
+    int nr = rows - r0 < t->rows_per_task ? rows - r0 : t->rows_per_task;
+    if (nr <= 0) return;
+    if (t->job.w->fmt == DSV4_W_F32) {
+        dsv4_linear_f32(t->job.out, t->job.w, t->xf, t->job.n_tok, r0, nr);
+        if (t->job.flags & DSV4_OUT_BF16)
+            for (int k = 0; k < t->job.n_tok; k++)
+                for (int r = r0; r < r0 + nr; r++) {
+                    float *o = t->job.out + (size_t)k * rows + r;
+                    *o = dsv4_round_bf16(*o);
+                }
+    } else {
+        t->fn(&t->job, r0, nr);
+    }
+}
+
+size_t dsv4_linear_scratch_floats(int n_tok, int cols) {
+    size_t colsp = ((size_t)cols + 31) & ~(size_t)31;
+    return (size_t)n_tok * (size_t)cols + ((size_t)n_tok * colsp + 1) / 2 + 16;
+}
+
+void dsv4_linear(float *out, const dsv4_wview *w, const float *x, int n_tok, int flags, float *scratch) {
+    const int rows = w->rows, cols = w->cols;
+    if (n_tok <= 0 || rows <= 0) return;
+    const dsv4_simd_ops *ops = dsv4_simd();
+    lin_task t;
+    memset(&t, 0, sizeof t);
+    t.job.w = w; t.job.n_tok = n_tok; t.job.cols = cols; t.job.colsp = (cols + 31) & ~31;
+    t.job.flags = flags; t.job.out = out; t.fn = ops->lin_rows;
+    if (flags & DSV4_ACT_FP8) {
+        memcpy(scratch, x, (size_t)n_tok * cols * sizeof(float));
+        for (int k = 0; k < n_tok; k++) dsv4_fp8_sim(scratch + (size_t)k * cols, cols, 128);
+        x = scratch;
+    }
+    if (w->fmt == DSV4_W_F32) {
+        t.xf = x;
+    } else {
+        /* pack after the (optional) quantized copy; x values are BF16-representable (contract) */
+        uint16_t *xb = (uint16_t *)(scratch + (size_t)n_tok * cols);
+        xb = (uint16_t *)(((uintptr_t)xb + 63) & ~(uintptr_t)63);
+        for (int k = 0; k < n_tok; k++) {
+            const float *xr = x + (size_t)k * cols;
+            uint16_t *d = xb + (size_t)k * t.job.colsp;
+            for (int c = 0; c < cols; c++) d[c] = dsv4_f32_to_bf16(dsv4_ftz(xr[c]));
+            for (int c = cols; c < t.job.colsp; c++) d[c] = 0;
+        }
+        t.job.xb = xb;
+    }
+    int nthr = dsv4_pool_threads();
+    int nblk = cdiv(rows, DSV4_LIN_RB);
+    int ntask = nthr > 1 ? nthr * 8 : 1;
+    if (ntask > nblk) ntask = nblk;
+    t.rows_per_task = cdiv(nblk, ntask) * DSV4_LIN_RB;
+    ntask = cdiv(rows, t.rows_per_task);
+    dsv4_parallel_for(ntask, lin_task_run, &t);
+}
+
+float dsv4_dot_bf16(const uint16_t *a, const uint16_t *b, int n32) { return dsv4_simd()->dot_bf16(a, b, n32); }

@@ -1,0 +1,184 @@
+/* kernels/pool.c — the persistent thread pool and the SIMD path choice (contract: kernels/pool.h).
+ *
+ * Design: nthreads-1 workers, created once, wait for a new "generation" of work. The caller publishes
+ * (fn, ctx, n) and bumps the generation; every participant (caller = thread 0, worker w = thread w) runs
+ * tasks i = tid, tid + nthreads, ... (static interleave: deterministic, no shared counter), then
+ * increments `done`; the caller spins until done == nthreads - 1. Workers spin on the generation for a
+ * short while (decode issues ~30 parallel calls per layer, microseconds apart) and then sleep on a
+ * condition variable; the caller only takes the mutex when some worker is asleep.
+ */
+#include "kernels/pool.h"
+#include "kernels/simd.h"
+#include "dsv4.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MAX_THREADS 1024
+#define SPIN_ITERS 200000   /* ~100 µs of spinning before a worker sleeps */
+
+static struct {
+    int nthreads;                 /* threads of the next call (requested) */
+    int started;                  /* worker threads running (nthreads_live - 1) */
+    pthread_t tid[MAX_THREADS];
+    _Atomic unsigned gen;         /* bumped once per parallel call */
+    _Atomic int done;             /* workers finished with the current generation */
+    _Atomic int sleepers;         /* workers waiting on cv */
+    _Atomic int quit;
+    int live;                     /* participants of the current pool (1 + started) */
+    dsv4_task_fn fn;
+    void *ctx;
+    int n;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    _Atomic int in_call;          /* nested-call guard */
+} P = { .nthreads = 0, .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
+
+static void run_share(int tid, int live) {
+    for (int i = tid; i < P.n; i += live) P.fn(P.ctx, i);
+}
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+typedef struct { int tid; unsigned gen0; } worker_arg;   /* gen0: generation at creation */
+static worker_arg WA[MAX_THREADS];
+
+static void *worker(void *arg) {
+    int tid = ((worker_arg *)arg)->tid;
+    unsigned seen = ((worker_arg *)arg)->gen0;   /* not a fresh load: a call may already have bumped it */
+    for (;;) {
+        unsigned g;
+        int spins = 0;
+        while ((g = atomic_load_explicit(&P.gen, memory_order_acquire)) == seen) {
+            if (atomic_load(&P.quit)) return NULL;
+            if (++spins < SPIN_ITERS) { cpu_relax(); continue; }
+            pthread_mutex_lock(&P.mu);
+            atomic_fetch_add(&P.sleepers, 1);
+            while (atomic_load(&P.gen) == seen && !atomic_load(&P.quit)) pthread_cond_wait(&P.cv, &P.mu);
+            atomic_fetch_sub(&P.sleepers, 1);
+            pthread_mutex_unlock(&P.mu);
+            spins = 0;
+        }
+        seen = g;
+        if (atomic_load(&P.quit)) return NULL;
+        run_share(tid, P.live);
+        atomic_fetch_add_explicit(&P.done, 1, memory_order_release);
+    }
+}
+
+static void pool_stop(void) {
+    if (!P.started) return;
+    pthread_mutex_lock(&P.mu);
+    atomic_store(&P.quit, 1);
+    pthread_cond_broadcast(&P.cv);
+    pthread_mutex_unlock(&P.mu);
+    for (int i = 1; i <= P.started; i++) pthread_join(P.tid[i], NULL);
+    P.started = 0;
+    P.live = 1;
+    atomic_store(&P.quit, 0);
+}
+
+static int pool_start(int n, char *err, size_t errlen) {
+    pool_stop();
+    P.live = 1;
+    for (int i = 1; i < n; i++) {
+        WA[i].tid = i;
+        WA[i].gen0 = atomic_load(&P.gen);
+        if (pthread_create(&P.tid[i], NULL, worker, &WA[i]) != 0) {
+            if (err) snprintf(err, errlen, "cannot start thread %d of %d", i + 1, n);
+            pool_stop();
+            return -1;
+        }
+        P.started = i;
+        P.live = i + 1;
+    }
+    return 0;
+}
+
+static int physical_cores(void) {
+#if defined(__linux__)
+    /* distinct (package, core) pairs over the online CPUs */
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    if (ncpu < 1) return 1;
+    int seen = 0;
+    static long keys[4096];
+    for (long c = 0; c < ncpu && c < 4096; c++) {
+        char path[128];
+        long core = -1, pkg = 0;
+        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu%ld/topology/core_id", c);
+        FILE *f = fopen(path, "r");
+        if (!f) return (int)ncpu;
+        if (fscanf(f, "%ld", &core) != 1) core = c;
+        fclose(f);
+        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu%ld/topology/physical_package_id", c);
+        f = fopen(path, "r");
+        if (f) { if (fscanf(f, "%ld", &pkg) != 1) pkg = 0; fclose(f); }
+        long key = pkg * 1000000 + core;
+        int dup = 0;
+        for (int j = 0; j < seen; j++) dup |= keys[j] == key;
+        if (!dup) keys[seen++] = key;
+    }
+    return seen > 0 ? seen : 1;
+#else
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+#endif
+}
+
+int dsv4_default_threads(void) {
+    static int cached;
+    if (!cached) {
+        int n = physical_cores();
+        cached = n < 1 ? 1 : n > MAX_THREADS ? MAX_THREADS : n;
+    }
+    return cached;
+}
+
+int dsv4_set_threads(int n, char *err, size_t errlen) {
+    if (n < 0 || n > MAX_THREADS) {
+        if (err) snprintf(err, errlen, "threads must be in 0..%d (0 = one per physical core), got %d", MAX_THREADS, n);
+        return -1;
+    }
+    if (n == 0) n = dsv4_default_threads();
+    if (P.nthreads == n && P.live == n) return 0;
+    P.nthreads = n;
+    return pool_start(n, err, errlen);
+}
+
+int dsv4_get_threads(void) { return P.nthreads > 0 ? P.nthreads : dsv4_default_threads(); }
+int dsv4_pool_threads(void) { return P.live > 0 ? P.live : 1; }
+
+void dsv4_parallel_for(int n, dsv4_task_fn fn, void *ctx) {
+    if (n <= 0) return;
+    if (P.nthreads == 0) {
+        /* first use with the default count; on failure run single-threaded */
+        if (dsv4_set_threads(0, NULL, 0) != 0) P.nthreads = 1;
+    }
+    int idle = 0;
+    if (P.live <= 1 || n == 1 || !atomic_compare_exchange_strong(&P.in_call, &idle, 1)) {
+        /* one thread, one task, a nested call, or another application thread holds the pool: run here */
+        for (int i = 0; i < n; i++) fn(ctx, i);
+        return;
+    }
+    P.fn = fn; P.ctx = ctx; P.n = n;
+    atomic_store_explicit(&P.done, 0, memory_order_relaxed);
+    atomic_fetch_add(&P.gen, 1);   /* seq_cst: ordered before the sleepers check */
+    if (atomic_load(&P.sleepers) > 0) {
+        pthread_mutex_lock(&P.mu);
+        pthread_cond_broadcast(&P.cv);
+        pthread_mutex_unlock(&P.mu);
+    }
+    run_share(0, P.live);
+    while (atomic_load_explicit(&P.done, memory_order_acquire) < P.live - 1) cpu_relax();
+    atomic_store(&P.in_call, 0);
+}

@@ -1,0 +1,89 @@
+/* kernels/simd.h — internal: the per-path implementations behind dsv4_linear and dsv4_dot_bf16, and the
+ * one definition of their arithmetic (the "pair-lane order") that every path reproduces bit for bit.
+ *
+ * Pair-lane order (linear.c implements it in portable C; linear_avx2.c and linear_avx512.c equal it):
+ * inputs are BF16 values: the activation row x (BF16-representable by the caller's contract, packed to
+ * uint16 with subnormals flushed to ±0 and zero-padded to a multiple of 32 columns) and the weight row
+ * decoded WITHOUT its scale (BF16 as stored, E4M3 code -> its exact BF16 value, E2M1 code -> exact BF16).
+ * Every product of two BF16 values is exact in F32, so the only rounding is in the additions:
+ *   dp(L, w, x) over one 32-column chunk: for lane i in 0..15:
+ *       L[i] = ftz(L[i] + w[2i+1] * x[2i+1]);  L[i] = ftz(L[i] + w[2i] * x[2i])
+ *   (this is exactly VDPBF16PS: odd element first, round-to-nearest-even, denormals flushed; verified on the
+ *    CPU by dsv4_simd_selfcheck before the AVX-512 path is used)
+ *   BF16 weights: L = 0; L = dp(L, chunk) for every 32-column chunk in order.
+ *   FP8 weights (one E8M0 scale s per 128x128 block): per 128-column block b: P = 0, P = dp(P, chunk) over the
+ *       block's chunks; L[i] = ftz(L[i] + ftz(s_b * P[i])).
+ *   FP4 weights (one E8M0 scale per row and 32 columns): per chunk g: P = dp(0, chunk);
+ *       L[i] = ftz(L[i] + ftz(s_g * P[i])).
+ *   out = tree(L) = ((((L0+L1)+(L2+L3))+((L4+L5)+(L6+L7))) + (((L8+L9)+(L10+L11))+((L12+L13)+(L14+L15))))
+ *       with every addition flushed, then BF16 rounding when DSV4_OUT_BF16.
+ * ftz(v) = v if |v| >= FLT_MIN or v == 0, else ±0 (sign of v). s_b * P is a power-of-two scaling, exact
+ * unless it under/overflows (never with real checkpoints' scales; the AVX paths fuse it into one FMA).
+ * F32 weights (the mHC fn matrices) keep the 8-lane k%8 order of matmul.c (their products are not exact).
+ */
+#ifndef DSV4_KERNELS_SIMD_H
+#define DSV4_KERNELS_SIMD_H
+#include <stddef.h>
+#include <stdint.h>
+#include "kernels/kernels.h"
+
+#define DSV4_LIN_RB 4     /* rows per register block */
+#define DSV4_LIN_KC 512   /* columns per tile (multiple of 128) */
+
+/* One dsv4_linear call, prepared by linear.c (weights view, packed activations). */
+typedef struct {
+    const dsv4_wview *w;
+    const uint16_t *xb;   /* [n_tok][colsp] packed BF16 activations */
+    int n_tok, cols, colsp;
+    int flags;
+    float *out;           /* [n_tok][rows] */
+} dsv4_lin_job;
+
+/* Compute rows [r0, r0 + nr) of the job for all its tokens (one path). */
+typedef void (*dsv4_lin_rows_fn)(const dsv4_lin_job *j, int r0, int nr);
+void dsv4_lin_rows_scalar(const dsv4_lin_job *j, int r0, int nr);
+void dsv4_lin_rows_avx2(const dsv4_lin_job *j, int r0, int nr);
+void dsv4_lin_rows_avx512(const dsv4_lin_job *j, int r0, int nr);
+
+/* Dot product of two packed BF16 vectors of n32 chunks of 32 in pair-lane order (BF16-weight rule, tree). */
+typedef float (*dsv4_dot_fn)(const uint16_t *a, const uint16_t *b, int n32);
+float dsv4_dot_bf16_scalar(const uint16_t *a, const uint16_t *b, int n32);
+float dsv4_dot_bf16_avx2(const uint16_t *a, const uint16_t *b, int n32);
+float dsv4_dot_bf16_avx512(const uint16_t *a, const uint16_t *b, int n32);
+
+/* The functions of the path in use (chosen once; see pool.h dsv4_kernel_path_id). */
+typedef struct {
+    dsv4_lin_rows_fn lin_rows;
+    dsv4_dot_fn dot_bf16;
+} dsv4_simd_ops;
+const dsv4_simd_ops *dsv4_simd(void);
+
+/* Shared helpers of the paths (linear.c). */
+static inline float dsv4_ftz(float v) {
+    union { float f; uint32_t u; } a = { v };
+    if ((a.u & 0x7f800000u) == 0) a.u &= 0x80000000u;
+    return a.f;
+}
+static inline float dsv4_bf16f(uint16_t h) {
+    union { uint32_t u; float f; } a = { (uint32_t)h << 16 };
+    return a.f;
+}
+/* E4M3 code -> BF16 bits of its exact value (sign kept; NaN codes -> BF16 NaN). */
+extern uint16_t dsv4_e4m3_bf16[256];   /* filled at path choice */
+/* E2M1 code (0..15) -> BF16 bits. */
+extern const uint16_t dsv4_e2m1_bf16[16];
+/* E8M0 code -> F32 value (2^(b-127); 255 -> NaN); filled at path choice. */
+extern float dsv4_e8m0_f32[256];
+/* Final 16-lane tree with flushed additions. */
+static inline float dsv4_tree16(const float *L) {
+    float a[8], b[4];
+    for (int i = 0; i < 8; i++) a[i] = dsv4_ftz(L[2 * i] + L[2 * i + 1]);
+    for (int i = 0; i < 4; i++) b[i] = dsv4_ftz(a[2 * i] + a[2 * i + 1]);
+    float c0 = dsv4_ftz(b[0] + b[1]), c1 = dsv4_ftz(b[2] + b[3]);
+    return dsv4_ftz(c0 + c1);
+}
+/* Decode rows [r0, r0+nr) x columns [c0, c0+n) of an FP8/FP4 weight into BF16 bits (unscaled) in
+ * tile[j][0..np) (np = n rounded up to 32, zero padded), ld = tile row stride; scalar reference. */
+void dsv4_tile_decode_scalar(const dsv4_wview *w, int r0, int nr, int c0, int n, uint16_t *tile, int ld);
+
+#endif
