@@ -20,6 +20,9 @@ $(BUILD)/src/kernels/linear_avx512.o: CFLAGS += -mavx512f -mavx512bw -mavx512vl 
 $(BUILD)/src/kernels/linear_avx2.o: CFLAGS += -mavx2 -mfma
 endif
 
+# test_threads counts the allocations of libdsv4's code (decoding must make none).
+$(BUILD)/tests/test_threads: LDFLAGS += -Wl,--wrap=malloc -Wl,--wrap=calloc -Wl,--wrap=realloc
+
 LIB_SRC  := $(filter-out src/cli/%,$(wildcard src/*/*.c src/*.c))
 CLI_SRC  := $(wildcard src/cli/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
@@ -27,7 +30,7 @@ LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
-all: $(BUILD)/dsv4 dsv4
+all: $(BUILD)/dsv4 dsv4 $(BUILD)/tools/make_flash_ckpt
 
 dsv4: $(BUILD)/dsv4
 	ln -sf $(BUILD)/dsv4 dsv4
@@ -57,7 +60,7 @@ $(BUILD)/tools/make_v4_tokenizer: tools/tokenizer/make_v4_tokenizer.c
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -lcjson
 
 # The whole suite: unit, golden and CLI tests. Prints a final "N passed, N failed" line.
-test: $(TESTS) $(BUILD)/dsv4 build/v4-tokenizer.json
+test: $(TESTS) $(BUILD)/dsv4 build/v4-tokenizer.json $(BUILD)/tools/make_flash_ckpt
 	@DSV4_BIN=$(BUILD)/dsv4 BUILD=$(BUILD) ./tests/run.sh $(TESTS)
 
 # CI: the release suite, then the same suite under AddressSanitizer + UBSan.
@@ -65,12 +68,25 @@ check:
 	$(MAKE) test
 	$(MAKE) SAN=1 test
 
+# Quick smoke run of the benchmark on the nano model; bench-flash is the real-shapes one (docs/performance.md).
 bench: $(BUILD)/dsv4
-	./$(BUILD)/dsv4 bench -m models/nano
+	./$(BUILD)/dsv4 bench -m models/nano -n 8 --ctx 4096,65536
+
+# Real-shapes benchmark (issue 6): V4-Flash-shaped checkpoints with random weights, written once to $(BENCH_DIR)
+# (about 13 GB, never committed; regenerated only when complete.txt is missing), then `dsv4 bench` on them.
+BENCH_DIR  ?= /tmp/dsv4-flash-bench
+BENCH_ARGS ?=
+$(BUILD)/tools/make_flash_ckpt: tools/bench/make_flash_ckpt.c $(BUILD)/libdsv4.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libdsv4.a $(LDLIBS)
+
+bench-flash: $(BUILD)/dsv4 $(BUILD)/tools/make_flash_ckpt
+	@test -f $(BENCH_DIR)/complete.txt || $(BUILD)/tools/make_flash_ckpt -o $(BENCH_DIR)
+	./$(BUILD)/dsv4 bench -m $(BENCH_DIR)/full --twin $(BENCH_DIR)/twin --csv $(BENCH_DIR)/bench.csv $(BENCH_ARGS)
 
 clean:
 	rm -rf build dsv4
 
-.PHONY: all test check bench clean
+.PHONY: all test check bench bench-flash clean
 .PRECIOUS: $(BUILD)/%.o $(BUILD)/tests/%.o
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TESTS:=.d)

@@ -113,6 +113,15 @@ else
     echo "FAIL cli: models/nano/model.safetensors is missing"; fail=$((fail + 1))
 fi
 
+# real-shapes benchmark tools (docs/performance.md): the checkpoint writer at tiny widths (a few MB), then the
+# benchmark on it (head split via the twin, prefill, synthetic long-context fill)
+FLASH=${BUILD:-build/rel}/tools/make_flash_ckpt
+check "make_flash_ckpt -h prints its usage" 0 "^usage: make_flash_ckpt " -- "$FLASH" -h
+check "make_flash_ckpt: a hash-routed layer after another is refused" 2 "hash-routed layer 0 must come before the others" -- "$FLASH" -o "$tmp/fc" --layers 3,0
+check "make_flash_ckpt --tiny: loads; the twin's logits equal the full model's" 0 "the twin's 256 logits equal the full model's first 256 bit for bit" -- "$FLASH" --tiny -o "$tmp/fc"
+check "bench on the tiny checkpoint (twin, prefill, context 4 Ki)" 0 "decode at context 4 Ki \\(ms/token\\) +[0-9.]+" -- "$BIN" bench -m "$tmp/fc/full" --twin "$tmp/fc/twin" -t 1 -n 2 --prefill 40 --ctx 4096 --bw-mib 64 --no-warm
+check "bench: -t 0 refused at parse time" 2 "option -t: '0' is not a list of thread counts" -- "$BIN" bench -m "$tmp/nonexistent" -t 0
+
 echo
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -387,6 +387,13 @@ static void test_linear_fmt(dsv4_wfmt fmt, const char *name, int rows, int cols)
                 for (int i = 0; i < T * rows; i++) bad += f2u(o2[i]) != f2u(ref[i]);
                 CHECK(bad == 0, "%s: path %s, %d threads: %d of %d outputs differ from the pair-lane definition",
                       name, PATHS[p], th, bad, T * rows);
+                for (int t = 0; t < 2; t++) {   /* 1- and 2-token calls (the AVX-512 decode fast path) */
+                    dsv4_linear(o2, w, x + (size_t)t * cols, t + 1, 0, scratch);
+                    bad = 0;
+                    for (int i = 0; i < (t + 1) * rows; i++) bad += f2u(o2[i]) != f2u(ref[(size_t)t * rows + i]);
+                    CHECK(bad == 0, "%s: path %s, %d threads, %d-token call: %d outputs differ from the definition",
+                          name, PATHS[p], th, t + 1, bad);
+                }
             }
         }
         dsv4_set_kernel_path(getenv("DSV4_KERNEL") ? getenv("DSV4_KERNEL") : "scalar", NULL, 0);

@@ -5,6 +5,11 @@
 #ifndef DSV4_CLI_COMMANDS_H
 #define DSV4_CLI_COMMANDS_H
 
+/* `dsv4 bench -m DIR [--twin DIR] [-t LIST] [--ctx LIST] [--prefill LIST] [-n N] [--csv FILE] ...`: decode, head,
+ * prefill and long-context decode speed per thread count vs the read bandwidth and kernel peak measured in the same
+ * run (cmd_bench.c; method in docs/performance.md). */
+int dsv4_cli_bench(int argc, char **argv);
+
 /* `dsv4 bench-tokenizer --tokenizer FILE --corpus FILE [--min-time S] [--lines]`: encode throughput (cmd_tokbench.c). */
 int dsv4_cli_tokbench(int argc, char **argv);
 

@@ -7,8 +7,7 @@
  *   ppl      -m DIR --file TEXT [--window W] [--max-tokens N]
  *   tokenize (-m DIR | --tokenizer FILE) [--text T]      (stdin when no --text; every byte counts, NUL too)
  *   detokenize (-m DIR | --tokenizer FILE) [--ids "1 2 3"] (stdin when no --ids)
- *   bench    -m DIR [-n N]
- *   bench-tokenizer, render, parse, chat: see src/cli/commands.h (each in its own src/cli/cmd_*.c)
+ *   bench, bench-tokenizer, render, parse, chat: see src/cli/commands.h (each in its own src/cli/cmd_*.c)
  * Exit status: 0 ok, 1 failure (bad input file, engine error), 2 usage error (bad option or value).
  * Every path frees what it allocated before returning (so that LeakSanitizer keeps the exit status).
  * Only this layer prints and exits; it talks to the engine through include/dsv4.h alone.
@@ -77,8 +76,12 @@ static double arg_double(args_t *a, const char *flag, double lo, int lo_open, do
     return x;
 }
 /* Handles -h/--help (usage on stdout, exit 0) and an unknown option (usage on stderr, exit 2). */
+static const char *common_usage =
+    "  -t, --threads N  threads, 0..1024; 0 = one per physical core (default); results never depend on N\n"
+    "  --kernel PATH    SIMD path: scalar, avx2 or avx512 (default: the best this CPU has; env DSV4_KERNEL)\n";
+
 static void arg_other(args_t *a, const char *o) {
-    if (cli_is_help(o)) { fputs(a->usage, stdout); exit(0); }
+    if (cli_is_help(o)) { fputs(a->usage, stdout); fputs(common_usage, stdout); exit(0); }
     fprintf(stderr, "dsv4 %s: unknown option '%s'\n%s", a->cmd, o, a->usage);
     exit(2);
 }
@@ -139,7 +142,7 @@ static const char *usage_text =
     "  ppl      -m DIR --file TEXT [--window W] [--max-tokens N]\n"
     "  tokenize (-m DIR | --tokenizer FILE) [--text T]\n"
     "  detokenize (-m DIR | --tokenizer FILE) [--ids \"ID ID ...\"]\n"
-    "  bench    -m DIR [-n N]\n"
+    "  bench    -m DIR [--twin DIR] [-t LIST] [--ctx LIST] [--prefill LIST] [-n N] [--csv FILE]\n"
     "  bench-tokenizer --tokenizer FILE --corpus FILE [--min-time S] [--lines]\n"
     "  render   [-m DIR | --tokenizer FILE] --messages FILE.json [--thinking] [--effort none|high|max]\n"
     "           [--keep-thinking] [--no-bos] [--context FILE.json] [--tokens]\n"
@@ -501,91 +504,47 @@ static int cmd_tokenize(args_t *a, int reverse) {
     return rc;
 }
 
-/* ---------------------------------------------------------------- bench
- * Decode speed on the model reported against the memory-bandwidth bound measured in the same run:
- * bound tok/s = measured read bandwidth / weight bytes read per token. */
-static const char *bench_usage =
-    "usage: dsv4 bench -m DIR [-n N]\n"
-    "  prefill of 256 tokens, then N greedy decode steps (default 128); decode tok/s against the bound\n"
-    "  (read bandwidth measured in the same run) / (weight bytes read per token)\n";
-
-static double measure_bandwidth(void) {
-    size_t n = (size_t)256 << 20; /* 256 MiB, well beyond the caches */
-    uint64_t *buf = malloc(n);
-    if (!buf) return 0;
-    memset(buf, 1, n);
-    volatile uint64_t sink = 0;
-    double best = 0;
-    for (int rep = 0; rep < 3; rep++) {
-        double t0 = now_s();
-        uint64_t acc0 = 0, acc1 = 0, acc2 = 0, acc3 = 0;
-        for (size_t i = 0; i < n / 8; i += 4) { acc0 += buf[i]; acc1 += buf[i + 1]; acc2 += buf[i + 2]; acc3 += buf[i + 3]; }
-        sink += acc0 + acc1 + acc2 + acc3;
-        double bw = (double)n / (now_s() - t0);
-        if (bw > best) best = bw;
+/* The options every command takes (-t/--threads N, --kernel PATH), applied and removed from argv before the
+ * command parses its own (bench keeps -t: there it is a list of thread counts). Returns 0, or 2 after printing
+ * a usage error. */
+static int common_options(int *argc, char **argv) {
+    int keep_t = !strcmp(argv[1], "bench");
+    int j = 2;
+    for (int i = 2; i < *argc; i++) {
+        const char *o = argv[i];
+        int is_t = !keep_t && (!strcmp(o, "-t") || !strcmp(o, "--threads")), is_k = !strcmp(o, "--kernel");
+        if (!is_t && !is_k) { argv[j++] = argv[i]; continue; }
+        if (i + 1 >= *argc) { fprintf(stderr, "dsv4 %s: option '%s' needs a value\n", argv[1], o); return 2; }
+        const char *v = argv[++i];
+        char err[ERRLEN];
+        if (is_t) {
+            char *end;
+            errno = 0;
+            long n = strtol(v, &end, 10);
+            if (errno || end == v || *end || n < 0 || n > 1024) {
+                fprintf(stderr, "dsv4 %s: %s must be an integer in 0..1024 (0 = one per physical core), got '%s'\n",
+                        argv[1], o, v);
+                return 2;
+            }
+            if (dsv4_set_threads((int)n, err, sizeof err) != 0) { fprintf(stderr, "dsv4 %s: %s\n", argv[1], err); return 1; }
+        } else if (dsv4_set_kernel_path(v, err, sizeof err) != 0) {
+            fprintf(stderr, "dsv4 %s: --kernel: %s\n", argv[1], err);
+            return 2;
+        }
     }
-    (void)sink;
-    free(buf);
-    return best;
-}
-
-static int cmd_bench(args_t *a) {
-    const char *dir = NULL;
-    int n_gen = 128;
-    for (a->i = 2; a->i < a->argc; a->i++) {
-        const char *o = a->argv[a->i];
-        if (!strcmp(o, "-m")) dir = arg_value(a, o);
-        else if (!strcmp(o, "-n")) n_gen = (int)arg_long(a, o, 1, 1 << 20);
-        else arg_other(a, o);
-    }
-    if (!dir) { fprintf(stderr, "dsv4 bench: -m DIR is required\n%s", bench_usage); return 2; }
-    char err[ERRLEN];
-    int rc = 1, n_prompt = 256;
-    dsv4_session *s = NULL;
-    int32_t *ids = NULL;
-    float *logits = NULL;
-    dsv4_model *m = load_model("bench", dir);
-    if (!m) return 1;
-    dsv4_model_info info;
-    dsv4_model_get_info(m, &info);
-    if (dsv4_session_open(&s, m, n_prompt + n_gen, err, sizeof err) != 0) { fail("bench", "cannot open session: %s", err); goto done; }
-    ids = malloc(sizeof(int32_t) * (size_t)n_prompt);
-    logits = malloc(sizeof(float) * (size_t)info.vocab_size);
-    if (!ids || !logits) { fail("bench", "out of memory"); goto done; }
-    for (int i = 0; i < n_prompt; i++) ids[i] = (int32_t)((i * 7919 + 13) % info.vocab_size);
-    double t0 = now_s();
-    if (dsv4_eval(s, ids, n_prompt, logits, err, sizeof err) != 0) { fail("bench", "prefill: %s", err); goto done; }
-    double tp = now_s() - t0;
-    int32_t next = 0;
-    double t1 = now_s();
-    for (int i = 0; i < n_gen; i++) {
-        int best = 0;
-        for (int v = 1; v < info.vocab_size; v++) if (logits[v] > logits[best]) best = v;
-        next = best;
-        if (dsv4_eval(s, &next, 1, logits, err, sizeof err) != 0) { fail("bench", "decode: %s", err); goto done; }
-    }
-    double td = now_s() - t1;
-    double bw = measure_bandwidth();
-    double dec = n_gen / td;
-    double bound = bw > 0 ? bw / info.bytes_per_token : 0;
-    printf("prefill: %d tokens in %.3f s = %.1f tok/s\n", n_prompt, tp, n_prompt / tp);
-    printf("decode:  %d tokens in %.3f s = %.1f tok/s\n", n_gen, td, dec);
-    printf("memory read bandwidth (measured, 1 thread): %.2f GB/s; weight bytes per token: %.0f\n", bw / 1e9,
-           info.bytes_per_token);
-    printf("decode vs bandwidth bound (%.1f tok/s): %.3f\n", bound, bound > 0 ? dec / bound : 0);
-    rc = 0;
-done:
-    free(ids); free(logits);
-    dsv4_session_free(s);
-    dsv4_model_free(m);
-    return rc;
+    argv[j] = NULL;
+    *argc = j;
+    return 0;
 }
 
 int main(int argc, char **argv) {
     if (argc < 2 || cli_is_help(argv[1])) {
         fputs(usage_text, argc < 2 ? stderr : stdout);
+        if (argc >= 2) fputs("options of every command:\n", stdout), fputs(common_usage, stdout);
         return argc < 2 ? 2 : 0;
     }
+    int rc0 = common_options(&argc, argv);
+    if (rc0) return rc0;
     const char *c = argv[1];
     args_t a = { argc, argv, 2, c, usage_text };
     if (!strcmp(c, "generate")) { a.usage = generate_usage; return cmd_generate(&a); }
@@ -594,7 +553,7 @@ int main(int argc, char **argv) {
     if (!strcmp(c, "ppl")) { a.usage = ppl_usage; return cmd_ppl(&a); }
     if (!strcmp(c, "tokenize")) { a.usage = tokenize_usage; return cmd_tokenize(&a, 0); }
     if (!strcmp(c, "detokenize")) { a.usage = detokenize_usage; return cmd_tokenize(&a, 1); }
-    if (!strcmp(c, "bench")) { a.usage = bench_usage; return cmd_bench(&a); }
+    if (!strcmp(c, "bench")) return dsv4_cli_bench(argc - 1, argv + 1);
     if (!strcmp(c, "bench-tokenizer")) return dsv4_cli_tokbench(argc - 1, argv + 1);
     if (!strcmp(c, "render")) return dsv4_cli_render(argc - 1, argv + 1);
     if (!strcmp(c, "parse")) return dsv4_cli_parse(argc - 1, argv + 1);

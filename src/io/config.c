@@ -190,6 +190,9 @@ static int parse(dsv4_config *cfg, const cJSON *root, const char *path, char *er
     if (cfg->head_dim <= cfg->rope_dim)
         return dsv4_fail(err, errlen, "%s: key 'head_dim' (%d) must exceed 'qk_rope_head_dim' (%d)", path,
                          cfg->head_dim, cfg->rope_dim);
+    if (cfg->head_dim % 32)   /* attention scores run as pair-lane GEMMs over whole 32-element chunks */
+        return dsv4_fail(err, errlen, "%s: key 'head_dim' (%d) must be a multiple of 32 (dsv4 kernels; V4 uses 512)",
+                         path, cfg->head_dim);
     if (cfg->n_heads % cfg->o_groups)
         return dsv4_fail(err, errlen, "%s: key 'o_groups' (%d) must divide 'num_attention_heads' (%d)", path,
                          cfg->o_groups, cfg->n_heads);
@@ -253,6 +256,9 @@ static int parse(dsv4_config *cfg, const cJSON *root, const char *path, char *er
         if (cfg->index_head_dim <= cfg->rope_dim)
             return dsv4_fail(err, errlen, "%s: key 'index_head_dim' (%d) must exceed 'qk_rope_head_dim' (%d)", path,
                              cfg->index_head_dim, cfg->rope_dim);
+        if (cfg->index_head_dim % 32)
+            return dsv4_fail(err, errlen, "%s: key 'index_head_dim' (%d) must be a multiple of 32 (dsv4 kernels; V4 "
+                             "uses 128)", path, cfg->index_head_dim);
     }
     /* products used as int element counts (weight rows, activation widths): computed in 64 bits, each must
      * fit an int32; the name pairs are the keys at fault */

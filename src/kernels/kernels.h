@@ -69,6 +69,14 @@ enum {
 void dsv4_linear(float *out, const dsv4_wview *w, const float *x, int n_tok, int flags, float *scratch);
 /* Floats of scratch dsv4_linear needs for n_tok rows of `cols` columns. */
 size_t dsv4_linear_scratch_floats(int n_tok, int cols);
+/* out[t][r] = W[r] . x_t for BF16 activation rows given already packed: row t at xptr[t] when xptr is non-NULL,
+ * else at xb + t*ldx; w->cols must be a multiple of 32 (no padding is read). Same pair-lane order, flags
+ * (DSV4_OUT_BF16) and threading as dsv4_linear; subnormal activations read as 0. Used for attention scores
+ * (W = the packed queries of all heads, rows = the keys) and the lightning indexer. */
+void dsv4_linear_bf16x(float *out, const dsv4_wview *w, const uint16_t *xb, size_t ldx,
+                       const uint16_t *const *xptr, int n_tok, int flags);
+/* acc[i] += a * v[i], i < n (a and v BF16 values, so each product is exact): the attention P.V step. */
+void dsv4_axpy_bf16(float *acc, float a, const uint16_t *v, int n);
 /* Dot product of two BF16 vectors of 32*n32 elements in the pair-lane order (kernels/simd.h), on the SIMD
  * path in use: exact products, F32 sums with subnormals flushed. Used by attention and the indexer. */
 float dsv4_dot_bf16(const uint16_t *a, const uint16_t *b, int n32);

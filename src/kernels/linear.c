@@ -67,8 +67,8 @@ void dsv4_tile_decode_scalar(const dsv4_wview *w, int r0, int nr, int c0, int n,
 /* L[i] = ftz(ftz(L[i] + w[2i+1] x[2i+1]) + w[2i] x[2i]) for one 32-column chunk (inputs flushed: DAZ). */
 static inline void dp32_scalar(float *L, const uint16_t *w, const uint16_t *x) {
     for (int i = 0; i < 16; i++) {
-        float a = dsv4_ftz(L[i] + dsv4_ftz(dsv4_bf16f(w[2 * i + 1])) * dsv4_bf16f(x[2 * i + 1]));
-        L[i] = dsv4_ftz(a + dsv4_ftz(dsv4_bf16f(w[2 * i])) * dsv4_bf16f(x[2 * i]));
+        float a = dsv4_ftz(L[i] + dsv4_ftz(dsv4_bf16f(w[2 * i + 1])) * dsv4_ftz(dsv4_bf16f(x[2 * i + 1])));
+        L[i] = dsv4_ftz(a + dsv4_ftz(dsv4_bf16f(w[2 * i])) * dsv4_ftz(dsv4_bf16f(x[2 * i])));
     }
 }
 
@@ -76,6 +76,10 @@ float dsv4_dot_bf16_scalar(const uint16_t *a, const uint16_t *b, int n32) {
     float L[16] = {0};
     for (int c = 0; c < n32; c++) dp32_scalar(L, a + 32 * c, b + 32 * c);
     return dsv4_tree16(L);
+}
+
+void dsv4_axpy_bf16_scalar(float *acc, float a, const uint16_t *v, int n) {
+    for (int i = 0; i < n; i++) acc[i] += a * dsv4_bf16f(v[i]);
 }
 
 #define TB 8   /* tokens per pass over a tile */
@@ -95,7 +99,7 @@ void dsv4_lin_rows_scalar(const dsv4_lin_job *jb, int r0, int nr) {
                 int n = cols - c0 < DSV4_LIN_KC ? cols - c0 : DSV4_LIN_KC, nch = cdiv(n, 32);
                 dsv4_tile_decode_scalar(w, rb, nrr, c0, n, tile, DSV4_LIN_KC);
                 for (int t = 0; t < nt; t++) {
-                    const uint16_t *x = jb->xb + (size_t)(t0 + t) * jb->colsp + c0;
+                    const uint16_t *x = dsv4_lin_x(jb, t0 + t) + c0;
                     for (int j = 0; j < nrr; j++) {
                         const uint16_t *wt = tile + j * DSV4_LIN_KC;
                         float *Lj = L[j][t];
@@ -138,7 +142,7 @@ void dsv4_lin_rows_scalar(const dsv4_lin_job *jb, int r0, int nr) {
 
 static dsv4_simd_path g_path = DSV4_PATH_SCALAR;
 static int g_inited;
-static dsv4_simd_ops g_ops = { dsv4_lin_rows_scalar, dsv4_dot_bf16_scalar };
+static dsv4_simd_ops g_ops = { dsv4_lin_rows_scalar, dsv4_dot_bf16_scalar, dsv4_axpy_bf16_scalar };
 
 static int cpu_has(dsv4_simd_path p) {
     if (p == DSV4_PATH_SCALAR) return 1;
@@ -156,9 +160,14 @@ static int cpu_has(dsv4_simd_path p) {
 static void ops_for(dsv4_simd_path p, dsv4_simd_ops *o) {
     o->lin_rows = dsv4_lin_rows_scalar;
     o->dot_bf16 = dsv4_dot_bf16_scalar;
+    o->axpy_bf16 = dsv4_axpy_bf16_scalar;
 #ifdef DSV4_X86
-    if (p == DSV4_PATH_AVX2) { o->lin_rows = dsv4_lin_rows_avx2; o->dot_bf16 = dsv4_dot_bf16_avx2; }
-    if (p == DSV4_PATH_AVX512) { o->lin_rows = dsv4_lin_rows_avx512; o->dot_bf16 = dsv4_dot_bf16_avx512; }
+    if (p == DSV4_PATH_AVX2) {
+        o->lin_rows = dsv4_lin_rows_avx2; o->dot_bf16 = dsv4_dot_bf16_avx2; o->axpy_bf16 = dsv4_axpy_bf16_avx2;
+    }
+    if (p == DSV4_PATH_AVX512) {
+        o->lin_rows = dsv4_lin_rows_avx512; o->dot_bf16 = dsv4_dot_bf16_avx512; o->axpy_bf16 = dsv4_axpy_bf16_avx512;
+    }
 #endif
 }
 
@@ -188,14 +197,19 @@ static int selfcheck(dsv4_simd_path p) {
         { DSV4_W_FP8, R, C, w8, s8 }, { DSV4_W_FP4, R, C, w4, s4 }, { DSV4_W_BF16, R, C, wb, NULL } };
     for (int k = 0; k < 3; k++) {
         float a[2 * R], b[2 * R];
-        dsv4_lin_job j = { &ws[k], xb, 2, C, C, 0, a };
+        dsv4_lin_job j = { &ws[k], xb, 2, C, C, NULL, 0, a };
         dsv4_lin_rows_scalar(&j, 0, R);
         j.out = b;
         o.lin_rows(&j, 0, R);
         if (memcmp(a, b, sizeof a)) return -1;
     }
     float d0 = dsv4_dot_bf16_scalar(wb, xb, C / 32), d1 = o.dot_bf16(wb, xb, C / 32);
-    return memcmp(&d0, &d1, 4) ? -1 : 0;
+    if (memcmp(&d0, &d1, 4)) return -1;
+    float a0[C], a1[C];
+    for (int i = 0; i < C; i++) a0[i] = a1[i] = dsv4_bf16f(xb[C + i]);
+    dsv4_axpy_bf16_scalar(a0, -0.375f, wb, C - 3);
+    o.axpy_bf16(a1, -0.375f, wb, C - 3);
+    return memcmp(a0, a1, sizeof a0) ? -1 : 0;
 }
 
 static const char *path_name(dsv4_simd_path p) {
@@ -318,5 +332,22 @@ void dsv4_linear(float *out, const dsv4_wview *w, const float *x, int n_tok, int
     ntask = cdiv(rows, t.rows_per_task);
     dsv4_parallel_for(ntask, lin_task_run, &t);
 }
+
+void dsv4_linear_bf16x(float *out, const dsv4_wview *w, const uint16_t *xb, size_t ldx,
+                       const uint16_t *const *xptr, int n_tok, int flags) {
+    if (n_tok <= 0 || w->rows <= 0) return;
+    lin_task t;
+    memset(&t, 0, sizeof t);
+    t.job.w = w; t.job.n_tok = n_tok; t.job.cols = w->cols; t.job.colsp = (int)ldx;
+    t.job.xb = xb; t.job.xptr = xptr; t.job.flags = flags; t.job.out = out;
+    t.fn = dsv4_simd()->lin_rows;
+    int nthr = dsv4_pool_threads(), nblk = cdiv(w->rows, DSV4_LIN_RB);
+    int ntask = nthr > 1 ? nthr * 4 : 1;
+    if (ntask > nblk) ntask = nblk;
+    t.rows_per_task = cdiv(nblk, ntask) * DSV4_LIN_RB;
+    dsv4_parallel_for(cdiv(w->rows, t.rows_per_task), lin_task_run, &t);
+}
+
+void dsv4_axpy_bf16(float *acc, float a, const uint16_t *v, int n) { dsv4_simd()->axpy_bf16(acc, a, v, n); }
 
 float dsv4_dot_bf16(const uint16_t *a, const uint16_t *b, int n32) { return dsv4_simd()->dot_bf16(a, b, n32); }

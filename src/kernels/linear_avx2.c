@@ -60,7 +60,7 @@ void dsv4_lin_rows_avx2(const dsv4_lin_job *jb, int r0, int nr) {
                     for (int j = 0; j < nrr; j++) wt[j] = tile + j * KC;
                 }
                 for (int t = 0; t < nt; t++) {
-                    const uint16_t *x = jb->xb + (size_t)(t0 + t) * jb->colsp + c0;
+                    const uint16_t *x = dsv4_lin_x(jb, t0 + t) + c0;
                     for (int j = 0; j < nrr; j++) {
                         __m256 A = _mm256_load_ps(L[j][t]), B = _mm256_load_ps(L[j][t] + 8);
                         __m256 xo0, xe0, xo1, xe1;
@@ -107,6 +107,16 @@ void dsv4_lin_rows_avx2(const dsv4_lin_job *jb, int r0, int nr) {
         }
     }
     _mm_setcsr(csr);
+}
+
+void dsv4_axpy_bf16_avx2(float *acc, float a, const uint16_t *v, int n) {
+    const __m256 av = _mm256_set1_ps(a);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 x = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(v + i))), 16));
+        _mm256_storeu_ps(acc + i, _mm256_add_ps(_mm256_loadu_ps(acc + i), _mm256_mul_ps(av, x)));
+    }
+    for (; i < n; i++) acc[i] += a * dsv4_bf16f(v[i]);
 }
 
 float dsv4_dot_bf16_avx2(const uint16_t *a, const uint16_t *b, int n32) {

@@ -48,16 +48,136 @@ static inline __m512i fp4_bf16(const dec_tabs *d, const uint8_t *p) {
     return _mm512_permutexvar_epi16(idx, d->lut4);
 }
 
-#define RB DSV4_LIN_RB
+#define RB DSV4_LIN_RB   /* rows per tile (8) */
+#define RS 4            /* rows per register sub-block of the tile path */
 #define KC DSV4_LIN_KC
 #define TB 8
 
 static inline __m512bh as_bh(__m512i v) { return (__m512bh)v; }
+static inline int rb_aligned(int r) { return r % 8 == 0; }
+#define DSV4_MAX_FUSED_GROUPS 512   /* FP4 rows of up to 16384 columns take the fused path */
+
+/* Tile path: rows [rb, rb+nrs) (nrs <= RS) whose unscaled BF16 weights for columns [c0, c0 + 32*nch) are at
+ * wt[0..RS) (rows past nrs repeat a valid row), tokens t0..t0+nt, lanes L[j][t] updated in place. */
+static void tile_block(const dsv4_lin_job *jb, const dsv4_wview *w, int rb, int nrs, const uint16_t *const *wt,
+                       int c0, int nch, int t0, int nt, float (*L)[TB][16]) {
+    const int fmt = w->fmt, ncb = cdiv(jb->cols, 128), ncs = cdiv(jb->cols, 32);
+    float Ld[RS - 1][TB][16];   /* sink for the padding rows of a short sub-block */
+    float (*Lr[RS])[16];
+    for (int j = 0; j < RS; j++) Lr[j] = j < nrs ? L[j] : Ld[j - 1];
+    for (int t = 0; t < nt; t++) {
+        const uint16_t *x = dsv4_lin_x(jb, t0 + t) + c0;
+        __m512 a0 = _mm512_load_ps(Lr[0][t]), a1 = _mm512_load_ps(Lr[1][t]);
+        __m512 a2 = _mm512_load_ps(Lr[2][t]), a3 = _mm512_load_ps(Lr[3][t]);
+        if (fmt == DSV4_W_BF16) {
+            for (int c = 0; c < nch; c++) {
+                __m512bh xv = as_bh(_mm512_loadu_si512(x + 32 * c));
+                a0 = _mm512_dpbf16_ps(a0, as_bh(_mm512_loadu_si512(wt[0] + 32 * c)), xv);
+                a1 = _mm512_dpbf16_ps(a1, as_bh(_mm512_loadu_si512(wt[1] + 32 * c)), xv);
+                a2 = _mm512_dpbf16_ps(a2, as_bh(_mm512_loadu_si512(wt[2] + 32 * c)), xv);
+                a3 = _mm512_dpbf16_ps(a3, as_bh(_mm512_loadu_si512(wt[3] + 32 * c)), xv);
+            }
+        } else if (fmt == DSV4_W_FP8) {
+            const uint8_t *sc[RS];
+            for (int j = 0; j < RS; j++) sc[j] = w->scale + (size_t)((rb + (j < nrs ? j : 0)) / 128) * ncb;
+            for (int c = 0; c < nch; c += 4) {
+                __m512 p0 = _mm512_setzero_ps(), p1 = p0, p2 = p0, p3 = p0;
+                int ce = c + 4 < nch ? c + 4 : nch;
+                for (int k = c; k < ce; k++) {
+                    __m512bh xv = as_bh(_mm512_loadu_si512(x + 32 * k));
+                    p0 = _mm512_dpbf16_ps(p0, as_bh(_mm512_loadu_si512(wt[0] + 32 * k)), xv);
+                    p1 = _mm512_dpbf16_ps(p1, as_bh(_mm512_loadu_si512(wt[1] + 32 * k)), xv);
+                    p2 = _mm512_dpbf16_ps(p2, as_bh(_mm512_loadu_si512(wt[2] + 32 * k)), xv);
+                    p3 = _mm512_dpbf16_ps(p3, as_bh(_mm512_loadu_si512(wt[3] + 32 * k)), xv);
+                }
+                int b = (c0 + 32 * c) / 128;
+                a0 = _mm512_fmadd_ps(p0, _mm512_set1_ps(dsv4_e8m0_f32[sc[0][b]]), a0);
+                a1 = _mm512_fmadd_ps(p1, _mm512_set1_ps(dsv4_e8m0_f32[sc[1][b]]), a1);
+                a2 = _mm512_fmadd_ps(p2, _mm512_set1_ps(dsv4_e8m0_f32[sc[2][b]]), a2);
+                a3 = _mm512_fmadd_ps(p3, _mm512_set1_ps(dsv4_e8m0_f32[sc[3][b]]), a3);
+            }
+        } else { /* FP4 */
+            const uint8_t *sc[RS];
+            for (int j = 0; j < RS; j++) sc[j] = w->scale + (size_t)(rb + (j < nrs ? j : 0)) * ncs + c0 / 32;
+            const __m512 z = _mm512_setzero_ps();
+            for (int c = 0; c < nch; c++) {
+                __m512bh xv = as_bh(_mm512_loadu_si512(x + 32 * c));
+                __m512 p0 = _mm512_dpbf16_ps(z, as_bh(_mm512_loadu_si512(wt[0] + 32 * c)), xv);
+                __m512 p1 = _mm512_dpbf16_ps(z, as_bh(_mm512_loadu_si512(wt[1] + 32 * c)), xv);
+                __m512 p2 = _mm512_dpbf16_ps(z, as_bh(_mm512_loadu_si512(wt[2] + 32 * c)), xv);
+                __m512 p3 = _mm512_dpbf16_ps(z, as_bh(_mm512_loadu_si512(wt[3] + 32 * c)), xv);
+                a0 = _mm512_fmadd_ps(p0, _mm512_set1_ps(dsv4_e8m0_f32[sc[0][c]]), a0);
+                a1 = _mm512_fmadd_ps(p1, _mm512_set1_ps(dsv4_e8m0_f32[sc[1][c]]), a1);
+                a2 = _mm512_fmadd_ps(p2, _mm512_set1_ps(dsv4_e8m0_f32[sc[2][c]]), a2);
+                a3 = _mm512_fmadd_ps(p3, _mm512_set1_ps(dsv4_e8m0_f32[sc[3][c]]), a3);
+            }
+        }
+        _mm512_store_ps(Lr[0][t], a0); _mm512_store_ps(Lr[1][t], a1);
+        _mm512_store_ps(Lr[2][t], a2); _mm512_store_ps(Lr[3][t], a3);
+    }
+}
+
+/* E8M0 scale codes -> F32 for n codes (the table for the rare codes 0 and 255, bit shift otherwise). */
+static inline void scales_f32(const uint8_t *sc, int n, float *out) {
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(sc + i)));
+        __mmask16 odd = _mm512_cmpeq_epi32_mask(b, _mm512_setzero_si512()) |
+                        _mm512_cmpeq_epi32_mask(b, _mm512_set1_epi32(255));
+        if (odd) { for (int k = 0; k < 16; k++) out[i + k] = dsv4_e8m0_f32[sc[i + k]]; continue; }
+        _mm512_storeu_ps(out + i, _mm512_castsi512_ps(_mm512_slli_epi32(b, 23)));
+    }
+    for (; i < n; i++) out[i] = dsv4_e8m0_f32[sc[i]];
+}
+
+/* Decode fast path, one token, 8 rows, cols % 32 == 0: weights decoded in registers (no tile). L[j] gets the
+ * 16 lanes of row rb+j. */
+static void fused_fp8(const dec_tabs *d, const dsv4_wview *w, int rb, int nrr, const uint16_t *x, float L[][16]) {
+    const int cols = w->cols, ncb = cdiv(cols, 128);
+    const uint8_t *row[8];
+    for (int j = 0; j < 8; j++) row[j] = (const uint8_t *)w->data + (size_t)(rb + (j < nrr ? j : 0)) * cols;
+    const uint8_t *sc = w->scale + (size_t)(rb / 128) * ncb;   /* rb % 8 == 0: the 8 rows share a scale row */
+    __m512 a[8];
+    for (int j = 0; j < 8; j++) a[j] = _mm512_setzero_ps();
+    for (int c0 = 0; c0 < cols; c0 += 128) {
+        int ce = cols - c0 < 128 ? cols - c0 : 128;
+        __m512 p[8];
+        for (int j = 0; j < 8; j++) p[j] = _mm512_setzero_ps();
+        for (int k = 0; k < ce; k += 32) {
+            __m512bh xv = as_bh(_mm512_loadu_si512(x + c0 + k));
+            for (int j = 0; j < 8; j++) p[j] = _mm512_dpbf16_ps(p[j], as_bh(fp8_bf16(d, row[j] + c0 + k)), xv);
+        }
+        __m512 s = _mm512_set1_ps(dsv4_e8m0_f32[sc[c0 / 128]]);
+        for (int j = 0; j < 8; j++) a[j] = _mm512_fmadd_ps(p[j], s, a[j]);
+    }
+    for (int j = 0; j < 8; j++) _mm512_store_ps(L[j], a[j]);
+}
+
+static void fused_fp4(const dec_tabs *d, const dsv4_wview *w, int rb, int nrr, const uint16_t *x, float L[][16]) {
+    const int cols = w->cols, ncs = cols / 32;
+    const uint8_t *row[8];
+    _Alignas(64) float sf[8][DSV4_MAX_FUSED_GROUPS];
+    for (int j = 0; j < 8; j++) {
+        int r = rb + (j < nrr ? j : 0);
+        row[j] = (const uint8_t *)w->data + (size_t)r * (cols / 2);
+        scales_f32(w->scale + (size_t)r * ncs, ncs, sf[j]);
+    }
+    __m512 a[8];
+    for (int j = 0; j < 8; j++) a[j] = _mm512_setzero_ps();
+    const __m512 z = _mm512_setzero_ps();
+    for (int c = 0; c < ncs; c++) {
+        __m512bh xv = as_bh(_mm512_loadu_si512(x + 32 * c));
+        for (int j = 0; j < 8; j++) {
+            __m512 p = _mm512_dpbf16_ps(z, as_bh(fp4_bf16(d, row[j] + 16 * c)), xv);
+            a[j] = _mm512_fmadd_ps(p, _mm512_set1_ps(sf[j][c]), a[j]);
+        }
+    }
+    for (int j = 0; j < 8; j++) _mm512_store_ps(L[j], a[j]);
+}
 
 void dsv4_lin_rows_avx512(const dsv4_lin_job *jb, int r0, int nr) {
     const dsv4_wview *w = jb->w;
     const int cols = jb->cols, rows = w->rows, fmt = w->fmt;
-    const int ncb = cdiv(cols, 128), ncs = cdiv(cols, 32);
     const unsigned csr = _mm_getcsr();
     _mm_setcsr(csr | 0x8040);   /* FTZ | DAZ */
     dec_tabs d;
@@ -65,15 +185,29 @@ void dsv4_lin_rows_avx512(const dsv4_lin_job *jb, int r0, int nr) {
     _Alignas(64) uint16_t tile[RB * KC];
     _Alignas(64) float L[RB][TB][16];
     const int direct_bf16 = fmt == DSV4_W_BF16 && (cols % 32) == 0;
+    const int fused = jb->n_tok <= 2 && (cols % 32) == 0 && (rb_aligned(r0)) &&
+                      ((fmt == DSV4_W_FP8) || (fmt == DSV4_W_FP4 && cols / 32 <= DSV4_MAX_FUSED_GROUPS));
     for (int rb = r0; rb < r0 + nr; rb += RB) {
         int nrr = r0 + nr - rb < RB ? r0 + nr - rb : RB;
+        if (fused) {
+            _Alignas(64) float F[8][16];
+            for (int t = 0; t < jb->n_tok; t++) {
+                if (fmt == DSV4_W_FP8) fused_fp8(&d, w, rb, nrr, dsv4_lin_x(jb, t), F);
+                else fused_fp4(&d, w, rb, nrr, dsv4_lin_x(jb, t), F);
+                for (int j = 0; j < nrr; j++) {
+                    float v = dsv4_tree16(F[j]);
+                    if (jb->flags & DSV4_OUT_BF16) v = dsv4_round_bf16(v);
+                    jb->out[(size_t)t * rows + rb + j] = v;
+                }
+            }
+            continue;
+        }
         for (int t0 = 0; t0 < jb->n_tok; t0 += TB) {
             int nt = jb->n_tok - t0 < TB ? jb->n_tok - t0 : TB;
             memset(L, 0, sizeof L);
             for (int c0 = 0; c0 < cols; c0 += KC) {
                 int n = cols - c0 < KC ? cols - c0 : KC, nch = cdiv(n, 32);
                 const uint16_t *wt[RB];
-                int ldt = KC;
                 if (direct_bf16) {
                     for (int j = 0; j < nrr; j++) wt[j] = (const uint16_t *)w->data + (size_t)(rb + j) * cols + c0;
                 } else {
@@ -92,59 +226,11 @@ void dsv4_lin_rows_avx512(const dsv4_lin_job *jb, int r0, int nr) {
                     } else {
                         dsv4_tile_decode_scalar(w, rb, nrr, c0, n, tile, KC);
                     }
-                    for (int j = 0; j < nrr; j++) wt[j] = tile + j * ldt;
+                    for (int j = 0; j < nrr; j++) wt[j] = tile + j * KC;
                 }
                 for (int j = nrr; j < RB; j++) wt[j] = wt[0];
-                for (int t = 0; t < nt; t++) {
-                    const uint16_t *x = jb->xb + (size_t)(t0 + t) * jb->colsp + c0;
-                    __m512 a0 = _mm512_load_ps(L[0][t]), a1 = _mm512_load_ps(L[1][t]);
-                    __m512 a2 = _mm512_load_ps(L[2][t]), a3 = _mm512_load_ps(L[3][t]);
-                    if (fmt == DSV4_W_BF16) {
-                        for (int c = 0; c < nch; c++) {
-                            __m512bh xv = as_bh(_mm512_loadu_si512(x + 32 * c));
-                            a0 = _mm512_dpbf16_ps(a0, as_bh(_mm512_loadu_si512(wt[0] + 32 * c)), xv);
-                            a1 = _mm512_dpbf16_ps(a1, as_bh(_mm512_loadu_si512(wt[1] + 32 * c)), xv);
-                            a2 = _mm512_dpbf16_ps(a2, as_bh(_mm512_loadu_si512(wt[2] + 32 * c)), xv);
-                            a3 = _mm512_dpbf16_ps(a3, as_bh(_mm512_loadu_si512(wt[3] + 32 * c)), xv);
-                        }
-                    } else if (fmt == DSV4_W_FP8) {
-                        const uint8_t *sc[RB];
-                        for (int j = 0; j < RB; j++) sc[j] = w->scale + (size_t)((rb + (j < nrr ? j : 0)) / 128) * ncb;
-                        for (int c = 0; c < nch; c += 4) {
-                            __m512 p0 = _mm512_setzero_ps(), p1 = p0, p2 = p0, p3 = p0;
-                            int ce = c + 4 < nch ? c + 4 : nch;
-                            for (int k = c; k < ce; k++) {
-                                __m512bh xv = as_bh(_mm512_loadu_si512(x + 32 * k));
-                                p0 = _mm512_dpbf16_ps(p0, as_bh(_mm512_load_si512(wt[0] + 32 * k)), xv);
-                                p1 = _mm512_dpbf16_ps(p1, as_bh(_mm512_load_si512(wt[1] + 32 * k)), xv);
-                                p2 = _mm512_dpbf16_ps(p2, as_bh(_mm512_load_si512(wt[2] + 32 * k)), xv);
-                                p3 = _mm512_dpbf16_ps(p3, as_bh(_mm512_load_si512(wt[3] + 32 * k)), xv);
-                            }
-                            int b = (c0 + 32 * c) / 128;
-                            a0 = _mm512_fmadd_ps(p0, _mm512_set1_ps(dsv4_e8m0_f32[sc[0][b]]), a0);
-                            a1 = _mm512_fmadd_ps(p1, _mm512_set1_ps(dsv4_e8m0_f32[sc[1][b]]), a1);
-                            a2 = _mm512_fmadd_ps(p2, _mm512_set1_ps(dsv4_e8m0_f32[sc[2][b]]), a2);
-                            a3 = _mm512_fmadd_ps(p3, _mm512_set1_ps(dsv4_e8m0_f32[sc[3][b]]), a3);
-                        }
-                    } else { /* FP4 */
-                        const uint8_t *sc[RB];
-                        for (int j = 0; j < RB; j++) sc[j] = w->scale + (size_t)(rb + (j < nrr ? j : 0)) * ncs + c0 / 32;
-                        const __m512 z = _mm512_setzero_ps();
-                        for (int c = 0; c < nch; c++) {
-                            __m512bh xv = as_bh(_mm512_loadu_si512(x + 32 * c));
-                            __m512 p0 = _mm512_dpbf16_ps(z, as_bh(_mm512_load_si512(wt[0] + 32 * c)), xv);
-                            __m512 p1 = _mm512_dpbf16_ps(z, as_bh(_mm512_load_si512(wt[1] + 32 * c)), xv);
-                            __m512 p2 = _mm512_dpbf16_ps(z, as_bh(_mm512_load_si512(wt[2] + 32 * c)), xv);
-                            __m512 p3 = _mm512_dpbf16_ps(z, as_bh(_mm512_load_si512(wt[3] + 32 * c)), xv);
-                            a0 = _mm512_fmadd_ps(p0, _mm512_set1_ps(dsv4_e8m0_f32[sc[0][c]]), a0);
-                            a1 = _mm512_fmadd_ps(p1, _mm512_set1_ps(dsv4_e8m0_f32[sc[1][c]]), a1);
-                            a2 = _mm512_fmadd_ps(p2, _mm512_set1_ps(dsv4_e8m0_f32[sc[2][c]]), a2);
-                            a3 = _mm512_fmadd_ps(p3, _mm512_set1_ps(dsv4_e8m0_f32[sc[3][c]]), a3);
-                        }
-                    }
-                    _mm512_store_ps(L[0][t], a0); _mm512_store_ps(L[1][t], a1);
-                    _mm512_store_ps(L[2][t], a2); _mm512_store_ps(L[3][t], a3);
-                }
+                for (int jr = 0; jr < nrr; jr += RS)
+                    tile_block(jb, w, rb + jr, nrr - jr < RS ? nrr - jr : RS, wt + jr, c0, nch, t0, nt, &L[jr]);
             }
             for (int t = 0; t < nt; t++)
                 for (int j = 0; j < nrr; j++) {
@@ -155,6 +241,16 @@ void dsv4_lin_rows_avx512(const dsv4_lin_job *jb, int r0, int nr) {
         }
     }
     _mm_setcsr(csr);
+}
+
+void dsv4_axpy_bf16_avx512(float *acc, float a, const uint16_t *v, int n) {
+    const __m512 av = _mm512_set1_ps(a);
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 x = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(v + i))), 16));
+        _mm512_storeu_ps(acc + i, _mm512_add_ps(_mm512_loadu_ps(acc + i), _mm512_mul_ps(av, x)));
+    }
+    for (; i < n; i++) acc[i] += a * dsv4_bf16f(v[i]);
 }
 
 float dsv4_dot_bf16_avx512(const uint16_t *a, const uint16_t *b, int n32) {

@@ -12,6 +12,7 @@
 #include "dsv4.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +20,8 @@
 #include <unistd.h>
 
 #define MAX_THREADS 1024
-#define SPIN_ITERS 200000   /* ~100 µs of spinning before a worker sleeps */
+#define SPIN_ITERS 20000    /* pause-loop iterations (tens of µs) before a worker sleeps */
+#define YIELD_EVERY 256     /* waiting threads yield the CPU this often (more threads than cores) */
 
 static struct {
     int nthreads;                 /* threads of the next call (requested) */
@@ -61,7 +63,11 @@ static void *worker(void *arg) {
         int spins = 0;
         while ((g = atomic_load_explicit(&P.gen, memory_order_acquire)) == seen) {
             if (atomic_load(&P.quit)) return NULL;
-            if (++spins < SPIN_ITERS) { cpu_relax(); continue; }
+            if (++spins < SPIN_ITERS) {
+                if (spins % YIELD_EVERY == 0) sched_yield();
+                else cpu_relax();
+                continue;
+            }
             pthread_mutex_lock(&P.mu);
             atomic_fetch_add(&P.sleepers, 1);
             while (atomic_load(&P.gen) == seen && !atomic_load(&P.quit)) pthread_cond_wait(&P.cv, &P.mu);
@@ -179,6 +185,9 @@ void dsv4_parallel_for(int n, dsv4_task_fn fn, void *ctx) {
         pthread_mutex_unlock(&P.mu);
     }
     run_share(0, P.live);
-    while (atomic_load_explicit(&P.done, memory_order_acquire) < P.live - 1) cpu_relax();
+    for (unsigned spins = 1; atomic_load_explicit(&P.done, memory_order_acquire) < P.live - 1; spins++) {
+        if (spins % YIELD_EVERY == 0) sched_yield();
+        else cpu_relax();
+    }
     atomic_store(&P.in_call, 0);
 }

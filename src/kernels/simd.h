@@ -27,18 +27,22 @@
 #include <stdint.h>
 #include "kernels/kernels.h"
 
-#define DSV4_LIN_RB 4     /* rows per register block */
+#define DSV4_LIN_RB 8     /* rows per register block / tile; row blocks start at multiples of it */
 #define DSV4_LIN_KC 512   /* columns per tile (multiple of 128) */
 
 /* One dsv4_linear call, prepared by linear.c (weights view, packed activations). */
 typedef struct {
     const dsv4_wview *w;
-    const uint16_t *xb;   /* [n_tok][colsp] packed BF16 activations */
+    const uint16_t *xb;   /* [n_tok][colsp] packed BF16 activations (row stride colsp) */
     int n_tok, cols, colsp;
+    const uint16_t *const *xptr;   /* or, when non-NULL: row t at xptr[t] (cols % 32 == 0) */
     int flags;
     float *out;           /* [n_tok][rows] */
 } dsv4_lin_job;
 
+static inline const uint16_t *dsv4_lin_x(const dsv4_lin_job *j, int t) {
+    return j->xptr ? j->xptr[t] : j->xb + (size_t)t * j->colsp;
+}
 /* Compute rows [r0, r0 + nr) of the job for all its tokens (one path). */
 typedef void (*dsv4_lin_rows_fn)(const dsv4_lin_job *j, int r0, int nr);
 void dsv4_lin_rows_scalar(const dsv4_lin_job *j, int r0, int nr);
@@ -51,10 +55,17 @@ float dsv4_dot_bf16_scalar(const uint16_t *a, const uint16_t *b, int n32);
 float dsv4_dot_bf16_avx2(const uint16_t *a, const uint16_t *b, int n32);
 float dsv4_dot_bf16_avx512(const uint16_t *a, const uint16_t *b, int n32);
 
+/* acc[i] = acc[i] + a * v[i] for i < n (a, v BF16 values: the product is exact; one rounding per element). */
+typedef void (*dsv4_axpy_fn)(float *acc, float a, const uint16_t *v, int n);
+void dsv4_axpy_bf16_scalar(float *acc, float a, const uint16_t *v, int n);
+void dsv4_axpy_bf16_avx2(float *acc, float a, const uint16_t *v, int n);
+void dsv4_axpy_bf16_avx512(float *acc, float a, const uint16_t *v, int n);
+
 /* The functions of the path in use (chosen once; see pool.h dsv4_kernel_path_id). */
 typedef struct {
     dsv4_lin_rows_fn lin_rows;
     dsv4_dot_fn dot_bf16;
+    dsv4_axpy_fn axpy_bf16;
 } dsv4_simd_ops;
 const dsv4_simd_ops *dsv4_simd(void);
 

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "model/model.h"
+#include "kernels/pool.h"
 #include "base/util.h"
 
 static inline float bf(float x) { return dsv4_round_bf16(x); }
@@ -236,37 +237,70 @@ static void select_topk(int *idx, int n, int k, const float *sc) {
 }
 
 /* ------------------------------------------------------------------ attention (§4.3) */
-/* Attention of one query token (q: [H][hd], position t) over nk BF16 keys kptr[0..nk) (read as F32, exact);
- * writes o [H][hd] (BF16 values, de-rotated). */
+/* Attention of one query token (q: [H][hd], position t) over nk BF16 keys kptr[0..nk); writes o [H][hd]
+ * (BF16 values, de-rotated). Scores z[j][h] = q_h . k_j for all heads in one pair-lane GEMM
+ * (dsv4_linear_bf16x: the packed queries are the "weight", the keys the rows; head_dim % 32 == 0 is checked
+ * at load), then one pool task per head: softmax with the sink, P (rounded to BF16) times V in key order. */
+typedef struct {
+    const dsv4_layer *L;
+    const dsv4_config *c;
+    int64_t t;
+    const uint16_t **kptr;
+    int nk;
+    const float *z;     /* [nk][H] raw dot products */
+    float scale;
+    float *o;
+} attend_job;
+
+static void attend_head(void *ctx, int h) {
+    const attend_job *a = ctx;
+    int H = a->c->n_heads, hd = a->c->head_dim, rd = a->c->rope_dim;
+    float mx = -INFINITY;
+    for (int j = 0; j < a->nk; j++) {
+        float zj = a->z[(size_t)j * H + h] * a->scale;
+        if (zj > mx) mx = zj;
+    }
+    float Z = 0, *acc = a->o + (size_t)h * hd;
+    memset(acc, 0, (size_t)hd * sizeof(float));
+    for (int j = 0; j < a->nk; j++) {
+        float p = expf(a->z[(size_t)j * H + h] * a->scale - mx);
+        Z += p;
+        dsv4_axpy_bf16(acc, bf(p), a->kptr[j], hd);
+    }
+    Z += expf(a->L->attn_sink[h] - mx);
+    for (int i = 0; i < hd; i++) acc[i] = bf(acc[i] / Z);
+    dsv4_rope(acc + hd - rd, rd, a->L->rope_f, a->t, 1);
+}
+
 static void attend(dsv4_session *s, const dsv4_layer *L, const float *q, int64_t t, const uint16_t **kptr, int nk,
                    float *o) {
     const dsv4_config *c = &s->m->cfg;
-    int H = c->n_heads, hd = c->head_dim, rd = c->rope_dim;
-    float scale = 1.0f / sqrtf((float)hd);
-    float *z = s->w.sc, *acc = s->w.tmp;
-    for (int h = 0; h < H; h++) {
-        const float *qh = q + (size_t)h * hd;
-        float mx = -INFINITY;
-        for (int j = 0; j < nk; j++) {
-            const uint16_t *k = kptr[j];
-            float d = 0;
-            for (int i = 0; i < hd; i++) d += qh[i] * dsv4_bf16_to_f32(k[i]);
-            z[j] = d * scale;
-            if (z[j] > mx) mx = z[j];
+    int H = c->n_heads, hd = c->head_dim;
+    store_bf16(s->w.qb, q, (size_t)H * hd);
+    dsv4_wview wq = {DSV4_W_BF16, H, hd, s->w.qb, NULL};
+    dsv4_linear_bf16x(s->w.sc, &wq, NULL, 0, kptr, nk, 0);
+    attend_job a = {L, c, t, kptr, nk, s->w.sc, 1.0f / sqrtf((float)hd), o};
+    dsv4_parallel_for(H, attend_head, &a);
+}
+
+/* Lightning indexer scores (§4.5) of token t's queries iq [ih][ihd] (BF16 values) with weights wh [ih] over the
+ * nvis visible indexer keys: isc[w] = sum_h wh[h] * relu(q_h . k_w), heads in order. The dot products run as
+ * pair-lane GEMMs over chunks of DSV4_IDX_CHUNK keys (rows of the cache, used in place). */
+static void indexer_scores(dsv4_session *s, const dsv4_block_state *b, const float *iq, const float *wh, int nvis,
+                           float *isc) {
+    const dsv4_config *c = &s->m->cfg;
+    int ih = c->index_n_heads, ihd = c->index_head_dim;
+    store_bf16(s->w.iqb, iq, (size_t)ih * ihd);
+    dsv4_wview wq = {DSV4_W_BF16, ih, ihd, s->w.iqb, NULL};
+    for (int w0 = 0; w0 < nvis; w0 += DSV4_IDX_CHUNK) {
+        int nw = nvis - w0 < DSV4_IDX_CHUNK ? nvis - w0 : DSV4_IDX_CHUNK;
+        dsv4_linear_bf16x(s->w.isd, &wq, b->ikeys + (size_t)w0 * ihd, (size_t)ihd, NULL, nw, 0);
+        for (int w = 0; w < nw; w++) {
+            const float *d = s->w.isd + (size_t)w * ih;
+            float sc = 0;
+            for (int h = 0; h < ih; h++) sc += wh[h] * (d[h] > 0 ? d[h] : 0);
+            isc[w0 + w] = sc;
         }
-        float Z = 0;
-        memset(acc, 0, (size_t)hd * sizeof(float));
-        for (int j = 0; j < nk; j++) {
-            float p = expf(z[j] - mx);
-            Z += p;
-            float pb = bf(p);
-            const uint16_t *k = kptr[j];
-            for (int i = 0; i < hd; i++) acc[i] += pb * dsv4_bf16_to_f32(k[i]);
-        }
-        Z += expf(L->attn_sink[h] - mx);
-        float *oh = o + (size_t)h * hd;
-        for (int i = 0; i < hd; i++) oh[i] = bf(acc[i] / Z);
-        dsv4_rope(oh + hd - rd, rd, L->rope_f, t, 1);
     }
 }
 
@@ -355,18 +389,8 @@ static void attention(dsv4_session *s, int li, const float *x, int n, int64_t po
                 const float *qi = s->w.iq + (size_t)t * ih * ihd, *wh = s->w.iw + (size_t)t * ih;
                 float *isc = s->w.ksc;
                 int *idx = s->w.kidx;
-                for (int w = 0; w < nvis; w++) {
-                    const uint16_t *k = b->ikeys + (size_t)w * ihd;
-                    float sc = 0;
-                    for (int h = 0; h < ih; h++) {
-                        const float *qh = qi + (size_t)h * ihd;
-                        float d = 0;
-                        for (int i = 0; i < ihd; i++) d += qh[i] * dsv4_bf16_to_f32(k[i]);
-                        sc += wh[h] * (d > 0 ? d : 0);
-                    }
-                    isc[w] = sc;
-                    idx[w] = w;
-                }
+                indexer_scores(s, b, qi, wh, nvis, isc);
+                for (int w = 0; w < nvis; w++) idx[w] = w;
                 select_topk(idx, nvis, c->index_topk, isc);
                 for (int i = 0; i < c->index_topk; i++) kptr[nk++] = b->entries + (size_t)idx[i] * hd;
             }

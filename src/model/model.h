@@ -19,7 +19,9 @@
 
 /* Maximum number of tokens processed at once inside dsv4_eval (a longer call is split internally;
  * results do not depend on the split). Sizes the scratch arena. */
-#define DSV4_CHUNK 32
+#define DSV4_CHUNK 128
+/* Indexer keys scored per GEMM call (sizes the score scratch: DSV4_IDX_CHUNK x index_n_heads floats). */
+#define DSV4_IDX_CHUNK 2048
 
 /* One token compressor (spec §4.4). R = ratio, dc = output width, overlap = 1 for R == 4 (c = 2). */
 typedef struct {
@@ -109,7 +111,9 @@ struct dsv4_session {
     struct {
         float *X, *u, *xn, *y, *pre, *post, *M, *mix;
         float *qa, *q, *kv, *ca, *cg, *ia, *ig, *iq, *iw, *o, *og, *r, *rg;
-        float *sc, *ksc, *pr; int *kidx; const uint16_t **kptr;   /* kptr: BF16 keys attended */
+        float *sc, *ksc, *pr; int *kidx; const uint16_t **kptr;   /* kptr: BF16 keys attended; sc: [nk][H] scores */
+        uint16_t *qb, *iqb;  /* [H*hd], [ih*ihd] BF16-packed queries of one token */
+        float *isd;          /* [DSV4_IDX_CHUNK][ih] indexer dot products */
         float *rl, *rw; int *rid; float *xe, *g, *v, *ye, *acc; int *etok; float *ew;
         float *mh, *mhn;   /* [max(CH,1)*hc*D] MTP input projections */
         float *act;        /* act-quant scratch for dsv4_linear */
@@ -127,6 +131,15 @@ struct dsv4_session {
  * NULL or max_ctx < 1, SIZE_MAX when the layout does not fit size_t (dsv4_session_open then fails with
  * "out of memory"). */
 size_t dsv4_session_state_bytes(const dsv4_config *c, int max_ctx);
+
+/* ---- synthetic.c ---- */
+/* Benchmark helper (`dsv4 bench --ctx`, docs/performance.md): reset s and give it the state of a session that
+ * has evaluated `pos` tokens of random content, without evaluating them: s->pos = pos, every block's window
+ * ring, compressed entries, indexer keys and compressor partial state filled with random values of the form the
+ * forward pass writes (FP8-simulated nope dims, Hadamard + FP4-simulated indexer keys, BF16-exact), the MTP
+ * history and last_x random. Deterministic in seed (independent of the thread count). pos in [0, max_ctx].
+ * Returns 0, or -1 with err (s NULL, pos out of range, out of memory). */
+int dsv4_session_fill_synthetic(dsv4_session *s, int pos, uint64_t seed, char *err, size_t errlen);
 
 /* ---- weights.c ---- */
 /* Bind and validate every tensor the config implies (spec §2); fills m->layers etc. err names the

@@ -173,7 +173,10 @@ static void layout(const dsv4_config *c, int max_ctx, dsv4_session *s, carver *c
     CARVE(s->w.og, CH * (H / G) * hd);
     CARVE(s->w.r, CH * G * olr);
     CARVE(s->w.rg, CH * olr);
-    CARVE(s->w.sc, nkx);
+    CARVE(s->w.sc, mul(nkx, H));
+    CARVE(s->w.qb, H * hd);
+    CARVE(s->w.iqb, ih * ihd > 0 ? ih * ihd : 1);
+    CARVE(s->w.isd, (size_t)DSV4_IDX_CHUNK * (ih > 0 ? ih : 1));
     CARVE(s->w.pr, nkx);
     CARVE(s->w.kptr, nkx);
     CARVE(s->w.ksc, mc / 4 + 1);

@@ -1,0 +1,600 @@
+/* cli/cmd_bench.c — `dsv4 bench`: decode, head, prefill and long-context decode speed per thread count, against
+ * the machine's read bandwidth and the kernels' peak arithmetic rate measured in the same run (issue 6; the
+ * method is docs/performance.md).
+ *
+ *   dsv4 bench -m DIR [--twin DIR] [-t LIST] [--ctx LIST] [--ctx-threads LIST] [--prefill LIST] [-n N]
+ *              [--csv FILE] [--kernel NAME] [--bw-mib N] [--no-warm]
+ *
+ * Per thread count (dsv4_set_threads): read bandwidth (a streaming read of a 1 GiB buffer over the thread pool,
+ * best of 5), kernel peak (one dsv4_linear per thread on a cache-resident FP8 256x2048 weight, 32 tokens,
+ * FP8 activations; best of 3), decode ms/token of -m and --twin (the small-vocabulary twin sharing the layer
+ * weights: head = full - twin, per layer-token = twin / n_layers), prefill tok/s of one dsv4_eval call of each
+ * --prefill size on a fresh session, and decode ms/token at each --ctx position after a synthetic state fill
+ * (dsv4_session_fill_synthetic, src/model/synthetic.c). Ratios: decode vs bound = (bytes read per token /
+ * bandwidth) / measured time, where bytes = the weights one decode step reads (dsv4_model_info.bytes_per_token)
+ * + the caches it reads at that context; prefill vs peak = (active parameters per token x tokens / time) /
+ * peak. Prints a table (rows = measures, columns = thread counts) and, with --csv, one line per value.
+ *
+ * This is the one CLI file that uses internal headers (model/model.h for the synthetic fill and the config,
+ * kernels/ for dsv4_linear and the pool): it benchmarks the engine from the inside.
+ */
+#include "dsv4.h"
+#include "cli/cli_util.h"
+#include "cli/commands.h"
+#include "model/model.h"
+#include "kernels/kernels.h"
+#include "kernels/pool.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define ERRLEN 1024
+#define MAXLIST 64
+#define PEAK_ROWS 256
+#define PEAK_COLS 2048
+#define PEAK_TOK 32
+
+static const char bench_usage[] =
+    "usage: dsv4 bench -m DIR [--twin DIR] [-t LIST] [--ctx LIST] [--ctx-threads LIST] [--prefill LIST] [-n N]\n"
+    "                  [--csv FILE] [--kernel NAME] [--bw-mib N] [--no-warm]\n"
+    "  -m DIR             model (e.g. the V4-Flash-shaped checkpoint of tools/bench/make_flash_ckpt)\n"
+    "  --twin DIR         the same layers with a small vocabulary: head ms = full - twin, ms per layer-token\n"
+    "                     = twin / layers\n"
+    "  -t LIST            thread counts, comma-separated (default 1,2,...,physical cores)\n"
+    "  --ctx LIST         decode positions after a synthetic state fill (default 4096,65536,1048576; none)\n"
+    "  --ctx-threads LIST thread counts for the --ctx runs (default: those of -t)\n"
+    "  --prefill LIST     prefill chunk sizes, one dsv4_eval call each (default 128,512,2048; none)\n"
+    "  -n N               timed decode steps per measurement (default 16; 2 untimed steps come first)\n"
+    "  --csv FILE         also write every value as CSV (kernel,threads,metric,param,value,unit)\n"
+    "  --kernel NAME      kernel path: scalar, avx2 or avx512 (default: the best this CPU has)\n"
+    "  --bw-mib N         size of the read-bandwidth buffer in MiB (default 1024; keep it well above the caches)\n"
+    "  --no-warm          do not read the checkpoint files into the page cache first\n"
+    "  Read bandwidth (streaming read, best of 5) and kernel peak (dsv4_linear, FP8 256x2048, 32 tokens,\n"
+    "  one per thread) are measured in the same run; docs/performance.md has the method.\n";
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* "1,2,4" -> v (each in [lo, hi]); "none" -> 0 entries. Returns the count, or -1. */
+static int parse_list(const char *s, long lo, long hi, int *v) {
+    if (!strcmp(s, "none")) return 0;
+    int n = 0;
+    const char *p = s;
+    while (*p) {
+        char *end; errno = 0;
+        long x = strtol(p, &end, 10);
+        if (end == p || errno || x < lo || x > hi || n == MAXLIST) return -1;
+        v[n++] = (int)x;
+        p = end;
+        if (*p == ',') { p++; if (!*p) return -1; }
+        else if (*p) return -1;
+    }
+    return n;
+}
+
+/* ------------------------------------------------------------------ results */
+typedef struct { char metric[32]; long param; int threads; double value; const char *unit; } result;
+typedef struct { result *v; int n, cap; } results;
+static void put(results *r, int threads, const char *metric, long param, double value, const char *unit) {
+    if (r->n == r->cap) {
+        int cap = r->cap ? 2 * r->cap : 64;
+        result *nv = realloc(r->v, sizeof *nv * (size_t)cap);
+        if (!nv) return;   /* a value lost to OOM only shortens the table */
+        r->v = nv; r->cap = cap;
+    }
+    result *x = &r->v[r->n++];
+    snprintf(x->metric, sizeof x->metric, "%s", metric);
+    x->param = param; x->threads = threads; x->value = value; x->unit = unit;
+}
+static int get(const results *r, int threads, const char *metric, long param, double *out) {
+    for (int i = 0; i < r->n; i++)
+        if (r->v[i].threads == threads && r->v[i].param == param && !strcmp(r->v[i].metric, metric)) {
+            *out = r->v[i].value;
+            return 1;
+        }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ read bandwidth */
+typedef struct { const unsigned char *buf; size_t bytes; int parts; uint64_t sums[1024]; } bw_ctx;
+#if defined(__GNUC__)
+typedef uint64_t v4u64 __attribute__((vector_size(32)));
+#endif
+static void bw_task(void *vctx, int i) {
+    bw_ctx *c = vctx;
+    size_t per = c->bytes / (size_t)c->parts / 256 * 256;
+    const unsigned char *p = c->buf + (size_t)i * per;
+#if defined(__GNUC__)
+    v4u64 a0 = {0, 0, 0, 0}, a1 = a0, a2 = a0, a3 = a0;
+    for (size_t k = 0; k < per; k += 128) {
+        v4u64 x0, x1, x2, x3;
+        memcpy(&x0, p + k, 32); memcpy(&x1, p + k + 32, 32); memcpy(&x2, p + k + 64, 32); memcpy(&x3, p + k + 96, 32);
+        a0 += x0; a1 += x1; a2 += x2; a3 += x3;
+    }
+    a0 += a1 + a2 + a3;
+    c->sums[i & 1023] = a0[0] + a0[1] + a0[2] + a0[3];
+#else
+    uint64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    for (size_t k = 0; k < per; k += 32) {
+        uint64_t x[4];
+        memcpy(x, p + k, 32);
+        a0 += x[0]; a1 += x[1]; a2 += x[2]; a3 += x[3];
+    }
+    c->sums[i & 1023] = a0 + a1 + a2 + a3;
+#endif
+}
+/* Best of `reps` streaming reads of buf over the pool (one contiguous part per thread), bytes/s. */
+static double measure_bandwidth(const unsigned char *buf, size_t bytes, int reps) {
+    bw_ctx c;
+    memset(&c, 0, sizeof c);
+    c.buf = buf; c.bytes = bytes; c.parts = dsv4_pool_threads();
+    double best = 0;
+    for (int r = 0; r < reps; r++) {
+        double t0 = now_s();
+        dsv4_parallel_for(c.parts, bw_task, &c);
+        double dt = now_s() - t0;
+        double bw = (double)(bytes / (size_t)c.parts / 256 * 256) * c.parts / dt;
+        if (bw > best) best = bw;
+    }
+    return best;
+}
+
+/* ------------------------------------------------------------------ kernel peak */
+typedef struct {
+    dsv4_wview w[1024];
+    const float *x;
+    float *out, *scratch;   /* per task: PEAK_TOK*PEAK_ROWS, scratch_floats */
+    size_t scratch_floats;
+    int reps;
+} peak_ctx;
+static void peak_task(void *vctx, int i) {
+    peak_ctx *c = vctx;
+    for (int r = 0; r < c->reps; r++)
+        dsv4_linear(c->out + (size_t)i * PEAK_TOK * PEAK_ROWS, &c->w[i], c->x, PEAK_TOK, DSV4_ACT_FP8,
+                    c->scratch + (size_t)i * c->scratch_floats);
+}
+/* Multiply-adds per second of dsv4_linear, one call stream per thread (nested pool calls run serially, so every
+ * thread runs its own linear on its own cache-resident weight). Best of 3 runs of >= 0.2 s. */
+static double measure_peak(peak_ctx *c) {
+    int nt = dsv4_pool_threads();
+    c->reps = 1;
+    dsv4_parallel_for(nt, peak_task, c);   /* warm-up (first-call set-up) */
+    double t0 = now_s();
+    dsv4_parallel_for(nt, peak_task, c);   /* sizes reps */
+    double dt = now_s() - t0;
+    c->reps = dt > 0 ? (int)(0.2 / dt) + 1 : 100;
+    double best = 0;
+    for (int k = 0; k < 3; k++) {
+        t0 = now_s();
+        dsv4_parallel_for(nt, peak_task, c);
+        dt = now_s() - t0;
+        double rate = (double)PEAK_ROWS * PEAK_COLS * PEAK_TOK * c->reps * nt / dt;
+        if (rate > best) best = rate;
+    }
+    return best;
+}
+
+/* ------------------------------------------------------------------ page cache */
+/* Read every *.safetensors file of dir once (so that decode timings do not include disk reads); inodes already
+ * read (the twin's hard-linked layer shard) are skipped. Returns bytes read. */
+static double warm_dir(const char *dir, dev_t *devs, ino_t *inos, int *nseen, unsigned char *buf, size_t bufsz) {
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    double total = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t l = strlen(e->d_name);
+        if (l < 12 || strcmp(e->d_name + l - 12, ".safetensors")) continue;
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        struct stat st;
+        if (stat(path, &st) != 0) continue;
+        int seen = 0;
+        for (int i = 0; i < *nseen; i++) seen |= devs[i] == st.st_dev && inos[i] == st.st_ino;
+        if (seen || *nseen >= 256) continue;
+        devs[*nseen] = st.st_dev; inos[*nseen] = st.st_ino; (*nseen)++;
+        int fd = open(path, O_RDONLY);
+        if (fd < 0) continue;
+        ssize_t k;
+        while ((k = read(fd, buf, bufsz)) > 0) total += (double)k;
+        close(fd);
+    }
+    closedir(d);
+    return total;
+}
+
+/* ------------------------------------------------------------------ model runs */
+/* Cache bytes one decode step reads at position ctx (BF16 keys): per trunk layer the window, and the compressed
+ * entries it attends (CSA: min(ctx/4, top-k) entries plus all ctx/4 indexer keys when ctx/4 > top-k; HCA: all
+ * ctx/R). */
+static double cache_bytes(const dsv4_config *c, long ctx) {
+    double b = 0;
+    for (int l = 0; l < c->n_layers; l++) {
+        long R = c->compress_ratios[l];
+        b += (double)(ctx < c->window_size ? ctx : c->window_size) * c->head_dim * 2;
+        if (R == 4) {
+            long nv = ctx / 4;
+            b += (double)(nv < c->index_topk ? nv : c->index_topk) * c->head_dim * 2;
+            if (nv > c->index_topk) b += (double)nv * c->index_head_dim * 2;
+        } else if (R > 0) {
+            b += (double)(ctx / R) * c->head_dim * 2;
+        }
+    }
+    return b;
+}
+
+static int32_t tok_at(long k, int V) { return (int32_t)((k * 7919 + 13) % V); }
+
+/* n decode steps after `warm` untimed ones on session s (logits: vocab floats). Returns ms/token or -1. */
+static double time_decode(dsv4_session *s, int V, int warm, int n, float *logits, char *err) {
+    double t0 = 0;
+    for (int k = 0; k < warm + n; k++) {
+        if (k == warm) t0 = now_s();
+        int32_t t = tok_at(dsv4_session_pos(s), V);
+        if (dsv4_eval(s, &t, 1, logits, err, ERRLEN) != 0) return -1;
+    }
+    return (now_s() - t0) * 1e3 / n;
+}
+
+typedef struct { const char *dir; dsv4_model *m; dsv4_model_info info; float *logits; dsv4_session *s; } bmodel;
+
+static int open_model(bmodel *b, const char *dir, int max_ctx) {
+    char err[ERRLEN];
+    b->dir = dir;
+    if (dsv4_model_load(&b->m, dir, err, sizeof err) != 0) {
+        fprintf(stderr, "dsv4 bench: cannot load model: %s\n", err);
+        return -1;
+    }
+    dsv4_model_get_info(b->m, &b->info);
+    b->logits = malloc(sizeof(float) * (size_t)b->info.vocab_size);
+    if (!b->logits) { fprintf(stderr, "dsv4 bench: out of memory\n"); return -1; }
+    if (dsv4_session_open(&b->s, b->m, max_ctx, err, sizeof err) != 0) {
+        fprintf(stderr, "dsv4 bench: %s: %s\n", dir, err);
+        return -1;
+    }
+    return 0;
+}
+static void close_model(bmodel *b) {
+    dsv4_session_free(b->s);
+    free(b->logits);
+    dsv4_model_free(b->m);
+}
+
+static const char *layer_kinds(const dsv4_config *c, char *buf, size_t n) {
+    size_t k = 0;
+    buf[0] = 0;
+    for (int l = 0; l < c->n_layers && k + 24 < n; l++) {
+        int R = c->compress_ratios[l];
+        k += (size_t)snprintf(buf + k, n - k, "%s%s%s", l ? ", " : "", R == 0 ? "window" : R == 4 ? "CSA" : "HCA",
+                              l < c->n_hash_layers ? "+hash" : "");
+    }
+    return buf;
+}
+
+/* one table row: label, then the value per thread count (or "-") */
+static void row(const results *r, const int *thr, int nthr, const char *label, const char *metric, long param,
+                const char *fmt) {
+    printf("  %-44s", label);
+    for (int i = 0; i < nthr; i++) {
+        double v;
+        char cell[32];
+        if (get(r, thr[i], metric, param, &v)) snprintf(cell, sizeof cell, fmt, v);
+        else snprintf(cell, sizeof cell, "-");
+        printf(" %12s", cell);
+    }
+    printf("\n");
+}
+
+static const char *ctx_name(long c, char *buf) {
+    if (c >= 1048576 && c % 1048576 == 0) snprintf(buf, 32, "%ld Mi", c / 1048576);
+    else if (c >= 1024 && c % 1024 == 0) snprintf(buf, 32, "%ld Ki", c / 1024);
+    else snprintf(buf, 32, "%ld", c);
+    return buf;
+}
+
+int dsv4_cli_bench(int argc, char **argv) {
+    const char *dir = NULL, *twin = NULL, *csv = NULL, *kernel = NULL;
+    int thr[MAXLIST], nthr = -1, ctx[MAXLIST], nctx = -1, cthr[MAXLIST], ncthr = -1, pre[MAXLIST], npre = -1;
+    int n_dec = 16, warm = 1, bw_mib = 1024;
+    for (int i = 1; i < argc; i++) {
+        const char *o = argv[i];
+        if (cli_is_help(o)) { fputs(bench_usage, stdout); return 0; }
+        if (!strcmp(o, "--no-warm")) { warm = 0; continue; }
+        if (strcmp(o, "-m") && strcmp(o, "--twin") && strcmp(o, "-t") && strcmp(o, "--ctx") && strcmp(o, "--ctx-threads") &&
+            strcmp(o, "--prefill") && strcmp(o, "-n") && strcmp(o, "--csv") && strcmp(o, "--kernel") &&
+            strcmp(o, "--bw-mib")) {
+            fprintf(stderr, "dsv4 bench: unknown option '%s'\n%s", o, bench_usage);
+            return 2;
+        }
+        if (i + 1 >= argc) { fprintf(stderr, "dsv4 bench: option %s needs a value\n%s", o, bench_usage); return 2; }
+        const char *v = argv[++i];
+        int bad = 0;
+        if (!strcmp(o, "-m")) dir = v;
+        else if (!strcmp(o, "--twin")) twin = v;
+        else if (!strcmp(o, "--csv")) csv = v;
+        else if (!strcmp(o, "--kernel")) kernel = v;
+        else if (!strcmp(o, "-t")) bad = (nthr = parse_list(v, 1, 1024, thr)) < 1;
+        else if (!strcmp(o, "--ctx-threads")) bad = (ncthr = parse_list(v, 1, 1024, cthr)) < 0;
+        else if (!strcmp(o, "--ctx")) bad = (nctx = parse_list(v, 1, 1 << 24, ctx)) < 0;
+        else if (!strcmp(o, "--prefill")) bad = (npre = parse_list(v, 1, 1 << 20, pre)) < 0;
+        else {
+            int one[MAXLIST], bwm = !strcmp(o, "--bw-mib");
+            bad = parse_list(v, 1, bwm ? 65536 : 1 << 20, one) != 1;
+            if (!bad && bwm) bw_mib = one[0];
+            else if (!bad) n_dec = one[0];
+        }
+        if (bad) {
+            fprintf(stderr, "dsv4 bench: option %s: '%s' is not %s\n", o, v,
+                    !strcmp(o, "-n") ? "an integer in [1, 1048576]"
+                    : !strcmp(o, "--bw-mib") ? "an integer in [1, 65536]"
+                    : !strcmp(o, "-t") ? "a list of thread counts in [1, 1024]"
+                    : !strcmp(o, "--ctx-threads") ? "a list of thread counts in [1, 1024] (or none)"
+                    : !strcmp(o, "--ctx") ? "a list of positions in [1, 16777216] (or none)"
+                                          : "a list of chunk sizes in [1, 1048576] (or none)");
+            return 2;
+        }
+    }
+    if (!dir) { fprintf(stderr, "dsv4 bench: -m DIR is required\n%s", bench_usage); return 2; }
+    char err[ERRLEN];
+    if (kernel && dsv4_set_kernel_path(kernel, err, sizeof err) != 0) {
+        fprintf(stderr, "dsv4 bench: --kernel %s: %s\n", kernel, err);
+        return 2;
+    }
+    if (nthr < 0) {
+        nthr = dsv4_default_threads();
+        if (nthr > MAXLIST) nthr = MAXLIST;
+        for (int i = 0; i < nthr; i++) thr[i] = i + 1;
+    }
+    if (ncthr < 0) { ncthr = nthr; memcpy(cthr, thr, sizeof(int) * (size_t)nthr); }
+    if (nctx < 0) { nctx = 3; ctx[0] = 4096; ctx[1] = 65536; ctx[2] = 1048576; }
+    if (npre < 0) { npre = 3; pre[0] = 128; pre[1] = 512; pre[2] = 2048; }
+
+    int rc = 1;
+    const int WARM = 2;
+    bmodel full = {0}, tw = {0};
+    results R = {0};
+    unsigned char *bwbuf = NULL, *wbuf = NULL;
+    uint8_t *pw = NULL, *ps = NULL;
+    float *px = NULL;
+    peak_ctx *pc = NULL;
+    FILE *cf = NULL;
+    size_t bwbytes = (size_t)bw_mib << 20;
+    int maxthr = 1;
+    for (int i = 0; i < nthr; i++) if (thr[i] > maxthr) maxthr = thr[i];
+    for (int i = 0; i < ncthr; i++) if (cthr[i] > maxthr) maxthr = cthr[i];
+
+    if (open_model(&full, dir, WARM + n_dec) != 0) goto done;
+    if (twin && open_model(&tw, twin, WARM + n_dec) != 0) goto done;
+    const dsv4_config *c = &full.m->cfg;
+    if (twin && (tw.m->cfg.n_layers != c->n_layers || tw.m->cfg.dim != c->dim))
+        fprintf(stderr, "dsv4 bench: warning: --twin %s has %d layers of dim %d, the model %d of dim %d: head and "
+                "per-layer figures are meaningless\n", twin, tw.m->cfg.n_layers, tw.m->cfg.dim, c->n_layers, c->dim);
+    if (csv && !(cf = fopen(csv, "w"))) { fprintf(stderr, "dsv4 bench: cannot write %s: %s\n", csv, strerror(errno)); goto done; }
+
+    char kinds[512], b1[32], b2[32];
+    printf("dsv4 bench: %s: %d layers (%s), dim %d, %d heads x %d, %d experts (top %d), vocab %d; %s of weights, "
+           "%s read per decoded token\n", dir, c->n_layers, layer_kinds(c, kinds, sizeof kinds), c->dim, c->n_heads,
+           c->head_dim, c->n_routed_experts, c->n_activated_experts, c->vocab_size, cli_bytes(full.info.bytes_total, b1),
+           cli_bytes(full.info.bytes_per_token, b2));
+    if (twin)
+        printf("  twin %s: vocab %d (%s read per decoded token)\n", twin, tw.info.vocab_size,
+               cli_bytes(tw.info.bytes_per_token, b1));
+    if (warm) {
+        size_t wsz = (size_t)16 << 20;
+        dev_t devs[256]; ino_t inos[256]; int nseen = 0;
+        if (!(wbuf = malloc(wsz))) { fprintf(stderr, "dsv4 bench: out of memory\n"); goto done; }
+        double t0 = now_s();
+        double got = warm_dir(dir, devs, inos, &nseen, wbuf, wsz);
+        if (twin) got += warm_dir(twin, devs, inos, &nseen, wbuf, wsz);
+        printf("  page cache: read %s of checkpoint files in %.1f s\n", cli_bytes(got, b1), now_s() - t0);
+        free(wbuf); wbuf = NULL;
+    }
+    fflush(stdout);
+
+    /* buffers of the machine measurements */
+    if (!(bwbuf = malloc(bwbytes))) { fprintf(stderr, "dsv4 bench: out of memory (%d MiB read buffer)\n", bw_mib); goto done; }
+    memset(bwbuf, 1, bwbytes);
+    pc = calloc(1, sizeof *pc);
+    size_t wn = (size_t)PEAK_ROWS * PEAK_COLS, sn = (size_t)(PEAK_ROWS / 128) * (PEAK_COLS / 128);
+    pw = malloc(wn * (size_t)maxthr);
+    ps = malloc(sn * (size_t)maxthr);
+    px = malloc(sizeof(float) * PEAK_TOK * PEAK_COLS);
+    if (pc) {
+        pc->scratch_floats = (size_t)2 * PEAK_TOK * PEAK_COLS + 64;   /* >= dsv4_linear_scratch_floats (1.5x + 16) */
+        pc->out = malloc(sizeof(float) * PEAK_TOK * PEAK_ROWS * (size_t)maxthr);
+        pc->scratch = malloc(sizeof(float) * pc->scratch_floats * (size_t)maxthr);
+    }
+    if (!pc || !pw || !ps || !px || !pc->out || !pc->scratch) { fprintf(stderr, "dsv4 bench: out of memory\n"); goto done; }
+    uint64_t st = 0x9E3779B97F4A7C15ULL;
+    for (size_t i = 0; i < wn * (size_t)maxthr; i++) {
+        st ^= st << 13; st ^= st >> 7; st ^= st << 17;
+        uint8_t b = (uint8_t)(st >> 24) & 0xb7;   /* exponent field 0, 2, 4 or 6: |value| < 1, never NaN */
+        pw[i] = b;
+    }
+    for (size_t i = 0; i < sn * (size_t)maxthr; i++) ps[i] = 127 - 8;
+    for (size_t i = 0; i < (size_t)PEAK_TOK * PEAK_COLS; i++) {
+        st ^= st << 13; st ^= st >> 7; st ^= st << 17;
+        px[i] = (float)((int)(st >> 40 & 255) - 128) / 64.0f;   /* BF16-exact */
+    }
+    pc->x = px;
+    for (int i = 0; i < maxthr; i++) {
+        dsv4_wview *w = &pc->w[i];
+        w->fmt = DSV4_W_FP8; w->rows = PEAK_ROWS; w->cols = PEAK_COLS;
+        w->data = pw + wn * (size_t)i; w->scale = ps + sn * (size_t)i;
+    }
+
+    double head_params = (double)c->vocab_size * c->dim;
+    double trunk_macs = full.info.n_params_active - head_params;   /* per prefill token (head once per call) */
+    const char *kpath = dsv4_get_kernel_path();
+    for (int ti = 0; ti < nthr; ti++) {
+        int T = thr[ti];
+        if (dsv4_set_threads(T, err, sizeof err) != 0) { fprintf(stderr, "dsv4 bench: threads %d: %s\n", T, err); goto done; }
+        double bw = measure_bandwidth(bwbuf, bwbytes, 5);
+        double peak = measure_peak(pc);
+        put(&R, T, "read_bandwidth", 0, bw / 1e9, "GB/s");
+        put(&R, T, "kernel_peak", 0, peak / 1e9, "GMAC/s");
+        fprintf(stderr, "threads %d: read %.2f GB/s, kernel peak %.2f GMAC/s\n", T, bw / 1e9, peak / 1e9);
+        /* decode at the start of a sequence */
+        dsv4_session_reset(full.s);
+        double tf = time_decode(full.s, full.info.vocab_size, WARM, n_dec, full.logits, err);
+        if (tf < 0) { fprintf(stderr, "dsv4 bench: decode %s: %s\n", dir, err); goto done; }
+        put(&R, T, "decode_full", 0, tf, "ms/token");
+        double bound = (full.info.bytes_per_token + cache_bytes(c, WARM + n_dec)) / bw * 1e3;
+        put(&R, T, "decode_bound", 0, bound, "ms/token");
+        put(&R, T, "decode_vs_bound", 0, bound / tf, "ratio");
+        fprintf(stderr, "threads %d: decode %.2f ms/token (bandwidth bound %.2f ms)\n", T, tf, bound);
+        if (twin) {
+            dsv4_session_reset(tw.s);
+            double tt = time_decode(tw.s, tw.info.vocab_size, WARM, n_dec, tw.logits, err);
+            if (tt < 0) { fprintf(stderr, "dsv4 bench: decode %s: %s\n", twin, err); goto done; }
+            put(&R, T, "decode_twin", 0, tt, "ms/token");
+            put(&R, T, "head", 0, tf - tt, "ms/token");
+            put(&R, T, "layer_token", 0, tt / c->n_layers, "ms");
+            double lbound = (tw.info.bytes_per_token + cache_bytes(c, WARM + n_dec)) / bw * 1e3;
+            put(&R, T, "twin_vs_bound", 0, lbound / tt, "ratio");
+            fprintf(stderr, "threads %d: twin %.2f ms/token -> head %.2f ms, %.2f ms per layer-token\n", T, tt, tf - tt,
+                    tt / c->n_layers);
+        }
+        /* prefill: one call of P tokens on a fresh session */
+        for (int pi = 0; pi < npre; pi++) {
+            int P = pre[pi];
+            dsv4_session *s = NULL;
+            int32_t *toks = malloc(sizeof(int32_t) * (size_t)P);
+            if (!toks || dsv4_session_open(&s, full.m, P, err, sizeof err) != 0) {
+                fprintf(stderr, "dsv4 bench: prefill %d: %s\n", P, toks ? err : "out of memory");
+                free(toks);
+                goto done;
+            }
+            for (int k = 0; k < P; k++) toks[k] = tok_at(k, full.info.vocab_size);
+            double t0 = now_s();
+            int e = dsv4_eval(s, toks, P, full.logits, err, sizeof err);
+            double dt = now_s() - t0;
+            free(toks);
+            dsv4_session_free(s);
+            if (e) { fprintf(stderr, "dsv4 bench: prefill %d: %s\n", P, err); goto done; }
+            double rate = (trunk_macs * P + head_params) / dt;
+            put(&R, T, "prefill", P, P / dt, "tok/s");
+            put(&R, T, "prefill_gmacs", P, rate / 1e9, "GMAC/s");
+            put(&R, T, "prefill_vs_peak", P, rate / peak, "ratio");
+            fprintf(stderr, "threads %d: prefill %d: %.2f tok/s (%.2f GMAC/s)\n", T, P, P / dt, rate / 1e9);
+        }
+    }
+    /* long context: one session per position, filled once, then decode per thread count */
+    for (int ci = 0; ci < nctx && ncthr > 0; ci++) {
+        int C = ctx[ci];
+        int max_ctx = C + (WARM + n_dec) * ncthr;
+        dsv4_session *s = NULL;
+        if (dsv4_session_open(&s, full.m, max_ctx, err, sizeof err) != 0) {
+            fprintf(stderr, "dsv4 bench: context %d: %s\n", C, err);
+            goto done;
+        }
+        if (dsv4_set_threads(cthr[0], err, sizeof err) != 0) {
+            fprintf(stderr, "dsv4 bench: threads %d: %s\n", cthr[0], err);
+            dsv4_session_free(s);
+            goto done;
+        }
+        double t0 = now_s();
+        if (dsv4_session_fill_synthetic(s, C, 42, err, sizeof err) != 0) {
+            fprintf(stderr, "dsv4 bench: context %d: %s\n", C, err);
+            dsv4_session_free(s);
+            goto done;
+        }
+        double fill = now_s() - t0;
+        fprintf(stderr, "context %d: synthetic fill %.2f s (%d threads)\n", C, fill, cthr[0]);
+        for (int ti = 0; ti < ncthr; ti++) {
+            int T = cthr[ti];
+            double bw;
+            if (dsv4_set_threads(T, err, sizeof err) != 0) {
+                fprintf(stderr, "dsv4 bench: threads %d: %s\n", T, err);
+                dsv4_session_free(s);
+                goto done;
+            }
+            if (!get(&R, T, "read_bandwidth", 0, &bw)) {
+                bw = measure_bandwidth(bwbuf, bwbytes, 5) / 1e9;
+                put(&R, T, "read_bandwidth", 0, bw, "GB/s");
+            }
+            if (ti == 0) put(&R, T, "ctx_fill", C, fill, "s");
+            double td = time_decode(s, full.info.vocab_size, WARM, n_dec, full.logits, err);
+            if (td < 0) { fprintf(stderr, "dsv4 bench: context %d: %s\n", C, err); dsv4_session_free(s); goto done; }
+            double bytes = full.info.bytes_per_token + cache_bytes(c, C);
+            put(&R, T, "ctx_decode", C, td, "ms/token");
+            put(&R, T, "ctx_bytes", C, bytes / 1e9, "GB/token");
+            put(&R, T, "ctx_vs_bound", C, bytes / (bw * 1e9) * 1e3 / td, "ratio");
+            fprintf(stderr, "threads %d: context %d: decode %.2f ms/token\n", T, C, td);
+        }
+        dsv4_session_free(s);
+    }
+
+    /* table: rows = measures, columns = thread counts */
+    int cols[2 * MAXLIST], ncols = 0;
+    for (int i = 0; i < nthr; i++) cols[ncols++] = thr[i];
+    for (int i = 0; i < ncthr; i++) {
+        int dup = 0;
+        for (int j = 0; j < ncols; j++) dup |= cols[j] == cthr[i];
+        if (!dup) cols[ncols++] = cthr[i];
+    }
+    printf("\nkernel path %s; %d physical cores; -n %d timed decode steps after %d untimed\n", kpath,
+           dsv4_default_threads(), n_dec, WARM);
+    printf("  %-44s", "threads");
+    for (int i = 0; i < ncols; i++) printf(" %12d", cols[i]);
+    printf("\n");
+    char bwlab[64];
+    snprintf(bwlab, sizeof bwlab, "read bandwidth (GB/s, %d MiB, best of 5)", bw_mib);
+    row(&R, cols, ncols, bwlab, "read_bandwidth", 0, "%.2f");
+    row(&R, cols, ncols, "kernel peak (GMAC/s, FP8 256x2048 x32)", "kernel_peak", 0, "%.2f");
+    row(&R, cols, ncols, "decode (ms/token)", "decode_full", 0, "%.2f");
+    row(&R, cols, ncols, "  bandwidth bound (ms/token)", "decode_bound", 0, "%.2f");
+    row(&R, cols, ncols, "  decode vs bound", "decode_vs_bound", 0, "%.3f");
+    if (twin) {
+        row(&R, cols, ncols, "decode, small-vocab twin (ms/token)", "decode_twin", 0, "%.2f");
+        row(&R, cols, ncols, "  head = full - twin (ms/token)", "head", 0, "%.2f");
+        char lab[64];
+        snprintf(lab, sizeof lab, "  per layer-token = twin / %d (ms)", c->n_layers);
+        row(&R, cols, ncols, lab, "layer_token", 0, "%.2f");
+        row(&R, cols, ncols, "  twin vs its bound", "twin_vs_bound", 0, "%.3f");
+    }
+    for (int pi = 0; pi < npre; pi++) {
+        char lab[64];
+        snprintf(lab, sizeof lab, "prefill %d-token chunk (tok/s)", pre[pi]);
+        row(&R, cols, ncols, lab, "prefill", pre[pi], "%.2f");
+        row(&R, cols, ncols, "  achieved GMAC/s", "prefill_gmacs", pre[pi], "%.2f");
+        row(&R, cols, ncols, "  prefill vs kernel peak", "prefill_vs_peak", pre[pi], "%.3f");
+    }
+    for (int ci = 0; ci < nctx && ncthr > 0; ci++) {
+        char lab[64], cn[32];
+        snprintf(lab, sizeof lab, "decode at context %s (ms/token)", ctx_name(ctx[ci], cn));
+        row(&R, cols, ncols, lab, "ctx_decode", ctx[ci], "%.2f");
+        row(&R, cols, ncols, "  bytes read per token (GB)", "ctx_bytes", ctx[ci], "%.3f");
+        row(&R, cols, ncols, "  decode vs bound", "ctx_vs_bound", ctx[ci], "%.3f");
+        row(&R, cols, ncols, "  synthetic fill (s)", "ctx_fill", ctx[ci], "%.2f");
+    }
+    if (cf) {
+        fprintf(cf, "kernel,threads,metric,param,value,unit\n");
+        for (int i = 0; i < R.n; i++)
+            fprintf(cf, "%s,%d,%s,%ld,%.6g,%s\n", kpath, R.v[i].threads, R.v[i].metric, R.v[i].param, R.v[i].value,
+                    R.v[i].unit);
+        if (ferror(cf)) { fprintf(stderr, "dsv4 bench: write error on %s\n", csv); goto done; }
+        printf("wrote %d values to %s\n", R.n, csv);
+    }
+    rc = 0;
+done:
+    if (cf && fclose(cf) != 0 && rc == 0) { fprintf(stderr, "dsv4 bench: write error on %s\n", csv); rc = 1; }
+    if (pc) { free(pc->out); free(pc->scratch); }
+    free(pc); free(pw); free(ps); free(px); free(bwbuf); free(wbuf);
+    free(R.v);
+    close_model(&tw);
+    close_model(&full);
+    return rc;
+}
