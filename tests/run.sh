@@ -122,6 +122,26 @@ check "make_flash_ckpt --tiny: loads; the twin's logits equal the full model's" 
 check "bench on the tiny checkpoint (twin, prefill, context 4 Ki)" 0 "decode at context 4 Ki \\(ms/token\\) +[0-9.]+" -- "$BIN" bench -m "$tmp/fc/full" --twin "$tmp/fc/twin" -t 1 -n 2 --prefill 40 --ctx 4096 --bw-mib 64 --no-warm
 check "bench: -t 0 refused at parse time" 2 "option -t: '0' is not a list of thread counts" -- "$BIN" bench -m "$tmp/nonexistent" -t 0
 
+# every SIMD path this CPU runs (issue 6): the golden and per-block tests again under each forced path (the
+# default run above used the best one); test_kernels and test_threads already compare the paths bit for bit
+for path in scalar avx2 avx512; do
+    if ! "$BIN" info -m models/nano --kernel "$path" >/dev/null 2>&1; then echo "skip path $path (this CPU lacks it)"; continue; fi
+    for t in "$@"; do
+        case "$(basename "$t")" in test_golden|test_blocks|test_nano_golden) ;; *) continue ;; esac
+        out=$(DSV4_KERNEL=$path "$t" 2>&1); rc=$?
+        line=$(printf '%s\n' "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -n 1)
+        if [ "$rc" -eq 0 ] && [ -n "$line" ] && [ "${line#* passed, }" = "0 failed" ]; then
+            pass=$((pass + 1)); echo "ok   $(basename "$t") on path $path: $line"
+        else
+            fail=$((fail + 1)); printf '%s\n' "$out" | grep -v '^ok ' | tail -n 20; echo "FAIL $(basename "$t") on path $path (exit $rc)"
+        fi
+    done
+done
+check "--kernel with an unknown path is a usage error" 2 "unknown kernel path 'neon9'" -- "$BIN" info -m models/nano --kernel neon9
+check "-t above 1024 is a usage error" 2 "must be an integer in 0..1024" -- "$BIN" generate -m models/nano -p x -n 1 -t 1025
+check "-t -1 is a usage error" 2 "must be an integer in 0..1024" -- "$BIN" generate -m models/nano -p x -n 1 -t -1
+check "-t 3 --kernel scalar generates the same text as the default" 0 "^same$" -- sh -c "a=\$('$BIN' generate -m models/nano -p ROMEO: -n 24 --temperature 0 -t 3 --kernel scalar) && b=\$('$BIN' generate -m models/nano -p ROMEO: -n 24 --temperature 0) && [ \"\$a\" = \"\$b\" ] && echo same"
+
 echo
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

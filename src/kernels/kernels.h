@@ -31,6 +31,16 @@ void dsv4_fp8_quant(const float *x, int n, int block, float *q, float *scales);
 /* §3.4 FP4 simulation, in place, blocks of `block` (32): a = max(max|x|, 6*2^-126);
  * scale = 2^ceil(log2(a/6)); x = e2m1(clamp(x/scale, -6, 6)) * scale, then rounded to BF16. */
 void dsv4_fp4_sim(float *x, int n, int block);
+/* Storage forms of the two simulations (issue 6: the session keeps what the reference already rounded in that
+ * form; decoding gives back the simulated values exactly, so logits equal BF16 storage bit for bit).
+ * dsv4_fp8_encode: x <- dsv4_fp8_sim(x) and codes[i] = its E4M3 code (unscaled), scales[b] = E8M0 code of block b.
+ * dsv4_fp4_encode: x <- dsv4_fp4_sim(x), packed[i/2] nibble (i&1) = its E2M1 code, scales[b] = E8M0 code. */
+void dsv4_fp8_encode(float *x, int n, int block, uint8_t *codes, uint8_t *scales);
+void dsv4_fp4_encode(float *x, int n, int block, uint8_t *packed, uint8_t *scales);
+/* Decode n values of those forms to BF16 bits (value x 2^(scale-127), exact), on the SIMD path in use:
+ * FP8: codes[i] E4M3, scales[i/block]; FP4: nibble (i&1) of codes[i/2], scales[i/block]. */
+void dsv4_fp8_decode_bf16(const uint8_t *codes, const uint8_t *scales, int n, int block, uint16_t *out);
+void dsv4_fp4_decode_bf16(const uint8_t *codes, const uint8_t *scales, int n, int block, uint16_t *out);
 /* §3.5 x <- H_m x / sqrt(m) (Sylvester order), m a power of two; result rounded to BF16. */
 void dsv4_hadamard(float *x, int m);
 

@@ -82,6 +82,22 @@ void dsv4_axpy_bf16_scalar(float *acc, float a, const uint16_t *v, int n) {
     for (int i = 0; i < n; i++) acc[i] += a * dsv4_bf16f(v[i]);
 }
 
+/* value * 2^(k-127) as BF16 bits; exact for the stored forms (E4M3 / E2M1 times a power of two) */
+static inline uint16_t scaled_bf16(uint16_t v, float scale) {
+    float f = dsv4_bf16f(v) * scale;
+    uint32_t u; memcpy(&u, &f, 4);
+    return (uint16_t)(u >> 16);
+}
+
+void dsv4_fp8_dec_scalar(const uint8_t *codes, const uint8_t *scales, int n, int block, uint16_t *out) {
+    for (int i = 0; i < n; i++) out[i] = scaled_bf16(dsv4_e4m3_bf16[codes[i]], dsv4_e8m0_f32[scales[i / block]]);
+}
+
+void dsv4_fp4_dec_scalar(const uint8_t *codes, const uint8_t *scales, int n, int block, uint16_t *out) {
+    for (int i = 0; i < n; i++)
+        out[i] = scaled_bf16(dsv4_e2m1_bf16[(codes[i / 2] >> ((i & 1) * 4)) & 15], dsv4_e8m0_f32[scales[i / block]]);
+}
+
 #define TB 8   /* tokens per pass over a tile */
 
 void dsv4_lin_rows_scalar(const dsv4_lin_job *jb, int r0, int nr) {
@@ -142,7 +158,8 @@ void dsv4_lin_rows_scalar(const dsv4_lin_job *jb, int r0, int nr) {
 
 static dsv4_simd_path g_path = DSV4_PATH_SCALAR;
 static int g_inited;
-static dsv4_simd_ops g_ops = { dsv4_lin_rows_scalar, dsv4_dot_bf16_scalar, dsv4_axpy_bf16_scalar };
+static dsv4_simd_ops g_ops = { dsv4_lin_rows_scalar, dsv4_dot_bf16_scalar, dsv4_axpy_bf16_scalar,
+                                dsv4_fp8_dec_scalar, dsv4_fp4_dec_scalar };
 
 static int cpu_has(dsv4_simd_path p) {
     if (p == DSV4_PATH_SCALAR) return 1;
@@ -161,12 +178,15 @@ static void ops_for(dsv4_simd_path p, dsv4_simd_ops *o) {
     o->lin_rows = dsv4_lin_rows_scalar;
     o->dot_bf16 = dsv4_dot_bf16_scalar;
     o->axpy_bf16 = dsv4_axpy_bf16_scalar;
+    o->fp8_dec = dsv4_fp8_dec_scalar;
+    o->fp4_dec = dsv4_fp4_dec_scalar;
 #ifdef DSV4_X86
     if (p == DSV4_PATH_AVX2) {
         o->lin_rows = dsv4_lin_rows_avx2; o->dot_bf16 = dsv4_dot_bf16_avx2; o->axpy_bf16 = dsv4_axpy_bf16_avx2;
     }
     if (p == DSV4_PATH_AVX512) {
         o->lin_rows = dsv4_lin_rows_avx512; o->dot_bf16 = dsv4_dot_bf16_avx512; o->axpy_bf16 = dsv4_axpy_bf16_avx512;
+        o->fp8_dec = dsv4_fp8_dec_avx512; o->fp4_dec = dsv4_fp4_dec_avx512;
     }
 #endif
 }
@@ -209,7 +229,12 @@ static int selfcheck(dsv4_simd_path p) {
     for (int i = 0; i < C; i++) a0[i] = a1[i] = dsv4_bf16f(xb[C + i]);
     dsv4_axpy_bf16_scalar(a0, -0.375f, wb, C - 3);
     o.axpy_bf16(a1, -0.375f, wb, C - 3);
-    return memcmp(a0, a1, sizeof a0) ? -1 : 0;
+    if (memcmp(a0, a1, sizeof a0)) return -1;
+    uint16_t e0[C], e1[C];   /* the decoders on every code (w8: all bytes but NaN; w4 all nibbles) */
+    dsv4_fp8_dec_scalar(w8, s4, C, 64, e0); o.fp8_dec(w8, s4, C, 64, e1);
+    if (memcmp(e0, e1, sizeof e0)) return -1;
+    dsv4_fp4_dec_scalar(w4, s4, C, 32, e0); o.fp4_dec(w4, s4, C, 32, e1);
+    return memcmp(e0, e1, sizeof e0) ? -1 : 0;
 }
 
 static const char *path_name(dsv4_simd_path p) {
@@ -346,6 +371,13 @@ void dsv4_linear_bf16x(float *out, const dsv4_wview *w, const uint16_t *xb, size
     if (ntask > nblk) ntask = nblk;
     t.rows_per_task = cdiv(nblk, ntask) * DSV4_LIN_RB;
     dsv4_parallel_for(cdiv(w->rows, t.rows_per_task), lin_task_run, &t);
+}
+
+void dsv4_fp8_decode_bf16(const uint8_t *codes, const uint8_t *scales, int n, int block, uint16_t *out) {
+    dsv4_simd()->fp8_dec(codes, scales, n, block, out);
+}
+void dsv4_fp4_decode_bf16(const uint8_t *codes, const uint8_t *scales, int n, int block, uint16_t *out) {
+    dsv4_simd()->fp4_dec(codes, scales, n, block, out);
 }
 
 void dsv4_axpy_bf16(float *acc, float a, const uint16_t *v, int n) { dsv4_simd()->axpy_bf16(acc, a, v, n); }

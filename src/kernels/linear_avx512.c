@@ -253,6 +253,35 @@ void dsv4_axpy_bf16_avx512(float *acc, float a, const uint16_t *v, int n) {
     for (; i < n; i++) acc[i] += a * dsv4_bf16f(v[i]);
 }
 
+/* 32 unscaled BF16 values times 2^(k-127) (exact) */
+static inline __m512i scale_bf16x32(__m512i v, float scale) {
+    __m512 s = _mm512_set1_ps(scale);
+    __m512 lo = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(v)), 16));
+    __m512 hi = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(v, 1)), 16));
+    lo = _mm512_mul_ps(lo, s);
+    hi = _mm512_mul_ps(hi, s);
+    /* the products are BF16-exact: take the upper halves (no rounding) */
+    __m512i idx = _mm512_set_epi16(63, 61, 59, 57, 55, 53, 51, 49, 47, 45, 43, 41, 39, 37, 35, 33,
+                                   31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+    return _mm512_permutex2var_epi16(_mm512_castps_si512(lo), idx, _mm512_castps_si512(hi));
+}
+
+void dsv4_fp8_dec_avx512(const uint8_t *codes, const uint8_t *scales, int n, int block, uint16_t *out) {
+    if (n % 32 || block % 32) { dsv4_fp8_dec_scalar(codes, scales, n, block, out); return; }
+    dec_tabs d;
+    tabs_init(&d);
+    for (int i = 0; i < n; i += 32)
+        _mm512_storeu_si512(out + i, scale_bf16x32(fp8_bf16(&d, codes + i), dsv4_e8m0_f32[scales[i / block]]));
+}
+
+void dsv4_fp4_dec_avx512(const uint8_t *codes, const uint8_t *scales, int n, int block, uint16_t *out) {
+    if (n % 32 || block != 32) { dsv4_fp4_dec_scalar(codes, scales, n, block, out); return; }
+    dec_tabs d;
+    tabs_init(&d);
+    for (int i = 0; i < n; i += 32)
+        _mm512_storeu_si512(out + i, scale_bf16x32(fp4_bf16(&d, codes + i / 2), dsv4_e8m0_f32[scales[i / 32]]));
+}
+
 float dsv4_dot_bf16_avx512(const uint16_t *a, const uint16_t *b, int n32) {
     const unsigned csr = _mm_getcsr();
     _mm_setcsr(csr | 0x8040);

@@ -153,6 +153,44 @@ void dsv4_fp8_quant(const float *x, int n, int block, float *q, float *scales) {
     }
 }
 
+void dsv4_fp8_encode(float *x, int n, int block, uint8_t *codes, uint8_t *scales) {
+    for (int b0 = 0, bi = 0; b0 < n; b0 += block, bi++) {
+        int m = n - b0 < block ? n - b0 : block;
+        float s = fp8_block(x + b0, m, x + b0);
+        uint32_t u; memcpy(&u, &s, 4);
+        scales[bi] = (uint8_t)(u >> 23);                  /* s = 2^(k-127), k in [1, 254]: a normal float */
+        for (int i = 0; i < m; i++) {
+            codes[b0 + i] = dsv4_f32_to_e4m3(x[b0 + i]);  /* x holds an E4M3 value: exact */
+            x[b0 + i] *= s;
+        }
+    }
+}
+
+void dsv4_fp4_encode(float *x, int n, int block, uint8_t *packed, uint8_t *scales) {
+    static const float mag[8] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f};
+    memset(packed, 0, (size_t)(n + 1) / 2);
+    for (int b0 = 0, bi = 0; b0 < n; b0 += block, bi++) {
+        int m = n - b0 < block ? n - b0 : block;
+        float a = block_amax(x + b0, m);
+        if (!(a >= 6.0f * 0x1p-126f)) a = 6.0f * 0x1p-126f;
+        int k = ue8m0_ceil_exp(a * (float)(1.0 / 6.0));   /* as dsv4_fp4_sim */
+        if (k > 254) k = 254;
+        float scale = pow2_biased(k);
+        scales[bi] = (uint8_t)k;
+        for (int i = 0; i < m; i++) {
+            float v = x[b0 + i] / scale;
+            if (v > 6.0f) v = 6.0f;
+            if (v < -6.0f) v = -6.0f;
+            float e = dsv4_round_e2m1(v);
+            int c = 0;
+            while (c < 7 && mag[c] != fabsf(e)) c++;
+            if (signbit(e)) c |= 8;
+            packed[(b0 + i) / 2] |= (uint8_t)(c << (((b0 + i) & 1) * 4));
+            x[b0 + i] = dsv4_round_bf16(e * scale);
+        }
+    }
+}
+
 void dsv4_fp4_sim(float *x, int n, int block) {
     for (int b0 = 0; b0 < n; b0 += block) {
         int m = n - b0 < block ? n - b0 : block;

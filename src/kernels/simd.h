@@ -61,11 +61,19 @@ void dsv4_axpy_bf16_scalar(float *acc, float a, const uint16_t *v, int n);
 void dsv4_axpy_bf16_avx2(float *acc, float a, const uint16_t *v, int n);
 void dsv4_axpy_bf16_avx512(float *acc, float a, const uint16_t *v, int n);
 
+/* Storage-form decoders (kernels.h dsv4_fp8_decode_bf16 / dsv4_fp4_decode_bf16): exact, so every path agrees. */
+typedef void (*dsv4_dec_fn)(const uint8_t *codes, const uint8_t *scales, int n, int block, uint16_t *out);
+void dsv4_fp8_dec_scalar(const uint8_t *codes, const uint8_t *scales, int n, int block, uint16_t *out);
+void dsv4_fp4_dec_scalar(const uint8_t *codes, const uint8_t *scales, int n, int block, uint16_t *out);
+void dsv4_fp8_dec_avx512(const uint8_t *codes, const uint8_t *scales, int n, int block, uint16_t *out);
+void dsv4_fp4_dec_avx512(const uint8_t *codes, const uint8_t *scales, int n, int block, uint16_t *out);
+
 /* The functions of the path in use (chosen once; see pool.h dsv4_kernel_path_id). */
 typedef struct {
     dsv4_lin_rows_fn lin_rows;
     dsv4_dot_fn dot_bf16;
     dsv4_axpy_fn axpy_bf16;
+    dsv4_dec_fn fp8_dec, fp4_dec;
 } dsv4_simd_ops;
 const dsv4_simd_ops *dsv4_simd(void);
 

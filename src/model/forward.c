@@ -130,11 +130,37 @@ static void hc_head(dsv4_session *s, const dsv4_wview *fn, const float *base, co
 }
 
 /* ------------------------------------------------------------------ compressor (§4.4) */
-/* Emit entry w from the pooled state: bf16 -> RMSNorm -> RoPE at w*R -> FP8 sim (main) or
- * Hadamard + FP4 sim (indexer), then store it as BF16 (exact) into `out` (dc values). `pooled` (dc floats)
- * is the F32 working buffer (overwritten). */
+int dsv4_entry_bytes(const dsv4_config *c) {
+    int nope = c->head_dim - c->rope_dim;
+    return (2 * c->rope_dim + nope + (nope + 63) / 64 + 1) & ~1;
+}
+int dsv4_ikey_bytes(const dsv4_config *c) { return c->index_head_dim / 2 + c->index_head_dim / 32; }
+
+void dsv4_entry_store(const dsv4_config *c, float *x, uint8_t *rec) {
+    int rd = c->rope_dim, nope = c->head_dim - rd;
+    dsv4_fp8_encode(x, nope, 64, rec + 2 * rd, rec + 2 * rd + nope);
+    for (int i = 0; i < rd; i++) {   /* RoPE output: BF16-exact */
+        uint16_t v = dsv4_f32_to_bf16(x[nope + i]);
+        memcpy(rec + 2 * i, &v, 2);
+    }
+}
+
+void dsv4_ikey_store(const dsv4_config *c, float *x, uint8_t *rec) {
+    int ihd = c->index_head_dim;
+    dsv4_fp4_encode(x, ihd, 32, rec, rec + ihd / 2);
+}
+
+/* Decode compressed entry record rec to head_dim BF16 values (nope dims, then rope dims). */
+static void entry_load(const dsv4_config *c, const uint8_t *rec, uint16_t *out) {
+    int rd = c->rope_dim, nope = c->head_dim - rd;
+    dsv4_fp8_decode_bf16(rec + 2 * rd, rec + 2 * rd + nope, nope, 64, out);
+    memcpy(out + nope, rec, (size_t)rd * 2);
+}
+
+/* Emit entry w from the pooled state: bf16 -> RMSNorm -> RoPE at w*R -> FP8 sim (main) or Hadamard + FP4 sim
+ * (indexer), stored as its record (dsv4_block_state). `pooled` (dc floats) is the F32 working buffer. */
 static void comp_finish(dsv4_session *s, const dsv4_layer *L, const dsv4_compressor_w *cw, float *pooled, int64_t w,
-                        int is_index, uint16_t *entry) {
+                        int is_index, uint8_t *rec) {
     const dsv4_config *c = &s->m->cfg;
     int dc = cw->dc, rd = c->rope_dim;
     float *out = pooled;
@@ -143,17 +169,16 @@ static void comp_finish(dsv4_session *s, const dsv4_layer *L, const dsv4_compres
     dsv4_rope(out + dc - rd, rd, L->rope_f, w * cw->R, 0);
     if (is_index) {
         dsv4_hadamard(out, dc);
-        dsv4_fp4_sim(out, dc, 32);
+        dsv4_ikey_store(c, out, rec);
     } else {
-        dsv4_fp8_sim(out, dc - rd, 64);
+        dsv4_entry_store(c, out, rec);
     }
-    store_bf16(entry, out, (size_t)dc);
 }
 
 /* Push token t's projections (a, g without ape; c*dc each) into the state; when its block completes,
- * write the finished entry t/R into entries[t/R] (BF16 cache, dc values per entry). */
+ * write the finished entry t/R as record t/R of `recs` (rec_bytes each). */
 static void comp_push(dsv4_session *s, const dsv4_layer *L, const dsv4_compressor_w *cw, dsv4_comp_state *st,
-                      const float *a, const float *g, int64_t t, int is_index, uint16_t *entries) {
+                      const float *a, const float *g, int64_t t, int is_index, uint8_t *recs, int rec_bytes) {
     int R = cw->R, dc = cw->dc, cc = cw->overlap ? 2 : 1, wd = cc * dc;
     int ph = (int)(t % R);
     int row = cw->overlap ? R + ph : ph;
@@ -186,7 +211,7 @@ static void comp_push(dsv4_session *s, const dsv4_layer *L, const dsv4_compresso
         pooled[ch] = acc;
     }
     int64_t w = t / R;
-    comp_finish(s, L, cw, pooled, w, is_index, entries + (size_t)w * dc);
+    comp_finish(s, L, cw, pooled, w, is_index, recs + (size_t)w * rec_bytes);
     if (cw->overlap) {
         memcpy(st->kv, st->kv + (size_t)R * wd, (size_t)R * wd * sizeof(float));
         memcpy(st->sc, st->sc + (size_t)R * wd, (size_t)R * wd * sizeof(float));
@@ -294,7 +319,11 @@ static void indexer_scores(dsv4_session *s, const dsv4_block_state *b, const flo
     dsv4_wview wq = {DSV4_W_BF16, ih, ihd, s->w.iqb, NULL};
     for (int w0 = 0; w0 < nvis; w0 += DSV4_IDX_CHUNK) {
         int nw = nvis - w0 < DSV4_IDX_CHUNK ? nvis - w0 : DSV4_IDX_CHUNK;
-        dsv4_linear_bf16x(s->w.isd, &wq, b->ikeys + (size_t)w0 * ihd, (size_t)ihd, NULL, nw, 0);
+        for (int w = 0; w < nw; w++) {
+            const uint8_t *rec = b->ikeys + (size_t)(w0 + w) * s->ikey_bytes;
+            dsv4_fp4_decode_bf16(rec, rec + ihd / 2, ihd, 32, s->w.ikdec + (size_t)w * ihd);
+        }
+        dsv4_linear_bf16x(s->w.isd, &wq, s->w.ikdec, (size_t)ihd, NULL, nw, 0);
         for (int w = 0; w < nw; w++) {
             const float *d = s->w.isd + (size_t)w * ih;
             float sc = 0;
@@ -373,9 +402,11 @@ static void attention(dsv4_session *s, int li, const float *x, int n, int64_t po
         store_bf16(b->win + (size_t)(p % Wr) * hd, kv + (size_t)t * hd, (size_t)hd);
         b->slot_pos[p % Wr] = p;
         if (R > 0)
-            comp_push(s, L, &L->comp, &b->cs, s->w.ca + (size_t)t * cwd, s->w.cg + (size_t)t * cwd, p, 0, b->entries);
+            comp_push(s, L, &L->comp, &b->cs, s->w.ca + (size_t)t * cwd, s->w.cg + (size_t)t * cwd, p, 0, b->entries,
+                      s->ent_bytes);
         if (csa)
-            comp_push(s, L, &L->icomp, &b->ics, s->w.ia + (size_t)t * iwd, s->w.ig + (size_t)t * iwd, p, 1, b->ikeys);
+            comp_push(s, L, &L->icomp, &b->ics, s->w.ia + (size_t)t * iwd, s->w.ig + (size_t)t * iwd, p, 1, b->ikeys,
+                      s->ikey_bytes);
         int nk = 0;
         int64_t w0 = p - Wn + 1 < 0 ? 0 : p - Wn + 1;
         for (int64_t j = w0; j <= p; j++)
@@ -383,7 +414,11 @@ static void attention(dsv4_session *s, int li, const float *x, int n, int64_t po
         if (R > 0) {
             int nvis = (int)((p + 1) / R);
             if (!csa || nvis <= c->index_topk) {
-                for (int w = 0; w < nvis; w++) kptr[nk++] = b->entries + (size_t)w * hd;
+                for (int w = 0; w < nvis; w++) {
+                    uint16_t *k = s->w.kdec + (size_t)nk * hd;
+                    entry_load(c, b->entries + (size_t)w * s->ent_bytes, k);
+                    kptr[nk++] = k;
+                }
             } else {
                 /* lightning indexer scores over visible entries */
                 const float *qi = s->w.iq + (size_t)t * ih * ihd, *wh = s->w.iw + (size_t)t * ih;
@@ -392,7 +427,11 @@ static void attention(dsv4_session *s, int li, const float *x, int n, int64_t po
                 indexer_scores(s, b, qi, wh, nvis, isc);
                 for (int w = 0; w < nvis; w++) idx[w] = w;
                 select_topk(idx, nvis, c->index_topk, isc);
-                for (int i = 0; i < c->index_topk; i++) kptr[nk++] = b->entries + (size_t)idx[i] * hd;
+                for (int i = 0; i < c->index_topk; i++) {
+                    uint16_t *k = s->w.kdec + (size_t)nk * hd;
+                    entry_load(c, b->entries + (size_t)idx[i] * s->ent_bytes, k);
+                    kptr[nk++] = k;
+                }
             }
         }
         attend(s, L, q + (size_t)t * H * hd, p, kptr, nk, s->w.o + (size_t)t * H * hd);

@@ -83,22 +83,27 @@ typedef struct {
     float *kv, *sc;
 } dsv4_comp_state;
 
-/* Per-block decoding state (§5.1). The key caches (win, entries, ikeys) are stored as BF16 (uint16_t, the
- * upper half of the F32 bits): every value written there is BF16-representable by construction (§4.3–4.5:
- * RMSNorm -> BF16, RoPE -> BF16, FP8 / FP4 simulation -> BF16), so dsv4_f32_to_bf16 on write and
- * dsv4_bf16_to_f32 on read are exact and the results equal an F32 cache bit for bit, at half the memory. */
+/* Per-block decoding state (§5.1). Every key cache holds exactly what the reference computes, in the form the
+ * reference already rounded it to (issue 6): the window ring as BF16 (uint16_t: RMSNorm -> BF16, RoPE ->
+ * BF16, FP8-simulated nope dims, all BF16-exact); a compressed entry as one record of s->ent_bytes bytes
+ * [rope_dim BF16 rope dims][nope E4M3 codes][ceil(nope/64) E8M0 scales] (the nope dims are E4M3 x a per-64
+ * power of two after dsv4_fp8_sim); an indexer key as one record of s->ikey_bytes bytes
+ * [index_head_dim/2 packed E2M1][index_head_dim/32 E8M0] (Hadamard + dsv4_fp4_sim). Decoding a record gives
+ * the simulated BF16 values bit for bit, so logits equal a BF16 cache exactly, at 0.57x (entries) and 0.27x
+ * (indexer keys) of its bytes. */
 typedef struct {
     uint16_t *win;         /* [wring, head_dim] BF16 ring, slot p mod wring (dsv4_session.wring) */
     int64_t *slot_pos;     /* [wring] position held by each ring slot, -1 = empty (MTP ring is sparse) */
-    uint16_t *entries;     /* [max_ctx/R + 1, head_dim] BF16 compressed entries (ratio > 0) */
+    uint8_t *entries;      /* [max_ctx/R + 1] records of ent_bytes (ratio > 0) */
     dsv4_comp_state cs;    /* main compressor state (F32) */
-    uint16_t *ikeys;       /* [max_ctx/4 + 1, index_head_dim] BF16 indexer keys (CSA) */
+    uint8_t *ikeys;        /* [max_ctx/4 + 1] records of ikey_bytes (CSA) */
     dsv4_comp_state ics;   /* indexer compressor state (CSA, F32) */
 } dsv4_block_state;
 
 struct dsv4_session {
     const dsv4_model *m;
     int max_ctx, pos;
+    int ent_bytes, ikey_bytes;   /* record sizes of compressed entries and indexer keys (dsv4_block_state) */
     int wring;             /* ring length of the window caches: min(sliding_window, max_ctx) (positions are
                             * < max_ctx, so a shorter ring never evicts a key the window still needs) */
     dsv4_block_state *bs;  /* [n_blocks] */
@@ -114,6 +119,8 @@ struct dsv4_session {
         float *sc, *ksc, *pr; int *kidx; const uint16_t **kptr;   /* kptr: BF16 keys attended; sc: [nk][H] scores */
         uint16_t *qb, *iqb;  /* [H*hd], [ih*ihd] BF16-packed queries of one token */
         float *isd;          /* [DSV4_IDX_CHUNK][ih] indexer dot products */
+        uint16_t *kdec;      /* [nk][hd] compressed entries attended by one token, decoded to BF16 */
+        uint16_t *ikdec;     /* [DSV4_IDX_CHUNK][ihd] indexer keys decoded to BF16 */
         float *rl, *rw; int *rid; float *xe, *g, *v, *ye, *acc; int *etok; float *ew;
         float *mh, *mhn;   /* [max(CH,1)*hc*D] MTP input projections */
         float *act;        /* act-quant scratch for dsv4_linear */
@@ -140,6 +147,16 @@ size_t dsv4_session_state_bytes(const dsv4_config *c, int max_ctx);
  * history and last_x random. Deterministic in seed (independent of the thread count). pos in [0, max_ctx].
  * Returns 0, or -1 with err (s NULL, pos out of range, out of memory). */
 int dsv4_session_fill_synthetic(dsv4_session *s, int pos, uint64_t seed, char *err, size_t errlen);
+
+/* ---- forward.c: cache records ---- */
+/* Record sizes for config c (see dsv4_block_state). */
+int dsv4_entry_bytes(const dsv4_config *c);
+int dsv4_ikey_bytes(const dsv4_config *c);
+/* Finish a compressed entry / indexer key from x (head_dim / index_head_dim F32 values after RoPE, and for the
+ * indexer after the Hadamard rotation): apply the FP8 (nope dims, blocks of 64) / FP4 (blocks of 32)
+ * simulation in place and write the record rec. */
+void dsv4_entry_store(const dsv4_config *c, float *x, uint8_t *rec);
+void dsv4_ikey_store(const dsv4_config *c, float *x, uint8_t *rec);
 
 /* ---- weights.c ---- */
 /* Bind and validate every tensor the config implies (spec §2); fills m->layers etc. err names the

@@ -130,7 +130,7 @@ static void layout(const dsv4_config *c, int max_ctx, dsv4_session *s, carver *c
         size_t R = (size_t)c->compress_ratios[l];
         if (R > 0) {
             size_t cc = R == 4 ? 2 : 1, ne = mc / R + 1;   /* R == 4: overlapping (CSA) compressor */
-            CARVE(b->entries, mul(ne, hd));
+            CARVE(b->entries, mul(ne, (size_t)dsv4_entry_bytes(c)));
             CARVE(b->cs.kv, cc * R * cc * hd);
             CARVE(b->cs.sc, cc * R * cc * hd);
             if (R > maxR) maxR = R;
@@ -138,7 +138,7 @@ static void layout(const dsv4_config *c, int max_ctx, dsv4_session *s, carver *c
             if (nk > nkx) nkx = nk;
         }
         if (R == 4) {
-            CARVE(b->ikeys, mul(mc / 4 + 1, ihd));
+            CARVE(b->ikeys, mul(mc / 4 + 1, (size_t)dsv4_ikey_bytes(c)));
             CARVE(b->ics.kv, 8 * 2 * ihd);
             CARVE(b->ics.sc, 8 * 2 * ihd);
         }
@@ -175,6 +175,8 @@ static void layout(const dsv4_config *c, int max_ctx, dsv4_session *s, carver *c
     CARVE(s->w.rg, CH * olr);
     CARVE(s->w.sc, mul(nkx, H));
     CARVE(s->w.qb, H * hd);
+    CARVE(s->w.kdec, mul(nkx, hd));
+    CARVE(s->w.ikdec, (size_t)DSV4_IDX_CHUNK * (ihd > 0 ? ihd : 1));
     CARVE(s->w.iqb, ih * ihd > 0 ? ih * ihd : 1);
     CARVE(s->w.isd, (size_t)DSV4_IDX_CHUNK * (ih > 0 ? ih : 1));
     CARVE(s->w.pr, nkx);
@@ -214,6 +216,8 @@ int dsv4_session_open(dsv4_session **out, const dsv4_model *m, int max_ctx, char
     if (!s) return dsv4_fail(err, errlen, "dsv4_session_open: out of memory");
     s->m = m; s->max_ctx = max_ctx;
     s->wring = m->cfg.window_size < max_ctx ? m->cfg.window_size : max_ctx;
+    s->ent_bytes = dsv4_entry_bytes(&m->cfg);
+    s->ikey_bytes = dsv4_ikey_bytes(&m->cfg);
     s->bs = calloc((size_t)m->n_blocks, sizeof *s->bs);
     if (!s->bs) { free(s); return dsv4_fail(err, errlen, "dsv4_session_open: out of memory"); }
     carver cv = {NULL, 0, 0};

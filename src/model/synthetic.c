@@ -82,16 +82,14 @@ static void fill_task(void *vctx, int j) {
             for (int i = 0; i < hd; i++) x[i] = dsv4_round_bf16(x[i]);
             dsv4_rmsnorm(x, x, L->comp.norm, hd, cf->norm_eps, 1);
             dsv4_rope(x + hd - rd, rd, L->rope_f, k * L->comp.R, 0);
-            dsv4_fp8_sim(x, hd - rd, 64);
-            for (int i = 0; i < hd; i++) b->entries[(size_t)k * hd + i] = dsv4_f32_to_bf16(x[i]);
+            dsv4_entry_store(cf, x, b->entries + (size_t)k * s->ent_bytes);
         } else {                            /* indexer key: Hadamard + FP4 */
             rand_fill(x, (size_t)ihd, &r, 1.7320508f);
             for (int i = 0; i < ihd; i++) x[i] = dsv4_round_bf16(x[i]);
             dsv4_rmsnorm(x, x, L->icomp.norm, ihd, cf->norm_eps, 1);
             dsv4_rope(x + ihd - rd, rd, L->rope_f, k * 4, 0);
             dsv4_hadamard(x, ihd);
-            dsv4_fp4_sim(x, ihd, 32);
-            for (int i = 0; i < ihd; i++) b->ikeys[(size_t)k * ihd + i] = dsv4_f32_to_bf16(x[i]);
+            dsv4_ikey_store(cf, x, b->ikeys + (size_t)k * s->ikey_bytes);
         }
     }
 }
