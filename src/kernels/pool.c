@@ -1,11 +1,13 @@
 /* kernels/pool.c — the persistent thread pool and the SIMD path choice (contract: kernels/pool.h).
  *
  * Design: nthreads-1 workers, created once, wait for a new "generation" of work. The caller publishes
- * (fn, ctx, n) and bumps the generation; every participant (caller = thread 0, worker w = thread w) runs
- * tasks i = tid, tid + nthreads, ... (static interleave: deterministic, no shared counter), then
- * increments `done`; the caller spins until done == nthreads - 1. Workers spin on the generation for a
- * short while (decode issues ~30 parallel calls per layer, microseconds apart) and then sleep on a
- * condition variable; the caller only takes the mutex when some worker is asleep.
+ * (fn, ctx) and a ticket word (generation | n | next index), bumps the generation and claims tasks itself;
+ * every participant claims the next index with a compare-and-swap on the ticket, so a worker that is slow to
+ * wake (a loaded machine, more threads than cores) never holds the call up: the caller runs what nobody
+ * claimed and waits only for tasks already running. Which thread runs a task never changes its result
+ * (tasks write disjoint outputs and compute in a fixed order). Workers spin on the generation for a short
+ * while (decode issues ~30 parallel calls per layer, microseconds apart) and then sleep on a condition
+ * variable; the caller only takes the mutex when some worker is asleep.
  */
 #include "kernels/pool.h"
 #include "kernels/simd.h"
@@ -14,6 +16,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,20 +31,30 @@ static struct {
     int started;                  /* worker threads running (nthreads_live - 1) */
     pthread_t tid[MAX_THREADS];
     _Atomic unsigned gen;         /* bumped once per parallel call */
-    _Atomic int done;             /* workers finished with the current generation */
+    _Atomic uint64_t ticket;      /* (gen & 0xffff) << 48 | n << 24 | next task index */
+    _Atomic int finished;         /* tasks of the current generation completed */
     _Atomic int sleepers;         /* workers waiting on cv */
     _Atomic int quit;
     int live;                     /* participants of the current pool (1 + started) */
     dsv4_task_fn fn;
     void *ctx;
-    int n;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     _Atomic int in_call;          /* nested-call guard */
 } P = { .nthreads = 0, .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
 
-static void run_share(int tid, int live) {
-    for (int i = tid; i < P.n; i += live) P.fn(P.ctx, i);
+/* Claim and run tasks of generation g until none is left. */
+static void run_claims(unsigned g) {
+    for (;;) {
+        uint64_t v = atomic_load_explicit(&P.ticket, memory_order_acquire);
+        if ((v >> 48) != (g & 0xffffu)) return;
+        uint64_t n = (v >> 24) & 0xffffffu, i = v & 0xffffffu;
+        if (i >= n) return;
+        if (!atomic_compare_exchange_weak_explicit(&P.ticket, &v, v + 1, memory_order_acq_rel, memory_order_relaxed))
+            continue;
+        P.fn(P.ctx, (int)i);
+        atomic_fetch_add_explicit(&P.finished, 1, memory_order_release);
+    }
 }
 
 static inline void cpu_relax(void) {
@@ -52,11 +65,10 @@ static inline void cpu_relax(void) {
 #endif
 }
 
-typedef struct { int tid; unsigned gen0; } worker_arg;   /* gen0: generation at creation */
+typedef struct { int tid; unsigned gen0; } worker_arg;   /* tid: 1..n-1 (debugging); gen0: generation at creation */
 static worker_arg WA[MAX_THREADS];
 
 static void *worker(void *arg) {
-    int tid = ((worker_arg *)arg)->tid;
     unsigned seen = ((worker_arg *)arg)->gen0;   /* not a fresh load: a call may already have bumped it */
     for (;;) {
         unsigned g;
@@ -77,8 +89,7 @@ static void *worker(void *arg) {
         }
         seen = g;
         if (atomic_load(&P.quit)) return NULL;
-        run_share(tid, P.live);
-        atomic_fetch_add_explicit(&P.done, 1, memory_order_release);
+        run_claims(g);
     }
 }
 
@@ -176,16 +187,23 @@ void dsv4_parallel_for(int n, dsv4_task_fn fn, void *ctx) {
         for (int i = 0; i < n; i++) fn(ctx, i);
         return;
     }
-    P.fn = fn; P.ctx = ctx; P.n = n;
-    atomic_store_explicit(&P.done, 0, memory_order_relaxed);
+    if (n > 0xffffff) {   /* beyond the ticket's range (never in practice): run here */
+        atomic_store(&P.in_call, 0);
+        for (int i = 0; i < n; i++) fn(ctx, i);
+        return;
+    }
+    P.fn = fn; P.ctx = ctx;
+    atomic_store_explicit(&P.finished, 0, memory_order_relaxed);
+    unsigned g = atomic_load(&P.gen) + 1;
+    atomic_store_explicit(&P.ticket, (uint64_t)(g & 0xffffu) << 48 | (uint64_t)n << 24, memory_order_release);
     atomic_fetch_add(&P.gen, 1);   /* seq_cst: ordered before the sleepers check */
     if (atomic_load(&P.sleepers) > 0) {
         pthread_mutex_lock(&P.mu);
         pthread_cond_broadcast(&P.cv);
         pthread_mutex_unlock(&P.mu);
     }
-    run_share(0, P.live);
-    for (unsigned spins = 1; atomic_load_explicit(&P.done, memory_order_acquire) < P.live - 1; spins++) {
+    run_claims(g);
+    for (unsigned spins = 1; atomic_load_explicit(&P.finished, memory_order_acquire) < n; spins++) {
         if (spins % YIELD_EVERY == 0) sched_yield();
         else cpu_relax();
     }

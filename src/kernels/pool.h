@@ -6,8 +6,9 @@
  *   allocation and no mutex on the hot path (workers spin briefly on an atomic generation counter, then sleep
  *   on a condition variable: the pool's own wake-up).
  * - dsv4_parallel_for(n, fn, ctx) calls fn(ctx, i) exactly once for every i in [0, n), spread over the
- *   threads (static interleaved split: task i runs on thread i % nthreads), and returns when all are done.
- *   Tasks must write disjoint outputs; results therefore never depend on the thread count.
+ *   threads (each claims the next index atomically; the caller too, so a slow-to-wake worker never stalls
+ *   the call), and returns when all are done. Tasks must write disjoint outputs and compute in a fixed order;
+ *   results therefore never depend on the thread count nor on which thread ran what.
  *   Nested calls (from inside a task) run serially on the calling thread.
  * - Not re-entrant across application threads: one evaluation at a time per process (the engine's own
  *   contract, include/dsv4.h).
