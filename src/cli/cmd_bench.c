@@ -216,20 +216,20 @@ static double warm_dir(const char *dir, dev_t *devs, ino_t *inos, int *nseen, un
 }
 
 /* ------------------------------------------------------------------ model runs */
-/* Cache bytes one decode step reads at position ctx (BF16 keys): per trunk layer the window, and the compressed
- * entries it attends (CSA: min(ctx/4, top-k) entries plus all ctx/4 indexer keys when ctx/4 > top-k; HCA: all
- * ctx/R). */
+/* Cache bytes one decode step reads at position ctx: per trunk layer the window (BF16 keys), and the compressed
+ * entries it attends (FP8 records of dsv4_entry_bytes; CSA: min(ctx/4, top-k) entries plus all ctx/4 indexer
+ * keys (FP4 records of dsv4_ikey_bytes) when ctx/4 > top-k; HCA: all ctx/R). */
 static double cache_bytes(const dsv4_config *c, long ctx) {
-    double b = 0;
+    double b = 0, eb = dsv4_entry_bytes(c), ib = dsv4_ikey_bytes(c);
     for (int l = 0; l < c->n_layers; l++) {
         long R = c->compress_ratios[l];
         b += (double)(ctx < c->window_size ? ctx : c->window_size) * c->head_dim * 2;
         if (R == 4) {
             long nv = ctx / 4;
-            b += (double)(nv < c->index_topk ? nv : c->index_topk) * c->head_dim * 2;
-            if (nv > c->index_topk) b += (double)nv * c->index_head_dim * 2;
+            b += (double)(nv < c->index_topk ? nv : c->index_topk) * eb;
+            if (nv > c->index_topk) b += (double)nv * ib;
         } else if (R > 0) {
-            b += (double)(ctx / R) * c->head_dim * 2;
+            b += (double)(ctx / R) * eb;
         }
     }
     return b;
