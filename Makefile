@@ -16,7 +16,7 @@ endif
 
 # SIMD paths: each file is compiled for its ISA; the CPU is checked at run time (src/kernels/linear.c).
 ifneq (,$(findstring x86_64,$(shell $(CC) -dumpmachine)))
-$(BUILD)/src/kernels/linear_avx512.o: CFLAGS += -mavx512f -mavx512bw -mavx512vl -mavx512bf16 -mavx2 -mfma
+$(BUILD)/src/kernels/linear_avx512.o: CFLAGS += -mavx512f -mavx512bw -mavx512vl -mavx512bf16 -mavx512vbmi -mavx2 -mfma
 $(BUILD)/src/kernels/linear_avx2.o: CFLAGS += -mavx2 -mfma
 endif
 

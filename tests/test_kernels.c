@@ -312,6 +312,15 @@ static double w_unscaled(const dsv4_wview *w, int r, int c, double *scale) {
 static float pair_lane_ref(const dsv4_wview *w, int r, const float *x) {
     int cols = w->cols, grp = w->fmt == DSV4_W_FP8 ? 128 : w->fmt == DSV4_W_FP4 ? 32 : cols;
     float L[16] = {0};
+    /* FP8: each full 64-column block is taken in the order 0-7,16-23,32-39,48-55, 8-15,24-31,40-47,56-63 */
+    int *col = malloc(sizeof(int) * (size_t)cols);
+    for (int c = 0; c < cols; c++) col[c] = c;
+    if (w->fmt == DSV4_W_FP8)
+        for (int b0 = 0; b0 + 64 <= cols; b0 += 64)
+            for (int p = 0; p < 64; p++) {
+                int half = p / 32, q = (p % 32) / 8, j = p % 8;
+                col[b0 + p] = b0 + 16 * q + 8 * half + j;
+            }
     for (int g0 = 0; g0 < cols; g0 += grp) {
         float P[16] = {0};
         double sc = 1.0;
@@ -320,12 +329,13 @@ static float pair_lane_ref(const dsv4_wview *w, int r, const float *x) {
                 for (int e = 1; e >= 0; e--) {          /* odd element first */
                     int c = c0 + 2 * i + e;
                     float wv = 0, xv = 0;
-                    if (c < cols) { wv = ftz((float)w_unscaled(w, r, c, &sc)); xv = ftz(x[c]); }
+                    if (c < cols) { wv = ftz((float)w_unscaled(w, r, col[c], &sc)); xv = ftz(x[col[c]]); }
                     P[i] = ftz(P[i] + wv * xv);
                 }
         if (w->fmt == DSV4_W_BF16) { memcpy(L, P, sizeof L); break; }
         for (int i = 0; i < 16; i++) L[i] = ftz(L[i] + ftz((float)sc * P[i]));
     }
+    free(col);
     float t[16];
     memcpy(t, L, sizeof t);
     for (int n = 16; n > 1; n /= 2)

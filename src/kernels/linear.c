@@ -48,9 +48,11 @@ void dsv4_tile_decode_scalar(const dsv4_wview *w, int r0, int nr, int c0, int n,
             memcpy(t, src, (size_t)n * 2);
             break;
         }
-        case DSV4_W_FP8: {
+        case DSV4_W_FP8: {   /* c0 is a multiple of 64: full 64-column blocks in the FP8 order */
             const uint8_t *src = (const uint8_t *)w->data + r * (size_t)w->cols + c0;
-            for (int i = 0; i < n; i++) t[i] = dsv4_e4m3_bf16[src[i]];
+            int nf = n & ~63;
+            for (int i = 0; i < nf; i++) t[i] = dsv4_e4m3_bf16[src[(i & ~63) + dsv4_fp8_perm(i & 63)]];
+            for (int i = nf; i < n; i++) t[i] = dsv4_e4m3_bf16[src[i]];
             break;
         }
         case DSV4_W_FP4: {
@@ -169,7 +171,8 @@ static int cpu_has(dsv4_simd_path p) {
         return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     if (p == DSV4_PATH_AVX512)
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bf16");
+               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bf16") &&
+               __builtin_cpu_supports("avx512vbmi");
 #endif
     return 0;
 }
@@ -244,7 +247,7 @@ static const char *path_name(dsv4_simd_path p) {
 static int set_path(dsv4_simd_path p, char *err, size_t errlen) {
     if (!cpu_has(p)) {
         if (err) snprintf(err, errlen, "kernel path %s: this CPU lacks %s", path_name(p),
-                          p == DSV4_PATH_AVX512 ? "AVX-512 F/BW/VL + BF16" : "AVX2 + FMA");
+                          p == DSV4_PATH_AVX512 ? "AVX-512 F/BW/VL/VBMI + BF16" : "AVX2 + FMA");
         return -1;
     }
     if (selfcheck(p) != 0) {
@@ -341,10 +344,12 @@ void dsv4_linear(float *out, const dsv4_wview *w, const float *x, int n_tok, int
         /* pack after the (optional) quantized copy; x values are BF16-representable (contract) */
         uint16_t *xb = (uint16_t *)(scratch + (size_t)n_tok * cols);
         xb = (uint16_t *)(((uintptr_t)xb + 63) & ~(uintptr_t)63);
+        int nperm = w->fmt == DSV4_W_FP8 ? cols & ~63 : 0;   /* FP8: the 64-column block order (simd.h) */
         for (int k = 0; k < n_tok; k++) {
             const float *xr = x + (size_t)k * cols;
             uint16_t *d = xb + (size_t)k * t.job.colsp;
-            for (int c = 0; c < cols; c++) d[c] = dsv4_f32_to_bf16(dsv4_ftz(xr[c]));
+            for (int c = 0; c < nperm; c++) d[c] = dsv4_f32_to_bf16(dsv4_ftz(xr[(c & ~63) + dsv4_fp8_perm(c & 63)]));
+            for (int c = nperm; c < cols; c++) d[c] = dsv4_f32_to_bf16(dsv4_ftz(xr[c]));
             for (int c = cols; c < t.job.colsp; c++) d[c] = 0;
         }
         t.job.xb = xb;

@@ -1,20 +1,22 @@
 /* kernels/linear_avx512.c — the AVX-512 path of dsv4_linear / dsv4_dot_bf16 (pair-lane order, simd.h).
- * Needs AVX-512 F/BW/VL + BF16: VDPBF16PS is the pair-lane dp step itself (odd product first, RNE,
+ * Needs AVX-512 F/BW/VL/VBMI + BF16: VDPBF16PS is the pair-lane dp step itself (odd product first, RNE,
  * denormals flushed), so this path is the definition run in hardware; linear.c's self-check confirms it.
- * Weights are decoded in registers to unscaled BF16: FP8 E4M3 through two 64-entry VPERMI2W tables of the
- * magnitude plus the sign bit; packed FP4 through one VPERMW of the 16 E2M1 values, each byte's two nibbles
+ * Weights are decoded in registers to unscaled BF16: FP8 E4M3 64 codes at a time through two 128-entry
+ * VPERMI2B byte tables (low and high byte of the magnitude's BF16) plus the sign bit, interleaved by byte
+ * unpacking (which is why the FP8 definition takes each 64-column block in that order); the cache decoder
+ * (dsv4_fp8_dec_avx512) uses two 64-entry VPERMI2W word tables; packed FP4 through one VPERMW of the 16 E2M1 values, each byte's two nibbles
  * forming one BF16 pair (elements 2k, 2k+1). MXCSR FTZ+DAZ is set for the call so that the scale FMA
  * flushes as the definition says. Compiled with -mavx512f -mavx512bw -mavx512vl -mavx512bf16 -mfma
  * (Makefile); elsewhere this file is empty and the path is never chosen. */
 #include "kernels/simd.h"
-#if defined(__x86_64__) && defined(__AVX512BF16__) && defined(__AVX512BW__)
+#if defined(__x86_64__) && defined(__AVX512BF16__) && defined(__AVX512BW__) && defined(__AVX512VBMI__)
 #include <immintrin.h>
 #include <string.h>
 #include "base/util.h"
 
 static inline int cdiv(int a, int b) { return (a + b - 1) / b; }
 
-typedef struct { __m512i t0, t1, t2, t3, lut4, c40, c8000, c0f0f; } dec_tabs;
+typedef struct { __m512i t0, t1, t2, t3, lut4, c40, c8000, c0f0f, lo0, lo1, hi0, hi1, c80; } dec_tabs;
 
 static void tabs_init(dec_tabs *d) {
     uint16_t m[128];
@@ -29,6 +31,22 @@ static void tabs_init(dec_tabs *d) {
     d->c40 = _mm512_set1_epi16(0x40);
     d->c8000 = _mm512_set1_epi16((short)0x8000);
     d->c0f0f = _mm512_set1_epi32(0x000F000F);
+    uint8_t lo[128], hi[128];   /* low / high byte of the BF16 of each E4M3 magnitude */
+    for (int i = 0; i < 128; i++) { lo[i] = (uint8_t)(m[i] & 0xff); hi[i] = (uint8_t)(m[i] >> 8); }
+    d->lo0 = _mm512_loadu_si512(lo); d->lo1 = _mm512_loadu_si512(lo + 64);
+    d->hi0 = _mm512_loadu_si512(hi); d->hi1 = _mm512_loadu_si512(hi + 64);
+    d->c80 = _mm512_set1_epi8((char)0x80);
+}
+
+/* 64 E4M3 codes -> 64 BF16 in the FP8 block order (simd.h): *a = elements 0-7,16-23,32-39,48-55 and
+ * *b = 8-15,24-31,40-47,56-63, i.e. the byte interleave of (low byte, high byte) tables. */
+static inline void fp8x64_bf16(const dec_tabs *d, const uint8_t *p, __m512i *a, __m512i *b) {
+    __m512i c = _mm512_loadu_si512(p);
+    __m512i lo = _mm512_permutex2var_epi8(d->lo0, c, d->lo1);
+    __m512i hi = _mm512_permutex2var_epi8(d->hi0, c, d->hi1);
+    hi = _mm512_ternarylogic_epi32(hi, c, d->c80, 0xF8);   /* hi | (c & 0x80): the sign */
+    *a = _mm512_unpacklo_epi8(lo, hi);
+    *b = _mm512_unpackhi_epi8(lo, hi);
 }
 
 /* 32 E4M3 codes -> 32 BF16 (unscaled, exact). */
@@ -138,19 +156,24 @@ static void fused_fp8(const dec_tabs *d, const dsv4_wview *w, int rb, int nrr, c
     for (int j = 0; j < 8; j++) row[j] = (const uint8_t *)w->data + (size_t)(rb + (j < nrr ? j : 0)) * cols;
     const uint8_t *sc = w->scale + (size_t)(rb / 128) * ncb;   /* rb % 8 == 0: the 8 rows share a scale row */
     __m512 a[8];
-    for (int j = 0; j < 8; j++) a[j] = _mm512_setzero_ps();
+    _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) a[j] = _mm512_setzero_ps();
     for (int c0 = 0; c0 < cols; c0 += 128) {
-        int ce = cols - c0 < 128 ? cols - c0 : 128;
+        int ce = cols - c0 < 128 ? cols - c0 : 128;   /* 64 or 128 (cols % 64 == 0) */
         __m512 p[8];
-        for (int j = 0; j < 8; j++) p[j] = _mm512_setzero_ps();
-        for (int k = 0; k < ce; k += 32) {
-            __m512bh xv = as_bh(_mm512_loadu_si512(x + c0 + k));
-            for (int j = 0; j < 8; j++) p[j] = _mm512_dpbf16_ps(p[j], as_bh(fp8_bf16(d, row[j] + c0 + k)), xv);
+        _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) p[j] = _mm512_setzero_ps();
+        for (int k = 0; k < ce; k += 64) {
+            __m512bh xa = as_bh(_mm512_loadu_si512(x + c0 + k)), xb = as_bh(_mm512_loadu_si512(x + c0 + k + 32));
+            _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) {
+                __m512i wa, wb;
+                fp8x64_bf16(d, row[j] + c0 + k, &wa, &wb);
+                p[j] = _mm512_dpbf16_ps(p[j], as_bh(wa), xa);
+                p[j] = _mm512_dpbf16_ps(p[j], as_bh(wb), xb);
+            }
         }
         __m512 s = _mm512_set1_ps(dsv4_e8m0_f32[sc[c0 / 128]]);
-        for (int j = 0; j < 8; j++) a[j] = _mm512_fmadd_ps(p[j], s, a[j]);
+        _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) a[j] = _mm512_fmadd_ps(p[j], s, a[j]);
     }
-    for (int j = 0; j < 8; j++) _mm512_store_ps(L[j], a[j]);
+    _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) _mm512_store_ps(L[j], a[j]);
 }
 
 static void fused_fp4(const dec_tabs *d, const dsv4_wview *w, int rb, int nrr, const uint16_t *x, float L[][16]) {
@@ -163,16 +186,16 @@ static void fused_fp4(const dec_tabs *d, const dsv4_wview *w, int rb, int nrr, c
         scales_f32(w->scale + (size_t)r * ncs, ncs, sf[j]);
     }
     __m512 a[8];
-    for (int j = 0; j < 8; j++) a[j] = _mm512_setzero_ps();
+    _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) a[j] = _mm512_setzero_ps();
     const __m512 z = _mm512_setzero_ps();
     for (int c = 0; c < ncs; c++) {
         __m512bh xv = as_bh(_mm512_loadu_si512(x + 32 * c));
-        for (int j = 0; j < 8; j++) {
+        _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) {
             __m512 p = _mm512_dpbf16_ps(z, as_bh(fp4_bf16(d, row[j] + 16 * c)), xv);
             a[j] = _mm512_fmadd_ps(p, _mm512_set1_ps(sf[j][c]), a[j]);
         }
     }
-    for (int j = 0; j < 8; j++) _mm512_store_ps(L[j], a[j]);
+    _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) _mm512_store_ps(L[j], a[j]);
 }
 
 void dsv4_lin_rows_avx512(const dsv4_lin_job *jb, int r0, int nr) {
@@ -186,7 +209,7 @@ void dsv4_lin_rows_avx512(const dsv4_lin_job *jb, int r0, int nr) {
     _Alignas(64) float L[RB][TB][16];
     const int direct_bf16 = fmt == DSV4_W_BF16 && (cols % 32) == 0;
     const int fused = jb->n_tok <= 2 && (cols % 32) == 0 && (rb_aligned(r0)) &&
-                      ((fmt == DSV4_W_FP8) || (fmt == DSV4_W_FP4 && cols / 32 <= DSV4_MAX_FUSED_GROUPS));
+                      ((fmt == DSV4_W_FP8 && cols % 64 == 0) || (fmt == DSV4_W_FP4 && cols / 32 <= DSV4_MAX_FUSED_GROUPS));
     for (int rb = r0; rb < r0 + nr; rb += RB) {
         int nrr = r0 + nr - rb < RB ? r0 + nr - rb : RB;
         if (fused) {
@@ -211,11 +234,15 @@ void dsv4_lin_rows_avx512(const dsv4_lin_job *jb, int r0, int nr) {
                 if (direct_bf16) {
                     for (int j = 0; j < nrr; j++) wt[j] = (const uint16_t *)w->data + (size_t)(rb + j) * cols + c0;
                 } else {
-                    if (fmt == DSV4_W_FP8 && (n % 32) == 0) {
+                    if (fmt == DSV4_W_FP8 && (n % 64) == 0) {
                         for (int j = 0; j < nrr; j++) {
                             const uint8_t *src = (const uint8_t *)w->data + (size_t)(rb + j) * cols + c0;
-                            for (int c = 0; c < nch; c++)
-                                _mm512_store_si512(tile + j * KC + 32 * c, fp8_bf16(&d, src + 32 * c));
+                            for (int c = 0; c < n; c += 64) {
+                                __m512i wa, wb;
+                                fp8x64_bf16(&d, src + c, &wa, &wb);
+                                _mm512_store_si512(tile + j * KC + c, wa);
+                                _mm512_store_si512(tile + j * KC + c + 32, wb);
+                            }
                         }
                     } else if (fmt == DSV4_W_FP4 && (n % 32) == 0) {
                         for (int j = 0; j < nrr; j++) {

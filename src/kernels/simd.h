@@ -11,8 +11,11 @@
  *   (this is exactly VDPBF16PS: odd element first, round-to-nearest-even, denormals flushed; verified on the
  *    CPU by dsv4_simd_selfcheck before the AVX-512 path is used)
  *   BF16 weights: L = 0; L = dp(L, chunk) for every 32-column chunk in order.
- *   FP8 weights (one E8M0 scale s per 128x128 block): per 128-column block b: P = 0, P = dp(P, chunk) over the
- *       block's chunks; L[i] = ftz(L[i] + ftz(s_b * P[i])).
+ *   FP8 weights (one E8M0 scale s per 128x128 block): the columns of every full 64-column block are first taken
+ *       in the order e(p) = 16*((p%32)/8) + p%8 + 8*(p/32), p = 0..63 (elements 0-7,16-23,32-39,48-55, then
+ *       8-15,24-31,40-47,56-63: the order AVX-512 byte unpacking yields, so E4M3 codes decode with two byte
+ *       permutes and no widening; a ragged tail keeps its order); the activations are packed in the same order.
+ *       Then per 128-column block b: P = 0, P = dp(P, chunk) over the block's chunks; L[i] = ftz(L[i] + ftz(s_b * P[i])).
  *   FP4 weights (one E8M0 scale per row and 32 columns): per chunk g: P = dp(0, chunk);
  *       L[i] = ftz(L[i] + ftz(s_g * P[i])).
  *   out = tree(L) = ((((L0+L1)+(L2+L3))+((L4+L5)+(L6+L7))) + (((L8+L9)+(L10+L11))+((L12+L13)+(L14+L15))))
@@ -78,6 +81,8 @@ typedef struct {
 const dsv4_simd_ops *dsv4_simd(void);
 
 /* Shared helpers of the paths (linear.c). */
+/* FP8 column order within a 64-column block: permuted position p -> element (see the definition above). */
+static inline int dsv4_fp8_perm(int p) { return 16 * ((p % 32) / 8) + p % 8 + 8 * (p / 32); }
 static inline float dsv4_ftz(float v) {
     union { float f; uint32_t u; } a = { v };
     if ((a.u & 0x7f800000u) == 0) a.u &= 0x80000000u;
