@@ -346,7 +346,7 @@ static float pair_lane_ref(const dsv4_wview *w, int r, const float *x) {
 static const char *PATHS[] = {"scalar", "avx2", "avx512"};
 
 static void test_linear_fmt(dsv4_wfmt fmt, const char *name, int rows, int cols) {
-    enum { T = 7 };
+    enum { T = 37 };   /* more than one 32-token block of the tile paths */
     owned_w ow = make_weight(fmt, rows, cols);
     const dsv4_wview *w = &ow.w;
     char err[256];

@@ -100,7 +100,7 @@ void dsv4_fp4_dec_scalar(const uint8_t *codes, const uint8_t *scales, int n, int
         out[i] = scaled_bf16(dsv4_e2m1_bf16[(codes[i / 2] >> ((i & 1) * 4)) & 15], dsv4_e8m0_f32[scales[i / block]]);
 }
 
-#define TB 8   /* tokens per pass over a tile */
+#define TB 32  /* tokens per pass over a tile (the tile is decoded once per TB tokens) */
 
 void dsv4_lin_rows_scalar(const dsv4_lin_job *jb, int r0, int nr) {
     const dsv4_wview *w = jb->w;

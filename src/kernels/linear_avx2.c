@@ -14,7 +14,7 @@ static inline int cdiv(int a, int b) { return (a + b - 1) / b; }
 
 #define RB DSV4_LIN_RB
 #define KC DSV4_LIN_KC
-#define TB 8
+#define TB 32
 
 /* One 32-column dp step on lanes (A: 0-7, B: 8-15); xo/xe are the split activations of the chunk. */
 static inline void dp32(__m256 *A, __m256 *B, const uint16_t *w, const __m256 xo0, const __m256 xe0,

@@ -69,7 +69,7 @@ static inline __m512i fp4_bf16(const dec_tabs *d, const uint8_t *p) {
 #define RB DSV4_LIN_RB   /* rows per tile (8) */
 #define RS 4            /* rows per register sub-block of the tile path */
 #define KC DSV4_LIN_KC
-#define TB 8
+#define TB 32
 
 static inline __m512bh as_bh(__m512i v) { return (__m512bh)v; }
 static inline int rb_aligned(int r) { return r % 8 == 0; }
@@ -176,6 +176,21 @@ static void fused_fp8(const dec_tabs *d, const dsv4_wview *w, int rb, int nrr, c
     _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) _mm512_store_ps(L[j], a[j]);
 }
 
+static void fused_bf16(const dsv4_wview *w, int rb, int nrr, const uint16_t *x, float L[][16]) {
+    const int cols = w->cols;
+    const uint16_t *row[8];
+    _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++)
+        row[j] = (const uint16_t *)w->data + (size_t)(rb + (j < nrr ? j : 0)) * cols;
+    __m512 a[8];
+    _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) a[j] = _mm512_setzero_ps();
+    for (int c = 0; c < cols; c += 32) {
+        __m512bh xv = as_bh(_mm512_loadu_si512(x + c));
+        _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++)
+            a[j] = _mm512_dpbf16_ps(a[j], as_bh(_mm512_loadu_si512(row[j] + c)), xv);
+    }
+    _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) _mm512_store_ps(L[j], a[j]);
+}
+
 static void fused_fp4(const dec_tabs *d, const dsv4_wview *w, int rb, int nrr, const uint16_t *x, float L[][16]) {
     const int cols = w->cols, ncs = cols / 32;
     const uint8_t *row[8];
@@ -209,13 +224,15 @@ void dsv4_lin_rows_avx512(const dsv4_lin_job *jb, int r0, int nr) {
     _Alignas(64) float L[RB][TB][16];
     const int direct_bf16 = fmt == DSV4_W_BF16 && (cols % 32) == 0;
     const int fused = jb->n_tok <= 2 && (cols % 32) == 0 && (rb_aligned(r0)) &&
-                      ((fmt == DSV4_W_FP8 && cols % 64 == 0) || (fmt == DSV4_W_FP4 && cols / 32 <= DSV4_MAX_FUSED_GROUPS));
+                      ((fmt == DSV4_W_FP8 && cols % 64 == 0) || fmt == DSV4_W_BF16 ||
+                       (fmt == DSV4_W_FP4 && cols / 32 <= DSV4_MAX_FUSED_GROUPS));
     for (int rb = r0; rb < r0 + nr; rb += RB) {
         int nrr = r0 + nr - rb < RB ? r0 + nr - rb : RB;
         if (fused) {
             _Alignas(64) float F[8][16];
             for (int t = 0; t < jb->n_tok; t++) {
                 if (fmt == DSV4_W_FP8) fused_fp8(&d, w, rb, nrr, dsv4_lin_x(jb, t), F);
+                else if (fmt == DSV4_W_BF16) fused_bf16(w, rb, nrr, dsv4_lin_x(jb, t), F);
                 else fused_fp4(&d, w, rb, nrr, dsv4_lin_x(jb, t), F);
                 for (int j = 0; j < nrr; j++) {
                     float v = dsv4_tree16(F[j]);
