@@ -1,36 +1,39 @@
 #!/usr/bin/env bash
 # tools/mutate.sh — mutation testing of the golden tests (tests/MUTATIONS.md holds the last results).
 #
-# Applies each known structural bug (a sed patch of src/) to a SEPARATE git worktree, rebuilds, runs
-# test_golden, test_blocks, test_ops and test_kernels there and records which of them turn red. Never
-# touches the main working tree.
+# Applies each known structural bug (a perl patch of src/) to a SEPARATE git worktree, rebuilds, runs
+# test_golden, test_blocks, test_nano_golden, test_ops and test_kernels there and records which of them turn
+# red. Never touches the main working tree.
 #
 #   tools/mutate.sh --list                      # mutation names
-#   tools/mutate.sh [-w DIR] [-c] [NAME ...]    # run (default: all mutations) in worktree DIR
+#   tools/mutate.sh [-w DIR] [-c|-t] [-k DIR] [NAME ...]   # run (default: all mutations) in worktree DIR
 #
 #   -w DIR   worktree to use (default /tmp/mutwt); created with `git worktree add --detach DIR HEAD` if
 #            missing, else moved (checkout --force --detach) to the main tree's HEAD commit. It is scratch:
-#            its local edits are discarded; the three mutated files are restored after each mutation.
-#   -c       copy the main tree's uncommitted changes of src/ tests/ into the worktree first
+#            its local edits are discarded; the mutated files are restored after each mutation.
+#   -c       copy the main tree's uncommitted changes of src/ tests/ tools/ into the worktree first
 #            (tracked modified files and untracked files under those directories).
+#   -t       the same for tests/ and tools/ only: new goldens and tests against the committed engine.
+#   -k DIR   keep every test's full output per mutation in DIR/<mutation>.<test>.txt (margins per block / row).
 # Output: one line per mutation "NAME | tests that failed" and a markdown table on stdout; exit 1 if any
 # mutation turns no test red (a "SURVIVED" row), 2 if a patch did not apply.
-# Each mutation costs a rebuild of the library (~20 s) plus the four tests (~10 s).
+# Each mutation costs a rebuild of the library (~20 s) plus the five tests (~10 s).
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WT=/tmp/mutwt
 COPY=0
+KEEP=
 # name|file|perl substitution (applied with perl -0pi -e, so it may span lines; write a literal | as \x7c)|description
 MUTATIONS=(
 'hc_post_orientation|src/model/forward.c|s/Mt\[j \* hc \+ k\] \* old/Mt[k * hc + j] * old/|mHC post mixing uses M transposed'
-'no_attn_sink|src/model/forward.c|s/Z \+= expf\(L->attn_sink\[h\] - mx\);/(void)0;/|attention sink left out of the softmax denominator'
-'no_inverse_rope|src/model/forward.c|s/dsv4_rope\(oh \+ hd - rd, rd, L->rope_f, t, 1\);/(void)rd;/|inverse RoPE on the attention output skipped'
+'no_attn_sink|src/model/forward.c|s/Z \+= expf\((?:a->)?L->attn_sink\[h\] - mx\);/(void)0;/|attention sink left out of the softmax denominator'
+'no_inverse_rope|src/model/forward.c|s/dsv4_rope\(\w+ \+ hd - rd, rd, (?:a->)?L->rope_f, (?:a->)?t, 1\);/(void)rd;/|inverse RoPE on the attention output skipped'
 'window_excl_current|src/model/forward.c|s/for \(int64_t j = w0; j <= p; j\+\+\)/for (int64_t j = w0; j < p; j++)/|window excludes the current token'
 'comp_rope_pos_last|src/model/forward.c|s/L->rope_f, w \* cw->R, 0\)/L->rope_f, w * cw->R + cw->R - 1, 0)/|compressed entry w rotated at position wR+R-1 instead of wR'
 'csa_visibility_le|src/model/forward.c|s/int nvis = \(int\)\(\(p \+ 1\) \/ R\);/int nvis = (int)((p + 1) \/ R) + 1;/|compressed entry visible when w <= (t+1)/R (future entry)'
-'no_indexer_relu|src/model/forward.c|s/sc \+= wh\[h\] \* \(d > 0 \? d : 0\);/sc += wh[h] * d;/|indexer score without ReLU'
+'no_indexer_relu|src/model/forward.c|s/sc \+= wh\[h\] \* \((d(?:\[h\])?) > 0 \? \1 : 0\);/sc += wh[h] * $1;/|indexer score without ReLU'
 'no_kv_fp8|src/model/forward.c|s/(dsv4_rope\(k \+ nope, rd, L->rope_f, pos0 \+ t, 0\);\n\s*)dsv4_fp8_sim\(k, nope, 64\);/$1(void)0;/|FP8 simulation of the raw window KV skipped'
-'no_act_fp8|src/kernels/matmul.c|s/if \(flags & DSV4_ACT_FP8\) \{/if (0 \&\& (flags \& DSV4_ACT_FP8)) {/|FP8 activation quantization before linears skipped'
+'no_act_fp8|src/kernels/linear.c|s/if \(flags & DSV4_ACT_FP8\) \{/if (0 \&\& (flags \& DSV4_ACT_FP8)) {/|FP8 activation quantization before linears skipped'
 'route_weight_after_w2|src/model/forward.c|s/if \(wt\) h \*= wt\[t\];/(void)0;/; s/(dsv4_linear\(ye, w2, g, cnt, DSV4_ACT_FP8 \x7c DSV4_OUT_BF16, s->w.act\);)/$1\n    if (wt) for (int t = 0; t < cnt; t++) for (int d = 0; d < w2->rows; d++) ye[(size_t)t * w2->rows + d] = bf(ye[(size_t)t * w2->rows + d] * wt[t]);/|router weight applied to the expert output (after w2) instead of before w2'
 'no_shared_clamp|src/model/forward.c|s/if \(lim > 0\) \{/if (lim > 0 \&\& wt) {/|shared expert SwiGLU without the clamp'
 'gate_clamp_both|src/model/forward.c|s/if \(gg > lim\) gg = lim;/if (gg > lim) gg = lim;\n                if (gg < -lim) gg = -lim;/|SwiGLU gate clamped on both sides'
@@ -39,15 +42,21 @@ MUTATIONS=(
 'hash_as_score|src/model/forward.c|s/if \(L->tid2eid\) \{/if (0 \&\& L->tid2eid) {/; s/float v = l\[e\] \+ L->gate_bias\[e\];/float v = l[e] + (L->gate_bias ? L->gate_bias[e] : 0.0f);/|hash layers route by score top-k instead of tid2eid'
 'bias_in_weights|src/model/forward.c|s/sum \+= l\[id\[k\]\];/sum += l[id[k]] + (L->gate_bias ? L->gate_bias[id[k]] : 0.0f);/; s/rw\[t \* K \+ k\] = l\[id\[k\]\] \/ sum/rw[t * K + k] = (l[id[k]] + (L->gate_bias ? L->gate_bias[id[k]] : 0.0f)) \/ sum/|selection bias included in the routing weights'
 'no_mtp_hnorm|src/model/forward.c|s/dsv4_rmsnorm\(hn \+ \(size_t\)r \* D, X \+ \(size_t\)r \* D, L->hnorm, D, c->norm_eps, 1\);/memcpy(hn + (size_t)r * D, X + (size_t)r * D, (size_t)D * sizeof(float));/|MTP hnorm skipped'
+'sinkhorn_cap10|src/model/forward.c|s/dsv4_sinkhorn\(Mt, hc, c->hc_sinkhorn_iters, c->hc_eps\);/dsv4_sinkhorn(Mt, hc, c->hc_sinkhorn_iters < 10 ? c->hc_sinkhorn_iters : 10, c->hc_eps);/|Sinkhorn iterations capped at 10 (config: 20)'
+'kv_fp8_block128|src/model/forward.c|s/dsv4_fp8_sim\(k, nope, 64\);/dsv4_fp8_sim(k, nope, 128);/|FP8 simulation of the raw KV nope dims in blocks of 128 instead of 64'
+'indexer_queries_no_fp4|src/model/forward.c|s/dsv4_fp4_sim\(qh, ihd, 32\);/(void)0;/|FP4 simulation of the indexer queries skipped (the keys can no longer skip it: they are stored as E2M1 records)'
+'expert_sum_bf16|src/model/forward.c|s/for \(int d = 0; d < D; d\+\+\) a\[d\] \+= ye\[d\];/for (int d = 0; d < D; d++) a[d] = bf(a[d] + ye[d]);/|routed-expert outputs summed in BF16 (rounded after each expert)'
 )
-TESTS="test_golden test_blocks test_ops test_kernels"
+TESTS="test_golden test_blocks test_nano_golden test_ops test_kernels"
 
 while [ $# -gt 0 ]; do
     case "$1" in
     --list) for m in "${MUTATIONS[@]}"; do IFS='|' read -r n f p d <<<"$m"; printf '%-22s %s (%s)\n' "$n" "$d" "$f"; done; exit 0 ;;
     -w) WT=$2; shift 2 ;;
     -c) COPY=1; shift ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -t) COPY=2; shift ;;
+    -k) KEEP=$(mkdir -p "$2" && cd "$2" && pwd) || exit 2; shift 2 ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     *) break ;;
     esac
 done
@@ -58,22 +67,26 @@ elif [ "$(git -C "$WT" rev-parse HEAD)" != "$(git -C "$ROOT" rev-parse HEAD)" ];
     # follow the main tree's commit (the worktree is scratch: its local edits are discarded)
     git -C "$WT" checkout -q --force --detach "$(git -C "$ROOT" rev-parse HEAD)" || exit 2
 fi
-if [ $COPY -eq 1 ]; then
-    (cd "$ROOT" && { git diff --name-only HEAD -- src tests tools; git ls-files --others --exclude-standard -- src tests tools; } | sort -u) |
+if [ $COPY -ne 0 ]; then
+    dirs="src tests tools"; [ $COPY -eq 2 ] && dirs="tests tools"
+    (cd "$ROOT" && { git diff --name-only HEAD -- $dirs; git ls-files --others --exclude-standard -- $dirs; } | sort -u) |
     while read -r f; do
         if [ -e "$ROOT/$f" ]; then mkdir -p "$WT/$(dirname "$f")"; cp -p "$ROOT/$f" "$WT/$f"; fi
     done
 fi
 cd "$WT" || exit 2
+# the files the mutations patch (restored after each one)
+FILES=$(for m in "${MUTATIONS[@]}"; do IFS='|' read -r n f p d <<<"$m"; echo "$f"; done | sort -u)
+for f in $FILES; do [ -e "$f" ] || { echo "$f (patched by a mutation) does not exist in $WT"; exit 2; }; done
 mkdir -p .mut_pristine
 # pristine sources: the main tree's (with -c) or the worktree commit's, never the possibly mutated worktree files
-for f in src/model/forward.c src/kernels/matmul.c src/model/weights.c; do
+for f in $FILES; do
     if [ $COPY -eq 1 ]; then cp "$ROOT/$f" ".mut_pristine/$(echo "$f" | tr / _)"
     else git show "HEAD:$f" >".mut_pristine/$(echo "$f" | tr / _)"; fi
 done
 # restore: copy back (new mtime, so make rebuilds) only the files that differ
 restore() {
-    for f in src/model/forward.c src/kernels/matmul.c src/model/weights.c; do
+    for f in $FILES; do
         local p=".mut_pristine/$(echo "$f" | tr / _)"
         cmp -s "$p" "$f" || cp "$p" "$f"
     done
@@ -85,20 +98,33 @@ build() { make -s build/rel/libdsv4.a $(for t in $TESTS; do echo build/rel/tests
 summarize() {
     local t=$1 o=$2
     case $t in
-    test_golden) printf '%s\n' "$o" | sed -n 's/^FAIL \([a-z0-9_]*\)\/\([a-z]*\).*/\1\/\2/p' | sort -u | paste -sd, - ;;
+    test_golden) printf '%s\n' "$o" | awk '/^FAIL [a-z0-9_]+\/[a-z]+/ {
+                     split($2, a, /[\/:]/); k = a[1] "/" a[2]; if (!(k in seen)) { seen[k] = 1; l = l (l ? "," : "") k }
+                     if (match($0, /max\|c-r\| = [0-9.e+-]+ > tol [0-9.e+-]+/)) {
+                         split(substr($0, RSTART, RLENGTH), b, " "); r = b[3] / b[6]; if (r > worst) worst = r } }
+                     END { printf "%s", l; if (worst > 0) printf "; worst max|c-r| = %.1fx tol", worst }' ;;
     test_blocks) printf '%s\n' "$o" | awk '/^FAIL .* block [0-9]+ \(/ {
                      split($0, a, " "); k = a[2] ":b" a[4]; if (!(k in seen)) { seen[k] = 1; l = l (l ? "," : "") k }
-                     match($0, /rel_rms [0-9.e+-]+ \(tol [0-9.e+-]+\)/)
-                     if (RSTART) { split(substr($0, RSTART, RLENGTH), b, /[ ()]+/); r = b[2] / b[4]; if (r > worst) worst = r } }
-                     END { printf "%s; worst rel_rms = %.1fx tol", l, worst }' ;;
+                     if (match($0, /rel_rms [0-9.e+-]+ \(tol [0-9.e+-]+\)/)) {
+                         split(substr($0, RSTART, RLENGTH), b, /[ ()]+/); r = b[2] / b[4]; if (r > worst) worst = r }
+                     if (match($0, /median_tok [0-9.e+-]+ \(tol [0-9.e+-]+\)/)) {
+                         split(substr($0, RSTART, RLENGTH), b, /[ ()]+/); r = b[2] / b[4]; if (r > wmed) wmed = r } }
+                     END { printf "%s; worst rel_rms = %.1fx tol", l, worst; if (wmed > 0) printf ", median_tok = %.1fx tol", wmed }' ;;
+    test_nano_golden) printf '%s\n' "$o" | awk '/^FAIL nano\// {
+                     if ($3 == "position") next
+                     split($2, a, ":"); k = a[1] " " ($0 ~ /gross bound/ ? "gross (" $3 " rows)" : $3); sub(/^nano\//, "", k)
+                     if (match($0, /\([0-9.]+x\)/)) k = k " " substr($0, RSTART + 1, RLENGTH - 2)
+                     l = l (l ? ", " : "") k }
+                     END { printf "%s", l }' ;;
     *) printf '%s\n' "$o" | grep -m1 '^FAIL' | cut -c1-120 ;;
     esac
 }
-runtests() {   # prints the failing tests with a summary each
+runtests() {   # prints the failing tests with a summary each ($1: name to keep the outputs under, with -k)
     local out=""
     for t in $TESTS; do
         local o rc
         o=$(timeout 600 ./build/rel/tests/$t 2>&1); rc=$?
+        [ -n "$KEEP" ] && printf '%s\n' "$o" >"$KEEP/$1.$t.txt"
         if [ $rc -ne 0 ]; then
             local tot; tot=$(printf '%s\n' "$o" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -1)
             out="$out**$t** (${tot:-rc $rc}: $(summarize "$t" "$o")); "
@@ -108,10 +134,10 @@ runtests() {   # prints the failing tests with a summary each
 }
 
 restore
-touch src/model/forward.c src/kernels/matmul.c src/model/weights.c   # objects of an interrupted run may be stale
+touch $FILES   # objects of an interrupted run may be stale
 echo "baseline: building $WT"
 build || { tail -20 .mut_build.log; echo "baseline build failed"; exit 2; }
-base=$(runtests)
+base=$(runtests baseline)
 [ -n "$base" ] && { echo "baseline already red: $base"; exit 2; }
 echo "baseline: all of $TESTS green"
 
@@ -128,7 +154,7 @@ for m in "${MUTATIONS[@]}"; do
     if ! build; then
         echo "$name | BUILD FAILED"; tail -5 .mut_build.log; rows+=("| $name | $desc | build failed |"); status=2; continue
     fi
-    res=$(runtests)
+    res=$(runtests "$name")
     if [ -z "$res" ]; then res="SURVIVED"; [ $status -eq 0 ] && status=1; fi
     echo "$name | $res"
     rows+=("| \`$name\` | $desc | $res |")

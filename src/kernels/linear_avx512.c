@@ -85,7 +85,8 @@ static void tile_block(const dsv4_lin_job *jb, const dsv4_wview *w, int rb, int 
     const int fmt = w->fmt, ncb = cdiv(jb->cols, 128), ncs = cdiv(jb->cols, 32);
     float Ld[RS - 1][TB][16];   /* sink for the padding rows of a short sub-block */
     float (*Lr[RS])[16];
-    for (int j = 0; j < RS; j++) Lr[j] = j < nrs ? L[j] : Ld[j - 1];
+    if (nrs < RS) memset(Ld, 0, sizeof Ld);
+    for (int j = 0; j < RS; j++) Lr[j] = j < nrs ? L[j] : Ld[j > 0 ? j - 1 : 0];
     for (int t = 0; t < nt; t++) {
         const uint16_t *x = dsv4_lin_x(jb, t0 + t) + c0;
         __m512 a0 = _mm512_load_ps(Lr[0][t]), a1 = _mm512_load_ps(Lr[1][t]);

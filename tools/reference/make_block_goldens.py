@@ -23,7 +23,18 @@ float64 input X_l, in one call and in the chunked schedule, against the float64 
 Tolerance (per case, applies to every block and both schedules):
   rel_rms <= TOL_FACTOR x (largest measured rel_rms among the case's blocks >= 1), floor TOL_FLOOR_RMS;
              block 0 (4 identical input streams -> correlated BF16 flips): TOL_FACTOR x its own noise;
-  max_abs <= MAXABS_ULPS BF16 ulps at max|x64| (a single BF16 flip of a large stream element is 1 ulp).
+  max_abs <= MAXABS_ULPS BF16 ulps at max|x64| (a single BF16 flip of a large stream element is 1 ulp);
+  median_tok <= tol_median_tok (per block): the median over tokens of RMS_t(x - x64) / RMS(x64) (RMS_t: over
+             the token's hc*D values). Float32 rounding noise is sparse -- a few tokens differ, the typical token
+             is bit-identical (median 0 in every block but the window case's block 0) -- while a systematic
+             numeric bug of BF16-ulp size (a double rounding, a truncated Sinkhorn, an FP8 block size) moves
+             every token: rel_rms cannot separate the two (a few noisy tokens weigh as much as a small error
+             everywhere), the median can. tol = TOL_FACTOR x the largest f32 median of the case's blocks >= 1
+             (block 0: at least TOL_FACTOR x its own), floor MEDIAN_FLOOR (about one BF16 ulp flip among the
+             hc*D values of the typical token, 512 with D = 128).
+  Block 0 of the cases not in BLOCK0_OWN_TOL gets max(TOL_FACTOR x own noise, the tolerance of blocks >= 1): a
+  single float32 sample of block 0's noise can be nearly empty (hd512: 1.8e-6 while the C engine, equally
+  correct, differed on 3 tokens: 2.0e-4).
 The float32 runs must take the same router / indexer decisions as the float64 run (checked).
 Deterministic; single thread; ~1-3 min per case.
 """
@@ -45,11 +56,15 @@ torch.set_num_threads(1)
 # tokens per case: > 128 so the window wraps and HCA-128 layers emit entry 0 (at position 127); long enough
 # that the indexer selects (CSA entries visible > index_topk: flash 16 -> from position 67, pro 24 -> 99,
 # d256 40 -> 163, hence 168 there)
-N_TOKENS = {"flash": 144, "pro": 144, "window": 144, "d256": 168}
+N_TOKENS = {"flash": 144, "pro": 144, "window": 144, "d256": 168, "hd512": 144}
+# cases whose block 0 keeps the original rule (TOL_FACTOR x its own noise, floor TOL_FLOOR_RMS), so that their
+# committed manifests stay reproducible; the others: see the module doc
+BLOCK0_OWN_TOL = {"flash", "pro", "window", "d256"}
 CHUNK_HEAD = [5, 37, 1, 1, 64, 19, 1, 1, 3]    # ends at 132: single steps at positions 127, 128
 TOL_FACTOR = 4.0
 TOL_FLOOR_RMS = 2e-4
 MAXABS_ULPS = 4
+MEDIAN_FLOOR = 1e-4
 
 
 def chunk_schedule(N):
@@ -70,6 +85,16 @@ def noise(a, r):
     a, r = a.double(), r.double()
     d = a - r
     return (d.square().mean().sqrt() / r.square().mean().sqrt()).item(), d.abs().max().item()
+
+
+def median_tok(a, r):
+    """Median over tokens of RMS_t(a - r) / RMS(r) (a, r: [1, N, hc, D]); the even-N median is the mean of the
+    two middle values (as tests/test_blocks.c)."""
+    a, r = a.double(), r.double()
+    per = (a - r).square().mean((-1, -2)).sqrt().flatten() / r.square().mean().sqrt()
+    v = per.sort().values
+    n = v.numel()
+    return (v[n // 2] if n % 2 else 0.5 * (v[n // 2 - 1] + v[n // 2])).item()
 
 
 def run_block(blk, X, toks, calls, mtp_tokens=None, embed=None):
@@ -136,7 +161,7 @@ def make_case(name, gdir):
                 if flips:
                     raise RuntimeError("%s block %d %s: float32 flips %d decisions" % (name, li, sname, flips))
                 rr, ma = noise(y32, ref)
-                meas[sname] = {"rel_rms": rr, "max_abs": ma}
+                meas[sname] = {"rel_rms": rr, "max_abs": ma, "median_tok": median_tok(y32, ref)}
                 worst_rms = max(worst_rms, rr)
             # sensitivity yardstick: the block's own contribution RMS(out - in) / RMS(out)
             contrib = noise(ref, xin)[0] if not is_mtp else None
@@ -166,9 +191,17 @@ def make_case(name, gdir):
     # on the window case); the other blocks share the worst noise among blocks >= 1
     worst_rest = max([b["f32_noise"][k]["rel_rms"] for b in blocks[1:] for k in b["f32_noise"]] + [0.0])
     tol_rms = max(TOL_FACTOR * worst_rest, TOL_FLOOR_RMS)
+    worst_med = max([b["f32_noise"][k]["median_tok"] for b in blocks[1:] for k in b["f32_noise"]] + [0.0])
+    tol_med = max(TOL_FACTOR * worst_med, MEDIAN_FLOOR)
     for b in blocks:
         own = max(v["rel_rms"] for v in b["f32_noise"].values())
-        b["tol_rel_rms"] = max(TOL_FACTOR * own, TOL_FLOOR_RMS) if b["layer"] == 0 else tol_rms
+        own_med = max(v["median_tok"] for v in b["f32_noise"].values())
+        if b["layer"] == 0:
+            b["tol_rel_rms"] = max(TOL_FACTOR * own, TOL_FLOOR_RMS if name in BLOCK0_OWN_TOL else tol_rms)
+            b["tol_median_tok"] = max(TOL_FACTOR * own_med, tol_med)
+        else:
+            b["tol_rel_rms"] = tol_rms
+            b["tol_median_tok"] = tol_med
     man = {
         "n_tokens": N, "hc": cfg.hc, "dim": cfg.dim, "n_layers": cfg.n_layers, "n_mtp": cfg.n_mtp,
         "format": "raw BF16, little-endian uint16 (the high half of the F32 bits), shape [n_tokens][hc][dim]",
@@ -176,21 +209,28 @@ def make_case(name, gdir):
         "schedules": {"one_call": [N], "chunks": sched},
         "blocks": blocks,
         "tolerance": {
-            "rel_rms": tol_rms, "max_abs_ulps": MAXABS_ULPS,
+            "rel_rms": tol_rms, "max_abs_ulps": MAXABS_ULPS, "median_tok": tol_med,
             "why": ("float64 Session arithmetic, block by block; the float32 reference run of each block alone on the "
                     "float64 input (one call and the chunked schedule) deviates by at most rel_rms %.2e "
                     "(RMS(x32-x64)/RMS(x64)) over the blocks >= 1 of this case; tolerance rel_rms = %.0fx that "
-                    "(floor %.0e) for blocks >= 1, and %.0fx its own noise for block 0 (per block: tol_rel_rms; "
+                    "(floor %.0e) for blocks >= 1, and %.0fx its own noise for block 0 (%s; per block: tol_rel_rms; "
                     "block 0 has 4 identical input streams, so its BF16 flips are correlated). "
                     "max_abs <= %d BF16 ulps of max|x64| (a BF16 flip of one large stream element is 1 ulp). "
+                    "median over tokens of RMS_t(x-x64)/RMS(x64) <= tol_median_tok: %.0fx the largest float32 median "
+                    "(%.2e over the blocks >= 1; block 0 at least %.0fx its own), floor %.0e (float32 noise is sparse: "
+                    "the typical token is bit-identical; a systematic bug moves every token). "
                     "The float32 runs take the same router/indexer decisions." %
-                    (worst_rest, TOL_FACTOR, TOL_FLOOR_RMS, TOL_FACTOR, MAXABS_ULPS))},
+                    (worst_rest, TOL_FACTOR, TOL_FLOOR_RMS, TOL_FACTOR,
+                     "floor %.0e" % TOL_FLOOR_RMS if name in BLOCK0_OWN_TOL else "at least the tolerance of blocks >= 1",
+                     MAXABS_ULPS, TOL_FACTOR, worst_med, TOL_FACTOR, MEDIAN_FLOOR))},
     }
     with open(os.path.join(out, "manifest.json"), "w") as f:
         json.dump(man, f, indent=1)
     size = sum(os.path.getsize(os.path.join(out, f)) for f in os.listdir(out))
-    print("  %s: %d tokens, %d blocks, worst f32 rel_rms %.2e (blocks >= 1: %.2e) -> tol %.2e (block 0: %.2e), %d bytes"
-          % (name, N, nblk, worst_rms, worst_rest, tol_rms, blocks[0]["tol_rel_rms"], size))
+    print("  %s: %d tokens, %d blocks, worst f32 rel_rms %.2e (blocks >= 1: %.2e) -> tol %.2e (block 0: %.2e), "
+          "median_tok tol %.2e (block 0: %.2e), %d bytes"
+          % (name, N, nblk, worst_rms, worst_rest, tol_rms, blocks[0]["tol_rel_rms"], tol_med,
+             blocks[0]["tol_median_tok"], size))
 
 
 def main():

@@ -64,6 +64,15 @@ CASES = {
     "d256": (base_cfg(hidden_size=256, num_hidden_layers=2, compress_ratios=[4, 128, 0], num_attention_heads=4,
                       o_groups=2, index_head_dim=128, index_n_heads=2, index_topk=40, q_lora_rank=128,
                       n_routed_experts=4), 200, 1, 44),
+    # the real V4 head geometry: head_dim 512, rope 64 (nope 448 = 7 FP8-64 blocks of the KV simulation);
+    # window, CSA, HCA (+ window-only MTP); 1 hash layer; 2 heads in 2 o_groups; every FP8/FP4 GEMM width a
+    # multiple of 128 (q_lora, o_groups*o_lora, moe_inter), so DeepSeek's official code runs it strictly;
+    # hc_sinkhorn_iters 20 (V4) with strong comb logits (SHAPING) so the last 10 iterations matter; top-6 routing
+    # (V4's count) so six BF16 expert outputs are summed per token
+    "hd512": (base_cfg(num_hidden_layers=3, compress_ratios=[0, 4, 128, 0], num_hash_layers=1, num_attention_heads=2,
+                       head_dim=512, qk_rope_head_dim=64, q_lora_rank=128, o_groups=2, o_lora_rank=64,
+                       moe_intermediate_size=128, n_routed_experts=8, num_experts_per_tok=6, index_topk=8),
+              270, 1, 55),
 }
 
 
@@ -72,8 +81,15 @@ CASES = {
 #             all its iterations (20 vs 19 iterations differ by ~2e-3 in M at amp 4, by 6e-9 at amp 1);
 #   ffn_amp:  multiplies the std of every expert's w1/w3 (routed and shared) so the SwiGLU pre-activations
 #             exceed swiglu_limit more often; w2 is divided by ffn_amp^2 so the MoE output keeps its size.
+#   kv_tiny:  scales the odd FP8-64 blocks of the KV nope dims (dims 64-127, 192-255, 320-383 of 448) by this
+#             factor (kv_norm and main-compressor norm weights) and the matching wo_a input columns by its inverse,
+#             so those dims carry about half of the attention output while being far below the other blocks: the
+#             KV FP8 simulation's block size is then visible (with blocks of 128 they share the scale of their big
+#             neighbour and fall into the E4M3 subnormal range; with blocks of 64 they are quantized on their own).
+#             With unshaped weights every 64-block has a similar amax and a power-of-two scale makes block size
+#             64 vs 128 change only values < ~1e-4 x amax: bit-identical logits.
 # The random stream is the same, only scaled.
-SHAPING = {"window": {"comb_amp": 4.0}}
+SHAPING = {"window": {"comb_amp": 4.0}, "hd512": {"comb_amp": 6.0, "kv_tiny": 2.0 ** -15}}
 
 
 def shaped_init(model, seed, shaping=None):
@@ -135,6 +151,18 @@ def shaped_init(model, seed, shaping=None):
                 p.copy_(rn(*shp, std=1.0 / shp[1] ** 0.5))
             else:
                 raise ValueError("no init rule for " + name)
+        kv_tiny = (shaping or {}).get("kv_tiny")
+        if kv_tiny:
+            hd, nope = cfg.head_dim, cfg.head_dim - cfg.rope_dim
+            tiny = torch.zeros(hd, dtype=torch.bool)
+            for b0 in range(64, nope, 128):
+                tiny[b0:min(b0 + 64, nope)] = True
+            for name, p in model.named_parameters():
+                if name.endswith("attn.kv_norm.weight") or name.endswith("attn.compressor.norm.weight"):
+                    p[tiny] *= kv_tiny
+                elif name.endswith("attn.wo_a.weight"):
+                    cols = tiny.repeat(p.shape[1] // hd)
+                    p[:, cols] /= kv_tiny
         for name, b in model.named_buffers():
             if name.endswith("tid2eid"):
                 b.copy_(torch.stack([torch.randperm(cfg.n_experts, generator=g)[:cfg.topk]

@@ -77,6 +77,26 @@ VARIANTS = {
 KERNEL_VARIANTS = {"attn_oneblock": ("SPARSE_BLOCK", 0)}
 
 
+class _TorchShim:
+    """`torch` inside the official module: everything is torch's, except that rsqrt of a BF16 tensor is computed
+    in F32 and rounded to BF16 once, which is what the CUDA kernel the official code runs on does (opmath float,
+    then RNE). torch 1.13's CPU BF16 rsqrt is not correctly rounded on tensors of fewer than 32 elements (the
+    non-vectorized path; e.g. rsqrt(bf16 0.1494140625) = 2.578125, correctly rounded 2.59375 = 1/sqrt at 2.58705),
+    so the per-head q RMS (`q *= torch.rsqrt(...)`, model.py line 498) of a decode step (1 token x H heads
+    < 32 values) came out different from a prefill's: on the trained nano model the official decode rows
+    deviated from the reference by 3x the float32 noise (layer 0 of a 1-token call: q 1 BF16 step off on
+    rows whose rsqrt was rounded the other way)."""
+
+    def __getattr__(self, name):
+        return getattr(torch, name)
+
+    @staticmethod
+    def rsqrt(x, *args, **kwargs):
+        if isinstance(x, torch.Tensor) and x.dtype == torch.bfloat16 and not args and not kwargs:
+            return torch.rsqrt(x.float()).to(torch.bfloat16)
+        return torch.rsqrt(x, *args, **kwargs)
+
+
 def load_official_module(official_dir=None, revision="current", variants=()):
     """Exec DeepSeek's model.py as module `dsv4_official_model` with the stand-in kernels.
     variants: names from VARIANTS (what-if experiments; default none = official semantics)."""
@@ -103,6 +123,7 @@ def load_official_module(official_dir=None, revision="current", variants=()):
     mod.__file__ = origin
     sys.modules[name] = mod
     exec(compile(src, origin, "exec"), mod.__dict__)
+    mod.torch = _TorchShim()     # torch as the official code sees it (see _TorchShim)
     mod.OFFICIAL_ORIGIN = origin
     mod.OFFICIAL_REVISION = revision
     mod.OFFICIAL_VARIANTS = tuple(variants)
