@@ -20,7 +20,9 @@
  *  - dsv4_eval_mtp errors: no MTP block, NULL logits;
  *  - dsv4_session_state_bytes (weights-free sizing) equals the arena dsv4_session_open allocates (nano), and
  *    for the real V4-Flash config at max_ctx 2^20 the key caches (BF16 window ring, FP8 compressed entries,
- *    FP4 indexer keys) dominate it, with the pinned total 3,994,732,992 bytes (<= 4 GiB, issue 6).
+ *    FP4 indexer keys) dominate it, with the pinned total 3,994,732,992 bytes (<= 4 GiB, issue 6);
+ *  - tensors not 64-byte aligned in the file (nano with its header grown by 1, 3, 5, 7 bytes; every tensor at an
+ *    odd offset) load and give nano's logits and MTP logits bit for bit on every SIMD path x 1 and 2 threads.
  * Prints one line per failed check and ends with "N passed, N failed".
  */
 #include "dsv4.h"
@@ -749,6 +751,187 @@ static void test_state_bytes(void) {
           "V4-Flash max_ctx 2^20: key caches %zu bytes (expected 3690751328) of %zu", cb, b);
 }
 
+/* ------------------------------------------------------------------ tensor data not 64-byte aligned (issue 6) */
+/* A checkpoint whose tensors start at odd byte offsets in the file must load (BF16/F32 views are copied when
+ * misaligned; FP8/FP4 codes and E8M0 scales are byte data read with unaligned loads) and give models/nano's
+ * logits bit for bit, on every SIMD path this CPU has and with 1 and 2 threads. Variants:
+ *  - "shift k" (k = 1, 3, 5, 7): models/nano/model.safetensors byte for byte, but with k spaces appended to its
+ *    JSON header (the 8-byte header length grows by k), which moves every tensor's data by k bytes (nano's own
+ *    offsets are packed, so its tensors already start at mixed parities: a shift makes the even ones odd);
+ *  - "odd": every tensor rewritten at a file offset = 2i + 1 (mod 64) for the i-th tensor (gaps between
+ *    tensors; the header padded with spaces), so every tensor, whatever its dtype, starts at an odd offset. */
+#define UA_TOK 40
+#define UA_PRE 17
+#define UA_ROWS (UA_TOK - UA_PRE + 2)   /* prefill row, one row per single step, the MTP row */
+
+/* Rows of 1024 logits: the prefill of tokens [0, UA_PRE), then one call per token, then MTP for token 5. */
+static int ua_eval(const dsv4_model *m, float *out, char *err, size_t errlen) {
+    int32_t t[UA_TOK];
+    tokens(t, UA_TOK, 1024);
+    dsv4_session *s = NULL;
+    int rc = dsv4_session_open(&s, m, UA_TOK, err, errlen);
+    if (!rc) rc = dsv4_eval(s, t, UA_PRE, out, err, errlen);
+    for (int i = UA_PRE, r = 1; !rc && i < UA_TOK; i++, r++) rc = dsv4_eval(s, t + i, 1, out + (size_t)r * 1024, err, errlen);
+    if (!rc) rc = dsv4_eval_mtp(s, 5, out + (size_t)(UA_ROWS - 1) * 1024, err, errlen);
+    dsv4_session_free(s);
+    return rc;
+}
+
+/* nano's file with its JSON header grown by k trailing spaces. */
+static void ua_write_shifted(const char *path, const unsigned char *src, size_t len, int k) {
+    uint64_t hlen = 0;
+    for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | src[i];
+    if (hlen > len - 8) { printf("test bug: nano header length\n"); exit(2); }
+    FILE *f = fopen(path, "wb");
+    if (!f) { printf("test bug: cannot write %s\n", path); exit(2); }
+    unsigned char le[8];
+    for (int i = 0; i < 8; i++) le[i] = (unsigned char)((hlen + (uint64_t)k) >> (8 * i));
+    fwrite(le, 1, 8, f);
+    fwrite(src + 8, 1, (size_t)hlen, f);
+    for (int i = 0; i < k; i++) fputc(' ', f);
+    fwrite(src + 8 + hlen, 1, len - 8 - (size_t)hlen, f);
+    fclose(f);
+    remember(path);
+}
+
+/* The tensors of l, the i-th at a file offset = 2i + 1 (mod 64). */
+static void ua_write_odd(const wlist *l, const char *path) {
+    size_t N = 0;   /* header length; grown until the JSON (which holds offsets that depend on it) fits */
+    char *h = NULL;
+    for (;;) {
+        cJSON *root = cJSON_CreateObject();
+        size_t off = 0;
+        for (int i = 0; i < l->n; i++) {
+            const wt *t = &l->v[i];
+            size_t want = (size_t)(2 * i + 1) % 64;
+            while ((8 + N + off) % 64 != want) off++;
+            cJSON *e = cJSON_AddObjectToObject(root, t->name);
+            cJSON_AddStringToObject(e, "dtype", st_dtype_name(t->dt));
+            cJSON *sh = cJSON_AddArrayToObject(e, "shape");
+            for (int k = 0; k < t->ndim; k++) cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)t->shape[k]));
+            cJSON *of = cJSON_AddArrayToObject(e, "data_offsets");
+            cJSON_AddItemToArray(of, cJSON_CreateNumber((double)off));
+            cJSON_AddItemToArray(of, cJSON_CreateNumber((double)(off + t->nbytes)));
+            off += t->nbytes;
+        }
+        free(h);
+        h = cJSON_PrintUnformatted(root);
+        cJSON_Delete(root);
+        if (strlen(h) <= N) break;
+        N = strlen(h) + 64;
+    }
+    FILE *f = fopen(path, "wb");
+    if (!f) { printf("test bug: cannot write %s\n", path); exit(2); }
+    unsigned char le[8];
+    for (int i = 0; i < 8; i++) le[i] = (unsigned char)((uint64_t)N >> (8 * i));
+    fwrite(le, 1, 8, f);
+    size_t hl = strlen(h), pos = 8 + N;
+    fwrite(h, 1, hl, f);
+    for (size_t i = hl; i < N; i++) fputc(' ', f);
+    for (int i = 0; i < l->n; i++) {
+        while (pos % 64 != (size_t)(2 * i + 1) % 64) { fputc(0, f); pos++; }
+        fwrite(l->v[i].data, 1, l->v[i].nbytes, f);
+        pos += l->v[i].nbytes;
+    }
+    fclose(f);
+    free(h);
+    remember(path);
+}
+
+static void test_unaligned(void) {
+    enum { NV = 5 };
+    static const int ks[NV - 1] = {1, 3, 5, 7};
+    const char *names[NV] = {"shift 1", "shift 3", "shift 5", "shift 7", "odd"};
+    size_t len = 0;
+    unsigned char *src = (unsigned char *)test_read_file(NANO "/model.safetensors", &len);
+    if (!src || len < 8) { CHECK(0, "read %s/model.safetensors", NANO); free(src); return; }
+    char err[1024] = "", p[1500];
+    st_set *orig = NULL;
+    if (st_open_file(&orig, NANO "/model.safetensors", err, sizeof err)) { CHECK(0, "nano: %s", err); free(src); return; }
+    dsv4_model *ref = NULL, *m[NV] = {0};
+    int rc = dsv4_model_load(&ref, NANO, err, sizeof err);
+    CHECK(rc == 0, "nano: %s", err);
+    for (int v = 0; v < NV; v++) {
+        char dn[32];
+        snprintf(dn, sizeof dn, v < NV - 1 ? "unaligned%d" : "unaligned_odd", v < NV - 1 ? ks[v] : 0);
+        const char *d = make_dir(dn, nano_cfg, 0, 0);
+        snprintf(p, sizeof p, "%s/model.safetensors", d);
+        if (v < NV - 1) {
+            ua_write_shifted(p, src, len, ks[v]);
+        } else {
+            wlist l = {0};
+            wl_from_nano(&l);
+            ua_write_odd(&l, p);
+            wl_free(&l);
+        }
+        char tp[1500];   /* a copy of nano's tokenizer beside it (the directory is a complete model) */
+        snprintf(tp, sizeof tp, "%s/tokenizer.json", d);
+        size_t tl = 0;
+        char *tok = test_read_file(NANO "/tokenizer.json", &tl);
+        FILE *f = tok ? fopen(tp, "wb") : NULL;
+        if (f) { fwrite(tok, 1, tl, f); fclose(f); remember(tp); }
+        free(tok);
+        /* where the tensors landed: every one moved by k (shift), every one at an odd address (odd) */
+        st_set *s = NULL;
+        int ok = st_open_file(&s, p, err, sizeof err) == 0 && st_count(s) == st_count(orig);
+        int moved = 0, odd = 0;
+        for (size_t i = 0; ok && i < st_count(s); i++) {
+            const st_tensor *a = st_at(orig, i), *b = st_at(s, i);
+            ok = strcmp(a->name, b->name) == 0 && a->nbytes == b->nbytes && memcmp(a->data, b->data, a->nbytes) == 0;
+            moved += v < NV - 1 && (((uintptr_t)b->data - (uintptr_t)a->data) & 4095) == (uintptr_t)ks[v];
+            odd += ((uintptr_t)b->data & 1) != 0;
+        }
+        CHECK(ok, "%s: the rewritten file holds nano's tensors: %s", names[v], s ? "" : err);
+        if (v < NV - 1)
+            CHECK(ok && moved == (int)st_count(s), "%s: %d of %zu tensors moved by %d bytes", names[v], moved,
+                  st_count(s), ks[v]);
+        else
+            CHECK(ok && odd == (int)st_count(s), "%s: %d of %zu tensors at odd addresses", names[v], odd, st_count(s));
+        st_close(s);
+        rc = dsv4_model_load(&m[v], d, err, sizeof err);
+        CHECK(rc == 0 && m[v] && dsv4_model_tokenizer(m[v]), "%s: loads with its tokenizer: %s", names[v], err);
+    }
+    st_close(orig);
+    free(src);
+    /* every path this CPU has x 1 and 2 threads: each variant == nano, and nano == nano on the first path */
+    const size_t NL = (size_t)UA_ROWS * 1024;
+    float *base = calloc(NL, sizeof(float)), *want = calloc(NL, sizeof(float)), *got = calloc(NL, sizeof(float));
+    char path0[16];
+    snprintf(path0, sizeof path0, "%s", dsv4_get_kernel_path());
+    int nbase = 0, ncfg = 0;
+    static const char *paths[] = {"scalar", "avx2", "avx512"};
+    for (int pi = 0; ref && pi < 3; pi++) {
+        if (dsv4_set_kernel_path(paths[pi], err, sizeof err) != 0) continue;   /* not on this CPU */
+        for (int th = 1; th <= 2; th++) {
+            rc = dsv4_set_threads(th, err, sizeof err);
+            CHECK(rc == 0, "set_threads(%d): %s", th, err);
+            if (rc) continue;
+            ncfg++;
+            rc = ua_eval(ref, want, err, sizeof err);
+            CHECK(rc == 0, "nano on %s x %d threads: %s", paths[pi], th, err);
+            if (rc) continue;
+            if (!nbase++) memcpy(base, want, NL * sizeof(float));
+            else CHECK(memcmp(base, want, NL * sizeof(float)) == 0, "nano on %s x %d threads != the first path",
+                       paths[pi], th);
+            for (int v = 0; v < NV; v++) {
+                if (!m[v]) continue;
+                memset(got, 0xff, NL * sizeof(float));
+                rc = ua_eval(m[v], got, err, sizeof err);
+                size_t nd = 0;
+                for (size_t i = 0; !rc && i < NL; i++) nd += memcmp(&got[i], &want[i], sizeof(float)) != 0;
+                CHECK(rc == 0 && nd == 0, "%s on %s x %d threads: %s (%zu of %zu logits differ)", names[v],
+                      paths[pi], th, rc ? err : "logits differ from nano's", nd, NL);
+            }
+        }
+    }
+    CHECK(ncfg >= 2, "at least the scalar path with 1 and 2 threads ran (%d configurations)", ncfg);
+    dsv4_set_kernel_path(path0, NULL, 0);
+    dsv4_set_threads(0, NULL, 0);
+    free(base); free(want); free(got);
+    for (int v = 0; v < NV; v++) dsv4_model_free(m[v]);
+    dsv4_model_free(ref);
+}
+
 int main(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/dsv4-test-bad-model.XXXXXX");
     if (!mkdtemp(tmpdir)) { perror("mkdtemp"); return 2; }
@@ -766,6 +949,7 @@ int main(void) {
         test_dump_and_threads();
         test_info_at_load();
         test_state_bytes();
+        test_unaligned();
     }
     free(nano_cfg);
     for (int i = nmade - 1; i >= 0; i--) remove(made[i]);

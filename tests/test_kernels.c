@@ -330,10 +330,10 @@ static float pair_lane_ref(const dsv4_wview *w, int r, const float *x) {
                     int c = c0 + 2 * i + e;
                     float wv = 0, xv = 0;
                     if (c < cols) { wv = ftz((float)w_unscaled(w, r, col[c], &sc)); xv = ftz(x[col[c]]); }
-                    P[i] = ftz(P[i] + wv * xv);
+                    P[i] = ftz(fmaf(wv, xv, P[i]));   /* one rounding (VDPBF16PS / FMA) */
                 }
         if (w->fmt == DSV4_W_BF16) { memcpy(L, P, sizeof L); break; }
-        for (int i = 0; i < 16; i++) L[i] = ftz(L[i] + ftz((float)sc * P[i]));
+        for (int i = 0; i < 16; i++) L[i] = ftz(fmaf(ftz((float)sc), P[i], L[i]));
     }
     free(col);
     float t[16];
@@ -472,6 +472,44 @@ static void test_dot_bf16(void) {
     dsv4_set_kernel_path(getenv("DSV4_KERNEL") ? getenv("DSV4_KERNEL") : "scalar", NULL, 0);
 }
 
+/* degenerate magnitudes: products below FLT_MIN (fused, one rounding), subnormal activations and E8M0 scale
+ * code 0 (2^-127, read as 0) give the same bits on every path */
+static void test_tiny_values(void) {
+    enum { R = 24, C = 256, T = 3 };
+    char err[256];
+    static float x[T * C], o[T * R], want[T * R];
+    float *scratch = malloc(dsv4_linear_scratch_floats(T, C) * 4);
+    for (int f = 0; f < 3; f++) {
+        dsv4_wfmt fmt = f == 0 ? DSV4_W_BF16 : f == 1 ? DSV4_W_FP8 : DSV4_W_FP4;
+        owned_w ow = make_weight(fmt, R, C);
+        if (fmt == DSV4_W_BF16)
+            for (int i = 0; i < R * C; i++)
+                ((uint16_t *)ow.data)[i] = dsv4_f32_to_bf16(rnd_unif() * ldexpf(1.0f, -60 - (int)(rnd_u32() % 8)));
+        else {
+            size_t ns = fmt == DSV4_W_FP8 ? (size_t)((R + 127) / 128) * ((C + 127) / 128) : (size_t)R * (C / 32);
+            for (size_t i = 0; i < ns; i++) ow.scale[i] = (uint8_t)(i % 3 == 0 ? 0 : rnd_u32() % 4);   /* 2^-127..2^-124 */
+        }
+        for (int i = 0; i < T * C; i++)
+            x[i] = dsv4_round_bf16(rnd_unif() * ldexpf(1.0f, fmt == DSV4_W_BF16 ? -64 - (int)(rnd_u32() % 6) : 1));
+        x[5] = 0x1p-130f;   /* subnormal activation: read as 0 */
+        for (int t = 0; t < T; t++)
+            for (int r = 0; r < R; r++) want[t * R + r] = pair_lane_ref(&ow.w, r, x + (size_t)t * C);
+        for (int p = 0; p < 3; p++) {
+            if (dsv4_set_kernel_path(PATHS[p], err, sizeof err) != 0) continue;
+            for (int nt = 1; nt <= T; nt += 2) {   /* 1 token (decode path) and 3 (tile path) */
+                dsv4_linear(o, &ow.w, x, nt, 0, scratch);
+                int bad = 0;
+                for (int i = 0; i < nt * R; i++) bad += f2u(o[i]) != f2u(want[i]);
+                CHECK(bad == 0, "tiny values, format %d, path %s, %d tokens: %d outputs differ from the definition", f,
+                      PATHS[p], nt, bad);
+            }
+        }
+        free(ow.data); free(ow.scale);
+    }
+    free(scratch);
+    dsv4_set_kernel_path(getenv("DSV4_KERNEL") ? getenv("DSV4_KERNEL") : "scalar", NULL, 0);
+}
+
 /* thread counts and kernel names: errors, never a crash */
 static void test_threads_api(void) {
     char err[256];
@@ -529,6 +567,7 @@ static void test_storage_forms(void) {
 static void test_linear(void) {
     test_threads_api();
     test_storage_forms();
+    test_tiny_values();
     test_linear_fmt(DSV4_W_F32, "f32", 203, 1100);
     test_linear_fmt(DSV4_W_BF16, "bf16", 203, 1100);
     test_linear_fmt(DSV4_W_BF16, "bf16-aligned", 70, 1024);

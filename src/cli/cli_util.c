@@ -3,6 +3,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <stdio.h>
 
 char *cli_read_stream(const char *who, FILE *f, const char *name, size_t *len) {
     size_t cap = 1 << 16, n = 0, r;
@@ -140,4 +142,36 @@ int32_t *cli_tokenize_all(const dsv4_tokenizer *t, const char *text, size_t len,
     if (n < 0) { free(ids); return NULL; }
     *n_out = n;
     return ids;
+}
+
+const char *cli_common_usage =
+    "  -t, --threads N  threads, 0..1024; 0 = one per physical core (default); results never depend on N\n"
+    "  --kernel PATH    SIMD path: scalar, avx2 or avx512 (default: the best this CPU has; env DSV4_KERNEL)\n";
+
+int cli_common_option(const char *cmd, int argc, char **argv, int *i) {
+    const char *o = argv[*i];
+    int is_t = !strcmp(o, "-t") || !strcmp(o, "--threads"), is_k = !strcmp(o, "--kernel");
+    if (!is_t && !is_k) return 0;
+    if (*i + 1 >= argc) { fprintf(stderr, "dsv4 %s: option '%s' needs a value\n", cmd, o); exit(2); }
+    const char *v = argv[++*i];
+    char err[256];
+    if (is_t) {
+        long n = 0;
+        int ok = *v != 0 && strlen(v) <= 4;
+        for (const char *p = v; ok && *p; p++) ok = *p >= '0' && *p <= '9';
+        if (ok) n = strtol(v, NULL, 10);
+        if (!ok || n > 1024) {
+            fprintf(stderr, "dsv4 %s: %s must be an integer in 0..1024 (0 = one per physical core), got '%s'\n", cmd, o, v);
+            exit(2);
+        }
+        if (dsv4_set_threads((int)n, err, sizeof err) != 0) { fprintf(stderr, "dsv4 %s: %s\n", cmd, err); exit(2); }
+        long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+        if (ncpu > 0 && n > ncpu)
+            fprintf(stderr, "dsv4 %s: warning: %ld threads on %ld online CPUs share cores (slower, same results)\n", cmd,
+                    n, ncpu);
+    } else if (dsv4_set_kernel_path(v, err, sizeof err) != 0) {
+        fprintf(stderr, "dsv4 %s: --kernel: %s\n", cmd, err);
+        exit(2);
+    }
+    return 1;
 }

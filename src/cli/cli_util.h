@@ -39,6 +39,15 @@ const char *cli_bytes(double x, char *buf);
 /* 1 if `o` is "-h" or "--help". */
 int cli_is_help(const char *o);
 
+/* The options every command takes: `-t/--threads N` (0..1024, digits only; 0 = one per physical core) and
+ * `--kernel PATH` (scalar, avx2, avx512). When argv[*i] is one of them, consume it and its value (advancing
+ * *i), apply it (dsv4_set_threads / dsv4_set_kernel_path) and return 1; return 0 when it is not one of them.
+ * A missing or bad value prints "dsv4 CMD: ..." and exits 2. Each command calls it where it would otherwise
+ * report an unknown option, so a value that happens to read "-t" is never taken for the option. */
+int cli_common_option(const char *cmd, int argc, char **argv, int *i);
+/* The help lines of those options (appended to every command's -h). */
+extern const char *cli_common_usage;
+
 /* Tokenize `len` bytes of `text` with automatic buffer growth. Returns malloc'd ids (count in *n_out), or NULL
  * with err (errlen bytes) filled: invalid UTF-8 (byte offset), text too long for int ids, out of memory. */
 int32_t *cli_tokenize_all(const dsv4_tokenizer *t, const char *text, size_t len, int *n_out, char *err, size_t errlen);

@@ -312,7 +312,7 @@ int dsv4_cli_bench(int argc, char **argv) {
         const char *o = argv[i];
         if (cli_is_help(o)) { fputs(bench_usage, stdout); return 0; }
         if (!strcmp(o, "--no-warm")) { warm = 0; continue; }
-        if (strcmp(o, "-m") && strcmp(o, "--twin") && strcmp(o, "-t") && strcmp(o, "--ctx") && strcmp(o, "--ctx-threads") &&
+        if (strcmp(o, "-m") && strcmp(o, "--twin") && strcmp(o, "-t") && strcmp(o, "--threads") && strcmp(o, "--ctx") && strcmp(o, "--ctx-threads") &&
             strcmp(o, "--prefill") && strcmp(o, "-n") && strcmp(o, "--csv") && strcmp(o, "--kernel") &&
             strcmp(o, "--bw-mib")) {
             fprintf(stderr, "dsv4 bench: unknown option '%s'\n%s", o, bench_usage);
@@ -325,7 +325,7 @@ int dsv4_cli_bench(int argc, char **argv) {
         else if (!strcmp(o, "--twin")) twin = v;
         else if (!strcmp(o, "--csv")) csv = v;
         else if (!strcmp(o, "--kernel")) kernel = v;
-        else if (!strcmp(o, "-t")) bad = (nthr = parse_list(v, 1, 1024, thr)) < 1;
+        else if (!strcmp(o, "-t") || !strcmp(o, "--threads")) bad = (nthr = parse_list(v, 1, 1024, thr)) < 1;
         else if (!strcmp(o, "--ctx-threads")) bad = (ncthr = parse_list(v, 1, 1024, cthr)) < 0;
         else if (!strcmp(o, "--ctx")) bad = (nctx = parse_list(v, 1, 1 << 24, ctx)) < 0;
         else if (!strcmp(o, "--prefill")) bad = (npre = parse_list(v, 1, 1 << 20, pre)) < 0;
@@ -339,7 +339,7 @@ int dsv4_cli_bench(int argc, char **argv) {
             fprintf(stderr, "dsv4 bench: option %s: '%s' is not %s\n", o, v,
                     !strcmp(o, "-n") ? "an integer in [1, 1048576]"
                     : !strcmp(o, "--bw-mib") ? "an integer in [1, 65536]"
-                    : !strcmp(o, "-t") ? "a list of thread counts in [1, 1024]"
+                    : (!strcmp(o, "-t") || !strcmp(o, "--threads")) ? "a list of thread counts in [1, 1024]"
                     : !strcmp(o, "--ctx-threads") ? "a list of thread counts in [1, 1024] (or none)"
                     : !strcmp(o, "--ctx") ? "a list of positions in [1, 16777216] (or none)"
                                           : "a list of chunk sizes in [1, 1048576] (or none)");

@@ -336,8 +336,11 @@ int dsv4_cli_chat(int argc, char **argv) {
             i++;
         }
         else if (!strcmp(o, "-v") || !strcmp(o, "--verbose")) c.verbose = 1;
-        else if (cli_is_help(o)) { fputs(chat_usage, stdout); return 0; }
-        else { fprintf(stderr, "dsv4 chat: unknown option '%s'\n%s", o, chat_usage); return 2; }
+        else if (cli_is_help(o)) { fputs(chat_usage, stdout); fputs(cli_common_usage, stdout); return 0; }
+        else if (!cli_common_option("chat", argc, argv, &i)) {
+            fprintf(stderr, "dsv4 chat: unknown option '%s'\n%s", o, chat_usage);
+            return 2;
+        }
         continue;
     need:
         fprintf(stderr, "dsv4 chat: option %s needs a value\n", o);

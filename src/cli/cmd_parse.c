@@ -54,7 +54,10 @@ int dsv4_cli_parse(int argc, char **argv) {
         else if (!strcmp(argv[i], "--chat") || !strcmp(argv[i], "--no-think")) thinking = 0;
         else if (!strcmp(argv[i], "--strict")) strict = 1;
         else if (cli_is_help(argv[i])) { fputs(parse_usage, stdout); return 0; }
-        else { fprintf(stderr, "dsv4 parse: unknown option '%s'\n%s", argv[i], parse_usage); return 2; }
+        else if (!cli_common_option("parse", argc, argv, &i)) {
+            fprintf(stderr, "dsv4 parse: unknown option '%s'\n%s", argv[i], parse_usage);
+            return 2;
+        }
     }
     dsv4_parser *p = dsv4_parser_new(thinking);
     if (!p) { fprintf(stderr, "dsv4 parse: out of memory\n"); return 1; }

@@ -42,6 +42,7 @@ int dsv4_cli_render(int argc, char **argv) {
         else if (!strcmp(a, "--keep-thinking")) o.keep_thinking = 1;
         else if (!strcmp(a, "--no-bos")) o.no_bos = 1;
         else if (!strcmp(a, "--tokens")) want_tokens = 1;
+        else if (cli_common_option("render", argc, argv, &i)) continue;
         else if (!strcmp(a, "-m") || !strcmp(a, "--tokenizer") || !strcmp(a, "--messages") ||
                  !strcmp(a, "--context") || !strcmp(a, "--effort")) {
             if (!has_val) { fprintf(stderr, "dsv4 render: option %s needs a value\n%s", a, render_usage); return 2; }

@@ -59,6 +59,7 @@ int dsv4_cli_tokbench(int argc, char **argv) {
         const char *o = argv[i];
         if (cli_is_help(o)) { fputs(tb_usage, stdout); return 0; }
         if (!strcmp(o, "--lines")) { lines = 1; continue; }
+        if (cli_common_option("bench-tokenizer", argc, argv, &i)) continue;
         if (i + 1 >= argc) { fprintf(stderr, "dsv4 bench-tokenizer: option %s needs a value\n%s", o, tb_usage); return 2; }
         if (!strcmp(o, "--tokenizer")) tokpath = argv[++i];
         else if (!strcmp(o, "--corpus")) corpus = argv[++i];

@@ -76,12 +76,9 @@ static double arg_double(args_t *a, const char *flag, double lo, int lo_open, do
     return x;
 }
 /* Handles -h/--help (usage on stdout, exit 0) and an unknown option (usage on stderr, exit 2). */
-static const char *common_usage =
-    "  -t, --threads N  threads, 0..1024; 0 = one per physical core (default); results never depend on N\n"
-    "  --kernel PATH    SIMD path: scalar, avx2 or avx512 (default: the best this CPU has; env DSV4_KERNEL)\n";
-
 static void arg_other(args_t *a, const char *o) {
-    if (cli_is_help(o)) { fputs(a->usage, stdout); fputs(common_usage, stdout); exit(0); }
+    if (cli_is_help(o)) { fputs(a->usage, stdout); fputs(cli_common_usage, stdout); exit(0); }
+    if (cli_common_option(a->cmd, a->argc, a->argv, &a->i)) return;
     fprintf(stderr, "dsv4 %s: unknown option '%s'\n%s", a->cmd, o, a->usage);
     exit(2);
 }
@@ -504,47 +501,17 @@ static int cmd_tokenize(args_t *a, int reverse) {
     return rc;
 }
 
-/* The options every command takes (-t/--threads N, --kernel PATH), applied and removed from argv before the
- * command parses its own (bench keeps -t: there it is a list of thread counts). Returns 0, or 2 after printing
- * a usage error. */
-static int common_options(int *argc, char **argv) {
-    int keep_t = !strcmp(argv[1], "bench");
-    int j = 2;
-    for (int i = 2; i < *argc; i++) {
-        const char *o = argv[i];
-        int is_t = !keep_t && (!strcmp(o, "-t") || !strcmp(o, "--threads")), is_k = !strcmp(o, "--kernel");
-        if (!is_t && !is_k) { argv[j++] = argv[i]; continue; }
-        if (i + 1 >= *argc) { fprintf(stderr, "dsv4 %s: option '%s' needs a value\n", argv[1], o); return 2; }
-        const char *v = argv[++i];
-        char err[ERRLEN];
-        if (is_t) {
-            char *end;
-            errno = 0;
-            long n = strtol(v, &end, 10);
-            if (errno || end == v || *end || n < 0 || n > 1024) {
-                fprintf(stderr, "dsv4 %s: %s must be an integer in 0..1024 (0 = one per physical core), got '%s'\n",
-                        argv[1], o, v);
-                return 2;
-            }
-            if (dsv4_set_threads((int)n, err, sizeof err) != 0) { fprintf(stderr, "dsv4 %s: %s\n", argv[1], err); return 1; }
-        } else if (dsv4_set_kernel_path(v, err, sizeof err) != 0) {
-            fprintf(stderr, "dsv4 %s: --kernel: %s\n", argv[1], err);
-            return 2;
-        }
-    }
-    argv[j] = NULL;
-    *argc = j;
-    return 0;
-}
-
 int main(int argc, char **argv) {
     if (argc < 2 || cli_is_help(argv[1])) {
         fputs(usage_text, argc < 2 ? stderr : stdout);
-        if (argc >= 2) fputs("options of every command:\n", stdout), fputs(common_usage, stdout);
+        if (argc >= 2) fputs("options of every command:\n", stdout), fputs(cli_common_usage, stdout);
         return argc < 2 ? 2 : 0;
     }
-    int rc0 = common_options(&argc, argv);
-    if (rc0) return rc0;
+    const char *env_kernel = getenv("DSV4_KERNEL");
+    if (env_kernel && *env_kernel) {   /* the library would fall back silently; the CLI says so */
+        char err[ERRLEN];
+        if (dsv4_set_kernel_path(env_kernel, err, sizeof err) != 0) { fprintf(stderr, "dsv4: DSV4_KERNEL: %s\n", err); return 2; }
+    }
     const char *c = argv[1];
     args_t a = { argc, argv, 2, c, usage_text };
     if (!strcmp(c, "generate")) { a.usage = generate_usage; return cmd_generate(&a); }

@@ -13,6 +13,7 @@
 #include "dsv4.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,11 +67,19 @@ void dsv4_tile_decode_scalar(const dsv4_wview *w, int r0, int nr, int c0, int n,
     }
 }
 
-/* L[i] = ftz(ftz(L[i] + w[2i+1] x[2i+1]) + w[2i] x[2i]) for one 32-column chunk (inputs flushed: DAZ). */
+/* ftz(fma(a, b, L)): one rounding. a*b is exact for the operands here unless it falls below FLT_MIN, so the
+ * plain L + a*b is used and libm's fmaf only for those (rare) products. */
+static inline float fma_ftz(float a, float b, float L) {
+    float p = a * b;
+    if (fabsf(p) < 0x1p-126f && a != 0.0f && b != 0.0f) return dsv4_ftz(fmaf(a, b, L));
+    return dsv4_ftz(L + p);
+}
+
+/* L[i] = ftz(fma(w[2i], x[2i], ftz(fma(w[2i+1], x[2i+1], L[i])))) for one 32-column chunk (inputs flushed: DAZ). */
 static inline void dp32_scalar(float *L, const uint16_t *w, const uint16_t *x) {
     for (int i = 0; i < 16; i++) {
-        float a = dsv4_ftz(L[i] + dsv4_ftz(dsv4_bf16f(w[2 * i + 1])) * dsv4_ftz(dsv4_bf16f(x[2 * i + 1])));
-        L[i] = dsv4_ftz(a + dsv4_ftz(dsv4_bf16f(w[2 * i])) * dsv4_ftz(dsv4_bf16f(x[2 * i])));
+        float a = fma_ftz(dsv4_ftz(dsv4_bf16f(w[2 * i + 1])), dsv4_ftz(dsv4_bf16f(x[2 * i + 1])), L[i]);
+        L[i] = fma_ftz(dsv4_ftz(dsv4_bf16f(w[2 * i])), dsv4_ftz(dsv4_bf16f(x[2 * i])), a);
     }
 }
 
@@ -128,16 +137,16 @@ void dsv4_lin_rows_scalar(const dsv4_lin_job *jb, int r0, int nr) {
                             for (int c = 0; c < nch; c += 4) {
                                 float P[16] = {0};
                                 for (int k = c; k < c + 4 && k < nch; k++) dp32_scalar(P, wt + 32 * k, x + 32 * k);
-                                float s = dsv4_e8m0_f32[sc[(c0 + 32 * c) / 128]];
-                                for (int i = 0; i < 16; i++) Lj[i] = dsv4_ftz(Lj[i] + dsv4_ftz(s * P[i]));
+                                float s = dsv4_ftz(dsv4_e8m0_f32[sc[(c0 + 32 * c) / 128]]);
+                                for (int i = 0; i < 16; i++) Lj[i] = fma_ftz(s, P[i], Lj[i]);
                             }
                         } else { /* FP4 */
                             const uint8_t *sc = w->scale + (size_t)(rb + j) * ncs;
                             for (int c = 0; c < nch; c++) {
                                 float P[16] = {0};
                                 dp32_scalar(P, wt + 32 * c, x + 32 * c);
-                                float s = dsv4_e8m0_f32[sc[c0 / 32 + c]];
-                                for (int i = 0; i < 16; i++) Lj[i] = dsv4_ftz(Lj[i] + dsv4_ftz(s * P[i]));
+                                float s = dsv4_ftz(dsv4_e8m0_f32[sc[c0 / 32 + c]]);
+                                for (int i = 0; i < 16; i++) Lj[i] = fma_ftz(s, P[i], Lj[i]);
                             }
                         }
                     }
@@ -159,7 +168,7 @@ void dsv4_lin_rows_scalar(const dsv4_lin_job *jb, int r0, int nr) {
 #endif
 
 static dsv4_simd_path g_path = DSV4_PATH_SCALAR;
-static int g_inited;
+static pthread_once_t g_tables_once = PTHREAD_ONCE_INIT, g_init_once = PTHREAD_ONCE_INIT;
 static dsv4_simd_ops g_ops = { dsv4_lin_rows_scalar, dsv4_dot_bf16_scalar, dsv4_axpy_bf16_scalar,
                                 dsv4_fp8_dec_scalar, dsv4_fp4_dec_scalar };
 
@@ -259,21 +268,31 @@ static int set_path(dsv4_simd_path p, char *err, size_t errlen) {
     return 0;
 }
 
-static void simd_init(void) {
-    if (g_inited) return;
-    tables_init();
-    g_inited = 1;
-    const char *env = getenv("DSV4_KERNEL");
-    if (env && *env) {
-        if (dsv4_set_kernel_path(env, NULL, 0) == 0) return;
-        /* an unusable request falls back to the best path (the CLI reports it through dsv4_set_kernel_path) */
+static int parse_path(const char *name, dsv4_simd_path *p, char *err, size_t errlen) {
+    if (!name) name = "";
+    if (!strcmp(name, "scalar")) *p = DSV4_PATH_SCALAR;
+    else if (!strcmp(name, "avx2")) *p = DSV4_PATH_AVX2;
+    else if (!strcmp(name, "avx512")) *p = DSV4_PATH_AVX512;
+    else {
+        if (err) snprintf(err, errlen, "unknown kernel path '%s' (scalar, avx2, avx512)", name);
+        return -1;
     }
+    return 0;
+}
+
+/* The default path, chosen once (pthread_once: several application threads may start evaluating at once):
+ * $DSV4_KERNEL when it names a usable path (the CLI refuses an unusable one itself), else the best one. */
+static void simd_init(void) {
+    pthread_once(&g_tables_once, tables_init);
+    const char *env = getenv("DSV4_KERNEL");
+    dsv4_simd_path p0;
+    if (env && *env && parse_path(env, &p0, NULL, 0) == 0 && set_path(p0, NULL, 0) == 0) return;
     for (int p = DSV4_PATH_AVX512; p >= DSV4_PATH_SCALAR; p--)
         if (set_path((dsv4_simd_path)p, NULL, 0) == 0) return;
 }
 
 const dsv4_simd_ops *dsv4_simd(void) {
-    if (!g_inited) simd_init();
+    pthread_once(&g_init_once, simd_init);
     return &g_ops;
 }
 
@@ -281,16 +300,10 @@ dsv4_simd_path dsv4_kernel_path_id(void) { dsv4_simd(); return g_path; }
 const char *dsv4_get_kernel_path(void) { return path_name(dsv4_kernel_path_id()); }
 
 int dsv4_set_kernel_path(const char *name, char *err, size_t errlen) {
-    if (!g_inited) { tables_init(); g_inited = 1; }
+    pthread_once(&g_tables_once, tables_init);
     dsv4_simd_path p;
-    if (!name) name = "";
-    if (!strcmp(name, "scalar")) p = DSV4_PATH_SCALAR;
-    else if (!strcmp(name, "avx2")) p = DSV4_PATH_AVX2;
-    else if (!strcmp(name, "avx512")) p = DSV4_PATH_AVX512;
-    else {
-        if (err) snprintf(err, errlen, "unknown kernel path '%s' (scalar, avx2, avx512)", name);
-        return -1;
-    }
+    if (parse_path(name, &p, err, errlen) != 0) return -1;
+    pthread_once(&g_init_once, simd_init);   /* the default first, so that it never overrides this choice */
     return set_path(p, err, errlen);
 }
 

@@ -76,6 +76,8 @@ static inline int rb_aligned(int r) { return r % 8 == 0; }
 /* Decode paths stream 8 rows at once from mmap'd 4 KiB pages, where the hardware prefetchers stop at every page:
  * each step also prefetches the same offset of the next 8-row block (one block ahead; never faults). */
 #define PREFETCH(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
+/* address `off` bytes past p, computed as an integer (past the tensor for the last block: never dereferenced) */
+static inline const void *ahead(const void *p, size_t off) { return (const void *)((uintptr_t)p + off); }
 #define DSV4_MAX_FUSED_GROUPS 512   /* FP4 rows of up to 16384 columns take the fused path */
 
 /* Tile path: rows [rb, rb+nrs) (nrs <= RS) whose unscaled BF16 weights for columns [c0, c0 + 32*nch) are at
@@ -83,7 +85,7 @@ static inline int rb_aligned(int r) { return r % 8 == 0; }
 static void tile_block(const dsv4_lin_job *jb, const dsv4_wview *w, int rb, int nrs, const uint16_t *const *wt,
                        int c0, int nch, int t0, int nt, float (*L)[TB][16]) {
     const int fmt = w->fmt, ncb = cdiv(jb->cols, 128), ncs = cdiv(jb->cols, 32);
-    float Ld[RS - 1][TB][16];   /* sink for the padding rows of a short sub-block */
+    _Alignas(64) float Ld[RS - 1][TB][16];   /* sink for the padding rows of a short sub-block */
     float (*Lr[RS])[16];
     if (nrs < RS) memset(Ld, 0, sizeof Ld);
     for (int j = 0; j < RS; j++) Lr[j] = j < nrs ? L[j] : Ld[j > 0 ? j - 1 : 0];
@@ -167,7 +169,7 @@ static void fused_fp8(const dec_tabs *d, const dsv4_wview *w, int rb, int nrr, c
         _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) p[j] = _mm512_setzero_ps();
         for (int k = 0; k < ce; k += 64) {
             __m512bh xa = as_bh(_mm512_loadu_si512(x + c0 + k)), xb = as_bh(_mm512_loadu_si512(x + c0 + k + 32));
-            _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) PREFETCH(row[j] + 8 * (size_t)cols + c0 + k);
+            _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) PREFETCH(ahead(row[j] + c0 + k, 8 * (size_t)cols));
             _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) {
                 __m512i wa, wb;
                 fp8x64_bf16(d, row[j] + c0 + k, &wa, &wb);
@@ -190,7 +192,7 @@ static void fused_bf16(const dsv4_wview *w, int rb, int nrr, const uint16_t *x, 
     _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) a[j] = _mm512_setzero_ps();
     for (int c = 0; c < cols; c += 32) {
         __m512bh xv = as_bh(_mm512_loadu_si512(x + c));
-        _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) PREFETCH(row[j] + 8 * (size_t)cols + c);
+        _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) PREFETCH(ahead(row[j] + c, 16 * (size_t)cols));
         _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++)
             a[j] = _mm512_dpbf16_ps(a[j], as_bh(_mm512_loadu_si512(row[j] + c)), xv);
     }
@@ -212,7 +214,7 @@ static void fused_fp4(const dec_tabs *d, const dsv4_wview *w, int rb, int nrr, c
     for (int c = 0; c < ncs; c++) {
         __m512bh xv = as_bh(_mm512_loadu_si512(x + 32 * c));
         if ((c & 3) == 0)   /* one 64-byte line of each row of the next 8-row block per 4 groups */
-            _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) PREFETCH(row[j] + 8 * (size_t)(cols / 2) + 16 * c);
+            _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) PREFETCH(ahead(row[j] + 16 * c, 8 * (size_t)(cols / 2)));
         _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) {
             __m512 p = _mm512_dpbf16_ps(z, as_bh(fp4_bf16(d, row[j] + 16 * c)), xv);
             a[j] = _mm512_fmadd_ps(p, _mm512_set1_ps(sf[j][c]), a[j]);

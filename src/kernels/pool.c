@@ -27,7 +27,7 @@
 #define YIELD_EVERY 256     /* waiting threads yield the CPU this often (more threads than cores) */
 
 static struct {
-    int nthreads;                 /* threads of the next call (requested) */
+    _Atomic int nthreads;         /* threads requested (0 = not set: the default); applied by the next call */
     int started;                  /* worker threads running (nthreads_live - 1) */
     pthread_t tid[MAX_THREADS];
     _Atomic unsigned gen;         /* bumped once per parallel call */
@@ -36,6 +36,7 @@ static struct {
     _Atomic int sleepers;         /* workers waiting on cv */
     _Atomic int quit;
     int live;                     /* participants of the current pool (1 + started) */
+    int want_started;             /* the count the pool was last started for (so a failed start is not retried per call) */
     dsv4_task_fn fn;
     void *ctx;
     pthread_mutex_t mu;
@@ -153,7 +154,7 @@ static int physical_cores(void) {
 }
 
 int dsv4_default_threads(void) {
-    static int cached;
+    static _Atomic int cached;   /* computed once; racing first calls compute the same value */
     if (!cached) {
         int n = physical_cores();
         cached = n < 1 ? 1 : n > MAX_THREADS ? MAX_THREADS : n;
@@ -161,29 +162,36 @@ int dsv4_default_threads(void) {
     return cached;
 }
 
+/* The request is only recorded here; the pool is (re)started by the next parallel call, by the thread that holds
+ * the pool then (so two application threads never start it at once, and a command that never evaluates never
+ * starts threads). If threads cannot be started, the calls run on those that could (results are the same). */
 int dsv4_set_threads(int n, char *err, size_t errlen) {
     if (n < 0 || n > MAX_THREADS) {
         if (err) snprintf(err, errlen, "threads must be in 0..%d (0 = one per physical core), got %d", MAX_THREADS, n);
         return -1;
     }
-    if (n == 0) n = dsv4_default_threads();
-    if (P.nthreads == n && P.live == n) return 0;
-    P.nthreads = n;
-    return pool_start(n, err, errlen);
+    atomic_store(&P.nthreads, n == 0 ? dsv4_default_threads() : n);
+    return 0;
 }
 
-int dsv4_get_threads(void) { return P.nthreads > 0 ? P.nthreads : dsv4_default_threads(); }
-int dsv4_pool_threads(void) { return P.live > 0 ? P.live : 1; }
+int dsv4_get_threads(void) { int n = atomic_load(&P.nthreads); return n > 0 ? n : dsv4_default_threads(); }
+int dsv4_pool_threads(void) { return dsv4_get_threads(); }
 
 void dsv4_parallel_for(int n, dsv4_task_fn fn, void *ctx) {
     if (n <= 0) return;
-    if (P.nthreads == 0) {
-        /* first use with the default count; on failure run single-threaded */
-        if (dsv4_set_threads(0, NULL, 0) != 0) P.nthreads = 1;
-    }
-    int idle = 0;
-    if (P.live <= 1 || n == 1 || !atomic_compare_exchange_strong(&P.in_call, &idle, 1)) {
+    int idle = 0, want = dsv4_get_threads();
+    if (want <= 1 || n == 1 || !atomic_compare_exchange_strong(&P.in_call, &idle, 1)) {
         /* one thread, one task, a nested call, or another application thread holds the pool: run here */
+        for (int i = 0; i < n; i++) fn(ctx, i);
+        return;
+    }
+    if (P.live != want && P.want_started != want) {
+        /* (re)start under the pool ownership just taken; a failure leaves the threads that did start */
+        pool_start(want, NULL, 0);
+        P.want_started = want;
+    }
+    if (P.live <= 1) {
+        atomic_store(&P.in_call, 0);
         for (int i = 0; i < n; i++) fn(ctx, i);
         return;
     }

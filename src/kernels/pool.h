@@ -10,8 +10,8 @@
  *   the call), and returns when all are done. Tasks must write disjoint outputs and compute in a fixed order;
  *   results therefore never depend on the thread count nor on which thread ran what.
  *   Nested calls (from inside a task) run serially on the calling thread.
- * - Not re-entrant across application threads: one evaluation at a time per process (the engine's own
- *   contract, include/dsv4.h).
+ * - Several application threads may evaluate at once (one session each, include/dsv4.h): the pool serves one
+ *   call at a time and a call that finds it busy runs on its own thread (same results).
  */
 #ifndef DSV4_KERNELS_POOL_H
 #define DSV4_KERNELS_POOL_H
@@ -21,7 +21,7 @@ typedef void (*dsv4_task_fn)(void *ctx, int i);
 
 /* Run fn(ctx, i) for i in [0, n) on the pool (n <= 0: no-op). */
 void dsv4_parallel_for(int n, dsv4_task_fn fn, void *ctx);
-/* Threads the next parallel call uses (>= 1). */
+/* Threads the next parallel call asks for (>= 1): the count to size task splits by. */
 int dsv4_pool_threads(void);
 
 /* SIMD paths, best last. DSV4_PATH_AVX512 needs AVX-512 F/BW/VL + BF16 (VDPBF16PS) and passes a start-up

@@ -5,23 +5,23 @@
  * inputs are BF16 values: the activation row x (BF16-representable by the caller's contract, packed to
  * uint16 with subnormals flushed to ±0 and zero-padded to a multiple of 32 columns) and the weight row
  * decoded WITHOUT its scale (BF16 as stored, E4M3 code -> its exact BF16 value, E2M1 code -> exact BF16).
- * Every product of two BF16 values is exact in F32, so the only rounding is in the additions:
+ * Every product of two BF16 values is exact in F32 (unless it falls below FLT_MIN), so each step is one fused
+ * multiply-add with a single rounding:
  *   dp(L, w, x) over one 32-column chunk: for lane i in 0..15:
- *       L[i] = ftz(L[i] + w[2i+1] * x[2i+1]);  L[i] = ftz(L[i] + w[2i] * x[2i])
- *   (this is exactly VDPBF16PS: odd element first, round-to-nearest-even, denormals flushed; verified on the
- *    CPU by dsv4_simd_selfcheck before the AVX-512 path is used)
+ *       L[i] = ftz(fma(w[2i+1], x[2i+1], L[i]));  L[i] = ftz(fma(w[2i], x[2i], L[i]))
+ *   (this is exactly VDPBF16PS: odd element first, round-to-nearest-even, subnormal inputs read as 0 and
+ *    subnormal results flushed; checked on the CPU by linear.c's self-check before the AVX-512 path is used)
  *   BF16 weights: L = 0; L = dp(L, chunk) for every 32-column chunk in order.
  *   FP8 weights (one E8M0 scale s per 128x128 block): the columns of every full 64-column block are first taken
  *       in the order e(p) = 16*((p%32)/8) + p%8 + 8*(p/32), p = 0..63 (elements 0-7,16-23,32-39,48-55, then
  *       8-15,24-31,40-47,56-63: the order AVX-512 byte unpacking yields, so E4M3 codes decode with two byte
  *       permutes and no widening; a ragged tail keeps its order); the activations are packed in the same order.
- *       Then per 128-column block b: P = 0, P = dp(P, chunk) over the block's chunks; L[i] = ftz(L[i] + ftz(s_b * P[i])).
+ *       Then per 128-column block b: P = 0, P = dp(P, chunk) over the block's chunks; L[i] = ftz(fma(ftz(s_b), P[i], L[i])).
  *   FP4 weights (one E8M0 scale per row and 32 columns): per chunk g: P = dp(0, chunk);
- *       L[i] = ftz(L[i] + ftz(s_g * P[i])).
+ *       L[i] = ftz(fma(ftz(s_g), P[i], L[i])).
  *   out = tree(L) = ((((L0+L1)+(L2+L3))+((L4+L5)+(L6+L7))) + (((L8+L9)+(L10+L11))+((L12+L13)+(L14+L15))))
  *       with every addition flushed, then BF16 rounding when DSV4_OUT_BF16.
- * ftz(v) = v if |v| >= FLT_MIN or v == 0, else ±0 (sign of v). s_b * P is a power-of-two scaling, exact
- * unless it under/overflows (never with real checkpoints' scales; the AVX paths fuse it into one FMA).
+ * ftz(v) = v if |v| >= FLT_MIN or v == 0, else ±0 (sign of v). (A scale code 0, 2^-127, is subnormal: read as 0.)
  * F32 weights (the mHC fn matrices) keep the 8-lane k%8 order of matmul.c (their products are not exact).
  */
 #ifndef DSV4_KERNELS_SIMD_H
