@@ -123,12 +123,14 @@ static void wl_free(wlist *l) {
     memset(l, 0, sizeof *l);
 }
 
-/* Write the tensors as one safetensors file (header padded with spaces to a multiple of 8). */
-static void wl_write(const wlist *l, const char *path) {
+/* The JSON header of l's tensors with the data section at file offset `base` (8 + header length): packed, or with
+ * `odd` the i-th tensor at a file offset = 2i + 1 (mod 64). malloc'd. */
+static char *wl_header(const wlist *l, size_t base, int odd) {
     cJSON *root = cJSON_CreateObject();
     size_t off = 0;
     for (int i = 0; i < l->n; i++) {
         const wt *t = &l->v[i];
+        while (odd && (base + off) % 64 != (size_t)(2 * i + 1) % 64) off++;
         cJSON *e = cJSON_AddObjectToObject(root, t->name);
         cJSON_AddStringToObject(e, "dtype", st_dtype_name(t->dt));
         cJSON *sh = cJSON_AddArrayToObject(e, "shape");
@@ -140,6 +142,12 @@ static void wl_write(const wlist *l, const char *path) {
     }
     char *h = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
+    return h;
+}
+
+/* Write the tensors as one safetensors file (header padded with spaces to a multiple of 8). */
+static void wl_write(const wlist *l, const char *path) {
+    char *h = wl_header(l, 0, 0);
     size_t hl = strlen(h), pad = (8 - hl % 8) % 8;
     FILE *f = fopen(path, "wb");
     if (!f) { printf("test bug: cannot write %s\n", path); exit(2); }
@@ -799,24 +807,8 @@ static void ua_write_odd(const wlist *l, const char *path) {
     size_t N = 0;   /* header length; grown until the JSON (which holds offsets that depend on it) fits */
     char *h = NULL;
     for (;;) {
-        cJSON *root = cJSON_CreateObject();
-        size_t off = 0;
-        for (int i = 0; i < l->n; i++) {
-            const wt *t = &l->v[i];
-            size_t want = (size_t)(2 * i + 1) % 64;
-            while ((8 + N + off) % 64 != want) off++;
-            cJSON *e = cJSON_AddObjectToObject(root, t->name);
-            cJSON_AddStringToObject(e, "dtype", st_dtype_name(t->dt));
-            cJSON *sh = cJSON_AddArrayToObject(e, "shape");
-            for (int k = 0; k < t->ndim; k++) cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)t->shape[k]));
-            cJSON *of = cJSON_AddArrayToObject(e, "data_offsets");
-            cJSON_AddItemToArray(of, cJSON_CreateNumber((double)off));
-            cJSON_AddItemToArray(of, cJSON_CreateNumber((double)(off + t->nbytes)));
-            off += t->nbytes;
-        }
         free(h);
-        h = cJSON_PrintUnformatted(root);
-        cJSON_Delete(root);
+        h = wl_header(l, 8 + N, 1);
         if (strlen(h) <= N) break;
         N = strlen(h) + 64;
     }

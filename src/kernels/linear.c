@@ -109,11 +109,11 @@ void dsv4_fp4_dec_scalar(const uint8_t *codes, const uint8_t *scales, int n, int
         out[i] = scaled_bf16(dsv4_e2m1_bf16[(codes[i / 2] >> ((i & 1) * 4)) & 15], dsv4_e8m0_f32[scales[i / block]]);
 }
 
-#define TB 32  /* tokens per pass over a tile (the tile is decoded once per TB tokens) */
+#define TB DSV4_LIN_TB
 
 void dsv4_lin_rows_scalar(const dsv4_lin_job *jb, int r0, int nr) {
     const dsv4_wview *w = jb->w;
-    const int cols = jb->cols, rows = w->rows, fmt = w->fmt;
+    const int cols = jb->cols, fmt = w->fmt;
     const int ncb = cdiv(cols, 128), ncs = cdiv(cols, 32);
     uint16_t tile[DSV4_LIN_RB * DSV4_LIN_KC];
     float L[DSV4_LIN_RB][TB][16];
@@ -152,12 +152,7 @@ void dsv4_lin_rows_scalar(const dsv4_lin_job *jb, int r0, int nr) {
                     }
                 }
             }
-            for (int t = 0; t < nt; t++)
-                for (int j = 0; j < nrr; j++) {
-                    float v = dsv4_tree16(L[j][t]);
-                    if (jb->flags & DSV4_OUT_BF16) v = dsv4_round_bf16(v);
-                    jb->out[(size_t)(t0 + t) * rows + rb + j] = v;
-                }
+            dsv4_lin_finish(jb, L, rb, nrr, t0, nt);
         }
     }
 }

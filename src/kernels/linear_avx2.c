@@ -14,7 +14,7 @@ static inline int cdiv(int a, int b) { return (a + b - 1) / b; }
 
 #define RB DSV4_LIN_RB
 #define KC DSV4_LIN_KC
-#define TB 32
+#define TB DSV4_LIN_TB
 
 /* One 32-column dp step on lanes (A: 0-7, B: 8-15); xo/xe are the split activations of the chunk. */
 static inline void dp32(__m256 *A, __m256 *B, const uint16_t *w, const __m256 xo0, const __m256 xe0,
@@ -38,7 +38,7 @@ static inline void split_x(const uint16_t *x, __m256 *xo0, __m256 *xe0, __m256 *
 
 void dsv4_lin_rows_avx2(const dsv4_lin_job *jb, int r0, int nr) {
     const dsv4_wview *w = jb->w;
-    const int cols = jb->cols, rows = w->rows, fmt = w->fmt;
+    const int cols = jb->cols, fmt = w->fmt;
     const int ncb = cdiv(cols, 128), ncs = cdiv(cols, 32);
     const unsigned csr = _mm_getcsr();
     _mm_setcsr(csr | 0x8040);   /* FTZ | DAZ */
@@ -98,12 +98,7 @@ void dsv4_lin_rows_avx2(const dsv4_lin_job *jb, int r0, int nr) {
                     }
                 }
             }
-            for (int t = 0; t < nt; t++)
-                for (int j = 0; j < nrr; j++) {
-                    float v = dsv4_tree16(L[j][t]);
-                    if (jb->flags & DSV4_OUT_BF16) v = dsv4_round_bf16(v);
-                    jb->out[(size_t)(t0 + t) * rows + rb + j] = v;
-                }
+            dsv4_lin_finish(jb, L, rb, nrr, t0, nt);
         }
     }
     _mm_setcsr(csr);

@@ -69,7 +69,7 @@ static inline __m512i fp4_bf16(const dec_tabs *d, const uint8_t *p) {
 #define RB DSV4_LIN_RB   /* rows per tile (8) */
 #define RS 4            /* rows per register sub-block of the tile path */
 #define KC DSV4_LIN_KC
-#define TB 32
+#define TB DSV4_LIN_TB
 
 static inline __m512bh as_bh(__m512i v) { return (__m512bh)v; }
 static inline int rb_aligned(int r) { return r % 8 == 0; }
@@ -286,12 +286,7 @@ void dsv4_lin_rows_avx512(const dsv4_lin_job *jb, int r0, int nr) {
                 for (int jr = 0; jr < nrr; jr += RS)
                     tile_block(jb, w, rb + jr, nrr - jr < RS ? nrr - jr : RS, wt + jr, c0, nch, t0, nt, &L[jr]);
             }
-            for (int t = 0; t < nt; t++)
-                for (int j = 0; j < nrr; j++) {
-                    float v = dsv4_tree16(L[j][t]);
-                    if (jb->flags & DSV4_OUT_BF16) v = dsv4_round_bf16(v);
-                    jb->out[(size_t)(t0 + t) * rows + rb + j] = v;
-                }
+            dsv4_lin_finish(jb, L, rb, nrr, t0, nt);
         }
     }
     _mm_setcsr(csr);

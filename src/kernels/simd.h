@@ -29,9 +29,11 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "kernels/kernels.h"
+#include "base/util.h"
 
 #define DSV4_LIN_RB 8     /* rows per register block / tile; row blocks start at multiples of it */
 #define DSV4_LIN_KC 512   /* columns per tile (multiple of 128) */
+#define DSV4_LIN_TB 32    /* tokens per pass over a tile (the tile is decoded once per DSV4_LIN_TB tokens) */
 
 /* One dsv4_linear call, prepared by linear.c (weights view, packed activations). */
 typedef struct {
@@ -105,6 +107,16 @@ static inline float dsv4_tree16(const float *L) {
     for (int i = 0; i < 4; i++) b[i] = dsv4_ftz(a[2 * i] + a[2 * i + 1]);
     float c0 = dsv4_ftz(b[0] + b[1]), c1 = dsv4_ftz(b[2] + b[3]);
     return dsv4_ftz(c0 + c1);
+}
+/* Finish a row block of the tile paths: out[t0+t][rb+j] = tree(L[j][t]) (BF16-rounded with DSV4_OUT_BF16) for
+ * j < nrr, t < nt; L is [DSV4_LIN_RB][DSV4_LIN_TB][16]. */
+static inline void dsv4_lin_finish(const dsv4_lin_job *jb, float (*L)[DSV4_LIN_TB][16], int rb, int nrr, int t0, int nt) {
+    for (int t = 0; t < nt; t++)
+        for (int j = 0; j < nrr; j++) {
+            float v = dsv4_tree16(L[j][t]);
+            if (jb->flags & DSV4_OUT_BF16) v = dsv4_round_bf16(v);
+            jb->out[(size_t)(t0 + t) * jb->w->rows + rb + j] = v;
+        }
 }
 /* Decode rows [r0, r0+nr) x columns [c0, c0+n) of an FP8/FP4 weight into BF16 bits (unscaled) in
  * tile[j][0..np) (np = n rounded up to 32, zero padded), ld = tile row stride; scalar reference. */
