@@ -16,7 +16,7 @@
 
 static inline int cdiv(int a, int b) { return (a + b - 1) / b; }
 
-typedef struct { __m512i t0, t1, t2, t3, lut4, c40, c8000, c0f0f, lo0, lo1, hi0, hi1, c80; } dec_tabs;
+typedef struct { __m512i t0, t1, t2, t3, lut4, c40, c8000, c0f0f, lo0, lo1, hi0, hi1, c80, spread, shift04; } dec_tabs;
 
 static void tabs_init(dec_tabs *d) {
     uint16_t m[128];
@@ -36,6 +36,17 @@ static void tabs_init(dec_tabs *d) {
     d->lo0 = _mm512_loadu_si512(lo); d->lo1 = _mm512_loadu_si512(lo + 64);
     d->hi0 = _mm512_loadu_si512(hi); d->hi1 = _mm512_loadu_si512(hi + 64);
     d->c80 = _mm512_set1_epi8((char)0x80);
+    uint8_t sp[64];   /* lane q, dword i: bytes (4q+i, 0x80, 4q+i, 0x80): byte 4q+i in both words, zero high bytes */
+    uint16_t sh[32];
+    for (int q = 0; q < 4; q++)
+        for (int i = 0; i < 4; i++) {
+            uint8_t *e = sp + 16 * q + 4 * i;
+            e[0] = e[2] = (uint8_t)(4 * q + i);
+            e[1] = e[3] = 0x80;
+        }
+    for (int i = 0; i < 32; i++) sh[i] = (uint16_t)(i & 1 ? 4 : 0);
+    d->spread = _mm512_loadu_si512(sp);
+    d->shift04 = _mm512_loadu_si512(sh);
 }
 
 /* 64 E4M3 codes -> 64 BF16 in the FP8 block order (simd.h): *a = elements 0-7,16-23,32-39,48-55 and
@@ -59,10 +70,14 @@ static inline __m512i fp8_bf16(const dec_tabs *d, const uint8_t *p) {
     return _mm512_ternarylogic_epi32(mag, _mm512_slli_epi16(w, 8), d->c8000, 0xF8);  /* mag | (w<<8 & 0x8000) */
 }
 
-/* 16 bytes of packed E2M1 pairs -> 32 BF16 (unscaled, exact), element order kept. */
+/* 16 bytes of packed E2M1 pairs -> 32 BF16 (unscaled, exact), element order kept: the 16 bytes broadcast to the
+ * four 128-bit lanes (a load), an in-lane byte shuffle puts byte k in both words of dword k, a per-word shift
+ * (0 / 4) and mask leave its low / high nibble, and one VPERMW maps the nibbles to BF16 (one cross-lane shuffle
+ * instead of two with a widening load). */
 static inline __m512i fp4_bf16(const dec_tabs *d, const uint8_t *p) {
-    __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p));
-    __m512i idx = _mm512_ternarylogic_epi32(b, _mm512_slli_epi32(b, 12), d->c0f0f, 0xA8);  /* (b | b<<12) & 0x000F000F */
+    __m512i b = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)p));
+    __m512i w = _mm512_shuffle_epi8(b, d->spread);
+    __m512i idx = _mm512_and_si512(_mm512_srlv_epi16(w, d->shift04), d->c0f0f);
     return _mm512_permutexvar_epi16(idx, d->lut4);
 }
 
@@ -75,7 +90,11 @@ static inline __m512bh as_bh(__m512i v) { return (__m512bh)v; }
 static inline int rb_aligned(int r) { return r % 8 == 0; }
 /* Decode paths stream 8 rows at once from mmap'd 4 KiB pages, where the hardware prefetchers stop at every page:
  * each step also prefetches the same offset of the next 8-row block (one block ahead; never faults). */
+#ifdef DSV4_NO_PREFETCH
+#define PREFETCH(p) ((void)(p))
+#else
 #define PREFETCH(p) _mm_prefetch((const char *)(p), _MM_HINT_T0)
+#endif
 /* address `off` bytes past p, computed as an integer (past the tensor for the last block: never dereferenced) */
 static inline const void *ahead(const void *p, size_t off) { return (const void *)((uintptr_t)p + off); }
 #define DSV4_MAX_FUSED_GROUPS 512   /* FP4 rows of up to 16384 columns take the fused path */
