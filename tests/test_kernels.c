@@ -1,7 +1,7 @@
 /* tests/test_kernels.c — self-contained checks of src/kernels (no data files): number formats against
  * brute-force definitions, quantization simulations, all four linear weight formats against a double dot
  * product and (BF16/FP8/FP4) bit for bit against the pair-lane definition on every SIMD path and thread
- * count, batch invariance, dsv4_dot_bf16, RoPE/YaRN table (spec v4-architecture §3.2), Sinkhorn, Hadamard.
+ * count, batch invariance, dsv4_linear_bf16x, RoPE/YaRN table (spec v4-architecture §3.2), Sinkhorn, Hadamard.
  * Prints one line per failed check and ends with "N passed, N failed".
  */
 #include "kernels/kernels.h"
@@ -447,8 +447,9 @@ static void test_linear_fmt(dsv4_wfmt fmt, const char *name, int rows, int cols)
     free(ow.data); free(ow.scale);
 }
 
-/* dsv4_dot_bf16 on every path == the definition; sums that cancel and subnormal inputs included */
-static void test_dot_bf16(void) {
+/* dsv4_linear_bf16x (attention scores, indexer: activations already packed, given by row pointers or by stride)
+ * on every path == the definition; sums that cancel and subnormal inputs included */
+static void test_linear_bf16x(void) {
     enum { N = 32 * 37 };
     uint16_t a[N], b[N];
     char err[256];
@@ -465,8 +466,13 @@ static void test_dot_bf16(void) {
         float want = pair_lane_ref(&wv, 0, xa);
         for (int p = 0; p < 3; p++) {
             if (dsv4_set_kernel_path(PATHS[p], err, sizeof err) != 0) continue;
-            float got = dsv4_dot_bf16(a, b, N / 32);
-            CHECK(f2u(got) == f2u(want), "dot_bf16 %s rep %d: %.9g != definition %.9g", PATHS[p], rep, got, want);
+            const uint16_t *rows[2] = {b, b};
+            float got[2], got2;
+            dsv4_linear_bf16x(got, &wv, NULL, 0, rows, 2, 0);
+            dsv4_linear_bf16x(&got2, &wv, b, N, NULL, 1, 0);
+            CHECK(f2u(got[0]) == f2u(want) && f2u(got[1]) == f2u(want) && f2u(got2) == f2u(want),
+                  "linear_bf16x %s rep %d: %.9g / %.9g / %.9g != definition %.9g", PATHS[p], rep, got[0], got[1], got2,
+                  want);
         }
     }
     dsv4_set_kernel_path(getenv("DSV4_KERNEL") ? getenv("DSV4_KERNEL") : "scalar", NULL, 0);
@@ -576,7 +582,7 @@ static void test_linear(void) {
     test_linear_fmt(DSV4_W_FP8, "fp8-small", 135, 72);
     test_linear_fmt(DSV4_W_FP4, "fp4", 203, 2080);
     test_linear_fmt(DSV4_W_FP4, "fp4-small", 45, 32);
-    test_dot_bf16();
+    test_linear_bf16x();
 }
 
 /* ------------------------------------------------------------------ ops */

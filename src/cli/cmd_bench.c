@@ -24,6 +24,7 @@
 #include "model/model.h"
 #include "kernels/kernels.h"
 #include "kernels/pool.h"
+#include "base/util.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -34,7 +35,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #define ERRLEN 1024
@@ -60,12 +60,6 @@ static const char bench_usage[] =
     "  --no-warm          do not read the checkpoint files into the page cache first\n"
     "  Read bandwidth (streaming read, best of 5) and kernel peak (dsv4_linear, FP8 256x2048, 32 tokens,\n"
     "  one per thread) are measured in the same run; docs/performance.md has the method.\n";
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* "1,2,4" -> v (each in [lo, hi]); "none" -> 0 entries. Returns the count, or -1. */
 static int parse_list(const char *s, long lo, long hi, int *v) {
@@ -142,9 +136,9 @@ static double measure_bandwidth(const unsigned char *buf, size_t bytes, int reps
     c.buf = buf; c.bytes = bytes; c.parts = dsv4_pool_threads();
     double best = 0;
     for (int r = 0; r < reps; r++) {
-        double t0 = now_s();
+        double t0 = dsv4_now();
         dsv4_parallel_for(c.parts, bw_task, &c);
-        double dt = now_s() - t0;
+        double dt = dsv4_now() - t0;
         double bw = (double)(bytes / (size_t)c.parts / 256 * 256) * c.parts / dt;
         if (bw > best) best = bw;
     }
@@ -171,15 +165,15 @@ static double measure_peak(peak_ctx *c) {
     int nt = dsv4_pool_threads();
     c->reps = 1;
     dsv4_parallel_for(nt, peak_task, c);   /* warm-up (first-call set-up) */
-    double t0 = now_s();
+    double t0 = dsv4_now();
     dsv4_parallel_for(nt, peak_task, c);   /* sizes reps */
-    double dt = now_s() - t0;
+    double dt = dsv4_now() - t0;
     c->reps = dt > 0 ? (int)(0.2 / dt) + 1 : 100;
     double best = 0;
     for (int k = 0; k < 3; k++) {
-        t0 = now_s();
+        t0 = dsv4_now();
         dsv4_parallel_for(nt, peak_task, c);
-        dt = now_s() - t0;
+        dt = dsv4_now() - t0;
         double rate = (double)PEAK_ROWS * PEAK_COLS * PEAK_TOK * c->reps * nt / dt;
         if (rate > best) best = rate;
     }
@@ -241,11 +235,11 @@ static int32_t tok_at(long k, int V) { return (int32_t)((k * 7919 + 13) % V); }
 static double time_decode(dsv4_session *s, int V, int warm, int n, float *logits, char *err) {
     double t0 = 0;
     for (int k = 0; k < warm + n; k++) {
-        if (k == warm) t0 = now_s();
+        if (k == warm) t0 = dsv4_now();
         int32_t t = tok_at(dsv4_session_pos(s), V);
         if (dsv4_eval(s, &t, 1, logits, err, ERRLEN) != 0) return -1;
     }
-    return (now_s() - t0) * 1e3 / n;
+    return (dsv4_now() - t0) * 1e3 / n;
 }
 
 typedef struct { const char *dir; dsv4_model *m; dsv4_model_info info; float *logits; dsv4_session *s; } bmodel;
@@ -395,10 +389,10 @@ int dsv4_cli_bench(int argc, char **argv) {
         size_t wsz = (size_t)16 << 20;
         dev_t devs[256]; ino_t inos[256]; int nseen = 0;
         if (!(wbuf = malloc(wsz))) { fprintf(stderr, "dsv4 bench: out of memory\n"); goto done; }
-        double t0 = now_s();
+        double t0 = dsv4_now();
         double got = warm_dir(dir, devs, inos, &nseen, wbuf, wsz);
         if (twin) got += warm_dir(twin, devs, inos, &nseen, wbuf, wsz);
-        printf("  page cache: read %s of checkpoint files in %.1f s\n", cli_bytes(got, b1), now_s() - t0);
+        printf("  page cache: read %s of checkpoint files in %.1f s\n", cli_bytes(got, b1), dsv4_now() - t0);
         free(wbuf); wbuf = NULL;
     }
     fflush(stdout);
@@ -478,9 +472,9 @@ int dsv4_cli_bench(int argc, char **argv) {
                 goto done;
             }
             for (int k = 0; k < P; k++) toks[k] = tok_at(k, full.info.vocab_size);
-            double t0 = now_s();
+            double t0 = dsv4_now();
             int e = dsv4_eval(s, toks, P, full.logits, err, sizeof err);
-            double dt = now_s() - t0;
+            double dt = dsv4_now() - t0;
             free(toks);
             dsv4_session_free(s);
             if (e) { fprintf(stderr, "dsv4 bench: prefill %d: %s\n", P, err); goto done; }
@@ -505,13 +499,13 @@ int dsv4_cli_bench(int argc, char **argv) {
             dsv4_session_free(s);
             goto done;
         }
-        double t0 = now_s();
+        double t0 = dsv4_now();
         if (dsv4_session_fill_synthetic(s, C, 42, err, sizeof err) != 0) {
             fprintf(stderr, "dsv4 bench: context %d: %s\n", C, err);
             dsv4_session_free(s);
             goto done;
         }
-        double fill = now_s() - t0;
+        double fill = dsv4_now() - t0;
         fprintf(stderr, "context %d: synthetic fill %.2f s (%d threads)\n", C, fill, cthr[0]);
         for (int ti = 0; ti < ncthr; ti++) {
             int T = cthr[ti];

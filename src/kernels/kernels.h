@@ -87,9 +87,6 @@ void dsv4_linear_bf16x(float *out, const dsv4_wview *w, const uint16_t *xb, size
                        const uint16_t *const *xptr, int n_tok, int flags);
 /* acc[i] += a * v[i], i < n (a and v BF16 values, so each product is exact): the attention P.V step. */
 void dsv4_axpy_bf16(float *acc, float a, const uint16_t *v, int n);
-/* Dot product of two BF16 vectors of 32*n32 elements in the pair-lane order (kernels/simd.h), on the SIMD
- * path in use: exact products, F32 sums with subnormals flushed. Used by attention and the indexer. */
-float dsv4_dot_bf16(const uint16_t *a, const uint16_t *b, int n32);
 /* One weight row dequantized to F32 (used for embedding lookup and tests). */
 void dsv4_wview_row(const dsv4_wview *w, int r, float *out);
 

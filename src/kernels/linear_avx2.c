@@ -1,4 +1,4 @@
-/* kernels/linear_avx2.c — the AVX2 + FMA path of dsv4_linear / dsv4_dot_bf16 (pair-lane order, simd.h).
+/* kernels/linear_avx2.c — the AVX2 + FMA path of dsv4_linear (pair-lane order, simd.h).
  * The VDPBF16PS step is emulated exactly: a BF16 pair stored as one 32-bit word splits into its odd element
  * (word & 0xffff0000, already an F32) and its even element (word << 16); the products are exact, so
  * fma(w_odd, x_odd, L) then fma(w_even, x_even, L) round exactly as the definition; MXCSR FTZ+DAZ gives its
@@ -114,19 +114,4 @@ void dsv4_axpy_bf16_avx2(float *acc, float a, const uint16_t *v, int n) {
     for (; i < n; i++) acc[i] += a * dsv4_bf16f(v[i]);
 }
 
-float dsv4_dot_bf16_avx2(const uint16_t *a, const uint16_t *b, int n32) {
-    const unsigned csr = _mm_getcsr();
-    _mm_setcsr(csr | 0x8040);
-    __m256 A = _mm256_setzero_ps(), B = A;
-    for (int c = 0; c < n32; c++) {
-        __m256 xo0, xe0, xo1, xe1;
-        split_x(b + 32 * c, &xo0, &xe0, &xo1, &xe1);
-        dp32(&A, &B, a + 32 * c, xo0, xe0, xo1, xe1);
-    }
-    _Alignas(32) float L[16];
-    _mm256_store_ps(L, A);
-    _mm256_store_ps(L + 8, B);
-    _mm_setcsr(csr);
-    return dsv4_tree16(L);
-}
 #endif

@@ -1,4 +1,4 @@
-/* kernels/linear_avx512.c — the AVX-512 path of dsv4_linear / dsv4_dot_bf16 (pair-lane order, simd.h).
+/* kernels/linear_avx512.c — the AVX-512 path of dsv4_linear (pair-lane order, simd.h).
  * Needs AVX-512 F/BW/VL/VBMI + BF16: VDPBF16PS is the pair-lane dp step itself (odd product first, RNE,
  * denormals flushed), so this path is the definition run in hardware; linear.c's self-check confirms it.
  * Weights are decoded in registers to unscaled BF16: FP8 E4M3 64 codes at a time through two 128-entry
@@ -350,15 +350,4 @@ void dsv4_fp4_dec_avx512(const uint8_t *codes, const uint8_t *scales, int n, int
         _mm512_storeu_si512(out + i, scale_bf16x32(fp4_bf16(&d, codes + i / 2), dsv4_e8m0_f32[scales[i / 32]]));
 }
 
-float dsv4_dot_bf16_avx512(const uint16_t *a, const uint16_t *b, int n32) {
-    const unsigned csr = _mm_getcsr();
-    _mm_setcsr(csr | 0x8040);
-    __m512 acc = _mm512_setzero_ps();
-    for (int c = 0; c < n32; c++)
-        acc = _mm512_dpbf16_ps(acc, as_bh(_mm512_loadu_si512(a + 32 * c)), as_bh(_mm512_loadu_si512(b + 32 * c)));
-    _Alignas(64) float L[16];
-    _mm512_store_ps(L, acc);
-    _mm_setcsr(csr);
-    return dsv4_tree16(L);
-}
 #endif

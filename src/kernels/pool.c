@@ -28,14 +28,13 @@
 
 static struct {
     _Atomic int nthreads;         /* threads requested (0 = not set: the default); applied by the next call */
-    int started;                  /* worker threads running (nthreads_live - 1) */
+    int started;                  /* worker threads running; a call has started + 1 participants */
     pthread_t tid[MAX_THREADS];
     _Atomic unsigned gen;         /* bumped once per parallel call */
     _Atomic uint64_t ticket;      /* (gen & 0xffff) << 48 | n << 24 | next task index */
     _Atomic int finished;         /* tasks of the current generation completed */
     _Atomic int sleepers;         /* workers waiting on cv */
     _Atomic int quit;
-    int live;                     /* participants of the current pool (1 + started) */
     int want_started;             /* the count the pool was last started for (so a failed start is not retried per call) */
     dsv4_task_fn fn;
     void *ctx;
@@ -66,11 +65,10 @@ static inline void cpu_relax(void) {
 #endif
 }
 
-typedef struct { int tid; unsigned gen0; } worker_arg;   /* tid: 1..n-1 (debugging); gen0: generation at creation */
-static worker_arg WA[MAX_THREADS];
+static unsigned WGEN0[MAX_THREADS];   /* generation at each worker's creation */
 
 static void *worker(void *arg) {
-    unsigned seen = ((worker_arg *)arg)->gen0;   /* not a fresh load: a call may already have bumped it */
+    unsigned seen = *(const unsigned *)arg;   /* not a fresh load: a call may already have bumped it */
     for (;;) {
         unsigned g;
         int spins = 0;
@@ -102,25 +100,18 @@ static void pool_stop(void) {
     pthread_mutex_unlock(&P.mu);
     for (int i = 1; i <= P.started; i++) pthread_join(P.tid[i], NULL);
     P.started = 0;
-    P.live = 1;
     atomic_store(&P.quit, 0);
 }
 
-static int pool_start(int n, char *err, size_t errlen) {
+/* Restart the pool with n participants (n - 1 workers). If a thread cannot be created, the pool is stopped and
+ * calls run on the caller alone (same results). */
+static void pool_start(int n) {
     pool_stop();
-    P.live = 1;
     for (int i = 1; i < n; i++) {
-        WA[i].tid = i;
-        WA[i].gen0 = atomic_load(&P.gen);
-        if (pthread_create(&P.tid[i], NULL, worker, &WA[i]) != 0) {
-            if (err) snprintf(err, errlen, "cannot start thread %d of %d", i + 1, n);
-            pool_stop();
-            return -1;
-        }
+        WGEN0[i] = atomic_load(&P.gen);
+        if (pthread_create(&P.tid[i], NULL, worker, &WGEN0[i]) != 0) { pool_stop(); return; }
         P.started = i;
-        P.live = i + 1;
     }
-    return 0;
 }
 
 static int physical_cores(void) {
@@ -129,7 +120,7 @@ static int physical_cores(void) {
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     if (ncpu < 1) return 1;
     int seen = 0;
-    static long keys[4096];
+    long keys[4096];
     for (long c = 0; c < ncpu && c < 4096; c++) {
         char path[128];
         long core = -1, pkg = 0;
@@ -164,7 +155,7 @@ int dsv4_default_threads(void) {
 
 /* The request is only recorded here; the pool is (re)started by the next parallel call, by the thread that holds
  * the pool then (so two application threads never start it at once, and a command that never evaluates never
- * starts threads). If threads cannot be started, the calls run on those that could (results are the same). */
+ * starts threads). If threads cannot be started, calls run on the calling thread alone (results are the same). */
 int dsv4_set_threads(int n, char *err, size_t errlen) {
     if (n < 0 || n > MAX_THREADS) {
         if (err) snprintf(err, errlen, "threads must be in 0..%d (0 = one per physical core), got %d", MAX_THREADS, n);
@@ -185,17 +176,12 @@ void dsv4_parallel_for(int n, dsv4_task_fn fn, void *ctx) {
         for (int i = 0; i < n; i++) fn(ctx, i);
         return;
     }
-    if (P.live != want && P.want_started != want) {
-        /* (re)start under the pool ownership just taken; a failure leaves the threads that did start */
-        pool_start(want, NULL, 0);
+    if (P.started + 1 != want && P.want_started != want) {
+        /* (re)start under the pool ownership just taken; a failure is not retried until the count changes */
+        pool_start(want);
         P.want_started = want;
     }
-    if (P.live <= 1) {
-        atomic_store(&P.in_call, 0);
-        for (int i = 0; i < n; i++) fn(ctx, i);
-        return;
-    }
-    if (n > 0xffffff) {   /* beyond the ticket's range (never in practice): run here */
+    if (P.started == 0 || n > 0xffffff) {   /* no workers, or beyond the ticket's range (never in practice) */
         atomic_store(&P.in_call, 0);
         for (int i = 0; i < n; i++) fn(ctx, i);
         return;

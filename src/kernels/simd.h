@@ -1,4 +1,4 @@
-/* kernels/simd.h — internal: the per-path implementations behind dsv4_linear and dsv4_dot_bf16, and the
+/* kernels/simd.h — internal: the per-path implementations behind dsv4_linear and its helpers, and the
  * one definition of their arithmetic (the "pair-lane order") that every path reproduces bit for bit.
  *
  * Pair-lane order (linear.c implements it in portable C; linear_avx2.c and linear_avx512.c equal it):
@@ -54,12 +54,6 @@ void dsv4_lin_rows_scalar(const dsv4_lin_job *j, int r0, int nr);
 void dsv4_lin_rows_avx2(const dsv4_lin_job *j, int r0, int nr);
 void dsv4_lin_rows_avx512(const dsv4_lin_job *j, int r0, int nr);
 
-/* Dot product of two packed BF16 vectors of n32 chunks of 32 in pair-lane order (BF16-weight rule, tree). */
-typedef float (*dsv4_dot_fn)(const uint16_t *a, const uint16_t *b, int n32);
-float dsv4_dot_bf16_scalar(const uint16_t *a, const uint16_t *b, int n32);
-float dsv4_dot_bf16_avx2(const uint16_t *a, const uint16_t *b, int n32);
-float dsv4_dot_bf16_avx512(const uint16_t *a, const uint16_t *b, int n32);
-
 /* acc[i] = acc[i] + a * v[i] for i < n (a, v BF16 values: the product is exact; one rounding per element). */
 typedef void (*dsv4_axpy_fn)(float *acc, float a, const uint16_t *v, int n);
 void dsv4_axpy_bf16_scalar(float *acc, float a, const uint16_t *v, int n);
@@ -76,7 +70,6 @@ void dsv4_fp4_dec_avx512(const uint8_t *codes, const uint8_t *scales, int n, int
 /* The functions of the path in use (chosen once; see pool.h dsv4_kernel_path_id). */
 typedef struct {
     dsv4_lin_rows_fn lin_rows;
-    dsv4_dot_fn dot_bf16;
     dsv4_axpy_fn axpy_bf16;
     dsv4_dec_fn fp8_dec, fp4_dec;
 } dsv4_simd_ops;

@@ -150,11 +150,16 @@ void dsv4_ikey_store(const dsv4_config *c, float *x, uint8_t *rec) {
     dsv4_fp4_encode(x, ihd, 32, rec, rec + ihd / 2);
 }
 
-/* Decode compressed entry record rec to head_dim BF16 values (nope dims, then rope dims). */
-static void entry_load(const dsv4_config *c, const uint8_t *rec, uint16_t *out) {
+/* Decode compressed entry w of block state b to head_dim BF16 values (nope dims, then rope dims) into slot
+ * `slot` of the attended-keys scratch; returns the slot. */
+static const uint16_t *entry_load(dsv4_session *s, const dsv4_block_state *b, int w, int slot) {
+    const dsv4_config *c = &s->m->cfg;
     int rd = c->rope_dim, nope = c->head_dim - rd;
+    const uint8_t *rec = b->entries + (size_t)w * s->ent_bytes;
+    uint16_t *out = s->w.kdec + (size_t)slot * c->head_dim;
     dsv4_fp8_decode_bf16(rec + 2 * rd, rec + 2 * rd + nope, nope, 64, out);
     memcpy(out + nope, rec, (size_t)rd * 2);
+    return out;
 }
 
 /* Emit entry w from the pooled state: bf16 -> RMSNorm -> RoPE at w*R -> FP8 sim (main) or Hadamard + FP4 sim
@@ -414,11 +419,7 @@ static void attention(dsv4_session *s, int li, const float *x, int n, int64_t po
         if (R > 0) {
             int nvis = (int)((p + 1) / R);
             if (!csa || nvis <= c->index_topk) {
-                for (int w = 0; w < nvis; w++) {
-                    uint16_t *k = s->w.kdec + (size_t)nk * hd;
-                    entry_load(c, b->entries + (size_t)w * s->ent_bytes, k);
-                    kptr[nk++] = k;
-                }
+                for (int w = 0; w < nvis; w++, nk++) kptr[nk] = entry_load(s, b, w, nk);
             } else {
                 /* lightning indexer scores over visible entries */
                 const float *qi = s->w.iq + (size_t)t * ih * ihd, *wh = s->w.iw + (size_t)t * ih;
@@ -427,11 +428,7 @@ static void attention(dsv4_session *s, int li, const float *x, int n, int64_t po
                 indexer_scores(s, b, qi, wh, nvis, isc);
                 for (int w = 0; w < nvis; w++) idx[w] = w;
                 select_topk(idx, nvis, c->index_topk, isc);
-                for (int i = 0; i < c->index_topk; i++) {
-                    uint16_t *k = s->w.kdec + (size_t)nk * hd;
-                    entry_load(c, b->entries + (size_t)idx[i] * s->ent_bytes, k);
-                    kptr[nk++] = k;
-                }
+                for (int i = 0; i < c->index_topk; i++, nk++) kptr[nk] = entry_load(s, b, idx[i], nk);
             }
         }
         attend(s, L, q + (size_t)t * H * hd, p, kptr, nk, s->w.o + (size_t)t * H * hd);
