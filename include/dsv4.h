@@ -94,6 +94,16 @@ int dsv4_session_pos(const dsv4_session *s);
  * when any returned logit is NaN or Inf (e.g. an E8M0 scale byte 0xFF or a NaN weight). */
 int dsv4_eval(dsv4_session *s, const int32_t *tokens, int n, float *logits, char *err, size_t errlen);
 
+/* One decode step for several sessions at once (a server's busy slots): session ss[i] evaluates token
+ * tokens[i] at its position, as dsv4_eval(ss[i], &tokens[i], 1, ...) would, and advances by one. The sessions
+ * are evaluated as one batch, so every weight is read once per step for all of them (up to 128 rows per pass;
+ * larger nb runs in groups); each session's logits are bit-identical to its own dsv4_eval (tests/test_batch.c).
+ * logits: NULL, or nb * vocab_size floats, row i for session i. Sessions must be distinct, of one model, and not
+ * used by another thread during the call. Errors (nothing evaluated): ss or tokens NULL, nb < 1, a NULL session
+ * (names its index), sessions of different models, the same session twice, a token out of range, a session at
+ * max_ctx. After evaluation: "non-finite logits" as dsv4_eval (every session has advanced). No allocation. */
+int dsv4_eval_batch(dsv4_session *const *ss, int nb, const int32_t *tokens, float *logits, char *err, size_t errlen);
+
 /* Evaluate the MTP block (spec §4.9) on the trunk state of the last evaluated position t and the token
  * `next_token` at t+1; writes vocab_size F32 logits (non-NULL, vocab_size floats) predicting token t+2. Does
  * not advance the session (the speculative key is forgotten). Errors: session NULL; "model <dir> has no MTP
@@ -101,6 +111,31 @@ int dsv4_eval(dsv4_session *s, const int32_t *tokens, int n, float *logits, char
  * MTP block whose compress ratio is not 0 ("not supported"); "non-finite logits at position t+1 (corrupt
  * checkpoint?)" as dsv4_eval. Only the first MTP block is used when the config has several. */
 int dsv4_eval_mtp(dsv4_session *s, int32_t next_token, float *logits, char *err, size_t errlen);
+
+/* ------------------------------------------------------------------ checkpoints (prefix reuse; src/model/checkpoint.c)
+ * A checkpoint holds the rolling part of a session's state at one position: per block the window ring and its
+ * slot positions, the compressor / indexer-compressor partial states (spec §4.4, §5.1), the MTP history and the
+ * position; about (n_blocks x sliding_window x head_dim x 2 + sliding_window x hc_mult x dim x 4) bytes, independent
+ * of the position. Compressed entries and indexer keys are append-only and are not copied, so a restore is valid
+ * only into the SAME session, and only while that session has not evaluated other tokens at positions below the
+ * checkpoint's since it was saved (after restoring checkpoint A, every checkpoint saved at a higher position than
+ * A's is invalid once the session evaluates again; the caller tracks this). Restoring to position p then
+ * evaluating tokens p.. gives the logits a cold run over the same tokens gives (tests/test_checkpoint.c). */
+typedef struct dsv4_checkpoint dsv4_checkpoint;
+/* Save the state of s into *cp: when *cp is NULL a checkpoint is allocated (free with dsv4_checkpoint_free),
+ * otherwise the existing one (from the same session) is overwritten without allocating. Errors: NULL arguments,
+ * a reused checkpoint of another layout, out of memory (*cp unchanged). */
+int dsv4_checkpoint_save(const dsv4_session *s, dsv4_checkpoint **cp, char *err, size_t errlen);
+/* Put s back to the state saved in c (position dsv4_checkpoint_pos(c)); see the validity rule above. Errors:
+ * NULL arguments, a checkpoint saved from another session ("saved from another session"). */
+int dsv4_checkpoint_restore(dsv4_session *s, const dsv4_checkpoint *c, char *err, size_t errlen);
+/* The position (tokens evaluated) a checkpoint was saved at; -1 for NULL. */
+int dsv4_checkpoint_pos(const dsv4_checkpoint *c);
+/* Bytes of memory the checkpoint holds (0 for NULL); dsv4_checkpoint_state_bytes: bytes one would hold for s. */
+size_t dsv4_checkpoint_bytes(const dsv4_checkpoint *c);
+size_t dsv4_checkpoint_state_bytes(const dsv4_session *s);
+/* Free a checkpoint. NULL is a no-op. */
+void dsv4_checkpoint_free(dsv4_checkpoint *c);
 
 /* ------------------------------------------------------------------ sampling */
 
