@@ -339,24 +339,26 @@ static void indexer_scores(dsv4_session *s, const dsv4_block_state *b, const flo
 }
 
 /* Raw window KV path (§4.3): kv[t] = FP8sim_nope(RoPE(bf16(RMSNorm(W_kv x_t; kv_norm)))). */
-static void raw_kv(dsv4_session *s, const dsv4_layer *L, const float *x, int n, int64_t pos0, float *kv) {
+static void raw_kv(dsv4_session *s, const dsv4_layer *L, const float *x, int n, const int64_t *pos, float *kv) {
     const dsv4_config *c = &s->m->cfg;
     int hd = c->head_dim, rd = c->rope_dim, nope = hd - rd;
     dsv4_linear(kv, &L->wkv, x, n, DSV4_ACT_FP8 | DSV4_OUT_BF16, s->w.act);
     for (int t = 0; t < n; t++) {
         float *k = kv + (size_t)t * hd;
         dsv4_rmsnorm(k, k, L->kv_norm, hd, c->norm_eps, 1);
-        dsv4_rope(k + nope, rd, L->rope_f, pos0 + t, 0);
+        dsv4_rope(k + nope, rd, L->rope_f, pos[t], 0);
         dsv4_fp8_sim(k, nope, 64);
     }
 }
 
-/* Full attention sublayer for n tokens x [n][D] at positions pos0..; y [n][D]. */
-static void attention(dsv4_session *s, int li, const float *x, int n, int64_t pos0, float *y) {
+/* Full attention sublayer for n tokens x [n][D]; y [n][D]. Row t sits at position pos[t] of the sequence whose
+ * state (window ring, compressor, indexer keys, compressed entries) is held by own[t] (own NULL: all rows are
+ * s's, a chunk of one sequence; otherwise one decode row per session, dsv4_forward_batch). s owns the scratch. */
+static void attention(dsv4_session *s, int li, const float *x, int n, const int64_t *pos, dsv4_session *const *own,
+                      float *y) {
     const dsv4_model *m = s->m;
     const dsv4_config *c = &m->cfg;
     const dsv4_layer *L = &m->layers[li];
-    dsv4_block_state *b = &s->bs[li];
     int D = c->dim, H = c->n_heads, hd = c->head_dim, rd = c->rope_dim, nope = hd - rd;
     int ql = c->q_lora_rank, Wn = c->window_size, Wr = s->wring;   /* window; ring length min(window, max_ctx) */
     float *act = s->w.act;
@@ -369,9 +371,9 @@ static void attention(dsv4_session *s, int li, const float *x, int n, int64_t po
         for (int h = 0; h < H; h++) {
             float *qh = q + ((size_t)t * H + h) * hd;
             dsv4_head_rms_bf16(qh, hd, c->norm_eps);
-            dsv4_rope(qh + nope, rd, L->rope_f, pos0 + t, 0);
+            dsv4_rope(qh + nope, rd, L->rope_f, pos[t], 0);
         }
-    raw_kv(s, L, x, n, pos0, kv);
+    raw_kv(s, L, x, n, pos, kv);
     /* compressor projections (F32) */
     int R = L->ratio, csa = R == 4;
     int cwd = 0, iwd = 0, ih = c->index_n_heads, ihd = c->index_head_dim;
@@ -388,7 +390,7 @@ static void attention(dsv4_session *s, int li, const float *x, int n, int64_t po
         for (int t = 0; t < n; t++)
             for (int h = 0; h < ih; h++) {
                 float *qh = s->w.iq + ((size_t)t * ih + h) * ihd;
-                dsv4_rope(qh + ihd - rd, rd, L->rope_f, pos0 + t, 0);
+                dsv4_rope(qh + ihd - rd, rd, L->rope_f, pos[t], 0);
                 dsv4_hadamard(qh, ihd);
                 dsv4_fp4_sim(qh, ihd, 32);
             }
@@ -403,7 +405,8 @@ static void attention(dsv4_session *s, int li, const float *x, int n, int64_t po
     /* per token: update state, select keys, attend */
     const uint16_t **kptr = s->w.kptr;
     for (int t = 0; t < n; t++) {
-        int64_t p = pos0 + t;
+        int64_t p = pos[t];
+        dsv4_block_state *b = &(own ? own[t] : s)->bs[li];
         store_bf16(b->win + (size_t)(p % Wr) * hd, kv + (size_t)t * hd, (size_t)hd);
         b->slot_pos[p % Wr] = p;
         if (R > 0)
@@ -553,10 +556,12 @@ static void sublayer_out(dsv4_session *s, int li, float *X, int n, const char *o
     if (li < c->n_layers) dump(s, x_name, li, X, (size_t)n * c->hc_mult * D);
 }
 
-static void block(dsv4_session *s, int li, float *X, const int32_t *tokens, int n, int64_t pos0) {
+/* One block (§4.7) for n rows of X; rows as in attention(). */
+static void block(dsv4_session *s, int li, float *X, const int32_t *tokens, int n, const int64_t *pos,
+                  dsv4_session *const *own) {
     const dsv4_layer *L = &s->m->layers[li];
     sublayer_in(s, &L->hc_attn_fn, L->hc_attn_base, L->hc_attn_scale, L->attn_norm, X, n);
-    attention(s, li, s->w.xn, n, pos0, s->w.y);
+    attention(s, li, s->w.xn, n, pos, own, s->w.y);
     sublayer_out(s, li, X, n, "attn_out", "Xmid");
     sublayer_in(s, &L->hc_ffn_fn, L->hc_ffn_base, L->hc_ffn_scale, L->ffn_norm, X, n);
     moe(s, li, s->w.xn, tokens, n, s->w.y);
@@ -571,31 +576,68 @@ static void head_logits(dsv4_session *s, const float *u, const float *normw, flo
     dsv4_linear(logits, &s->m->head, xn, 1, 0, s->w.act);
 }
 
-void dsv4_forward_chunk(dsv4_session *s, const int32_t *tokens, int n, float *logits) {
-    const dsv4_model *m = s->m;
-    const dsv4_config *c = &m->cfg;
-    int D = c->dim, hc = c->hc_mult;
-    float *X = s->w.X;
-    int64_t pos0 = s->pos;
+/* Embedding rows of n tokens into X [n][hc][D] (every stream a copy of the row). */
+static void embed_rows(const dsv4_model *m, const int32_t *tokens, int n, float *X) {
+    int D = m->cfg.dim, hc = m->cfg.hc_mult;
     for (int t = 0; t < n; t++) {
         float *x = X + (size_t)t * hc * D;
         dsv4_wview_row(&m->embed, tokens[t], x);
         for (int i = 1; i < hc; i++) memcpy(x + (size_t)i * D, x, (size_t)D * sizeof(float));
     }
-    for (int l = 0; l < c->n_layers; l++) block(s, l, X, tokens, n, pos0);
-    memcpy(s->last_x, X + (size_t)(n - 1) * hc * D, (size_t)hc * D * sizeof(float));
-    int Wr = s->wring;
-    for (int t = 0; t < n; t++) {   /* history for the MTP window (§4.9) */
-        int64_t p = pos0 + t;
-        memcpy(s->hist_x + (size_t)(p % Wr) * hc * D, X + (size_t)t * hc * D, (size_t)hc * D * sizeof(float));
-        s->hist_tok[p % Wr] = tokens[t];
-    }
+}
+
+/* After the trunk: position p of session s took token tok and ended in trunk state x [hc][D]; keep it for the
+ * MTP window (§4.9) and as the last state. Called in position order; the caller advances s->pos. */
+static void keep_row(dsv4_session *s, int64_t p, int32_t tok, const float *x) {
+    size_t row = (size_t)s->m->cfg.hc_mult * s->m->cfg.dim;
+    memcpy(s->hist_x + (size_t)(p % s->wring) * row, x, row * sizeof(float));
+    s->hist_tok[p % s->wring] = tok;
+    memcpy(s->last_x, x, row * sizeof(float));
     s->have_last = 1;
+}
+
+void dsv4_forward_chunk(dsv4_session *s, const int32_t *tokens, int n, float *logits) {
+    const dsv4_model *m = s->m;
+    const dsv4_config *c = &m->cfg;
+    size_t row = (size_t)c->hc_mult * c->dim;
+    float *X = s->w.X;
+    int64_t pos[DSV4_CHUNK];
+    embed_rows(m, tokens, n, X);
+    for (int t = 0; t < n; t++) pos[t] = s->pos + t;
+    for (int l = 0; l < c->n_layers; l++) block(s, l, X, tokens, n, pos, NULL);
+    for (int t = 0; t < n; t++) keep_row(s, pos[t], tokens[t], X + (size_t)t * row);
     s->pos += n;
     if (logits) {
         hc_head(s, &m->hc_head_fn, m->hc_head_base, m->hc_head_scale, s->last_x, s->w.u);
         head_logits(s, s->w.u, m->norm, logits);
     }
+}
+
+void dsv4_forward_batch(dsv4_session *const *ss, const int32_t *tokens, int nb, float *logits) {
+    /* The scratch owner: the session with the largest max_ctx (the attended-key scratch grows with it). */
+    dsv4_session *s = ss[0];
+    for (int i = 1; i < nb; i++)
+        if (ss[i]->max_ctx > s->max_ctx) s = ss[i];
+    const dsv4_model *m = s->m;
+    const dsv4_config *c = &m->cfg;
+    int D = c->dim;
+    size_t row = (size_t)c->hc_mult * D;
+    float *X = s->w.X;
+    int64_t pos[DSV4_CHUNK];
+    embed_rows(m, tokens, nb, X);
+    for (int i = 0; i < nb; i++) pos[i] = ss[i]->pos;
+    for (int l = 0; l < c->n_layers; l++) block(s, l, X, tokens, nb, pos, ss);
+    for (int i = 0; i < nb; i++) {
+        keep_row(ss[i], pos[i], tokens[i], X + (size_t)i * row);
+        ss[i]->pos++;
+    }
+    if (!logits) return;
+    /* the head once for all rows: each vocabulary row is read once per batch */
+    for (int i = 0; i < nb; i++) {
+        hc_head(s, &m->hc_head_fn, m->hc_head_base, m->hc_head_scale, X + (size_t)i * row, s->w.u);
+        dsv4_rmsnorm(s->w.xn + (size_t)i * D, s->w.u, m->norm, D, c->norm_eps, 1);
+    }
+    dsv4_linear(logits, &m->head, s->w.xn, nb, 0, s->w.act);
 }
 
 /* MTP input (§4.9) for n positions, in place: X[t] (trunk final state, [hc][D]) becomes
@@ -652,7 +694,7 @@ void dsv4_forward_mtp(dsv4_session *s, int32_t next_token, float *logits) {
         mtp_input(s, L, X, nxt, n);
         sublayer_in(s, &L->hc_attn_fn, L->hc_attn_base, L->hc_attn_scale, L->attn_norm, X, n);  /* its attention input */
         for (int i = 0; i < n; i++) {   /* positions may be non-contiguous: one RoPE position each */
-            raw_kv(s, L, s->w.xn + (size_t)i * D, 1, list[i], s->w.kv);
+            raw_kv(s, L, s->w.xn + (size_t)i * D, 1, &list[i], s->w.kv);
             store_bf16(b->win + (size_t)(list[i] % Wr) * hd, s->w.kv, (size_t)hd);
             b->slot_pos[list[i] % Wr] = list[i];
         }
@@ -660,7 +702,7 @@ void dsv4_forward_mtp(dsv4_session *s, int32_t next_token, float *logits) {
     memcpy(X, s->last_x, (size_t)hc * D * sizeof(float));
     int32_t tok = next_token;
     mtp_input(s, L, X, &tok, 1);
-    block(s, li, X, &tok, 1, t);
+    block(s, li, X, &tok, 1, &t, NULL);
     b->slot_pos[t % Wr] = -1;   /* speculative key: recomputed from the real token next time */
     hc_head(s, &L->hc_head_fn, L->hc_head_base, L->hc_head_scale, X, s->w.u);
     head_logits(s, s->w.u, L->mtp_norm, logits);
@@ -690,7 +732,9 @@ int dsv4_block_eval(dsv4_session *s, int layer, float *X, const int32_t *tokens,
         int nc = n - c0 < DSV4_CHUNK ? n - c0 : DSV4_CHUNK;
         memcpy(s->w.X, X + (size_t)c0 * row, (size_t)nc * row * sizeof(float));
         if (layer >= c->n_layers) mtp_input(s, &m->layers[layer], s->w.X, tokens + c0, nc);
-        block(s, layer, s->w.X, tokens + c0, nc, pos0 + c0);
+        int64_t pos[DSV4_CHUNK];
+        for (int t = 0; t < nc; t++) pos[t] = pos0 + c0 + t;
+        block(s, layer, s->w.X, tokens + c0, nc, pos, NULL);
         memcpy(X + (size_t)c0 * row, s->w.X, (size_t)nc * row * sizeof(float));
     }
     return 0;

@@ -169,6 +169,12 @@ void dsv4_weights_free(dsv4_model *m);
 /* Evaluate tokens[0..n) (n <= DSV4_CHUNK) at positions s->pos.. and advance s->pos by n. If logits
  * is non-NULL, write the vocab_size F32 logits of the last position. Token ids must be validated. */
 void dsv4_forward_chunk(dsv4_session *s, const int32_t *tokens, int n, float *logits);
+/* One decode step of nb <= DSV4_CHUNK distinct sessions of one model: token tokens[i] at position ss[i]->pos
+ * (< its max_ctx, checked by the caller), evaluated as one batch: every linear reads its weights once for all
+ * rows, the position-dependent part (window, compressor, indexer, attention) runs per row on ss[i]'s state. Each
+ * row's results are bit-identical to dsv4_forward_chunk(ss[i], &tokens[i], 1, ...). logits: [nb][vocab] or NULL.
+ * The scratch of the session with the largest max_ctx is used. */
+void dsv4_forward_batch(dsv4_session *const *ss, const int32_t *tokens, int nb, float *logits);
 /* MTP block (§4.9) on s->last_x and next_token; writes logits. */
 void dsv4_forward_mtp(dsv4_session *s, int32_t next_token, float *logits);
 /* Reset the compressor states of all blocks (values 0, scores -inf). */

@@ -290,6 +290,34 @@ int dsv4_eval(dsv4_session *s, const int32_t *tokens, int n, float *logits, char
     return 0;
 }
 
+int dsv4_eval_batch(dsv4_session *const *ss, int nb, const int32_t *tokens, float *logits, char *err,
+                    size_t errlen) {
+    if (!ss || !tokens || nb < 1)
+        return dsv4_fail(err, errlen, "dsv4_eval_batch: nb = %d (need >= 1) and non-NULL sessions and tokens", nb);
+    for (int i = 0; i < nb; i++) {
+        const dsv4_session *s = ss[i];
+        if (!s) return dsv4_fail(err, errlen, "dsv4_eval_batch: session %d is NULL", i);
+        if (s->m != ss[0]->m)
+            return dsv4_fail(err, errlen, "dsv4_eval_batch: session %d belongs to another model than session 0", i);
+        for (int j = 0; j < i; j++)
+            if (ss[j] == s) return dsv4_fail(err, errlen, "dsv4_eval_batch: sessions %d and %d are the same session", j, i);
+        int V = s->m->cfg.vocab_size;
+        if (tokens[i] < 0 || tokens[i] >= V)
+            return dsv4_fail(err, errlen, "dsv4_eval_batch: token id %d at index %d out of range [0, %d)", (int)tokens[i], i, V);
+        if (s->pos >= s->max_ctx)
+            return dsv4_fail(err, errlen, "dsv4_eval_batch: context overflow: session %d is at position %d = max_ctx", i, s->pos);
+    }
+    int V = ss[0]->m->cfg.vocab_size;
+    for (int b0 = 0; b0 < nb; b0 += DSV4_CHUNK) {
+        int nc = nb - b0 < DSV4_CHUNK ? nb - b0 : DSV4_CHUNK;
+        dsv4_forward_batch(ss + b0, tokens + b0, nc, logits ? logits + (size_t)b0 * V : NULL);
+    }
+    if (logits)
+        for (int i = 0; i < nb; i++)
+            if (check_finite(logits + (size_t)i * V, V, "dsv4_eval_batch", ss[i]->pos - 1, err, errlen)) return -1;
+    return 0;
+}
+
 int dsv4_eval_mtp(dsv4_session *s, int32_t next_token, float *logits, char *err, size_t errlen) {
     if (!s) return dsv4_fail(err, errlen, "dsv4_eval_mtp: session is NULL");
     if (s->m->cfg.n_mtp_layers < 1) return dsv4_fail(err, errlen, "dsv4_eval_mtp: model %s has no MTP block", s->m->dir);

@@ -1,0 +1,132 @@
+/* tests/test_batch.c — dsv4_eval_batch (one decode step for several sessions, every weight read once):
+ *  - each session's logits are bit-identical (memcmp) to the same session decoded alone with dsv4_eval, on the
+ *    trained nano model, for sessions at different positions (before and after the 128-slot window wraps, before
+ *    and after the indexer's top-k bites at 4 * index_topk = 32 positions, HCA entries of ratio 128 appearing),
+ *    with different max_ctx (the scratch owner is not session 0), for every SIMD path and 1 and 2 threads;
+ *  - the state a batch leaves behind is the state of a single decode: further single-session decodes and the
+ *    MTP block after a batch step match too;
+ *  - bad arguments are refused with a message and evaluate nothing.
+ * Tolerance: none (bit-identical). The pair-lane definition (src/kernels/simd.h) makes each output element of a
+ * linear independent of how many rows the call has, and the per-row part runs on the row's own state.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "dsv4.h"
+#include "testlib.h"
+
+#define NS 4
+#define STEPS 24
+static const int PROMPT[NS] = {300, 5, 40, 131};   /* prompt lengths: ring wrapped, fresh, top-k biting, HCA */
+static const int CTX[NS] = {400, 700, 350, 200};   /* session 1 has the largest max_ctx: the scratch owner */
+
+static int32_t tok_at(int s, int i, int V) { return (int32_t)((i * 7919 + s * 104729 + 13) % V); }
+
+static void open_all(const dsv4_model *m, dsv4_session **ss, int V) {
+    char err[256];
+    for (int s = 0; s < NS; s++) {
+        ss[s] = NULL;
+        if (dsv4_session_open(&ss[s], m, CTX[s], err, sizeof err) != 0) { test_fail("open: %s", err); continue; }
+        int32_t buf[400];
+        for (int i = 0; i < PROMPT[s]; i++) buf[i] = tok_at(s, i, V);
+        if (dsv4_eval(ss[s], buf, PROMPT[s], NULL, err, sizeof err) != 0) test_fail("prefill: %s", err);
+    }
+}
+
+static void compare(const dsv4_model *m, int V, const char *label) {
+    char err[256];
+    dsv4_session *a[NS], *b[NS];
+    open_all(m, a, V);
+    open_all(m, b, V);
+    float *la = malloc(sizeof(float) * NS * V), *lb = malloc(sizeof(float) * NS * V);
+    int bad = 0;
+    for (int step = 0; step < STEPS && !bad; step++) {
+        int32_t t[NS];
+        for (int s = 0; s < NS; s++) t[s] = tok_at(s, PROMPT[s] + step, V);
+        for (int s = 0; s < NS; s++)
+            if (dsv4_eval(a[s], &t[s], 1, la + (size_t)s * V, err, sizeof err) != 0) { test_fail("eval: %s", err); bad = 1; }
+        if (dsv4_eval_batch(b, NS, t, lb, err, sizeof err) != 0) { test_fail("eval_batch: %s", err); bad = 1; break; }
+        for (int s = 0; s < NS; s++)
+            if (memcmp(la + (size_t)s * V, lb + (size_t)s * V, sizeof(float) * V) != 0) {
+                test_fail("%s: step %d session %d (pos %d): batched logits differ from a single decode", label, step, s,
+                          dsv4_session_pos(a[s]) - 1);
+                bad = 1;
+            }
+        for (int s = 0; s < NS; s++)
+            if (dsv4_session_pos(a[s]) != dsv4_session_pos(b[s])) { test_fail("%s: positions differ", label); bad = 1; }
+    }
+    EXPECT(!bad, "%s: %d batched steps of %d sessions bit-identical", label, STEPS, NS);
+    /* the state left behind: single decodes and MTP continue identically */
+    for (int s = 0; s < NS && !bad; s++) {
+        int32_t t = tok_at(s, 999, V);
+        float *x = la, *y = lb;
+        dsv4_eval_mtp(a[s], t, x, err, sizeof err);
+        dsv4_eval_mtp(b[s], t, y, err, sizeof err);
+        EXPECT(memcmp(x, y, sizeof(float) * V) == 0, "%s: session %d MTP after batch differs", label, s);
+        dsv4_eval(a[s], &t, 1, x, err, sizeof err);
+        dsv4_eval(b[s], &t, 1, y, err, sizeof err);
+        EXPECT(memcmp(x, y, sizeof(float) * V) == 0, "%s: session %d decode after batch differs", label, s);
+    }
+    for (int s = 0; s < NS; s++) { dsv4_session_free(a[s]); dsv4_session_free(b[s]); }
+    free(la); free(lb);
+}
+
+static void bad_args(const dsv4_model *m, const dsv4_model *m2, int V) {
+    char err[256];
+    dsv4_session *s[3] = {NULL, NULL, NULL};
+    dsv4_session_open(&s[0], m, 4, err, sizeof err);
+    dsv4_session_open(&s[1], m, 4, err, sizeof err);
+    dsv4_session_open(&s[2], m2, 4, err, sizeof err);
+    int32_t t[3] = {1, 2, 3};
+    float *l = malloc(sizeof(float) * 3 * V);
+    struct { dsv4_session *ss[3]; int nb; int32_t t0; const char *want; } cases[] = {
+        {{s[0], s[1]}, 0, 1, "nb = 0"},
+        {{s[0], NULL}, 2, 1, "session 1 is NULL"},
+        {{s[0], s[0]}, 2, 1, "sessions 0 and 1 are the same"},
+        {{s[0], s[2]}, 2, 1, "another model"},
+        {{s[0], s[1]}, 2, -1, "token id -1 at index 0"},
+        {{s[0], s[1]}, 2, 1 << 30, "out of range"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int32_t tt[3] = {cases[i].t0, 2, 3};
+        err[0] = 0;
+        int rc = dsv4_eval_batch(cases[i].ss, cases[i].nb, tt, l, err, sizeof err);
+        EXPECT(rc == -1 && strstr(err, cases[i].want), "bad case %zu: rc %d err '%s' (want '%s')", i, rc, err, cases[i].want);
+        EXPECT(dsv4_session_pos(s[0]) == 0 && dsv4_session_pos(s[1]) == 0, "bad case %zu evaluated something", i);
+    }
+    EXPECT(dsv4_eval_batch(NULL, 1, t, l, err, sizeof err) == -1, "NULL sessions accepted");
+    /* context overflow: fill session 0 to max_ctx */
+    int32_t four[4] = {1, 2, 3, 4};
+    dsv4_eval(s[0], four, 4, NULL, err, sizeof err);
+    int rc = dsv4_eval_batch(s, 2, t, l, err, sizeof err);
+    EXPECT(rc == -1 && strstr(err, "context overflow") && dsv4_session_pos(s[1]) == 0, "overflow: rc %d '%s'", rc, err);
+    for (int i = 0; i < 3; i++) dsv4_session_free(s[i]);
+    free(l);
+}
+
+int main(void) {
+    char err[256];
+    dsv4_model *m = NULL, *m2 = NULL;
+    if (dsv4_model_load(&m, "models/nano", err, sizeof err) != 0 || dsv4_model_load(&m2, "models/nano", err, sizeof err) != 0) {
+        test_fail("load models/nano: %s", err);
+        return test_done();
+    }
+    dsv4_model_info info;
+    dsv4_model_get_info(m, &info);
+    int V = info.vocab_size;
+    static const char *paths[] = {"scalar", "avx2", "avx512", "neon"};
+    for (int p = 0; p < 4; p++) {
+        if (dsv4_set_kernel_path(paths[p], err, sizeof err) != 0) continue;   /* not on this CPU */
+        for (int th = 1; th <= 2; th++) {
+            char label[64];
+            snprintf(label, sizeof label, "%s/%d thread%s", paths[p], th, th > 1 ? "s" : "");
+            dsv4_set_threads(th, NULL, 0);
+            compare(m, V, label);
+        }
+    }
+    dsv4_set_kernel_path("scalar", NULL, 0);
+    bad_args(m, m2, V);
+    dsv4_model_free(m);
+    dsv4_model_free(m2);
+    return test_done();
+}
