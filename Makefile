@@ -51,7 +51,7 @@ $(BUILD)/%.o: %.c
 
 # DeepSeek-V4-compatible tokenizer: the V3 tokenizer.json plus the V4 added tokens (tools/tokenizer/README.md).
 # A stable path for tests and tools; `make test` builds it.
-V3_TOKENIZER := ../shared/data/deepseek-v3-tokenizer/tokenizer.json
+V3_TOKENIZER := vendor/deepseek-v3-tokenizer/tokenizer.json
 build/v4-tokenizer.json: $(BUILD)/tools/make_v4_tokenizer tools/tokenizer/v4-added-tokens.tsv
 	$(BUILD)/tools/make_v4_tokenizer $(V3_TOKENIZER) tools/tokenizer/v4-added-tokens.tsv $@
 

@@ -42,7 +42,7 @@ check() {
     else fail=$((fail + 1)); echo "FAIL cli: $name (exit $rc, wanted $want and /$re/)"; printf '%s\n' "$out" | tail -n 5; fi
 }
 
-META=../shared/data/v4-flash-metadata
+META=vendor/v4-flash-metadata
 check "info on the real V4-Flash config" 0 "parameters: +2[0-9]{11} \(28[0-9]\.[0-9]+B\)" -- "$BIN" info -m "$META"
 check "info on a missing directory" fail "nonexistent" -- "$BIN" info -m "$tmp/nonexistent"
 echo '{"hidden_size": 4096,' > "$tmp/config.json"
@@ -51,7 +51,7 @@ check "unknown command" fail "unknown command" -- "$BIN" frobnicate
 check "bad numeric option" fail "not an integer" -- "$BIN" generate -m models/nano -p x -n abc
 
 # chat encoding / parsing front ends (issue: prompt encoding); the library tests cover the details
-ENC=../shared/data/v4-encoding
+ENC=vendor/v4-encoding
 check "render: official golden 4 (chat mode) byte-exact" 0 "^same$" -- sh -c "'$BIN' render --messages $ENC/test_input_4.json | cmp -s - $ENC/test_output_4.txt && echo same"
 check "render: official golden 1 (thinking) byte-exact" 0 "^same$" -- sh -c "'$BIN' render --thinking --messages $ENC/test_input_1.json | cmp -s - $ENC/test_output_1.txt && echo same"
 check "render: malformed JSON names the problem" fail "JSON|json" -- sh -c "echo '[{\"role\": ' | '$BIN' render --messages -"

@@ -1,11 +1,11 @@
 /* tests/test_chat_encode.c — DeepSeek-V4 prompt encoder (include/dsv4_chat.h, spec v4-encoding §3, §4, §9).
  *
- *  1. the four official goldens shipped with the weights (../shared/data/v4-encoding, read in place);
+ *  1. the four official goldens shipped with the weights (vendor/v4-encoding, read in place);
  *  2. tests/golden/chat/<name>.input.json + .output.txt, generated with the official encoder by
  *     tools/chat/gen_goldens.py (expect_error cases: the official raised, we must fail too);
  *  3. tests/golden/chat/float_repr.txt: Python repr() of ~7000 doubles vs pj_float_repr;
  *  4. error messages name the message index/field; tool-call registry hook; opts edge cases;
- *  5. end-to-end token counts: the five official API prompts (../shared/data/v4-official-vectors),
+ *  5. end-to-end token counts: the five official API prompts (vendor/v4-official-vectors),
  *     rendered as one user message in chat mode and tokenized with build/v4-tokenizer.json, must give
  *     the API's usage.prompt_tokens.
  * Run from the repository root.
@@ -23,9 +23,9 @@
 #include <unistd.h>
 #include "testlib.h"
 
-static const char *OFFICIAL_DIR = "../shared/data/v4-encoding";
+static const char *OFFICIAL_DIR = "vendor/v4-encoding";
 static const char *GOLDEN_DIR = "tests/golden/chat";
-static const char *VECTORS_DIR = "../shared/data/v4-official-vectors";
+static const char *VECTORS_DIR = "vendor/v4-official-vectors";
 static const char *V4_TOKENIZER = "build/v4-tokenizer.json";
 
 /* Put the raw bytes of tool call "raw-1" into the real registry (include/dsv4_parse.h), as the output parser

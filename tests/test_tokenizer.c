@@ -1,5 +1,5 @@
 /* tests/test_tokenizer.c — byte-level BPE tokenizer (spec v4-encoding §2) on the DeepSeek-V3 tokenizer.json.
- * Run from the repository root; data at ../shared/data. */
+ * Run from the repository root; third-party data in vendor/. */
 #include "dsv4.h"
 #include "base/util.h"
 
@@ -9,8 +9,8 @@
 #include <unistd.h>
 #include "testlib.h"
 
-static const char *TOK = "../shared/data/deepseek-v3-tokenizer/tokenizer.json";
-static const char *SHAKES = "../shared/data/tinyshakespeare.txt";
+static const char *TOK = "vendor/deepseek-v3-tokenizer/tokenizer.json";
+static const char *SHAKES = "vendor/tinyshakespeare/tinyshakespeare.txt";
 
 /* encode into a malloc'd array; returns count or -1 */
 static int encode(const dsv4_tokenizer *t, const char *s, size_t n, int32_t **ids, char *err, size_t errlen) {

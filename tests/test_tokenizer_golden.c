@@ -1,7 +1,7 @@
 /* tests/test_tokenizer_golden.c — the C tokenizer against golden ids from an independent implementation
  * (spec v4-encoding §1, §2; tests/golden/tokenizer/README.md).
  *
- *   tests/golden/tokenizer/v3.jsonl  the real DeepSeek-V3 tokenizer.json (../shared/data/deepseek-v3-tokenizer/)
+ *   tests/golden/tokenizer/v3.jsonl  the real DeepSeek-V3 tokenizer.json (vendor/deepseek-v3-tokenizer/)
  *   tests/golden/tokenizer/v4.jsonl  build/v4-tokenizer.json (`make build/v4-tokenizer.json`: V3 + V4 added tokens)
  * Each vector: ids must equal exactly, and the concatenated token bytes must give back the input.
  * Also: llama.cpp's DeepSeek-V3 fingerprint (sha256 of Python's str() of the ids, computed here), special tokens
@@ -20,7 +20,7 @@
 
 static const char *GOLD_V3 = "tests/golden/tokenizer/v3.jsonl";
 static const char *GOLD_V4 = "tests/golden/tokenizer/v4.jsonl";
-static const char *OFFICIAL = "../shared/data/v4-official-vectors/official";
+static const char *OFFICIAL = "vendor/v4-official-vectors/official";
 
 /* ------------------------------------------------------------------ SHA-256 (FIPS 180-4), for the fingerprint */
 typedef struct { uint32_t h[8]; uint64_t n; uint8_t buf[64]; size_t nb; } sha256_t;
@@ -250,7 +250,7 @@ static void invalid_utf8(const dsv4_tokenizer *t) {
 }
 
 int main(void) {
-    const char *p3 = getenv("DSV4_TOK_V3") ? getenv("DSV4_TOK_V3") : "../shared/data/deepseek-v3-tokenizer/tokenizer.json";
+    const char *p3 = getenv("DSV4_TOK_V3") ? getenv("DSV4_TOK_V3") : "vendor/deepseek-v3-tokenizer/tokenizer.json";
     const char *p4 = getenv("DSV4_TOK_V4") ? getenv("DSV4_TOK_V4") : "build/v4-tokenizer.json";
     char err[512];
     dsv4_tokenizer *t3 = NULL, *t4 = NULL;

@@ -17,7 +17,7 @@
  *
  * A test may also bump n_pass / n_fail directly (e.g. a case that prints its own FAIL lines, then counts once).
  * Every function here is static inline, so a test that does not use one gets no unused-function warning.
- * Run tests from the repository root; shared data is at ../shared/data.
+ * Run tests from the repository root; third-party data is in vendor/ (vendor/README.md).
  */
 #ifndef DSV4_TESTS_TESTLIB_H
 #define DSV4_TESTS_TESTLIB_H

@@ -3,7 +3,7 @@
  *
  *   make_flash_ckpt -o DIR [--config FILE] [--layers LIST] [--mtp] [--twin-vocab N] [--seed S] [--tiny] [--no-check]
  *
- * Reads the real config.json (default ../shared/data/v4-flash-metadata/config.json), keeps every shape and
+ * Reads the real config.json (default vendor/v4-flash-metadata/config.json), keeps every shape and
  * hyper-parameter and keeps only the trunk layers named by --layers (indices of the real model, default 0,3,4:
  * layer 0 = window-only and hash-routed, layer 3 = HCA (ratio 128), layer 4 = CSA (ratio 4)); the written
  * config.json gets num_hidden_layers = their count, compress_ratios = their ratios (+ the real MTP entry with
@@ -58,7 +58,7 @@ static const char *usage =
     "                       [--no-check]\n"
     "  -o DIR          output directory: DIR/full, DIR/twin, DIR/complete.txt (about 3.6 GB per V4-Flash layer\n"
     "                  plus 2.1 GB of embed/head)\n"
-    "  --config FILE   the real config.json (default ../shared/data/v4-flash-metadata/config.json)\n"
+    "  --config FILE   the real config.json (default vendor/v4-flash-metadata/config.json)\n"
     "  --layers LIST   trunk layers of the real model to keep, comma-separated, hash-routed ones first\n"
     "                  (default 0,3,4: window-only + hash, HCA, CSA)\n"
     "  --mtp           keep the MTP block (default: num_nextn_predict_layers 0)\n"
@@ -399,7 +399,7 @@ static int parse_layers(const char *s, int *v, int cap) {
 }
 
 int main(int argc, char **argv) {
-    const char *out = NULL, *cfgpath = "../shared/data/v4-flash-metadata/config.json", *layers_s = "0,3,4";
+    const char *out = NULL, *cfgpath = "vendor/v4-flash-metadata/config.json", *layers_s = "0,3,4";
     int mtp = 0, twin_vocab = 0, tiny = 0, check = 1;   /* twin_vocab 0: 1024 (--tiny: 256) */
     uint64_t seed = 1;
     for (int i = 1; i < argc; i++) {

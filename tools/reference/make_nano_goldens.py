@@ -7,7 +7,7 @@ every discrete decision has a margin; the trained model has real, sharp weights 
 20 Sinkhorn iterations, its routers and indexers make close calls on real text), so numeric bugs that the
 random cases barely see are plain here (a Sinkhorn capped at 10 iterations: the typical row error triples).
 
-Text: the last TAIL_BYTES bytes of ../shared/data/tinyshakespeare.txt (inside the held-out split, the last
+Text: the last TAIL_BYTES bytes of vendor/tinyshakespeare/tinyshakespeare.txt (inside the held-out split, the last
 111,540 bytes, that the model never trained on: tools/train/README.md), from "ANTONIO:\nNor I; my spirits" to
 the end of the file, tokenized on its own with models/nano/tokenizer.json (tools/train/train_bpe.py's BPE,
 identical to the C tokenizer), no BOS: N = 298 tokens (crosses the 128-token window, HCA entries at 128 and
@@ -55,7 +55,7 @@ from model import Transformer, Session                  # noqa: E402
 torch.set_num_threads(1)
 
 MODEL = "models/nano"
-DATA = os.path.join(ROOT, "..", "shared", "data", "tinyshakespeare.txt")
+DATA = os.path.join(ROOT, "vendor", "tinyshakespeare", "tinyshakespeare.txt")
 TAIL_BYTES = 727
 HELDOUT_BYTES = 111540
 TOL_MEDIAN = 2.0
@@ -166,7 +166,7 @@ def main():
     r64.astype("<f4").tofile(os.path.join(a.out, "logits.f32"))
     gold = {
         "model": MODEL,
-        "text": {"file": "../shared/data/tinyshakespeare.txt", "bytes": [b0, b1],
+        "text": {"file": "vendor/tinyshakespeare/tinyshakespeare.txt", "bytes": [b0, b1],
                  "held_out": "the last %d bytes of the file (tools/train/README.md)" % HELDOUT_BYTES,
                  "tokenizer": MODEL + "/tokenizer.json", "bos": False},
         "tokens": toks,

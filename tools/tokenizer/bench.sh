@@ -7,7 +7,7 @@
 #      MIN_TIME (seconds per measurement, default 3).
 set -euo pipefail
 BIN=${DSV4_BIN:-build/rel/dsv4}
-TOK=${TOKENIZER:-../shared/data/deepseek-v3-tokenizer/tokenizer.json}
+TOK=${TOKENIZER:-vendor/deepseek-v3-tokenizer/tokenizer.json}
 GOLDEN=${GOLDEN:-tests/golden/tokenizer/v3.jsonl}
 MIN_TIME=${MIN_TIME:-3}
 CORPUS=build/tokenizer-bench-corpus.txt

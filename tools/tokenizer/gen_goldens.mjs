@@ -16,10 +16,10 @@ import { execFileSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
-const SHARED = path.resolve(ROOT, "../shared/data");
-const V3_DIR = path.join(SHARED, "deepseek-v3-tokenizer");
+const VENDOR = path.resolve(ROOT, "vendor");
+const V3_DIR = path.join(VENDOR, "deepseek-v3-tokenizer");
 const V4_JSON = path.join(ROOT, "build/v4-tokenizer.json");
-const V4_CONFIG = path.join(SHARED, "v4-flash-metadata/tokenizer_config.json");
+const V4_CONFIG = path.join(VENDOR, "v4-flash-metadata/tokenizer_config.json");
 const OUT_DIR = path.join(ROOT, "tests/golden/tokenizer");
 let FORTUNES = "/usr/share/games/fortunes";
 for (let i = 2; i < process.argv.length; i++) if (process.argv[i] === "--fortunes") FORTUNES = process.argv[++i];
@@ -54,7 +54,7 @@ const CHKTXT = "\n \n\n \n\n\n \t \t\t \t\n  \n   \n    \n     \nðŸš€ (normal) ð
 const CHKHASH = "877081d19cf6996e2c4ff0e1236341e9b7bde288f5311a56a937f0afbbb3aeb5";
 
 function english() {   // tinyshakespeare: single lines and multi-line chunks (newline handling)
-    const lines = fs.readFileSync(path.join(SHARED, "tinyshakespeare.txt"), "utf8").split("\n");
+    const lines = fs.readFileSync(path.join(VENDOR, "tinyshakespeare/tinyshakespeare.txt"), "utf8").split("\n");
     const out = [];
     while (out.length < 550) { const l = lines[ri(lines.length)]; if (l.trim()) out.push(l); }
     for (let i = 0; i < 200; i++) {
@@ -144,7 +144,7 @@ function whitespace() {
         out.push(ri(4) ? s : pick(WS) + s);
     }
     // CRLF documents
-    const sh = fs.readFileSync(path.join(SHARED, "tinyshakespeare.txt"), "utf8").split("\n");
+    const sh = fs.readFileSync(path.join(VENDOR, "tinyshakespeare/tinyshakespeare.txt"), "utf8").split("\n");
     for (let i = 0; i < 40; i++) { const s = ri(sh.length - 8); out.push(sh.slice(s, s + 2 + ri(6)).join("\r\n") + "\r\n"); }
     return out;
 }
@@ -244,7 +244,7 @@ for (const s of aroundSpecial(tok3, v3added.map((a) => a[0]), [])) add(rows3, to
     ];
     for (const [s, w] of probes) { must(pyListStr(enc(tok4, s)) === pyListStr(w), `V4 probe mismatch for ${JSON.stringify(s)}`); add(rows4, tok4, "v4-probe", s, w); }
     // the four official V4 prompt-encoder outputs (whole prompts)
-    for (let i = 1; i <= 4; i++) add(rows4, tok4, "v4-prompt", fs.readFileSync(path.join(SHARED, `v4-encoding/test_output_${i}.txt`), "utf8"));
+    for (let i = 1; i <= 4; i++) add(rows4, tok4, "v4-prompt", fs.readFileSync(path.join(VENDOR, `v4-encoding/test_output_${i}.txt`), "utf8"));
 }
 for (const [c, id] of v4added) { const ids = enc(tok4, c); must(ids.length === 1 && ids[0] === id, `V4 added token ${c} -> ${ids}, expected [${id}]`); add(rows4, tok4, "added-token", c, ids); }
 {
@@ -266,6 +266,6 @@ function write(name, tokfile, rows) {
     fs.writeFileSync(path.join(OUT_DIR, name), body);
     console.log(`wrote tests/golden/tokenizer/${name}: ${rows.length} vectors, ${body.length} bytes`);
 }
-write("v3.jsonl", "../shared/data/deepseek-v3-tokenizer/tokenizer.json", rows3);
+write("v3.jsonl", "vendor/deepseek-v3-tokenizer/tokenizer.json", rows3);
 write("v4.jsonl", "build/v4-tokenizer.json", rows4);
 for (const [k, v] of Object.entries(counts)) console.log(`  ${k.padEnd(28)} ${v}`);

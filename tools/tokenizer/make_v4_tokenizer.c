@@ -1,7 +1,7 @@
 /* tools/tokenizer/make_v4_tokenizer.c — build a DeepSeek-V4-compatible tokenizer.json (spec v4-encoding §1, §2).
  *
  * Usage: make_v4_tokenizer V3_TOKENIZER_JSON V4_ADDED_TOKENS_TSV OUT_JSON
- *   (the Makefile target `make build/v4-tokenizer.json` runs it on ../shared/data/deepseek-v3-tokenizer/tokenizer.json
+ *   (the Makefile target `make build/v4-tokenizer.json` runs it on vendor/deepseek-v3-tokenizer/tokenizer.json
  *    and tools/tokenizer/v4-added-tokens.tsv)
  *
  * V4 shares DeepSeek-V3's base BPE (vocab ids 0..127999, 127,741 merges), normalizer and pre-tokenizer; it differs

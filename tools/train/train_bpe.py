@@ -2,7 +2,7 @@
 """train_bpe.py -- byte-level BPE trainer for the built-in nano model (pure Python).
 
 Usage:
-    /usr/bin/python3 tools/train/train_bpe.py [--data ../shared/data/tinyshakespeare.txt]
+    /usr/bin/python3 tools/train/train_bpe.py [--data vendor/tinyshakespeare/tinyshakespeare.txt]
         [--vocab 1024] [--out models/nano/tokenizer.json] [--cache tools/train/cache]
 
 What it does
@@ -10,7 +10,7 @@ What it does
     (tinyshakespeare: n = 1,115,394, split at byte 1,003,854; held-out = the last 111,540 bytes,
     i.e. `tail -c 111540 tinyshakespeare.txt`).
   * Pre-tokenizes the TRAIN split with the DeepSeek-V3 pre-tokenizer, read from
-    ../shared/data/deepseek-v3-tokenizer/tokenizer.json (`pre_tokenizer` object, a Sequence of three
+    vendor/deepseek-v3-tokenizer/tokenizer.json (`pre_tokenizer` object, a Sequence of three
     Split(regex, Isolated) steps followed by ByteLevel(use_regex=false)). The object is copied into
     our tokenizer.json unchanged; the regexes are never retyped. Matching uses the `regex` module
     (Debian package python3-regex), which supports the \\p{..} classes of the patterns.
@@ -244,8 +244,8 @@ def main():
     here = os.path.dirname(os.path.abspath(__file__))
     root = os.path.abspath(os.path.join(here, "..", ".."))
     ap = argparse.ArgumentParser()
-    ap.add_argument("--data", default=os.path.join(root, "..", "shared", "data", "tinyshakespeare.txt"))
-    ap.add_argument("--ref-tokenizer", default=os.path.join(root, "..", "shared", "data",
+    ap.add_argument("--data", default=os.path.join(root, "vendor", "tinyshakespeare", "tinyshakespeare.txt"))
+    ap.add_argument("--ref-tokenizer", default=os.path.join(root, "vendor",
                                                             "deepseek-v3-tokenizer", "tokenizer.json"))
     ap.add_argument("--vocab", type=int, default=1024, help="total vocab size incl. 2 added tokens")
     ap.add_argument("--out", default=os.path.join(root, "models", "nano", "tokenizer.json"))

@@ -4,8 +4,9 @@ in the official HF layout (tests/golden/<case>/), as an independent oracle for t
 The official code is NOT in this repository.  It is read at run time from (first hit wins):
   1. --official-dir / $DSV4_OFFICIAL_DIR   (a directory holding DeepSeek's model.py)
   2. /tmp/official/init/model.py
-  3. git show 0825add:inference/model.py in the fetched mirror
-     /work/.mirror/Mockingjay1316+deepseek-v4-flash-spark/repo  (= DeepSeek-V4-Flash initial revision)
+  3. git show 0825add:inference/model.py in the git directory $DSV4_OFFICIAL_GIT, a clone of
+     https://github.com/Mockingjay1316/deepseek-v4-flash-spark (a mirror of DeepSeek-V4-Flash; commit 0825add is
+     the initial revision of the release)
 and patched in memory to the CURRENT revision (spec §6.1): the shared expert gets swiglu_limit.
 The other current-revision change (act_quant in-place rounds to E4M3) lives in stand_ins.act_quant.
 Kernels come from stand_ins.py (plain torch, written from the official kernel semantics).
@@ -30,7 +31,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import stand_ins  # noqa: E402
 
-MIRROR = "/work/.mirror/Mockingjay1316+deepseek-v4-flash-spark/repo"
+MIRROR = os.environ.get("DSV4_OFFICIAL_GIT", "")  # git dir of a deepseek-v4-flash-spark clone (see above)
 MIRROR_COMMIT = "0825add"
 
 _SHARED_INITIAL = ("        # no swiglu_limit\n"
@@ -51,6 +52,10 @@ def _official_source(official_dir=None):
         if os.path.exists(c) and os.path.getsize(c) > 1000:
             with open(c) as f:
                 return f.read(), c
+    if not MIRROR:
+        raise SystemExit("oracle: DeepSeek's inference/model.py not found: pass --official-dir DIR, or set "
+                         "DSV4_OFFICIAL_DIR (a directory with model.py) or DSV4_OFFICIAL_GIT (the .git directory "
+                         "of a clone of github.com/Mockingjay1316/deepseek-v4-flash-spark)")
     src = subprocess.run(["git", "--git-dir", MIRROR, "show", MIRROR_COMMIT + ":inference/model.py"],
                          check=True, capture_output=True, text=True).stdout
     return src, MIRROR + "@" + MIRROR_COMMIT
