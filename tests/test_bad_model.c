@@ -409,6 +409,21 @@ static void test_generated(void) {
         dsv4_model_free(m);
     }
 
+    /* More listed tensors than the checkpoint holds (config: 3 MTP blocks, checkpoint: 1): the loader names the
+     * first absent one without building the whole list (issue 8: at 255 layers x 65,536 experts that list would
+     * be 100 M specs, 18 GB) */
+    {
+        const char *dm = gen_model("gen_mtp3", 96, 4, 1, 0);
+        char *cfg = small_cfg(96, 4, 1);
+        char *c1 = test_replace_first(cfg, "\"num_nextn_predict_layers\": 1", "\"num_nextn_predict_layers\": 3");
+        char *c2 = test_replace_first(c1, "[4, 8, 0]", "[4, 8, 0, 0, 0]");
+        char p[1500];
+        snprintf(p, sizeof p, "%s/config.json", dm);
+        write_text(p, c2);
+        EXPECT_LOAD_ERR(dm, "gen_mtp3: missing tensor 'mtp.1.attn_norm.weight' (implied by config.json)");
+        free(cfg); free(c1); free(c2);
+    }
+
     /* tokenizer ids beyond vocab_size: nano's tokenizer (1024 ids) with a 96-token model */
     const char *d = gen_model("gen_tokvocab", 96, 4, 1, 1);
     EXPECT_LOAD_ERR(d, "gen_tokvocab/tokenizer.json has token ids up to 1023", "gen_tokvocab/config.json says vocab_size 96");

@@ -37,6 +37,30 @@ static int spec_is(const dsv4_tensor_spec *t, st_dtype dt, int ndim, int64_t d0,
     return t && t->dtype == dt && t->ndim == ndim && t->shape[0] == d0 && (ndim < 2 || t->shape[1] == d1);
 }
 
+/* Sum of a list's params / bytes (the definition dsv4_tensor_summary must equal) and the summary's own. */
+static void expect_summary_matches_list(const char *what, const dsv4_config *c, int fp8) {
+    char err[512] = "";
+    dsv4_tensor_spec *t = NULL;
+    int n = 0;
+    dsv4_model_info in;
+    int64_t nt = -1;
+    int rc = dsv4_tensor_list(c, fp8, &t, &n, err, sizeof err);
+    int rc2 = dsv4_tensor_summary(c, fp8, &in, &nt, err, sizeof err);
+    CHECK(rc == 0 && rc2 == 0, "%s: list %d summary %d: %s", what, rc, rc2, err);
+    if (rc || rc2) { dsv4_tensor_list_free(t); return; }
+    double params = 0, bytes = 0, fp4 = 0;
+    for (int i = 0; i < n; i++) {
+        double ne = (double)dsv4_tensor_spec_numel(&t[i]);
+        if (!(t[i].flags & DSV4_TS_SCALE)) params += ne * ((t[i].flags & DSV4_TS_FP4) ? 2 : 1);
+        bytes += ne * (double)st_dtype_size(t[i].dtype);
+        if (t[i].flags & DSV4_TS_FP4) fp4 += ne;
+    }
+    CHECK(nt == n && in.n_params == params && in.bytes_total == bytes && in.bytes_by_dtype[DSV4_INFO_FP4] == fp4,
+          "%s: summary (%lld tensors, %.0f params, %.0f bytes) vs list (%d, %.0f, %.0f)", what, (long long)nt,
+          in.n_params, in.bytes_total, n, params, bytes);
+    dsv4_tensor_list_free(t);
+}
+
 static void test_flash_config(void) {
     dsv4_config c;
     char err[512] = "";
@@ -153,6 +177,7 @@ static void test_flash_config(void) {
     CHECK(trunk == 284334567511.0, "trunk params %.0f", trunk);
     dsv4_tensor_list_free(t);
 
+    expect_summary_matches_list("V4-Flash", &c, 0);
     /* FP8-expert variant of the same list: same parameter count, no FP4 tensors */
     rc = dsv4_tensor_list(&c, 1, &t, &n, err, sizeof err);
     CHECK(rc == 0 && spec_is(find_spec(t, n, "layers.7.ffn.experts.3.w2.weight"), ST_F8_E4M3, 2, 4096, 2048) &&
@@ -389,6 +414,58 @@ static void test_bad_configs(void) {
     CHECK(rc == -1 && strstr(err, "no/such/config.json") && strstr(err, "cannot open"), "missing file: %s", err);
 }
 
+static int visit_until_routed(const dsv4_tensor_spec *t, void *arg) {
+    ++*(int *)arg;
+    return (t->flags & DSV4_TS_ROUTED) && strcmp(t->name, "layers.0.ffn.experts.0.w1.weight") == 0 ? 7 : 0;
+}
+
+/* Issue 8 fuzzing finding: a config inside the documented ranges (255 layers, 65,536 routed experts) implies
+ * 100 M tensors; dsv4_config_info used to build all of them as a list (~18 GB) before failing. The summary is
+ * now counted per layer: exact, fast, and nothing the size of the tensor count is allocated. */
+static void test_huge_config(void) {
+    static char text[8192];
+    int o = snprintf(text, sizeof text,
+        "{\"vocab_size\": 300, \"hidden_size\": 64, \"num_hidden_layers\": 255, \"num_attention_heads\": 2,"
+        " \"head_dim\": 32, \"qk_rope_head_dim\": 8, \"q_lora_rank\": 32, \"o_groups\": 1, \"o_lora_rank\": 16,"
+        " \"moe_intermediate_size\": 32, \"n_routed_experts\": 65536, \"n_shared_experts\": 0,"
+        " \"num_experts_per_tok\": 2, \"sliding_window\": 8, \"rope_theta\": 10000, \"max_position_embeddings\": 512,"
+        " \"compress_ratios\": [0");
+    for (int i = 1; i < 255; i++) o += snprintf(text + o, sizeof text - (size_t)o, ", 0");
+    snprintf(text + o, sizeof text - (size_t)o, "]}");
+    write_cfg(text);
+    dsv4_model_info in;
+    char err[512] = "";
+    int rc = dsv4_config_info(tmpdir, &in, err, sizeof err);
+    /* per layer as the mini config of test_bad_configs (20728 non-expert params) plus, per expert, gate row 64
+     * + bias 1 + w1/w2/w3 3*32*64: 20728 + 65536*6209; global 39493 */
+    const double want = 39493.0 + 255.0 * (20728.0 + 65536.0 * 6209.0);
+    CHECK(rc == 0 && in.n_params == want && in.n_routed_experts == 65536 && in.n_layers == 255,
+          "255 layers x 65536 experts: info %s, n_params %.0f (want %.0f)", rc ? err : "ok", in.n_params, want);
+    /* FP4 expert bytes: 255 layers * 65536 experts * 3 * 32*64/2 */
+    CHECK(rc == 0 && in.bytes_by_dtype[DSV4_INFO_FP4] == 255.0 * 65536 * 3 * 1024, "FP4 bytes %.0f",
+          in.bytes_by_dtype[DSV4_INFO_FP4]);
+    dsv4_config c;
+    rc = dsv4_config_load(&c, cfgpath, err, sizeof err);
+    CHECK(rc == 0, "huge config loads: %s", err);
+    if (rc) return;
+    int64_t nt = 0;
+    dsv4_model_info in2;
+    rc = dsv4_tensor_summary(&c, 0, &in2, &nt, err, sizeof err);
+    /* 6 global; per layer 23 non-expert tensors (8 norm/hc, sink, 5 FP8 linears x 2, q/kv norms, gate, bias) */
+    CHECK(rc == 0 && nt == 6 + 255 * (23 + 6 * (int64_t)65536), "tensor count %lld", (long long)nt);
+    /* the visitor walks the same specs without storing them: it stops at the first routed expert (the 30th spec:
+     * 6 global + layer 0's 23 come first) and returns the visitor's value */
+    int seen = 0;
+    rc = dsv4_tensor_list_each(&c, 0, visit_until_routed, &seen, err, sizeof err);
+    CHECK(rc == 7 && seen == 30, "list_each stops at the first routed expert: rc %d after %d specs", rc, seen);
+    /* and the summary equals the list's sums where a list is affordable (same config, 4 experts, 3 layers) */
+    c.n_routed_experts = 4;
+    c.n_layers = 3;
+    c.n_ratios = 3;
+    expect_summary_matches_list("3 layers x 4 experts fp4", &c, 0);
+    expect_summary_matches_list("3 layers x 4 experts fp8", &c, 1);
+}
+
 int main(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/dsv4-test-config.XXXXXX");
     if (!mkdtemp(tmpdir)) { perror("mkdtemp"); return 2; }
@@ -401,6 +478,7 @@ int main(void) {
         test_flash_info();
     }
     test_bad_configs();
+    test_huge_config();
     remove(cfgpath);
     rmdir(tmpdir);
     return test_done();

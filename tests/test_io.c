@@ -202,6 +202,13 @@ static void test_bad_files(void) {
              "{\"w\":{\"dtype\":\"F64\",\"shape\":[4294967296,4294967296,16],\"data_offsets\":[0,8]}}", DATA, 8);
     EXPECT_ERR("ovf.safetensors", 0, "tensor 'w'", "shape [4294967296, 4294967296, 16]: element count overflows");
 
+    /* issue 8 fuzzing finding: an element count below the 2^62 cap whose byte count wraps 64 bits (2^61 + 2
+     * F64 elements = 2^64 + 16 bytes, i.e. 16 after wrapping) used to open with 16 bytes of data */
+    write_st("ovf_bytes.safetensors",
+             "{\"w\":{\"dtype\":\"F64\",\"shape\":[2,1048577,1099510579201],\"data_offsets\":[0,16]}}", DATA, 16);
+    EXPECT_ERR("ovf_bytes.safetensors", 0, "ovf_bytes.safetensors: tensor 'w'",
+               "F64 [2, 1048577, 1099510579201]: byte count overflows (2305843009213693954 elements of 8 bytes each");
+
     /* a zero dimension makes the count 0 even when the other dimensions alone would overflow */
     write_st("zero_ovf.safetensors",
              "{\"w\":{\"dtype\":\"F64\",\"shape\":[0,4294967296,4294967296],\"data_offsets\":[0,0]}}", DATA, 8);

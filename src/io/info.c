@@ -9,13 +9,28 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* One generator, three sinks: LIST stores every spec; VISIT hands each spec to a callback (which may stop the
+ * walk); SUM adds each spec into a dsv4_model_info. In SUM mode the E routed experts of a block are produced
+ * once with multiplicity E (they are identical but for their names), so a summary costs O(layers), not
+ * O(layers x experts): 255 layers x 65,536 experts would otherwise be 100 M specs (18 GB as a list). */
+enum { TL_LIST, TL_VISIT, TL_SUM };
 typedef struct {
-    dsv4_tensor_spec *v;
-    int n, cap;
+    int mode;
+    dsv4_tensor_spec *v;    /* TL_LIST */
+    int cap;
+    int (*visit)(const dsv4_tensor_spec *, void *); /* TL_VISIT */
+    void *arg;
+    int stop;               /* TL_VISIT: the callback's nonzero return */
+    dsv4_model_info *sum;   /* TL_SUM */
+    const dsv4_config *c;
+    int64_t n;              /* specs produced so far (with multiplicity) */
+    int64_t mult;           /* multiplicity of the next additions (TL_SUM: E inside the expert loop, else 1) */
     int oom;
     int layer, expert;
     unsigned flags; /* extra flags for the next additions (ROUTED/SHARED) */
 } tl;
+
+static void sum_add(tl *l, const dsv4_tensor_spec *t);
 
 static void add(tl *l, st_dtype dt, unsigned flags, int ndim, int64_t d0, int64_t d1, const char *fmt, ...)
 #if defined(__GNUC__)
@@ -24,20 +39,25 @@ static void add(tl *l, st_dtype dt, unsigned flags, int ndim, int64_t d0, int64_
     ;
 
 static void add(tl *l, st_dtype dt, unsigned flags, int ndim, int64_t d0, int64_t d1, const char *fmt, ...) {
-    if (l->oom) return;
-    if (l->n == l->cap) {
-        int nc = l->cap ? 2 * l->cap : 1024;
-        dsv4_tensor_spec *nv = realloc(l->v, (size_t)nc * sizeof *nv);
-        if (!nv) { l->oom = 1; return; }
-        l->v = nv;
-        l->cap = nc;
+    if (l->oom || l->stop) return;
+    dsv4_tensor_spec one, *t = &one;
+    if (l->mode == TL_LIST) {
+        if (l->n == l->cap) {
+            int nc = l->cap ? 2 * l->cap : 1024;
+            dsv4_tensor_spec *nv = realloc(l->v, (size_t)nc * sizeof *nv);
+            if (!nv) { l->oom = 1; return; }
+            l->v = nv;
+            l->cap = nc;
+        }
+        t = &l->v[l->n];
     }
-    dsv4_tensor_spec *t = &l->v[l->n++];
     memset(t, 0, sizeof *t);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(t->name, sizeof t->name, fmt, ap);
-    va_end(ap);
+    if (l->mode != TL_SUM) { /* SUM needs no names */
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(t->name, sizeof t->name, fmt, ap);
+        va_end(ap);
+    }
     t->dtype = dt;
     t->ndim = ndim;
     t->shape[0] = d0;
@@ -45,6 +65,9 @@ static void add(tl *l, st_dtype dt, unsigned flags, int ndim, int64_t d0, int64_
     t->layer = l->layer;
     t->expert = l->expert;
     t->flags = flags | l->flags;
+    l->n += l->mult;
+    if (l->mode == TL_VISIT) l->stop = l->visit(t, l->arg);
+    else if (l->mode == TL_SUM) sum_add(l, t);
 }
 
 static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -108,7 +131,9 @@ static void block(tl *l, const dsv4_config *c, int experts_fp8, const char *pfx,
     add(l, ST_BF16, 0, 2, E, D, "%sgate.weight", p);
     if (hash) add(l, ST_I64, DSV4_TS_ROW, 2, V, c->n_activated_experts, "%sgate.tid2eid", p);
     else add(l, ST_F32, 0, 1, E, 0, "%sgate.bias", p);
-    for (int e = 0; e < E; e++) {
+    const int64_t ne = l->mode == TL_SUM ? 1 : E; /* SUM: one expert counted E times */
+    l->mult = l->mode == TL_SUM ? E : 1;
+    for (int e = 0; e < ne && !l->stop && !l->oom; e++) {
         char q[128];
         snprintf(q, sizeof q, "%sexperts.%d.", p, e);
         l->expert = e;
@@ -117,6 +142,7 @@ static void block(tl *l, const dsv4_config *c, int experts_fp8, const char *pfx,
         expert_linear(l, experts_fp8, q, "w2", D, I);
         expert_linear(l, experts_fp8, q, "w3", I, D);
     }
+    l->mult = 1;
     l->expert = -1;
     l->flags = 0;
     if (c->n_shared_experts > 0) {
@@ -130,53 +156,73 @@ static void block(tl *l, const dsv4_config *c, int experts_fp8, const char *pfx,
     }
 }
 
-int dsv4_tensor_list(const dsv4_config *c, int experts_fp8, dsv4_tensor_spec **out, int *n, char *err,
-                     size_t errlen) {
-    *out = NULL;
-    *n = 0;
+/* Every spec of config c into l (whose mode and sink the caller set), in the documented order. Returns -1 with
+ * err on an impossible config, else 0 (l->oom / l->stop tell how the walk ended). */
+static int generate(tl *l, const dsv4_config *c, int experts_fp8, char *err, size_t errlen) {
     if (!experts_fp8 && (c->dim % 32 || c->moe_inter_dim % 32))
         return dsv4_fail(err, errlen, "packed FP4 experts need hidden_size (%d) and moe_intermediate_size (%d) to be "
                          "multiples of 32", c->dim, c->moe_inter_dim);
     if (c->n_ratios != c->n_layers + c->n_mtp_layers)
         return dsv4_fail(err, errlen, "config has %d compress_ratios, expected %d", c->n_ratios,
                          c->n_layers + c->n_mtp_layers);
-    tl l = {0};
-    l.layer = -1;
-    l.expert = -1;
+    l->c = c;
+    l->layer = -1;
+    l->expert = -1;
+    l->mult = 1;
     const int64_t D = c->dim, V = c->vocab_size, hc = c->hc_mult;
-    add(&l, ST_BF16, DSV4_TS_ROW, 2, V, D, "embed.weight");
-    add(&l, ST_BF16, 0, 2, V, D, "head.weight");
-    add(&l, ST_BF16, 0, 1, D, 0, "norm.weight");
-    add(&l, ST_F32, 0, 2, hc, hc * D, "hc_head_fn");
-    add(&l, ST_F32, 0, 1, hc, 0, "hc_head_base");
-    add(&l, ST_F32, 0, 1, 1, 0, "hc_head_scale");
+    add(l, ST_BF16, DSV4_TS_ROW, 2, V, D, "embed.weight");
+    add(l, ST_BF16, 0, 2, V, D, "head.weight");
+    add(l, ST_BF16, 0, 1, D, 0, "norm.weight");
+    add(l, ST_F32, 0, 2, hc, hc * D, "hc_head_fn");
+    add(l, ST_F32, 0, 1, hc, 0, "hc_head_base");
+    add(l, ST_F32, 0, 1, 1, 0, "hc_head_scale");
     for (int L = 0; L < c->n_layers; L++) {
         char pfx[32];
         snprintf(pfx, sizeof pfx, "layers.%d.", L);
-        l.layer = L;
-        block(&l, c, experts_fp8, pfx, c->compress_ratios[L], L < c->n_hash_layers);
+        l->layer = L;
+        block(l, c, experts_fp8, pfx, c->compress_ratios[L], L < c->n_hash_layers);
     }
     for (int i = 0; i < c->n_mtp_layers; i++) {
         char pfx[32];
         snprintf(pfx, sizeof pfx, "mtp.%d.", i);
-        l.layer = c->n_layers + i;
-        block(&l, c, experts_fp8, pfx, c->compress_ratios[c->n_layers + i], 0);
-        fp8_linear(&l, pfx, "e_proj", D, D);
-        fp8_linear(&l, pfx, "h_proj", D, D);
-        add(&l, ST_BF16, 0, 1, D, 0, "%senorm.weight", pfx);
-        add(&l, ST_BF16, 0, 1, D, 0, "%shnorm.weight", pfx);
-        add(&l, ST_BF16, 0, 1, D, 0, "%snorm.weight", pfx);
-        add(&l, ST_F32, 0, 2, hc, hc * D, "%shc_head_fn", pfx);
-        add(&l, ST_F32, 0, 1, hc, 0, "%shc_head_base", pfx);
-        add(&l, ST_F32, 0, 1, 1, 0, "%shc_head_scale", pfx);
+        l->layer = c->n_layers + i;
+        block(l, c, experts_fp8, pfx, c->compress_ratios[c->n_layers + i], 0);
+        fp8_linear(l, pfx, "e_proj", D, D);
+        fp8_linear(l, pfx, "h_proj", D, D);
+        add(l, ST_BF16, 0, 1, D, 0, "%senorm.weight", pfx);
+        add(l, ST_BF16, 0, 1, D, 0, "%shnorm.weight", pfx);
+        add(l, ST_BF16, 0, 1, D, 0, "%snorm.weight", pfx);
+        add(l, ST_F32, 0, 2, hc, hc * D, "%shc_head_fn", pfx);
+        add(l, ST_F32, 0, 1, hc, 0, "%shc_head_base", pfx);
+        add(l, ST_F32, 0, 1, 1, 0, "%shc_head_scale", pfx);
     }
+    return 0;
+}
+
+int dsv4_tensor_list(const dsv4_config *c, int experts_fp8, dsv4_tensor_spec **out, int *n, char *err,
+                     size_t errlen) {
+    *out = NULL;
+    *n = 0;
+    tl l = {0};
+    l.mode = TL_LIST;
+    if (generate(&l, c, experts_fp8, err, errlen)) { free(l.v); return -1; }
     if (l.oom) {
         free(l.v);
         return dsv4_fail(err, errlen, "tensor list: out of memory");
     }
     *out = l.v;
-    *n = l.n;
+    *n = (int)l.n;
     return 0;
+}
+
+int dsv4_tensor_list_each(const dsv4_config *c, int experts_fp8, int (*visit)(const dsv4_tensor_spec *, void *),
+                          void *arg, char *err, size_t errlen) {
+    tl l = {0};
+    l.mode = TL_VISIT;
+    l.visit = visit;
+    l.arg = arg;
+    if (generate(&l, c, experts_fp8, err, errlen)) return -1;
+    return l.stop;
 }
 
 void dsv4_tensor_list_free(dsv4_tensor_spec *list) { free(list); }
@@ -199,9 +245,34 @@ static int info_bucket(const dsv4_tensor_spec *t) {
     }
 }
 
-void dsv4_tensor_list_summary(const dsv4_config *cp, const dsv4_tensor_spec *ts, int n, dsv4_model_info *out) {
+/* TL_SUM: spec t, produced l->mult times, into l->sum. Every count is an integer below 2^53 for the configs of
+ * io/config.h except the per-token ones (a fraction num_experts_per_tok / n_routed_experts of each expert). */
+static void sum_add(tl *l, const dsv4_tensor_spec *t) {
+    dsv4_model_info *out = l->sum;
+    const dsv4_config *c = l->c;
+    const double m = (double)l->mult;
+    double numel = (double)dsv4_tensor_spec_numel(t);
+    double bytes = numel * (double)st_dtype_size(t->dtype) * m;
+    double params = (t->flags & DSV4_TS_SCALE) ? 0 : numel * ((t->flags & DSV4_TS_FP4) ? 2 : 1) * m;
+    out->bytes_total += bytes;
+    out->bytes_by_dtype[info_bucket(t)] += bytes;
+    out->n_params += params;
+    if (t->layer >= c->n_layers) { /* MTP: not part of decoding one token */
+        out->n_params_mtp += params;
+        return;
+    }
+    double f = 1.0;
+    if (t->flags & DSV4_TS_ROUTED) f = (double)c->n_activated_experts / (double)c->n_routed_experts; /* top-k */
+    else if (t->flags & DSV4_TS_ROW) f = 1.0 / (double)t->shape[0]; /* one row of a lookup table */
+    out->bytes_per_token += bytes * f;
+    out->n_params_active += params * f;
+}
+
+int dsv4_tensor_summary(const dsv4_config *cp, int experts_fp8, dsv4_model_info *out, int64_t *n_tensors, char *err,
+                        size_t errlen) {
     const dsv4_config c = *cp;
     memset(out, 0, sizeof *out);
+    if (n_tensors) *n_tensors = 0;
     out->vocab_size = c.vocab_size;
     out->dim = c.dim;
     out->n_layers = c.n_layers;
@@ -219,26 +290,12 @@ void dsv4_tensor_list_summary(const dsv4_config *cp, const dsv4_tensor_spec *ts,
         else if (r == 4) out->n_csa_layers++;
         else out->n_hca_layers++;
     }
-
-    const double topk_frac = (double)c.n_activated_experts / (double)c.n_routed_experts;
-    for (int i = 0; i < n; i++) {
-        const dsv4_tensor_spec *t = &ts[i];
-        double numel = (double)dsv4_tensor_spec_numel(t);
-        double bytes = numel * (double)st_dtype_size(t->dtype);
-        double params = (t->flags & DSV4_TS_SCALE) ? 0 : numel * ((t->flags & DSV4_TS_FP4) ? 2 : 1);
-        out->bytes_total += bytes;
-        out->bytes_by_dtype[info_bucket(t)] += bytes;
-        out->n_params += params;
-        if (t->layer >= c.n_layers) { /* MTP: not part of decoding one token */
-            out->n_params_mtp += params;
-            continue;
-        }
-        double f = 1.0;
-        if (t->flags & DSV4_TS_ROUTED) f = topk_frac;             /* top-k of the layer's experts */
-        else if (t->flags & DSV4_TS_ROW) f = 1.0 / (double)t->shape[0]; /* one row of a lookup table */
-        out->bytes_per_token += bytes * f;
-        out->n_params_active += params * f;
-    }
+    tl l = {0};
+    l.mode = TL_SUM;
+    l.sum = out;
+    if (generate(&l, cp, experts_fp8, err, errlen)) return -1;
+    if (n_tensors) *n_tensors = l.n;
+    return 0;
 }
 
 int dsv4_config_info(const char *dir, dsv4_model_info *out, char *err, size_t errlen) {
@@ -254,10 +311,5 @@ int dsv4_config_info(const char *dir, dsv4_model_info *out, char *err, size_t er
     free(path);
     if (rc) return -1;
 
-    dsv4_tensor_spec *ts;
-    int n;
-    if (dsv4_tensor_list(&c, c.expert_fp8, &ts, &n, err, errlen) != 0) return -1;
-    dsv4_tensor_list_summary(&c, ts, n, out);
-    dsv4_tensor_list_free(ts);
-    return 0;
+    return dsv4_tensor_summary(&c, c.expert_fp8, out, NULL, err, errlen);
 }

@@ -74,6 +74,20 @@ void st_close(st_set *s) {
     free(s);
 }
 
+int st_locate(const st_set *s, const void *p, const char **path, uint64_t *off) {
+    if (!s || !p) return -1;
+    uintptr_t a = (uintptr_t)p;
+    for (int i = 0; i < s->nshards; i++) {
+        uintptr_t b = (uintptr_t)s->shards[i].map;
+        if (b && a >= b && a - b < s->shards[i].size) {
+            *path = s->shards[i].path;
+            *off = (uint64_t)(a - b);
+            return 0;
+        }
+    }
+    return -1;
+}
+
 static st_set *set_new(const char *where) {
     st_set *s = calloc(1, sizeof *s);
     if (!s) return NULL;
@@ -244,8 +258,10 @@ static int add_shard(st_set *s, const char *path, char *err, size_t errlen) {
                            "(%zu bytes)", file, name, (long long)b0, (long long)b1, data_size);
             break;
         }
-        uint64_t want = overflow ? 0 : numel * DT[t.dtype].size;
-        if (overflow || want != (uint64_t)(b1 - b0)) {
+        /* the byte count must not wrap either: 2^62 elements of an 8-byte dtype are 2^65 bytes */
+        int bytes_overflow = !overflow && numel > UINT64_MAX / DT[t.dtype].size;
+        uint64_t want = overflow || bytes_overflow ? 0 : numel * DT[t.dtype].size;
+        if (overflow || bytes_overflow || want != (uint64_t)(b1 - b0)) {
             char sh[160];
             int o = 0;
             sh[0] = 0;
@@ -254,6 +270,10 @@ static int add_shard(st_set *s, const char *path, char *err, size_t errlen) {
             if (overflow)
                 rc = dsv4_fail(err, errlen, "%s: tensor '%s': shape [%s]: element count overflows (more than 2^62 "
                                "elements)", file, name, sh);
+            else if (bytes_overflow)
+                rc = dsv4_fail(err, errlen, "%s: tensor '%s': %s [%s]: byte count overflows (%llu elements of %zu "
+                               "bytes each is more than 2^64 bytes)", file, name, DT[t.dtype].name, sh,
+                               (unsigned long long)numel, DT[t.dtype].size);
             else
                 rc = dsv4_fail(err, errlen, "%s: tensor '%s': %s [%s] needs %llu bytes but data_offsets [%lld, %lld] "
                            "span %lld", file, name, DT[t.dtype].name, sh, (unsigned long long)want,

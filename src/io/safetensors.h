@@ -4,7 +4,7 @@
  * `model.safetensors.index.json` (its "weight_map" names the shard of every tensor). Every shard is
  * mmap'd read-only; a tensor is a view (pointer into the mapping) that lives until st_close().
  * Validation at open: 8-byte little-endian header length within the file, header is a JSON object,
- * every entry has a known dtype, a shape whose element count × dtype size equals
+ * every entry has a known dtype, a shape whose element count × dtype size (neither may overflow 64 bits) equals
  * data_offsets[1]-data_offsets[0], and offsets inside the file's data section; duplicate names across
  * shards and index entries that point to a missing shard/tensor are errors. Errors name the file and
  * tensor. Source: https://github.com/huggingface/safetensors (format), spec v4-architecture §2.
@@ -51,6 +51,11 @@ size_t st_count(const st_set *s);
 const st_tensor *st_at(const st_set *s, size_t i);
 /* Unmap everything. NULL is fine. */
 void st_close(st_set *s);
+
+/* Where the byte at `p` (a pointer into one of the set's mappings, e.g. a tensor's data) lives on disk: the
+ * shard's path in *path and the byte offset in that file in *off. Used by the expert cache to read experts with
+ * pread instead of touching the mapping (src/model/expert_cache.c). Returns 0, or -1 when p is in no mapping. */
+int st_locate(const st_set *s, const void *p, const char **path, uint64_t *off);
 
 /* Write a shape as "[4096, 128]" into buf (cap bytes, always NUL-terminated when cap > 0; truncated if short). */
 void st_format_shape(char *buf, size_t cap, int ndim, const int64_t *shape);

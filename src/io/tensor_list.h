@@ -43,18 +43,31 @@ typedef struct {
  * block). experts_fp8: 0 = packed FP4 experts, 1 = FP8 experts (config expert_dtype "fp8").
  * On success *out (malloc'd, free with dsv4_tensor_list_free) holds *n specs; returns 0. Returns -1 with
  * err on an impossible config (e.g. FP4 experts whose input dims are not multiples of 32) or on OOM.
- * dsv4_config_info passes c->expert_fp8 (absent key: FP4); the weight loader passes the format it found. */
+ * Memory: one 176-byte spec per tensor, i.e. up to ~100 M specs (~18 GB) for a config at the io/config.h bounds
+ * (255 layers x 65,536 experts x 6 expert tensors); a caller that has not bounded the count by other means
+ * (the weight loader compares it with the checkpoint's tensor count first) uses dsv4_tensor_summary or
+ * dsv4_tensor_list_each instead, which allocate nothing. */
 int dsv4_tensor_list(const dsv4_config *c, int experts_fp8, dsv4_tensor_spec **out, int *n, char *err,
                      size_t errlen);
 void dsv4_tensor_list_free(dsv4_tensor_spec *list);
+
+/* The same specs in the same order, each handed to visit(spec, arg) (the spec is valid during the call only);
+ * nothing is allocated. Stops at the first nonzero return of visit and returns that value; returns 0 after the
+ * last spec, or -1 with err on an impossible config (as dsv4_tensor_list). */
+int dsv4_tensor_list_each(const dsv4_config *c, int experts_fp8, int (*visit)(const dsv4_tensor_spec *, void *),
+                          void *arg, char *err, size_t errlen);
 
 /* Number of elements of a spec (product of its shape). Exact: the config bounds (io/config.h) keep every
  * product far below 2^63. */
 int64_t dsv4_tensor_spec_numel(const dsv4_tensor_spec *t);
 
-/* The dsv4_model_info (include/dsv4.h) of config `c` whose tensor list (dsv4_tensor_list) is ts[0..n):
- * header fields from c, parameter / byte counts from the list. Pure computation, no I/O; used by
- * dsv4_config_info (after parsing config.json) and once by dsv4_model_load. */
-void dsv4_tensor_list_summary(const dsv4_config *c, const dsv4_tensor_spec *ts, int n, dsv4_model_info *out);
+/* The dsv4_model_info (include/dsv4.h) of config `c` with the given expert format: header fields from c,
+ * parameter / byte counts summed over dsv4_tensor_list's specs, and in *n_tensors (if not NULL) the exact
+ * number of specs. Builds no list: the routed experts of a block are counted once with multiplicity
+ * n_routed_experts, so the cost is O(layers) at any expert count. Pure computation, no I/O; used by
+ * dsv4_config_info (after parsing config.json) and once by dsv4_model_load. Returns 0, or -1 with err on an
+ * impossible config (as dsv4_tensor_list). */
+int dsv4_tensor_summary(const dsv4_config *c, int experts_fp8, dsv4_model_info *out, int64_t *n_tensors, char *err,
+                        size_t errlen);
 
 #endif
