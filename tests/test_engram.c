@@ -1,0 +1,283 @@
+/* tests/test_engram.c — DeepSeek-V4.1 Engram parts (src/model/engram.h; spec v41-engram-vision §2):
+ * hash layout (primes, offsets, sums of the released config), multipliers (the released values and NumPy's
+ * default_rng for other seeds / vocabulary sizes, printed by /usr/bin/python3 with NumPy 1.24), the spec's hash
+ * test vectors (DEAD latching included), the compressed token map of the V4 tokenizer, the gate / injection
+ * against an independent evaluation, and the disk row reader on a real-size sparse table
+ * (384,006,168 rows x 264 bytes; a few thousand known rows written; lookups through the cache and without). */
+#include "testlib.h"
+#include "model/engram.h"
+#include "kernels/kernels.h"
+
+#include <fcntl.h>
+#include <math.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const int64_t FLASH_ROWS[2] = {384006168, 384016682};
+static const int FLASH_LAYERS[2] = {1, 14};
+
+static void test_layout(void) {
+    dsv4_engram_layout lo;
+    char err[256];
+    int rc = dsv4_engram_layout_init(&lo, 2, FLASH_LAYERS, FLASH_ROWS, 4, 8, 16000000, 99092, 2, err, sizeof err);
+    CHECK(rc == 0, "layout of the released config: %s", err);
+    if (rc) return;
+    static const int64_t p1[24] = {16000057, 16000079, 16000081, 16000097, 16000121, 16000129, 16000133, 16000183,
+                                   16000189, 16000207, 16000211, 16000253, 16000277, 16000289, 16000307, 16000321,
+                                   16000339, 16000381, 16000393, 16000399, 16000403, 16000409, 16000447, 16000463};
+    static const int64_t p14[24] = {16000477, 16000487, 16000499, 16000507, 16000511, 16000573, 16000609, 16000627,
+                                    16000667, 16000669, 16000693, 16000697, 16000711, 16000729, 16000759, 16000769,
+                                    16000781, 16000799, 16000813, 16000819, 16000841, 16000877, 16000879, 16000889};
+    static const int64_t o1[24] = {0, 16000057, 32000136, 48000217, 64000314, 80000435, 96000564, 112000697,
+                                   128000880, 144001069, 160001276, 176001487, 192001740, 208002017, 224002306,
+                                   240002613, 256002934, 272003273, 288003654, 304004047, 320004446, 336004849,
+                                   352005258, 368005705};
+    static const int64_t o14[24] = {0, 16000477, 32000964, 48001463, 64001970, 80002481, 96003054, 112003663,
+                                    128004290, 144004957, 160005626, 176006319, 192007016, 208007727, 224008456,
+                                    240009215, 256009984, 272010765, 288011564, 304012377, 320013196, 336014037,
+                                    352014914, 368015793};
+    int bad = 0;
+    for (int c = 0; c < 24; c++)
+        bad += lo.prime[0][c] != p1[c] || lo.prime[1][c] != p14[c] || lo.offset[0][c] != o1[c] ||
+               lo.offset[1][c] != o14[c];
+    CHECK(bad == 0, "primes / offsets differ from the spec in %d columns", bad);
+    CHECK(lo.rows[0] == 384006168 && lo.rows[1] == 384016682, "row sums %lld %lld", (long long)lo.rows[0],
+          (long long)lo.rows[1]);
+    CHECK(lo.n_cols == 24, "n_cols %d", lo.n_cols);
+    static const int64_t m1[4] = {76632096046245, 4839876093313, 35959672319349, 73987337458391};
+    static const int64_t m14[4] = {67716810739261, 51510806800915, 30921347202721, 82619226485591};
+    CHECK(memcmp(lo.mult[0], m1, sizeof m1) == 0, "layer 1 multipliers %lld %lld %lld %lld", (long long)lo.mult[0][0],
+          (long long)lo.mult[0][1], (long long)lo.mult[0][2], (long long)lo.mult[0][3]);
+    CHECK(memcmp(lo.mult[1], m14, sizeof m14) == 0, "layer 14 multipliers differ");
+
+    /* NumPy default_rng for other seeds and a small compressed vocabulary (values from NumPy 1.24) */
+    static const struct { int layer; int64_t cv; int64_t m[4]; } NP[] = {
+        {1, 500, {15187255322829265, 959186003677247, 7126631698937927, 14663106486854049}},
+        {2, 500, {15162556381065573, 7352191438554229, 4488349457964797, 14155203401804861}},
+        {2, 99092, {76507469730479, 37097805264573, 22647385550623, 71424551940645}},
+        {14, 500, {13420388419549773, 10208617735032735, 6128116274024149, 16373808781820707}},
+    };
+    for (size_t i = 0; i < sizeof NP / sizeof NP[0]; i++) {
+        int64_t m[4];
+        dsv4_engram_multipliers(NP[i].layer, 4, NP[i].cv, m);
+        EXPECT(memcmp(m, NP[i].m, sizeof m) == 0, "multipliers of layer %d, vocab %lld differ from NumPy",
+               NP[i].layer, (long long)NP[i].cv);
+    }
+
+    /* a wrong engram_num_embeddings is an error naming the key */
+    int64_t wrong[2] = {FLASH_ROWS[0], FLASH_ROWS[1] - 1};
+    rc = dsv4_engram_layout_init(&lo, 2, FLASH_LAYERS, wrong, 4, 8, 16000000, 99092, 2, err, sizeof err);
+    CHECK(rc != 0 && strstr(err, "engram_num_embeddings[1]") && strstr(err, "384016682"), "wrong rows: %s", err);
+    rc = dsv4_engram_layout_init(&lo, 2, FLASH_LAYERS, FLASH_ROWS, 4, 8, 16000000, 99092, 99092, err, sizeof err);
+    CHECK(rc != 0 && strstr(err, "pad id"), "pad outside the compressed vocabulary: %s", err);
+}
+
+static void test_hash_vectors(void) {
+    dsv4_engram_layout lo;
+    char err[256];
+    if (dsv4_engram_layout_init(&lo, 2, FLASH_LAYERS, FLASH_ROWS, 4, 8, 16000000, 99092, 2, err, sizeof err)) {
+        test_fail("layout: %s", err);
+        return;
+    }
+    const int32_t c[6] = {0, 1000, 2000, 3000, DSV4_ENGRAM_DEAD, 4000};
+    static const struct { int l, p; int64_t v[24]; } V[] = {
+        {0, 3, {4092044, 20393289, 39371370, 63444490, 68384304, 80919072, 103228105, 120424123, 128488902, 157441082,
+                162181995, 189825057, 204863422, 220799491, 237224388, 248653676, 266189895, 272204575, 290548540,
+                307824909, 330048013, 347440154, 352533897, 379091709}},
+        {0, 0, {5702652, 24393184, 39183301, 61503783, 78984481, 90144770, 103724983, 121476532, 131476717, 152385926,
+                164143652, 191599181, 198145581, 217419202, 238329687, 247482304, 257520185, 283540304, 288689443,
+                315264704, 322314652, 348890037, 367865216, 380066193}},
+        {0, 5, {5166492, 25187706, 44519926, 55521821, 65174119, 95364964, 102517802, 115160562, 129748150, 150786857,
+                173345533, 188522583, 199092263, 220894772, 230244842, 248720540, 271186983, 279275640, 289220427,
+                318322824, 321771955, 351018154, 362243018, 378110070}},
+        {1, 3, {3263753, 22058944, 35291461, 60282478, 64828385, 83605959, 98747902, 115344818, 139029325, 149373749,
+                162173386, 183094614, 192587206, 223698108, 239763597, 245549030, 262375991, 280196920, 292761684,
+                309704819, 335157043, 344141215, 355389337, 379757279}},
+    };
+    for (size_t i = 0; i < sizeof V / sizeof V[0]; i++) {
+        int32_t back[4];
+        for (int s = 0; s < 4; s++) back[s] = V[i].p - s >= 0 ? c[V[i].p - s] : 12345; /* unused before p = 0 */
+        int64_t idx[24];
+        dsv4_engram_hash(&lo, V[i].l, V[i].p, back, idx);
+        int bad = 0;
+        for (int k = 0; k < 24; k++) bad += idx[k] != V[i].v[k];
+        EXPECT(bad == 0, "hash vector layer %d position %d: %d of 24 columns differ (col 0: %lld)",
+               FLASH_LAYERS[V[i].l], V[i].p, bad, (long long)idx[0]);
+    }
+    /* the current token DEAD: every value is pad, the same as position 0 with all-pad lookback */
+    int32_t dead[4] = {DSV4_ENGRAM_DEAD, 5, 6, 7}, pads[4] = {2, 2, 2, 2};
+    int64_t a[24], b[24];
+    dsv4_engram_hash(&lo, 0, 9, dead, a);
+    dsv4_engram_hash(&lo, 0, 9, pads, b);
+    CHECK(memcmp(a, b, sizeof a) == 0, "DEAD current token must hash as all pad");
+}
+
+static void test_token_map(void) {
+    dsv4_tokenizer *t = NULL;
+    char err[512];
+    const char *path = "build/v4-tokenizer.json";
+    if (dsv4_tokenizer_load(&t, path, err, sizeof err)) { test_fail("%s", err); return; }
+    int32_t *map = NULL;
+    int n = 0, nd = 0;
+    int rc = dsv4_engram_token_map(t, &map, &n, &nd, err, sizeof err);
+    CHECK(rc == 0, "token map: %s", err);
+    if (!rc) {
+        printf("engram token map of %s: %d ids -> %d compressed ids (V4.1 release: 99092); pad map[2] = %d\n", path, n,
+               nd, map[2]);
+        CHECK(n == 129280, "ids %d", n);
+        /* the V4 tokenizer (V3 vocabulary + V4 added tokens) gives exactly the V4.1 release's count: the contract
+         * the reference asserts (engram_compressed_vocab_size) */
+        CHECK(nd == 99092, "compressed ids of the V4 tokenizer: %d, the release asserts 99092", nd);
+        CHECK(map[0] == 0 && map[1] == 1 && map[2] == 2, "the first special tokens map to themselves in first-seen "
+              "order: %d %d %d", map[0], map[1], map[2]);
+        /* "The", " the", "THE" collapse; "the" and "The" too */
+        int32_t a = dsv4_token_id(t, "The"), b = dsv4_token_id(t, "\xC4\xA0the"), c = dsv4_token_id(t, "the");
+        CHECK(a >= 0 && b >= 0 && c >= 0 && map[a] == map[b] && map[b] == map[c], "The / Ġthe / the: %d %d %d",
+              a >= 0 ? map[a] : -1, b >= 0 ? map[b] : -1, c >= 0 ? map[c] : -1);
+        /* a lone space stays a space (sentinel rule); a partial UTF-8 byte token keys by its raw form */
+        char key[256];
+        int32_t sp = dsv4_token_id(t, "\xC4\xA0");
+        CHECK(sp >= 0 && dsv4_engram_token_key(t, sp, key, sizeof key) == 1 && key[0] == ' ', "key of 'Ġ'");
+        int32_t nl = dsv4_token_id(t, "\xC4\x8A"); /* "\n" */
+        CHECK(nl >= 0 && sp >= 0 && map[nl] == map[sp], "\\n and ' ' share one key");
+        int32_t part = dsv4_token_id(t, "\xC3\xA3"); /* byte 0xE3 alone: not valid UTF-8 */
+        CHECK(part >= 0 && dsv4_engram_token_key(t, part, key, sizeof key) == 2 && !strcmp(key, "\xC3\xA3"),
+              "raw-form key of a partial byte token");
+        /* accents stripped, compatibility forms folded: "É" and "e" (when both are tokens) */
+        int32_t e1 = dsv4_token_id(t, "\xC3\x83\xC2\x89"), e2 = dsv4_token_id(t, "e");
+        if (e1 >= 0 && e2 >= 0) CHECK(map[e1] == map[e2], "É and e");
+    }
+    free(map);
+    dsv4_tokenizer_free(t);
+}
+
+static void test_inject(void) {
+    enum { HC = 4, D = 64 };
+    float X[HC * D], X0[HC * D], key[HC * D], val[D], w[HC * D], g[HC];
+    uint64_t s = 12345;
+    for (int i = 0; i < HC * D; i++) {
+        s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+        X[i] = dsv4_round_bf16((float)((int)(s >> 40) % 2001 - 1000) / 500.0f);
+        key[i] = dsv4_round_bf16((float)((int)(s >> 20) % 2001 - 1000) / 300.0f);
+        w[i] = 0.5f + (float)(i % 7) / 7.0f;
+    }
+    for (int d = 0; d < D; d++) val[d] = dsv4_round_bf16((float)(d % 11) - 5.0f);
+    memcpy(X0, X, sizeof X);
+    dsv4_engram_inject(X, key, val, w, HC, D, 1e-20f, 0, g);
+    int bad = 0;
+    for (int c = 0; c < HC; c++) {
+        /* independent: normalize x and key first, then the weighted dot, in long double */
+        long double sx = 0, sk = 0, dot = 0;
+        for (int d = 0; d < D; d++) { sx += (long double)X0[c * D + d] * X0[c * D + d]; sk += (long double)key[c * D + d] * key[c * D + d]; }
+        long double nx = sqrtl(sx / D + 1e-20L), nk = sqrtl(sk / D + 1e-20L);
+        for (int d = 0; d < D; d++) dot += (X0[c * D + d] / nx) * w[c * D + d] * (key[c * D + d] / nk);
+        dot /= sqrtl((long double)D);
+        long double mag = fabsl(dot) > 1e-6L ? fabsl(dot) : 1e-6L;
+        long double ge = 1.0L / (1.0L + expl(-(dot < 0 ? -sqrtl(mag) : sqrtl(mag))));
+        if (fabsl(ge - g[c]) > 1e-6L) bad++;
+        for (int d = 0; d < D; d++) {
+            float want = dsv4_round_bf16(X0[c * D + d] + g[c] * val[d]);
+            if (X[c * D + d] != want) bad++;
+        }
+    }
+    CHECK(bad == 0, "gate / injection: %d mismatches (gates %g %g %g %g)", bad, g[0], g[1], g[2], g[3]);
+    memcpy(X, X0, sizeof X);
+    dsv4_engram_inject(X, key, val, w, HC, D, 1e-20f, 1, g);
+    CHECK(memcmp(X, X0, sizeof X) == 0 && g[0] == 0, "masked token passes through bit-identical");
+    /* dot == 0 (key zero): gate sigmoid(sqrt(1e-6)) */
+    float kz[HC * D] = {0};
+    memcpy(X, X0, sizeof X);
+    dsv4_engram_inject(X, kz, val, w, HC, D, 1e-20f, 0, g);
+    CHECK(fabsf(g[0] - 1.0f / (1.0f + expf(-0.001f))) < 1e-7f, "zero dot gate %.9g", g[0]);
+}
+
+/* Real-size sparse table: 384,006,168 rows of 264 bytes (packed records), rows written at known places. */
+static void test_table_io(void) {
+    const int64_t rows = 384006168;
+    const int rb = 264;
+    char path[256];
+    snprintf(path, sizeof path, "/tmp/dsv4_engram_test_%d.bin", (int)getpid());
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0) { test_fail("cannot create %s", path); return; }
+    int ok = ftruncate(fd, (off_t)(rows * rb)) == 0;
+    CHECK(ok, "ftruncate %s to %lld bytes", path, (long long)(rows * rb));
+    enum { NW = 4000 };
+    int64_t *where = malloc(sizeof *where * NW);
+    uint8_t rec[264];
+    uint64_t s = 99;
+    for (int i = 0; ok && i < NW; i++) {
+        s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+        where[i] = i < 2 ? (i == 0 ? 0 : rows - 1) : (int64_t)((s >> 11) % (uint64_t)rows);
+        for (int j = 0; j < rb; j++) rec[j] = (uint8_t)((where[i] * 31 + j * 7) & 0x7E); /* no NaN codes */
+        for (int j = 256; j < 264; j++) rec[j] = (uint8_t)(120 + (where[i] + j) % 10);
+        if (pwrite(fd, rec, rb, (off_t)(where[i] * rb)) != rb) { ok = 0; test_fail("pwrite"); }
+    }
+    struct stat st;
+    fstat(fd, &st);
+    printf("sparse table: %lld bytes logical, %lld bytes on disk\n", (long long)st.st_size,
+           (long long)st.st_blocks * 512);
+    close(fd);
+    char err[512];
+    for (int cached = 0; ok && cached < 2; cached++) {
+        dsv4_engram_table *t = NULL;
+        int rc = dsv4_engram_table_open(&t, path, rows, 256, 0, rb, 256, rb, cached ? 1024 : 0, err, sizeof err);
+        CHECK(rc == 0, "open: %s", err);
+        if (rc) break;
+        uint8_t *out = malloc((size_t)NW * rb);
+        int bad = 0;
+        for (int pass = 0; pass < 2; pass++) {
+            for (int i0 = 0; i0 < NW; i0 += 48) {
+                int n = NW - i0 < 48 ? NW - i0 : 48;
+                if (dsv4_engram_table_fetch(t, where + i0, n, out + (size_t)i0 * rb, err, sizeof err)) {
+                    test_fail("fetch: %s", err);
+                    bad++;
+                    break;
+                }
+            }
+            for (int i = 0; i < NW; i++) {
+                /* a row's content is a function of its index, so a row written twice holds the same bytes */
+                const uint8_t *o = out + (size_t)i * rb;
+                for (int j = 0; j < 256; j++) bad += o[j] != (uint8_t)((where[i] * 31 + j * 7) & 0x7E);
+                for (int j = 256; j < 264; j++) bad += o[j] != (uint8_t)(120 + (where[i] + j) % 10);
+            }
+        }
+        CHECK(bad == 0, "%s reader: %d wrong bytes", cached ? "cached" : "uncached", bad);
+        /* unwritten rows read zeros (a hole); decode of a written row */
+        int64_t hole = 1;
+        CHECK(dsv4_engram_table_fetch(t, &hole, 1, out, err, sizeof err) == 0 && out[0] == 0 && out[263] == 0,
+              "hole row");
+        float v[256];
+        dsv4_engram_table_fetch(t, &where[5], 1, out, err, sizeof err);
+        dsv4_engram_row_decode(out, 256, v);
+        int dbad = 0;
+        for (int j = 0; j < 256; j++)
+            dbad += v[j] != dsv4_e4m3_to_f32(out[j]) * ldexpf(1.0f, out[256 + j / 32] - 127);
+        CHECK(dbad == 0, "row decode: %d", dbad);
+        int64_t req, hits;
+        dsv4_engram_table_stats(t, &req, &hits);
+        if (cached) CHECK(hits > 0 && hits < req, "cache hits %lld of %lld", (long long)hits, (long long)req);
+        else CHECK(hits == 0, "no cache, %lld hits", (long long)hits);
+        int64_t past = rows;
+        CHECK(dsv4_engram_table_fetch(t, &past, 1, out, err, sizeof err) != 0 && strstr(err, "outside"),
+              "row past the end: %s", err);
+        free(out);
+        dsv4_engram_table_close(t);
+    }
+    /* a table shorter than its prime sum */
+    dsv4_engram_table *t = NULL;
+    int rc = dsv4_engram_table_open(&t, path, rows + 1, 256, 0, rb, 256, rb, 0, err, sizeof err);
+    CHECK(rc != 0 && strstr(err, path) && strstr(err, "shorter"), "short table: %s", err);
+    rc = dsv4_engram_table_open(&t, "/nonexistent/engram.bin", 10, 256, 0, rb, 256, rb, 0, err, sizeof err);
+    CHECK(rc != 0 && strstr(err, "/nonexistent/engram.bin"), "missing table: %s", err);
+    free(where);
+    unlink(path);
+}
+
+int main(void) {
+    test_layout();
+    test_hash_vectors();
+    test_token_map();
+    test_inject();
+    test_table_io();
+    return test_done();
+}
