@@ -45,6 +45,10 @@ $(BUILD)/dsv4: $(CLI_OBJ) $(BUILD)/libdsv4.a
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/libdsv4.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# test_cli runs the commands' own entry points (every src/cli object but main.o).
+$(BUILD)/tests/test_cli: $(BUILD)/tests/test_cli.o $(filter-out $(BUILD)/src/cli/main.o,$(CLI_OBJ)) $(BUILD)/libdsv4.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<

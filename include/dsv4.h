@@ -84,6 +84,11 @@ void dsv4_session_free(dsv4_session *s);
 void dsv4_session_reset(dsv4_session *s);
 /* Number of tokens evaluated so far (= position of the next token), in [0, max_ctx]; 0 for NULL. */
 int dsv4_session_pos(const dsv4_session *s);
+/* Bytes of state and scratch that dsv4_session_open(m, max_ctx) allocates (one block, linear in max_ctx);
+ * 0 when m is NULL or max_ctx < 1, SIZE_MAX when it would not fit the address space. */
+size_t dsv4_session_bytes(const dsv4_model *m, int max_ctx);
+/* config.json max_position_embeddings of m (the longest context the model was trained for); 0 for NULL. */
+int dsv4_model_max_positions(const dsv4_model *m);
 
 /* Evaluate `n` >= 1 tokens (ids tokens[0..n)) at positions pos..pos+n-1 (n > 1: prefill of a chunk;
  * n == 1: decode; spec §4-§5) and advance the position by n. Any split of a sequence into calls gives the

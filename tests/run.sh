@@ -138,8 +138,8 @@ for path in scalar avx2 avx512; do
     done
 done
 check "--kernel with an unknown path is a usage error" 2 "unknown kernel path 'neon9'" -- "$BIN" info -m models/nano --kernel neon9
-check "-t above 1024 is a usage error" 2 "must be an integer in 0..1024" -- "$BIN" generate -m models/nano -p x -n 1 -t 1025
-check "-t -1 is a usage error" 2 "must be an integer in 0..1024" -- "$BIN" generate -m models/nano -p x -n 1 -t -1
+check "-t above 1024 is a usage error" 2 "option -t: '1025' is not an integer in \\[0, 1024\\]" -- "$BIN" generate -m models/nano -p x -n 1 -t 1025
+check "-t -1 is a usage error" 2 "option -t: '-1' is not an integer in \\[0, 1024\\]" -- "$BIN" generate -m models/nano -p x -n 1 -t -1
 check "-t 3 --kernel scalar generates the same text as the default" 0 "^same$" -- sh -c "a=\$('$BIN' generate -m models/nano -p ROMEO: -n 24 --temperature 0 -t 3 --kernel scalar) && b=\$('$BIN' generate -m models/nano -p ROMEO: -n 24 --temperature 0) && [ \"\$a\" = \"\$b\" ] && echo same"
 
 echo

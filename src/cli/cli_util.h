@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <signal.h>
 #include "dsv4.h"
 
 /* Read the whole file `path` ("-" = stdin) into a malloc'd buffer with a NUL byte appended (not counted in
@@ -39,14 +40,138 @@ const char *cli_bytes(double x, char *buf);
 /* 1 if `o` is "-h" or "--help". */
 int cli_is_help(const char *o);
 
-/* The options every command takes: `-t/--threads N` (0..1024, digits only; 0 = one per physical core) and
- * `--kernel PATH` (scalar, avx2, avx512). When argv[*i] is one of them, consume it and its value (advancing
- * *i), apply it (dsv4_set_threads / dsv4_set_kernel_path) and return 1; return 0 when it is not one of them.
- * A missing or bad value prints "dsv4 CMD: ..." and exits 2. Each command calls it where it would otherwise
- * report an unknown option, so a value that happens to read "-t" is never taken for the option. */
-int cli_common_option(const char *cmd, int argc, char **argv, int *i);
-/* The help lines of those options (appended to every command's -h). */
+/* ------------------------------------------------------------------ the one option parser
+ * Every command describes its options with a table of cli_opt (ended by an entry with names == NULL) and calls
+ * cli_parse. The options users type everywhere are defined once below (CLI_O_*), with one range and one message
+ * each, so that e.g. `--top-k 2.5` gets the same answer from generate and chat. Besides the table, cli_parse
+ * accepts in every command: -h/--help (usage on stdout), --version, -v/--verbose (cli_verbose = 1),
+ * -t/--threads N (0..1024; dsv4_set_threads) and --kernel PATH (dsv4_set_kernel_path), unless the table names
+ * them itself (bench takes lists). `--name=value` is the same as `--name value`. A value is always the next
+ * argument, even when it starts with '-' (so `--temp -1` is refused as out of range, not as an unknown option).
+ * Messages (stderr, one line, no usage dump):
+ *   dsv4 CMD: unknown option 'X' (dsv4 CMD -h lists the options)
+ *   dsv4 CMD: option X needs a value
+ *   dsv4 CMD: option X: 'V' is not an integer in [LO, HI]       (digits only: 2.5, 1e3, +3, " 3" are refused)
+ *   dsv4 CMD: option X: 'V' is not a number in [LO, HI]  /  (LO, HI]
+ *   dsv4 CMD: option X: 'V' is not one of a|b|c
+ *   dsv4 CMD: option X takes no value
+ *   dsv4 CMD: unexpected argument 'V' (options start with -; dsv4 CMD -h lists them) */
+typedef enum {
+    CLI_FLAG,    /* no value; *(int *)dst = set */
+    CLI_STR,     /* *(const char **)dst = the argument (not copied) */
+    CLI_INT,     /* *(int *)dst, decimal digits only, in [lo, hi] (both within int) */
+    CLI_LONG,    /* *(long long *)dst, decimal digits only, in [lo, hi] */
+    CLI_U64,     /* *(uint64_t *)dst, decimal digits only, 0 .. 2^64-1 */
+    CLI_NUM,     /* *(double *)dst, a finite number in [lo, hi] ((lo, hi] when lo_open) */
+    CLI_CHOICE,  /* *(int *)dst = index of the value in choices "a|b|c" */
+    CLI_CUSTOM   /* parse(v, dst) == 0, else "'V' is not WHAT" */
+} cli_kind;
+
+typedef struct {
+    const char *names;     /* '|'-separated spellings, e.g. "-n|--n-predict|--max-tokens"; NULL ends a table */
+    cli_kind kind;
+    void *dst;             /* see cli_kind */
+    double lo, hi;         /* CLI_INT / CLI_LONG / CLI_NUM range */
+    int lo_open;           /* CLI_NUM: the range is (lo, hi] */
+    int set;               /* CLI_FLAG: the value stored */
+    const char *choices;   /* CLI_CHOICE: "none|high|max" */
+    const char *what;      /* CLI_CUSTOM: what the value must be, for the message ("a list of thread counts ...") */
+    int (*parse)(const char *v, void *dst);   /* CLI_CUSTOM: 0 ok, -1 bad value */
+    int *seen;             /* optional: set to 1 when the option is given */
+} cli_opt;
+
+/* The shared options (one definition each). */
+#define CLI_MAX_N   16777216   /* -n, -c: 2^24 tokens */
+#define CLI_O_MODEL(p)       { .names = "-m|--model", .kind = CLI_STR, .dst = (p) }
+#define CLI_O_PROMPT(p)      { .names = "-p|--prompt", .kind = CLI_STR, .dst = (p) }
+#define CLI_O_PROMPT_FILE(p) { .names = "-f|--prompt-file", .kind = CLI_STR, .dst = (p) }
+#define CLI_O_N_PREDICT(p)   { .names = "-n|--n-predict|--max-tokens", .kind = CLI_INT, .dst = (p), .lo = 0, .hi = CLI_MAX_N }
+#define CLI_O_CTX(p, s)      { .names = "-c|--ctx-size|--ctx", .kind = CLI_INT, .dst = (p), .lo = 1, .hi = CLI_MAX_N, .seen = (s) }
+#define CLI_O_TEMP(p)        { .names = "--temp|--temperature", .kind = CLI_NUM, .dst = (p), .lo = 0, .hi = 100 }
+#define CLI_O_TOP_P(p)       { .names = "--top-p", .kind = CLI_NUM, .dst = (p), .lo = 0, .hi = 1, .lo_open = 1 }
+#define CLI_O_TOP_K(p)       { .names = "--top-k", .kind = CLI_INT, .dst = (p), .lo = 0, .hi = 1073741824 }
+#define CLI_O_SEED(p, s)     { .names = "-s|--seed", .kind = CLI_U64, .dst = (p), .seen = (s) }
+#define CLI_O_THINK(p)       { .names = "--think|--thinking", .kind = CLI_FLAG, .dst = (p), .set = 1 }, \
+                             { .names = "--nothink|--no-think|--chat", .kind = CLI_FLAG, .dst = (p), .set = 0 }
+#define CLI_O_EFFORT(p)      { .names = "--effort", .kind = CLI_CHOICE, .dst = (p), .choices = "none|high|max" }
+#define CLI_O_TOKENIZER(p)   { .names = "--tokenizer", .kind = CLI_STR, .dst = (p) }
+#define CLI_O_END            { .names = NULL }
+
+/* Parse argv[1..argc) (argv[0] = the command name) against `opts`. `usage` is printed (with cli_common_usage)
+ * on stdout for -h. Returns 0 (parsed), 2 (usage error, message printed) or -1 (help or version printed: the
+ * command returns 0). The message of the last error is also kept in cli_msg (for tests). */
+int cli_parse(const char *cmd, const char *usage, const cli_opt *opts, int argc, char **argv);
+
+extern int cli_verbose;       /* -v given */
+extern int cli_parse_only;    /* tests: commands return 0 right after their options are checked */
+extern char cli_msg[1024];    /* the last message of cli_parse */
+extern char cli_trace[8192];  /* with cli_parse_only: "NAME=VALUE " for each option parsed (value as stored) */
+/* The version string printed by --version and `dsv4 --version`. */
+extern const char *cli_version;
+
+/* The seed to use: `s` when given (seen), else a random one (from /dev/urandom, else time and pid). With -v the
+ * seed is printed to stderr ("dsv4 CMD: seed N") so that a run can be repeated. */
+uint64_t cli_seed(const char *cmd, uint64_t s, int seen);
+
+/* "dsv4 CMD: message" on stderr; returns 1 (the failure exit status). */
+int cli_fail(const char *cmd, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* The help lines of the options every command takes (appended to every command's -h). */
 extern const char *cli_common_usage;
+/* --mem BYTES (a common option): the memory budget cli_load_model passes to dsv4_model_load_opts; 0 = none. */
+extern uint64_t cli_mem_bytes;
+/* Parse a byte count "N[K|M|G|T][i][B]" (binary units) into *(uint64_t *)dst; 0, or -1 when malformed / > 2^64-1. */
+int cli_parse_bytes(const char *v, void *dst);
+
+/* Monotonic seconds. */
+double cli_now(void);
+
+/* Parse "1,2,3" or "1 2 3" (s[0..len), separators: comma, space, tab, CR, LF) into ids, each a decimal integer
+ * in [0, 2^31-1] (the range vs a vocabulary is the caller's). Returns malloc'd ids (possibly none; *n_out set),
+ * or NULL with err (errlen bytes): "token list: 'x' at item 1 is not a non-negative integer id", "unexpected byte
+ * 0x.. after item N", out of memory. Item numbers count from 0. */
+int32_t *cli_parse_ids(const char *s, size_t len, int *n_out, char *err, size_t errlen);
+
+/* Load the model directory `dir` for command `cmd`; prints the reason ("dsv4 CMD: ...") and returns NULL on
+ * failure. Before the library is asked: a regular file gets "-m takes the model directory ..."; a directory with
+ * config.json but no *.safetensors gets where DeepSeek publishes the weights. When stderr is a terminal a
+ * "loading ..." line is shown (and erased) while the weights are mapped and checked. */
+dsv4_model *cli_load_model(const char *cmd, const char *dir);
+
+/* The tokenizer of --tokenizer FILE, or DIR/tokenizer.json; prints the reason and returns NULL on failure. */
+dsv4_tokenizer *cli_open_tokenizer(const char *cmd, const char *dir, const char *file);
+
+/* The DeepSeek-V4 special tokens the chat prompt format uses (docs: the encoding); a tokenizer without them would
+ * tokenize a rendered conversation as plain text. Prints "dsv4 CMD: the tokenizer of WHERE lacks N DeepSeek-V4
+ * special tokens used by the chat prompt format: ..." and returns 1 when any is missing; else 0. */
+int cli_require_v4_tokens(const char *cmd, const dsv4_tokenizer *t, const char *where);
+
+/* Refuse a session size above the model's max_position_embeddings: prints
+ * "dsv4 CMD: -c N is above the model's max_position_embeddings M (config.json)" and returns 2; else 0. */
+int cli_check_ctx(const char *cmd, const dsv4_model *m, long ctx);
+
+/* The one-line load summary on stderr:
+ * "dsv4 CMD: DIR: 284.33B parameters (13.27B active), 148.65 GiB of weights mapped (1.20 GiB resident),
+ *  ctx 8192, state 412.0 MiB, 16 threads, kernel avx512, loaded in 0.41 s". resident = the process's resident
+ * memory (/proc/self/statm; left out where that is not available). */
+void cli_load_summary(const char *cmd, const char *dir, const dsv4_model *m, int ctx, double load_s);
+
+/* Write n bytes to stdout; 0, or -1 after a write error (the message is printed once by cli_stdout_close). */
+int cli_out(const void *p, size_t n);
+/* Flush stdout; returns 0, or prints "dsv4 CMD: write error on stdout: REASON" and returns 1 (the caller's exit
+ * status must then be 1). Checks every earlier write too (ferror), so a command calls it once before it returns. */
+int cli_stdout_close(const char *cmd);
+
+/* Ctrl-C. cli_sigint_begin installs a SIGINT handler (without SA_RESTART: a blocking read returns EINTR) that sets
+ * cli_interrupted; the long loops (generate, ppl, bench, chat replies) poll it and stop, keeping what was
+ * measured. cli_sigint_end restores the default action (a second Ctrl-C then kills as usual). */
+extern volatile sig_atomic_t cli_interrupted;
+void cli_sigint_begin(void);
+void cli_sigint_end(void);
 
 /* Tokenize `len` bytes of `text` with automatic buffer growth. Returns malloc'd ids (count in *n_out), or NULL
  * with err (errlen bytes) filled: invalid UTF-8 (byte offset), text too long for int ids, out of memory. */

@@ -78,6 +78,16 @@ static int parse_list(const char *s, long lo, long hi, int *v) {
     return n;
 }
 
+/* A list option for cli_parse (CLI_CUSTOM): n = -1 until given; at least `min` entries. */
+typedef struct { int v[MAXLIST]; int n; long lo, hi; int min; } list_arg;
+static int list_parse(const char *v, void *dst) {
+    list_arg *l = dst;
+    int n = parse_list(v, l->lo, l->hi, l->v);
+    if (n < l->min || n < 0) return -1;
+    l->n = n;
+    return 0;
+}
+
 /* ------------------------------------------------------------------ results */
 typedef struct { char metric[32]; long param; int threads; double value; const char *unit; } result;
 typedef struct { result *v; int n, cap; } results;
@@ -247,7 +257,9 @@ typedef struct { const char *dir; dsv4_model *m; dsv4_model_info info; float *lo
 static int open_model(bmodel *b, const char *dir, int max_ctx) {
     char err[ERRLEN];
     b->dir = dir;
-    if (dsv4_model_load(&b->m, dir, err, sizeof err) != 0) {
+    dsv4_load_options lo = {0};
+    lo.mem_bytes = cli_mem_bytes;   /* --mem */
+    if (dsv4_model_load_opts(&b->m, dir, &lo, err, sizeof err) != 0) {
         fprintf(stderr, "dsv4 bench: cannot load model: %s\n", err);
         return -1;
     }
@@ -300,47 +312,38 @@ static const char *ctx_name(long c, char *buf) {
 
 int dsv4_cli_bench(int argc, char **argv) {
     const char *dir = NULL, *twin = NULL, *csv = NULL, *kernel = NULL;
-    int thr[MAXLIST], nthr = -1, ctx[MAXLIST], nctx = -1, cthr[MAXLIST], ncthr = -1, pre[MAXLIST], npre = -1;
+    int thr[MAXLIST], nthr, ctx[MAXLIST], nctx, cthr[MAXLIST], ncthr, pre[MAXLIST], npre;
     int n_dec = 16, warm = 1, bw_mib = 1024;
-    for (int i = 1; i < argc; i++) {
-        const char *o = argv[i];
-        if (cli_is_help(o)) { fputs(bench_usage, stdout); return 0; }
-        if (!strcmp(o, "--no-warm")) { warm = 0; continue; }
-        if (strcmp(o, "-m") && strcmp(o, "--twin") && strcmp(o, "-t") && strcmp(o, "--threads") && strcmp(o, "--ctx") && strcmp(o, "--ctx-threads") &&
-            strcmp(o, "--prefill") && strcmp(o, "-n") && strcmp(o, "--csv") && strcmp(o, "--kernel") &&
-            strcmp(o, "--bw-mib")) {
-            fprintf(stderr, "dsv4 bench: unknown option '%s'\n%s", o, bench_usage);
-            return 2;
-        }
-        if (i + 1 >= argc) { fprintf(stderr, "dsv4 bench: option %s needs a value\n%s", o, bench_usage); return 2; }
-        const char *v = argv[++i];
-        int bad = 0;
-        if (!strcmp(o, "-m")) dir = v;
-        else if (!strcmp(o, "--twin")) twin = v;
-        else if (!strcmp(o, "--csv")) csv = v;
-        else if (!strcmp(o, "--kernel")) kernel = v;
-        else if (!strcmp(o, "-t") || !strcmp(o, "--threads")) bad = (nthr = parse_list(v, 1, 1024, thr)) < 1;
-        else if (!strcmp(o, "--ctx-threads")) bad = (ncthr = parse_list(v, 1, 1024, cthr)) < 0;
-        else if (!strcmp(o, "--ctx")) bad = (nctx = parse_list(v, 1, 1 << 24, ctx)) < 0;
-        else if (!strcmp(o, "--prefill")) bad = (npre = parse_list(v, 1, 1 << 20, pre)) < 0;
-        else {
-            int one[MAXLIST], bwm = !strcmp(o, "--bw-mib");
-            bad = parse_list(v, 1, bwm ? 65536 : 1 << 20, one) != 1;
-            if (!bad && bwm) bw_mib = one[0];
-            else if (!bad) n_dec = one[0];
-        }
-        if (bad) {
-            fprintf(stderr, "dsv4 bench: option %s: '%s' is not %s\n", o, v,
-                    !strcmp(o, "-n") ? "an integer in [1, 1048576]"
-                    : !strcmp(o, "--bw-mib") ? "an integer in [1, 65536]"
-                    : (!strcmp(o, "-t") || !strcmp(o, "--threads")) ? "a list of thread counts in [1, 1024]"
-                    : !strcmp(o, "--ctx-threads") ? "a list of thread counts in [1, 1024] (or none)"
-                    : !strcmp(o, "--ctx") ? "a list of positions in [1, 16777216] (or none)"
-                                          : "a list of chunk sizes in [1, 1048576] (or none)");
-            return 2;
-        }
-    }
+    list_arg lthr = { .n = -1, .lo = 1, .hi = 1024, .min = 1 }, lcthr = { .n = -1, .lo = 1, .hi = 1024 },
+             lctx = { .n = -1, .lo = 1, .hi = 1 << 24 }, lpre = { .n = -1, .lo = 1, .hi = 1 << 20 };
+    int nowarm = 0;
+    const cli_opt opts[] = {
+        CLI_O_MODEL(&dir),
+        { .names = "--twin", .kind = CLI_STR, .dst = &twin },
+        { .names = "--csv", .kind = CLI_STR, .dst = &csv },
+        { .names = "--kernel", .kind = CLI_STR, .dst = &kernel },
+        { .names = "-t|--threads", .kind = CLI_CUSTOM, .dst = &lthr, .parse = list_parse,
+          .what = "a list of thread counts in [1, 1024]" },
+        { .names = "--ctx-threads", .kind = CLI_CUSTOM, .dst = &lcthr, .parse = list_parse,
+          .what = "a list of thread counts in [1, 1024] (or none)" },
+        { .names = "-c|--ctx-size|--ctx", .kind = CLI_CUSTOM, .dst = &lctx, .parse = list_parse,
+          .what = "a list of positions in [1, 16777216] (or none)" },
+        { .names = "--prefill", .kind = CLI_CUSTOM, .dst = &lpre, .parse = list_parse,
+          .what = "a list of chunk sizes in [1, 1048576] (or none)" },
+        { .names = "-n|--n-predict", .kind = CLI_INT, .dst = &n_dec, .lo = 1, .hi = 1 << 20 },
+        { .names = "--bw-mib", .kind = CLI_INT, .dst = &bw_mib, .lo = 1, .hi = 65536 },
+        { .names = "--no-warm", .kind = CLI_FLAG, .dst = &nowarm, .set = 1 },
+        CLI_O_END
+    };
+    int prc = cli_parse("bench", bench_usage, opts, argc, argv);
+    if (prc) return prc < 0 ? 0 : prc;
+    warm = !nowarm;
+    nthr = lthr.n; memcpy(thr, lthr.v, sizeof thr);
+    ncthr = lcthr.n; memcpy(cthr, lcthr.v, sizeof cthr);
+    nctx = lctx.n; memcpy(ctx, lctx.v, sizeof ctx);
+    npre = lpre.n; memcpy(pre, lpre.v, sizeof pre);
     if (!dir) { fprintf(stderr, "dsv4 bench: -m DIR is required\n%s", bench_usage); return 2; }
+    if (cli_parse_only) return 0;
     char err[ERRLEN];
     if (kernel && dsv4_set_kernel_path(kernel, err, sizeof err) != 0) {
         fprintf(stderr, "dsv4 bench: --kernel %s: %s\n", kernel, err);
@@ -432,7 +435,8 @@ int dsv4_cli_bench(int argc, char **argv) {
     double head_params = (double)c->vocab_size * c->dim;
     double trunk_macs = full.info.n_params_active - head_params;   /* per prefill token (head once per call) */
     const char *kpath = dsv4_get_kernel_path();
-    for (int ti = 0; ti < nthr; ti++) {
+    cli_sigint_begin();   /* Ctrl-C: stop after the current measurement and print the table of what was measured */
+    for (int ti = 0; ti < nthr && !cli_interrupted; ti++) {
         int T = thr[ti];
         if (dsv4_set_threads(T, err, sizeof err) != 0) { fprintf(stderr, "dsv4 bench: threads %d: %s\n", T, err); goto done; }
         double bw = measure_bandwidth(bwbuf, bwbytes, 5);
@@ -462,7 +466,7 @@ int dsv4_cli_bench(int argc, char **argv) {
                     tt / c->n_layers);
         }
         /* prefill: one call of P tokens on a fresh session */
-        for (int pi = 0; pi < npre; pi++) {
+        for (int pi = 0; pi < npre && !cli_interrupted; pi++) {
             int P = pre[pi];
             dsv4_session *s = NULL;
             int32_t *toks = malloc(sizeof(int32_t) * (size_t)P);
@@ -486,7 +490,7 @@ int dsv4_cli_bench(int argc, char **argv) {
         }
     }
     /* long context: one session per position, filled once, then decode per thread count */
-    for (int ci = 0; ci < nctx && ncthr > 0; ci++) {
+    for (int ci = 0; ci < nctx && ncthr > 0 && !cli_interrupted; ci++) {
         int C = ctx[ci];
         int max_ctx = C + (WARM + n_dec) * ncthr;
         dsv4_session *s = NULL;
@@ -507,7 +511,7 @@ int dsv4_cli_bench(int argc, char **argv) {
         }
         double fill = dsv4_now() - t0;
         fprintf(stderr, "context %d: synthetic fill %.2f s (%d threads)\n", C, fill, cthr[0]);
-        for (int ti = 0; ti < ncthr; ti++) {
+        for (int ti = 0; ti < ncthr && !cli_interrupted; ti++) {
             int T = cthr[ti];
             double bw;
             if (dsv4_set_threads(T, err, sizeof err) != 0) {
@@ -539,6 +543,7 @@ int dsv4_cli_bench(int argc, char **argv) {
         for (int j = 0; j < ncols; j++) dup |= cols[j] == cthr[i];
         if (!dup) cols[ncols++] = cthr[i];
     }
+    if (cli_interrupted) printf("\ninterrupted: the table holds what was measured before Ctrl-C\n");
     printf("\nkernel path %s; %d physical cores; -n %d timed decode steps after %d untimed\n", kpath,
            dsv4_default_threads(), n_dec, WARM);
     printf("  %-44s", "threads");
@@ -566,7 +571,7 @@ int dsv4_cli_bench(int argc, char **argv) {
         row(&R, cols, ncols, "  achieved GMAC/s", "prefill_gmacs", pre[pi], "%.2f");
         row(&R, cols, ncols, "  prefill vs kernel peak", "prefill_vs_peak", pre[pi], "%.3f");
     }
-    for (int ci = 0; ci < nctx && ncthr > 0; ci++) {
+    for (int ci = 0; ci < nctx && ncthr > 0 && !cli_interrupted; ci++) {
         char lab[64], cn[32];
         snprintf(lab, sizeof lab, "decode at context %s (ms/token)", ctx_name(ctx[ci], cn));
         row(&R, cols, ncols, lab, "ctx_decode", ctx[ci], "%.2f");
@@ -582,8 +587,9 @@ int dsv4_cli_bench(int argc, char **argv) {
         if (ferror(cf)) { fprintf(stderr, "dsv4 bench: write error on %s\n", csv); goto done; }
         printf("wrote %d values to %s\n", R.n, csv);
     }
-    rc = 0;
+    rc = cli_stdout_close("bench") ? 1 : cli_interrupted ? 130 : 0;
 done:
+    cli_sigint_end();
     if (cf && fclose(cf) != 0 && rc == 0) { fprintf(stderr, "dsv4 bench: write error on %s\n", csv); rc = 1; }
     if (pc) { free(pc->out); free(pc->scratch); }
     free(pc); free(pw); free(ps); free(px); free(bwbuf); free(wbuf);

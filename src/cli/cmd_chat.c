@@ -57,20 +57,6 @@ static double now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* A number in [lo, hi] (in (0, hi] when lo is 0 and flag is --top-p: the sampler's range). */
-static int opt_num(const char *flag, const char *v, double lo, double hi, double *out) {
-    char *end;
-    errno = 0;
-    int open = !strcmp(flag, "--top-p");
-    double x = v ? strtod(v, &end) : 0;
-    if (!v || errno || *end || end == v || !(open ? x > lo : x >= lo) || !(x <= hi)) {
-        fprintf(stderr, "dsv4 chat: option %s: '%s' is not a number in %c%g, %g]\n", flag, v ? v : "", open ? '(' : '[', lo, hi);
-        return -1;
-    }
-    *out = x;
-    return 0;
-}
-
 /* ---------------------------------------------------------------- output of one turn */
 typedef struct {
     int tty;
@@ -297,78 +283,43 @@ static int chat_turn(chat_t *c) {
     return 0;
 }
 
-static const char *special_needed[] = {
-    "<\xEF\xBD\x9C" "begin\xE2\x96\x81" "of\xE2\x96\x81" "sentence\xEF\xBD\x9C>",
-    "<\xEF\xBD\x9C" "end\xE2\x96\x81" "of\xE2\x96\x81" "sentence\xEF\xBD\x9C>",
-    "<\xEF\xBD\x9C" "User\xEF\xBD\x9C>",
-    "<\xEF\xBD\x9C" "Assistant\xEF\xBD\x9C>",
-    "<think>", "</think>",
-    "\xEF\xBD\x9C" "DSML\xEF\xBD\x9C",
-};
+static const char *eos_text = "<\xEF\xBD\x9C" "end\xE2\x96\x81" "of\xE2\x96\x81" "sentence\xEF\xBD\x9C>";
 
 int dsv4_cli_chat(int argc, char **argv) {
     const char *dir = NULL;
     chat_t c = { .ctx = 8192, .max_tokens = 2048, .think = 1 };
-    dsv4_sampler_params sp = { .temperature = 1.0f, .top_p = 1.0f, .top_k = 0, .seed = 42 };
-    double x;
-    for (int i = 1; i < argc; i++) {
-        const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(o, "-m") || !strcmp(o, "--model")) { if (!v) goto need; dir = v; i++; }
-        else if (!strcmp(o, "--think") || !strcmp(o, "--thinking")) c.think = 1;
-        else if (!strcmp(o, "--no-think") || !strcmp(o, "--chat")) c.think = 0;
-        else if (!strcmp(o, "--temperature")) { if (opt_num(o, v, 0, 100, &x)) return 2; sp.temperature = (float)x; i++; }
-        else if (!strcmp(o, "--top-p")) { if (opt_num(o, v, 0, 1, &x)) return 2; sp.top_p = (float)x; i++; }
-        else if (!strcmp(o, "--top-k")) { if (opt_num(o, v, 0, 1 << 30, &x) || x != (int)x) return 2; sp.top_k = (int)x; i++; }
-        else if (!strcmp(o, "--seed")) { if (opt_num(o, v, 0, 9.0e15, &x) || x != (double)(uint64_t)x) return 2; sp.seed = (uint64_t)x; i++; }
-        else if (!strcmp(o, "--max-tokens")) { if (opt_num(o, v, 1, 1 << 24, &x) || x != (int)x) return 2; c.max_tokens = (int)x; i++; }
-        else if (!strcmp(o, "--ctx")) { if (opt_num(o, v, 2, 1 << 24, &x) || x != (int)x) return 2; c.ctx = (int)x; i++; }
-        else if (!strcmp(o, "--system")) {
-            if (!v) goto need;
-            if (cli_utf8_invalid_at(v, strlen(v)) >= 0) { fprintf(stderr, "dsv4 chat: --system: the text is not valid UTF-8\n"); return 2; }
-            c.system = v;
-            i++;
-        }
-        else if (!strcmp(o, "--effort")) {
-            if (!v) goto need;
-            if (!strcmp(v, "max")) c.effort = DSV4_EFFORT_MAX;
-            else if (!strcmp(v, "high")) c.effort = DSV4_EFFORT_HIGH;
-            else { fprintf(stderr, "dsv4 chat: --effort must be high or max\n"); return 2; }
-            i++;
-        }
-        else if (!strcmp(o, "-v") || !strcmp(o, "--verbose")) c.verbose = 1;
-        else if (cli_is_help(o)) { fputs(chat_usage, stdout); fputs(cli_common_usage, stdout); return 0; }
-        else if (!cli_common_option("chat", argc, argv, &i)) {
-            fprintf(stderr, "dsv4 chat: unknown option '%s'\n%s", o, chat_usage);
-            return 2;
-        }
-        continue;
-    need:
-        fprintf(stderr, "dsv4 chat: option %s needs a value\n", o);
+    dsv4_sampler_params sp = { 0 };
+    double temp = 1.0, top_p = 1.0;
+    int top_k = 0, seed_seen = 0, effort = 0;
+    uint64_t seed = 0;
+    const cli_opt opts[] = {
+        CLI_O_MODEL(&dir), CLI_O_THINK(&c.think), CLI_O_TEMP(&temp), CLI_O_TOP_P(&top_p), CLI_O_TOP_K(&top_k),
+        CLI_O_SEED(&seed, &seed_seen), CLI_O_N_PREDICT(&c.max_tokens), CLI_O_CTX(&c.ctx, NULL), CLI_O_EFFORT(&effort),
+        { .names = "--system", .kind = CLI_STR, .dst = &c.system },
+        CLI_O_END
+    };
+    int prc = cli_parse("chat", chat_usage, opts, argc, argv);
+    if (prc) return prc < 0 ? 0 : prc;
+    c.verbose = cli_verbose;
+    c.effort = (dsv4_effort)effort;
+    if (c.system && cli_utf8_invalid_at(c.system, strlen(c.system)) >= 0) {
+        fprintf(stderr, "dsv4 chat: --system: the text is not valid UTF-8\n");
         return 2;
     }
-    if (!dir) { fprintf(stderr, "dsv4 chat: -m DIR is required\n%s", chat_usage); return 2; }
+    if (!dir) { fprintf(stderr, "dsv4 chat: -m DIR is required (dsv4 chat -h lists the options)\n"); return 2; }
+    if (cli_parse_only) return 0;
+    sp.temperature = (float)temp; sp.top_p = (float)top_p; sp.top_k = top_k;
+    sp.seed = cli_seed("chat", seed, seed_seen);
 
     char err[ERRLEN];
-    if (dsv4_model_load(&c.m, dir, err, sizeof err)) { fprintf(stderr, "dsv4 chat: cannot load model: %s\n", err); return 1; }
+    if (!(c.m = cli_load_model("chat", dir))) return 1;   /* --mem applies */
     c.tok = dsv4_model_tokenizer(c.m);
     if (!c.tok) {
         fprintf(stderr, "dsv4 chat: %s has no tokenizer.json\n", dir);
         dsv4_model_free(c.m);
         return 1;
     }
-    char missing[512] = "";
-    int nmiss = 0;
-    for (size_t i = 0; i < sizeof special_needed / sizeof *special_needed; i++)
-        if (dsv4_token_id(c.tok, special_needed[i]) < 0) {
-            size_t l = strlen(missing);
-            snprintf(missing + l, sizeof missing - l, "%s%s", nmiss++ ? ", " : "", special_needed[i]);
-        }
-    if (nmiss) {
-        fprintf(stderr,
-                "dsv4 chat: the tokenizer of %s lacks %d DeepSeek-V4 special token%s used by the chat prompt format "
-                "(spec v4-encoding §1, §3): %s. Without them the rendered conversation would be tokenized as plain "
-                "text, so this model cannot chat; use a DeepSeek-V4 tokenizer.json, or `dsv4 generate` for plain text.\n",
-                dir, nmiss, nmiss > 1 ? "s" : "", missing);
+    if (cli_require_v4_tokens("chat", c.tok, dir)) {
         dsv4_model_free(c.m);
         return 1;
     }
@@ -376,7 +327,7 @@ int dsv4_cli_chat(int argc, char **argv) {
     dsv4_model_get_info(c.m, &info);
     c.vocab = info.vocab_size;
     c.eos_cfg = info.eos_token_id;
-    c.eos_id = dsv4_token_id(c.tok, special_needed[1]);
+    c.eos_id = dsv4_token_id(c.tok, eos_text);
     if (dsv4_session_open(&c.s, c.m, c.ctx, err, sizeof err) ||
         dsv4_sampler_new(&c.smp, c.vocab, &sp, err, sizeof err)) {
         fprintf(stderr, "dsv4 chat: %s\n", err);

@@ -16,8 +16,8 @@
 #include <string.h>
 
 static const char *parse_usage =
-    "usage: dsv4 parse [--thinking] [--strict]   (model output on stdin; JSON message on stdout)\n"
-    "  --thinking  the prompt ended with <think>: output starts with reasoning_content up to </think>\n"
+    "usage: dsv4 parse [--think] [--strict]   (model output on stdin; JSON message on stdout)\n"
+    "  --think     the prompt ended with <think>: output starts with reasoning_content up to </think>\n"
     "  --strict    exit 1 if the output was not well-formed (warnings are printed either way)\n"
     "  invalid UTF-8 in the output is written as U+FFFD in the JSON (with a warning)\n";
 
@@ -49,16 +49,11 @@ static void print_message(FILE *f, const dsv4_parse_result *r, size_t *nrep) {
 
 int dsv4_cli_parse(int argc, char **argv) {
     int thinking = 0, strict = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--thinking") || !strcmp(argv[i], "--think")) thinking = 1;
-        else if (!strcmp(argv[i], "--chat") || !strcmp(argv[i], "--no-think")) thinking = 0;
-        else if (!strcmp(argv[i], "--strict")) strict = 1;
-        else if (cli_is_help(argv[i])) { fputs(parse_usage, stdout); return 0; }
-        else if (!cli_common_option("parse", argc, argv, &i)) {
-            fprintf(stderr, "dsv4 parse: unknown option '%s'\n%s", argv[i], parse_usage);
-            return 2;
-        }
-    }
+    const cli_opt opts[] = { CLI_O_THINK(&thinking), { .names = "--strict", .kind = CLI_FLAG, .dst = &strict, .set = 1 },
+                             CLI_O_END };
+    int prc = cli_parse("parse", parse_usage, opts, argc, argv);
+    if (prc) return prc < 0 ? 0 : prc;
+    if (cli_parse_only) return 0;
     dsv4_parser *p = dsv4_parser_new(thinking);
     if (!p) { fprintf(stderr, "dsv4 parse: out of memory\n"); return 1; }
     char buf[1 << 16];

@@ -20,61 +20,60 @@
 #include <string.h>
 
 static const char *render_usage =
-    "usage: dsv4 render [-m DIR | --tokenizer FILE] --messages FILE.json [--thinking] [--effort none|high|max]\n"
+    "usage: dsv4 render [-m DIR | --tokenizer FILE] --messages FILE.json [--think] [--effort none|high|max]\n"
     "                   [--keep-thinking] [--no-bos] [--context FILE.json] [--tokens]\n"
     "  --messages FILE   array of messages, or {\"messages\": [...], \"tools\": [...], \"response_format\": ...}; - = stdin\n"
-    "  --thinking        thinking mode (prompt ends <｜Assistant｜><think>); default chat mode (ends </think>)\n"
+    "  --think           thinking mode (prompt ends <｜Assistant｜><think>); default chat mode (ends </think>)\n"
     "  --effort E        reasoning effort: none (default), high, max (max adds the effort block in thinking mode)\n"
     "  --keep-thinking   drop_thinking=False: keep reasoning_content of earlier assistant turns\n"
     "  --no-bos          do not write <｜begin▁of▁sentence｜>\n"
     "  --context FILE    messages already encoded before these (not rendered; affect merging and transitions)\n"
-    "  --tokens          also print the token count and ids (needs -m DIR or --tokenizer FILE)\n";
+    "  --tokens          also print the token count and ids (needs -m DIR or --tokenizer FILE)\n"
+    "  -m, --model DIR   use DIR/tokenizer.json (it must have the DeepSeek-V4 special tokens)\n"
+    "  --no-think        chat mode (the default); aliases --thinking, --nothink, --chat\n";
 
 int dsv4_cli_render(int argc, char **argv) {
     const char *dir = NULL, *tokfile = NULL, *msgfile = NULL, *ctxfile = NULL;
-    int want_tokens = 0;
+    int want_tokens = 0, thinking = 0, effort = 0, keep = 0, nobos = 0;
     dsv4_render_opts o = { 0 };
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        int has_val = i + 1 < argc;
-        if (cli_is_help(a)) { fputs(render_usage, stdout); return 0; }
-        else if (!strcmp(a, "--thinking")) o.thinking = 1;
-        else if (!strcmp(a, "--keep-thinking")) o.keep_thinking = 1;
-        else if (!strcmp(a, "--no-bos")) o.no_bos = 1;
-        else if (!strcmp(a, "--tokens")) want_tokens = 1;
-        else if (cli_common_option("render", argc, argv, &i)) continue;
-        else if (!strcmp(a, "-m") || !strcmp(a, "--tokenizer") || !strcmp(a, "--messages") ||
-                 !strcmp(a, "--context") || !strcmp(a, "--effort")) {
-            if (!has_val) { fprintf(stderr, "dsv4 render: option %s needs a value\n%s", a, render_usage); return 2; }
-            const char *v = argv[++i];
-            if (!strcmp(a, "-m")) dir = v;
-            else if (!strcmp(a, "--tokenizer")) tokfile = v;
-            else if (!strcmp(a, "--messages")) msgfile = v;
-            else if (!strcmp(a, "--context")) ctxfile = v;
-            else if (!strcmp(v, "none")) o.effort = DSV4_EFFORT_NONE;
-            else if (!strcmp(v, "high")) o.effort = DSV4_EFFORT_HIGH;
-            else if (!strcmp(v, "max")) o.effort = DSV4_EFFORT_MAX;
-            else { fprintf(stderr, "dsv4 render: --effort '%s': expected none, high or max\n", v); return 2; }
-        } else { fprintf(stderr, "dsv4 render: unknown option '%s'\n%s", a, render_usage); return 2; }
-    }
-    if (!msgfile) { fprintf(stderr, "dsv4 render: --messages FILE is required\n%s", render_usage); return 2; }
+    const cli_opt opts[] = {
+        CLI_O_MODEL(&dir), CLI_O_TOKENIZER(&tokfile), CLI_O_THINK(&thinking), CLI_O_EFFORT(&effort),
+        { .names = "--messages", .kind = CLI_STR, .dst = &msgfile },
+        { .names = "--context", .kind = CLI_STR, .dst = &ctxfile },
+        { .names = "--keep-thinking", .kind = CLI_FLAG, .dst = &keep, .set = 1 },
+        { .names = "--no-bos", .kind = CLI_FLAG, .dst = &nobos, .set = 1 },
+        { .names = "--tokens", .kind = CLI_FLAG, .dst = &want_tokens, .set = 1 },
+        CLI_O_END
+    };
+    int prc = cli_parse("render", render_usage, opts, argc, argv);
+    if (prc) return prc < 0 ? 0 : prc;
+    o.thinking = thinking; o.effort = (dsv4_effort)effort; o.keep_thinking = keep; o.no_bos = nobos;
+    if (!msgfile) { fprintf(stderr, "dsv4 render: --messages FILE is required (dsv4 render -h lists the options)\n"); return 2; }
     if (want_tokens && !dir && !tokfile) {
         fprintf(stderr, "dsv4 render: --tokens needs -m DIR or --tokenizer FILE\n");
         return 2;
     }
+    if (ctxfile && !strcmp(ctxfile, "-") && !strcmp(msgfile, "-")) {
+        fprintf(stderr, "dsv4 render: --messages and --context cannot both be stdin\n");
+        return 2;
+    }
+    if (cli_parse_only) return 0;
 
+    /* the tokenizer first: with -m it must have the V4 special tokens (as chat requires), and nothing is printed
+     * before every input has been checked */
+    dsv4_tokenizer *t = NULL;
+    if (dir || tokfile) {
+        t = cli_open_tokenizer("render", dir, tokfile);
+        if (!t) return 1;
+        if (cli_require_v4_tokens("render", t, tokfile ? tokfile : dir) != 0) { dsv4_tokenizer_free(t); return 1; }
+    }
     size_t len = 0, clen = 0;
     char *req = cli_read_file("render", msgfile, &len);
-    if (!req) return 1;
+    if (!req) { dsv4_tokenizer_free(t); return 1; }
     char *ctx = NULL;
     if (ctxfile) {
-        if (!strcmp(ctxfile, "-") && !strcmp(msgfile, "-")) {
-            free(req);
-            fprintf(stderr, "dsv4 render: --messages and --context cannot both be stdin\n");
-            return 2;
-        }
         ctx = cli_read_file("render", ctxfile, &clen);
-        if (!ctx) { free(req); return 1; }
+        if (!ctx) { free(req); dsv4_tokenizer_free(t); return 1; }
         o.context_json = ctx; o.context_len = clen;
     }
     char err[1024];
@@ -85,34 +84,25 @@ int dsv4_cli_render(int argc, char **argv) {
         /* errors in the context JSON or its messages start with "context" (dsv4_chat_render) */
         const char *which = ctxfile && !strncmp(err, "context", 7) ? ctxfile : msgfile;
         fprintf(stderr, "dsv4 render: %s: %s\n", !strcmp(which, "-") ? "stdin" : which, err);
+        dsv4_tokenizer_free(t);
         return 1;
     }
-    fwrite(prompt, 1, plen, stdout);
-
-    int status = 0;
-    if (want_tokens) {
-        char path[4096];
-        if (!tokfile) { snprintf(path, sizeof path, "%s/tokenizer.json", dir); tokfile = path; }
-        dsv4_tokenizer *t = NULL;
-        if (dsv4_tokenizer_load(&t, tokfile, err, sizeof err) != 0) {
-            fprintf(stderr, "dsv4 render: cannot load tokenizer: %s\n", err);
-            free(prompt);
-            return 1;
-        }
-        int n = dsv4_tokenize(t, prompt, plen, NULL, 0, err, sizeof err);
-        int32_t *ids = n > 0 ? malloc(sizeof *ids * (size_t)n) : NULL;
-        if (n < 0 || (n > 0 && (!ids || dsv4_tokenize(t, prompt, plen, ids, n, err, sizeof err) != n))) {
-            fprintf(stderr, "dsv4 render: tokenize: %s\n", n < 0 ? err : "out of memory");
-            status = 1;
-        } else {
-            printf("\n--- %d tokens\n", n);
-            for (int i = 0; i < n; i++) printf(i ? " %d" : "%d", (int)ids[i]);
-            printf("\n");
-        }
-        free(ids);
+    int n = 0;
+    int32_t *ids = NULL;
+    if (want_tokens && !(ids = cli_tokenize_all(t, prompt, plen, &n, err, sizeof err))) {
+        fprintf(stderr, "dsv4 render: cannot tokenize the prompt: %s\n", err);
+        free(prompt);
         dsv4_tokenizer_free(t);
+        return 1;
     }
+    cli_out(prompt, plen);
+    if (want_tokens) {
+        printf("\n--- %d tokens\n", n);
+        for (int i = 0; i < n; i++) printf(i ? " %d" : "%d", (int)ids[i]);
+        printf("\n");
+    }
+    free(ids);
     free(prompt);
-    fflush(stdout);
-    return status;
+    dsv4_tokenizer_free(t);
+    return cli_stdout_close("render");
 }

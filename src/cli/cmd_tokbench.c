@@ -55,24 +55,17 @@ int dsv4_cli_tokbench(int argc, char **argv) {
     const char *tokpath = NULL, *corpus = NULL;
     double min_time = 2.0;
     int lines = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *o = argv[i];
-        if (cli_is_help(o)) { fputs(tb_usage, stdout); return 0; }
-        if (!strcmp(o, "--lines")) { lines = 1; continue; }
-        if (cli_common_option("bench-tokenizer", argc, argv, &i)) continue;
-        if (i + 1 >= argc) { fprintf(stderr, "dsv4 bench-tokenizer: option %s needs a value\n%s", o, tb_usage); return 2; }
-        if (!strcmp(o, "--tokenizer")) tokpath = argv[++i];
-        else if (!strcmp(o, "--corpus")) corpus = argv[++i];
-        else if (!strcmp(o, "--min-time")) {
-            char *end; errno = 0;
-            min_time = strtod(argv[++i], &end);
-            if (errno || *end || end == argv[i] || !(min_time >= 0 && min_time <= 3600)) {
-                fprintf(stderr, "dsv4 bench-tokenizer: --min-time '%s' is not a number in [0, 3600]\n", argv[i]);
-                return 2;
-            }
-        } else { fprintf(stderr, "dsv4 bench-tokenizer: unknown option '%s'\n%s", o, tb_usage); return 2; }
-    }
+    const cli_opt opts[] = {
+        CLI_O_TOKENIZER(&tokpath),
+        { .names = "--corpus", .kind = CLI_STR, .dst = &corpus },
+        { .names = "--min-time", .kind = CLI_NUM, .dst = &min_time, .lo = 0, .hi = 3600 },
+        { .names = "--lines", .kind = CLI_FLAG, .dst = &lines, .set = 1 },
+        CLI_O_END
+    };
+    int prc = cli_parse("bench-tokenizer", tb_usage, opts, argc, argv);
+    if (prc) return prc < 0 ? 0 : prc;
     if (!tokpath || !corpus) { fprintf(stderr, "dsv4 bench-tokenizer: --tokenizer and --corpus are required\n%s", tb_usage); return 2; }
+    if (cli_parse_only) return 0;
 
     char err[1024];
     dsv4_tokenizer *t;
@@ -108,5 +101,6 @@ int dsv4_cli_tokbench(int argc, char **argv) {
     }
     free(ids); free(times); free(text);
     dsv4_tokenizer_free(t);
+    if (cli_stdout_close("bench-tokenizer")) return 1;
     return n >= 0 ? 0 : 1;
 }

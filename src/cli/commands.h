@@ -1,9 +1,21 @@
 /* cli/commands.h — subcommands of the `dsv4` binary that live in their own src/cli/ file.
- * Each takes the argument vector starting at the subcommand name (argv[0] = the subcommand), prints its own
- * usage / errors (usage on stdout with -h / --help, exit 0), frees everything it allocated on every path, and returns
+ * Each takes the argument vector starting at the subcommand name (argv[0] = the subcommand), parses its options with
+ * cli_parse (cli/cli_util.h), prints its own usage / errors (usage on stdout with -h / --help, exit 0), frees everything it allocated on every path, and returns
  * the process exit status (0 ok, 1 failure, 2 usage error). Shared helpers: cli/cli_util.h. */
 #ifndef DSV4_CLI_COMMANDS_H
 #define DSV4_CLI_COMMANDS_H
+
+/* `dsv4 generate -m DIR (-p TEXT | -f FILE) [-n N] [--temp T] ...`: continue a prompt (cmd_generate.c). */
+int dsv4_cli_generate(int argc, char **argv);
+/* `dsv4 logits -m DIR --tokens IDS [--prefill N] --out FILE|-`: float32 logits rows (cmd_logits.c). */
+int dsv4_cli_logits(int argc, char **argv);
+/* `dsv4 info -m DIR`: weights-free configuration summary (cmd_info.c). */
+int dsv4_cli_info(int argc, char **argv);
+/* `dsv4 ppl -m DIR -f TEXT [--window W] [--max-tokens N]`: perplexity (cmd_ppl.c). */
+int dsv4_cli_ppl(int argc, char **argv);
+/* `dsv4 tokenize` / `dsv4 detokenize` (-m DIR | --tokenizer FILE): text <-> ids (cmd_tokenize.c). */
+int dsv4_cli_tokenize(int argc, char **argv);
+int dsv4_cli_detokenize(int argc, char **argv);
 
 /* `dsv4 bench -m DIR [--twin DIR] [-t LIST] [--ctx LIST] [--prefill LIST] [-n N] [--csv FILE] ...`: decode, head,
  * prefill and long-context decode speed per thread count vs the read bandwidth and kernel peak measured in the same

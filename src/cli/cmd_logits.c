@@ -1,0 +1,99 @@
+/* cli/cmd_logits.c — `dsv4 logits -m DIR --tokens ID,ID,... [--prefill N] --out FILE|-`: raw logits rows.
+ * The first --prefill tokens (default all) are evaluated in one call, then one token per call; each call writes
+ * the vocab_size little-endian float32 logits of its last position (the golden `.f32` layout). `--out -` writes
+ * to stdout. Every id is checked against the vocabulary before anything is written; a failed write removes the
+ * partial file (a file, not stdout) and exits 1. */
+#include "cli/cli_util.h"
+#include "cli/commands.h"
+#include "dsv4.h"
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ERRLEN 1024
+
+static const char *logits_usage =
+    "usage: dsv4 logits -m DIR --tokens ID,ID,... [--prefill N] --out FILE\n"
+    "  -m, --model DIR  model directory\n"
+    "  --tokens IDS     token ids separated by commas or spaces\n"
+    "  --prefill N      evaluate the first N tokens in one call, 1..16777216 (default: all), then one per call\n"
+    "  --out FILE       one row of vocab_size little-endian float32 logits per call (last position of the call);\n"
+    "                   - = stdout\n";
+
+int dsv4_cli_logits(int argc, char **argv) {
+    const char *dir = NULL, *tokens = NULL, *outp = NULL;
+    int prefill = -1;
+    const cli_opt opts[] = {
+        CLI_O_MODEL(&dir),
+        { .names = "--tokens", .kind = CLI_STR, .dst = &tokens },
+        { .names = "--prefill", .kind = CLI_INT, .dst = &prefill, .lo = 1, .hi = CLI_MAX_N },
+        { .names = "--out|-o", .kind = CLI_STR, .dst = &outp },
+        CLI_O_END
+    };
+    int prc = cli_parse("logits", logits_usage, opts, argc, argv);
+    if (prc) return prc < 0 ? 0 : prc;
+    if (!dir || !tokens || !outp) {
+        fprintf(stderr, "dsv4 logits: -m, --tokens and --out are required (dsv4 logits -h lists the options)\n");
+        return 2;
+    }
+    char err[ERRLEN];
+    int n = 0;
+    int32_t *ids = cli_parse_ids(tokens, strlen(tokens), &n, err, sizeof err);
+    if (!ids) { fprintf(stderr, "dsv4 logits: --tokens: %s\n", err); return 2; }
+    if (n == 0) { free(ids); fprintf(stderr, "dsv4 logits: --tokens is empty\n"); return 2; }
+    if (prefill < 0) prefill = n;
+    if (prefill > n) {
+        free(ids);
+        fprintf(stderr, "dsv4 logits: --prefill %d exceeds the %d tokens given\n", prefill, n);
+        return 2;
+    }
+    if (cli_parse_only) { free(ids); return 0; }
+    int to_stdout = !strcmp(outp, "-");
+    int rc = 1;
+    dsv4_session *s = NULL;
+    float *logits = NULL;
+    FILE *f = NULL;
+    double t0 = cli_now();
+    dsv4_model *m = cli_load_model("logits", dir);
+    if (!m) { free(ids); return 1; }
+    dsv4_model_info info;
+    dsv4_model_get_info(m, &info);
+    for (int i = 0; i < n; i++)
+        if (ids[i] >= info.vocab_size) {
+            cli_fail("logits", "--tokens: id %d at item %d is not below vocab_size %d", ids[i], i, info.vocab_size);
+            goto done;
+        }
+    if (dsv4_session_open(&s, m, n, err, sizeof err) != 0) { cli_fail("logits", "cannot open session: %s", err); goto done; }
+    logits = malloc(sizeof(float) * (size_t)info.vocab_size);
+    if (!logits) { cli_fail("logits", "out of memory"); goto done; }
+    if (cli_verbose) cli_load_summary("logits", dir, m, n, cli_now() - t0);
+    f = to_stdout ? stdout : fopen(outp, "wb");
+    if (!f) { cli_fail("logits", "cannot write %s: %s", outp, strerror(errno)); goto done; }
+    int rows = 0;
+    for (int pos = 0; pos < n; rows++) {
+        int len = pos == 0 ? prefill : 1;
+        if (dsv4_eval(s, ids + pos, len, logits, err, sizeof err) != 0) { cli_fail("logits", "eval: %s", err); goto done; }
+        if (fwrite(logits, sizeof(float), (size_t)info.vocab_size, f) != (size_t)info.vocab_size) {
+            cli_fail("logits", "write error on %s: %s", to_stdout ? "stdout" : outp, strerror(errno));
+            goto done;
+        }
+        pos += len;
+    }
+    if (to_stdout) {
+        f = NULL;
+        if (cli_stdout_close("logits")) goto done;
+    } else {
+        int cerr = fclose(f);
+        f = NULL;
+        if (cerr != 0) { cli_fail("logits", "write error on %s: %s", outp, strerror(errno)); remove(outp); goto done; }
+    }
+    fprintf(stderr, "wrote %d rows of %d logits to %s\n", rows, info.vocab_size, to_stdout ? "stdout" : outp);
+    rc = 0;
+done:
+    if (f && !to_stdout) { fclose(f); remove(outp); }
+    free(logits); free(ids);
+    dsv4_session_free(s);
+    dsv4_model_free(m);
+    return rc;
+}
