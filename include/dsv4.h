@@ -10,7 +10,7 @@
  *  - A model is read-only after load and may be shared by several sessions (one thread per session);
  *    nothing global is read or written after load (DSV4_DUMP is read by dsv4_model_load).
  *  - Sizes are in elements unless said otherwise; strings are NUL-terminated UTF-8; paths have no length limit.
- * Architecture: /work/shared/spec/v4-architecture.md (cited as "spec §N"); internals: docs/internals.md.
+ * Architecture: docs/architecture.md (cited as "docs/architecture.md §N"); internals: docs/internals.md.
  */
 #ifndef DSV4_H
 #define DSV4_H
@@ -25,14 +25,14 @@ extern "C" {
 typedef struct dsv4_model dsv4_model;
 
 /* Load the model directory `dir`: config.json plus model.safetensors, or *.safetensors shards with
- * model.safetensors.index.json (official HF layout of DeepSeek-V4-Flash/Pro, unconverted; spec §1-§2). Weights
+ * model.safetensors.index.json (official HF layout of DeepSeek-V4-Flash/Pro, unconverted; docs/architecture.md §1-§2). Weights
  * are memory-mapped read-only (zero copy; the files must stay unchanged while the model lives).
  * Checks, each an error naming the file and the key / tensor: config.json keys and their supported ranges
  * (src/io/config.h; duplicate keys refused); every tensor the config implies is present with the expected
  * dtype and shape; a checkpoint tensor the config does not imply is refused ("unexpected tensor
  * 'layers.3.attn_norm.weight' in <file> — config.json says num_hidden_layers 3"); routed experts all in one
  * format: config.json's expert_dtype ("fp4" packed FP4 / "fp8") when present, else the first routed expert's
- * (spec §1.1, §2.4); hash-routing tables hold valid expert ids. Also loads `tokenizer.json` from `dir` when it exists (see dsv4_model_tokenizer); a
+ * (docs/architecture.md §1.1, §2.4); hash-routing tables hold valid expert ids. Also loads `tokenizer.json` from `dir` when it exists (see dsv4_model_tokenizer); a
  * tokenizer with ids >= the config's vocab_size is refused, naming both files. With the environment variable
  * DSV4_DUMP=<dir> set at this call, the model's evaluations append per-layer activations there
  * (docs/internals.md "Debugging"). On success *out owns everything (free with dsv4_model_free); on failure
@@ -58,7 +58,7 @@ enum { DSV4_INFO_BF16, DSV4_INFO_F32, DSV4_INFO_F8_E4M3, DSV4_INFO_F8_E8M0, DSV4
        DSV4_INFO_OTHER, DSV4_INFO_NDTYPE };
 
 /* Compute the summary for the config.json in `dir` (or `dir` itself when it ends in ".json"), weights-free:
- * header fields from the config, counts and bytes from the tensor list the config implies (spec §2.1-§2.2).
+ * header fields from the config, counts and bytes from the tensor list the config implies (docs/architecture.md §2.1-§2.2).
  * Routed experts are counted in config.json's expert_dtype; when the key is absent (the initial revision, e.g.
  * the published V4-Flash config) they are assumed packed FP4 — a -Base checkpoint's FP8 experts show only in
  * dsv4_model_get_info after loading. Returns 0, or -1 with err (config errors as dsv4_model_load; *out zeroed). */
@@ -91,7 +91,7 @@ size_t dsv4_session_bytes(const dsv4_model *m, int max_ctx);
 int dsv4_model_max_positions(const dsv4_model *m);
 
 /* Evaluate `n` >= 1 tokens (ids tokens[0..n)) at positions pos..pos+n-1 (n > 1: prefill of a chunk;
- * n == 1: decode; spec §4-§5) and advance the position by n. Any split of a sequence into calls gives the
+ * n == 1: decode; docs/architecture.md §4-§5) and advance the position by n. Any split of a sequence into calls gives the
  * same logits up to rounding. If `logits` is non-NULL it receives the vocab_size F32 logits of the last of the
  * n positions. Errors (nothing evaluated, position unchanged): session NULL, n < 1 or tokens NULL, token id
  * out of range (names the index and id), context overflow (pos+n > max_ctx). Error after evaluation (the
@@ -109,7 +109,7 @@ int dsv4_eval(dsv4_session *s, const int32_t *tokens, int n, float *logits, char
  * max_ctx. After evaluation: "non-finite logits" as dsv4_eval (every session has advanced). No allocation. */
 int dsv4_eval_batch(dsv4_session *const *ss, int nb, const int32_t *tokens, float *logits, char *err, size_t errlen);
 
-/* Evaluate the MTP block (spec §4.9) on the trunk state of the last evaluated position t and the token
+/* Evaluate the MTP block (docs/architecture.md §4.9) on the trunk state of the last evaluated position t and the token
  * `next_token` at t+1; writes vocab_size F32 logits (non-NULL, vocab_size floats) predicting token t+2. Does
  * not advance the session (the speculative key is forgotten). Errors: session NULL; "model <dir> has no MTP
  * block" (num_nextn_predict_layers 0); no position evaluated yet; next_token out of range; logits NULL; an
@@ -119,7 +119,7 @@ int dsv4_eval_mtp(dsv4_session *s, int32_t next_token, float *logits, char *err,
 
 /* ------------------------------------------------------------------ checkpoints (prefix reuse; src/model/checkpoint.c)
  * A checkpoint holds the rolling part of a session's state at one position: per block the window ring and its
- * slot positions, the compressor / indexer-compressor partial states (spec §4.4, §5.1), the MTP history and the
+ * slot positions, the compressor / indexer-compressor partial states (docs/architecture.md §4.4, §5.1), the MTP history and the
  * position; about (n_blocks x sliding_window x head_dim x 2 + sliding_window x hc_mult x dim x 4) bytes, independent
  * of the position. Compressed entries and indexer keys are append-only and are not copied, so a restore is valid
  * only into the SAME session, and only while that session has not evaluated other tokens at positions below the

@@ -1,7 +1,7 @@
 /* dsv4_chat.h — DeepSeek-V4 prompt rendering (chat messages -> prompt text).
  *
  * Renders an OpenAI-style chat request into the exact prompt string DeepSeek's official Python encoder
- * (encoding/encoding_dsv4.py, `encode_messages`) produces; spec: shared/spec/v4-encoding.md §3, §4, §9.
+ * (encoding/encoding_dsv4.py, `encode_messages`) produces; docs/encoding.md §3, §4, §9.
  * The output is text; tokenize it with dsv4_tokenize (include/dsv4.h) WITHOUT adding a BOS — the text
  * already starts with "<｜begin▁of▁sentence｜>" unless opts->no_bos or a context is given.
  *
@@ -16,7 +16,7 @@
 extern "C" {
 #endif
 
-/* Reasoning effort (spec §3.3, §9.4). Only DSV4_EFFORT_MAX changes the prompt, and only in thinking
+/* Reasoning effort (docs/encoding.md §3.3, §9.4). Only DSV4_EFFORT_MAX changes the prompt, and only in thinking
  * mode: the "Reasoning Effort: Absolute maximum ..." block is written right after BOS. HIGH and NONE
  * render identically (V4 preview checkpoints; the 0731 checkpoint's low/high/max table is NOT
  * implemented). */

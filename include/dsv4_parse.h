@@ -1,6 +1,6 @@
 /* dsv4_parse.h — parsing DeepSeek-V4 model output back into an assistant message, incrementally.
  *
- * Spec: /work/shared/spec/v4-encoding.md §4.2 (DSML tool-call syntax), §4.5 (output parsing) and §9.10
+ * Spec: docs/encoding.md §4.2 (DSML tool-call syntax), §4.5 (output parsing) and §9.10
  * (behaviour of the official parser). The model's completion (the text generated after the prompt) is
  *
  *     thinking mode:  REASONING "</think>" CONTENT [TOOL_BLOCK] [EOS]

@@ -449,7 +449,7 @@ static const char *nano_expert_fp8(const char *name, const char *cfg, const char
     return d;
 }
 
-/* expert_dtype (spec §1.1, §2.4): with the key every routed expert must have its format; without it the first
+/* expert_dtype (docs/architecture.md §1.1, §2.4): with the key every routed expert must have its format; without it the first
  * routed expert decides and all others must match. nano: D = I = 128, experts FP4 I8 [128, 64]. */
 static void test_expert_dtype(void) {
     char err[1024] = "";

@@ -1,4 +1,4 @@
-/* tests/test_chat_encode.c — DeepSeek-V4 prompt encoder (include/dsv4_chat.h, spec v4-encoding §3, §4, §9).
+/* tests/test_chat_encode.c — DeepSeek-V4 prompt encoder (include/dsv4_chat.h, docs/encoding.md §3, §4, §9).
  *
  *  1. the four official goldens shipped with the weights (vendor/v4-encoding, read in place);
  *  2. tests/golden/chat/<name>.input.json + .output.txt, generated with the official encoder by

@@ -1,6 +1,6 @@
 /* tests/test_config.c — src/io/config.c and src/io/info.c: the real DeepSeek-V4-Flash config.json
  * (vendor/v4-flash-metadata/config.json) loads with the right values; the weights-free summary and
- * the expected tensor list match spec v4-architecture §2.1/§2.2; bad configs give errors naming the key.
+ * the expected tensor list match docs/architecture.md §2.1/§2.2; bad configs give errors naming the key.
  * Prints one line per failed check and ends with "N passed, N failed".
  */
 #include "dsv4.h"
@@ -90,7 +90,7 @@ static void test_flash_config(void) {
     for (int i = 0; i < 43; i++) csa += c.compress_ratios[i] == 4, hca += c.compress_ratios[i] == 128;
     CHECK(csa == 21 && hca == 20, "21 CSA / 20 HCA trunk layers, got %d / %d", csa, hca);
 
-    /* expected tensor list vs spec §2.2 (Flash column) */
+    /* expected tensor list vs docs/architecture.md §2.2 (Flash column) */
     dsv4_tensor_spec *t = NULL;
     int n = 0;
     rc = dsv4_tensor_list(&c, 0, &t, &n, err, sizeof err);
@@ -363,7 +363,7 @@ static void test_bad_configs(void) {
     expect_bad("duplicate nested key", (e = test_replace_first(base, "\"factor\": 16", "\"factor\": 16, \"factor\": 4")),
                "key 'rope_scaling.factor' appears more than once", NULL), free(e);
 
-    /* V4-Pro's values (spec §1.1) are inside every bound */
+    /* V4-Pro's values (docs/architecture.md §1.1) are inside every bound */
     {
         char *p1 = test_replace_first(base, "\"hidden_size\": 4096", "\"hidden_size\": 7168");
         char *p2 = test_replace_first(p1, "\"num_attention_heads\": 64", "\"num_attention_heads\": 128");

@@ -1,4 +1,4 @@
-/* tests/test_engram.c — DeepSeek-V4.1 Engram parts (src/model/engram.h; spec v41-engram-vision §2):
+/* tests/test_engram.c — DeepSeek-V4.1 Engram parts (src/model/engram.h; docs/v41.md §2):
  * hash layout (primes, offsets, sums of the released config), multipliers (the released values and NumPy's
  * default_rng for other seeds / vocabulary sizes, printed by /usr/bin/python3 with NumPy 1.24), the spec's hash
  * test vectors (DEAD latching included), the compressed token map of the V4 tokenizer, the gate / injection

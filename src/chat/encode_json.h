@@ -1,6 +1,6 @@
 /* chat/encode_json.h — a JSON reader and writers with CPython semantics, for the V4 prompt encoder.
  *
- * The official encoder (encoding_dsv4.py, spec v4-encoding §3, §4, §9) works on Python objects made by
+ * The official encoder (encoding_dsv4.py, docs/encoding.md §3, §4, §9) works on Python objects made by
  * json.loads and writes them back with json.dumps(ensure_ascii=False), str() and repr(). Byte-exact
  * output needs the same model of values, which cJSON does not give (it turns every number into a double
  * and cannot hold U+0000 in strings). This reader keeps:

@@ -1,5 +1,5 @@
 /* chat/parse.c — incremental parser of DeepSeek-V4 output: reasoning / content / DSML tool calls.
- * Contract and deviations from the official parser: include/dsv4_parse.h; spec v4-encoding.md §4.2, §4.5, §9.10.
+ * Contract and deviations from the official parser: include/dsv4_parse.h; docs/encoding.md §4.2, §4.5, §9.10.
  *
  * Structure: a byte stream is pumped through a small state machine.
  *   ST_REASON  (thinking mode start)  markers: EOS, "</think>", "\n\n<｜DSML｜tool_calls"

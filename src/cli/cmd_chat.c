@@ -5,7 +5,7 @@
  *
  * Each input line is a user message; a line that is not valid UTF-8 (or holds a NUL byte) is refused with a
  * message on stderr and not sent. The whole conversation (a JSON message list) is rendered with
- * dsv4_chat_render (include/dsv4_chat.h, spec v4-encoding §3), tokenized with the model's tokenizer
+ * dsv4_chat_render (include/dsv4_chat.h, docs/encoding.md §3), tokenized with the model's tokenizer
  * (no BOS added: the prompt text starts with it), and evaluated; when the new prompt's tokens extend the
  * tokens already evaluated in the session only the new tokens are evaluated, otherwise the session is
  * reset and the prompt prefilled (e.g. thinking mode drops earlier reasoning, so every turn re-prefills;

@@ -1,5 +1,5 @@
 /* cli/cmd_parse.c — `dsv4 parse [--thinking] [--strict]`: parse DeepSeek-V4 model output (stdin) into an
- * OpenAI-style assistant message (stdout, JSON). Parser: include/dsv4_parse.h (spec v4-encoding.md §4.5).
+ * OpenAI-style assistant message (stdout, JSON). Parser: include/dsv4_parse.h (docs/encoding.md §4.5).
  *
  * Output: {"role": "assistant", "content": STRING or null (null only when empty and tool calls exist),
  *          "reasoning_content": STRING (thinking mode only),

@@ -1,4 +1,4 @@
-/* cli/cmd_tokbench.c — `dsv4 bench-tokenizer`: encode throughput of the C tokenizer (spec v4-encoding §2).
+/* cli/cmd_tokbench.c — `dsv4 bench-tokenizer`: encode throughput of the C tokenizer (docs/encoding.md §2).
  *
  *   dsv4 bench-tokenizer --tokenizer FILE --corpus FILE [--min-time S] [--lines]
  *

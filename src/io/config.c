@@ -1,4 +1,4 @@
-/* io/config.c — HF config.json -> dsv4_config (see config.h; spec v4-architecture §1.1).
+/* io/config.c — HF config.json -> dsv4_config (see config.h; docs/architecture.md §1.1).
  * Every error names the file and the key at fault. */
 #include "io/config.h"
 #include "base/util.h"

@@ -1,11 +1,11 @@
 /* io/config.h — DeepSeek-V4 hyper-parameters, read from the HF `config.json`.
  *
- * Keys are the HF ones (spec v4-architecture §1.1). Required keys missing or of the wrong JSON type
+ * Keys are the HF ones (docs/architecture.md §1.1). Required keys missing or of the wrong JSON type
  * are errors naming the key and file. Optional keys and their defaults: num_hash_layers 0,
  * num_nextn_predict_layers 0, hc_mult 4, hc_sinkhorn_iters 20, hc_eps 1e-6, rms_norm_eps 1e-6,
  * swiglu_limit 0 (= no clamp), routed_scaling_factor 1, rope_scaling absent = no YaRN,
  * compress_rope_theta = rope_theta, bos_token_id 0, eos_token_id 1, index_* 0 when no layer is CSA,
- * expert_dtype "fp4" (string "fp4" or "fp8"; spec §1.1, §2.4). The key was added in the current revision of
+ * expert_dtype "fp4" (string "fp4" or "fp8"; docs/architecture.md §1.1, §2.4). The key was added in the current revision of
  * the release and is absent in the initial one (e.g. the published V4-Flash config.json) and in converted
  * -Base checkpoints (FP8 experts); expert_dtype_given tells whether it was present. Weights-free uses
  * (dsv4_config_info) take an absent key as "fp4"; the weight loader instead lets the first routed expert

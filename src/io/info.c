@@ -1,5 +1,5 @@
 /* io/info.c — expected checkpoint tensor list of a config (tensor_list.h) and the weights-free summary
- * dsv4_config_info (dsv4.h). Spec v4-architecture §2.1 (names), §2.2 (shapes), §2.3 (formats). */
+ * dsv4_config_info (dsv4.h). docs/architecture.md §2.1 (names), §2.2 (shapes), §2.3 (formats). */
 #include "dsv4.h"
 #include "io/tensor_list.h"
 #include "base/util.h"

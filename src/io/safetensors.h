@@ -7,7 +7,7 @@
  * every entry has a known dtype, a shape whose element count × dtype size (neither may overflow 64 bits) equals
  * data_offsets[1]-data_offsets[0], and offsets inside the file's data section; duplicate names across
  * shards and index entries that point to a missing shard/tensor are errors. Errors name the file and
- * tensor. Source: https://github.com/huggingface/safetensors (format), spec v4-architecture §2.
+ * tensor. Source: https://github.com/huggingface/safetensors (format), docs/architecture.md §2.
  */
 #ifndef DSV4_IO_SAFETENSORS_H
 #define DSV4_IO_SAFETENSORS_H

@@ -2,8 +2,8 @@
  *
  * Contract: every function here has a scalar C11 implementation; SIMD/threaded variants sit behind the
  * same signatures (chosen once, kernels/pool.h) and give bit-identical results (fixed reduction order). Activations are float arrays holding BF16-representable values wherever the
- * reference holds BF16 (spec v4-architecture §7.1). Nothing here allocates except the *_alloc helpers.
- * Sources: spec v4-architecture §2.3 (weight formats), §3.1–3.5 (primitives), §4.2 (Sinkhorn).
+ * reference holds BF16 (docs/architecture.md §7.1). Nothing here allocates except the *_alloc helpers.
+ * Sources: docs/architecture.md §2.3 (weight formats), §3.1–3.5 (primitives), §4.2 (Sinkhorn).
  */
 #ifndef DSV4_KERNELS_H
 #define DSV4_KERNELS_H
@@ -93,7 +93,7 @@ void dsv4_wview_row(const dsv4_wview *w, int r, float *out);
 /* ---------------------------------------------------------------- ops (§3.1, §3.2, §4.2) */
 /* out = x / sqrt(mean(x^2) + eps) * (w ? w : 1); F32 math; rounded to BF16 when round_bf16. */
 void dsv4_rmsnorm(float *out, const float *x, const float *w, int n, float eps, int round_bf16);
-/* Per-head weightless query RMS as the official code does it on a BF16 tensor (spec §4.3 step 3,
+/* Per-head weightless query RMS as the official code does it on a BF16 tensor (docs/architecture.md §4.3 step 3,
  * official model.py Attention.forward): every intermediate rounded to BF16:
  * ms = bf16(sum(bf16(x_i^2)) / n); r = bf16(1/sqrt(bf16(ms + eps))); x_i = bf16(x_i * r). In place. */
 void dsv4_head_rms_bf16(float *x, int n, float eps);

@@ -1,6 +1,6 @@
 /* kernels/linear.c — dsv4_linear (every weight format, threaded) in the pair-lane order
  * defined in kernels/simd.h; the portable scalar path; the choice of the SIMD path (CPUID, $DSV4_KERNEL,
- * self-check). Sources: spec v4-architecture §2.3 (formats), §3.3 (FP8 GEMM input).
+ * self-check). Sources: docs/architecture.md §2.3 (formats), §3.3 (FP8 GEMM input).
  *
  * Driver: the activations are FP8-simulated when asked (§3.3) and packed to BF16 once per call, then row
  * blocks are spread over the thread pool; each output element is computed by one thread in the fixed order,

@@ -1,4 +1,4 @@
-/* kernels/matmul.c — weight views, row decoding, and the F32-weight linear (spec v4-architecture §2.3
+/* kernels/matmul.c — weight views, row decoding, and the F32-weight linear (docs/architecture.md §2.3
  * decode rules). BF16/FP8/FP4 weights go through linear.c (pair-lane order, kernels/simd.h). Scalar C11
  * (+ GCC vector extensions when available, which compute exactly the same lane-wise operations). No
  * allocation: weight rows are decoded in tiles into a stack buffer.

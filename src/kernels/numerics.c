@@ -1,5 +1,5 @@
 /* kernels/numerics.c — number formats (FP8 E4M3fn, E8M0, FP4 E2M1) and the quantization simulations
- * of spec v4-architecture §2.3, §3.3, §3.4 and the Hadamard rotation of §3.5. Scalar C11, no allocation.
+ * of docs/architecture.md §2.3, §3.3, §3.4 and the Hadamard rotation of §3.5. Scalar C11, no allocation.
  */
 #include "kernels/kernels.h"
 #include "base/util.h"

@@ -1,5 +1,5 @@
 /* kernels/ops.c — RMSNorm (§3.1), RoPE tables and rotation (§3.2), softmax, Sinkhorn (§4.2 step 4)
- * of spec v4-architecture. Scalar C11, no allocation.
+ * of docs/architecture.md. Scalar C11, no allocation.
  */
 #include "kernels/kernels.h"
 #include "base/util.h"

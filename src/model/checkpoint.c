@@ -1,7 +1,7 @@
 /* model/checkpoint.c — session state checkpoints for prefix reuse (include/dsv4.h, dsv4_checkpoint_*).
  *
  * A checkpoint copies the part of a session's state that is overwritten as the sequence advances: per block
- * the window ring and its slot positions, the compressor and indexer-compressor partial states (spec §4.4,
+ * the window ring and its slot positions, the compressor and indexer-compressor partial states (docs/architecture.md §4.4,
  * §5.1), plus the MTP history (hist_x, hist_tok), last_x and the position. Compressed entries and indexer
  * keys are NOT copied: they are append-only (entry k is written once, when the block of positions
  * [kR, (k+1)R) is complete, and only entries below pos/R are ever read), so the entries a session holds for

@@ -1,4 +1,4 @@
-/* model/engram.c — Engram conditional memory of DeepSeek-V4.1 (see engram.h; spec v41-engram-vision §2). */
+/* model/engram.c — Engram conditional memory of DeepSeek-V4.1 (see engram.h; docs/v41.md §2). */
 #include "model/engram.h"
 #include "base/util.h"
 #include "kernels/kernels.h"

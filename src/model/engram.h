@@ -1,4 +1,4 @@
-/* model/engram.h — DeepSeek-V4.1 Engram conditional memory (spec v41-engram-vision §2), internal API.
+/* model/engram.h — DeepSeek-V4.1 Engram conditional memory (docs/v41.md §2), internal API.
  *
  * Four independent parts, each usable and tested alone (tests/test_engram.c):
  *  1. The compressed token map (§2.2, "released token-ID contract"): raw token id -> compressed id, built from

@@ -1,4 +1,4 @@
-/* model/forward.c — the DeepSeek-V4 forward pass (spec v4-architecture §4, precision map §7.1).
+/* model/forward.c — the DeepSeek-V4 forward pass (docs/architecture.md §4, precision map §7.1).
  *
  * A chunk of n <= DSV4_CHUNK tokens goes through every block with batched linears (each weight row read
  * once per chunk); the position-dependent part (window ring, compressor state, indexer top-k,
@@ -25,7 +25,7 @@
 static inline float bf(float x) { return dsv4_round_bf16(x); }
 
 /* Store n F32 values into a BF16 key cache (window ring, compressed entries, indexer keys). Every value
- * is BF16-representable by construction (spec §4.3–4.5), so the conversion is exact. Building with
+ * is BF16-representable by construction (docs/architecture.md §4.3–4.5), so the conversion is exact. Building with
  * -DDSV4_CHECK_BF16 (a development check, off in the normal builds) verifies it and aborts on a value
  * that would be rounded (NaN from corrupt weights is allowed: it stays NaN). */
 static inline void store_bf16(uint16_t *dst, const float *src, size_t n) {
@@ -662,7 +662,7 @@ static void mtp_input(dsv4_session *s, const dsv4_layer *L, float *X, const int3
             }
 }
 
-/* MTP (§4.9). Position and window convention (UNVERIFIED for V4; spec §4.9 follows llama.cpp/V3, and
+/* MTP (§4.9). Position and window convention (UNVERIFIED for V4; docs/architecture.md §4.9 follows llama.cpp/V3, and
  * tools/reference/model.py uses the same): the MTP block consumes the trunk state X_t and the embedding
  * of token t+1 at RoPE position t; its window holds the positions max(0, t-window+1)..t, where an earlier
  * position s < t was fed (X_s, token s+1) — the sequence's own tokens, as in training. Those keys are

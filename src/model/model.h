@@ -4,7 +4,7 @@
  * views per trunk layer plus one per MTP block (index n_layers + j). Large weights are dsv4_wview's
  * pointing into the mapping (zero copy); small vectors (norm weights, attn_sink, hc_* parameters, ape,
  * gate.bias) are owned F32 copies; tid2eid is an owned int32 copy validated at load.
- * A dsv4_session holds the per-layer decoding state of spec v4-architecture §5.1 (window ring,
+ * A dsv4_session holds the per-layer decoding state of docs/architecture.md §5.1 (window ring,
  * compressed entries, indexer keys, compressor partial state) and a scratch arena sized at open.
  * All activations are float arrays holding BF16-representable values where the reference holds BF16.
  */
@@ -23,7 +23,7 @@
 /* Indexer keys scored per GEMM call (sizes the score scratch: DSV4_IDX_CHUNK x index_n_heads floats). */
 #define DSV4_IDX_CHUNK 2048
 
-/* One token compressor (spec §4.4). R = ratio, dc = output width, overlap = 1 for R == 4 (c = 2). */
+/* One token compressor (docs/architecture.md §4.4). R = ratio, dc = output width, overlap = 1 for R == 4 (c = 2). */
 typedef struct {
     int R, dc, overlap;        /* c = overlap ? 2 : 1; projections have c*dc rows */
     dsv4_wview wkv, wgate;     /* [c*dc, D] BF16 (or F32), applied in F32 */
@@ -130,7 +130,7 @@ struct dsv4_session {
 };
 
 /* ---- session.c ---- */
-/* Bytes of the one arena dsv4_session_open allocates for config c and max_ctx (spec §5.1 state + scratch):
+/* Bytes of the one arena dsv4_session_open allocates for config c and max_ctx (docs/architecture.md §5.1 state + scratch):
  * per block the window ring (min(sliding_window, max_ctx) x head_dim BF16) and its slot positions, the
  * compressed entries ((max_ctx/R + 1) x head_dim BF16, R > 0), the indexer keys ((max_ctx/4 + 1) x
  * index_head_dim BF16, R == 4), the F32 compressor partial states, the MTP history and the chunk scratch;
@@ -159,7 +159,7 @@ void dsv4_entry_store(const dsv4_config *c, float *x, uint8_t *rec);
 void dsv4_ikey_store(const dsv4_config *c, float *x, uint8_t *rec);
 
 /* ---- weights.c ---- */
-/* Bind and validate every tensor the config implies (spec §2); fills m->layers etc. err names the
+/* Bind and validate every tensor the config implies (docs/architecture.md §2); fills m->layers etc. err names the
  * tensor and file. m->cfg and m->st must be set. */
 int dsv4_weights_bind(dsv4_model *m, char *err, size_t errlen);
 /* Release everything bind allocated. */

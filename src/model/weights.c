@@ -1,10 +1,10 @@
-/* model/weights.c — bind the checkpoint's tensors to typed weight views and validate them (spec §2).
+/* model/weights.c — bind the checkpoint's tensors to typed weight views and validate them (docs/architecture.md §2).
  *
  * Every tensor implied by the config is checked for name, dtype and shape (st_expect); large weights
  * become zero-copy dsv4_wview's into the mapping, small vectors are converted to owned F32 arrays.
  * Accepted dtypes: FP8 linears F8_E4M3 + F8_E8M0 scale [ceil(r/128), ceil(c/128)]; routed experts
  * I8 (packed FP4, scale [r, c/32]) or F8_E4M3 (Base checkpoints, 128x128 scale), one format for all of
- * them: config.json's expert_dtype when present, else the first routed expert's (expert_dtype, spec §1.1,
+ * them: config.json's expert_dtype when present, else the first routed expert's (expert_dtype, docs/architecture.md §1.1,
  * §2.4; an error names the tensor, its file and the key or the deciding tensor); wo_a FP8 (official)
  * or BF16 (converted); norm weights BF16 or F32; hc_*, attn_sink, ape, gate.bias F32.
  * Afterwards the checkpoint's whole tensor set is checked against dsv4_tensor_list (io/tensor_list.h, the
@@ -84,7 +84,7 @@ static const void *aligned_data(ctx *c, const st_tensor *t, size_t al) {
 enum { L_FP8, L_BF16, L_F32, L_EXPERT, L_WOA };
 
 
-/* Routed-expert weight format (spec §1.1, §2.4): with the config key expert_dtype, every routed expert
+/* Routed-expert weight format (docs/architecture.md §1.1, §2.4): with the config key expert_dtype, every routed expert
  * weight must have that format; without it the first routed expert weight decides (F8_E4M3 = FP8, anything
  * else = packed FP4 I8) and every other one must match it. Returns the dtype `wn` must have ([rows, cols]
  * logical), or -1 with err naming the tensor, its file and the key / the deciding tensor. */

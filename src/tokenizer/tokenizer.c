@@ -1,4 +1,4 @@
-/* tokenizer/tokenizer.c — HF tokenizer.json byte-level BPE (spec v4-encoding §2).
+/* tokenizer/tokenizer.c — HF tokenizer.json byte-level BPE (docs/encoding.md §2).
  *
  * Supported tokenizer.json subset (anything else is rejected at load with an error naming the field):
  *   normalizer      null, or {"type":"Sequence","normalizers":[]} (identity)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Generate src/chat/encode_printable.c: the code points >= 0x80 for which Python's str.isprintable()
 is False, as sorted inclusive ranges. Python's repr() escapes exactly these characters, so the C
-renderer needs them to reproduce repr(dict) of tool results (spec v4-encoding §9.9).
+renderer needs them to reproduce repr(dict) of tool results (docs/encoding.md §9.9).
 
 Usage: python3 tools/chat/gen_printable.py > src/chat/encode_printable.c
 The table depends on the Unicode version of the running Python (3.11 -> Unicode 14.0.0).

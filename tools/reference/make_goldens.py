@@ -120,7 +120,7 @@ def shaped_init(model, seed, shaping=None):
                 else:
                     # pre ~ 0.25 with spread, post spread per stream (so the 4 streams diverge), comb an
                     # asymmetric mix: identity plus a cyclic shift, so M != M^T and the hc_post orientation
-                    # (sum over the first index of M, spec §4.2 / §7.2.5) changes the result measurably.
+                    # (sum over the first index of M, docs/architecture.md §4.2 / §7.2 item 5) changes the result measurably.
                     b = torch.zeros(shp[0])
                     b[:hc] = -1.1 + rn(hc, std=0.5)
                     b[hc:2 * hc] = -1.0 + rn(hc, std=1.0)

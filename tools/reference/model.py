@@ -1,9 +1,9 @@
-"""PyTorch reference of DeepSeek-V4 (spec /work/shared/spec/v4-architecture.md §3-§4, numerics §7.1).
+"""PyTorch reference of DeepSeek-V4 (docs/architecture.md §3-§4, numerics §7.1).
 
 STABLE INTERFACE (used by tools/train/train_nano.py and tools/reference/make_goldens.py)
 --------------------------------------------------------------------------------------
     from model import Config, Transformer, Session
-    cfg = Config.from_json("config.json")      # HF keys (spec §1.1); or Config(**hf_keys)
+    cfg = Config.from_json("config.json")      # HF keys (docs/architecture.md §1.1); or Config(**hf_keys)
     cfg.to_hf_dict()                            # full HF config dict (what save_checkpoint writes)
     model = Transformer(cfg)                    # nn.Module; parameter names == checkpoint float tensor names
                                                 # ("embed.weight", "layers.0.attn.wq_a.weight", "layers.0.hc_attn_fn",
@@ -34,12 +34,12 @@ STABLE INTERFACE (used by tools/train/train_nano.py and tools/reference/make_gol
                                                 # score; indexer gap = (k-th - (k+1)-th) / max|score| over the
                                                 # eligible entries; s.clone() copies the state
 
-Numerics (spec §7.1): all activations between ops are BF16 values held in float tensors (rounded with
+Numerics (docs/architecture.md §7.1): all activations between ops are BF16 values held in float tensors (rounded with
 round_bf16 exactly where the reference casts to BF16); FP8 linears act-quantize their input (blocks 128)
 and use dequantized FP8 weights, output BF16; FP4 expert linears likewise; raw-window KV and main
 compressor outputs get the FP8 simulation (blocks 64) on the nope dims; indexer q and keys get Hadamard +
 FP4 simulation. Choices where the spec leaves room (see README.md "Numeric choices"):
-- per-head q RMS: F32 then BF16 (spec §4.3 recommendation; the official code does it in BF16 arithmetic);
+- per-head q RMS: F32 then BF16 (as independent implementations do, docs/architecture.md §4.3; the official code does it in BF16 arithmetic);
 - indexer head weights: w = bf16(bf16(x . W_wp) * index_head_dim^-0.5 * index_n_heads^-0.5) (as the official
   code: BF16 linear, then a BF16 multiply); the index scores sum_h w_h relu(q_h . k) are computed in F32
   (the official code uses BF16 here; the spec recommends F32);
@@ -83,7 +83,7 @@ _HF_DEFAULTS = dict(
 
 
 class Config:
-    """Hyper-parameters under their HF names (spec §1.1) plus short aliases used by the code."""
+    """Hyper-parameters under their HF names (docs/architecture.md §1.1) plus short aliases used by the code."""
 
     def __init__(self, **kw):
         d = json.loads(json.dumps(_HF_DEFAULTS))

@@ -1,4 +1,4 @@
-"""Number formats and quantization simulations of DeepSeek-V4 (spec v4-architecture §2.3, §3.3-§3.5).
+"""Number formats and quantization simulations of DeepSeek-V4 (docs/architecture.md §2.3, §3.3-§3.5).
 
 Written from the spec with exact float arithmetic (torch 1.13 has no float8/float4 dtypes). Every
 function works on float32 *and* float64 tensors and keeps the input dtype: a float64 run of the

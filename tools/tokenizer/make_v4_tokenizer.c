@@ -1,4 +1,4 @@
-/* tools/tokenizer/make_v4_tokenizer.c — build a DeepSeek-V4-compatible tokenizer.json (spec v4-encoding §1, §2).
+/* tools/tokenizer/make_v4_tokenizer.c — build a DeepSeek-V4-compatible tokenizer.json (docs/encoding.md §1, §2).
  *
  * Usage: make_v4_tokenizer V3_TOKENIZER_JSON V4_ADDED_TOKENS_TSV OUT_JSON
  *   (the Makefile target `make build/v4-tokenizer.json` runs it on vendor/deepseek-v3-tokenizer/tokenizer.json

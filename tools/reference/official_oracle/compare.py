@@ -3,7 +3,7 @@ PyTorch reference (tools/reference/model.py) on a tiny checkpoint.
 
     nice /usr/bin/python3 tools/reference/official_oracle/compare.py <case_dir> [options]
 
-  --revision current|initial   official code revision to emulate (default current, spec §6.1)
+  --revision current|initial   official code revision to emulate (default current, docs/architecture.md §6.1)
   --decode K                   after prefilling T-K tokens, decode the last K one at a time (default 8)
   --ref-dtype float64|float32  reference Session accumulation (default float64 = the goldens)
   --golden                     also check the official code against <case_dir>/golden.json rows for the

@@ -7,7 +7,7 @@ The official code is NOT in this repository.  It is read at run time from (first
   3. git show 0825add:inference/model.py in the git directory $DSV4_OFFICIAL_GIT, a clone of
      https://github.com/Mockingjay1316/deepseek-v4-flash-spark (a mirror of DeepSeek-V4-Flash; commit 0825add is
      the initial revision of the release)
-and patched in memory to the CURRENT revision (spec §6.1): the shared expert gets swiglu_limit.
+and patched in memory to the CURRENT revision (docs/architecture.md §6.1): the shared expert gets swiglu_limit.
 The other current-revision change (act_quant in-place rounds to E4M3) lives in stand_ins.act_quant.
 Kernels come from stand_ins.py (plain torch, written from the official kernel semantics).
 
@@ -137,7 +137,7 @@ def load_official_module(official_dir=None, revision="current", variants=()):
 
 # ------------------------------------------------------------------------------ config
 def args_from_hf_config(mod, cfg, max_seq_len, expert_dtype="fp4"):
-    """HF config.json dict -> official ModelArgs (key map of spec §1.2)."""
+    """HF config.json dict -> official ModelArgs (key map of docs/architecture.md §1.2)."""
     rs = cfg.get("rope_scaling") or {}
     nl = cfg["num_hidden_layers"]
     kw = dict(
