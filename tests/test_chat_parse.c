@@ -3,7 +3,7 @@
  * Every case is parsed whole, one byte at a time and with 40 random splits; the results must be identical,
  * the concatenated deltas must equal the result fields, and no delta boundary may fall inside a UTF-8
  * character or inside a marker ("</think>", the DSML token, BOS/EOS, ...). Then the expected fields are
- * checked. Spec: v4-encoding.md §4.2, §4.5, §9.10.
+ * checked. Spec: docs/encoding.md §4.2, §4.5, §9.10.
  */
 #include "dsv4_parse.h"
 #include "dsv4_chat.h"

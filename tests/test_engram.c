@@ -1,6 +1,6 @@
 /* tests/test_engram.c — DeepSeek-V4.1 Engram parts (src/model/engram.h; docs/v41.md §2):
  * hash layout (primes, offsets, sums of the released config), multipliers (the released values and NumPy's
- * default_rng for other seeds / vocabulary sizes, printed by /usr/bin/python3 with NumPy 1.24), the spec's hash
+ * default_rng for other seeds / vocabulary sizes, printed by /usr/bin/python3 with NumPy 1.24), the docs/v41.md §2.3 hash
  * test vectors (DEAD latching included), the compressed token map of the V4 tokenizer, the gate / injection
  * against an independent evaluation, and the disk row reader on a real-size sparse table
  * (384,006,168 rows x 264 bytes; a few thousand known rows written; lookups through the cache and without). */
@@ -40,7 +40,7 @@ static void test_layout(void) {
     for (int c = 0; c < 24; c++)
         bad += lo.prime[0][c] != p1[c] || lo.prime[1][c] != p14[c] || lo.offset[0][c] != o1[c] ||
                lo.offset[1][c] != o14[c];
-    CHECK(bad == 0, "primes / offsets differ from the spec in %d columns", bad);
+    CHECK(bad == 0, "primes / offsets differ from docs/v41.md §2.3 in %d columns", bad);
     CHECK(lo.rows[0] == 384006168 && lo.rows[1] == 384016682, "row sums %lld %lld", (long long)lo.rows[0],
           (long long)lo.rows[1]);
     CHECK(lo.n_cols == 24, "n_cols %d", lo.n_cols);

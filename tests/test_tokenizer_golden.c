@@ -184,7 +184,7 @@ static void v4_checks(const dsv4_tokenizer *t) {
     CHECK(dsv4_tokenizer_vocab_size(t) == 129280, "V4 vocab size %d, want 129280 (docs/encoding.md §2)", dsv4_tokenizer_vocab_size(t));
     int unassigned = 0; size_t l;
     for (int32_t id = 0; id < 129280; id++) if (!dsv4_token_bytes(t, id, &l)) unassigned++;
-    CHECK(unassigned == 0, "V4: %d ids in 0..129279 have no token (spec: all in use)", unassigned);
+    CHECK(unassigned == 0, "V4: %d ids in 0..129279 have no token (docs/encoding.md §2: all in use)", unassigned);
     /* special tokens resolved by text; the ids are the docs/encoding.md §1 table */
     static const struct { const char *text; int32_t id; } sp[] = {
         {"<｜begin▁of▁sentence｜>", 0}, {"<｜end▁of▁sentence｜>", 1}, {"<｜User｜>", 128803}, {"<｜Assistant｜>", 128804},

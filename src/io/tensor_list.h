@@ -1,6 +1,6 @@
 /* io/tensor_list.h — the checkpoint tensors a DeepSeek-V4 config implies (weights-free).
  *
- * dsv4_tensor_list() enumerates every tensor of the official HF checkpoint layout (spec v4-architecture
+ * dsv4_tensor_list() enumerates every tensor of the official HF checkpoint layout (docs/architecture.md
  * §2.1, shapes §2.2) for a parsed config: global tensors, per trunk layer (attention, mHC, compressor when
  * compress_ratios[N] > 0, lightning indexer when compress_ratios[N] == 4, router with tid2eid on hash
  * layers [0, n_hash_layers) and gate.bias elsewhere, routed and shared experts) and per MTP block `mtp.i.`

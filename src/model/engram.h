@@ -16,7 +16,7 @@
  *  4. The gate and injection into the hc streams (§2.5), given the projected key/value.
  * The wkv projection itself is an ordinary FP8 linear with 32x32 tiles (kernels).
  *
- * Sources of truth: the spec and DeepSeek's V4.1 inference/engram.py + model.py (Engram, NgramHashState) read
+ * Sources of truth: docs/v41.md §2 and DeepSeek's V4.1 inference/engram.py + model.py (Engram, NgramHashState) read
  * for facts (tools/reference/README.md "V4.1"). Nothing here allocates after open; the reader is thread-safe.
  */
 #ifndef DSV4_MODEL_ENGRAM_H

@@ -69,7 +69,7 @@ static float *vec(ctx *c, const char *name, int64_t n0, int64_t n1, int allow_bf
     return out;
 }
 
-/* Norm-like vector: BF16 (spec) or F32. */
+/* Norm-like vector: BF16 (docs/architecture.md §2.1) or F32. */
 static float *nvec(ctx *c, const char *name, int64_t n) { return vec(c, name, n, 0, 1); }
 
 /* Data pointer usable for element size `al`; copies when the mapping is misaligned. */

@@ -38,11 +38,11 @@ Numerics (docs/architecture.md §7.1): all activations between ops are BF16 valu
 round_bf16 exactly where the reference casts to BF16); FP8 linears act-quantize their input (blocks 128)
 and use dequantized FP8 weights, output BF16; FP4 expert linears likewise; raw-window KV and main
 compressor outputs get the FP8 simulation (blocks 64) on the nope dims; indexer q and keys get Hadamard +
-FP4 simulation. Choices where the spec leaves room (see README.md "Numeric choices"):
+FP4 simulation. Choices where docs/architecture.md leaves room (see README.md "Numeric choices"):
 - per-head q RMS: F32 then BF16 (as independent implementations do, docs/architecture.md §4.3; the official code does it in BF16 arithmetic);
 - indexer head weights: w = bf16(bf16(x . W_wp) * index_head_dim^-0.5 * index_n_heads^-0.5) (as the official
   code: BF16 linear, then a BF16 multiply); the index scores sum_h w_h relu(q_h . k) are computed in F32
-  (the official code uses BF16 here; the spec recommends F32);
+  (the official code uses BF16 here; independent implementations use F32);
 - RoPE frequencies are built as the official code does: f = 1 / fl32(theta ^ fl32(2i/r)), YaRN blend as
   f/s*(1-smooth) + f*smooth with smooth = 1 - ramp (all F32); angle = fl32(p * f); cos/sin accurate;
 - attention: z = fl(s * (q . k)); mu = max over selected keys (the sink excluded); Z = sum exp(z-mu) + exp(sink-mu)

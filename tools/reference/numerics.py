@@ -1,6 +1,6 @@
 """Number formats and quantization simulations of DeepSeek-V4 (docs/architecture.md §2.3, §3.3-§3.5).
 
-Written from the spec with exact float arithmetic (torch 1.13 has no float8/float4 dtypes). Every
+Written from docs/architecture.md §2.3, §3.3-§3.5 with exact float arithmetic (torch 1.13 has no float8/float4 dtypes). Every
 function works on float32 *and* float64 tensors and keeps the input dtype: a float64 run of the
 reference ("ideal accumulation") rounds at exactly the same points as a float32 run.
 
