@@ -35,4 +35,7 @@ int dsv4_cli_chat(int argc, char **argv);
  * print the exact DeepSeek-V4 prompt for a chat request (cmd_render.c). */
 int dsv4_cli_render(int argc, char **argv);
 
+/* `dsv4 serve -m DIR [--host H] [--port P] [-c N] [--parallel N] ...`: the HTTP API server (cmd_serve.c, src/server/). */
+int dsv4_cli_serve(int argc, char **argv);
+
 #endif

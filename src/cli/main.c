@@ -30,6 +30,7 @@ static const char *usage_text =
     "  parse    [--thinking] [--strict]      (model output on stdin -> message JSON)\n"
     "  chat     -m DIR [--think|--no-think] [--temp T] [--top-p P] [--top-k K] [-s SEED] [-n N] [-c C]\n"
     "           [--system TEXT] [--effort none|high|max] [--tools FILE.json] [--messages FILE.json] [-v]\n"
+    "  serve    -m DIR [--host H] [--port P] [-c N] [--parallel N] [--api-key KEY]   (HTTP API, docs/server.md)\n"
     "  help [COMMAND]                         (the options of one command; also dsv4 COMMAND -h)\n";
 
 /* The commands, in the order of the usage text. */
@@ -37,7 +38,7 @@ static const struct { const char *name; int (*run)(int, char **); } commands[] =
     { "generate", dsv4_cli_generate }, { "logits", dsv4_cli_logits }, { "info", dsv4_cli_info },
     { "ppl", dsv4_cli_ppl }, { "tokenize", dsv4_cli_tokenize }, { "detokenize", dsv4_cli_detokenize },
     { "bench", dsv4_cli_bench }, { "bench-tokenizer", dsv4_cli_tokbench }, { "render", dsv4_cli_render },
-    { "parse", dsv4_cli_parse }, { "chat", dsv4_cli_chat },
+    { "parse", dsv4_cli_parse }, { "chat", dsv4_cli_chat }, { "serve", dsv4_cli_serve },
 };
 
 int main(int argc, char **argv) {

@@ -1,0 +1,276 @@
+/* server/request.c — the common request form of every API: an OpenAI-style message list (validated and
+ * normalised here), tools, response_format and generation settings -> the V4 prompt (dsv4_chat_render,
+ * spec v4-encoding §3-§4) -> tokens -> a queued engine job.
+ *
+ * Mapping (spec v4-encoding §6, DeepSeek's public API): thinking is on unless `thinking: {type: "disabled"}`
+ * or reasoning_effort "none"; reasoning_effort minimal/low/medium/high/xhigh -> high, max/ultra -> max (only
+ * max changes the prompt). Role "developer" is rendered as "system" (OpenAI's meaning; DeepSeek's own developer
+ * role is internal). Content given as a list of parts must be text parts; they are joined. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "server/server.h"
+
+#define IRE "invalid_request_error"
+
+void srv_gen_free(srv_gen *g) {
+    for (int i = 0; i < g->n_stop; i++) free(g->stop[i]);
+    free(g->stop);
+    g->stop = NULL; g->n_stop = 0;
+}
+
+/* Content (string, null, or a list of text parts) -> a string item in place. */
+static int norm_content(cJSON *msg, int i, int allow_null, srv_error *e) {
+    cJSON *c = cJSON_GetObjectItemCaseSensitive(msg, "content");
+    char param[64];
+    snprintf(param, sizeof param, "messages[%d].content", i);
+    if (!c || cJSON_IsNull(c)) {
+        if (!allow_null) return srv_err(e, 400, IRE, "invalid_value", param, "%s is required", param);
+        return 0;
+    }
+    if (cJSON_IsString(c)) return 0;
+    if (!cJSON_IsArray(c)) return srv_err(e, 400, IRE, "invalid_type", param, "%s must be a string or a list of text parts", param);
+    size_t len = 0;
+    cJSON *p;
+    int k = 0;
+    cJSON_ArrayForEach(p, c) {
+        cJSON *t = cJSON_GetObjectItemCaseSensitive(p, "type"), *x = cJSON_GetObjectItemCaseSensitive(p, "text");
+        if (cJSON_IsString(p)) { len += strlen(p->valuestring); k++; continue; }
+        if (!cJSON_IsObject(p) || !cJSON_IsString(t))
+            return srv_err(e, 400, IRE, "invalid_type", param, "%s[%d] must be an object with a 'type'", param, k);
+        if (strcmp(t->valuestring, "text") && strcmp(t->valuestring, "input_text") && strcmp(t->valuestring, "output_text"))
+            return srv_err(e, 400, IRE, "invalid_value", param, "%s[%d]: content part type '%s' is not supported (text only)", param, k, t->valuestring);
+        if (!cJSON_IsString(x)) return srv_err(e, 400, IRE, "invalid_type", param, "%s[%d].text must be a string", param, k);
+        len += strlen(x->valuestring);
+        k++;
+    }
+    char *s = malloc(len + 1), *w = s;
+    if (!s) return srv_err(e, 500, "server_error", NULL, NULL, "out of memory");
+    cJSON_ArrayForEach(p, c) {
+        const char *t = cJSON_IsString(p) ? p->valuestring : cJSON_GetObjectItemCaseSensitive(p, "text")->valuestring;
+        size_t l = strlen(t);
+        memcpy(w, t, l); w += l;
+    }
+    *w = 0;
+    cJSON_ReplaceItemInObjectCaseSensitive(msg, "content", cJSON_CreateString(s));
+    free(s);
+    return 0;
+}
+
+int srv_check_messages(cJSON *messages, srv_error *e) {
+    if (!cJSON_IsArray(messages)) return srv_err(e, 400, IRE, "invalid_type", "messages", "'messages' must be an array");
+    int n = cJSON_GetArraySize(messages);
+    if (n == 0) return srv_err(e, 400, IRE, "invalid_value", "messages", "'messages' must not be empty");
+    /* ids of tool calls seen so far (for tool messages) */
+    cJSON *ids = cJSON_CreateObject();
+    int i = 0, rc = 0;
+    cJSON *m;
+    char param[96];
+    cJSON_ArrayForEach(m, messages) {
+        snprintf(param, sizeof param, "messages[%d]", i);
+        if (!cJSON_IsObject(m)) { rc = srv_err(e, 400, IRE, "invalid_type", param, "%s must be an object", param); break; }
+        cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
+        snprintf(param, sizeof param, "messages[%d].role", i);
+        if (!cJSON_IsString(role)) { rc = srv_err(e, 400, IRE, "invalid_type", param, "%s must be a string", param); break; }
+        const char *r = role->valuestring;
+        if (!strcmp(r, "developer")) { cJSON_SetValuestring(role, "system"); r = role->valuestring; }
+        if (!strcmp(r, "system") || !strcmp(r, "user")) {
+            if ((rc = norm_content(m, i, 0, e))) break;
+        } else if (!strcmp(r, "assistant")) {
+            if ((rc = norm_content(m, i, 1, e))) break;
+            cJSON *rcn = cJSON_GetObjectItemCaseSensitive(m, "reasoning_content");
+            snprintf(param, sizeof param, "messages[%d].reasoning_content", i);
+            if (rcn && !cJSON_IsNull(rcn) && !cJSON_IsString(rcn)) { rc = srv_err(e, 400, IRE, "invalid_type", param, "%s must be a string", param); break; }
+            cJSON *tcs = cJSON_GetObjectItemCaseSensitive(m, "tool_calls");
+            if (tcs && cJSON_IsNull(tcs)) { cJSON_DeleteItemFromObjectCaseSensitive(m, "tool_calls"); tcs = NULL; }
+            if (tcs) {
+                snprintf(param, sizeof param, "messages[%d].tool_calls", i);
+                if (!cJSON_IsArray(tcs)) { rc = srv_err(e, 400, IRE, "invalid_type", param, "%s must be an array", param); break; }
+                int k = 0;
+                cJSON *tc;
+                cJSON_ArrayForEach(tc, tcs) {
+                    snprintf(param, sizeof param, "messages[%d].tool_calls[%d]", i, k);
+                    cJSON *id = cJSON_GetObjectItemCaseSensitive(tc, "id"), *fn = cJSON_GetObjectItemCaseSensitive(tc, "function");
+                    cJSON *name = cJSON_GetObjectItemCaseSensitive(fn, "name"), *args = cJSON_GetObjectItemCaseSensitive(fn, "arguments");
+                    if (!cJSON_IsObject(tc) || !cJSON_IsString(id) || !cJSON_IsObject(fn) || !cJSON_IsString(name)) {
+                        rc = srv_err(e, 400, IRE, "invalid_type", param, "%s must be {\"id\": string, \"type\": \"function\", \"function\": {\"name\": string, \"arguments\": string}}", param);
+                        break;
+                    }
+                    if (!args || cJSON_IsNull(args)) cJSON_AddStringToObject(fn, "arguments", "{}");
+                    else if (cJSON_IsObject(args)) {
+                        char *s = cJSON_PrintUnformatted(args);
+                        cJSON_ReplaceItemInObjectCaseSensitive(fn, "arguments", cJSON_CreateString(s ? s : "{}"));
+                        free(s);
+                    } else if (!cJSON_IsString(args)) {
+                        rc = srv_err(e, 400, IRE, "invalid_type", param, "%s.function.arguments must be a JSON string", param);
+                        break;
+                    }
+                    if (!cJSON_GetObjectItemCaseSensitive(tc, "type")) cJSON_AddStringToObject(tc, "type", "function");
+                    cJSON_AddItemToObject(ids, id->valuestring, cJSON_CreateTrue());
+                    k++;
+                }
+                if (rc) break;
+            }
+        } else if (!strcmp(r, "tool")) {
+            if ((rc = norm_content(m, i, 1, e))) break;
+            cJSON *id = cJSON_GetObjectItemCaseSensitive(m, "tool_call_id");
+            snprintf(param, sizeof param, "messages[%d].tool_call_id", i);
+            if (!cJSON_IsString(id)) { rc = srv_err(e, 400, IRE, "invalid_type", param, "%s must be a string", param); break; }
+            if (!cJSON_GetObjectItemCaseSensitive(ids, id->valuestring)) {
+                rc = srv_err(e, 400, IRE, "invalid_value", param, "%s '%s' does not match a tool call of an earlier assistant message",
+                             param, id->valuestring);
+                break;
+            }
+        } else {
+            rc = srv_err(e, 400, IRE, "invalid_value", param, "%s '%s' is not one of system, developer, user, assistant, tool", param, r);
+            break;
+        }
+        i++;
+    }
+    cJSON_Delete(ids);
+    return rc;
+}
+
+static int check_tools(const cJSON *tools, srv_error *e) {
+    if (!tools || cJSON_IsNull(tools)) return 0;
+    if (!cJSON_IsArray(tools)) return srv_err(e, 400, IRE, "invalid_type", "tools", "'tools' must be an array");
+    int k = 0;
+    const cJSON *t;
+    cJSON_ArrayForEach(t, tools) {
+        char param[48];
+        snprintf(param, sizeof param, "tools[%d]", k);
+        const cJSON *ty = cJSON_GetObjectItemCaseSensitive(t, "type"), *fn = cJSON_GetObjectItemCaseSensitive(t, "function");
+        if (!cJSON_IsObject(t) || !cJSON_IsString(ty) || strcmp(ty->valuestring, "function") || !cJSON_IsObject(fn) ||
+            !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(fn, "name")))
+            return srv_err(e, 400, IRE, "invalid_type", param, "%s must be {\"type\": \"function\", \"function\": {\"name\": string, ...}}", param);
+        k++;
+    }
+    return 0;
+}
+
+int srv_render_tokens(srv_engine *eng, const cJSON *messages, const cJSON *tools, const cJSON *response_format,
+                      const srv_gen *g, int32_t **out, int *n_out, srv_error *e) {
+    *out = NULL; *n_out = 0;
+    if (check_tools(tools, e)) return -1;
+    cJSON *req = cJSON_CreateObject();
+    cJSON_AddItemReferenceToObject(req, "messages", (cJSON *)messages);
+    if (tools && cJSON_GetArraySize(tools) > 0) cJSON_AddItemReferenceToObject(req, "tools", (cJSON *)tools);
+    if (response_format && !cJSON_IsNull(response_format)) cJSON_AddItemReferenceToObject(req, "response_format", (cJSON *)response_format);
+    char *json = cJSON_PrintUnformatted(req);
+    cJSON_Delete(req);
+    if (!json) return srv_err(e, 500, "server_error", NULL, NULL, "out of memory");
+    dsv4_render_opts ro = { .thinking = g->thinking, .effort = g->effort };
+    char *prompt = NULL, err[512];
+    size_t plen = 0;
+    int rc = dsv4_chat_render(json, strlen(json), &ro, &prompt, &plen, err, sizeof err);
+    free(json);
+    if (rc) return srv_err(e, 400, IRE, "invalid_value", "messages", "cannot render the conversation: %s", err);
+    const dsv4_tokenizer *tok = srv_engine_tokenizer(eng);
+    int cap = (int)(plen / 2 + 16);
+    int32_t *ids = NULL;
+    for (;;) {
+        int32_t *ni = realloc(ids, sizeof(int32_t) * (size_t)cap);
+        if (!ni) { free(ids); free(prompt); return srv_err(e, 500, "server_error", NULL, NULL, "out of memory"); }
+        ids = ni;
+        int n = dsv4_tokenize(tok, prompt, plen, ids, cap, err, sizeof err);
+        if (n < 0) { free(ids); free(prompt); return srv_err(e, 400, IRE, "invalid_value", "messages", "cannot tokenize the prompt: %s", err); }
+        if (n <= cap) { *n_out = n; break; }
+        cap = n;
+    }
+    free(prompt);
+    *out = ids;
+    return 0;
+}
+
+int srv_parse_stop(const cJSON *v, const char *param, srv_gen *g, srv_error *e) {
+    if (!v || cJSON_IsNull(v)) return 0;
+    int n = cJSON_IsString(v) ? 1 : cJSON_IsArray(v) ? cJSON_GetArraySize(v) : -1;
+    if (n < 0 || n > 16) return srv_err(e, 400, IRE, "invalid_type", param, "'%s' must be a string or an array of at most 16 strings", param);
+    g->stop = calloc((size_t)(n ? n : 1), sizeof *g->stop);
+    if (!g->stop) return srv_err(e, 500, "server_error", NULL, NULL, "out of memory");
+    for (int i = 0; i < n; i++) {
+        const cJSON *s = cJSON_IsString(v) ? v : cJSON_GetArrayItem(v, i);
+        if (!cJSON_IsString(s)) return srv_err(e, 400, IRE, "invalid_type", param, "'%s[%d]' must be a string", param, i);
+        if (!s->valuestring[0]) continue;   /* an empty stop string would stop at once: ignored */
+        if (!(g->stop[g->n_stop] = strdup(s->valuestring))) return srv_err(e, 500, "server_error", NULL, NULL, "out of memory");
+        g->n_stop++;
+    }
+    return 0;
+}
+
+int srv_parse_effort(const cJSON *v, const char *param, srv_gen *g, srv_error *e) {
+    if (!v || cJSON_IsNull(v)) return 0;
+    if (!cJSON_IsString(v)) return srv_err(e, 400, IRE, "invalid_type", param, "'%s' must be a string", param);
+    const char *s = v->valuestring;
+    if (!strcmp(s, "none")) { g->thinking = 0; return 0; }
+    static const char *high[] = {"minimal", "low", "medium", "high", "xhigh"};
+    for (size_t i = 0; i < sizeof high / sizeof *high; i++) if (!strcmp(s, high[i])) { g->effort = DSV4_EFFORT_HIGH; return 0; }
+    if (!strcmp(s, "max") || !strcmp(s, "ultra")) { g->effort = DSV4_EFFORT_MAX; return 0; }
+    return srv_err(e, 400, IRE, "invalid_value", param, "'%s' is '%s'; use none, minimal, low, medium, high, xhigh or max", param, s);
+}
+
+int srv_parse_sampling(const cJSON *req, srv_gen *g, srv_error *e) {
+    double x;
+    long l;
+    g->sp.temperature = 1.0f; g->sp.top_p = 1.0f; g->sp.top_k = 0;
+    {   /* a fresh seed per request unless given */
+        char id[48];
+        srv_make_id("", id);
+        g->sp.seed = strtoull(id, NULL, 16);
+    }
+    x = 1.0; if (srv_get_num(req, "temperature", 0, 2, &x, e)) return -1; g->sp.temperature = (float)x;
+    x = 1.0; if (srv_get_num(req, "top_p", 0, 1, &x, e)) return -1;
+    if (x == 0) g->sp.temperature = 0; else g->sp.top_p = (float)x;
+    l = 0; if (srv_get_int(req, "top_k", 0, 1L << 30, &l, e)) return -1; g->sp.top_k = (int)l;
+    const cJSON *sd = cJSON_GetObjectItemCaseSensitive(req, "seed");
+    if (sd && !cJSON_IsNull(sd)) {
+        if (srv_get_int(req, "seed", -(1L << 53), 1L << 53, &l, e)) return -1;
+        g->sp.seed = (uint64_t)l;
+    }
+    x = 0;
+    if (srv_get_num(req, "presence_penalty", -2, 2, &x, e) || srv_get_num(req, "frequency_penalty", -2, 2, &x, e)) return -1;
+    l = 1; if (srv_get_int(req, "n", 1, 1L << 20, &l, e)) return -1;
+    if (l != 1) return srv_err(e, 400, IRE, "unsupported_value", "n", "'n' is %ld; only n = 1 is supported", l);
+    return 0;
+}
+
+srv_job *srv_submit(srv_engine *eng, int32_t *toks, int n, srv_gen *g, srv_error *e) {
+    int ctx = srv_engine_ctx(eng);
+    if (n + 1 > ctx) {
+        free(toks);
+        srv_err(e, 400, IRE, "context_length_exceeded", "messages",
+                "the prompt is %d tokens; this server's context holds %d (--ctx), leaving no room for a reply", n, ctx);
+        return NULL;
+    }
+    srv_job *j = srv_job_new(toks, n);
+    if (!j) { srv_err(e, 500, "server_error", NULL, NULL, "out of memory"); return NULL; }
+    j->mode = g->thinking;
+    j->sp = g->sp;
+    j->max_tokens = g->max_tokens;
+    j->stop = g->stop; j->n_stop = g->n_stop;
+    g->stop = NULL; g->n_stop = 0;
+    j->logprobs = g->logprobs;
+    j->top_logprobs = g->top_logprobs;
+    j->id_seed = (uint64_t)(srv_now() * 1e6);
+    if (srv_engine_submit(eng, j)) {
+        srv_job_release(j);
+        srv_err(e, 503, "server_error", "server_busy", NULL, "all slots are busy and the queue is full; retry later");
+        return NULL;
+    }
+    return j;
+}
+
+void srv_job_wait(srv_job *j, int (*gone)(void *), void *gone_arg) {
+    pthread_mutex_lock(&j->mu);
+    while (!j->done) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 200 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
+        pthread_cond_timedwait(&j->cv, &j->mu, &ts);
+        if (!j->done && !j->cancelled && gone && gone(gone_arg)) j->cancelled = 1;
+    }
+    pthread_mutex_unlock(&j->mu);
+}

@@ -1,0 +1,234 @@
+/* server/server.h — internals of `dsv4 serve` shared by the src/server files (not a public API).
+ *
+ * Layers (one concern per file):
+ *   http.c           libmicrohttpd daemon: connections, body limit, API key, routing, SSE transport, errors
+ *   request.c        the common request form (OpenAI-style messages + options) -> rendered prompt tokens, checks
+ *   api_openai.c     POST /v1/chat/completions, POST /v1/completions, GET /v1/models
+ *   api_anthropic.c  POST /v1/messages
+ *   api_responses.c  POST /v1/responses
+ *   engine.c         slots, bounded queue, scheduler thread: prefill/decode, sampling, parsing, stop strings
+ *   prefix_cache.c   per-slot token history and state checkpoints; choosing the slot and the reusable prefix
+ *   metrics.c        counters and the Prometheus text of GET /metrics
+ *   util.c           JSON/UTF-8/id helpers and the API-shaped error bodies
+ *
+ * Threads: libmicrohttpd runs one thread per connection (handlers may block); one scheduler thread owns the
+ * sessions and runs every evaluation. A job is shared by both sides (reference count 2) and protected by its
+ * own mutex; the connection side waits on the job's condition variable for events.
+ */
+#ifndef DSV4_SERVER_SERVER_H
+#define DSV4_SERVER_SERVER_H
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cjson/cJSON.h>
+#include "dsv4.h"
+#include "dsv4_chat.h"
+#include "dsv4_parse.h"
+
+/* ------------------------------------------------------------------ configuration (cmd_serve.c fills it) */
+typedef struct {
+    const char *model_dir, *host, *api_key, *model_name, *cache_dir;
+    int port, ctx, parallel, queue, timeout_s, threads;
+    size_t body_limit;          /* bytes; larger request bodies get 413 */
+    int checkpoint_stride;      /* tokens between prefill checkpoints (prefix reuse granularity) */
+    int max_checkpoints;        /* per slot */
+    int verbose;
+} srv_config;
+
+/* ------------------------------------------------------------------ jobs (engine.c) */
+typedef enum { SRV_EV_REASONING = 1, SRV_EV_CONTENT = 2, SRV_EV_TOOL_CALL = 3 } srv_ev_kind;
+typedef struct {
+    srv_ev_kind kind;
+    char *text; size_t len;          /* reasoning/content delta (valid UTF-8) */
+    char *id, *name, *args;          /* tool call (args: JSON object text) */
+    int index;                       /* tool-call index */
+} srv_event;
+
+#define SRV_MAX_TOP_LOGPROBS 20
+typedef struct {
+    int32_t token;
+    float logprob;
+    int ntop;
+    int32_t top[SRV_MAX_TOP_LOGPROBS];
+    float top_lp[SRV_MAX_TOP_LOGPROBS];
+} srv_logprob;
+
+typedef enum { SRV_FIN_NONE = 0, SRV_FIN_STOP, SRV_FIN_LENGTH, SRV_FIN_TOOL_CALLS, SRV_FIN_CANCELLED, SRV_FIN_ERROR } srv_finish;
+
+typedef struct srv_job {
+    /* request: set before srv_engine_submit, read-only afterwards */
+    int32_t *prompt; int n_prompt;   /* owned */
+    int mode;                        /* 1 thinking, 0 chat (parser modes), -1 raw text (/v1/completions) */
+    dsv4_sampler_params sp;
+    int max_tokens;
+    char **stop; int n_stop;         /* owned stop strings (matched in content / raw text) */
+    int logprobs, top_logprobs;
+    uint64_t id_seed;
+    /* shared state, under mu */
+    pthread_mutex_t mu; pthread_cond_t cv;
+    srv_event *ev; int nev, cap_ev;
+    srv_logprob *lp; int nlp, cap_lp;
+    int started;                     /* prefill finished, first token about to be sampled */
+    int done;
+    srv_finish finish;
+    const char *stop_hit;            /* the stop string matched (points into stop[]) */
+    int n_cached, n_gen, n_reasoning_tok;
+    double t_submit, t_first_token, t_done;
+    char err[256];
+    int cancelled;                   /* set by the connection side (client gone) */
+    int refs;
+} srv_job;
+
+typedef struct srv_engine srv_engine;
+
+/* New job (refs 1, the caller's); takes ownership of prompt. NULL when out of memory (prompt freed). */
+srv_job *srv_job_new(int32_t *prompt, int n_prompt);
+/* Drop one reference; the last frees everything. */
+void srv_job_release(srv_job *j);
+/* Mark cancelled (client gone) and wake the engine; the engine finishes it at its next step. */
+void srv_job_cancel(srv_job *j);
+
+/* Start the engine: loads nothing (the model is given), opens cfg->parallel sessions of cfg->ctx tokens and the
+ * scheduler thread. Returns NULL with err on failure. */
+srv_engine *srv_engine_start(dsv4_model *m, const srv_config *cfg, char *err, size_t errlen);
+/* Stop the scheduler: running and queued jobs end with an error, later submits fail (503). The engine stays
+ * valid for the connection threads until srv_engine_free. */
+void srv_engine_stop(srv_engine *e);
+void srv_engine_free(srv_engine *e);
+/* Queue a job (the engine takes its own reference). Returns 0, or -1 when the queue is full (503). */
+int srv_engine_submit(srv_engine *e, srv_job *j);
+const dsv4_tokenizer *srv_engine_tokenizer(const srv_engine *e);
+int srv_engine_ctx(const srv_engine *e);
+int srv_engine_vocab(const srv_engine *e);
+int srv_engine_has_chat_tokens(const srv_engine *e);
+void srv_engine_load(srv_engine *e, int *queued, int *busy, int *slots);
+
+/* ------------------------------------------------------------------ prefix cache (prefix_cache.c) */
+#define SRV_MAX_CP 64
+typedef struct {
+    int32_t *toks; int ntok, cap;    /* tokens whose state the session holds, in order */
+    dsv4_checkpoint *cp[SRV_MAX_CP]; int ncp;   /* ascending positions, all <= ntok */
+    dsv4_checkpoint *spare;          /* a freed checkpoint kept for reuse */
+} srv_prefix;
+/* Tokens of P (n) this slot can reuse: the longest common prefix with its history, capped at n - 1 (one token
+ * must be evaluated for the logits); when that is not the whole history, the highest checkpoint at or below
+ * it. *restore receives the checkpoint index to restore or -1 (live extension, or 0 tokens). */
+int srv_prefix_match(const srv_prefix *p, const int32_t *P, int n, int *restore);
+/* Bring session s to the matched prefix: restore checkpoint `restore` (dropping higher ones) or, when reuse
+ * is 0, reset the session and drop everything. Returns 0 or -1 with err. */
+int srv_prefix_apply(srv_prefix *p, dsv4_session *s, int reuse, int restore, char *err, size_t errlen);
+/* Record tokens evaluated into s (appended to the history). Returns 0 or -1 (out of memory). */
+int srv_prefix_push(srv_prefix *p, const int32_t *t, int n);
+/* Save a checkpoint of s at its current position (bounded: thins out old ones). Returns 0 or -1 with err. */
+int srv_prefix_checkpoint(srv_prefix *p, const dsv4_session *s, int max_cp, char *err, size_t errlen);
+void srv_prefix_free(srv_prefix *p);
+size_t srv_prefix_bytes(const srv_prefix *p);
+
+/* ------------------------------------------------------------------ metrics (metrics.c) */
+void srv_metrics_request(const char *endpoint, int status);
+void srv_metrics_tokens(int prompt, int cached, int generated, double prefill_s, double decode_s);
+void srv_metrics_rejected(void);
+/* Prometheus text exposition; malloc'd. */
+char *srv_metrics_text(srv_engine *e);
+
+/* ------------------------------------------------------------------ common request form (request.c) */
+typedef struct {
+    int thinking;                    /* 1 thinking, 0 chat */
+    dsv4_effort effort;
+    int max_tokens;                  /* 0 = up to the context */
+    dsv4_sampler_params sp;
+    char **stop; int n_stop;         /* owned until moved into the job */
+    int logprobs, top_logprobs;
+} srv_gen;
+
+/* Error of a request: HTTP status, OpenAI error type / code, param and message. */
+typedef struct {
+    int status;
+    const char *type, *code;
+    char param[128];
+    char msg[512];
+} srv_error;
+int srv_err(srv_error *e, int status, const char *type, const char *code, const char *param, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 6, 7)))
+#endif
+    ;
+
+/* Render messages/tools/response_format (cJSON, OpenAI chat form, validated here) into prompt tokens.
+ * Returns 0, or -1 with e filled (400: bad message, 400 context_length_exceeded, 500 out of memory). */
+int srv_render_tokens(srv_engine *eng, const cJSON *messages, const cJSON *tools, const cJSON *response_format,
+                      const srv_gen *g, int32_t **out, int *n_out, srv_error *e);
+/* Validate an OpenAI-form message list in place (content parts joined to strings, tool ids matched). */
+int srv_check_messages(cJSON *messages, srv_error *e);
+/* Parse the common sampling fields of a request object (names as in OpenAI). Returns 0 or -1 with e. */
+int srv_parse_sampling(const cJSON *req, srv_gen *g, srv_error *e);
+/* Parse "stop" (string or array of strings, at most 16) into g. */
+int srv_parse_stop(const cJSON *v, const char *param, srv_gen *g, srv_error *e);
+/* reasoning_effort / reasoning.effort values -> (thinking, effort); returns -1 with e on an unknown value. */
+int srv_parse_effort(const cJSON *v, const char *param, srv_gen *g, srv_error *e);
+/* Build, submit and hand back a job for prompt tokens; checks the context. Returns NULL with e (503 queue full). */
+srv_job *srv_submit(srv_engine *eng, int32_t *toks, int n, srv_gen *g, srv_error *e);
+void srv_gen_free(srv_gen *g);
+/* Wait (blocking) until the job is done or `gone` reports the client vanished (then cancels). */
+void srv_job_wait(srv_job *j, int (*gone)(void *), void *gone_arg);
+
+/* ------------------------------------------------------------------ http responses (http.c) */
+typedef struct srv_stream srv_stream;
+/* A streaming response: `pump` is called with the job locked after new events; it appends SSE text with
+ * srv_stream_put and returns 1 when the stream is complete. */
+typedef int (*srv_pump_fn)(srv_stream *st, srv_job *j, void *api_state);
+void srv_stream_put(srv_stream *st, const char *s, size_t n);
+void srv_stream_event(srv_stream *st, const char *event, cJSON *data);   /* "event: E\ndata: JSON\n\n" (E may be NULL) */
+
+typedef struct {
+    int status;
+    char *body;                      /* malloc'd JSON (non-streaming) */
+    const char *content_type;
+    int retry_after;                 /* seconds, 0 = none */
+    /* streaming */
+    srv_job *job;
+    srv_pump_fn pump;
+    void *api_state;
+    void (*api_free)(void *);
+} srv_reply;
+
+typedef struct {
+    srv_engine *eng;
+    const srv_config *cfg;
+    const char *method, *url;
+    const char *body; size_t body_len;
+    int (*gone)(void *); void *gone_arg;   /* client disconnected? (for blocking waits) */
+} srv_request;
+
+typedef enum { SRV_API_OPENAI, SRV_API_ANTHROPIC } srv_api_kind;
+/* Fill r with the API-shaped error body for e. */
+void srv_reply_error(srv_reply *r, srv_api_kind k, const srv_error *e);
+void srv_reply_json(srv_reply *r, int status, cJSON *body);   /* takes body */
+
+int srv_api_chat(const srv_request *q, srv_reply *r);
+int srv_api_completions(const srv_request *q, srv_reply *r);
+int srv_api_models(const srv_request *q, srv_reply *r);
+int srv_api_messages(const srv_request *q, srv_reply *r);
+int srv_api_responses(const srv_request *q, srv_reply *r);
+
+/* Run the server on model m (owned: freed before returning) until SIGINT/SIGTERM. Returns the exit status. */
+int srv_run(const srv_config *cfg, dsv4_model *m);
+
+/* ------------------------------------------------------------------ util.c */
+long srv_utf8_invalid_at(const char *s, size_t n);
+/* Copy of s[0..n) with invalid UTF-8 replaced by U+FFFD (malloc'd, NUL-terminated). */
+char *srv_utf8_clean(const char *s, size_t n);
+/* Random id with prefix ("chatcmpl-", "msg_", "resp_") into buf (>= 48 bytes). */
+const char *srv_make_id(const char *prefix, char *buf);
+double srv_now(void);
+/* Parse the whole body as JSON object; -1 with e (invalid UTF-8, not JSON, not an object). */
+int srv_parse_body(const char *body, size_t n, cJSON **out, srv_error *e);
+/* Typed getters: a missing key leaves *out unchanged and returns 0; a present key of the wrong type -> -1 + e. */
+int srv_get_bool(const cJSON *o, const char *key, int *out, srv_error *e);
+int srv_get_int(const cJSON *o, const char *key, long lo, long hi, long *out, srv_error *e);
+int srv_get_num(const cJSON *o, const char *key, double lo, double hi, double *out, srv_error *e);
+/* Add a string of n bytes (may hold NUL) to a cJSON object / create a string item. */
+cJSON *srv_json_strn(const char *s, size_t n);
+const char *srv_finish_openai(srv_finish f);
+
+#endif
