@@ -22,6 +22,8 @@ endif
 
 # test_threads counts the allocations of libdsv4's code (decoding must make none).
 $(BUILD)/tests/test_threads: LDFLAGS += -Wl,--wrap=malloc -Wl,--wrap=calloc -Wl,--wrap=realloc
+# test_budget too (decoding under a memory budget must make none either).
+$(BUILD)/tests/test_budget: LDFLAGS += -Wl,--wrap=malloc -Wl,--wrap=calloc -Wl,--wrap=realloc
 
 LIB_SRC  := $(filter-out src/cli/%,$(wildcard src/*/*.c src/*.c))
 CLI_SRC  := $(wildcard src/cli/*.c)

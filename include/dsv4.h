@@ -41,6 +41,61 @@ int dsv4_model_load(dsv4_model **out, const char *dir, char *err, size_t errlen)
 /* Unmap and free the model and its tokenizer. Every session of the model must be freed first. NULL is a no-op. */
 void dsv4_model_free(dsv4_model *m);
 
+/* Memory budget (issue 9, docs/memory-budget.md): load options of dsv4_model_load_opts. A zeroed struct gives
+ * the defaults (no budget: the zero-copy mmap path of dsv4_model_load). */
+enum { DSV4_EVICT_LRU = 0, DSV4_EVICT_LFU = 1 };   /* expert cache eviction: least recently / least frequently
+                                                      used (per-expert use counts halved every 16 x slots uses) */
+enum { DSV4_PREFETCH_DEFAULT = 0,   /* = DSV4_PREFETCH_KNOWN */
+       DSV4_PREFETCH_OFF = 1,       /* experts are read only when a layer needs them (measurement) */
+       DSV4_PREFETCH_KNOWN = 2,     /* read ahead what is known: the routed layer's experts once its router ran,
+                                       the next hash-routed layer's from the token ids */
+       DSV4_PREFETCH_GUESS = 3 };   /* also the next score-routed layer's experts of the previous token */
+typedef struct {
+    uint64_t mem_bytes;  /* bytes the weights may occupy in RAM; 0 = no budget. With a budget smaller than the
+                          * checkpoint, routed experts are not read through the mapping: one expert (w1, w2, w3
+                          * and their scales, of one layer) at a time is read with pread into an expert cache of
+                          * mem_bytes - (resident weights) bytes owned by the model, and dropped from the page cache.
+                          * The other weights stay mapped (resident). A budget >= the whole checkpoint keeps the mmap
+                          * path. Logits never depend on the budget (bit-identical). */
+    int policy;          /* DSV4_EVICT_* (default LRU) */
+    int prefetch;        /* DSV4_PREFETCH_* */
+    int io_threads;      /* read-ahead threads, 0 = 2; 1..64 */
+} dsv4_load_options;
+
+/* dsv4_model_load with options (o NULL = dsv4_model_load). Extra errors: a budget below the minimum, "memory
+ * budget 1.00 GiB (1073741824 bytes) is below the minimum 2.31 GiB (2480000000 bytes) for DIR: resident weights
+ * ... + 6 experts of ... (one token's routed experts of one layer)"; policy / prefetch / io_threads out of range;
+ * the read threads cannot be started. The checkpoint's expert pages are never touched at load. */
+int dsv4_model_load_opts(dsv4_model **out, const char *dir, const dsv4_load_options *o, char *err, size_t errlen);
+
+/* Expert cache figures (all zero but `resident_bytes` / `fits` when no budget was given). Counts since load or
+ * the last dsv4_model_expert_stats_reset; safe to call while sessions evaluate (a consistent snapshot). */
+typedef struct {
+    int active;               /* 1: experts are read into the cache; 0: mmap path (no budget, or the model fits) */
+    int fits;                 /* 1 when a budget was given but the whole checkpoint fits in it (mmap path kept) */
+    int slots;                /* experts the cache holds */
+    uint64_t budget_bytes;    /* the mem_bytes asked for */
+    uint64_t resident_bytes;  /* checkpoint bytes other than routed experts (kept mapped) */
+    uint64_t min_bytes;       /* the smallest budget accepted: resident + n_activated_experts entries */
+    uint64_t entry_bytes;     /* bytes of one cache entry (one expert of one layer: w1, w2, w3 + scales) */
+    uint64_t cache_bytes;     /* slots x entry_bytes (reserved address space; RAM is used as slots fill) */
+    uint64_t lookups;         /* expert uses by the forward pass (one per needed expert per layer per chunk) */
+    uint64_t hits;            /* ... found resident */
+    uint64_t late;            /* ... found being read ahead (waited for the read to finish) */
+    uint64_t misses;          /* ... read by the evaluating thread itself */
+    uint64_t prefetched;      /* entries read ahead */
+    uint64_t prefetch_unused; /* entries read ahead and evicted (or proven unneeded) before any use */
+    uint64_t reads;           /* entries read from disk (misses + prefetched) */
+    uint64_t bytes_read;      /* bytes read from disk */
+    uint64_t read_errors;     /* failed reads */
+    double read_seconds;      /* time spent in reads, summed over threads */
+    double wait_seconds;      /* time evaluating threads spent waiting for expert reads */
+} dsv4_expert_stats;
+/* Fill *out (m NULL: zeros). */
+void dsv4_model_expert_stats(const dsv4_model *m, dsv4_expert_stats *out);
+/* Zero the counters (not the configuration fields). NULL is a no-op. */
+void dsv4_model_expert_stats_reset(dsv4_model *m);
+
 /* Summary of a configuration; filled from config.json alone (no weights needed). */
 typedef struct {
     int vocab_size, dim, n_layers, n_mtp_layers, n_heads, head_dim;
@@ -96,7 +151,9 @@ int dsv4_model_max_positions(const dsv4_model *m);
  * n positions. Errors (nothing evaluated, position unchanged): session NULL, n < 1 or tokens NULL, token id
  * out of range (names the index and id), context overflow (pos+n > max_ctx). Error after evaluation (the
  * position has advanced; *logits holds the values): "non-finite logits at position P (corrupt checkpoint?)"
- * when any returned logit is NaN or Inf (e.g. an E8M0 scale byte 0xFF or a NaN weight). */
+ * when any returned logit is NaN or Inf (e.g. an E8M0 scale byte 0xFF or a NaN weight). Under a memory budget,
+ * a failed expert read (disk error, shard truncated) fails the call with the read's message and resets the
+ * session to position 0 (its state would be partial); the model and other sessions stay usable. */
 int dsv4_eval(dsv4_session *s, const int32_t *tokens, int n, float *logits, char *err, size_t errlen);
 
 /* One decode step for several sessions at once (a server's busy slots): session ss[i] evaluates token

@@ -107,7 +107,7 @@ if [ -f "$NANO/model.safetensors" ]; then
     A='"single_word":false,"lstrip":false,"rstrip":false,"normalized":false,"special":true}'
     sed "s/\"added_tokens\":\[/\"added_tokens\":[{\"id\":1019,\"content\":\"<｜User｜>\",$A,{\"id\":1020,\"content\":\"<｜Assistant｜>\",$A,{\"id\":1021,\"content\":\"<think>\",$A,{\"id\":1022,\"content\":\"<\/think>\",$A,{\"id\":1023,\"content\":\"｜DSML｜\",$A,/" \
         "$NANO/tokenizer.json" > "$tmp/v4m/tokenizer.json"
-    check "chat: an input line that is not UTF-8 is refused plainly" 0 "your input line is not valid UTF-8 \\(bad byte 0xff at byte 2 of the line\\); it was not sent" -- sh -c "printf 'a\\377b\\n/history\\n/quit\\n' | '$BIN' chat -m '$tmp/v4m'"
+    check "chat: an input line that is not UTF-8 is refused plainly" 0 "your input line is not valid UTF-8 \\(bad byte 0xff at byte offset 1 of the line\\); it was not sent" -- sh -c "printf 'a\\377b\\n/history\\n/quit\\n' | '$BIN' chat -m '$tmp/v4m'"
     check "chat: an input line with a NUL byte is refused" 0 "your input line contains a NUL byte; it was not sent" -- sh -c "printf 'a\\000b\\n/quit\\n' | '$BIN' chat -m '$tmp/v4m'"
 else
     echo "FAIL cli: models/nano/model.safetensors is missing"; fail=$((fail + 1))
@@ -141,6 +141,9 @@ check "--kernel with an unknown path is a usage error" 2 "unknown kernel path 'n
 check "-t above 1024 is a usage error" 2 "option -t: '1025' is not an integer in \\[0, 1024\\]" -- "$BIN" generate -m models/nano -p x -n 1 -t 1025
 check "-t -1 is a usage error" 2 "option -t: '-1' is not an integer in \\[0, 1024\\]" -- "$BIN" generate -m models/nano -p x -n 1 -t -1
 check "-t 3 --kernel scalar generates the same text as the default" 0 "^same$" -- sh -c "a=\$('$BIN' generate -m models/nano -p ROMEO: -n 24 --temperature 0 -t 3 --kernel scalar) && b=\$('$BIN' generate -m models/nano -p ROMEO: -n 24 --temperature 0) && [ \"\$a\" = \"\$b\" ] && echo same"
+
+# the command-line front end (issue 8)
+. tests/cli.sh
 
 echo
 echo "$pass passed, $fail failed"

@@ -175,5 +175,11 @@ int main(void) {
     /* the value is always the next argument, even when it looks like an option */
     char *a3[] = { (char *)"generate", (char *)"-m", (char *)"M", (char *)"-p", (char *)"-n", NULL };
     EXPECT(dsv4_cli_generate(5, a3) == 0 && strstr(cli_trace, "-p=-n "), "generate -p -n: the prompt is '-n' (trace '%s')", cli_trace);
+    /* messages name no internal function */
+    cli_fail("generate", "cannot open session: %s", "dsv4_session_open: out of memory (9.0 MiB of state for max_ctx 9)");
+    EXPECT(!strcmp(cli_msg, "dsv4 generate: cannot open session: out of memory (9.0 MiB of state for max_ctx 9)"),
+           "cli_fail keeps a library function name: '%s'", cli_msg);
+    cli_fail("x", "tensor dsv4_thing is bad: dsv4_a: b");
+    EXPECT(!strcmp(cli_msg, "dsv4 x: tensor dsv4_thing is bad: b"), "cli_fail: '%s'", cli_msg);
     return test_done();
 }

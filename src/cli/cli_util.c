@@ -165,12 +165,22 @@ char cli_msg[1024];
 char cli_trace[8192];
 
 int cli_fail(const char *cmd, const char *fmt, ...) {
+    char buf[4096];
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "dsv4 %s: ", cmd);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
+    /* the library's messages may start with the function that failed ("dsv4_session_open: out of memory ..."):
+     * users get the reason, not our function names */
+    for (char *p = strstr(buf, "dsv4_"); p; p = strstr(p, "dsv4_")) {
+        char *q = p + 5;
+        while ((*q >= 'a' && *q <= 'z') || (*q >= '0' && *q <= '9') || *q == '_') q++;
+        if (q[0] == ':' && q[1] == ' ') memmove(p, q + 2, strlen(q + 2) + 1);
+        else p = q;
+    }
+    fprintf(stderr, "dsv4 %s: %s\n", cmd, buf);
+    int k = snprintf(cli_msg, sizeof cli_msg, "dsv4 %s: ", cmd);
+    if (k > 0 && (size_t)k < sizeof cli_msg) snprintf(cli_msg + k, sizeof cli_msg - (size_t)k, "%.1000s", buf);
     return 1;
 }
 
@@ -331,8 +341,8 @@ int cli_parse(const char *cmd, const char *usage, const cli_opt *opts, int argc,
     if (cli_parse_only) cli_trace[0] = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (cli_is_help(a)) { fputs(usage, stdout); fputs(cli_common_usage, stdout); return -1; }
-        if (!strcmp(a, "--version")) { printf("%s\n", cli_version); return -1; }
+        if (cli_is_help(a)) { fputs(usage, stdout); fputs(cli_common_usage, stdout); return cli_stdout_close(cmd) ? 1 : -1; }
+        if (!strcmp(a, "--version")) { printf("%s\n", cli_version); return cli_stdout_close(cmd) ? 1 : -1; }
         if (a[0] != '-' || !a[1]) return perr(cmd, "unexpected argument '%s' (options start with -; dsv4 %s -h lists them)", a, cmd);
         /* --name=value */
         const char *eq = a[1] == '-' ? strchr(a, '=') : NULL;
@@ -529,15 +539,27 @@ void cli_load_summary(const char *cmd, const char *dir, const dsv4_model *m, int
                 cli_bytes((double)xs.budget_bytes, b1));
 }
 
+static int out_errno;   /* errno of the first failed write or flush of stdout */
+
 int cli_out(const void *p, size_t n) {
     if (n == 0) return 0;
-    return fwrite(p, 1, n, stdout) == n ? 0 : -1;
+    errno = 0;
+    if (fwrite(p, 1, n, stdout) == n) return 0;
+    if (!out_errno) out_errno = errno;
+    return -1;
+}
+
+int cli_flush(void) {
+    errno = 0;
+    if (fflush(stdout) == 0) return 0;
+    if (!out_errno) out_errno = errno;
+    return -1;
 }
 
 int cli_stdout_close(const char *cmd) {
     errno = 0;
     int bad = fflush(stdout) != 0;
-    int e = errno;
+    int e = out_errno ? out_errno : errno;
     if (!bad && !ferror(stdout)) return 0;
     cli_fail(cmd, "write error on stdout: %s", e ? strerror(e) : "I/O error");
     return 1;

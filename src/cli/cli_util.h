@@ -113,7 +113,8 @@ extern const char *cli_version;
  * seed is printed to stderr ("dsv4 CMD: seed N") so that a run can be repeated. */
 uint64_t cli_seed(const char *cmd, uint64_t s, int seen);
 
-/* "dsv4 CMD: message" on stderr; returns 1 (the failure exit status). */
+/* "dsv4 CMD: message" on stderr (also kept in cli_msg); returns 1 (the failure exit status). A library function
+ * name heading a message ("dsv4_session_open: out of memory") is left out: users get the reason. */
 int cli_fail(const char *cmd, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))
@@ -162,6 +163,8 @@ void cli_load_summary(const char *cmd, const char *dir, const dsv4_model *m, int
 
 /* Write n bytes to stdout; 0, or -1 after a write error (the message is printed once by cli_stdout_close). */
 int cli_out(const void *p, size_t n);
+/* Flush stdout (after each streamed piece); 0, or -1 after a write error. */
+int cli_flush(void);
 /* Flush stdout; returns 0, or prints "dsv4 CMD: write error on stdout: REASON" and returns 1 (the caller's exit
  * status must then be 1). Checks every earlier write too (ferror), so a command calls it once before it returns. */
 int cli_stdout_close(const char *cmd);

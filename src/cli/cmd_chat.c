@@ -363,8 +363,8 @@ int dsv4_cli_chat(int argc, char **argv) {
         }
         long bad = cli_utf8_invalid_at(line, (size_t)n);
         if (bad >= 0) {
-            fprintf(stderr, "dsv4 chat: your input line is not valid UTF-8 (bad byte 0x%02x at byte %ld of the line); "
-                    "it was not sent\n", (unsigned char)line[bad], bad + 1);
+            fprintf(stderr, "dsv4 chat: your input line is not valid UTF-8 (bad byte 0x%02x at byte offset %ld of the line); "
+                    "it was not sent\n", (unsigned char)line[bad], bad);
             continue;
         }
         if (line[0] == '/') {

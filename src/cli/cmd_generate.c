@@ -102,7 +102,7 @@ int dsv4_cli_generate(int argc, char **argv) {
     cli_load_summary("generate", dir, m, ctx, t_load);
 
     cli_sigint_begin();
-    int werr = cli_out(prompt, plen) || fflush(stdout) != 0;
+    int werr = cli_out(prompt, plen) || cli_flush();
     double t1 = cli_now();
     if (!werr && dsv4_eval(s, ids, n, logits, err, sizeof err) != 0) { cli_fail("generate", "prefill: %s", err); goto done; }
     double t_prefill = cli_now() - t1;
@@ -115,7 +115,7 @@ int dsv4_cli_generate(int argc, char **argv) {
         int32_t next = dsv4_sample(smp, logits);
         if (next == info.eos_token_id) break;
         int k = dsv4_detok_next(tok, &st, next, out, sizeof out);
-        if (k > 0) werr = cli_out(out, (size_t)k) || fflush(stdout) != 0;
+        if (k > 0) werr = cli_out(out, (size_t)k) || cli_flush();
         produced++;
         if (i + 1 < n_gen && !werr && dsv4_eval(s, &next, 1, logits, err, sizeof err) != 0) {
             cli_out("\n", 1);

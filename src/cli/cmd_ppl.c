@@ -96,7 +96,7 @@ int dsv4_cli_ppl(int argc, char **argv) {
         if (wcount > 0 && !cli_interrupted)
             printf("window %d/%d: %ld predictions, ppl %.4f; running: %ld predictions, ppl %.4f\n", win + 1, nwin, wcount,
                    exp(wnll / (double)wcount), count, exp(nll / (double)count));
-        if (fflush(stdout) != 0) break;
+        if (cli_flush()) break;
     }
     double dt = cli_now() - t1;
     if (count > 0)

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "model/model.h"
+#include "model/expert_cache.h"
 #include "kernels/pool.h"
 #include "base/util.h"
 
@@ -509,6 +510,7 @@ static void moe(dsv4_session *s, int li, const float *x, const int32_t *tokens, 
         for (int k = 0; k < K; k++) sum += l[id[k]];
         for (int k = 0; k < K; k++) rw[t * K + k] = l[id[k]] / sum * c->route_scale;
     }
+    if (m->xc && !s->xc_failed) dsv4_xc_route(m->xc, li, rid, n * K, tokens, n);   /* read-ahead */
     memset(acc, 0, (size_t)n * D * sizeof(float));
     for (int e = 0; e < E; e++) {
         int cnt = 0;
@@ -520,7 +522,17 @@ static void moe(dsv4_session *s, int li, const float *x, const int32_t *tokens, 
                     cnt++;
                 }
         if (!cnt) continue;
-        expert(s, &L->w1[e], &L->w2[e], &L->w3[e], s->w.xe, s->w.ew, cnt, s->w.ye);
+        if (m->xc) {   /* memory budget: the same bytes, from the expert cache (model/expert_cache.h) */
+            dsv4_xc_ref xr;
+            if (s->xc_failed || dsv4_xc_acquire(m->xc, li, e, &xr, s->xc_err, sizeof s->xc_err)) {
+                s->xc_failed = 1;   /* the caller reports it; the rest of the pass is discarded */
+                continue;
+            }
+            expert(s, &xr.w1, &xr.w2, &xr.w3, s->w.xe, s->w.ew, cnt, s->w.ye);
+            dsv4_xc_release(m->xc, &xr);
+        } else {
+            expert(s, &L->w1[e], &L->w2[e], &L->w3[e], s->w.xe, s->w.ew, cnt, s->w.ye);
+        }
         for (int i = 0; i < cnt; i++) {
             float *a = acc + (size_t)s->w.etok[i] * D;
             const float *ye = s->w.ye + (size_t)i * D;
@@ -737,5 +749,6 @@ int dsv4_block_eval(dsv4_session *s, int layer, float *X, const int32_t *tokens,
         block(s, layer, s->w.X, tokens + c0, nc, pos, NULL);
         memcpy(X + (size_t)c0 * row, s->w.X, (size_t)nc * row * sizeof(float));
     }
+    if (s->xc_failed) { s->xc_failed = 0; return dsv4_fail(err, errlen, "dsv4_block_eval: %s", s->xc_err); }
     return 0;
 }

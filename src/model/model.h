@@ -17,6 +17,8 @@
 #include "kernels/kernels.h"
 #include "io/safetensors.h"
 
+struct dsv4_xcache;   /* model/expert_cache.h */
+
 /* Maximum number of tokens processed at once inside dsv4_eval (a longer call is split internally;
  * results do not depend on the split). Sizes the scratch arena. */
 #define DSV4_CHUNK 128
@@ -76,6 +78,8 @@ struct dsv4_model {
     float *rope_win, *rope_comp;            /* rope tables: theta plain / compress theta + YaRN */
     double file_bytes;                      /* sum of tensor bytes in the checkpoint */
     void **owned; int n_owned, cap_owned;   /* every owned allocation, freed by dsv4_model_free */
+    struct dsv4_xcache *xc;                 /* routed-expert cache under a memory budget; NULL: mmap path */
+    dsv4_expert_stats xst;                  /* the budget's figures at load (dsv4_model_expert_stats) */
 };
 
 /* Per-compressor incremental state (§4.4), F32: rows = c*R, width = c*dc. */
@@ -109,6 +113,8 @@ struct dsv4_session {
     dsv4_block_state *bs;  /* [n_blocks] */
     float *last_x;         /* [hc*D] trunk state of the last evaluated position (before hc_head) */
     int have_last;
+    int xc_failed;         /* an expert read failed during this evaluation (memory budget); xc_err says why */
+    char xc_err[256];
     float *hist_x;         /* [wring][hc*D] trunk final states of the last `wring` positions (MTP window) */
     int32_t *hist_tok;     /* [wring] token ids of the last `wring` positions */
     /* scratch arena (one allocation, carved at open) */

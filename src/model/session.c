@@ -14,12 +14,14 @@
 #include <string.h>
 #include <unistd.h>
 #include "model/model.h"
+#include "model/expert_cache.h"
 #include "base/util.h"
 
 /* ------------------------------------------------------------------ model */
 
 void dsv4_model_free(dsv4_model *m) {
     if (!m) return;
+    dsv4_xc_free(m->xc);
     dsv4_weights_free(m);
     if (m->tok) dsv4_tokenizer_free(m->tok);
     st_close(m->st);
@@ -47,6 +49,10 @@ static char *dupstr(const char *s) {
 }
 
 int dsv4_model_load(dsv4_model **out, const char *dir, char *err, size_t errlen) {
+    return dsv4_model_load_opts(out, dir, NULL, err, errlen);
+}
+
+int dsv4_model_load_opts(dsv4_model **out, const char *dir, const dsv4_load_options *o, char *err, size_t errlen) {
     if (!out) return dsv4_fail(err, errlen, "dsv4_model_load: out is NULL");
     *out = NULL;
     if (!dir) return dsv4_fail(err, errlen, "dsv4_model_load: dir is NULL");
@@ -60,6 +66,7 @@ int dsv4_model_load(dsv4_model **out, const char *dir, char *err, size_t errlen)
     if (dsv4_config_load(&m->cfg, p, err, errlen)) goto fail;
     if (st_open_dir(&m->st, dir, err, errlen)) goto fail;
     if (dsv4_weights_bind(m, err, errlen)) goto fail;
+    if (o && o->mem_bytes && dsv4_xc_create(&m->xc, m, o, &m->xst, err, errlen)) goto fail;   /* memory budget */
     free(p);
     if (!(p = join(dir, "tokenizer.json"))) { dsv4_fail(err, errlen, "%s: out of memory", dir); goto fail; }
     if (access(p, F_OK) == 0) {
@@ -81,6 +88,17 @@ fail:
 }
 
 const dsv4_tokenizer *dsv4_model_tokenizer(const dsv4_model *m) { return m ? m->tok : NULL; }
+
+void dsv4_model_expert_stats(const dsv4_model *m, dsv4_expert_stats *out) {
+    if (!out) return;
+    if (!m) memset(out, 0, sizeof *out);
+    else if (m->xc) dsv4_xc_stats(m->xc, out);
+    else *out = m->xst;
+}
+
+void dsv4_model_expert_stats_reset(dsv4_model *m) {
+    if (m && m->xc) dsv4_xc_stats_reset(m->xc);
+}
 
 void dsv4_model_get_info(const dsv4_model *m, dsv4_model_info *out) {
     if (!out) return;
@@ -285,6 +303,11 @@ int dsv4_eval(dsv4_session *s, const int32_t *tokens, int n, float *logits, char
     for (int c0 = 0; c0 < n; c0 += DSV4_CHUNK) {
         int nc = n - c0 < DSV4_CHUNK ? n - c0 : DSV4_CHUNK;
         dsv4_forward_chunk(s, tokens + c0, nc, c0 + nc == n ? logits : NULL);
+        if (s->xc_failed) {   /* an expert read failed (memory budget): the state is partial */
+            s->xc_failed = 0;
+            dsv4_session_reset(s);
+            return dsv4_fail(err, errlen, "dsv4_eval: %s (session reset to position 0)", s->xc_err);
+        }
     }
     if (logits && check_finite(logits, V, "dsv4_eval", s->pos - 1, err, errlen)) return -1;
     return 0;
@@ -329,6 +352,7 @@ int dsv4_eval_mtp(dsv4_session *s, int32_t next_token, float *logits, char *err,
         return dsv4_fail(err, errlen, "dsv4_eval_mtp: MTP block with compress ratio %d is not supported (only 0)",
                          s->m->layers[s->m->cfg.n_layers].ratio);
     dsv4_forward_mtp(s, next_token, logits);
+    if (s->xc_failed) { s->xc_failed = 0; return dsv4_fail(err, errlen, "dsv4_eval_mtp: %s", s->xc_err); }
     if (check_finite(logits, s->m->cfg.vocab_size, "dsv4_eval_mtp", s->pos, err, errlen)) return -1;
     return 0;
 }
