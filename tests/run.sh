@@ -144,6 +144,8 @@ check "-t 3 --kernel scalar generates the same text as the default" 0 "^same$" -
 
 # the command-line front end (issue 8)
 . tests/cli.sh
+# the HTTP server (issue 7)
+. tests/server/server.sh
 
 echo
 echo "$pass passed, $fail failed"

@@ -1,0 +1,113 @@
+# tests/server/server.sh — `dsv4 serve` end to end with curl (sourced by tests/run.sh: uses check, BIN, tmp, pass,
+# fail). Every server is started on 127.0.0.1 with --port 0 (the port it got is read from its log), every wait is
+# bounded, and every server is killed at the end (also when run.sh exits early). The model is $DSV4_SERVER_MODEL
+# (default models/nano: a plain-text tokenizer, so chat prompts are plain text and thinking is disabled below).
+SRV_MODEL=${DSV4_SERVER_MODEL:-models/nano}
+SRV_PIDS=""
+trap 'for p in $SRV_PIDS; do kill "$p" 2>/dev/null; done; rm -rf "$tmp"' EXIT
+
+# srv_start NAME ARGS...: start a server, set SRV_PORT and SRV_PID; returns 1 when it is not up within 20 s
+srv_start() {
+    local name=$1; shift
+    "$BIN" serve -m "$SRV_MODEL" --port 0 -c 2048 "$@" > "$tmp/srv-$name.log" 2>&1 &
+    SRV_PID=$!
+    SRV_PIDS="$SRV_PIDS $SRV_PID"
+    SRV_PORT=""
+    for _ in $(seq 1 200); do
+        SRV_PORT=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$tmp/srv-$name.log")
+        [ -n "$SRV_PORT" ] && return 0
+        kill -0 "$SRV_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "FAIL server $name did not start:"; tail -n 5 "$tmp/srv-$name.log"; fail=$((fail + 1))
+    return 1
+}
+# srv_stop: SIGTERM, wait at most 10 s, then SIGKILL; the exit status must be 0
+srv_stop() {
+    kill "$SRV_PID" 2>/dev/null
+    for _ in $(seq 1 100); do kill -0 "$SRV_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$SRV_PID" 2>/dev/null
+    wait "$SRV_PID"
+}
+U() { echo "http://127.0.0.1:$SRV_PORT$1"; }
+# post PATH JSON [curl args]: body, then a line "HTTP <status>"
+post() { local p=$1 d=$2; shift 2; curl -sS -m 60 -w ' HTTP %{http_code}\n' -H 'Content-Type: application/json' "$@" --data-binary "$d" "$(U "$p")"; }
+CHAT='"thinking":{"type":"disabled"},"temperature":0'
+
+if srv_start main --timeout 2 --body-limit 8K; then
+    check "serve: GET /health" 0 '"status":"ok".*HTTP 200' -- curl -sS -m 10 -w ' HTTP %{http_code}\n' "$(U /health)"
+    check "serve: GET /v1/models names the model" 0 '"id":"nano".*"object":"model"' -- curl -sS -m 10 "$(U /v1/models)"
+    check "serve: chat non-stream" 0 '"finish_reason":"length".*"cached_tokens":[0-9]+.*HTTP 200' -- \
+        post /v1/chat/completions "{\"messages\":[{\"role\":\"user\",\"content\":\"ROMEO:\"}],\"max_tokens\":8,$CHAT}"
+    check "serve: chat stream ends with usage and [DONE]" 0 '"choices":\[\],"usage":\{"prompt_tokens":[0-9]+.*data: \[DONE\]' -- \
+        sh -c "curl -sS -N -m 60 --data-binary '{\"messages\":[{\"role\":\"user\",\"content\":\"ROMEO:\"}],\"max_tokens\":8,\"stream\":true,\"stream_options\":{\"include_usage\":true},$CHAT}' '$(U /v1/chat/completions)' | tr -d '\n'"
+    check "serve: stream deltas are chat.completion.chunk" 0 '"object":"chat.completion.chunk".*"delta":\{"role":"assistant"' -- \
+        post /v1/chat/completions "{\"messages\":[{\"role\":\"user\",\"content\":\"ROMEO:\"}],\"max_tokens\":2,\"stream\":true,$CHAT}"
+    # prefix reuse: the same long request twice -> cached tokens and the same greedy output
+    LONGC=$(head -c 3000 vendor/tinyshakespeare/tinyshakespeare.txt | tr -d '"\\' | tr '\n' ' ')
+    REQ="{\"messages\":[{\"role\":\"system\",\"content\":\"$LONGC\"},{\"role\":\"user\",\"content\":\"KING:\"}],\"max_tokens\":16,$CHAT}"
+    post /v1/chat/completions "$REQ" > "$tmp/r1.json"
+    post /v1/chat/completions "$REQ" > "$tmp/r2.json"
+    c1=$(sed -n 's/.*"content":"\([^"]*\)".*/\1/p' "$tmp/r1.json"); c2=$(sed -n 's/.*"content":"\([^"]*\)".*/\1/p' "$tmp/r2.json")
+    k2=$(sed -n 's/.*"cached_tokens":\([0-9]*\).*/\1/p' "$tmp/r2.json"); p2=$(sed -n 's/.*"prompt_tokens":\([0-9]*\).*/\1/p' "$tmp/r2.json")
+    check "serve: prefix reuse: cached_tokens > 0 ($k2 of $p2) and identical output" 0 '^ok$' -- \
+        sh -c "[ -n '$c1' ] && [ '$c1' = '$c2' ] && [ '${k2:-0}' -gt 0 ] && echo ok"
+    check "serve: stop string ends the content before it (finish_reason stop)" 0 '"content":"[^"\\]*"\},"logprobs":null,"finish_reason":"stop"' -- \
+        post /v1/chat/completions "{\"messages\":[{\"role\":\"user\",\"content\":\"ROMEO:\"}],\"max_tokens\":40,\"stop\":[\"\\n\"],$CHAT}"
+    check "serve: logprobs with top_logprobs 3" 0 '"logprobs":\{"content":\[\{"token":"[^"]*","logprob":-?[0-9.e-]+,"bytes":\[[0-9,]*\],"top_logprobs":\[(\{"token":"[^"]*","logprob":[^,]*,"bytes":\[[0-9,]*\]\},?){3}\]\}' -- \
+        post /v1/chat/completions "{\"messages\":[{\"role\":\"user\",\"content\":\"ROMEO:\"}],\"max_tokens\":2,\"logprobs\":true,\"top_logprobs\":3,$CHAT}"
+    check "serve: /v1/completions" 0 '"object":"text_completion".*"text":"[^"]+".*"finish_reason":"length"' -- \
+        post /v1/completions '{"prompt":"ROMEO:","max_tokens":6,"temperature":0}'
+    # bad input: API-shaped errors
+    check "serve: malformed JSON -> 400" 0 'not valid JSON.*"type":"invalid_request_error".*HTTP 400' -- post /v1/chat/completions '{"messages": ['
+    check "serve: wrong type -> 400 naming the field" 0 "'temperature' must be a number.*\"param\":\"temperature\".*HTTP 400" -- \
+        post /v1/chat/completions '{"messages":[{"role":"user","content":"x"}],"temperature":"hot"}'
+    check "serve: unknown role -> 400" 0 "messages\\[0\\].role 'wizard' is not one of.*HTTP 400" -- \
+        post /v1/chat/completions '{"messages":[{"role":"wizard","content":"x"}]}'
+    check "serve: tool message without a matching call -> 400" 0 "messages\\[1\\].tool_call_id 'call_x' does not match a tool call.*HTTP 400" -- \
+        post /v1/chat/completions '{"messages":[{"role":"user","content":"x"},{"role":"tool","tool_call_id":"call_x","content":"1"}]}'
+    check "serve: invalid UTF-8 -> 400" 0 "not valid UTF-8 \\(byte 0xff at offset [0-9]+\\).*HTTP 400" -- \
+        sh -c "printf '{\"messages\":[{\"role\":\"user\",\"content\":\"a\\377\"}]}' | curl -sS -m 10 -w ' HTTP %{http_code}\n' --data-binary @- '$(U /v1/chat/completions)'"
+    check "serve: body over --body-limit -> 413" 0 '"code":"request_too_large".*HTTP 413' -- \
+        sh -c "head -c 9000 /dev/zero | tr '\\0' a | curl -sS -m 10 -w ' HTTP %{http_code}\n' --data-binary @- '$(U /v1/chat/completions)'"
+    check "serve: prompt longer than the context -> context_length_exceeded" 0 '"code":"context_length_exceeded".*HTTP 400' -- \
+        sh -c "python3 -c 'import json; print(json.dumps({\"messages\":[{\"role\":\"user\",\"content\":\"ab \"*2600}]}))' > '$tmp/long.json'; curl -sS -m 30 -w ' HTTP %{http_code}\n' --data-binary @'$tmp/long.json' -H 'Expect:' '$(U /v1/chat/completions)'"
+    check "serve: n = 2 -> 400" 0 "only n = 1 is supported.*\"param\":\"n\".*HTTP 400" -- \
+        post /v1/chat/completions '{"messages":[{"role":"user","content":"x"}],"n":2}'
+    check "serve: unknown route -> 404 JSON" 0 '"error":\{"message":"no route for GET /v2/nothing".*HTTP 404' -- \
+        curl -sS -m 10 -w ' HTTP %{http_code}\n' "$(U /v2/nothing)"
+    # a half-sent request: Content-Length 100, 10 bytes sent, then silence: the server closes it after --timeout 2
+    check "serve: a half-sent request is closed after --timeout" 0 '^closed in [2-6] s$' -- bash -c "
+        exec 3<>/dev/tcp/127.0.0.1/$SRV_PORT || exit 1
+        printf 'POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"messages' >&3
+        t0=\$(date +%s); timeout 12 cat <&3 >/dev/null; t1=\$(date +%s); echo \"closed in \$((t1 - t0)) s\""
+    check "serve: /metrics (Prometheus text)" 0 'dsv4_requests_total\{endpoint="chat_completions",status="400"\} [0-9]+' -- curl -sS -m 10 "$(U /metrics)"
+    check "serve: still healthy after the bad requests" 0 '"status":"ok"' -- curl -sS -m 10 "$(U /health)"
+    srv_stop
+    check "serve: SIGTERM stops the server with status 0" 0 '^0$' -- sh -c "echo $?"
+fi
+
+if srv_start key --api-key sekret; then
+    check "serve: missing API key -> 401" 0 '"code":"invalid_api_key".*HTTP 401' -- post /v1/chat/completions '{"messages":[]}'
+    check "serve: wrong API key -> 401" 0 'HTTP 401' -- curl -sS -m 10 -w ' HTTP %{http_code}\n' -H 'Authorization: Bearer nope' "$(U /v1/models)"
+    check "serve: right API key" 0 '"object":"list".*HTTP 200' -- curl -sS -m 10 -w ' HTTP %{http_code}\n' -H 'Authorization: Bearer sekret' "$(U /v1/models)"
+    check "serve: x-api-key header (Anthropic clients)" 0 'HTTP 200' -- curl -sS -m 10 -w ' HTTP %{http_code}\n' -H 'x-api-key: sekret' "$(U /v1/models)"
+    check "serve: /health needs no key" 0 'HTTP 200' -- curl -sS -m 10 -w ' HTTP %{http_code}\n' "$(U /health)"
+    srv_stop
+fi
+
+# one slot, a queue of 1: two long streams fill both, a third request gets 503 + Retry-After; killing the clients
+# frees the slot at once
+if srv_start queue --parallel 1 --queue 1; then
+    BIG="{\"messages\":[{\"role\":\"user\",\"content\":\"ROMEO:\"}],\"max_tokens\":1900,\"stream\":true,$CHAT}"
+    curl -sS -N -m 120 --data-binary "$BIG" "$(U /v1/chat/completions)" > /dev/null 2>&1 & C1=$!
+    sleep 0.5
+    curl -sS -N -m 120 --data-binary "$BIG" "$(U /v1/chat/completions)" > /dev/null 2>&1 & C2=$!
+    sleep 0.5
+    check "serve: full queue -> 503 with Retry-After" 0 'Retry-After: 1.*HTTP 503' -- \
+        sh -c "curl -sS -m 10 -i -w ' HTTP %{http_code}\n' --data-binary '{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"max_tokens\":1}' '$(U /v1/chat/completions)' | tr -d '\r' | tr '\n' ' '"
+    kill $C1 $C2 2>/dev/null; wait $C1 $C2 2>/dev/null
+    check "serve: a client that disconnects frees its slot" 0 '"slots_busy":0,"queue":0' -- \
+        sh -c "for i in \$(seq 1 50); do r=\$(curl -sS -m 5 '$(U /health)'); case \$r in *'\"slots_busy\":0,\"queue\":0'*) echo \$r; exit 0;; esac; sleep 0.1; done; echo \$r"
+    srv_stop
+fi
