@@ -108,6 +108,13 @@ typedef struct {
     double bytes_total;         /* bytes of all tensors including scales */
     double bytes_by_dtype[8];   /* index by dsv4_info_dtype below */
     double bytes_per_token;     /* weight bytes read to decode one token (trunk; embed row only) */
+    /* DeepSeek-V4.1 (zero for V4): n_params_mtp then counts the DSpark stages; backbone = n_params - n_params_mtp
+     * - n_params_engram. Engram tables are counted in bytes_per_token as the rows a token reads. */
+    int v41, n_engram_layers;
+    int n_csa2_layers[2];          /* trunk layers of compress ratio 2 / ratio 1 (n_window_layers: ratio 0) */
+    double n_params_engram;        /* Engram tables + wkv + q/k weights */
+    double engram_rows_per_token;  /* table rows read per decoded token, all Engram layers */
+    double bytes_per_token_engram; /* of bytes_per_token: the Engram rows (E4M3 + E8M0) and the Engram weights */
 } dsv4_model_info;
 enum { DSV4_INFO_BF16, DSV4_INFO_F32, DSV4_INFO_F8_E4M3, DSV4_INFO_F8_E8M0, DSV4_INFO_FP4, DSV4_INFO_I64,
        DSV4_INFO_OTHER, DSV4_INFO_NDTYPE };

@@ -74,9 +74,12 @@ static int at_most(ctx *c, const char *key, long v, long max) {
                      key, v, max);
 }
 
-static int parse(dsv4_config *cfg, const cJSON *root, const char *path, char *err, size_t errlen) {
-    ctx c = {path, root, "", err, errlen};
+/* prefix: "" for a V4 config, "text_config." when root is V4.1's nested text_config (names keys in errors) */
+static int parse(dsv4_config *cfg, const cJSON *root, const char *prefix, const char *path, char *err,
+                 size_t errlen) {
+    ctx c = {path, root, prefix, err, errlen};
     memset(cfg, 0, sizeof *cfg);
+    cfg->fp8_block = 128;
 #define REQ(key, field) if (get_int(&c, key, 1, 0, &cfg->field)) return -1
 #define OPT(key, field, def) if (get_int(&c, key, 0, def, &cfg->field)) return -1
 #define REQF(key, field) if (get_float(&c, key, 1, 0, &cfg->field)) return -1
@@ -240,7 +243,8 @@ static int parse(dsv4_config *cfg, const cJSON *root, const char *path, char *er
             return dsv4_fail(err, errlen, "%s: key 'compress_ratios' entry %d is %.0f, above the supported maximum %d "
                              "(io/config.h)", path, k, d, DSV4_MAX_RATIO);
         cfg->compress_ratios[k] = (int)d;
-        if (cfg->compress_ratios[k] == 4) any_csa = 1;
+        /* V4 indexes ratio-4 (CSA) layers; V4.1 (prefix "text_config.") every compressed layer */
+        if (cfg->compress_ratios[k] == 4 || (prefix[0] && cfg->compress_ratios[k] > 0)) any_csa = 1;
     }
     if (get_int(&c, "index_n_heads", any_csa, 0, &cfg->index_n_heads) ||
         get_int(&c, "index_head_dim", any_csa, 0, &cfg->index_head_dim) ||
@@ -342,7 +346,14 @@ int dsv4_config_load(dsv4_config *cfg, const char *path, char *err, size_t errle
     }
     int rc;
     if (!cJSON_IsObject(root)) rc = dsv4_fail(err, errlen, "%s: config.json is not a JSON object", path);
-    else if ((rc = check_dups(root, "", path, err, errlen)) == 0) rc = parse(cfg, root, path, err, errlen);
+    else if ((rc = check_dups(root, "", path, err, errlen)) == 0) {
+        /* DeepSeek-V4.1: the text model's keys are nested in text_config (config_v41.c adds the rest) */
+        const cJSON *tc = cJSON_GetObjectItemCaseSensitive(root, "text_config");
+        if (tc && !cJSON_IsObject(tc)) rc = dsv4_fail(err, errlen, "%s: key 'text_config' must be an object", path);
+        else if (tc) rc = parse(cfg, tc, "text_config.", path, err, errlen) ||
+                          dsv4_config_v41_parse(cfg, root, tc, path, err, errlen) ? -1 : 0;
+        else rc = parse(cfg, root, "", path, err, errlen);
+    }
     cJSON_Delete(root);
     free(buf);
     return rc;

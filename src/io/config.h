@@ -43,6 +43,35 @@
 #define DSV4_MAX_TOPK (1 << 20)      /* index_topk */
 #define DSV4_MAX_RATIO (1 << 20)     /* compress_ratios entries */
 
+#define DSV4_MAX_ENGRAM 8            /* engram_layer_ids entries */
+#define DSV4_MAX_DSPARK_TARGETS 16   /* dspark_target_layer_ids entries */
+
+/* DeepSeek-V4.1 keys (docs/v41.md §1; HF names inside `text_config`, top-level image_token_id and
+ * quantization_config, nested vision_config). Parsed by config_v41.c; all zero for a V4 config. */
+typedef struct {
+    int v41;                   /* 1: model_type "deepseek_v41" / a nested text_config */
+    /* CSA2 sharing (§4.1) */
+    int n_kv_sources, kv_sources[DSV4_MAX_LAYERS];        /* kv_source_layer_ids (ascending) */
+    int n_index_sources, index_sources[DSV4_MAX_LAYERS];  /* index_source_layer_ids (ascending) */
+    int candidate_source;      /* candidate_source_layer_id, -1 = none */
+    int candidate_topk_blocks, candidate_block_size;
+    /* Engram (§1.1) */
+    int n_engram;                                   /* engram_layer_ids count (0 = no Engram) */
+    int engram_layer_ids[DSV4_MAX_ENGRAM];
+    long long engram_num_embeddings[DSV4_MAX_ENGRAM];
+    int engram_max_ngram, engram_vocab_size, engram_n_heads, engram_head_dim, engram_pad_token_id;
+    int engram_compressed_vocab;
+    /* DSpark (§4.4): the num_nextn_predict_layers blocks */
+    int dspark_block_size, dspark_noise_token_id, dspark_markov_rank;
+    int n_dspark_targets, dspark_target_layer_ids[DSV4_MAX_DSPARK_TARGETS];
+    int dspark_n_routed_experts, dspark_n_activated_experts;
+    /* vision (§1.3); vision_n_layers == 0: no vision tower */
+    int image_token_id;
+    int vision_n_layers, vision_dim, vision_n_heads, vision_inter_dim, vision_patch_size;
+    int vision_downsample_ratio, vision_max_n_token, vision_min_pixels;
+    float vision_rope_theta;
+} dsv4_config_v41;
+
 typedef struct {
     int vocab_size;            /* vocab_size */
     int dim;                   /* hidden_size (D) */
@@ -82,11 +111,22 @@ typedef struct {
     int expert_dtype_given;    /* 1 when config.json has a non-null "expert_dtype" key, else 0 */
     int n_ratios;              /* n_layers + n_mtp_layers */
     int compress_ratios[DSV4_MAX_LAYERS]; /* per layer, MTP block(s) last */
+    int fp8_block;             /* FP8 weight tile edge: quantization_config.weight_block_size (V4 128, V4.1 32) */
+    dsv4_config_v41 x;         /* DeepSeek-V4.1 keys (config_v41.c); x.v41 == 0 for a V4 config */
 } dsv4_config;
 
 /* Parse config.json at `path` (read with dsv4_read_file) into *c, applying the defaults and ranges above.
  * Returns 0, or -1 with err "<path>: ..." naming the key at fault (missing, wrong type, out of range,
  * duplicated, inconsistent with another key) or the JSON syntax error's line. */
 int dsv4_config_load(dsv4_config *c, const char *path, char *err, size_t errlen);
+/* config_v41.c, called by dsv4_config_load for a config with a nested text_config after the text keys were parsed
+ * from it: reads model_type, quantization_config (weight_block_size [32,32] -> fp8_block 32, expert_dtype),
+ * bos/eos/image_token_id at the top level, the CSA2 / Engram / DSpark keys of text_config and vision_config, and
+ * checks them against each other (sources of every compressed layer, candidate source an index source, Engram
+ * and DSpark target layers inside the trunk, ratios 0 / 1 / 2 only, DSpark blocks window-only). root and tc are
+ * cJSON objects. Returns 0, or -1 with err naming the file and key. */
+struct cJSON;
+int dsv4_config_v41_parse(dsv4_config *c, const struct cJSON *root, const struct cJSON *tc, const char *path,
+                          char *err, size_t errlen);
 
 #endif

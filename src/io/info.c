@@ -72,10 +72,11 @@ static void add(tl *l, st_dtype dt, unsigned flags, int ndim, int64_t d0, int64_
 
 static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-/* FP8 E4M3 linear [out, in] with its 128x128 E8M0 scale grid. */
+/* FP8 E4M3 linear [out, in] with its E8M0 scale grid of fp8_block x fp8_block tiles (V4 128, V4.1 32). */
 static void fp8_linear(tl *l, const char *pfx, const char *name, int64_t out, int64_t in) {
+    const int64_t b = l->c->fp8_block > 0 ? l->c->fp8_block : 128;
     add(l, ST_F8_E4M3, 0, 2, out, in, "%s%s.weight", pfx, name);
-    add(l, ST_F8_E8M0, DSV4_TS_SCALE, 2, cdiv(out, 128), cdiv(in, 128), "%s%s.scale", pfx, name);
+    add(l, ST_F8_E8M0, DSV4_TS_SCALE, 2, cdiv(out, b), cdiv(in, b), "%s%s.scale", pfx, name);
 }
 
 /* Routed-expert linear: packed FP4 (I8 [out, in/2] + E8M0 [out, in/32]) or FP8. */
@@ -156,6 +157,125 @@ static void block(tl *l, const dsv4_config *c, int experts_fp8, const char *pfx,
     }
 }
 
+static int in_list(const int *a, int n, int x) {
+    for (int i = 0; i < n; i++) if (a[i] == x) return 1;
+    return 0;
+}
+
+/* DeepSeek-V4.1 block (docs/v41.md §2.4, §4; module layout of the reference inference/model.py):
+ * trunk layer L or DSpark stage (L >= n_layers). Compressor only on KV sources (ratio 2: wkv + wgate, ratio 1:
+ * wkv; no ape), indexer on index sources (wq_b, weights_proj; KV sources also own wk [index_head_dim, head_dim]
+ * and k_norm), no hash routing, gate.bias_vl with a vision tower, Engram on engram_layer_ids, DSpark extras. */
+static void block41(tl *l, const dsv4_config *c, int experts_fp8, int L) {
+    const dsv4_config_v41 *x = &c->x;
+    const int dspark = L >= c->n_layers, stage = L - c->n_layers;
+    const int64_t D = c->dim, H = c->n_heads, hd = c->head_dim, V = c->vocab_size;
+    const int64_t E = dspark ? x->dspark_n_routed_experts : c->n_routed_experts;
+    const int64_t hc = c->hc_mult, mix = (2 + hc) * hc, I = c->moe_inter_dim, ql = c->q_lora_rank;
+    const int ratio = c->compress_ratios[L];
+    char pfx[32], p[96];
+    if (dspark) snprintf(pfx, sizeof pfx, "mtp.%d.", stage);
+    else snprintf(pfx, sizeof pfx, "layers.%d.", L);
+    add(l, ST_BF16, 0, 1, D, 0, "%sattn_norm.weight", pfx);
+    add(l, ST_BF16, 0, 1, D, 0, "%sffn_norm.weight", pfx);
+    add(l, ST_F32, 0, 2, mix, hc * D, "%shc_attn_fn", pfx);
+    add(l, ST_F32, 0, 2, mix, hc * D, "%shc_ffn_fn", pfx);
+    add(l, ST_F32, 0, 1, mix, 0, "%shc_attn_base", pfx);
+    add(l, ST_F32, 0, 1, mix, 0, "%shc_ffn_base", pfx);
+    add(l, ST_F32, 0, 1, 3, 0, "%shc_attn_scale", pfx);
+    add(l, ST_F32, 0, 1, 3, 0, "%shc_ffn_scale", pfx);
+    snprintf(p, sizeof p, "%sattn.", pfx);
+    add(l, ST_F32, 0, 1, H, 0, "%sattn_sink", p);
+    fp8_linear(l, p, "wq_a", ql, D);
+    add(l, ST_BF16, 0, 1, ql, 0, "%sq_norm.weight", p);
+    fp8_linear(l, p, "wq_b", H * hd, ql);
+    fp8_linear(l, p, "wkv", hd, D);
+    add(l, ST_BF16, 0, 1, hd, 0, "%skv_norm.weight", p);
+    fp8_linear(l, p, "wo_a", (int64_t)c->o_groups * c->o_lora_rank, H * hd / c->o_groups); /* dequantized at use */
+    fp8_linear(l, p, "wo_b", D, (int64_t)c->o_groups * c->o_lora_rank);
+    const int kv_src = !dspark && in_list(x->kv_sources, x->n_kv_sources, L);
+    const int idx_src = !dspark && in_list(x->index_sources, x->n_index_sources, L);
+    if (kv_src) {
+        add(l, ST_BF16, 0, 2, hd, D, "%scompressor.wkv.weight", p);
+        if (ratio > 1) add(l, ST_BF16, 0, 2, hd, D, "%scompressor.wgate.weight", p);
+        add(l, ST_BF16, 0, 1, hd, 0, "%scompressor.norm.weight", p);
+    }
+    if (idx_src) {
+        const int64_t ih = c->index_n_heads, id = c->index_head_dim;
+        char q[112];
+        snprintf(q, sizeof q, "%sindexer.", p);
+        fp8_linear(l, q, "wq_b", ih * id, ql);
+        add(l, ST_BF16, 0, 2, ih, D, "%sweights_proj.weight", q);
+        if (kv_src) {
+            add(l, ST_BF16, 0, 2, id, hd, "%swk.weight", q);
+            add(l, ST_BF16, 0, 1, id, 0, "%sk_norm.weight", q);
+        }
+    }
+    snprintf(p, sizeof p, "%sffn.", pfx);
+    add(l, ST_BF16, 0, 2, E, D, "%sgate.weight", p);
+    add(l, ST_F32, 0, 1, E, 0, "%sgate.bias", p);
+    if (x->vision_n_layers > 0) add(l, ST_F32, 0, 1, E, 0, "%sgate.bias_vl", p);
+    const int64_t ne = l->mode == TL_SUM ? 1 : E;
+    l->mult = l->mode == TL_SUM ? E : 1;
+    for (int e = 0; e < ne && !l->stop && !l->oom; e++) {
+        char q[128];
+        snprintf(q, sizeof q, "%sexperts.%d.", p, e);
+        l->expert = e;
+        l->flags = DSV4_TS_ROUTED;
+        expert_linear(l, experts_fp8, q, "w1", I, D);
+        expert_linear(l, experts_fp8, q, "w2", D, I);
+        expert_linear(l, experts_fp8, q, "w3", I, D);
+    }
+    l->mult = 1;
+    l->expert = -1;
+    l->flags = 0;
+    if (c->n_shared_experts > 0) {
+        char q[112];
+        snprintf(q, sizeof q, "%sshared_experts.", p);
+        l->flags = DSV4_TS_SHARED;
+        fp8_linear(l, q, "w1", I, D);
+        fp8_linear(l, q, "w2", D, I);
+        fp8_linear(l, q, "w3", I, D);
+        l->flags = 0;
+    }
+    for (int i = 0; !dspark && i < x->n_engram; i++) {
+        if (x->engram_layer_ids[i] != L) continue;
+        const int64_t rows = x->engram_num_embeddings[i], ed = x->engram_head_dim;
+        const int64_t cols = (int64_t)(x->engram_max_ngram - 1) * x->engram_n_heads;
+        snprintf(p, sizeof p, "%sengram.", pfx);
+        l->flags = DSV4_TS_ENGRAM;
+        add(l, ST_F8_E4M3, DSV4_TS_ROW, 2, rows, ed, "%sembed.weight", p);
+        add(l, ST_F8_E8M0, DSV4_TS_ROW | DSV4_TS_SCALE, 2, rows, ed / 32, "%sembed.scale", p);
+        fp8_linear(l, p, "wkv", D * (hc + 1), cols * ed);
+        add(l, ST_BF16, 0, 2, hc, D, "%sq_weight", p);
+        add(l, ST_BF16, 0, 2, hc, D, "%sk_weight", p);
+        l->flags = 0;
+    }
+    if (dspark && stage == 0) {
+        fp8_linear(l, pfx, "main_proj", D, D * x->n_dspark_targets);
+        add(l, ST_BF16, 0, 1, D, 0, "%smain_norm.weight", pfx);
+    }
+    if (dspark && stage == c->n_mtp_layers - 1) {
+        const int64_t r = x->dspark_markov_rank;
+        add(l, ST_BF16, 0, 1, D, 0, "%snorm.weight", pfx);
+        add(l, ST_BF16, DSV4_TS_ROW, 2, V, r, "%smarkov_head.embed.weight", pfx);
+        add(l, ST_BF16, 0, 2, V, r, "%smarkov_head.head.weight", pfx);
+        add(l, ST_BF16, 0, 2, 1, D + r, "%sconfidence_head.proj.weight", pfx);
+    }
+}
+
+static int generate41(tl *l, const dsv4_config *c, int experts_fp8) {
+    const int64_t D = c->dim, V = c->vocab_size;
+    add(l, ST_BF16, DSV4_TS_ROW, 2, V, D, "embed.weight");
+    add(l, ST_BF16, 0, 2, V, D, "head.weight");
+    add(l, ST_BF16, 0, 1, D, 0, "norm.weight");
+    for (int L = 0; L < c->n_layers + c->n_mtp_layers && !l->stop && !l->oom; L++) {
+        l->layer = L;
+        block41(l, c, experts_fp8, L);
+    }
+    return 0;
+}
+
 /* Every spec of config c into l (whose mode and sink the caller set), in the documented order. Returns -1 with
  * err on an impossible config, else 0 (l->oom / l->stop tell how the walk ended). */
 static int generate(tl *l, const dsv4_config *c, int experts_fp8, char *err, size_t errlen) {
@@ -169,6 +289,7 @@ static int generate(tl *l, const dsv4_config *c, int experts_fp8, char *err, siz
     l->layer = -1;
     l->expert = -1;
     l->mult = 1;
+    if (c->x.v41) return generate41(l, c, experts_fp8);
     const int64_t D = c->dim, V = c->vocab_size, hc = c->hc_mult;
     add(l, ST_BF16, DSV4_TS_ROW, 2, V, D, "embed.weight");
     add(l, ST_BF16, 0, 2, V, D, "head.weight");
@@ -257,13 +378,22 @@ static void sum_add(tl *l, const dsv4_tensor_spec *t) {
     out->bytes_total += bytes;
     out->bytes_by_dtype[info_bucket(t)] += bytes;
     out->n_params += params;
-    if (t->layer >= c->n_layers) { /* MTP: not part of decoding one token */
+    if (t->layer >= c->n_layers) { /* MTP / DSpark: not part of decoding one token */
         out->n_params_mtp += params;
         return;
     }
     double f = 1.0;
     if (t->flags & DSV4_TS_ROUTED) f = (double)c->n_activated_experts / (double)c->n_routed_experts; /* top-k */
-    else if (t->flags & DSV4_TS_ROW) f = 1.0 / (double)t->shape[0]; /* one row of a lookup table */
+    else if ((t->flags & DSV4_TS_ENGRAM) && (t->flags & DSV4_TS_ROW)) {
+        /* an Engram table: one row per hash column per token (rows, not the table) */
+        const double cols = (double)(c->x.engram_max_ngram - 1) * c->x.engram_n_heads;
+        f = cols / (double)t->shape[0];
+        if (!(t->flags & DSV4_TS_SCALE)) out->engram_rows_per_token += cols;
+    } else if (t->flags & DSV4_TS_ROW) f = 1.0 / (double)t->shape[0]; /* one row of a lookup table */
+    if (t->flags & DSV4_TS_ENGRAM) {
+        out->n_params_engram += params;
+        out->bytes_per_token_engram += bytes * f;
+    }
     out->bytes_per_token += bytes * f;
     out->n_params_active += params * f;
 }
@@ -284,9 +414,12 @@ int dsv4_tensor_summary(const dsv4_config *cp, int experts_fp8, dsv4_model_info 
     out->n_hash_layers = c.n_hash_layers;
     out->bos_token_id = c.bos_token_id;
     out->eos_token_id = c.eos_token_id;
+    out->v41 = c.x.v41;
+    out->n_engram_layers = c.x.n_engram;
     for (int L = 0; L < c.n_layers; L++) {
         int r = c.compress_ratios[L];
         if (r == 0) out->n_window_layers++;
+        else if (c.x.v41) out->n_csa2_layers[r == 1]++;
         else if (r == 4) out->n_csa_layers++;
         else out->n_hca_layers++;
     }
