@@ -111,3 +111,24 @@ if srv_start queue --parallel 1 --queue 1; then
         sh -c "for i in \$(seq 1 50); do r=\$(curl -sS -m 5 '$(U /health)'); case \$r in *'\"slots_busy\":0,\"queue\":0'*) echo \$r; exit 0;; esac; sleep 0.1; done; echo \$r"
     srv_stop
 fi
+
+# Anthropic Messages and OpenAI Responses (shapes; the SDK tests in tests/server/sdk.mjs go further)
+if srv_start apis; then
+    check "serve: /v1/messages non-stream" 0 '"type":"message","role":"assistant".*"content":\[\{"type":"text","text":"[^"]+"\}\],"stop_reason":"max_tokens".*"cache_read_input_tokens":[0-9]+' -- \
+        post /v1/messages '{"model":"nano","max_tokens":6,"system":"Be brief.","messages":[{"role":"user","content":"ROMEO:"}],"temperature":0}'
+    check "serve: /v1/messages stream: the Anthropic event sequence" 0 '^message_start content_block_start (content_block_delta )+content_block_stop message_delta message_stop $' -- \
+        sh -c "curl -sS -N -m 60 --data-binary '{\"max_tokens\":4,\"stream\":true,\"thinking\":{\"type\":\"enabled\",\"budget_tokens\":64},\"messages\":[{\"role\":\"user\",\"content\":\"ROMEO:\"}]}' '$(U /v1/messages)' | sed -n 's/^event: //p' | tr '\n' ' '"
+    check "serve: /v1/messages tool_use / tool_result history renders" 0 '"type":"message".*HTTP 200' -- \
+        post /v1/messages '{"max_tokens":2,"messages":[{"role":"user","content":"add 2 and 3"},{"role":"assistant","content":[{"type":"thinking","thinking":"use add","signature":""},{"type":"tool_use","id":"toolu_1","name":"add","input":{"a":2,"b":3}}]},{"role":"user","content":[{"type":"tool_result","tool_use_id":"toolu_1","content":"5"}]}],"tools":[{"name":"add","description":"a+b","input_schema":{"type":"object","properties":{"a":{"type":"number"},"b":{"type":"number"}}}}]}'
+    check "serve: /v1/messages without max_tokens -> Anthropic error shape" 0 '^\{"type":"error","error":\{"type":"invalid_request_error","message":"max_tokens: Field required"\}\} HTTP 400' -- \
+        post /v1/messages '{"messages":[{"role":"user","content":"x"}]}'
+    check "serve: /v1/messages tool_result without a tool_use -> 400" 0 "does not match a tool call.*HTTP 400" -- \
+        post /v1/messages '{"max_tokens":2,"messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id":"nope","content":"5"}]}]}'
+    check "serve: /v1/responses non-stream" 0 '"object":"response","created_at":[0-9]+,"status":"incomplete".*"type":"output_text","text":"[^"]+".*"input_tokens_details":\{"cached_tokens":[0-9]+\}' -- \
+        post /v1/responses '{"input":"ROMEO:","instructions":"Be brief.","max_output_tokens":6,"reasoning":{"effort":"none"},"temperature":0}'
+    check "serve: /v1/responses stream events" 0 '^response.created response.in_progress response.output_item.added response.content_part.added (response.reasoning_text.delta )+response.reasoning_text.done response.content_part.done response.output_item.done response.incomplete $' -- \
+        sh -c "curl -sS -N -m 60 --data-binary '{\"input\":[{\"role\":\"user\",\"content\":\"ROMEO:\"},{\"type\":\"function_call\",\"call_id\":\"c1\",\"name\":\"f\",\"arguments\":\"{}\"},{\"type\":\"function_call_output\",\"call_id\":\"c1\",\"output\":\"42\"}],\"tools\":[{\"type\":\"function\",\"name\":\"f\",\"parameters\":{\"type\":\"object\"}}],\"max_output_tokens\":3,\"stream\":true}' '$(U /v1/responses)' | sed -n 's/^event: //p' | tr '\n' ' '"
+    check "serve: /v1/responses previous_response_id refused" 0 "'previous_response_id' is not supported.*HTTP 400" -- \
+        post /v1/responses '{"input":"x","previous_response_id":"resp_1"}'
+    srv_stop
+fi
