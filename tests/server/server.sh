@@ -132,3 +132,21 @@ if srv_start apis; then
         post /v1/responses '{"input":"x","previous_response_id":"resp_1"}'
     srv_stop
 fi
+
+# the official SDKs (tests/server/sdk.mjs; node_modules from `npm ci` in tests/server, done by .ci/run)
+if [ ! -d tests/server/node_modules/openai ] || [ ! -d tests/server/node_modules/@anthropic-ai/sdk ]; then
+    echo "FAIL sdk: tests/server/node_modules is missing (run: (cd tests/server && npm ci))"; fail=$((fail + 1))
+elif srv_start sdk; then
+    out=$(DSV4_URL="http://127.0.0.1:$SRV_PORT" DSV4_MODEL_NAME="$(basename "$SRV_MODEL")" DSV4_TOOL_MODEL="${DSV4_TOOL_MODEL:-0}" \
+          timeout 300 node tests/server/sdk.mjs 2>&1); rc=$?
+    printf '%s\n' "$out" | grep -Ev '^ok |^[0-9]+ passed, [0-9]+ failed'
+    line=$(printf '%s\n' "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -n 1)
+    if [ -z "$line" ]; then
+        echo "FAIL sdk.mjs: exited $rc without a result line"; fail=$((fail + 1))
+    else
+        p=${line%% passed*}; f=${line#*passed, }; f=${f%% failed*}
+        pass=$((pass + p)); fail=$((fail + f))
+        if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then echo "FAIL sdk.mjs: exited $rc"; fail=$((fail + 1)); else echo "ok   sdk.mjs: $line"; fi
+    fi
+    srv_stop
+fi
