@@ -148,7 +148,7 @@ check "-t 3 --kernel scalar generates the same text as the default" 0 "^same$" -
 # the repository stands on its own (issue 8): no tracked file points outside it; and the check can fail
 check "no tracked file refers to a path outside the repository" 0 "^ok$" -- tests/check_paths.sh
 mkdir -p "$tmp/paths/a" && printf 'see ../%s/data/x.txt\nok: /tmp/x /usr/share/y https://example.org/home/z\n' shared > "$tmp/paths/a/doc.md"
-check "check_paths finds a planted ../shared reference" 1 "a/doc.md:1:see" -- tests/check_paths.sh "$tmp/paths"
+check "check_paths finds a planted reference to the shared folder next to the repository" 1 "a/doc.md:1:see" -- tests/check_paths.sh "$tmp/paths"
 check "check_paths flags nothing else (/tmp, /usr, URLs)" 1 "^check_paths: 1 reference" -- tests/check_paths.sh "$tmp/paths"
 printf 'x = "/%s/someone/data"\n' home > "$tmp/paths/a/doc.md"
 check "check_paths finds a planted home directory path" 1 "a/doc.md:1:x" -- tests/check_paths.sh "$tmp/paths"
