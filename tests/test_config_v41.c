@@ -100,7 +100,7 @@ static void test_tensors(void) {
     for (size_t i = 0; i < sizeof absent / sizeof absent[0]; i++)
         EXPECT(!find(ts, n, absent[i]), "tensor %s must not be listed for V4.1", absent[i]);
 
-    /* summary against independent arithmetic (spec §2.8: tables 196.61 GB of E4M3 + 6.14 GB of E8M0) */
+    /* summary against independent arithmetic (docs/v41.md §2.8: tables 196.61 GB of E4M3 + 6.14 GB of E8M0) */
     dsv4_model_info in;
     if (dsv4_tensor_summary(&c, 0, &in, NULL, err, sizeof err)) { test_fail("summary: %s", err); free(ts); return; }
     const double rows = 384006168.0 + 384016682.0;

@@ -1,8 +1,8 @@
 /* server/request.c — the common request form of every API: an OpenAI-style message list (validated and
  * normalised here), tools, response_format and generation settings -> the V4 prompt (dsv4_chat_render,
- * spec v4-encoding §3-§4) -> tokens -> a queued engine job.
+ * docs/encoding.md §3-§4) -> tokens -> a queued engine job.
  *
- * Mapping (spec v4-encoding §6, DeepSeek's public API): thinking is on unless `thinking: {type: "disabled"}`
+ * Mapping (docs/encoding.md §6, DeepSeek's public API): thinking is on unless `thinking: {type: "disabled"}`
  * or reasoning_effort "none"; reasoning_effort minimal/low/medium/high/xhigh -> high, max/ultra -> max (only
  * max changes the prompt). Role "developer" is rendered as "system" (OpenAI's meaning; DeepSeek's own developer
  * role is internal). Content given as a list of parts must be text parts; they are joined. */
