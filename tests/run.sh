@@ -152,6 +152,8 @@ check "check_paths finds a planted reference to the shared folder next to the re
 check "check_paths flags nothing else (/tmp, /usr, URLs)" 1 "^check_paths: 1 reference" -- tests/check_paths.sh "$tmp/paths"
 printf 'x = "/%s/someone/data"\n' home > "$tmp/paths/a/doc.md"
 check "check_paths finds a planted home directory path" 1 "a/doc.md:1:x" -- tests/check_paths.sh "$tmp/paths"
+printf '/* see %s \302\2474.2 */\n' spec > "$tmp/paths/a/doc.md"
+check "check_paths finds a planted citation of the spec files" 1 "a/doc.md:1:/\\* see" -- tests/check_paths.sh "$tmp/paths"
 
 echo
 echo "$pass passed, $fail failed"
