@@ -1,5 +1,5 @@
 /* tests/test_config_v41.c — DeepSeek-V4.1 config.json (src/io/config_v41.c) and its tensor list / summary
- * (src/io/info.c). tests/golden/v41/flash-config.json holds the V4.1-Flash values of spec v41-engram-vision §1
+ * (src/io/info.c). tests/golden/v41/flash-config.json holds the V4.1-Flash values of docs/v41.md §1
  * (nested HF layout: text_config, vision_config, quantization_config). Checks: every value parsed; the tensor
  * list has the V4.1 names, shapes and dtypes (32x32 tiles, FP4 experts, no ape / hc_head / hash routing,
  * compressors on KV sources only, Engram and DSpark tensors); the summary's backbone / Engram / DSpark split,

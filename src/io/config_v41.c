@@ -1,4 +1,4 @@
-/* io/config_v41.c — the DeepSeek-V4.1 parts of config.json (spec v41-engram-vision §1, §4; see config.h).
+/* io/config_v41.c — the DeepSeek-V4.1 parts of config.json (docs/v41.md §1, §4; see config.h).
  * The text keys shared with V4 were already parsed from text_config by config.c; this file reads the rest and
  * checks the V4.1 structure (which layers own a compressor / an indexer, candidate source, Engram, DSpark). */
 #include "io/config.h"

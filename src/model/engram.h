@@ -17,7 +17,7 @@
  * The wkv projection itself is an ordinary FP8 linear with 32x32 tiles (kernels).
  *
  * Sources of truth: docs/v41.md §2 and DeepSeek's V4.1 inference/engram.py + model.py (Engram, NgramHashState) read
- * for facts (tools/reference/README.md "V4.1"). Nothing here allocates after open; the reader is thread-safe.
+ * for facts (docs/v41-implementation.md). Nothing here allocates after open; the reader is thread-safe.
  */
 #ifndef DSV4_MODEL_ENGRAM_H
 #define DSV4_MODEL_ENGRAM_H
