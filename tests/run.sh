@@ -44,6 +44,7 @@ check() {
 
 META=vendor/v4-flash-metadata
 check "info on the real V4-Flash config" 0 "parameters: +2[0-9]{11} \(28[0-9]\.[0-9]+B\)" -- "$BIN" info -m "$META"
+check "info on the V4.1-Flash config (docs/v41.md): backbone, Engram and DSpark apart" 0 "backbone 551566180464 \\(551\\.57B\\); Engram 196928504320 \\(196\\.93B\\); DSpark 14225362530" -- "$BIN" info -m tests/golden/v41/flash-config.json
 check "info on a missing directory" fail "nonexistent" -- "$BIN" info -m "$tmp/nonexistent"
 echo '{"hidden_size": 4096,' > "$tmp/config.json"
 check "info on a config that is not JSON" fail "config.json" -- "$BIN" info -m "$tmp"

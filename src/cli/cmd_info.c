@@ -26,19 +26,34 @@ int dsv4_cli_info(int argc, char **argv) {
     printf("model:              %s\n", dir);
     printf("vocab_size:         %d\n", in.vocab_size);
     printf("hidden_size:        %d\n", in.dim);
-    printf("layers:             %d trunk (%d window-only, %d CSA, %d HCA) + %d MTP\n", in.n_layers, in.n_window_layers,
-           in.n_csa_layers, in.n_hca_layers, in.n_mtp_layers);
+    if (in.v41) /* DeepSeek-V4.1 (docs/v41.md): CSA2 ratios 2 / 1, DSpark stages, Engram */
+        printf("layers:             %d trunk (%d window-only, %d CSA2 ratio 2, %d CSA2 ratio 1, %d with Engram) + %d "
+               "DSpark\n", in.n_layers, in.n_window_layers, in.n_csa2_layers[0], in.n_csa2_layers[1],
+               in.n_engram_layers, in.n_mtp_layers);
+    else
+        printf("layers:             %d trunk (%d window-only, %d CSA, %d HCA) + %d MTP\n", in.n_layers,
+               in.n_window_layers, in.n_csa_layers, in.n_hca_layers, in.n_mtp_layers);
     printf("attention:          %d heads x %d\n", in.n_heads, in.head_dim);
     printf("experts:            %d routed, top-%d, %d hash-routed layers\n", in.n_routed_experts,
            in.n_activated_experts, in.n_hash_layers);
-    printf("parameters:         %.0f (%s) without MTP; MTP block %.0f (%s); total %.0f\n",
-           in.n_params - in.n_params_mtp, cli_count(in.n_params - in.n_params_mtp, b1), in.n_params_mtp,
-           cli_count(in.n_params_mtp, b2), in.n_params);
+    if (in.v41) {
+        char b3[32];
+        double bb = in.n_params - in.n_params_mtp - in.n_params_engram;
+        printf("parameters:         backbone %.0f (%s); Engram %.0f (%s); DSpark %.0f (%s); total %.0f\n", bb,
+               cli_count(bb, b1), in.n_params_engram, cli_count(in.n_params_engram, b2), in.n_params_mtp,
+               cli_count(in.n_params_mtp, b3), in.n_params);
+    } else
+        printf("parameters:         %.0f (%s) without MTP; MTP block %.0f (%s); total %.0f\n",
+               in.n_params - in.n_params_mtp, cli_count(in.n_params - in.n_params_mtp, b1), in.n_params_mtp,
+               cli_count(in.n_params_mtp, b2), in.n_params);
     printf("active per token:   %.0f (%s)\n", in.n_params_active, cli_count(in.n_params_active, b1));
     printf("weight bytes:       %.0f (%s)\n", in.bytes_total, cli_bytes(in.bytes_total, b1));
     for (int i = 0; i < DSV4_INFO_NDTYPE; i++)
         if (in.bytes_by_dtype[i] > 0)
             printf("  %-16s  %.0f bytes (%s)\n", names[i], in.bytes_by_dtype[i], cli_bytes(in.bytes_by_dtype[i], b1));
     printf("bytes read per decoded token: %.0f (%s)\n", in.bytes_per_token, cli_bytes(in.bytes_per_token, b1));
+    if (in.n_engram_layers)
+        printf("  of which Engram:  %.0f (%s): %.0f table rows (as rows, not tables) + the wkv / q / k weights\n",
+               in.bytes_per_token_engram, cli_bytes(in.bytes_per_token_engram, b1), in.engram_rows_per_token);
     return cli_stdout_close("info");
 }
