@@ -150,3 +150,24 @@ elif srv_start sdk; then
     fi
     srv_stop
 fi
+
+# thinking-mode agent turn with the V4 special tokens (nano weights + a tokenizer with the specials as added tokens on
+# ids 1017..1023): the next turn drops the reasoning after "<｜Assistant｜>", so everything up to it is reused (the
+# checkpoint one token before the end of the first prompt)
+if [ -f models/nano/model.safetensors ]; then
+    mkdir -p "$tmp/srv-v4m"; ln -sf "$PWD/models/nano/config.json" "$PWD/models/nano/model.safetensors" "$tmp/srv-v4m/"
+    A='"single_word":false,"lstrip":false,"rstrip":false,"normalized":false,"special":true}'
+    sed "s/\"added_tokens\":\[/\"added_tokens\":[{\"id\":1017,\"content\":\"<｜begin▁of▁sentence｜>\",$A,{\"id\":1018,\"content\":\"<｜end▁of▁sentence｜>\",$A,{\"id\":1019,\"content\":\"<｜User｜>\",$A,{\"id\":1020,\"content\":\"<｜Assistant｜>\",$A,{\"id\":1021,\"content\":\"<think>\",$A,{\"id\":1022,\"content\":\"<\/think>\",$A,{\"id\":1023,\"content\":\"｜DSML｜\",$A,/" \
+        models/nano/tokenizer.json > "$tmp/srv-v4m/tokenizer.json"
+    SAVE_MODEL=$SRV_MODEL; SRV_MODEL=$tmp/srv-v4m
+    if srv_start think; then
+        T1='{"messages":[{"role":"system","content":"You are a player."},{"role":"user","content":"ROMEO: who is there?"}],"max_tokens":8,"temperature":0}'
+        post /v1/chat/completions "$T1" > "$tmp/t1.json"
+        p1=$(sed -n 's/.*"prompt_tokens":\([0-9]*\).*/\1/p' "$tmp/t1.json")
+        T2='{"messages":[{"role":"system","content":"You are a player."},{"role":"user","content":"ROMEO: who is there?"},{"role":"assistant","content":"A friend.","reasoning_content":"hm"},{"role":"user","content":"JULIET: and now?"}],"max_tokens":4,"temperature":0}'
+        check "serve: thinking mode, next turn reuses all but the dropped reasoning (first prompt ${p1:-?} tokens)" 0 "\"cached_tokens\":$(( ${p1:-1} - 1 ))[,}]" -- post /v1/chat/completions "$T2"
+        check "serve: thinking mode: reasoning_content in the reply" 0 '"reasoning_content":"[^"]' -- cat "$tmp/t1.json"
+        srv_stop
+    fi
+    SRV_MODEL=$SAVE_MODEL
+fi
