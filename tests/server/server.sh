@@ -175,3 +175,12 @@ if [ -f models/nano/model.safetensors ]; then
     fi
     SRV_MODEL=$SAVE_MODEL
 fi
+
+# load: 64 concurrent streaming clients on 4 slots, all complete (under SAN=1 the server's exit also proves no leak)
+if srv_start load --parallel 4 -c 512; then
+    out=$(DSV4_URL="http://127.0.0.1:$SRV_PORT" timeout 300 node tests/server/load.mjs 64 16 2>&1)
+    printf '%s\n' "$out" | grep -E '^load:|^FAIL' | head -n 5
+    check "serve: 64 concurrent streams all complete" 0 '^load: 64 concurrent streams x 16 tokens: 64 complete' -- printf '%s\n' "$out"
+    check "serve: slots idle again after the load" 0 '"slots_busy":0,"queue":0' -- curl -sS -m 10 "$(U /health)"
+    srv_stop
+fi
