@@ -33,3 +33,59 @@ check "one-line load summary" 0 "dsv4 generate: $NANO: 3.18M parameters \\(1.87M
 check "ppl prints running values per window" 0 "^window 2/2: [0-9]+ predictions, ppl [0-9.]+; running: [0-9]+ predictions, ppl [0-9.]+$" -- "$BIN" ppl -m $NANO -f $NANO/config.json --max-tokens 16 --window 8
 check "dsv4 help COMMAND = dsv4 COMMAND -h" 0 "^usage: dsv4 ppl " -- "$BIN" help ppl
 check "dsv4 --version" 0 "^dsv4 [0-9]+\\.[0-9]+" -- "$BIN" --version
+
+# ---- chat (a model whose tokenizer has the V4 special tokens: the nano model plus the five it lacks as added
+# tokens on its last five ids; it talks Shakespeare, which is enough to drive the REPL)
+V4M="$tmp/v4chat"
+mkdir -p "$V4M"; ln -sf "$PWD/$NANO/config.json" "$PWD/$NANO/model.safetensors" "$V4M/"
+A='"single_word":false,"lstrip":false,"rstrip":false,"normalized":false,"special":true}'
+sed "s/\"added_tokens\":\[/\"added_tokens\":[{\"id\":1019,\"content\":\"<｜User｜>\",$A,{\"id\":1020,\"content\":\"<｜Assistant｜>\",$A,{\"id\":1021,\"content\":\"<think>\",$A,{\"id\":1022,\"content\":\"<\/think>\",$A,{\"id\":1023,\"content\":\"｜DSML｜\",$A,/" \
+    "$NANO/tokenizer.json" > "$V4M/tokenizer.json"
+CHAT="'$BIN' chat -m '$V4M' -n 6 -s 1"
+check "chat: a \"\"\" block and a trailing backslash make one message each" 0 '\[3\] user: one\|\|three\|.*\[5\] user: a \|b\|' -- sh -c "printf 'hi\n\"\"\"\none\n\nthree\n\"\"\"\na \\\\\nb\n/history\n' | $CHAT 2>/dev/null | tr '\n' '|'"
+check "chat -v: thinking mode reuses the prompt up to where the last reply began" 0 "\\[turn 1: prompt [0-9]+ tokens \\(reused [1-9][0-9]* from the snapshot" -- sh -c "printf 'hello\nagain\n' | $CHAT -v"
+check "chat: /save writes the conversation" 0 "saved 4 messages to $tmp/conv.json" -- sh -c "printf 'hello\nagain\n/save $tmp/conv.json\n' | $CHAT"
+check "chat --messages resumes a saved conversation" 0 "resumed 4 messages, [0-9]+ tokens, from $tmp/conv.json.*\\[5\\] user: more" -- sh -c "printf 'more\n/history\n' | $CHAT --messages '$tmp/conv.json' 2>&1 | tr '\n' ' '"
+echo '[{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]' > "$tmp/tools.json"
+check "chat --tools: declared tools reach the prompt" 0 "\\(1 tool declared\\)" -- sh -c "printf '/history\n' | $CHAT --tools '$tmp/tools.json'"
+check "chat: /tool without a pending call says so" 0 "no pending tool call" -- sh -c "printf '/tool 42\n' | $CHAT --tools '$tmp/tools.json'"
+echo '[{"type": ' > "$tmp/bad.json"
+check "chat --tools: invalid JSON names the file" 1 "--tools $tmp/bad.json: not valid JSON" -- "$BIN" chat -m "$V4M" --tools "$tmp/bad.json"
+check "chat --messages: a message list the encoder refuses names the file" 1 "--messages $tmp/badmsg.json: " -- sh -c "echo '[{\"role\": \"wizard\", \"content\": \"x\"}]' > '$tmp/badmsg.json'; '$BIN' chat -m '$V4M' --messages '$tmp/badmsg.json' < /dev/null"
+check "chat: a write error on stdout is exit 1" 1 "write error on stdout" -- sh -c "printf 'hello\n' | $CHAT > /dev/full"
+
+# ---- signals: Ctrl-C (SIGINT) stops generate, ppl and a chat reply, and what was measured is printed
+check "generate: SIGINT stops and prints the timings (exit 130)" 0 "^130 interrupted \\| prefill" -- sh -c ": > '$tmp/gen.err'; '$BIN' generate -m $NANO -p ROMEO: -n 1000000 > /dev/null 2> '$tmp/gen.err' & p=\$!; i=0; while [ \$i -lt 100 ] && ! grep -q 'loaded in' '$tmp/gen.err'; do sleep 0.1; i=\$((i+1)); done; sleep 0.3; kill -INT \$p; wait \$p; echo \"\$? \$(tail -n 1 '$tmp/gen.err')\""
+check "ppl: SIGINT prints the perplexity of the predictions so far (exit 130)" 0 "^130 tokens [0-9]+, predictions [0-9]+, .*\\(interrupted: the predictions so far\\)" -- sh -c ": > '$tmp/ppl.err'; '$BIN' ppl -m $NANO -f vendor/tinyshakespeare/tinyshakespeare.txt --window 512 > '$tmp/ppl.out' 2> '$tmp/ppl.err' & p=\$!; i=0; while [ \$i -lt 100 ] && ! grep -q 'loaded in' '$tmp/ppl.err'; do sleep 0.1; i=\$((i+1)); done; sleep 0.5; kill -INT \$p; wait \$p; echo \"\$? \$(tail -n 1 '$tmp/ppl.out')\""
+# chat on a terminal (tmux): Ctrl-C stops the reply and keeps the history; Ctrl-C twice at the prompt exits
+if command -v tmux > /dev/null; then
+    S=dsv4test$$
+    wait_for() {   # wait_for FILE_OR_PANE REGEX: up to 10 s
+        local i=0
+        while [ $i -lt 100 ]; do
+            if [ "$1" = pane ]; then tmux capture-pane -t $S -p -S - 2>/dev/null | grep -Eq -- "$2" && return 0
+            else grep -Eq -- "$2" "$1" 2>/dev/null && return 0; fi
+            sleep 0.1; i=$((i + 1))
+        done
+        return 1
+    }
+    tmux new-session -d -s $S -x 120 -y 40 "HOME='$tmp' '$BIN' chat -m '$V4M' -n 100000 -c 200000 -s 3 2> '$tmp/tm.err'; echo EXIT=\$? > '$tmp/tm.exit'; sleep 5"
+    ok=1
+    wait_for pane '^>' || ok=0   # (capture-pane drops trailing spaces)
+    tmux send-keys -t $S "hello" Enter
+    wait_for pane 'thinking|^.{20}' || ok=0
+    sleep 0.3; tmux send-keys -t $S C-c
+    wait_for "$tmp/tm.err" 'reply stopped by Ctrl-C after [0-9]+ tokens' || ok=0
+    wait_for pane '^> ?$' || ok=0   # (what is typed before the prompt is back may be discarded)
+    tmux send-keys -t $S "/history" Enter
+    wait_for pane '^\[2\] assistant:' || ok=0
+    tmux send-keys -t $S C-c
+    wait_for "$tmp/tm.err" 'Ctrl-C again to quit' || ok=0
+    tmux send-keys -t $S C-c
+    wait_for "$tmp/tm.exit" '^EXIT=0$' || ok=0
+    if [ $ok -eq 1 ]; then pass=$((pass + 1)); echo "ok   cli: chat on a terminal: Ctrl-C stops the reply, history kept, Ctrl-C twice exits"
+    else fail=$((fail + 1)); echo "FAIL cli: chat on a terminal (tmux)"; tmux capture-pane -t $S -p 2>/dev/null | tail -n 8; cat "$tmp/tm.err"; fi
+    tmux kill-session -t $S 2>/dev/null
+else
+    echo "FAIL cli: tmux is missing (the Ctrl-C test of chat needs it; .ci/run installs it)"; fail=$((fail + 1))
+fi

@@ -1,22 +1,28 @@
-/* cli/cmd_chat.c — `dsv4 chat`: interactive multi-turn chat on stdin/stdout.
+/* cli/cmd_chat.c — `dsv4 chat`: interactive multi-turn chat.
  *
- *   dsv4 chat -m DIR [--think|--no-think] [--temperature T] [--top-p P] [--top-k K] [--seed S]
- *             [--max-tokens N] [--ctx C] [--system TEXT] [--effort high|max] [-v]
+ *   dsv4 chat -m DIR [--think|--no-think] [--temp T] [--top-p P] [--top-k K] [-s SEED] [-n N] [-c C]
+ *             [--system TEXT] [--effort none|high|max] [--tools FILE.json] [--messages FILE.json] [-v]
  *
- * Each input line is a user message; a line that is not valid UTF-8 (or holds a NUL byte) is refused with a
- * message on stderr and not sent. The whole conversation (a JSON message list) is rendered with
- * dsv4_chat_render (include/dsv4_chat.h, docs/encoding.md §3), tokenized with the model's tokenizer
- * (no BOS added: the prompt text starts with it), and evaluated; when the new prompt's tokens extend the
- * tokens already evaluated in the session only the new tokens are evaluated, otherwise the session is
- * reset and the prompt prefilled (e.g. thinking mode drops earlier reasoning, so every turn re-prefills;
- * chat mode normally reuses). Tokens are sampled until EOS (or --max-tokens / the context end), decoded,
- * and fed to the output parser (include/dsv4_parse.h): reasoning is shown dimmed on a terminal, else each
- * reasoning line is prefixed "thinking> "; the answer is printed as is; tool calls as
- * "tool_call> {JSON}" lines. The parsed message (content, reasoning_content, tool_calls) joins the history.
+ * Input: on a terminal, lines are read with libedit (line editing, history of this and earlier sessions in
+ * $HOME/.dsv4_history); otherwise plain lines from stdin. A message may span lines: a line `"""` opens a block
+ * that the next `"""` line closes, and a line ending in `\` continues on the next line. A message that is not
+ * valid UTF-8 (or holds a NUL byte) is refused with a message on stderr and not sent.
+ * The whole conversation (a JSON message list, plus the tools of --tools) is rendered with dsv4_chat_render
+ * (include/dsv4_chat.h), tokenized with the model's tokenizer (the prompt text starts with BOS) and evaluated,
+ * reusing the session's tokens up to the first token that differs from the new prompt (-v shows how many):
+ * when the session's tokens are a prefix of the prompt only the new ones are evaluated; otherwise (thinking mode
+ * drops the reasoning of earlier turns from the prompt, so the new prompt leaves the session's tokens where the
+ * last reply began) the session goes back to a snapshot taken at the end of the last prompt's shared part
+ * (dsv4_session_copy), or starts over when that is not a prefix either. Tokens are sampled until EOS (or -n /
+ * the context end), decoded and fed to the output parser (include/dsv4_parse.h): reasoning is shown dimmed on a
+ * terminal, else each reasoning line is prefixed "thinking> "; tool calls as "tool_call> {JSON}" lines.
  *
- * Commands: /reset (clear history and session), /think, /no-think (switch mode; history kept),
- * /tool TEXT (answer the next unanswered tool call of the last reply; generation starts when all are
- * answered), /history (print the history JSON), /quit. EOF exits with status 0.
+ * Commands: /reset (clear history and session), /think, /no-think (switch mode; history kept), /tool TEXT
+ * (answer the next unanswered tool call of the last reply; generation starts when all are answered), /history
+ * (the conversation, readable), /save FILE (the conversation as JSON, for --messages), /help, /quit; `//text`
+ * sends `/text`. Ctrl-C during a reply stops it (the partial reply stays in the history, the terminal's
+ * attributes are reset); Ctrl-C at the prompt discards the line, a second one in a row exits; Ctrl-D at the
+ * prompt exits (status 0). A write error on stdout ends the chat with status 1.
  * The tokenizer must know the DeepSeek-V4 special tokens used by the prompt format; a model without them
  * (e.g. the nano Shakespeare model) is refused at start with a message naming the missing tokens.
  */
@@ -27,35 +33,35 @@
 #include "dsv4_parse.h"
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <histedit.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #define ERRLEN 1024
+#define SNAPSHOT_MAX_BYTES ((size_t)4 << 30)   /* a snapshot doubles the session's memory: only up to 4 GiB */
 
 static const char *chat_usage =
-    "usage: dsv4 chat -m DIR [--think|--no-think] [--temperature T] [--top-p P] [--top-k K] [--seed S]\n"
-    "                 [--max-tokens N] [--ctx C] [--system TEXT] [--effort high|max] [-v]\n"
-    "  one user message per input line; commands: /reset /think /no-think /tool TEXT /history /quit\n"
-    "  --think / --no-think   thinking mode (default) / chat mode\n"
-    "  --temperature T        [0, 100], 0 = greedy (default 1.0)\n"
+    "usage: dsv4 chat -m DIR [--think|--no-think] [--temp T] [--top-p P] [--top-k K] [-s SEED] [-n N] [-c C]\n"
+    "                 [--system TEXT] [--effort none|high|max] [--tools FILE.json] [--messages FILE.json] [-v]\n"
+    "  one message per line; \"\"\" on a line opens/closes a multi-line message; a trailing \\ continues the line\n"
+    "  commands: /reset /think /no-think /tool TEXT /history /save FILE /help /quit; Ctrl-C stops a reply\n"
+    "  -m, --model DIR        model directory (its tokenizer must have the DeepSeek-V4 special tokens)\n"
+    "  --think / --no-think   thinking mode (default) / chat mode; aliases --thinking, --nothink, --chat\n"
+    "  --temp T               [0, 100], 0 = greedy (default 1.0); alias --temperature\n"
     "  --top-p P              (0, 1], 1 = off (default 1.0)\n"
-    "  --top-k K              0 = off (default 0)\n"
-    "  --seed S               sampler seed (default 42)\n"
-    "  --max-tokens N         at most N tokens per reply (default 2048)\n"
-    "  --ctx C                session size in tokens, the whole conversation must fit (default 8192)\n"
+    "  --top-k K              0..1073741824, 0 = off (default 0)\n"
+    "  -s, --seed S           sampler seed, 0..2^64-1 (default: random, printed with -v)\n"
+    "  -n, --n-predict N      at most N tokens per reply, 0..16777216 (default 2048); alias --max-tokens\n"
+    "  -c, --ctx-size C       session size in tokens, the whole conversation must fit (default 8192); alias --ctx\n"
     "  --system TEXT          system message at the start of the conversation\n"
-    "  --effort high|max      reasoning effort (max adds the effort block in thinking mode)\n"
-    "  -v                     per-turn timing and prompt-reuse statistics on stderr\n"
-    "  needs a tokenizer with the DeepSeek-V4 special tokens (the nano model has none and is refused)\n";
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+    "  --effort E             reasoning effort: none (default), high, max (max adds the effort block in thinking mode)\n"
+    "  --tools FILE.json      tools the model may call: [{\"type\": \"function\", \"function\": {...}}, ...] or\n"
+    "                         {\"tools\": [...]}; answer a call with /tool TEXT\n"
+    "  --messages FILE.json   resume a conversation (a message array, or {\"messages\": [...], \"tools\": [...]} as\n"
+    "                         written by /save)\n"
+    "  -v                     per-turn timings and prompt reuse on stderr\n";
 
 /* ---------------------------------------------------------------- output of one turn */
 typedef struct {
@@ -115,36 +121,6 @@ static void on_event(void *user, const dsv4_parse_event *ev) {
     fflush(stdout);
 }
 
-/* ---------------------------------------------------------------- the REPL */
-typedef struct {
-    dsv4_model *m;
-    const dsv4_tokenizer *tok;
-    dsv4_session *s;
-    dsv4_sampler *smp;
-    float *logits;
-    int vocab, ctx, max_tokens, think, verbose, eos_id, eos_cfg;
-    dsv4_effort effort;
-    const char *system;
-    cJSON *hist;          /* array of messages */
-    int32_t *ev;          /* tokens evaluated in the session */
-    int nev;
-    int turn;
-} chat_t;
-
-static void chat_reset(chat_t *c) {
-    cJSON_Delete(c->hist);
-    c->hist = cJSON_CreateArray();
-    if (c->system) {
-        cJSON *sm = cJSON_CreateObject();
-        cJSON_AddStringToObject(sm, "role", "system");
-        cJSON_AddStringToObject(sm, "content", c->system);
-        cJSON_AddItemToArray(c->hist, sm);
-    }
-    dsv4_session_reset(c->s);
-    c->nev = 0;
-}
-
-
 /* Pending tool-call ids of the last assistant message that have no tool message after it. */
 static const char *next_unanswered(cJSON *hist, int *remaining) {
     int n = cJSON_GetArraySize(hist), last = -1;
@@ -170,55 +146,134 @@ static const char *next_unanswered(cJSON *hist, int *remaining) {
     return first;
 }
 
-/* Render, evaluate and generate one assistant reply; appends it to the history. On a failure before
- * generation the last history entry (the new input) is removed. Returns 0, or -1 on an engine error
- * (fatal: the session state is unknown). */
-static int chat_turn(chat_t *c) {
-    char err[ERRLEN];
+/* ---------------------------------------------------------------- the conversation */
+typedef struct {
+    dsv4_model *m;
+    const dsv4_tokenizer *tok;
+    dsv4_session *s;      /* live session: its tokens are ev[0..nev) */
+    dsv4_session *snap;   /* snapshot of a prefix of ev: snap_n tokens (0 = none); NULL when not affordable */
+    dsv4_sampler *smp;
+    float *logits;
+    int vocab, ctx, max_tokens, think, verbose, eos_id, eos_cfg, effort;
+    const char *system;
+    cJSON *hist;          /* array of messages */
+    cJSON *tools;         /* array of tools, or NULL */
+    int32_t *ev;          /* [ctx] tokens evaluated in the session */
+    int nev, snap_n;
+    int turn;
+} chat_t;
+
+static void chat_reset(chat_t *c) {
+    cJSON_Delete(c->hist);
+    c->hist = cJSON_CreateArray();
+    if (c->system) {
+        cJSON *sm = cJSON_CreateObject();
+        cJSON_AddStringToObject(sm, "role", "system");
+        cJSON_AddStringToObject(sm, "content", c->system);
+        cJSON_AddItemToArray(c->hist, sm);
+    }
+    dsv4_session_reset(c->s);
+    c->nev = 0;
+    c->snap_n = 0;
+}
+
+/* The request JSON of hist (+ tools) for dsv4_chat_render; malloc'd, NULL when out of memory. */
+static char *request_json(const chat_t *c, cJSON *hist) {
     cJSON *req = cJSON_CreateObject();
-    cJSON_AddItemReferenceToObject(req, "messages", c->hist);
+    if (!req) return NULL;
+    cJSON_AddItemReferenceToObject(req, "messages", hist);
+    if (c->tools) cJSON_AddItemReferenceToObject(req, "tools", c->tools);
     char *json = cJSON_PrintUnformatted(req);
     cJSON_Delete(req);
+    return json;
+}
+
+/* Render and tokenize hist (+ tools) in the current mode. Returns malloc'd ids (*n), or NULL with err. */
+static int32_t *prompt_tokens(const chat_t *c, cJSON *hist, int *n, char *err) {
+    char *json = request_json(c, hist);
+    if (!json) { snprintf(err, ERRLEN, "out of memory"); return NULL; }
     char *prompt = NULL;
     size_t plen = 0;
-    dsv4_render_opts ro = { .thinking = c->think, .effort = c->effort };
-    int rc = json ? dsv4_chat_render(json, strlen(json), &ro, &prompt, &plen, err, sizeof err) : -1;
+    dsv4_render_opts ro = { .thinking = c->think, .effort = (dsv4_effort)c->effort };
+    int rc = dsv4_chat_render(json, strlen(json), &ro, &prompt, &plen, err, ERRLEN);
     free(json);
-    if (rc) {
-        fprintf(stderr, "dsv4 chat: cannot render the conversation: %s\n", json ? err : "out of memory");
-        cJSON_DeleteItemFromArray(c->hist, cJSON_GetArraySize(c->hist) - 1);
-        return 0;
-    }
-    int np = 0;
-    int32_t *P = cli_tokenize_all(c->tok, prompt, plen, &np, err, ERRLEN);
+    if (rc) return NULL;
+    int32_t *P = cli_tokenize_all(c->tok, prompt, plen, n, err, ERRLEN);
     free(prompt);
+    return P;
+}
+
+/* How much of the next prompt will equal this one: the common prefix of P and the prompt of hist plus a dummy
+ * assistant reply and user message (in thinking mode the reply's reasoning is dropped there, so this ends where
+ * the reply begins). The snapshot is taken at that position. */
+static int shared_prefix(const chat_t *c, const int32_t *P, int np) {
+    cJSON *h = cJSON_Duplicate(c->hist, 1);
+    if (!h) return 0;
+    cJSON *am = cJSON_CreateObject(), *um = cJSON_CreateObject();
+    cJSON_AddStringToObject(am, "role", "assistant");
+    cJSON_AddStringToObject(am, "content", "x");
+    if (c->think) cJSON_AddStringToObject(am, "reasoning_content", "y");
+    cJSON_AddItemToArray(h, am);
+    cJSON_AddStringToObject(um, "role", "user");
+    cJSON_AddStringToObject(um, "content", "z");
+    cJSON_AddItemToArray(h, um);
+    char err[ERRLEN];
+    int nq = 0, d = 0;
+    int32_t *Q = prompt_tokens(c, h, &nq, err);
+    cJSON_Delete(h);
+    if (!Q) return 0;
+    while (d < np && d < nq && P[d] == Q[d]) d++;
+    free(Q);
+    return d;
+}
+
+static void drop_last(cJSON *hist) { cJSON_DeleteItemFromArray(hist, cJSON_GetArraySize(hist) - 1); }
+
+/* Render, evaluate and generate one assistant reply; appends it to the history. On a failure before generation
+ * the last history entry (the new input) is removed. Returns 0, or -1 on an engine error (fatal: the session
+ * state is unknown). Ctrl-C (cli_interrupted) stops the reply; what was generated stays in the history. */
+static int chat_turn(chat_t *c) {
+    char err[ERRLEN];
+    int np = 0;
+    int32_t *P = prompt_tokens(c, c->hist, &np, err);
     if (!P) {
-        fprintf(stderr, "dsv4 chat: cannot tokenize the prompt: %s\n", err);
-        cJSON_DeleteItemFromArray(c->hist, cJSON_GetArraySize(c->hist) - 1);
+        fprintf(stderr, "dsv4 chat: cannot render the conversation: %s\n", err);
+        drop_last(c->hist);
         return 0;
     }
     if (np >= c->ctx) {
-        fprintf(stderr, "dsv4 chat: the conversation is %d tokens, the context holds %d (--ctx); use /reset\n", np, c->ctx);
+        fprintf(stderr, "dsv4 chat: the conversation is %d tokens, the context holds %d (-c); use /reset\n", np, c->ctx);
         free(P);
-        cJSON_DeleteItemFromArray(c->hist, cJSON_GetArraySize(c->hist) - 1);
+        drop_last(c->hist);
         return 0;
     }
-    /* prefix reuse */
-    int reuse = c->nev > 0 && c->nev < np && !memcmp(c->ev, P, sizeof(int32_t) * (size_t)c->nev) ? c->nev : 0;
-    if (!reuse) { dsv4_session_reset(c->s); c->nev = 0; }
-    int32_t *nev = realloc(c->ev, sizeof(int32_t) * (size_t)c->ctx);
-    if (!nev) { fprintf(stderr, "dsv4 chat: out of memory\n"); free(P); return -1; }
-    c->ev = nev;
-    double t0 = now_s();
-    if (dsv4_eval(c->s, P + reuse, np - reuse, c->logits, err, sizeof err)) {
-        fprintf(stderr, "dsv4 chat: prefill: %s\n", err);
-        free(P);
-        return -1;
-    }
+    /* reuse up to the first differing token: the live session when its tokens are a prefix of P, else the
+     * snapshot when its tokens are, else start over */
+    int d = 0;
+    while (d < c->nev && d < np && c->ev[d] == P[d]) d++;
+    int reuse = 0;
+    const char *from = "";
+    if (d == c->nev && d < np) { reuse = d; from = d ? " from the session" : ""; }
+    else if (c->snap && c->snap_n > 0 && c->snap_n <= d && c->snap_n < np &&
+             dsv4_session_copy(c->s, c->snap, err, sizeof err) == 0) {
+        reuse = c->snap_n; from = " from the snapshot";
+    } else dsv4_session_reset(c->s);
+    c->nev = reuse;
+    double t0 = cli_now();
+    /* evaluate up to the shared prefix of the next turn's prompt, snapshot there, then the rest */
+    int cut = c->snap ? shared_prefix(c, P, np) : 0;
+    if (cut <= reuse || cut >= np) cut = 0;
+    if (cut) {
+        if (dsv4_eval(c->s, P + reuse, cut - reuse, NULL, err, sizeof err)) goto eval_fail;
+        if (dsv4_session_copy(c->snap, c->s, err, sizeof err) == 0) c->snap_n = cut;
+        else c->snap_n = 0;
+    } else if (c->snap_n > reuse) c->snap_n = 0;   /* the snapshot's tokens are no longer those of ev */
+    if (dsv4_eval(c->s, P + (cut ? cut : reuse), np - (cut ? cut : reuse), c->logits, err, sizeof err)) goto eval_fail;
     memcpy(c->ev, P, sizeof(int32_t) * (size_t)np);
     c->nev = np;
     free(P);
-    double t1 = now_s();
+    P = NULL;
+    double t1 = cli_now();
 
     dsv4_parser *p = dsv4_parser_new(c->think);
     if (!p) { fprintf(stderr, "dsv4 chat: out of memory\n"); return -1; }
@@ -227,13 +282,13 @@ static int chat_turn(chat_t *c) {
     dsv4_detok_stream st = {0};
     char piece[1024];
     int limit = c->max_tokens < c->ctx - np ? c->max_tokens : c->ctx - np, gen = 0, hit_eos = 0;
-    for (; gen < limit; ) {
+    while (gen < limit && !cli_interrupted && !ferror(stdout)) {
         int32_t t = dsv4_sample(c->smp, c->logits);
         if (t == c->eos_id || t == c->eos_cfg) { hit_eos = 1; break; }
         gen++;
         int k = dsv4_detok_next(c->tok, &st, t, piece, sizeof piece);
         if (k > 0) dsv4_parser_feed(p, piece, (size_t)k, on_event, &o);
-        if (gen < limit) {
+        if (gen < limit && !cli_interrupted) {
             if (dsv4_eval(c->s, &t, 1, c->logits, err, sizeof err)) {
                 fprintf(stderr, "\ndsv4 chat: decode: %s\n", err);
                 dsv4_parser_free(p);
@@ -242,24 +297,28 @@ static int chat_turn(chat_t *c) {
             c->ev[c->nev++] = t;
         }
     }
+    int interrupted = cli_interrupted;
+    cli_interrupted = 0;
     int k = dsv4_detok_flush(&st, piece, sizeof piece);
     if (k > 0) dsv4_parser_feed(p, piece, (size_t)k, on_event, &o);
     dsv4_parser_close(p, on_event, &o);
-    out_end_reasoning(&o);
+    out_end_reasoning(&o);   /* resets the terminal's attributes */
     if (!o.last_nl) fputc('\n', stdout);
     fflush(stdout);
     dsv4_parse_result r;
     int frc = dsv4_parser_finish(p, &r);
     dsv4_parser_free(p);
     if (frc) { fprintf(stderr, "dsv4 chat: out of memory\n"); return -1; }
-    double t2 = now_s();
-    if (!hit_eos) fprintf(stderr, "dsv4 chat: reply stopped after %d tokens (%s) without end-of-sentence\n", gen,
-                          gen >= c->max_tokens ? "--max-tokens" : "context full");
-    if (r.warnings) fprintf(stderr, "dsv4 chat: warning: %s\n", r.warnings);
+    double t2 = cli_now();
+    if (interrupted) fprintf(stderr, "(reply stopped by Ctrl-C after %d tokens; it stays in the history)\n", gen);
+    else if (!hit_eos)
+        fprintf(stderr, "dsv4 chat: reply stopped after %d tokens (%s) without end-of-sentence\n", gen,
+                gen >= c->max_tokens ? "-n" : "context full");
+    if (r.warnings && !interrupted) fprintf(stderr, "dsv4 chat: warning: %s\n", r.warnings);
     if (c->verbose)
-        fprintf(stderr, "[turn %d: prompt %d tokens (reused %d, evaluated %d) %.2f s; generated %d tokens %.2f s (%.1f tok/s)%s]\n",
-                c->turn, np, reuse, np - reuse, t1 - t0, gen, t2 - t1, gen / (t2 - t1 > 0 ? t2 - t1 : 1e-9),
-                hit_eos ? "" : ", no EOS");
+        fprintf(stderr, "[turn %d: prompt %d tokens (reused %d%s, evaluated %d) %.2f s; generated %d tokens "
+                "%.2f s (%.1f tok/s)%s]\n", c->turn, np, reuse, from, np - reuse, t1 - t0, gen, t2 - t1,
+                gen / (t2 - t1 > 0 ? t2 - t1 : 1e-9), hit_eos ? "" : ", no EOS");
     /* history entry: content always a string (the encoder renders it verbatim) */
     cJSON *am = cJSON_CreateObject();
     cJSON_AddStringToObject(am, "role", "assistant");
@@ -281,133 +340,373 @@ static int chat_turn(chat_t *c) {
     dsv4_parse_result_free(&r);
     c->turn++;
     return 0;
+eval_fail:
+    fprintf(stderr, "dsv4 chat: prefill: %s\n", err);
+    free(P);
+    return -1;
 }
 
-static const char *eos_text = "<\xEF\xBD\x9C" "end\xE2\x96\x81" "of\xE2\x96\x81" "sentence\xEF\xBD\x9C>";
+/* /history: the conversation, one block per message. */
+static void print_history(const chat_t *c) {
+    if (c->tools) printf("(%d tool%s declared)\n", cJSON_GetArraySize(c->tools), cJSON_GetArraySize(c->tools) == 1 ? "" : "s");
+    int i = 0;
+    cJSON *m;
+    cJSON_ArrayForEach(m, c->hist) {
+        const char *role = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "role"));
+        const char *content = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "content"));
+        const char *reasoning = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "reasoning_content"));
+        const char *tcid = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "tool_call_id"));
+        printf("[%d] %s%s%s%s:", ++i, role ? role : "?", tcid ? " (" : "", tcid ? tcid : "", tcid ? ")" : "");
+        if (reasoning && *reasoning) printf("\n  thinking: %s", reasoning);
+        printf("%s%s\n", reasoning && *reasoning ? "\n  " : " ", content ? content : "");
+        cJSON *tc;
+        cJSON_ArrayForEach(tc, cJSON_GetObjectItemCaseSensitive(m, "tool_calls")) {
+            cJSON *fn = cJSON_GetObjectItemCaseSensitive(tc, "function");
+            printf("  tool_call %s: %s(%s)\n", cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(tc, "id")),
+                   cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(fn, "name")),
+                   cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(fn, "arguments")));
+        }
+    }
+    if (i == 0) printf("(no messages yet)\n");
+}
+
+/* /save FILE: {"messages": [...], "tools": [...]} (readable by --messages). Returns 0 or prints why not. */
+static int save_conversation(const chat_t *c, const char *path) {
+    cJSON *req = cJSON_CreateObject();
+    if (!req) { fprintf(stderr, "dsv4 chat: out of memory\n"); return -1; }
+    cJSON_AddItemReferenceToObject(req, "messages", c->hist);
+    if (c->tools) cJSON_AddItemReferenceToObject(req, "tools", c->tools);
+    char *json = cJSON_Print(req);
+    cJSON_Delete(req);
+    if (!json) { fprintf(stderr, "dsv4 chat: out of memory\n"); return -1; }
+    FILE *f = fopen(path, "w");
+    int ok = f && fputs(json, f) >= 0 && fputc('\n', f) != EOF;
+    int e = errno;
+    if (f && fclose(f) != 0 && ok) { ok = 0; e = errno; }
+    free(json);
+    if (!ok) { fprintf(stderr, "dsv4 chat: /save %s: %s\n", path, strerror(e)); if (f) remove(path); return -1; }
+    printf("(saved %d messages to %s)\n", cJSON_GetArraySize(c->hist), path);
+    return 0;
+}
+
+/* Read a JSON file for --tools / --messages: the parsed value or NULL (reason printed, naming the file). */
+static cJSON *read_json(const char *opt, const char *path) {
+    size_t len;
+    char *buf = cli_read_file("chat", path, &len);
+    if (!buf) return NULL;
+    const char *end = NULL;
+    cJSON *j = cJSON_ParseWithLengthOpts(buf, len, &end, 0);
+    if (j)   /* only white space may follow the value */
+        for (const char *p = end; p < buf + len; p++)
+            if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') { cJSON_Delete(j); j = NULL; end = p; break; }
+    if (!j) fprintf(stderr, "dsv4 chat: %s %s: not valid JSON (at byte offset %ld)\n", opt, path, end ? (long)(end - buf) : 0L);
+    free(buf);
+    return j;
+}
+
+/* ---------------------------------------------------------------- input */
+typedef struct {
+    EditLine *el;        /* NULL: plain lines from stdin */
+    History *hist;
+    const char *prompt;
+    char histfile[4096];
+    char *line;          /* getline buffer */
+    size_t cap;
+} input_t;
+
+static input_t *g_in;   /* for the prompt callback */
+static char *prompt_fn(EditLine *e) { (void)e; return (char *)(g_in ? g_in->prompt : "> "); }
+
+static void input_open(input_t *in, int interactive) {
+    memset(in, 0, sizeof *in);
+    in->prompt = "> ";
+    if (!interactive) return;
+    g_in = in;
+    in->el = el_init("dsv4", stdin, stdout, stderr);
+    in->hist = history_init();
+    if (!in->el || !in->hist) {
+        if (in->el) el_end(in->el);
+        if (in->hist) history_end(in->hist);
+        in->el = NULL; in->hist = NULL;
+        return;
+    }
+    HistEvent ev;
+    history(in->hist, &ev, H_SETSIZE, 1000);
+    history(in->hist, &ev, H_SETUNIQUE, 1);
+    const char *home = getenv("HOME");
+    if (home && *home) {
+        snprintf(in->histfile, sizeof in->histfile, "%s/.dsv4_history", home);
+        history(in->hist, &ev, H_LOAD, in->histfile);
+    }
+    el_set(in->el, EL_EDITOR, "emacs");
+    el_set(in->el, EL_PROMPT, prompt_fn);
+    el_set(in->el, EL_HIST, history, in->hist);
+    el_source(in->el, NULL);   /* ~/.editrc, as other libedit programs */
+}
+
+static void input_close(input_t *in) {
+    if (in->el) {
+        HistEvent ev;
+        if (in->histfile[0]) history(in->hist, &ev, H_SAVE, in->histfile);
+        el_end(in->el);
+        history_end(in->hist);
+    }
+    free(in->line);
+    g_in = NULL;
+}
+
+/* One physical line without its line end, in in->line (length *n). Returns 1, 0 at EOF, -1 when Ctrl-C
+ * interrupted the read. */
+static int input_line(input_t *in, size_t *n) {
+    if (cli_interrupted) return -1;   /* Ctrl-C between two reads */
+    if (in->el) {
+        int count = 0;
+        const char *l = el_gets(in->el, &count);
+        if (cli_interrupted) return -1;
+        if (!l || count <= 0) return 0;
+        size_t len = (size_t)count;
+        if (len + 1 > in->cap) {
+            char *nb = realloc(in->line, len + 1);
+            if (!nb) return 0;
+            in->line = nb; in->cap = len + 1;
+        }
+        memcpy(in->line, l, len);
+        in->line[len] = 0;
+        *n = len;
+    } else {
+        if (isatty(STDOUT_FILENO) && isatty(STDIN_FILENO)) { fputs(in->prompt, stdout); fflush(stdout); }
+        errno = 0;
+        ssize_t r = getline(&in->line, &in->cap, stdin);
+        if (cli_interrupted) { clearerr(stdin); return -1; }
+        if (r < 0) return 0;
+        *n = (size_t)r;
+    }
+    while (*n > 0 && (in->line[*n - 1] == '\n' || in->line[*n - 1] == '\r')) in->line[--*n] = 0;
+    return 1;
+}
+
+/* One message: a line, a `"""` block, or lines joined by a trailing backslash. Returns malloc'd text (length
+ * *len) or NULL: *status 0 at EOF, -1 when Ctrl-C interrupted, -2 out of memory. */
+static char *input_message(input_t *in, size_t *len, int *status) {
+    char *msg = NULL;
+    size_t ml = 0;
+    int block = 0, nlines = 0;
+    in->prompt = "> ";
+    for (;;) {
+        size_t n = 0;
+        int r = input_line(in, &n);
+        if (r <= 0) { free(msg); *status = r; in->prompt = "> "; return NULL; }
+        int fence = n == 3 && !memcmp(in->line, "\"\"\"", 3);
+        if (!block && !msg && fence) { block = 1; in->prompt = "... "; continue; }
+        if (block && fence) break;
+        int cont = !block && n > 0 && in->line[n - 1] == '\\';
+        if (cont) n--;
+        char *nb = realloc(msg, ml + n + 2);
+        if (!nb) { free(msg); *status = -2; return NULL; }
+        msg = nb;
+        if (nlines++ > 0) msg[ml++] = '\n';
+        memcpy(msg + ml, in->line, n);
+        ml += n;
+        msg[ml] = 0;
+        if (!block && !cont) break;
+        in->prompt = "... ";
+    }
+    if (in->el && msg && ml > 0) { HistEvent ev; history(in->hist, &ev, H_ENTER, msg); }
+    if (!msg) { msg = malloc(1); if (!msg) { *status = -2; return NULL; } msg[0] = 0; }
+    in->prompt = "> ";
+    *len = ml;
+    *status = 1;
+    return msg;
+}
+
+/* ---------------------------------------------------------------- main */
+static const char *commands_help =
+    "/reset /think /no-think /tool TEXT /history /save FILE /help /quit; \"\"\" for a multi-line message; "
+    "// sends a leading /";
 
 int dsv4_cli_chat(int argc, char **argv) {
-    const char *dir = NULL;
+    const char *dir = NULL, *tools_file = NULL, *msgs_file = NULL;
     chat_t c = { .ctx = 8192, .max_tokens = 2048, .think = 1 };
-    dsv4_sampler_params sp = { 0 };
     double temp = 1.0, top_p = 1.0;
-    int top_k = 0, seed_seen = 0, effort = 0;
+    int top_k = 0, seed_seen = 0;
     uint64_t seed = 0;
     const cli_opt opts[] = {
         CLI_O_MODEL(&dir), CLI_O_THINK(&c.think), CLI_O_TEMP(&temp), CLI_O_TOP_P(&top_p), CLI_O_TOP_K(&top_k),
-        CLI_O_SEED(&seed, &seed_seen), CLI_O_N_PREDICT(&c.max_tokens), CLI_O_CTX(&c.ctx, NULL), CLI_O_EFFORT(&effort),
+        CLI_O_SEED(&seed, &seed_seen), CLI_O_N_PREDICT(&c.max_tokens), CLI_O_CTX(&c.ctx, NULL), CLI_O_EFFORT(&c.effort),
         { .names = "--system", .kind = CLI_STR, .dst = &c.system },
+        { .names = "--tools", .kind = CLI_STR, .dst = &tools_file },
+        { .names = "--messages", .kind = CLI_STR, .dst = &msgs_file },
         CLI_O_END
     };
     int prc = cli_parse("chat", chat_usage, opts, argc, argv);
     if (prc) return prc < 0 ? 0 : prc;
     c.verbose = cli_verbose;
-    c.effort = (dsv4_effort)effort;
     if (c.system && cli_utf8_invalid_at(c.system, strlen(c.system)) >= 0) {
         fprintf(stderr, "dsv4 chat: --system: the text is not valid UTF-8\n");
         return 2;
     }
     if (!dir) { fprintf(stderr, "dsv4 chat: -m DIR is required (dsv4 chat -h lists the options)\n"); return 2; }
     if (cli_parse_only) return 0;
-    sp.temperature = (float)temp; sp.top_p = (float)top_p; sp.top_k = top_k;
-    sp.seed = cli_seed("chat", seed, seed_seen);
+
+    /* the JSON inputs first (nothing is loaded for a bad file) */
+    cJSON *msgs = NULL;
+    if (tools_file) {
+        cJSON *t = read_json("--tools", tools_file);
+        if (!t) return 1;
+        c.tools = cJSON_IsObject(t) ? cJSON_DetachItemFromObjectCaseSensitive(t, "tools") : t;
+        if (c.tools != t) cJSON_Delete(t);
+        if (!cJSON_IsArray(c.tools)) {
+            fprintf(stderr, "dsv4 chat: --tools %s: expected an array of tools or {\"tools\": [...]}\n", tools_file);
+            cJSON_Delete(c.tools);
+            return 1;
+        }
+    }
+    if (msgs_file) {
+        cJSON *j = read_json("--messages", msgs_file);
+        if (!j) { cJSON_Delete(c.tools); return 1; }
+        if (cJSON_IsObject(j)) {
+            msgs = cJSON_DetachItemFromObjectCaseSensitive(j, "messages");
+            cJSON *t = cJSON_DetachItemFromObjectCaseSensitive(j, "tools");
+            if (t && !c.tools) c.tools = t;
+            else cJSON_Delete(t);
+            cJSON_Delete(j);
+        } else msgs = j;
+        if (!cJSON_IsArray(msgs)) {
+            fprintf(stderr, "dsv4 chat: --messages %s: expected an array of messages or {\"messages\": [...]}\n", msgs_file);
+            cJSON_Delete(msgs); cJSON_Delete(c.tools);
+            return 1;
+        }
+    }
 
     char err[ERRLEN];
-    if (!(c.m = cli_load_model("chat", dir))) return 1;   /* --mem applies */
+    int status = 1;
+    input_t in = { 0 };
+    double t0 = cli_now();
+    c.m = cli_load_model("chat", dir);
+    if (!c.m) goto done;
+    double t_load = cli_now() - t0;
     c.tok = dsv4_model_tokenizer(c.m);
-    if (!c.tok) {
-        fprintf(stderr, "dsv4 chat: %s has no tokenizer.json\n", dir);
-        dsv4_model_free(c.m);
-        return 1;
-    }
-    if (cli_require_v4_tokens("chat", c.tok, dir)) {
-        dsv4_model_free(c.m);
-        return 1;
-    }
+    if (!c.tok) { cli_fail("chat", "%s has no tokenizer.json", dir); goto done; }
+    if (cli_require_v4_tokens("chat", c.tok, dir)) goto done;
+    if (cli_check_ctx("chat", c.m, c.ctx)) { status = 2; goto done; }
     dsv4_model_info info;
     dsv4_model_get_info(c.m, &info);
     c.vocab = info.vocab_size;
     c.eos_cfg = info.eos_token_id;
-    c.eos_id = dsv4_token_id(c.tok, eos_text);
+    c.eos_id = dsv4_token_id(c.tok, "<\xEF\xBD\x9C" "end\xE2\x96\x81" "of\xE2\x96\x81" "sentence\xEF\xBD\x9C>");
+    dsv4_sampler_params sp = { .temperature = (float)temp, .top_p = (float)top_p, .top_k = top_k,
+                               .seed = cli_seed("chat", seed, seed_seen) };
     if (dsv4_session_open(&c.s, c.m, c.ctx, err, sizeof err) ||
         dsv4_sampler_new(&c.smp, c.vocab, &sp, err, sizeof err)) {
-        fprintf(stderr, "dsv4 chat: %s\n", err);
-        dsv4_session_free(c.s);
-        dsv4_model_free(c.m);
-        return 1;
+        cli_fail("chat", "%s", err);
+        goto done;
     }
+    /* the snapshot session for thinking-mode reuse, when it is affordable */
+    if (dsv4_session_bytes(c.m, c.ctx) <= SNAPSHOT_MAX_BYTES && dsv4_session_open(&c.snap, c.m, c.ctx, err, sizeof err))
+        c.snap = NULL;
     c.logits = malloc(sizeof(float) * (size_t)c.vocab);
-    if (!c.logits) {
-        fprintf(stderr, "dsv4 chat: out of memory\n");
-        dsv4_sampler_free(c.smp);
-        dsv4_session_free(c.s);
-        dsv4_model_free(c.m);
-        return 1;
-    }
-    c.hist = NULL;
+    c.ev = malloc(sizeof(int32_t) * (size_t)c.ctx);
+    if (!c.logits || !c.ev) { cli_fail("chat", "out of memory"); goto done; }
+    cli_load_summary("chat", dir, c.m, c.ctx, t_load);
     chat_reset(&c);
-    int interactive = isatty(STDIN_FILENO), status = 0;
+    if (msgs) {
+        /* resume: the file's messages (its own system message wins over --system) */
+        cJSON *first = cJSON_GetArrayItem(msgs, 0);
+        const char *r0 = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(first, "role"));
+        if (r0 && !strcmp(r0, "system")) { cJSON_Delete(c.hist); c.hist = msgs; }
+        else { cJSON *m; while ((m = cJSON_DetachItemFromArray(msgs, 0))) cJSON_AddItemToArray(c.hist, m); cJSON_Delete(msgs); }
+        msgs = NULL;
+        int n = 0;
+        int32_t *P = prompt_tokens(&c, c.hist, &n, err);
+        if (!P) { cli_fail("chat", "--messages %s: %s", msgs_file, err); goto done; }
+        free(P);
+        if (n >= c.ctx) { cli_fail("chat", "--messages %s: the conversation is %d tokens, -c %d holds less", msgs_file, n, c.ctx); goto done; }
+        fprintf(stderr, "(resumed %d messages, %d tokens, from %s)\n", cJSON_GetArraySize(c.hist), n, msgs_file);
+    }
+    int interactive = isatty(STDIN_FILENO);
     if (interactive)
-        fprintf(stderr, "dsv4 chat: %s, %s mode. /reset /think /no-think /tool TEXT /history /quit\n", dir,
-                c.think ? "thinking" : "chat");
-    char *line = NULL;
-    size_t cap = 0;
+        fprintf(stderr, "dsv4 chat: %s mode%s. %s\n", c.think ? "thinking" : "chat", c.tools ? ", tools declared" : "", commands_help);
+    input_open(&in, interactive && isatty(STDOUT_FILENO));
+    cli_sigint_begin();
+    status = 0;
+    int armed = 0;   /* the last input was Ctrl-C at the prompt */
     for (;;) {
-        if (interactive) { fputs("> ", stdout); fflush(stdout); }
-        ssize_t n = getline(&line, &cap, stdin);
-        if (n < 0) break;
-        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = 0;
-        if (n == 0) continue;
-        if (memchr(line, 0, (size_t)n)) {
+        if (ferror(stdout)) break;
+        size_t n = 0;
+        int st;
+        char *line = input_message(&in, &n, &st);
+        if (!line) {
+            if (st == -1) {   /* Ctrl-C at the prompt */
+                cli_interrupted = 0;
+                if (armed) { fputc('\n', stdout); break; }
+                armed = 1;
+                fprintf(stderr, "\n(Ctrl-C again to quit, or /quit)\n");
+                continue;
+            }
+            if (st == -2) { cli_fail("chat", "out of memory"); status = 1; }
+            else if (interactive) fputc('\n', stdout);   /* Ctrl-D: leave the shell prompt on a new line */
+            break;
+        }
+        armed = 0;
+        if (n == 0) { free(line); continue; }
+        if (memchr(line, 0, n)) {
             fprintf(stderr, "dsv4 chat: your input line contains a NUL byte; it was not sent\n");
+            free(line);
             continue;
         }
-        long bad = cli_utf8_invalid_at(line, (size_t)n);
+        long bad = cli_utf8_invalid_at(line, n);
         if (bad >= 0) {
             fprintf(stderr, "dsv4 chat: your input line is not valid UTF-8 (bad byte 0x%02x at byte offset %ld of the line); "
                     "it was not sent\n", (unsigned char)line[bad], bad);
+            free(line);
             continue;
         }
-        if (line[0] == '/') {
-            if (!strcmp(line, "/quit") || !strcmp(line, "/exit")) break;
-            if (!strcmp(line, "/reset")) { chat_reset(&c); printf("(history cleared)\n"); continue; }
-            if (!strcmp(line, "/think")) { c.think = 1; printf("(thinking mode)\n"); continue; }
-            if (!strcmp(line, "/no-think")) { c.think = 0; printf("(chat mode)\n"); continue; }
-            if (!strcmp(line, "/history")) {
-                char *s = cJSON_Print(c.hist);
-                if (s) puts(s);
-                free(s);
-                continue;
-            }
-            if (!strncmp(line, "/tool ", 6) || !strcmp(line, "/tool")) {
+        if (line[0] == '/' && line[1] != '/') {
+            int quit = 0, turn = 0;
+            if (!strcmp(line, "/quit") || !strcmp(line, "/exit")) quit = 1;
+            else if (!strcmp(line, "/reset")) { chat_reset(&c); printf("(history cleared)\n"); }
+            else if (!strcmp(line, "/think")) { c.think = 1; printf("(thinking mode)\n"); }
+            else if (!strcmp(line, "/no-think") || !strcmp(line, "/nothink")) { c.think = 0; printf("(chat mode)\n"); }
+            else if (!strcmp(line, "/history")) print_history(&c);
+            else if (!strcmp(line, "/help")) printf("(%s)\n", commands_help);
+            else if (!strncmp(line, "/save ", 6) && line[6]) save_conversation(&c, line + 6);
+            else if (!strncmp(line, "/tool ", 6) || !strcmp(line, "/tool")) {
                 int remaining;
                 const char *id = next_unanswered(c.hist, &remaining);
-                if (!id) { printf("(no pending tool call)\n"); continue; }
-                cJSON *tm = cJSON_CreateObject();
-                cJSON_AddStringToObject(tm, "role", "tool");
-                cJSON_AddStringToObject(tm, "tool_call_id", id);
-                cJSON_AddStringToObject(tm, "content", line[5] ? line + 6 : "");
-                cJSON_AddItemToArray(c.hist, tm);
-                if (remaining > 1) { printf("(%d more tool result%s expected)\n", remaining - 1, remaining > 2 ? "s" : ""); continue; }
-                if (chat_turn(&c)) { status = 1; break; }
-                continue;
-            }
-            if (strncmp(line, "//", 2)) {
-                printf("(unknown command %s; /reset /think /no-think /tool TEXT /history /quit; start with // to send a '/')\n", line);
-                continue;
-            }
-            memmove(line, line + 1, (size_t)n);  /* "//text" sends "/text" */
+                if (!id) printf("(no pending tool call%s)\n", c.tools ? "" : "; declare tools with --tools FILE.json");
+                else {
+                    cJSON *tm = cJSON_CreateObject();
+                    cJSON_AddStringToObject(tm, "role", "tool");
+                    cJSON_AddStringToObject(tm, "tool_call_id", id);
+                    cJSON_AddStringToObject(tm, "content", line[5] ? line + 6 : "");
+                    cJSON_AddItemToArray(c.hist, tm);
+                    if (remaining > 1) printf("(%d more tool result%s expected)\n", remaining - 1, remaining > 2 ? "s" : "");
+                    else turn = 1;
+                }
+            } else printf("(unknown command %s; %s)\n", line, commands_help);
+            free(line);
+            if (quit) break;
+            if (turn && chat_turn(&c)) { status = 1; break; }
+            continue;
         }
         cJSON *um = cJSON_CreateObject();
         cJSON_AddStringToObject(um, "role", "user");
-        cJSON_AddStringToObject(um, "content", line);
+        cJSON_AddStringToObject(um, "content", line[0] == '/' ? line + 1 : line);   /* "//text" sends "/text" */
         cJSON_AddItemToArray(c.hist, um);
+        free(line);
         if (chat_turn(&c)) { status = 1; break; }
     }
-    free(line);
+    if (cli_stdout_close("chat")) status = 1;
+done:
+    cli_sigint_end();
+    input_close(&in);
     free(c.logits);
     free(c.ev);
     cJSON_Delete(c.hist);
+    cJSON_Delete(c.tools);
+    cJSON_Delete(msgs);
     dsv4_sampler_free(c.smp);
+    dsv4_session_free(c.snap);
     dsv4_session_free(c.s);
     dsv4_model_free(c.m);
     return status;
