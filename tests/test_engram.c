@@ -7,6 +7,8 @@
 #include "testlib.h"
 #include "model/engram.h"
 #include "kernels/kernels.h"
+#include "kernels/quant_v41.h"
+#include "io/safetensors.h"
 
 #include <fcntl.h>
 #include <math.h>
@@ -220,7 +222,7 @@ static void test_table_io(void) {
     char err[512];
     for (int cached = 0; ok && cached < 2; cached++) {
         dsv4_engram_table *t = NULL;
-        int rc = dsv4_engram_table_open(&t, path, rows, 256, 0, rb, 256, rb, cached ? 1024 : 0, err, sizeof err);
+        int rc = dsv4_engram_table_open(&t, path, rows, 256, 0, rb, NULL, 256, rb, cached ? 1024 : 0, err, sizeof err);
         CHECK(rc == 0, "open: %s", err);
         if (rc) break;
         uint8_t *out = malloc((size_t)NW * rb);
@@ -265,12 +267,149 @@ static void test_table_io(void) {
     }
     /* a table shorter than its prime sum */
     dsv4_engram_table *t = NULL;
-    int rc = dsv4_engram_table_open(&t, path, rows + 1, 256, 0, rb, 256, rb, 0, err, sizeof err);
+    int rc = dsv4_engram_table_open(&t, path, rows + 1, 256, 0, rb, NULL, 256, rb, 0, err, sizeof err);
     CHECK(rc != 0 && strstr(err, path) && strstr(err, "shorter"), "short table: %s", err);
-    rc = dsv4_engram_table_open(&t, "/nonexistent/engram.bin", 10, 256, 0, rb, 256, rb, 0, err, sizeof err);
+    rc = dsv4_engram_table_open(&t, "/nonexistent/engram.bin", 10, 256, 0, rb, NULL, 256, rb, 0, err, sizeof err);
     CHECK(rc != 0 && strstr(err, "/nonexistent/engram.bin"), "missing table: %s", err);
     free(where);
     unlink(path);
+}
+
+/* The Engram golden case (tools/reference/make_engram_goldens.py, float64 reference): two layers in the official
+ * tensor layout, tables read from the safetensors file with pread at st_locate's offsets, hash, rows, wkv (FP8
+ * 32x32 tiles, dequantized to BF16 exactly), gate and injection; three call splits must agree bit for bit. */
+#define EG "tests/golden/v41/engram"
+static void test_engram_golden(void) {
+    char err[512];
+    char *js = test_read_file(EG "/golden.json", NULL);
+    cJSON *g = js ? cJSON_Parse(js) : NULL;
+    free(js);
+    if (!g) { test_fail("cannot read " EG "/golden.json"); return; }
+    const cJSON *cfg = cJSON_GetObjectItem(g, "config");
+#define CI(k) (cJSON_GetObjectItem(cfg, k)->valueint)
+    const int hc = CI("hc"), D = CI("dim"), hd = CI("head_dim"), mng = CI("max_ngram"), nh = CI("n_heads");
+    const int n = cJSON_GetObjectItem(g, "n_tokens")->valueint, cols = (mng - 1) * nh, rb = hd + hd / 32;
+    int32_t cids[64];
+    uint8_t mask[64];
+    int k = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, cJSON_GetObjectItem(g, "cids")) { cids[k] = e->valueint; mask[k] = e->valueint == DSV4_ENGRAM_DEAD; k++; }
+    const cJSON *layers = cJSON_GetObjectItem(g, "layers");
+    int lids[2];
+    int64_t rows[2];
+    for (int l = 0; l < 2; l++) {
+        const cJSON *ly = cJSON_GetArrayItem(layers, l);
+        lids[l] = cJSON_GetObjectItem(ly, "layer")->valueint;
+        rows[l] = (int64_t)cJSON_GetObjectItem(ly, "rows")->valuedouble;
+    }
+    dsv4_engram_layout lo;
+    if (dsv4_engram_layout_init(&lo, 2, lids, rows, mng, nh, CI("vocab_size"), CI("compressed_vocab"), CI("pad_id"),
+                                err, sizeof err)) { test_fail("layout: %s", err); cJSON_Delete(g); return; }
+    st_set *st = NULL;
+    if (st_open_file(&st, EG "/model.safetensors", err, sizeof err)) { test_fail("%s", err); cJSON_Delete(g); return; }
+    float *x_in = test_read_bf16(EG "/x_in.bf16", (size_t)n * hc * D);
+    float *X = malloc(sizeof(float) * (size_t)n * hc * D), *X2 = malloc(sizeof(float) * (size_t)n * hc * D);
+    uint8_t *rowbuf = malloc((size_t)n * cols * rb);
+    for (int l = 0; l < 2 && x_in; l++) {
+        const cJSON *ly = cJSON_GetArrayItem(layers, l);
+        int bad = 0, c = 0;
+        cJSON_ArrayForEach(e, cJSON_GetObjectItem(ly, "multipliers"))
+            bad += strtoll(e->valuestring, NULL, 10) != lo.mult[l][c++];
+        c = 0;
+        cJSON_ArrayForEach(e, cJSON_GetObjectItem(ly, "primes")) bad += (int64_t)e->valuedouble != lo.prime[l][c++];
+        EXPECT(bad == 0, "engram golden layer %d: multipliers / primes differ from NumPy / sympy", lids[l]);
+        /* hash of every position from the absolute history */
+        int64_t *idx = malloc(sizeof *idx * (size_t)n * cols);
+        bad = 0;
+        for (int p = 0; p < n; p++) {
+            int32_t back[DSV4_ENGRAM_MAX_NGRAM];
+            for (int s2 = 0; s2 < mng; s2++) back[s2] = p - s2 >= 0 ? cids[p - s2] : 0;
+            dsv4_engram_hash(&lo, l, p, back, idx + (size_t)p * cols);
+            const cJSON *want = cJSON_GetArrayItem(cJSON_GetObjectItem(ly, "idx"), p);
+            for (int j = 0; j < cols; j++) bad += idx[(size_t)p * cols + j] != (int64_t)cJSON_GetArrayItem(want, j)->valuedouble;
+        }
+        EXPECT(bad == 0, "engram golden layer %d: %d hash indices differ", lids[l], bad);
+        /* tables: two tensors of the safetensors file, read with pread at their file offsets */
+        char name[96];
+        snprintf(name, sizeof name, "layers.%d.engram.embed.weight", lids[l]);
+        const st_tensor *tw = st_find(st, name);
+        snprintf(name, sizeof name, "layers.%d.engram.embed.scale", lids[l]);
+        const st_tensor *ts = st_find(st, name);
+        const char *pw = NULL, *ps = NULL;
+        uint64_t ow = 0, os = 0;
+        dsv4_engram_table *tab = NULL;
+        if (!tw || !ts || st_locate(st, tw->data, &pw, &ow) || st_locate(st, ts->data, &ps, &os) ||
+            dsv4_engram_table_open(&tab, pw, rows[l], hd, (int64_t)ow, hd, ps, (int64_t)os, hd / 32, 0, err, sizeof err)) {
+            test_fail("engram golden layer %d: table: %s", lids[l], err);
+            free(idx);
+            continue;
+        }
+        CHECK(dsv4_engram_table_fetch(tab, idx, n * cols, rowbuf, err, sizeof err) == 0, "fetch: %s", err);
+        dsv4_engram_table_close(tab);
+        /* projection weights */
+        snprintf(name, sizeof name, "layers.%d.engram.wkv.weight", lids[l]);
+        const st_tensor *wk = st_find(st, name);
+        snprintf(name, sizeof name, "layers.%d.engram.wkv.scale", lids[l]);
+        const st_tensor *wks = st_find(st, name);
+        snprintf(name, sizeof name, "layers.%d.engram.q_weight", lids[l]);
+        const st_tensor *qw = st_find(st, name);
+        snprintf(name, sizeof name, "layers.%d.engram.k_weight", lids[l]);
+        const st_tensor *kw = st_find(st, name);
+        if (!wk || !wks || !qw || !kw) { test_fail("engram golden: missing tensors"); free(idx); continue; }
+        const int O = (hc + 1) * D, K = cols * hd;
+        uint16_t *wb = malloc(sizeof *wb * (size_t)O * K);
+        long inexact = dsv4_fp8_tiles_to_bf16(wk->data, wks->data, O, K, 32, wb);
+        CHECK(inexact == 0, "wkv dequantization inexact in %ld values", inexact);
+        float *w = malloc(sizeof(float) * (size_t)hc * D);
+        for (int i = 0; i < hc * D; i++)
+            w[i] = dsv4_bf16_to_f32(((const uint16_t *)qw->data)[i]) * dsv4_bf16_to_f32(((const uint16_t *)kw->data)[i]);
+        dsv4_engram_proj pj = {hc, D, cols, hd, {DSV4_W_BF16, O, K, wb, NULL}, w, 1e-20f};
+        float *scr = malloc(sizeof(float) * dsv4_engram_scratch_floats(&pj, n));
+        float gates[64 * 4];
+        memcpy(X, x_in, sizeof(float) * (size_t)n * hc * D);
+        dsv4_engram_apply(&pj, X, rowbuf, n, mask, gates, scr);
+        snprintf(name, sizeof name, EG "/out_%d.bf16", lids[l]);
+        float *want = test_read_bf16(name, (size_t)n * hc * D);
+        long same = 0, over = 0;
+        double worst = 0;
+        for (size_t i = 0; want && i < (size_t)n * hc * D; i++) {
+            double d = fabs((double)X[i] - want[i]);
+            int ex;
+            frexp(fmax(fabs(want[i]), 0x1p-126), &ex);
+            double ulps = d / ldexp(1.0, ex - 8);
+            same += d == 0;
+            over += ulps > 1;
+            if (ulps > worst) worst = ulps;
+        }
+        double gerr = 0;
+        for (int t = 0; t < n; t++)
+            for (int c2 = 0; c2 < hc; c2++)
+                gerr = fmax(gerr, fabs(gates[t * hc + c2] -
+                                       cJSON_GetArrayItem(cJSON_GetArrayItem(cJSON_GetObjectItem(ly, "gates"), t), c2)->valuedouble));
+        printf("engram golden layer %d: %ld of %d values identical, worst %.2f BF16 ulps, gate error %.2e\n", lids[l],
+               same, n * hc * D, worst, gerr);
+        CHECK(want && over == 0 && same >= 0.99 * n * hc * D, "engram golden layer %d: %ld values beyond 1 ulp, %ld "
+              "identical", lids[l], over, same);
+        CHECK(gerr < 1e-5, "engram golden layer %d: gate error %g", lids[l], gerr);
+        for (int t = 0; t < n; t++)
+            if (mask[t]) CHECK(memcmp(X + (size_t)t * hc * D, x_in + (size_t)t * hc * D, sizeof(float) * hc * D) == 0,
+                               "masked token %d changed", t);
+        /* other call splits: 1 token at a time, and 5 + 1 + rest */
+        memcpy(X2, x_in, sizeof(float) * (size_t)n * hc * D);
+        for (int t = 0; t < n; t++)
+            dsv4_engram_apply(&pj, X2 + (size_t)t * hc * D, rowbuf + (size_t)t * cols * rb, 1, mask + t, NULL, scr);
+        CHECK(memcmp(X, X2, sizeof(float) * (size_t)n * hc * D) == 0, "one-token calls differ from one call");
+        memcpy(X2, x_in, sizeof(float) * (size_t)n * hc * D);
+        int splits[3] = {5, 1, n - 6}, t0 = 0;
+        for (int q = 0; q < 3; t0 += splits[q++])
+            dsv4_engram_apply(&pj, X2 + (size_t)t0 * hc * D, rowbuf + (size_t)t0 * cols * rb, splits[q], mask + t0, NULL, scr);
+        CHECK(memcmp(X, X2, sizeof(float) * (size_t)n * hc * D) == 0, "5+1+rest calls differ from one call");
+        free(want); free(scr); free(w); free(wb); free(idx);
+    }
+    free(x_in); free(X); free(X2); free(rowbuf);
+    st_close(st);
+    cJSON_Delete(g);
+#undef CI
 }
 
 int main(void) {
@@ -279,5 +418,6 @@ int main(void) {
     test_token_map();
     test_inject();
     test_table_io();
+    test_engram_golden();
     return test_done();
 }

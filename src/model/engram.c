@@ -380,7 +380,7 @@ void dsv4_engram_hash(const dsv4_engram_layout *lo, int l, int64_t p, const int3
 /* ------------------------------------------------------------------ 3b. table reader */
 
 struct dsv4_engram_table {
-    int fd;
+    int fd, sfd;              /* codes file, scales file (the same descriptor when one file holds both) */
     char *path;
     int64_t rows;
     int head_dim, nscale, row_bytes, packed;
@@ -393,14 +393,7 @@ struct dsv4_engram_table {
     int64_t requested, hits;
 };
 
-int dsv4_engram_table_open(dsv4_engram_table **out, const char *path, int64_t rows, int head_dim, int64_t w_off,
-                           int64_t w_stride, int64_t s_off, int64_t s_stride, int64_t cache_rows, char *err,
-                           size_t errlen) {
-    *out = NULL;
-    if (rows < 1 || head_dim < 32 || head_dim % 32 || w_off < 0 || s_off < 0 || w_stride < head_dim ||
-        s_stride < head_dim / 32 || cache_rows < 0)
-        return dsv4_fail(err, errlen, "%s: bad engram table layout (rows %lld, head_dim %d)", path, (long long)rows,
-                         head_dim);
+static int open_sized(const char *path, int64_t need, int64_t rows, int *fd_out, char *err, size_t errlen) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return dsv4_fail(err, errlen, "%s: cannot open engram table: %s", path, strerror(errno));
     struct stat st;
@@ -409,22 +402,49 @@ int dsv4_engram_table_open(dsv4_engram_table **out, const char *path, int64_t ro
         close(fd);
         return dsv4_fail(err, errlen, "%s: cannot stat engram table: %s", path, strerror(e));
     }
-    int64_t need_w = w_off + (rows - 1) * w_stride + head_dim, need_s = s_off + (rows - 1) * s_stride + head_dim / 32;
-    int64_t need = need_w > need_s ? need_w : need_s;
     if ((int64_t)st.st_size < need) {
         close(fd);
         return dsv4_fail(err, errlen, "%s: engram table is %lld bytes, shorter than its %lld rows need (%lld bytes)",
                          path, (long long)st.st_size, (long long)rows, (long long)need);
     }
+    *fd_out = fd;
+    return 0;
+}
+
+int dsv4_engram_table_open(dsv4_engram_table **out, const char *path, int64_t rows, int head_dim, int64_t w_off,
+                           int64_t w_stride, const char *scale_path, int64_t s_off, int64_t s_stride,
+                           int64_t cache_rows, char *err, size_t errlen) {
+    *out = NULL;
+    if (!scale_path) scale_path = path;
+    if (rows < 1 || head_dim < 32 || head_dim % 32 || w_off < 0 || s_off < 0 || w_stride < head_dim ||
+        s_stride < head_dim / 32 || cache_rows < 0)
+        return dsv4_fail(err, errlen, "%s: bad engram table layout (rows %lld, head_dim %d)", path, (long long)rows,
+                         head_dim);
+    const int same = strcmp(path, scale_path) == 0;
+    int64_t need_w = w_off + (rows - 1) * w_stride + head_dim, need_s = s_off + (rows - 1) * s_stride + head_dim / 32;
+    int fd = -1, sfd = -1;
+    if (same) {
+        if (open_sized(path, need_w > need_s ? need_w : need_s, rows, &fd, err, errlen)) return -1;
+        sfd = fd;
+    } else {
+        if (open_sized(path, need_w, rows, &fd, err, errlen)) return -1;
+        if (open_sized(scale_path, need_s, rows, &sfd, err, errlen)) { close(fd); return -1; }
+    }
     dsv4_engram_table *t = calloc(1, sizeof *t);
-    if (!t || !(t->path = strdup(path))) { free(t); close(fd); return dsv4_fail(err, errlen, "%s: out of memory", path); }
+    if (!t || !(t->path = strdup(path))) {
+        free(t);
+        close(fd);
+        if (sfd != fd) close(sfd);
+        return dsv4_fail(err, errlen, "%s: out of memory", path);
+    }
     t->fd = fd;
+    t->sfd = sfd;
     t->rows = rows;
     t->head_dim = head_dim;
     t->nscale = head_dim / 32;
     t->row_bytes = head_dim + t->nscale;
     t->w_off = w_off; t->w_stride = w_stride; t->s_off = s_off; t->s_stride = s_stride;
-    t->packed = s_off == w_off + head_dim && s_stride == w_stride;
+    t->packed = same && s_off == w_off + head_dim && s_stride == w_stride;
     pthread_mutex_init(&t->mu, NULL);
     if (cache_rows > 0) {
         int64_t c = 1;
@@ -442,6 +462,7 @@ int dsv4_engram_table_open(dsv4_engram_table **out, const char *path, int64_t ro
 
 void dsv4_engram_table_close(dsv4_engram_table *t) {
     if (!t) return;
+    if (t->sfd != t->fd) close(t->sfd);
     close(t->fd);
     pthread_mutex_destroy(&t->mu);
     free(t->tag);
@@ -507,7 +528,7 @@ int dsv4_engram_table_fetch(dsv4_engram_table *t, const int64_t *idx, int n, uin
                 (void)posix_fadvise(t->fd, (off_t)(t->w_off + idx[i] * t->w_stride), (off_t)t->head_dim,
                                     POSIX_FADV_WILLNEED);
                 if (!t->packed)
-                    (void)posix_fadvise(t->fd, (off_t)(t->s_off + idx[i] * t->s_stride), (off_t)t->nscale,
+                    (void)posix_fadvise(t->sfd, (off_t)(t->s_off + idx[i] * t->s_stride), (off_t)t->nscale,
                                         POSIX_FADV_WILLNEED);
             }
     int rc = 0;
@@ -517,7 +538,7 @@ int dsv4_engram_table_fetch(dsv4_engram_table *t, const int64_t *idx, int n, uin
         int r;
         if (t->packed) r = pread_all(t->fd, o, (size_t)t->row_bytes, t->w_off + idx[i] * t->w_stride);
         else r = pread_all(t->fd, o, (size_t)t->head_dim, t->w_off + idx[i] * t->w_stride) ||
-                 pread_all(t->fd, o + t->head_dim, (size_t)t->nscale, t->s_off + idx[i] * t->s_stride);
+                 pread_all(t->sfd, o + t->head_dim, (size_t)t->nscale, t->s_off + idx[i] * t->s_stride);
         if (r) rc = dsv4_fail(err, errlen, "%s: cannot read engram row %lld: %s", t->path, (long long)idx[i],
                               errno ? strerror(errno) : "short read");
     }
@@ -564,5 +585,30 @@ void dsv4_engram_inject(float *X, const float *key, const float *value, const fl
             float add = g * value[d];
             x[d] = dsv4_round_bf16(x[d] + add);
         }
+    }
+}
+
+/* ------------------------------------------------------------------ 5. one Engram layer on a chunk */
+
+size_t dsv4_engram_scratch_floats(const dsv4_engram_proj *p, int n) {
+    const size_t K = (size_t)p->n_cols * p->head_dim, O = (size_t)(p->hc + 1) * p->dim;
+    return (size_t)n * K + (size_t)n * O + dsv4_linear_scratch_floats(n, (int)K);
+}
+
+void dsv4_engram_apply(const dsv4_engram_proj *p, float *X, const uint8_t *rows, int n, const uint8_t *masked,
+                       float *gates, float *scratch) {
+    const int K = p->n_cols * p->head_dim, O = (p->hc + 1) * p->dim, rb = p->head_dim + p->head_dim / 32;
+    float *e = scratch, *kv = e + (size_t)n * K, *ls = kv + (size_t)n * O;
+    for (int t = 0; t < n; t++) {
+        float *et = e + (size_t)t * K;
+        for (int c = 0; c < p->n_cols; c++)
+            dsv4_engram_row_decode(rows + ((size_t)t * p->n_cols + c) * rb, p->head_dim, et + (size_t)c * p->head_dim);
+        dsv4_fp8_sim(et, K, 32);
+    }
+    dsv4_linear(kv, &p->wkv, e, n, DSV4_OUT_BF16, ls);
+    for (int t = 0; t < n; t++) {
+        const float *kt = kv + (size_t)t * O;
+        dsv4_engram_inject(X + (size_t)t * p->hc * p->dim, kt, kt + (size_t)p->hc * p->dim, p->w, p->hc, p->dim, p->eps,
+                           masked ? masked[t] : 0, gates ? gates + (size_t)t * p->hc : NULL);
     }
 }

@@ -24,6 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "dsv4.h"
+#include "kernels/kernels.h"
 
 #define DSV4_ENGRAM_DEAD (-1)        /* compressed id of a position inside an image span (§2.3) */
 #define DSV4_ENGRAM_MAX_LAYERS 8     /* engram layers per model */
@@ -76,15 +77,16 @@ void dsv4_engram_hash(const dsv4_engram_layout *lo, int l, int64_t p, const int3
 
 /* ---- 3b. table reader ---- */
 typedef struct dsv4_engram_table dsv4_engram_table;
-/* Open one layer's table in `path` for row reads: row r's head_dim E4M3 codes are at byte w_off + r * w_stride
- * and its head_dim/32 E8M0 scales at s_off + r * s_stride (the checkpoint's two tensors embed.weight /
- * embed.scale: strides head_dim and head_dim/32; a packed 264-byte record: w_stride = s_stride = 264,
- * s_off = w_off + 256). cache_rows > 0 adds a direct-mapped cache of that many rows (rounded down to a power of
- * two), 0 = none. The file must hold every row: a shorter file is an error naming it, its size and the rows
- * expected. Returns 0, or -1 with err (cannot open, too short, bad arguments, out of memory). */
+/* Open one layer's table for row reads: row r's head_dim E4M3 codes are at byte w_off + r * w_stride of `path` and
+ * its head_dim/32 E8M0 scales at s_off + r * s_stride of `scale_path` (NULL = the same file). The checkpoint's two
+ * tensors embed.weight / embed.scale: strides head_dim and head_dim/32, offsets from st_locate; a packed 264-byte
+ * record file: w_stride = s_stride = 264, s_off = w_off + 256. cache_rows > 0 adds a direct-mapped cache of that
+ * many rows (rounded down to a power of two), 0 = none. Each file must hold every row: a shorter file is an error
+ * naming it, its size and the rows expected. Returns 0, or -1 with err (cannot open, too short, bad arguments,
+ * out of memory). */
 int dsv4_engram_table_open(dsv4_engram_table **out, const char *path, int64_t rows, int head_dim, int64_t w_off,
-                           int64_t w_stride, int64_t s_off, int64_t s_stride, int64_t cache_rows, char *err,
-                           size_t errlen);
+                           int64_t w_stride, const char *scale_path, int64_t s_off, int64_t s_stride,
+                           int64_t cache_rows, char *err, size_t errlen);
 void dsv4_engram_table_close(dsv4_engram_table *t);
 /* Bytes of one fetched row: head_dim codes then head_dim/32 scales. */
 int dsv4_engram_row_bytes(const dsv4_engram_table *t);
@@ -107,5 +109,24 @@ void dsv4_engram_row_decode(const uint8_t *row, int head_dim, float *out);
  * masked != 0 (a token inside an image span): X is left untouched. gates (may be NULL) receives the hc gates. */
 void dsv4_engram_inject(float *X, const float *key, const float *value, const float *w, int hc, int D, float eps,
                         int masked, float *gates);
+
+/* ---- 5. one Engram layer on a chunk (§2.5) ---- */
+typedef struct {
+    int hc, dim;            /* hc_mult streams of hidden_size */
+    int n_cols, head_dim;   /* wkv input K = n_cols * head_dim */
+    dsv4_wview wkv;         /* [(hc + 1) * dim, K] BF16: the checkpoint's FP8 32x32 tiles dequantized exactly
+                             * (dsv4_fp8_tiles_to_bf16, kernels/quant_v41.h) */
+    const float *w;         /* [hc][dim] F32: q_weight * k_weight (F32 product of the BF16 tensors) */
+    float eps;              /* rms_norm_eps */
+} dsv4_engram_proj;
+/* Floats of scratch dsv4_engram_apply needs for n tokens. */
+size_t dsv4_engram_scratch_floats(const dsv4_engram_proj *p, int n);
+/* X [n][hc][dim] (BF16 values) += the Engram of each token: rows [n][n_cols] fetched rows (dsv4_engram_table_fetch
+ * layout) are decoded and concatenated in column order, FP8-simulated in 32-blocks (the act_quant of the FP8
+ * linear), projected by wkv (BF16 output) into hc keys and one value, then gated and added per stream
+ * (dsv4_engram_inject). masked (may be NULL): masked[t] != 0 leaves token t untouched (image spans).
+ * gates (may be NULL): [n][hc]. scratch: dsv4_engram_scratch_floats(p, n) floats. */
+void dsv4_engram_apply(const dsv4_engram_proj *p, float *X, const uint8_t *rows, int n, const uint8_t *masked,
+                       float *gates, float *scratch);
 
 #endif

@@ -50,8 +50,8 @@ int main(int argc, char **argv) {
     uint8_t *out = malloc((size_t)batch * rb);
     const char *names[3] = {"cold", "warm", "cache"};
     dsv4_engram_table *t = NULL, *tc = NULL;
-    if (dsv4_engram_table_open(&t, path, rows, 256, 0, rb, 256, rb, 0, err, sizeof err) ||
-        dsv4_engram_table_open(&tc, path, rows, 256, 0, rb, 256, rb, (int64_t)nw * 4, err, sizeof err)) {
+    if (dsv4_engram_table_open(&t, path, rows, 256, 0, rb, NULL, 256, rb, 0, err, sizeof err) ||
+        dsv4_engram_table_open(&tc, path, rows, 256, 0, rb, NULL, 256, rb, (int64_t)nw * 4, err, sizeof err)) {
         fprintf(stderr, "%s\n", err);
         return 1;
     }

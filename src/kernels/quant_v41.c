@@ -1,0 +1,59 @@
+/* kernels/quant_v41.c — DeepSeek-V4.1 number formats (see quant_v41.h). */
+#include "kernels/quant_v41.h"
+#include "kernels/kernels.h"
+#include "base/util.h"
+
+#include <math.h>
+
+long dsv4_fp8_tiles_to_bf16(const uint8_t *codes, const uint8_t *scales, int rows, int cols, int tile,
+                            uint16_t *out) {
+    const int nct = (cols + tile - 1) / tile;
+    long inexact = 0;
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < cols; c++) {
+            float v = dsv4_e4m3_to_f32(codes[(size_t)r * cols + c]) *
+                      dsv4_e8m0_to_f32(scales[(size_t)(r / tile) * nct + c / tile]);
+            uint16_t b = dsv4_f32_to_bf16(v);
+            inexact += dsv4_bf16_to_f32(b) != v;
+            out[(size_t)r * cols + c] = b;
+        }
+    return inexact;
+}
+
+/* E2M1 code of v in [-6, 6]: nearest grid value, ties to the even code (0.25 -> 0, 0.75 -> 1.0, 1.25 -> 1.0,
+ * 1.75 -> 2.0, 2.5 -> 2.0, 3.5 -> 4.0, 5 -> 4.0), sign in bit 3 (also for -0). */
+static uint8_t e2m1_code(float v) {
+    static const float mids[7] = {0.25f, 0.75f, 1.25f, 1.75f, 2.5f, 3.5f, 5.0f};
+    static const int tie_up[7] = {0, 1, 0, 1, 0, 1, 0};
+    float m = fabsf(v);
+    uint8_t code = 0;
+    for (int i = 0; i < 7; i++) code += m > mids[i] || (m == mids[i] && tie_up[i]);
+    return (uint8_t)(code | (signbit(v) ? 8 : 0));
+}
+
+static void fp4_e4m3_block(float *x, int block, uint8_t *packed, uint8_t *scale) {
+    float a = 0;
+    for (int i = 0; i < block; i++) a = fmaxf(a, fabsf(x[i]));
+    a = fmaxf(a, 6.0f * 0x1p-9f);
+    uint8_t sc = dsv4_f32_to_e4m3(a / 6.0f);
+    float s = dsv4_e4m3_to_f32(sc);
+    if (scale) *scale = sc;
+    for (int i = 0; i < block; i++) {
+        float v = x[i] / s;
+        v = v > 6.0f ? 6.0f : v < -6.0f ? -6.0f : v;
+        uint8_t code = e2m1_code(v);
+        if (packed) {
+            if (i & 1) packed[i / 2] |= (uint8_t)(code << 4);
+            else packed[i / 2] = code;
+        }
+        x[i] = dsv4_round_bf16(dsv4_e2m1_to_f32(code) * s);
+    }
+}
+
+void dsv4_fp4_e4m3_sim(float *x, int n, int block) {
+    for (int b = 0; b + block <= n; b += block) fp4_e4m3_block(x + b, block, NULL, NULL);
+}
+
+void dsv4_fp4_e4m3_encode(float *x, int n, int block, uint8_t *packed, uint8_t *scales) {
+    for (int b = 0; b + block <= n; b += block) fp4_e4m3_block(x + b, block, packed + b / 2, scales + b / block);
+}
