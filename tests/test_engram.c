@@ -412,6 +412,72 @@ static void test_engram_golden(void) {
 #undef CI
 }
 
+/* Whole-chunk hashing under three call splits equals per-position hashing; the prefetch thread returns the rows a
+ * direct fetch returns (golden tables). */
+static void test_chunk_pipeline(void) {
+    char err[512];
+    dsv4_engram_layout lo;
+    const int lids[2] = {1, 3};
+    const int64_t rows[2] = {240, 306};
+    if (dsv4_engram_layout_init(&lo, 2, lids, rows, 3, 2, 50, 40, 2, err, sizeof err)) { test_fail("%s", err); return; }
+    const int32_t cids[14] = {5, 17, 5, 17, 33, 0, DSV4_ENGRAM_DEAD, 9, 9, 9, 21, 38, 5, 17};
+    const int n = 14, cols = lo.n_cols;
+    int64_t direct[14][2][4], chunked[14][2][4];
+    for (int p = 0; p < n; p++)
+        for (int l = 0; l < 2; l++) {
+            int32_t back[3];
+            for (int s2 = 0; s2 < 3; s2++) back[s2] = p - s2 >= 0 ? cids[p - s2] : 0;
+            dsv4_engram_hash(&lo, l, p, back, direct[p][l]);
+        }
+    static const int splits[3][15] = {{14}, {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, {5, 1, 1, 7}};
+    for (int sc = 0; sc < 3; sc++) {
+        dsv4_engram_history h;
+        dsv4_engram_history_reset(&h);
+        for (int i = 0, t0 = 0; t0 < n; t0 += splits[sc][i++])
+            dsv4_engram_hash_chunk(&lo, &h, cids + t0, splits[sc][i], &chunked[t0][0][0]);
+        EXPECT(memcmp(direct, chunked, sizeof direct) == 0 && h.pos == n, "chunk hashing, split %d", sc);
+    }
+    st_set *st = NULL;
+    if (st_open_file(&st, EG "/model.safetensors", err, sizeof err)) { test_fail("%s", err); return; }
+    dsv4_engram_table *tabs[2] = {NULL, NULL};
+    for (int l = 0; l < 2; l++) {
+        char nw[64], ns[64];
+        snprintf(nw, sizeof nw, "layers.%d.engram.embed.weight", lids[l]);
+        snprintf(ns, sizeof ns, "layers.%d.engram.embed.scale", lids[l]);
+        const st_tensor *tw = st_find(st, nw), *ts = st_find(st, ns);
+        const char *pw, *ps;
+        uint64_t ow, os;
+        if (!tw || !ts || st_locate(st, tw->data, &pw, &ow) || st_locate(st, ts->data, &ps, &os) ||
+            dsv4_engram_table_open(&tabs[l], pw, rows[l], 32, (int64_t)ow, 32, ps, (int64_t)os, 1, 64, err, sizeof err))
+            test_fail("table %d: %s", l, err);
+    }
+    dsv4_engram_prefetch *pf = NULL;
+    if (tabs[0] && tabs[1] && dsv4_engram_prefetch_new(&pf, 16, 2, cols, 33, err, sizeof err) == 0) {
+        uint8_t want[14 * 4 * 33];
+        for (int rep = 0; rep < 3; rep++) {   /* repeated starts reuse the thread and the buffers */
+            dsv4_engram_prefetch_start(pf, tabs, &direct[0][0][0], n);
+            const uint8_t *rb = NULL;
+            int rc = dsv4_engram_prefetch_wait(pf, &rb, err, sizeof err);
+            CHECK(rc == 0, "prefetch: %s", err);
+            for (int l = 0; l < 2 && rc == 0; l++) {
+                int64_t li[14 * 4];
+                for (int t = 0; t < n; t++) memcpy(li + t * cols, direct[t][l], sizeof(int64_t) * cols);
+                dsv4_engram_table_fetch(tabs[l], li, n * cols, want, err, sizeof err);
+                EXPECT(memcmp(dsv4_engram_prefetch_rows(pf, rb, l), want, sizeof want) == 0,
+                       "prefetched rows of layer %d (round %d)", lids[l], rep);
+            }
+        }
+        /* a bad row index surfaces as the wait's error */
+        int64_t badidx[2][4] = {{0, 1, 2, 9999}, {0, 0, 0, 0}};
+        dsv4_engram_prefetch_start(pf, tabs, &badidx[0][0], 1);
+        CHECK(dsv4_engram_prefetch_wait(pf, NULL, err, sizeof err) != 0 && strstr(err, "9999"), "prefetch error: %s", err);
+        dsv4_engram_prefetch_free(pf);
+    } else test_fail("prefetch: %s", err);
+    dsv4_engram_table_close(tabs[0]);
+    dsv4_engram_table_close(tabs[1]);
+    st_close(st);
+}
+
 int main(void) {
     test_layout();
     test_hash_vectors();
@@ -419,5 +485,6 @@ int main(void) {
     test_inject();
     test_table_io();
     test_engram_golden();
+    test_chunk_pipeline();
     return test_done();
 }

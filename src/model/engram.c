@@ -377,6 +377,28 @@ void dsv4_engram_hash(const dsv4_engram_layout *lo, int l, int64_t p, const int3
     }
 }
 
+void dsv4_engram_history_reset(dsv4_engram_history *h) {
+    for (int i = 0; i < DSV4_ENGRAM_MAX_NGRAM; i++) h->prev[i] = DSV4_ENGRAM_DEAD;
+    h->pos = 0;
+}
+
+void dsv4_engram_hash_chunk(const dsv4_engram_layout *lo, dsv4_engram_history *h, const int32_t *cids, int n,
+                            int64_t *idx) {
+    const int m = lo->max_ngram;
+    for (int t = 0; t < n; t++) {
+        int32_t back[DSV4_ENGRAM_MAX_NGRAM];
+        back[0] = cids[t];
+        for (int s = 1; s < m; s++) back[s] = t - s >= 0 ? cids[t - s] : h->prev[s - t - 1];
+        for (int l = 0; l < lo->n_layers; l++)
+            dsv4_engram_hash(lo, l, h->pos + t, back, idx + ((size_t)t * lo->n_layers + l) * lo->n_cols);
+    }
+    /* history: the last m - 1 ids, newest first */
+    int32_t nw[DSV4_ENGRAM_MAX_NGRAM];
+    for (int s = 1; s < m; s++) nw[s - 1] = n - s >= 0 ? cids[n - s] : h->prev[s - n - 1];
+    for (int s = 1; s < m; s++) h->prev[s - 1] = nw[s - 1];
+    h->pos += n;
+}
+
 /* ------------------------------------------------------------------ 3b. table reader */
 
 struct dsv4_engram_table {
@@ -611,4 +633,111 @@ void dsv4_engram_apply(const dsv4_engram_proj *p, float *X, const uint8_t *rows,
         dsv4_engram_inject(X + (size_t)t * p->hc * p->dim, kt, kt + (size_t)p->hc * p->dim, p->w, p->hc, p->dim, p->eps,
                            masked ? masked[t] : 0, gates ? gates + (size_t)t * p->hc : NULL);
     }
+}
+
+/* ------------------------------------------------------------------ 4c. prefetch thread */
+
+struct dsv4_engram_prefetch {
+    pthread_t th;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int max_tokens, n_layers, n_cols, row_bytes;
+    int64_t *idx;            /* [max_tokens][n_layers][n_cols] as given */
+    int64_t *lidx;           /* [max_tokens * n_cols] one layer's indices, token-major */
+    uint8_t *rows;           /* [n_layers][max_tokens * n_cols][row_bytes] */
+    dsv4_engram_table *tables[DSV4_ENGRAM_MAX_LAYERS];
+    int n, pending, busy, quit, rc;
+    char err[256];
+};
+
+static void *prefetch_main(void *arg) {
+    dsv4_engram_prefetch *p = arg;
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (!p->pending && !p->quit) pthread_cond_wait(&p->cv, &p->mu);
+        if (p->quit) break;
+        p->pending = 0;
+        p->busy = 1;
+        pthread_mutex_unlock(&p->mu);
+        int rc = 0;
+        char err[256] = "";
+        for (int l = 0; l < p->n_layers && !rc; l++) {
+            for (int t = 0; t < p->n; t++)
+                memcpy(p->lidx + (size_t)t * p->n_cols, p->idx + ((size_t)t * p->n_layers + l) * p->n_cols,
+                       sizeof(int64_t) * (size_t)p->n_cols);
+            rc = dsv4_engram_table_fetch(p->tables[l], p->lidx, p->n * p->n_cols,
+                                         p->rows + (size_t)l * p->max_tokens * p->n_cols * p->row_bytes, err, sizeof err);
+        }
+        pthread_mutex_lock(&p->mu);
+        p->rc = rc;
+        memcpy(p->err, err, sizeof err);
+        p->busy = 0;
+        pthread_cond_broadcast(&p->cv);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+int dsv4_engram_prefetch_new(dsv4_engram_prefetch **out, int max_tokens, int n_layers, int n_cols, int row_bytes,
+                             char *err, size_t errlen) {
+    *out = NULL;
+    if (max_tokens < 1 || n_layers < 1 || n_layers > DSV4_ENGRAM_MAX_LAYERS || n_cols < 1 || row_bytes < 1)
+        return dsv4_fail(err, errlen, "engram prefetch: bad sizes");
+    dsv4_engram_prefetch *p = calloc(1, sizeof *p);
+    if (!p) return dsv4_fail(err, errlen, "engram prefetch: out of memory");
+    p->max_tokens = max_tokens; p->n_layers = n_layers; p->n_cols = n_cols; p->row_bytes = row_bytes;
+    p->idx = malloc(sizeof(int64_t) * (size_t)max_tokens * n_layers * n_cols);
+    p->lidx = malloc(sizeof(int64_t) * (size_t)max_tokens * n_cols);
+    p->rows = malloc((size_t)n_layers * max_tokens * n_cols * row_bytes);
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    if (!p->idx || !p->lidx || !p->rows || pthread_create(&p->th, NULL, prefetch_main, p) != 0) {
+        free(p->idx); free(p->lidx); free(p->rows);
+        pthread_mutex_destroy(&p->mu);
+        pthread_cond_destroy(&p->cv);
+        free(p);
+        return dsv4_fail(err, errlen, "engram prefetch: out of memory or cannot start its thread");
+    }
+    *out = p;
+    return 0;
+}
+
+void dsv4_engram_prefetch_free(dsv4_engram_prefetch *p) {
+    if (!p) return;
+    pthread_mutex_lock(&p->mu);
+    p->quit = 1;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    pthread_join(p->th, NULL);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->cv);
+    free(p->idx); free(p->lidx); free(p->rows);
+    free(p);
+}
+
+void dsv4_engram_prefetch_start(dsv4_engram_prefetch *p, dsv4_engram_table *const *tables, const int64_t *idx, int n) {
+    pthread_mutex_lock(&p->mu);
+    while (p->busy || p->pending) pthread_cond_wait(&p->cv, &p->mu);
+    if (n > p->max_tokens) n = p->max_tokens;
+    p->n = n;
+    for (int l = 0; l < p->n_layers; l++) p->tables[l] = tables[l];
+    memcpy(p->idx, idx, sizeof(int64_t) * (size_t)n * p->n_layers * p->n_cols);
+    p->rc = 0;
+    p->pending = 1;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+int dsv4_engram_prefetch_wait(dsv4_engram_prefetch *p, const uint8_t **rows, char *err, size_t errlen) {
+    pthread_mutex_lock(&p->mu);
+    while (p->busy || p->pending) pthread_cond_wait(&p->cv, &p->mu);
+    int rc = p->rc;
+    if (rc) dsv4_fail(err, errlen, "%s", p->err);
+    pthread_mutex_unlock(&p->mu);
+    if (rows) *rows = p->rows;
+    return rc ? -1 : 0;
+}
+
+const uint8_t *dsv4_engram_prefetch_rows(const dsv4_engram_prefetch *p, const uint8_t *rows, int l) {
+    return rows + (size_t)l * p->max_tokens * p->n_cols * p->row_bytes;
 }

@@ -110,6 +110,36 @@ void dsv4_engram_row_decode(const uint8_t *row, int head_dim, float *out);
 void dsv4_engram_inject(float *X, const float *key, const float *value, const float *w, int hc, int D, float eps,
                         int masked, float *gates);
 
+/* ---- 4b. per-sequence history and whole-chunk hashing (§2.6, §2.7) ---- */
+/* The only Engram decoding state: the compressed ids (or DEAD) of the last max_ngram - 1 positions. */
+typedef struct {
+    int32_t prev[DSV4_ENGRAM_MAX_NGRAM];   /* prev[s - 1] = compressed id of position pos - s */
+    int64_t pos;                           /* next absolute position */
+} dsv4_engram_history;
+/* Reset to an empty sequence (position 0). */
+void dsv4_engram_history_reset(dsv4_engram_history *h);
+/* Row indices of every Engram layer for the chunk cids[0..n) at positions h->pos.. (idx: [n][n_layers][n_cols]),
+ * then append the chunk to the history. Any split of a sequence into chunks gives the same indices. */
+void dsv4_engram_hash_chunk(const dsv4_engram_layout *lo, dsv4_engram_history *h, const int32_t *cids, int n,
+                            int64_t *idx);
+
+/* ---- 4c. whole-chunk row prefetch on a worker thread ---- */
+/* One background thread that fetches a chunk's rows for every Engram layer while the caller runs the layers before
+ * the first Engram layer (the reference's "prefetch before the layers" schedule). Buffers are sized at creation;
+ * start/wait allocate nothing. */
+typedef struct dsv4_engram_prefetch dsv4_engram_prefetch;
+/* For up to max_tokens tokens of n_layers tables of n_cols columns and row_bytes bytes. Returns 0, or -1 with err. */
+int dsv4_engram_prefetch_new(dsv4_engram_prefetch **out, int max_tokens, int n_layers, int n_cols, int row_bytes,
+                             char *err, size_t errlen);
+void dsv4_engram_prefetch_free(dsv4_engram_prefetch *p);
+/* Start fetching: tables[l] gets the rows idx[t][l][c] (dsv4_engram_hash_chunk layout) of n tokens. idx is copied. */
+void dsv4_engram_prefetch_start(dsv4_engram_prefetch *p, dsv4_engram_table *const *tables, const int64_t *idx, int n);
+/* Wait for the last start; *rows (may be NULL) receives layer l's rows at *rows + l * max_tokens * n_cols *
+ * row_bytes, token-major. Returns 0, or -1 with the fetch error. */
+int dsv4_engram_prefetch_wait(dsv4_engram_prefetch *p, const uint8_t **rows, char *err, size_t errlen);
+/* Layer l's rows inside the buffer returned by dsv4_engram_prefetch_wait. */
+const uint8_t *dsv4_engram_prefetch_rows(const dsv4_engram_prefetch *p, const uint8_t *rows, int l);
+
 /* ---- 5. one Engram layer on a chunk (§2.5) ---- */
 typedef struct {
     int hc, dim;            /* hc_mult streams of hidden_size */
