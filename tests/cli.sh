@@ -47,7 +47,7 @@ check "chat -v: thinking mode reuses the prompt up to where the last reply began
 check "chat: /save writes the conversation" 0 "saved 4 messages to $tmp/conv.json" -- sh -c "printf 'hello\nagain\n/save $tmp/conv.json\n' | $CHAT"
 check "chat --messages resumes a saved conversation" 0 "resumed 4 messages, [0-9]+ tokens, from $tmp/conv.json.*\\[5\\] user: more" -- sh -c "printf 'more\n/history\n' | $CHAT --messages '$tmp/conv.json' 2>&1 | tr '\n' ' '"
 echo '[{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]' > "$tmp/tools.json"
-check "chat --tools: declared tools reach the prompt" 0 "\\(1 tool declared\\)" -- sh -c "printf '/history\n' | $CHAT --tools '$tmp/tools.json'"
+check "chat --tools: /history lists the declared tools" 0 "\\(1 tool declared\\)" -- sh -c "printf '/history\n' | $CHAT --tools '$tmp/tools.json'"
 check "chat: /tool without a pending call says so" 0 "no pending tool call" -- sh -c "printf '/tool 42\n' | $CHAT --tools '$tmp/tools.json'"
 echo '[{"type": ' > "$tmp/bad.json"
 check "chat --tools: invalid JSON names the file" 1 "--tools $tmp/bad.json: not valid JSON" -- "$BIN" chat -m "$V4M" --tools "$tmp/bad.json"
