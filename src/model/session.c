@@ -64,6 +64,11 @@ int dsv4_model_load_opts(dsv4_model **out, const char *dir, const dsv4_load_opti
     if (dd && *dd && !(m->dump_dir = dupstr(dd))) { dsv4_fail(err, errlen, "%s: out of memory", dir); goto fail; }
     if (!(p = join(dir, "config.json"))) { dsv4_fail(err, errlen, "%s: out of memory", dir); goto fail; }
     if (dsv4_config_load(&m->cfg, p, err, errlen)) goto fail;
+    if (m->cfg.x.v41) { /* config, tensor list and Engram parts exist; the V4.1 forward does not yet */
+        dsv4_fail(err, errlen, "%s: a DeepSeek-V4.1 model (text_config, model_type deepseek_v41): dsv4 reads its "
+                  "configuration (dsv4 info) but cannot evaluate it yet (docs/v41-implementation.md)", p);
+        goto fail;
+    }
     if (st_open_dir(&m->st, dir, err, errlen)) goto fail;
     if (dsv4_weights_bind(m, err, errlen)) goto fail;
     if (o && o->mem_bytes && dsv4_xc_create(&m->xc, m, o, &m->xst, err, errlen)) goto fail;   /* memory budget */
