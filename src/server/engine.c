@@ -48,6 +48,7 @@ struct srv_engine {
     pthread_mutex_t mu; pthread_cond_t cv;
     pthread_t th; int running, stop, closed;
     uint64_t tick;
+    float *batch_logits;        /* [nslots][V] rows of a batched decode step */
 };
 
 /* ------------------------------------------------------------------ jobs */
@@ -299,8 +300,15 @@ static void slot_step(srv_engine *e, slot_t *sl) {
         }
         return;
     }
-    /* decode: sample from the logits of the last evaluated position */
-    if (sl->gen >= sl->limit) { slot_finish(e, sl, SRV_FIN_LENGTH, NULL); return; }
+    /* decode: sampling and evaluation happen in decode_sample / the batched step of sched_main */
+}
+
+/* Decode, first half: sample the next token from the slot's logits and hand it to the parser. Returns the token
+ * to evaluate, or -1 when the job finished here (EOS, stop string, token limit, cancelled). */
+static int32_t decode_sample(srv_engine *e, slot_t *sl) {
+    srv_job *j = sl->job;
+    if (job_cancelled(j)) { slot_finish(e, sl, SRV_FIN_CANCELLED, NULL); return -1; }
+    if (sl->gen >= sl->limit) { slot_finish(e, sl, SRV_FIN_LENGTH, NULL); return -1; }
     int32_t t = dsv4_sample(sl->smp, sl->logits);
     if (j->logprobs) record_logprobs(e, sl, t);
     if (sl->gen == 0) {
@@ -308,15 +316,31 @@ static void slot_step(srv_engine *e, slot_t *sl) {
         j->t_first_token = srv_now();
         pthread_mutex_unlock(&j->mu);
     }
-    if (t == e->eos_id || t == e->eos_cfg) { slot_finish(e, sl, SRV_FIN_STOP, NULL); return; }
+    if (t == e->eos_id || t == e->eos_cfg) { slot_finish(e, sl, SRV_FIN_STOP, NULL); return -1; }
     sl->gen++;
     char piece[1024];
     int k = dsv4_detok_next(e->tok, &sl->st, t, piece, sizeof piece);
     if (k > 0) text_in(sl, piece, (size_t)k);
-    if (sl->stopped) { slot_finish(e, sl, SRV_FIN_STOP, NULL); return; }
-    if (sl->gen >= sl->limit) { slot_finish(e, sl, SRV_FIN_LENGTH, NULL); return; }
-    if (dsv4_eval(sl->s, &t, 1, sl->logits, err, sizeof err)) { slot_fail(e, sl, "decode", err); return; }
-    if (srv_prefix_push(&sl->px, &t, 1)) { slot_fail(e, sl, "decode", "out of memory"); return; }
+    if (sl->stopped) { slot_finish(e, sl, SRV_FIN_STOP, NULL); return -1; }
+    if (sl->gen >= sl->limit) { slot_finish(e, sl, SRV_FIN_LENGTH, NULL); return -1; }
+    return t;
+}
+
+/* Decode, second half: evaluate the sampled tokens of nb slots as one batch (every weight read once for all of
+ * them; dsv4_eval_batch gives each session the logits its own dsv4_eval would). */
+static void decode_eval(srv_engine *e, slot_t **sls, const int32_t *toks, int nb) {
+    char err[256];
+    dsv4_session *ss[256];
+    for (int i = 0; i < nb; i++) ss[i] = sls[i]->s;
+    srv_metrics_batch(nb);
+    int rc = nb == 1 ? dsv4_eval(ss[0], toks, 1, sls[0]->logits, err, sizeof err)
+                     : dsv4_eval_batch(ss, nb, toks, e->batch_logits, err, sizeof err);
+    for (int i = 0; i < nb; i++) {
+        slot_t *sl = sls[i];
+        if (rc) { slot_fail(e, sl, "decode", err); continue; }
+        if (nb > 1) memcpy(sl->logits, e->batch_logits + (size_t)i * (size_t)e->V, sizeof(float) * (size_t)e->V);
+        if (srv_prefix_push(&sl->px, &toks[i], 1)) slot_fail(e, sl, "decode", "out of memory");
+    }
 }
 
 /* ------------------------------------------------------------------ scheduler */
@@ -352,8 +376,18 @@ static void *sched_main(void *arg) {
         for (int i = 0; i < e->nslots; i++) busy += e->slots[i].job != NULL;
         if (!busy) { pthread_cond_wait(&e->cv, &e->mu); continue; }
         pthread_mutex_unlock(&e->mu);
-        for (int i = 0; i < e->nslots; i++)
-            if (e->slots[i].job && e->slots[i].phase) slot_step(e, &e->slots[i]);
+        /* one round: every prefill slot evaluates one chunk, every decode slot one token (batched) */
+        slot_t *dec[256];
+        int32_t toks[256];
+        int nb = 0;
+        for (int i = 0; i < e->nslots; i++) {
+            slot_t *sl = &e->slots[i];
+            if (!sl->job || !sl->phase) continue;
+            if (sl->phase == 1) { slot_step(e, sl); continue; }
+            int32_t t = decode_sample(e, sl);
+            if (t >= 0) { dec[nb] = sl; toks[nb++] = t; }
+        }
+        if (nb) decode_eval(e, dec, toks, nb);
         pthread_mutex_lock(&e->mu);
     }
     pthread_mutex_unlock(&e->mu);
@@ -390,6 +424,11 @@ srv_engine *srv_engine_start(dsv4_model *m, const srv_config *cfg, char *err, si
     for (int i = 0; i < e->nslots; i++) {
         if (dsv4_session_open(&e->slots[i].s, m, cfg->ctx, err, errlen)) { srv_engine_free(e); return NULL; }
         if (!(e->slots[i].logits = malloc(sizeof(float) * (size_t)e->V))) { snprintf(err, errlen, "out of memory"); srv_engine_free(e); return NULL; }
+    }
+    if (!(e->batch_logits = malloc(sizeof(float) * (size_t)e->V * (size_t)e->nslots))) {
+        snprintf(err, errlen, "out of memory");
+        srv_engine_free(e);
+        return NULL;
     }
     if (pthread_create(&e->th, NULL, sched_main, e)) { snprintf(err, errlen, "cannot start the scheduler thread"); srv_engine_free(e); return NULL; }
     e->running = 1;
@@ -439,6 +478,7 @@ void srv_engine_free(srv_engine *e) {
     }
     free(e->slots);
     free(e->q);
+    free(e->batch_logits);
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->cv);
     free(e);

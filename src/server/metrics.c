@@ -11,7 +11,7 @@
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static struct { char endpoint[48]; int status; unsigned long n; } series[MAX_SERIES];
 static int nseries;
-static unsigned long long prompt_tok, cached_tok, gen_tok, rejected, cache_hits, prompts;
+static unsigned long long prompt_tok, cached_tok, gen_tok, rejected, cache_hits, prompts, batch_steps, batch_rows;
 static double prefill_s, decode_s;
 
 void srv_metrics_request(const char *endpoint, int status) {
@@ -32,6 +32,13 @@ void srv_metrics_tokens(int prompt, int cached, int generated, double pre_s, dou
     if (prompt > 0) { prompts++; if (cached > 0) cache_hits++; }
     prompt_tok += (unsigned)prompt; cached_tok += (unsigned)cached; gen_tok += (unsigned)generated;
     prefill_s += pre_s; decode_s += dec_s;
+    pthread_mutex_unlock(&mu);
+}
+
+void srv_metrics_batch(int nb) {
+    pthread_mutex_lock(&mu);
+    batch_steps++;
+    batch_rows += (unsigned)nb;
     pthread_mutex_unlock(&mu);
 }
 
@@ -64,6 +71,8 @@ char *srv_metrics_text(srv_engine *e) {
       prefill_s > 0 ? (double)(prompt_tok - cached_tok) / prefill_s : 0.0);
     P("# HELP dsv4_decode_tokens_per_second Generated tokens per decode second so far.\n# TYPE dsv4_decode_tokens_per_second gauge\ndsv4_decode_tokens_per_second %.3f\n",
       decode_s > 0 ? (double)gen_tok / decode_s : 0.0);
+    P("# HELP dsv4_decode_steps_total Decode steps (one batched evaluation of every decoding slot).\n# TYPE dsv4_decode_steps_total counter\ndsv4_decode_steps_total %llu\n", batch_steps);
+    P("# HELP dsv4_decode_rows_total Tokens evaluated by those steps (rows / steps = mean batch size).\n# TYPE dsv4_decode_rows_total counter\ndsv4_decode_rows_total %llu\n", batch_rows);
     P("# HELP dsv4_rejected_total Requests refused with 503 because the queue was full.\n# TYPE dsv4_rejected_total counter\ndsv4_rejected_total %llu\n", rejected);
     pthread_mutex_unlock(&mu);
     P("# HELP dsv4_queue_length Requests waiting for a slot.\n# TYPE dsv4_queue_length gauge\ndsv4_queue_length %d\n", q);

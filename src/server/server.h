@@ -128,6 +128,7 @@ size_t srv_prefix_bytes(const srv_prefix *p);
 void srv_metrics_request(const char *endpoint, int status);
 void srv_metrics_tokens(int prompt, int cached, int generated, double prefill_s, double decode_s);
 void srv_metrics_rejected(void);
+void srv_metrics_batch(int nb);   /* one decode step of nb slots */
 /* Prometheus text exposition; malloc'd. */
 char *srv_metrics_text(srv_engine *e);
 

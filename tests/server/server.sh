@@ -182,5 +182,15 @@ if srv_start load --parallel 4 -c 512; then
     printf '%s\n' "$out" | grep -E '^load:|^FAIL' | head -n 5
     check "serve: 64 concurrent streams all complete" 0 '^load: 64 concurrent streams x 16 tokens: 64 complete' -- printf '%s\n' "$out"
     check "serve: slots idle again after the load" 0 '"slots_busy":0,"queue":0' -- curl -sS -m 10 "$(U /health)"
+    # batched decode (dsv4_eval_batch over the busy slots) gives each stream the text it gets alone
+    B1="{\"messages\":[{\"role\":\"user\",\"content\":\"KING RICHARD:\"}],\"max_tokens\":300,$CHAT}"
+    B2="{\"messages\":[{\"role\":\"user\",\"content\":\"QUEEN:\"}],\"max_tokens\":300,$CHAT}"
+    post /v1/chat/completions "$B1" > "$tmp/b1.json"; post /v1/chat/completions "$B2" > "$tmp/b2.json"
+    post /v1/chat/completions "$B1" > "$tmp/b1c.json" & BP=$!
+    post /v1/chat/completions "$B2" > "$tmp/b2c.json"; wait $BP
+    x1=$(sed 's/"id":"[^"]*"//; s/"created":[0-9]*//; s/"cached_tokens":[0-9]*//; s/"prompt_cache_[a-z]*_tokens":[0-9]*//g' "$tmp/b1.json" "$tmp/b2.json" | md5sum)
+    x2=$(sed 's/"id":"[^"]*"//; s/"created":[0-9]*//; s/"cached_tokens":[0-9]*//; s/"prompt_cache_[a-z]*_tokens":[0-9]*//g' "$tmp/b1c.json" "$tmp/b2c.json" | md5sum)
+    check "serve: two concurrent greedy streams (batched decode) give their solo outputs" 0 '^same$' -- sh -c "[ '$x1' = '$x2' ] && grep -q '\"content\":\"[^\"]' '$tmp/b1c.json' && echo same"
+    check "serve: decode steps were batched (rows > steps in /metrics)" 0 '^batched$' -- sh -c "curl -sS -m 10 '$(U /metrics)' | awk '/^dsv4_decode_steps_total/{s=\$2} /^dsv4_decode_rows_total/{r=\$2} END{if (r > s) print \"batched\"; else print s, r}'"
     srv_stop
 fi
