@@ -67,6 +67,7 @@ int main(void) {
     eval_all(cold, a, N, one);
     double md = 0;
     for (int v = 0; v < V; v++) md = fmax(md, fabs((double)one[v] - (double)ref[v]));
+    printf("checkpoint: %zu bytes\n", dsv4_checkpoint_bytes(c261));
     printf("split invariance: max |logit diff| one call vs 261+%d = %g\n", N - 261, md);
     CHECK(md < 1e-3, "split changes logits by %g", md);
     dsv4_checkpoint_free(c150);
