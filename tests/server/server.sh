@@ -38,6 +38,10 @@ U() { echo "http://127.0.0.1:$SRV_PORT$1"; }
 # post PATH JSON [curl args]: body, then a line "HTTP <status>"
 post() { local p=$1 d=$2; shift 2; curl -sS -m 60 -w ' HTTP %{http_code}\n' -H 'Content-Type: application/json' "$@" --data-binary "$d" "$(U "$p")"; }
 CHAT='"thinking":{"type":"disabled"},"temperature":0'
+check "serve -h prints its usage" 0 "^usage: dsv4 serve -m DIR" -- "$BIN" serve -h
+check "serve: --port 70000 refused at parse time" 2 "option --port: '70000' is not an integer in \\[0, 65535\\]" -- "$BIN" serve -m models/nano --port 70000
+check "serve: -m is required" 2 "-m DIR is required" -- "$BIN" serve --port 0
+check "serve: a bad --host is refused" 2 "--host 'nowhere' is not an IPv4 address" -- "$BIN" serve -m models/nano --host nowhere
 
 if srv_start main --timeout 2 --body-limit 8K; then
     check "serve: GET /health" 0 '"status":"ok".*HTTP 200' -- curl -sS -m 10 -w ' HTTP %{http_code}\n' "$(U /health)"
