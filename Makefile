@@ -86,6 +86,20 @@ $(BUILD)/tools/make_flash_ckpt: tools/bench/make_flash_ckpt.c $(BUILD)/libdsv4.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libdsv4.a $(LDLIBS)
 
+# Memory-budget benchmark (issue 9, docs/memory-budget.md): a 9-layer real-shapes V4-Flash checkpoint (34 GB, larger
+# than a 24 GiB machine's RAM; written once to $(BENCH_MEM_DIR), never committed), decoded under budgets with the
+# checkpoint dropped from the page cache before each run (posix_fadvise DONTNEED on its files).
+BENCH_MEM_DIR ?= /tmp/dsv4-flash-big
+BENCH_MEM_ARGS ?=
+$(BUILD)/tools/bench_mem: tools/bench/bench_mem.c $(BUILD)/libdsv4.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libdsv4.a $(LDLIBS)
+
+bench-mem: $(BUILD)/tools/bench_mem $(BUILD)/tools/make_flash_ckpt
+	@test -f $(BENCH_MEM_DIR)/complete.txt || $(BUILD)/tools/make_flash_ckpt -o $(BENCH_MEM_DIR) --layers 0,3,4,5,6,7,8,9,10
+	./$(BUILD)/tools/bench_mem -m $(BENCH_MEM_DIR)/twin --mem 0,4G,8G,16G --csv $(BENCH_MEM_DIR)/bench_mem.csv $(BENCH_MEM_ARGS)
+	./$(BUILD)/tools/bench_mem -m $(BENCH_MEM_DIR)/full --mem 0,8G,16G --csv $(BENCH_MEM_DIR)/bench_mem.csv $(BENCH_MEM_ARGS)
+
 bench-flash: $(BUILD)/dsv4 $(BUILD)/tools/make_flash_ckpt
 	@test -f $(BENCH_DIR)/complete.txt || $(BUILD)/tools/make_flash_ckpt -o $(BENCH_DIR)
 	./$(BUILD)/dsv4 bench -m $(BENCH_DIR)/full --twin $(BENCH_DIR)/twin --csv $(BENCH_DIR)/bench.csv $(BENCH_ARGS)
@@ -93,6 +107,6 @@ bench-flash: $(BUILD)/dsv4 $(BUILD)/tools/make_flash_ckpt
 clean:
 	rm -rf build dsv4
 
-.PHONY: all test check bench bench-flash clean
+.PHONY: all test check bench bench-flash bench-mem clean
 .PRECIOUS: $(BUILD)/%.o $(BUILD)/tests/%.o
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TESTS:=.d)

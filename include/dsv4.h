@@ -80,7 +80,8 @@ typedef struct {
     uint64_t entry_bytes;     /* bytes of one cache entry (one expert of one layer: w1, w2, w3 + scales) */
     uint64_t cache_bytes;     /* slots x entry_bytes (reserved address space; RAM is used as slots fill) */
     uint64_t lookups;         /* expert uses by the forward pass (one per needed expert per layer per chunk) */
-    uint64_t hits;            /* ... found resident */
+    uint64_t hits;            /* ... found resident from an earlier use (cache hits proper) */
+    uint64_t ahead;           /* ... found resident, read ahead for this use (the read overlapped compute) */
     uint64_t late;            /* ... found being read ahead (waited for the read to finish) */
     uint64_t misses;          /* ... read by the evaluating thread itself */
     uint64_t prefetched;      /* entries read ahead */

@@ -4,9 +4,10 @@
  *    smallest budget accepted (K slots for 5 x 8 experts: constant eviction) and a slightly larger one, every
  *    eviction policy and read-ahead mode, 1 and 2 threads, under four call schedules (one call; 11 + 23 then single
  *    steps as in test_threads; single steps only; chunks of 7) are bit-identical to the mmap path;
+ *  - a prefill chunk looks up (and, without read-ahead, reads) each needed expert once, not once per token;
  *  - two sessions decoding on two threads through one small cache: bit-identical (the cache is shared, pinned);
  *  - budgets: below the minimum refused naming the minimum; a budget holding the whole checkpoint keeps the mmap
- *    path; the counters add up (hits + late + misses = lookups, bytes = reads x entry span);
+ *    path; the counters add up (hits + ahead + late + misses = lookups, bytes = reads x entry span);
  *  - resident memory: a checkpoint with 107 MB of experts (make_flash_ckpt on a nano-sized config with 64 experts
  *    of width 2048), decoded under a budget of resident weights + 8 experts: VmRSS grows by at most the budget +
  *    the session state + 24 MiB (allocator, sanitizer shadow, thread stacks); the same run on the mmap path grows
@@ -131,9 +132,9 @@ static void same_logits(const char *dir, int all_modes) {
                 }
                 dsv4_model_expert_stats(m, &st);
                 int nkeys = in.n_routed_experts * (in.n_layers + (mtp ? 1 : 0));
-                CHECK(st.hits + st.late + st.misses == st.lookups && st.lookups > 0,
-                      "%s: hits %llu + late %llu + misses %llu = lookups %llu", dir, (unsigned long long)st.hits,
-                      (unsigned long long)st.late, (unsigned long long)st.misses, (unsigned long long)st.lookups);
+                CHECK(st.hits + st.ahead + st.late + st.misses == st.lookups && st.lookups > 0,
+                      "%s: hits %llu + ahead %llu + late %llu + misses %llu = lookups %llu", dir, (unsigned long long)st.hits,
+                      (unsigned long long)st.ahead, (unsigned long long)st.late, (unsigned long long)st.misses, (unsigned long long)st.lookups);
                 CHECK(st.reads > (uint64_t)nkeys && st.bytes_read >= st.reads * (st.entry_bytes - 6 * 64) &&
                       st.bytes_read <= st.reads * st.entry_bytes && st.read_errors == 0,
                       "%s: %llu reads of %llu bytes for %d experts (constant eviction expected)", dir,
@@ -146,6 +147,31 @@ static void same_logits(const char *dir, int all_modes) {
     free(got);
     dsv4_model_free(ref);
     dsv4_set_threads(1, NULL, 0);
+}
+
+/* ------------------------------------------------------------------ prefill: each needed expert once per chunk */
+static void prefill_once(void) {
+    char err[256];
+    dsv4_model *probe = load("models/nano", 1, 0, 0, err);
+    dsv4_model_free(probe);
+    const char *bp = strstr(strstr(err, "minimum ") ? strstr(err, "minimum ") : err, "(");
+    uint64_t minb = bp ? strtoull(bp + 1, NULL, 10) : 0;
+    for (int pf = DSV4_PREFETCH_OFF; pf <= DSV4_PREFETCH_KNOWN; pf++) {
+        dsv4_model *m = load("models/nano", minb, 0, pf, err);
+        if (!m) { test_fail("budget: %s", err); return; }
+        dsv4_session *s = NULL;
+        dsv4_session_open(&s, m, NTOK, err, sizeof err);
+        int32_t tok[NTOK];
+        tokens(tok, NTOK, 1024);
+        dsv4_eval(s, tok, NTOK, NULL, err, sizeof err);   /* one chunk: 40 tokens x 2 experts x 4 layers routed */
+        dsv4_expert_stats st;
+        dsv4_model_expert_stats(m, &st);
+        CHECK(st.lookups <= 4 * 8 && st.lookups >= 8 && (pf != DSV4_PREFETCH_OFF || st.reads == st.lookups),
+              "prefill of %d tokens (prefetch %d): %llu lookups, %llu reads (each needed expert once per chunk: <= 32 "
+              "layer-experts, not 320 token-experts)", NTOK, pf, (unsigned long long)st.lookups, (unsigned long long)st.reads);
+        dsv4_session_free(s);
+        dsv4_model_free(m);
+    }
 }
 
 /* ------------------------------------------------------------------ two sessions, one cache */
@@ -387,6 +413,7 @@ static void no_alloc(void) {
 int main(void) {
     same_logits("models/nano", 1);
     same_logits("tests/golden/flash", 0);
+    prefill_once();
     two_sessions();
     read_errors();
     resident();

@@ -211,8 +211,8 @@ int dsv4_xc_acquire(dsv4_xcache *c, int layer, int e, dsv4_xc_ref *r, char *err,
             if (S->state == READY) {
                 S->pins++;
                 S->tick = ++c->clock;
+                if (waited) c->st.late++; else if (S->ahead) c->st.ahead++; else c->st.hits++;
                 S->pending = S->ahead = 0;
-                if (waited) c->st.late++; else c->st.hits++;
                 if (waited) c->st.wait_seconds += dsv4_now() - t0;
                 r->w1 = S->w[0]; r->w2 = S->w[1]; r->w3 = S->w[2]; r->slot = sl;
                 pthread_mutex_unlock(&c->mu);
