@@ -213,6 +213,20 @@ size_t dsv4_checkpoint_state_bytes(const dsv4_session *s);
 /* Free a checkpoint. NULL is a no-op. */
 void dsv4_checkpoint_free(dsv4_checkpoint *c);
 
+/* The whole state of a session at its position, as bytes (a disk cache of prefixes): the rolling state plus the
+ * compressed entries and indexer keys written so far. dsv4_session_export_bytes(s) is the exact size for s's
+ * current position (grows with it; no allocation); export writes it into buf (n must equal that size).
+ * dsv4_session_import puts such bytes into a session of the same model with max_ctx >= the saved position:
+ * afterwards it continues exactly as the exporting session would (bit-identical logits). Errors name the cause:
+ * not a dsv4 state (magic/version), saved from another model (dsv4_model_fingerprint: config shape and
+ * checkpoint bytes), a position beyond max_ctx, a size that does not match; the session is unchanged then.
+ * The bytes carry no checksum: the caller stores one (the server does). */
+size_t dsv4_session_export_bytes(const dsv4_session *s);
+int dsv4_session_export(const dsv4_session *s, void *buf, size_t n, char *err, size_t errlen);
+int dsv4_session_import(dsv4_session *s, const void *buf, size_t n, char *err, size_t errlen);
+/* 64-bit FNV-1a over the model's configuration shape and checkpoint size; 0 for NULL. */
+uint64_t dsv4_model_fingerprint(const dsv4_model *m);
+
 /* ------------------------------------------------------------------ sampling */
 
 typedef struct {

@@ -70,6 +70,24 @@ int main(void) {
     printf("checkpoint: %zu bytes\n", dsv4_checkpoint_bytes(c261));
     printf("split invariance: max |logit diff| one call vs 261+%d = %g\n", N - 261, md);
     CHECK(md < 1e-3, "split changes logits by %g", md);
+    /* export at 261 from s, import into the other session, continue: equal to the cold run */
+    {
+        dsv4_checkpoint_restore(s, c261, err, sizeof err);
+        size_t nb = dsv4_session_export_bytes(s);
+        unsigned char *buf = malloc(nb);
+        CHECK(buf && !dsv4_session_export(s, buf, nb, err, sizeof err), "export: %s", err);
+        dsv4_session_reset(other);
+        CHECK(!dsv4_session_import(other, buf, nb, err, sizeof err), "import: %s", err);
+        CHECK(dsv4_session_pos(other) == 261, "pos after import %d", dsv4_session_pos(other));
+        eval_all(other, a + 261, N - 261, got);
+        CHECK(!memcmp(ref, got, sizeof(float) * V), "logits after export/import at 261 differ from a cold run");
+        buf[0] ^= 1;
+        CHECK(dsv4_session_import(other, buf, nb, err, sizeof err) == -1 && strstr(err, "not a dsv4"), "bad magic: %s", err);
+        buf[0] ^= 1;
+        CHECK(dsv4_session_import(other, buf, nb - 1, err, sizeof err) == -1 && strstr(err, "expected"), "short: %s", err);
+        printf("export at 261: %zu bytes\n", nb);
+        free(buf);
+    }
     dsv4_checkpoint_free(c150);
     dsv4_checkpoint_free(c261);
     dsv4_session_free(s); dsv4_session_free(cold); dsv4_session_free(other);

@@ -104,3 +104,94 @@ void dsv4_checkpoint_free(dsv4_checkpoint *c) {
     free(c->data);
     free(c);
 }
+
+/* ------------------------------------------------------------------ whole-state export (disk cache) */
+/* Layout of an export: [u32 magic "DSVS"][u32 version 1][i32 pos][i32 have_last][i32 max_ctx][i32 n_blocks]
+ * [u64 config fingerprint] then the rolling regions (as a checkpoint) then, per block with ratio R > 0, the first
+ * min(pos/R + 1, capacity) compressed-entry records and, for R == 4, as many indexer-key records. */
+#define EXP_MAGIC 0x53565344u   /* "DSVS" little-endian */
+#define EXP_HDR 32
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n) {
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) { h ^= b[i]; h *= 0x100000001b3ull; }
+    return h;
+}
+
+uint64_t dsv4_model_fingerprint(const dsv4_model *m) {
+    if (!m) return 0;
+    const dsv4_config *c = &m->cfg;
+    uint64_t h = 0xcbf29ce484222325ull;
+    int v[] = { c->vocab_size, c->dim, c->n_layers, c->n_heads, c->head_dim, c->window_size, c->hc_mult,
+                c->index_head_dim, c->n_mtp_layers, m->n_blocks };
+    h = fnv(h, v, sizeof v);
+    for (int l = 0; l < m->n_blocks; l++) h = fnv(h, &c->compress_ratios[l], sizeof c->compress_ratios[l]);
+    h = fnv(h, &m->file_bytes, sizeof m->file_bytes);
+    return h;
+}
+
+static size_t n_records(const dsv4_session *s, int R) {
+    size_t cap = (size_t)s->max_ctx / (size_t)R + 1, n = (size_t)s->pos / (size_t)R + 1;
+    return n < cap ? n : cap;
+}
+
+size_t dsv4_session_export_bytes(const dsv4_session *s) {
+    if (!s) return 0;
+    size_t n = EXP_HDR + dsv4_checkpoint_state_bytes(s);
+    const dsv4_config *c = &s->m->cfg;
+    for (int l = 0; l < s->m->n_blocks; l++) {
+        int R = c->compress_ratios[l];
+        if (R > 0) n += n_records(s, R) * (size_t)s->ent_bytes;
+        if (R == 4) n += n_records(s, 4) * (size_t)s->ikey_bytes;
+    }
+    return n;
+}
+
+int dsv4_session_export(const dsv4_session *s, void *buf, size_t n, char *err, size_t errlen) {
+    if (!s || !buf) return dsv4_fail(err, errlen, "dsv4_session_export: session or buffer is NULL");
+    if (n != dsv4_session_export_bytes(s))
+        return dsv4_fail(err, errlen, "dsv4_session_export: buffer of %zu bytes, the state needs %zu", n, dsv4_session_export_bytes(s));
+    unsigned char *p = buf;
+    uint32_t hdr32[2] = { EXP_MAGIC, 1 };
+    int32_t hi[4] = { s->pos, s->have_last, s->max_ctx, s->m->n_blocks };
+    uint64_t fp = dsv4_model_fingerprint(s->m);
+    memcpy(p, hdr32, 8); memcpy(p + 8, hi, 16); memcpy(p + 24, &fp, 8);
+    copy_ctx cx = { p + EXP_HDR, 1 };
+    regions((dsv4_session *)s, copy_fn, &cx);
+    const dsv4_config *c = &s->m->cfg;
+    for (int l = 0; l < s->m->n_blocks; l++) {
+        int R = c->compress_ratios[l];
+        if (R > 0) { size_t k = n_records(s, R) * (size_t)s->ent_bytes; memcpy(cx.cur, s->bs[l].entries, k); cx.cur += k; }
+        if (R == 4) { size_t k = n_records(s, 4) * (size_t)s->ikey_bytes; memcpy(cx.cur, s->bs[l].ikeys, k); cx.cur += k; }
+    }
+    return 0;
+}
+
+int dsv4_session_import(dsv4_session *s, const void *buf, size_t n, char *err, size_t errlen) {
+    if (!s || !buf) return dsv4_fail(err, errlen, "state import: session or buffer is NULL");
+    const unsigned char *p = buf;
+    if (n < EXP_HDR) return dsv4_fail(err, errlen, "state import: %zu bytes is shorter than the header", n);
+    uint32_t hdr32[2];
+    int32_t hi[4];
+    uint64_t fp;
+    memcpy(hdr32, p, 8); memcpy(hi, p + 8, 16); memcpy(&fp, p + 24, 8);
+    if (hdr32[0] != EXP_MAGIC || hdr32[1] != 1) return dsv4_fail(err, errlen, "state import: not a dsv4 session state (magic/version)");
+    if (fp != dsv4_model_fingerprint(s->m) || hi[3] != s->m->n_blocks)
+        return dsv4_fail(err, errlen, "state import: the state was saved from another model");
+    if (hi[0] < 0 || hi[0] > s->max_ctx)
+        return dsv4_fail(err, errlen, "state import: position %d does not fit this session (max_ctx %d)", hi[0], s->max_ctx);
+    int pos0 = s->pos;
+    s->pos = hi[0];   /* sizes below depend on pos */
+    size_t need = dsv4_session_export_bytes(s);
+    if (need != n) { s->pos = pos0; return dsv4_fail(err, errlen, "state import: %zu bytes, expected %zu for position %d", n, need, hi[0]); }
+    copy_ctx cx = { (unsigned char *)p + EXP_HDR, 0 };
+    regions(s, copy_fn, &cx);
+    const dsv4_config *c = &s->m->cfg;
+    for (int l = 0; l < s->m->n_blocks; l++) {
+        int R = c->compress_ratios[l];
+        if (R > 0) { size_t k = n_records(s, R) * (size_t)s->ent_bytes; memcpy(s->bs[l].entries, cx.cur, k); cx.cur += k; }
+        if (R == 4) { size_t k = n_records(s, 4) * (size_t)s->ikey_bytes; memcpy(s->bs[l].ikeys, cx.cur, k); cx.cur += k; }
+    }
+    s->have_last = hi[1];
+    return 0;
+}
