@@ -76,7 +76,7 @@ check:
 
 # Quick smoke run of the benchmark on the nano model; bench-flash is the real-shapes one (docs/performance.md).
 bench: $(BUILD)/dsv4
-	./$(BUILD)/dsv4 bench -m models/nano -n 8 --ctx 4096,65536
+	./$(BUILD)/dsv4 bench -m models/nano -n 8 --ctx 4096,65536 --batch 1,4,16 --repeat 3
 
 # Real-shapes benchmark (issue 6): V4-Flash-shaped checkpoints with random weights, written once to $(BENCH_DIR)
 # (about 13 GB, never committed; regenerated only when complete.txt is missing), then `dsv4 bench` on them.

@@ -3,7 +3,7 @@
  * method is docs/performance.md).
  *
  *   dsv4 bench -m DIR [--twin DIR] [-t LIST] [--ctx LIST] [--ctx-threads LIST] [--prefill LIST] [-n N]
- *              [--csv FILE] [--kernel NAME] [--bw-mib N] [--no-warm]
+ *              [--batch LIST] [--repeat R] [--csv FILE] [--kernel NAME] [--bw-mib N] [--no-warm]
  *
  * Per thread count (dsv4_set_threads): read bandwidth (a streaming read of a 1 GiB buffer over the thread pool,
  * best of 5), kernel peak (one dsv4_linear per thread on a cache-resident FP8 256x2048 weight, 32 tokens,
@@ -13,7 +13,10 @@
  * (dsv4_session_fill_synthetic, src/model/synthetic.c). Ratios: decode vs bound = (bytes read per token /
  * bandwidth) / measured time, where bytes = the weights one decode step reads (dsv4_model_info.bytes_per_token)
  * + the caches it reads at that context; prefill vs peak = (active parameters per token x tokens / time) /
- * peak. Prints a table (rows = measures, columns = thread counts) and, with --csv, one line per value.
+ * peak. --batch B: B sessions decoded together by dsv4_eval_batch (each weight read once per step for all B);
+ * speed-up = B x (single-session ms/token) / (ms per batched step). --repeat R: each timed measurement R times,
+ * the table shows mean +- sample sd (metric and metric_sd in the CSV).
+ * Prints a table (rows = measures, columns = thread counts) and, with --csv, one line per value.
  *
  * This is the one CLI file that uses internal headers (model/model.h for the synthetic fill and the config,
  * kernels/ for dsv4_linear and the pool): it benchmarks the engine from the inside.
@@ -42,10 +45,12 @@
 #define PEAK_ROWS 256
 #define PEAK_COLS 2048
 #define PEAK_TOK 32
+#define MAXBATCH 128
+#define MAXREPEAT 100
 
 static const char bench_usage[] =
     "usage: dsv4 bench -m DIR [--twin DIR] [-t LIST] [--ctx LIST] [--ctx-threads LIST] [--prefill LIST] [-n N]\n"
-    "                  [--csv FILE] [--kernel NAME] [--bw-mib N] [--no-warm]\n"
+    "                  [--batch LIST] [--repeat R] [--csv FILE] [--kernel NAME] [--bw-mib N] [--no-warm]\n"
     "  -m DIR             model (e.g. the V4-Flash-shaped checkpoint of tools/bench/make_flash_ckpt)\n"
     "  --twin DIR         the same layers with a small vocabulary: head ms = full - twin, ms per layer-token\n"
     "                     = twin / layers\n"
@@ -54,12 +59,16 @@ static const char bench_usage[] =
     "  --ctx-threads LIST thread counts for the --ctx runs (default: those of -t)\n"
     "  --prefill LIST     prefill chunk sizes, one dsv4_eval call each (default 128,512,2048; none)\n"
     "  -n N               timed decode steps per measurement (default 16; 2 untimed steps come first)\n"
+    "  --batch LIST       also decode B sessions at once (dsv4_eval_batch) for each B, e.g. 1,4,16 (default none):\n"
+    "                     ms per step, aggregate tok/s, and the speed-up over B separate decodes\n"
+    "  --repeat R         repeat each decode, batch and prefill measurement R times; print mean +- sd (default 1)\n"
     "  --csv FILE         also write every value as CSV (kernel,threads,metric,param,value,unit)\n"
     "  --kernel NAME      kernel path: scalar, avx2 or avx512 (default: the best this CPU has)\n"
     "  --bw-mib N         size of the read-bandwidth buffer in MiB (default 1024; keep it well above the caches)\n"
     "  --no-warm          do not read the checkpoint files into the page cache first\n"
     "  Read bandwidth (streaming read, best of 5) and kernel peak (dsv4_linear, FP8 256x2048, 32 tokens,\n"
-    "  one per thread) are measured in the same run; docs/performance.md has the method.\n";
+    "  one per thread) are measured in the same run; docs/performance.md has the method. Progress lines go to\n"
+    "  stderr when it is a terminal.\n";
 
 /* "1,2,4" -> v (each in [lo, hi]); "none" -> 0 entries. Returns the count, or -1. */
 static int parse_list(const char *s, long lo, long hi, int *v) {
@@ -252,6 +261,40 @@ static double time_decode(dsv4_session *s, int V, int warm, int n, float *logits
     return (dsv4_now() - t0) * 1e3 / n;
 }
 
+/* One decode step for nb sessions together, `warm` untimed then n timed. Returns ms per step or -1. */
+static double time_batch(dsv4_session **ss, int nb, int V, int warm, int n, float *logits, char *err) {
+    int32_t tok[MAXBATCH];
+    double t0 = 0;
+    for (int k = 0; k < warm + n; k++) {
+        if (k == warm) t0 = dsv4_now();
+        for (int i = 0; i < nb; i++) tok[i] = tok_at(dsv4_session_pos(ss[i]) + 31 * i, V);
+        if (dsv4_eval_batch(ss, nb, tok, logits, err, ERRLEN) != 0) return -1;
+    }
+    return (dsv4_now() - t0) * 1e3 / n;
+}
+
+/* Mean and sample standard deviation of v[0..n) (sd 0 when n == 1). */
+static void mean_sd(const double *v, int n, double *mean, double *sd) {
+    double m = 0, q = 0;
+    for (int i = 0; i < n; i++) m += v[i];
+    m /= n;
+    for (int i = 0; i < n; i++) q += (v[i] - m) * (v[i] - m);
+    *mean = m;
+    *sd = n > 1 ? sqrt(q / (n - 1)) : 0;
+}
+
+/* put() the mean of v[0..n) and, when n > 1, its sd as metric_sd. */
+static void put_stat(results *r, int threads, const char *metric, long param, const double *v, int n, const char *unit) {
+    double m, sd;
+    mean_sd(v, n, &m, &sd);
+    put(r, threads, metric, param, m, unit);
+    if (n > 1) {
+        char name[40];
+        snprintf(name, sizeof name, "%s_sd", metric);
+        put(r, threads, name, param, sd, unit);
+    }
+}
+
 typedef struct { const char *dir; dsv4_model *m; dsv4_model_info info; float *logits; dsv4_session *s; } bmodel;
 
 static int open_model(bmodel *b, const char *dir, int max_ctx) {
@@ -296,9 +339,15 @@ static void row(const results *r, const int *thr, int nthr, const char *label, c
     for (int i = 0; i < nthr; i++) {
         double v;
         char cell[32];
-        if (get(r, thr[i], metric, param, &v)) snprintf(cell, sizeof cell, fmt, v);
-        else snprintf(cell, sizeof cell, "-");
-        printf(" %12s", cell);
+        char sdname[40];
+        double sd;
+        snprintf(sdname, sizeof sdname, "%s_sd", metric);
+        if (get(r, thr[i], metric, param, &v)) {
+            int k = snprintf(cell, sizeof cell, fmt, v);
+            if (get(r, thr[i], sdname, param, &sd) && k > 0 && (size_t)k < sizeof cell)
+                snprintf(cell + k, sizeof cell - (size_t)k, "\302\261%.2f", sd);   /* U+00B1 */
+        } else snprintf(cell, sizeof cell, "-");
+        printf(" %*s", 12 + (strstr(cell, "\302\261") ? 1 : 0), cell);   /* the +- sign is 2 bytes, 1 column */
     }
     printf("\n");
 }
@@ -312,10 +361,11 @@ static const char *ctx_name(long c, char *buf) {
 
 int dsv4_cli_bench(int argc, char **argv) {
     const char *dir = NULL, *twin = NULL, *csv = NULL, *kernel = NULL;
-    int thr[MAXLIST], nthr, ctx[MAXLIST], nctx, cthr[MAXLIST], ncthr, pre[MAXLIST], npre;
-    int n_dec = 16, warm = 1, bw_mib = 1024;
+    int thr[MAXLIST], nthr, ctx[MAXLIST], nctx, cthr[MAXLIST], ncthr, pre[MAXLIST], npre, bat[MAXLIST], nbat;
+    int n_dec = 16, warm = 1, bw_mib = 1024, nrep = 1;
     list_arg lthr = { .n = -1, .lo = 1, .hi = 1024, .min = 1 }, lcthr = { .n = -1, .lo = 1, .hi = 1024 },
-             lctx = { .n = -1, .lo = 1, .hi = 1 << 24 }, lpre = { .n = -1, .lo = 1, .hi = 1 << 20 };
+             lctx = { .n = -1, .lo = 1, .hi = 1 << 24 }, lpre = { .n = -1, .lo = 1, .hi = 1 << 20 },
+             lbat = { .n = -1, .lo = 1, .hi = MAXBATCH };
     int nowarm = 0;
     const cli_opt opts[] = {
         CLI_O_MODEL(&dir),
@@ -331,6 +381,9 @@ int dsv4_cli_bench(int argc, char **argv) {
         { .names = "--prefill", .kind = CLI_CUSTOM, .dst = &lpre, .parse = list_parse,
           .what = "a list of chunk sizes in [1, 1048576] (or none)" },
         { .names = "-n|--n-predict", .kind = CLI_INT, .dst = &n_dec, .lo = 1, .hi = 1 << 20 },
+        { .names = "--batch", .kind = CLI_CUSTOM, .dst = &lbat, .parse = list_parse,
+          .what = "a list of session counts in [1, 128] (or none)" },
+        { .names = "--repeat", .kind = CLI_INT, .dst = &nrep, .lo = 1, .hi = MAXREPEAT },
         { .names = "--bw-mib", .kind = CLI_INT, .dst = &bw_mib, .lo = 1, .hi = 65536 },
         { .names = "--no-warm", .kind = CLI_FLAG, .dst = &nowarm, .set = 1 },
         CLI_O_END
@@ -342,6 +395,7 @@ int dsv4_cli_bench(int argc, char **argv) {
     ncthr = lcthr.n; memcpy(cthr, lcthr.v, sizeof cthr);
     nctx = lctx.n; memcpy(ctx, lctx.v, sizeof ctx);
     npre = lpre.n; memcpy(pre, lpre.v, sizeof pre);
+    nbat = lbat.n < 0 ? 0 : lbat.n; memcpy(bat, lbat.v, sizeof bat);
     if (!dir) { fprintf(stderr, "dsv4 bench: -m DIR is required\n%s", bench_usage); return 2; }
     if (cli_parse_only) return 0;
     char err[ERRLEN];
@@ -435,6 +489,8 @@ int dsv4_cli_bench(int argc, char **argv) {
     double head_params = (double)c->vocab_size * c->dim;
     double trunk_macs = full.info.n_params_active - head_params;   /* per prefill token (head once per call) */
     const char *kpath = dsv4_get_kernel_path();
+    int tty = isatty(2);   /* progress lines only on a terminal */
+    double reps[MAXREPEAT];
     cli_sigint_begin();   /* Ctrl-C: stop after the current measurement and print the table of what was measured */
     for (int ti = 0; ti < nthr && !cli_interrupted; ti++) {
         int T = thr[ti];
@@ -443,27 +499,59 @@ int dsv4_cli_bench(int argc, char **argv) {
         double peak = measure_peak(pc);
         put(&R, T, "read_bandwidth", 0, bw / 1e9, "GB/s");
         put(&R, T, "kernel_peak", 0, peak / 1e9, "GMAC/s");
-        fprintf(stderr, "threads %d: read %.2f GB/s, kernel peak %.2f GMAC/s\n", T, bw / 1e9, peak / 1e9);
+        if (tty) fprintf(stderr, "threads %d: read %.2f GB/s, kernel peak %.2f GMAC/s\n", T, bw / 1e9, peak / 1e9);
         /* decode at the start of a sequence */
-        dsv4_session_reset(full.s);
-        double tf = time_decode(full.s, full.info.vocab_size, WARM, n_dec, full.logits, err);
-        if (tf < 0) { fprintf(stderr, "dsv4 bench: decode %s: %s\n", dir, err); goto done; }
-        put(&R, T, "decode_full", 0, tf, "ms/token");
+        for (int r = 0; r < nrep; r++) {
+            dsv4_session_reset(full.s);
+            reps[r] = time_decode(full.s, full.info.vocab_size, WARM, n_dec, full.logits, err);
+            if (reps[r] < 0) { fprintf(stderr, "dsv4 bench: decode %s: %s\n", dir, err); goto done; }
+        }
+        double tf, sd;
+        mean_sd(reps, nrep, &tf, &sd);
+        put_stat(&R, T, "decode_full", 0, reps, nrep, "ms/token");
         double bound = (full.info.bytes_per_token + cache_bytes(c, WARM + n_dec)) / bw * 1e3;
         put(&R, T, "decode_bound", 0, bound, "ms/token");
         put(&R, T, "decode_vs_bound", 0, bound / tf, "ratio");
-        fprintf(stderr, "threads %d: decode %.2f ms/token (bandwidth bound %.2f ms)\n", T, tf, bound);
+        if (tty) fprintf(stderr, "threads %d: decode %.2f ms/token (bandwidth bound %.2f ms)\n", T, tf, bound);
         if (twin) {
-            dsv4_session_reset(tw.s);
-            double tt = time_decode(tw.s, tw.info.vocab_size, WARM, n_dec, tw.logits, err);
-            if (tt < 0) { fprintf(stderr, "dsv4 bench: decode %s: %s\n", twin, err); goto done; }
-            put(&R, T, "decode_twin", 0, tt, "ms/token");
+            for (int r = 0; r < nrep; r++) {
+                dsv4_session_reset(tw.s);
+                reps[r] = time_decode(tw.s, tw.info.vocab_size, WARM, n_dec, tw.logits, err);
+                if (reps[r] < 0) { fprintf(stderr, "dsv4 bench: decode %s: %s\n", twin, err); goto done; }
+            }
+            double tt;
+            mean_sd(reps, nrep, &tt, &sd);
+            put_stat(&R, T, "decode_twin", 0, reps, nrep, "ms/token");
             put(&R, T, "head", 0, tf - tt, "ms/token");
             put(&R, T, "layer_token", 0, tt / c->n_layers, "ms");
             double lbound = (tw.info.bytes_per_token + cache_bytes(c, WARM + n_dec)) / bw * 1e3;
             put(&R, T, "twin_vs_bound", 0, lbound / tt, "ratio");
-            fprintf(stderr, "threads %d: twin %.2f ms/token -> head %.2f ms, %.2f ms per layer-token\n", T, tt, tf - tt,
-                    tt / c->n_layers);
+            if (tty)
+                fprintf(stderr, "threads %d: twin %.2f ms/token -> head %.2f ms, %.2f ms per layer-token\n", T, tt,
+                        tf - tt, tt / c->n_layers);
+        }
+        /* batched decode: B sessions, one dsv4_eval_batch per step */
+        for (int bi = 0; bi < nbat && !cli_interrupted; bi++) {
+            int B = bat[bi];
+            dsv4_session *ss[MAXBATCH] = {0};
+            float *bl = malloc(sizeof(float) * (size_t)B * full.info.vocab_size);
+            int ok = bl != NULL, oom = !ok;
+            for (int i = 0; i < B && ok; i++)
+                ok = dsv4_session_open(&ss[i], full.m, WARM + n_dec, err, sizeof err) == 0;
+            for (int r = 0; r < nrep && ok; r++) {
+                for (int i = 0; i < B; i++) dsv4_session_reset(ss[i]);
+                reps[r] = time_batch(ss, B, full.info.vocab_size, WARM, n_dec, bl, err);
+                ok = reps[r] >= 0;
+            }
+            for (int i = 0; i < B; i++) dsv4_session_free(ss[i]);
+            free(bl);
+            if (!ok) { fprintf(stderr, "dsv4 bench: batch %d: %s\n", B, oom ? "out of memory" : err); goto done; }
+            double tb;
+            mean_sd(reps, nrep, &tb, &sd);
+            put_stat(&R, T, "batch_step", B, reps, nrep, "ms/step");
+            put(&R, T, "batch_tokps", B, B * 1e3 / tb, "tok/s");
+            put(&R, T, "batch_speedup", B, B * tf / tb, "ratio");
+            if (tty) fprintf(stderr, "threads %d: batch %d: %.2f ms/step, %.2f tok/s\n", T, B, tb, B * 1e3 / tb);
         }
         /* prefill: one call of P tokens on a fresh session */
         for (int pi = 0; pi < npre && !cli_interrupted; pi++) {
@@ -476,17 +564,23 @@ int dsv4_cli_bench(int argc, char **argv) {
                 goto done;
             }
             for (int k = 0; k < P; k++) toks[k] = tok_at(k, full.info.vocab_size);
-            double t0 = dsv4_now();
-            int e = dsv4_eval(s, toks, P, full.logits, err, sizeof err);
-            double dt = dsv4_now() - t0;
+            int e = 0;
+            for (int r = 0; r < nrep && !e; r++) {
+                dsv4_session_reset(s);
+                double t0 = dsv4_now();
+                e = dsv4_eval(s, toks, P, full.logits, err, sizeof err);
+                reps[r] = P / (dsv4_now() - t0);
+            }
             free(toks);
             dsv4_session_free(s);
             if (e) { fprintf(stderr, "dsv4 bench: prefill %d: %s\n", P, err); goto done; }
-            double rate = (trunk_macs * P + head_params) / dt;
-            put(&R, T, "prefill", P, P / dt, "tok/s");
+            double tps;
+            mean_sd(reps, nrep, &tps, &sd);
+            double dt = P / tps, rate = (trunk_macs * P + head_params) / dt;
+            put_stat(&R, T, "prefill", P, reps, nrep, "tok/s");
             put(&R, T, "prefill_gmacs", P, rate / 1e9, "GMAC/s");
             put(&R, T, "prefill_vs_peak", P, rate / peak, "ratio");
-            fprintf(stderr, "threads %d: prefill %d: %.2f tok/s (%.2f GMAC/s)\n", T, P, P / dt, rate / 1e9);
+            if (tty) fprintf(stderr, "threads %d: prefill %d: %.2f tok/s (%.2f GMAC/s)\n", T, P, P / dt, rate / 1e9);
         }
     }
     /* long context: one session per position, filled once, then decode per thread count */
@@ -510,7 +604,7 @@ int dsv4_cli_bench(int argc, char **argv) {
             goto done;
         }
         double fill = dsv4_now() - t0;
-        fprintf(stderr, "context %d: synthetic fill %.2f s (%d threads)\n", C, fill, cthr[0]);
+        if (tty) fprintf(stderr, "context %d: synthetic fill %.2f s (%d threads)\n", C, fill, cthr[0]);
         for (int ti = 0; ti < ncthr && !cli_interrupted; ti++) {
             int T = cthr[ti];
             double bw;
@@ -530,7 +624,7 @@ int dsv4_cli_bench(int argc, char **argv) {
             put(&R, T, "ctx_decode", C, td, "ms/token");
             put(&R, T, "ctx_bytes", C, bytes / 1e9, "GB/token");
             put(&R, T, "ctx_vs_bound", C, bytes / (bw * 1e9) * 1e3 / td, "ratio");
-            fprintf(stderr, "threads %d: context %d: decode %.2f ms/token\n", T, C, td);
+            if (tty) fprintf(stderr, "threads %d: context %d: decode %.2f ms/token\n", T, C, td);
         }
         dsv4_session_free(s);
     }
@@ -563,6 +657,13 @@ int dsv4_cli_bench(int argc, char **argv) {
         snprintf(lab, sizeof lab, "  per layer-token = twin / %d (ms)", c->n_layers);
         row(&R, cols, ncols, lab, "layer_token", 0, "%.2f");
         row(&R, cols, ncols, "  twin vs its bound", "twin_vs_bound", 0, "%.3f");
+    }
+    for (int bi = 0; bi < nbat; bi++) {
+        char lab[64];
+        snprintf(lab, sizeof lab, "batch of %d sessions (ms/step)", bat[bi]);
+        row(&R, cols, ncols, lab, "batch_step", bat[bi], "%.2f");
+        row(&R, cols, ncols, "  aggregate decode (tok/s)", "batch_tokps", bat[bi], "%.2f");
+        row(&R, cols, ncols, "  speed-up over separate decodes", "batch_speedup", bat[bi], "%.2f");
     }
     for (int pi = 0; pi < npre; pi++) {
         char lab[64];
