@@ -97,6 +97,10 @@ static const vcase cases[] = {
     { F_BENCH, "-n 8", 1, "-n=8" },
     { F_BENCH, "-n 0", 0, "option -n: '0' is not an integer in [1, 1048576]" },
     { F_BENCH, "--kernel scalar", 1, "--kernel=scalar" },
+    { F_BENCH, "--batch 1,4,16", 1, "--batch=1,4,16" },
+    { F_BENCH, "--batch 129", 0, "option --batch: '129' is not a list of session counts in [1, 128] (or none)" },
+    { F_BENCH, "--repeat 3", 1, "--repeat=3" },
+    { F_BENCH, "--repeat 0", 0, "option --repeat: '0' is not an integer in [1, 100]" },
 };
 
 /* Split s into argv after argv[0] = cmd (tokens separated by single spaces); returns argc. */
