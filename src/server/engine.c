@@ -21,6 +21,7 @@
 #include "server/server.h"
 
 #define CHUNK 256
+#define SRV_DISK_MIN_TOKENS 64   /* shorter prompts are not worth a file */
 
 typedef struct {
     dsv4_session *s;
@@ -49,6 +50,7 @@ struct srv_engine {
     pthread_t th; int running, stop, closed;
     uint64_t tick;
     float *batch_logits;        /* [nslots][V] rows of a batched decode step */
+    srv_disk *disk;             /* --cache-dir, or NULL */
 };
 
 /* ------------------------------------------------------------------ jobs */
@@ -248,7 +250,7 @@ static void slot_fail(srv_engine *e, slot_t *sl, const char *what, const char *e
 }
 
 /* Set a slot up for job j; reuse = tokens of the prompt already held (restore = checkpoint index or -1). */
-static void slot_start(srv_engine *e, slot_t *sl, srv_job *j, int reuse, int restore) {
+static void slot_start(srv_engine *e, slot_t *sl, srv_job *j, int reuse, int restore, int disk_entry) {
     char err[256];
     sl->job = j;
     sl->phase = 1;
@@ -257,6 +259,20 @@ static void slot_start(srv_engine *e, slot_t *sl, srv_job *j, int reuse, int res
     sl->nheld = 0;
     memset(&sl->st, 0, sizeof sl->st);
     sl->t0 = srv_now();
+    if (disk_entry >= 0) {   /* a longer prefix saved on disk: load it into this slot */
+        int32_t *dt = NULL; int dn = 0;
+        srv_prefix_apply(&sl->px, sl->s, 0, -1, NULL, 0);
+        if (srv_disk_load(e->disk, disk_entry, sl->s, &dt, &dn, err, sizeof err) == 0 && srv_prefix_push(&sl->px, dt, dn) == 0) {
+            reuse = dn;
+            restore = -1;
+        } else {
+            fprintf(stderr, "dsv4 serve: disk cache: %s\n", err);
+            dsv4_session_reset(sl->s);
+            sl->px.ntok = 0;
+            reuse = 0; restore = -1;
+        }
+        free(dt);
+    }
     if (srv_prefix_apply(&sl->px, sl->s, reuse, restore, err, sizeof err)) { slot_fail(e, sl, "prefix restore", err); return; }
     sl->next = reuse;
     int room = e->cfg.ctx - sl->np;
@@ -289,6 +305,9 @@ static void slot_step(srv_engine *e, slot_t *sl) {
         if (!last && (sl->next == sl->np - 1 || (stride > 0 && sl->next % stride == 0)))
             if (srv_prefix_checkpoint(&sl->px, sl->s, e->cfg.max_checkpoints, err, sizeof err))
                 fprintf(stderr, "dsv4 serve: checkpoint: %s\n", err);
+        if (!last && e->disk && sl->next == sl->np - 1 && sl->next >= SRV_DISK_MIN_TOKENS)
+            if (srv_disk_save(e->disk, sl->s, sl->px.toks, sl->px.ntok, err, sizeof err))
+                fprintf(stderr, "dsv4 serve: disk cache: %s\n", err);
         if (last) {
             double now = srv_now();
             srv_metrics_tokens(sl->np, j->n_cached, 0, now - sl->t0, 0);
@@ -357,12 +376,14 @@ static void admit(srv_engine *e) {
             }
         }
         if (best < 0) return;
+        int de = -1;
+        if (e->disk && srv_disk_match(e->disk, j->prompt, j->n_prompt, &de) <= best_reuse) de = -1;
         e->qhead = (e->qhead + 1) % e->qcap;
         e->qn--;
         slot_t *sl = &e->slots[best];
         sl->job = j;   /* busy from now on */
         pthread_mutex_unlock(&e->mu);
-        slot_start(e, sl, j, best_reuse, best_restore);
+        slot_start(e, sl, j, best_reuse, best_restore, de);
         pthread_mutex_lock(&e->mu);
     }
 }
@@ -425,6 +446,10 @@ srv_engine *srv_engine_start(dsv4_model *m, const srv_config *cfg, char *err, si
         if (dsv4_session_open(&e->slots[i].s, m, cfg->ctx, err, errlen)) { srv_engine_free(e); return NULL; }
         if (!(e->slots[i].logits = malloc(sizeof(float) * (size_t)e->V))) { snprintf(err, errlen, "out of memory"); srv_engine_free(e); return NULL; }
     }
+    if (cfg->cache_dir && !(e->disk = srv_disk_open(cfg->cache_dir, cfg->cache_size, dsv4_model_fingerprint(m), err, errlen))) {
+        srv_engine_free(e);
+        return NULL;
+    }
     if (!(e->batch_logits = malloc(sizeof(float) * (size_t)e->V * (size_t)e->nslots))) {
         snprintf(err, errlen, "out of memory");
         srv_engine_free(e);
@@ -479,6 +504,7 @@ void srv_engine_free(srv_engine *e) {
     free(e->slots);
     free(e->q);
     free(e->batch_logits);
+    srv_disk_close(e->disk);
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->cv);
     free(e);

@@ -28,6 +28,7 @@
 /* ------------------------------------------------------------------ configuration (cmd_serve.c fills it) */
 typedef struct {
     const char *model_dir, *host, *api_key, *model_name, *cache_dir;
+    size_t cache_size;          /* bytes of --cache-dir files at most */
     int port, ctx, parallel, queue, timeout_s, threads;
     size_t body_limit;          /* bytes; larger request bodies get 413 */
     int checkpoint_stride;      /* tokens between prefill checkpoints (prefix reuse granularity) */
@@ -123,6 +124,22 @@ int srv_prefix_push(srv_prefix *p, const int32_t *t, int n);
 int srv_prefix_checkpoint(srv_prefix *p, const dsv4_session *s, int max_cp, char *err, size_t errlen);
 void srv_prefix_free(srv_prefix *p);
 size_t srv_prefix_bytes(const srv_prefix *p);
+
+/* ------------------------------------------------------------------ disk cache (disk_cache.c) */
+typedef struct srv_disk srv_disk;
+/* Open (create) the cache directory, index its files of model fingerprint fp, delete leftover .tmp files, evict
+ * down to limit bytes. NULL with err on failure. */
+srv_disk *srv_disk_open(const char *dir, size_t limit, uint64_t fp, char *err, size_t errlen);
+void srv_disk_close(srv_disk *d);
+/* Longest saved prefix of P[0..n) of at most n - 1 tokens (0 = none); *entry receives its index. */
+int srv_disk_match(srv_disk *d, const int32_t *P, int n, int *entry);
+/* Read entry i (checksum verified), import it into s, and give its tokens (malloc'd) in *toks, their count in *ntok. On failure
+ * the entry is dropped (a corrupt file deleted) and -1 returned with err. */
+int srv_disk_load(srv_disk *d, int i, dsv4_session *s, int32_t **toks, int *ntok, char *err, size_t errlen);
+/* Save s's state (its position must be n) with its tokens, unless that prefix is saved already or cannot fit.
+ * tmp + fsync + rename. 0 or -1 with err. */
+int srv_disk_save(srv_disk *d, const dsv4_session *s, const int32_t *toks, int n, char *err, size_t errlen);
+size_t srv_disk_total(srv_disk *d, int *files);
 
 /* ------------------------------------------------------------------ metrics (metrics.c) */
 void srv_metrics_request(const char *endpoint, int status);

@@ -198,3 +198,43 @@ if srv_start load --parallel 4 -c 512; then
     check "serve: decode steps were batched (rows > steps in /metrics)" 0 '^batched$' -- sh -c "curl -sS -m 10 '$(U /metrics)' | awk '/^dsv4_decode_steps_total/{s=\$2} /^dsv4_decode_rows_total/{r=\$2} END{if (r > s) print \"batched\"; else print s, r}'"
     srv_stop
 fi
+
+# disk cache (--cache-dir): a restart reuses the saved state with the same output; a corrupt file is detected by its
+# checksum, deleted and ignored; a foreign file is left alone; a leftover .tmp from a killed write is deleted;
+# --cache-size bounds the directory (least recently used out)
+KV="$tmp/kv"
+LONGK=$(head -c 3000 vendor/tinyshakespeare/tinyshakespeare.txt | tr -d '"\\' | tr '\n' ' ')
+KREQ="{\"messages\":[{\"role\":\"system\",\"content\":\"$LONGK\"},{\"role\":\"user\",\"content\":\"KING:\"}],\"max_tokens\":12,$CHAT}"
+if srv_start disk1 --cache-dir "$KV"; then
+    post /v1/chat/completions "$KREQ" > "$tmp/k1.json"
+    srv_stop
+fi
+check "serve --cache-dir: one state file written (no .tmp left)" 0 '^1 0$' -- sh -c "echo \$(ls '$KV' | grep -c '\\.dsv4kv\$') \$(ls '$KV' | grep -c tmp)"
+head -c 1000 /dev/urandom > "$KV/0123456789abcdef.dsv4kv"; echo partial > "$KV/aaaa.dsv4kv.tmp.999"
+if srv_start disk2 --cache-dir "$KV"; then
+    post /v1/chat/completions "$KREQ" > "$tmp/k2.json"
+    srv_stop
+fi
+kc1=$(sed -n 's/.*"content":"\([^"]*\)".*/\1/p' "$tmp/k1.json"); kc2=$(sed -n 's/.*"content":"\([^"]*\)".*/\1/p' "$tmp/k2.json")
+kk2=$(sed -n 's/.*"cached_tokens":\([0-9]*\).*/\1/p' "$tmp/k2.json")
+check "serve --cache-dir: after a restart the prompt comes from disk (cached $kk2) with the same output" 0 '^ok$' -- \
+    sh -c "[ -n '$kc1' ] && [ '$kc1' = '$kc2' ] && [ '${kk2:-0}' -gt 1000 ] && echo ok"
+check "serve --cache-dir: a foreign file is left alone, a leftover .tmp deleted" 0 '^foreign kept, tmp gone$' -- \
+    sh -c "[ -f '$KV/0123456789abcdef.dsv4kv' ] && [ ! -f '$KV/aaaa.dsv4kv.tmp.999' ] && echo 'foreign kept, tmp gone'"
+f=$(ls "$KV"/*.dsv4kv | grep -v 0123456789abcdef | head -n 1)
+printf '\377' | dd of="$f" bs=1 seek=5000 conv=notrunc 2>/dev/null
+if srv_start disk3 --cache-dir "$KV"; then
+    post /v1/chat/completions "$KREQ" > "$tmp/k3.json"
+    check "serve --cache-dir: a corrupt file is ignored (cached 0) and deleted, the output unchanged" 0 '^ok$' -- \
+        sh -c "grep -q '\"cached_tokens\":0' '$tmp/k3.json' && grep -q 'checksum mismatch' '$tmp/srv-disk3.log' && grep -qF '\"content\":\"$kc1\"' '$tmp/k3.json' && echo ok"
+    srv_stop
+fi
+rm -f "$KV"/*
+if srv_start disk4 --cache-dir "$KV" --cache-size 1M; then
+    post /v1/chat/completions "$KREQ" > /dev/null
+    post /v1/chat/completions "${KREQ/KING:/QUEEN MARGARET:}" > /dev/null
+    post /v1/chat/completions "${KREQ/KING:/GLOUCESTER:}" > /dev/null
+    check "serve --cache-size 1M: the directory stays within the bound" 0 '^ok$' -- \
+        sh -c "t=\$(cat '$KV'/*.dsv4kv | wc -c); [ \$t -gt 0 ] && [ \$t -le 1048576 ] && echo ok || echo \$t"
+    srv_stop
+fi
