@@ -1,16 +1,27 @@
 #!/usr/bin/env bash
 # tests/run.sh — runs every test binary given on the command line, then the CLI end-to-end and bad-input
 # checks, and prints the totals as the final line "N passed, N failed". Run from the repository root
-# (`make test` does this). Env: DSV4_BIN = the dsv4 binary.
+# (`make test` does this). Env: DSV4_BIN = the dsv4 binary; DSV4_RUN = a command that runs the built binaries
+# (cross builds: e.g. "qemu-aarch64 -L /", `make cross-aarch64`, .ci/cross.sh); the dsv4 binary and the tools
+# are then called through small wrapper scripts, so every check below runs them the same way.
 set -u
 BIN=${DSV4_BIN:-build/rel/dsv4}
+RUN=${DSV4_RUN:-}
 pass=0; fail=0
 tmp=$(mktemp -d /tmp/dsv4-test.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
+# wrap PROGRAM: prints the path of a script that runs PROGRAM under $RUN (PROGRAM itself when RUN is empty)
+wrap() {
+    if [ -z "$RUN" ]; then echo "$1"; return; fi
+    local w="$tmp/run-$(basename "$1")"
+    printf '#!/bin/sh\nexec %s %s "$@"\n' "$RUN" "$(cd "$(dirname "$1")" && pwd)/$(basename "$1")" > "$w"
+    chmod +x "$w"; echo "$w"
+}
+BIN=$(wrap "$BIN")
 
 for t in "$@"; do
     name=$(basename "$t")
-    out=$("$t" 2>&1); rc=$?
+    out=$($RUN "$t" 2>&1); rc=$?
     line=$(printf '%s\n' "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -n 1)
     if [ -z "$line" ]; then
         printf '%s\n' "$out" | tail -n 20
@@ -116,7 +127,7 @@ fi
 
 # real-shapes benchmark tools (docs/performance.md): the checkpoint writer at tiny widths (a few MB), then the
 # benchmark on it (head split via the twin, prefill, synthetic long-context fill)
-FLASH=${BUILD:-build/rel}/tools/make_flash_ckpt
+FLASH=$(wrap "${BUILD:-build/rel}/tools/make_flash_ckpt")
 check "make_flash_ckpt -h prints its usage" 0 "^usage: make_flash_ckpt " -- "$FLASH" -h
 check "make_flash_ckpt: a hash-routed layer after another is refused" 2 "hash-routed layer 0 must come before the others" -- "$FLASH" -o "$tmp/fc" --layers 3,0
 check "make_flash_ckpt --tiny: loads; the twin's logits equal the full model's" 0 "the twin's 256 logits equal the full model's first 256 bit for bit" -- "$FLASH" --tiny -o "$tmp/fc"
@@ -125,11 +136,11 @@ check "bench: -t 0 refused at parse time" 2 "option -t: '0' is not a list of thr
 
 # every SIMD path this CPU runs (issue 6): the golden and per-block tests again under each forced path (the
 # default run above used the best one); test_kernels and test_threads already compare the paths bit for bit
-for path in scalar avx2 avx512; do
+for path in scalar avx2 avx512 neon; do
     if ! "$BIN" info -m models/nano --kernel "$path" >/dev/null 2>&1; then echo "skip path $path (this CPU lacks it)"; continue; fi
     for t in "$@"; do
         case "$(basename "$t")" in test_golden|test_blocks|test_nano_golden) ;; *) continue ;; esac
-        out=$(DSV4_KERNEL=$path "$t" 2>&1); rc=$?
+        out=$(DSV4_KERNEL=$path $RUN "$t" 2>&1); rc=$?
         line=$(printf '%s\n' "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -n 1)
         if [ "$rc" -eq 0 ] && [ -n "$line" ] && [ "${line#* passed, }" = "0 failed" ]; then
             pass=$((pass + 1)); echo "ok   $(basename "$t") on path $path: $line"

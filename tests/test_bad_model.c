@@ -906,8 +906,8 @@ static void test_unaligned(void) {
     char path0[16];
     snprintf(path0, sizeof path0, "%s", dsv4_get_kernel_path());
     int nbase = 0, ncfg = 0;
-    static const char *paths[] = {"scalar", "avx2", "avx512"};
-    for (int pi = 0; ref && pi < 3; pi++) {
+    static const char *paths[] = {"scalar", "avx2", "avx512", "neon"};
+    for (int pi = 0; ref && pi < (int)(sizeof paths / sizeof paths[0]); pi++) {
         if (dsv4_set_kernel_path(paths[pi], err, sizeof err) != 0) continue;   /* not on this CPU */
         for (int th = 1; th <= 2; th++) {
             rc = dsv4_set_threads(th, err, sizeof err);

@@ -343,7 +343,8 @@ static float pair_lane_ref(const dsv4_wview *w, int r, const float *x) {
     return t[0];
 }
 
-static const char *PATHS[] = {"scalar", "avx2", "avx512"};
+static const char *PATHS[] = {"scalar", "avx2", "avx512", "neon"};   /* those this CPU lacks are skipped */
+enum { NPATHS = sizeof PATHS / sizeof PATHS[0] };
 
 static void test_linear_fmt(dsv4_wfmt fmt, const char *name, int rows, int cols) {
     enum { T = 37 };   /* more than one 32-token block of the tile paths */
@@ -388,7 +389,7 @@ static void test_linear_fmt(dsv4_wfmt fmt, const char *name, int rows, int cols)
     if (fmt != DSV4_W_F32) {
         for (int t = 0; t < T; t++)
             for (int r = 0; r < rows; r++) ref[(size_t)t * rows + r] = pair_lane_ref(w, r, x + (size_t)t * cols);
-        for (int p = 0; p < 3; p++) {
+        for (int p = 0; p < NPATHS; p++) {
             if (dsv4_set_kernel_path(PATHS[p], err, sizeof err) != 0) { printf("skip %s %s: %s\n", name, PATHS[p], err); continue; }
             for (int th = 1; th <= 3; th++) {
                 dsv4_set_threads(th, NULL, 0);
@@ -464,7 +465,7 @@ static void test_linear_bf16x(void) {
         for (int i = 0; i < N; i++) xa[i] = dsv4_bf16_to_f32(b[i]);
         dsv4_wview wv = {DSV4_W_BF16, 1, N, a, NULL};
         float want = pair_lane_ref(&wv, 0, xa);
-        for (int p = 0; p < 3; p++) {
+        for (int p = 0; p < NPATHS; p++) {
             if (dsv4_set_kernel_path(PATHS[p], err, sizeof err) != 0) continue;
             const uint16_t *rows[2] = {b, b};
             float got[2], got2;
@@ -500,7 +501,7 @@ static void test_tiny_values(void) {
         x[5] = 0x1p-130f;   /* subnormal activation: read as 0 */
         for (int t = 0; t < T; t++)
             for (int r = 0; r < R; r++) want[t * R + r] = pair_lane_ref(&ow.w, r, x + (size_t)t * C);
-        for (int p = 0; p < 3; p++) {
+        for (int p = 0; p < NPATHS; p++) {
             if (dsv4_set_kernel_path(PATHS[p], err, sizeof err) != 0) continue;
             for (int nt = 1; nt <= T; nt += 2) {   /* 1 token (decode path) and 3 (tile path) */
                 dsv4_linear(o, &ow.w, x, nt, 0, scratch);
@@ -508,6 +509,35 @@ static void test_tiny_values(void) {
                 for (int i = 0; i < nt * R; i++) bad += f2u(o[i]) != f2u(want[i]);
                 CHECK(bad == 0, "tiny values, format %d, path %s, %d tokens: %d outputs differ from the definition", f,
                       PATHS[p], nt, bad);
+            }
+        }
+        free(ow.data); free(ow.scale);
+    }
+    /* exact sums just below FLT_MIN that round up to FLT_MIN: kept, since the definition flushes AFTER rounding
+     * (AArch64 FPCR.FZ decides before rounding; the neon path must notice and recompute). Row r has lane r%16:
+     * 2^-63 * 2^-63 = 2^-126, then + w*x = -2^-152 (or the tie -2^-150): rounds to 2^-126; rows 16.. add 0. */
+    {
+        enum { R2 = 24, C2 = 64 };
+        owned_w ow = make_weight(DSV4_W_BF16, R2, C2);
+        uint16_t *wd = ow.data;
+        memset(wd, 0, (size_t)R2 * C2 * 2);
+        for (int i = 0; i < 3 * C2; i++) x[i] = i % 2 ? 0x1p-63f : (i / C2 == 1 ? -0x1p-75f : -0x1p-76f);
+        for (int r = 0; r < 16; r++) {
+            wd[r * C2 + 2 * r + 1] = dsv4_f32_to_bf16(0x1p-63f);
+            wd[r * C2 + 2 * r] = dsv4_f32_to_bf16(0x1p-76f);
+        }
+        for (int t = 0; t < T; t++)
+            for (int r = 0; r < R2; r++) want[t * R2 + r] = pair_lane_ref(&ow.w, r, x + (size_t)t * C2);
+        CHECK(want[0] == 0x1p-126f && want[R2] == 0x1p-126f && want[16] == 0.0f,
+              "test's definition: 2^-126 - 2^-152 gives %a, the tie %a (want 2^-126)", want[0], want[R2]);
+        for (int p = 0; p < NPATHS; p++) {
+            if (dsv4_set_kernel_path(PATHS[p], err, sizeof err) != 0) continue;
+            for (int nt = 1; nt <= T; nt += 2) {
+                dsv4_linear(o, &ow.w, x, nt, 0, scratch);
+                int bad = 0;
+                for (int i = 0; i < nt * R2; i++) bad += f2u(o[i]) != f2u(want[i]);
+                CHECK(bad == 0, "sums rounding up to FLT_MIN, path %s, %d tokens: %d outputs differ (row 0: %a)",
+                      PATHS[p], nt, bad, o[0]);
             }
         }
         free(ow.data); free(ow.scale);
@@ -546,7 +576,7 @@ static void test_storage_forms(void) {
         int bad = 0;
         for (int i = 0; i < 448; i++) bad += f2u(a[i]) != f2u(b[i]);
         CHECK(bad == 0, "fp8_encode rep %d: %d values differ from fp8_sim", rep, bad);
-        for (int p = 0; p < 3; p++) {
+        for (int p = 0; p < NPATHS; p++) {
             if (dsv4_set_kernel_path(PATHS[p], err, sizeof err) != 0) continue;
             dsv4_fp8_decode_bf16(codes, sc, 448, 64, dec);
             bad = 0;
@@ -559,7 +589,7 @@ static void test_storage_forms(void) {
         bad = 0;
         for (int i = 0; i < N; i++) bad += f2u(a[i]) != f2u(c[i]);
         CHECK(bad == 0, "fp4_encode rep %d: %d values differ from fp4_sim", rep, bad);
-        for (int p = 0; p < 3; p++) {
+        for (int p = 0; p < NPATHS; p++) {
             if (dsv4_set_kernel_path(PATHS[p], err, sizeof err) != 0) continue;
             dsv4_fp4_decode_bf16(codes, sc, N, 32, dec);
             bad = 0;

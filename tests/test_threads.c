@@ -20,7 +20,8 @@ void *__wrap_malloc(size_t n) { n_allocs++; return __real_malloc(n); }
 void *__wrap_calloc(size_t a, size_t b) { n_allocs++; return __real_calloc(a, b); }
 void *__wrap_realloc(void *p, size_t n) { n_allocs++; return __real_realloc(p, n); }
 
-static const char *PATHS[] = {"scalar", "avx2", "avx512"};
+static const char *PATHS[] = {"scalar", "avx2", "avx512", "neon"};   /* those this CPU lacks are skipped */
+enum { NPATHS = sizeof PATHS / sizeof PATHS[0] };
 
 /* logits of tokens[0..n) under prefill 11, chunk 23, then single steps: n rows into out */
 static int run(const dsv4_model *m, const int32_t *tok, int n, float *out, int V) {
@@ -56,7 +57,7 @@ static void invariance(const char *dir, int n) {
     dsv4_set_kernel_path("scalar", NULL, 0);
     dsv4_set_threads(1, NULL, 0);
     int rows = run(m, tok, n, ref, V);
-    for (int p = 0; p < 3 && rows > 0; p++) {
+    for (int p = 0; p < NPATHS && rows > 0; p++) {
         if (dsv4_set_kernel_path(PATHS[p], err, sizeof err) != 0) { printf("skip %s: %s\n", PATHS[p], err); continue; }
         for (int t = 1; t <= 3; t++) {
             dsv4_set_threads(t, NULL, 0);

@@ -1,5 +1,5 @@
 /* kernels/linear.c — dsv4_linear (every weight format, threaded) in the pair-lane order
- * defined in kernels/simd.h; the portable scalar path; the choice of the SIMD path (CPUID, $DSV4_KERNEL,
+ * defined in kernels/simd.h; the portable scalar path; the choice of the SIMD path (CPUID / AArch64, $DSV4_KERNEL,
  * self-check). Sources: docs/architecture.md §2.3 (formats), §3.3 (FP8 GEMM input).
  *
  * Driver: the activations are FP8-simulated when asked (§3.3) and packed to BF16 once per call, then row
@@ -155,6 +155,9 @@ void dsv4_lin_rows_scalar(const dsv4_lin_job *jb, int r0, int nr) {
 #if defined(__x86_64__) && defined(__GNUC__)
 #define DSV4_X86 1
 #endif
+#if defined(__aarch64__) && defined(__ARM_NEON)
+#define DSV4_NEON 1   /* Advanced SIMD is part of every AArch64 CPU (and of the Linux arm64 ABI) */
+#endif
 
 static dsv4_simd_path g_path = DSV4_PATH_SCALAR;
 static pthread_once_t g_tables_once = PTHREAD_ONCE_INIT, g_init_once = PTHREAD_ONCE_INIT;
@@ -172,6 +175,9 @@ static int cpu_has(dsv4_simd_path p) {
                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bf16") &&
                __builtin_cpu_supports("avx512vbmi");
 #endif
+#ifdef DSV4_NEON
+    if (p == DSV4_PATH_NEON) return 1;
+#endif
     return 0;
 }
 
@@ -187,6 +193,11 @@ static void ops_for(dsv4_simd_path p, dsv4_simd_ops *o) {
     if (p == DSV4_PATH_AVX512) {
         o->lin_rows = dsv4_lin_rows_avx512; o->axpy_bf16 = dsv4_axpy_bf16_avx512;
         o->fp8_dec = dsv4_fp8_dec_avx512; o->fp4_dec = dsv4_fp4_dec_avx512;
+    }
+#endif
+#ifdef DSV4_NEON
+    if (p == DSV4_PATH_NEON) {
+        o->lin_rows = dsv4_lin_rows_neon; o->axpy_bf16 = dsv4_axpy_bf16_neon;
     }
 #endif
 }
@@ -236,13 +247,14 @@ static int selfcheck(dsv4_simd_path p) {
 }
 
 static const char *path_name(dsv4_simd_path p) {
-    return p == DSV4_PATH_AVX512 ? "avx512" : p == DSV4_PATH_AVX2 ? "avx2" : "scalar";
+    return p == DSV4_PATH_NEON ? "neon" : p == DSV4_PATH_AVX512 ? "avx512" : p == DSV4_PATH_AVX2 ? "avx2" : "scalar";
 }
 
 static int set_path(dsv4_simd_path p, char *err, size_t errlen) {
     if (!cpu_has(p)) {
         if (err) snprintf(err, errlen, "kernel path %s: this CPU lacks %s", path_name(p),
-                          p == DSV4_PATH_AVX512 ? "AVX-512 F/BW/VL/VBMI + BF16" : "AVX2 + FMA");
+                          p == DSV4_PATH_AVX512 ? "AVX-512 F/BW/VL/VBMI + BF16"
+                          : p == DSV4_PATH_NEON ? "AArch64 Advanced SIMD (NEON)" : "AVX2 + FMA");
         return -1;
     }
     if (selfcheck(p) != 0) {
@@ -259,8 +271,9 @@ static int parse_path(const char *name, dsv4_simd_path *p, char *err, size_t err
     if (!strcmp(name, "scalar")) *p = DSV4_PATH_SCALAR;
     else if (!strcmp(name, "avx2")) *p = DSV4_PATH_AVX2;
     else if (!strcmp(name, "avx512")) *p = DSV4_PATH_AVX512;
+    else if (!strcmp(name, "neon")) *p = DSV4_PATH_NEON;
     else {
-        if (err) snprintf(err, errlen, "unknown kernel path '%s' (scalar, avx2, avx512)", name);
+        if (err) snprintf(err, errlen, "unknown kernel path '%s' (scalar, avx2, avx512, neon)", name);
         return -1;
     }
     return 0;
@@ -273,7 +286,7 @@ static void simd_init(void) {
     const char *env = getenv("DSV4_KERNEL");
     dsv4_simd_path p0;
     if (env && *env && parse_path(env, &p0, NULL, 0) == 0 && set_path(p0, NULL, 0) == 0) return;
-    for (int p = DSV4_PATH_AVX512; p >= DSV4_PATH_SCALAR; p--)
+    for (int p = DSV4_PATH_NEON; p >= DSV4_PATH_SCALAR; p--)
         if (set_path((dsv4_simd_path)p, NULL, 0) == 0) return;
 }
 

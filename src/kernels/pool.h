@@ -25,9 +25,10 @@ void dsv4_parallel_for(int n, dsv4_task_fn fn, void *ctx);
 int dsv4_pool_threads(void);
 
 /* SIMD paths, best last. DSV4_PATH_AVX512 needs AVX-512 F/BW/VL + BF16 (VDPBF16PS) and passes a start-up
- * self-check against the scalar definition; DSV4_PATH_AVX2 needs AVX2 + FMA + F16C. */
-typedef enum { DSV4_PATH_SCALAR = 0, DSV4_PATH_AVX2 = 1, DSV4_PATH_AVX512 = 2 } dsv4_simd_path;
-/* The path in use: chosen once (the best the CPU has, or $DSV4_KERNEL = scalar|avx2|avx512 read at the
+ * self-check against the scalar definition; DSV4_PATH_AVX2 needs AVX2 + FMA + F16C; DSV4_PATH_NEON is the
+ * AArch64 Advanced SIMD path (every arm64 CPU; arm64 builds only). Each SIMD path passes the self-check. */
+typedef enum { DSV4_PATH_SCALAR = 0, DSV4_PATH_AVX2 = 1, DSV4_PATH_AVX512 = 2, DSV4_PATH_NEON = 3 } dsv4_simd_path;
+/* The path in use: chosen once (the best the CPU has, or $DSV4_KERNEL = scalar|avx2|avx512|neon read at the
  * first call), or set by dsv4_set_kernel_path. */
 dsv4_simd_path dsv4_kernel_path_id(void);
 

@@ -1,7 +1,7 @@
 /* kernels/simd.h — internal: the per-path implementations behind dsv4_linear and its helpers, and the
  * one definition of their arithmetic (the "pair-lane order") that every path reproduces bit for bit.
  *
- * Pair-lane order (linear.c implements it in portable C; linear_avx2.c and linear_avx512.c equal it):
+ * Pair-lane order (linear.c implements it in portable C; linear_avx2.c, linear_avx512.c and linear_neon.c equal it):
  * inputs are BF16 values: the activation row x (BF16-representable by the caller's contract, packed to
  * uint16 with subnormals flushed to ±0 and zero-padded to a multiple of 32 columns) and the weight row
  * decoded WITHOUT its scale (BF16 as stored, E4M3 code -> its exact BF16 value, E2M1 code -> exact BF16).
@@ -53,12 +53,14 @@ typedef void (*dsv4_lin_rows_fn)(const dsv4_lin_job *j, int r0, int nr);
 void dsv4_lin_rows_scalar(const dsv4_lin_job *j, int r0, int nr);
 void dsv4_lin_rows_avx2(const dsv4_lin_job *j, int r0, int nr);
 void dsv4_lin_rows_avx512(const dsv4_lin_job *j, int r0, int nr);
+void dsv4_lin_rows_neon(const dsv4_lin_job *j, int r0, int nr);
 
 /* acc[i] = acc[i] + a * v[i] for i < n (a, v BF16 values: the product is exact; one rounding per element). */
 typedef void (*dsv4_axpy_fn)(float *acc, float a, const uint16_t *v, int n);
 void dsv4_axpy_bf16_scalar(float *acc, float a, const uint16_t *v, int n);
 void dsv4_axpy_bf16_avx2(float *acc, float a, const uint16_t *v, int n);
 void dsv4_axpy_bf16_avx512(float *acc, float a, const uint16_t *v, int n);
+void dsv4_axpy_bf16_neon(float *acc, float a, const uint16_t *v, int n);
 
 /* Storage-form decoders (kernels.h dsv4_fp8_decode_bf16 / dsv4_fp4_decode_bf16): exact, so every path agrees. */
 typedef void (*dsv4_dec_fn)(const uint8_t *codes, const uint8_t *scales, int n, int block, uint16_t *out);
