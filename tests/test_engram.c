@@ -9,6 +9,8 @@
 #include "kernels/kernels.h"
 #include "kernels/quant_v41.h"
 #include "io/safetensors.h"
+#include "io/readat.h"
+#include <errno.h>
 
 #include <fcntl.h>
 #include <math.h>
@@ -193,6 +195,12 @@ static void test_inject(void) {
     CHECK(fabsf(g[0] - 1.0f / (1.0f + expf(-0.001f))) < 1e-7f, "zero dot gate %.9g", g[0]);
 }
 
+static ssize_t failing_pread(int fd, void *buf, size_t n, off_t off) {
+    (void)fd; (void)buf; (void)n; (void)off;
+    errno = EIO;
+    return -1;
+}
+
 /* Real-size sparse table: 384,006,168 rows of 264 bytes (packed records), rows written at known places. */
 static void test_table_io(void) {
     const int64_t rows = 384006168;
@@ -259,6 +267,12 @@ static void test_table_io(void) {
         dsv4_engram_table_stats(t, &req, &hits);
         if (cached) CHECK(hits > 0 && hits < req, "cache hits %lld of %lld", (long long)hits, (long long)req);
         else CHECK(hits == 0, "no cache, %lld hits", (long long)hits);
+        /* a device read error names the file (io/readat.h test hook) */
+        int64_t fresh = 7;
+        dsv4_readat_set_hook(failing_pread);
+        int frc = dsv4_engram_table_fetch(t, &fresh, 1, out, err, sizeof err);
+        dsv4_readat_set_hook(NULL);
+        CHECK(frc != 0 && strstr(err, path) && strstr(err, "Input/output error"), "read error: %s", err);
         int64_t past = rows;
         CHECK(dsv4_engram_table_fetch(t, &past, 1, out, err, sizeof err) != 0 && strstr(err, "outside"),
               "row past the end: %s", err);

@@ -2,6 +2,7 @@
 #include "model/engram.h"
 #include "base/util.h"
 #include "kernels/kernels.h"
+#include "io/readat.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -403,7 +404,7 @@ void dsv4_engram_hash_chunk(const dsv4_engram_layout *lo, dsv4_engram_history *h
 
 struct dsv4_engram_table {
     int fd, sfd;              /* codes file, scales file (the same descriptor when one file holds both) */
-    char *path;
+    char *path, *spath;
     int64_t rows;
     int head_dim, nscale, row_bytes, packed;
     int64_t w_off, w_stride, s_off, s_stride;
@@ -453,7 +454,8 @@ int dsv4_engram_table_open(dsv4_engram_table **out, const char *path, int64_t ro
         if (open_sized(scale_path, need_s, rows, &sfd, err, errlen)) { close(fd); return -1; }
     }
     dsv4_engram_table *t = calloc(1, sizeof *t);
-    if (!t || !(t->path = strdup(path))) {
+    if (!t || !(t->path = strdup(path)) || !(t->spath = strdup(scale_path))) {
+        if (t) free(t->path);
         free(t);
         close(fd);
         if (sfd != fd) close(sfd);
@@ -490,6 +492,7 @@ void dsv4_engram_table_close(dsv4_engram_table *t) {
     free(t->tag);
     free(t->data);
     free(t->path);
+    free(t->spath);
     free(t);
 }
 
@@ -505,16 +508,6 @@ void dsv4_engram_table_stats(const dsv4_engram_table *t, int64_t *requested, int
 
 static inline int64_t cache_slot(const dsv4_engram_table *t, int64_t r) {
     return (int64_t)(((uint64_t)r * 0x9E3779B97F4A7C15ULL) >> 20) & (t->cache_n - 1);
-}
-
-static int pread_all(int fd, uint8_t *buf, size_t n, int64_t off) {
-    while (n > 0) {
-        ssize_t k = pread(fd, buf, n, (off_t)off);
-        if (k < 0 && errno == EINTR) continue;
-        if (k <= 0) return -1;
-        buf += k; n -= (size_t)k; off += k;
-    }
-    return 0;
 }
 
 int dsv4_engram_table_fetch(dsv4_engram_table *t, const int64_t *idx, int n, uint8_t *out, char *err,
@@ -554,15 +547,17 @@ int dsv4_engram_table_fetch(dsv4_engram_table *t, const int64_t *idx, int n, uin
                                         POSIX_FADV_WILLNEED);
             }
     int rc = 0;
-    for (int i = 0; i < n && !rc; i++) {
+    for (int i = 0; i < n && !rc; i++) {   /* dsv4_readat (io/readat.h): the shared pread layer */
         if (!miss[i]) continue;
         uint8_t *o = out + (size_t)i * t->row_bytes;
-        int r;
-        if (t->packed) r = pread_all(t->fd, o, (size_t)t->row_bytes, t->w_off + idx[i] * t->w_stride);
-        else r = pread_all(t->fd, o, (size_t)t->head_dim, t->w_off + idx[i] * t->w_stride) ||
-                 pread_all(t->sfd, o + t->head_dim, (size_t)t->nscale, t->s_off + idx[i] * t->s_stride);
-        if (r) rc = dsv4_fail(err, errlen, "%s: cannot read engram row %lld: %s", t->path, (long long)idx[i],
-                              errno ? strerror(errno) : "short read");
+        if (t->packed)
+            rc = dsv4_readat(t->fd, t->path, o, (size_t)t->row_bytes, (uint64_t)(t->w_off + idx[i] * t->w_stride), err,
+                             errlen);
+        else
+            rc = dsv4_readat(t->fd, t->path, o, (size_t)t->head_dim, (uint64_t)(t->w_off + idx[i] * t->w_stride), err,
+                             errlen) ||
+                 dsv4_readat(t->sfd, t->spath, o + t->head_dim, (size_t)t->nscale,
+                             (uint64_t)(t->s_off + idx[i] * t->s_stride), err, errlen) ? -1 : 0;
     }
     if (!rc && t->cache_n && n_miss) {
         pthread_mutex_lock(&t->mu);
