@@ -2,8 +2,8 @@
 # tools/mutate.sh — mutation testing of the golden tests (tests/MUTATIONS.md holds the last results).
 #
 # Applies each known structural bug (a perl patch of src/) to a SEPARATE git worktree, rebuilds, runs
-# test_golden, test_blocks, test_nano_golden, test_ops and test_kernels there and records which of them turn
-# red. Never touches the main working tree.
+# test_golden, test_blocks, test_nano_golden, test_ops, test_kernels, test_engram and test_quant_v41 there and
+# records which of them turn red. Never touches the main working tree.
 #
 #   tools/mutate.sh --list                      # mutation names
 #   tools/mutate.sh [-w DIR] [-c|-t] [-k DIR] [NAME ...]   # run (default: all mutations) in worktree DIR
@@ -46,8 +46,16 @@ MUTATIONS=(
 'kv_fp8_block128|src/model/forward.c|s/dsv4_fp8_sim\(k, nope, 64\);/dsv4_fp8_sim(k, nope, 128);/|FP8 simulation of the raw KV nope dims in blocks of 128 instead of 64'
 'indexer_queries_no_fp4|src/model/forward.c|s/dsv4_fp4_sim\(qh, ihd, 32\);/(void)0;/|FP4 simulation of the indexer queries skipped (the keys can no longer skip it: they are stored as E2M1 records)'
 'expert_sum_bf16|src/model/forward.c|s/for \(int d = 0; d < D; d\+\+\) a\[d\] \+= ye\[d\];/for (int d = 0; d < D; d++) a[d] = bf(a[d] + ye[d]);/|routed-expert outputs summed in BF16 (rounded after each expert)'
+'engram_no_latch|src/model/engram.c|s/blocked = blocked \x7c\x7c p - s < 0/blocked = p - s < 0/|Engram lookback not latched after a DEAD position or the sequence start (V4.1)'
+'engram_cols_reversed|src/model/engram.c|s/et \+ \(size_t\)c \* p->head_dim\);/et + (size_t)(p->n_cols - 1 - c) * p->head_dim);/|Engram rows concatenated in reverse column order (V4.1)'
+'engram_gate_no_sqrt|src/model/engram.c|s/dsv4_sigmoid\(copysignf\(sqrtf\(mag\), dt\)\)/dsv4_sigmoid(dt)/|Engram gate without the signed square root (V4.1)'
+'engram_gate_unmasked|src/model/engram.c|s/float g = masked \? 0\.0f : /float g = /; s/if \(masked\) continue;/(void)0;/|Engram gate not zeroed on masked (image-span) tokens (V4.1)'
+'engram_mult_vocab|src/model/engram.c|s/\(INT64_MAX \/ cvocab\) \/ 2/(INT64_MAX \/ (cvocab + 1)) \/ 2/|Engram multipliers drawn against compressed vocab + 1 (V4.1)'
+'token_map_keeps_marks|src/model/engram.c|s/if \(cat == UTF8PROC_CATEGORY_MN \x7c\x7c cat == UTF8PROC_CATEGORY_MC \x7c\x7c cat == UTF8PROC_CATEGORY_ME\) continue;/(void)cat;/|Engram token map without StripAccents (V4.1)'
+'fp4_e4m3_ties_up|src/kernels/quant_v41.c|s/tie_up\[7\] = \{0, 1, 0, 1, 0, 1, 0\}/tie_up[7] = {1, 1, 1, 1, 1, 1, 1}/|E2M1 ties of the FP4/E4M3 KV format rounded up instead of to the even code (V4.1)'
+'fp4_e4m3_floor|src/kernels/quant_v41.c|s/6\.0f \* 0x1p-9f/6.0f * 0x1p-126f/|FP4/E4M3 KV format: amax floor 6*2^-126 instead of 6*2^-9 (V4.1)'
 )
-TESTS="test_golden test_blocks test_nano_golden test_ops test_kernels"
+TESTS="test_golden test_blocks test_nano_golden test_ops test_kernels test_engram test_quant_v41"
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -92,7 +100,7 @@ restore() {
     done
 }
 
-build() { make -s build/rel/libdsv4.a $(for t in $TESTS; do echo build/rel/tests/$t; done) >.mut_build.log 2>&1; }
+build() { make -s build/rel/libdsv4.a build/v4-tokenizer.json $(for t in $TESTS; do echo build/rel/tests/$t; done) >.mut_build.log 2>&1; }
 # what failed, compactly: test_golden -> case/schedule list; test_blocks -> case:block list (+ largest rel_rms
 # over tolerance); others -> first FAIL line
 summarize() {
