@@ -25,6 +25,7 @@ static const char *serve_usage =
     "  --max-checkpoints N     prefix cache: checkpoints kept per slot (default 16)\n"
     "  --cache-dir DIR         save prompt states there (prefixes of 64+ tokens) and reuse them, also after a restart\n"
     "  --cache-size BYTES      bound of the files in --cache-dir, least recently used out (default 1G)\n"
+    "  --web DIR               directory of the chat page served at / (default: web/ of the source tree)\n"
     "  -v                      log HTTP errors\n";
 
 int dsv4_cli_serve(int argc, char **argv) {
@@ -44,6 +45,7 @@ int dsv4_cli_serve(int argc, char **argv) {
           .what = "a byte count (e.g. 16M)" },
         { .names = "--checkpoint-stride", .kind = CLI_INT, .dst = &cfg.checkpoint_stride, .lo = 0, .hi = 1 << 24 },
         { .names = "--cache-dir", .kind = CLI_STR, .dst = &cfg.cache_dir },
+        { .names = "--web", .kind = CLI_STR, .dst = &cfg.web_dir },
         { .names = "--cache-size", .kind = CLI_CUSTOM, .dst = &cache_size, .parse = cli_parse_bytes, .what = "a byte count (e.g. 4G)" },
         { .names = "--max-checkpoints", .kind = CLI_INT, .dst = &cfg.max_checkpoints, .lo = 0, .hi = SRV_MAX_CP },
         CLI_O_END

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 #include "server/server.h"
 
 typedef struct {
@@ -26,6 +27,7 @@ typedef struct {
 
 static int api_health(const srv_request *q, srv_reply *r);
 static int api_metrics(const srv_request *q, srv_reply *r);
+static int api_page(const srv_request *q, srv_reply *r);
 
 static const route_t routes[] = {
     {"POST", "/v1/chat/completions", "chat_completions", srv_api_chat, SRV_API_OPENAI, 0},
@@ -36,6 +38,8 @@ static const route_t routes[] = {
     {"GET", "/v1/models", "models", srv_api_models, SRV_API_OPENAI, 0},
     {"GET", "/health", "health", api_health, SRV_API_OPENAI, 1},
     {"GET", "/metrics", "metrics", api_metrics, SRV_API_OPENAI, 1},
+    {"GET", "/", "page", api_page, SRV_API_OPENAI, 1},
+    {"GET", "/index.html", "page", api_page, SRV_API_OPENAI, 1},
 };
 
 typedef struct {
@@ -76,6 +80,51 @@ static int api_metrics(const srv_request *q, srv_reply *r) {
     r->status = 200;
     r->body = srv_metrics_text(q->eng);
     r->content_type = "text/plain; version=0.0.4";
+    return 0;
+}
+
+/* The chat page: index.html of --web DIR, else of the first of <binary dir>/../../web, <binary dir>/../web,
+ * <binary dir>/web, ./web that has one. Read at every request (small; edits show at once). */
+static char *read_page(const char *dir, size_t *n) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/index.html", dir);
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    char *b = NULL;
+    long sz = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+    if (sz > 0 && sz < (1L << 22) && fseek(f, 0, SEEK_SET) == 0 && (b = malloc((size_t)sz + 1)) && fread(b, 1, (size_t)sz, f) == (size_t)sz) {
+        b[sz] = 0;
+        *n = (size_t)sz;
+    } else { free(b); b = NULL; }
+    fclose(f);
+    return b;
+}
+
+static int api_page(const srv_request *q, srv_reply *r) {
+    size_t n = 0;
+    char *page = NULL;
+    if (q->cfg->web_dir) page = read_page(q->cfg->web_dir, &n);
+    else {
+        char exe[4096], dir[4200];
+        ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
+        if (k > 0) {
+            exe[k] = 0;
+            char *slash = strrchr(exe, '/');
+            if (slash) *slash = 0;
+            const char *rel[] = { "/../../web", "/../web", "/web" };
+            for (size_t i = 0; i < 3 && !page; i++) { snprintf(dir, sizeof dir, "%s%s", exe, rel[i]); page = read_page(dir, &n); }
+        }
+        if (!page) page = read_page("web", &n);
+    }
+    if (!page) {
+        srv_error e;
+        srv_err(&e, 404, "invalid_request_error", "not_found", NULL, "the chat page (web/index.html) was not found; start with --web DIR");
+        srv_reply_error(r, SRV_API_OPENAI, &e);
+        return -1;
+    }
+    r->status = 200;
+    r->body = page;
+    r->content_type = "text/html; charset=utf-8";
     return 0;
 }
 

@@ -29,6 +29,7 @@
 typedef struct {
     const char *model_dir, *host, *api_key, *model_name, *cache_dir;
     size_t cache_size;          /* bytes of --cache-dir files at most */
+    const char *web_dir;        /* --web: the directory of the chat page (NULL: found next to the binary) */
     int port, ctx, parallel, queue, timeout_s, threads;
     size_t body_limit;          /* bytes; larger request bodies get 413 */
     int checkpoint_stride;      /* tokens between prefill checkpoints (prefix reuse granularity) */
