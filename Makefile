@@ -114,4 +114,6 @@ clean:
 
 .PHONY: all test check bench bench-flash bench-mem clean
 .PRECIOUS: $(BUILD)/%.o $(BUILD)/tests/%.o
+# libFuzzer harnesses: make fuzz / make fuzz-ci (docs/fuzzing.md)
+include tests/fuzz/fuzz.mk
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TESTS:=.d)

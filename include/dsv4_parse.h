@@ -74,7 +74,8 @@ typedef struct {
     char  *id;          /* "call_" + 16 hex digits (see above) */
     char  *name;        /* function name, raw bytes between name=" and ">\n of the invoke header */
     char  *arguments;   /* JSON object text built as described above */
-    int    valid_json;  /* 1 if `arguments` parses as JSON (cJSON, whole string), else 0 */
+    int    valid_json;  /* 1 if all arguments_len bytes of `arguments` are one JSON object (cJSON) without control
+                           bytes other than tab, LF, CR; else 0 */
     char  *raw;         /* exact invoke bytes, "<｜DSML｜invoke" ... "</｜DSML｜invoke>" (partial when cut, see above) */
     size_t raw_len;
     size_t name_len;      /* bytes of name (name may contain NUL bytes only if the input did) */

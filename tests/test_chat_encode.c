@@ -182,6 +182,12 @@ static void test_errors_and_hooks(void) {
     expect_error("42", NULL, "expected a JSON array");
     expect_error("[{\"role\": \"user\", \"content\": \"a\"}, \"oops\"]", NULL, "messages[1]: message is not a JSON object");
     expect_error("[{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"wizard\"}]", NULL, "messages[1]: role: unknown role 'wizard'");
+    /* issue 8 fuzzing: the unknown role is shown JSON-escaped (one line, valid UTF-8), cut at a character */
+    expect_error("[{\"role\": \"A\\n\\tz\\u0001\"}]", NULL, "messages[0]: role: unknown role 'A\\n\\tz\\u0001' (expected");
+    expect_error("[{\"role\": \"\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9"
+                 "\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9x\"}]", NULL,
+                 "role: unknown role '\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9"
+                 "\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9...' (expected");
     expect_error("[{\"content\": \"a\"}]", NULL, "messages[0]: role: missing");
     expect_error("[{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"user\", \"content\": null}]", NULL,
                  "messages[1]: content: a user message needs string content");

@@ -223,6 +223,9 @@ static const tcase cases[] = {
     { "empty key and value", 0, TCS INV("e") PS("", "") "\n" INVE "\n" TCE, "", "", 1, {"e"}, {"{\"\": \"\"}"}, 1, NULL, 0 },
     { "string=false invalid JSON flagged", 0, TCS INV("g") PN("list", "[1, 2") "\n" INVE "\n" TCE EOS, "", "", 1,
       {"g"}, {"{\"list\": [1, 2}"}, 0, "not valid JSON", 0 },
+    /* issue 8 fuzzing: cJSON skips control bytes as whitespace; JSON has none outside strings */
+    { "string=false value with a control byte is not JSON", 0, TCS INV("g") PN("list", "[1,\x01 2]") "\n" INVE "\n" TCE
+      EOS, "", "", 1, {"g"}, {"{\"list\": [1,\x01 2]}"}, 0, "not valid JSON", 0 },
     { "content with newlines and a lone <", 0, "a\n\nb < c\n\n<x>\n", "", "a\n\nb < c\n\n<x>\n", 0, {0}, {0}, 1, NULL, 0 },
     { "content ending in a marker prefix", 0, "abc\n\n<" D "tool", "", "abc\n\n<" D "tool", 0, {0}, {0}, 1, "DSML token", 0 },
     { "content ending in a partial </think>", 0, "abc</thi", "", "abc</thi", 0, {0}, {0}, 1, NULL, 0 },
@@ -664,6 +667,19 @@ static void test_many_invokes(void) {
     dsv4_toolcall_clear();
 }
 
+/* issue 8 fuzzing: a string="false" value holding a NUL byte. The NUL-terminated view of its arguments,
+ * {"a": 1}, is valid JSON, the whole arguments_len bytes are not: valid_json must be 0. */
+static void test_nul_in_arguments(void) {
+    static const char text[] = TCS INV("g") PN("a", "1}\0x") "\n" INVE "\n" TCE EOS;
+    dsv4_parse_result r;
+    int rc = dsv4_parse_text(text, sizeof text - 1, 0, &r);
+    CHECK(rc == 0 && r.n_tool_calls == 1 && r.tool_calls[0].arguments_len == 11 &&
+          memcmp(r.tool_calls[0].arguments, "{\"a\": 1}\0x}", 11) == 0 && r.tool_calls[0].valid_json == 0 &&
+          r.warnings && strstr(r.warnings, "not valid JSON"), "NUL in a string=false value: rc %d, %d calls, valid_json %d",
+          rc, r.n_tool_calls, r.n_tool_calls ? r.tool_calls[0].valid_json : -1);
+    dsv4_parse_result_free(&r);
+}
+
 int main(void) {
     rng_state = 0x9e3779b97f4a7c15ull;
     int nc = (int)(sizeof cases / sizeof *cases);
@@ -673,6 +689,7 @@ int main(void) {
     test_goldens();
     test_registry();
     test_many_invokes();
+    test_nul_in_arguments();
     printf("%d cases\n", nc);
     return test_done();
 }

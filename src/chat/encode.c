@@ -135,6 +135,29 @@ static int refail(enc *e, const cmsg *m, const char *field) {
     return fail(e, m, "%s: %s", field, inner);
 }
 
+/* A string value for an error message: JSON-escaped without its quotes (so the message stays one line of valid
+ * UTF-8 whatever the value holds), cut at a character boundary with "..." when longer than cap allows; "?" for
+ * a non-string. (Issue 8 fuzzing: an unknown role holding a newline made a two-line message.) */
+static void excerpt(const pj_value *v, char *out, size_t cap) {
+    snprintf(out, cap, "?");
+    if (!v || v->type != PJ_STRING || cap < 8) return;
+    pj_buf b = {0};
+    if (pj_dump_json(&b, v, NULL, 0) == 0 && !b.oom && b.n >= 2) {
+        const char *s = b.p + 1;
+        size_t n = b.n - 2;
+        if (n < cap) {
+            memcpy(out, s, n);
+            out[n] = 0;
+        } else {
+            n = cap - 4;
+            while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80) n--; /* s[n] starts a character */
+            memcpy(out, s, n);
+            memcpy(out + n, "...", 4);
+        }
+    }
+    pj_buf_free(&b);
+}
+
 static int role_of(const pj_value *obj) {
     const pj_value *r = pj_get(obj, "role");
     if (!r || r->type == PJ_NULL) return R_NONE;
@@ -510,9 +533,10 @@ static int render_message(enc *e, cmsg **R, size_t nR, size_t idx, int last_user
     case R_NONE:
         return fail(e, m, "role: missing");
     default: {
-        const pj_value *r = mget(m, "role");
-        return fail(e, m, "role: unknown role '%.40s' (expected system, developer, user, assistant, tool or latest_reminder)",
-                    r && r->type == PJ_STRING ? r->s : "?");
+        char shown[64];
+        excerpt(mget(m, "role"), shown, sizeof shown);
+        return fail(e, m, "role: unknown role '%s' (expected system, developer, user, assistant, tool or latest_reminder)",
+                    shown);
     }
     }
 

@@ -138,6 +138,24 @@ static void warn(dsv4_parser *p, const char *fmt, ...) {
     if ((p->warn.n && buf_adds(&p->warn, "; ")) || buf_adds(&p->warn, msg)) p->oom = 1;
 }
 
+/* valid_json: all n bytes are one JSON object (cJSON) and hold no control byte other than tab, LF and CR. JSON
+ * allows none anywhere else (RFC 8259), but cJSON skips every byte <= 0x20 as whitespace, and a NUL byte would
+ * end a C reader's copy early (issue 8 fuzzing: a string="false" value with a NUL and other control bytes was
+ * reported valid by one reading and invalid by the other). */
+static int json_object_text(const char *s, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        unsigned char b = (unsigned char)s[i];
+        if (b < 0x20 && b != '\t' && b != '\n' && b != '\r') return 0;
+    }
+    const char *end = NULL;
+    cJSON *j = cJSON_ParseWithLengthOpts(s, n, &end, 0);
+    int ok = j != NULL && cJSON_IsObject(j);
+    cJSON_Delete(j);
+    for (const char *q = end; ok && q && q < s + n; q++)
+        if (*q != ' ' && *q != '\t' && *q != '\n' && *q != '\r') ok = 0;
+    return ok;
+}
+
 static uint64_t fnv1a(uint64_t h, const void *d, size_t n) {
     const unsigned char *s = d;
     for (size_t i = 0; i < n; i++) { h ^= s[i]; h *= 0x100000001b3ull; }
@@ -457,10 +475,7 @@ static int make_calls(dsv4_parser *p, const char *s, const vres_t *r, dsv4_parse
         h = fnv1a(h, &idx, sizeof idx);
         h = fnv1a(h, c->raw, c->raw_len);
         snprintf(c->id, 24, "call_%016llx", (unsigned long long)h);
-        const char *end = NULL;
-        cJSON *j = cJSON_ParseWithOpts(c->arguments, &end, 1);
-        c->valid_json = j != NULL && cJSON_IsObject(j);
-        cJSON_Delete(j);
+        c->valid_json = json_object_text(c->arguments, c->arguments_len);
         if (!c->valid_json) warn(p, "tool call %d (%s): arguments are not valid JSON (a string=\"false\" value is not JSON)", k, c->name);
     }
     p->calls = calls;
