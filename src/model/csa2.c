@@ -3,6 +3,8 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
+#include "base/util.h"
 
 /* Order: higher value first, then lower index. */
 static int better(float va, int ia, float vb, int ib) { return va > vb || (va == vb && ia < ib); }
@@ -61,4 +63,48 @@ int dsv4_csa2_topk(const float *scores, int n, int visible, int topk, int32_t *i
     for (int j = 0; j < take; j++) idx[j] = ids[j] < visible ? ids[j] : -1;
     for (int j = take; j < k; j++) idx[j] = -1;   /* fewer finite scores than k: empty slots */
     return k;
+}
+
+/* ------------------------------------------------------------------ compressor */
+
+size_t dsv4_csa2_compress_scratch(const dsv4_csa2_compressor *c, int n) {
+    return (size_t)2 * n * c->head_dim + dsv4_linear_scratch_floats(n, c->dim) + (size_t)c->head_dim;
+}
+
+void dsv4_csa2_compress_reset(const dsv4_csa2_compressor *c, float *kv_state, float *sc_state) {
+    for (int i = 0; i < c->ratio * c->head_dim; i++) { kv_state[i] = 0.0f; sc_state[i] = -INFINITY; }
+}
+
+int dsv4_csa2_compress(const dsv4_csa2_compressor *c, float *kv_state, float *sc_state, const float *x, int n,
+                       int64_t pos0, float *out, int64_t *first_group, float *scratch) {
+    const int hd = c->head_dim, R = c->ratio;
+    float *kv = scratch, *sc = kv + (size_t)n * hd, *ls = sc + (size_t)n * hd;
+    if (R == 1) {
+        dsv4_linear(kv, &c->wkv, x, n, DSV4_OUT_BF16, ls);
+        for (int t = 0; t < n; t++) dsv4_rmsnorm(out + (size_t)t * hd, kv + (size_t)t * hd, c->norm, hd, c->eps, 1);
+        *first_group = pos0;
+        return n;
+    }
+    dsv4_linear(kv, &c->wkv, x, n, 0, ls);
+    dsv4_linear(sc, &c->wgate, x, n, 0, ls);
+    float *tmp = ls + dsv4_linear_scratch_floats(n, c->dim);
+    int m = 0;
+    *first_group = pos0 / R;   /* groups completed before pos0 */
+    for (int t = 0; t < n; t++) {
+        const int64_t p = pos0 + t;
+        const int slot = (int)(p % R);
+        memcpy(kv_state + (size_t)slot * hd, kv + (size_t)t * hd, sizeof(float) * hd);
+        memcpy(sc_state + (size_t)slot * hd, sc + (size_t)t * hd, sizeof(float) * hd);
+        if ((p + 1) % R) continue;
+        for (int d = 0; d < hd; d++) {   /* softmax over the group per dimension, then the weighted sum (F32) */
+            float mx = -INFINITY, z = 0.0f, acc = 0.0f;
+            for (int j = 0; j < R; j++) mx = fmaxf(mx, sc_state[(size_t)j * hd + d]);
+            for (int j = 0; j < R; j++) z += expf(sc_state[(size_t)j * hd + d] - mx);
+            for (int j = 0; j < R; j++) acc += kv_state[(size_t)j * hd + d] * (expf(sc_state[(size_t)j * hd + d] - mx) / z);
+            tmp[d] = dsv4_round_bf16(acc);
+        }
+        dsv4_rmsnorm(out + (size_t)m * hd, tmp, c->norm, hd, c->eps, 1);
+        m++;
+    }
+    return m;
 }

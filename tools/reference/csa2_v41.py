@@ -36,6 +36,43 @@ def topk(scores, visible, k):
     return [i if i < visible else -1 for i in pick] + [-1] * (k - len(pick))
 
 
+def compress(x, wkv, wgate, norm, ratio, eps):
+    """Latents of every complete group of x [n, dim] (float64 tensors holding BF16 values), float64 with the
+    reference's rounding points: ratio 1 bf16(wkv x) -> RMSNorm -> bf16; ratio R: F32-promoted wkv / wgate, per
+    dimension softmax over the group, weighted sum, bf16, RMSNorm, bf16."""
+    import torch
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from numerics import round_bf16
+
+    def rms(v):
+        return round_bf16(norm * (v * torch.rsqrt(v.square().mean(-1, keepdim=True) + eps)))
+    if ratio == 1:
+        return rms(round_bf16(x @ wkv.T))
+    m = x.shape[0] // ratio
+    kv = (x @ wkv.T)[: m * ratio].reshape(m, ratio, -1)
+    sc = (x @ wgate.T)[: m * ratio].reshape(m, ratio, -1)
+    return rms(round_bf16((kv * sc.softmax(dim=1)).sum(dim=1)))
+
+
+def compressor_cases(seed=11):
+    import torch
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from numerics import round_bf16
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for ratio in (1, 2):
+        n, dim, hd = 11, 64, 64
+        x = round_bf16(torch.randn(n, dim, generator=g, dtype=torch.float64))
+        wkv = round_bf16(0.1 * torch.randn(hd, dim, generator=g, dtype=torch.float64))
+        wgate = round_bf16(0.3 * torch.randn(hd, dim, generator=g, dtype=torch.float64))
+        norm = round_bf16(1.0 + 0.2 * torch.randn(hd, generator=g, dtype=torch.float64))
+        lat = compress(x, wkv, wgate, norm, ratio, 1e-20)
+        out.append(dict(ratio=ratio, n=n, dim=dim, head_dim=hd, eps=1e-20, x=x.flatten().tolist(),
+                        wkv=wkv.flatten().tolist(), wgate=wgate.flatten().tolist(), norm=norm.tolist(),
+                        latents=lat.flatten().tolist()))
+    return out
+
+
 def f32(x):
     import struct
     return struct.unpack("<f", struct.pack("<f", x))[0]
@@ -66,6 +103,9 @@ def main():
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "cases.json"), "w") as f:
         json.dump(dict(format="dsv4 csa2 selection v1", note="scores null = -inf", cases=make_cases()), f)
+    with open(os.path.join(out, "compressor.json"), "w") as f:
+        json.dump(dict(format="dsv4 csa2 compressor v1", tolerance="at most 1 BF16 ulp, >= 95% identical (F32 "
+                       "summation order of the projections)", cases=compressor_cases()), f)
     print(f"wrote {out}/cases.json")
 
 
