@@ -240,3 +240,14 @@ if srv_start disk4 --cache-dir "$KV" --cache-size 1M; then
         sh -c "t=\$(cat '$KV'/*.dsv4kv | wc -c); [ \$t -gt 0 ] && [ \$t -le 1048576 ] && echo ok || echo \$t"
     srv_stop
 fi
+
+# the chat page in headless Chromium (tests/server/browser.mjs over the DevTools protocol; .ci/run installs chromium)
+CHROMIUM=$(command -v chromium || command -v chromium-browser || true)
+if [ -z "$CHROMIUM" ]; then
+    echo "FAIL browser: chromium is missing (.ci/run installs it)"; fail=$((fail + 1))
+elif srv_start page; then
+    out=$(DSV4_URL="http://127.0.0.1:$SRV_PORT" CHROMIUM="$CHROMIUM" timeout 120 node tests/server/browser.mjs 2>&1); rc=$?
+    printf '%s\n' "$out" | grep -Ev '^ok |^[0-9]+ passed, [0-9]+ failed'
+    check "serve: the chat page streams a reply in headless Chromium" 0 '^3 passed, 0 failed$' -- sh -c "printf '%s\n' '$(printf '%s' "$out" | tail -n 1)'; exit $rc"
+    srv_stop
+fi
