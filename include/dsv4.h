@@ -177,7 +177,8 @@ int dsv4_eval(dsv4_session *s, const int32_t *tokens, int n, float *logits, char
  * logits: NULL, or nb * vocab_size floats, row i for session i. Sessions must be distinct, of one model, and not
  * used by another thread during the call. Errors (nothing evaluated): ss or tokens NULL, nb < 1, a NULL session
  * (names its index), sessions of different models, the same session twice, a token out of range, a session at
- * max_ctx. After evaluation: "non-finite logits" as dsv4_eval (every session has advanced). No allocation. */
+ * max_ctx. After evaluation: "non-finite logits" as dsv4_eval (every session has advanced); under a memory budget
+ * a failed expert read fails the call with the read's message and resets every session of the batch. No allocation. */
 int dsv4_eval_batch(dsv4_session *const *ss, int nb, const int32_t *tokens, float *logits, char *err, size_t errlen);
 
 /* Evaluate the MTP block (docs/architecture.md §4.9) on the trunk state of the last evaluated position t and the token

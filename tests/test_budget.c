@@ -15,7 +15,8 @@
  *  - read errors (a fault-injecting pread, io/readat.h): EIO and a short read (a truncated shard) fail dsv4_eval
  *    with a message naming the shard, offset and cause, reset the session, and the next evaluation (hook removed)
  *    gives the reference logits again; a shard replaced (renamed over) under the running model changes nothing
- *    (the cache reads through its own descriptors of the files opened at load);
+ *    (the cache reads through its own descriptors of the files opened at load); dsv4_eval_batch under a budget gives
+ *    the mmap path's logits and, on a read error, fails and resets every session of the batch;
  *  - decoding under a budget allocates nothing (this binary wraps malloc/calloc/realloc, Makefile).
  */
 #include <errno.h>
@@ -272,6 +273,37 @@ static void read_errors(void) {
             dsv4_session_free(s);
             dsv4_model_free(m);
         }
+    /* dsv4_eval_batch (the server's decode step): bit-identical to the mmap path; a read error fails it and resets
+     * every session of the batch */
+    {
+        dsv4_model *m = load("models/nano", minb, 0, DSV4_PREFETCH_KNOWN, err);
+        dsv4_model *ms[2] = {ref, m};
+        float *bl[2] = {malloc(2 * (size_t)V * sizeof(float)), malloc(2 * (size_t)V * sizeof(float))};
+        dsv4_session *bs[2][2] = {{NULL, NULL}, {NULL, NULL}};
+        int ok = m != NULL;
+        for (int k = 0; k < 2 && ok; k++)
+            for (int j = 0; j < 2 && ok; j++)
+                ok = dsv4_session_open(&bs[k][j], ms[k], NTOK, err, sizeof err) == 0 &&
+                     dsv4_eval(bs[k][j], tok + 3 * j, 5 + j, NULL, err, sizeof err) == 0;
+        for (int step = 0; step < 6 && ok; step++) {
+            int32_t bt[2] = {tok[20 + step], tok[30 - step]};
+            for (int k = 0; k < 2 && ok; k++) ok = dsv4_eval_batch(bs[k], 2, bt, bl[k], err, sizeof err) == 0;
+            if (ok) CHECK(memcmp(bl[0], bl[1], 2 * (size_t)V * sizeof(float)) == 0, "batch step %d: logits differ", step);
+        }
+        CHECK(ok, "batch under a budget: %s", err);
+        fail_mode = 0;
+        __atomic_store_n(&fail_after, 1, __ATOMIC_SEQ_CST);
+        dsv4_readat_set_hook(bad_pread);
+        int32_t bt[2] = {tok[1], tok[2]};
+        int rc = ok ? dsv4_eval_batch(bs[1], 2, bt, bl[1], err, sizeof err) : 0;
+        dsv4_readat_set_hook(NULL);
+        CHECK(ok && rc != 0 && strstr(err, "Input/output error") && strstr(err, "reset") && dsv4_session_pos(bs[1][0]) == 0 &&
+              dsv4_session_pos(bs[1][1]) == 0, "batch read error: rc %d, positions %d %d: %s", rc,
+              dsv4_session_pos(bs[1][0]), dsv4_session_pos(bs[1][1]), err);
+        CHECK(ok && dsv4_eval_batch(bs[1], 2, bt, bl[1], err, sizeof err) == 0, "batch after the error: %s", err);
+        for (int k = 0; k < 2; k++) { free(bl[k]); for (int j = 0; j < 2; j++) dsv4_session_free(bs[k][j]); }
+        dsv4_model_free(m);
+    }
     /* a shard replaced under the running model: the cache's descriptors keep reading the file opened at load */
     char dir[] = "/tmp/dsv4-budget.XXXXXX";
     if (!mkdtemp(dir)) { test_fail("mkdtemp"); goto out; }

@@ -339,6 +339,13 @@ int dsv4_eval_batch(dsv4_session *const *ss, int nb, const int32_t *tokens, floa
     for (int b0 = 0; b0 < nb; b0 += DSV4_CHUNK) {
         int nc = nb - b0 < DSV4_CHUNK ? nb - b0 : DSV4_CHUNK;
         dsv4_forward_batch(ss + b0, tokens + b0, nc, logits ? logits + (size_t)b0 * V : NULL);
+        for (int i = b0; i < b0 + nc; i++)
+            if (ss[i]->xc_failed) {   /* an expert read failed (memory budget): the batch's states are partial */
+                char why[sizeof ss[i]->xc_err];
+                memcpy(why, ss[i]->xc_err, sizeof why);
+                for (int j = 0; j < nb; j++) { ss[j]->xc_failed = 0; dsv4_session_reset(ss[j]); }
+                return dsv4_fail(err, errlen, "dsv4_eval_batch: %s (the batch's sessions were reset to position 0)", why);
+            }
     }
     if (logits)
         for (int i = 0; i < nb; i++)
