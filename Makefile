@@ -5,7 +5,7 @@ CC      ?= cc
 OPT     ?= -O2
 CFLAGS  ?= $(OPT) -g
 CFLAGS  += -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Wall -Wextra -Iinclude -Isrc -MMD -MP
-LDLIBS  += -lcjson -lpcre2-8 -lutf8proc -lmicrohttpd -ledit -lm -lpthread
+LDLIBS  += -lcjson -lpcre2-8 -lutf8proc -lmicrohttpd -ledit -ljpeg -lpng -lm -lpthread
 ifeq ($(SAN),1)
   CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
   LDFLAGS += -fsanitize=address,undefined

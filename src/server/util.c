@@ -1,5 +1,6 @@
 /* server/util.c — small helpers of the server: strict UTF-8 checks, ids, time, typed JSON getters with
  * API-shaped errors, and the error bodies of the OpenAI and Anthropic APIs. */
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -131,10 +132,11 @@ int srv_get_int(const cJSON *o, const char *key, long lo, long hi, long *out, sr
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     if (!v || cJSON_IsNull(v)) return 0;
     double d = v->valuedouble;
-    if (!cJSON_IsNumber(v) || d != (double)(long long)d)
+    /* floor, not a cast to an integer type: that is undefined beyond its range (issue 8 fuzzing: "seed": 1e300) */
+    if (!cJSON_IsNumber(v) || d != floor(d))
         return srv_err(e, 400, "invalid_request_error", "invalid_type", key, "'%s' must be an integer", key);
     if (d < (double)lo || d > (double)hi)
-        return srv_err(e, 400, "invalid_request_error", "invalid_value", key, "'%s' is %.0f; it must be in [%ld, %ld]", key, d, lo, hi);
+        return srv_err(e, 400, "invalid_request_error", "invalid_value", key, "'%s' is %.15g; it must be in [%ld, %ld]", key, d, lo, hi);
     *out = (long)d;
     return 0;
 }

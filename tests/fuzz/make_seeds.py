@@ -183,3 +183,5 @@ server = {
 for k, v in server.items():
     put("fuzz_server_request", k, json.dumps(v))
 put("fuzz_server_request", "bad_seed", '{"messages": [], "seed": 1e300, "top_k": -1}')
+# fuzzing finding: an integer field far outside the range of long long (was cast: undefined behaviour)
+put("fuzz_server_request", "regress_seed_1e300", '{"messages": [{"role": "user", "content": "x"}], "seed": 1e300}')
