@@ -88,6 +88,10 @@ if [ -f "$NANO/model.safetensors" ]; then
     check "generate from the nano model" 0 "decode [0-9]+ tokens" -- "$BIN" generate -m "$NANO" -p "ROMEO:" -n 24 --seed 1
     check "logits: token id >= vocab" fail "id|vocab" -- "$BIN" logits -m "$NANO" --tokens 1,2,99999999 --out "$tmp/l.f32"
     check "logits: writes rows" 0 "wrote 3 rows" -- "$BIN" logits -m "$NANO" --tokens 5,6,7,8 --prefill 2 --out "$tmp/l.f32"
+    check "--mem below the minimum is refused naming it" fail "below the minimum [0-9.]+ MiB \([0-9]+ bytes\)" -- "$BIN" generate -m "$NANO" -p x -n 1 --mem 1M
+    check "--mem: generate under a budget (expert cache)" 0 "expert cache .* read from disk as needed" -- "$BIN" generate -m "$NANO" -p "ROMEO:" -n 8 --mem 3M --temp 0
+    check "--mem: logits bit-identical to the unbounded run (2-expert cache)" 0 "^same$" -- sh -c "'$BIN' logits -m '$NANO' --tokens 5,6,7,8,9 --prefill 2 --out '$tmp/lm0.f32' >/dev/null && '$BIN' logits -m '$NANO' --tokens 5,6,7,8,9 --prefill 2 --mem 2950000 --out '$tmp/lm1.f32' >/dev/null && cmp -s '$tmp/lm0.f32' '$tmp/lm1.f32' && echo same"
+    check "--mem: a malformed size is refused" fail "is not a byte count" -- "$BIN" generate -m "$NANO" -p x --mem 12Q
     mkdir -p "$tmp/trunc"; cp "$NANO/config.json" "$NANO/tokenizer.json" "$tmp/trunc/"
     head -c 100000 "$NANO/model.safetensors" > "$tmp/trunc/model.safetensors"
     check "truncated safetensors" fail "model.safetensors" -- "$BIN" generate -m "$tmp/trunc" -p x -n 1
@@ -123,23 +127,6 @@ if [ -f "$NANO/model.safetensors" ]; then
     check "chat: an input line with a NUL byte is refused" 0 "your input line contains a NUL byte; it was not sent" -- sh -c "printf 'a\\000b\\n/quit\\n' | '$BIN' chat -m '$tmp/v4m'"
 else
     echo "FAIL cli: models/nano/model.safetensors is missing"; fail=$((fail + 1))
-fi
-
-# the built-in chat model (issue 7, tools/train/README.md "nano-chat"): a trained tool prompt rendered by
-# `dsv4 render`, continued greedily by `dsv4 generate` (the prompt is echoed first and a newline ends the
-# output: both cut off), read back by `dsv4 parse --think --strict`: reasoning, then one calculator call whose
-# arguments have the schema's keys and types (library-level checks incl. the answer turn: test_nano_chat)
-NC=models/nano-chat
-if [ -f "$NC/model.safetensors" ]; then
-    "$BIN" render --think --messages tests/golden/nano_chat/tool_request.json > "$tmp/nc_prompt.txt"
-    "$BIN" generate -m "$NC" -p "$(cat "$tmp/nc_prompt.txt")" -n 160 --temperature 0 2>/dev/null \
-        | tail -c +$(($(wc -c < "$tmp/nc_prompt.txt") + 1)) | head -c -1 > "$tmp/nc_gen.txt"
-    check "nano-chat: render | generate | parse gives a calculator call" 0 '"arguments": "\{\\"operation\\": \\"(add|subtract|multiply|divide)\\", \\"a\\": [0-9]+, \\"b\\": [0-9]+\}"' -- sh -c "'$BIN' parse --think --strict < '$tmp/nc_gen.txt'"
-    check "nano-chat: the call is named calculator" 0 '"name": "calculator"' -- sh -c "'$BIN' parse --think --strict < '$tmp/nc_gen.txt'"
-    check "nano-chat: reasoning before the call" 0 '"reasoning_content": "The user wants [^"]+"' -- sh -c "'$BIN' parse --think --strict < '$tmp/nc_gen.txt'"
-    check "chat -m models/nano-chat answers (thinking mode)" 0 "^thinking> ." -- sh -c "printf 'Hello!\\n/quit\\n' | '$BIN' chat -m $NC --temperature 0 --max-tokens 60"
-else
-    echo "FAIL cli: $NC/model.safetensors is missing"; fail=$((fail + 1))
 fi
 
 # real-shapes benchmark tools (docs/performance.md): the checkpoint writer at tiny widths (a few MB), then the

@@ -357,7 +357,8 @@ static void *reader(void *arg) {
 static int fmt_gib(char *buf, size_t n, uint64_t b) {
     double g = (double)b / 1073741824.0, mi = (double)b / 1048576.0;
     if (g >= 1) return snprintf(buf, n, "%.2f GiB (%llu bytes)", g, (unsigned long long)b);
-    return snprintf(buf, n, "%.2f MiB (%llu bytes)", mi, (unsigned long long)b);
+    if (mi >= 1) return snprintf(buf, n, "%.2f MiB (%llu bytes)", mi, (unsigned long long)b);
+    return snprintf(buf, n, "%.2f KiB (%llu bytes)", (double)b / 1024.0, (unsigned long long)b);
 }
 
 int dsv4_xc_create(dsv4_xcache **out, const dsv4_model *m, const dsv4_load_options *o, dsv4_expert_stats *st,

@@ -17,6 +17,9 @@
  * read per token, read GB/s achieved, the process's RSS, and the ratio to the SSD bound = (bytes read per token /
  * disk bandwidth) / measured time per token (1.0 = the disk is the only cost). The mmap path has no counters; its
  * reads are estimated from /proc/self/io read_bytes (bytes this process caused to be read from storage).
+ * Same tokens: every run evaluates the same token sequence; the logits of every step (prefill, warm-up, timed) of
+ * the first run are kept, and each later run's are compared with them bit for bit ("same logits" column: yes = all
+ * 1 + W + N steps identical). Put 0 first in --mem to compare every budget with the mmap path.
  */
 #include "dsv4.h"
 #include <dirent.h>
@@ -178,6 +181,7 @@ int main(int argc, char **argv) {
     }
     if (!dir || n < 1 || warm < 0) { fprintf(stderr, "bench_mem: -m DIR is required (-n >= 1)\n"); return 2; }
     char err[1024];
+    setvbuf(stdout, NULL, _IOLBF, 0);
     if (dsv4_set_threads(threads, err, sizeof err)) { fprintf(stderr, "bench_mem: %s\n", err); return 2; }
     dsv4_model_info info;
     if (dsv4_config_info(dir, &info, err, sizeof err)) { fprintf(stderr, "bench_mem: %s\n", err); return 1; }
@@ -216,8 +220,13 @@ int main(int argc, char **argv) {
            "      page cache dropped by posix_fadvise); load average %.2f %.2f %.2f on %ld CPUs\n", bw, bwth, bws, bwreads,
            la[0], la[1], la[2], sysconf(_SC_NPROCESSORS_ONLN));
     if (fc) fprintf(fc, "disk_bw,%s,,%.4f,GB/s\n", dir, bw);
-    printf("%-8s %-6s %-6s %8s %6s %7s %9s %10s %9s %8s %8s %8s\n", "budget", "policy", "ahead", "tok/s", "hit%",
-           "ahead%", "miss/tok", "MB/tok", "read GB/s", "RSS MiB", "bound", "ratio");
+    printf("%-8s %-6s %-6s %8s %6s %7s %9s %10s %9s %8s %8s %8s %s\n", "budget", "policy", "ahead", "tok/s", "hit%",
+           "ahead%", "miss/tok", "MB/tok", "read GB/s", "RSS MiB", "bound", "ratio", "same logits");
+    int nsteps = 1 + warm + n;
+    size_t V = (size_t)info.vocab_size;
+    float *first = malloc(sizeof(float) * V * (size_t)nsteps), *cur = malloc(sizeof(float) * V * (size_t)nsteps);
+    int have_first = 0;
+    if (!first || !cur) { fprintf(stderr, "bench_mem: out of memory\n"); return 1; }
     const char *p = mems;
     while (*p) {
         char item[64];
@@ -235,22 +244,24 @@ int main(int argc, char **argv) {
             continue;
         }
         dsv4_session *s = NULL;
-        float *lg = malloc(sizeof(float) * (size_t)info.vocab_size);
         if (dsv4_session_open(&s, m, 4096, err, sizeof err)) { fprintf(stderr, "bench_mem: %s\n", err); return 1; }
         int32_t tok[16];
         for (int i = 0; i < 16; i++) tok[i] = (int32_t)((i * 7919 + 13) % info.vocab_size);
-        int rc = dsv4_eval(s, tok, 16, lg, err, sizeof err);
+        int rc = dsv4_eval(s, tok, 16, cur, err, sizeof err);
         for (int i = 0; i < warm && !rc; i++) {
             int32_t t = (int32_t)(((16 + i) * 7919 + 13) % info.vocab_size);
-            rc = dsv4_eval(s, &t, 1, lg, err, sizeof err);
+            rc = dsv4_eval(s, &t, 1, cur + V * (size_t)(1 + i), err, sizeof err);
         }
         dsv4_model_expert_stats_reset(m);
         double io0 = io_read_bytes(), t0 = now();
         for (int i = 0; i < n && !rc; i++) {
             int32_t t = (int32_t)(((16 + warm + i) * 7919 + 13) % info.vocab_size);
-            rc = dsv4_eval(s, &t, 1, lg, err, sizeof err);
+            rc = dsv4_eval(s, &t, 1, cur + V * (size_t)(1 + warm + i), err, sizeof err);
         }
         double dt = now() - t0, io = io_read_bytes() - io0;
+        const char *same = "(ref)";
+        if (!rc && !have_first) { memcpy(first, cur, sizeof(float) * V * (size_t)nsteps); have_first = 1; }
+        else if (!rc) same = memcmp(first, cur, sizeof(float) * V * (size_t)nsteps) ? "NO" : "yes";
         if (rc) { fprintf(stderr, "bench_mem: %s: %s\n", item, err); return 1; }
         dsv4_expert_stats st;
         dsv4_model_expert_stats(m, &st);
@@ -258,11 +269,11 @@ int main(int argc, char **argv) {
         double hit = st.lookups ? 100.0 * (double)st.hits / (double)st.lookups : 0;
         double ahd = st.lookups ? 100.0 * (double)(st.ahead + st.late) / (double)st.lookups : 0;
         double bpt = bytes / n, bound = bw > 0 ? bpt / (bw * 1e9) : 0, ratio = bound / (dt / n);
-        printf("%-8s %-6s %-6s %8.3f %6.1f %7.1f %9.1f %10.1f %9.2f %8ld %7.3fs %8.2f\n", mem ? item : "mmap",
+        printf("%-8s %-6s %-6s %8.3f %6.1f %7.1f %9.1f %10.1f %9.2f %8ld %7.3fs %8.2f %s\n", mem ? item : "mmap",
                st.active ? (policy ? "lfu" : "lru") : "-",
                st.active ? (prefetch == DSV4_PREFETCH_OFF ? "off" : prefetch == DSV4_PREFETCH_GUESS ? "guess" : "known") : "-",
                tps, st.active ? hit : 0.0, st.active ? ahd : 0.0, st.active ? (double)st.misses / n : 0.0, bpt / 1e6, bytes / dt / 1e9,
-               rss_mib(), bound, ratio);
+               rss_mib(), bound, ratio, same);
         if (st.active)
             printf("         lookups %llu, hits %llu, ahead %llu, late %llu, misses %llu, read ahead %llu (unused %llu), "
                    "read time %.2f s, eval wait %.2f s of %.2f s, slots %d\n", (unsigned long long)st.lookups,
@@ -274,10 +285,10 @@ int main(int argc, char **argv) {
                     policy ? "lfu" : "lru", prefetch == DSV4_PREFETCH_OFF ? "off" : prefetch == DSV4_PREFETCH_GUESS ? "guess" : "known",
                     tps, hit, ahd, bpt / 1e6, bytes / dt / 1e9, rss_mib(), bound, ratio);
         fflush(stdout);
-        free(lg);
         dsv4_session_free(s);
         dsv4_model_free(m);
     }
     if (fc) fclose(fc);
+    free(first); free(cur);
     return 0;
 }
