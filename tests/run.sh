@@ -129,6 +129,23 @@ else
     echo "FAIL cli: models/nano/model.safetensors is missing"; fail=$((fail + 1))
 fi
 
+# the built-in chat model (issue 7, tools/train/README.md "nano-chat"): a trained tool prompt rendered by
+# `dsv4 render`, continued greedily by `dsv4 generate` (the prompt is echoed first and a newline ends the
+# output: both cut off), read back by `dsv4 parse --think --strict`: reasoning, then one calculator call whose
+# arguments have the schema's keys and types (library-level checks incl. the answer turn: test_nano_chat)
+NC=models/nano-chat
+if [ -f "$NC/model.safetensors" ]; then
+    "$BIN" render --think --messages tests/golden/nano_chat/tool_request.json > "$tmp/nc_prompt.txt"
+    "$BIN" generate -m "$NC" -p "$(cat "$tmp/nc_prompt.txt")" -n 160 --temperature 0 2>/dev/null \
+        | tail -c +$(($(wc -c < "$tmp/nc_prompt.txt") + 1)) | head -c -1 > "$tmp/nc_gen.txt"
+    check "nano-chat: render | generate | parse gives a calculator call" 0 '"arguments": "\{\\"operation\\": \\"(add|subtract|multiply|divide)\\", \\"a\\": [0-9]+, \\"b\\": [0-9]+\}"' -- sh -c "'$BIN' parse --think --strict < '$tmp/nc_gen.txt'"
+    check "nano-chat: the call is named calculator" 0 '"name": "calculator"' -- sh -c "'$BIN' parse --think --strict < '$tmp/nc_gen.txt'"
+    check "nano-chat: reasoning before the call" 0 '"reasoning_content": "The user wants [^"]+"' -- sh -c "'$BIN' parse --think --strict < '$tmp/nc_gen.txt'"
+    check "chat -m models/nano-chat answers (thinking mode)" 0 "^thinking> ." -- sh -c "printf 'Hello!\\n/quit\\n' | '$BIN' chat -m $NC --temperature 0 --max-tokens 60"
+else
+    echo "FAIL cli: $NC/model.safetensors is missing"; fail=$((fail + 1))
+fi
+
 # real-shapes benchmark tools (docs/performance.md): the checkpoint writer at tiny widths (a few MB), then the
 # benchmark on it (head split via the twin, prefill, synthetic long-context fill)
 FLASH=$(wrap "${BUILD:-build/rel}/tools/make_flash_ckpt")
