@@ -22,7 +22,7 @@ typedef struct {
     char id[48];
     char model[128];
     long created;
-    int ev_i, lp_i, sent_role, include_usage, chat, logprobs;
+    int ev_i, lp_i, sent_role, include_usage, logprobs;
     srv_engine *eng;
 } oa_state;
 
@@ -150,7 +150,7 @@ static int chat_pump(srv_stream *st, srv_job *j, void *arg) {
             cJSON_AddItemToObject(ch, "logprobs", logprobs_json(s->eng, j, s->lp_i, j->nlp));
             s->lp_i = j->nlp;
         } else cJSON_AddNullToObject(ch, "logprobs");
-        cJSON_AddStringToObject(ch, "finish_reason", s->chat ? srv_finish_openai(j->finish) : srv_finish_openai(j->finish));
+        cJSON_AddStringToObject(ch, "finish_reason", srv_finish_openai(j->finish));
         srv_stream_event(st, NULL, o);
         cJSON_Delete(o);
         if (s->include_usage) {
@@ -282,7 +282,6 @@ int srv_api_chat(const srv_request *q, srv_reply *r) {
         s->created = (long)time(NULL);
         s->eng = q->eng;
         s->include_usage = include_usage;
-        s->chat = 1;
         s->logprobs = g.logprobs;
         r->status = 200;
         r->job = j; r->pump = chat_pump; r->api_state = s; r->api_free = free;

@@ -259,7 +259,6 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
             }
         if (!cx->rt) {
             char msg[256];
-            snprintf(msg, sizeof msg, path_known ? "method %s is not allowed on %s" : "no route for %s %s", method, url);
             if (path_known) snprintf(msg, sizeof msg, "method %s is not allowed on %s", method, url);
             else snprintf(msg, sizeof msg, "no route for %s %.200s", method, url);
             cx->answered = 1;
