@@ -1,0 +1,131 @@
+/* dsv4_vision.h — images for the DeepSeek vision tower: decoding (JPEG, PNG) and the pre-processing of
+ * DeepSeek-V4.1's `image_processor.py` (resize plan, Pillow's ImageOps.pad with BICUBIC, [-1, 1] normalisation
+ * rounded to BF16, 3 x 14 x 14 patches), bit for bit.
+ *
+ * Spec: docs/v41.md §3.3 and docs/vision.md (what the official code does at each step, including the points the
+ * spec left open: EXIF, colour conversions, the pad placement, Pillow's fixed-point resampler). Tested against
+ * Debian's Pillow 9.4 (tests/golden/vision, tools/vision/make_resample_goldens.py) and against the official
+ * `image_processor.py` run on CPU (tools/vision/check_official.py).
+ *
+ * Pixels are 8-bit RGB, row-major, 3 bytes per pixel (R, G, B), no row padding: byte (y * width + x) * 3 + c.
+ *
+ * Errors: functions that can fail return 0, or -1 after writing a one-line message into `err` (errlen bytes,
+ * may be NULL) that starts with the image's name (the file path, or the name given to dsv4_image_from_bytes),
+ * e.g. "photo.jpg: truncated JPEG (the data ends inside the image)". The library never prints or exits.
+ */
+#ifndef DSV4_VISION_H
+#define DSV4_VISION_H
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The largest image accepted, in pixels (width x height): Pillow's decompression-bomb limit
+ * (2 * Image.MAX_IMAGE_PIXELS = 178,956,970), above which the reference's Image.open refuses the image too.
+ * Checked from the header, before any pixel memory is allocated. */
+#define DSV4_IMAGE_MAX_PIXELS 178956970LL
+
+/* A decoded image: 8-bit RGB pixels. Immutable once built; free with dsv4_image_free. */
+typedef struct dsv4_image dsv4_image;
+
+/* Decode a JPEG or PNG image held in memory (`len` bytes at `data`; the bytes are not kept). `name` is used in
+ * error messages (e.g. the file name, "image 2", "messages[1].content[0]"); NULL means "image".
+ * The result is what the reference's `Image.open(...).convert("RGB")` gives (docs/vision.md "Decoding"):
+ *  - JPEG (libjpeg-turbo, default islow IDCT and fancy upsampling, as Pillow): 8-bit grayscale, YCbCr/RGB and
+ *    CMYK/YCCK (inverted Adobe polarity, then Pillow's CMYK -> RGB formula); EXIF orientation is ignored (the
+ *    reference does not apply it: pixels as stored);
+ *  - PNG (libpng): every bit depth and colour type; alpha is dropped (not composited), palette entries are
+ *    looked up (an index past the palette gives grey (i, i, i), as Pillow), 1/2/4-bit grey scaled to 0..255,
+ *    16-bit samples keep their high byte except 16-bit grey without alpha, which is clamped to 255 (Pillow
+ *    reads it as 32-bit mode "I" and converts with a clamp); gamma, colour profiles and tRNS are ignored.
+ * Errors (*out = NULL): not a JPEG or PNG (the first bytes are named), zero width or height, more than
+ * DSV4_IMAGE_MAX_PIXELS pixels (refused before allocating), truncated data, corrupt data (the decoder's
+ * message), out of memory. */
+int dsv4_image_from_bytes(dsv4_image **out, const void *data, size_t len, const char *name, char *err,
+                          size_t errlen);
+
+/* dsv4_image_from_bytes on the contents of the file at `path` (the name in messages is the path).
+ * Errors as above, plus "<path>: cannot open: <reason>". */
+int dsv4_image_from_file(dsv4_image **out, const char *path, char *err, size_t errlen);
+
+/* An image from raw pixels: width x height RGB8 (copied). width, height in [1, 2^31) with
+ * width * height <= DSV4_IMAGE_MAX_PIXELS. Errors: sizes out of range, out of memory. */
+int dsv4_image_from_rgb(dsv4_image **out, int width, int height, const uint8_t *rgb, char *err, size_t errlen);
+
+/* Free an image (NULL is fine). */
+void dsv4_image_free(dsv4_image *im);
+
+/* Width and height in pixels; the pixels (width * height * 3 bytes, owned by the image); the source format
+ * ("jpeg", "png" or "rgb"). */
+int dsv4_image_width(const dsv4_image *im);
+int dsv4_image_height(const dsv4_image *im);
+const uint8_t *dsv4_image_pixels(const dsv4_image *im);
+const char *dsv4_image_format(const dsv4_image *im);
+
+/* ---------------------------------------------------------------- pre-processing */
+
+/* The vision pre-processing parameters (config.json `vision_config` / the reference's flat `vision_*` keys).
+ * V4.1-Flash: patch_size 14, downsample_ratio 3, max_image_tokens 1024, min_pixels 295936 (= 544^2);
+ * `max_wh_ratio` is null in every released config and not supported. */
+typedef struct {
+    int patch_size;        /* `vision_patch_size`, pixels per patch side (14) */
+    int downsample_ratio;  /* `vision_downsample_ratio`, patches per aligner cell side (3) */
+    int max_image_tokens;  /* `vision_max_n_token`, cap on the tokens of one image span (1024) */
+    int64_t min_pixels;    /* `vision_min_pixels`, images of smaller area are scaled up to about it (295936) */
+} dsv4_vision_params;
+
+/* The V4.1-Flash values above. */
+dsv4_vision_params dsv4_vision_params_v41(void);
+
+/* The resize plan of one image (the reference's `plan_image_grid`). */
+typedef struct {
+    int width, height;     /* the padded image fed to the tower, pixels: multiples of patch_size */
+    int n_vit_h, n_vit_w;  /* patch grid: height / patch_size, width / patch_size */
+    int n_llm_h, n_llm_w;  /* aligner output grid: ceil(n_vit / downsample_ratio) */
+    int n_tokens;          /* prompt positions of the image span: n_llm_h * (n_llm_w + 1) + 2 (<= max_image_tokens) */
+    int resized_w, resized_h; /* the aspect-kept size the picture is resized to inside the box (ImageOps.contain) */
+    int offset_x, offset_y;   /* where it is pasted on the (127, 127, 127) canvas (ImageOps.pad, centring 0.5) */
+} dsv4_image_plan;
+
+/* Plan an image of src_w x src_h pixels (>= 1 each): the pixel box and grids exactly as the reference computes
+ * them in double precision (min-pixels scale-up with pow(.., 0.5) and truncation, rounding up to the patch
+ * grid, the token-cap shrink), then the placement of ImageOps.pad (Python round-half-even). Errors: parameters
+ * out of range; an image so elongated that its resized short side rounds to 0 pixels (the reference's Pillow
+ * raises "height and width must be > 0" there), e.g. 100000 x 1. */
+int dsv4_image_plan_grid(int src_w, int src_h, const dsv4_vision_params *p, dsv4_image_plan *out, char *err,
+                         size_t errlen);
+
+/* Pillow's Image.resize(..., BICUBIC) of an RGB8 image (src_w x src_h) to dst_w x dst_h, bit for bit: separable
+ * two-pass convolution (horizontal first, on the rows the vertical pass needs), Keys cubic with a = -0.5,
+ * support 2 scaled by the reduction factor when shrinking (antialiasing), coefficients normalised in double and
+ * rounded to 22-bit fixed point, 8-bit intermediate between the passes. Equal sizes copy. `dst` holds
+ * dst_w * dst_h * 3 bytes (must not overlap src). Errors: a size < 1, the filter too long for Pillow's
+ * coefficient buffer (Pillow raises MemoryError), out of memory. Allocates temporary buffers. */
+int dsv4_image_resize_bicubic(const uint8_t *src, int src_w, int src_h, uint8_t *dst, int dst_w, int dst_h,
+                              char *err, size_t errlen);
+
+/* ImageOps.pad(image, (plan->width, plan->height), color=(127, 127, 127)) as the reference calls it: `dst`
+ * (plan->width * plan->height * 3 bytes) receives the image resized to resized_w x resized_h (BICUBIC as
+ * above) at (offset_x, offset_y) on a (127, 127, 127) canvas. `plan` must come from dsv4_image_plan_grid for
+ * this image's size. Errors: plan inconsistent with the image, out of memory. */
+int dsv4_image_pad(const dsv4_image *im, const dsv4_image_plan *plan, uint8_t *dst, char *err, size_t errlen);
+
+/* The normalised value of an 8-bit sample: ((float)v / 255 - 0.5) / 0.5 in float32, rounded to BF16 (returned
+ * as float) — the reference's `x / 255`, `(x - 0.5) / 0.5`, `.to(torch.bfloat16)`. 127 (the padding) gives -0.003936767578125 = -(1 + 1/128)/256. */
+float dsv4_vision_normalize(uint8_t v);
+
+/* The whole pre-processing of `load_image`: plan (written to *plan), pad, normalise, cut patches. `patches`
+ * receives n_vit_h * n_vit_w patches of 3 x patch_size x patch_size floats (BF16 values as float32), patch
+ * index = row * n_vit_w + col over the patch grid, inside a patch channel-major then row then column — the
+ * reference's [n_vit_h * n_vit_w, 3, 14, 14] tensor. `cap` is the number of floats `patches` can hold. With
+ * patches = NULL only the plan is computed (the size needed is plan->n_vit_h * plan->n_vit_w * 3 *
+ * p->patch_size^2 floats). Errors as dsv4_image_plan_grid and dsv4_image_pad; cap too small. */
+int dsv4_image_preprocess(const dsv4_image *im, const dsv4_vision_params *p, dsv4_image_plan *plan,
+                          float *patches, size_t cap, char *err, size_t errlen);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
