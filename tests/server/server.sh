@@ -119,6 +119,10 @@ if srv_start queue --parallel 1 --queue 1; then
     kill $C1 $C2 2>/dev/null; wait $C1 $C2 2>/dev/null
     check "serve: a client that disconnects frees its slot" 0 '"slots_busy":0,"queue":0' -- \
         sh -c "for i in \$(seq 1 50); do r=\$(curl -sS -m 5 '$(U /health)'); case \$r in *'\"slots_busy\":0,\"queue\":0'*) echo \$r; exit 0;; esac; sleep 0.1; done; echo \$r"
+    # a non-streaming client that gives up (curl -m 1) frees its slot too
+    curl -sS -m 1 --data-binary "{\"messages\":[{\"role\":\"user\",\"content\":\"ROMEO:\"}],\"max_tokens\":1900,$CHAT}" "$(U /v1/chat/completions)" > /dev/null 2>&1
+    check "serve: a non-streaming client that disconnects frees its slot (within 1 s; the reply needed more)" 0 '"slots_busy":0,"queue":0' -- \
+        sh -c "for i in \$(seq 1 10); do r=\$(curl -sS -m 5 '$(U /health)'); case \$r in *'\"slots_busy\":0,\"queue\":0'*) echo \$r; exit 0;; esac; sleep 0.1; done; echo \$r"
     srv_stop
 fi
 
