@@ -4,7 +4,7 @@
  *
  * Spec: docs/v41.md §3.3 and docs/vision.md (what the official code does at each step, including the points the
  * spec left open: EXIF, colour conversions, the pad placement, Pillow's fixed-point resampler). Tested against
- * Debian's Pillow 9.4 (tests/golden/vision, tools/vision/make_resample_goldens.py) and against the official
+ * Debian's Pillow 9.4 (tests/golden/vision, tools/vision/make_goldens.py) and against the official
  * `image_processor.py` run on CPU (tools/vision/check_official.py).
  *
  * Pixels are 8-bit RGB, row-major, 3 bytes per pixel (R, G, B), no row padding: byte (y * width + x) * 3 + c.
@@ -113,7 +113,8 @@ int dsv4_image_resize_bicubic(const uint8_t *src, int src_w, int src_h, uint8_t 
 int dsv4_image_pad(const dsv4_image *im, const dsv4_image_plan *plan, uint8_t *dst, char *err, size_t errlen);
 
 /* The normalised value of an 8-bit sample: ((float)v / 255 - 0.5) / 0.5 in float32, rounded to BF16 (returned
- * as float) — the reference's `x / 255`, `(x - 0.5) / 0.5`, `.to(torch.bfloat16)`. 127 (the padding) gives -0.003936767578125 = -(1 + 1/128)/256. */
+ * as float) — the reference's `x / 255`, `(x - 0.5) / 0.5`, `.to(torch.bfloat16)`. 127 (the padding) gives
+ * -0.003936767578125 = -(1 + 1/128)/256. */
 float dsv4_vision_normalize(uint8_t v);
 
 /* The whole pre-processing of `load_image`: plan (written to *plan), pad, normalise, cut patches. `patches`

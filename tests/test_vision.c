@@ -1,9 +1,10 @@
 /* test_vision.c — image decoding and pre-processing (include/dsv4_vision.h) against goldens:
- *  - tests/golden/vision/resample.json: Pillow's BICUBIC resize on 320 size pairs (1x1, 1x4000, 4000x1, up and
- *    down, one axis at a time), synthetic images (tools/vision/synth.py = synth_pixel below): bit-exact (sha256
+ *  - tests/golden/vision/resample.json: Pillow's BICUBIC resize on 320 size pairs (1x1, 1x4000, 4000x1, up
+ *    and down, one axis at a time), synthetic images (tools/vision/synth.py = synth_pixel below): bit-exact (sha256
  *    of the pixels; full pixels for the small ones);
  *  - normalize.json: the 256 normalised BF16 values (torch), bit-exact;
- *  - decode.json + the files in decode/: Pillow's Image.open().convert("RGB") of 31 JPEG/PNG files of every kind, bit-exact;
+ *  - decode.json + the files in decode/: Pillow's Image.open().convert("RGB") of 31 JPEG/PNG files of every
+ *    kind, bit-exact;
  *  - preprocess.json: the official image_processor.py load_image() run on CPU (tools/vision/check_official.py):
  *    plan and sha256 of the BF16 patch tensor, bit-exact;
  *  - the resize plan on the spec's examples, and bad input: every prefix of a PNG and a JPEG, corrupt bytes,
@@ -241,7 +242,8 @@ static void test_plan(void) {
         for (int h = 1; h <= 3000; h += 53) {
             if (dsv4_image_plan_grid(w, h, &p, &pl, err, sizeof err)) continue;
             if (pl.n_tokens > 1024 || pl.width % 14 || pl.height % 14 || pl.n_vit_w * 14 != pl.width ||
-                pl.resized_w > pl.width || pl.resized_h > pl.height || (pl.resized_w != pl.width && pl.resized_h != pl.height))
+                pl.resized_w > pl.width || pl.resized_h > pl.height ||
+                (pl.resized_w != pl.width && pl.resized_h != pl.height))
                 bad++;
         }
     CHECK(bad == 0, "plan sweep: %d plans break an invariant", bad);
@@ -379,14 +381,14 @@ static void test_bad_jpeg(void) {
 static void test_not_image(void) {
     char err[512];
     const char *txt = "hello, this is text\n";
-    CHECK(refuses((const uint8_t *)txt, strlen(txt), "notes.txt", "not a JPEG or PNG image (it starts with bytes 68 65 6c",
-                  err, sizeof err), "text: %s", err);
+    CHECK(refuses((const uint8_t *)txt, strlen(txt), "notes.txt",
+                  "not a JPEG or PNG image (it starts with bytes 68 65 6c", err, sizeof err), "text: %s", err);
     CHECK(refuses((const uint8_t *)"", 0, "empty.png", "empty", err, sizeof err), "empty: %s", err);
     const uint8_t gif[] = "GIF89a\x01\x00\x01\x00";
     CHECK(refuses(gif, 10, "a.gif", "not a JPEG or PNG", err, sizeof err), "GIF: %s", err);
     dsv4_image *im;
-    CHECK(dsv4_image_from_file(&im, GOLD "/no-such-file.png", err, sizeof err) == -1 && strstr(err, "no-such-file.png") &&
-              strstr(err, "cannot open"), "missing file: %s", err);
+    CHECK(dsv4_image_from_file(&im, GOLD "/no-such-file.png", err, sizeof err) == -1 &&
+              strstr(err, "no-such-file.png") && strstr(err, "cannot open"), "missing file: %s", err);
     CHECK(dsv4_image_from_file(&im, GOLD, err, sizeof err) == -1 && strstr(err, "directory"), "directory: %s", err);
     CHECK(dsv4_image_from_file(&im, "tests/test_vision.c", err, sizeof err) == -1 &&
               strstr(err, "tests/test_vision.c: not a JPEG or PNG"), "source file: %s", err);
