@@ -321,6 +321,13 @@ static void test_bad_png(void) {
     put32(c + 29, crc32_(c + 12, 17));
     CHECK(refuses(c, n, "huge.png", "100000 x 100000 pixels, more than the 178956970-pixel limit", err, sizeof err),
           "PNG 100000x100000: %s", err);
+    /* fuzz_image_png finding: two sides near 2^32 overflowed the int64 product in the header check (UBSan) */
+    memcpy(c, png, n);
+    put32(c + 16, 0xf8ff9f91u);
+    put32(c + 20, 0x89811900u);
+    put32(c + 29, crc32_(c + 12, 17));
+    CHECK(refuses(c, n, "ovf.png", "4177502097 x 2306939136 pixels, more than the", err, sizeof err),
+          "PNG 4177502097 x 2306939136: %s", err);
     memcpy(c, png, n);
     put32(c + 16, 0x7fffffffu);
     put32(c + 20, 1);

@@ -327,7 +327,8 @@ int dsv4_image_from_bytes(dsv4_image **out, const void *data, size_t len, const 
             int64_t w = (int64_t)d[16] << 24 | d[17] << 16 | d[18] << 8 | d[19];
             int64_t h = (int64_t)d[20] << 24 | d[21] << 16 | d[22] << 8 | d[23];
             dsv4_image *probe = NULL;
-            if (w == 0 || h == 0 || w * h > DSV4_IMAGE_MAX_PIXELS) {
+            if (w == 0 || h == 0 || w > DSV4_IMAGE_MAX_PIXELS || h > DSV4_IMAGE_MAX_PIXELS ||
+                w * h > DSV4_IMAGE_MAX_PIXELS) { /* each side first: the product of two 32-bit sides can overflow */
                 probe = image_new(w, h, name, "PNG image", err, errlen);
                 dsv4_image_free(probe);
                 if (!probe) return -1;
