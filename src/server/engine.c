@@ -335,7 +335,7 @@ static int32_t decode_sample(srv_engine *e, slot_t *sl) {
         j->t_first_token = srv_now();
         pthread_mutex_unlock(&j->mu);
     }
-    if (t == e->eos_id || t == e->eos_cfg) { slot_finish(e, sl, SRV_FIN_STOP, NULL); return -1; }
+    if (!j->ignore_eos && (t == e->eos_id || t == e->eos_cfg)) { slot_finish(e, sl, SRV_FIN_STOP, NULL); return -1; }
     sl->gen++;
     char piece[1024];
     int k = dsv4_detok_next(e->tok, &sl->st, t, piece, sizeof piece);

@@ -231,6 +231,7 @@ int srv_parse_sampling(const cJSON *req, srv_gen *g, srv_error *e) {
     }
     x = 0;
     if (srv_get_num(req, "presence_penalty", -2, 2, &x, e) || srv_get_num(req, "frequency_penalty", -2, 2, &x, e)) return -1;
+    if (srv_get_bool(req, "ignore_eos", &g->ignore_eos, e)) return -1;
     l = 1; if (srv_get_int(req, "n", 1, 1L << 20, &l, e)) return -1;
     if (l != 1) return srv_err(e, 400, IRE, "unsupported_value", "n", "'n' is %ld; only n = 1 is supported", l);
     return 0;
@@ -253,6 +254,7 @@ srv_job *srv_submit(srv_engine *eng, int32_t *toks, int n, srv_gen *g, srv_error
     g->stop = NULL; g->n_stop = 0;
     j->logprobs = g->logprobs;
     j->top_logprobs = g->top_logprobs;
+    j->ignore_eos = g->ignore_eos;
     j->id_seed = (uint64_t)(srv_now() * 1e6);
     if (srv_engine_submit(eng, j)) {
         srv_job_release(j);

@@ -65,6 +65,7 @@ typedef struct srv_job {
     int max_tokens;
     char **stop; int n_stop;         /* owned stop strings (matched in content / raw text) */
     int logprobs, top_logprobs;
+    int ignore_eos;                  /* EOS is sampled like any token (benchmarks, tests) */
     uint64_t id_seed;
     /* shared state, under mu */
     pthread_mutex_t mu; pthread_cond_t cv;
@@ -158,6 +159,7 @@ typedef struct {
     dsv4_sampler_params sp;
     char **stop; int n_stop;         /* owned until moved into the job */
     int logprobs, top_logprobs;
+    int ignore_eos;
 } srv_gen;
 
 /* Error of a request: HTTP status, OpenAI error type / code, param and message. */

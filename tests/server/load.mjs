@@ -9,7 +9,7 @@ async function one(i) {
   const r = await fetch(base + '/v1/chat/completions', {
     method: 'POST', headers: { 'Content-Type': 'application/json' },
     body: JSON.stringify({ messages: [{ role: 'user', content: `CITIZEN ${i}:` }], max_tokens: maxTokens, stream: true,
-      stream_options: { include_usage: true }, temperature: 0.8, seed: i, thinking: { type: 'disabled' } }),
+      stream_options: { include_usage: true }, temperature: 0.8, seed: i, thinking: { type: 'disabled' }, ignore_eos: true }),
   });
   if (r.status !== 200) return { ok: false, why: 'status ' + r.status + ' ' + (await r.text()) };
   const text = await r.text();

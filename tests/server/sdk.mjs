@@ -20,8 +20,12 @@ const check = (name, cond, detail) => {
 };
 const step = async (name, fn) => { try { await fn(); } catch (e) { fail++; console.log('FAIL sdk: ' + name + ' threw ' + e); } };
 const greedy = { temperature: 0, thinking: { type: 'disabled' } };
-const tools = [{ type: 'function', function: { name: 'add', description: 'Add two numbers',
-  parameters: { type: 'object', properties: { a: { type: 'number' }, b: { type: 'number' } }, required: ['a', 'b'] } } }];
+// the tools models/nano-chat was trained with (tests/golden/nano_chat/cases.json)
+const tools = [{ type: 'function', function: { name: 'calculator', description: 'Apply an arithmetic operation to two numbers.',
+  parameters: { type: 'object', properties: { operation: { type: 'string', enum: ['add', 'subtract', 'multiply', 'divide'] },
+    a: { type: 'number' }, b: { type: 'number' } }, required: ['operation', 'a', 'b'] } } },
+  { type: 'function', function: { name: 'lookup_character', description: 'Look up a character of a Shakespeare play.',
+    parameters: { type: 'object', properties: { name: { type: 'string' } }, required: ['name'] } } }];
 
 await step('openai chat non-stream', async () => {
   const r = await openai.chat.completions.create({ model, messages: [{ role: 'user', content: 'ROMEO:' }], max_tokens: 8, ...greedy });
@@ -64,18 +68,27 @@ await step('openai prefix reuse', async () => {
 });
 
 await step('openai tool round trip', async () => {
-  const messages = [{ role: 'user', content: 'What is 2 + 3? Use the add tool.' }];
-  const r1 = await openai.chat.completions.create({ model, messages, tools, max_tokens: 64, temperature: 0 });
+  const messages = [{ role: 'system', content: 'You are a helpful assistant.' }, { role: 'user', content: 'What is 54 plus 94?' }];
+  const r1 = await openai.chat.completions.create({ model, messages, tools, max_tokens: 160, temperature: 0 });
   const m1 = r1.choices[0].message;
   let calls = m1.tool_calls || [];
-  if (toolModel) check('openai tools: the model calls add', calls.length > 0 && r1.choices[0].finish_reason === 'tool_calls', m1);
-  if (!calls.length) calls = [{ id: 'call_client1', type: 'function', function: { name: 'add', arguments: '{"a": 2, "b": 3}' } }];
+  if (toolModel) check('openai tools: the model calls the calculator (finish_reason tool_calls)',
+    calls.length === 1 && calls[0].function.name === 'calculator' && r1.choices[0].finish_reason === 'tool_calls', r1.choices[0]);
+  if (!calls.length) calls = [{ id: 'call_client1', type: 'function', function: { name: 'calculator', arguments: '{"operation": "add", "a": 54, "b": 94}' } }];
   check('openai tools: arguments are a JSON string', calls.every(c => typeof c.function.arguments === 'string' && JSON.parse(c.function.arguments)), calls);
   check('openai tools: no DSML in content', !(m1.content || '').includes('DSML'), m1.content);
   const history = [...messages, { role: 'assistant', content: m1.content || '', reasoning_content: m1.reasoning_content, tool_calls: calls },
     ...calls.map(c => ({ role: 'tool', tool_call_id: c.id, content: '5' }))];
-  const r2 = await openai.chat.completions.create({ model, messages: history, tools, max_tokens: 16, temperature: 0 });
+  const r2 = await openai.chat.completions.create({ model, messages: history, tools, max_tokens: toolModel ? 160 : 16, temperature: 0 });
   check('openai tools: the answer after the tool result', r2.choices[0].message && r2.usage.prompt_tokens > r1.usage.prompt_tokens, r2.choices[0]);
+  if (toolModel) {
+    check('openai tools: an answer, no further call', !r2.choices[0].message.tool_calls && r2.choices[0].finish_reason === 'stop' &&
+      (r2.choices[0].message.content || '').length > 0, r2.choices[0]);
+    // the resent assistant turn renders the model's exact DSML bytes (registry by call id), so the whole first
+    // conversation, generated tokens included, is reused
+    check('openai tools: the resent history reuses the first turn (exact DSML replay)',
+      r2.usage.prompt_tokens_details.cached_tokens >= r1.usage.prompt_tokens + r1.usage.completion_tokens - 1, { u1: r1.usage, u2: r2.usage });
+  }
 });
 
 await step('openai responses', async () => {
@@ -118,9 +131,9 @@ await step('anthropic messages', async () => {
   st.on('thinking', (d) => { thinking += d; });
   const fm = await st.finalMessage();
   check('anthropic stream: thinking block accumulated', fm.content[0].type === 'thinking' && fm.content[0].thinking === thinking && thinking.length > 0, fm);
-  const tr = await anthropic.messages.create({ model, max_tokens: 4, tools: [{ name: 'add', description: 'Add', input_schema: tools[0].function.parameters }],
+  const tr = await anthropic.messages.create({ model, max_tokens: 4, tools: [{ name: 'calculator', description: 'Calculate', input_schema: tools[0].function.parameters }],
     messages: [{ role: 'user', content: 'What is 2 + 3?' },
-      { role: 'assistant', content: [{ type: 'tool_use', id: 'toolu_1', name: 'add', input: { a: 2, b: 3 } }] },
+      { role: 'assistant', content: [{ type: 'tool_use', id: 'toolu_1', name: 'calculator', input: { operation: 'add', a: 2, b: 3 } }] },
       { role: 'user', content: [{ type: 'tool_result', tool_use_id: 'toolu_1', content: '5' }] }] });
   check('anthropic: tool_use / tool_result history accepted', tr.type === 'message' && tr.usage.input_tokens > 0, tr);
   try {

@@ -45,7 +45,7 @@ check "serve: a bad --host is refused" 2 "--host 'nowhere' is not an IPv4 addres
 
 if srv_start main --timeout 2 --body-limit 8K; then
     check "serve: GET /health" 0 '"status":"ok".*HTTP 200' -- curl -sS -m 10 -w ' HTTP %{http_code}\n' "$(U /health)"
-    check "serve: GET /v1/models names the model" 0 '"id":"nano".*"object":"model"' -- curl -sS -m 10 "$(U /v1/models)"
+    check "serve: GET /v1/models names the model" 0 "\"id\":\"$(basename "$SRV_MODEL")\".*\"object\":\"model\"" -- curl -sS -m 10 "$(U /v1/models)"
     check "serve: chat non-stream" 0 '"finish_reason":"length".*"cached_tokens":[0-9]+.*HTTP 200' -- \
         post /v1/chat/completions "{\"messages\":[{\"role\":\"user\",\"content\":\"ROMEO:\"}],\"max_tokens\":8,$CHAT}"
     check "serve: chat stream ends with usage and [DONE]" 0 '"choices":\[\],"usage":\{"prompt_tokens":[0-9]+.*data: \[DONE\]' -- \
@@ -109,7 +109,7 @@ fi
 # one slot, a queue of 1: two long streams fill both, a third request gets 503 + Retry-After; killing the clients
 # frees the slot at once
 if srv_start queue --parallel 1 --queue 1; then
-    BIG="{\"messages\":[{\"role\":\"user\",\"content\":\"ROMEO:\"}],\"max_tokens\":1900,\"stream\":true,$CHAT}"
+    BIG="{\"messages\":[{\"role\":\"user\",\"content\":\"ROMEO:\"}],\"max_tokens\":1900,\"stream\":true,\"ignore_eos\":true,$CHAT}"
     curl -sS -N -m 120 --data-binary "$BIG" "$(U /v1/chat/completions)" > /dev/null 2>&1 & C1=$!
     sleep 0.5
     curl -sS -N -m 120 --data-binary "$BIG" "$(U /v1/chat/completions)" > /dev/null 2>&1 & C2=$!
@@ -120,7 +120,7 @@ if srv_start queue --parallel 1 --queue 1; then
     check "serve: a client that disconnects frees its slot" 0 '"slots_busy":0,"queue":0' -- \
         sh -c "for i in \$(seq 1 50); do r=\$(curl -sS -m 5 '$(U /health)'); case \$r in *'\"slots_busy\":0,\"queue\":0'*) echo \$r; exit 0;; esac; sleep 0.1; done; echo \$r"
     # a non-streaming client that gives up (curl -m 1) frees its slot too
-    curl -sS -m 1 --data-binary "{\"messages\":[{\"role\":\"user\",\"content\":\"ROMEO:\"}],\"max_tokens\":1900,$CHAT}" "$(U /v1/chat/completions)" > /dev/null 2>&1
+    curl -sS -m 1 --data-binary "{\"messages\":[{\"role\":\"user\",\"content\":\"ROMEO:\"}],\"max_tokens\":1900,\"ignore_eos\":true,$CHAT}" "$(U /v1/chat/completions)" > /dev/null 2>&1
     check "serve: a non-streaming client that disconnects frees its slot (within 1 s; the reply needed more)" 0 '"slots_busy":0,"queue":0' -- \
         sh -c "for i in \$(seq 1 10); do r=\$(curl -sS -m 5 '$(U /health)'); case \$r in *'\"slots_busy\":0,\"queue\":0'*) echo \$r; exit 0;; esac; sleep 0.1; done; echo \$r"
     srv_stop
@@ -147,22 +147,34 @@ if srv_start apis; then
     srv_stop
 fi
 
-# the official SDKs (tests/server/sdk.mjs; node_modules from `npm ci` in tests/server, done by .ci/run)
+# the official SDKs (tests/server/sdk.mjs; node_modules from `npm ci` in tests/server, done by .ci/run), on the test
+# model and, when it is there, on models/nano-chat with a real tool-call round trip (DSV4_TOOL_MODEL=1)
+run_sdk() {   # run_sdk NAME MODEL_DIR TOOL_MODEL
+    local save=$SRV_MODEL
+    SRV_MODEL=$2
+    if srv_start "$1"; then
+        out=$(DSV4_URL="http://127.0.0.1:$SRV_PORT" DSV4_MODEL_NAME="$(basename "$SRV_MODEL")" DSV4_TOOL_MODEL="$3" \
+              timeout 300 node tests/server/sdk.mjs 2>&1); rc=$?
+        printf '%s\n' "$out" | grep -Ev '^ok |^[0-9]+ passed, [0-9]+ failed'
+        line=$(printf '%s\n' "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -n 1)
+        if [ -z "$line" ]; then
+            echo "FAIL sdk.mjs ($2): exited $rc without a result line"; fail=$((fail + 1))
+        else
+            p=${line%% passed*}; f=${line#*passed, }; f=${f%% failed*}
+            pass=$((pass + p)); fail=$((fail + f))
+            if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then echo "FAIL sdk.mjs ($2): exited $rc"; fail=$((fail + 1)); else echo "ok   sdk.mjs ($2): $line"; fi
+        fi
+        srv_stop
+    fi
+    SRV_MODEL=$save
+}
 if [ ! -d tests/server/node_modules/openai ] || [ ! -d tests/server/node_modules/@anthropic-ai/sdk ]; then
     echo "FAIL sdk: tests/server/node_modules is missing (run: (cd tests/server && npm ci))"; fail=$((fail + 1))
-elif srv_start sdk; then
-    out=$(DSV4_URL="http://127.0.0.1:$SRV_PORT" DSV4_MODEL_NAME="$(basename "$SRV_MODEL")" DSV4_TOOL_MODEL="${DSV4_TOOL_MODEL:-0}" \
-          timeout 300 node tests/server/sdk.mjs 2>&1); rc=$?
-    printf '%s\n' "$out" | grep -Ev '^ok |^[0-9]+ passed, [0-9]+ failed'
-    line=$(printf '%s\n' "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -n 1)
-    if [ -z "$line" ]; then
-        echo "FAIL sdk.mjs: exited $rc without a result line"; fail=$((fail + 1))
-    else
-        p=${line%% passed*}; f=${line#*passed, }; f=${f%% failed*}
-        pass=$((pass + p)); fail=$((fail + f))
-        if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then echo "FAIL sdk.mjs: exited $rc"; fail=$((fail + 1)); else echo "ok   sdk.mjs: $line"; fi
+else
+    run_sdk sdk "$SRV_MODEL" "${DSV4_TOOL_MODEL:-0}"
+    if [ -f models/nano-chat/model.safetensors ] && [ "$SRV_MODEL" != models/nano-chat ]; then
+        run_sdk sdk-chat models/nano-chat 1
     fi
-    srv_stop
 fi
 
 # thinking-mode agent turn with the V4 special tokens (nano weights + a tokenizer with the specials as added tokens on
