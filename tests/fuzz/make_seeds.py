@@ -185,3 +185,36 @@ for k, v in server.items():
 put("fuzz_server_request", "bad_seed", '{"messages": [], "seed": 1e300, "top_k": -1}')
 # fuzzing finding: an integer field far outside the range of long long (was cast: undefined behaviour)
 put("fuzz_server_request", "regress_seed_1e300", '{"messages": [{"role": "user", "content": "x"}], "seed": 1e300}')
+
+# ---------------------------------------------------------------- tokenizer.json files
+with open("models/nano/tokenizer.json", "rb") as f:
+    put("fuzz_tokenizer_load", "nano", f.read())
+
+
+def byte_symbols():
+    """The byte-level BPE alphabet: printable Latin-1 bytes map to themselves, the rest to U+0100 upwards."""
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAC + 1)) + list(range(0xAE, 0xFF + 1))
+    sym, n = {}, 0
+    for b in range(256):
+        if b in keep:
+            sym[b] = chr(b)
+        else:
+            sym[b] = chr(256 + n)
+            n += 1
+    return [sym[b] for b in range(256)]
+
+
+syms = byte_symbols()
+vocab = {s: i for i, s in enumerate(syms)}
+vocab.update({"\u0120t": 256, "he": 257, "\u0120the": 258})
+added = [{"id": 259 + i, "content": c, "single_word": False, "lstrip": False, "rstrip": False, "normalized": False,
+          "special": True} for i, c in enumerate(["<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>"])]
+tiny = {"version": "1.0", "added_tokens": added, "normalizer": {"type": "Sequence", "normalizers": []},
+        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": "\\p{N}{1,3}"}, "behavior": "Isolated", "invert": False},
+            {"type": "Split", "pattern": {"Regex": " ?\\p{L}+|\\s+|[^\\s\\p{L}]+"}, "behavior": "Isolated",
+             "invert": False},
+            {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}]},
+        "decoder": {"type": "ByteLevel"},
+        "model": {"type": "BPE", "vocab": vocab, "merges": ["\u0120 t", "h e", "\u0120t he"]}}
+put("fuzz_tokenizer_load", "tiny", json.dumps(tiny, ensure_ascii=False))
