@@ -1,13 +1,15 @@
 /* server/server.h — internals of `dsv4 serve` shared by the src/server files (not a public API).
  *
  * Layers (one concern per file):
- *   http.c           libmicrohttpd daemon: connections, body limit, API key, routing, SSE transport, errors
+ *   http.c           libmicrohttpd daemon: connections, body limit, API key, routing, SSE transport, errors,
+ *                    the chat page at / (web/index.html)
  *   request.c        the common request form (OpenAI-style messages + options) -> rendered prompt tokens, checks
  *   api_openai.c     POST /v1/chat/completions, POST /v1/completions, GET /v1/models
  *   api_anthropic.c  POST /v1/messages
  *   api_responses.c  POST /v1/responses
  *   engine.c         slots, bounded queue, scheduler thread: prefill/decode, sampling, parsing, stop strings
  *   prefix_cache.c   per-slot token history and state checkpoints; choosing the slot and the reusable prefix
+ *   disk_cache.c     prefix states saved on disk (--cache-dir): tmp + fsync + rename, checksum, LRU bound
  *   metrics.c        counters and the Prometheus text of GET /metrics
  *   util.c           JSON/UTF-8/id helpers and the API-shaped error bodies
  *
