@@ -1,0 +1,67 @@
+/* tests/fuzz/fuzz_image_jpeg.c — libFuzzer harness: the JPEG decoder (dsv4_image_from_bytes, src/vision/image.c)
+ * and, on what it accepts, the pre-processing plan and Pillow's resampler (src/vision/preprocess.c, resample.c).
+ *
+ * Input: the file after the SOI marker FF D8 (the harness puts it in front, so no mutation is wasted on it).
+ * Properties besides sanitizers: exactly one of image / error; an error is one non-empty line that starts with
+ * the name given ("fuzz.jpeg: "); an accepted image is jpeg, 1..DSV4_IMAGE_MAX_PIXELS pixels, and every pixel
+ * byte can be read; its resize plan keeps the token cap and the 14-pixel grid or refuses with a message; images
+ * of at most 2^16 pixels are also resized (BICUBIC) to a third of their size, and one input in 16 (last byte's
+ * low 4 bits zero) is also padded per the plan when that is at most 2^20 pixels (a pad costs ~300,000 output pixels;
+ * doing it every time would cut the execution rate tenfold).
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include "dsv4_vision.h"
+#include "fuzz_util.h"
+
+static const uint8_t PREFIX[2] = {0xff, 0xd8};
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    uint8_t *buf = malloc(size + 2);
+    if (!buf) return 0;
+    memcpy(buf, PREFIX, 2);
+    if (size) memcpy(buf + 2, data, size);
+    dsv4_image *im = (dsv4_image *)1;
+    char err[512];
+    err[0] = 0;
+    int rc = dsv4_image_from_bytes(&im, buf, size + 2, "fuzz.jpeg", err, sizeof err);
+    free(buf);
+    if (rc) {
+        FUZZ_CHECK(rc == -1 && im == NULL, "failure returns -1 and no image");
+        FUZZ_CHECK(strncmp(err, "fuzz.jpeg: ", 4 + 7) == 0 && err[4 + 7] && !strchr(err, '\n'),
+                   "error names the input on one line: '%s'", err);
+        return 0;
+    }
+    FUZZ_CHECK(im != NULL && strcmp(dsv4_image_format(im), "jpeg") == 0, "an image of format jpeg");
+    int w = dsv4_image_width(im), h = dsv4_image_height(im);
+    FUZZ_CHECK(w >= 1 && h >= 1 && (long long)w * h <= DSV4_IMAGE_MAX_PIXELS, "size %d x %d in range", w, h);
+    const uint8_t *px = dsv4_image_pixels(im);
+    unsigned sum = 0;
+    for (size_t i = 0; i < (size_t)w * h * 3; i++) sum += px[i];
+    (void)sum;
+    dsv4_vision_params p = dsv4_vision_params_v41();
+    dsv4_image_plan pl;
+    if (dsv4_image_plan_grid(w, h, &p, &pl, err, sizeof err) == 0) {
+        FUZZ_CHECK(pl.n_tokens <= 1024 && pl.width % 14 == 0 && pl.height % 14 == 0 && pl.resized_w >= 1 &&
+                       pl.resized_h >= 1 && pl.resized_w <= pl.width && pl.resized_h <= pl.height,
+                   "plan of %d x %d: box %d x %d, resized %d x %d, %d tokens", w, h, pl.width, pl.height,
+                   pl.resized_w, pl.resized_h, pl.n_tokens);
+        if ((long long)w * h <= (1 << 16)) {
+            int dw = w / 3 + 1, dh = h / 3 + 1;
+            uint8_t *out = malloc((size_t)dw * dh * 3);
+            FUZZ_CHECK(out && dsv4_image_resize_bicubic(px, w, h, out, dw, dh, err, sizeof err) == 0, "resize: %s",
+                       err);
+            free(out);
+            if ((size == 0 || (data[size - 1] & 15) == 0) && (long long)pl.width * pl.height <= (1 << 20)) {
+                out = malloc((size_t)pl.width * pl.height * 3);
+                FUZZ_CHECK(out && dsv4_image_pad(im, &pl, out, err, sizeof err) == 0, "pad: %s", err);
+                free(out);
+            }
+        }
+    } else {
+        FUZZ_CHECK(err[0] && !strchr(err, '\n'), "plan error on one line: '%s'", err);
+    }
+    dsv4_image_free(im);
+    return 0;
+}
