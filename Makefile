@@ -5,6 +5,8 @@ CC      ?= cc
 OPT     ?= -O2
 CFLAGS  ?= $(OPT) -g
 CFLAGS  += -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Wall -Wextra -Iinclude -Isrc -MMD -MP
+# a*b+c stays two roundings unless written as fmaf: the kernels' fixed order depends on it (clang fuses by default)
+CFLAGS  += -ffp-contract=off
 LDLIBS  += -lcjson -lpcre2-8 -lutf8proc -lmicrohttpd -ledit -ljpeg -lpng -lm -lpthread
 ifeq ($(SAN),1)
   CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -58,13 +60,13 @@ $(BUILD)/tests/test_cli: $(BUILD)/tests/test_cli.o $(filter-out $(BUILD)/src/cli
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
 # DeepSeek-V4-compatible tokenizer: the V3 tokenizer.json plus the V4 added tokens (tools/tokenizer/README.md).
 # A stable path for tests and tools; `make test` builds it.
 V3_TOKENIZER := vendor/deepseek-v3-tokenizer/tokenizer.json
 build/v4-tokenizer.json: $(BUILD)/tools/make_v4_tokenizer tools/tokenizer/v4-added-tokens.tsv
-	$(BUILD)/tools/make_v4_tokenizer $(V3_TOKENIZER) tools/tokenizer/v4-added-tokens.tsv $@
+	$(RUN) $(BUILD)/tools/make_v4_tokenizer $(V3_TOKENIZER) tools/tokenizer/v4-added-tokens.tsv $@
 
 $(BUILD)/tools/make_v4_tokenizer: tools/tokenizer/make_v4_tokenizer.c
 	@mkdir -p $(dir $@)
@@ -72,7 +74,34 @@ $(BUILD)/tools/make_v4_tokenizer: tools/tokenizer/make_v4_tokenizer.c
 
 # The whole suite: unit, golden and CLI tests. Prints a final "N passed, N failed" line.
 test: $(TESTS) $(BUILD)/dsv4 build/v4-tokenizer.json $(BUILD)/tools/make_flash_ckpt
-	@DSV4_BIN=$(BUILD)/dsv4 BUILD=$(BUILD) ./tests/run.sh $(TESTS)
+	@DSV4_BIN=$(BUILD)/dsv4 DSV4_RUN='$(RUN)' BUILD=$(BUILD) ./tests/run.sh $(TESTS)
+
+# Cross builds (README "Portability"; .ci/cross.sh installs the toolchains and libraries): build for another
+# architecture and run the built binaries under qemu-user (RUN, passed to tests/run.sh as DSV4_RUN).
+#   cross-aarch64       everything, then the whole release suite under qemu-aarch64 (about 30 CPU-minutes: qemu
+#                       runs the float kernels ~80x slower than this machine natively)
+#   cross-aarch64-core  everything, then the kernel, thread and golden tests (CROSS_CORE_TESTS; what CI runs)
+#   cross-riscv64       the library without the server, images and engram (no riscv64 libmicrohttpd, libjpeg,
+#                       libpng, utf8proc in Debian 12) and the same tests, against cJSON and PCRE2 built from
+#                       Debian's sources into $(RV_DEPS) by .ci/cross.sh riscv64
+CROSS_BUILD ?= build/cross
+CROSS_CORE_TESTS ?= test_kernels test_ops test_io test_config test_threads test_golden test_blocks test_nano_golden
+CROSS_A64 := BUILD=$(CROSS_BUILD)-aarch64 CC=aarch64-linux-gnu-gcc AR=aarch64-linux-gnu-ar RUN='qemu-aarch64 -L /'
+cross-aarch64:
+	$(MAKE) $(CROSS_A64) test
+cross-aarch64-core:
+	$(MAKE) $(CROSS_A64) $(addprefix $(CROSS_BUILD)-aarch64/,dsv4 tools/make_flash_ckpt $(TESTS:$(BUILD)/%=%))
+	DSV4_RUN='qemu-aarch64 -L /' DSV4_TESTS_ONLY=1 ./tests/run.sh $(CROSS_CORE_TESTS:%=$(CROSS_BUILD)-aarch64/tests/%)
+RV_DEPS    ?= $(CROSS_BUILD)-riscv64-deps
+RV_TESTS   := $(filter-out test_threads,$(CROSS_CORE_TESTS))
+cross-riscv64:
+	$(MAKE) BUILD=$(CROSS_BUILD)-riscv64 CC=riscv64-linux-gnu-gcc AR=riscv64-linux-gnu-ar \
+	    CPPFLAGS='-isystem $(RV_DEPS)/include' LDFLAGS='-L$(RV_DEPS)/lib' LDLIBS='-lcjson -lpcre2-8 -lm -lpthread' \
+	    LIB_SRC='$(filter-out src/server/% src/vision/% src/model/engram.c,$(LIB_SRC))' \
+	    TESTS='$(RV_TESTS:%=$(CROSS_BUILD)-riscv64/tests/%)' test-bins
+	DSV4_RUN='qemu-riscv64 -L /usr/riscv64-linux-gnu' DSV4_TESTS_ONLY=1 ./tests/run.sh \
+	    $(RV_TESTS:%=$(CROSS_BUILD)-riscv64/tests/%)
+test-bins: $(TESTS)
 
 # CI: the release suite, then the same suite under AddressSanitizer + UBSan.
 check:
@@ -112,7 +141,7 @@ bench-flash: $(BUILD)/dsv4 $(BUILD)/tools/make_flash_ckpt
 clean:
 	rm -rf build dsv4
 
-.PHONY: all test check bench bench-flash bench-mem clean
+.PHONY: all test check cross-aarch64 cross-aarch64-core cross-riscv64 test-bins bench bench-flash bench-mem clean
 .PRECIOUS: $(BUILD)/%.o $(BUILD)/tests/%.o
 # libFuzzer harnesses: make fuzz / make fuzz-ci (docs/fuzzing.md)
 include tests/fuzz/fuzz.mk

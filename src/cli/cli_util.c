@@ -152,7 +152,7 @@ int32_t *cli_tokenize_all(const dsv4_tokenizer *t, const char *text, size_t len,
 const char *cli_common_usage =
     "options of every command:\n"
     "  -t, --threads N  threads, 0..1024; 0 = one per physical core (default); results never depend on N\n"
-    "  --kernel PATH    SIMD path: scalar, avx2 or avx512 (default: the best this CPU has; env DSV4_KERNEL)\n"
+    "  --kernel PATH    SIMD path: scalar, avx2, avx512 or neon (default: the best this CPU has; env DSV4_KERNEL)\n"
     "  --mem BYTES      memory budget for the weights, e.g. 16G, 512M (K/M/G/T = KiB..TiB); routed experts are read\n"
     "                   from disk into an expert cache as needed (same results); default: weights mapped (no budget)\n"
     "  -v, --verbose    more detail on stderr (seed, timings, prompt reuse)\n"

@@ -63,7 +63,7 @@ static const char bench_usage[] =
     "                     ms per step, aggregate tok/s, and the speed-up over B separate decodes\n"
     "  --repeat R         repeat each decode, batch and prefill measurement R times; print mean +- sd (default 1)\n"
     "  --csv FILE         also write every value as CSV (kernel,threads,metric,param,value,unit)\n"
-    "  --kernel NAME      kernel path: scalar, avx2 or avx512 (default: the best this CPU has)\n"
+    "  --kernel NAME      kernel path: scalar, avx2, avx512 or neon (default: the best this CPU has)\n"
     "  --bw-mib N         size of the read-bandwidth buffer in MiB (default 1024; keep it well above the caches)\n"
     "  --no-warm          do not read the checkpoint files into the page cache first\n"
     "  Read bandwidth (streaming read, best of 5) and kernel peak (dsv4_linear, FP8 256x2048, 32 tokens,\n"
