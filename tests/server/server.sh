@@ -80,7 +80,7 @@ if srv_start main --timeout 2 --body-limit 8K; then
     check "serve: body over --body-limit -> 413" 0 '"code":"request_too_large".*HTTP 413' -- \
         sh -c "head -c 9000 /dev/zero | tr '\\0' a | curl -sS -m 10 -w ' HTTP %{http_code}\n' --data-binary @- '$(U /v1/chat/completions)'"
     check "serve: prompt longer than the context -> context_length_exceeded" 0 '"code":"context_length_exceeded".*HTTP 400' -- \
-        sh -c "python3 -c 'import json; print(json.dumps({\"messages\":[{\"role\":\"user\",\"content\":\"ab \"*2600}]}))' > '$tmp/long.json'; curl -sS -m 30 -w ' HTTP %{http_code}\n' --data-binary @'$tmp/long.json' -H 'Expect:' '$(U /v1/chat/completions)'"
+        sh -c "{ printf '{\"messages\":[{\"role\":\"user\",\"content\":\"'; for i in \$(seq 1 2600); do printf 'ab '; done; printf '\"}]}'; } > '$tmp/long.json'; curl -sS -m 30 -w ' HTTP %{http_code}\n' --data-binary @'$tmp/long.json' -H 'Expect:' '$(U /v1/chat/completions)'"
     check "serve: n = 2 -> 400" 0 "only n = 1 is supported.*\"param\":\"n\".*HTTP 400" -- \
         post /v1/chat/completions '{"messages":[{"role":"user","content":"x"}],"n":2}'
     check "serve: unknown route -> 404 JSON" 0 '"error":\{"message":"no route for GET /v2/nothing".*HTTP 404' -- \
