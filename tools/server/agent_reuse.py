@@ -9,8 +9,12 @@ server returned it (reasoning_content, content, tool_calls), followed by a tool 
 new user message. Prints prompt tokens, cached tokens and the reused share per turn. Standard library only."""
 import argparse, json, urllib.request
 
-TOOLS = [{"type": "function", "function": {"name": "add", "description": "Add two numbers",
-          "parameters": {"type": "object", "properties": {"a": {"type": "number"}, "b": {"type": "number"}}}}}]
+TOOLS = [  # the tools models/nano-chat was trained with
+    {"type": "function", "function": {"name": "calculator", "description": "Apply an arithmetic operation to two numbers.",
+     "parameters": {"type": "object", "properties": {"operation": {"type": "string", "enum": ["add", "subtract", "multiply", "divide"]},
+                    "a": {"type": "number"}, "b": {"type": "number"}}, "required": ["operation", "a", "b"]}}},
+    {"type": "function", "function": {"name": "lookup_character", "description": "Look up a character of a Shakespeare play.",
+     "parameters": {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}}}]
 
 def call(url, body):
     req = urllib.request.Request(url + "/v1/chat/completions", json.dumps(body).encode(), {"Content-Type": "application/json"})
@@ -21,10 +25,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--url", default="http://127.0.0.1:8080")
     ap.add_argument("--turns", type=int, default=10)
-    ap.add_argument("--max-tokens", type=int, default=48)
+    ap.add_argument("--max-tokens", type=int, default=160)
     a = ap.parse_args()
-    msgs = [{"role": "system", "content": "You are a careful assistant. Use the add tool for arithmetic."},
-            {"role": "user", "content": "What is 17 + 25?"}]
+    msgs = [{"role": "system", "content": "You are a helpful assistant."}, {"role": "user", "content": "What is 17 plus 25?"}]
     total_p = total_c = 0
     for t in range(1, a.turns + 1):
         r = call(a.url, {"messages": msgs, "tools": TOOLS, "max_tokens": a.max_tokens, "temperature": 0,
@@ -42,7 +45,7 @@ def main():
         if calls:
             for tc in calls: msgs.append({"role": "tool", "tool_call_id": tc["id"], "content": "42"})
         else:
-            msgs.append({"role": "user", "content": f"And what is {t} + {t * 3}?"})
+            msgs.append({"role": "user", "content": f"What is {t} times {t * 3}?"})
     print(f"all turns: {total_c} of {total_p} prompt tokens reused ({100.0 * total_c / total_p:.1f}%)")
 
 if __name__ == "__main__":
