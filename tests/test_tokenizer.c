@@ -227,8 +227,7 @@ int main(void) {
     double dt = dsv4_now() - t0;
     CHECK(rc == 0 && t, "load %s: %s", TOK, err);
     if (!t) return test_done();
-    printf("load time %.3f s\n", dt);
-    CHECK(dt < 1.0, "load time %.3f s (want < 1 s)", dt);
+    printf("load time %.3f s (information only: speed is measured by `dsv4 bench-tokenizer`, never by a test)\n", dt);
     CHECK(dsv4_tokenizer_vocab_size(t) == 128815, "vocab size %d (want 128815)", dsv4_tokenizer_vocab_size(t));
 
     /* the V3 test vector (docs/encoding.md §2) */
