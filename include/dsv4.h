@@ -152,12 +152,6 @@ int dsv4_session_pos(const dsv4_session *s);
 size_t dsv4_session_bytes(const dsv4_model *m, int max_ctx);
 /* config.json max_position_embeddings of m (the longest context the model was trained for); 0 for NULL. */
 int dsv4_model_max_positions(const dsv4_model *m);
-/* Make dst a copy of src's sequence state (every cache, compressor and indexer state, the position): evaluating the
- * same tokens on either then gives the same logits. Both must be sessions of the same model opened with the same
- * max_ctx. Copies dsv4_session_bytes(m, max_ctx) bytes (all of it becomes resident); no allocation. Use: keep a
- * snapshot of a prompt prefix to come back to (chat in thinking mode, where the next prompt drops the reasoning).
- * Errors: NULL session, different model or max_ctx. */
-int dsv4_session_copy(dsv4_session *dst, const dsv4_session *src, char *err, size_t errlen);
 
 /* Evaluate `n` >= 1 tokens (ids tokens[0..n)) at positions pos..pos+n-1 (n > 1: prefill of a chunk;
  * n == 1: decode; docs/architecture.md §4-§5) and advance the position by n. Any split of a sequence into calls gives the

@@ -43,7 +43,7 @@ sed "s/\"added_tokens\":\[/\"added_tokens\":[{\"id\":1019,\"content\":\"<｜User
     "$NANO/tokenizer.json" > "$V4M/tokenizer.json"
 CHAT="'$BIN' chat -m '$V4M' -n 6 -s 1"
 check "chat: a \"\"\" block and a trailing backslash make one message each" 0 '\[3\] user: one\|\|three\|.*\[5\] user: a \|b\|' -- sh -c "printf 'hi\n\"\"\"\none\n\nthree\n\"\"\"\na \\\\\nb\n/history\n' | $CHAT 2>/dev/null | tr '\n' '|'"
-check "chat -v: thinking mode reuses the prompt up to where the last reply began" 0 "\\[turn 1: prompt [0-9]+ tokens \\(reused [1-9][0-9]* from the snapshot" -- sh -c "printf 'hello\nagain\n' | $CHAT -v"
+check "chat -v: thinking mode reuses the prompt up to where the last reply began" 0 "\\[turn 1: prompt [0-9]+ tokens \\(reused [1-9][0-9]* from the checkpoint" -- sh -c "printf 'hello\nagain\n' | $CHAT -v"
 check "chat: /save writes the conversation" 0 "saved 4 messages to $tmp/conv.json" -- sh -c "printf 'hello\nagain\n/save $tmp/conv.json\n' | $CHAT"
 check "chat --messages resumes a saved conversation" 0 "resumed 4 messages, [0-9]+ tokens, from $tmp/conv.json.*\\[5\\] user: more" -- sh -c "printf 'more\n/history\n' | $CHAT --messages '$tmp/conv.json' 2>&1 | tr '\n' ' '"
 echo '[{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]' > "$tmp/tools.json"

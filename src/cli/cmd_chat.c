@@ -12,8 +12,9 @@
  * reusing the session's tokens up to the first token that differs from the new prompt (-v shows how many):
  * when the session's tokens are a prefix of the prompt only the new ones are evaluated; otherwise (thinking mode
  * drops the reasoning of earlier turns from the prompt, so the new prompt leaves the session's tokens where the
- * last reply began) the session goes back to a snapshot taken at the end of the last prompt's shared part
- * (dsv4_session_copy), or starts over when that is not a prefix either. Tokens are sampled until EOS (or -n /
+ * last reply began) the session goes back to a checkpoint saved at the end of the last prompt's shared part
+ * (dsv4_checkpoint_save / dsv4_checkpoint_restore: the rolling state only, a few MiB even for V4-Flash), or
+ * starts over when that is not a prefix either. Tokens are sampled until EOS (or -n /
  * the context end), decoded and fed to the output parser (include/dsv4_parse.h): reasoning is shown dimmed on a
  * terminal, else each reasoning line is prefixed "thinking> "; tool calls as "tool_call> {JSON}" lines.
  *
@@ -40,7 +41,6 @@
 #include <unistd.h>
 
 #define ERRLEN 1024
-#define SNAPSHOT_MAX_BYTES ((size_t)4 << 30)   /* a snapshot doubles the session's memory: only up to 4 GiB */
 
 static const char *chat_usage =
     "usage: dsv4 chat -m DIR [--think|--no-think] [--temp T] [--top-p P] [--top-k K] [-s SEED] [-n N] [-c C]\n"
@@ -151,7 +151,7 @@ typedef struct {
     dsv4_model *m;
     const dsv4_tokenizer *tok;
     dsv4_session *s;      /* live session: its tokens are ev[0..nev) */
-    dsv4_session *snap;   /* snapshot of a prefix of ev: snap_n tokens (0 = none); NULL when not affordable */
+    dsv4_checkpoint *snap; /* checkpoint of the session after a prefix of ev: snap_n tokens (0 = none) */
     dsv4_sampler *smp;
     float *logits;
     int vocab, ctx, max_tokens, think, verbose, eos_id, eos_cfg, effort;
@@ -205,7 +205,7 @@ static int32_t *prompt_tokens(const chat_t *c, cJSON *hist, int *n, char *err) {
 
 /* How much of the next prompt will equal this one: the common prefix of P and the prompt of hist plus a dummy
  * assistant reply and user message (in thinking mode the reply's reasoning is dropped there, so this ends where
- * the reply begins). The snapshot is taken at that position. */
+ * the reply begins). The checkpoint is saved at that position. */
 static int shared_prefix(const chat_t *c, const int32_t *P, int np) {
     cJSON *h = cJSON_Duplicate(c->hist, 1);
     if (!h) return 0;
@@ -248,26 +248,26 @@ static int chat_turn(chat_t *c) {
         return 0;
     }
     /* reuse up to the first differing token: the live session when its tokens are a prefix of P, else the
-     * snapshot when its tokens are, else start over */
+     * checkpoint when its tokens are, else start over */
     int d = 0;
     while (d < c->nev && d < np && c->ev[d] == P[d]) d++;
     int reuse = 0;
     const char *from = "";
     if (d == c->nev && d < np) { reuse = d; from = d ? " from the session" : ""; }
     else if (c->snap && c->snap_n > 0 && c->snap_n <= d && c->snap_n < np &&
-             dsv4_session_copy(c->s, c->snap, err, sizeof err) == 0) {
-        reuse = c->snap_n; from = " from the snapshot";
+             dsv4_checkpoint_restore(c->s, c->snap, err, sizeof err) == 0) {
+        reuse = c->snap_n; from = " from the checkpoint";
     } else dsv4_session_reset(c->s);
     c->nev = reuse;
     double t0 = cli_now();
-    /* evaluate up to the shared prefix of the next turn's prompt, snapshot there, then the rest */
-    int cut = c->snap ? shared_prefix(c, P, np) : 0;
+    /* evaluate up to the shared prefix of the next turn's prompt, save a checkpoint there, then the rest */
+    int cut = shared_prefix(c, P, np);
     if (cut <= reuse || cut >= np) cut = 0;
     if (cut) {
         if (dsv4_eval(c->s, P + reuse, cut - reuse, NULL, err, sizeof err)) goto eval_fail;
-        if (dsv4_session_copy(c->snap, c->s, err, sizeof err) == 0) c->snap_n = cut;
+        if (dsv4_checkpoint_save(c->s, &c->snap, err, sizeof err) == 0) c->snap_n = cut;
         else c->snap_n = 0;
-    } else if (c->snap_n > reuse) c->snap_n = 0;   /* the snapshot's tokens are no longer those of ev */
+    } else if (c->snap_n > reuse) c->snap_n = 0;   /* the checkpoint's tokens are no longer those of ev */
     if (dsv4_eval(c->s, P + (cut ? cut : reuse), np - (cut ? cut : reuse), c->logits, err, sizeof err)) goto eval_fail;
     memcpy(c->ev, P, sizeof(int32_t) * (size_t)np);
     c->nev = np;
@@ -601,9 +601,6 @@ int dsv4_cli_chat(int argc, char **argv) {
         cli_fail("chat", "%s", err);
         goto done;
     }
-    /* the snapshot session for thinking-mode reuse, when it is affordable */
-    if (dsv4_session_bytes(c.m, c.ctx) <= SNAPSHOT_MAX_BYTES && dsv4_session_open(&c.snap, c.m, c.ctx, err, sizeof err))
-        c.snap = NULL;
     c.logits = malloc(sizeof(float) * (size_t)c.vocab);
     c.ev = malloc(sizeof(int32_t) * (size_t)c.ctx);
     if (!c.logits || !c.ev) { cli_fail("chat", "out of memory"); goto done; }
@@ -706,7 +703,7 @@ done:
     cJSON_Delete(c.tools);
     cJSON_Delete(msgs);
     dsv4_sampler_free(c.smp);
-    dsv4_session_free(c.snap);
+    dsv4_checkpoint_free(c.snap);
     dsv4_session_free(c.s);
     dsv4_model_free(c.m);
     return status;
