@@ -53,6 +53,12 @@ echo '[{"type": ' > "$tmp/bad.json"
 check "chat --tools: invalid JSON names the file" 1 "--tools $tmp/bad.json: not valid JSON" -- "$BIN" chat -m "$V4M" --tools "$tmp/bad.json"
 check "chat --messages: a message list the encoder refuses names the file" 1 "--messages $tmp/badmsg.json: " -- sh -c "echo '[{\"role\": \"wizard\", \"content\": \"x\"}]' > '$tmp/badmsg.json'; '$BIN' chat -m '$V4M' --messages '$tmp/badmsg.json' < /dev/null"
 check "chat: a write error on stdout is exit 1" 1 "write error on stdout" -- sh -c "printf 'hello\n' | $CHAT > /dev/full"
+check "chat: a reply stopped by a write error is not blamed on the context" 0 "^1 0$" -- sh -c "printf 'hello\n' | $CHAT 2>'$tmp/wf.err' >/dev/full; echo \$? \$(grep -c 'context full' '$tmp/wf.err')"
+# a write error on a device keeps the device: only a regular file's partial output is removed (as root,
+# `--out /dev/full` used to delete /dev/full; a link to it shows the same without risking the device)
+ln -sf /dev/full "$tmp/full.f32"; ln -sf /dev/full "$tmp/full.json"
+check "logits --out: a write error on a device is exit 1 and leaves the device" 0 "^kept 1$" -- sh -c "'$BIN' logits -m $NANO --tokens 5,6 --out '$tmp/full.f32' 2>/dev/null; r=\$?; [ -L '$tmp/full.f32' ] && echo kept \$r"
+check "chat: /save on a device that fails leaves the device" 0 "^kept$" -- sh -c "printf 'hello\n/save $tmp/full.json\n' | $CHAT >/dev/null 2>&1; [ -L '$tmp/full.json' ] && echo kept"
 
 # ---- signals: Ctrl-C (SIGINT) stops generate, ppl and a chat reply, and what was measured is printed
 check "generate: SIGINT stops and prints the timings (exit 130)" 0 "^130 interrupted \\| prefill" -- sh -c ": > '$tmp/gen.err'; '$BIN' generate -m $NANO -p ROMEO: -n 1000000 > /dev/null 2> '$tmp/gen.err' & p=\$!; i=0; while [ \$i -lt 100 ] && ! grep -q 'loaded in' '$tmp/gen.err'; do sleep 0.1; i=\$((i+1)); done; sleep 0.3; kill -INT \$p; wait \$p; echo \"\$? \$(tail -n 1 '$tmp/gen.err')\""

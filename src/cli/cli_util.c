@@ -400,6 +400,11 @@ uint64_t cli_seed(const char *cmd, uint64_t s, int seen) {
     return s;
 }
 
+int cli_is_regular_file(FILE *f) {
+    struct stat st;
+    return f && fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode);
+}
+
 double cli_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

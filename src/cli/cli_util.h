@@ -128,6 +128,11 @@ extern uint64_t cli_mem_bytes;
 /* Parse a byte count "N[K|M|G|T][i][B]" (binary units) into *(uint64_t *)dst; 0, or -1 when malformed / > 2^64-1. */
 int cli_parse_bytes(const char *v, void *dst);
 
+/* 1 if the open stream f is a regular file, else 0 (a device, pipe or socket, or fstat failed). A command that
+ * removes its partial output after a write error removes it only when this was 1 at open time: `--out /dev/full`
+ * must not delete the device. */
+int cli_is_regular_file(FILE *f);
+
 /* Monotonic seconds. */
 double cli_now(void);
 

@@ -311,7 +311,7 @@ static int chat_turn(chat_t *c) {
     if (frc) { fprintf(stderr, "dsv4 chat: out of memory\n"); return -1; }
     double t2 = cli_now();
     if (interrupted) fprintf(stderr, "(reply stopped by Ctrl-C after %d tokens; it stays in the history)\n", gen);
-    else if (!hit_eos)
+    else if (!hit_eos && !ferror(stdout))   /* a write error stopped it: reported once at exit */
         fprintf(stderr, "dsv4 chat: reply stopped after %d tokens (%s) without end-of-sentence\n", gen,
                 gen >= c->max_tokens ? "-n" : "context full");
     if (r.warnings && !interrupted) fprintf(stderr, "dsv4 chat: warning: %s\n", r.warnings);
@@ -380,11 +380,12 @@ static int save_conversation(const chat_t *c, const char *path) {
     cJSON_Delete(req);
     if (!json) { fprintf(stderr, "dsv4 chat: out of memory\n"); return -1; }
     FILE *f = fopen(path, "w");
+    int reg = cli_is_regular_file(f);   /* /save /dev/full must not delete the device */
     int ok = f && fputs(json, f) >= 0 && fputc('\n', f) != EOF;
     int e = errno;
     if (f && fclose(f) != 0 && ok) { ok = 0; e = errno; }
     free(json);
-    if (!ok) { fprintf(stderr, "dsv4 chat: /save %s: %s\n", path, strerror(e)); if (f) remove(path); return -1; }
+    if (!ok) { fprintf(stderr, "dsv4 chat: /save %s: %s\n", path, strerror(e)); if (reg) remove(path); return -1; }
     printf("(saved %d messages to %s)\n", cJSON_GetArraySize(c->hist), path);
     return 0;
 }

@@ -54,6 +54,7 @@ int dsv4_cli_logits(int argc, char **argv) {
     dsv4_session *s = NULL;
     float *logits = NULL;
     FILE *f = NULL;
+    int out_reg = 0;
     double t0 = cli_now();
     dsv4_model *m = cli_load_model("logits", dir);
     if (!m) { free(ids); return 1; }
@@ -70,6 +71,7 @@ int dsv4_cli_logits(int argc, char **argv) {
     if (cli_verbose) cli_load_summary("logits", dir, m, n, cli_now() - t0);
     f = to_stdout ? stdout : fopen(outp, "wb");
     if (!f) { cli_fail("logits", "cannot write %s: %s", outp, strerror(errno)); goto done; }
+    out_reg = !to_stdout && cli_is_regular_file(f);   /* only a regular file's partial rows are removed */
     int rows = 0;
     for (int pos = 0; pos < n; rows++) {
         int len = pos == 0 ? prefill : 1;
@@ -86,12 +88,12 @@ int dsv4_cli_logits(int argc, char **argv) {
     } else {
         int cerr = fclose(f);
         f = NULL;
-        if (cerr != 0) { cli_fail("logits", "write error on %s: %s", outp, strerror(errno)); remove(outp); goto done; }
+        if (cerr != 0) { cli_fail("logits", "write error on %s: %s", outp, strerror(errno)); if (out_reg) remove(outp); goto done; }
     }
     fprintf(stderr, "wrote %d rows of %d logits to %s\n", rows, info.vocab_size, to_stdout ? "stdout" : outp);
     rc = 0;
 done:
-    if (f && !to_stdout) { fclose(f); remove(outp); }
+    if (f && !to_stdout) { fclose(f); if (out_reg) remove(outp); }
     free(logits); free(ids);
     dsv4_session_free(s);
     dsv4_model_free(m);
