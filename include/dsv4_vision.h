@@ -46,6 +46,14 @@ typedef struct dsv4_image dsv4_image;
 int dsv4_image_from_bytes(dsv4_image **out, const void *data, size_t len, const char *name, char *err,
                           size_t errlen);
 
+/* dsv4_image_from_bytes with a lower size limit: images of more than `max_pixels` pixels (width x height) are
+ * refused from the header, before any pixel memory is allocated or any data decoded ("... more than the N-pixel
+ * limit"). max_pixels <= 0 or above DSV4_IMAGE_MAX_PIXELS means DSV4_IMAGE_MAX_PIXELS. For callers that bound the
+ * memory and time per image (a server; the fuzz harnesses): a corrupt 540-byte JPEG can declare 15616 x 9472
+ * pixels, which libjpeg decodes in full (half a second) before its trailing markers show the file is broken. */
+int dsv4_image_from_bytes_max(dsv4_image **out, const void *data, size_t len, const char *name, int64_t max_pixels,
+                              char *err, size_t errlen);
+
 /* dsv4_image_from_bytes on the contents of the file at `path` (the name in messages is the path).
  * Errors as above, plus "<path>: cannot open: <reason>". */
 int dsv4_image_from_file(dsv4_image **out, const char *path, char *err, size_t errlen);

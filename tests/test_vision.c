@@ -339,6 +339,13 @@ static void test_bad_png(void) {
     put32(c + 20, 1);
     put32(c + 29, crc32_(c + 12, 17));
     CHECK(refuses(c, n, "wide.png", "pixel limit", err, sizeof err), "PNG 2^31-1 x 1: %s", err);
+    /* a caller's lower limit (dsv4_image_from_bytes_max): the 37 x 23 image passes 851 pixels, not 850 */
+    dsv4_image *im;
+    CHECK(dsv4_image_from_bytes_max(&im, png, n, "lim.png", 851, err, sizeof err) == 0, "851-pixel limit: %s", err);
+    dsv4_image_free(im);
+    CHECK(dsv4_image_from_bytes_max(&im, png, n, "lim.png", 850, err, sizeof err) == -1 && im == NULL &&
+              strstr(err, "lim.png: PNG image is 37 x 23 pixels, more than the 850-pixel limit"), "850-pixel limit: %s",
+          err);
     free(c);
     free(png);
 }
@@ -386,6 +393,33 @@ static void test_bad_jpeg(void) {
     CHECK(refuses(c, n, "huge.jpg", "60000 x 60000 pixels, more than the", err, sizeof err), "JPEG 60000^2: %s", err);
     c[sof + 5] = c[sof + 6] = c[sof + 7] = c[sof + 8] = 0xff; /* 65535 x 65535: libjpeg's own limit first */
     CHECK(refuses(c, n, "huge.jpg", "65500", err, sizeof err), "JPEG 65535^2: %s", err);
+    /* fuzz_image_jpeg finding: a 540-byte JPEG declaring 15616 x 9472 pixels decoded "successfully" (grey rows
+     * after a premature marker) because the trailing markers were never read; Pillow calls
+     * jpeg_finish_decompress and refuses it. Same here, shown on a second SOF after the scan (Pillow: "broken data
+     * stream"), while a comment after the scan stays harmless. */
+    {
+        size_t sl = (size_t)(jpg[sof + 2] << 8 | jpg[sof + 3]) + 2;
+        uint8_t *x = malloc(n + sl + 7);
+        memcpy(x, jpg, n - 2);
+        memcpy(x + n - 2, jpg + sof, sl);
+        x[n - 2 + sl] = 0xff;
+        x[n - 1 + sl] = 0xd9;
+        CHECK(refuses(x, n + sl, "sof2.jpg", "two SOF markers", err, sizeof err), "second SOF after the scan: %s", err);
+        memcpy(x + n - 2, "\xff\xfe\x00\x05" "abc\xff\xd9", 9);
+        dsv4_image *a, *b;
+        CHECK(dsv4_image_from_bytes(&a, x, n + 7, "com.jpg", err, sizeof err) == 0, "comment after the scan: %s", err);
+        CHECK(dsv4_image_from_bytes(&b, jpg, n, "plain.jpg", err, sizeof err) == 0, "plain: %s", err);
+        CHECK(a && b && memcmp(dsv4_image_pixels(a), dsv4_image_pixels(b), 61 * 45 * 3) == 0,
+              "comment after the scan: same pixels");
+        dsv4_image_free(a);
+        dsv4_image_free(b);
+        free(x);
+    }
+    {
+        dsv4_image *im;
+        CHECK(dsv4_image_from_bytes_max(&im, jpg, n, "lim.jpg", 61 * 45 - 1, err, sizeof err) == -1 &&
+                  strstr(err, "61 x 45 pixels, more than the 2744-pixel limit"), "JPEG lower limit: %s", err);
+    }
     uint64_t s = 7;
     int named = 1;
     for (int t = 0; t < 300; t++) {

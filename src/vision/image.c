@@ -31,16 +31,16 @@ void dsv4_image_free(dsv4_image *im) {
 }
 
 /* A new image of w x h with uninitialised pixels, after the size checks every path shares. */
-static dsv4_image *image_new(int64_t w, int64_t h, const char *name, const char *what, char *err, size_t errlen) {
+static dsv4_image *image_new(int64_t w, int64_t h, int64_t max_px, const char *name, const char *what, char *err,
+                             size_t errlen) {
     if (w <= 0 || h <= 0) {
         dsv4_fail(err, errlen, "%s: %s has zero width or height (%lld x %lld)", name, what, (long long)w, (long long)h);
         return NULL;
     }
-    if (w > DSV4_IMAGE_MAX_PIXELS || h > DSV4_IMAGE_MAX_PIXELS || w * h > DSV4_IMAGE_MAX_PIXELS) {
+    if (w > max_px || h > max_px || w * h > max_px) {
         dsv4_fail(err, errlen,
-                  "%s: %s is %lld x %lld pixels, more than the %lld-pixel limit (refused before decoding; the "
-                  "reference's Pillow refuses it too)",
-                  name, what, (long long)w, (long long)h, (long long)DSV4_IMAGE_MAX_PIXELS);
+                  "%s: %s is %lld x %lld pixels, more than the %lld-pixel limit (refused before decoding%s)", name, what, (long long)w, (long long)h, (long long)max_px,
+                  max_px == DSV4_IMAGE_MAX_PIXELS ? "; the reference's Pillow refuses it too" : "");
         return NULL;
     }
     dsv4_image *im = calloc(1, sizeof *im);
@@ -57,7 +57,7 @@ static dsv4_image *image_new(int64_t w, int64_t h, const char *name, const char 
 
 int dsv4_image_from_rgb(dsv4_image **out, int width, int height, const uint8_t *rgb, char *err, size_t errlen) {
     *out = NULL;
-    dsv4_image *im = image_new(width, height, "image", "the pixel array", err, errlen);
+    dsv4_image *im = image_new(width, height, DSV4_IMAGE_MAX_PIXELS, "image", "the pixel array", err, errlen);
     if (!im) return -1;
     memcpy(im->rgb, rgb, (size_t)width * (size_t)height * 3);
     im->format = "rgb";
@@ -71,6 +71,7 @@ struct jpeg_err {
     struct jpeg_error_mgr pub;
     jmp_buf jb;
     int truncated;
+    int rows_done; /* every scanline has been read: only jpeg_finish_decompress is left */
     char msg[JMSG_LENGTH_MAX];
 };
 
@@ -81,10 +82,12 @@ static void jpeg_on_error(j_common_ptr c) {
 }
 
 /* Warnings are ignored as Pillow ignores them (its libjpeg output_message does nothing), except the end of the
- * data: Pillow then reports "image file is truncated"; jpeg_mem_src would go on with a fake EOI and grey rows. */
+ * data before the last scanline: Pillow then reports "image file is truncated" (jpeg_mem_src would go on with a
+ * fake EOI and grey rows). After the last scanline the end of the data is fine, as in Pillow, whose
+ * jpeg_finish_decompress then suspends and the image is kept. */
 static void jpeg_on_message(j_common_ptr c, int level) {
     struct jpeg_err *e = (struct jpeg_err *)c->err;
-    if (level < 0 && c->err->msg_code == JWRN_JPEG_EOF) {
+    if (level < 0 && c->err->msg_code == JWRN_JPEG_EOF && !e->rows_done) {
         e->truncated = 1;
         longjmp(e->jb, 1);
     }
@@ -96,8 +99,8 @@ static inline int muldiv255(int a, int b) {
     return ((t >> 8) + t) >> 8;
 }
 
-static int decode_jpeg(dsv4_image **out, const uint8_t *data, size_t len, const char *name, char *err,
-                       size_t errlen) {
+static int decode_jpeg(dsv4_image **out, const uint8_t *data, size_t len, int64_t max_px, const char *name,
+                       char *err, size_t errlen) {
     struct jpeg_decompress_struct ci;
     struct jpeg_err je;
     dsv4_image *volatile im = NULL;
@@ -130,7 +133,7 @@ static int decode_jpeg(dsv4_image **out, const uint8_t *data, size_t len, const 
         return dsv4_fail(err, errlen, "%s: JPEG with %d components is not supported (1, 3 or 4, as Pillow)", name,
                          nc);
     }
-    im = image_new(ci.image_width, ci.image_height, name, "JPEG image", err, errlen);
+    im = image_new(ci.image_width, ci.image_height, max_px, name, "JPEG image", err, errlen);
     if (!im) {
         jpeg_destroy_decompress(&ci);
         return -1;
@@ -172,7 +175,10 @@ static int decode_jpeg(dsv4_image **out, const uint8_t *data, size_t len, const 
             }
         }
     }
-    /* All rows are in: like Pillow, what follows (trailing markers, a missing EOI) does not matter. */
+    /* All rows are in. Pillow then calls jpeg_finish_decompress, which reads the markers up to EOI: a bad marker
+     * there is an error (its "broken data stream"), the end of the data is not (see jpeg_on_message). */
+    je.rows_done = 1;
+    jpeg_finish_decompress(&ci);
     jpeg_destroy_decompress(&ci);
     free(row);
     *out = im;
@@ -239,8 +245,8 @@ static void png_row_to_rgb(uint8_t *o, const uint8_t *r, int w, int channels, in
     }
 }
 
-static int decode_png(dsv4_image **out, const uint8_t *data, size_t len, const char *name, char *err,
-                      size_t errlen) {
+static int decode_png(dsv4_image **out, const uint8_t *data, size_t len, int64_t max_px, const char *name,
+                      char *err, size_t errlen) {
     struct png_ctx ctx = {data, len, 0, 0, {0}};
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &ctx, png_on_error, png_on_warning);
     png_infop info = png ? png_create_info_struct(png) : NULL;
@@ -267,7 +273,7 @@ static int decode_png(dsv4_image **out, const uint8_t *data, size_t len, const c
     png_uint_32 w32, h32;
     int depth, ctype, interlace;
     png_get_IHDR(png, info, &w32, &h32, &depth, &ctype, &interlace, NULL, NULL);
-    im = image_new(w32, h32, name, "PNG image", err, errlen);
+    im = image_new(w32, h32, max_px, name, "PNG image", err, errlen);
     if (!im) {
         png_destroy_read_struct(&png, &info, NULL);
         return -1;
@@ -316,25 +322,32 @@ static int decode_png(dsv4_image **out, const uint8_t *data, size_t len, const c
 
 int dsv4_image_from_bytes(dsv4_image **out, const void *data, size_t len, const char *name, char *err,
                           size_t errlen) {
+    return dsv4_image_from_bytes_max(out, data, len, name, 0, err, errlen);
+}
+
+int dsv4_image_from_bytes_max(dsv4_image **out, const void *data, size_t len, const char *name, int64_t max_pixels,
+                              char *err, size_t errlen) {
     *out = NULL;
     if (!name) name = "image";
+    int64_t max_px = max_pixels <= 0 || max_pixels > DSV4_IMAGE_MAX_PIXELS ? DSV4_IMAGE_MAX_PIXELS : max_pixels;
     const uint8_t *d = data;
     static const uint8_t png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-    if (len >= 3 && d[0] == 0xff && d[1] == 0xd8 && d[2] == 0xff) return decode_jpeg(out, d, len, name, err, errlen);
+    if (len >= 3 && d[0] == 0xff && d[1] == 0xd8 && d[2] == 0xff)
+        return decode_jpeg(out, d, len, max_px, name, err, errlen);
     if (len >= 8 && memcmp(d, png_sig, 8) == 0) {
         /* IHDR sizes checked here, so that a zero or huge size gets this message rather than libpng's */
         if (len >= 24 && memcmp(d + 12, "IHDR", 4) == 0) {
             int64_t w = (int64_t)d[16] << 24 | d[17] << 16 | d[18] << 8 | d[19];
             int64_t h = (int64_t)d[20] << 24 | d[21] << 16 | d[22] << 8 | d[23];
             dsv4_image *probe = NULL;
-            if (w == 0 || h == 0 || w > DSV4_IMAGE_MAX_PIXELS || h > DSV4_IMAGE_MAX_PIXELS ||
-                w * h > DSV4_IMAGE_MAX_PIXELS) { /* each side first: the product of two 32-bit sides can overflow */
-                probe = image_new(w, h, name, "PNG image", err, errlen);
+            if (w == 0 || h == 0 || w > max_px || h > max_px ||
+                w * h > max_px) { /* each side first: the product of two 32-bit sides can overflow */
+                probe = image_new(w, h, max_px, name, "PNG image", err, errlen);
                 dsv4_image_free(probe);
                 if (!probe) return -1;
             }
         }
-        return decode_png(out, d, len, name, err, errlen);
+        return decode_png(out, d, len, max_px, name, err, errlen);
     }
     if (len == 0) return dsv4_fail(err, errlen, "%s: empty (0 bytes), not an image", name);
     char hex[3 * 8 + 1] = {0};
