@@ -300,11 +300,23 @@ static void test_bad_png(void) {
     CHECK(bad == 0, "PNG: %d of %zu prefixes not refused as truncated", bad, n - 12);
     CHECK(ok_tail == 12, "PNG without (part of) IEND accepted: %d of 12", ok_tail);
     CHECK(refuses(png, 20, "p.png", "truncated PNG", err, sizeof err), "PNG cut in IHDR: %s", err);
-    /* corrupt IDAT (CRC mismatch) */
+    /* CRCs as Pillow: a wrong CRC before IDAT is refused, a wrong IDAT CRC is not (same pixels) */
     uint8_t *c = malloc(n);
     memcpy(c, png, n);
-    c[60] ^= 0x55;
-    CHECK(refuses(c, n, "bad.png", "corrupt or unsupported PNG", err, sizeof err), "PNG bad IDAT CRC: %s", err);
+    c[29] ^= 0x55; /* IHDR's CRC */
+    CHECK(refuses(c, n, "bad.png", "corrupt PNG (bad CRC in the IHDR chunk at byte 8)", err, sizeof err),
+          "PNG bad IHDR CRC: %s", err);
+    memcpy(c, png, n);
+    c[n - 13] ^= 0x55; /* the last IDAT's CRC, just before IEND */
+    {
+        dsv4_image *a = NULL, *b = NULL;
+        CHECK(dsv4_image_from_bytes(&a, c, n, "idatcrc.png", err, sizeof err) == 0 &&
+                  dsv4_image_from_bytes(&b, png, n, "ok.png", err, sizeof err) == 0 &&
+                  memcmp(dsv4_image_pixels(a), dsv4_image_pixels(b), 37 * 23 * 3) == 0,
+              "PNG with a wrong IDAT CRC decoded as Pillow does: %s", err);
+        dsv4_image_free(a);
+        dsv4_image_free(b);
+    }
     /* random corruption anywhere after the signature: never a crash; errors name the input */
     uint64_t s = 1;
     int crashes_none = 1;

@@ -82,12 +82,14 @@ static void jpeg_on_error(j_common_ptr c) {
 }
 
 /* Warnings are ignored as Pillow ignores them (its libjpeg output_message does nothing), except the end of the
- * data before the last scanline: Pillow then reports "image file is truncated" (jpeg_mem_src would go on with a
- * fake EOI and grey rows). After the last scanline the end of the data is fine, as in Pillow, whose
- * jpeg_finish_decompress then suspends and the image is kept. */
+ * data. Before the last scanline: Pillow reports "image file is truncated" (jpeg_mem_src would go on with a fake
+ * EOI and grey rows), so do we. After it: Pillow's suspending jpeg_finish_decompress stops there and the image is
+ * kept, even inside a marker segment that would be an error if complete; so we stop reading and keep it too (going
+ * on with jpeg_mem_src's fake EOI could turn such a cut segment into an error). */
 static void jpeg_on_message(j_common_ptr c, int level) {
     struct jpeg_err *e = (struct jpeg_err *)c->err;
-    if (level < 0 && c->err->msg_code == JWRN_JPEG_EOF && !e->rows_done) {
+    if (level < 0 && c->err->msg_code == JWRN_JPEG_EOF) {
+        if (e->rows_done) longjmp(e->jb, 2); /* Pillow's finish suspends here and keeps the image */
         e->truncated = 1;
         longjmp(e->jb, 1);
     }
@@ -109,7 +111,14 @@ static int decode_jpeg(dsv4_image **out, const uint8_t *data, size_t len, int64_
     ci.err = jpeg_std_error(&je.pub);
     je.pub.error_exit = jpeg_on_error;
     je.pub.emit_message = jpeg_on_message;
-    if (setjmp(je.jb)) {
+    int jr = setjmp(je.jb);
+    if (jr == 2) { /* the data ended after the last scanline: done */
+        jpeg_destroy_decompress(&ci);
+        free(row);
+        *out = im;
+        return 0;
+    }
+    if (jr) {
         if (je.truncated)
             dsv4_fail(err, errlen, "%s: truncated JPEG (the data ends before the image is complete)", name);
         else
@@ -245,8 +254,40 @@ static void png_row_to_rgb(uint8_t *o, const uint8_t *r, int w, int channels, in
     }
 }
 
+/* Pillow checks the CRC of every chunk it reads while opening a PNG, i.e. those before the first IDAT, and of no
+ * chunk after that (IDAT included). Returns 0, or -1 naming the first chunk before IDAT whose CRC is wrong.
+ * Chunks that do not fit in the data are left to libpng (truncation). */
+static int png_check_header_crcs(const uint8_t *d, size_t len, const char *name, char *err, size_t errlen) {
+    uint32_t tab[256];
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++) c = (c >> 1) ^ (0xedb88320u & (0u - (c & 1)));
+        tab[i] = c;
+    }
+    size_t pos = 8;
+    while (pos + 8 <= len) {
+        size_t n = (size_t)d[pos] << 24 | (size_t)d[pos + 1] << 16 | (size_t)d[pos + 2] << 8 | d[pos + 3];
+        const uint8_t *type = d + pos + 4;
+        if (memcmp(type, "IDAT", 4) == 0 || n > len - pos - 8 || len - pos - 8 - n < 4) break;
+        uint32_t c = 0xffffffffu;
+        for (size_t i = 0; i < n + 4; i++) c = tab[(c ^ type[i]) & 255] ^ (c >> 8);
+        c = ~c;
+        const uint8_t *q = type + 4 + n;
+        uint32_t want = (uint32_t)q[0] << 24 | (uint32_t)q[1] << 16 | (uint32_t)q[2] << 8 | q[3];
+        if (c != want) {
+            char t[5];
+            for (int i = 0; i < 4; i++) t[i] = type[i] >= 0x20 && type[i] < 0x7f ? (char)type[i] : '?';
+            t[4] = 0;
+            return dsv4_fail(err, errlen, "%s: corrupt PNG (bad CRC in the %s chunk at byte %zu)", name, t, pos);
+        }
+        pos += n + 12;
+    }
+    return 0;
+}
+
 static int decode_png(dsv4_image **out, const uint8_t *data, size_t len, int64_t max_px, const char *name,
                       char *err, size_t errlen) {
+    if (png_check_header_crcs(data, len, name, err, errlen)) return -1;
     struct png_ctx ctx = {data, len, 0, 0, {0}};
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &ctx, png_on_error, png_on_warning);
     png_infop info = png ? png_create_info_struct(png) : NULL;
@@ -267,6 +308,10 @@ static int decode_png(dsv4_image **out, const uint8_t *data, size_t len, int64_t
         return -1;
     }
     png_set_read_fn(png, &ctx, png_read_mem);
+    /* CRCs: the chunks before IDAT were checked above, as Pillow does; like Pillow, the image data's own CRCs are
+     * not checked (Pillow decodes a PNG whose IDAT CRC is wrong). zlib's Adler-32 is checked (Pillow's inflate
+     * reports a wrong one as "broken data stream"). */
+    png_set_crc_action(png, PNG_CRC_QUIET_USE, PNG_CRC_QUIET_USE);
     /* Pillow has no per-side limit (only the pixel count, checked below); libpng's default is 10^6 per side. */
     png_set_user_limits(png, PNG_UINT_31_MAX, PNG_UINT_31_MAX);
     png_read_info(png, info);
