@@ -2,6 +2,8 @@
 """make_chat_data.py -- training data and tokenizer of the built-in chat model models/nano-chat.
 
     /usr/bin/python3 tools/train/make_chat_data.py [--data vendor/tinyshakespeare/tinyshakespeare.txt] [--dsv4 ./dsv4]
+    /usr/bin/python3 tools/train/make_chat_data.py --mix copy ...   # the continued-training mix (build_split_copy)
+                                                                    # with the committed tokenizer; cache/nano-chat-copy
 
 Steps (all deterministic, seed 7):
   1. Conversations (OpenAI-style requests, the input of `dsv4 render`), train and held-out:
@@ -252,6 +254,68 @@ def build_split(text, rng, n_tool, core, max_chars):
     return out
 
 
+def multi_tool_request(cases, thinking):
+    """One conversation with the tools and several questions in a row, each: question -> [reasoning] -> call
+    -> tool result -> [reasoning] -> answer (the turns of tool_request(..., 'full') concatenated)."""
+    msgs = [{"role": "system", "content": SYSTEM}]
+    for c in cases:
+        msgs += tool_request(c, thinking, "full")["messages"][1:]
+    return {"messages": msgs, "tools": TOOLS}
+
+
+def drill_request(case, thinking):
+    """A short copy drill (no system prompt, no tools, ~30 tokens): the question, then (thinking mode) the
+    call's reasoning line without its last sentence, and a reply that repeats the operands / the name."""
+    if case["kind"] == "calculator":
+        a = case["arguments"]
+        said = "%s %s %s" % (a["a"], OPS[a["operation"]][1], a["b"])
+        reply = "You asked for %s." % said
+    else:
+        reply = "You asked about %s." % case["arguments"]["name"]
+    m = {"role": "assistant", "content": reply}
+    if thinking:
+        m["reasoning_content"] = case["think1"].rsplit(" I will", 1)[0]
+    return {"messages": [{"role": "user", "content": case["user"]}, m]}
+
+
+def build_split_copy(text, rng, n_conv, core, max_chars, n_shakespeare, n_drill):
+    """The "copy" mix of the continued training (see tools/train/README.md "nano-chat"): tool conversations
+    of 1-5 questions (SEQ 1024 holds the tools' system prompt + 5 question turns), i.e. ~4x the copy events
+    (numbers / names written again in the reasoning, the arguments and the answer) per trained token;
+    every CORE prompt CORE_REPEAT times as the first question (where the accuracy check asks it), followed by
+    0-4 random ones; a few Shakespeare dialogues and greetings so the rest is not forgotten."""
+    items = []
+    sp = speeches(text)
+    sh = shakespeare_convs(sp, rng, max_chars)
+    rng.shuffle(sh)
+    for turns in sh[:n_shakespeare]:
+        items.append((shakespeare_request(turns, rng.random() < 0.5, rng), None))
+
+    def rand_case():
+        return calc_case(rng) if rng.random() < 0.6 else lookup_case(rng)
+    for c in core:
+        for r in range(CORE_REPEAT):
+            extra = [rand_case() for _ in range(rng.randrange(5))]
+            items.append((multi_tool_request([c] + extra, r % 2 == 0), r % 2 == 0))
+    for i in range(n_conv):
+        k = rng.choice([1, 2, 3, 4, 5, 5])
+        th = rng.random() < 0.5
+        items.append((multi_tool_request([rand_case() for _ in range(k)], th), th))
+    for i in range(n_conv // 16):
+        th = rng.random() < 0.5
+        items.append((greet_request(rng, th), th))
+    for i in range(n_drill):
+        th = rng.random() < 0.5
+        items.append((drill_request(rand_case(), th), th))
+    out = []
+    for req, th in items:
+        if th is None:
+            th = "reasoning_content" in req["messages"][-1]
+        out.append((req, th))
+    rng.shuffle(out)
+    return out
+
+
 def render(dsv4, req, thinking, tmpdir):
     p = os.path.join(tmpdir, "req.json")
     with open(p, "w", encoding="utf-8") as f:
@@ -295,75 +359,9 @@ def split_specials(text, specials):
     return [s for s in pat.split(text) if s]
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--data", default=os.path.join(ROOT, "vendor", "tinyshakespeare", "tinyshakespeare.txt"))
-    ap.add_argument("--dsv4", default=os.path.join(ROOT, "dsv4"), help="dsv4 binary (render, tokenize)")
-    ap.add_argument("--out", default=os.path.join(ROOT, "models", "nano-chat", "tokenizer.json"))
-    ap.add_argument("--cache", default=os.path.join(HERE, "cache", "nano-chat"))
-    ap.add_argument("--cases", default=os.path.join(ROOT, "tests", "golden", "nano_chat", "cases.json"))
-    ap.add_argument("--n-tool", type=int, default=1500, help="random tool conversations in the train split")
-    args = ap.parse_args()
-    t0 = time.time()
-
-    def log(msg):
-        print("[chat-data %6.1fs] %s" % (time.time() - t0, msg), flush=True)
-
-    data = open(args.data, "rb").read()
-    cut = len(data) * 9 // 10
-    train_text, val_text = data[:cut].decode("utf-8"), data[cut:].decode("utf-8")
-    core = core_cases()
-    rng = random.Random(SEED)
-    splits = {"train": build_split(train_text, rng, args.n_tool, core, 700),
-              "val": build_split(val_text, random.Random(SEED + 1), 120, [], 700)}
-    os.makedirs(args.cache, exist_ok=True)
+def write_ids(args, rendered, added, vocab, merges, pretok, spec_text, log):
+    """Token ids of the rendered splits (C tokenizer, args.out), loss masks, conversation offsets, meta.json."""
     tmpdir = args.cache
-    rendered = {}
-    for name, items in splits.items():
-        rendered[name] = [render(args.dsv4, req, th, tmpdir) for req, th in items]
-        log("%s: %d conversations rendered, %d chars" % (name, len(items), sum(map(len, rendered[name]))))
-
-    # ---- tokenizer
-    with open(os.path.join(ROOT, "models", "nano", "tokenizer.json"), encoding="utf-8") as f:
-        base = json.load(f)
-    pretok = PreTokenizer(base["pre_tokenizer"])
-    specials = special_tokens()
-    spec_text = [BOS, EOS] + [s for s, _ in specials]
-    counts = {}
-    for span in [train_text] + [s for r in rendered["train"] for s in split_specials(r, spec_text)]:
-        for p in pretok.pieces(span):
-            bl = to_bytelevel(p)
-            counts[bl] = counts.get(bl, 0) + 1
-    alphabet = sorted(BYTE2U.values())
-    n_merges = VOCAB - 2 - len(alphabet) - len(specials)
-    merges = train(counts, alphabet, n_merges, log)
-    vocab = {BOS: 0, EOS: 1}
-    for a in alphabet:
-        vocab[a] = len(vocab)
-    for a, b in merges:
-        if a + b not in vocab:
-            vocab[a + b] = len(vocab)
-    added = [added_token(0, BOS), added_token(1, EOS)]
-    nid = len(vocab)
-    for s, special in specials:
-        t = added_token(nid, s)
-        t["special"] = special
-        t["normalized"] = not special
-        added.append(t)
-        nid += 1
-    assert nid == VOCAB, (nid, VOCAB)
-    tok = dict(base)
-    tok["added_tokens"] = added
-    tok["model"] = dict(base["model"])
-    tok["model"]["vocab"] = vocab
-    tok["model"]["merges"] = ["%s %s" % m for m in merges]
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w", encoding="utf-8") as f:
-        json.dump(tok, f, ensure_ascii=False, indent=None, separators=(",", ":"))
-        f.write("\n")
-    log("wrote %s: %d merges, %d special tokens, vocab %d, %d bytes" %
-        (args.out, len(merges), len(specials) + 2, nid, os.path.getsize(args.out)))
-
     # ---- token ids (C tokenizer), masks, offsets
     ids_of = {s: i for i, s in enumerate([BOS, EOS])}
     for t in added:
@@ -415,6 +413,103 @@ def main():
         log("%s: %s" % (name, json.dumps(meta[name])))
     with open(os.path.join(args.cache, "meta.json"), "w") as f:
         json.dump(meta, f, indent=1)
+
+
+def tokenize_only(args, rendered, log):
+    """The copy mix: ids with the committed tokenizer args.out (its vocab, merges and added tokens reused as
+    they are, so the continued training keeps the checkpoint's token ids)."""
+    with open(args.out, encoding="utf-8") as f:
+        tok = json.load(f)
+    pretok = PreTokenizer(tok["pre_tokenizer"])
+    added = tok["added_tokens"]
+    merges = [tuple(m.split(" ")) for m in tok["model"]["merges"]]
+    spec_text = [t["content"] for t in added]
+    write_ids(args, rendered, added, tok["model"]["vocab"], merges, pretok, spec_text, log)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", default=os.path.join(ROOT, "vendor", "tinyshakespeare", "tinyshakespeare.txt"))
+    ap.add_argument("--dsv4", default=os.path.join(ROOT, "dsv4"), help="dsv4 binary (render, tokenize)")
+    ap.add_argument("--out", default=os.path.join(ROOT, "models", "nano-chat", "tokenizer.json"))
+    ap.add_argument("--cache", default=None, help="default cache/nano-chat (base) or cache/nano-chat-copy (copy)")
+    ap.add_argument("--cases", default=os.path.join(ROOT, "tests", "golden", "nano_chat", "cases.json"))
+    ap.add_argument("--n-tool", type=int, default=1500, help="random tool conversations in the train split")
+    ap.add_argument("--mix", choices=["base", "copy"], default="base",
+                    help="base: the first training's data, tokenizer and eval cases; copy: the continued "
+                         "training's data (multi-question tool conversations) tokenized with the EXISTING "
+                         "tokenizer --out (not retrained); the eval cases are not rewritten")
+    args = ap.parse_args()
+    if args.cache is None:
+        args.cache = os.path.join(HERE, "cache", "nano-chat" if args.mix == "base" else "nano-chat-copy")
+    t0 = time.time()
+
+    def log(msg):
+        print("[chat-data %6.1fs] %s" % (time.time() - t0, msg), flush=True)
+
+    data = open(args.data, "rb").read()
+    cut = len(data) * 9 // 10
+    train_text, val_text = data[:cut].decode("utf-8"), data[cut:].decode("utf-8")
+    core = core_cases()
+    rng = random.Random(SEED)
+    if args.mix == "copy":
+        splits = {"train": build_split_copy(train_text, rng, 1400, core, 700, 300, 12000),
+                  "val": build_split_copy(val_text, random.Random(SEED + 1), 60, [], 700, 20, 200)}
+    else:
+        splits = {"train": build_split(train_text, rng, args.n_tool, core, 700),
+                  "val": build_split(val_text, random.Random(SEED + 1), 120, [], 700)}
+    os.makedirs(args.cache, exist_ok=True)
+    tmpdir = args.cache
+    rendered = {}
+    for name, items in splits.items():
+        rendered[name] = [render(args.dsv4, req, th, tmpdir) for req, th in items]
+        log("%s: %d conversations rendered, %d chars" % (name, len(items), sum(map(len, rendered[name]))))
+
+    # ---- tokenizer
+    if args.mix == "copy":
+        tokenize_only(args, rendered, log)
+        return
+    with open(os.path.join(ROOT, "models", "nano", "tokenizer.json"), encoding="utf-8") as f:
+        base = json.load(f)
+    pretok = PreTokenizer(base["pre_tokenizer"])
+    specials = special_tokens()
+    spec_text = [BOS, EOS] + [s for s, _ in specials]
+    counts = {}
+    for span in [train_text] + [s for r in rendered["train"] for s in split_specials(r, spec_text)]:
+        for p in pretok.pieces(span):
+            bl = to_bytelevel(p)
+            counts[bl] = counts.get(bl, 0) + 1
+    alphabet = sorted(BYTE2U.values())
+    n_merges = VOCAB - 2 - len(alphabet) - len(specials)
+    merges = train(counts, alphabet, n_merges, log)
+    vocab = {BOS: 0, EOS: 1}
+    for a in alphabet:
+        vocab[a] = len(vocab)
+    for a, b in merges:
+        if a + b not in vocab:
+            vocab[a + b] = len(vocab)
+    added = [added_token(0, BOS), added_token(1, EOS)]
+    nid = len(vocab)
+    for s, special in specials:
+        t = added_token(nid, s)
+        t["special"] = special
+        t["normalized"] = not special
+        added.append(t)
+        nid += 1
+    assert nid == VOCAB, (nid, VOCAB)
+    tok = dict(base)
+    tok["added_tokens"] = added
+    tok["model"] = dict(base["model"])
+    tok["model"]["vocab"] = vocab
+    tok["model"]["merges"] = ["%s %s" % m for m in merges]
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w", encoding="utf-8") as f:
+        json.dump(tok, f, ensure_ascii=False, indent=None, separators=(",", ":"))
+        f.write("\n")
+    log("wrote %s: %d merges, %d special tokens, vocab %d, %d bytes" %
+        (args.out, len(merges), len(specials) + 2, nid, os.path.getsize(args.out)))
+
+    write_ids(args, rendered, added, vocab, merges, pretok, spec_text, log)
 
     # ---- eval cases: the CORE prompts (trained on) + held-out random ones
     hrng = random.Random(999)

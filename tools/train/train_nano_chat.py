@@ -4,6 +4,7 @@
     nice /usr/bin/python3 tools/train/train_nano_chat.py train    # resumes from the last checkpoint
     nice /usr/bin/python3 tools/train/train_nano_chat.py export   # -> models/nano-chat (config + safetensors)
     nice /usr/bin/python3 tools/train/train_nano_chat.py eval     # held-out assistant-token loss (reference)
+    nice /usr/bin/python3 tools/train/train_nano_chat.py copyloss # CE on copied digits vs the rest (diagnostic)
 (tools/train/run_chat.sh runs everything, data and tokenizer included: tools/train/make_chat_data.py.)
 
 Same model code, architecture family, optimizer, quantization-aware training (straight-through FP8/FP4),
@@ -141,12 +142,15 @@ def cmd_train(args):
     opt = torch.optim.AdamW(tn.param_groups(model), lr=LR, betas=(0.9, 0.95), eps=1e-8)
     path, start = latest_ckpt()
     elapsed0 = 0.0
+    if path is None and args.init and not args.fresh:
+        path, start = args.init, 0     # continued training: weights + optimizer state, a new schedule from 0
     if path and not args.fresh:
         ck = torch.load(path)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
-        elapsed0 = ck.get("elapsed", 0.0)
-        log("resumed %s (step %d, %.0fs trained)" % (path, start, elapsed0), logf)
+        elapsed0 = ck.get("elapsed", 0.0) if start else 0.0
+        log("%s %s (step %d, %.0fs trained)" % ("resumed" if start else "initialized from", path, start,
+                                                elapsed0), logf)
     else:
         start = 0
     nparam = sum(p.numel() for p in model.parameters())
@@ -230,15 +234,50 @@ def cmd_eval(args):
     log("held-out assistant tokens: %s" % json.dumps(res))
 
 
+def cmd_copyloss(args):
+    """Teacher-forced CE of a training checkpoint (--ckpt, default the run's latest) on the assistant tokens
+    of the first --max-conv (default 60) held-out conversations of --cache, split into digit tokens (the
+    byte tokens '0'..'9': operands copied from the question, results copied from the tool result) and the
+    rest; a model that copies has a digit CE well below ln 10 = 2.30."""
+    meta = setup()
+    cfg, model = tn.build_model(meta)
+    path = args.ckpt or latest_ckpt()[0]
+    model.load_state_dict(torch.load(path)["model"])
+    model.eval()
+    with open(os.path.join(ROOT, meta["tokenizer"]), encoding="utf-8") as f:
+        vocab = json.load(f)["model"]["vocab"]
+    digits = {vocab[c] for c in "0123456789"}
+    ids, mask, off = load_split("val")
+    tot = {"digit": [0.0, 0], "other": [0.0, 0]}
+    with torch.no_grad():
+        for k in range(min(len(off) - 1, args.max_conv or 60)):
+            a, b = off[k], min(off[k + 1], off[k] + SEQ)
+            x = torch.tensor([ids[a:b]], dtype=torch.int64)
+            ce = F.cross_entropy(model.forward_train(x)[0][0, :-1], x[0, 1:], reduction="none")
+            for i in range(1, b - a):
+                if mask[a + i]:
+                    t = tot["digit" if ids[a + i] in digits else "other"]
+                    t[0] += float(ce[i - 1])
+                    t[1] += 1
+    log("%s: assistant digit tokens CE %.3f (%d), other assistant tokens CE %.3f (%d)" % (
+        path, tot["digit"][0] / max(1, tot["digit"][1]), tot["digit"][1], tot["other"][0] / max(1, tot["other"][1]),
+        tot["other"][1]))
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("cmd", choices=["train", "export", "eval"])
+    ap.add_argument("cmd", choices=["train", "export", "eval", "copyloss"])
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--fresh", action="store_true")
     ap.add_argument("--ckpt", default=None)
     ap.add_argument("--max-conv", type=int, default=None, help="eval: only the first N held-out conversations")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
     ap.add_argument("--run-dir", default=None)
+    ap.add_argument("--cache", default=None, help="data cache (default cache/nano-chat)")
+    ap.add_argument("--init", default=None, metavar="CKPT",
+                    help="train: when the run dir has no checkpoint, start from CKPT's weights and optimizer "
+                         "state at step 0 of this run's schedule (continued training)")
+    ap.add_argument("--out", default=None, help="export / eval: model dir (default models/nano-chat)")
     args = ap.parse_args()
     g = globals()
     for kv in args.set:
@@ -247,9 +286,13 @@ def main():
         g[k] = type(g[k])(v)
     if args.run_dir:
         g["RUN_DIR"] = os.path.abspath(args.run_dir)
+    if args.cache:
+        g["CACHE"] = os.path.abspath(args.cache)
+    if args.out:
+        g["OUT_DIR"] = os.path.abspath(args.out)
     torch.set_num_threads(1)
     torch.manual_seed(SEED)
-    {"train": cmd_train, "export": cmd_export, "eval": cmd_eval}[args.cmd](args)
+    {"train": cmd_train, "export": cmd_export, "eval": cmd_eval, "copyloss": cmd_copyloss}[args.cmd](args)
 
 
 if __name__ == "__main__":
