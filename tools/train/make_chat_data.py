@@ -45,7 +45,7 @@ EOS = "<｜end▁of▁sentence｜>"
 USER = "<｜User｜>"
 ASSISTANT = "<｜Assistant｜>"
 THINK, END_THINK = "<think>", "</think>"
-# V3-era named special tokens the V4 tokenizer keeps (spec v4-encoding §1); the rest come from the TSV.
+# V3-era named special tokens the V4 tokenizer keeps (docs/encoding.md §1); the rest come from the TSV.
 V3_NAMED = ["<｜▁pad▁｜>", "<｜fim▁hole｜>", "<｜fim▁begin｜>", "<｜fim▁end｜>", USER, ASSISTANT, "<|EOT|>",
             "<｜tool▁calls▁begin｜>", "<｜tool▁calls▁end｜>", "<｜tool▁call▁begin｜>", "<｜tool▁call▁end｜>",
             "<｜tool▁outputs▁begin｜>", "<｜tool▁outputs▁end｜>", "<｜tool▁output▁begin｜>", "<｜tool▁output▁end｜>",
