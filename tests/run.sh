@@ -96,6 +96,9 @@ if [ -f "$NANO/model.safetensors" ]; then
     check "--mem: generate under a budget (expert cache)" 0 "expert cache .* read from disk as needed" -- "$BIN" generate -m "$NANO" -p "ROMEO:" -n 8 --mem 3M --temp 0
     check "--mem: logits bit-identical to the unbounded run (2-expert cache)" 0 "^same$" -- sh -c "'$BIN' logits -m '$NANO' --tokens 5,6,7,8,9 --prefill 2 --out '$tmp/lm0.f32' >/dev/null && '$BIN' logits -m '$NANO' --tokens 5,6,7,8,9 --prefill 2 --mem 2950000 --out '$tmp/lm1.f32' >/dev/null && cmp -s '$tmp/lm0.f32' '$tmp/lm1.f32' && echo same"
     check "--mem: a malformed size is refused" fail "is not a byte count" -- "$BIN" generate -m "$NANO" -p x --mem 12Q
+    check "--mem default: a model that fits stays mapped, shown in the load summary" 0 "memory budget .* \(default: 3/4 of the available RAM\): the whole checkpoint fits" -- "$BIN" generate -m "$NANO" -p x -n 1
+    check "--mem default: 3/4 of a small MemAvailable puts experts in the cache, same logits" 0 "budget 3.00 MiB \(default\): .*expert cache.*same$" -- sh -c "DSV4_MEM_AVAILABLE=4M '$BIN' logits -m '$NANO' --tokens 5,6,7,8,9 --prefill 2 --out '$tmp/lm2.f32' -v 2>&1 >/dev/null | tr '\n' ' '; cmp -s '$tmp/lm0.f32' '$tmp/lm2.f32' && echo same"
+    check "--mem default below the minimum: mapped with a warning, same logits" 0 "default memory budget .* is too small .*same$" -- sh -c "DSV4_MEM_AVAILABLE=2M '$BIN' logits -m '$NANO' --tokens 5,6,7,8,9 --prefill 2 --out '$tmp/lm3.f32' 2>&1 >/dev/null | tr '\n' ' '; cmp -s '$tmp/lm0.f32' '$tmp/lm3.f32' && echo same"
     mkdir -p "$tmp/trunc"; cp "$NANO/config.json" "$NANO/tokenizer.json" "$tmp/trunc/"
     head -c 100000 "$NANO/model.safetensors" > "$tmp/trunc/model.safetensors"
     check "truncated safetensors" fail "model.safetensors" -- "$BIN" generate -m "$tmp/trunc" -p x -n 1
@@ -181,6 +184,8 @@ check "-t 3 --kernel scalar generates the same text as the default" 0 "^same$" -
 
 # the command-line front end (issue 8)
 . tests/cli.sh
+# the HTTP server (issue 7)
+. tests/server/server.sh
 
 # the repository stands on its own (issue 8): no tracked file points outside it; and the check can fail
 check "no tracked file refers to a path outside the repository" 0 "^ok$" -- tests/check_paths.sh

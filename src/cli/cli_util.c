@@ -154,7 +154,8 @@ const char *cli_common_usage =
     "  -t, --threads N  threads, 0..1024; 0 = one per physical core (default); results never depend on N\n"
     "  --kernel PATH    SIMD path: scalar, avx2, avx512 or neon (default: the best this CPU has; env DSV4_KERNEL)\n"
     "  --mem BYTES      memory budget for the weights, e.g. 16G, 512M (K/M/G/T = KiB..TiB); routed experts are read\n"
-    "                   from disk into an expert cache as needed (same results); default: weights mapped (no budget)\n"
+    "                   from disk into an expert cache as needed (same results); 0 = no budget (weights mapped);\n"
+    "                   default: 3/4 of the available RAM (MemAvailable), which keeps a model that fits mapped\n"
     "  -v, --verbose    more detail on stderr (seed, timings, prompt reuse)\n"
     "  -h, --help       this help;  --version  the version\n";
 
@@ -306,6 +307,26 @@ static int apply_opt(const char *cmd, const cli_opt *t, const char *o, const cha
 static int threads_value;
 static const char *kernel_value;
 uint64_t cli_mem_bytes;
+int cli_mem_given;
+static int parse_mem(const char *v, void *dst) {
+    if (cli_parse_bytes(v, dst) != 0) return -1;
+    cli_mem_given = 1;
+    return 0;
+}
+
+uint64_t cli_default_mem(void) {
+    const char *env = getenv("DSV4_MEM_AVAILABLE");   /* test hook: pretend this much RAM is available */
+    uint64_t avail = 0;
+    if (env && cli_parse_bytes(env, &avail) == 0) return avail / 4 * 3;
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f) return 0;
+    char line[256];
+    unsigned long long kb = 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) break;
+    fclose(f);
+    return (uint64_t)kb * 1024 / 4 * 3;
+}
 int cli_parse_bytes(const char *v, void *dst) {
     const char *p = v;
     uint64_t n = 0;
@@ -329,7 +350,7 @@ int cli_parse_bytes(const char *v, void *dst) {
     return 0;
 }
 static const cli_opt common_opts[] = {
-    { .names = "--mem", .kind = CLI_CUSTOM, .dst = &cli_mem_bytes, .parse = cli_parse_bytes,
+    { .names = "--mem", .kind = CLI_CUSTOM, .dst = &cli_mem_bytes, .parse = parse_mem,
       .what = "a byte count (digits with an optional K, M, G or T suffix: KiB .. TiB)" },
     { .names = "-t|--threads", .kind = CLI_INT, .dst = &threads_value, .lo = 0, .hi = 1024 },
     { .names = "--kernel", .kind = CLI_STR, .dst = &kernel_value },
@@ -493,8 +514,18 @@ dsv4_model *cli_load_model(const char *cmd, const char *dir) {
     char err[1024];
     dsv4_model *m = NULL;
     dsv4_load_options lo = {0};
-    lo.mem_bytes = cli_mem_bytes;
+    lo.mem_bytes = cli_mem_given ? cli_mem_bytes : cli_default_mem();
     int rc = dsv4_model_load_opts(&m, dir, &lo, err, sizeof err);
+    if (rc != 0 && !cli_mem_given && lo.mem_bytes) {
+        /* the default budget is below what this model needs: map the weights and let the kernel page them */
+        char b[32];
+        if (tty) fputs("\r\033[K", stderr);
+        fprintf(stderr, "dsv4 %s: warning: the default memory budget %s (3/4 of the available RAM) is too small (%s); "
+                "weights mapped instead, so the kernel pages them (--mem sets a budget)\n", cmd,
+                cli_bytes((double)lo.mem_bytes, b), err);
+        lo.mem_bytes = 0;
+        rc = dsv4_model_load_opts(&m, dir, &lo, err, sizeof err);
+    }
     if (tty) fputs("\r\033[K", stderr);
     if (rc != 0) { cli_fail(cmd, "cannot load model: %s", err); return NULL; }
     return m;
@@ -536,12 +567,13 @@ void cli_load_summary(const char *cmd, const char *dir, const dsv4_model *m, int
     dsv4_expert_stats xs;
     dsv4_model_expert_stats(m, &xs);
     if (xs.active)
-        fprintf(stderr, "dsv4 %s: memory budget %s: %s resident weights + expert cache %s (%d experts of %s), read "
-                "from disk as needed\n", cmd, cli_bytes((double)xs.budget_bytes, b1), cli_bytes((double)xs.resident_bytes, b2),
-                cli_bytes((double)xs.cache_bytes, b3), xs.slots, cli_bytes((double)xs.entry_bytes, b4));
+        fprintf(stderr, "dsv4 %s: memory budget %s%s: %s resident weights + expert cache %s (%d experts of %s), read "
+                "from disk as needed\n", cmd, cli_bytes((double)xs.budget_bytes, b1), cli_mem_given ? "" : " (default)",
+                cli_bytes((double)xs.resident_bytes, b2), cli_bytes((double)xs.cache_bytes, b3), xs.slots,
+                cli_bytes((double)xs.entry_bytes, b4));
     else if (xs.fits)
-        fprintf(stderr, "dsv4 %s: memory budget %s: the whole checkpoint fits, weights mapped\n", cmd,
-                cli_bytes((double)xs.budget_bytes, b1));
+        fprintf(stderr, "dsv4 %s: memory budget %s%s: the whole checkpoint fits, weights mapped\n", cmd,
+                cli_bytes((double)xs.budget_bytes, b1), cli_mem_given ? "" : " (default: 3/4 of the available RAM)");
 }
 
 static int out_errno;   /* errno of the first failed write or flush of stdout */

@@ -123,8 +123,14 @@ int cli_fail(const char *cmd, const char *fmt, ...)
 
 /* The help lines of the options every command takes (appended to every command's -h). */
 extern const char *cli_common_usage;
-/* --mem BYTES (a common option): the memory budget cli_load_model passes to dsv4_model_load_opts; 0 = none. */
+/* --mem BYTES (a common option): the memory budget cli_load_model passes to dsv4_model_load_opts; 0 = none.
+ * cli_mem_given: 1 once --mem was parsed; without it cli_load_model uses cli_default_mem(). */
 extern uint64_t cli_mem_bytes;
+extern int cli_mem_given;
+/* The default budget: 3/4 of /proc/meminfo's MemAvailable (0 = none when unreadable); $DSV4_MEM_AVAILABLE (a byte
+ * count as --mem takes) replaces MemAvailable (tests). A model that fits keeps the mmap path; one below the minimum
+ * makes cli_load_model fall back to the mmap path with a warning. */
+uint64_t cli_default_mem(void);
 /* Parse a byte count "N[K|M|G|T][i][B]" (binary units) into *(uint64_t *)dst; 0, or -1 when malformed / > 2^64-1. */
 int cli_parse_bytes(const char *v, void *dst);
 

@@ -380,6 +380,17 @@ int dsv4_xc_create(dsv4_xcache **out, const dsv4_model *m, const dsv4_load_optio
         part[2 * i] = view_data_bytes(w);
         part[2 * i + 1] = view_scale_bytes(w);
     }
+    /* every slot holds any expert: the loader makes all routed experts one format and shape (config-implied);
+     * check it here, since a slot sized from expert 0 would otherwise misread another */
+    for (int l = 0; l < nblk; l++)
+        for (int e = 0; e < E; e++)
+            for (int i = 0; i < 3; i++) {
+                const dsv4_layer *L = &m->layers[l];
+                const dsv4_wview *w = i == 0 ? &L->w1[e] : i == 1 ? &L->w2[e] : &L->w3[e];
+                if (view_data_bytes(w) != part[2 * i] || view_scale_bytes(w) != part[2 * i + 1])
+                    return dsv4_fail(err, errlen, "%s: expert %d of block %d has another size than expert 0 of block 0 "
+                                     "(the expert cache needs one size)", m->dir, e, l);
+            }
     size_t poff[NPART];
     for (int p = 0; p < NPART; p++) {
         poff[p] = entry;

@@ -115,10 +115,11 @@ fi
 # frees the slot at once
 if srv_start queue --parallel 1 --queue 1; then
     BIG="{\"messages\":[{\"role\":\"user\",\"content\":\"ROMEO:\"}],\"max_tokens\":1900,\"stream\":true,\"ignore_eos\":true,$CHAT}"
+    # wait (polling /health, at most 20 s each) until the first stream holds the slot and the second the queue
     curl -sS -N -m 120 --data-binary "$BIG" "$(U /v1/chat/completions)" > /dev/null 2>&1 & C1=$!
-    sleep 0.5
+    for i in $(seq 1 200); do case $(curl -sS -m 5 "$(U /health)") in *'"slots_busy":1'*) break;; esac; sleep 0.1; done
     curl -sS -N -m 120 --data-binary "$BIG" "$(U /v1/chat/completions)" > /dev/null 2>&1 & C2=$!
-    sleep 0.5
+    for i in $(seq 1 200); do case $(curl -sS -m 5 "$(U /health)") in *'"slots_busy":1,"queue":1'*) break;; esac; sleep 0.1; done
     check "serve: full queue -> 503 with Retry-After" 0 'Retry-After: 1.*HTTP 503' -- \
         sh -c "curl -sS -m 10 -i -w ' HTTP %{http_code}\n' --data-binary '{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"max_tokens\":1}' '$(U /v1/chat/completions)' | tr -d '\r' | tr '\n' ' '"
     kill $C1 $C2 2>/dev/null; wait $C1 $C2 2>/dev/null
