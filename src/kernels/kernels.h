@@ -107,6 +107,11 @@ void dsv4_rope(float *x, int rope_dim, const float *f, int64_t pos, int inverse)
 void dsv4_softmax(float *x, int n);
 /* §4.2 step 4: M (hc x hc, row-major [j][k]) holds C on entry; on exit the Sinkhorn-normalized M. */
 void dsv4_sinkhorn(float *M, int hc, int iters, float eps);
+/* Top-k selection (docs/architecture.md §4.5; the CSA2 candidate blocks and index top-k reuse it): partially
+ * order idx[0..n) (indices into sc) so that idx[0..k) holds the k best, in no particular order among themselves.
+ * Best = higher sc[idx], ties -> lower idx (deterministic, whatever the input order). 1 <= k <= n. Quickselect,
+ * O(n) expected, no allocation. NaN scores compare false both ways (callers pass finite scores or -inf). */
+void dsv4_select_topk(int *idx, int n, int k, const float *sc);
 static inline float dsv4_sigmoid(float x) { return 1.0f / (1.0f + __builtin_expf(-x)); }
 
 #endif

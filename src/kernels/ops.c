@@ -104,3 +104,24 @@ void dsv4_head_rms_bf16(float *x, int n, float eps) {
     float r = dsv4_round_bf16(1.0f / sqrtf(dsv4_round_bf16(ms + eps)));
     for (int i = 0; i < n; i++) x[i] = dsv4_round_bf16(x[i] * r);
 }
+
+/* Order of dsv4_select_topk: higher score first, ties -> lower index first. */
+static inline int topk_better(float sa, int ia, float sb, int ib) { return sa > sb || (sa == sb && ia < ib); }
+
+void dsv4_select_topk(int *idx, int n, int k, const float *sc) {
+    int lo = 0, hi = n - 1;
+    while (lo < hi) {   /* quickselect */
+        int mid = lo + (hi - lo) / 2;
+        int piv = idx[mid];
+        float ps = sc[piv];
+        int i = lo, j = hi;
+        while (i <= j) {
+            while (topk_better(sc[idx[i]], idx[i], ps, piv)) i++;
+            while (topk_better(ps, piv, sc[idx[j]], idx[j])) j--;
+            if (i <= j) { int tmp = idx[i]; idx[i] = idx[j]; idx[j] = tmp; i++; j--; }
+        }
+        if (k - 1 <= j) hi = j;
+        else if (k - 1 >= i) lo = i;
+        else break;
+    }
+}

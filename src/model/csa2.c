@@ -5,27 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "base/util.h"
-
-/* Order: higher value first, then lower index. */
-static int better(float va, int ia, float vb, int ib) { return va > vb || (va == vb && ia < ib); }
-
-/* Partially order ids[0..m) so that its first k entries are the k best (by `better` on v[id]); quickselect. */
-static void select_best(const float *v, int *ids, int m, int k) {
-    int lo = 0, hi = m - 1;
-    while (lo < hi) {
-        int mid = lo + (hi - lo) / 2, pid = ids[mid];
-        float pv = v[pid];
-        int i = lo, j = hi;
-        while (i <= j) {
-            while (better(v[ids[i]], ids[i], pv, pid)) i++;
-            while (better(pv, pid, v[ids[j]], ids[j])) j--;
-            if (i <= j) { int t = ids[i]; ids[i] = ids[j]; ids[j] = t; i++; j--; }
-        }
-        if (k - 1 <= j) hi = j;
-        else if (k - 1 >= i) lo = i;
-        else break;
-    }
-}
+#include "kernels/kernels.h"   /* dsv4_select_topk: higher value first, then lower index */
 
 static int cmp_int(const void *a, const void *b) { return (*(const int *)a > *(const int *)b) - (*(const int *)a < *(const int *)b); }
 
@@ -40,7 +20,7 @@ int dsv4_csa2_candidates(const float *scores, int n, int visible, int topk_block
     }
     if (visible >= 1 && (visible - 1) / block < nb) bs[(visible - 1) / block] = INFINITY;
     int k = topk_blocks < nb ? topk_blocks : nb;
-    if (k < nb) select_best(bs, ids, nb, k);
+    if (k < nb) dsv4_select_topk(ids, nb, k, bs);
     for (int i = 0; i < n; i++) keep[i] = 0;
     int kept = 0;
     for (int j = 0; j < k; j++) {
@@ -58,7 +38,7 @@ int dsv4_csa2_topk(const float *scores, int n, int visible, int topk, int32_t *i
         if (scores[i] > -INFINITY) ids[m++] = i;
     int k = topk < n ? topk : n;
     int take = k < m ? k : m;
-    if (take < m) select_best(scores, ids, m, take);
+    if (take < m) dsv4_select_topk(ids, m, take, scores);
     qsort(ids, (size_t)take, sizeof *ids, cmp_int);
     for (int j = 0; j < take; j++) idx[j] = ids[j] < visible ? ids[j] : -1;
     for (int j = take; j < k; j++) idx[j] = -1;   /* fewer finite scores than k: empty slots */

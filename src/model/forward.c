@@ -244,29 +244,6 @@ void dsv4_state_reset(dsv4_session *s) {
     s->have_last = 0;
 }
 
-/* ------------------------------------------------------------------ top-k (§4.5) */
-/* Order: higher score first, ties -> lower index first. */
-static inline int better(float sa, int ia, float sb, int ib) { return sa > sb || (sa == sb && ia < ib); }
-
-/* Partially sort idx[0..n) (with scores sc[idx]) so that idx[0..k) holds the k best. Quickselect. */
-static void select_topk(int *idx, int n, int k, const float *sc) {
-    int lo = 0, hi = n - 1;
-    while (lo < hi) {
-        int mid = lo + (hi - lo) / 2;
-        int piv = idx[mid];
-        float ps = sc[piv];
-        int i = lo, j = hi;
-        while (i <= j) {
-            while (better(sc[idx[i]], idx[i], ps, piv)) i++;
-            while (better(ps, piv, sc[idx[j]], idx[j])) j--;
-            if (i <= j) { int tmp = idx[i]; idx[i] = idx[j]; idx[j] = tmp; i++; j--; }
-        }
-        if (k - 1 <= j) hi = j;
-        else if (k - 1 >= i) lo = i;
-        else break;
-    }
-}
-
 /* ------------------------------------------------------------------ attention (§4.3) */
 /* Attention of one query token (q: [H][hd], position t) over nk BF16 keys kptr[0..nk); writes o [H][hd]
  * (BF16 values, de-rotated). Scores z[j][h] = q_h . k_j for all heads in one pair-lane GEMM
@@ -431,7 +408,7 @@ static void attention(dsv4_session *s, int li, const float *x, int n, const int6
                 int *idx = s->w.kidx;
                 indexer_scores(s, b, qi, wh, nvis, isc);
                 for (int w = 0; w < nvis; w++) idx[w] = w;
-                select_topk(idx, nvis, c->index_topk, isc);
+                dsv4_select_topk(idx, nvis, c->index_topk, isc);
                 for (int i = 0; i < c->index_topk; i++, nk++) kptr[nk] = entry_load(s, b, idx[i], nk);
             }
         }
