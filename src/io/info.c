@@ -86,6 +86,34 @@ static void expert_linear(tl *l, int fp8, const char *pfx, const char *name, int
     add(l, ST_F8_E8M0, DSV4_TS_SCALE, 2, out, in / 32, "%s%s.scale", pfx, name);
 }
 
+/* The routed experts (w1, w2, w3 of E experts) and the shared expert of one block's FFN, prefix p = "...ffn.".
+ * In TL_SUM mode one routed expert is visited and counted E times. V4 and V4.1 blocks alike. */
+static void experts(tl *l, const dsv4_config *c, int experts_fp8, const char *p, int64_t E, int64_t I, int64_t D) {
+    const int64_t ne = l->mode == TL_SUM ? 1 : E; /* SUM: one expert counted E times */
+    l->mult = l->mode == TL_SUM ? E : 1;
+    for (int e = 0; e < ne && !l->stop && !l->oom; e++) {
+        char q[128];
+        snprintf(q, sizeof q, "%sexperts.%d.", p, e);
+        l->expert = e;
+        l->flags = DSV4_TS_ROUTED;
+        expert_linear(l, experts_fp8, q, "w1", I, D);
+        expert_linear(l, experts_fp8, q, "w2", D, I);
+        expert_linear(l, experts_fp8, q, "w3", I, D);
+    }
+    l->mult = 1;
+    l->expert = -1;
+    l->flags = 0;
+    if (c->n_shared_experts > 0) {
+        char q[112];
+        snprintf(q, sizeof q, "%sshared_experts.", p);
+        l->flags = DSV4_TS_SHARED;
+        fp8_linear(l, q, "w1", I, D);
+        fp8_linear(l, q, "w2", D, I);
+        fp8_linear(l, q, "w3", I, D);
+        l->flags = 0;
+    }
+}
+
 /* Every tensor of one block (trunk layer or MTP block) under prefix pfx. */
 static void block(tl *l, const dsv4_config *c, int experts_fp8, const char *pfx, int ratio, int hash) {
     const int64_t D = c->dim, H = c->n_heads, hd = c->head_dim, V = c->vocab_size, E = c->n_routed_experts;
@@ -132,29 +160,7 @@ static void block(tl *l, const dsv4_config *c, int experts_fp8, const char *pfx,
     add(l, ST_BF16, 0, 2, E, D, "%sgate.weight", p);
     if (hash) add(l, ST_I64, DSV4_TS_ROW, 2, V, c->n_activated_experts, "%sgate.tid2eid", p);
     else add(l, ST_F32, 0, 1, E, 0, "%sgate.bias", p);
-    const int64_t ne = l->mode == TL_SUM ? 1 : E; /* SUM: one expert counted E times */
-    l->mult = l->mode == TL_SUM ? E : 1;
-    for (int e = 0; e < ne && !l->stop && !l->oom; e++) {
-        char q[128];
-        snprintf(q, sizeof q, "%sexperts.%d.", p, e);
-        l->expert = e;
-        l->flags = DSV4_TS_ROUTED;
-        expert_linear(l, experts_fp8, q, "w1", I, D);
-        expert_linear(l, experts_fp8, q, "w2", D, I);
-        expert_linear(l, experts_fp8, q, "w3", I, D);
-    }
-    l->mult = 1;
-    l->expert = -1;
-    l->flags = 0;
-    if (c->n_shared_experts > 0) {
-        char q[112];
-        snprintf(q, sizeof q, "%sshared_experts.", p);
-        l->flags = DSV4_TS_SHARED;
-        fp8_linear(l, q, "w1", I, D);
-        fp8_linear(l, q, "w2", D, I);
-        fp8_linear(l, q, "w3", I, D);
-        l->flags = 0;
-    }
+    experts(l, c, experts_fp8, p, E, I, D);
 }
 
 static int in_list(const int *a, int n, int x) {
@@ -215,29 +221,7 @@ static void block41(tl *l, const dsv4_config *c, int experts_fp8, int L) {
     add(l, ST_BF16, 0, 2, E, D, "%sgate.weight", p);
     add(l, ST_F32, 0, 1, E, 0, "%sgate.bias", p);
     if (x->vision_n_layers > 0) add(l, ST_F32, 0, 1, E, 0, "%sgate.bias_vl", p);
-    const int64_t ne = l->mode == TL_SUM ? 1 : E;
-    l->mult = l->mode == TL_SUM ? E : 1;
-    for (int e = 0; e < ne && !l->stop && !l->oom; e++) {
-        char q[128];
-        snprintf(q, sizeof q, "%sexperts.%d.", p, e);
-        l->expert = e;
-        l->flags = DSV4_TS_ROUTED;
-        expert_linear(l, experts_fp8, q, "w1", I, D);
-        expert_linear(l, experts_fp8, q, "w2", D, I);
-        expert_linear(l, experts_fp8, q, "w3", I, D);
-    }
-    l->mult = 1;
-    l->expert = -1;
-    l->flags = 0;
-    if (c->n_shared_experts > 0) {
-        char q[112];
-        snprintf(q, sizeof q, "%sshared_experts.", p);
-        l->flags = DSV4_TS_SHARED;
-        fp8_linear(l, q, "w1", I, D);
-        fp8_linear(l, q, "w2", D, I);
-        fp8_linear(l, q, "w3", I, D);
-        l->flags = 0;
-    }
+    experts(l, c, experts_fp8, p, E, I, D);
     for (int i = 0; !dspark && i < x->n_engram; i++) {
         if (x->engram_layer_ids[i] != L) continue;
         const int64_t rows = x->engram_num_embeddings[i], ed = x->engram_head_dim;
