@@ -351,6 +351,12 @@ static void test_bad_png(void) {
     put32(c + 20, 1);
     put32(c + 29, crc32_(c + 12, 17));
     CHECK(refuses(c, n, "wide.png", "pixel limit", err, sizeof err), "PNG 2^31-1 x 1: %s", err);
+    /* fuzz_image_png finding: an iTXt chunk declaring ~1.88e9 bytes in a 99-byte file made libpng allocate
+     * them (1.9 GB) before finding the data missing; now refused from the chunk length */
+    memcpy(c, png, 33);
+    memcpy(c + 33, "\x70\x48\x2d\x73iTXt", 8);
+    CHECK(refuses(c, 33 + 8 + 40, "itxt.png", "truncated PNG (the iTXt chunk at byte 33 declares 1883778419 bytes, 40 "
+                  "remain)", err, sizeof err), "PNG iTXt of 1.9 GB declared: %s", err);
     /* a caller's lower limit (dsv4_image_from_bytes_max): the 37 x 23 image passes 851 pixels, not 850 */
     dsv4_image *im;
     CHECK(dsv4_image_from_bytes_max(&im, png, n, "lim.png", 851, err, sizeof err) == 0, "851-pixel limit: %s", err);

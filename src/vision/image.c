@@ -255,8 +255,8 @@ static void png_row_to_rgb(uint8_t *o, const uint8_t *r, int w, int channels, in
 }
 
 /* Pillow checks the CRC of every chunk it reads while opening a PNG, i.e. those before the first IDAT, and of no
- * chunk after that (IDAT included). Returns 0, or -1 naming the first chunk before IDAT whose CRC is wrong.
- * Chunks that do not fit in the data are left to libpng (truncation). */
+ * chunk after that (IDAT included). Returns 0, or -1 naming the first chunk before IDAT whose CRC is wrong or that
+ * does not fit in the data (truncated: Pillow refuses it too). */
 static int png_check_header_crcs(const uint8_t *d, size_t len, const char *name, char *err, size_t errlen) {
     uint32_t tab[256];
     for (uint32_t i = 0; i < 256; i++) {
@@ -268,7 +268,15 @@ static int png_check_header_crcs(const uint8_t *d, size_t len, const char *name,
     while (pos + 8 <= len) {
         size_t n = (size_t)d[pos] << 24 | (size_t)d[pos + 1] << 16 | (size_t)d[pos + 2] << 8 | d[pos + 3];
         const uint8_t *type = d + pos + 4;
-        if (memcmp(type, "IDAT", 4) == 0 || n > len - pos - 8 || len - pos - 8 - n < 4) break;
+        if (memcmp(type, "IDAT", 4) == 0) break;
+        if (n > len - pos - 8 || len - pos - 8 - n < 4) {
+            /* refused here: libpng would first allocate the declared length (up to 2^31 bytes; fuzz finding) */
+            char t[5];
+            for (int i = 0; i < 4; i++) t[i] = type[i] >= 0x20 && type[i] < 0x7f ? (char)type[i] : '?';
+            t[4] = 0;
+            return dsv4_fail(err, errlen, "%s: truncated PNG (the %s chunk at byte %zu declares %zu bytes, %zu remain)",
+                             name, t, pos, n, len - pos - 8);
+        }
         uint32_t c = 0xffffffffu;
         for (size_t i = 0; i < n + 4; i++) c = tab[(c ^ type[i]) & 255] ^ (c >> 8);
         c = ~c;
@@ -312,6 +320,8 @@ static int decode_png(dsv4_image **out, const uint8_t *data, size_t len, int64_t
      * not checked (Pillow decodes a PNG whose IDAT CRC is wrong). zlib's Adler-32 is checked (Pillow's inflate
      * reports a wrong one as "broken data stream"). */
     png_set_crc_action(png, PNG_CRC_QUIET_USE, PNG_CRC_QUIET_USE);
+    /* ancillary chunks are skipped anyway; bound what libpng may allocate for one (decompressed text, profiles) */
+    png_set_chunk_malloc_max(png, 8u << 20);
     /* Pillow has no per-side limit (only the pixel count, checked below); libpng's default is 10^6 per side. */
     png_set_user_limits(png, PNG_UINT_31_MAX, PNG_UINT_31_MAX);
     png_read_info(png, info);
