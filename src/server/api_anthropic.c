@@ -158,11 +158,12 @@ static int convert(const cJSON *req, cJSON *out, srv_error *e) {
     return 0;
 }
 
-static cJSON *convert_tools(const cJSON *tools, const cJSON *choice, srv_error *e, int *err) {
+static cJSON *convert_tools(const cJSON *tools, const cJSON *choice, srv_gen *g, srv_error *e, int *err) {
     *err = 0;
     if (!tools || cJSON_IsNull(tools)) return NULL;
     if (!cJSON_IsArray(tools)) { *err = srv_err(e, 400, IRE, "invalid_type", "tools", "'tools' must be an array"); return NULL; }
     const char *only = NULL;
+    int any = 0;   /* tool_choice any: some tool call is required */
     if (choice && !cJSON_IsNull(choice)) {
         const cJSON *ty = cJSON_GetObjectItemCaseSensitive(choice, "type");
         if (!cJSON_IsString(ty)) { *err = srv_err(e, 400, IRE, "invalid_type", "tool_choice", "'tool_choice' must be {type: auto|any|tool|none}"); return NULL; }
@@ -171,7 +172,9 @@ static cJSON *convert_tools(const cJSON *tools, const cJSON *choice, srv_error *
             const cJSON *nm = cJSON_GetObjectItemCaseSensitive(choice, "name");
             if (!cJSON_IsString(nm)) { *err = srv_err(e, 400, IRE, "invalid_type", "tool_choice", "'tool_choice.name' must be a string"); return NULL; }
             only = nm->valuestring;
-        } else if (strcmp(ty->valuestring, "auto") && strcmp(ty->valuestring, "any")) {
+        } else if (!strcmp(ty->valuestring, "any")) {
+            any = 1;
+        } else if (strcmp(ty->valuestring, "auto")) {
             *err = srv_err(e, 400, IRE, "invalid_value", "tool_choice", "'tool_choice.type' must be auto, any, tool or none");
             return NULL;
         }
@@ -202,6 +205,7 @@ static cJSON *convert_tools(const cJSON *tools, const cJSON *choice, srv_error *
         cJSON_Delete(out);
         return NULL;
     }
+    if (cJSON_GetArraySize(out) > 0 && (only || any)) srv_force_tool(g, only);
     return out;
 }
 
@@ -378,7 +382,7 @@ int srv_api_messages(const srv_request *q, srv_reply *r) {
     if (convert(req, msgs, &e)) goto fail;
     if (srv_check_messages(msgs, &e)) goto fail;
     int terr;
-    tools = convert_tools(cJSON_GetObjectItemCaseSensitive(req, "tools"), cJSON_GetObjectItemCaseSensitive(req, "tool_choice"), &e, &terr);
+    tools = convert_tools(cJSON_GetObjectItemCaseSensitive(req, "tools"), cJSON_GetObjectItemCaseSensitive(req, "tool_choice"), &g, &e, &terr);
     if (terr) goto fail;
     int32_t *toks; int n;
     if (srv_render_tokens(q->eng, msgs, tools, NULL, &g, &toks, &n, &e)) goto fail;

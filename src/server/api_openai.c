@@ -2,8 +2,8 @@
  * stream_options.include_usage), POST /v1/completions (raw prompt), GET /v1/models.
  *
  * Chat request fields: messages (system/developer, user, assistant with tool_calls and reasoning_content, tool),
- * tools, tool_choice (auto, none: tools dropped from the prompt; required: kept, not enforced; a named function:
- * only that tool is offered), response_format (rendered into the system prompt by the encoder), stream,
+ * tools, tool_choice (auto, none: tools dropped from the prompt; required: the reply is forced to open a DSML tool
+ * call where it begins (after the reasoning); a named function: only that tool is offered and the call to it forced), response_format (rendered into the system prompt by the encoder), stream,
  * stream_options, max_tokens / max_completion_tokens, temperature, top_p, top_k, seed, stop, n (1 only),
  * logprobs / top_logprobs, presence/frequency_penalty (accepted, ignored), thinking {type}, reasoning_effort.
  * The reply carries reasoning_content (thinking mode), content, tool_calls (arguments as a JSON string),
@@ -245,6 +245,12 @@ int srv_api_chat(const srv_request *q, srv_reply *r) {
             else if (strcmp(tc->valuestring, "auto") && strcmp(tc->valuestring, "required")) {
                 srv_err(&e, 400, IRE, "invalid_value", "tool_choice", "'tool_choice' must be none, auto, required or {\"type\": \"function\", \"function\": {\"name\": ...}}");
                 goto fail;
+            } else if (!strcmp(tc->valuestring, "required")) {
+                if (cJSON_GetArraySize(tools) < 1) {
+                    srv_err(&e, 400, IRE, "invalid_value", "tool_choice", "'tool_choice' is required but 'tools' is empty");
+                    goto fail;
+                }
+                srv_force_tool(&g, NULL);
             }
         } else {
             const cJSON *fn = cJSON_GetObjectItemCaseSensitive(tc, "function");
@@ -261,6 +267,7 @@ int srv_api_chat(const srv_request *q, srv_reply *r) {
                 goto fail;
             }
             tools = tools_sel;
+            srv_force_tool(&g, nm->valuestring);
         }
     }
     const cJSON *rf = cJSON_GetObjectItemCaseSensitive(req, "response_format");

@@ -142,13 +142,15 @@ static int convert_input(const cJSON *req, cJSON *out, srv_error *e) {
     return 0;
 }
 
-static cJSON *convert_tools(const cJSON *tools, const cJSON *choice, srv_error *e, int *err) {
+static cJSON *convert_tools(const cJSON *tools, const cJSON *choice, srv_gen *g, srv_error *e, int *err) {
     *err = 0;
     if (!tools || cJSON_IsNull(tools)) return NULL;
     if (!cJSON_IsArray(tools)) { *err = srv_err(e, 400, IRE, "invalid_type", "tools", "'tools' must be an array"); return NULL; }
     const char *only = NULL;
+    int required = 0;
     if (cJSON_IsString(choice)) {
         if (!strcmp(choice->valuestring, "none")) return NULL;
+        required = !strcmp(choice->valuestring, "required");
     } else if (cJSON_IsObject(choice)) {
         const cJSON *nm = cJSON_GetObjectItemCaseSensitive(choice, "name");
         if (cJSON_IsString(nm)) only = nm->valuestring;
@@ -179,6 +181,7 @@ static cJSON *convert_tools(const cJSON *tools, const cJSON *choice, srv_error *
         cJSON_Delete(out);
         return NULL;
     }
+    if (cJSON_GetArraySize(out) > 0 && (only || required)) srv_force_tool(g, only);
     return out;
 }
 
@@ -445,7 +448,7 @@ int srv_api_responses(const srv_request *q, srv_reply *r) {
     if (convert_input(req, msgs, &e)) goto fail;
     if (srv_check_messages(msgs, &e)) goto fail;
     int terr;
-    tools = convert_tools(cJSON_GetObjectItemCaseSensitive(req, "tools"), cJSON_GetObjectItemCaseSensitive(req, "tool_choice"), &e, &terr);
+    tools = convert_tools(cJSON_GetObjectItemCaseSensitive(req, "tools"), cJSON_GetObjectItemCaseSensitive(req, "tool_choice"), &g, &e, &terr);
     if (terr) goto fail;
     int32_t *toks; int n;
     if (srv_render_tokens(q->eng, msgs, tools, NULL, &g, &toks, &n, &e)) goto fail;

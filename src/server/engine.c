@@ -34,6 +34,10 @@ typedef struct {
     dsv4_detok_stream st;
     float *logits;
     int gen, limit, ntool, stopped, in_reasoning;
+    int32_t force[64]; int nforce, iforce;   /* tokens of job->force_text still to emit instead of sampling */
+    int reply_begun;                         /* thinking mode: </think> was emitted (the reply begins) */
+    char tail[32]; int ntail;                /* the last bytes of the output (finds the end of a forced call) */
+    int call_closed;                         /* the output holds the closing tag of a tool-call block */
     char *held; size_t nheld, cap_held;
     double t0, t_dec;
     uint64_t last_used;
@@ -44,6 +48,7 @@ struct srv_engine {
     const dsv4_tokenizer *tok;
     srv_config cfg;
     int V, eos_id, eos_cfg, chat_tokens;
+    int32_t think_end;          /* id of "</think>", or -1 */
     slot_t *slots; int nslots;
     srv_job **q; int qcap, qhead, qn;
     pthread_mutex_t mu; pthread_cond_t cv;
@@ -76,6 +81,7 @@ void srv_job_release(srv_job *j) {
     free(j->lp);
     for (int i = 0; i < j->n_stop; i++) free(j->stop[i]);
     free(j->stop);
+    free(j->force_text);
     free(j->prompt);
     pthread_mutex_destroy(&j->mu);
     pthread_cond_destroy(&j->cv);
@@ -256,6 +262,9 @@ static void slot_start(srv_engine *e, slot_t *sl, srv_job *j, int reuse, int res
     sl->phase = 1;
     sl->np = j->n_prompt;
     sl->gen = sl->ntool = sl->stopped = 0;
+    sl->nforce = sl->iforce = -1;   /* -1: not forced yet */
+    sl->reply_begun = j->mode != 1;
+    sl->ntail = sl->call_closed = 0;
     sl->nheld = 0;
     memset(&sl->st, 0, sizeof sl->st);
     sl->t0 = srv_now();
@@ -322,13 +331,35 @@ static void slot_step(srv_engine *e, slot_t *sl) {
     /* decode: sampling and evaluation happen in decode_sample / the batched step of sched_main */
 }
 
+/* Append output bytes to the slot's tail and note the closing tag of a DSML tool-call block. */
+static void call_tail(slot_t *sl, const char *p, size_t n) {
+    static const char close_tag[] = "</\xef\xbd\x9c" "DSML\xef\xbd\x9ctool_calls>";
+    const size_t cl = sizeof close_tag - 1, cap = sizeof sl->tail;
+    for (size_t i = 0; i < n; i++) {
+        if ((size_t)sl->ntail == cap) { memmove(sl->tail, sl->tail + 1, cap - 1); sl->ntail--; }
+        sl->tail[sl->ntail++] = p[i];
+        if ((size_t)sl->ntail >= cl && !memcmp(sl->tail + sl->ntail - cl, close_tag, cl)) sl->call_closed = 1;
+    }
+}
+
 /* Decode, first half: sample the next token from the slot's logits and hand it to the parser. Returns the token
  * to evaluate, or -1 when the job finished here (EOS, stop string, token limit, cancelled). */
 static int32_t decode_sample(srv_engine *e, slot_t *sl) {
     srv_job *j = sl->job;
     if (job_cancelled(j)) { slot_finish(e, sl, SRV_FIN_CANCELLED, NULL); return -1; }
     if (sl->gen >= sl->limit) { slot_finish(e, sl, SRV_FIN_LENGTH, NULL); return -1; }
-    int32_t t = dsv4_sample(sl->smp, sl->logits);
+    if (j->force_text && sl->nforce < 0 && sl->reply_begun) {   /* the reply begins: force the tool-call opening */
+        char err[128];
+        int n = dsv4_tokenize(e->tok, j->force_text, strlen(j->force_text), sl->force, 64, err, sizeof err);
+        sl->nforce = n > 0 && n <= 64 ? n : 0;
+        sl->iforce = 0;
+    }
+    if (sl->nforce >= 0 && !sl->call_closed) {   /* a forced call: no end of sequence before the block is closed */
+        if (e->eos_id >= 0) sl->logits[e->eos_id] = -INFINITY;
+        if (e->eos_cfg >= 0 && e->eos_cfg < e->V) sl->logits[e->eos_cfg] = -INFINITY;
+    }
+    int32_t t = sl->iforce >= 0 && sl->iforce < sl->nforce ? sl->force[sl->iforce++] : dsv4_sample(sl->smp, sl->logits);
+    if (t == e->think_end) sl->reply_begun = 1;
     if (j->logprobs) record_logprobs(e, sl, t);
     if (sl->gen == 0) {
         pthread_mutex_lock(&j->mu);
@@ -339,7 +370,10 @@ static int32_t decode_sample(srv_engine *e, slot_t *sl) {
     sl->gen++;
     char piece[1024];
     int k = dsv4_detok_next(e->tok, &sl->st, t, piece, sizeof piece);
-    if (k > 0) text_in(sl, piece, (size_t)k);
+    if (k > 0) {
+        text_in(sl, piece, (size_t)k);
+        if (sl->nforce >= 0 && !sl->call_closed) call_tail(sl, piece, (size_t)k);
+    }
     if (sl->stopped) { slot_finish(e, sl, SRV_FIN_STOP, NULL); return -1; }
     if (sl->gen >= sl->limit) { slot_finish(e, sl, SRV_FIN_LENGTH, NULL); return -1; }
     return t;
@@ -433,6 +467,7 @@ srv_engine *srv_engine_start(dsv4_model *m, const srv_config *cfg, char *err, si
     e->V = info.vocab_size;
     e->eos_cfg = info.eos_token_id;
     e->eos_id = dsv4_token_id(e->tok, EOS_TEXT);
+    e->think_end = dsv4_token_id(e->tok, "</think>");
     e->chat_tokens = e->eos_id >= 0;
     for (size_t i = 0; i < sizeof chat_needed / sizeof *chat_needed; i++) if (dsv4_token_id(e->tok, chat_needed[i]) < 0) e->chat_tokens = 0;
     pthread_mutex_init(&e->mu, NULL);

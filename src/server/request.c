@@ -237,6 +237,11 @@ int srv_parse_sampling(const cJSON *req, srv_gen *g, srv_error *e) {
     return 0;
 }
 
+void srv_force_tool(srv_gen *g, const char *name) {
+    g->tool_force = name && strlen(name) < sizeof g->tool_name ? 2 : 1;
+    if (g->tool_force == 2) snprintf(g->tool_name, sizeof g->tool_name, "%s", name);
+}
+
 srv_job *srv_submit(srv_engine *eng, int32_t *toks, int n, srv_gen *g, srv_error *e) {
     int ctx = srv_engine_ctx(eng);
     if (n + 1 > ctx) {
@@ -255,6 +260,18 @@ srv_job *srv_submit(srv_engine *eng, int32_t *toks, int n, srv_gen *g, srv_error
     j->logprobs = g->logprobs;
     j->top_logprobs = g->top_logprobs;
     j->ignore_eos = g->ignore_eos;
+    if (g->tool_force) {   /* the DSML opening of a tool call (docs/encoding.md, DSML), the name when one is named */
+        char buf[256];
+        if (g->tool_force == 2)
+            snprintf(buf, sizeof buf, "\n\n<\xef\xbd\x9c" "DSML\xef\xbd\x9ctool_calls>\n<\xef\xbd\x9c" "DSML\xef\xbd\x9cinvoke name=\"%s\">\n",
+                     g->tool_name);
+        else snprintf(buf, sizeof buf, "\n\n<\xef\xbd\x9c" "DSML\xef\xbd\x9ctool_calls>\n<\xef\xbd\x9c" "DSML\xef\xbd\x9cinvoke name=\"");
+        if (!(j->force_text = strdup(buf))) {
+            srv_job_release(j);
+            srv_err(e, 500, "server_error", NULL, NULL, "out of memory");
+            return NULL;
+        }
+    }
     j->id_seed = (uint64_t)(srv_now() * 1e6);
     if (srv_engine_submit(eng, j)) {
         srv_job_release(j);

@@ -68,6 +68,9 @@ typedef struct srv_job {
     char **stop; int n_stop;         /* owned stop strings (matched in content / raw text) */
     int logprobs, top_logprobs;
     int ignore_eos;                  /* EOS is sampled like any token (benchmarks, tests) */
+    char *force_text;                /* owned, or NULL: text forced into the output where the reply begins (after
+                                      * the reasoning in thinking mode): the DSML opening of a tool call, so that
+                                      * tool_choice required / a named tool is obeyed (srv_submit builds it) */
     uint64_t id_seed;
     /* shared state, under mu */
     pthread_mutex_t mu; pthread_cond_t cv;
@@ -162,6 +165,8 @@ typedef struct {
     char **stop; int n_stop;         /* owned until moved into the job */
     int logprobs, top_logprobs;
     int ignore_eos;
+    int tool_force;                  /* 0 auto; 1 a tool call is required; 2 the tool tool_name is required */
+    char tool_name[128];
 } srv_gen;
 
 /* Error of a request: HTTP status, OpenAI error type / code, param and message. */
@@ -191,6 +196,9 @@ int srv_parse_stop(const cJSON *v, const char *param, srv_gen *g, srv_error *e);
 int srv_parse_effort(const cJSON *v, const char *param, srv_gen *g, srv_error *e);
 /* Build, submit and hand back a job for prompt tokens; checks the context. Returns NULL with e (503 queue full). */
 srv_job *srv_submit(srv_engine *eng, int32_t *toks, int n, srv_gen *g, srv_error *e);
+/* Require a tool call in the reply: any tool (name NULL) or the tool `name` (tool_choice required / any / named;
+ * a name longer than g->tool_name requires any tool). srv_submit turns it into the job's force_text. */
+void srv_force_tool(srv_gen *g, const char *name);
 void srv_gen_free(srv_gen *g);
 /* Wait (blocking) until the job is done or `gone` reports the client vanished (then cancels). */
 void srv_job_wait(srv_job *j, int (*gone)(void *), void *gone_arg);
