@@ -114,6 +114,18 @@ check:
 	$(MAKE) test
 	$(MAKE) SAN=1 test
 
+# What the build and the whole test suite need on a fresh Debian machine (README's second command; .ci/run):
+# the libraries, tmux (terminal tests), chromium (the chat page), node + npm and the locked npm packages of
+# tests/server (the openai / @anthropic-ai/sdk clients). Installs only what is missing; needs root for apt-get.
+DEB_BUILD := build-essential libcjson-dev libpcre2-dev libutf8proc-dev libmicrohttpd-dev libedit-dev libjpeg-dev libpng-dev
+DEB_TEST  := tmux chromium
+test-deps:
+	@dpkg -s $(DEB_BUILD) $(DEB_TEST) >/dev/null 2>&1 || { apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEB_BUILD) $(DEB_TEST) >/dev/null; }
+	@command -v npm >/dev/null || { apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null; }
+	cd tests/server && npm ci --no-audit --no-fund --loglevel=error
+
 # Quick smoke run of the benchmark on the nano model; bench-flash is the real-shapes one (docs/performance.md).
 bench: $(BUILD)/dsv4
 	./$(BUILD)/dsv4 bench -m models/nano -n 8 --ctx 4096,65536 --batch 1,4,16 --repeat 3
@@ -147,7 +159,7 @@ bench-flash: $(BUILD)/dsv4 $(BUILD)/tools/make_flash_ckpt
 clean:
 	rm -rf build dsv4
 
-.PHONY: all test check cross-aarch64 cross-aarch64-core cross-riscv64 test-bins bench bench-flash bench-mem clean
+.PHONY: all test check test-deps cross-aarch64 cross-aarch64-core cross-riscv64 test-bins bench bench-flash bench-mem clean
 .PRECIOUS: $(BUILD)/%.o $(BUILD)/tests/%.o
 # libFuzzer harnesses: make fuzz / make fuzz-ci (docs/fuzzing.md)
 include tests/fuzz/fuzz.mk
