@@ -26,30 +26,10 @@ static int add_text(cJSON *msgs, const char *role, const char *text) {
     return 0;
 }
 
-/* Concatenate the text of a string or a list of text blocks; NULL (+ e) if another block type is met. */
+/* Anthropic text content: a string or a list of text blocks, concatenated; NULL (+ e) for another block type. */
 static char *blocks_text(const cJSON *c, const char *param, srv_error *e) {
-    if (cJSON_IsString(c)) return strdup(c->valuestring);
-    if (!c || cJSON_IsNull(c)) return strdup("");
-    if (!cJSON_IsArray(c)) { srv_err(e, 400, IRE, "invalid_type", param, "%s must be a string or a list of blocks", param); return NULL; }
-    size_t n = 0;
-    const cJSON *b;
-    cJSON_ArrayForEach(b, c) {
-        const cJSON *t = cJSON_GetObjectItemCaseSensitive(b, "type"), *x = cJSON_GetObjectItemCaseSensitive(b, "text");
-        if (!cJSON_IsString(t) || strcmp(t->valuestring, "text") || !cJSON_IsString(x)) {
-            srv_err(e, 400, IRE, "invalid_value", param, "%s: only text blocks are supported here", param);
-            return NULL;
-        }
-        n += strlen(x->valuestring);
-    }
-    char *s = malloc(n + 1), *w = s;
-    if (!s) { srv_err(e, 500, "api_error", NULL, NULL, "out of memory"); return NULL; }
-    cJSON_ArrayForEach(b, c) {
-        const char *x = cJSON_GetObjectItemCaseSensitive(b, "text")->valuestring;
-        size_t l = strlen(x);
-        memcpy(w, x, l); w += l;
-    }
-    *w = 0;
-    return s;
+    static const char *const types[] = {"text", NULL};
+    return srv_text_parts(c, param, types, "block", "api_error", e);
 }
 
 /* Anthropic messages -> OpenAI messages (appended to out). */

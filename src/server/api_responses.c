@@ -23,30 +23,10 @@
 
 #define IRE "invalid_request_error"
 
+/* Responses text content: a string or a list of text parts (input, output, reasoning and summary text). */
 static char *parts_text(const cJSON *c, const char *param, srv_error *e) {
-    if (cJSON_IsString(c)) return strdup(c->valuestring);
-    if (!c || cJSON_IsNull(c)) return strdup("");
-    if (!cJSON_IsArray(c)) { srv_err(e, 400, IRE, "invalid_type", param, "%s must be a string or a list of parts", param); return NULL; }
-    size_t n = 0;
-    const cJSON *p;
-    cJSON_ArrayForEach(p, c) {
-        const cJSON *t = cJSON_GetObjectItemCaseSensitive(p, "type"), *x = cJSON_GetObjectItemCaseSensitive(p, "text");
-        if (!cJSON_IsString(t) || !cJSON_IsString(x) || (strcmp(t->valuestring, "input_text") && strcmp(t->valuestring, "output_text") &&
-            strcmp(t->valuestring, "text") && strcmp(t->valuestring, "reasoning_text") && strcmp(t->valuestring, "summary_text"))) {
-            srv_err(e, 400, IRE, "invalid_value", param, "%s: only text parts are supported", param);
-            return NULL;
-        }
-        n += strlen(x->valuestring);
-    }
-    char *s = malloc(n + 1), *w = s;
-    if (!s) { srv_err(e, 500, "server_error", NULL, NULL, "out of memory"); return NULL; }
-    cJSON_ArrayForEach(p, c) {
-        const char *x = cJSON_GetObjectItemCaseSensitive(p, "text")->valuestring;
-        size_t l = strlen(x);
-        memcpy(w, x, l); w += l;
-    }
-    *w = 0;
-    return s;
+    static const char *const types[] = {"input_text", "output_text", "text", "reasoning_text", "summary_text", NULL};
+    return srv_text_parts(c, param, types, "part", "server_error", e);
 }
 
 static int convert_input(const cJSON *req, cJSON *out, srv_error *e) {

@@ -237,6 +237,37 @@ int srv_parse_sampling(const cJSON *req, srv_gen *g, srv_error *e) {
     return 0;
 }
 
+char *srv_text_parts(const cJSON *c, const char *param, const char *const *types, const char *noun,
+                     const char *oom_type, srv_error *e) {
+    char *s;
+    if (cJSON_IsString(c) || !c || cJSON_IsNull(c)) {
+        if (!(s = strdup(cJSON_IsString(c) ? c->valuestring : ""))) srv_err(e, 500, oom_type, NULL, NULL, "out of memory");
+        return s;
+    }
+    if (!cJSON_IsArray(c)) { srv_err(e, 400, IRE, "invalid_type", param, "%s must be a string or a list of %ss", param, noun); return NULL; }
+    size_t n = 0;
+    const cJSON *b;
+    cJSON_ArrayForEach(b, c) {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(b, "type"), *x = cJSON_GetObjectItemCaseSensitive(b, "text");
+        int known = 0;
+        for (int i = 0; cJSON_IsString(t) && types[i]; i++) known |= !strcmp(t->valuestring, types[i]);
+        if (!known || !cJSON_IsString(x)) {
+            srv_err(e, 400, IRE, "invalid_value", param, "%s: only text %ss are supported here", param, noun);
+            return NULL;
+        }
+        n += strlen(x->valuestring);
+    }
+    char *w = s = malloc(n + 1);
+    if (!s) { srv_err(e, 500, oom_type, NULL, NULL, "out of memory"); return NULL; }
+    cJSON_ArrayForEach(b, c) {
+        const char *x = cJSON_GetObjectItemCaseSensitive(b, "text")->valuestring;
+        size_t l = strlen(x);
+        memcpy(w, x, l); w += l;
+    }
+    *w = 0;
+    return s;
+}
+
 void srv_force_tool(srv_gen *g, const char *name) {
     g->tool_force = name && strlen(name) < sizeof g->tool_name ? 2 : 1;
     if (g->tool_force == 2) snprintf(g->tool_name, sizeof g->tool_name, "%s", name);

@@ -199,6 +199,11 @@ srv_job *srv_submit(srv_engine *eng, int32_t *toks, int n, srv_gen *g, srv_error
 /* Require a tool call in the reply: any tool (name NULL) or the tool `name` (tool_choice required / any / named;
  * a name longer than g->tool_name requires any tool). srv_submit turns it into the job's force_text. */
 void srv_force_tool(srv_gen *g, const char *name);
+/* The text of a content field: a string, null (""), or a list of {type, text} parts whose type is one of the
+ * NULL-terminated `types`, concatenated. malloc'd; NULL with e filled: 400 naming `param` (not a string or list; a
+ * part of another type: "only text <noun>s are supported here"), or 500 of type oom_type when out of memory. */
+char *srv_text_parts(const cJSON *c, const char *param, const char *const *types, const char *noun,
+                     const char *oom_type, srv_error *e);
 void srv_gen_free(srv_gen *g);
 /* Wait (blocking) until the job is done or `gone` reports the client vanished (then cancels). */
 void srv_job_wait(srv_job *j, int (*gone)(void *), void *gone_arg);
