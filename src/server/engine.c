@@ -34,7 +34,8 @@ typedef struct {
     dsv4_detok_stream st;
     float *logits;
     int gen, limit, ntool, stopped, in_reasoning;
-    int32_t force[64]; int nforce, iforce;   /* tokens of job->force_text still to emit instead of sampling */
+    int32_t force[160]; int nforce, iforce;  /* tokens of job->force_text still to emit instead of sampling (a tool
+                                              * name is < 128 bytes, so at most 127 tokens + the DSML opening) */
     int reply_begun;                         /* thinking mode: </think> was emitted (the reply begins) */
     char tail[32]; int ntail;                /* the last bytes of the output (finds the end of a forced call) */
     int call_closed;                         /* the output holds the closing tag of a tool-call block */
@@ -350,11 +351,12 @@ static int32_t decode_sample(srv_engine *e, slot_t *sl) {
     if (sl->gen >= sl->limit) { slot_finish(e, sl, SRV_FIN_LENGTH, NULL); return -1; }
     if (j->force_text && sl->nforce < 0 && sl->reply_begun) {   /* the reply begins: force the tool-call opening */
         char err[128];
-        int n = dsv4_tokenize(e->tok, j->force_text, strlen(j->force_text), sl->force, 64, err, sizeof err);
-        sl->nforce = n > 0 && n <= 64 ? n : 0;
+        int cap = (int)(sizeof sl->force / sizeof sl->force[0]);
+        int n = dsv4_tokenize(e->tok, j->force_text, strlen(j->force_text), sl->force, cap, err, sizeof err);
+        sl->nforce = n > 0 && n <= cap ? n : 0;   /* 0: nothing forced (and the end of sequence stays allowed) */
         sl->iforce = 0;
     }
-    if (sl->nforce >= 0 && !sl->call_closed) {   /* a forced call: no end of sequence before the block is closed */
+    if (sl->nforce > 0 && !sl->call_closed) {   /* a forced call: no end of sequence before the block is closed */
         if (e->eos_id >= 0) sl->logits[e->eos_id] = -INFINITY;
         if (e->eos_cfg >= 0 && e->eos_cfg < e->V) sl->logits[e->eos_cfg] = -INFINITY;
     }
@@ -372,7 +374,7 @@ static int32_t decode_sample(srv_engine *e, slot_t *sl) {
     int k = dsv4_detok_next(e->tok, &sl->st, t, piece, sizeof piece);
     if (k > 0) {
         text_in(sl, piece, (size_t)k);
-        if (sl->nforce >= 0 && !sl->call_closed) call_tail(sl, piece, (size_t)k);
+        if (sl->nforce > 0 && !sl->call_closed) call_tail(sl, piece, (size_t)k);
     }
     if (sl->stopped) { slot_finish(e, sl, SRV_FIN_STOP, NULL); return -1; }
     if (sl->gen >= sl->limit) { slot_finish(e, sl, SRV_FIN_LENGTH, NULL); return -1; }
