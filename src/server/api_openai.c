@@ -100,6 +100,23 @@ static const char *model_name(const srv_request *q, const cJSON *req) {
 }
 
 /* ------------------------------------------------------------------ chat: streaming */
+/* Hand job j to the HTTP layer as an SSE stream of `pump` (chat or completion chunks) with a fresh oa_state. On
+ * out of memory the job is cancelled and released and e is filled (-1). */
+static int stream_start(const srv_request *q, const cJSON *req, srv_reply *r, srv_job *j, const char *id,
+                        int include_usage, int logprobs, srv_pump_fn pump, srv_error *e) {
+    oa_state *s = calloc(1, sizeof *s);
+    if (!s) { srv_job_cancel(j); srv_job_release(j); srv_err(e, 500, "server_error", NULL, NULL, "out of memory"); return -1; }
+    snprintf(s->id, sizeof s->id, "%s", id);
+    snprintf(s->model, sizeof s->model, "%s", model_name(q, req));
+    s->created = (long)time(NULL);
+    s->eng = q->eng;
+    s->include_usage = include_usage;
+    s->logprobs = logprobs;
+    r->status = 200;
+    r->job = j; r->pump = pump; r->api_state = s; r->api_free = free;
+    return 0;
+}
+
 static int chat_pump(srv_stream *st, srv_job *j, void *arg) {
     oa_state *s = arg;
 #define CHUNK_BEGIN() \
@@ -282,16 +299,7 @@ int srv_api_chat(const srv_request *q, srv_reply *r) {
     char id[48];
     srv_make_id("chatcmpl-", id);
     if (stream) {
-        oa_state *s = calloc(1, sizeof *s);
-        if (!s) { srv_job_cancel(j); srv_job_release(j); srv_err(&e, 500, "server_error", NULL, NULL, "out of memory"); goto fail; }
-        snprintf(s->id, sizeof s->id, "%s", id);
-        snprintf(s->model, sizeof s->model, "%s", model_name(q, req));
-        s->created = (long)time(NULL);
-        s->eng = q->eng;
-        s->include_usage = include_usage;
-        s->logprobs = g.logprobs;
-        r->status = 200;
-        r->job = j; r->pump = chat_pump; r->api_state = s; r->api_free = free;
+        if (stream_start(q, req, r, j, id, include_usage, g.logprobs, chat_pump, &e)) goto fail;
     } else {
         srv_job_wait(j, q->gone, q->gone_arg);
         pthread_mutex_lock(&j->mu);
@@ -396,15 +404,7 @@ int srv_api_completions(const srv_request *q, srv_reply *r) {
     char id[48];
     srv_make_id("cmpl-", id);
     if (stream) {
-        oa_state *s = calloc(1, sizeof *s);
-        if (!s) { srv_job_cancel(j); srv_job_release(j); srv_err(&e, 500, "server_error", NULL, NULL, "out of memory"); goto fail; }
-        snprintf(s->id, sizeof s->id, "%s", id);
-        snprintf(s->model, sizeof s->model, "%s", model_name(q, req));
-        s->created = (long)time(NULL);
-        s->eng = q->eng;
-        s->include_usage = include_usage;
-        r->status = 200;
-        r->job = j; r->pump = cmpl_pump; r->api_state = s; r->api_free = free;
+        if (stream_start(q, req, r, j, id, include_usage, 0, cmpl_pump, &e)) goto fail;
     } else {
         srv_job_wait(j, q->gone, q->gone_arg);
         int failed = j->finish == SRV_FIN_ERROR;
