@@ -86,6 +86,19 @@ static void expert_linear(tl *l, int fp8, const char *pfx, const char *name, int
     add(l, ST_F8_E8M0, DSV4_TS_SCALE, 2, out, in / 32, "%s%s.scale", pfx, name);
 }
 
+/* The two sublayer norms and the attention / FFN mHC parameters of one block under prefix pfx (V4 and V4.1). */
+static void norms_and_mhc(tl *l, const dsv4_config *c, const char *pfx) {
+    const int64_t D = c->dim, hc = c->hc_mult, mix = (2 + hc) * hc;
+    add(l, ST_BF16, 0, 1, D, 0, "%sattn_norm.weight", pfx);
+    add(l, ST_BF16, 0, 1, D, 0, "%sffn_norm.weight", pfx);
+    add(l, ST_F32, 0, 2, mix, hc * D, "%shc_attn_fn", pfx);
+    add(l, ST_F32, 0, 2, mix, hc * D, "%shc_ffn_fn", pfx);
+    add(l, ST_F32, 0, 1, mix, 0, "%shc_attn_base", pfx);
+    add(l, ST_F32, 0, 1, mix, 0, "%shc_ffn_base", pfx);
+    add(l, ST_F32, 0, 1, 3, 0, "%shc_attn_scale", pfx);
+    add(l, ST_F32, 0, 1, 3, 0, "%shc_ffn_scale", pfx);
+}
+
 /* The routed experts (w1, w2, w3 of E experts) and the shared expert of one block's FFN, prefix p = "...ffn.".
  * In TL_SUM mode one routed expert is visited and counted E times. V4 and V4.1 blocks alike. */
 static void experts(tl *l, const dsv4_config *c, int experts_fp8, const char *p, int64_t E, int64_t I, int64_t D) {
@@ -117,15 +130,8 @@ static void experts(tl *l, const dsv4_config *c, int experts_fp8, const char *p,
 /* Every tensor of one block (trunk layer or MTP block) under prefix pfx. */
 static void block(tl *l, const dsv4_config *c, int experts_fp8, const char *pfx, int ratio, int hash) {
     const int64_t D = c->dim, H = c->n_heads, hd = c->head_dim, V = c->vocab_size, E = c->n_routed_experts;
-    const int64_t hc = c->hc_mult, mix = (2 + hc) * hc, I = c->moe_inter_dim, ql = c->q_lora_rank;
-    add(l, ST_BF16, 0, 1, D, 0, "%sattn_norm.weight", pfx);
-    add(l, ST_BF16, 0, 1, D, 0, "%sffn_norm.weight", pfx);
-    add(l, ST_F32, 0, 2, mix, hc * D, "%shc_attn_fn", pfx);
-    add(l, ST_F32, 0, 2, mix, hc * D, "%shc_ffn_fn", pfx);
-    add(l, ST_F32, 0, 1, mix, 0, "%shc_attn_base", pfx);
-    add(l, ST_F32, 0, 1, mix, 0, "%shc_ffn_base", pfx);
-    add(l, ST_F32, 0, 1, 3, 0, "%shc_attn_scale", pfx);
-    add(l, ST_F32, 0, 1, 3, 0, "%shc_ffn_scale", pfx);
+    const int64_t I = c->moe_inter_dim, ql = c->q_lora_rank;
+    norms_and_mhc(l, c, pfx);
 
     char p[96];
     snprintf(p, sizeof p, "%sattn.", pfx);
@@ -177,19 +183,12 @@ static void block41(tl *l, const dsv4_config *c, int experts_fp8, int L) {
     const int dspark = L >= c->n_layers, stage = L - c->n_layers;
     const int64_t D = c->dim, H = c->n_heads, hd = c->head_dim, V = c->vocab_size;
     const int64_t E = dspark ? x->dspark_n_routed_experts : c->n_routed_experts;
-    const int64_t hc = c->hc_mult, mix = (2 + hc) * hc, I = c->moe_inter_dim, ql = c->q_lora_rank;
+    const int64_t hc = c->hc_mult, I = c->moe_inter_dim, ql = c->q_lora_rank;
     const int ratio = c->compress_ratios[L];
     char pfx[32], p[96];
     if (dspark) snprintf(pfx, sizeof pfx, "mtp.%d.", stage);
     else snprintf(pfx, sizeof pfx, "layers.%d.", L);
-    add(l, ST_BF16, 0, 1, D, 0, "%sattn_norm.weight", pfx);
-    add(l, ST_BF16, 0, 1, D, 0, "%sffn_norm.weight", pfx);
-    add(l, ST_F32, 0, 2, mix, hc * D, "%shc_attn_fn", pfx);
-    add(l, ST_F32, 0, 2, mix, hc * D, "%shc_ffn_fn", pfx);
-    add(l, ST_F32, 0, 1, mix, 0, "%shc_attn_base", pfx);
-    add(l, ST_F32, 0, 1, mix, 0, "%shc_ffn_base", pfx);
-    add(l, ST_F32, 0, 1, 3, 0, "%shc_attn_scale", pfx);
-    add(l, ST_F32, 0, 1, 3, 0, "%shc_ffn_scale", pfx);
+    norms_and_mhc(l, c, pfx);
     snprintf(p, sizeof p, "%sattn.", pfx);
     add(l, ST_F32, 0, 1, H, 0, "%sattn_sink", p);
     fp8_linear(l, p, "wq_a", ql, D);
