@@ -24,6 +24,13 @@ reference's prefill, a 1-token chunk its decode step; a longer chunk at a later 
 not define) completes the groups that end inside it and publishes index keys if it completed one (the same rule).
 Because of the index-key slot quirk, one prefill and token-by-token decode can select different compressed
 positions: that is DeepSeek's behaviour, reproduced on purpose.
+Two precisions: Session(dtype=torch.float64) (goldens: every F32 step of DeepSeek's code done in float64, rounded
+where it casts) and Session(dtype=torch.float32), the official F32 mode: the same graph with F32 carriers and the
+official order where the order changes F32 results (hc_post as elementwise products summed over the source stream,
+the Sinkhorn row softmax as exp(c - max) / sum). The float32 mode is bit-identical to DeepSeek's model.py on the CPU
+stand-ins (tools/reference/README.md); the two modes differ only by single BF16 rounding flips and what they cause.
+Index top-k and candidate blocks break exact score ties to the lower position (torch.topk leaves the order of equal
+scores unspecified).
 
 usage (library):  cfg = Config(**flat_keys); W = init_weights(cfg, seed); s = Session(cfg, W)
                   logits = s.eval([tok, ...]); d = s.dspark(next_token) -> (logits [B, V], ids, confidence [B])
@@ -288,7 +295,8 @@ def sinkhorn_split(m, scale, base, cfg):
     pre = torch.sigmoid(m[..., :hc] * scale[0] + base[:hc]) + cfg.hc_eps
     post = 2 * torch.sigmoid(m[..., hc:2 * hc] * scale[1] + base[hc:2 * hc])
     C = (m[..., 2 * hc:] * scale[2] + base[2 * hc:]).unflatten(-1, (hc, hc))
-    M = torch.softmax(C, dim=-1) + cfg.hc_eps
+    M = torch.exp(C - C.amax(-1, keepdim=True))
+    M = M / M.sum(-1, keepdim=True) + cfg.hc_eps
     M = M / (M.sum(-2, keepdim=True) + cfg.hc_eps)
     for _ in range(cfg.hc_sinkhorn_iters - 1):
         M = M / (M.sum(-1, keepdim=True) + cfg.hc_eps)
@@ -307,7 +315,9 @@ def hc_pre(X, pre):
 
 
 def hc_post(y, X, post, comb):
-    return rb(post.unsqueeze(-1) * y.unsqueeze(-2) + torch.einsum("...jk,...jd->...kd", comb, X))
+    # elementwise products summed over the source stream j (the official order; an einsum's matmul rounds F32
+    # differently, which flipped single BF16 values of the float32 mode)
+    return rb(post.unsqueeze(-1) * y.unsqueeze(-2) + (comb.unsqueeze(-1) * X.unsqueeze(-2)).sum(-3))
 
 
 def attend(q, keys, sink, scale):
@@ -344,7 +354,8 @@ def candidate_mask(score, visible, topk_blocks, bs):
 
 # ------------------------------------------------------------------------------------------- session
 class Session:
-    """Stateful V4.1 inference in any chunk schedule (batch 1). dtype float64 = goldens; float32 = noise estimate."""
+    """Stateful V4.1 inference in any chunk schedule (batch 1). dtype float64 = goldens; float32 = the official F32
+    order (bit-identical to DeepSeek's code on the CPU stand-ins, up to exact index-score ties)."""
 
     def __init__(self, cfg, W, dtype=torch.float64, cmap=None):
         self.cfg, self.dt = cfg, dtype
@@ -362,6 +373,7 @@ class Session:
         self.last_feat = None
         self.freqs = {r: rope_freqs(cfg, r) for r in set(cfg.compress_ratios)}
         self.record = []        # (layer, pos, selected compressed positions)
+        self.scores = {}        # (layer, pos) -> index score row the top-k was taken from (diagnostics)
 
     def p(self, L):
         return f"layers.{L}." if L < self.cfg.n_layers else f"mtp.{L - self.cfg.n_layers}."
@@ -524,6 +536,7 @@ class Session:
             elif 0 <= cfg.candidate_source_layer < L:
                 row = row.masked_fill(~self.cands[pos0 + t], -math.inf)
             pick = [j for j in topk_positions(row, min(cfg.index_topk, n)) if j < vis]
+            self.scores[(L, pos0 + t)] = row
             sel.append(pick)
             self.record.append((L, pos0 + t, pick))
         return sel
