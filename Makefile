@@ -91,7 +91,7 @@ test: $(TESTS) $(BUILD)/dsv4 build/v4-tokenizer.json $(BUILD)/tools/make_flash_c
 #                       sources into $(RV_DEPS) by .ci/cross.sh riscv64
 CROSS_BUILD ?= build/cross
 CROSS_CORE_TESTS ?= test_kernels test_ops test_io test_config test_threads test_golden test_blocks test_nano_golden \
-                    test_tokenizer_golden test_chat_encode test_chat_parse
+                    test_tokenizer_golden test_chat_encode test_chat_parse test_vision_tower
 CROSS_A64 := BUILD=$(CROSS_BUILD)-aarch64 CC=aarch64-linux-gnu-gcc AR=aarch64-linux-gnu-ar RUN='qemu-aarch64 -L /'
 cross-aarch64:
 	$(MAKE) $(CROSS_A64) test

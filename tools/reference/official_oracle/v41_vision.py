@@ -9,7 +9,8 @@ do for BF16 inputs: F32 scores, F32 softmax statistics, P rounded to BF16 for th
 the plain F32 math of torch's math backend (--sdpa math: softmax in F32, P not rounded).
 
 Measured per tower state (patch embed, each block, final norm) and for the aligner rows: the number of BF16
-values that differ, the max |diff| and max |diff| / max |value|.
+values that differ, the max |diff| and max |diff| / max |value|; once chained (the whole tower), once for each
+official block alone fed the reference's state before it (so that one rounding flip does not spread).
 
 usage: v41_vision.py [--official-dir DIR] [--sdpa fa|math] [--silu opmath|cpu113] [--grid HxW] [--layers N] [--dim D] [--heads H]
 """
@@ -128,6 +129,14 @@ def main():
         for nm, o, r in zip(names, states, rs):
             compare(nm, o, r)
         compare("aligner", rows, rr)
+    print("each official block alone, fed the reference's (F64) state before it:")
+    rs, rr = ref.tower(w, c, patches, n_h, n_w, acc=torch.float64)
+    cos, sin = off.get_vision_cos_sin(n_h, n_w, vit.rope_dim, vit.rope_theta)
+    with torch.no_grad():
+        for i, b in enumerate(vit.blocks):
+            compare("block %d alone" % i, b(rs[i].to(torch.bfloat16), cos, sin), rs[i + 1])
+        compare("norm alone", vit.norm(rs[-2].to(torch.bfloat16)), rs[-1])
+        compare("aligner alone", aligner(rs[-1].to(torch.bfloat16), n_h, n_w), rr)
     r64 = ref.tower(w, c, patches, n_h, n_w, acc=torch.float64)
     r32 = ref.tower(w, c, patches, n_h, n_w, acc=torch.float32)
     print("reference float32 vs float64 accumulation (its own rounding noise):")

@@ -1,0 +1,364 @@
+/* vision/tower.c — the V4.1 vision tower and aligner (vision/tower.h; docs/vision.md "Tower and aligner").
+ * Every rounding point and operation order follows tools/reference/vision_v41.py; the matrix products go through
+ * the kernels (dsv4_linear for the weights, dsv4_linear_bf16x for attention scores and P.V) and the thread pool. */
+#include "vision/tower.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/util.h"
+#include "kernels/kernels.h"
+#include "kernels/pool.h"
+
+#define VT_EPS 1e-6f
+#define VT_QB 16            /* queries per attention task */
+#define VT_QBLOCK 64        /* queries per parallel round (VT_QBLOCK / VT_QB tasks per head) */
+
+typedef struct {
+    dsv4_wview wqkv, wo, w1, w2;
+    float *bqkv, *bo, *norm1, *norm2;
+} vt_block;
+
+struct dsv4_vtower {
+    dsv4_vtower_config c;
+    dsv4_wview patch_w, a_w1, a_w2;
+    float *patch_b, *norm, *a_b1, *a_b2;
+    vt_block *blocks;
+    int n_blocks_loaded;
+};
+
+static float bf(float v) { return dsv4_round_bf16(v); }
+
+/* ------------------------------------------------------------------ loading */
+static const st_tensor *find(const st_set *s, const char *name, int ndim, int64_t d0, int64_t d1, char *err,
+                             size_t errlen) {
+    const st_tensor *t = st_find(s, name);
+    char want[64], got[64];
+    int64_t shape[2] = {d0, d1};
+    if (!t) return dsv4_fail(err, errlen, "missing tensor '%s' (vision tower)", name), NULL;
+    int ok = (t->dtype == ST_BF16 || t->dtype == ST_F32) && t->ndim == ndim && t->shape[0] == d0 &&
+             (ndim == 1 || t->shape[1] == d1);
+    if (!ok) {
+        st_format_shape(want, sizeof want, ndim, shape);
+        st_format_shape(got, sizeof got, t->ndim, t->shape);
+        dsv4_fail(err, errlen, "%s: tensor '%s': expected BF16 or F32 %s, found %s %s", t->file, name, want,
+                  st_dtype_name(t->dtype), got);
+        return NULL;
+    }
+    return t;
+}
+
+static int load_matrix(dsv4_wview *w, const st_set *s, const char *name, int rows, int cols, char *err,
+                       size_t errlen) {
+    const st_tensor *t = find(s, name, 2, rows, cols, err, errlen);
+    if (!t) return -1;
+    w->fmt = t->dtype == ST_BF16 ? DSV4_W_BF16 : DSV4_W_F32;
+    w->rows = rows; w->cols = cols; w->data = t->data; w->scale = NULL;
+    return 0;
+}
+
+/* A vector as an owned F32 copy (BF16 widened exactly). */
+static int load_vector(float **out, const st_set *s, const char *name, int n, char *err, size_t errlen) {
+    const st_tensor *t = find(s, name, 1, n, 0, err, errlen);
+    if (!t) return -1;
+    float *v = malloc((size_t)n * sizeof(float));
+    if (!v) return dsv4_fail(err, errlen, "out of memory loading '%s'", name);
+    if (t->dtype == ST_F32) {
+        memcpy(v, t->data, (size_t)n * sizeof(float));
+    } else {
+        const uint8_t *p = t->data;
+        for (int i = 0; i < n; i++) v[i] = dsv4_bf16_to_f32((uint16_t)(p[2 * i] | p[2 * i + 1] << 8));
+    }
+    *out = v;
+    return 0;
+}
+
+void dsv4_vtower_free(dsv4_vtower *t) {
+    if (!t) return;
+    for (int i = 0; i < t->n_blocks_loaded; i++) {
+        vt_block *b = &t->blocks[i];
+        free(b->bqkv); free(b->bo); free(b->norm1); free(b->norm2);
+    }
+    free(t->blocks);
+    free(t->patch_b); free(t->norm); free(t->a_b1); free(t->a_b2);
+    free(t);
+}
+
+int dsv4_vtower_load(dsv4_vtower **out, const st_set *s, const dsv4_vtower_config *c, char *err, size_t errlen) {
+    *out = NULL;
+    if (c->n_layers < 0 || c->n_layers > 1024 || c->dim < 1 || c->dim > (1 << 16) || c->n_heads < 1 ||
+        c->dim % c->n_heads || c->inter_dim < 1 || c->inter_dim > (1 << 18) || c->patch_size < 1 ||
+        c->patch_size > 1024 || c->downsample_ratio < 1 || c->downsample_ratio > 64 || c->lm_dim < 1 ||
+        c->lm_dim > (1 << 18) || !(c->rope_theta > 0))
+        return dsv4_fail(err, errlen, "vision tower: configuration out of range (layers %d, dim %d, heads %d, "
+                         "inter %d, patch %d, downsample %d, lm width %d)", c->n_layers, c->dim, c->n_heads,
+                         c->inter_dim, c->patch_size, c->downsample_ratio, c->lm_dim);
+    if ((c->dim / c->n_heads) % 32 || c->dim / c->n_heads > 2048)
+        return dsv4_fail(err, errlen, "vision tower: head_dim %d (hidden_size %d / num_attention_heads %d) must be "
+                         "a multiple of 32 (at most 2048)", c->dim / c->n_heads, c->dim, c->n_heads);
+    dsv4_vtower *t = calloc(1, sizeof *t);
+    if (!t) return dsv4_fail(err, errlen, "out of memory");
+    t->c = *c;
+    int D = c->dim, I = c->inter_dim, L = c->lm_dim, r2 = c->downsample_ratio * c->downsample_ratio;
+    int P = 3 * c->patch_size * c->patch_size;
+    t->blocks = calloc((size_t)(c->n_layers ? c->n_layers : 1), sizeof *t->blocks);
+    if (!t->blocks) { dsv4_vtower_free(t); return dsv4_fail(err, errlen, "out of memory"); }
+    if (load_matrix(&t->patch_w, s, "vision.patch_embed.proj.weight", D, P, err, errlen) ||
+        load_vector(&t->patch_b, s, "vision.patch_embed.proj.bias", D, err, errlen) ||
+        load_vector(&t->norm, s, "vision.norm.weight", D, err, errlen) ||
+        load_matrix(&t->a_w1, s, "aligner.w1.weight", L, D * r2, err, errlen) ||
+        load_vector(&t->a_b1, s, "aligner.w1.bias", L, err, errlen) ||
+        load_matrix(&t->a_w2, s, "aligner.w2.weight", L, L, err, errlen) ||
+        load_vector(&t->a_b2, s, "aligner.w2.bias", L, err, errlen)) {
+        dsv4_vtower_free(t);
+        return -1;
+    }
+    for (int i = 0; i < c->n_layers; i++) {
+        vt_block *b = &t->blocks[i];
+        t->n_blocks_loaded = i + 1;
+        char n[8][96];
+        const char *suf[8] = {"norm1.weight", "attn.wqkv.weight", "attn.wqkv.bias", "attn.wo.weight",
+                              "attn.wo.bias", "norm2.weight", "mlp.w1.weight", "mlp.w2.weight"};
+        for (int k = 0; k < 8; k++) snprintf(n[k], sizeof n[k], "vision.blocks.%d.%s", i, suf[k]);
+        if (load_vector(&b->norm1, s, n[0], D, err, errlen) ||
+            load_matrix(&b->wqkv, s, n[1], 3 * D, D, err, errlen) ||
+            load_vector(&b->bqkv, s, n[2], 3 * D, err, errlen) ||
+            load_matrix(&b->wo, s, n[3], D, D, err, errlen) ||
+            load_vector(&b->bo, s, n[4], D, err, errlen) ||
+            load_vector(&b->norm2, s, n[5], D, err, errlen) ||
+            load_matrix(&b->w1, s, n[6], 2 * I, D, err, errlen) ||
+            load_matrix(&b->w2, s, n[7], D, I, err, errlen)) {
+            dsv4_vtower_free(t);
+            return -1;
+        }
+    }
+    *out = t;
+    return 0;
+}
+
+const dsv4_vtower_config *dsv4_vtower_cfg(const dsv4_vtower *t) { return &t->c; }
+
+int dsv4_vtower_n_rows(const dsv4_vtower_config *c, int n_h, int n_w) {
+    int r = c->downsample_ratio;
+    return ((n_h + r - 1) / r) * ((n_w + r - 1) / r);
+}
+
+/* ------------------------------------------------------------------ operations */
+/* y = bf16(fl32(x . W) + b) for n rows (b may be NULL). */
+static void linear(float *y, const dsv4_wview *w, const float *b, const float *x, int n, float *scratch) {
+    dsv4_linear(y, w, x, n, 0, scratch);
+    for (int t = 0; t < n; t++) {
+        float *yr = y + (size_t)t * w->rows;
+        for (int j = 0; j < w->rows; j++) yr[j] = bf(b ? yr[j] + b[j] : yr[j]);
+    }
+}
+
+/* RMSNorm of n rows of d: ms = fl32(mean x^2) (summed in double), r = fl32(1 / sqrt(ms + eps)),
+ * y = bf16(w * (x * r)). */
+static void rmsnorm(float *y, const float *x, const float *w, int n, int d) {
+    for (int t = 0; t < n; t++) {
+        const float *xr = x + (size_t)t * d;
+        float *yr = y + (size_t)t * d;
+        double ss = 0;
+        for (int i = 0; i < d; i++) ss += (double)xr[i] * xr[i];
+        float ms = (float)(ss / d);
+        float r = (float)(1.0 / sqrt((double)(ms + VT_EPS)));
+        for (int i = 0; i < d; i++) yr[i] = bf(w[i] * (xr[i] * r));
+    }
+}
+
+/* cos / sin [n][hd/2] of the 2D split-half RoPE: angles [row * f_0..f_{q-1}, col * f_0..f_{q-1}], q = hd/4,
+ * f_i = fl32(1 / fl32(theta ^ fl32(2i / (hd/2)))), angle = fl32(pos * f_i), cos/sin correctly rounded. */
+static void rope_tables(float *cs, float *sn, int n_h, int n_w, int hd, float theta) {
+    int half = hd / 2, q = half / 2;
+    float f[512];
+    for (int i = 0; i < q; i++) {
+        float e = (float)(2.0 * i / half);
+        float pw = (float)pow((double)theta, (double)e);
+        f[i] = (float)(1.0 / (double)pw);
+    }
+    for (int a = 0; a < n_h; a++)
+        for (int b = 0; b < n_w; b++) {
+            size_t o = ((size_t)a * n_w + b) * half;
+            for (int i = 0; i < q; i++) {
+                float ra = (float)a * f[i], ca = (float)b * f[i];
+                cs[o + i] = (float)cos((double)ra); sn[o + i] = (float)sin((double)ra);
+                cs[o + q + i] = (float)cos((double)ca); sn[o + q + i] = (float)sin((double)ca);
+            }
+        }
+}
+
+/* Rotate one head vector x[hd] (BF16 values) in place: [x1 c - x2 s, x2 c + x1 s], F32 steps, BF16 result. */
+static void rotate(float *x, const float *c, const float *s, int hd) {
+    int h = hd / 2;
+    for (int i = 0; i < h; i++) {
+        float x1 = x[i], x2 = x[h + i];
+        float a = x1 * c[i], b = x2 * s[i], d = x2 * c[i], e = x1 * s[i];
+        x[i] = bf(a - b);
+        x[h + i] = bf(d + e);
+    }
+}
+
+typedef struct {
+    int n, npad, H, hd, q0, nq;       /* tokens, keys padded to 32, heads, head_dim, this round's queries */
+    const uint16_t *qb, *kb, *vt;     /* per head: [n][hd], [n][hd], [hd][npad] */
+    float *sc;                        /* per task: [VT_QB][n] scores */
+    uint16_t *pb;                     /* per task: [VT_QB][npad] BF16 P */
+    float *pv;                        /* per task: [VT_QB][hd] */
+    float scale;
+    float *o;                         /* [n][H * hd] */
+} attn_job;
+
+/* One task: head h, queries q0 + s*VT_QB .. (+VT_QB). */
+static void attn_task(void *ctx, int i) {
+    const attn_job *a = ctx;
+    int per = VT_QBLOCK / VT_QB, h = i / per, s = i % per;
+    int qs = a->q0 + s * VT_QB, nq = a->q0 + a->nq - qs;
+    if (nq <= 0) return;
+    if (nq > VT_QB) nq = VT_QB;
+    int n = a->n, npad = a->npad, hd = a->hd;
+    float *sc = a->sc + (size_t)i * VT_QB * n, *pv = a->pv + (size_t)i * VT_QB * hd;
+    uint16_t *pb = a->pb + (size_t)i * VT_QB * npad;
+    dsv4_wview wk = {DSV4_W_BF16, n, hd, a->kb + (size_t)h * n * hd, NULL};
+    dsv4_linear_bf16x(sc, &wk, a->qb + ((size_t)h * n + qs) * hd, (size_t)hd, NULL, nq, 0);
+    float Z[VT_QB];
+    for (int t = 0; t < nq; t++) {
+        float *z = sc + (size_t)t * n, mx = -INFINITY;
+        for (int j = 0; j < n; j++) {
+            z[j] *= a->scale;
+            if (z[j] > mx) mx = z[j];
+        }
+        double sum = 0;
+        uint16_t *pr = pb + (size_t)t * npad;
+        for (int j = 0; j < n; j++) {
+            float p = (float)exp((double)(z[j] - mx));
+            sum += p;
+            pr[j] = dsv4_f32_to_bf16(p);
+        }
+        for (int j = n; j < npad; j++) pr[j] = 0;
+        Z[t] = (float)sum;
+    }
+    dsv4_wview wv = {DSV4_W_BF16, hd, npad, a->vt + (size_t)h * hd * npad, NULL};
+    dsv4_linear_bf16x(pv, &wv, pb, (size_t)npad, NULL, nq, 0);
+    for (int t = 0; t < nq; t++) {
+        float *o = a->o + (size_t)(qs + t) * a->H * hd + (size_t)h * hd;
+        for (int d = 0; d < hd; d++) o[d] = bf(pv[(size_t)t * hd + d] / Z[t]);
+    }
+}
+
+/* ------------------------------------------------------------------ forward */
+int dsv4_vtower_forward(const dsv4_vtower *t, const float *patches, int n_h, int n_w, float *rows,
+                        dsv4_vtower_hook hook, void *ctx, char *err, size_t errlen) {
+    const dsv4_vtower_config *c = &t->c;
+    if (n_h < 1 || n_w < 1 || (int64_t)n_h * n_w > (1 << 24))
+        return dsv4_fail(err, errlen, "vision tower: patch grid %d x %d out of range", n_h, n_w);
+    int n = n_h * n_w, D = c->dim, H = c->n_heads, hd = D / H, I = c->inter_dim, L = c->lm_dim;
+    int r = c->downsample_ratio, P = 3 * c->patch_size * c->patch_size;
+    int gh = (n_h + r - 1) / r, gw = (n_w + r - 1) / r, ncell = gh * gw, cd = D * r * r;
+    int npad = (n + 31) & ~31;
+    int maxc = P;
+    if (D > maxc) maxc = D;
+    if (I > maxc) maxc = I;
+    if (cd > maxc) maxc = cd;
+    if (L > maxc) maxc = L;
+    int mrows = n > ncell ? n : ncell;
+    int ntask = H * (VT_QBLOCK / VT_QB);
+    size_t nD = (size_t)n * D;
+    float *x = malloc(nD * sizeof(float)), *a = malloc(nD * sizeof(float)), *o = malloc(nD * sizeof(float));
+    float *big = malloc((size_t)n * (3 * (size_t)D > 2 * (size_t)I ? 3 * (size_t)D : 2 * (size_t)I) * sizeof(float));
+    float *m = malloc((size_t)n * I * sizeof(float));
+    float *scratch = malloc(dsv4_linear_scratch_floats(mrows, maxc) * sizeof(float));
+    float *cs = malloc((size_t)n * (hd / 2) * sizeof(float)), *sn = malloc((size_t)n * (hd / 2) * sizeof(float));
+    uint16_t *qb = malloc(nD * sizeof(uint16_t)), *kb = malloc(nD * sizeof(uint16_t));
+    uint16_t *vt = malloc((size_t)H * hd * npad * sizeof(uint16_t));
+    float *sc = malloc((size_t)ntask * VT_QB * n * sizeof(float));
+    uint16_t *pb = malloc((size_t)ntask * VT_QB * npad * sizeof(uint16_t));
+    float *pv = malloc((size_t)ntask * VT_QB * hd * sizeof(float));
+    float *cells = malloc((size_t)ncell * cd * sizeof(float)), *hid = malloc((size_t)ncell * L * sizeof(float));
+    int rc = 0;
+    if (!x || !a || !o || !big || !m || !scratch || !cs || !sn || !qb || !kb || !vt || !sc || !pb || !pv || !cells ||
+        !hid) {
+        rc = dsv4_fail(err, errlen, "vision tower: out of memory for a %d x %d patch grid", n_h, n_w);
+        goto done;
+    }
+    linear(x, &t->patch_w, t->patch_b, patches, n, scratch);
+    if (hook) hook(ctx, 0, x, n, D);
+    rope_tables(cs, sn, n_h, n_w, hd, c->rope_theta);
+    float scale = 1.0f / sqrtf((float)hd);
+    for (int l = 0; l < c->n_layers; l++) {
+        const vt_block *b = &t->blocks[l];
+        /* attention */
+        rmsnorm(a, x, b->norm1, n, D);
+        float *qkv = big;
+        linear(qkv, &b->wqkv, b->bqkv, a, n, scratch);
+        for (int tk = 0; tk < n; tk++) {
+            float *row = qkv + (size_t)tk * 3 * D;
+            const float *ct = cs + (size_t)tk * (hd / 2), *st = sn + (size_t)tk * (hd / 2);
+            for (int h = 0; h < H; h++) {
+                float *q = row + (size_t)h * hd, *k = row + D + (size_t)h * hd, *v = row + 2 * D + (size_t)h * hd;
+                rotate(q, ct, st, hd);
+                rotate(k, ct, st, hd);
+                for (int d = 0; d < hd; d++) {
+                    qb[((size_t)h * n + tk) * hd + d] = dsv4_f32_to_bf16(q[d]);
+                    kb[((size_t)h * n + tk) * hd + d] = dsv4_f32_to_bf16(k[d]);
+                    vt[((size_t)h * hd + d) * npad + tk] = dsv4_f32_to_bf16(v[d]);
+                }
+            }
+        }
+        for (int h = 0; h < H; h++)
+            for (int d = 0; d < hd; d++)
+                for (int tk = n; tk < npad; tk++) vt[((size_t)h * hd + d) * npad + tk] = 0;
+        attn_job job = {n, npad, H, hd, 0, 0, qb, kb, vt, sc, pb, pv, scale, o};
+        for (int q0 = 0; q0 < n; q0 += VT_QBLOCK) {
+            job.q0 = q0;
+            job.nq = n - q0 < VT_QBLOCK ? n - q0 : VT_QBLOCK;
+            dsv4_parallel_for(ntask, attn_task, &job);
+        }
+        linear(a, &b->wo, b->bo, o, n, scratch);
+        for (size_t i = 0; i < nD; i++) x[i] = bf(x[i] + a[i]);
+        /* MLP */
+        rmsnorm(a, x, b->norm2, n, D);
+        float *gu = big;
+        linear(gu, &b->w1, NULL, a, n, scratch);
+        for (int tk = 0; tk < n; tk++) {
+            const float *g = gu + (size_t)tk * 2 * I, *u = g + I;
+            float *mr = m + (size_t)tk * I;
+            for (int j = 0; j < I; j++) {
+                float e = (float)exp(-(double)g[j]);
+                float sl = bf(g[j] / (1.0f + e));
+                mr[j] = bf(sl * u[j]);
+            }
+        }
+        linear(a, &b->w2, NULL, m, n, scratch);
+        for (size_t i = 0; i < nD; i++) x[i] = bf(x[i] + a[i]);
+        if (hook) hook(ctx, l + 1, x, n, D);
+    }
+    rmsnorm(a, x, t->norm, n, D);
+    if (hook) hook(ctx, c->n_layers + 1, a, n, D);
+    /* aligner: r x r cells, channel-major (index d * r^2 + kh * r + kw), zero outside the grid */
+    for (int ci = 0; ci < gh; ci++)
+        for (int cj = 0; cj < gw; cj++) {
+            float *cell = cells + ((size_t)ci * gw + cj) * cd;
+            for (int kh = 0; kh < r; kh++)
+                for (int kw = 0; kw < r; kw++) {
+                    int py = ci * r + kh, px = cj * r + kw;
+                    const float *src = py < n_h && px < n_w ? a + ((size_t)py * n_w + px) * D : NULL;
+                    for (int d = 0; d < D; d++) cell[(size_t)d * r * r + kh * r + kw] = src ? src[d] : 0.0f;
+                }
+        }
+    linear(hid, &t->a_w1, t->a_b1, cells, ncell, scratch);
+    const float k_alpha = (float)M_SQRT1_2;
+    for (size_t i = 0; i < (size_t)ncell * L; i++) {
+        float h = hid[i];
+        float e = (float)erf((double)(h * k_alpha));
+        hid[i] = bf((h * 0.5f) * (1.0f + e));
+    }
+    linear(rows, &t->a_w2, t->a_b2, hid, ncell, scratch);
+done:
+    free(x); free(a); free(o); free(big); free(m); free(scratch); free(cs); free(sn); free(qb); free(kb); free(vt);
+    free(sc); free(pb); free(pv); free(cells); free(hid);
+    return rc;
+}

@@ -1,0 +1,224 @@
+/* test_vision_tower.c — the V4.1 vision tower + aligner (src/vision/tower.c) against the PyTorch reference's
+ * goldens (tests/golden/vision_tower, tools/reference/make_vision_goldens.py): a tiny random tower (3 blocks,
+ * width 64, 2 heads) on two pre-processed images (grids 8 x 11 and 7 x 12, both padded by the aligner), every
+ * tower state (patch embedding, each block, final norm) and the aligner rows.
+ *
+ * Tolerance, per state: max |C - reference| <= 2^-5 * max |reference| (4 BF16 ulps at the state's largest
+ * magnitude) and mean |C - reference| <= 2^-9 * mean |reference|. Why not bit-identical: the kernels sum dot
+ * products in their own fixed order (pair lanes, F32), the reference in float64; a one-ulp BF16 flip that this
+ * causes spreads to every token through the bidirectional attention. The reference's own noise (F32 vs F64
+ * accumulation, recorded in golden.json) and its distance to the official vision.py run on CPU
+ * (tools/reference/README.md) reach 1.1-1.3% of the largest magnitude after 3-4 blocks; 2^-5 = 3.1% bounds
+ * that with room. Each block is also checked alone, restarted from the reference's state (the hook overwrites
+ * the state): then only the block's own F32 order matters, and max |diff| <= 2^-6 max |ref|, mean |diff| <=
+ * 2^-10 mean |ref| (measured: 0.5% and 0.02% in the worst block, most blocks bit-identical); the patch embedding
+ * and the aligner (no mixing between rows) may differ in at most 1% of their values (measured: 1 value, 0).
+ * Mutations caught by these bounds (tried): RoPE axes swapped, the cell order of the unshuffle, SiLU off by 1%,
+ * P off by 0.1%, the norm's eps, the tanh GELU in place of erf. Also: the patches equal the goldens' (sha256), the result does not depend on the
+ * thread count (bit-identical at 1 and 3 threads), and bad weights or grids give clear errors.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dsv4_vision.h"
+#include "io/safetensors.h"
+#include "sha256.h"
+#include "testlib.h"
+#include "vision/tower.h"
+
+#define GOLD "tests/golden/vision_tower"
+
+typedef struct {
+    const float *gold;   /* BF16 values of all states, [n_states][n][D] */
+    int n, D, n_states;
+    const char *name;
+    double maxd[64], maxr[64], meand[64], meanr[64];
+    long ndiff[64];
+    float *copy;         /* when non-NULL: states are copied here ([n_states][n][D]) */
+    int force;           /* after comparing, overwrite the state with the reference's (teacher forcing) */
+} cmp_ctx;
+
+static void hook(void *vctx, int s, float *x, int n, int D) {
+    cmp_ctx *c = vctx;
+    if (s >= c->n_states || n != c->n || D != c->D) { test_fail("%s: state %d has shape %d x %d", c->name, s, n, D); return; }
+    if (c->copy) { memcpy(c->copy + (size_t)s * n * D, x, (size_t)n * D * sizeof(float)); return; }
+    const float *g = c->gold + (size_t)s * n * D;
+    double md = 0, mr = 0, sd = 0, sr = 0;
+    long nd = 0;
+    for (size_t i = 0; i < (size_t)n * D; i++) {
+        double d = fabs((double)x[i] - g[i]);
+        if (d > md) md = d;
+        if (fabs(g[i]) > mr) mr = fabs(g[i]);
+        sd += d; sr += fabs(g[i]);
+        nd += x[i] != g[i];
+    }
+    c->maxd[s] = md; c->maxr[s] = mr; c->meand[s] = sd / ((double)n * D); c->meanr[s] = sr / ((double)n * D);
+    c->ndiff[s] = nd;
+    if (c->force) memcpy(x, g, (size_t)n * D * sizeof(float));
+}
+
+static int cfg_int(const cJSON *o, const char *k) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsNumber(v) ? v->valueint : -1;
+}
+
+/* forced: the state was computed from the reference's previous state (one block alone): max |diff| <= 2^-6
+ * max |ref| and mean |diff| <= 2^-10 mean |ref|. Free-running: max |diff| <= 2^-5 max |ref|, mean <= 2^-6 mean |ref|. */
+static void check_state(int forced, const char *img, const char *what, double md, double mr, double meand,
+                        double meanr, long nd, long total) {
+    printf("  %-6s %-10s %-12s max|diff| %.3g (%.2f%% of max %.3g), mean|diff| %.3g (%.3f%% of mean), "
+           "%ld of %ld differ\n", forced ? "alone" : "chain", img, what, md, 100 * md / mr, mr, meand,
+           100 * meand / meanr, nd, total);
+    if (forced) {
+        EXPECT(meand <= ldexp(meanr, -10), "%s %s (block alone): mean|diff| %.4g > 2^-10 * mean|ref| %.4g", img,
+               what, meand, ldexp(meanr, -10));
+        EXPECT(md <= ldexp(mr, -6), "%s %s (block alone): max|diff| %.4g > 2^-6 * max|ref| %.4g", img, what, md,
+               ldexp(mr, -6));
+        return;
+    }
+    EXPECT(md <= ldexp(mr, -5), "%s %s: max|diff| %.4g > 2^-5 * max|ref| %.4g", img, what, md, ldexp(mr, -5));
+    EXPECT(meand <= ldexp(meanr, -6), "%s %s: mean|diff| %.4g > 2^-6 * mean|ref| %.4g", img, what, meand,
+           ldexp(meanr, -6));
+}
+
+static void run_case(const dsv4_vtower *t, const dsv4_vtower_config *vc, const cJSON *cs, int min_pixels) {
+    const char *file = cJSON_GetObjectItemCaseSensitive(cs, "file")->valuestring;
+    int nh = cfg_int(cs, "n_vit_h"), nw = cfg_int(cs, "n_vit_w"), lh = cfg_int(cs, "n_llm_h"), lw = cfg_int(cs, "n_llm_w");
+    char path[512], err[256];
+    snprintf(path, sizeof path, "tests/golden/vision/decode/%s", file);
+    dsv4_image *im = NULL;
+    if (dsv4_image_from_file(&im, path, err, sizeof err)) { test_fail("%s", err); return; }
+    dsv4_vision_params p = dsv4_vision_params_v41();
+    p.min_pixels = min_pixels;
+    dsv4_image_plan plan;
+    int P = 3 * vc->patch_size * vc->patch_size;
+    size_t cap = (size_t)nh * nw * P;
+    float *patches = malloc(cap * sizeof(float));
+    int rc = dsv4_image_preprocess(im, &p, &plan, patches, cap, err, sizeof err);
+    dsv4_image_free(im);
+    EXPECT(rc == 0 && plan.n_vit_h == nh && plan.n_vit_w == nw && plan.n_llm_h == lh && plan.n_llm_w == lw,
+           "%s: preprocess rc %d grid %dx%d (want %dx%d) %s", file, rc, plan.n_vit_h, plan.n_vit_w, nh, nw,
+           rc ? err : "");
+    if (rc || plan.n_vit_h != nh || plan.n_vit_w != nw) { free(patches); return; }
+    uint16_t *pb = malloc(cap * 2);
+    for (size_t i = 0; i < cap; i++) pb[i] = dsv4_f32_to_bf16(patches[i]);
+    char hex[65];
+    sha256_of(pb, cap * 2, hex);
+    free(pb);
+    EXPECT(!strcmp(hex, cJSON_GetObjectItemCaseSensitive(cs, "patches_sha256")->valuestring),
+           "%s: patch tensor sha256 %s differs from the reference's", file, hex);
+
+    int n = nh * nw, D = vc->dim, L = vc->lm_dim, ns = vc->n_layers + 2, nr = dsv4_vtower_n_rows(vc, nh, nw);
+    EXPECT(nr == lh * lw, "%s: %d aligner rows, want %d", file, nr, lh * lw);
+    snprintf(path, sizeof path, GOLD "/%s", cJSON_GetObjectItemCaseSensitive(cs, "bin")->valuestring);
+    float *gold = test_read_bf16(path, (size_t)ns * n * D + (size_t)nr * L);
+    if (!gold) { test_fail("%s: cannot read %s", file, path); free(patches); return; }
+    float *rows = malloc((size_t)nr * L * sizeof(float));
+    cmp_ctx c = {gold, n, D, ns, file, {0}, {0}, {0}, {0}, {0}, NULL, 0};
+    char e2[256];
+    for (int forced = 1; forced >= 0; forced--) {
+    c.force = forced;
+    rc = dsv4_vtower_forward(t, patches, nh, nw, rows, hook, &c, e2, sizeof e2);
+    EXPECT(rc == 0, "%s: forward: %s", file, e2);
+    for (int s = 0; s < ns; s++) {
+        char what[32];
+        if (s == 0) snprintf(what, sizeof what, "patch_embed");
+        else if (s <= vc->n_layers) snprintf(what, sizeof what, "block %d", s - 1);
+        else snprintf(what, sizeof what, "norm");
+        check_state(forced, file, what, c.maxd[s], c.maxr[s], c.meand[s], c.meanr[s], c.ndiff[s], (long)n * D);
+    }
+    /* the patch embedding: one product per value, nothing spread yet */
+    EXPECT(c.ndiff[0] * 100 <= (long)n * D, "%s patch_embed: %ld of %d values differ (> 1%%)", file, c.ndiff[0], n * D);
+    const float *gr = gold + (size_t)ns * n * D;
+    double md = 0, mr = 0, sd = 0, sr = 0;
+    long nd = 0;
+    for (size_t i = 0; i < (size_t)nr * L; i++) {
+        double d = fabs((double)rows[i] - gr[i]);
+        if (d > md) md = d;
+        if (fabs(gr[i]) > mr) mr = fabs(gr[i]);
+        sd += d; sr += fabs(gr[i]); nd += rows[i] != gr[i];
+    }
+    check_state(forced, file, "aligner", md, mr, sd / ((double)nr * L), sr / ((double)nr * L), nd, (long)nr * L);
+    /* from the reference's final state the aligner (two products and a GELU per row, no mixing between rows)
+     * differs only where an F32 sum order decides a BF16 rounding: rare */
+    if (forced) EXPECT(nd * 100 <= (long)nr * L, "%s aligner (alone): %ld of %d values differ (> 1%%)", file, nd, nr * L);
+    }
+
+    /* thread-count independence: 1 thread and 3 threads give the same bits */
+    float *r1 = malloc((size_t)nr * L * sizeof(float)), *r3 = malloc((size_t)nr * L * sizeof(float));
+    float *s1 = malloc((size_t)ns * n * D * sizeof(float)), *s3 = malloc((size_t)ns * n * D * sizeof(float));
+    cmp_ctx k1 = c, k3 = c;
+    k1.copy = s1; k3.copy = s3;
+    dsv4_set_threads(1, NULL, 0);
+    int ok = dsv4_vtower_forward(t, patches, nh, nw, r1, hook, &k1, NULL, 0) == 0;
+    dsv4_set_threads(3, NULL, 0);
+    ok = ok && dsv4_vtower_forward(t, patches, nh, nw, r3, hook, &k3, NULL, 0) == 0;
+    dsv4_set_threads(0, NULL, 0);
+    EXPECT(ok && !memcmp(r1, r3, (size_t)nr * L * sizeof(float)) && !memcmp(r1, rows, (size_t)nr * L * sizeof(float)) &&
+           !memcmp(s1, s3, (size_t)ns * n * D * sizeof(float)),
+           "%s: results differ between 1 and 3 threads", file);
+    free(r1); free(r3); free(s1); free(s3);
+    free(rows); free(gold); free(patches);
+}
+
+static void bad_inputs(const st_set *s, const dsv4_vtower_config *vc) {
+    char err[256] = "";
+    dsv4_vtower *t = NULL;
+    dsv4_vtower_config c = *vc;
+    c.inter_dim = vc->inter_dim + 1;
+    EXPECT(dsv4_vtower_load(&t, s, &c, err, sizeof err) == -1 && !t &&
+           strstr(err, "tensor 'vision.blocks.0.mlp.w1.weight': expected BF16 or F32 [194, 64], found BF16 [192, 64]"),
+           "wrong intermediate_size: '%s'", err);
+    c = *vc;
+    c.n_layers = vc->n_layers + 1;
+    EXPECT(dsv4_vtower_load(&t, s, &c, err, sizeof err) == -1 && strstr(err, "missing tensor 'vision.blocks.3.norm1.weight'"),
+           "one block too many: '%s'", err);
+    c = *vc;
+    c.n_heads = 4;
+    EXPECT(dsv4_vtower_load(&t, s, &c, err, sizeof err) == -1 && strstr(err, "head_dim 16") &&
+           strstr(err, "multiple of 32"), "head_dim 16: '%s'", err);
+    c = *vc;
+    c.lm_dim = 0;
+    EXPECT(dsv4_vtower_load(&t, s, &c, err, sizeof err) == -1 && strstr(err, "out of range"), "lm width 0: '%s'", err);
+    st_set *other = NULL;
+    if (st_open_file(&other, "tests/golden/flash/model.safetensors", err, sizeof err) == 0) {
+        EXPECT(dsv4_vtower_load(&t, other, vc, err, sizeof err) == -1 &&
+               strstr(err, "missing tensor 'vision.patch_embed.proj.weight'"), "text-only checkpoint: '%s'", err);
+        st_close(other);
+    }
+    if (dsv4_vtower_load(&t, s, vc, err, sizeof err) == 0) {
+        float patch[588] = {0}, row[96];
+        EXPECT(dsv4_vtower_forward(t, patch, 0, 1, row, NULL, NULL, err, sizeof err) == -1 &&
+               strstr(err, "patch grid 0 x 1"), "empty grid: '%s'", err);
+        dsv4_vtower_free(t);
+    }
+}
+
+int main(void) {
+    char *cj = test_read_file(GOLD "/config.json", NULL), *gj = test_read_file(GOLD "/golden.json", NULL);
+    if (!cj || !gj) { test_fail("cannot read " GOLD "/config.json or golden.json"); return test_done(); }
+    cJSON *cfg = cJSON_Parse(cj), *gold = cJSON_Parse(gj);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, "vision_config");
+    const cJSON *tc = cJSON_GetObjectItemCaseSensitive(cfg, "text_config");
+    dsv4_vtower_config vc = {cfg_int(v, "num_hidden_layers"), cfg_int(v, "hidden_size"), cfg_int(v, "num_attention_heads"),
+                             cfg_int(v, "intermediate_size"), cfg_int(v, "patch_size"), cfg_int(v, "downsample_ratio"),
+                             cfg_int(tc, "hidden_size"),
+                             (float)cJSON_GetObjectItemCaseSensitive(v, "rope_theta")->valuedouble};
+    char err[256];
+    st_set *s = NULL;
+    dsv4_vtower *t = NULL;
+    if (st_open_file(&s, GOLD "/model.safetensors", err, sizeof err) || dsv4_vtower_load(&t, s, &vc, err, sizeof err)) {
+        test_fail("load: %s", err);
+    } else {
+        const cJSON *cs;
+        cJSON_ArrayForEach(cs, cJSON_GetObjectItemCaseSensitive(gold, "cases")) run_case(t, &vc, cs, cfg_int(v, "min_pixels"));
+        bad_inputs(s, &vc);
+    }
+    dsv4_vtower_free(t);
+    st_close(s);
+    cJSON_Delete(cfg); cJSON_Delete(gold);
+    free(cj); free(gj);
+    return test_done();
+}
