@@ -458,7 +458,7 @@ class Session:
                 for j, v in zip(groups, c):
                     assert j == len(lst)
                     lst.append(v)
-            ckv = self.comp[ckv_src]
+            ckv = self.comp.get(ckv_src, [])
         o = torch.empty(T, H, hd, dtype=self.dt)
         win_all = self.win[L]
         for t in range(T):

@@ -159,10 +159,18 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--teacher-force", action="store_true")
     ap.add_argument("--f32", action="store_true", help="run the reference in its float32 mode (official F32 order)")
+    ap.add_argument("--golden", action="store_true",
+                    help="the config, weights (as stored in the checkpoint) and tokens of tests/golden/v41/tiny")
     a = ap.parse_args()
     official, IdTok = load_official(a.official_dir)
-    cfg = ref.Config()
-    W = ref.init_weights(cfg, a.seed)
+    if a.golden:
+        import make_v41_goldens as mg
+        cfg = ref.Config(**mg.CONFIG)
+        a.seed = mg.SEED
+        W = mg.checkpoint_weights(cfg, a.seed)[1]
+    else:
+        cfg = ref.Config()
+        W = ref.init_weights(cfg, a.seed)
     g = torch.Generator().manual_seed(a.seed + 100)
     toks = torch.randint(3, cfg.vocab_size, (a.n,), generator=g).tolist()
     torch.set_default_dtype(torch.bfloat16)
@@ -200,7 +208,7 @@ def main():
             d = float((lo[0].double() - lr).abs().max() / lr.abs().max())
             worst = max(worst, d)
             same = int(lo[0].argmax()) == int(lr.argmax())
-            ok &= same
+            ok &= same or a.teacher_force
             line = f"{sched} call at {p0:2d} (+{n:2d}): logits rel diff {d:.2e}, argmax {'same' if same else 'DIFFERENT'}"
             spec = model.forward_spec(out_ids, mh, p0)
             if spec is not None:
@@ -209,7 +217,7 @@ def main():
                 dd = float((o_log[0].double() - r_log).abs().max() / r_log.abs().max())
                 dc = float((o_conf[0].double() - r_conf).abs().max())
                 worst = max(worst, dd)
-                ok &= o_ids[0].tolist() == r_ids
+                ok &= o_ids[0].tolist() == r_ids or a.teacher_force
                 line += f"; DSpark logits rel diff {dd:.2e}, ids {'same' if o_ids[0].tolist() == r_ids else 'DIFFERENT'}, confidence |diff| {dc:.2e}"
             print(line)
         rp = {(L, P): sel for (L, P, sel) in s.record}
@@ -223,6 +231,17 @@ def main():
                 only_o = sorted(set(picks[k]) - set(rp[k]))
                 only_r = sorted(set(rp[k]) - set(picks[k]))
                 tie = sorted(float(row[j]) for j in only_o) == sorted(float(row[j]) for j in only_r)
+                if not tie and 0 <= cfg.candidate_source_layer < k[0]:
+                    # a tie between candidate blocks (block maxima of the candidate source's scores)
+                    crow = s.scores[(cfg.candidate_source_layer, k[1])]
+                    bs = cfg.candidate_block_size
+                    bmax = [max(float(v) for v in crow[j:j + bs]) for j in range(0, crow.numel(), bs)]
+                    bo = sorted({j // bs for j in only_o})
+                    br = sorted({j // bs for j in only_r})
+                    tie = bool(bo) and sorted(bmax[b] for b in bo) == sorted(bmax[b] for b in br)
+                    print(f"    candidate blocks: official-only {bo}, reference-only {br}, block maxima "
+                          + ", ".join(f"{b}: {bmax[b]:.6g}" for b in bo + br)
+                          + (" (exact tie between candidate blocks)" if tie else ""))
                 ties += tie
                 print("    reference scores: official-only " + ", ".join(f"{j}: {float(row[j]):.6g}" for j in only_o)
                       + "; reference-only " + ", ".join(f"{j}: {float(row[j]):.6g}" for j in only_r)
