@@ -196,7 +196,25 @@ static void bad_inputs(const st_set *s, const dsv4_vtower_config *vc) {
     }
 }
 
+/* The shapes of the released V4.1-Flash config (docs/v41.md §1.3) through the project's config parser. */
+static void config_from_v41(void) {
+    dsv4_config c;
+    dsv4_vtower_config vc;
+    char err[256];
+    if (dsv4_config_load(&c, "tests/golden/v41/flash-config.json", err, sizeof err)) { test_fail("%s", err); return; }
+    EXPECT(dsv4_vtower_config_from(&vc, &c, "flash-config.json", err, sizeof err) == 0 && vc.n_layers == 32 &&
+           vc.dim == 1024 && vc.n_heads == 16 && vc.inter_dim == 2816 && vc.patch_size == 14 &&
+           vc.downsample_ratio == 3 && vc.lm_dim == 5120 && vc.rope_theta == 10000.0f,
+           "V4.1-Flash vision config: %d layers, dim %d, %d heads, inter %d, patch %d, r %d, lm %d, theta %g (%s)",
+           vc.n_layers, vc.dim, vc.n_heads, vc.inter_dim, vc.patch_size, vc.downsample_ratio, vc.lm_dim,
+           (double)vc.rope_theta, err);
+    c.x.vision_n_layers = 0;
+    EXPECT(dsv4_vtower_config_from(&vc, &c, "text.json", err, sizeof err) == -1 &&
+           strstr(err, "text.json: no vision tower"), "config without a tower: '%s'", err);
+}
+
 int main(void) {
+    config_from_v41();
     char *cj = test_read_file(GOLD "/config.json", NULL), *gj = test_read_file(GOLD "/golden.json", NULL);
     if (!cj || !gj) { test_fail("cannot read " GOLD "/config.json or golden.json"); return test_done(); }
     cJSON *cfg = cJSON_Parse(cj), *gold = cJSON_Parse(gj);

@@ -139,6 +139,23 @@ int dsv4_vtower_load(dsv4_vtower **out, const st_set *s, const dsv4_vtower_confi
     return 0;
 }
 
+int dsv4_vtower_config_from(dsv4_vtower_config *out, const dsv4_config *c, const char *what, char *err,
+                            size_t errlen) {
+    const dsv4_config_v41 *x = &c->x;
+    memset(out, 0, sizeof *out);
+    if (x->vision_n_layers <= 0)
+        return dsv4_fail(err, errlen, "%s: no vision tower (vision_config.num_hidden_layers is 0)", what ? what : "model");
+    out->n_layers = x->vision_n_layers;
+    out->dim = x->vision_dim;
+    out->n_heads = x->vision_n_heads;
+    out->inter_dim = x->vision_inter_dim;
+    out->patch_size = x->vision_patch_size;
+    out->downsample_ratio = x->vision_downsample_ratio;
+    out->lm_dim = c->dim;
+    out->rope_theta = x->vision_rope_theta;
+    return 0;
+}
+
 const dsv4_vtower_config *dsv4_vtower_cfg(const dsv4_vtower *t) { return &t->c; }
 
 int dsv4_vtower_n_rows(const dsv4_vtower_config *c, int n_h, int n_w) {

@@ -26,6 +26,7 @@
 #ifndef DSV4_VISION_TOWER_H
 #define DSV4_VISION_TOWER_H
 #include <stddef.h>
+#include "io/config.h"
 #include "io/safetensors.h"
 
 /* Shapes (config.json vision_config + the LM width; src/io/config_v41.c parses them into dsv4_config_v41). */
@@ -39,6 +40,12 @@ typedef struct {
     int lm_dim;            /* the language model's hidden_size (5120): the aligner's width */
     float rope_theta;      /* vision_config.rope_theta (10000) */
 } dsv4_vtower_config;
+
+/* The tower's shapes from a parsed V4.1 config (io/config.h: vision_config and the LM's hidden_size).
+ * Errors: the config has no vision tower (vision_config.num_hidden_layers 0 or absent: "<what>: no vision tower
+ * (vision_config.num_hidden_layers is 0)"). */
+int dsv4_vtower_config_from(dsv4_vtower_config *out, const dsv4_config *c, const char *what, char *err,
+                            size_t errlen);
 
 /* A loaded tower: views into the checkpoint's mappings (the st_set must outlive it) plus F32 copies of the biases
  * and norm weights. Immutable after loading; several threads may run dsv4_vtower_forward at once. */
