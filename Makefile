@@ -19,6 +19,7 @@ endif
 # SIMD paths: each file is compiled for its ISA; the CPU is checked at run time (src/kernels/linear.c).
 ifneq (,$(findstring x86_64,$(shell $(CC) -dumpmachine)))
 $(BUILD)/src/kernels/linear_avx512.o: CFLAGS += -mavx512f -mavx512bw -mavx512vl -mavx512bf16 -mavx512vbmi -mavx2 -mfma
+$(BUILD)/src/kernels/gemm_avx512.o: CFLAGS += -mavx512f -mavx512bw -mavx512vl -mavx512bf16 -mavx512vbmi -mavx2 -mfma
 $(BUILD)/src/kernels/linear_avx2.o: CFLAGS += -mavx2 -mfma
 endif
 # linear_neon.c needs no flag on aarch64 (Advanced SIMD is baseline). Debian 12's aarch64 gcc 12.2 crashes (ICE in
@@ -152,6 +153,14 @@ bench-mem: $(BUILD)/tools/bench_mem $(BUILD)/tools/make_flash_ckpt
 	./$(BUILD)/tools/bench_mem -m $(BENCH_MEM_DIR)/twin --mem 0,4G,8G,16G --csv $(BENCH_MEM_DIR)/bench_mem.csv $(BENCH_MEM_ARGS)
 	./$(BUILD)/tools/bench_mem -m $(BENCH_MEM_DIR)/full --mem 0,8G,16G --csv $(BENCH_MEM_DIR)/bench_mem.csv $(BENCH_MEM_ARGS)
 
+# Multi-token dsv4_linear speed vs the VDPBF16PS / FMA peak measured in the same run (issue 6 item 5).
+$(BUILD)/tools/bench_gemm: tools/bench/bench_gemm.c $(BUILD)/libdsv4.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libdsv4.a $(LDLIBS)
+
+bench-gemm: $(BUILD)/tools/bench_gemm
+	./$(BUILD)/tools/bench_gemm $(BENCH_GEMM_ARGS)
+
 bench-flash: $(BUILD)/dsv4 $(BUILD)/tools/make_flash_ckpt
 	@test -f $(BENCH_DIR)/complete.txt || $(BUILD)/tools/make_flash_ckpt -o $(BENCH_DIR)
 	./$(BUILD)/dsv4 bench -m $(BENCH_DIR)/full --twin $(BENCH_DIR)/twin --csv $(BENCH_DIR)/bench.csv $(BENCH_ARGS)
@@ -159,7 +168,7 @@ bench-flash: $(BUILD)/dsv4 $(BUILD)/tools/make_flash_ckpt
 clean:
 	rm -rf build dsv4
 
-.PHONY: all test check test-deps cross-aarch64 cross-aarch64-core cross-riscv64 test-bins bench bench-flash bench-mem clean
+.PHONY: all test check test-deps cross-aarch64 cross-aarch64-core cross-riscv64 test-bins bench bench-flash bench-mem bench-gemm clean
 .PRECIOUS: $(BUILD)/%.o $(BUILD)/tests/%.o
 # libFuzzer harnesses: make fuzz / make fuzz-ci (docs/fuzzing.md)
 include tests/fuzz/fuzz.mk

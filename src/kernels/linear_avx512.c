@@ -82,7 +82,6 @@ static inline __m512i fp4_bf16(const dec_tabs *d, const uint8_t *p) {
 }
 
 #define RB DSV4_LIN_RB   /* rows per tile (8) */
-#define RS 4            /* rows per register sub-block of the tile path */
 #define KC DSV4_LIN_KC
 #define TB DSV4_LIN_TB
 
@@ -98,67 +97,6 @@ static inline int rb_aligned(int r) { return r % 8 == 0; }
 /* address `off` bytes past p, computed as an integer (past the tensor for the last block: never dereferenced) */
 static inline const void *ahead(const void *p, size_t off) { return (const void *)((uintptr_t)p + off); }
 #define DSV4_MAX_FUSED_GROUPS 512   /* FP4 rows of up to 16384 columns take the fused path */
-
-/* Tile path: rows [rb, rb+nrs) (nrs <= RS) whose unscaled BF16 weights for columns [c0, c0 + 32*nch) are at
- * wt[0..RS) (rows past nrs repeat a valid row), tokens t0..t0+nt, lanes L[j][t] updated in place. */
-static void tile_block(const dsv4_lin_job *jb, const dsv4_wview *w, int rb, int nrs, const uint16_t *const *wt,
-                       int c0, int nch, int t0, int nt, float (*L)[TB][16]) {
-    const int fmt = w->fmt, ncb = cdiv(jb->cols, 128), ncs = cdiv(jb->cols, 32);
-    _Alignas(64) float Ld[RS - 1][TB][16];   /* sink for the padding rows of a short sub-block */
-    float (*Lr[RS])[16];
-    if (nrs < RS) memset(Ld, 0, sizeof Ld);
-    for (int j = 0; j < RS; j++) Lr[j] = j < nrs ? L[j] : Ld[j > 0 ? j - 1 : 0];
-    for (int t = 0; t < nt; t++) {
-        const uint16_t *x = dsv4_lin_x(jb, t0 + t) + c0;
-        __m512 a0 = _mm512_load_ps(Lr[0][t]), a1 = _mm512_load_ps(Lr[1][t]);
-        __m512 a2 = _mm512_load_ps(Lr[2][t]), a3 = _mm512_load_ps(Lr[3][t]);
-        if (fmt == DSV4_W_BF16) {
-            for (int c = 0; c < nch; c++) {
-                __m512bh xv = as_bh(_mm512_loadu_si512(x + 32 * c));
-                a0 = _mm512_dpbf16_ps(a0, as_bh(_mm512_loadu_si512(wt[0] + 32 * c)), xv);
-                a1 = _mm512_dpbf16_ps(a1, as_bh(_mm512_loadu_si512(wt[1] + 32 * c)), xv);
-                a2 = _mm512_dpbf16_ps(a2, as_bh(_mm512_loadu_si512(wt[2] + 32 * c)), xv);
-                a3 = _mm512_dpbf16_ps(a3, as_bh(_mm512_loadu_si512(wt[3] + 32 * c)), xv);
-            }
-        } else if (fmt == DSV4_W_FP8) {
-            const uint8_t *sc[RS];
-            for (int j = 0; j < RS; j++) sc[j] = w->scale + (size_t)((rb + (j < nrs ? j : 0)) / 128) * ncb;
-            for (int c = 0; c < nch; c += 4) {
-                __m512 p0 = _mm512_setzero_ps(), p1 = p0, p2 = p0, p3 = p0;
-                int ce = c + 4 < nch ? c + 4 : nch;
-                for (int k = c; k < ce; k++) {
-                    __m512bh xv = as_bh(_mm512_loadu_si512(x + 32 * k));
-                    p0 = _mm512_dpbf16_ps(p0, as_bh(_mm512_loadu_si512(wt[0] + 32 * k)), xv);
-                    p1 = _mm512_dpbf16_ps(p1, as_bh(_mm512_loadu_si512(wt[1] + 32 * k)), xv);
-                    p2 = _mm512_dpbf16_ps(p2, as_bh(_mm512_loadu_si512(wt[2] + 32 * k)), xv);
-                    p3 = _mm512_dpbf16_ps(p3, as_bh(_mm512_loadu_si512(wt[3] + 32 * k)), xv);
-                }
-                int b = (c0 + 32 * c) / 128;
-                a0 = _mm512_fmadd_ps(p0, _mm512_set1_ps(dsv4_e8m0_f32[sc[0][b]]), a0);
-                a1 = _mm512_fmadd_ps(p1, _mm512_set1_ps(dsv4_e8m0_f32[sc[1][b]]), a1);
-                a2 = _mm512_fmadd_ps(p2, _mm512_set1_ps(dsv4_e8m0_f32[sc[2][b]]), a2);
-                a3 = _mm512_fmadd_ps(p3, _mm512_set1_ps(dsv4_e8m0_f32[sc[3][b]]), a3);
-            }
-        } else { /* FP4 */
-            const uint8_t *sc[RS];
-            for (int j = 0; j < RS; j++) sc[j] = w->scale + (size_t)(rb + (j < nrs ? j : 0)) * ncs + c0 / 32;
-            const __m512 z = _mm512_setzero_ps();
-            for (int c = 0; c < nch; c++) {
-                __m512bh xv = as_bh(_mm512_loadu_si512(x + 32 * c));
-                __m512 p0 = _mm512_dpbf16_ps(z, as_bh(_mm512_loadu_si512(wt[0] + 32 * c)), xv);
-                __m512 p1 = _mm512_dpbf16_ps(z, as_bh(_mm512_loadu_si512(wt[1] + 32 * c)), xv);
-                __m512 p2 = _mm512_dpbf16_ps(z, as_bh(_mm512_loadu_si512(wt[2] + 32 * c)), xv);
-                __m512 p3 = _mm512_dpbf16_ps(z, as_bh(_mm512_loadu_si512(wt[3] + 32 * c)), xv);
-                a0 = _mm512_fmadd_ps(p0, _mm512_set1_ps(dsv4_e8m0_f32[sc[0][c]]), a0);
-                a1 = _mm512_fmadd_ps(p1, _mm512_set1_ps(dsv4_e8m0_f32[sc[1][c]]), a1);
-                a2 = _mm512_fmadd_ps(p2, _mm512_set1_ps(dsv4_e8m0_f32[sc[2][c]]), a2);
-                a3 = _mm512_fmadd_ps(p3, _mm512_set1_ps(dsv4_e8m0_f32[sc[3][c]]), a3);
-            }
-        }
-        _mm512_store_ps(Lr[0][t], a0); _mm512_store_ps(Lr[1][t], a1);
-        _mm512_store_ps(Lr[2][t], a2); _mm512_store_ps(Lr[3][t], a3);
-    }
-}
 
 /* E8M0 scale codes -> F32 for n codes (the table for the rare codes 0 and 255, bit shift otherwise). */
 static inline void scales_f32(const uint8_t *sc, int n, float *out) {
@@ -242,19 +180,63 @@ static void fused_fp4(const dec_tabs *d, const dsv4_wview *w, int rb, int nrr, c
     _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) _mm512_store_ps(L[j], a[j]);
 }
 
+/* Tile decoder of the multi-token path (gemm_avx512.c): rows [rb, rb+nrr) x columns [c0, c0+n) of an FP8/FP4 weight
+ * to BF16 in tile[j * ld ...] (n rounded up to 32, zero padded). k == NULL: unscaled (the definition's decoded
+ * weights). Otherwise each nonzero value also gets its scale 2^k folded in (exponent field + k; the caller checked
+ * that every result is a normal BF16, so this is exact): FP8 k[j * 16 + b] for row j and the tile's 128-column
+ * block b; FP4 k[j * 32 + g] for row j and the tile's 32-column group g (n <= 1024). */
+static inline __m512i fold_k(__m512i v, int k) {
+    return _mm512_mask_add_epi16(v, _mm512_test_epi16_mask(v, _mm512_set1_epi16(0x7fff)), v, _mm512_set1_epi16((short)(k * 128)));
+}
+void dsv4_tile_decode_avx512(const dsv4_wview *w, int rb, int nrr, int c0, int n, uint16_t *tile, int ld, const int *k) {
+    const int fmt = w->fmt, cols = w->cols, nch = cdiv(n, 32);
+    dec_tabs d;
+    tabs_init(&d);
+    if (fmt == DSV4_W_FP8 && (n % 64) == 0) {
+        for (int j = 0; j < nrr; j++) {
+            const uint8_t *src = (const uint8_t *)w->data + (size_t)(rb + j) * cols + c0;
+            for (int c = 0; c < n; c += 64) {
+                __m512i wa, wb;
+                fp8x64_bf16(&d, src + c, &wa, &wb);
+                if (k) { wa = fold_k(wa, k[j * 16 + c / 128]); wb = fold_k(wb, k[j * 16 + c / 128]); }
+                _mm512_store_si512(tile + (size_t)j * ld + c, wa);
+                _mm512_store_si512(tile + (size_t)j * ld + c + 32, wb);
+            }
+        }
+    } else if (fmt == DSV4_W_FP4 && (n % 32) == 0) {
+        for (int j = 0; j < nrr; j++) {
+            const uint8_t *src = (const uint8_t *)w->data + (size_t)(rb + j) * (cols / 2) + c0 / 2;
+            for (int c = 0; c < nch; c++) {
+                __m512i v = fp4_bf16(&d, src + 16 * c);
+                _mm512_store_si512(tile + (size_t)j * ld + 32 * c, k ? fold_k(v, k[j * 32 + c]) : v);
+            }
+        }
+    } else {
+        dsv4_tile_decode_scalar(w, rb, nrr, c0, n, tile, ld);
+        if (k)
+            for (int j = 0; j < nrr; j++)
+                for (int c = 0; c < nch; c++) {
+                    uint16_t *p = tile + (size_t)j * ld + 32 * c;
+                    _mm512_storeu_si512(p, fold_k(_mm512_loadu_si512(p), fmt == DSV4_W_FP8 ? k[j * 16 + c / 4] : k[j * 32 + c]));
+                }
+    }
+}
+
 void dsv4_lin_rows_avx512(const dsv4_lin_job *jb, int r0, int nr) {
     const dsv4_wview *w = jb->w;
     const int cols = jb->cols, rows = w->rows, fmt = w->fmt;
     const unsigned csr = _mm_getcsr();
     _mm_setcsr(csr | 0x8040);   /* FTZ | DAZ */
-    dec_tabs d;
-    tabs_init(&d);
-    _Alignas(64) uint16_t tile[RB * KC];
-    _Alignas(64) float L[RB][TB][16];
-    const int direct_bf16 = fmt == DSV4_W_BF16 && (cols % 32) == 0;
     const int fused = jb->n_tok <= 2 && (cols % 32) == 0 && (rb_aligned(r0)) &&
                       ((fmt == DSV4_W_FP8 && cols % 64 == 0) || fmt == DSV4_W_BF16 ||
                        (fmt == DSV4_W_FP4 && cols / 32 <= DSV4_MAX_FUSED_GROUPS));
+    if (!fused) {   /* multi-token calls: register-blocked micro-kernels (gemm_avx512.c) */
+        dsv4_gemm_rows_avx512(jb, r0, nr);
+        _mm_setcsr(csr);
+        return;
+    }
+    dec_tabs d;
+    tabs_init(&d);
     for (int rb = r0; rb < r0 + nr; rb += RB) {
         int nrr = r0 + nr - rb < RB ? r0 + nr - rb : RB;
         if (fused) {
@@ -269,43 +251,6 @@ void dsv4_lin_rows_avx512(const dsv4_lin_job *jb, int r0, int nr) {
                     jb->out[(size_t)t * rows + rb + j] = v;
                 }
             }
-            continue;
-        }
-        for (int t0 = 0; t0 < jb->n_tok; t0 += TB) {
-            int nt = jb->n_tok - t0 < TB ? jb->n_tok - t0 : TB;
-            memset(L, 0, sizeof L);
-            for (int c0 = 0; c0 < cols; c0 += KC) {
-                int n = cols - c0 < KC ? cols - c0 : KC, nch = cdiv(n, 32);
-                const uint16_t *wt[RB];
-                if (direct_bf16) {
-                    for (int j = 0; j < nrr; j++) wt[j] = (const uint16_t *)w->data + (size_t)(rb + j) * cols + c0;
-                } else {
-                    if (fmt == DSV4_W_FP8 && (n % 64) == 0) {
-                        for (int j = 0; j < nrr; j++) {
-                            const uint8_t *src = (const uint8_t *)w->data + (size_t)(rb + j) * cols + c0;
-                            for (int c = 0; c < n; c += 64) {
-                                __m512i wa, wb;
-                                fp8x64_bf16(&d, src + c, &wa, &wb);
-                                _mm512_store_si512(tile + j * KC + c, wa);
-                                _mm512_store_si512(tile + j * KC + c + 32, wb);
-                            }
-                        }
-                    } else if (fmt == DSV4_W_FP4 && (n % 32) == 0) {
-                        for (int j = 0; j < nrr; j++) {
-                            const uint8_t *src = (const uint8_t *)w->data + (size_t)(rb + j) * (cols / 2) + c0 / 2;
-                            for (int c = 0; c < nch; c++)
-                                _mm512_store_si512(tile + j * KC + 32 * c, fp4_bf16(&d, src + 16 * c));
-                        }
-                    } else {
-                        dsv4_tile_decode_scalar(w, rb, nrr, c0, n, tile, KC);
-                    }
-                    for (int j = 0; j < nrr; j++) wt[j] = tile + j * KC;
-                }
-                for (int j = nrr; j < RB; j++) wt[j] = wt[0];
-                for (int jr = 0; jr < nrr; jr += RS)
-                    tile_block(jb, w, rb + jr, nrr - jr < RS ? nrr - jr : RS, wt + jr, c0, nch, t0, nt, &L[jr]);
-            }
-            dsv4_lin_finish(jb, L, rb, nrr, t0, nt);
         }
     }
     _mm_setcsr(csr);

@@ -1,0 +1,282 @@
+/* tools/bench/bench_gemm.c — multi-token dsv4_linear speed vs the instruction peak (issue 6 item 5; `make bench-gemm`).
+ *
+ *   bench_gemm [-t LIST] [--tokens LIST] [--fmt LIST] [--shapes LIST] [--kernel PATH] [--min-s S] [--csv FILE]
+ *
+ * For every thread count of -t (default 1,2), format (fp8, fp4, bf16), shape ROWSxCOLS (default 2048x4096 = w1/w3,
+ * 4096x2048 = w2, 1024x4096 = wq_a; [out, in]) and token count (default 32,128,512): random weights in memory
+ * (FP8: E4M3 codes of every finite value with 128x128 E8M0 scales near 2^-8; FP4: random E2M1 nibbles with per-32
+ * scales; BF16: values of std 1/sqrt(cols)), random BF16 activations, then dsv4_linear(out, w, x, tokens, 0)
+ * repeated for at least --min-s seconds (default 0.3), best of 3: GMAC/s = rows x cols x tokens / time.
+ *
+ * The peak, measured in the same run with the same thread count (one pthread per thread, all at once):
+ * VDPBF16PS (AVX-512 BF16; 32 multiply-adds per instruction) in a loop of 24 independent accumulator chains, and
+ * the 8-lane F32 FMA (the avx2 path's step: 8 multiply-adds per instruction) in 12 chains. The ratio column divides the
+ * achieved rate by the peak of the arithmetic the selected path uses (avx512: VDPBF16PS, avx2: FMA, scalar: FMA).
+ * The machine may be shared: besides wall-clock rates the table gives rates per CPU-second (multiply-adds / (process
+ * CPU time / threads), for the peak loops and dsv4_linear alike), which leave out the time the threads were not
+ * running; the pool's workers spin briefly between calls, which counts as CPU time (so that ratio is a lower bound).
+ * Output: a table on stdout; with --csv one line per value:
+ * kernel,threads,fmt,rows,cols,tokens,gmacs,ratio,cpu_gmacs,cpu_ratio.
+ */
+#include "dsv4.h"
+#include "kernels/kernels.h"
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define BG_X86 1
+#endif
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+static double cpu_now(void) {   /* CPU time of the whole process (all threads) */
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static uint64_t rs = 0x9e3779b97f4a7c15ull;
+static uint32_t rnd(void) { rs ^= rs << 13; rs ^= rs >> 7; rs ^= rs << 17; return (uint32_t)(rs >> 32); }
+static float unif(void) { return (float)(rnd() >> 8) * (1.0f / 16777216.0f) * 2.0f - 1.0f; }
+static uint16_t bf16_of(float f) { uint32_t u; memcpy(&u, &f, 4); return (uint16_t)((u + 0x7fff + ((u >> 16) & 1)) >> 16); }
+static float bf16_val(uint16_t h) { uint32_t u = (uint32_t)h << 16; float f; memcpy(&f, &u, 4); return f; }
+
+/* ------------------------------------------------------------------ peaks */
+#define PEAK_ITERS 4096
+#ifdef BG_X86
+__attribute__((target("avx512f,avx512bf16"))) static double dp_loop(long reps) {
+    __m512 a[24];
+    for (int i = 0; i < 24; i++) a[i] = _mm512_set1_ps((float)i);
+    __m512bh w = (__m512bh)_mm512_set1_epi16(0x3f80), x = (__m512bh)_mm512_set1_epi16(0x0001);   /* 1 x tiny: no growth */
+    for (long r = 0; r < reps; r++) {
+        for (int k = 0; k < PEAK_ITERS; k++) {
+#pragma GCC unroll 24
+            for (int i = 0; i < 24; i++) a[i] = _mm512_dpbf16_ps(a[i], w, x);
+            __asm__ volatile("" : "+v"(w), "+v"(x));
+        }
+    }
+    __m512 s = a[0];
+    for (int i = 1; i < 24; i++) s = _mm512_add_ps(s, a[i]);
+    return (double)_mm512_reduce_add_ps(s);
+}
+__attribute__((target("avx2,fma"))) static double fma_loop(long reps) {
+    __m256 a[24];
+    for (int i = 0; i < 12; i++) a[i] = _mm256_set1_ps((float)i);
+    __m256 w = _mm256_set1_ps(1.0f), x = _mm256_set1_ps(1e-30f);
+    for (long r = 0; r < reps; r++) {
+        for (int k = 0; k < PEAK_ITERS; k++) {
+#pragma GCC unroll 12
+            for (int i = 0; i < 12; i++) a[i] = _mm256_fmadd_ps(a[i], w, x);
+            __asm__ volatile("" : "+x"(w), "+x"(x));
+        }
+    }
+    __m256 s = a[0];
+    for (int i = 1; i < 12; i++) s = _mm256_add_ps(s, a[i]);
+    float v[8];
+    _mm256_storeu_ps(v, s);
+    return v[0];
+}
+#endif
+
+typedef struct { int kind; long reps; double secs, sink; pthread_barrier_t *bar; } peak_arg;
+static void *peak_thread(void *p) {
+    peak_arg *a = p;
+    pthread_barrier_wait(a->bar);
+    double t0 = now();
+#ifdef BG_X86
+    a->sink = a->kind == 0 ? dp_loop(a->reps) : fma_loop(a->reps);
+#endif
+    a->secs = now() - t0;
+    return NULL;
+}
+/* multiply-adds per second of `nthr` threads running the loop at once (best of 3, >= ~0.3 s each); 0 if absent */
+static double measure_peak(int kind, int nthr, double *cpu_rate) {
+    *cpu_rate = 0;
+#ifdef BG_X86
+    __builtin_cpu_init();
+    if (kind == 0 && !(__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16"))) return 0;
+    if (kind == 1 && !(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))) return 0;
+    const double macs_per_rep = (kind == 0 ? 24.0 * 32 : 12.0 * 8) * PEAK_ITERS;
+    long reps = 16;
+    double best = 0, bestc = 0;
+    for (int trial = 0; trial < 4; trial++) {
+        pthread_t th[64];
+        peak_arg args[64];
+        pthread_barrier_t bar;
+        pthread_barrier_init(&bar, NULL, (unsigned)nthr);
+        double c0 = cpu_now();
+        for (int i = 0; i < nthr; i++) {
+            args[i] = (peak_arg){kind, reps, 0, 0, &bar};
+            pthread_create(&th[i], NULL, peak_thread, &args[i]);
+        }
+        double slow = 0;
+        for (int i = 0; i < nthr; i++) {
+            pthread_join(th[i], NULL);
+            if (args[i].secs > slow) slow = args[i].secs;
+        }
+        pthread_barrier_destroy(&bar);
+        double rate = macs_per_rep * reps * nthr / slow, ratec = macs_per_rep * reps * nthr / (cpu_now() - c0) * nthr;
+        if (trial == 0) { reps = (long)(reps * 0.3 / slow) + 1; continue; }   /* sizing run */
+        if (rate > best) best = rate;
+        if (ratec > bestc) bestc = ratec;
+    }
+    *cpu_rate = bestc;
+    return best;
+#else
+    (void)kind; (void)nthr;
+    return 0;
+#endif
+}
+
+/* ------------------------------------------------------------------ weights */
+typedef struct { dsv4_wview w; void *data; uint8_t *scale; } owned;
+
+static owned make_w(dsv4_wfmt fmt, int rows, int cols) {
+    owned o = {{fmt, rows, cols, NULL, NULL}, NULL, NULL};
+    size_t n = (size_t)rows * cols;
+    if (fmt == DSV4_W_BF16) {
+        uint16_t *d = malloc(n * 2);
+        float s = 1.0f / (float)cols;
+        for (size_t i = 0; i < n; i++) d[i] = bf16_of(unif() * 1.7f * s * 32.0f);
+        o.data = d;
+    } else if (fmt == DSV4_W_FP8) {
+        uint8_t *d = malloc(n);
+        for (size_t i = 0; i < n; i++) { uint8_t b = (uint8_t)rnd(); d[i] = (b & 0x7f) == 0x7f ? 0x3c : b; }
+        size_t ns = (size_t)((rows + 127) / 128) * ((cols + 127) / 128);
+        o.scale = malloc(ns);
+        for (size_t i = 0; i < ns; i++) o.scale[i] = (uint8_t)(118 + rnd() % 3);
+        o.data = d;
+    } else {
+        uint8_t *d = malloc(n / 2);
+        for (size_t i = 0; i < n / 2; i++) d[i] = (uint8_t)rnd();
+        size_t ns = (size_t)rows * (cols / 32);
+        o.scale = malloc(ns);
+        for (size_t i = 0; i < ns; i++) o.scale[i] = (uint8_t)(118 + rnd() % 3);
+        o.data = d;
+    }
+    o.w.data = o.data;
+    o.w.scale = o.scale;
+    return o;
+}
+
+static int parse_list(const char *s, int *v, int max) {
+    int n = 0;
+    while (*s && n < max) {
+        char *e;
+        long x = strtol(s, &e, 10);
+        if (e == s || x <= 0) return -1;
+        v[n++] = (int)x;
+        s = *e == ',' ? e + 1 : e;
+        if (*e && *e != ',') return -1;
+    }
+    return n;
+}
+
+int main(int argc, char **argv) {
+    int thr[8] = {1, 2}, nthr = 2, tok[8] = {32, 128, 512}, ntok = 3;
+    int shapes[8][2] = {{2048, 4096}, {4096, 2048}, {1024, 4096}}, nshape = 3;
+    const char *fmts = "fp8,fp4,bf16", *kernel = NULL, *csv = NULL;
+    double min_s = 0.3;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            printf("usage: bench_gemm [-t LIST] [--tokens LIST] [--fmt fp8,fp4,bf16] [--shapes RxC,...] "
+                   "[--kernel PATH] [--min-s S] [--csv FILE]\n");
+            return 0;
+        }
+        if (!v) { fprintf(stderr, "bench_gemm: %s needs a value\n", a); return 2; }
+        i++;
+        if (!strcmp(a, "-t")) { if ((nthr = parse_list(v, thr, 8)) <= 0) goto bad; }
+        else if (!strcmp(a, "--tokens")) { if ((ntok = parse_list(v, tok, 8)) <= 0) goto bad; }
+        else if (!strcmp(a, "--fmt")) fmts = v;
+        else if (!strcmp(a, "--kernel")) kernel = v;
+        else if (!strcmp(a, "--csv")) csv = v;
+        else if (!strcmp(a, "--min-s")) { min_s = atof(v); if (min_s <= 0) goto bad; }
+        else if (!strcmp(a, "--shapes")) {
+            nshape = 0;
+            const char *s = v;
+            while (*s && nshape < 8) {
+                int r, c, k;
+                if (sscanf(s, "%dx%d%n", &r, &c, &k) != 2 || r <= 0 || c <= 0 || c % 128) goto bad;
+                shapes[nshape][0] = r; shapes[nshape][1] = c; nshape++;
+                s += k;
+                if (*s == ',') s++; else if (*s) goto bad;
+            }
+        } else {
+            fprintf(stderr, "bench_gemm: unknown option %s\n", a);
+            return 2;
+        }
+        continue;
+    bad:
+        fprintf(stderr, "bench_gemm: bad value for %s: '%s'\n", a, v);
+        return 2;
+    }
+    char err[256];
+    if (kernel && dsv4_set_kernel_path(kernel, err, sizeof err) != 0) { fprintf(stderr, "bench_gemm: %s\n", err); return 1; }
+    const char *path = dsv4_get_kernel_path();
+    FILE *cf = csv ? fopen(csv, "a") : NULL;
+    if (csv && !cf) { perror(csv); return 1; }
+    int maxtok = 0, maxcols = 0, maxrows = 0;
+    for (int i = 0; i < ntok; i++) if (tok[i] > maxtok) maxtok = tok[i];
+    for (int i = 0; i < nshape; i++) {
+        if (shapes[i][0] > maxrows) maxrows = shapes[i][0];
+        if (shapes[i][1] > maxcols) maxcols = shapes[i][1];
+    }
+    float *x = malloc((size_t)maxtok * maxcols * 4), *out = malloc((size_t)maxtok * maxrows * 4);
+    float *scratch = malloc(dsv4_linear_scratch_floats(maxtok, maxcols) * 4);
+    for (size_t i = 0; i < (size_t)maxtok * maxcols; i++) x[i] = bf16_val(bf16_of(unif()));
+    printf("kernel path %s\n", path);
+    for (int ti = 0; ti < nthr; ti++) {
+        int T = thr[ti];
+        if (dsv4_set_threads(T, err, sizeof err) != 0) { fprintf(stderr, "bench_gemm: %s\n", err); return 1; }
+        double dpc, fmc, dp = measure_peak(0, T, &dpc), fm = measure_peak(1, T, &fmc);
+        double peak = !strcmp(path, "avx512") ? dp : fm, peakc = !strcmp(path, "avx512") ? dpc : fmc;
+        printf("threads %d: VDPBF16PS peak %.1f GMAC/s (%.1f per CPU-time), FMA(8 lanes) peak %.1f (%.1f); ratio vs %s\n",
+               T, dp / 1e9, dpc / 1e9, fm / 1e9, fmc / 1e9, !strcmp(path, "avx512") ? "VDPBF16PS" : "FMA");
+        printf("  %-5s %-10s %6s %10s %7s %10s %7s\n", "fmt", "shape", "tokens", "GMAC/s", "ratio", "cpu-GMAC/s", "ratio");
+        const char *f = fmts;
+        while (*f) {
+            size_t len = strcspn(f, ",");
+            dsv4_wfmt fmt = !strncmp(f, "fp8", len) ? DSV4_W_FP8 : !strncmp(f, "fp4", len) ? DSV4_W_FP4
+                          : !strncmp(f, "bf16", len) ? DSV4_W_BF16 : DSV4_W_F32;
+            if (fmt == DSV4_W_F32 || len == 0) { fprintf(stderr, "bench_gemm: unknown format '%.*s'\n", (int)len, f); return 2; }
+            for (int si = 0; si < nshape; si++) {
+                owned o = make_w(fmt, shapes[si][0], shapes[si][1]);
+                for (int k = 0; k < ntok; k++) {
+                    int n = tok[k];
+                    double macs = (double)o.w.rows * o.w.cols * n, best = 0, bestc = 0;
+                    dsv4_linear(out, &o.w, x, n, 0, scratch);   /* warm-up */
+                    int reps = 1;
+                    for (int trial = 0; trial < 4; trial++) {
+                        double t0 = now(), c0 = cpu_now();
+                        for (int r = 0; r < reps; r++) dsv4_linear(out, &o.w, x, n, 0, scratch);
+                        double dt = now() - t0, dc = (cpu_now() - c0) / T;
+                        if (trial == 0) { reps = (int)(min_s / dt) + 1; continue; }
+                        if (macs * reps / dt > best) best = macs * reps / dt;
+                        if (macs * reps / dc > bestc) bestc = macs * reps / dc;
+                    }
+                    printf("  %-5.*s %4dx%-5d %6d %10.1f %7.3f %10.1f %7.3f\n", (int)len, f, o.w.rows, o.w.cols, n,
+                           best / 1e9, peak > 0 ? best / peak : 0, bestc / 1e9, peakc > 0 ? bestc / peakc : 0);
+                    fflush(stdout);
+                    if (cf)
+                        fprintf(cf, "%s,%d,%.*s,%d,%d,%d,%.3f,%.4f,%.3f,%.4f\n", path, T, (int)len, f, o.w.rows,
+                                o.w.cols, n, best / 1e9, peak > 0 ? best / peak : 0, bestc / 1e9,
+                                peakc > 0 ? bestc / peakc : 0);
+                }
+                free(o.data); free(o.scale);
+            }
+            f += len;
+            if (*f == ',') f++;
+        }
+    }
+    if (cf) fclose(cf);
+    free(x); free(out); free(scratch);
+    return 0;
+}
