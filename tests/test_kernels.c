@@ -5,6 +5,7 @@
  * Prints one line per failed check and ends with "N passed, N failed".
  */
 #include "kernels/kernels.h"
+#include "kernels/ops_simd.h"
 #include "dsv4.h"
 #include "base/util.h"
 
@@ -600,6 +601,113 @@ static void test_storage_forms(void) {
     dsv4_set_kernel_path(getenv("DSV4_KERNEL") ? getenv("DSV4_KERNEL") : "scalar", NULL, 0);
 }
 
+/* ------------------------------------------------------------------ elementwise ops (kernels/ops_simd.h)
+ * Every path's FP8 activation simulation, BF16 packing and mHC collapse / post mixing equal the scalar
+ * definitions bit for bit: random values over a wide range, E4M3 rounding ties (exact midpoints of adjacent codes
+ * after scaling, normal and subnormal), the 2^-6 boundary, F32 subnormals, ±0, huge values, ±inf, NaN, all-tiny
+ * blocks, ragged lengths and blocks, in place and out of place. */
+static float special_value(void) {
+    static const float sp[] = {0.0f, -0.0f, 0x1p-149f, -0x1p-140f, 0x1.fffffep-127f, 0x1p-126f, 3e38f, -3.4e38f,
+                               INFINITY, -INFINITY, NAN, -NAN, 448.0f, -464.0f, 0x1p-6f, 0x1.fffffep-7f, 1e-4f, 65504.0f};
+    return sp[rnd_u32() % (sizeof sp / sizeof sp[0])];
+}
+/* one activation value: kind 0 random BF16 at a random scale, 1 an E4M3 tie at scale 2^e (block max 448·2^e
+ * planted by the caller), 2 any F32 bit pattern, 3 a special value */
+static float elem_value(int kind, int e) {
+    switch (kind) {
+    case 0: return rnd_bf16(1.0f) * ldexpf(1.0f, (int)(rnd_u32() % 60) - 40);
+    case 1: {
+        int c = (int)(rnd_u32() % 126);                       /* codes c, c+1 of the positive range */
+        float mid = (dsv4_e4m3_lut[c] + dsv4_e4m3_lut[c + 1]) * 0.5f;
+        return ldexpf(rnd_u32() & 1 ? -mid : mid, e);
+    }
+    case 2: return u2f(rnd_u32() << 1 ^ rnd_u32());
+    default: return special_value();
+    }
+}
+static int same_bits(const float *a, const float *b, int n) {
+    int bad = 0;
+    for (int i = 0; i < n; i++) bad += f2u(a[i]) != f2u(b[i]);
+    return bad;
+}
+
+static void test_elem_ops(void) {
+    enum { N = 4096 + 77, HC = 16, D = 300 };
+    static float x[N], a[N], b[N];
+    static uint16_t da[N + 128], db[N + 128];   /* np <= (N rounded up to 32) + 64 */
+    static float X0[HC * D], Xa[HC * D], Xb[HC * D], y[D], ua[D], ub[D];
+    const dsv4_elem_ops *ref = dsv4_elem_for(0);
+    char err[256];
+    int tested = 0;
+    for (int p = 1; p < NPATHS; p++) {
+        if (dsv4_set_kernel_path(PATHS[p], err, sizeof err) != 0) continue;
+        const dsv4_elem_ops *o = dsv4_elem();
+        CHECK(o == dsv4_elem_for(p), "dsv4_elem() on path %s is not that path's ops", PATHS[p]);
+        tested++;
+        int bad_sim = 0, bad_ip = 0, bad_pack = 0, bad_col = 0, bad_post = 0;
+        for (int rep = 0; rep < 400; rep++) {
+            int n = rep < 40 ? rep + 1 : rep % 4 == 0 ? N : 1 + (int)(rnd_u32() % 700);
+            int blocks[] = {128, 64, 37, 1};
+            int block = blocks[rep % 4];
+            int mix = rep % 6;   /* 0-1: random BF16; 2: ties; 3: any bits; 4: specials sprinkled; 5: all tiny */
+            for (int i = 0; i < n; i++) {
+                int kind = mix == 2 ? (i % block == 0 ? -1 : 1) : mix == 3 ? 2 : mix == 4 && rnd_u32() % 8 == 0 ? 3 : 0;
+                int e = (int)((rnd_u32() % 40)) - 20;
+                if (mix == 2) e = (i / block) % 40 - 20;
+                x[i] = kind < 0 ? ldexpf(448.0f, e) : elem_value(kind, e);
+                if (mix == 5) x[i] = ldexpf(rnd_bf16(1.0f), -20 - (int)(rnd_u32() % 110));
+            }
+            ref->fp8_sim(a, x, n, block);
+            o->fp8_sim(b, x, n, block);
+            bad_sim += same_bits(a, b, n);
+            memcpy(b, x, (size_t)n * sizeof(float));
+            o->fp8_sim(b, b, n, block);
+            bad_ip += same_bits(a, b, n);
+            /* packing: the raw values and the simulated ones, with and without the FP8 column order */
+            const float *src = rep & 1 ? a : x;
+            int nperm = rep & 2 ? n & ~63 : 0, np = ((n + 31) & ~31) + (rep % 3) * 32;
+            memset(da, 0xa5, sizeof da); memset(db, 0xa5, sizeof db);
+            ref->pack_bf16(da, src, n, nperm, np);
+            o->pack_bf16(db, src, n, nperm, np);
+            bad_pack += memcmp(da, db, sizeof da) != 0;
+        }
+        static const int hcs[] = {1, 2, 4, 16}, Ds[] = {1, 7, 8, 15, 16, 17, 33, 300};
+        for (int rep = 0; rep < 64; rep++) {
+            int hc = hcs[rep % 4], d = Ds[(rep / 4) % 8];
+            int kind = rep < 32 ? 0 : rep < 48 ? 2 : 3;
+            float pre[HC], post[HC], M[HC * HC];
+            for (int i = 0; i < hc * d; i++) X0[i] = rep % 2 ? elem_value(0, 0) : elem_value(kind, 0);
+            for (int i = 0; i < d; i++) y[i] = elem_value(rep % 3 ? 0 : kind, 0);
+            for (int i = 0; i < hc; i++) { pre[i] = rnd_unif() + 1.0f; post[i] = 2.0f * rnd_unif(); }
+            for (int i = 0; i < hc * hc; i++) M[i] = rnd_unif() * 0.5f + 0.5f;
+            if (rep % 8 == 7) { pre[0] = NAN; M[1 % (hc * hc)] = INFINITY; }
+            ref->hc_collapse(ua, X0, pre, hc, d);
+            o->hc_collapse(ub, X0, pre, hc, d);
+            bad_col += same_bits(ua, ub, d);
+            memcpy(Xa, X0, (size_t)hc * d * sizeof(float)); memcpy(Xb, X0, (size_t)hc * d * sizeof(float));
+            ref->hc_post(Xa, y, post, M, hc, d);
+            o->hc_post(Xb, y, post, M, hc, d);
+            bad_post += same_bits(Xa, Xb, hc * d);
+        }
+        CHECK(bad_sim == 0, "fp8_sim path %s: %d values differ from the scalar definition", PATHS[p], bad_sim);
+        CHECK(bad_ip == 0, "fp8_sim in place, path %s: %d values differ", PATHS[p], bad_ip);
+        CHECK(bad_pack == 0, "pack_bf16 path %s: %d rows differ from the scalar definition", PATHS[p], bad_pack);
+        CHECK(bad_col == 0, "hc_collapse path %s: %d values differ", PATHS[p], bad_col);
+        CHECK(bad_post == 0, "hc_post path %s: %d values differ", PATHS[p], bad_post);
+    }
+    printf("elementwise ops: %d SIMD path(s) compared with the scalar definitions\n", tested);
+    /* the scalar definitions themselves: the packing equals the per-element conversion in the FP8 order */
+    for (int i = 0; i < 128; i++) x[i] = elem_value(i % 4, 0);
+    ref->pack_bf16(da, x, 100, 64, 128);
+    int bad = 0;
+    for (int c = 0; c < 128; c++) {
+        uint16_t want = c >= 100 ? 0 : dsv4_f32_to_bf16(ftz(x[c < 64 ? 16 * ((c % 32) / 8) + c % 8 + 8 * (c / 32) : c]));
+        bad += da[c] != want;
+    }
+    CHECK(bad == 0, "pack_bf16 (scalar): %d columns differ from the FP8 64-column order", bad);
+    dsv4_set_kernel_path(getenv("DSV4_KERNEL") ? getenv("DSV4_KERNEL") : "scalar", NULL, 0);
+}
+
 static void test_linear(void) {
     test_threads_api();
     test_storage_forms();
@@ -724,6 +832,7 @@ int main(void) {
     test_fp4_sim();
     test_hadamard();
     test_linear();
+    test_elem_ops();
     test_rope();
     test_norm_softmax_sinkhorn();
     return test_done();

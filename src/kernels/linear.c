@@ -9,6 +9,7 @@
 #include "kernels/kernels.h"
 #include "kernels/simd.h"
 #include "kernels/pool.h"
+#include "kernels/ops_simd.h"
 #include "base/util.h"
 #include "dsv4.h"
 
@@ -355,9 +356,9 @@ void dsv4_linear(float *out, const dsv4_wview *w, const float *x, int n_tok, int
     memset(&t, 0, sizeof t);
     t.job.w = w; t.job.n_tok = n_tok; t.job.cols = cols; t.job.colsp = (cols + 31) & ~31;
     t.job.flags = flags; t.job.out = out; t.fn = ops->lin_rows;
+    const dsv4_elem_ops *eo = dsv4_elem();   /* the elementwise ops of the same path (ops_simd.h) */
     if (flags & DSV4_ACT_FP8) {
-        memcpy(scratch, x, (size_t)n_tok * cols * sizeof(float));
-        for (int k = 0; k < n_tok; k++) dsv4_fp8_sim(scratch + (size_t)k * cols, cols, 128);
+        for (int k = 0; k < n_tok; k++) eo->fp8_sim(scratch + (size_t)k * cols, x + (size_t)k * cols, cols, 128);
         x = scratch;
     }
     if (w->fmt == DSV4_W_F32) {
@@ -367,13 +368,7 @@ void dsv4_linear(float *out, const dsv4_wview *w, const float *x, int n_tok, int
         uint16_t *xb = (uint16_t *)(scratch + (size_t)n_tok * cols);
         xb = (uint16_t *)(((uintptr_t)xb + 63) & ~(uintptr_t)63);
         int nperm = w->fmt == DSV4_W_FP8 ? cols & ~63 : 0;   /* FP8: the 64-column block order (simd.h) */
-        for (int k = 0; k < n_tok; k++) {
-            const float *xr = x + (size_t)k * cols;
-            uint16_t *d = xb + (size_t)k * t.job.colsp;
-            for (int c = 0; c < nperm; c++) d[c] = dsv4_f32_to_bf16(dsv4_ftz(xr[(c & ~63) + dsv4_fp8_perm(c & 63)]));
-            for (int c = nperm; c < cols; c++) d[c] = dsv4_f32_to_bf16(dsv4_ftz(xr[c]));
-            for (int c = cols; c < t.job.colsp; c++) d[c] = 0;
-        }
+        for (int k = 0; k < n_tok; k++) eo->pack_bf16(xb + (size_t)k * t.job.colsp, x + (size_t)k * cols, cols, nperm, t.job.colsp);
         t.job.xb = xb;
     }
     lin_run(&t);

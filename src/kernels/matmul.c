@@ -156,12 +156,20 @@ void dsv4_linear_f32(float *out, const dsv4_wview *w, const float *x, int n_tok,
             for (int j = 0; j < nrr; j++) out[(size_t)t * rows + rb + j] = 0.0f;
         for (int c0 = 0; c0 < cols; c0 += KC) {
             int n = cols - c0 < KC ? cols - c0 : KC;
-            for (int j = 0; j < nrr; j++) decode_span(w, rb + j, c0, n, wbuf + j * KC);
+            /* F32 weights are read in place (the same values, so the same sums); others decoded to a tile */
+            const float *wt = wbuf;
+            int ldw = KC;
+            if (w->fmt == DSV4_W_F32) {
+                wt = (const float *)w->data + (size_t)rb * cols + c0;
+                ldw = cols;
+            } else {
+                for (int j = 0; j < nrr; j++) decode_span(w, rb + j, c0, n, wbuf + j * KC);
+            }
             for (int t = 0; t < n_tok; t++) {
                 float acc[RB];
                 float *o = out + (size_t)t * rows + rb;
                 for (int j = 0; j < nrr; j++) acc[j] = o[j];
-                dot_rows(wbuf, KC, nrr, x + (size_t)t * cols + c0, n, acc);
+                dot_rows(wt, ldw, nrr, x + (size_t)t * cols + c0, n, acc);
                 for (int j = 0; j < nrr; j++) o[j] = acc[j];
             }
         }

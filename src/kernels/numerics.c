@@ -2,6 +2,7 @@
  * of docs/architecture.md §2.3, §3.3, §3.4 and the Hadamard rotation of §3.5. Scalar C11, no allocation.
  */
 #include "kernels/kernels.h"
+#include "kernels/ops_simd.h"
 #include "base/util.h"
 
 #include <math.h>
@@ -123,10 +124,7 @@ static float block_amax(const float *x, int n) {
 
 /* One §3.3 block: returns the scale, writes unscaled E4M3 values to q (q may alias x). */
 static float fp8_block(const float *x, int n, float *q) {
-    float a = block_amax(x, n);
-    if (!(a >= 1e-4f)) a = 1e-4f;                         /* also catches NaN amax */
-    int k = ue8m0_ceil_exp(a * (float)(1.0 / 448.0)); /* official kernel: amax * fl32(1/448) */
-    if (k > 254) k = 254;                                 /* amax = inf: keep the scale finite */
+    int k = dsv4_fp8_scale_exp(block_amax(x, n));        /* kernels/ops_simd.h: one definition for every path */
     float scale = pow2_biased(k);
     float inv = pow2_biased(254 - k);                     /* 1/scale, exact (k in ~[105, 247]) */
     for (int i = 0; i < n; i++) {
@@ -138,13 +136,16 @@ static float fp8_block(const float *x, int n, float *q) {
     return scale;
 }
 
-void dsv4_fp8_sim(float *x, int n, int block) {
+/* The scalar definition of dsv4_fp8_sim (ops_simd.h: the SIMD paths equal it bit for bit); dst may equal src. */
+void dsv4_fp8_sim_scalar(float *dst, const float *src, int n, int block) {
     for (int b0 = 0; b0 < n; b0 += block) {
         int m = n - b0 < block ? n - b0 : block;
-        float s = fp8_block(x + b0, m, x + b0);
-        for (int i = 0; i < m; i++) x[b0 + i] *= s;
+        float s = fp8_block(src + b0, m, dst + b0);
+        for (int i = 0; i < m; i++) dst[b0 + i] *= s;
     }
 }
+
+void dsv4_fp8_sim(float *x, int n, int block) { dsv4_elem()->fp8_sim(x, x, n, block); }
 
 void dsv4_fp8_quant(const float *x, int n, int block, float *q, float *scales) {
     for (int b0 = 0, bi = 0; b0 < n; b0 += block, bi++) {

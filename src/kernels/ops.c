@@ -2,6 +2,9 @@
  * of docs/architecture.md. Scalar C11, no allocation.
  */
 #include "kernels/kernels.h"
+#include "kernels/ops_simd.h"
+#include "kernels/pool.h"
+#include "kernels/simd.h"
 #include "base/util.h"
 
 #include <math.h>
@@ -124,4 +127,58 @@ void dsv4_select_topk(int *idx, int n, int k, const float *sc) {
         else if (k - 1 >= i) lo = i;
         else break;
     }
+}
+
+/* ------------------------------------------------------------------ elementwise ops (ops_simd.h): scalar
+ * definitions and the choice of the path. */
+void dsv4_pack_bf16_scalar(uint16_t *d, const float *x, int n, int nperm, int np) {
+    for (int c = 0; c < nperm; c++) d[c] = dsv4_f32_to_bf16(dsv4_ftz(x[(c & ~63) + dsv4_fp8_perm(c & 63)]));
+    for (int c = nperm; c < n; c++) d[c] = dsv4_f32_to_bf16(dsv4_ftz(x[c]));
+    for (int c = n; c < np; c++) d[c] = 0;
+}
+
+void dsv4_hc_collapse_scalar(float *u, const float *x, const float *p, int hc, int D) {
+    for (int d = 0; d < D; d++) {
+        float a = 0;
+        for (int i = 0; i < hc; i++) a += p[i] * x[(size_t)i * D + d];
+        u[d] = dsv4_round_bf16(a);
+    }
+}
+
+void dsv4_hc_post_scalar(float *x, const float *y, const float *post, const float *M, int hc, int D) {
+    float old[DSV4_ELEM_MAX_HC];
+    for (int d = 0; d < D; d++) {
+        for (int j = 0; j < hc; j++) old[j] = x[(size_t)j * D + d];
+        for (int k = 0; k < hc; k++) {
+            float a = post[k] * y[d];
+            for (int j = 0; j < hc; j++) a += M[j * hc + k] * old[j];
+            x[(size_t)k * D + d] = dsv4_round_bf16(a);
+        }
+    }
+}
+
+static const dsv4_elem_ops elem_scalar = {dsv4_fp8_sim_scalar, dsv4_pack_bf16_scalar, dsv4_hc_collapse_scalar,
+                                          dsv4_hc_post_scalar};
+#if defined(__x86_64__) && defined(__GNUC__)
+static const dsv4_elem_ops elem_avx2 = {dsv4_fp8_sim_avx2, dsv4_pack_bf16_avx2, dsv4_hc_collapse_avx2,
+                                        dsv4_hc_post_avx2};
+static const dsv4_elem_ops elem_avx512 = {dsv4_fp8_sim_avx512, dsv4_pack_bf16_avx512, dsv4_hc_collapse_avx512,
+                                          dsv4_hc_post_avx512};
+#endif
+
+const dsv4_elem_ops *dsv4_elem_for(int path) {
+    switch (path) {
+    case DSV4_PATH_SCALAR: return &elem_scalar;
+#if defined(__x86_64__) && defined(__GNUC__)
+    case DSV4_PATH_AVX2: return &elem_avx2;
+    case DSV4_PATH_AVX512: return &elem_avx512;
+#endif
+    case DSV4_PATH_NEON: return &elem_scalar;   /* no NEON versions yet: the scalar definition */
+    default: return NULL;
+    }
+}
+
+const dsv4_elem_ops *dsv4_elem(void) {
+    const dsv4_elem_ops *o = dsv4_elem_for(dsv4_kernel_path_id());
+    return o ? o : &elem_scalar;
 }

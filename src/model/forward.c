@@ -21,6 +21,7 @@
 #include "model/model.h"
 #include "model/expert_cache.h"
 #include "kernels/pool.h"
+#include "kernels/ops_simd.h"
 #include "base/util.h"
 
 static inline float bf(float x) { return dsv4_round_bf16(x); }
@@ -83,38 +84,20 @@ static void hc_coeffs(dsv4_session *s, const dsv4_wview *fn, const float *base, 
     }
 }
 
-/* u[t] = bf16(sum_i pre_i X_i). */
+/* u[t] = bf16(sum_i pre_i X_i) (sum from 0 in stream order; kernels/ops_simd.h, on the SIMD path in use). */
 static void hc_collapse(const dsv4_config *c, const float *X, const float *pre, int n, float *u) {
     int hc = c->hc_mult, D = c->dim;
-    for (int t = 0; t < n; t++) {
-        const float *x = X + (size_t)t * hc * D;
-        const float *p = pre + t * hc;
-        for (int d = 0; d < D; d++) {
-            float a = 0;
-            for (int i = 0; i < hc; i++) a += p[i] * x[(size_t)i * D + d];
-            u[(size_t)t * D + d] = bf(a);
-        }
-    }
+    const dsv4_elem_ops *eo = dsv4_elem();
+    for (int t = 0; t < n; t++) eo->hc_collapse(u + (size_t)t * D, X + (size_t)t * hc * D, pre + t * hc, hc, D);
 }
 
-/* X'_k = bf16(post_k y + sum_j M[j][k] X_j), in place. */
+/* X'_k = bf16(post_k y + sum_j M[j][k] X_j), in place (j in order; kernels/ops_simd.h). */
 static void hc_post(dsv4_session *s, float *X, const float *y, const float *post, const float *M, int n) {
     const dsv4_config *c = &s->m->cfg;
     int hc = c->hc_mult, D = c->dim;
-    float *old = s->w.tmp;
-    for (int t = 0; t < n; t++) {
-        float *x = X + (size_t)t * hc * D;
-        const float *Mt = M + (size_t)t * hc * hc;
-        memcpy(old, x, (size_t)hc * D * sizeof(float));
-        for (int k = 0; k < hc; k++) {
-            float pk = post[t * hc + k];
-            for (int d = 0; d < D; d++) {
-                float a = pk * y[(size_t)t * D + d];
-                for (int j = 0; j < hc; j++) a += Mt[j * hc + k] * old[(size_t)j * D + d];
-                x[(size_t)k * D + d] = bf(a);
-            }
-        }
-    }
+    const dsv4_elem_ops *eo = dsv4_elem();
+    for (int t = 0; t < n; t++)
+        eo->hc_post(X + (size_t)t * hc * D, y + (size_t)t * D, post + t * hc, M + (size_t)t * hc * hc, hc, D);
 }
 
 /* Final head collapse: u = bf16(sum_i p_i X_i), p_i = sigmoid(alpha m_i + b_i) + eps. One token. */
