@@ -14,8 +14,9 @@
  * 2^-10 mean |ref| (measured: 0.5% and 0.02% in the worst block, most blocks bit-identical); the patch embedding
  * and the aligner (no mixing between rows) may differ in at most 1% of their values (measured: 1 value, 0).
  * Mutations caught by these bounds (tried): RoPE axes swapped, the cell order of the unshuffle, SiLU off by 1%,
- * P off by 0.1%, the norm's eps, the tanh GELU in place of erf. Also: the patches equal the goldens' (sha256), the result does not depend on the
- * thread count (bit-identical at 1 and 3 threads), and bad weights or grids give clear errors.
+ * P off by 0.1%, the norm's eps, the tanh GELU in place of erf. Also: the patches equal the goldens' (sha256), the
+ * softmax exp equals the reference's bit for bit, the result does not depend on the thread count (bit-identical at
+ * 1 and 3 threads), the shapes come from the released V4.1 config, and bad weights or grids give clear errors.
  */
 #include <math.h>
 #include <stdio.h>
@@ -213,8 +214,25 @@ static void config_from_v41(void) {
            strstr(err, "text.json: no vision tower"), "config without a tower: '%s'", err);
 }
 
+/* The softmax exp equals the reference's bit for bit (4,016 values; edge cases around 0 and the -86 cut). */
+static void softmax_exp_vectors(void) {
+    size_t n = 4016;
+    float *v = test_read_f32(GOLD "/softmax_exp.bin", 2 * n);
+    if (!v) { test_fail("cannot read " GOLD "/softmax_exp.bin"); return; }
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        float y = dsv4_vtower_softmax_exp(v[i]);
+        if (memcmp(&y, &v[n + i], sizeof y)) {
+            if (bad++ < 5) printf("  softmax_exp(%.9g) = %.9g, reference %.9g\n", v[i], y, v[n + i]);
+        }
+    }
+    EXPECT(bad == 0, "softmax_exp: %zu of %zu values differ from the reference's", bad, n);
+    free(v);
+}
+
 int main(void) {
     config_from_v41();
+    softmax_exp_vectors();
     char *cj = test_read_file(GOLD "/config.json", NULL), *gj = test_read_file(GOLD "/golden.json", NULL);
     if (!cj || !gj) { test_fail("cannot read " GOLD "/config.json or golden.json"); return test_done(); }
     cJSON *cfg = cJSON_Parse(cj), *gold = cJSON_Parse(gj);

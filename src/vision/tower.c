@@ -219,6 +219,31 @@ static void rotate(float *x, const float *c, const float *s, int hd) {
     }
 }
 
+/* exp(x) for the softmax (x <= 0) in F32 operations only, so that the reference repeats it bit for bit with torch
+ * float32 tensors (tools/reference/vision_v41.py softmax_exp): k = round-to-even(x log2 e) by the 1.5 * 2^23 trick,
+ * r = (x - k ln2_hi) - k ln2_lo (Cody-Waite), the degree-6 Taylor polynomial of e^r in Horner form, times 2^k (exact).
+ * Within 3 F32 ulps of e^x; x < -86 gives 0 (e^-86 < 2^-124: nothing a P.V sum whose largest term is 1 can show;
+ * the cut keeps 2^k a normal number).
+ * Why not libm: the result then depends on no C library (the goldens hold on any libm), and it is cheaper than a
+ * correctly rounded double exp (n^2 calls per head and block: 3.5 vs 5.4 ns here). */
+static inline float softmax_exp(float x) {
+    if (!(x >= -86.0f)) return 0.0f;
+    const float magic = 12582912.0f;                 /* 1.5 * 2^23 */
+    float k = (x * 1.44269502f + magic) - magic;     /* fl32(log2 e) */
+    float r = (x - k * 0.693145752f) - k * 1.42860677e-06f;
+    float p = 1.38888892e-03f;                       /* fl32(1/720) */
+    p = p * r + 8.33333377e-03f;                     /* 1/120 */
+    p = p * r + 4.16666679e-02f;                     /* 1/24 */
+    p = p * r + 1.66666672e-01f;                     /* 1/6 */
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    union { uint32_t u; float f; } e = {(uint32_t)((int)k + 127) << 23};
+    return p * e.f;
+}
+
+float dsv4_vtower_softmax_exp(float x) { return softmax_exp(x); }
+
 typedef struct {
     int n, npad, H, hd, q0, nq;       /* tokens, keys padded to 32, heads, head_dim, this round's queries */
     const uint16_t *qb, *kb, *vt;     /* per head: [n][hd], [n][hd], [hd][npad] */
@@ -251,7 +276,7 @@ static void attn_task(void *ctx, int i) {
         double sum = 0;
         uint16_t *pr = pb + (size_t)t * npad;
         for (int j = 0; j < n; j++) {
-            float p = (float)exp((double)(z[j] - mx));
+            float p = softmax_exp(z[j] - mx);
             sum += p;
             pr[j] = dsv4_f32_to_bf16(p);
         }
@@ -276,18 +301,16 @@ int dsv4_vtower_forward(const dsv4_vtower *t, const float *patches, int n_h, int
     int r = c->downsample_ratio, P = 3 * c->patch_size * c->patch_size;
     int gh = (n_h + r - 1) / r, gw = (n_w + r - 1) / r, ncell = gh * gw, cd = D * r * r;
     int npad = (n + 31) & ~31;
-    int maxc = P;
+    int maxc = P;   /* widest input of the per-patch products; the aligner's (ncell rows) apart */
     if (D > maxc) maxc = D;
     if (I > maxc) maxc = I;
-    if (cd > maxc) maxc = cd;
-    if (L > maxc) maxc = L;
-    int mrows = n > ncell ? n : ncell;
+    size_t nscr = dsv4_linear_scratch_floats(n, maxc), nscr2 = dsv4_linear_scratch_floats(ncell, cd > L ? cd : L);
     int ntask = H * (VT_QBLOCK / VT_QB);
     size_t nD = (size_t)n * D;
     float *x = malloc(nD * sizeof(float)), *a = malloc(nD * sizeof(float)), *o = malloc(nD * sizeof(float));
     float *big = malloc((size_t)n * (3 * (size_t)D > 2 * (size_t)I ? 3 * (size_t)D : 2 * (size_t)I) * sizeof(float));
     float *m = malloc((size_t)n * I * sizeof(float));
-    float *scratch = malloc(dsv4_linear_scratch_floats(mrows, maxc) * sizeof(float));
+    float *scratch = malloc((nscr > nscr2 ? nscr : nscr2) * sizeof(float));
     float *cs = malloc((size_t)n * (hd / 2) * sizeof(float)), *sn = malloc((size_t)n * (hd / 2) * sizeof(float));
     uint16_t *qb = malloc(nD * sizeof(uint16_t)), *kb = malloc(nD * sizeof(uint16_t));
     uint16_t *vt = malloc((size_t)H * hd * npad * sizeof(uint16_t));

@@ -11,7 +11,7 @@
  *   cells = 3x3 pixel-unshuffle of the [n_h, n_w, D] grid (zero-padded bottom/right; channel-major per cell)
  *   rows = aligner.w2(gelu_erf(aligner.w1(cells)))    both with bias
  * Linear: y = bf16(fl32(x . W) + b) (F32 accumulation through dsv4_linear; bias added in F32). Attention per head:
- * z = fl32(q . k) / sqrt(hd), p = exp(z - max), Z = sum p, o = bf16(sum_j bf16(p_j) v_j / Z) (the score and P.V
+ * z = fl32(q . k) / sqrt(hd), p = exp(z - max) (dsv4_vtower_softmax_exp), Z = sum p, o = bf16(sum_j bf16(p_j) v_j / Z) (the score and P.V
  * products through dsv4_linear_bf16x). The dot products sum in the kernels' fixed order (not torch's), so results
  * agree with the reference up to F32 accumulation noise, amplified by the BF16 roundings (tests/test_vision_tower.c
  * states the tolerance); they never depend on the thread count or SIMD path.
@@ -58,6 +58,11 @@ int dsv4_vtower_load(dsv4_vtower **out, const st_set *s, const dsv4_vtower_confi
 void dsv4_vtower_free(dsv4_vtower *t);
 const dsv4_vtower_config *dsv4_vtower_cfg(const dsv4_vtower *t);
 
+/* The exp of the attention softmax, exposed for its test: a fixed sequence of F32 operations (Cody-Waite reduction,
+ * degree-6 polynomial) that tools/reference/vision_v41.py softmax_exp repeats bit for bit; for x <= 0 within 3 F32
+ * ulps of e^x, 0 below -86. */
+float dsv4_vtower_softmax_exp(float x);
+
 /* Aligner rows of an n_h x n_w patch grid: ceil(n_h / r) * ceil(n_w / r). */
 int dsv4_vtower_n_rows(const dsv4_vtower_config *c, int n_h, int n_w);
 
@@ -70,7 +75,8 @@ typedef void (*dsv4_vtower_hook)(void *ctx, int state, float *x, int n, int dim)
 /* Run the tower and the aligner on one image: patches [n_h * n_w][3 * patch_size^2] (BF16 values, the layout of
  * dsv4_image_preprocess: patch row-major over the grid, channel then row then column inside), rows receives
  * dsv4_vtower_n_rows(...) x lm_dim floats (BF16 values) in row-major cell order. hook may be NULL. Allocates its
- * work buffers (about n * (6 dim + 3 inter_dim) floats plus 64 * (n + 31) * 6 bytes per head) and frees them.
+ * work buffers and frees them: about n * (3 dim + max(3 dim, 2 inter_dim) + inter_dim + 1.5 max(3 patch^2, dim,
+ * inter_dim)) floats plus 64 * (n + 31) * 6 bytes per head (V4.1-Flash at the largest grid, 93 x 93: 0.6 GB).
  * Errors: n_h or n_w < 1 or a grid above 2^24 patches, out of memory. */
 int dsv4_vtower_forward(const dsv4_vtower *t, const float *patches, int n_h, int n_w, float *rows,
                         dsv4_vtower_hook hook, void *ctx, char *err, size_t errlen);

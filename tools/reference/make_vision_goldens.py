@@ -8,6 +8,7 @@ tests/golden/vision_tower/ (tests/golden/README.md lists the directory).
   model.safetensors  seeded random weights with the official tensor names (BF16; norm weights F32)
   golden.json        per image: the file, grids, sha256 of the BF16 patch tensor, the .bin name, and per state the
                      reference's own rounding noise (max |diff| of F32- vs F64-accumulated runs, see below)
+  softmax_exp.bin    4,016 F32 x, then the 4,016 F32 softmax_exp(x) (the attention's exp, bit for bit)
   <image>.bin        little-endian BF16: the tower states [patch embed, block 0 .. block n-1, final norm], each
                      [n_vit_h * n_vit_w, 64], then the aligner rows [n_llm_h * n_llm_w, lm_dim]
 
@@ -101,6 +102,14 @@ def main():
                       "patches_sha256": hashlib.sha256(bf16_bytes(x)).hexdigest(), "bin": binname,
                       "noise_f32_vs_f64": noise, "max_abs": scale})
         print(name, "grid %dx%d -> %dx%d" % (nh, nw, lh, lw), "noise", ["%.3g" % v for v in noise])
+    # the softmax exp, bit for bit: x then exp(x), F32, for edge cases and 4,000 random x in [-90, 0]
+    g = torch.Generator().manual_seed(SEED)
+    xs = torch.cat([torch.tensor([0.0, -0.0, -1e-30, -1e-7, -0.34657359, -0.3465736, -0.5, -1.0, -20.0, -85.99,
+                                  -86.0, -86.01, -87.0, -88.0, -100.0, -1e30]),
+                    -torch.rand(4000, generator=g) * 90])
+    with open(f"{OUT}/softmax_exp.bin", "wb") as f:
+        f.write(xs.numpy().astype("<f4").tobytes())
+        f.write(ref.softmax_exp(xs).numpy().astype("<f4").tobytes())
     meta = {"source": "tools/reference/make_vision_goldens.py (vision_v41.py, F64 accumulation)",
             "seed": SEED, "states": ["patch_embed"] + ["block %d" % i for i in range(c.n_layers)] + ["norm"],
             "cases": cases}

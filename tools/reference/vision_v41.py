@@ -12,7 +12,8 @@ BF16; the RMSNorm weights are F32 parameters (vision.py creates them with dtype 
   2D RoPE          per head x = [x1 | x2] (halves of head_dim); angles [row * f | col * f], f_i =
                    fl32(1 / fl32(theta ^ (2i / (head_dim/2)))), i < head_dim/4; fl32 cos / sin of fl32 angles;
                    y = bf16([x1 c - x2 s, x2 c + x1 s]) with every product and sum rounded to F32 (no FMA)
-  attention        bidirectional over the image; z = fl32(q . k) / sqrt(head_dim); p = exp(z - max) (F32),
+  attention        bidirectional over the image; z = fl32(q . k) / sqrt(head_dim); p = exp(z - max) (F32; the
+                   exp is softmax_exp below, a fixed F32 polynomial that the C code repeats bit for bit),
                    Z = sum p (F32), o = bf16(sum_j bf16(p_j) v_j / Z): P is rounded to BF16 before the P.V
                    product, as the flash-attention kernels behind F.scaled_dot_product_attention do for BF16
                    inputs (CUDA FA2, and the CPU flash kernel of torch >= 2.2); no sink, no mask
@@ -26,8 +27,8 @@ BF16; the RMSNorm weights are F32 parameters (vision.py creates them with dtype 
 
 `acc` selects the accumulation precision of the dot products and sums: float64 (default; the goldens: dot
 products exact before their single rounding to F32) or float32 (torch's own F32 order): their difference is the
-reference's rounding noise, used to set the C test's tolerance. Transcendentals (exp, sin, cos, erf, pow) are
-evaluated in float64 and rounded to F32, i.e. correctly rounded (libm's expf/sinf/cosf agree with them almost
+reference's rounding noise, used to set the C test's tolerance. The other transcendentals (exp in SiLU, sin, cos,
+erf, pow) are evaluated in float64 and rounded to F32, i.e. correctly rounded (libm's expf/sinf/cosf agree with them almost
 always; torch's vectorised F32 versions and CUDA's may differ by an ulp - part of the measured agreement).
 
 Tensor names (the checkpoint's, as the official module tree): vision.patch_embed.proj.{weight,bias},
@@ -153,6 +154,26 @@ def rotate(x, cos, sin):
     return bf(torch.cat([(x1 * c) - (x2 * s), (x2 * c) + (x1 * s)], dim=-1))
 
 
+def _f(v):
+    return torch.tensor(v, dtype=torch.float32)
+
+
+def softmax_exp(x):
+    """exp(x), x <= 0, in F32 operations only (the C code's softmax_exp, src/vision/tower.c, bit for bit):
+    k = round-to-even(x fl32(log2 e)) by adding and subtracting 1.5 * 2^23, r = (x - k ln2_hi) - k ln2_lo,
+    the degree-6 Taylor polynomial of e^r (Horner, F32 coefficients), times 2^k; 0 below -86. Within 3 F32 ulps of
+    e^x (the official code's exp is torch's / CUDA's F32 exp, also within an ulp or two)."""
+    x = x.to(torch.float32)
+    magic = _f(12582912.0)
+    k = (x * _f(1.44269502) + magic) - magic
+    r = (x - k * _f(0.693145752)) - k * _f(1.42860677e-06)
+    p = _f(1.38888892e-03)
+    for c in (8.33333377e-03, 4.16666679e-02, 1.66666672e-01, 0.5, 1.0, 1.0):
+        p = p * r + _f(c)
+    e = ((k.to(torch.int32) + 127) << 23).view(torch.float32)
+    return torch.where(x >= -86.0, p * e, torch.zeros_like(x))
+
+
 def attention(q, k, v, acc):
     """q, k, v [n, H, hd] BF16 values -> o [n, H*hd] BF16 values (bidirectional, per head)."""
     n, H, hd = q.shape
@@ -161,7 +182,7 @@ def attention(q, k, v, acc):
     for h in range(H):
         z = fl32(q[:, h].to(acc) @ k[:, h].to(acc).t()) * scale
         m = z.max(dim=1, keepdim=True).values
-        p = fl32(torch.exp((z - m).double()))
+        p = softmax_exp(z - m)
         Z = fl32(p.to(acc).sum(dim=1, keepdim=True))
         num = fl32(bf(p).to(acc) @ v[:, h].to(acc))
         out[:, h] = bf(num / Z)
