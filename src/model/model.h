@@ -78,6 +78,7 @@ struct dsv4_model {
     float *rope_win, *rope_comp;            /* rope tables: theta plain / compress theta + YaRN */
     double file_bytes;                      /* sum of tensor bytes in the checkpoint */
     void **owned; int n_owned, cap_owned;   /* every owned allocation, freed by dsv4_model_free */
+    struct dsv4_v41_weights *v41;           /* DeepSeek-V4.1 blocks (model/model_v41.h), NULL for V4; owned */
     struct dsv4_xcache *xc;                 /* routed-expert cache under a memory budget; NULL: mmap path */
     dsv4_expert_stats xst;                  /* the budget's figures at load (dsv4_model_expert_stats) */
 };

@@ -18,7 +18,9 @@
 #include <string.h>
 #include <stdint.h>
 #include "model/model.h"
+#include "model/weights_bind.h"
 #include "io/tensor_list.h"
+#include "kernels/quant_v41.h"
 #include "base/util.h"
 
 static void *own(dsv4_model *m, void *p) {
@@ -35,12 +37,7 @@ static void *own(dsv4_model *m, void *p) {
 
 static void *xalloc(dsv4_model *m, size_t bytes) { return own(m, calloc(1, bytes ? bytes : 1)); }
 
-typedef struct {
-    dsv4_model *m; char *err; size_t errlen;
-    unsigned char *used;   /* [st_count] 1 for each checkpoint tensor the binder took */
-    int efmt;              /* routed-expert format: -1 not yet known, 0 packed FP4, 1 FP8 */
-    char efirst[512];      /* with no expert_dtype key: the routed expert tensor that decided efmt */
-} ctx;
+typedef dsv4_wbind ctx;   /* model/weights_bind.h */
 
 static const st_tensor *expect(ctx *c, const char *name, st_dtype dt, int ndim, int64_t d0, int64_t d1) {
     int64_t shape[2] = {d0, d1};
@@ -81,7 +78,7 @@ static const void *aligned_data(ctx *c, const st_tensor *t, size_t al) {
     return p;
 }
 
-enum { L_FP8, L_BF16, L_F32, L_EXPERT, L_WOA };
+enum { L_FP8 = DSV4_WB_FP8, L_BF16 = DSV4_WB_BF16, L_F32 = DSV4_WB_F32, L_EXPERT = DSV4_WB_EXPERT, L_WOA = DSV4_WB_WOA };
 
 
 /* Routed-expert weight format (docs/architecture.md §1.1, §2.4): with the config key expert_dtype, every routed expert
@@ -141,9 +138,19 @@ static int lin(ctx *c, dsv4_wview *w, const char *prefix, int rows, int cols, in
     }
     if (!(t = expect(c, wn, dt, 2, rows, cols))) return -1;
     if (dt == ST_F8_E4M3) {
-        const st_tensor *s = expect(c, sn, ST_F8_E8M0, 2, (rows + 127) / 128, (cols + 127) / 128);
+        const int b = c->m->cfg.fp8_block == 32 ? 32 : 128;   /* V4.1: 32x32 tiles */
+        const st_tensor *s = expect(c, sn, ST_F8_E8M0, 2, (rows + b - 1) / b, (cols + b - 1) / b);
         if (!s) return -1;
         w->fmt = DSV4_W_FP8; w->data = t->data; w->scale = s->data;
+        if (b == 32) {   /* no 32-tile path in dsv4_linear yet: dequantize to an owned BF16 copy (exact) */
+            uint16_t *d = xalloc(c->m, (size_t)rows * cols * 2);
+            if (!d) return oom(c, wn);
+            long bad = dsv4_fp8_tiles_to_bf16(t->data, s->data, rows, cols, 32, d);
+            if (bad)
+                return dsv4_fail(c->err, c->errlen, "%s: tensor '%s': %ld values are not finite E4M3 x UE8M0 numbers "
+                                 "(NaN code or scale byte 255)", t->file, wn, bad);
+            w->fmt = DSV4_W_BF16; w->data = d; w->scale = NULL;
+        }
     } else if (dt == ST_BF16) {
         w->fmt = DSV4_W_BF16;
         if (!(w->data = aligned_data(c, t, 2))) return -1;
@@ -292,6 +299,15 @@ static void why_unexpected(const dsv4_config *cf, const char *name, char *out, s
             snprintf(out, cap, "n_shared_experts 0");
             return;
         }
+        if (cf->x.v41 && cf->compress_ratios[L] > 0 && strncmp(rest, "attn.compressor.", 16) == 0) {
+            snprintf(out, cap, "kv_source_layer_ids without layer %d (only KV sources have a compressor)", L);
+            return;
+        }
+        if (cf->x.v41 && cf->compress_ratios[L] > 0 && strncmp(rest, "attn.indexer.", 13) == 0) {
+            snprintf(out, cap, "index_source_layer_ids / kv_source_layer_ids: layer %d has no '%s' (indexers run on "
+                     "index sources, wk / k_norm only on those that are also KV sources)", L, rest);
+            return;
+        }
         if (strncmp(rest, "attn.compressor.", 16) == 0 || strncmp(rest, "attn.indexer.", 13) == 0) {
             snprintf(out, cap, "compress_ratios[%d] = %d", L, cf->compress_ratios[L]);
             return;
@@ -345,7 +361,7 @@ static int check_tensor_set(ctx *c, const dsv4_tensor_spec *ts, int n) {
         const st_tensor *t = st_at(st, i);
         const dsv4_tensor_spec *sp = find_spec(sorted, n, t->name);
         if (!sp) {
-            char why[160];
+            char why[320];
             why_unexpected(cf, t->name, why, sizeof why);
             rc = dsv4_fail(c->err, c->errlen, "unexpected tensor '%s' in %s \xe2\x80\x94 config.json says %s", t->name,
                            t->file, why);
@@ -372,7 +388,7 @@ int dsv4_weights_bind(dsv4_model *m, char *err, size_t errlen) {
     ctx c = {m, err, errlen, NULL, m->cfg.expert_dtype_given ? m->cfg.expert_fp8 : -1, ""};
     c.used = calloc(st_count(m->st) + 1, 1);
     if (!c.used) return oom(&c, "tensor marks");
-    int rc = bind_all(&c);
+    int rc = m->cfg.x.v41 ? dsv4_weights_v41_bind(&c) : bind_all(&c);
     if (!rc) {
         /* the experts' actual format: unbound MTP blocks are checked against it, and info reports it */
         if (c.efmt >= 0) m->cfg.expert_fp8 = c.efmt;
@@ -463,4 +479,29 @@ void dsv4_weights_free(dsv4_model *m) {
     free(m->owned);
     m->owned = NULL; m->n_owned = m->cap_owned = 0;
     m->layers = NULL;
+    m->v41 = NULL;
+}
+
+/* ---- the binder for model/weights_v41.c (model/weights_bind.h) ---- */
+const st_tensor *dsv4_wb_expect(dsv4_wbind *c, const char *name, st_dtype dt, int ndim, int64_t d0, int64_t d1) {
+    return expect(c, name, dt, ndim, d0, d1);
+}
+float *dsv4_wb_vec(dsv4_wbind *c, const char *name, int64_t n0, int64_t n1, int allow_bf16) {
+    return vec(c, name, n0, n1, allow_bf16);
+}
+int dsv4_wb_lin(dsv4_wbind *c, dsv4_wview *w, const char *prefix, int rows, int cols, int kind) {
+    return lin(c, w, prefix, rows, cols, kind);
+}
+void *dsv4_wb_alloc(dsv4_wbind *c, size_t bytes, const char *what) {
+    void *p = xalloc(c->m, bytes);
+    if (!p) oom(c, what);
+    return p;
+}
+int dsv4_wb_to_f32(dsv4_wbind *c, dsv4_wview *w, const char *name) {
+    if (w->fmt == DSV4_W_F32) return 0;
+    float *d = xalloc(c->m, (size_t)w->rows * w->cols * sizeof(float));
+    if (!d) return oom(c, name);
+    for (int r = 0; r < w->rows; r++) dsv4_wview_row(w, r, d + (size_t)r * w->cols);
+    w->fmt = DSV4_W_F32; w->data = d; w->scale = NULL;
+    return 0;
 }

@@ -1,0 +1,76 @@
+/* model/model_v41.h — the weights of a DeepSeek-V4.1 model as bound by model/weights_v41.c (INTERNAL).
+ *
+ * One dsv4_layer41 per trunk layer (index L) and per DSpark stage (index n_layers + i, checkpoint prefix "mtp.i.").
+ * Names, shapes and dtypes: the official V4.1 checkpoint (dsv4_tensor_list, src/io/info.c generate41; docs/v41.md
+ * §4, docs/v41-implementation.md). All FP8 linears (32x32 UE8M0 tiles) are owned BF16 copies, dequantized exactly at
+ * load (kernels/quant_v41.h) until dsv4_linear reads 32-tiles; routed experts are packed FP4 views (E8M0 per 32, as
+ * V4); small vectors are owned F32 copies (BF16 values where stored BF16). Engram tables are never read at bind
+ * time: only their file, offsets and row count are kept (rows are fetched with pread, model/engram.h).
+ */
+#ifndef DSV4_MODEL_MODEL_V41_H
+#define DSV4_MODEL_MODEL_V41_H
+#include <stddef.h>
+#include <stdint.h>
+#include "model/model.h"
+
+/* One Engram layer (docs/v41.md §2): table rows E4M3 [rows, head_dim] + E8M0 [rows, head_dim/32] in the checkpoint
+ * file `path` at byte offsets w_off / s_off; wkv [dim*(hc+1), cols*head_dim]; w = q_weight * k_weight in F32. */
+typedef struct {
+    int index;                 /* position in engram_layer_ids */
+    const char *path;          /* shard holding embed.weight (the st_set's string) */
+    const char *scale_path;    /* shard holding embed.scale */
+    uint64_t w_off, s_off;     /* byte offsets of the two tensors in their files */
+    int64_t rows;              /* engram_num_embeddings[index] */
+    dsv4_wview wkv;            /* BF16 (from FP8 32-tiles) */
+    float *q_weight, *k_weight;  /* [hc, dim] BF16 values */
+    float *w;                  /* [hc, dim] F32 product q_weight * k_weight */
+} dsv4_engram41_w;
+
+typedef struct {
+    int ratio;                 /* compress_ratios[L]: 0 window only, 1 or 2 CSA2 */
+    int kv_source;             /* owns a compressor (and, when also an index source, the index keys) */
+    int index_source;          /* runs an indexer */
+    int candidate_source;      /* its index scores make the candidate-block mask */
+    int uses_candidates;       /* an index source after the candidate source: masked by the candidate blocks */
+    /* mHC (single pass, no hc_head): fn [(2+hc)*hc, hc*dim] F32 view, base [(2+hc)*hc], scale [3] */
+    dsv4_wview hc_attn_fn, hc_ffn_fn;
+    float *hc_attn_base, *hc_attn_scale, *hc_ffn_base, *hc_ffn_scale;
+    float *attn_norm, *ffn_norm;              /* [dim] */
+    /* attention */
+    float *attn_sink;                         /* [n_heads] */
+    dsv4_wview wq_a, wq_b, wkv, wo_a, wo_b;   /* BF16 copies of FP8 32-tile weights (wo_a grouped, BF16 in use) */
+    float *q_norm, *kv_norm;                  /* [q_lora_rank], [head_dim] */
+    /* compressor (kv_source): ratio 1 BF16 wkv; ratio 2 wkv / wgate F32 (stored BF16); norm [head_dim] */
+    dsv4_wview comp_wkv, comp_wgate;
+    float *comp_norm;
+    /* indexer (index_source): wq_b [ih*ihd, q_lora] BF16 copy, weights_proj [ih, dim] BF16; owners: wk [ihd,
+     * head_dim] BF16, k_norm [ihd] */
+    dsv4_wview idx_wq_b, idx_wp, idx_wk;
+    float *idx_k_norm;
+    /* MoE (no hash layers): gate [E, dim] BF16, bias [E], bias_vl [E] (vision checkpoints, else NULL) */
+    int n_experts, n_active;
+    dsv4_wview gate;
+    float *gate_bias, *gate_bias_vl;
+    dsv4_wview *w1, *w2, *w3;                 /* [n_experts] packed FP4 views */
+    dsv4_wview sw1, sw2, sw3;                 /* shared expert, BF16 copies; rows == 0 when absent */
+    dsv4_engram41_w *engram;                  /* trunk layers in engram_layer_ids, else NULL */
+    /* DSpark stage 0: main_proj [dim, dim*n_targets] BF16 copy, main_norm [dim] */
+    dsv4_wview main_proj;
+    float *main_norm;
+    /* DSpark last stage: norm [dim], markov embed / head [V, rank] BF16, confidence proj [1, dim + rank] BF16 */
+    float *dspark_norm;
+    dsv4_wview markov_embed, markov_head, confidence_proj;
+} dsv4_layer41;
+
+struct dsv4_v41_weights {
+    int n_blocks;              /* n_layers + n_mtp_layers */
+    dsv4_layer41 *layers;      /* [n_blocks], model-owned */
+};
+
+/* Load a DeepSeek-V4.1 model directory's config.json and bind its checkpoint (every tensor found, dtype- and
+ * shape-checked, the whole tensor set compared with dsv4_tensor_list) without the forward, which does not exist yet
+ * (dsv4_model_load refuses V4.1). For tests and tools. *out is freed with dsv4_model_free. Returns 0, or -1 with err
+ * naming the file and tensor (not a V4.1 config, missing / unexpected / mis-shaped tensor, truncated shard). */
+int dsv4_model_bind_v41(dsv4_model **out, const char *dir, char *err, size_t errlen);
+
+#endif
