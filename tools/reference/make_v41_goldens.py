@@ -26,7 +26,10 @@ The schedules legitimately give different logits (the index-key slot quirk: meas
 golden.json), so each schedule has its own golden. Tolerance: from the float32 mode of the same reference (the
 official F32 order, bit-identical to DeepSeek's code on CPU stand-ins): see golden.json "tolerance".
 
-usage: make_v41_goldens.py [OUT_DIR]   (default tests/golden/v41/tiny)
+usage: make_v41_goldens.py [OUT_DIR]          (default tests/golden/v41/tiny)
+       make_v41_goldens.py --check [DIR]    read DIR's config.json + model.safetensors back (decoding every stored
+                                            byte), rerun the reference and require prefill.f32 bit for bit: the
+                                            goldens belong to the stored checkpoint
 """
 import json
 import os
@@ -38,7 +41,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import model_v41 as m  # noqa: E402
 import numerics as nm  # noqa: E402
-from safetensors_io import write_safetensors  # noqa: E402
+from safetensors_io import write_safetensors, read_safetensors, raw_to_tensor  # noqa: E402
 
 CONFIG = dict(dspark_n_routed_experts=3, dspark_n_activated_experts=2)
 SEED = 41
@@ -160,7 +163,52 @@ def f32_bytes(t):
     return t.to(torch.float32).contiguous().numpy().astype("<f4").tobytes()
 
 
+def weights_from_file(cfg, path):
+    """The reference's weights decoded from a stored checkpoint (name -> QW), independent of checkpoint_weights."""
+    raw = read_safetensors(path)
+    W = {}
+    for name, (shape, fmt, init) in m.weight_specs(cfg).items():
+        dt, shp, data = raw.pop(name)
+        t = raw_to_tensor(dt, shp, data)
+        sname = name[:-len("weight")] + "scale"
+        if dt == "F8_E4M3":
+            q = nm.e4m3_decode(t, torch.float64)
+            sdt, sshp, sdata = raw.pop(sname)
+            sc = nm.e8m0_decode(raw_to_tensor(sdt, sshp, sdata), torch.float64)
+            if fmt == "table":
+                W[name] = m.QW("table", q, sc)
+                W[name].w = q * sc.repeat_interleave(32, 1)
+            else:
+                w = m.QW("fp8", q, sc)
+                W[name] = m.QW("bf16", w.w) if name.endswith("attn.wo_a.weight") else w
+        elif dt == "I8":
+            b = t.to(torch.int64) & 0xFF
+            codes = torch.stack([b & 0xF, b >> 4], -1).flatten(-2)
+            sdt, sshp, sdata = raw.pop(sname)
+            W[name] = m.QW("fp4", nm.e2m1_decode(codes, torch.float64),
+                           nm.e8m0_decode(raw_to_tensor(sdt, sshp, sdata), torch.float64))
+        else:
+            W[name] = m.QW(fmt if fmt in ("f32", "bf16") else "bf16", t.to(torch.float64))
+    assert not raw, f"tensors the reference does not use: {sorted(raw)[:5]}"
+    return W
+
+
+def check(d):
+    with open(os.path.join(d, "golden.json")) as f:
+        meta = json.load(f)
+    cfg = m.Config(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in meta["reference_config"].items()})
+    W = weights_from_file(cfg, os.path.join(d, "model.safetensors"))
+    s = m.Session(cfg, W)
+    lg = s.eval(meta["tokens"], all_logits=True)
+    want = torch.from_numpy(np.fromfile(os.path.join(d, "prefill.f32"), dtype="<f4").copy()).reshape(lg.shape)
+    ok = torch.equal(lg.to(torch.float32), want)
+    print(f"{d}: {len(W)} weights decoded from the file; prefill logits {'bit-identical' if ok else 'DIFFERENT'}")
+    return 0 if ok else 1
+
+
 def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "--check":
+        return check(sys.argv[2] if len(sys.argv) > 2 else "tests/golden/v41/tiny")
     out_dir = sys.argv[1] if len(sys.argv) > 1 else "tests/golden/v41/tiny"
     os.makedirs(out_dir, exist_ok=True)
     cfg = m.Config(**CONFIG)
@@ -250,4 +298,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
