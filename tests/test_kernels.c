@@ -557,6 +557,13 @@ static void test_threads_api(void) {
     CHECK(dsv4_set_kernel_path("neon9", err, sizeof err) != 0 && strstr(err, "neon9"), "unknown path accepted");
     CHECK(dsv4_set_kernel_path("scalar", err, sizeof err) == 0 && !strcmp(dsv4_get_kernel_path(), "scalar"),
           "scalar path refused");
+    /* A path this CPU has must pass its start-up self-check: a failing one is refused, and the per-path loops
+     * here and in run.sh would then skip it instead of failing (a broken SIMD kernel would go unnoticed). */
+    for (int p = 0; p < NPATHS; p++) {
+        int rc = dsv4_set_kernel_path(PATHS[p], err, sizeof err);
+        CHECK(rc == 0 || !strstr(err, "self-check"), "path %s: %s", PATHS[p], err);
+    }
+    dsv4_set_kernel_path(getenv("DSV4_KERNEL") ? getenv("DSV4_KERNEL") : "scalar", NULL, 0);
 }
 
 /* the storage forms: encode == the simulation bit for bit, and decoding gives the simulated values back, on

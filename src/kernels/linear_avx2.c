@@ -36,11 +36,194 @@ static inline void split_x(const uint16_t *x, __m256 *xo0, __m256 *xe0, __m256 *
     *xe1 = _mm256_castsi256_ps(_mm256_slli_epi32(x1, 16));
 }
 
+/* ------------------------------------------------------------------ decode fast path (1-2 tokens)
+ * FP8 / FP4 weights decoded in registers straight to the F32 values of each lane's odd and even element (no
+ * BF16 tile), one row at a time (8 rows of a block are contiguous in memory, which the prefetchers follow):
+ * - E2M1: the magnitude from an 8-entry VPERMPS table; the sign by XOR with (nibble << 28), whose bits 28-30 (the
+ *   magnitude bits) the table entries carry pre-XORed, so one shift + one XOR place the sign and cancel them;
+ * - E4M3: integer arithmetic on the code (e4m3_f32; a multiply of the code's bits read as an F32 would be shorter
+ *   but reads F32 subnormals, which cost a microcode assist each without DAZ: 7x slower measured); NaN codes
+ *   (0x7f, 0xff) give the BF16 NaN as the tables do; sign by XOR.
+ * The activations are split once per call into F32 odd/even halves laid out per chunk as
+ * [x_odd lanes 0-7 | x_even lanes 0-7 | x_odd lanes 8-15 | x_even lanes 8-15]. */
+#define FAST_MAX_COLS 16384
+static _Thread_local _Alignas(32) float xs_buf[2][FAST_MAX_COLS];
+
+static void split_x_f32(const uint16_t *x, int cols, float *xs) {
+    for (int c = 0; c < cols; c += 32) {
+        __m256 xo0, xe0, xo1, xe1;
+        split_x(x + c, &xo0, &xe0, &xo1, &xe1);
+        _mm256_store_ps(xs + c, xo0); _mm256_store_ps(xs + c + 8, xe0);
+        _mm256_store_ps(xs + c + 16, xo1); _mm256_store_ps(xs + c + 24, xe1);
+    }
+}
+
+/* one dp step of a chunk on lanes (A, B) from zero: P = fma(w_even, x_even, fma(w_odd, x_odd, 0)) */
+static inline __m256 dp_half(__m256 wo, __m256 we, const float *xs) {
+    __m256 a = _mm256_fmadd_ps(wo, _mm256_load_ps(xs), _mm256_setzero_ps());
+    return _mm256_fmadd_ps(we, _mm256_load_ps(xs + 8), a);
+}
+static inline __m256 dp_half_acc(__m256 P, __m256 wo, __m256 we, const float *xs) {
+    P = _mm256_fmadd_ps(wo, _mm256_load_ps(xs), P);
+    return _mm256_fmadd_ps(we, _mm256_load_ps(xs + 8), P);
+}
+
+/* 8 packed E2M1 pairs (bytes) -> F32 of the even (low nibble) and odd (high nibble) elements */
+static inline void fp4x8_f32(const uint8_t *p, __m256i te, __m256 *we, __m256 *wo) {
+    __m256i d = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p)), o = _mm256_srli_epi32(d, 4);
+    *we = _mm256_castsi256_ps(_mm256_xor_si256(_mm256_castps_si256(_mm256_permutevar8x32_ps(_mm256_castsi256_ps(te), d)),
+                                               _mm256_slli_epi32(d, 28)));
+    *wo = _mm256_castsi256_ps(_mm256_xor_si256(_mm256_castps_si256(_mm256_permutevar8x32_ps(_mm256_castsi256_ps(te), o)),
+                                               _mm256_slli_epi32(o, 28)));
+}
+
+/* E4M3 codes in the low byte of each dword -> F32 (exact; NaN codes -> the BF16 NaN). A normal code's F32 bits
+ * are (code & 0x7f) << 20 plus 120 in the exponent field (E4M3 bias 7, F32 bias 127); a subnormal code (exponent
+ * field 0: m x 2^-9) comes from an 8-entry table instead. Integer adds only: no F32 subnormal is ever formed. */
+static inline __m256 e4m3_f32(__m256i c, __m256 tsub) {
+    const __m256i m7f = _mm256_set1_epi32(0x7f);
+    __m256i i = _mm256_and_si256(c, m7f);
+    __m256 v = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_slli_epi32(i, 20), _mm256_set1_epi32(120 << 23)));
+    v = _mm256_blendv_ps(v, _mm256_permutevar8x32_ps(tsub, i), _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(8), i)));
+    v = _mm256_blendv_ps(v, _mm256_castsi256_ps(_mm256_set1_epi32(0x7fc00000)), _mm256_castsi256_ps(_mm256_cmpeq_epi32(i, m7f)));
+    return _mm256_xor_ps(v, _mm256_castsi256_ps(_mm256_and_si256(_mm256_slli_epi32(c, 24), _mm256_set1_epi32((int)0x80000000u))));
+}
+/* 16 E4M3 codes (8 pairs) -> F32 of the even and odd elements */
+static inline void fp8x16_f32(__m128i codes, __m256 tsub, __m256 *we, __m256 *wo) {
+    __m256i d = _mm256_cvtepu8_epi16(codes);
+    *we = e4m3_f32(d, tsub);
+    *wo = e4m3_f32(_mm256_srli_epi32(d, 16), tsub);
+}
+
+static void fast_fp4_row(const dsv4_wview *w, int r, const float *xs, __m256i te, float L[16]) {
+    const int cols = w->cols, ncs = cols / 32;
+    const uint8_t *row = (const uint8_t *)w->data + (size_t)r * (cols / 2), *sc = w->scale + (size_t)r * ncs;
+    __m256 A = _mm256_setzero_ps(), B = A;
+    for (int c = 0; c < ncs; c++) {
+        __m256 we, wo;
+        fp4x8_f32(row + 16 * c, te, &we, &wo);
+        __m256 PA = dp_half(wo, we, xs + 32 * c);
+        fp4x8_f32(row + 16 * c + 8, te, &we, &wo);
+        __m256 PB = dp_half(wo, we, xs + 32 * c + 16);
+        __m256 s = _mm256_set1_ps(dsv4_ftz(dsv4_e8m0_f32[sc[c]]));
+        A = _mm256_fmadd_ps(PA, s, A);
+        B = _mm256_fmadd_ps(PB, s, B);
+    }
+    _mm256_storeu_ps(L, A); _mm256_storeu_ps(L + 8, B);
+}
+
+/* cols % 64 == 0: every 64-column block in the FP8 order, so chunk 0 of a block is columns 0-7,16-23 (lanes
+ * 0-7) and 32-39,48-55 (lanes 8-15), chunk 1 the other four runs of 8: one qword permute per 32 codes. */
+static void fast_fp8_row(const dsv4_wview *w, int r, const float *xs, float L[16]) {
+    const __m256 tsub = _mm256_setr_ps(0.0f, 0x1p-9f, 0x2p-9f, 0x3p-9f, 0x4p-9f, 0x5p-9f, 0x6p-9f, 0x7p-9f);
+    const int cols = w->cols, ncb = (cols + 127) / 128;
+    const uint8_t *row = (const uint8_t *)w->data + (size_t)r * cols, *sc = w->scale + (size_t)(r / 128) * ncb;
+    __m256 A = _mm256_setzero_ps(), B = A;
+    for (int c0 = 0; c0 < cols; c0 += 128) {
+        int ce = cols - c0 < 128 ? cols - c0 : 128;
+        __m256 PA = _mm256_setzero_ps(), PB = PA;
+        for (int k = 0; k < ce; k += 64) {
+            const uint8_t *p = row + c0 + k;
+            const float *x = xs + c0 + k;
+            __m256i y0 = _mm256_permute4x64_epi64(_mm256_loadu_si256((const __m256i *)p), 0xd8);        /* q0 q2 | q1 q3 */
+            __m256i y1 = _mm256_permute4x64_epi64(_mm256_loadu_si256((const __m256i *)(p + 32)), 0xd8);
+            __m256 we, wo;
+            fp8x16_f32(_mm256_castsi256_si128(y0), tsub, &we, &wo);        PA = dp_half_acc(PA, wo, we, x);
+            fp8x16_f32(_mm256_castsi256_si128(y1), tsub, &we, &wo);        PB = dp_half_acc(PB, wo, we, x + 16);
+            fp8x16_f32(_mm256_extracti128_si256(y0, 1), tsub, &we, &wo);   PA = dp_half_acc(PA, wo, we, x + 32);
+            fp8x16_f32(_mm256_extracti128_si256(y1, 1), tsub, &we, &wo);   PB = dp_half_acc(PB, wo, we, x + 48);
+        }
+        __m256 s = _mm256_set1_ps(dsv4_ftz(dsv4_e8m0_f32[sc[c0 / 128]]));
+        A = _mm256_fmadd_ps(PA, s, A);
+        B = _mm256_fmadd_ps(PB, s, B);
+    }
+    _mm256_storeu_ps(L, A); _mm256_storeu_ps(L + 8, B);
+}
+
+/* Tile decode for the multi-token path: rows [rb, rb+nrr) x columns [c0, c0+n) to unscaled BF16 (the definition's
+ * weights; FP8 in its 64-column block order) with the decoders above; ragged widths take the scalar decoder. */
+static inline __m256i pack_pairs(__m256 we, __m256 wo) {
+    return _mm256_or_si256(_mm256_and_si256(_mm256_castps_si256(wo), _mm256_set1_epi32((int)0xffff0000u)),
+                           _mm256_srli_epi32(_mm256_castps_si256(we), 16));
+}
+static void tile_decode_avx2(const dsv4_wview *w, int rb, int nrr, int c0, int n, uint16_t *tile, int ld) {
+    const int cols = w->cols;
+    if (w->fmt == DSV4_W_FP4 && n % 32 == 0) {
+        float te_f[8];
+        for (int m = 0; m < 8; m++) {
+            uint32_t u = ((uint32_t)dsv4_e2m1_bf16[m] << 16) ^ ((uint32_t)m << 28);
+            memcpy(&te_f[m], &u, 4);
+        }
+        const __m256i te = _mm256_castps_si256(_mm256_loadu_ps(te_f));
+        for (int j = 0; j < nrr; j++) {
+            const uint8_t *src = (const uint8_t *)w->data + (size_t)(rb + j) * (cols / 2) + c0 / 2;
+            uint16_t *t = tile + (size_t)j * ld;
+            for (int c = 0; c < n; c += 32) {
+                __m256 we, wo;
+                fp4x8_f32(src + c / 2, te, &we, &wo);
+                _mm256_store_si256((__m256i *)(t + c), pack_pairs(we, wo));
+                fp4x8_f32(src + c / 2 + 8, te, &we, &wo);
+                _mm256_store_si256((__m256i *)(t + c + 16), pack_pairs(we, wo));
+            }
+        }
+    } else if (w->fmt == DSV4_W_FP8 && n % 64 == 0) {
+        const __m256 tsub = _mm256_setr_ps(0.0f, 0x1p-9f, 0x2p-9f, 0x3p-9f, 0x4p-9f, 0x5p-9f, 0x6p-9f, 0x7p-9f);
+        for (int j = 0; j < nrr; j++) {
+            const uint8_t *src = (const uint8_t *)w->data + (size_t)(rb + j) * cols + c0;
+            uint16_t *t = tile + (size_t)j * ld;
+            for (int c = 0; c < n; c += 64) {
+                __m256i y0 = _mm256_permute4x64_epi64(_mm256_loadu_si256((const __m256i *)(src + c)), 0xd8);
+                __m256i y1 = _mm256_permute4x64_epi64(_mm256_loadu_si256((const __m256i *)(src + c + 32)), 0xd8);
+                __m256 we, wo;
+                fp8x16_f32(_mm256_castsi256_si128(y0), tsub, &we, &wo);
+                _mm256_store_si256((__m256i *)(t + c), pack_pairs(we, wo));
+                fp8x16_f32(_mm256_castsi256_si128(y1), tsub, &we, &wo);
+                _mm256_store_si256((__m256i *)(t + c + 16), pack_pairs(we, wo));
+                fp8x16_f32(_mm256_extracti128_si256(y0, 1), tsub, &we, &wo);
+                _mm256_store_si256((__m256i *)(t + c + 32), pack_pairs(we, wo));
+                fp8x16_f32(_mm256_extracti128_si256(y1, 1), tsub, &we, &wo);
+                _mm256_store_si256((__m256i *)(t + c + 48), pack_pairs(we, wo));
+            }
+        }
+    } else {
+        dsv4_tile_decode_scalar(w, rb, nrr, c0, n, tile, ld);
+    }
+}
+
+/* The fast path for rows [r0, r0+nr) of a 1-2 token job with FP8 (cols % 64 == 0) or FP4 weights. */
+static void fast_rows(const dsv4_lin_job *jb, int r0, int nr) {
+    const dsv4_wview *w = jb->w;
+    const int cols = jb->cols, rows = w->rows;
+    float te_f[8];
+    for (int m = 0; m < 8; m++) {
+        uint32_t u = ((uint32_t)dsv4_e2m1_bf16[m] << 16) ^ ((uint32_t)m << 28);
+        memcpy(&te_f[m], &u, 4);
+    }
+    const __m256i te = _mm256_castps_si256(_mm256_loadu_ps(te_f));
+    for (int t = 0; t < jb->n_tok; t++) split_x_f32(dsv4_lin_x(jb, t), cols, xs_buf[t]);
+    for (int r = r0; r < r0 + nr; r++)
+        for (int t = 0; t < jb->n_tok; t++) {
+            _Alignas(32) float L[16];
+            if (w->fmt == DSV4_W_FP4) fast_fp4_row(w, r, xs_buf[t], te, L);
+            else fast_fp8_row(w, r, xs_buf[t], L);
+            float v = dsv4_tree16(L);
+            if (jb->flags & DSV4_OUT_BF16) v = dsv4_round_bf16(v);
+            jb->out[(size_t)t * rows + r] = v;
+        }
+}
+
 void dsv4_lin_rows_avx2(const dsv4_lin_job *jb, int r0, int nr) {
     const dsv4_wview *w = jb->w;
     const int cols = jb->cols, fmt = w->fmt;
-    const int ncb = cdiv(cols, 128), ncs = cdiv(cols, 32);
     const unsigned csr = _mm_getcsr();
+    if (jb->n_tok <= 2 && cols <= FAST_MAX_COLS && cols % 32 == 0 &&
+        ((fmt == DSV4_W_FP8 && cols % 64 == 0) || fmt == DSV4_W_FP4)) {
+        _mm_setcsr(csr | 0x8040);   /* FTZ | DAZ */
+        fast_rows(jb, r0, nr);
+        _mm_setcsr(csr);
+        return;
+    }
+    const int ncb = cdiv(cols, 128), ncs = cdiv(cols, 32);
     _mm_setcsr(csr | 0x8040);   /* FTZ | DAZ */
     _Alignas(64) uint16_t tile[RB * KC];
     _Alignas(64) float L[RB][TB][16];
@@ -56,7 +239,7 @@ void dsv4_lin_rows_avx2(const dsv4_lin_job *jb, int r0, int nr) {
                 if (direct_bf16) {
                     for (int j = 0; j < nrr; j++) wt[j] = (const uint16_t *)w->data + (size_t)(rb + j) * cols + c0;
                 } else {
-                    dsv4_tile_decode_scalar(w, rb, nrr, c0, n, tile, KC);
+                    tile_decode_avx2(w, rb, nrr, c0, n, tile, KC);
                     for (int j = 0; j < nrr; j++) wt[j] = tile + j * KC;
                 }
                 for (int t = 0; t < nt; t++) {

@@ -16,7 +16,7 @@
 
 static inline int cdiv(int a, int b) { return (a + b - 1) / b; }
 
-typedef struct { __m512i t0, t1, t2, t3, lut4, c40, c8000, c0f0f, lo0, lo1, hi0, hi1, c80, spread, shift04; } dec_tabs;
+typedef struct { __m512i t0, t1, t2, t3, lut4, c40, c8000, c0f0f, lo0, lo1, hi0, hi1, c80, spread, shift04, q4[4]; } dec_tabs;
 
 static void tabs_init(dec_tabs *d) {
     uint16_t m[128];
@@ -46,6 +46,14 @@ static void tabs_init(dec_tabs *d) {
         }
     for (int i = 0; i < 32; i++) sh[i] = (uint16_t)(i & 1 ? 4 : 0);
     d->spread = _mm512_loadu_si512(sp);
+    for (int q = 0; q < 4; q++) {   /* chunk q of a 64-byte group: dword k = (v[16q+k], -, s[16q+k], -) */
+        uint8_t pq[64];
+        for (int k = 0; k < 16; k++) {
+            pq[4 * k] = pq[4 * k + 1] = (uint8_t)(16 * q + k);
+            pq[4 * k + 2] = pq[4 * k + 3] = (uint8_t)(64 + 16 * q + k);
+        }
+        d->q4[q] = _mm512_loadu_si512(pq);
+    }
     d->shift04 = _mm512_loadu_si512(sh);
 }
 
@@ -77,8 +85,7 @@ static inline __m512i fp8_bf16(const dec_tabs *d, const uint8_t *p) {
 static inline __m512i fp4_bf16(const dec_tabs *d, const uint8_t *p) {
     __m512i b = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)p));
     __m512i w = _mm512_shuffle_epi8(b, d->spread);
-    __m512i idx = _mm512_and_si512(_mm512_srlv_epi16(w, d->shift04), d->c0f0f);
-    return _mm512_permutexvar_epi16(idx, d->lut4);
+    return _mm512_permutexvar_epi16(_mm512_srlv_epi16(w, d->shift04), d->lut4);
 }
 
 #define RB DSV4_LIN_RB   /* rows per tile (8) */
@@ -168,10 +175,25 @@ static void fused_fp4(const dec_tabs *d, const dsv4_wview *w, int rb, int nrr, c
     __m512 a[8];
     _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) a[j] = _mm512_setzero_ps();
     const __m512 z = _mm512_setzero_ps();
-    for (int c = 0; c < ncs; c++) {
+    int c = 0;
+    for (; c + 4 <= ncs; c += 4) {   /* 64-byte groups: 4 chunks of each row */
+        __m512bh x0 = as_bh(_mm512_loadu_si512(x + 32 * c)), x1 = as_bh(_mm512_loadu_si512(x + 32 * c + 32));
+        __m512bh x2 = as_bh(_mm512_loadu_si512(x + 32 * c + 64)), x3 = as_bh(_mm512_loadu_si512(x + 32 * c + 96));
+        _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) PREFETCH(ahead(row[j] + 16 * c, 8 * (size_t)(cols / 2)));
+        _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) {
+            __m512i v = _mm512_loadu_si512(row[j] + 16 * c), sh = _mm512_srli_epi16(v, 4);
+            __m512 p0 = _mm512_dpbf16_ps(z, as_bh(_mm512_permutexvar_epi16(_mm512_permutex2var_epi8(v, d->q4[0], sh), d->lut4)), x0);
+            a[j] = _mm512_fmadd_ps(p0, _mm512_set1_ps(sf[j][c]), a[j]);
+            __m512 p1 = _mm512_dpbf16_ps(z, as_bh(_mm512_permutexvar_epi16(_mm512_permutex2var_epi8(v, d->q4[1], sh), d->lut4)), x1);
+            a[j] = _mm512_fmadd_ps(p1, _mm512_set1_ps(sf[j][c + 1]), a[j]);
+            __m512 p2 = _mm512_dpbf16_ps(z, as_bh(_mm512_permutexvar_epi16(_mm512_permutex2var_epi8(v, d->q4[2], sh), d->lut4)), x2);
+            a[j] = _mm512_fmadd_ps(p2, _mm512_set1_ps(sf[j][c + 2]), a[j]);
+            __m512 p3 = _mm512_dpbf16_ps(z, as_bh(_mm512_permutexvar_epi16(_mm512_permutex2var_epi8(v, d->q4[3], sh), d->lut4)), x3);
+            a[j] = _mm512_fmadd_ps(p3, _mm512_set1_ps(sf[j][c + 3]), a[j]);
+        }
+    }
+    for (; c < ncs; c++) {
         __m512bh xv = as_bh(_mm512_loadu_si512(x + 32 * c));
-        if ((c & 3) == 0)   /* one 64-byte line of each row of the next 8-row block per 4 groups */
-            _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) PREFETCH(ahead(row[j] + 16 * c, 8 * (size_t)(cols / 2)));
         _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) {
             __m512 p = _mm512_dpbf16_ps(z, as_bh(fp4_bf16(d, row[j] + 16 * c)), xv);
             a[j] = _mm512_fmadd_ps(p, _mm512_set1_ps(sf[j][c]), a[j]);
