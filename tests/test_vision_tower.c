@@ -7,7 +7,7 @@
  * magnitude) and mean |C - reference| <= 2^-9 * mean |reference|. Why not bit-identical: the kernels sum dot
  * products in their own fixed order (pair lanes, F32), the reference in float64; a one-ulp BF16 flip that this
  * causes spreads to every token through the bidirectional attention. The reference's own noise (F32 vs F64
- * accumulation, recorded in golden.json) and its distance to the official vision.py run on CPU
+ * accumulation, recorded in tower.json) and its distance to the official vision.py run on CPU
  * (tools/reference/README.md) reach 1.1-1.3% of the largest magnitude after 3-4 blocks; 2^-5 = 3.1% bounds
  * that with room. Each block is also checked alone, restarted from the reference's state (the hook overwrites
  * the state): then only the block's own F32 order matters, and max |diff| <= 2^-6 max |ref|, mean |diff| <=
@@ -233,8 +233,8 @@ static void softmax_exp_vectors(void) {
 int main(void) {
     config_from_v41();
     softmax_exp_vectors();
-    char *cj = test_read_file(GOLD "/config.json", NULL), *gj = test_read_file(GOLD "/golden.json", NULL);
-    if (!cj || !gj) { test_fail("cannot read " GOLD "/config.json or golden.json"); return test_done(); }
+    char *cj = test_read_file(GOLD "/config.json", NULL), *gj = test_read_file(GOLD "/tower.json", NULL);
+    if (!cj || !gj) { test_fail("cannot read " GOLD "/config.json or tower.json"); return test_done(); }
     cJSON *cfg = cJSON_Parse(cj), *gold = cJSON_Parse(gj);
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, "vision_config");
     const cJSON *tc = cJSON_GetObjectItemCaseSensitive(cfg, "text_config");

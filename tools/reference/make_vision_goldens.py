@@ -6,7 +6,7 @@ tests/golden/vision_tower/ (tests/golden/README.md lists the directory).
                      output width): 3 blocks, width 64, 2 heads of 32, MLP 96, patch 14, downsample 3; min_pixels
                      15000 so that the pre-processed images stay small (grids 8 x 11 and 7 x 12: both pad)
   model.safetensors  seeded random weights with the official tensor names (BF16; norm weights F32)
-  golden.json        per image: the file, grids, sha256 of the BF16 patch tensor, the .bin name, and per state the
+  tower.json         per image: the file, grids, sha256 of the BF16 patch tensor, the .bin name, and per state the
                      reference's own rounding noise (max |diff| of F32- vs F64-accumulated runs, see below)
   softmax_exp.bin    4,016 F32 x, then the 4,016 F32 softmax_exp(x) (the attention's exp, bit for bit)
   <image>.bin        little-endian BF16: the tower states [patch embed, block 0 .. block n-1, final norm], each
@@ -113,7 +113,7 @@ def main():
     meta = {"source": "tools/reference/make_vision_goldens.py (vision_v41.py, F64 accumulation)",
             "seed": SEED, "states": ["patch_embed"] + ["block %d" % i for i in range(c.n_layers)] + ["norm"],
             "cases": cases}
-    with open(f"{OUT}/golden.json", "w") as f:
+    with open(f"{OUT}/tower.json", "w") as f:
         json.dump(meta, f, indent=1)
         f.write("\n")
 
