@@ -73,4 +73,23 @@ struct dsv4_v41_weights {
  * naming the file and tensor (not a V4.1 config, missing / unexpected / mis-shaped tensor, truncated shard). */
 int dsv4_model_bind_v41(dsv4_model **out, const char *dir, char *err, size_t errlen);
 
+/* ---- model/forward_v41.c: the trunk forward (first version; no DSpark, no session API yet) ---- */
+typedef struct dsv4_v41_state dsv4_v41_state;
+/* State of one sequence of a bound V4.1 model for up to max_ctx positions, evaluated in calls of at most max_chunk
+ * tokens (every buffer is allocated here). Engram needs the identity token map for now (a model without
+ * tokenizer whose engram_compressed_vocab_size equals vocab_size). Returns 0, or -1 with err. */
+int dsv4_v41_state_open(const dsv4_model *m, int max_ctx, int max_chunk, dsv4_v41_state **out, char *err,
+                        size_t errlen);
+void dsv4_v41_state_free(dsv4_v41_state *s);
+/* Evaluate tokens[0..T) at the next T positions (one call of the reference's Session.eval: any schedule).
+ * logits (may be NULL): [T][vocab] F32. blocks (may be NULL): [n_layers][max_chunk][hc][dim], the state after each
+ * trunk block. Returns 0, or -1 with err (bad count / token id, an Engram row read error). */
+int dsv4_v41_eval(dsv4_v41_state *s, const int32_t *tokens, int T, float *logits, float *blocks, char *err,
+                  size_t errlen);
+/* Record the index selections of every index source from now on into buf: cap records of 3 + index_topk int32
+ * (layer, position, count, the selected compressed positions in ascending order); further ones are dropped.
+ * dsv4_v41_recorded: records written so far. For tests. */
+void dsv4_v41_record(dsv4_v41_state *s, int32_t *buf, int cap);
+int dsv4_v41_recorded(const dsv4_v41_state *s);
+
 #endif

@@ -1,0 +1,559 @@
+/* model/forward_v41.c — the DeepSeek-V4.1 trunk forward (docs/v41-implementation.md items 5-13), first version.
+ *
+ * Scope: the trunk (Engram, CSA2 attention with KV / index sharing, the index-key slot quirk, the candidate-block
+ * mask, single-pass mHC, MoE without hash layers, final norm and head) for batch 1 in any call schedule, tested
+ * against tests/golden/v41/tiny (tests/test_forward_v41.c). Not yet: DSpark stages, the session API
+ * (dsv4_model_load still refuses V4.1), bounded caches (the window keeps every position), threads beyond those of
+ * dsv4_linear, speed. Every step follows tools/reference/model_v41.py (the reference of the goldens); BF16 roundings
+ * where DeepSeek's code casts, F32 elsewhere. All memory is allocated at open; eval allocates nothing.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "model/model_v41.h"
+#include "model/csa2.h"
+#include "model/engram.h"
+#include "kernels/quant_v41.h"
+#include "base/util.h"
+
+struct dsv4_v41_state {
+    const dsv4_model *m;
+    int max_ctx, max_chunk;
+    int64_t pos;
+    float *rope_win, *rope_comp;          /* [rope_dim / 2] each */
+    /* per layer (n_layers): every window KV [max_ctx][head_dim]; compressed KV [max_ctx + 1][head_dim] (KV sources);
+     * index keys [max_ctx + 1][index_head_dim] (owners); compressor state [ratio][head_dim] x 2 */
+    float **win, **comp, **ikeys, **cs_kv, **cs_sc;
+    int *n_comp, *n_ikeys;
+    int published;                        /* owner whose index keys the slot holds, -1 none */
+    int kvsrc;                            /* the most recent KV source that ran (its compressed KV is read) */
+    int32_t *rec; int rec_cap, rec_n;     /* optional record of index selections (dsv4_v41_record) */
+    /* Engram */
+    dsv4_engram_layout lo;
+    dsv4_engram_history hist;
+    dsv4_engram_table *tables[DSV4_ENGRAM_MAX_LAYERS];
+    int n_cols, row_bytes;
+    /* chunk scratch (max_chunk tokens) */
+    float *X, *pre, *apre, *apost, *acomb, *fpre, *fpost, *fcomb, *mix, *x, *y, *t1, *t2;
+    float *qa, *q, *kv, *o, *og, *oa, *lat, *iq, *iw, *sc, *row, *ls, *es, *lin, *act;
+    int32_t *sel, *nsel, *shared_sel, *shared_nsel, *ids, *iscr;
+    uint8_t *cand, *rows;
+    int64_t *eidx;
+    int32_t *cids;
+    float *fscr;
+};
+
+static float bf(float x) { return dsv4_round_bf16(x); }
+
+/* out[T][w->rows] = W x (x BF16 values), input FP8-simulated in 32-blocks first when act, output BF16 when obf */
+static void lin(dsv4_v41_state *s, float *out, const dsv4_wview *w, const float *x, int T, int act, int obf) {
+    const float *in = x;
+    if (act) {
+        memcpy(s->act, x, (size_t)T * w->cols * sizeof(float));
+        for (int t = 0; t < T; t++) dsv4_fp8_sim(s->act + (size_t)t * w->cols, w->cols, 32);
+        in = s->act;
+    }
+    dsv4_linear(out, w, in, T, obf ? DSV4_OUT_BF16 : 0, s->lin);
+}
+
+static void rms(float *x, const float *w, int n, float eps) { dsv4_rmsnorm(x, x, w, n, eps, 1); }
+
+/* hc_mixes of single-pass mHC for each token of X [T][hc][D] */
+static void mixes(dsv4_v41_state *s, const float *X, int T, const dsv4_wview *fn, const float *scale, const float *base,
+                  float *pre, float *post, float *comb) {
+    const dsv4_config *c = &s->m->cfg;
+    const int hc = c->hc_mult, D = c->dim, nm = (2 + hc) * hc;
+    dsv4_linear(s->mix, fn, X, T, 0, s->lin);
+    for (int t = 0; t < T; t++) {
+        const float *v = X + (size_t)t * hc * D;
+        float ss = 0;
+        for (int i = 0; i < hc * D; i++) ss += v[i] * v[i];
+        float r = 1.0f / sqrtf(ss / (float)(hc * D) + c->norm_eps);
+        float *m = s->mix + (size_t)t * nm;
+        for (int i = 0; i < nm; i++) m[i] *= r;
+        for (int k = 0; k < hc; k++) {
+            pre[t * hc + k] = dsv4_sigmoid(m[k] * scale[0] + base[k]) + c->hc_eps;
+            post[t * hc + k] = 2.0f * dsv4_sigmoid(m[hc + k] * scale[1] + base[hc + k]);
+        }
+        float *M = comb + (size_t)t * hc * hc;
+        for (int i = 0; i < hc * hc; i++) M[i] = m[2 * hc + i] * scale[2] + base[2 * hc + i];
+        dsv4_sinkhorn(M, hc, c->hc_sinkhorn_iters, c->hc_eps);
+    }
+}
+
+static void hc_pre(const dsv4_config *c, const float *X, const float *pre, int T, float *out) {
+    const int hc = c->hc_mult, D = c->dim;
+    for (int t = 0; t < T; t++)
+        for (int d = 0; d < D; d++) {
+            float a = 0;
+            for (int k = 0; k < hc; k++) a += pre[t * hc + k] * X[((size_t)t * hc + k) * D + d];
+            out[(size_t)t * D + d] = bf(a);
+        }
+}
+
+/* X[t][k] = bf16(post[k] y[t] + sum_j comb[j][k] X[t][j]) */
+static void hc_post(const dsv4_config *c, float *X, const float *y, const float *post, const float *comb, int T,
+                    float *tmp) {
+    const int hc = c->hc_mult, D = c->dim;
+    for (int t = 0; t < T; t++) {
+        float *Xt = X + (size_t)t * hc * D;
+        const float *M = comb + (size_t)t * hc * hc;
+        for (int k = 0; k < hc; k++)
+            for (int d = 0; d < D; d++) {
+                float a = post[t * hc + k] * y[(size_t)t * D + d];
+                float b = 0;
+                for (int j = 0; j < hc; j++) b += M[j * hc + k] * Xt[(size_t)j * D + d];
+                tmp[(size_t)k * D + d] = bf(a + b);
+            }
+        memcpy(Xt, tmp, (size_t)hc * D * sizeof(float));
+    }
+}
+
+static float softplusf(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
+
+static void expert(dsv4_v41_state *s, const dsv4_wview *w1, const dsv4_wview *w2, const dsv4_wview *w3, const float *x,
+                   float wt, int has_wt, float *out) {
+    const dsv4_config *c = &s->m->cfg;
+    const int I = w1->rows;
+    float *g = s->t1, *u = s->t1 + I;
+    lin(s, g, w1, x, 1, 1, 1);
+    lin(s, u, w3, x, 1, 1, 1);
+    for (int i = 0; i < I; i++) {
+        float gi = g[i], ui = u[i];
+        if (c->swiglu_limit > 0) {
+            ui = fminf(fmaxf(ui, -c->swiglu_limit), c->swiglu_limit);
+            gi = fminf(gi, c->swiglu_limit);
+        }
+        float h = gi / (1.0f + expf(-gi)) * ui;
+        if (has_wt) h = wt * h;
+        g[i] = bf(h);
+    }
+    lin(s, out, w2, g, 1, 1, 1);
+}
+
+static void moe(dsv4_v41_state *s, const dsv4_layer41 *B, const float *x, int T, float *out) {
+    const dsv4_config *c = &s->m->cfg;
+    const int D = c->dim, E = B->n_experts, K = B->n_active;
+    float *gs = s->t2, *ch = s->t2 + E, *eo = s->t2 + 2 * E, *acc = eo + D;
+    dsv4_linear(s->sc, &B->gate, x, T, 0, s->lin);
+    for (int t = 0; t < T; t++) {
+        const float *xt = x + (size_t)t * D;
+        for (int e = 0; e < E; e++) {
+            gs[e] = sqrtf(softplusf(s->sc[(size_t)t * E + e]));
+            ch[e] = gs[e] + B->gate_bias[e];
+            s->ids[e] = e;
+        }
+        dsv4_select_topk(s->ids, E, K, ch);
+        float sum = 0;
+        for (int k = 0; k < K; k++) sum += gs[s->ids[k]];
+        for (int d = 0; d < D; d++) acc[d] = 0;
+        for (int k = 0; k < K; k++) {
+            int e = s->ids[k];
+            float wt = gs[e];
+            if (K > 1) wt = wt / (sum + 1e-20f);
+            wt *= c->route_scale;
+            expert(s, &B->w1[e], &B->w2[e], &B->w3[e], xt, wt, 1, eo);
+            for (int d = 0; d < D; d++) acc[d] += eo[d];
+        }
+        if (B->sw1.rows) {
+            expert(s, &B->sw1, &B->sw2, &B->sw3, xt, 0, 0, eo);
+            for (int d = 0; d < D; d++) acc[d] += eo[d];
+        }
+        for (int d = 0; d < D; d++) out[(size_t)t * D + d] = bf(acc[d]);
+    }
+}
+
+/* the index scores of layer L for T queries and its top-k picks (sel[t][0..nsel[t])) */
+static void indexer(dsv4_v41_state *s, int L, const dsv4_layer41 *B, const float *x, const float *qr, const float *lat,
+                    int nlat, int64_t g0, int64_t pos0, int T) {
+    const dsv4_config *c = &s->m->cfg;
+    const int ratio = B->ratio, nh = c->index_n_heads, ihd = c->index_head_dim, rd = c->rope_dim;
+    const int64_t end = pos0 + T, n = end / ratio;
+    const float *fr = s->rope_comp;
+    if (B->kv_source && nlat > 0) {
+        float *k = s->t2;
+        lin(s, k, &B->idx_wk, lat, nlat, 0, 1);
+        for (int i = 0; i < nlat; i++) {
+            float *ki = k + (size_t)i * ihd;
+            rms(ki, B->idx_k_norm, ihd, c->norm_eps);
+            dsv4_rope(ki + ihd - rd, rd, fr, (g0 + i) * ratio, 0);
+            dsv4_fp4_sim(ki, ihd, 32);
+            memcpy(s->ikeys[L] + (size_t)(g0 + i) * ihd, ki, (size_t)ihd * sizeof(float));
+        }
+        s->n_ikeys[L] = (int)(g0 + nlat);
+        s->published = L;
+    }
+    lin(s, s->iq, &B->idx_wq_b, qr, T, 1, 1);
+    for (int t = 0; t < T; t++)
+        for (int h = 0; h < nh; h++) {
+            float *qh = s->iq + ((size_t)t * nh + h) * ihd;
+            dsv4_rope(qh + ihd - rd, rd, fr, pos0 + t, 0);
+            dsv4_fp4_sim(qh, ihd, 32);
+        }
+    lin(s, s->iw, &B->idx_wp, x, T, 0, 1);
+    const float wscale = (float)(pow((double)ihd, -0.5) * pow((double)nh, -0.5));
+    const float *K = s->published >= 0 ? s->ikeys[s->published] : NULL;
+    const int64_t nk = s->published >= 0 ? s->n_ikeys[s->published] : 0;
+    for (int t = 0; t < T; t++) {
+        const int64_t P = pos0 + t, vis = (P + 1) / ratio;
+        for (int64_t j = 0; j < n; j++) {
+            float acc = 0;
+            for (int h = 0; h < nh; h++) {
+                const float *qh = s->iq + ((size_t)t * nh + h) * ihd;
+                float d = 0;
+                if (j < nk)
+                    for (int i = 0; i < ihd; i++) d += qh[i] * K[(size_t)j * ihd + i];
+                d = bf(d);
+                if (d < 0) d = 0;
+                acc += bf(d * bf(s->iw[(size_t)t * nh + h] * wscale));
+            }
+            s->row[j] = j < vis ? bf(acc) : -INFINITY;
+        }
+        uint8_t *cand = s->cand + (size_t)t * (s->max_ctx + 1);
+        if (B->candidate_source)
+            dsv4_csa2_candidates(s->row, (int)n, (int)vis, c->x.candidate_topk_blocks, c->x.candidate_block_size, cand,
+                                 s->fscr, s->iscr);
+        else if (B->uses_candidates)
+            for (int64_t j = 0; j < n; j++)
+                if (!cand[j]) s->row[j] = -INFINITY;
+        int32_t *sel = s->sel + (size_t)t * c->index_topk;
+        int k = dsv4_csa2_topk(s->row, (int)n, (int)vis, c->index_topk < n ? c->index_topk : (int)n, sel, s->iscr);
+        int m = 0;
+        for (int i = 0; i < k; i++)
+            if (sel[i] >= 0 && sel[i] < vis && s->row[sel[i]] > -INFINITY) sel[m++] = sel[i];
+        s->nsel[t] = m;
+        if (s->rec && s->rec_n < s->rec_cap) {
+            int32_t *r = s->rec + (size_t)s->rec_n++ * (3 + c->index_topk);
+            r[0] = L;
+            r[1] = (int32_t)P;
+            r[2] = m;
+            memcpy(r + 3, sel, (size_t)m * sizeof(int32_t));
+        }
+    }
+}
+
+void dsv4_v41_record(dsv4_v41_state *s, int32_t *buf, int cap) {
+    s->rec = buf;
+    s->rec_cap = cap;
+    s->rec_n = 0;
+}
+
+int dsv4_v41_recorded(const dsv4_v41_state *s) { return s->rec_n; }
+
+static void attention(dsv4_v41_state *s, int L, const dsv4_layer41 *B, const float *x, int64_t pos0, int T,
+                      float *out) {
+    const dsv4_config *c = &s->m->cfg;
+    const int H = c->n_heads, hd = c->head_dim, rd = c->rope_dim, ratio = B->ratio, win = c->window_size;
+    const float *fr = ratio ? s->rope_comp : s->rope_win;
+    lin(s, s->qa, &B->wq_a, x, T, 1, 1);
+    for (int t = 0; t < T; t++) rms(s->qa + (size_t)t * c->q_lora_rank, B->q_norm, c->q_lora_rank, c->norm_eps);
+    lin(s, s->q, &B->wq_b, s->qa, T, 1, 1);
+    lin(s, s->kv, &B->wkv, x, T, 1, 1);
+    for (int t = 0; t < T; t++) {
+        for (int h = 0; h < H; h++) dsv4_rope(s->q + ((size_t)t * H + h) * hd + hd - rd, rd, fr, pos0 + t, 0);
+        float *kv = s->kv + (size_t)t * hd;
+        rms(kv, B->kv_norm, hd, c->norm_eps);
+        dsv4_rope(kv + hd - rd, rd, fr, pos0 + t, 0);
+        dsv4_fp8_sim(kv, hd, 32);
+        for (int i = 0; i < hd; i++) kv[i] = bf(kv[i]);
+        memcpy(s->win[L] + (size_t)(pos0 + t) * hd, kv, (size_t)hd * sizeof(float));
+    }
+    const float *ckv = NULL;
+    if (ratio) {
+        int nlat = 0;
+        int64_t g0 = 0;
+        if (B->kv_source) {
+            dsv4_csa2_compressor cc = {ratio, c->dim, hd, B->comp_wkv, B->comp_wgate, B->comp_norm, c->norm_eps};
+            nlat = dsv4_csa2_compress(&cc, s->cs_kv[L], s->cs_sc[L], x, T, pos0, s->lat, &g0, s->ls);
+            s->kvsrc = L;
+        }
+        if (B->index_source) {
+            if ((pos0 + T) / ratio > 0) indexer(s, L, B, x, s->qa, s->lat, nlat, g0, pos0, T);
+            else
+                for (int t = 0; t < T; t++) s->nsel[t] = 0;
+            memcpy(s->shared_sel, s->sel, (size_t)T * c->index_topk * sizeof(int32_t));
+            memcpy(s->shared_nsel, s->nsel, (size_t)T * sizeof(int32_t));
+        }
+        for (int i = 0; i < nlat; i++) {
+            float *l = s->lat + (size_t)i * hd;
+            dsv4_rope(l + hd - rd, rd, fr, (g0 + i) * ratio, 0);
+            dsv4_fp4_e4m3_sim(l, hd, 16);
+            memcpy(s->comp[L] + (size_t)(g0 + i) * hd, l, (size_t)hd * sizeof(float));
+        }
+        if (nlat) s->n_comp[L] = (int)(g0 + nlat);
+        ckv = s->comp[s->kvsrc];
+    }
+    const float scale = 1.0f / sqrtf((float)hd);
+    for (int t = 0; t < T; t++) {
+        const int64_t P = pos0 + t, w0 = P - win + 1 > 0 ? P - win + 1 : 0;
+        const int nw = (int)(P - w0 + 1), nc = ratio ? s->shared_nsel[t] : 0;
+        for (int h = 0; h < H; h++) {
+            const float *qh = s->q + ((size_t)t * H + h) * hd;
+            float *z = s->row, mx = -INFINITY;
+            for (int j = 0; j < nw + nc; j++) {
+                const float *k = j < nw ? s->win[L] + (size_t)(w0 + j) * hd
+                                        : ckv + (size_t)s->shared_sel[(size_t)t * c->index_topk + j - nw] * hd;
+                float d = 0;
+                for (int i = 0; i < hd; i++) d += qh[i] * k[i];
+                z[j] = d * scale;
+                if (z[j] > mx) mx = z[j];
+            }
+            float Z = 0, *o = s->o + ((size_t)t * H + h) * hd;
+            for (int i = 0; i < hd; i++) o[i] = 0;
+            for (int j = 0; j < nw + nc; j++) {
+                const float *k = j < nw ? s->win[L] + (size_t)(w0 + j) * hd
+                                        : ckv + (size_t)s->shared_sel[(size_t)t * c->index_topk + j - nw] * hd;
+                float p = expf(z[j] - mx);
+                Z += p;
+                float pb = bf(p);
+                for (int i = 0; i < hd; i++) o[i] += pb * k[i];
+            }
+            Z += expf(B->attn_sink[h] - mx);
+            for (int i = 0; i < hd; i++) o[i] = bf(o[i] / Z);
+            dsv4_rope(o + hd - rd, rd, fr, P, 1);
+        }
+    }
+    /* grouped wo_a (BF16, no activation quantization), then wo_b */
+    const int G = c->o_groups, gw = H * hd / G, olr = c->o_lora_rank;
+    for (int g = 0; g < G; g++) {
+        for (int t = 0; t < T; t++)
+            memcpy(s->og + (size_t)t * gw, s->o + (size_t)t * H * hd + (size_t)g * gw, (size_t)gw * sizeof(float));
+        dsv4_wview wg = dsv4_wview_rows(&B->wo_a, g * olr, olr);
+        dsv4_linear(s->t2, &wg, s->og, T, DSV4_OUT_BF16, s->lin);
+        for (int t = 0; t < T; t++)
+            memcpy(s->oa + (size_t)t * G * olr + (size_t)g * olr, s->t2 + (size_t)t * olr, (size_t)olr * sizeof(float));
+    }
+    lin(s, out, &B->wo_b, s->oa, T, 1, 1);
+}
+
+static void block(dsv4_v41_state *s, int L, float *pre_mix, int64_t pos0, int T) {
+    const dsv4_config *c = &s->m->cfg;
+    const dsv4_layer41 *B = &s->m->v41->layers[L];
+    const int D = c->dim, hc = c->hc_mult;
+    mixes(s, s->X, T, &B->hc_attn_fn, B->hc_attn_scale, B->hc_attn_base, s->apre, s->apost, s->acomb);
+    hc_pre(c, s->X, pre_mix, T, s->x);
+    for (int t = 0; t < T; t++) rms(s->x + (size_t)t * D, B->attn_norm, D, c->norm_eps);
+    attention(s, L, B, s->x, pos0, T, s->y);
+    hc_post(c, s->X, s->y, s->apost, s->acomb, T, s->t1);
+    mixes(s, s->X, T, &B->hc_ffn_fn, B->hc_ffn_scale, B->hc_ffn_base, s->fpre, s->fpost, s->fcomb);
+    hc_pre(c, s->X, s->apre, T, s->x);
+    for (int t = 0; t < T; t++) rms(s->x + (size_t)t * D, B->ffn_norm, D, c->norm_eps);
+    moe(s, B, s->x, T, s->y);
+    hc_post(c, s->X, s->y, s->fpost, s->fcomb, T, s->t1);
+    memcpy(pre_mix, s->fpre, (size_t)T * hc * sizeof(float));
+}
+
+int dsv4_v41_eval(dsv4_v41_state *s, const int32_t *tokens, int T, float *logits, float *blocks, char *err,
+                  size_t errlen) {
+    const dsv4_model *m = s->m;
+    const dsv4_config *c = &m->cfg;
+    const int D = c->dim, hc = c->hc_mult, V = c->vocab_size;
+    if (T < 1 || T > s->max_chunk || s->pos + T > s->max_ctx)
+        return dsv4_fail(err, errlen, "dsv4_v41_eval: %d tokens at position %lld (chunk limit %d, context %d)", T,
+                         (long long)s->pos, s->max_chunk, s->max_ctx);
+    for (int t = 0; t < T; t++)
+        if (tokens[t] < 0 || tokens[t] >= V)
+            return dsv4_fail(err, errlen, "dsv4_v41_eval: token id %d out of range [0, %d)", tokens[t], V);
+    const int64_t pos0 = s->pos;
+    const struct dsv4_v41_weights *v = m->v41;
+    /* Engram rows of every Engram layer for the whole chunk, before the layers */
+    if (c->x.n_engram) {
+        for (int t = 0; t < T; t++) s->cids[t] = tokens[t];   /* identity token map (checked at open) */
+        dsv4_engram_hash_chunk(&s->lo, &s->hist, s->cids, T, s->eidx);
+    }
+    for (int t = 0; t < T; t++) {
+        dsv4_wview_row(&m->embed, tokens[t], s->X + (size_t)t * hc * D);
+        for (int k = 1; k < hc; k++)
+            memcpy(s->X + ((size_t)t * hc + k) * D, s->X + (size_t)t * hc * D, (size_t)D * sizeof(float));
+        for (int k = 0; k < hc; k++) s->pre[t * hc + k] = k == 0;
+    }
+    for (int L = 0; L < c->n_layers; L++) {
+        const dsv4_layer41 *B = &v->layers[L];
+        if (B->engram) {
+            const int l = B->engram->index, nc = s->n_cols;
+            int64_t *idx = (int64_t *)s->t2;
+            for (int t = 0; t < T; t++)
+                for (int k = 0; k < nc; k++) idx[(size_t)t * nc + k] = s->eidx[((size_t)t * s->lo.n_layers + l) * nc + k];
+            if (dsv4_engram_table_fetch(s->tables[l], idx, T * nc, s->rows, err, errlen)) return -1;
+            dsv4_engram_proj p = {hc, D, nc, c->x.engram_head_dim, B->engram->wkv, B->engram->w, c->norm_eps};
+            dsv4_engram_apply(&p, s->X, s->rows, T, NULL, NULL, s->es);
+        }
+        block(s, L, s->pre, pos0, T);
+        if (blocks)
+            memcpy(blocks + (size_t)L * s->max_chunk * hc * D, s->X, (size_t)T * hc * D * sizeof(float));
+    }
+    hc_pre(c, s->X, s->pre, T, s->x);
+    for (int t = 0; t < T; t++) rms(s->x + (size_t)t * D, m->norm, D, c->norm_eps);
+    if (logits) dsv4_linear(logits, &m->head, s->x, T, 0, s->lin);
+    s->pos += T;
+    return 0;
+}
+
+static void *zalloc(size_t n, int *fail) {
+    void *p = calloc(1, n ? n : 1);
+    if (!p) *fail = 1;
+    return p;
+}
+
+void dsv4_v41_state_free(dsv4_v41_state *s) {
+    if (!s) return;
+    const int NL = s->m->cfg.n_layers;
+    for (int l = 0; l < DSV4_ENGRAM_MAX_LAYERS; l++) dsv4_engram_table_close(s->tables[l]);
+    float **arr[5] = {s->win, s->comp, s->ikeys, s->cs_kv, s->cs_sc};
+    for (int a = 0; a < 5; a++) {
+        if (!arr[a]) continue;
+        for (int l = 0; l < NL; l++) free(arr[a][l]);
+        free(arr[a]);
+    }
+    void *f[] = {s->n_comp, s->n_ikeys, s->rope_win, s->rope_comp, s->X, s->pre, s->apre, s->apost, s->acomb, s->fpre,
+                 s->fpost, s->fcomb, s->mix, s->x, s->y, s->t1, s->t2, s->qa, s->q, s->kv, s->o, s->og, s->oa, s->lat,
+                 s->iq, s->iw, s->sc, s->row, s->ls, s->es, s->lin, s->act, s->sel, s->nsel, s->shared_sel,
+                 s->shared_nsel, s->ids, s->iscr, s->cand, s->rows, s->eidx, s->cids, s->fscr};
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) free(f[i]);
+    free(s);
+}
+
+int dsv4_v41_state_open(const dsv4_model *m, int max_ctx, int max_chunk, dsv4_v41_state **out, char *err,
+                        size_t errlen) {
+    *out = NULL;
+    if (!m || !m->v41) return dsv4_fail(err, errlen, "dsv4_v41_state_open: not a bound DeepSeek-V4.1 model");
+    const dsv4_config *c = &m->cfg;
+    const dsv4_config_v41 *x = &c->x;
+    if (max_ctx < 1 || max_chunk < 1 || max_chunk > max_ctx)
+        return dsv4_fail(err, errlen, "dsv4_v41_state_open: max_ctx %d / max_chunk %d", max_ctx, max_chunk);
+    if (x->n_engram && !m->tok && x->engram_compressed_vocab != c->vocab_size)
+        return dsv4_fail(err, errlen, "%s: no tokenizer to build the Engram token map from (engram_compressed_vocab_size "
+                         "%d differs from vocab_size %d)", m->dir, x->engram_compressed_vocab, c->vocab_size);
+    if (x->n_engram && m->tok)
+        return dsv4_fail(err, errlen, "%s: the Engram token map from a tokenizer is not wired into this forward yet",
+                         m->dir);
+    dsv4_v41_state *s = calloc(1, sizeof *s);
+    if (!s) return dsv4_fail(err, errlen, "out of memory");
+    s->m = m;
+    s->max_ctx = max_ctx;
+    s->max_chunk = max_chunk;
+    s->published = -1;
+    s->kvsrc = -1;
+    int fail = 0;
+    const int NL = c->n_layers, D = c->dim, hc = c->hc_mult, H = c->n_heads, hd = c->head_dim, TC = max_chunk;
+    const int ql = c->q_lora_rank, nh = c->index_n_heads, ihd = c->index_head_dim, nm = (2 + hc) * hc;
+    const int G = c->o_groups, olr = c->o_lora_rank, V = c->vocab_size;
+    int E = c->n_routed_experts > x->dspark_n_routed_experts ? c->n_routed_experts : x->dspark_n_routed_experts;
+    s->rope_win = zalloc((size_t)c->rope_dim / 2 * sizeof(float), &fail);
+    s->rope_comp = zalloc((size_t)c->rope_dim / 2 * sizeof(float), &fail);
+    if (!fail) {
+        dsv4_rope_freqs(s->rope_win, c->rope_dim, c->rope_theta, 0, 1, 0, c->beta_fast, c->beta_slow);
+        dsv4_rope_freqs(s->rope_comp, c->rope_dim, c->compress_rope_theta, c->original_seq_len > 0, c->rope_factor,
+                        c->original_seq_len, c->beta_fast, c->beta_slow);
+    }
+    s->win = zalloc((size_t)NL * sizeof(float *), &fail);
+    s->comp = zalloc((size_t)NL * sizeof(float *), &fail);
+    s->ikeys = zalloc((size_t)NL * sizeof(float *), &fail);
+    s->cs_kv = zalloc((size_t)NL * sizeof(float *), &fail);
+    s->cs_sc = zalloc((size_t)NL * sizeof(float *), &fail);
+    s->n_comp = zalloc((size_t)NL * sizeof(int), &fail);
+    s->n_ikeys = zalloc((size_t)NL * sizeof(int), &fail);
+    for (int L = 0; L < NL && !fail; L++) {
+        const dsv4_layer41 *B = &m->v41->layers[L];
+        s->win[L] = zalloc((size_t)max_ctx * hd * sizeof(float), &fail);
+        if (B->kv_source) {
+            s->comp[L] = zalloc((size_t)(max_ctx + 1) * hd * sizeof(float), &fail);
+            s->cs_kv[L] = zalloc((size_t)B->ratio * hd * sizeof(float), &fail);
+            s->cs_sc[L] = zalloc((size_t)B->ratio * hd * sizeof(float), &fail);
+            if (!fail) {
+                dsv4_csa2_compressor cc = {B->ratio, D, hd, B->comp_wkv, B->comp_wgate, B->comp_norm, c->norm_eps};
+                dsv4_csa2_compress_reset(&cc, s->cs_kv[L], s->cs_sc[L]);
+            }
+            if (B->index_source) s->ikeys[L] = zalloc((size_t)(max_ctx + 1) * ihd * sizeof(float), &fail);
+        }
+    }
+    size_t big = (size_t)TC * (hc * D > H * hd ? hc * D : H * hd);
+    if (big < (size_t)TC * nh * ihd) big = (size_t)TC * nh * ihd;
+    if (big < (size_t)(max_ctx + 1) * ihd) big = (size_t)(max_ctx + 1) * ihd;
+    if (big < (size_t)TC * V) big = (size_t)TC * V;
+    s->X = zalloc((size_t)TC * hc * D * sizeof(float), &fail);
+    s->pre = zalloc((size_t)TC * hc * sizeof(float), &fail);
+    s->apre = zalloc((size_t)TC * hc * sizeof(float), &fail);
+    s->apost = zalloc((size_t)TC * hc * sizeof(float), &fail);
+    s->acomb = zalloc((size_t)TC * hc * hc * sizeof(float), &fail);
+    s->fpre = zalloc((size_t)TC * hc * sizeof(float), &fail);
+    s->fpost = zalloc((size_t)TC * hc * sizeof(float), &fail);
+    s->fcomb = zalloc((size_t)TC * hc * hc * sizeof(float), &fail);
+    s->mix = zalloc((size_t)TC * nm * sizeof(float), &fail);
+    s->x = zalloc((size_t)TC * D * sizeof(float), &fail);
+    s->y = zalloc((size_t)TC * D * sizeof(float), &fail);
+    s->t1 = zalloc((big + 2 * (size_t)c->moe_inter_dim * (c->n_shared_experts + 1)) * sizeof(float), &fail);
+    s->t2 = zalloc((big + 2 * (size_t)E + 2 * (size_t)D) * sizeof(float) + (size_t)TC * 64 * sizeof(int64_t), &fail);
+    s->qa = zalloc((size_t)TC * ql * sizeof(float), &fail);
+    s->q = zalloc((size_t)TC * H * hd * sizeof(float), &fail);
+    s->kv = zalloc((size_t)TC * hd * sizeof(float), &fail);
+    s->o = zalloc((size_t)TC * H * hd * sizeof(float), &fail);
+    s->og = zalloc((size_t)TC * H * hd * sizeof(float), &fail);
+    s->oa = zalloc((size_t)TC * G * olr * sizeof(float), &fail);
+    s->lat = zalloc((size_t)TC * hd * sizeof(float), &fail);
+    s->iq = zalloc((size_t)TC * nh * ihd * sizeof(float), &fail);
+    s->iw = zalloc((size_t)TC * nh * sizeof(float), &fail);
+    s->sc = zalloc((size_t)TC * E * sizeof(float), &fail);
+    s->row = zalloc((size_t)(max_ctx + c->window_size + c->index_topk + 1) * sizeof(float), &fail);
+    s->fscr = zalloc((size_t)(max_ctx + 2) * sizeof(float), &fail);
+    s->iscr = zalloc((size_t)(2 * max_ctx + 4) * sizeof(int32_t), &fail);
+    s->ids = zalloc((size_t)E * sizeof(int32_t), &fail);
+    s->sel = zalloc((size_t)TC * c->index_topk * sizeof(int32_t), &fail);
+    s->shared_sel = zalloc((size_t)TC * c->index_topk * sizeof(int32_t), &fail);
+    s->nsel = zalloc((size_t)TC * sizeof(int32_t), &fail);
+    s->shared_nsel = zalloc((size_t)TC * sizeof(int32_t), &fail);
+    s->cand = zalloc((size_t)TC * (max_ctx + 1), &fail);
+    int maxcols = D * hc > H * hd ? D * hc : H * hd;
+    if (maxcols < c->moe_inter_dim) maxcols = c->moe_inter_dim;
+    if (maxcols < G * olr) maxcols = G * olr;
+    if (x->n_engram && maxcols < (x->engram_max_ngram - 1) * x->engram_n_heads * x->engram_head_dim)
+        maxcols = (x->engram_max_ngram - 1) * x->engram_n_heads * x->engram_head_dim;
+    s->lin = zalloc(dsv4_linear_scratch_floats(TC, maxcols) * sizeof(float), &fail);
+    s->act = zalloc((size_t)TC * maxcols * sizeof(float), &fail);
+    /* the KV sources' compressor scratch */
+    size_t ls = 0;
+    for (int L = 0; L < NL; L++) {
+        const dsv4_layer41 *B = &m->v41->layers[L];
+        if (!B->kv_source) continue;
+        dsv4_csa2_compressor cc = {B->ratio, D, hd, B->comp_wkv, B->comp_wgate, B->comp_norm, c->norm_eps};
+        size_t n = dsv4_csa2_compress_scratch(&cc, TC);
+        if (n > ls) ls = n;
+    }
+    s->ls = zalloc(ls * sizeof(float), &fail);
+    if (x->n_engram && !fail) {
+        int64_t ne[DSV4_ENGRAM_MAX_LAYERS];
+        for (int l = 0; l < x->n_engram; l++) ne[l] = x->engram_num_embeddings[l];
+        if (dsv4_engram_layout_init(&s->lo, x->n_engram, x->engram_layer_ids, ne, x->engram_max_ngram,
+                                    x->engram_n_heads, x->engram_vocab_size, x->engram_compressed_vocab,
+                                    x->engram_pad_token_id, err, errlen)) {
+            dsv4_v41_state_free(s);
+            return -1;
+        }
+        dsv4_engram_history_reset(&s->hist);
+        s->n_cols = s->lo.n_cols;
+        for (int L = 0; L < NL; L++) {
+            const dsv4_engram41_w *e = m->v41->layers[L].engram;
+            if (!e) continue;
+            if (dsv4_engram_table_open(&s->tables[e->index], e->path, e->rows, x->engram_head_dim, (int64_t)e->w_off,
+                                       x->engram_head_dim, e->scale_path, (int64_t)e->s_off, x->engram_head_dim / 32,
+                                       0, err, errlen)) {
+                dsv4_v41_state_free(s);
+                return -1;
+            }
+            s->row_bytes = dsv4_engram_row_bytes(s->tables[e->index]);
+        }
+        s->rows = zalloc((size_t)TC * s->n_cols * s->row_bytes, &fail);
+        s->eidx = zalloc((size_t)TC * s->lo.n_layers * s->n_cols * sizeof(int64_t), &fail);
+        s->cids = zalloc((size_t)TC * sizeof(int32_t), &fail);
+        dsv4_engram_proj p = {hc, D, s->n_cols, x->engram_head_dim, m->v41->layers[x->engram_layer_ids[0]].engram->wkv,
+                              NULL, c->norm_eps};
+        s->es = zalloc(dsv4_engram_scratch_floats(&p, TC) * sizeof(float), &fail);
+    }
+    if (fail) {
+        dsv4_v41_state_free(s);
+        return dsv4_fail(err, errlen, "%s: out of memory for the V4.1 state (%d positions)", m->dir, max_ctx);
+    }
+    *out = s;
+    return 0;
+}
