@@ -21,6 +21,7 @@ ifneq (,$(findstring x86_64,$(shell $(CC) -dumpmachine)))
 $(BUILD)/src/kernels/linear_avx512.o: CFLAGS += -mavx512f -mavx512bw -mavx512vl -mavx512bf16 -mavx512vbmi -mavx2 -mfma
 $(BUILD)/src/kernels/gemm_avx512.o: CFLAGS += -mavx512f -mavx512bw -mavx512vl -mavx512bf16 -mavx512vbmi -mavx2 -mfma
 $(BUILD)/src/kernels/linear_avx2.o: CFLAGS += -mavx2 -mfma
+$(BUILD)/src/kernels/gemm_avx2.o: CFLAGS += -mavx2 -mfma
 $(BUILD)/src/kernels/ops_avx512.o: CFLAGS += -mavx512f -mavx512bw -mavx512vl -mavx2
 $(BUILD)/src/kernels/ops_avx2.o: CFLAGS += -mavx2
 endif

@@ -715,6 +715,113 @@ static void test_elem_ops(void) {
     dsv4_set_kernel_path(getenv("DSV4_KERNEL") ? getenv("DSV4_KERNEL") : "scalar", NULL, 0);
 }
 
+/* The multi-token path's blocking (AVX-512: 4 rows x 3-6 tokens per micro-kernel, 8-row tiles of 1024 columns,
+ * 64 tokens per pass; scales folded into the decoded tile where that is exact): token counts that are not a
+ * multiple of any block (3-7, 65, 70: two passes), rows % 8 = 5 (a 4-row sub-block of one row), columns not a
+ * multiple of 128 past one 1024-column tile, one extreme scale per weight (its tile takes the unfolded kernels,
+ * the others the folded ones), all == the definition on every path and 1-2 threads. */
+static void test_gemm_blocking(void) {
+    static const int toks[] = {3, 4, 5, 7, 65, 70};
+    enum { NTOKS = sizeof toks / sizeof toks[0], TMAX = 70 };
+    char err[256];
+    for (int f = 0; f < 3; f++) {
+        dsv4_wfmt fmt = f == 0 ? DSV4_W_BF16 : f == 1 ? DSV4_W_FP8 : DSV4_W_FP4;
+        int rows = 205, cols = fmt == DSV4_W_FP4 ? 1088 : 1100;
+        owned_w ow = make_weight(fmt, rows, cols);
+        if (fmt == DSV4_W_FP8) ow.scale[0] = 3;                       /* 2^-124: block (0,0) unfoldable */
+        if (fmt == DSV4_W_FP4) ow.scale[(size_t)9 * (cols / 32)] = 2;  /* row 9, group 0 */
+        float *x = malloc((size_t)TMAX * cols * 4), *o = malloc((size_t)TMAX * rows * 4);
+        float *want = malloc((size_t)TMAX * rows * 4), *scratch = malloc(dsv4_linear_scratch_floats(TMAX, cols) * 4);
+        for (int i = 0; i < TMAX * cols; i++) x[i] = rnd_bf16(2.0f);
+        for (int t = 0; t < TMAX; t++)
+            for (int r = 0; r < rows; r++) want[(size_t)t * rows + r] = pair_lane_ref(&ow.w, r, x + (size_t)t * cols);
+        for (int p = 0; p < NPATHS; p++) {
+            if (dsv4_set_kernel_path(PATHS[p], err, sizeof err) != 0) continue;
+            for (int th = 1; th <= 2; th++) {
+                dsv4_set_threads(th, NULL, 0);
+                for (int k = 0; k < NTOKS; k++) {
+                    int nt = toks[k], t0 = TMAX - nt;   /* the last nt tokens */
+                    dsv4_linear(o, &ow.w, x + (size_t)t0 * cols, nt, 0, scratch);
+                    int bad = 0;
+                    for (int i = 0; i < nt * rows; i++) bad += f2u(o[i]) != f2u(want[(size_t)t0 * rows + i]);
+                    CHECK(bad == 0, "gemm blocking: format %d %dx%d, path %s, %d threads, %d tokens: %d of %d outputs "
+                          "differ from the definition", f, rows, cols, PATHS[p], th, nt, bad, nt * rows);
+                }
+            }
+        }
+        free(x); free(o); free(want); free(scratch); free(ow.data); free(ow.scale);
+    }
+    dsv4_set_kernel_path(getenv("DSV4_KERNEL") ? getenv("DSV4_KERNEL") : "scalar", NULL, 0);
+    dsv4_set_threads(2, NULL, 0);
+}
+
+/* Folding an FP8/FP4 scale 2^k into the decoded weights (AVX-512 multi-token path) is exact only while no value
+ * is subnormal or overflows; planted sums where it is not, so the path must notice and keep the definition's
+ * fma(s, P, L):
+ *   underflow: group 0 gives a lane L = 2^-126 (x = 2^-126 times w = 1, scale 1), group 1 adds to that lane
+ *     s*P = 2^-10 * 2^-120 = 2^-130: the definition keeps it (L + s*P = 1.0625 * 2^-126), folded products 2^-130
+ *     would be flushed;
+ *   overflow: x = 2^120 times w = +6 and -6 with scale 2^10: the definition's P = 0, folded products overflow to
+ *     +-Inf and give NaN.
+ * 3 tokens (the multi-token path), 1 token (decode path), every path. */
+static void test_gemm_fold_guard(void) {
+    enum { R = 16, T = 3 };
+    char err[256];
+    for (int f = 0; f < 2; f++) {
+        dsv4_wfmt fmt = f == 0 ? DSV4_W_FP4 : DSV4_W_FP8;
+        for (int kind = 0; kind < 2; kind++) {
+            int cols = fmt == DSV4_W_FP4 ? 64 : 256, grp = fmt == DSV4_W_FP4 ? 32 : 128;
+            owned_w ow = make_weight(fmt, R, cols);
+            float x[T * 256], o[T * R], want[T * R];
+            float *scratch = malloc(dsv4_linear_scratch_floats(T, cols) * 4);
+            int ns = fmt == DSV4_W_FP4 ? R * (cols / 32) : cols / 128;
+            for (int i = 0; i < ns; i++) {
+                int g = fmt == DSV4_W_FP4 ? i % (cols / 32) : i;
+                ow.scale[i] = (uint8_t)(kind == 0 ? (g == 0 ? 127 : 117) : 137);
+            }
+            /* weights: 1.0 (E2M1 code 2 / E4M3 0x38) everywhere; overflow case: +6 / -6 in each pair */
+            for (int r = 0; r < R; r++)
+                for (int c = 0; c < cols; c++) {
+                    int neg = kind == 1 && (c & 1);
+                    if (fmt == DSV4_W_FP4) {
+                        uint8_t code = (uint8_t)(kind == 0 ? 2 : neg ? 15 : 7);
+                        uint8_t *b = (uint8_t *)ow.data + (size_t)r * (cols / 2) + c / 2;
+                        *b = (uint8_t)(c & 1 ? (*b & 0x0f) | (code << 4) : (*b & 0xf0) | code);
+                    } else {
+                        ((uint8_t *)ow.data)[(size_t)r * cols + c] = (uint8_t)(kind == 0 ? 0x38 : neg ? 0xcc : 0x4c);
+                    }
+                }
+            for (int t = 0; t < T; t++)
+                for (int c = 0; c < cols; c++) {
+                    float v = 0;
+                    if (kind == 0) v = c == 5 + t ? 0x1p-126f : c == grp + 5 + t ? 0x1p-120f : 0.0f;   /* the same lane */
+                    else v = 0x1p120f * (float)(1 + (c % 3 == 0));
+                    x[t * cols + c] = v;
+                }
+            if (kind == 1)   /* the pairs must cancel: equal x in each (even, odd) pair; the FP8 order keeps pairs */
+                for (int t = 0; t < T; t++)
+                    for (int c = 0; c < cols; c += 2) x[t * cols + c + 1] = x[t * cols + c];
+            for (int t = 0; t < T; t++)
+                for (int r = 0; r < R; r++) want[t * R + r] = pair_lane_ref(&ow.w, r, x + (size_t)t * cols);
+            if (kind == 0) CHECK(want[0] > 0x1p-126f, "fold guard: the planted sum is %a, not above 2^-126 (test error)", want[0]);
+            else CHECK(want[0] == 0.0f, "fold guard: the overflow case should cancel to 0, got %g (test error)", want[0]);
+            for (int p = 0; p < NPATHS; p++) {
+                if (dsv4_set_kernel_path(PATHS[p], err, sizeof err) != 0) continue;
+                for (int nt = 1; nt <= T; nt += 2) {
+                    dsv4_linear(o, &ow.w, x, nt, 0, scratch);
+                    int bad = 0;
+                    for (int i = 0; i < nt * R; i++) bad += f2u(o[i]) != f2u(want[i]);
+                    CHECK(bad == 0, "fold guard (%s, %s), path %s, %d tokens: %d outputs differ (row 0: %a, want %a)",
+                          fmt == DSV4_W_FP4 ? "fp4" : "fp8", kind == 0 ? "underflow" : "overflow", PATHS[p], nt, bad,
+                          o[0], want[0]);
+                }
+            }
+            free(scratch); free(ow.data); free(ow.scale);
+        }
+    }
+    dsv4_set_kernel_path(getenv("DSV4_KERNEL") ? getenv("DSV4_KERNEL") : "scalar", NULL, 0);
+}
+
 static void test_linear(void) {
     test_threads_api();
     test_storage_forms();
@@ -728,6 +835,8 @@ static void test_linear(void) {
     test_linear_fmt(DSV4_W_FP4, "fp4", 203, 2080);
     test_linear_fmt(DSV4_W_FP4, "fp4-small", 45, 32);
     test_linear_bf16x();
+    test_gemm_blocking();
+    test_gemm_fold_guard();
 }
 
 /* ------------------------------------------------------------------ ops */

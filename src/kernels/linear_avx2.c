@@ -223,6 +223,12 @@ void dsv4_lin_rows_avx2(const dsv4_lin_job *jb, int r0, int nr) {
         _mm_setcsr(csr);
         return;
     }
+    if (jb->n_tok >= 3) {   /* multi-token calls: register-blocked micro-kernels (gemm_avx2.c) */
+        _mm_setcsr(csr | 0x8040);   /* FTZ | DAZ */
+        dsv4_gemm_rows_avx2(jb, r0, nr, tile_decode_avx2);
+        _mm_setcsr(csr);
+        return;
+    }
     const int ncb = cdiv(cols, 128), ncs = cdiv(cols, 32);
     _mm_setcsr(csr | 0x8040);   /* FTZ | DAZ */
     _Alignas(64) uint16_t tile[RB * KC];

@@ -116,6 +116,10 @@ static inline void dsv4_lin_finish(const dsv4_lin_job *jb, float (*L)[DSV4_LIN_T
 /* The AVX-512 path's multi-token calls (gemm_avx512.c; MXCSR FTZ+DAZ already set by the caller): rows [r0, r0+nr)
  * of the job for all its tokens with register-blocked micro-kernels, in the pair-lane order. */
 void dsv4_gemm_rows_avx512(const dsv4_lin_job *j, int r0, int nr);
+/* The AVX2 path's calls of 3 or more tokens (gemm_avx2.c; MXCSR FTZ+DAZ already set), likewise; dec decodes a tile
+ * of FP8/FP4 rows [rb, rb+nrr) x columns [c0, c0+n) to unscaled BF16 (tile[j * ld ...], zero padded to 32). */
+typedef void (*dsv4_tile_dec_fn)(const dsv4_wview *w, int rb, int nrr, int c0, int n, uint16_t *tile, int ld);
+void dsv4_gemm_rows_avx2(const dsv4_lin_job *j, int r0, int nr, dsv4_tile_dec_fn dec);
 /* Its tile decoder (linear_avx512.c): rows [rb, rb+nrr) x columns [c0, c0+n) of an FP8/FP4 weight to BF16 in
  * tile[j * ld ...] (zero padded to 32); k == NULL: unscaled; else scale exponents folded in (FP8: k[j*16 + block],
  * FP4: k[j*32 + group]; the caller guarantees every nonzero result is a normal BF16). */
