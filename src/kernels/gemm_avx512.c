@@ -189,6 +189,31 @@ static int fold_ok(int fmt, const xrange *xr, int kmin, int kmax, int cols) {
     return xr->ex_max + 1 + ewmax + 1 + lc + (kmax > 0 ? kmax : 0) <= 125;
 }
 
+/* The tile's scale exponents k = code - 127 as kw = k * 128 (FP8: kw[j*16 + b] per 128-column block b; FP4:
+ * kw[j*32 + g] per 32-column group g) and their range. */
+static void tile_scales(const dsv4_wview *wv, int rb, int nrr, int c0, int n, int16_t *kw, int *kmin, int *kmax) {
+    const int cols = wv->cols, fp8 = wv->fmt == DSV4_W_FP8, ng = fp8 ? cdiv(n, 128) : cdiv(n, 32);
+    const __mmask32 m = ng >= 32 ? 0xffffffffu : ((1u << ng) - 1);
+    __m256i mn = _mm256_set1_epi8((char)0xff), mx = _mm256_setzero_si256();
+    for (int j = 0; j < nrr; j++) {
+        const uint8_t *sc = fp8 ? wv->scale + (size_t)((rb + j) / 128) * cdiv(cols, 128) + c0 / 128
+                                : wv->scale + (size_t)(rb + j) * cdiv(cols, 32) + c0 / 32;
+        const __m256i c = _mm256_maskz_loadu_epi8(m, sc);
+        mn = _mm256_mask_min_epu8(mn, m, mn, c);
+        mx = _mm256_max_epu8(mx, c);
+        const __m512i k = _mm512_slli_epi16(_mm512_sub_epi16(_mm512_cvtepu8_epi16(c), _mm512_set1_epi16(127)), 7);
+        if (fp8) _mm256_storeu_si256((__m256i *)(kw + j * 16), _mm512_castsi512_si256(k));
+        else _mm512_storeu_si512(kw + j * 32, k);
+    }
+    _Alignas(32) uint8_t a[32], b[32];
+    _mm256_store_si256((__m256i *)a, mn);
+    _mm256_store_si256((__m256i *)b, mx);
+    int lo = 255, hi = 0;
+    for (int i = 0; i < 32; i++) { if (a[i] < lo) lo = a[i]; if (b[i] > hi) hi = b[i]; }
+    *kmin = lo - 127;
+    *kmax = hi - 127;
+}
+
 /* ------------------------------------------------------------------ finish: the 16-lane tree, 16 outputs at once */
 INL __m512 tree_step(__m512 a, __m512 b) {   /* lanes: pairwise sums of a (0-7) and of b (8-15) */
     const __m512i ie = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
@@ -239,14 +264,15 @@ void dsv4_gemm_rows_avx512(const dsv4_lin_job *jb, int r0, int nr) {
     _Alignas(64) uint16_t tile[RB * GLD];
     _Alignas(64) float L[RB][GTB][16];
     _Alignas(64) float sink[NT_MAX][16];   /* lanes of the padding rows of a short 4-row sub-block (discarded) */
-    memset(sink, 0, sizeof sink);
+    if ((r0 + nr) % MR) memset(sink, 0, sizeof sink);
     xrange xr = {0, 0, 0};
     if (fmt != DSV4_W_BF16) xr = x_range(jb);
     for (int rb = r0; rb < r0 + nr; rb += RB) {
         const int nrr = r0 + nr - rb < RB ? r0 + nr - rb : RB, nsub = cdiv(nrr, MR);
         for (int t0 = 0; t0 < jb->n_tok; t0 += GTB) {
             const int nt = jb->n_tok - t0 < GTB ? jb->n_tok - t0 : GTB;
-            for (int j = 0; j < nrr; j++) memset(L[j], 0, (size_t)nt * sizeof L[j][0]);
+            for (int j = 0; j < nrr; j++)
+                for (int t = 0; t < nt; t++) _mm512_store_ps(L[j][t], _mm512_setzero_ps());
             for (int c0 = 0; c0 < cols; c0 += GKC) {
                 const int n = cols - c0 < GKC ? cols - c0 : GKC, nch = cdiv(n, 32);
                 const uint16_t *wt[RB];
@@ -255,21 +281,13 @@ void dsv4_gemm_rows_avx512(const dsv4_lin_job *jb, int r0, int nr) {
                 if (direct_bf16) {
                     for (int j = 0; j < nrr; j++) wt[j] = (const uint16_t *)wv->data + (size_t)(rb + j) * cols + c0;
                 } else {
-                    int k[RB * 32], kmin = 1000, kmax = -1000, fold = 0;
+                    _Alignas(64) int16_t kw[RB * 32];
+                    int fold = 0;
                     if (fmt != DSV4_W_BF16) {
-                        const int per = fmt == DSV4_W_FP8 ? 16 : 32, ng = fmt == DSV4_W_FP8 ? cdiv(n, 128) : nch;
-                        for (int j = 0; j < nrr; j++) {
-                            const uint8_t *sc = fmt == DSV4_W_FP8 ? wv->scale + (size_t)((rb + j) / 128) * ncb + c0 / 128
-                                                                  : wv->scale + (size_t)(rb + j) * ncs + c0 / 32;
-                            for (int g = 0; g < ng; g++) {
-                                int kk = (int)sc[g] - 127;
-                                k[j * per + g] = kk;
-                                if (kk < kmin) kmin = kk;
-                                if (kk > kmax) kmax = kk;
-                            }
-                        }
+                        int kmin, kmax;
+                        tile_scales(wv, rb, nrr, c0, n, kw, &kmin, &kmax);
                         fold = fold_ok(fmt, &xr, kmin, kmax, cols);
-                        dsv4_tile_decode_avx512(wv, rb, nrr, c0, n, tile, GLD, fold ? k : NULL);
+                        dsv4_tile_decode_avx512(wv, rb, nrr, c0, n, tile, GLD, fold ? kw : NULL);
                     } else {
                         dsv4_tile_decode_scalar(wv, rb, nrr, c0, n, tile, GLD);
                     }

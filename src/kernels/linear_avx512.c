@@ -203,14 +203,14 @@ static void fused_fp4(const dec_tabs *d, const dsv4_wview *w, int rb, int nrr, c
 }
 
 /* Tile decoder of the multi-token path (gemm_avx512.c): rows [rb, rb+nrr) x columns [c0, c0+n) of an FP8/FP4 weight
- * to BF16 in tile[j * ld ...] (n rounded up to 32, zero padded). k == NULL: unscaled (the definition's decoded
+ * to BF16 in tile[j * ld ...] (n rounded up to 32, zero padded). kw == NULL: unscaled (the definition's decoded
  * weights). Otherwise each nonzero value also gets its scale 2^k folded in (exponent field + k; the caller checked
- * that every result is a normal BF16, so this is exact): FP8 k[j * 16 + b] for row j and the tile's 128-column
- * block b; FP4 k[j * 32 + g] for row j and the tile's 32-column group g (n <= 1024). */
-static inline __m512i fold_k(__m512i v, int k) {
-    return _mm512_mask_add_epi16(v, _mm512_test_epi16_mask(v, _mm512_set1_epi16(0x7fff)), v, _mm512_set1_epi16((short)(k * 128)));
+ * that every result is a normal BF16, so this is exact), kw holding k * 128: FP8 kw[j * 16 + b] for row j and the
+ * tile's 128-column block b; FP4 kw[j * 32 + g] for row j and the tile's 32-column group g (n <= 1024). */
+static inline __m512i fold_k(__m512i v, const int16_t *kw) {
+    return _mm512_mask_add_epi16(v, _mm512_test_epi16_mask(v, _mm512_set1_epi16(0x7fff)), v, _mm512_set1_epi16(*kw));
 }
-void dsv4_tile_decode_avx512(const dsv4_wview *w, int rb, int nrr, int c0, int n, uint16_t *tile, int ld, const int *k) {
+void dsv4_tile_decode_avx512(const dsv4_wview *w, int rb, int nrr, int c0, int n, uint16_t *tile, int ld, const int16_t *kw) {
     const int fmt = w->fmt, cols = w->cols, nch = cdiv(n, 32);
     dec_tabs d;
     tabs_init(&d);
@@ -220,7 +220,7 @@ void dsv4_tile_decode_avx512(const dsv4_wview *w, int rb, int nrr, int c0, int n
             for (int c = 0; c < n; c += 64) {
                 __m512i wa, wb;
                 fp8x64_bf16(&d, src + c, &wa, &wb);
-                if (k) { wa = fold_k(wa, k[j * 16 + c / 128]); wb = fold_k(wb, k[j * 16 + c / 128]); }
+                if (kw) { wa = fold_k(wa, kw + j * 16 + c / 128); wb = fold_k(wb, kw + j * 16 + c / 128); }
                 _mm512_store_si512(tile + (size_t)j * ld + c, wa);
                 _mm512_store_si512(tile + (size_t)j * ld + c + 32, wb);
             }
@@ -230,16 +230,16 @@ void dsv4_tile_decode_avx512(const dsv4_wview *w, int rb, int nrr, int c0, int n
             const uint8_t *src = (const uint8_t *)w->data + (size_t)(rb + j) * (cols / 2) + c0 / 2;
             for (int c = 0; c < nch; c++) {
                 __m512i v = fp4_bf16(&d, src + 16 * c);
-                _mm512_store_si512(tile + (size_t)j * ld + 32 * c, k ? fold_k(v, k[j * 32 + c]) : v);
+                _mm512_store_si512(tile + (size_t)j * ld + 32 * c, kw ? fold_k(v, kw + j * 32 + c) : v);
             }
         }
     } else {
         dsv4_tile_decode_scalar(w, rb, nrr, c0, n, tile, ld);
-        if (k)
+        if (kw)
             for (int j = 0; j < nrr; j++)
                 for (int c = 0; c < nch; c++) {
                     uint16_t *p = tile + (size_t)j * ld + 32 * c;
-                    _mm512_storeu_si512(p, fold_k(_mm512_loadu_si512(p), fmt == DSV4_W_FP8 ? k[j * 16 + c / 4] : k[j * 32 + c]));
+                    _mm512_storeu_si512(p, fold_k(_mm512_loadu_si512(p), kw + (fmt == DSV4_W_FP8 ? j * 16 + c / 4 : j * 32 + c)));
                 }
     }
 }
