@@ -5,8 +5,10 @@
  * positions leave the index-key slot on another layer's keys), the logits of every position must be within
  * golden.json's tolerance.rel x max|golden| (from the reference's float32 mode: F32-vs-float64 rounding flips
  * amplified by FP8 block scales and top-k choices); the prefill's state after every block is compared the same way
- * and reported. The schedules' goldens differ from each other by 1.6e-2 - 2e-2 (below the tolerance), so each
- * schedule is also checked to be nearer its own golden than the other schedules' where they differ.
+ * and reported. The schedules' goldens differ from each other by 1.6e-2 - 2e-2 (below the tolerance): what tells
+ * them apart is the index selections of every index source per position, compared exactly (up to the number the
+ * float32 mode itself moves). In the decode schedule, the DSpark draft after every step (the golden's token fed):
+ * logits within tolerance.dspark_rel, confidence within dspark_confidence_abs, greedy draft ids.
  */
 #include <math.h>
 #include <stdio.h>
@@ -52,6 +54,7 @@ int main(void) {
         const cJSON *e = cJSON_GetArrayItem(sch, si);
         const char *name = cJSON_GetObjectItem(e, "name")->valuestring;
         char p[256];
+        (void)p;
         snprintf(p, sizeof p, TINY "/%s", cJSON_GetObjectItem(e, "logits")->valuestring);
         want[si] = test_read_f32(p, (size_t)N * V);
         got[si] = calloc((size_t)N * V, sizeof(float));
@@ -64,6 +67,19 @@ int main(void) {
         int32_t *rec = calloc((size_t)cap * RS, sizeof(int32_t));
         dsv4_v41_record(s, rec, cap);
         const cJSON *calls = cJSON_GetObjectItem(e, "calls");
+        /* DSpark drafts after each decode step (the golden's token fed, so both draft the same block) */
+        const cJSON *ds = cJSON_GetObjectItem(e, "dspark");
+        const int Bs = m->cfg.x.dspark_block_size;
+        float *dwant = NULL, *dgot = NULL, dmax = 0;
+        double ddiff = 0, cdiff = 0;
+        int nd_ids = 0, ndr = 0, di = 0;
+        if (ds) {
+            ndr = cJSON_GetArraySize(cJSON_GetObjectItem(ds, "drafts"));
+            snprintf(p, sizeof p, TINY "/%s", cJSON_GetObjectItem(ds, "file")->valuestring);
+            dwant = test_read_f32(p, (size_t)ndr * Bs * V);
+            dgot = calloc((size_t)Bs * V, sizeof(float));
+            if (dwant) dmax = (float)maxabs(dwant, (size_t)ndr * Bs * V);
+        }
         int pos = 0, ok = 1;
         for (int k = 0; k < cJSON_GetArraySize(calls) && ok; k++) {
             int n = cJSON_GetArrayItem(calls, k)->valueint;
@@ -73,7 +89,41 @@ int main(void) {
                 ok = 0;
             }
             pos += n;
+            if (dwant && di < ndr) {
+                const cJSON *d = cJSON_GetArrayItem(cJSON_GetObjectItem(ds, "drafts"), di);
+                if (cJSON_GetObjectItem(d, "position")->valueint != pos - 1) continue;
+                int32_t ids[16];
+                float conf[16];
+                if (dsv4_v41_dspark(s, cJSON_GetObjectItem(d, "token")->valueint, dgot, ids, conf, err, sizeof err)) {
+                    test_fail("%s: DSpark at %d: %s", name, pos - 1, err);
+                    ok = 0;
+                    break;
+                }
+                ddiff = fmax(ddiff, maxdiff(dgot, dwant + (size_t)di * Bs * V, (size_t)Bs * V));
+                const cJSON *gi = cJSON_GetObjectItem(d, "ids"), *gc = cJSON_GetObjectItem(d, "confidence");
+                int same = 1;
+                for (int j = 0; j <= Bs; j++) same &= ids[j] == cJSON_GetArrayItem(gi, j)->valueint;
+                nd_ids += !same;
+                for (int j = 0; j < Bs; j++) cdiff = fmax(cdiff, fabs(conf[j] - cJSON_GetArrayItem(gc, j)->valuedouble));
+                di++;
+            }
         }
+        if (dwant) {
+            const cJSON *tol = cJSON_GetObjectItem(g, "tolerance");
+            double drel = cJSON_GetObjectItem(tol, "dspark_rel")->valuedouble;
+            double cabs = cJSON_GetObjectItem(tol, "dspark_confidence_abs")->valuedouble;
+            int allowed_ids = cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(tol, "float32_mode"), name),
+                                                  "dspark_ids_differing")->valueint;
+            printf("  %s: DSpark %d drafts: logits within %.3e x max (tolerance %.3e), draft ids different in %d "
+                   "(float32 mode: %d), confidence within %.3e (tolerance %.3e)\n", name, di, ddiff / dmax, drel, nd_ids,
+                   allowed_ids, cdiff, cabs);
+            CHECK(di == ndr, "%s: %d of %d drafts made", name, di, ndr);
+            CHECK(ddiff <= drel * dmax, "%s: DSpark logits differ by %.3e x max", name, ddiff / dmax);
+            CHECK(nd_ids <= allowed_ids, "%s: %d draft id sequences differ", name, nd_ids);
+            CHECK(cdiff <= cabs, "%s: DSpark confidence differs by %.3e", name, cdiff);
+        }
+        free(dwant);
+        free(dgot);
         /* index selections, exactly (the float32 mode moved float32_mode.selections_differing of them) */
         const cJSON *gsel = cJSON_GetObjectItem(e, "selections");
         int nrec = dsv4_v41_recorded(s), nsame = 0, nd = 0;

@@ -1,8 +1,9 @@
 /* model/forward_v41.c — the DeepSeek-V4.1 trunk forward (docs/v41-implementation.md items 5-13), first version.
  *
  * Scope: the trunk (Engram, CSA2 attention with KV / index sharing, the index-key slot quirk, the candidate-block
- * mask, single-pass mHC, MoE without hash layers, final norm and head) for batch 1 in any call schedule, tested
- * against tests/golden/v41/tiny (tests/test_forward_v41.c). Not yet: DSpark stages, the session API
+ * mask, single-pass mHC, MoE without hash layers, final norm and head) for batch 1 in any call schedule, and the
+ * DSpark draft block (stage 0's main_x from the target layers, the stages' window over main_x plus the drafts,
+ * Markov bias, confidence), tested against tests/golden/v41/tiny (tests/test_forward_v41.c). Not yet: the session API
  * (dsv4_model_load still refuses V4.1), bounded caches (the window keeps every position), threads beyond those of
  * dsv4_linear, speed. Every step follows tools/reference/model_v41.py (the reference of the goldens); BF16 roundings
  * where DeepSeek's code casts, F32 elsewhere. All memory is allocated at open; eval allocates nothing.
@@ -29,6 +30,9 @@ struct dsv4_v41_state {
     int published;                        /* owner whose index keys the slot holds, -1 none */
     int kvsrc;                            /* the most recent KV source that ran (its compressed KV is read) */
     int32_t *rec; int rec_cap, rec_n;     /* optional record of index selections (dsv4_v41_record) */
+    /* DSpark: main_x [max_ctx][dim] (stage 0's projection of the target layers' stream means per position),
+     * feat [max_chunk][n_targets * dim], ring [window][head_dim] */
+    float *main_x, *feat, *ring;
     /* Engram */
     dsv4_engram_layout lo;
     dsv4_engram_history hist;
@@ -327,6 +331,8 @@ static void attention(dsv4_v41_state *s, int L, const dsv4_layer41 *B, const flo
     lin(s, out, &B->wo_b, s->oa, T, 1, 1);
 }
 
+static void dspark_attention(dsv4_v41_state *s, const dsv4_layer41 *B, const float *x, int64_t P, int T, float *out);
+
 static void block(dsv4_v41_state *s, int L, float *pre_mix, int64_t pos0, int T) {
     const dsv4_config *c = &s->m->cfg;
     const dsv4_layer41 *B = &s->m->v41->layers[L];
@@ -334,7 +340,8 @@ static void block(dsv4_v41_state *s, int L, float *pre_mix, int64_t pos0, int T)
     mixes(s, s->X, T, &B->hc_attn_fn, B->hc_attn_scale, B->hc_attn_base, s->apre, s->apost, s->acomb);
     hc_pre(c, s->X, pre_mix, T, s->x);
     for (int t = 0; t < T; t++) rms(s->x + (size_t)t * D, B->attn_norm, D, c->norm_eps);
-    attention(s, L, B, s->x, pos0, T, s->y);
+    if (L < c->n_layers) attention(s, L, B, s->x, pos0, T, s->y);
+    else dspark_attention(s, B, s->x, pos0, T, s->y);   /* pos0 = P, the last evaluated position */
     hc_post(c, s->X, s->y, s->apost, s->acomb, T, s->t1);
     mixes(s, s->X, T, &B->hc_ffn_fn, B->hc_ffn_scale, B->hc_ffn_base, s->fpre, s->fpost, s->fcomb);
     hc_pre(c, s->X, s->apre, T, s->x);
@@ -379,6 +386,16 @@ int dsv4_v41_eval(dsv4_v41_state *s, const int32_t *tokens, int T, float *logits
             dsv4_engram_proj p = {hc, D, nc, c->x.engram_head_dim, B->engram->wkv, B->engram->w, c->norm_eps};
             dsv4_engram_apply(&p, s->X, s->rows, T, NULL, NULL, s->es);
         }
+        for (int k = 0; k < c->x.n_dspark_targets && s->main_x; k++) {
+            if (c->x.dspark_target_layer_ids[k] != L) continue;
+            const int nt = c->x.n_dspark_targets;
+            for (int t = 0; t < T; t++)
+                for (int d = 0; d < D; d++) {
+                    float a = 0;
+                    for (int j = 0; j < hc; j++) a += s->X[((size_t)t * hc + j) * D + d];
+                    s->feat[((size_t)t * nt + k) * D + d] = bf(a / (float)hc);
+                }
+        }
         block(s, L, s->pre, pos0, T);
         if (blocks)
             memcpy(blocks + (size_t)L * s->max_chunk * hc * D, s->X, (size_t)T * hc * D * sizeof(float));
@@ -386,7 +403,127 @@ int dsv4_v41_eval(dsv4_v41_state *s, const int32_t *tokens, int T, float *logits
     hc_pre(c, s->X, s->pre, T, s->x);
     for (int t = 0; t < T; t++) rms(s->x + (size_t)t * D, m->norm, D, c->norm_eps);
     if (logits) dsv4_linear(logits, &m->head, s->x, T, 0, s->lin);
+    if (s->main_x) {   /* DSpark stage 0's main_x of these positions */
+        const dsv4_layer41 *S0 = &v->layers[c->n_layers];
+        float *mx = s->main_x + (size_t)pos0 * D;
+        lin(s, mx, &S0->main_proj, s->feat, T, 1, 1);
+        for (int t = 0; t < T; t++) rms(mx + (size_t)t * D, S0->main_norm, D, c->norm_eps);
+    }
     s->pos += T;
+    return 0;
+}
+
+/* DSpark stage attention for the draft block at positions P+1 .. P+T: keys = the stage's window KV of main_x at
+ * positions max(0, P+1-window) .. P, then the T drafts' own KV (no mask inside the block). */
+static void dspark_attention(dsv4_v41_state *s, const dsv4_layer41 *B, const float *x, int64_t P, int T, float *out) {
+    const dsv4_config *c = &s->m->cfg;
+    const int H = c->n_heads, hd = c->head_dim, rd = c->rope_dim, D = c->dim;
+    const float *fr = s->rope_win;
+    const int64_t r0 = P + 1 - c->window_size > 0 ? P + 1 - c->window_size : 0;
+    const int nr = (int)(P + 1 - r0);
+    lin(s, s->ring, &B->wkv, s->main_x + (size_t)r0 * D, nr, 1, 1);
+    for (int i = 0; i < nr; i++) {
+        float *k = s->ring + (size_t)i * hd;
+        rms(k, B->kv_norm, hd, c->norm_eps);
+        dsv4_rope(k + hd - rd, rd, fr, r0 + i, 0);
+        dsv4_fp8_sim(k, hd, 32);
+        for (int j = 0; j < hd; j++) k[j] = bf(k[j]);
+    }
+    lin(s, s->qa, &B->wq_a, x, T, 1, 1);
+    for (int t = 0; t < T; t++) rms(s->qa + (size_t)t * c->q_lora_rank, B->q_norm, c->q_lora_rank, c->norm_eps);
+    lin(s, s->q, &B->wq_b, s->qa, T, 1, 1);
+    lin(s, s->kv, &B->wkv, x, T, 1, 1);
+    for (int t = 0; t < T; t++) {
+        for (int h = 0; h < H; h++) dsv4_rope(s->q + ((size_t)t * H + h) * hd + hd - rd, rd, fr, P + 1 + t, 0);
+        float *kv = s->kv + (size_t)t * hd;
+        rms(kv, B->kv_norm, hd, c->norm_eps);
+        dsv4_rope(kv + hd - rd, rd, fr, P + 1 + t, 0);
+        dsv4_fp8_sim(kv, hd, 32);
+        for (int i = 0; i < hd; i++) kv[i] = bf(kv[i]);
+    }
+    const float scale = 1.0f / sqrtf((float)hd);
+    for (int t = 0; t < T; t++)
+        for (int h = 0; h < H; h++) {
+            const float *qh = s->q + ((size_t)t * H + h) * hd;
+            float *z = s->row, mx = -INFINITY;
+            for (int j = 0; j < nr + T; j++) {
+                const float *k = j < nr ? s->ring + (size_t)j * hd : s->kv + (size_t)(j - nr) * hd;
+                float d = 0;
+                for (int i = 0; i < hd; i++) d += qh[i] * k[i];
+                z[j] = d * scale;
+                if (z[j] > mx) mx = z[j];
+            }
+            float Z = 0, *o = s->o + ((size_t)t * H + h) * hd;
+            for (int i = 0; i < hd; i++) o[i] = 0;
+            for (int j = 0; j < nr + T; j++) {
+                const float *k = j < nr ? s->ring + (size_t)j * hd : s->kv + (size_t)(j - nr) * hd;
+                float p = expf(z[j] - mx);
+                Z += p;
+                float pb = bf(p);
+                for (int i = 0; i < hd; i++) o[i] += pb * k[i];
+            }
+            Z += expf(B->attn_sink[h] - mx);
+            for (int i = 0; i < hd; i++) o[i] = bf(o[i] / Z);
+            dsv4_rope(o + hd - rd, rd, fr, P + 1 + t, 1);
+        }
+    const int G = c->o_groups, gw = H * hd / G, olr = c->o_lora_rank;
+    for (int g = 0; g < G; g++) {
+        for (int t = 0; t < T; t++)
+            memcpy(s->og + (size_t)t * gw, s->o + (size_t)t * H * hd + (size_t)g * gw, (size_t)gw * sizeof(float));
+        dsv4_wview wg = dsv4_wview_rows(&B->wo_a, g * olr, olr);
+        dsv4_linear(s->t2, &wg, s->og, T, DSV4_OUT_BF16, s->lin);
+        for (int t = 0; t < T; t++)
+            memcpy(s->oa + (size_t)t * G * olr + (size_t)g * olr, s->t2 + (size_t)t * olr, (size_t)olr * sizeof(float));
+    }
+    lin(s, out, &B->wo_b, s->oa, T, 1, 1);
+}
+
+int dsv4_v41_dspark(dsv4_v41_state *s, int32_t token, float *logits, int32_t *ids, float *conf, char *err,
+                    size_t errlen) {
+    const dsv4_model *m = s->m;
+    const dsv4_config *c = &m->cfg;
+    const int D = c->dim, hc = c->hc_mult, V = c->vocab_size, Bs = c->x.dspark_block_size;
+    if (!s->main_x) return dsv4_fail(err, errlen, "%s: the model has no DSpark stages", m->dir);
+    if (s->pos < 2) return dsv4_fail(err, errlen, "dsv4_v41_dspark: needs 2 evaluated positions, have %lld",
+                                     (long long)s->pos);
+    if (token < 0 || token >= V) return dsv4_fail(err, errlen, "dsv4_v41_dspark: token id %d out of range", token);
+    const int64_t P = s->pos - 1;
+    for (int t = 0; t < Bs; t++) {
+        int32_t id = t == 0 ? token : c->x.dspark_noise_token_id;
+        dsv4_wview_row(&m->embed, id, s->X + (size_t)t * hc * D);
+        for (int k = 1; k < hc; k++)
+            memcpy(s->X + ((size_t)t * hc + k) * D, s->X + (size_t)t * hc * D, (size_t)D * sizeof(float));
+        for (int k = 0; k < hc; k++) s->pre[t * hc + k] = k == 0;
+    }
+    for (int st = 0; st < c->n_mtp_layers; st++) block(s, c->n_layers + st, s->pre, P, Bs);
+    const dsv4_layer41 *Bl = &m->v41->layers[c->n_layers + c->n_mtp_layers - 1];
+    const int r = c->x.dspark_markov_rank;
+    hc_pre(c, s->X, s->pre, Bs, s->x);                    /* the confidence head reads this (not normed) */
+    memcpy(s->y, s->x, (size_t)Bs * D * sizeof(float));
+    for (int t = 0; t < Bs; t++) rms(s->y + (size_t)t * D, Bl->dspark_norm, D, c->norm_eps);
+    dsv4_linear(logits, &m->head, s->y, Bs, 0, s->lin);
+    ids[0] = token;
+    float *emb = s->t1, *bias = s->t2, *cat = s->t1 + (size_t)Bs * r;
+    for (int i = 0; i < Bs; i++) {
+        dsv4_wview_row(&Bl->markov_embed, ids[i], emb + (size_t)i * r);
+        dsv4_linear(bias, &Bl->markov_head, emb + (size_t)i * r, 1, 0, s->lin);
+        float *li = logits + (size_t)i * V;
+        int best = 0;
+        for (int v = 0; v < V; v++) {
+            li[v] += bias[v];
+            if (li[v] > li[best]) best = v;
+        }
+        ids[i + 1] = best;
+    }
+    for (int i = 0; i < Bs; i++) {
+        memcpy(cat, s->x + (size_t)i * D, (size_t)D * sizeof(float));
+        memcpy(cat + D, emb + (size_t)i * r, (size_t)r * sizeof(float));
+        float a = 0;
+        float *row = cat + D + r;
+        dsv4_wview_row(&Bl->confidence_proj, 0, row);
+        for (int j = 0; j < D + r; j++) a += cat[j] * row[j];
+        conf[i] = a;
+    }
     return 0;
 }
 
@@ -406,7 +543,7 @@ void dsv4_v41_state_free(dsv4_v41_state *s) {
         for (int l = 0; l < NL; l++) free(arr[a][l]);
         free(arr[a]);
     }
-    void *f[] = {s->n_comp, s->n_ikeys, s->rope_win, s->rope_comp, s->X, s->pre, s->apre, s->apost, s->acomb, s->fpre,
+    void *f[] = {s->main_x, s->feat, s->ring, s->n_comp, s->n_ikeys, s->rope_win, s->rope_comp, s->X, s->pre, s->apre, s->apost, s->acomb, s->fpre,
                  s->fpost, s->fcomb, s->mix, s->x, s->y, s->t1, s->t2, s->qa, s->q, s->kv, s->o, s->og, s->oa, s->lat,
                  s->iq, s->iw, s->sc, s->row, s->ls, s->es, s->lin, s->act, s->sel, s->nsel, s->shared_sel,
                  s->shared_nsel, s->ids, s->iscr, s->cand, s->rows, s->eidx, s->cids, s->fscr};
@@ -436,7 +573,9 @@ int dsv4_v41_state_open(const dsv4_model *m, int max_ctx, int max_chunk, dsv4_v4
     s->published = -1;
     s->kvsrc = -1;
     int fail = 0;
-    const int NL = c->n_layers, D = c->dim, hc = c->hc_mult, H = c->n_heads, hd = c->head_dim, TC = max_chunk;
+    const int dspark = c->n_mtp_layers > 0 && x->dspark_block_size > 0;
+    const int TC = dspark && max_chunk < x->dspark_block_size ? x->dspark_block_size : max_chunk;   /* drafts too */
+    const int NL = c->n_layers, D = c->dim, hc = c->hc_mult, H = c->n_heads, hd = c->head_dim;
     const int ql = c->q_lora_rank, nh = c->index_n_heads, ihd = c->index_head_dim, nm = (2 + hc) * hc;
     const int G = c->o_groups, olr = c->o_lora_rank, V = c->vocab_size;
     int E = c->n_routed_experts > x->dspark_n_routed_experts ? c->n_routed_experts : x->dspark_n_routed_experts;
@@ -504,7 +643,13 @@ int dsv4_v41_state_open(const dsv4_model *m, int max_ctx, int max_chunk, dsv4_v4
     s->nsel = zalloc((size_t)TC * sizeof(int32_t), &fail);
     s->shared_nsel = zalloc((size_t)TC * sizeof(int32_t), &fail);
     s->cand = zalloc((size_t)TC * (max_ctx + 1), &fail);
+    if (dspark) {
+        s->main_x = zalloc((size_t)max_ctx * D * sizeof(float), &fail);
+        s->feat = zalloc((size_t)TC * x->n_dspark_targets * D * sizeof(float), &fail);
+        s->ring = zalloc((size_t)c->window_size * hd * sizeof(float), &fail);
+    }
     int maxcols = D * hc > H * hd ? D * hc : H * hd;
+    if (dspark && maxcols < D * x->n_dspark_targets) maxcols = D * x->n_dspark_targets;
     if (maxcols < c->moe_inter_dim) maxcols = c->moe_inter_dim;
     if (maxcols < G * olr) maxcols = G * olr;
     if (x->n_engram && maxcols < (x->engram_max_ngram - 1) * x->engram_n_heads * x->engram_head_dim)

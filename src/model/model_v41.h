@@ -73,7 +73,7 @@ struct dsv4_v41_weights {
  * naming the file and tensor (not a V4.1 config, missing / unexpected / mis-shaped tensor, truncated shard). */
 int dsv4_model_bind_v41(dsv4_model **out, const char *dir, char *err, size_t errlen);
 
-/* ---- model/forward_v41.c: the trunk forward (first version; no DSpark, no session API yet) ---- */
+/* ---- model/forward_v41.c: the forward (first version: trunk + DSpark drafts; no session API yet) ---- */
 typedef struct dsv4_v41_state dsv4_v41_state;
 /* State of one sequence of a bound V4.1 model for up to max_ctx positions, evaluated in calls of at most max_chunk
  * tokens (every buffer is allocated here). Engram needs the identity token map for now (a model without
@@ -86,6 +86,12 @@ void dsv4_v41_state_free(dsv4_v41_state *s);
  * trunk block. Returns 0, or -1 with err (bad count / token id, an Engram row read error). */
 int dsv4_v41_eval(dsv4_v41_state *s, const int32_t *tokens, int T, float *logits, float *blocks, char *err,
                   size_t errlen);
+/* DSpark draft block after the last evaluated position P = pos - 1 (>= 1): drafts at positions P+1 .. P+B for the
+ * ids [token, noise x (B-1)] through every stage; logits [B][vocab] (F32, with the Markov bias of the greedy chain),
+ * ids [B + 1] (token, then the greedy pick of each draft), conf [B] (confidence head). The sequence state is not
+ * changed. Returns 0, or -1 with err (no DSpark stages, fewer than 2 positions, bad token). */
+int dsv4_v41_dspark(dsv4_v41_state *s, int32_t token, float *logits, int32_t *ids, float *conf, char *err,
+                    size_t errlen);
 /* Record the index selections of every index source from now on into buf: cap records of 3 + index_topk int32
  * (layer, position, count, the selected compressed positions in ascending order); further ones are dropped.
  * dsv4_v41_recorded: records written so far. For tests. */
