@@ -3,14 +3,15 @@
 tests/golden/vision_tower/ (tests/golden/README.md lists the directory).
 
   config.json        a tiny tower in the HF V4.1 layout (vision_config + text_config.hidden_size, the aligner's
-                     output width): 3 blocks, width 64, 2 heads of 32, MLP 96, patch 14, downsample 3; min_pixels
+                     output width): 3 blocks, width 128, 2 heads of 64 (V4.1-Flash's head size), MLP 128, patch
+                     14, downsample 3, aligner width 64; min_pixels
                      15000 so that the pre-processed images stay small (grids 8 x 11 and 7 x 12: both pad)
   model.safetensors  seeded random weights with the official tensor names (BF16; norm weights F32)
   tower.json         per image: the file, grids, sha256 of the BF16 patch tensor, the .bin name, and per state the
                      reference's own rounding noise (max |diff| of F32- vs F64-accumulated runs, see below)
   softmax_exp.bin    4,016 F32 x, then the 4,016 F32 softmax_exp(x) (the attention's exp, bit for bit)
   <image>.bin        little-endian BF16: the tower states [patch embed, block 0 .. block n-1, final norm], each
-                     [n_vit_h * n_vit_w, 64], then the aligner rows [n_llm_h * n_llm_w, lm_dim]
+                     [n_vit_h * n_vit_w, 128], then the aligner rows [n_llm_h * n_llm_w, lm_dim]
 
 Pixels: the images of tests/golden/vision/decode pre-processed as the official image_processor.py does (resize
 plan, Pillow ImageOps.pad with BICUBIC on a (127,127,127) canvas, (v/255 - 0.5)/0.5 in F32, BF16), written here
@@ -35,8 +36,8 @@ from safetensors_io import write_safetensors  # noqa: E402
 
 OUT = "tests/golden/vision_tower"
 IMAGES = ["rgb420.jpg", "gray1.png"]
-CFG = ref.VisionConfig(n_layers=3, dim=64, n_heads=2, inter_dim=96, patch_size=14, rope_theta=10000.0,
-                       downsample_ratio=3, lm_dim=96, max_image_tokens=1024, min_pixels=15000)
+CFG = ref.VisionConfig(n_layers=3, dim=128, n_heads=2, inter_dim=128, patch_size=14, rope_theta=10000.0,
+                       downsample_ratio=3, lm_dim=64, max_image_tokens=1024, min_pixels=15000)
 SEED = 41
 
 
