@@ -120,6 +120,23 @@ def random_weights(c: VisionConfig, seed: int):
     return w
 
 
+def load_weights(path, c: VisionConfig):
+    """The vision tensors of a checkpoint (a model directory, or one .safetensors file) as float32 tensors holding
+    their stored values; every name of tensor_shapes(c) must be there with its shape (BF16 or F32)."""
+    import os
+    from safetensors_io import raw_to_tensor, read_raw_dir, read_safetensors
+    raw = read_raw_dir(path) if os.path.isdir(path) else read_safetensors(path)
+    w = {}
+    for name, (shape, _) in tensor_shapes(c).items():
+        if name not in raw:
+            raise KeyError(f"{path}: missing tensor '{name}'")
+        dt, sh, data = raw[name]
+        if list(sh) != list(shape) or dt not in ("BF16", "F32"):
+            raise ValueError(f"{path}: tensor '{name}': expected BF16 or F32 {shape}, found {dt} {sh}")
+        w[name] = raw_to_tensor(dt, sh, data).float()
+    return w
+
+
 # ------------------------------------------------------------------------------------------------ operations
 def linear(x, W, b, acc):
     y = fl32(x.to(acc) @ W.to(acc).t())
