@@ -147,6 +147,12 @@ int main(void) {
         free(rec);
         dsv4_v41_state_free(s);
         if (!ok) continue;
+        const char *dump = getenv("DSV4_TEST_DUMP");   /* optional: the C logits for comparisons by hand */
+        if (dump) {
+            snprintf(p, sizeof p, "%s/%s.f32", dump, name);
+            FILE *f = fopen(p, "wb");
+            if (f) { fwrite(got[si], sizeof(float), (size_t)N * V, f); fclose(f); }
+        }
         double sc = maxabs(want[si], (size_t)N * V), d = maxdiff(got[si], want[si], (size_t)N * V);
         int same = 0;
         for (int t = 0; t < N; t++) {

@@ -30,6 +30,9 @@ usage: make_v41_goldens.py [OUT_DIR]          (default tests/golden/v41/tiny)
        make_v41_goldens.py --check [DIR]    read DIR's config.json + model.safetensors back (decoding every stored
                                             byte), rerun the reference and require prefill.f32 bit for bit: the
                                             goldens belong to the stored checkpoint
+       make_v41_goldens.py --compare-f32 DUMP   compare logits written by the C forward (DSV4_TEST_DUMP=DUMP
+                                            build/.../tests/test_forward_v41 writes DUMP/<schedule>.f32) with the
+                                            reference's float32 mode (the official F32 order) per schedule
 """
 import json
 import os
@@ -206,7 +209,24 @@ def check(d):
     return 0 if ok else 1
 
 
+def compare_f32(dump):
+    cfg = m.Config(**CONFIG)
+    W = checkpoint_weights(cfg, SEED)[1]
+    g = torch.Generator().manual_seed(SEED + 100)
+    toks = torch.randint(3, cfg.vocab_size, (N_TOKENS,), generator=g).tolist()
+    for name, calls in SCHEDULES.items():
+        lg32 = run(cfg, W, toks, calls, torch.float32)[0]
+        c = torch.from_numpy(np.fromfile(os.path.join(dump, f"{name}.f32"), dtype="<f4").copy()).reshape(lg32.shape)
+        same = sum(int(torch.equal(c[t], lg32[t].float())) for t in range(c.shape[0]))
+        rel = float((c.double() - lg32.double()).abs().max() / lg32.abs().max())
+        print(f"{name}: C vs the float32 mode: max relative difference {rel:.3e}, {same} / {c.shape[0]} positions "
+              "bit-identical")
+    return 0
+
+
 def main():
+    if len(sys.argv) > 2 and sys.argv[1] == "--compare-f32":
+        return compare_f32(sys.argv[2])
     if len(sys.argv) > 1 and sys.argv[1] == "--check":
         return check(sys.argv[2] if len(sys.argv) > 2 else "tests/golden/v41/tiny")
     out_dir = sys.argv[1] if len(sys.argv) > 1 else "tests/golden/v41/tiny"
