@@ -181,6 +181,28 @@ int main(void) {
             free(wb);
         }
     }
+    /* bad calls: refused with a message, nothing evaluated */
+    {
+        dsv4_v41_state *s = NULL;
+        float lg[4 * 96], dl[3 * 96], cf[3];
+        int32_t ids[4], bad[2] = {5, 96}, ok2[2] = {5, 6};
+        CHECK(dsv4_v41_state_open(m, 4, 2, &s, err, sizeof err) == 0, "open: %s", err);
+        if (s) {
+            CHECK(dsv4_v41_dspark(s, 5, dl, ids, cf, err, sizeof err) != 0 && strstr(err, "2 evaluated positions"),
+                  "DSpark before 2 positions: %s", err);
+            CHECK(dsv4_v41_eval(s, bad, 2, lg, NULL, err, sizeof err) != 0 && strstr(err, "out of range"),
+                  "token 96 refused: %s", err);
+            CHECK(dsv4_v41_eval(s, tok, 3, lg, NULL, err, sizeof err) != 0 && strstr(err, "chunk limit"),
+                  "3 tokens over a chunk limit of 2: %s", err);
+            CHECK(dsv4_v41_eval(s, ok2, 2, lg, NULL, err, sizeof err) == 0, "2 tokens: %s", err);
+            CHECK(dsv4_v41_eval(s, ok2, 2, lg, NULL, err, sizeof err) == 0, "2 more: %s", err);
+            CHECK(dsv4_v41_eval(s, ok2, 1, lg, NULL, err, sizeof err) != 0 && strstr(err, "context 4"),
+                  "past the context: %s", err);
+            CHECK(dsv4_v41_dspark(s, 96, dl, ids, cf, err, sizeof err) != 0, "DSpark token 96 refused");
+            dsv4_v41_state_free(s);
+        }
+        CHECK(dsv4_v41_state_open(m, 4, 8, &s, err, sizeof err) != 0 && !s, "chunk above context refused");
+    }
     free(blocks);
     for (int i = 0; i < 3; i++) { free(want[i]); free(got[i]); }
     free(tok);
