@@ -11,6 +11,7 @@
 #include "kernels/simd.h"
 #if defined(__x86_64__) && defined(__AVX512BF16__) && defined(__AVX512BW__) && defined(__AVX512VBMI__)
 #include <immintrin.h>
+#include <pthread.h>
 #include <string.h>
 #include "base/util.h"
 
@@ -55,6 +56,16 @@ static void tabs_init(dec_tabs *d) {
         d->q4[q] = _mm512_loadu_si512(pq);
     }
     d->shift04 = _mm512_loadu_si512(sh);
+}
+
+/* The tables, built once (they were rebuilt on every call: ~1 us each, which the lightning indexer's many short
+ * calls at long context paid thousands of times per token). dsv4_e4m3_bf16 is filled before any path runs. */
+static dec_tabs g_tabs;
+static pthread_once_t g_tabs_once = PTHREAD_ONCE_INIT;
+static void g_tabs_init(void) { tabs_init(&g_tabs); }
+static inline const dec_tabs *tabs(void) {
+    pthread_once(&g_tabs_once, g_tabs_init);
+    return &g_tabs;
 }
 
 /* 64 E4M3 codes -> 64 BF16 in the FP8 block order (simd.h): *a = elements 0-7,16-23,32-39,48-55 and
@@ -212,14 +223,13 @@ static inline __m512i fold_k(__m512i v, const int16_t *kw) {
 }
 void dsv4_tile_decode_avx512(const dsv4_wview *w, int rb, int nrr, int c0, int n, uint16_t *tile, int ld, const int16_t *kw) {
     const int fmt = w->fmt, cols = w->cols, nch = cdiv(n, 32);
-    dec_tabs d;
-    tabs_init(&d);
+    const dec_tabs *d = tabs();
     if (fmt == DSV4_W_FP8 && (n % 64) == 0) {
         for (int j = 0; j < nrr; j++) {
             const uint8_t *src = (const uint8_t *)w->data + (size_t)(rb + j) * cols + c0;
             for (int c = 0; c < n; c += 64) {
                 __m512i wa, wb;
-                fp8x64_bf16(&d, src + c, &wa, &wb);
+                fp8x64_bf16(d, src + c, &wa, &wb);
                 if (kw) { wa = fold_k(wa, kw + j * 16 + c / 128); wb = fold_k(wb, kw + j * 16 + c / 128); }
                 _mm512_store_si512(tile + (size_t)j * ld + c, wa);
                 _mm512_store_si512(tile + (size_t)j * ld + c + 32, wb);
@@ -229,7 +239,7 @@ void dsv4_tile_decode_avx512(const dsv4_wview *w, int rb, int nrr, int c0, int n
         for (int j = 0; j < nrr; j++) {
             const uint8_t *src = (const uint8_t *)w->data + (size_t)(rb + j) * (cols / 2) + c0 / 2;
             for (int c = 0; c < nch; c++) {
-                __m512i v = fp4_bf16(&d, src + 16 * c);
+                __m512i v = fp4_bf16(d, src + 16 * c);
                 _mm512_store_si512(tile + (size_t)j * ld + 32 * c, kw ? fold_k(v, kw + j * 32 + c) : v);
             }
         }
@@ -257,16 +267,15 @@ void dsv4_lin_rows_avx512(const dsv4_lin_job *jb, int r0, int nr) {
         _mm_setcsr(csr);
         return;
     }
-    dec_tabs d;
-    tabs_init(&d);
+    const dec_tabs *d = tabs();
     for (int rb = r0; rb < r0 + nr; rb += RB) {
         int nrr = r0 + nr - rb < RB ? r0 + nr - rb : RB;
         if (fused) {
             _Alignas(64) float F[8][16];
             for (int t = 0; t < jb->n_tok; t++) {
-                if (fmt == DSV4_W_FP8) fused_fp8(&d, w, rb, nrr, dsv4_lin_x(jb, t), F);
+                if (fmt == DSV4_W_FP8) fused_fp8(d, w, rb, nrr, dsv4_lin_x(jb, t), F);
                 else if (fmt == DSV4_W_BF16) fused_bf16(w, rb, nrr, dsv4_lin_x(jb, t), F);
-                else fused_fp4(&d, w, rb, nrr, dsv4_lin_x(jb, t), F);
+                else fused_fp4(d, w, rb, nrr, dsv4_lin_x(jb, t), F);
                 for (int j = 0; j < nrr; j++) {
                     float v = dsv4_tree16(F[j]);
                     if (jb->flags & DSV4_OUT_BF16) v = dsv4_round_bf16(v);
@@ -303,18 +312,16 @@ static inline __m512i scale_bf16x32(__m512i v, float scale) {
 
 void dsv4_fp8_dec_avx512(const uint8_t *codes, const uint8_t *scales, int n, int block, uint16_t *out) {
     if (n % 32 || block % 32) { dsv4_fp8_dec_scalar(codes, scales, n, block, out); return; }
-    dec_tabs d;
-    tabs_init(&d);
+    const dec_tabs *d = tabs();
     for (int i = 0; i < n; i += 32)
-        _mm512_storeu_si512(out + i, scale_bf16x32(fp8_bf16(&d, codes + i), dsv4_e8m0_f32[scales[i / block]]));
+        _mm512_storeu_si512(out + i, scale_bf16x32(fp8_bf16(d, codes + i), dsv4_e8m0_f32[scales[i / block]]));
 }
 
 void dsv4_fp4_dec_avx512(const uint8_t *codes, const uint8_t *scales, int n, int block, uint16_t *out) {
     if (n % 32 || block != 32) { dsv4_fp4_dec_scalar(codes, scales, n, block, out); return; }
-    dec_tabs d;
-    tabs_init(&d);
+    const dec_tabs *d = tabs();
     for (int i = 0; i < n; i += 32)
-        _mm512_storeu_si512(out + i, scale_bf16x32(fp4_bf16(&d, codes + i / 2), dsv4_e8m0_f32[scales[i / 32]]));
+        _mm512_storeu_si512(out + i, scale_bf16x32(fp4_bf16(d, codes + i / 2), dsv4_e8m0_f32[scales[i / 32]]));
 }
 
 #endif
