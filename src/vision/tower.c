@@ -14,7 +14,7 @@
 #include "kernels/pool.h"
 
 #define VT_EPS 1e-6f
-#define VT_QB 16            /* queries per attention task */
+#define VT_QB 64            /* queries per attention task (the score GEMM's "weight" rows) */
 #define VT_QBLOCK 64        /* queries per parallel round (VT_QBLOCK / VT_QB tasks per head) */
 
 typedef struct {
@@ -247,14 +247,16 @@ float dsv4_vtower_softmax_exp(float x) { return softmax_exp(x); }
 typedef struct {
     int n, npad, H, hd, q0, nq;       /* tokens, keys padded to 32, heads, head_dim, this round's queries */
     const uint16_t *qb, *kb, *vt;     /* per head: [n][hd], [n][hd], [hd][npad] */
-    float *sc;                        /* per task: [VT_QB][n] scores */
+    float *sc;                        /* per task: [n][VT_QB] scores */
     uint16_t *pb;                     /* per task: [VT_QB][npad] BF16 P */
     float *pv;                        /* per task: [VT_QB][hd] */
     float scale;
     float *o;                         /* [n][H * hd] */
 } attn_job;
 
-/* One task: head h, queries q0 + s*VT_QB .. (+VT_QB). */
+/* One task: head h, queries q0 + s*VT_QB .. (+VT_QB). Same products and sums as the reference's order-free
+ * definition: the scores' dot products in the kernels' pair-lane order (symmetric in q and k), max and the sum of P
+ * per query in key order. */
 static void attn_task(void *ctx, int i) {
     const attn_job *a = ctx;
     int per = VT_QBLOCK / VT_QB, h = i / per, s = i % per;
@@ -264,24 +266,31 @@ static void attn_task(void *ctx, int i) {
     int n = a->n, npad = a->npad, hd = a->hd;
     float *sc = a->sc + (size_t)i * VT_QB * n, *pv = a->pv + (size_t)i * VT_QB * hd;
     uint16_t *pb = a->pb + (size_t)i * VT_QB * npad;
-    dsv4_wview wk = {DSV4_W_BF16, n, hd, a->kb + (size_t)h * n * hd, NULL};
-    dsv4_linear_bf16x(sc, &wk, a->qb + ((size_t)h * n + qs) * hd, (size_t)hd, NULL, nq, 0);
-    float Z[VT_QB];
+    /* scores sc[key][query]: the block's queries are the "weight" (decoded once), every key a row of the GEMM */
+    dsv4_wview wq = {DSV4_W_BF16, nq, hd, a->qb + ((size_t)h * n + qs) * hd, NULL};
+    dsv4_linear_bf16x(sc, &wq, a->kb + (size_t)h * n * hd, (size_t)hd, NULL, n, 0);
+    float mx[VT_QB], Z[VT_QB];
+    double sum[VT_QB];
+    for (int t = 0; t < nq; t++) { mx[t] = -INFINITY; sum[t] = 0; }
+    for (int j = 0; j < n; j++) {
+        float *z = sc + (size_t)j * nq;
+        for (int t = 0; t < nq; t++) {
+            z[t] *= a->scale;
+            if (z[t] > mx[t]) mx[t] = z[t];
+        }
+    }
+    /* P (BF16) transposed to [query][key] for the P.V product; Z summed in key order */
+    for (int j = 0; j < n; j++) {
+        const float *z = sc + (size_t)j * nq;
+        for (int t = 0; t < nq; t++) {
+            float p = softmax_exp(z[t] - mx[t]);
+            sum[t] += p;
+            pb[(size_t)t * npad + j] = dsv4_f32_to_bf16(p);
+        }
+    }
     for (int t = 0; t < nq; t++) {
-        float *z = sc + (size_t)t * n, mx = -INFINITY;
-        for (int j = 0; j < n; j++) {
-            z[j] *= a->scale;
-            if (z[j] > mx) mx = z[j];
-        }
-        double sum = 0;
-        uint16_t *pr = pb + (size_t)t * npad;
-        for (int j = 0; j < n; j++) {
-            float p = softmax_exp(z[j] - mx);
-            sum += p;
-            pr[j] = dsv4_f32_to_bf16(p);
-        }
-        for (int j = n; j < npad; j++) pr[j] = 0;
-        Z[t] = (float)sum;
+        for (int j = n; j < npad; j++) pb[(size_t)t * npad + j] = 0;
+        Z[t] = (float)sum[t];
     }
     dsv4_wview wv = {DSV4_W_BF16, hd, npad, a->vt + (size_t)h * hd * npad, NULL};
     dsv4_linear_bf16x(pv, &wv, pb, (size_t)npad, NULL, nq, 0);
