@@ -30,9 +30,12 @@ usage: make_v41_goldens.py [OUT_DIR]          (default tests/golden/v41/tiny)
        make_v41_goldens.py --check [DIR]    read DIR's config.json + model.safetensors back (decoding every stored
                                             byte), rerun the reference and require prefill.f32 bit for bit: the
                                             goldens belong to the stored checkpoint
-       make_v41_goldens.py --compare-f32 DUMP   compare logits written by the C forward (DSV4_TEST_DUMP=DUMP
-                                            build/.../tests/test_forward_v41 writes DUMP/<schedule>.f32) with the
-                                            reference's float32 mode (the official F32 order) per schedule
+       make_v41_goldens.py --compare-f32 DUMP [DIR]   compare logits written by the C forward (DSV4_TEST_DUMP=DUMP
+                                            build/.../tests/test_forward_v41 [DIR] writes DUMP/<schedule>.f32) with
+                                            the reference's float32 mode (the official F32 order) per schedule
+       make_v41_goldens.py OUT --seed S [--default-config]   another seed (and model_v41's default config, the one
+                                            official_oracle/v41_model.py checks) into OUT: more cases for the C
+                                            forward by hand (test_forward_v41 OUT), not committed
 """
 import json
 import os
@@ -209,12 +212,14 @@ def check(d):
     return 0 if ok else 1
 
 
-def compare_f32(dump):
-    cfg = m.Config(**CONFIG)
-    W = checkpoint_weights(cfg, SEED)[1]
-    g = torch.Generator().manual_seed(SEED + 100)
-    toks = torch.randint(3, cfg.vocab_size, (N_TOKENS,), generator=g).tolist()
-    for name, calls in SCHEDULES.items():
+def compare_f32(dump, d):
+    with open(os.path.join(d, "golden.json")) as f:
+        meta = json.load(f)
+    cfg = m.Config(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in meta["reference_config"].items()})
+    W = checkpoint_weights(cfg, meta["seed"])[1]
+    toks = meta["tokens"]
+    for e in meta["schedules"]:
+        name, calls = e["name"], e["calls"]
         lg32 = run(cfg, W, toks, calls, torch.float32)[0]
         c = torch.from_numpy(np.fromfile(os.path.join(dump, f"{name}.f32"), dtype="<f4").copy()).reshape(lg32.shape)
         same = sum(int(torch.equal(c[t], lg32[t].float())) for t in range(c.shape[0]))
@@ -225,11 +230,16 @@ def compare_f32(dump):
 
 
 def main():
+    global SEED, CONFIG
     if len(sys.argv) > 2 and sys.argv[1] == "--compare-f32":
-        return compare_f32(sys.argv[2])
+        return compare_f32(sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else "tests/golden/v41/tiny")
     if len(sys.argv) > 1 and sys.argv[1] == "--check":
         return check(sys.argv[2] if len(sys.argv) > 2 else "tests/golden/v41/tiny")
     out_dir = sys.argv[1] if len(sys.argv) > 1 else "tests/golden/v41/tiny"
+    if "--seed" in sys.argv:
+        SEED = int(sys.argv[sys.argv.index("--seed") + 1])
+    if "--default-config" in sys.argv:
+        CONFIG = {}
     os.makedirs(out_dir, exist_ok=True)
     cfg = m.Config(**CONFIG)
     stored, W = checkpoint_weights(cfg, SEED)
