@@ -19,6 +19,9 @@
 
 static const char *TINY = "tests/golden/v41/tiny";   /* argv[1] overrides (cases made by hand, see below) */
 
+static float d9[4096];   /* the decode schedule's DSpark draft logits after position 9 */
+static int d9_token = -1;
+
 static double maxabs(const float *a, size_t n) {
     double m = 0;
     for (size_t i = 0; i < n; i++) m = fmax(m, fabs((double)a[i]));
@@ -103,6 +106,10 @@ int main(int argc, char **argv) {
                     break;
                 }
                 ddiff = fmax(ddiff, maxdiff(dgot, dwant + (size_t)di * Bs * V, (size_t)Bs * V));
+                if (pos - 1 == 9 && Bs * V <= (int)(sizeof d9 / sizeof d9[0])) {
+                    memcpy(d9, dgot, (size_t)Bs * V * sizeof(float));
+                    d9_token = cJSON_GetObjectItem(d, "token")->valueint;
+                }
                 const cJSON *gi = cJSON_GetObjectItem(d, "ids"), *gc = cJSON_GetObjectItem(d, "confidence");
                 int same = 1;
                 for (int j = 0; j <= Bs; j++) same &= ids[j] == cJSON_GetArrayItem(gi, j)->valueint;
@@ -209,6 +216,14 @@ int main(int argc, char **argv) {
             dsv4_v41_state_free(s);
         }
         CHECK(dsv4_v41_state_open(m, 4, 8, &s, err, sizeof err) != 0 && !s, "chunk above context refused");
+        /* chunk limit 1 (below the window and the draft block): the draft after position 9 is bit-identical */
+        if (d9_token >= 0 && dsv4_v41_state_open(m, N, 1, &s, err, sizeof err) == 0) {
+            int okc = 1;
+            for (int t = 0; t < 10 && okc; t++) okc = dsv4_v41_eval(s, tok + t, 1, lg, NULL, err, sizeof err) == 0;
+            okc = okc && dsv4_v41_dspark(s, d9_token, dl, ids, cf, err, sizeof err) == 0;
+            CHECK(okc && memcmp(dl, d9, sizeof dl) == 0, "chunk limit 1: draft after position 9 differs (%s)", err);
+            dsv4_v41_state_free(s);
+        }
     }
     free(blocks);
     for (int i = 0; i < 3; i++) { free(want[i]); free(got[i]); }

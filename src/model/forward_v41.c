@@ -654,8 +654,10 @@ int dsv4_v41_state_open(const dsv4_model *m, int max_ctx, int max_chunk, dsv4_v4
     if (maxcols < G * olr) maxcols = G * olr;
     if (x->n_engram && maxcols < (x->engram_max_ngram - 1) * x->engram_n_heads * x->engram_head_dim)
         maxcols = (x->engram_max_ngram - 1) * x->engram_n_heads * x->engram_head_dim;
-    s->lin = zalloc(dsv4_linear_scratch_floats(TC, maxcols) * sizeof(float), &fail);
-    s->act = zalloc((size_t)TC * maxcols * sizeof(float), &fail);
+    if (maxcols < ql) maxcols = ql;
+    const int TA = dspark && c->window_size > TC ? c->window_size : TC;   /* the DSpark ring runs window rows */
+    s->lin = zalloc(dsv4_linear_scratch_floats(TA, maxcols) * sizeof(float), &fail);
+    s->act = zalloc((size_t)TA * maxcols * sizeof(float), &fail);
     /* the KV sources' compressor scratch */
     size_t ls = 0;
     for (int L = 0; L < NL; L++) {
