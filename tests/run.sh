@@ -3,7 +3,9 @@
 # checks, and prints the totals as the final line "N passed, N failed". Run from the repository root
 # (`make test` does this). Env: DSV4_BIN = the dsv4 binary; DSV4_RUN = a command that runs the built binaries
 # (cross builds: e.g. "qemu-aarch64 -L /", `make cross-aarch64`, .ci/cross.sh); the dsv4 binary and the tools
-# are then called through small wrapper scripts, so every check below runs them the same way.
+# are then called through small wrapper scripts, so every check below runs them the same way. DSV4_TEST_JOBS = how
+# many test binaries run at a time (default 1); DSV4_TEST_QEMU=1 = the reduced sizes of the heaviest tests under
+# emulation (tests/testlib.h test_reduced, tests/server/server.sh; each reduction is printed), set by .ci/cross.sh.
 set -u
 BIN=${DSV4_BIN:-build/rel/dsv4}
 RUN=${DSV4_RUN:-}
@@ -19,31 +21,80 @@ wrap() {
 }
 BIN=$(wrap "$BIN")
 
-for t in "$@"; do
-    name=$(basename "$t")
-    out=$($RUN "$t" 2>&1); rc=$?
-    line=$(printf '%s\n' "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -n 1)
-    if [ -z "$line" ]; then
-        printf '%s\n' "$out" | tail -n 20
-        echo "FAIL $name: exited $rc without a 'N passed, N failed' line"
-        fail=$((fail + 1)); continue
-    fi
-    p=${line%% passed*}; f=${line#*passed, }; f=${f%% failed*}
-    pass=$((pass + p)); fail=$((fail + f))
-    if [ "$rc" -ne 0 ] || [ "$f" -ne 0 ]; then
-        printf '%s\n' "$out" | grep -v '^ok ' | tail -n 40
-        echo "FAIL $name: $line (exit $rc)"
-        [ "$f" -eq 0 ] && fail=$((fail + 1))
-    else
-        echo "ok   $name: $line"
-    fi
-done
+# The test binaries run DSV4_TEST_JOBS at a time (default 1; .ci/cross.sh runs 2 under qemu), each one's output kept
+# in $tmp and reported in the order given, with its wall time; then test_golden, test_blocks, test_nano_golden and
+# test_vision_tower once more on every other kernel path this CPU runs (issue 6; below). A job's status file
+# appears when it is done.
+JOBS=${DSV4_TEST_JOBS:-1}
+t_bins=$SECONDS; njob=0; nrep=0; running=0
+spawn() {   # spawn KERNEL BINARY: run BINARY (with DSV4_KERNEL=KERNEL unless KERNEL is empty) as job $njob
+    if [ "$running" -ge "$JOBS" ]; then wait -n; running=$((running - 1)); report_done; fi
+    printf '%s %s\n' "${1:--}" "$2" > "$tmp/job$njob.what"
+    ( if [ -n "$1" ]; then export DSV4_KERNEL=$1; fi
+      t0=$(date +%s); $RUN "$2" > "$tmp/job$njob.out" 2>&1; rc=$?
+      times > "$tmp/job$njob.cpu"   # (user and system CPU of this job's children: e.g. "1m2.5s 0m0.1s")
+      cpu=$(tail -n 1 "$tmp/job$njob.cpu" | awk '{ split($1, u, "m"); split($2, s, "m"); printf "%.0f", u[1] * 60 + u[2] + s[1] * 60 + s[2] }')
+      echo "$rc $(($(date +%s) - t0)) $cpu" > "$tmp/job$njob.st.part" && mv "$tmp/job$njob.st.part" "$tmp/job$njob.st" ) &
+    running=$((running + 1)); njob=$((njob + 1))
+}
+report_done() {   # report the finished jobs, in order, up to the first one still running
+    local k t out rc secs cpu line p f
+    while [ "$nrep" -lt "$njob" ] && [ -f "$tmp/job$nrep.st" ]; do
+        read -r k t < "$tmp/job$nrep.what"; read -r rc secs cpu < "$tmp/job$nrep.st"; out=$(cat "$tmp/job$nrep.out")
+        name=$(basename "$t"); nrep=$((nrep + 1))
+        line=$(printf '%s\n' "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -n 1)
+        if [ "$k" != - ]; then   # a rerun on another kernel path counts once
+            if [ "$rc" -eq 0 ] && [ -n "$line" ] && [ "${line#* passed, }" = "0 failed" ]; then
+                pass=$((pass + 1)); echo "ok   $name on path $k: $line (${secs} s, CPU ${cpu} s)"
+            else
+                fail=$((fail + 1)); printf '%s\n' "$out" | grep -v '^ok ' | tail -n 20; echo "FAIL $name on path $k (exit $rc)"
+            fi
+            continue
+        fi
+        if [ -z "$line" ]; then
+            printf '%s\n' "$out" | tail -n 20
+            echo "FAIL $name: exited $rc without a 'N passed, N failed' line"
+            fail=$((fail + 1)); continue
+        fi
+        p=${line%% passed*}; f=${line#*passed, }; f=${f%% failed*}
+        pass=$((pass + p)); fail=$((fail + f))
+        if [ "$rc" -ne 0 ] || [ "$f" -ne 0 ]; then
+            printf '%s\n' "$out" | grep -v '^ok ' | tail -n 40
+            echo "FAIL $name: $line (exit $rc)"
+            [ "$f" -eq 0 ] && fail=$((fail + 1))
+        else
+            echo "ok   $name: $line (${secs} s, CPU ${cpu} s)"
+            printf '%s\n' "$out" | grep '^reduced under emulation' | sed 's/^/     /'
+        fi
+    done
+}
+for t in "$@"; do spawn "" "$t"; done
+# every SIMD path this CPU runs (issue 6): the golden and per-block tests again under each forced path other than
+# the default one, which the run above used (the best path: the last usable one in this list, or $DSV4_KERNEL);
+# test_kernels and test_threads already compare the paths bit for bit
+if [ -z "${DSV4_TESTS_ONLY:-}" ]; then
+    paths=""
+    for path in scalar avx2 avx512 neon; do
+        if "$BIN" info -m models/nano --kernel "$path" >/dev/null 2>&1; then paths="$paths $path"
+        else echo "skip path $path (this CPU lacks it)"; fi
+    done
+    default=${DSV4_KERNEL:-${paths##* }}
+    for path in $paths; do
+        if [ "$path" = "$default" ]; then echo "path $default is the default: the golden and block tests ran on it above"; continue; fi
+        for t in "$@"; do
+            case "$(basename "$t")" in test_golden|test_blocks|test_nano_golden|test_vision_tower) spawn "$path" "$t" ;; esac
+        done
+    done
+fi
+wait; report_done
+echo "(the test binaries took $((SECONDS - t_bins)) s, $JOBS at a time)"
 
 if [ -n "${DSV4_TESTS_ONLY:-}" ]; then   # only the test binaries (cross-riscv64: no CLI built)
     echo; echo "$pass passed, $fail failed"; [ "$fail" -eq 0 ]; exit
 fi
 
 # ---------------------------------------------------------------- CLI checks
+t_cli=$SECONDS
 # check NAME EXPECT_RC REGEX -- command...   (EXPECT_RC "fail" = exit 1 or 2, never a signal)
 check() {
     local name=$1 want=$2 re=$3; shift 4
@@ -162,21 +213,6 @@ check "make_flash_ckpt --tiny: loads; the twin's logits equal the full model's" 
 check "bench on the tiny checkpoint (twin, prefill, context 4 Ki)" 0 "decode at context 4 Ki \\(ms/token\\) +[0-9.]+" -- "$BIN" bench -m "$tmp/fc/full" --twin "$tmp/fc/twin" -t 1 -n 2 --prefill 40 --ctx 4096 --bw-mib 64 --no-warm
 check "bench: -t 0 refused at parse time" 2 "option -t: '0' is not a list of thread counts" -- "$BIN" bench -m "$tmp/nonexistent" -t 0
 
-# every SIMD path this CPU runs (issue 6): the golden and per-block tests again under each forced path (the
-# default run above used the best one); test_kernels and test_threads already compare the paths bit for bit
-for path in scalar avx2 avx512 neon; do
-    if ! "$BIN" info -m models/nano --kernel "$path" >/dev/null 2>&1; then echo "skip path $path (this CPU lacks it)"; continue; fi
-    for t in "$@"; do
-        case "$(basename "$t")" in test_golden|test_blocks|test_nano_golden|test_vision_tower) ;; *) continue ;; esac
-        out=$(DSV4_KERNEL=$path $RUN "$t" 2>&1); rc=$?
-        line=$(printf '%s\n' "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -n 1)
-        if [ "$rc" -eq 0 ] && [ -n "$line" ] && [ "${line#* passed, }" = "0 failed" ]; then
-            pass=$((pass + 1)); echo "ok   $(basename "$t") on path $path: $line"
-        else
-            fail=$((fail + 1)); printf '%s\n' "$out" | grep -v '^ok ' | tail -n 20; echo "FAIL $(basename "$t") on path $path (exit $rc)"
-        fi
-    done
-done
 check "--kernel with an unknown path is a usage error" 2 "unknown kernel path 'neon9'" -- "$BIN" info -m models/nano --kernel neon9
 check "-t above 1024 is a usage error" 2 "option -t: '1025' is not an integer in \\[0, 1024\\]" -- "$BIN" generate -m models/nano -p x -n 1 -t 1025
 check "-t -1 is a usage error" 2 "option -t: '-1' is not an integer in \\[0, 1024\\]" -- "$BIN" generate -m models/nano -p x -n 1 -t -1
@@ -197,6 +233,7 @@ check "check_paths finds a planted home directory path" 1 "a/doc.md:1:x" -- test
 printf '/* see %s \302\2474.2 */\n' spec > "$tmp/paths/a/doc.md"
 check "check_paths finds a planted citation of the spec files" 1 "a/doc.md:1:/\\* see" -- tests/check_paths.sh "$tmp/paths"
 
+echo "(the CLI and server checks took $((SECONDS - t_cli)) s)"
 echo
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -69,6 +69,17 @@ static inline int test_done(void) {
     return n_fail ? 1 : 0;
 }
 
+/* Reduced sizes under emulation: returns 1 when $DSV4_TEST_QEMU is set and not "0" (.ci/cross.sh aarch64 sets it:
+ * the whole suite under qemu-user, which runs float code ~76x slower), after printing the line
+ * "reduced under emulation (DSV4_TEST_QEMU): <what>" (tests/run.sh repeats it under the test's result), so a
+ * heavy test runs a documented smaller size that still reaches every code path; 0 otherwise (full size). */
+static inline int test_reduced(const char *what) {
+    const char *e = getenv("DSV4_TEST_QEMU");
+    if (!e || !*e || !strcmp(e, "0")) return 0;
+    printf("reduced under emulation (DSV4_TEST_QEMU): %s\n", what);
+    return 1;
+}
+
 /* Read the whole file at `path` (binary) into a malloc'd buffer with a NUL byte after the last byte read;
  * *len (if len is non-NULL) gets the byte count without that NUL. Returns NULL (and leaves *len alone) if the
  * file cannot be opened or read, or memory runs out. The caller frees the buffer. (dsv4_read_file without
