@@ -216,11 +216,17 @@ int main(int argc, char **argv) {
             dsv4_v41_state_free(s);
         }
         CHECK(dsv4_v41_state_open(m, 4, 8, &s, err, sizeof err) != 0 && !s, "chunk above context refused");
-        /* chunk limit 1 (below the window and the draft block): the draft after position 9 is bit-identical */
+        /* chunk limit 1 (window ring of 8 slots, wrapping; below the draft block): the logits of every position and
+         * the draft after position 9 are bit-identical to the decode schedule's (ring of 39 slots, no wrap) */
         if (d9_token >= 0 && dsv4_v41_state_open(m, N, 1, &s, err, sizeof err) == 0) {
-            int okc = 1;
-            for (int t = 0; t < 10 && okc; t++) okc = dsv4_v41_eval(s, tok + t, 1, lg, NULL, err, sizeof err) == 0;
-            okc = okc && dsv4_v41_dspark(s, d9_token, dl, ids, cf, err, sizeof err) == 0;
+            int okc = 1, same = 0;
+            for (int t = 0; t < N && okc; t++) {
+                okc = dsv4_v41_eval(s, tok + t, 1, lg, NULL, err, sizeof err) == 0;
+                same += okc && memcmp(lg, got[1] + (size_t)t * V, (size_t)V * sizeof(float)) == 0;
+                if (t == 9) okc = okc && dsv4_v41_dspark(s, d9_token, dl, ids, cf, err, sizeof err) == 0;
+            }
+            CHECK(okc && same == N, "chunk limit 1: %d of %d positions bit-identical to the decode run (%s)", same, N,
+                  err);
             CHECK(okc && memcmp(dl, d9, sizeof dl) == 0, "chunk limit 1: draft after position 9 differs (%s)", err);
             dsv4_v41_state_free(s);
         }

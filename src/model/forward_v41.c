@@ -4,7 +4,8 @@
  * mask, single-pass mHC, MoE without hash layers, final norm and head) for batch 1 in any call schedule, and the
  * DSpark draft block (stage 0's main_x from the target layers, the stages' window over main_x plus the drafts,
  * Markov bias, confidence), tested against tests/golden/v41/tiny (tests/test_forward_v41.c). Not yet: the session API
- * (dsv4_model_load still refuses V4.1), bounded caches (the window keeps every position), threads beyond those of
+ * (dsv4_model_load still refuses V4.1), compact caches (window ring and compressed entries / index keys are F32
+ * arrays; the compressed ones grow with the context; main_x keeps every position), threads beyond those of
  * dsv4_linear, speed. Every step follows tools/reference/model_v41.py (the reference of the goldens); BF16 roundings
  * where DeepSeek's code casts, F32 elsewhere. All memory is allocated at open; eval allocates nothing.
  */
@@ -21,6 +22,8 @@
 struct dsv4_v41_state {
     const dsv4_model *m;
     int max_ctx, max_chunk;
+    int wring;                            /* window ring slots: window + max_chunk - 1 (at most max_ctx): a chunk's
+                                           * writes never evict a key one of its own queries still reads */
     int64_t pos;
     float *rope_win, *rope_comp;          /* [rope_dim / 2] each */
     /* per layer (n_layers): every window KV [max_ctx][head_dim]; compressed KV [max_ctx + 1][head_dim] (KV sources);
@@ -261,7 +264,7 @@ static void attention(dsv4_v41_state *s, int L, const dsv4_layer41 *B, const flo
         dsv4_rope(kv + hd - rd, rd, fr, pos0 + t, 0);
         dsv4_fp8_sim(kv, hd, 32);
         for (int i = 0; i < hd; i++) kv[i] = bf(kv[i]);
-        memcpy(s->win[L] + (size_t)(pos0 + t) * hd, kv, (size_t)hd * sizeof(float));
+        memcpy(s->win[L] + (size_t)((pos0 + t) % s->wring) * hd, kv, (size_t)hd * sizeof(float));
     }
     const float *ckv = NULL;
     if (ratio) {
@@ -296,7 +299,7 @@ static void attention(dsv4_v41_state *s, int L, const dsv4_layer41 *B, const flo
             const float *qh = s->q + ((size_t)t * H + h) * hd;
             float *z = s->row, mx = -INFINITY;
             for (int j = 0; j < nw + nc; j++) {
-                const float *k = j < nw ? s->win[L] + (size_t)(w0 + j) * hd
+                const float *k = j < nw ? s->win[L] + (size_t)((w0 + j) % s->wring) * hd
                                         : ckv + (size_t)s->shared_sel[(size_t)t * c->index_topk + j - nw] * hd;
                 float d = 0;
                 for (int i = 0; i < hd; i++) d += qh[i] * k[i];
@@ -306,7 +309,7 @@ static void attention(dsv4_v41_state *s, int L, const dsv4_layer41 *B, const flo
             float Z = 0, *o = s->o + ((size_t)t * H + h) * hd;
             for (int i = 0; i < hd; i++) o[i] = 0;
             for (int j = 0; j < nw + nc; j++) {
-                const float *k = j < nw ? s->win[L] + (size_t)(w0 + j) * hd
+                const float *k = j < nw ? s->win[L] + (size_t)((w0 + j) % s->wring) * hd
                                         : ckv + (size_t)s->shared_sel[(size_t)t * c->index_topk + j - nw] * hd;
                 float p = expf(z[j] - mx);
                 Z += p;
@@ -570,6 +573,7 @@ int dsv4_v41_state_open(const dsv4_model *m, int max_ctx, int max_chunk, dsv4_v4
     s->m = m;
     s->max_ctx = max_ctx;
     s->max_chunk = max_chunk;
+    s->wring = c->window_size + max_chunk - 1 < max_ctx ? c->window_size + max_chunk - 1 : max_ctx;
     s->published = -1;
     s->kvsrc = -1;
     int fail = 0;
@@ -595,7 +599,7 @@ int dsv4_v41_state_open(const dsv4_model *m, int max_ctx, int max_chunk, dsv4_v4
     s->n_ikeys = zalloc((size_t)NL * sizeof(int), &fail);
     for (int L = 0; L < NL && !fail; L++) {
         const dsv4_layer41 *B = &m->v41->layers[L];
-        s->win[L] = zalloc((size_t)max_ctx * hd * sizeof(float), &fail);
+        s->win[L] = zalloc((size_t)s->wring * hd * sizeof(float), &fail);
         if (B->kv_source) {
             s->comp[L] = zalloc((size_t)(max_ctx + 1) * hd * sizeof(float), &fail);
             s->cs_kv[L] = zalloc((size_t)B->ratio * hd * sizeof(float), &fail);
