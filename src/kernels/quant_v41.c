@@ -57,3 +57,9 @@ void dsv4_fp4_e4m3_sim(float *x, int n, int block) {
 void dsv4_fp4_e4m3_encode(float *x, int n, int block, uint8_t *packed, uint8_t *scales) {
     for (int b = 0; b + block <= n; b += block) fp4_e4m3_block(x + b, block, packed + b / 2, scales + b / block);
 }
+
+void dsv4_fp4_e4m3_decode(const uint8_t *packed, const uint8_t *scales, int n, int block, float *out) {
+    for (int i = 0; i < n; i++)
+        out[i] = dsv4_round_bf16(dsv4_e2m1_to_f32((uint8_t)((packed[i / 2] >> ((i & 1) * 4)) & 15)) *
+                                 dsv4_e4m3_to_f32(scales[i / block]));
+}

@@ -26,5 +26,8 @@ long dsv4_fp8_tiles_to_bf16(const uint8_t *codes, const uint8_t *scales, int row
 void dsv4_fp4_e4m3_sim(float *x, int n, int block);
 /* The same, writing the codes (packed, element 2k in the low nibble) and one E4M3 scale byte per block. */
 void dsv4_fp4_e4m3_encode(float *x, int n, int block, uint8_t *packed, uint8_t *scales);
+/* Decode such a record: out[i] = bf16(e2m1(nibble i) * e4m3(scales[i / block])), i < n: the simulated values, bit for
+ * bit (the compressed-KV cache of the V4.1 forward keeps the records). */
+void dsv4_fp4_e4m3_decode(const uint8_t *packed, const uint8_t *scales, int n, int block, float *out);
 
 #endif

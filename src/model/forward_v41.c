@@ -4,8 +4,8 @@
  * mask, single-pass mHC, MoE without hash layers, final norm and head) for batch 1 in any call schedule, and the
  * DSpark draft block (stage 0's main_x from the target layers, the stages' window over main_x plus the drafts,
  * Markov bias, confidence), tested against tests/golden/v41/tiny (tests/test_forward_v41.c). Not yet: the session API
- * (dsv4_model_load still refuses V4.1), compact caches (window ring and compressed entries / index keys are F32
- * arrays; the compressed ones grow with the context; main_x keeps every position), threads beyond those of
+ * (dsv4_model_load still refuses V4.1), compact caches (compressed entries are FP4 records, but the window ring, index keys
+ * and main_x are F32 arrays, the last two growing with the context), threads beyond those of
  * dsv4_linear, speed. Every step follows tools/reference/model_v41.py (the reference of the goldens); BF16 roundings
  * where DeepSeek's code casts, F32 elsewhere. All memory is allocated at open; eval allocates nothing.
  */
@@ -26,9 +26,13 @@ struct dsv4_v41_state {
                                            * writes never evict a key one of its own queries still reads */
     int64_t pos;
     float *rope_win, *rope_comp;          /* [rope_dim / 2] each */
-    /* per layer (n_layers): every window KV [max_ctx][head_dim]; compressed KV [max_ctx + 1][head_dim] (KV sources);
-     * index keys [max_ctx + 1][index_head_dim] (owners); compressor state [ratio][head_dim] x 2 */
-    float **win, **comp, **ikeys, **cs_kv, **cs_sc;
+    /* per layer (n_layers): window KV ring [wring][head_dim]; compressed KV (KV sources) as FP4 records
+     * [max_ctx / ratio + 1][ent_bytes] (head_dim/2 packed E2M1, head_dim/16 E4M3 scales: what the reference rounded
+     * it to, decoded bit for bit); index keys [max_ctx + 1][index_head_dim] (owners); compressor state x 2 */
+    float **win, **ikeys, **cs_kv, **cs_sc;
+    uint8_t **comp;
+    int ent_bytes;
+    float *kdec;                          /* [index_topk][head_dim] compressed entries of one query, decoded */
     int *n_comp, *n_ikeys;
     int published;                        /* owner whose index keys the slot holds, -1 none */
     int kvsrc;                            /* the most recent KV source that ran (its compressed KV is read) */
@@ -266,7 +270,6 @@ static void attention(dsv4_v41_state *s, int L, const dsv4_layer41 *B, const flo
         for (int i = 0; i < hd; i++) kv[i] = bf(kv[i]);
         memcpy(s->win[L] + (size_t)((pos0 + t) % s->wring) * hd, kv, (size_t)hd * sizeof(float));
     }
-    const float *ckv = NULL;
     if (ratio) {
         int nlat = 0;
         int64_t g0 = 0;
@@ -285,22 +288,25 @@ static void attention(dsv4_v41_state *s, int L, const dsv4_layer41 *B, const flo
         for (int i = 0; i < nlat; i++) {
             float *l = s->lat + (size_t)i * hd;
             dsv4_rope(l + hd - rd, rd, fr, (g0 + i) * ratio, 0);
-            dsv4_fp4_e4m3_sim(l, hd, 16);
-            memcpy(s->comp[L] + (size_t)(g0 + i) * hd, l, (size_t)hd * sizeof(float));
+            uint8_t *rec = s->comp[L] + (size_t)(g0 + i) * s->ent_bytes;
+            dsv4_fp4_e4m3_encode(l, hd, 16, rec, rec + hd / 2);
         }
         if (nlat) s->n_comp[L] = (int)(g0 + nlat);
-        ckv = s->comp[s->kvsrc];
     }
     const float scale = 1.0f / sqrtf((float)hd);
     for (int t = 0; t < T; t++) {
         const int64_t P = pos0 + t, w0 = P - win + 1 > 0 ? P - win + 1 : 0;
         const int nw = (int)(P - w0 + 1), nc = ratio ? s->shared_nsel[t] : 0;
+        for (int j = 0; j < nc; j++) {   /* this query's compressed entries, decoded once for all heads */
+            const uint8_t *rec = s->comp[s->kvsrc] + (size_t)s->shared_sel[(size_t)t * c->index_topk + j] * s->ent_bytes;
+            dsv4_fp4_e4m3_decode(rec, rec + hd / 2, hd, 16, s->kdec + (size_t)j * hd);
+        }
         for (int h = 0; h < H; h++) {
             const float *qh = s->q + ((size_t)t * H + h) * hd;
             float *z = s->row, mx = -INFINITY;
             for (int j = 0; j < nw + nc; j++) {
                 const float *k = j < nw ? s->win[L] + (size_t)((w0 + j) % s->wring) * hd
-                                        : ckv + (size_t)s->shared_sel[(size_t)t * c->index_topk + j - nw] * hd;
+                                        : s->kdec + (size_t)(j - nw) * hd;
                 float d = 0;
                 for (int i = 0; i < hd; i++) d += qh[i] * k[i];
                 z[j] = d * scale;
@@ -310,7 +316,7 @@ static void attention(dsv4_v41_state *s, int L, const dsv4_layer41 *B, const flo
             for (int i = 0; i < hd; i++) o[i] = 0;
             for (int j = 0; j < nw + nc; j++) {
                 const float *k = j < nw ? s->win[L] + (size_t)((w0 + j) % s->wring) * hd
-                                        : ckv + (size_t)s->shared_sel[(size_t)t * c->index_topk + j - nw] * hd;
+                                        : s->kdec + (size_t)(j - nw) * hd;
                 float p = expf(z[j] - mx);
                 Z += p;
                 float pb = bf(p);
@@ -540,13 +546,16 @@ void dsv4_v41_state_free(dsv4_v41_state *s) {
     if (!s) return;
     const int NL = s->m->cfg.n_layers;
     for (int l = 0; l < DSV4_ENGRAM_MAX_LAYERS; l++) dsv4_engram_table_close(s->tables[l]);
-    float **arr[5] = {s->win, s->comp, s->ikeys, s->cs_kv, s->cs_sc};
-    for (int a = 0; a < 5; a++) {
+    float **arr[4] = {s->win, s->ikeys, s->cs_kv, s->cs_sc};
+    for (int a = 0; a < 4; a++) {
         if (!arr[a]) continue;
         for (int l = 0; l < NL; l++) free(arr[a][l]);
         free(arr[a]);
     }
-    void *f[] = {s->main_x, s->feat, s->ring, s->n_comp, s->n_ikeys, s->rope_win, s->rope_comp, s->X, s->pre, s->apre, s->apost, s->acomb, s->fpre,
+    if (s->comp)
+        for (int l = 0; l < NL; l++) free(s->comp[l]);
+    free(s->comp);
+    void *f[] = {s->kdec, s->main_x, s->feat, s->ring, s->n_comp, s->n_ikeys, s->rope_win, s->rope_comp, s->X, s->pre, s->apre, s->apost, s->acomb, s->fpre,
                  s->fpost, s->fcomb, s->mix, s->x, s->y, s->t1, s->t2, s->qa, s->q, s->kv, s->o, s->og, s->oa, s->lat,
                  s->iq, s->iw, s->sc, s->row, s->ls, s->es, s->lin, s->act, s->sel, s->nsel, s->shared_sel,
                  s->shared_nsel, s->ids, s->iscr, s->cand, s->rows, s->eidx, s->cids, s->fscr};
@@ -591,7 +600,9 @@ int dsv4_v41_state_open(const dsv4_model *m, int max_ctx, int max_chunk, dsv4_v4
                         c->original_seq_len, c->beta_fast, c->beta_slow);
     }
     s->win = zalloc((size_t)NL * sizeof(float *), &fail);
-    s->comp = zalloc((size_t)NL * sizeof(float *), &fail);
+    s->comp = zalloc((size_t)NL * sizeof(uint8_t *), &fail);
+    s->ent_bytes = hd / 2 + hd / 16;
+    s->kdec = zalloc((size_t)c->index_topk * hd * sizeof(float), &fail);
     s->ikeys = zalloc((size_t)NL * sizeof(float *), &fail);
     s->cs_kv = zalloc((size_t)NL * sizeof(float *), &fail);
     s->cs_sc = zalloc((size_t)NL * sizeof(float *), &fail);
@@ -601,7 +612,7 @@ int dsv4_v41_state_open(const dsv4_model *m, int max_ctx, int max_chunk, dsv4_v4
         const dsv4_layer41 *B = &m->v41->layers[L];
         s->win[L] = zalloc((size_t)s->wring * hd * sizeof(float), &fail);
         if (B->kv_source) {
-            s->comp[L] = zalloc((size_t)(max_ctx + 1) * hd * sizeof(float), &fail);
+            s->comp[L] = zalloc((size_t)(max_ctx / B->ratio + 1) * s->ent_bytes, &fail);
             s->cs_kv[L] = zalloc((size_t)B->ratio * hd * sizeof(float), &fail);
             s->cs_sc[L] = zalloc((size_t)B->ratio * hd * sizeof(float), &fail);
             if (!fail) {
