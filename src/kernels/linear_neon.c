@@ -15,8 +15,9 @@
  * (the model's activations never come near 2^-126). FPCR/FPSR are per thread; every call saves and restores them
  * on the thread that runs it (the pool workers included), so nothing else in the process sees FZ set.
  *
- * FP8/FP4 weights are decoded to BF16 tiles with the scalar tables (dsv4_tile_decode_scalar); BF16 rows whose
- * width is a multiple of 32 are read in place. No AArch64 extension beyond the base Advanced SIMD is used
+ * FP8/FP4 weights are decoded to BF16 tiles in registers (tile_decode_neon: E2M1 through two 16-entry TBL byte
+ * tables, E4M3 by integer arithmetic on the code with an 8-entry TBL for the subnormal codes; ragged widths take
+ * the scalar tables, dsv4_tile_decode_scalar); BF16 rows whose width is a multiple of 32 are read in place. No AArch64 extension beyond the base Advanced SIMD is used
  * (BFMLALB/T of FEAT_BF16 would do the dp step in one instruction per half; not used: no hardware here to check
  * it against the definition). Compiled on aarch64 only; elsewhere this file is empty. */
 #include "kernels/simd.h"
@@ -60,6 +61,59 @@ static inline void dp32(float32x4_t *L, const uint16_t *w, const float32x4_t *xs
     }
 }
 
+/* 16 E2M1 pairs (bytes) -> 32 BF16 in element order (element 2k = low nibble of byte k): the nibbles interleaved
+ * by ZIP, then the low and high bytes of each value's BF16 from two 16-entry TBL tables, zipped into halfwords. */
+static inline void fp4x32_bf16(const uint8_t *p, uint8x16_t tlo, uint8x16_t thi, uint16_t *out) {
+    uint8x16_t b = vld1q_u8(p), lo = vandq_u8(b, vdupq_n_u8(0x0f)), hi = vshrq_n_u8(b, 4);
+    uint8x16_t n0 = vzip1q_u8(lo, hi), n1 = vzip2q_u8(lo, hi);   /* elements 0-15, 16-31 */
+    uint8x16_t l0 = vqtbl1q_u8(tlo, n0), h0 = vqtbl1q_u8(thi, n0), l1 = vqtbl1q_u8(tlo, n1), h1 = vqtbl1q_u8(thi, n1);
+    vst1q_u8((uint8_t *)out, vzip1q_u8(l0, h0));
+    vst1q_u8((uint8_t *)(out + 8), vzip2q_u8(l0, h0));
+    vst1q_u8((uint8_t *)(out + 16), vzip1q_u8(l1, h1));
+    vst1q_u8((uint8_t *)(out + 24), vzip2q_u8(l1, h1));
+}
+
+/* 8 E4M3 codes -> 8 BF16 (exact; NaN codes -> the BF16 NaN as the tables give). A normal code's BF16 is
+ * ((code & 0x7f) << 4) + (120 << 7) with the sign on top; a subnormal one (exponent field 0: m x 2^-9) comes from
+ * an 8-entry halfword table read by TBL with byte indices (2m, 2m+1) = 514m + 256. */
+static inline uint16x8_t fp8x8_bf16(uint8x8_t codes, uint8x16_t tsub) {
+    uint16x8_t c = vmovl_u8(codes), m = vandq_u16(c, vdupq_n_u16(0x7f));
+    uint16x8_t v = vaddq_u16(vshlq_n_u16(m, 4), vdupq_n_u16(120 << 7));
+    uint16x8_t idx = vmlaq_n_u16(vdupq_n_u16(256), m, 514);
+    uint16x8_t sub = vreinterpretq_u16_u8(vqtbl1q_u8(tsub, vreinterpretq_u8_u16(idx)));
+    v = vbslq_u16(vcltq_u16(m, vdupq_n_u16(8)), sub, v);
+    v = vbslq_u16(vceqq_u16(m, vdupq_n_u16(0x7f)), vdupq_n_u16(0x7fc0), v);
+    return vorrq_u16(v, vshlq_n_u16(vandq_u16(c, vdupq_n_u16(0x80)), 8));
+}
+
+/* Rows [rb, rb+nrr) x columns [c0, c0+n) of an FP8/FP4 weight -> unscaled BF16 tile (FP8 in its 64-column block
+ * order: tile position 8g + i of a block holds code 8 * perm_group(g) + i); ragged widths: the scalar decoder. */
+static void tile_decode_neon(const dsv4_wview *w, int rb, int nrr, int c0, int n, uint16_t *tile, int ld) {
+    const int cols = w->cols;
+    if (w->fmt == DSV4_W_FP4 && n % 32 == 0) {
+        uint8_t tl[16], th[16];
+        for (int i = 0; i < 16; i++) { tl[i] = (uint8_t)(dsv4_e2m1_bf16[i] & 0xff); th[i] = (uint8_t)(dsv4_e2m1_bf16[i] >> 8); }
+        const uint8x16_t tlo = vld1q_u8(tl), thi = vld1q_u8(th);
+        for (int j = 0; j < nrr; j++) {
+            const uint8_t *src = (const uint8_t *)w->data + (size_t)(rb + j) * (cols / 2) + c0 / 2;
+            for (int c = 0; c < n; c += 32) fp4x32_bf16(src + c / 2, tlo, thi, tile + (size_t)j * ld + c);
+        }
+    } else if (w->fmt == DSV4_W_FP8 && n % 64 == 0) {
+        uint16_t ts[8];
+        for (int m = 0; m < 8; m++) ts[m] = dsv4_e4m3_bf16[m];
+        const uint8x16_t tsub = vreinterpretq_u8_u16(vld1q_u16(ts));
+        for (int j = 0; j < nrr; j++) {
+            const uint8_t *src = (const uint8_t *)w->data + (size_t)(rb + j) * cols + c0;
+            uint16_t *t = tile + (size_t)j * ld;
+            for (int c = 0; c < n; c += 64)
+                for (int g = 0; g < 8; g++)   /* tile positions 8g..8g+7 <- codes dsv4_fp8_perm(8g)..+7 */
+                    vst1q_u16(t + c + 8 * g, fp8x8_bf16(vld1_u8(src + c + dsv4_fp8_perm(8 * g)), tsub));
+        }
+    } else {
+        dsv4_tile_decode_scalar(w, rb, nrr, c0, n, tile, ld);
+    }
+}
+
 /* Rows [rb, rb + nrr) for every token of the job, with FPCR.FZ set by the caller. */
 static void rows_block(const dsv4_lin_job *jb, int rb, int nrr, uint16_t *tile, float (*L)[TB][16],
                        float32x4_t *xs) {
@@ -76,7 +130,7 @@ static void rows_block(const dsv4_lin_job *jb, int rb, int nrr, uint16_t *tile, 
             if (direct_bf16) {
                 for (int j = 0; j < nrr; j++) wt[j] = (const uint16_t *)w->data + (size_t)(rb + j) * cols + c0;
             } else {
-                dsv4_tile_decode_scalar(w, rb, nrr, c0, n, tile, KC);
+                tile_decode_neon(w, rb, nrr, c0, n, tile, KC);
                 for (int j = 0; j < nrr; j++) wt[j] = tile + j * KC;
             }
             for (int t = 0; t < nt; t++) {
