@@ -54,12 +54,12 @@ MUTATIONS=(
 'token_map_keeps_marks|src/model/engram.c|s/if \(cat == UTF8PROC_CATEGORY_MN \x7c\x7c cat == UTF8PROC_CATEGORY_MC \x7c\x7c cat == UTF8PROC_CATEGORY_ME\) continue;/(void)cat;/|Engram token map without StripAccents (V4.1)'
 'fp4_e4m3_ties_up|src/kernels/quant_v41.c|s/tie_up\[7\] = \{0, 1, 0, 1, 0, 1, 0\}/tie_up[7] = {1, 1, 1, 1, 1, 1, 1}/|E2M1 ties of the FP4/E4M3 KV format rounded up instead of to the even code (V4.1)'
 'fp4_e4m3_floor|src/kernels/quant_v41.c|s/6\.0f \* 0x1p-9f/6.0f * 0x1p-126f/|FP4/E4M3 KV format: amax floor 6*2^-126 instead of 6*2^-9 (V4.1)'
-'v41_no_slot_quirk|src/model/forward_v41.c|s/const float \*K = s->published >= 0 \? s->ikeys\[s->published\] : NULL;/int pm_ = s->published; for (int l_ = L; l_ >= 0; l_--) if (s->ikeys[l_] && s->m->v41->layers[l_].ratio == ratio) { pm_ = l_; break; } s->published = pm_; const float *K = s->published >= 0 ? s->ikeys[s->published] : NULL;/|V4.1 index sources score against the latest owner of their ratio (no index-key slot quirk)'
+'v41_no_slot_quirk|src/model/forward_v41.c|s/const uint8_t \*Krec = s->published >= 0 \? s->ikeys\[s->published\] : NULL;/int pm_ = s->published; for (int l_ = L; l_ >= 0; l_--) if (s->ikeys[l_] && s->m->v41->layers[l_].ratio == ratio) { pm_ = l_; break; } s->published = pm_; const uint8_t *Krec = s->published >= 0 ? s->ikeys[s->published] : NULL;/|V4.1 index sources score against the latest owner of their ratio (no index-key slot quirk)'
 'v41_no_candidates|src/model/forward_v41.c|s/else if \(B->uses_candidates\)/else if (0 && B->uses_candidates)/|V4.1 candidate-block mask not applied to later index sources'
 'v41_latent_rope_last|src/model/forward_v41.c|s/dsv4_rope\(l \+ hd - rd, rd, fr, \(g0 \+ i\) \* ratio, 0\)/dsv4_rope(l + hd - rd, rd, fr, (g0 + i) * ratio + ratio - 1, 0)/|V4.1 compressed latent rotated at the last position of its group instead of the first'
 'v41_no_yarn|src/model/forward_v41.c|s/c->original_seq_len > 0, c->rope_factor,/0, c->rope_factor,/|V4.1 compressed layers without YaRN'
 'v41_no_sink|src/model/forward_v41.c|s/Z \+= expf\(B->attn_sink\[h\] - mx\);/(void)0;/|V4.1 attention sink left out of the softmax denominator'
-'v41_comp_kv_e8m0|src/model/forward_v41.c|s/dsv4_fp4_e4m3_sim\(l, hd, 16\);/dsv4_fp4_sim(l, hd, 32);/|V4.1 compressed KV as FP4 with UE8M0 scales per 32 instead of E4M3 per 16'
+'v41_comp_kv_block32|src/model/forward_v41.c|s/(dsv4_fp4_e4m3_[a-z]+\([^;]*?), 16,/$1, 32,/g|V4.1 compressed KV with E4M3 scales per 32 values instead of 16'
 'v41_route_weight_dropped|src/model/forward_v41.c|s/if \(has_wt\) h = wt \* h;/(void)0;/|V4.1 routing weight not applied to the expert output'
 )
 TESTS="test_golden test_blocks test_nano_golden test_ops test_kernels test_engram test_quant_v41 test_forward_v41"

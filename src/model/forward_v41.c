@@ -29,9 +29,11 @@ struct dsv4_v41_state {
     /* per layer (n_layers): window KV ring [wring][head_dim]; compressed KV (KV sources) as FP4 records
      * [max_ctx / ratio + 1][ent_bytes] (head_dim/2 packed E2M1, head_dim/16 E4M3 scales: what the reference rounded
      * it to, decoded bit for bit); index keys [max_ctx + 1][index_head_dim] (owners); compressor state x 2 */
-    float **win, **ikeys, **cs_kv, **cs_sc;
-    uint8_t **comp;
-    int ent_bytes;
+    float **win, **cs_kv, **cs_sc;
+    uint8_t **comp, **ikeys;              /* ikeys: FP4 records [ikey_bytes] (index_head_dim/2 E2M1, /32 E8M0) */
+    int ent_bytes, ikey_bytes;
+    float *kd;                            /* [max_ctx + 1][index_head_dim] the slot's keys decoded for one call */
+    uint16_t *kd16;                       /* [index_head_dim] */
     float *kdec;                          /* [index_topk][head_dim] compressed entries of one query, decoded */
     int *n_comp, *n_ikeys;
     int published;                        /* owner whose index keys the slot holds, -1 none */
@@ -189,8 +191,8 @@ static void indexer(dsv4_v41_state *s, int L, const dsv4_layer41 *B, const float
             float *ki = k + (size_t)i * ihd;
             rms(ki, B->idx_k_norm, ihd, c->norm_eps);
             dsv4_rope(ki + ihd - rd, rd, fr, (g0 + i) * ratio, 0);
-            dsv4_fp4_sim(ki, ihd, 32);
-            memcpy(s->ikeys[L] + (size_t)(g0 + i) * ihd, ki, (size_t)ihd * sizeof(float));
+            uint8_t *rec = s->ikeys[L] + (size_t)(g0 + i) * s->ikey_bytes;
+            dsv4_fp4_encode(ki, ihd, 32, rec, rec + ihd / 2);   /* = dsv4_fp4_sim, kept as its record */
         }
         s->n_ikeys[L] = (int)(g0 + nlat);
         s->published = L;
@@ -204,8 +206,14 @@ static void indexer(dsv4_v41_state *s, int L, const dsv4_layer41 *B, const float
         }
     lin(s, s->iw, &B->idx_wp, x, T, 0, 1);
     const float wscale = (float)(pow((double)ihd, -0.5) * pow((double)nh, -0.5));
-    const float *K = s->published >= 0 ? s->ikeys[s->published] : NULL;
+    const uint8_t *Krec = s->published >= 0 ? s->ikeys[s->published] : NULL;
     const int64_t nk = s->published >= 0 ? s->n_ikeys[s->published] : 0;
+    for (int64_t j = 0; j < nk && j < n; j++) {   /* the slot's first end / ratio keys, decoded once per call */
+        const uint8_t *rec = Krec + (size_t)j * s->ikey_bytes;
+        dsv4_fp4_decode_bf16(rec, rec + ihd / 2, ihd, 32, s->kd16);
+        for (int i = 0; i < ihd; i++) s->kd[(size_t)j * ihd + i] = dsv4_bf16_to_f32(s->kd16[i]);
+    }
+    const float *K = s->kd;
     for (int t = 0; t < T; t++) {
         const int64_t P = pos0 + t, vis = (P + 1) / ratio;
         for (int64_t j = 0; j < n; j++) {
@@ -546,16 +554,19 @@ void dsv4_v41_state_free(dsv4_v41_state *s) {
     if (!s) return;
     const int NL = s->m->cfg.n_layers;
     for (int l = 0; l < DSV4_ENGRAM_MAX_LAYERS; l++) dsv4_engram_table_close(s->tables[l]);
-    float **arr[4] = {s->win, s->ikeys, s->cs_kv, s->cs_sc};
-    for (int a = 0; a < 4; a++) {
+    float **arr[3] = {s->win, s->cs_kv, s->cs_sc};
+    for (int a = 0; a < 3; a++) {
         if (!arr[a]) continue;
         for (int l = 0; l < NL; l++) free(arr[a][l]);
         free(arr[a]);
     }
-    if (s->comp)
-        for (int l = 0; l < NL; l++) free(s->comp[l]);
+    for (int l = 0; l < NL; l++) {
+        if (s->comp) free(s->comp[l]);
+        if (s->ikeys) free(s->ikeys[l]);
+    }
     free(s->comp);
-    void *f[] = {s->kdec, s->main_x, s->feat, s->ring, s->n_comp, s->n_ikeys, s->rope_win, s->rope_comp, s->X, s->pre, s->apre, s->apost, s->acomb, s->fpre,
+    free(s->ikeys);
+    void *f[] = {s->kd, s->kd16, s->kdec, s->main_x, s->feat, s->ring, s->n_comp, s->n_ikeys, s->rope_win, s->rope_comp, s->X, s->pre, s->apre, s->apost, s->acomb, s->fpre,
                  s->fpost, s->fcomb, s->mix, s->x, s->y, s->t1, s->t2, s->qa, s->q, s->kv, s->o, s->og, s->oa, s->lat,
                  s->iq, s->iw, s->sc, s->row, s->ls, s->es, s->lin, s->act, s->sel, s->nsel, s->shared_sel,
                  s->shared_nsel, s->ids, s->iscr, s->cand, s->rows, s->eidx, s->cids, s->fscr};
@@ -603,7 +614,10 @@ int dsv4_v41_state_open(const dsv4_model *m, int max_ctx, int max_chunk, dsv4_v4
     s->comp = zalloc((size_t)NL * sizeof(uint8_t *), &fail);
     s->ent_bytes = hd / 2 + hd / 16;
     s->kdec = zalloc((size_t)c->index_topk * hd * sizeof(float), &fail);
-    s->ikeys = zalloc((size_t)NL * sizeof(float *), &fail);
+    s->ikeys = zalloc((size_t)NL * sizeof(uint8_t *), &fail);
+    s->ikey_bytes = ihd / 2 + ihd / 32;
+    s->kd = zalloc((size_t)(max_ctx + 1) * ihd * sizeof(float), &fail);
+    s->kd16 = zalloc((size_t)ihd * sizeof(uint16_t), &fail);
     s->cs_kv = zalloc((size_t)NL * sizeof(float *), &fail);
     s->cs_sc = zalloc((size_t)NL * sizeof(float *), &fail);
     s->n_comp = zalloc((size_t)NL * sizeof(int), &fail);
@@ -619,7 +633,7 @@ int dsv4_v41_state_open(const dsv4_model *m, int max_ctx, int max_chunk, dsv4_v4
                 dsv4_csa2_compressor cc = {B->ratio, D, hd, B->comp_wkv, B->comp_wgate, B->comp_norm, c->norm_eps};
                 dsv4_csa2_compress_reset(&cc, s->cs_kv[L], s->cs_sc[L]);
             }
-            if (B->index_source) s->ikeys[L] = zalloc((size_t)(max_ctx + 1) * ihd * sizeof(float), &fail);
+            if (B->index_source) s->ikeys[L] = zalloc((size_t)(max_ctx / B->ratio + 1) * s->ikey_bytes, &fail);
         }
     }
     size_t big = (size_t)TC * (hc * D > H * hd ? hc * D : H * hd);
