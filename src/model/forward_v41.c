@@ -4,8 +4,8 @@
  * mask, single-pass mHC, MoE without hash layers, final norm and head) for batch 1 in any call schedule, and the
  * DSpark draft block (stage 0's main_x from the target layers, the stages' window over main_x plus the drafts,
  * Markov bias, confidence), tested against tests/golden/v41/tiny (tests/test_forward_v41.c). Not yet: the session API
- * (dsv4_model_load still refuses V4.1), compact caches (compressed entries are FP4 records, but the window ring, index keys
- * and main_x are F32 arrays, the last two growing with the context), threads beyond those of
+ * (dsv4_model_load still refuses V4.1), compact caches (the window ring and main_x are F32 rings of window + max_chunk - 1
+ * rows; compressed entries and index keys are FP4 records, max_ctx / ratio + 1 per source), threads beyond those of
  * dsv4_linear, speed. Every step follows tools/reference/model_v41.py (the reference of the goldens); BF16 roundings
  * where DeepSeek's code casts, F32 elsewhere. All memory is allocated at open; eval allocates nothing.
  */
@@ -39,9 +39,9 @@ struct dsv4_v41_state {
     int published;                        /* owner whose index keys the slot holds, -1 none */
     int kvsrc;                            /* the most recent KV source that ran (its compressed KV is read) */
     int32_t *rec; int rec_cap, rec_n;     /* optional record of index selections (dsv4_v41_record) */
-    /* DSpark: main_x [max_ctx][dim] (stage 0's projection of the target layers' stream means per position),
+    /* DSpark: main_x [wring][dim] (stage 0's projection of the target layers' stream means, by position mod wring),
      * feat [max_chunk][n_targets * dim], ring [window][head_dim] */
-    float *main_x, *feat, *ring;
+    float *main_x, *feat, *ring, *mxg;   /* main_x: a ring of wring rows; mxg [window][dim] its rows gathered */
     /* Engram */
     dsv4_engram_layout lo;
     dsv4_engram_history hist;
@@ -422,9 +422,11 @@ int dsv4_v41_eval(dsv4_v41_state *s, const int32_t *tokens, int T, float *logits
     if (logits) dsv4_linear(logits, &m->head, s->x, T, 0, s->lin);
     if (s->main_x) {   /* DSpark stage 0's main_x of these positions */
         const dsv4_layer41 *S0 = &v->layers[c->n_layers];
-        float *mx = s->main_x + (size_t)pos0 * D;
-        lin(s, mx, &S0->main_proj, s->feat, T, 1, 1);
-        for (int t = 0; t < T; t++) rms(mx + (size_t)t * D, S0->main_norm, D, c->norm_eps);
+        lin(s, s->y, &S0->main_proj, s->feat, T, 1, 1);
+        for (int t = 0; t < T; t++) {
+            rms(s->y + (size_t)t * D, S0->main_norm, D, c->norm_eps);
+            memcpy(s->main_x + (size_t)((pos0 + t) % s->wring) * D, s->y + (size_t)t * D, (size_t)D * sizeof(float));
+        }
     }
     s->pos += T;
     return 0;
@@ -438,7 +440,9 @@ static void dspark_attention(dsv4_v41_state *s, const dsv4_layer41 *B, const flo
     const float *fr = s->rope_win;
     const int64_t r0 = P + 1 - c->window_size > 0 ? P + 1 - c->window_size : 0;
     const int nr = (int)(P + 1 - r0);
-    lin(s, s->ring, &B->wkv, s->main_x + (size_t)r0 * D, nr, 1, 1);
+    for (int i = 0; i < nr; i++)
+        memcpy(s->mxg + (size_t)i * D, s->main_x + (size_t)((r0 + i) % s->wring) * D, (size_t)D * sizeof(float));
+    lin(s, s->ring, &B->wkv, s->mxg, nr, 1, 1);
     for (int i = 0; i < nr; i++) {
         float *k = s->ring + (size_t)i * hd;
         rms(k, B->kv_norm, hd, c->norm_eps);
@@ -566,7 +570,7 @@ void dsv4_v41_state_free(dsv4_v41_state *s) {
     }
     free(s->comp);
     free(s->ikeys);
-    void *f[] = {s->kd, s->kd16, s->kdec, s->main_x, s->feat, s->ring, s->n_comp, s->n_ikeys, s->rope_win, s->rope_comp, s->X, s->pre, s->apre, s->apost, s->acomb, s->fpre,
+    void *f[] = {s->mxg, s->kd, s->kd16, s->kdec, s->main_x, s->feat, s->ring, s->n_comp, s->n_ikeys, s->rope_win, s->rope_comp, s->X, s->pre, s->apre, s->apost, s->acomb, s->fpre,
                  s->fpost, s->fcomb, s->mix, s->x, s->y, s->t1, s->t2, s->qa, s->q, s->kv, s->o, s->og, s->oa, s->lat,
                  s->iq, s->iw, s->sc, s->row, s->ls, s->es, s->lin, s->act, s->sel, s->nsel, s->shared_sel,
                  s->shared_nsel, s->ids, s->iscr, s->cand, s->rows, s->eidx, s->cids, s->fscr};
@@ -673,7 +677,8 @@ int dsv4_v41_state_open(const dsv4_model *m, int max_ctx, int max_chunk, dsv4_v4
     s->shared_nsel = zalloc((size_t)TC * sizeof(int32_t), &fail);
     s->cand = zalloc((size_t)TC * (max_ctx + 1), &fail);
     if (dspark) {
-        s->main_x = zalloc((size_t)max_ctx * D * sizeof(float), &fail);
+        s->main_x = zalloc((size_t)s->wring * D * sizeof(float), &fail);
+        s->mxg = zalloc((size_t)c->window_size * D * sizeof(float), &fail);
         s->feat = zalloc((size_t)TC * x->n_dspark_targets * D * sizeof(float), &fail);
         s->ring = zalloc((size_t)c->window_size * hd * sizeof(float), &fail);
     }
