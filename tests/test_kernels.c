@@ -632,9 +632,12 @@ static float elem_value(int kind, int e) {
     default: return special_value();
     }
 }
+/* values whose bits differ, a NaN matching any NaN: where two NaNs meet in an operation IEEE 754 leaves open which
+ * one's sign and payload the result keeps (x86 takes the first operand, and a C compiler may swap the operands
+ * of a commutative * or +), so only NaN-ness is defined there */
 static int same_bits(const float *a, const float *b, int n) {
     int bad = 0;
-    for (int i = 0; i < n; i++) bad += f2u(a[i]) != f2u(b[i]);
+    for (int i = 0; i < n; i++) bad += f2u(a[i]) != f2u(b[i]) && !(a[i] != a[i] && b[i] != b[i]);
     return bad;
 }
 
@@ -696,6 +699,39 @@ static void test_elem_ops(void) {
             o->hc_post(Xb, y, post, M, hc, d);
             bad_post += same_bits(Xa, Xb, hc * d);
         }
+        /* head RMS: random heads (the order-free fast path), wide exponent spans around the bound (a mix of
+         * large squares and one small one whose last bit a sum in another order could lose), specials, zeros */
+        int bad_rms = 0;
+        for (int rep = 0; rep < 6000; rep++) {
+            static const int ns[] = {512, 128, 64, 37, 1, 300};
+            int n = ns[rep % 6], mode = (rep / 6) % 5;
+            for (int i = 0; i < n; i++) {
+                x[i] = rnd_bf16(1.0f) * ldexpf(1.0f, (int)(rnd_u32() % 12) - 6);
+                if (mode == 1) x[i] = ldexpf(rnd_bf16(1.0f), (int)(rnd_u32() % 70) - 60);
+                if (mode == 2 && rnd_u32() % 16 == 0) x[i] = special_value();
+                if (mode == 3) x[i] = rnd_u32() % 4 ? 0.0f : ldexpf(rnd_bf16(1.0f), -70 - (int)(rnd_u32() % 10));
+                if (mode == 4) x[i] = u2f(0x3f800000u | (rnd_u32() & 0x807f0000u));   /* [1, 2): squares in [1, 4) */
+            }
+            if (mode == 4)   /* a few squares 2^-(30..50) smaller: spans on both sides of the exact-span bound */
+                for (int k = 0; k < 4; k++) x[rnd_u32() % n] = ldexpf(x[0], -15 - (int)(rnd_u32() % 11));
+            memcpy(a, x, (size_t)n * sizeof(float)); memcpy(b, x, (size_t)n * sizeof(float));
+            ref->head_rms_bf16(a, n, 1e-6f);
+            o->head_rms_bf16(b, n, 1e-6f);
+            bad_rms += same_bits(a, b, n);
+        }
+        CHECK(bad_rms == 0, "head_rms_bf16 path %s: %d values differ from the scalar definition", PATHS[p], bad_rms);
+        /* a head whose result depends on the order of the sum (so a path must not take it for order-free; its
+         * span, 46, is past the bound): 506 squares 1, two 4, two 2^-16 and two 2^-44 (indices 15 and 511: one
+         * SIMD lane). Exactly 514 + 2^-15 + 2^-43; in index order each 2^-44 is a tie rounded away (the sum is
+         * past 512 when the last arrives), so the mean 514/512 + 2^-24 is an F32 tie (rounded down to even), then a
+         * BF16 tie (down to 1.0); with the 2^-43 kept the mean rounds up twice (to 1.0078125). */
+        for (int i = 0; i < 512; i++) x[i] = 1.0f;
+        x[1] = x[2] = 0x1p-8f; x[3] = x[4] = 2.0f; x[15] = x[511] = 0x1p-22f;
+        memcpy(a, x, 512 * sizeof(float)); memcpy(b, x, 512 * sizeof(float));
+        ref->head_rms_bf16(a, 512, 0.0f);
+        o->head_rms_bf16(b, 512, 0.0f);
+        CHECK(same_bits(a, b, 512) == 0, "head_rms_bf16 path %s: an order-dependent head differs (%a vs %a)", PATHS[p],
+              a[0], b[0]);
         CHECK(bad_sim == 0, "fp8_sim path %s: %d values differ from the scalar definition", PATHS[p], bad_sim);
         CHECK(bad_ip == 0, "fp8_sim in place, path %s: %d values differ", PATHS[p], bad_ip);
         CHECK(bad_pack == 0, "pack_bf16 path %s: %d rows differ from the scalar definition", PATHS[p], bad_pack);

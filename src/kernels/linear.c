@@ -336,10 +336,13 @@ static void lin_task_run(void *ctx, int i) {
 /* Spread the job's rows over the pool: blocks of DSV4_LIN_RB rows, about 8 tasks per thread (claimed
  * dynamically, so uneven progress balances out), one task when single-threaded. */
 static void lin_run(lin_task *t) {
-    int rows = t->job.w->rows, nthr = dsv4_pool_threads(), nblk = cdiv(rows, DSV4_LIN_RB);
+    /* F32 weights (the mHC fn matrices: 24 rows at V4's hc 4) go in the 4-row blocks of matmul.c, so that their
+     * few rows still split evenly over the threads (3 tasks of 8 rows would leave one of 2 threads idle a third) */
+    int rb = t->job.w->fmt == DSV4_W_F32 ? 4 : DSV4_LIN_RB;
+    int rows = t->job.w->rows, nthr = dsv4_pool_threads(), nblk = cdiv(rows, rb);
     int ntask = nthr > 1 ? nthr * 8 : 1;
     if (ntask > nblk) ntask = nblk;
-    t->rows_per_task = cdiv(nblk, ntask) * DSV4_LIN_RB;
+    t->rows_per_task = cdiv(nblk, ntask) * rb;
     dsv4_parallel_for(cdiv(rows, t->rows_per_task), lin_task_run, t);
 }
 

@@ -100,13 +100,14 @@ void dsv4_sinkhorn(float *M, int hc, int iters, float eps) {
     }
 }
 
-void dsv4_head_rms_bf16(float *x, int n, float eps) {
+void dsv4_head_rms_bf16_scalar(float *x, int n, float eps) {
     double ss = 0; /* torch accumulates the BF16 mean in F32; the sum is rounded to BF16 below either way */
     for (int i = 0; i < n; i++) ss += (double)dsv4_round_bf16(x[i] * x[i]);
-    float ms = dsv4_round_bf16((float)(ss / (double)n));
-    float r = dsv4_round_bf16(1.0f / sqrtf(dsv4_round_bf16(ms + eps)));
+    float r = dsv4_head_rms_r(ss, n, eps);
     for (int i = 0; i < n; i++) x[i] = dsv4_round_bf16(x[i] * r);
 }
+
+void dsv4_head_rms_bf16(float *x, int n, float eps) { dsv4_elem()->head_rms_bf16(x, n, eps); }
 
 /* Order of dsv4_select_topk: higher score first, ties -> lower index first. */
 static inline int topk_better(float sa, int ia, float sb, int ib) { return sa > sb || (sa == sb && ia < ib); }
@@ -158,12 +159,12 @@ void dsv4_hc_post_scalar(float *x, const float *y, const float *post, const floa
 }
 
 static const dsv4_elem_ops elem_scalar = {dsv4_fp8_sim_scalar, dsv4_pack_bf16_scalar, dsv4_hc_collapse_scalar,
-                                          dsv4_hc_post_scalar};
+                                          dsv4_hc_post_scalar, dsv4_head_rms_bf16_scalar};
 #if defined(__x86_64__) && defined(__GNUC__)
 static const dsv4_elem_ops elem_avx2 = {dsv4_fp8_sim_avx2, dsv4_pack_bf16_avx2, dsv4_hc_collapse_avx2,
-                                        dsv4_hc_post_avx2};
+                                        dsv4_hc_post_avx2, dsv4_head_rms_bf16_avx2};
 static const dsv4_elem_ops elem_avx512 = {dsv4_fp8_sim_avx512, dsv4_pack_bf16_avx512, dsv4_hc_collapse_avx512,
-                                          dsv4_hc_post_avx512};
+                                          dsv4_hc_post_avx512, dsv4_head_rms_bf16_avx512};
 #endif
 
 const dsv4_elem_ops *dsv4_elem_for(int path) {

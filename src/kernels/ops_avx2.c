@@ -136,4 +136,47 @@ void dsv4_hc_post_avx2(float *x, const float *y, const float *post, const float 
         }
     }
 }
+
+void dsv4_head_rms_bf16_avx2(float *x, int n, float eps) {
+    int n8 = n & ~7;
+    __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
+    __m256i emax = _mm256_setzero_si256(), emin = I32(255);
+    for (int i = 0; i < n8; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        __m256 sq = round_bf16(_mm256_mul_ps(v, v));
+        __m256i b = _mm256_castps_si256(sq);
+        __m256i e = _mm256_max_epi32(_mm256_and_si256(_mm256_srli_epi32(b, 23), I32(0xff)), I32(1));
+        __m256i z = _mm256_cmpeq_epi32(_mm256_and_si256(b, I32(0x7fffffff)), _mm256_setzero_si256());
+        emax = _mm256_max_epi32(emax, _mm256_andnot_si256(z, e));                  /* zeros: 0, no effect */
+        emin = _mm256_min_epi32(emin, _mm256_or_si256(_mm256_and_si256(z, I32(255)), _mm256_andnot_si256(z, e)));
+        s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(sq)));
+        s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(sq, 1)));
+    }
+    int hi = 0, lo = 255;
+    int32_t eh[8], el[8];
+    _mm256_storeu_si256((__m256i *)eh, emax);
+    _mm256_storeu_si256((__m256i *)el, emin);
+    for (int k = 0; k < 8; k++) { if (eh[k] > hi) hi = eh[k]; if (el[k] < lo) lo = el[k]; }
+    double tail = 0;
+    for (int i = n8; i < n; i++) {
+        float t = dsv4_round_bf16(x[i] * x[i]);
+        uint32_t b = dsv4_f2u_(t);
+        int e = (int)((b >> 23) & 0xffu);
+        if (e < 1) e = 1;
+        if (b & 0x7fffffffu) { if (e > hi) hi = e; if (e < lo) lo = e; }
+        tail += (double)t;
+    }
+    double ss = 0;
+    if (hi == 255 || hi - lo > dsv4_head_rms_exact_span(n)) {   /* not provably order-free: index order */
+        for (int i = 0; i < n; i++) ss += (double)dsv4_round_bf16(x[i] * x[i]);
+    } else {
+        double d[4];
+        _mm256_storeu_pd(d, _mm256_add_pd(s0, s1));
+        ss = ((d[0] + d[1]) + (d[2] + d[3])) + tail;
+    }
+    const float rf = dsv4_head_rms_r(ss, n, eps);
+    const __m256 r = _mm256_set1_ps(rf);
+    for (int i = 0; i < n8; i += 8) _mm256_storeu_ps(x + i, round_bf16(_mm256_mul_ps(_mm256_loadu_ps(x + i), r)));
+    for (int i = n8; i < n; i++) x[i] = dsv4_round_bf16(x[i] * rf);
+}
 #endif

@@ -121,4 +121,32 @@ void dsv4_hc_post_avx512(float *x, const float *y, const float *post, const floa
         }
     }
 }
+
+void dsv4_head_rms_bf16_avx512(float *x, int n, float eps) {
+    __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
+    __m512i emax = _mm512_setzero_si512(), emin = I32(255);
+    for (int i = 0; i < n; i += 16) {
+        __m512 v = _mm512_maskz_loadu_ps(tail_mask(n - i), x + i);
+        __m512 sq = round_bf16(_mm512_mul_ps(v, v));
+        __m512i b = _mm512_castps_si512(sq);
+        __m512i e = _mm512_max_epi32(_mm512_and_si512(_mm512_srli_epi32(b, 23), I32(0xff)), I32(1));
+        __mmask16 nz = _mm512_test_epi32_mask(b, I32(0x7fffffff));
+        emax = _mm512_mask_max_epi32(emax, nz, emax, e);
+        emin = _mm512_mask_min_epi32(emin, nz, emin, e);
+        s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(sq)));
+        s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm256_castsi256_ps(_mm512_extracti64x4_epi64(b, 1))));
+    }
+    int hi = _mm512_reduce_max_epi32(emax), lo = _mm512_reduce_min_epi32(emin);
+    double ss = 0;
+    if (hi == 255 || hi - lo > dsv4_head_rms_exact_span(n)) {   /* not provably order-free: index order */
+        for (int i = 0; i < n; i++) ss += (double)dsv4_round_bf16(x[i] * x[i]);
+    } else {
+        ss = _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
+    }
+    const __m512 r = _mm512_set1_ps(dsv4_head_rms_r(ss, n, eps));
+    for (int i = 0; i < n; i += 16) {
+        __mmask16 t = tail_mask(n - i);
+        _mm512_mask_storeu_ps(x + i, t, round_bf16(_mm512_mul_ps(_mm512_maskz_loadu_ps(t, x + i), r)));
+    }
+}
 #endif

@@ -6,15 +6,19 @@
  * Exactness: every op here is elementwise, or keeps the scalar reduction order per element (the sums over the
  * hc streams run in stream order in every lane), and uses only IEEE operations whose results do not depend on
  * vector width (add, multiply, min/max with NaN handled as below, integer bit manipulation). So every path
- * gives bit-identical results on every input, NaN, infinities and subnormals included (tests/test_kernels.c
- * compares them bit for bit). No FMA contraction: a*b + c is two roundings on every path, as in the scalar C
+ * gives bit-identical results on every input, infinities and subnormals included (tests/test_kernels.c compares
+ * them bit for bit). NaN stays NaN; where two NaNs meet in one multiply or add, which one's sign and payload the
+ * result keeps is not defined (x86 keeps the first operand's, and C compilers may swap the operands of a
+ * commutative operation), so there only NaN-ness is the same on every path. No FMA contraction: a*b + c is two roundings on every path, as in the scalar C
  * (built with -ffp-contract=off).
  */
 #ifndef DSV4_KERNELS_OPS_SIMD_H
 #define DSV4_KERNELS_OPS_SIMD_H
 #include <stdint.h>
 #include <string.h>
+#include <math.h>
 #include "kernels/kernels.h"
+#include "base/util.h"
 
 #define DSV4_ELEM_MAX_HC 16   /* the largest hc the mHC ops take (= DSV4_MAX_HC, checked at config load) */
 
@@ -31,6 +35,12 @@ typedef struct {
      * x'[k*D + d] = bf16(post[k] * y[d] + M[0*hc+k] * x[0*D+d] + ... + M[(hc-1)*hc+k] * x[(hc-1)*D+d]) (left to
      * right, every product and sum rounded separately), every x' computed from the old x. */
     void (*hc_post)(float *x, const float *y, const float *post, const float *M, int hc, int D);
+    /* dsv4_head_rms_bf16 (kernels.h) of one head of n values, in place. The sum of the BF16 squares runs in double
+     * in index order on the scalar path; the SIMD paths sum in another order only when every order gives the
+     * same (exact) double sum: all squares finite and the exponents of the nonzero ones within
+     * 45 - ceil(log2 n) of each other (then every partial sum is a multiple of the smallest square's last bit
+     * below 2^53 of it); otherwise they sum in index order too. */
+    void (*head_rms_bf16)(float *x, int n, float eps);
 } dsv4_elem_ops;
 
 /* The ops of the path in use (chosen once with the linears' path). */
@@ -42,14 +52,17 @@ void dsv4_fp8_sim_scalar(float *dst, const float *src, int n, int block);
 void dsv4_pack_bf16_scalar(uint16_t *d, const float *x, int n, int nperm, int np);
 void dsv4_hc_collapse_scalar(float *u, const float *x, const float *p, int hc, int D);
 void dsv4_hc_post_scalar(float *x, const float *y, const float *post, const float *M, int hc, int D);
+void dsv4_head_rms_bf16_scalar(float *x, int n, float eps);
 void dsv4_fp8_sim_avx2(float *dst, const float *src, int n, int block);
 void dsv4_pack_bf16_avx2(uint16_t *d, const float *x, int n, int nperm, int np);
 void dsv4_hc_collapse_avx2(float *u, const float *x, const float *p, int hc, int D);
 void dsv4_hc_post_avx2(float *x, const float *y, const float *post, const float *M, int hc, int D);
+void dsv4_head_rms_bf16_avx2(float *x, int n, float eps);
 void dsv4_fp8_sim_avx512(float *dst, const float *src, int n, int block);
 void dsv4_pack_bf16_avx512(uint16_t *d, const float *x, int n, int nperm, int np);
 void dsv4_hc_collapse_avx512(float *u, const float *x, const float *p, int hc, int D);
 void dsv4_hc_post_avx512(float *x, const float *y, const float *post, const float *M, int hc, int D);
+void dsv4_head_rms_bf16_avx512(float *x, int n, float eps);
 
 /* ---- shared scalar pieces (one definition for every path) */
 static inline uint32_t dsv4_f2u_(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
@@ -64,6 +77,18 @@ static inline int dsv4_fp8_scale_exp(float amax) {
     int k = (int)((u >> 23) & 0xffu);
     if (u & 0x7fffffu) k++;                               /* ceil to a power of two ("fast_round_scale") */
     return k > 254 ? 254 : k;
+}
+/* The largest exponent span (biased exponent fields, subnormals counted as 1) of the nonzero BF16 squares of a
+ * head of n values for which their double sum is exact in every order (see head_rms_bf16 above); < 0: none. */
+static inline int dsv4_head_rms_exact_span(int n) {
+    int lg = 0;
+    while ((1 << lg) < n && lg < 31) lg++;
+    return 45 - lg;
+}
+/* The part of dsv4_head_rms_bf16 after the sum of squares: r = bf16(1/sqrt(bf16(bf16(ss/n) + eps))). */
+static inline float dsv4_head_rms_r(double ss, int n, float eps) {
+    float ms = dsv4_round_bf16((float)(ss / (double)n));
+    return dsv4_round_bf16(1.0f / sqrtf(dsv4_round_bf16(ms + eps)));
 }
 /* 2^(k-127) for a biased exponent k in [0, 254] (k = 0 gives +0, as the scalar code always did). */
 static inline float dsv4_pow2_biased(int k) { return dsv4_u2f_((uint32_t)k << 23); }
