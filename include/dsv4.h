@@ -163,6 +163,12 @@ int dsv4_model_max_positions(const dsv4_model *m);
  * a failed expert read (disk error, shard truncated) fails the call with the read's message and resets the
  * session to position 0 (its state would be partial); the model and other sessions stay usable. */
 int dsv4_eval(dsv4_session *s, const int32_t *tokens, int n, float *logits, char *err, size_t errlen);
+/* dsv4_eval with the logits of EVERY position: `logits` (non-NULL) receives n rows of vocab_size F32 logits, row i
+ * those of position pos+i (predicting the token after tokens[i]); row n-1 is what dsv4_eval writes, bit for bit.
+ * The head runs once per chunk of up to 128 positions for all its rows, so scoring a text (perplexity, prompt
+ * logprobs) runs at prefill speed instead of one decode step per token. Errors as dsv4_eval, plus logits NULL;
+ * the non-finite check covers every row (the message names the first bad position). */
+int dsv4_eval_all(dsv4_session *s, const int32_t *tokens, int n, float *logits, char *err, size_t errlen);
 
 /* One decode step for several sessions at once (a server's busy slots): session ss[i] evaluates token
  * tokens[i] at its position, as dsv4_eval(ss[i], &tokens[i], 1, ...) would, and advances by one. The sessions

@@ -6,7 +6,8 @@
  *    (under emulation, $DSV4_TEST_QEMU: scalar with 1 thread, the SIMD paths with 2);
  *  - the state a batch leaves behind is the state of a single decode: further single-session decodes and the
  *    MTP block after a batch step match too;
- *  - bad arguments are refused with a message and evaluate nothing.
+ *  - bad arguments are refused with a message and evaluate nothing;
+ *  - dsv4_eval_all (every position's logits) equals one decode per token under three call splits.
  * Tolerance: none (bit-identical). The pair-lane definition (src/kernels/simd.h) makes each output element of a
  * linear independent of how many rows the call has, and the per-row part runs on the row's own state.
  */
@@ -105,6 +106,45 @@ static void bad_args(const dsv4_model *m, const dsv4_model *m2, int V) {
     free(l);
 }
 
+/* dsv4_eval_all: every row equals the logits of the call that ends at that position, whatever the split: a
+ * 300-token prompt scored in calls of 300, 77 + 223 and 128 + 172 vs one decode per token (bit-identical: the
+ * kernels' outputs do not depend on the row count); the last row is dsv4_eval's; bad calls refused. */
+static void eval_all_check(const dsv4_model *m, int V) {
+    enum { N = 300 };
+    char err[256];
+    int32_t t[N];
+    for (int i = 0; i < N; i++) t[i] = tok_at(0, i, V);
+    float *ref = malloc(sizeof(float) * (size_t)N * V), *all = malloc(sizeof(float) * (size_t)N * V);
+    dsv4_session *a = NULL;
+    if (!ref || !all || dsv4_session_open(&a, m, N, err, sizeof err) != 0) { test_fail("eval_all setup"); goto out; }
+    for (int i = 0; i < N; i++)
+        if (dsv4_eval(a, &t[i], 1, ref + (size_t)i * V, err, sizeof err) != 0) { test_fail("decode: %s", err); goto out; }
+    static const int splits[][2] = {{N, 0}, {77, N - 77}, {128, N - 128}};
+    for (int k = 0; k < 3; k++) {
+        dsv4_session_reset(a);
+        int ok = dsv4_eval_all(a, t, splits[k][0], all, err, sizeof err) == 0 &&
+                 (splits[k][1] == 0 || dsv4_eval_all(a, t + splits[k][0], splits[k][1], all + (size_t)splits[k][0] * V, err,
+                                                     sizeof err) == 0);
+        EXPECT(ok && memcmp(all, ref, sizeof(float) * (size_t)N * V) == 0 && dsv4_session_pos(a) == N,
+               "eval_all %d + %d: every row equals the per-token decode (%s)", splits[k][0], splits[k][1], ok ? "" : err);
+    }
+    dsv4_session_reset(a);
+    float *last = malloc(sizeof(float) * V);
+    EXPECT(last && dsv4_eval(a, t, 40, last, err, sizeof err) == 0 && memcmp(last, ref + (size_t)39 * V, sizeof(float) * V) == 0,
+           "eval of 40 tokens: its logits are row 39");
+    free(last);
+    EXPECT(dsv4_eval_all(a, t, 2, NULL, err, sizeof err) == -1 && strstr(err, "logits is NULL") && dsv4_session_pos(a) == 40,
+           "eval_all without logits refused (%s)", err);
+    EXPECT(dsv4_eval_all(a, t, N, all, err, sizeof err) == -1 && strstr(err, "context overflow") && dsv4_session_pos(a) == 40,
+           "eval_all past max_ctx refused (%s)", err);
+    int32_t badt[2] = {1, V};
+    EXPECT(dsv4_eval_all(a, badt, 2, all, err, sizeof err) == -1 && strstr(err, "index 1") && dsv4_session_pos(a) == 40,
+           "eval_all with a bad token id refused (%s)", err);
+out:
+    dsv4_session_free(a);
+    free(ref); free(all);
+}
+
 int main(void) {
     char err[256];
     dsv4_model *m = NULL, *m2 = NULL;
@@ -129,6 +169,8 @@ int main(void) {
         compare(m, V, label);
     }
     dsv4_set_kernel_path("scalar", NULL, 0);
+    dsv4_set_threads(2, NULL, 0);
+    eval_all_check(m, V);
     bad_args(m, m2, V);
     dsv4_model_free(m);
     dsv4_model_free(m2);

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #define ERRLEN 1024
+#define PPL_CHUNK 128   /* positions scored per dsv4_eval_all call (logits buffer: PPL_CHUNK x vocab floats) */
 
 static const char *ppl_usage =
     "usage: dsv4 ppl -m DIR -f TEXT [--window W] [--max-tokens N]\n"
@@ -63,7 +64,7 @@ int dsv4_cli_ppl(int argc, char **argv) {
     if ((rc = cli_check_ctx("ppl", m, window)) != 0) goto done;
     rc = 1;
     if (dsv4_session_open(&s, m, window, err, sizeof err) != 0) { cli_fail("ppl", "cannot open session: %s", err); goto done; }
-    logits = malloc(sizeof(float) * (size_t)info.vocab_size);
+    logits = malloc(sizeof(float) * (size_t)info.vocab_size * PPL_CHUNK);
     if (!logits) { cli_fail("ppl", "out of memory"); goto done; }
     cli_load_summary("ppl", dir, m, window, t_load);
     int tty = isatty(STDERR_FILENO), nwin = 0;
@@ -79,17 +80,23 @@ int dsv4_cli_ppl(int argc, char **argv) {
         dsv4_session_reset(s);
         double wnll = 0;
         long wcount = 0;
-        for (int i = 0; i + 1 < wl && !cli_interrupted; i++) {
-            if (dsv4_eval(s, ids + w0 + i, 1, logits, err, sizeof err) != 0) { cli_fail("ppl", "eval: %s", err); goto done; }
-            double mx = logits[0];
-            for (int v = 1; v < info.vocab_size; v++) if (logits[v] > mx) mx = logits[v];
-            double z = 0;
-            for (int v = 0; v < info.vocab_size; v++) z += exp((double)logits[v] - mx);
-            double l = -((double)logits[ids[w0 + i + 1]] - mx - log(z));
-            wnll += l; wcount++;
-            nll += l; count++;
-            if (tty && (i % 16 == 15 || i + 2 == wl))
-                fprintf(stderr, "\r\033[Kwindow %d/%d: %d/%d tokens, running ppl %.4f", win + 1, nwin, i + 1, wl - 1,
+        /* score the window in chunks of PPL_CHUNK positions: dsv4_eval_all gives every position's logits at
+         * prefill speed (row i predicts token w0 + i + 1) */
+        for (int i0 = 0; i0 + 1 < wl && !cli_interrupted; i0 += PPL_CHUNK) {
+            int nc = wl - 1 - i0 < PPL_CHUNK ? wl - 1 - i0 : PPL_CHUNK;
+            if (dsv4_eval_all(s, ids + w0 + i0, nc, logits, err, sizeof err) != 0) { cli_fail("ppl", "eval: %s", err); goto done; }
+            for (int k = 0; k < nc; k++) {
+                const float *lg = logits + (size_t)k * info.vocab_size;
+                double mx = lg[0];
+                for (int v = 1; v < info.vocab_size; v++) if (lg[v] > mx) mx = lg[v];
+                double z = 0;
+                for (int v = 0; v < info.vocab_size; v++) z += exp((double)lg[v] - mx);
+                double l = -((double)lg[ids[w0 + i0 + k + 1]] - mx - log(z));
+                wnll += l; wcount++;
+                nll += l; count++;
+            }
+            if (tty)
+                fprintf(stderr, "\r\033[Kwindow %d/%d: %d/%d tokens, running ppl %.4f", win + 1, nwin, i0 + nc, wl - 1,
                         exp(nll / (double)count));
         }
         if (tty) fputs("\r\033[K", stderr);

@@ -604,6 +604,24 @@ void dsv4_forward_chunk(dsv4_session *s, const int32_t *tokens, int n, float *lo
     }
 }
 
+/* Final norm + head for rows X [n][hc][D] (n <= DSV4_CHUNK) into logits [n][vocab], the head once for all rows. */
+static void head_rows(dsv4_session *s, const float *X, int n, float *logits) {
+    const dsv4_model *m = s->m;
+    const dsv4_config *c = &m->cfg;
+    int D = c->dim;
+    size_t row = (size_t)c->hc_mult * D;
+    for (int i = 0; i < n; i++) {
+        hc_head(s, &m->hc_head_fn, m->hc_head_base, m->hc_head_scale, X + (size_t)i * row, s->w.u);
+        dsv4_rmsnorm(s->w.xn + (size_t)i * D, s->w.u, m->norm, D, c->norm_eps, 1);
+    }
+    dsv4_linear(logits, &m->head, s->w.xn, n, 0, s->w.act);
+}
+
+void dsv4_forward_chunk_all(dsv4_session *s, const int32_t *tokens, int n, float *logits) {
+    dsv4_forward_chunk(s, tokens, n, NULL);   /* leaves the final trunk rows in s->w.X */
+    head_rows(s, s->w.X, n, logits);
+}
+
 void dsv4_forward_batch(dsv4_session *const *ss, const int32_t *tokens, int nb, float *logits) {
     /* The scratch owner: the session with the largest max_ctx (the attended-key scratch grows with it). */
     dsv4_session *s = ss[0];
@@ -622,13 +640,7 @@ void dsv4_forward_batch(dsv4_session *const *ss, const int32_t *tokens, int nb, 
         keep_row(ss[i], pos[i], tokens[i], X + (size_t)i * row);
         ss[i]->pos++;
     }
-    if (!logits) return;
-    /* the head once for all rows: each vocabulary row is read once per batch */
-    for (int i = 0; i < nb; i++) {
-        hc_head(s, &m->hc_head_fn, m->hc_head_base, m->hc_head_scale, X + (size_t)i * row, s->w.u);
-        dsv4_rmsnorm(s->w.xn + (size_t)i * D, s->w.u, m->norm, D, c->norm_eps, 1);
-    }
-    dsv4_linear(logits, &m->head, s->w.xn, nb, 0, s->w.act);
+    if (logits) head_rows(s, X, nb, logits);   /* the head once for all rows: each vocabulary row read once per batch */
 }
 
 /* MTP input (§4.9) for n positions, in place: X[t] (trunk final state, [hc][D]) becomes

@@ -176,6 +176,9 @@ void dsv4_weights_free(dsv4_model *m);
 /* Evaluate tokens[0..n) (n <= DSV4_CHUNK) at positions s->pos.. and advance s->pos by n. If logits
  * is non-NULL, write the vocab_size F32 logits of the last position. Token ids must be validated. */
 void dsv4_forward_chunk(dsv4_session *s, const int32_t *tokens, int n, float *logits);
+/* The same, with the logits of every position: logits [n][vocab] (non-NULL); the head runs once for the n rows
+ * (each vocabulary row read once per chunk). Row n-1 equals dsv4_forward_chunk's logits bit for bit. */
+void dsv4_forward_chunk_all(dsv4_session *s, const int32_t *tokens, int n, float *logits);
 /* One decode step of nb <= DSV4_CHUNK distinct sessions of one model: token tokens[i] at position ss[i]->pos
  * (< its max_ctx, checked by the caller), evaluated as one batch: every linear reads its weights once for all
  * rows, the position-dependent part (window, compressor, indexer, attention) runs per row on ss[i]'s state. Each

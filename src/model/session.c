@@ -296,26 +296,44 @@ static int check_finite(const float *logits, int V, const char *fn, int pos, cha
     return 0;
 }
 
-int dsv4_eval(dsv4_session *s, const int32_t *tokens, int n, float *logits, char *err, size_t errlen) {
-    if (!s) return dsv4_fail(err, errlen, "dsv4_eval: session is NULL");
-    if (n < 1 || !tokens) return dsv4_fail(err, errlen, "dsv4_eval: n = %d tokens (need >= 1 and a token array)", n);
+/* dsv4_eval (all == 0: logits of the last position, or none) and dsv4_eval_all (all == 1: every position). */
+static int eval_tokens(dsv4_session *s, const int32_t *tokens, int n, float *logits, int all, const char *fn,
+                       char *err, size_t errlen) {
+    if (!s) return dsv4_fail(err, errlen, "%s: session is NULL", fn);
+    if (n < 1 || !tokens) return dsv4_fail(err, errlen, "%s: n = %d tokens (need >= 1 and a token array)", fn, n);
+    if (all && !logits) return dsv4_fail(err, errlen, "%s: logits is NULL", fn);
     int V = s->m->cfg.vocab_size;
     for (int i = 0; i < n; i++)
         if (tokens[i] < 0 || tokens[i] >= V)
-            return dsv4_fail(err, errlen, "dsv4_eval: token id %d at index %d out of range [0, %d)", (int)tokens[i], i, V);
+            return dsv4_fail(err, errlen, "%s: token id %d at index %d out of range [0, %d)", fn, (int)tokens[i], i, V);
     if ((int64_t)s->pos + n > s->max_ctx)
-        return dsv4_fail(err, errlen, "dsv4_eval: context overflow: position %d + %d tokens > max_ctx %d", s->pos, n, s->max_ctx);
+        return dsv4_fail(err, errlen, "%s: context overflow: position %d + %d tokens > max_ctx %d", fn, s->pos, n, s->max_ctx);
+    int pos0 = s->pos;
     for (int c0 = 0; c0 < n; c0 += DSV4_CHUNK) {
         int nc = n - c0 < DSV4_CHUNK ? n - c0 : DSV4_CHUNK;
-        dsv4_forward_chunk(s, tokens + c0, nc, c0 + nc == n ? logits : NULL);
+        if (all) dsv4_forward_chunk_all(s, tokens + c0, nc, logits + (size_t)c0 * V);
+        else dsv4_forward_chunk(s, tokens + c0, nc, c0 + nc == n ? logits : NULL);
         if (s->xc_failed) {   /* an expert read failed (memory budget): the state is partial */
             s->xc_failed = 0;
             dsv4_session_reset(s);
-            return dsv4_fail(err, errlen, "dsv4_eval: %s (session reset to position 0)", s->xc_err);
+            return dsv4_fail(err, errlen, "%s: %s (session reset to position 0)", fn, s->xc_err);
         }
     }
-    if (logits && check_finite(logits, V, "dsv4_eval", s->pos - 1, err, errlen)) return -1;
+    if (logits && all) {
+        for (int i = 0; i < n; i++)
+            if (check_finite(logits + (size_t)i * V, V, fn, pos0 + i, err, errlen)) return -1;
+    } else if (logits && check_finite(logits, V, fn, s->pos - 1, err, errlen)) {
+        return -1;
+    }
     return 0;
+}
+
+int dsv4_eval(dsv4_session *s, const int32_t *tokens, int n, float *logits, char *err, size_t errlen) {
+    return eval_tokens(s, tokens, n, logits, 0, "dsv4_eval", err, errlen);
+}
+
+int dsv4_eval_all(dsv4_session *s, const int32_t *tokens, int n, float *logits, char *err, size_t errlen) {
+    return eval_tokens(s, tokens, n, logits, 1, "dsv4_eval_all", err, errlen);
 }
 
 int dsv4_eval_batch(dsv4_session *const *ss, int nb, const int32_t *tokens, float *logits, char *err,
