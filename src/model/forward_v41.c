@@ -46,12 +46,14 @@ struct dsv4_v41_state {
     dsv4_engram_layout lo;
     dsv4_engram_history hist;
     dsv4_engram_table *tables[DSV4_ENGRAM_MAX_LAYERS];
+    dsv4_engram_prefetch *pf;             /* fetches a chunk's rows on a worker thread while layer 0.. run */
+    int broken;                           /* an Engram row read failed mid-call: the state is inconsistent */
     int n_cols, row_bytes;
     /* chunk scratch (max_chunk tokens) */
     float *X, *pre, *apre, *apost, *acomb, *fpre, *fpost, *fcomb, *mix, *x, *y, *t1, *t2;
     float *qa, *q, *kv, *o, *og, *oa, *lat, *iq, *iw, *sc, *row, *ls, *es, *lin, *act;
     int32_t *sel, *nsel, *shared_sel, *shared_nsel, *ids, *iscr;
-    uint8_t *cand, *rows;
+    uint8_t *cand;
     int64_t *eidx;
     int32_t *cids;
     float *fscr;
@@ -373,6 +375,9 @@ int dsv4_v41_eval(dsv4_v41_state *s, const int32_t *tokens, int T, float *logits
     const dsv4_model *m = s->m;
     const dsv4_config *c = &m->cfg;
     const int D = c->dim, hc = c->hc_mult, V = c->vocab_size;
+    if (s->broken)
+        return dsv4_fail(err, errlen, "dsv4_v41_eval: an earlier Engram row read failed in the middle of a call; "
+                         "open a new state");
     if (T < 1 || T > s->max_chunk || s->pos + T > s->max_ctx)
         return dsv4_fail(err, errlen, "dsv4_v41_eval: %d tokens at position %lld (chunk limit %d, context %d)", T,
                          (long long)s->pos, s->max_chunk, s->max_ctx);
@@ -385,7 +390,9 @@ int dsv4_v41_eval(dsv4_v41_state *s, const int32_t *tokens, int T, float *logits
     if (c->x.n_engram) {
         for (int t = 0; t < T; t++) s->cids[t] = tokens[t];   /* identity token map (checked at open) */
         dsv4_engram_hash_chunk(&s->lo, &s->hist, s->cids, T, s->eidx);
+        dsv4_engram_prefetch_start(s->pf, s->tables, s->eidx, T);
     }
+    const uint8_t *erows = NULL;   /* the prefetched rows, after the wait before the first Engram layer */
     for (int t = 0; t < T; t++) {
         dsv4_wview_row(&m->embed, tokens[t], s->X + (size_t)t * hc * D);
         for (int k = 1; k < hc; k++)
@@ -396,12 +403,12 @@ int dsv4_v41_eval(dsv4_v41_state *s, const int32_t *tokens, int T, float *logits
         const dsv4_layer41 *B = &v->layers[L];
         if (B->engram) {
             const int l = B->engram->index, nc = s->n_cols;
-            int64_t *idx = (int64_t *)s->t2;
-            for (int t = 0; t < T; t++)
-                for (int k = 0; k < nc; k++) idx[(size_t)t * nc + k] = s->eidx[((size_t)t * s->lo.n_layers + l) * nc + k];
-            if (dsv4_engram_table_fetch(s->tables[l], idx, T * nc, s->rows, err, errlen)) return -1;
+            if (!erows && dsv4_engram_prefetch_wait(s->pf, &erows, err, errlen)) {
+                s->broken = 1;   /* the layers before it already advanced their caches */
+                return -1;
+            }
             dsv4_engram_proj p = {hc, D, nc, c->x.engram_head_dim, B->engram->wkv, B->engram->w, c->norm_eps};
-            dsv4_engram_apply(&p, s->X, s->rows, T, NULL, NULL, s->es);
+            dsv4_engram_apply(&p, s->X, dsv4_engram_prefetch_rows(s->pf, erows, l), T, NULL, NULL, s->es);
         }
         for (int k = 0; k < c->x.n_dspark_targets && s->main_x; k++) {
             if (c->x.dspark_target_layer_ids[k] != L) continue;
@@ -557,6 +564,7 @@ static void *zalloc(size_t n, int *fail) {
 void dsv4_v41_state_free(dsv4_v41_state *s) {
     if (!s) return;
     const int NL = s->m->cfg.n_layers;
+    if (s->pf) dsv4_engram_prefetch_free(s->pf);
     for (int l = 0; l < DSV4_ENGRAM_MAX_LAYERS; l++) dsv4_engram_table_close(s->tables[l]);
     float **arr[3] = {s->win, s->cs_kv, s->cs_sc};
     for (int a = 0; a < 3; a++) {
@@ -573,7 +581,7 @@ void dsv4_v41_state_free(dsv4_v41_state *s) {
     void *f[] = {s->mxg, s->kd, s->kd16, s->kdec, s->main_x, s->feat, s->ring, s->n_comp, s->n_ikeys, s->rope_win, s->rope_comp, s->X, s->pre, s->apre, s->apost, s->acomb, s->fpre,
                  s->fpost, s->fcomb, s->mix, s->x, s->y, s->t1, s->t2, s->qa, s->q, s->kv, s->o, s->og, s->oa, s->lat,
                  s->iq, s->iw, s->sc, s->row, s->ls, s->es, s->lin, s->act, s->sel, s->nsel, s->shared_sel,
-                 s->shared_nsel, s->ids, s->iscr, s->cand, s->rows, s->eidx, s->cids, s->fscr};
+                 s->shared_nsel, s->ids, s->iscr, s->cand, s->eidx, s->cids, s->fscr};
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) free(f[i]);
     free(s);
 }
@@ -724,7 +732,10 @@ int dsv4_v41_state_open(const dsv4_model *m, int max_ctx, int max_chunk, dsv4_v4
             }
             s->row_bytes = dsv4_engram_row_bytes(s->tables[e->index]);
         }
-        s->rows = zalloc((size_t)TC * s->n_cols * s->row_bytes, &fail);
+        if (!fail && dsv4_engram_prefetch_new(&s->pf, TC, s->lo.n_layers, s->n_cols, s->row_bytes, err, errlen)) {
+            dsv4_v41_state_free(s);
+            return -1;
+        }
         s->eidx = zalloc((size_t)TC * s->lo.n_layers * s->n_cols * sizeof(int64_t), &fail);
         s->cids = zalloc((size_t)TC * sizeof(int32_t), &fail);
         dsv4_engram_proj p = {hc, D, s->n_cols, x->engram_head_dim, m->v41->layers[x->engram_layer_ids[0]].engram->wkv,

@@ -83,7 +83,9 @@ int dsv4_v41_state_open(const dsv4_model *m, int max_ctx, int max_chunk, dsv4_v4
 void dsv4_v41_state_free(dsv4_v41_state *s);
 /* Evaluate tokens[0..T) at the next T positions (one call of the reference's Session.eval: any schedule).
  * logits (may be NULL): [T][vocab] F32. blocks (may be NULL): [n_layers][max_chunk][hc][dim], the state after each
- * trunk block. Returns 0, or -1 with err (bad count / token id, an Engram row read error). */
+ * trunk block. The chunk's Engram rows are read (pread) on a worker thread while the layers before the first Engram
+ * layer run. Returns 0, or -1 with err (bad count / token id, an Engram row read error: the state is then unusable
+ * and every later call says so). */
 int dsv4_v41_eval(dsv4_v41_state *s, const int32_t *tokens, int T, float *logits, float *blocks, char *err,
                   size_t errlen);
 /* DSpark draft block after the last evaluated position P = pos - 1 (>= 1): drafts at positions P+1 .. P+B for the
