@@ -432,6 +432,30 @@ double cli_now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+static double g_progress_t;   /* last redraw */
+
+void cli_progress(const char *label, double done, double total, const char *extra) {
+    double now = cli_now();
+    if (done < total && now - g_progress_t < 0.1) return;
+    g_progress_t = now;
+    enum { W = 24 };
+    double f = total > 0 ? done / total : 0;
+    if (f < 0) f = 0;
+    if (f > 1) f = 1;
+    char bar[W + 1];
+    int k = (int)(f * W);
+    for (int i = 0; i < W; i++) bar[i] = i < k ? '#' : '.';
+    bar[W] = 0;
+    fprintf(stderr, "\r\033[K%s [%s] %3d%%%s%s", label, bar, (int)(f * 100), extra && *extra ? " " : "", extra ? extra : "");
+    fflush(stderr);
+}
+
+void cli_progress_clear(void) {
+    fputs("\r\033[K", stderr);
+    fflush(stderr);
+    g_progress_t = 0;
+}
+
 int32_t *cli_parse_ids(const char *s, size_t len, int *n_out, char *err, size_t errlen) {
     int cap = 16, n = 0;
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)cap);

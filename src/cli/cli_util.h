@@ -142,6 +142,12 @@ int cli_is_regular_file(FILE *f);
 /* Monotonic seconds. */
 double cli_now(void);
 
+/* Progress bar on stderr, for long loads, ppl and bench (callers draw it only when stderr is a terminal):
+ * "\r<label> [#########...........]  45% <extra>" redrawn in place, at most every 0.1 s unless done >= total;
+ * cli_progress_clear() erases the line (before printing anything else). total <= 0 draws an empty bar. */
+void cli_progress(const char *label, double done, double total, const char *extra);
+void cli_progress_clear(void);
+
 /* Parse "1,2,3" or "1 2 3" (s[0..len), separators: comma, space, tab, CR, LF) into ids, each a decimal integer
  * in [0, 2^31-1] (the range vs a vocabulary is the caller's). Returns malloc'd ids (possibly none; *n_out set),
  * or NULL with err (errlen bytes): "token list: 'x' at item 1 is not a non-negative integer id", "unexpected byte

@@ -202,7 +202,8 @@ static double measure_peak(peak_ctx *c) {
 /* ------------------------------------------------------------------ page cache */
 /* Read every *.safetensors file of dir once (so that decode timings do not include disk reads); inodes already
  * read (the twin's hard-linked layer shard) are skipped. Returns bytes read. */
-static double warm_dir(const char *dir, dev_t *devs, ino_t *inos, int *nseen, unsigned char *buf, size_t bufsz) {
+static double warm_dir(const char *dir, dev_t *devs, ino_t *inos, int *nseen, unsigned char *buf, size_t bufsz,
+                       int tty, double expect, double done0) {
     DIR *d = opendir(dir);
     if (!d) return 0;
     double total = 0;
@@ -221,7 +222,14 @@ static double warm_dir(const char *dir, dev_t *devs, ino_t *inos, int *nseen, un
         int fd = open(path, O_RDONLY);
         if (fd < 0) continue;
         ssize_t k;
-        while ((k = read(fd, buf, bufsz)) > 0) total += (double)k;
+        while ((k = read(fd, buf, bufsz)) > 0) {
+            total += (double)k;
+            if (tty) {
+                char ex[64], b1[32], b2[32];
+                snprintf(ex, sizeof ex, "%s of %s", cli_bytes(done0 + total, b1), cli_bytes(expect, b2));
+                cli_progress("reading the checkpoint into the page cache", done0 + total, expect, ex);
+            }
+        }
         close(fd);
     }
     closedir(d);
@@ -447,8 +455,11 @@ int dsv4_cli_bench(int argc, char **argv) {
         dev_t devs[256]; ino_t inos[256]; int nseen = 0;
         if (!(wbuf = malloc(wsz))) { fprintf(stderr, "dsv4 bench: out of memory\n"); goto done; }
         double t0 = dsv4_now();
-        double got = warm_dir(dir, devs, inos, &nseen, wbuf, wsz);
-        if (twin) got += warm_dir(twin, devs, inos, &nseen, wbuf, wsz);
+        int tty = isatty(2);
+        double expect = full.info.bytes_total;   /* the twin shares the big shard: its own first shard is small */
+        double got = warm_dir(dir, devs, inos, &nseen, wbuf, wsz, tty, expect, 0);
+        if (twin) got += warm_dir(twin, devs, inos, &nseen, wbuf, wsz, tty, expect, got);
+        if (tty) cli_progress_clear();
         printf("  page cache: read %s of checkpoint files in %.1f s\n", cli_bytes(got, b1), dsv4_now() - t0);
         free(wbuf); wbuf = NULL;
     }

@@ -68,7 +68,11 @@ int dsv4_cli_ppl(int argc, char **argv) {
     if (!logits) { cli_fail("ppl", "out of memory"); goto done; }
     cli_load_summary("ppl", dir, m, window, t_load);
     int tty = isatty(STDERR_FILENO), nwin = 0;
-    for (int w0 = 0; w0 < n; w0 += window) nwin += n - w0 >= 2;
+    long npred = 0;   /* predictions in all windows (the progress bar's total) */
+    for (int w0 = 0; w0 < n; w0 += window) {
+        int wl = n - w0 < window ? n - w0 : window;
+        if (wl >= 2) { nwin++; npred += wl - 1; }
+    }
     double nll = 0;
     long count = 0;
     double t1 = cli_now();
@@ -95,11 +99,14 @@ int dsv4_cli_ppl(int argc, char **argv) {
                 wnll += l; wcount++;
                 nll += l; count++;
             }
-            if (tty)
-                fprintf(stderr, "\r\033[Kwindow %d/%d: %d/%d tokens, running ppl %.4f", win + 1, nwin, i0 + nc, wl - 1,
-                        exp(nll / (double)count));
+            if (tty) {
+                char ex[400];
+                snprintf(ex, sizeof ex, "window %d/%d, %ld/%ld predictions, running ppl %.4f", win + 1, nwin, count, npred,
+                         exp(nll / (double)count));
+                cli_progress("ppl", (double)count, (double)npred, ex);
+            }
         }
-        if (tty) fputs("\r\033[K", stderr);
+        if (tty) cli_progress_clear();
         if (wcount > 0 && !cli_interrupted)
             printf("window %d/%d: %ld predictions, ppl %.4f; running: %ld predictions, ppl %.4f\n", win + 1, nwin, wcount,
                    exp(wnll / (double)wcount), count, exp(nll / (double)count));
