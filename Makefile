@@ -24,6 +24,8 @@ $(BUILD)/src/kernels/linear_avx2.o: CFLAGS += -mavx2 -mfma
 $(BUILD)/src/kernels/gemm_avx2.o: CFLAGS += -mavx2 -mfma
 $(BUILD)/src/kernels/ops_avx512.o: CFLAGS += -mavx512f -mavx512bw -mavx512vl -mavx2
 $(BUILD)/src/kernels/ops_avx2.o: CFLAGS += -mavx2
+$(BUILD)/src/vision/tower_avx512.o: CFLAGS += -mavx512f -mavx512bw -mavx512vl -mavx512bf16 -mavx2
+$(BUILD)/src/vision/tower_avx2.o: CFLAGS += -mavx2
 endif
 # linear_neon.c needs no flag on aarch64 (Advanced SIMD is baseline). Debian 12's aarch64 gcc 12.2 crashes (ICE in
 # vect_transform_reduction) vectorizing the tests' fmax() reductions: no loop vectorizing in test objects there.
@@ -158,6 +160,14 @@ $(BUILD)/tools/bench_gemm: tools/bench/bench_gemm.c $(BUILD)/libdsv4.a
 bench-gemm: $(BUILD)/tools/bench_gemm
 	./$(BUILD)/tools/bench_gemm $(BENCH_GEMM_ARGS)
 
+# Vision tower speed per block and aligner, real V4.1 widths, random weights (docs/vision.md "Speed").
+$(BUILD)/tools/bench_vtower: tools/bench/bench_vtower.c $(BUILD)/libdsv4.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libdsv4.a $(LDLIBS)
+
+bench-vtower: $(BUILD)/tools/bench_vtower
+	./$(BUILD)/tools/bench_vtower $(BENCH_VTOWER_ARGS)
+
 bench-flash: $(BUILD)/dsv4 $(BUILD)/tools/make_flash_ckpt
 	@test -f $(BENCH_DIR)/complete.txt || $(BUILD)/tools/make_flash_ckpt -o $(BENCH_DIR)
 	./$(BUILD)/dsv4 bench -m $(BENCH_DIR)/full --twin $(BENCH_DIR)/twin --csv $(BENCH_DIR)/bench.csv $(BENCH_ARGS)
@@ -165,7 +175,7 @@ bench-flash: $(BUILD)/dsv4 $(BUILD)/tools/make_flash_ckpt
 clean:
 	rm -rf build dsv4
 
-.PHONY: all test check test-deps cross-aarch64 cross-riscv64 test-bins bench bench-flash bench-mem bench-gemm clean
+.PHONY: all test check test-deps cross-aarch64 cross-riscv64 test-bins bench bench-flash bench-mem bench-gemm bench-vtower clean
 .PRECIOUS: $(BUILD)/%.o $(BUILD)/tests/%.o
 # libFuzzer harnesses: make fuzz / make fuzz-ci (docs/fuzzing.md)
 include tests/fuzz/fuzz.mk

@@ -28,7 +28,9 @@
 #include "io/safetensors.h"
 #include "sha256.h"
 #include "testlib.h"
+#include "kernels/pool.h"
 #include "vision/tower.h"
+#include "vision/tower_simd.h"
 
 #define GOLD "tests/golden/vision_tower"
 
@@ -233,9 +235,120 @@ static void softmax_exp_vectors(void) {
     free(v);
 }
 
+/* The vectorised softmax exp (vision/tower_simd.h) equals the scalar one bit for bit: every 61st F32 bit pattern
+ * from -0 down to below the -86 cut (18 M values), the -86 boundary's neighbours, 0, infinities, NaNs, a sample of
+ * positive values (not produced by the softmax, compared all the same) and ragged lengths (the tails). */
+static void simd_exp_vectors(void) {
+#if defined(__x86_64__)
+    dsv4_simd_path path = dsv4_kernel_path_id();
+    if (path < DSV4_PATH_AVX2) { printf("  (no SIMD exp on the %s path)\n", dsv4_get_kernel_path()); return; }
+    size_t cap = 1 << 16, n = 0, bad512 = 0, bad2 = 0, total = 0;
+    float *x = malloc(cap * sizeof(float)), *y2 = malloc(cap * sizeof(float)), *y5 = malloc(cap * sizeof(float));
+    uint32_t u = 0x80000000u, rs = 12345;
+    int phase = 0;
+    for (;;) {
+        float v;
+        if (phase == 0) {   /* -0 ... -88.9 */
+            memcpy(&v, &u, 4);
+            u += 61;
+            if (u > 0xc2b20000u) phase = 1;
+        } else if (phase < 400) {   /* around the cut, specials, positives */
+            int i = phase++;
+            if (i < 100) { v = nextafterf(-86.0f, i % 2 ? 0.0f : -INFINITY); for (int k = 0; k < i / 2; k++) v = nextafterf(v, i % 2 ? 0.0f : -INFINITY); }
+            else if (i < 110) { const float sp[10] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, -NAN, -86.0f, 1e-45f, -1e-45f, 88.0f}; v = sp[i - 100]; }
+            else { rs = rs * 1664525u + 1013904223u; v = (float)(rs >> 8) * (1.0f / 16777216.0f) * 100.0f; }
+        } else {
+            break;
+        }
+        x[n++] = v;
+        if (n == cap || (phase >= 400 && n)) {
+            for (int part = 0; part < 2; part++) {   /* the whole buffer, then ragged pieces */
+                size_t off = 0;
+                while (off < n) {
+                    size_t len = part ? 1 + (off * 7) % 37 : n - off;
+                    if (len > n - off) len = n - off;
+                    if (path >= DSV4_PATH_AVX2) dsv4_vt_exp_avx2(y2 + off, x + off, (int)len);
+                    if (path >= DSV4_PATH_AVX512) dsv4_vt_exp_avx512(y5 + off, x + off, (int)len);
+                    off += len;
+                }
+                for (size_t i = 0; i < n; i++) {
+                    float ys = dsv4_vtower_softmax_exp(x[i]);
+                    if (path >= DSV4_PATH_AVX2 && memcmp(&ys, &y2[i], 4) && bad2++ < 3)
+                        printf("  avx2 exp(%a) = %a, scalar %a\n", (double)x[i], (double)y2[i], (double)ys);
+                    if (path >= DSV4_PATH_AVX512 && memcmp(&ys, &y5[i], 4) && bad512++ < 3)
+                        printf("  avx512 exp(%a) = %a, scalar %a\n", (double)x[i], (double)y5[i], (double)ys);
+                }
+            }
+            total += n;
+            n = 0;
+        }
+    }
+    EXPECT(total > 18000000 && bad2 == 0 && bad512 == 0, "SIMD softmax exp: %zu (avx2) and %zu (avx512) of %zu values "
+           "differ from the scalar one", bad2, bad512, total);
+    printf("  SIMD softmax exp: %zu values, %s\n", total, path >= DSV4_PATH_AVX512 ? "avx2 and avx512" : "avx2");
+    free(x); free(y2); free(y5);
+#endif
+}
+
+/* The attention of the path in use (AVX-512: the dedicated loop of tower_avx512.c; AVX2: the vectorised exp) equals
+ * the portable one (dsv4_linear_bf16x and the scalar exp) bit for bit: random BF16 q, k, v with some large keys
+ * (scores below the exp's -86 cut), subnormal and zero values, values near 2^-124 in one head of every other case
+ * (P.V products and sums below 2^-126, which the pair-lane order flushes), at token counts that are not multiples of 4, 16, 32
+ * or 64, head dims 32, 64 and 96, at 1 and 3 threads. */
+static void attention_paths(void) {
+    const int ns[] = {1, 3, 17, 64, 65, 130, 333}, hds[] = {64, 32, 96};
+    uint32_t rs = 777;
+    long cases = 0, bad = 0;
+    for (int ih = 0; ih < 3; ih++)
+        for (int in = 0; in < 7; in++) {
+            int n = ns[in], hd = hds[ih], H = 2, npad = (n + 31) & ~31;
+            size_t nq = (size_t)H * n * hd;
+            uint16_t *q = malloc(nq * 2), *k = malloc(nq * 2), *vt = calloc((size_t)H * hd * npad, 2);
+            float *o1 = malloc(nq * sizeof(float)), *o2 = malloc(nq * sizeof(float));
+            for (size_t i = 0; i < nq; i++) {
+                float a[2];
+                for (int j = 0; j < 2; j++) {
+                    rs = rs * 1664525u + 1013904223u;
+                    a[j] = ((float)(rs >> 8) * (1.0f / 16777216.0f) * 2.0f - 1.0f) * 3.0f;
+                    if ((rs & 1023) == 0) a[j] = 0.0f;
+                    if ((rs & 1023) == 1) a[j] = 1e-39f;   /* BF16 subnormal: read as 0 by the pair-lane order */
+                }
+                if ((i / hd) % 7 == 3) a[1] *= 40.0f;   /* some keys far above the rest */
+                q[i] = dsv4_f32_to_bf16(a[0]);
+                k[i] = dsv4_f32_to_bf16(a[1]);
+            }
+            for (int h = 0; h < H; h++)
+                for (int d = 0; d < hd; d++)
+                    for (int j = 0; j < n; j++) {
+                        rs = rs * 1664525u + 1013904223u;
+                        float v = (float)(rs >> 8) * (1.0f / 8388608.0f) - 1.0f;
+                        if (h == 1 && in % 2) v = ldexpf(v, -124);   /* products and sums in the flushed range */
+                        vt[((size_t)h * hd + d) * npad + j] = dsv4_f32_to_bf16(v);
+                    }
+            for (int thr = 1; thr <= 3; thr += 2) {
+                dsv4_set_threads(thr, NULL, 0);
+                memset(o1, 0xff, nq * sizeof(float));
+                memset(o2, 0x7f, nq * sizeof(float));
+                int rc = dsv4_vtower_attention(o1, q, k, vt, n, H, hd, 1) | dsv4_vtower_attention(o2, q, k, vt, n, H, hd, 0);
+                cases++;
+                if (rc || memcmp(o1, o2, nq * sizeof(float))) {
+                    if (bad++ < 3) printf("  attention n %d hd %d threads %d: the %s path's form differs from the portable one\n",
+                                          n, hd, thr, dsv4_get_kernel_path());
+                }
+            }
+            dsv4_set_threads(0, NULL, 0);
+            free(q); free(k); free(vt); free(o1); free(o2);
+        }
+    EXPECT(bad == 0, "attention on the %s path: %ld of %ld cases differ from the portable form", dsv4_get_kernel_path(),
+           bad, cases);
+    printf("  attention (%s path) = portable form bit for bit: %ld cases\n", dsv4_get_kernel_path(), cases);
+}
+
 int main(void) {
     config_from_v41();
     softmax_exp_vectors();
+    simd_exp_vectors();
+    attention_paths();
     char *cj = test_read_file(GOLD "/config.json", NULL), *gj = test_read_file(GOLD "/tower.json", NULL);
     if (!cj || !gj) { test_fail("cannot read " GOLD "/config.json or tower.json"); return test_done(); }
     cJSON *cfg = cJSON_Parse(cj), *gold = cJSON_Parse(gj);

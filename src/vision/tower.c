@@ -12,10 +12,10 @@
 #include "base/util.h"
 #include "kernels/kernels.h"
 #include "kernels/pool.h"
+#include "vision/tower_simd.h"
 
 #define VT_EPS 1e-6f
-#define VT_QB 64            /* queries per attention task (the score GEMM's "weight" rows) */
-#define VT_QBLOCK 64        /* queries per parallel round (VT_QBLOCK / VT_QB tasks per head) */
+#define VT_QB DSV4_VT_FAST_QB   /* queries per attention task (one head each; the score GEMM's "weight" rows) */
 
 typedef struct {
     dsv4_wview wqkv, wo, w1, w2;
@@ -165,8 +165,14 @@ int dsv4_vtower_n_rows(const dsv4_vtower_config *c, int n_h, int n_w) {
 
 /* ------------------------------------------------------------------ operations */
 /* y = bf16(fl32(x . W) + b) for n rows (b may be NULL). */
+/* In calls of at most VT_TOK tokens: each output is independent of the call's token count (kernels.h), and the
+ * activations of a call (VT_TOK x cols BF16) then stay in the core's L2 while every weight tile passes over them
+ * (the whole 93 x 93 grid at once, 17 MB per product, ran at half the speed). */
+#define VT_TOK 256
 static void linear(float *y, const dsv4_wview *w, const float *b, const float *x, int n, float *scratch) {
-    dsv4_linear(y, w, x, n, 0, scratch);
+    for (int t0 = 0; t0 < n; t0 += VT_TOK)
+        dsv4_linear(y + (size_t)t0 * w->rows, w, x + (size_t)t0 * w->cols, n - t0 < VT_TOK ? n - t0 : VT_TOK, 0,
+                    scratch);
     for (int t = 0; t < n; t++) {
         float *yr = y + (size_t)t * w->rows;
         for (int j = 0; j < w->rows; j++) yr[j] = bf(b ? yr[j] + b[j] : yr[j]);
@@ -244,32 +250,45 @@ static inline float softmax_exp(float x) {
 
 float dsv4_vtower_softmax_exp(float x) { return softmax_exp(x); }
 
+#define VT_AL64(b) (((size_t)(b) + 63) & ~(size_t)63)
+
+/* Work of one attention task (tower_simd.h): [VT_QB][hd] BF16 queries, [n][VT_QB] F32 scores, [VT_QB][npad] BF16 P,
+ * [VT_QB][hd] F32 P.V; each part 64-byte aligned. */
+size_t dsv4_vt_attn_work_bytes(int n, int npad, int hd) {
+    return VT_AL64((size_t)VT_QB * hd * 2) + VT_AL64((size_t)n * VT_QB * 4) + VT_AL64((size_t)VT_QB * npad * 2) +
+           VT_AL64((size_t)VT_QB * hd * 4);
+}
+
+typedef void (*vt_exp_fn)(float *y, const float *x, int n);
+static void exp_scalar(float *y, const float *x, int n) { for (int i = 0; i < n; i++) y[i] = softmax_exp(x[i]); }
+
 typedef struct {
     int n, npad, H, hd, q0, nq;       /* tokens, keys padded to 32, heads, head_dim, this round's queries */
     const uint16_t *qb, *kb, *vt;     /* per head: [n][hd], [n][hd], [hd][npad] */
-    float *sc;                        /* per task: [n][VT_QB] scores */
-    uint16_t *pb;                     /* per task: [VT_QB][npad] BF16 P */
-    float *pv;                        /* per task: [VT_QB][hd] */
+    char *work;                       /* per task: dsv4_vt_attn_work_bytes(n, npad, hd), 64-byte aligned */
+    size_t work_bytes;
     float scale;
     float *o;                         /* [n][H * hd] */
+    vt_exp_fn exp;                    /* the softmax exp of the path (bit-identical to softmax_exp) */
 } attn_job;
 
-/* One task: head h, queries q0 + s*VT_QB .. (+VT_QB). Same products and sums as the reference's order-free
+/* One task, portable: head h = i, the round's queries. Same products and sums as the reference's order-free
  * definition: the scores' dot products in the kernels' pair-lane order (symmetric in q and k), max and the sum of P
  * per query in key order. */
 static void attn_task(void *ctx, int i) {
     const attn_job *a = ctx;
-    int per = VT_QBLOCK / VT_QB, h = i / per, s = i % per;
-    int qs = a->q0 + s * VT_QB, nq = a->q0 + a->nq - qs;
-    if (nq <= 0) return;
-    if (nq > VT_QB) nq = VT_QB;
+    int h = i, qs = a->q0, nq = a->nq;
     int n = a->n, npad = a->npad, hd = a->hd;
-    float *sc = a->sc + (size_t)i * VT_QB * n, *pv = a->pv + (size_t)i * VT_QB * hd;
-    uint16_t *pb = a->pb + (size_t)i * VT_QB * npad;
+    char *w = a->work + (size_t)i * a->work_bytes + VT_AL64((size_t)VT_QB * hd * 2);
+    float *sc = (float *)w;
+    w += VT_AL64((size_t)n * VT_QB * 4);
+    uint16_t *pb = (uint16_t *)w;
+    w += VT_AL64((size_t)VT_QB * npad * 2);
+    float *pv = (float *)w;
     /* scores sc[key][query]: the block's queries are the "weight" (decoded once), every key a row of the GEMM */
     dsv4_wview wq = {DSV4_W_BF16, nq, hd, a->qb + ((size_t)h * n + qs) * hd, NULL};
     dsv4_linear_bf16x(sc, &wq, a->kb + (size_t)h * n * hd, (size_t)hd, NULL, n, 0);
-    float mx[VT_QB], Z[VT_QB];
+    float mx[VT_QB], Z[VT_QB], x[VT_QB];
     double sum[VT_QB];
     for (int t = 0; t < nq; t++) { mx[t] = -INFINITY; sum[t] = 0; }
     for (int j = 0; j < n; j++) {
@@ -282,10 +301,11 @@ static void attn_task(void *ctx, int i) {
     /* P (BF16) transposed to [query][key] for the P.V product; Z summed in key order */
     for (int j = 0; j < n; j++) {
         const float *z = sc + (size_t)j * nq;
+        for (int t = 0; t < nq; t++) x[t] = z[t] - mx[t];
+        a->exp(x, x, nq);
         for (int t = 0; t < nq; t++) {
-            float p = softmax_exp(z[t] - mx[t]);
-            sum[t] += p;
-            pb[(size_t)t * npad + j] = dsv4_f32_to_bf16(p);
+            sum[t] += x[t];
+            pb[(size_t)t * npad + j] = dsv4_f32_to_bf16(x[t]);
         }
     }
     for (int t = 0; t < nq; t++) {
@@ -300,7 +320,64 @@ static void attn_task(void *ctx, int i) {
     }
 }
 
+#if defined(__x86_64__)
+/* One task on AVX-512 BF16: the same computation in one dedicated loop (tower_avx512.c). */
+static void attn_task_avx512(void *ctx, int i) {
+    const attn_job *a = ctx;
+    size_t hn = (size_t)i * a->n * a->hd;
+    dsv4_vt_attn_avx512(a->o + (size_t)i * a->hd, (size_t)a->H * a->hd, a->qb + hn, a->kb + hn,
+                        a->vt + (size_t)i * a->hd * a->npad, a->n, a->npad, a->hd, a->q0, a->nq, a->scale,
+                        a->work + (size_t)i * a->work_bytes);
+}
+#endif
+
+/* Bidirectional attention of one block: o[t][h*hd + d] for all n tokens and H heads, one pool task per head and
+ * round of VT_QB queries. portable: the kernels' dsv4_linear_bf16x and the scalar exp whatever the path (the
+ * definition the SIMD forms are tested against); else the fastest form of the path in use (same bits). */
+static void attention(float *o, const uint16_t *qb, const uint16_t *kb, const uint16_t *vt, int n, int npad, int H,
+                      int hd, float scale, int portable, char *work) {
+    attn_job job = {n, npad, H, hd, 0, 0, qb, kb, vt, work, dsv4_vt_attn_work_bytes(n, npad, hd), scale, o,
+                    exp_scalar};
+    dsv4_task_fn fn = attn_task;
+#if defined(__x86_64__)
+    dsv4_simd_path path = dsv4_kernel_path_id();
+    if (!portable && path == DSV4_PATH_AVX512) fn = attn_task_avx512;
+    if (!portable && path == DSV4_PATH_AVX2) job.exp = dsv4_vt_exp_avx2;
+#else
+    (void)portable;
+#endif
+    for (int q0 = 0; q0 < n; q0 += VT_QB) {
+        job.q0 = q0;
+        job.nq = n - q0 < VT_QB ? n - q0 : VT_QB;
+        dsv4_parallel_for(H, fn, &job);
+    }
+}
+
+int dsv4_vtower_attention(float *o, const uint16_t *q, const uint16_t *k, const uint16_t *vt, int n, int H, int hd,
+                          int portable) {
+    int npad = (n + 31) & ~31;
+    size_t wb = dsv4_vt_attn_work_bytes(n, npad, hd);
+    char *work = aligned_alloc(64, VT_AL64((size_t)H * wb));
+    if (!work) return -1;
+    attention(o, q, k, vt, n, npad, H, hd, 1.0f / sqrtf((float)hd), portable, work);
+    free(work);
+    return 0;
+}
+
 /* ------------------------------------------------------------------ forward */
+#ifdef VT_PROFILE   /* per-part process CPU time, printed to stderr by each forward (a measuring build only) */
+#include <time.h>
+static double vt_cpu(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+static double vt_prof[8], vt_t0;
+#define VT_MARK(i) do { double t_ = vt_cpu(); vt_prof[i] += t_ - vt_t0; vt_t0 = t_; } while (0)
+#else
+#define VT_MARK(i) ((void)0)
+#endif
+
 int dsv4_vtower_forward(const dsv4_vtower *t, const float *patches, int n_h, int n_w, float *rows,
                         dsv4_vtower_hook hook, void *ctx, char *err, size_t errlen) {
     const dsv4_vtower_config *c = &t->c;
@@ -314,21 +391,19 @@ int dsv4_vtower_forward(const dsv4_vtower *t, const float *patches, int n_h, int
     if (D > maxc) maxc = D;
     if (I > maxc) maxc = I;
     size_t nscr = dsv4_linear_scratch_floats(n, maxc), nscr2 = dsv4_linear_scratch_floats(ncell, cd > L ? cd : L);
-    int ntask = H * (VT_QBLOCK / VT_QB);
     size_t nD = (size_t)n * D;
     float *x = malloc(nD * sizeof(float)), *a = malloc(nD * sizeof(float)), *o = malloc(nD * sizeof(float));
     float *big = malloc((size_t)n * (3 * (size_t)D > 2 * (size_t)I ? 3 * (size_t)D : 2 * (size_t)I) * sizeof(float));
     float *m = malloc((size_t)n * I * sizeof(float));
     float *scratch = malloc((nscr > nscr2 ? nscr : nscr2) * sizeof(float));
     float *cs = malloc((size_t)n * (hd / 2) * sizeof(float)), *sn = malloc((size_t)n * (hd / 2) * sizeof(float));
-    uint16_t *qb = malloc(nD * sizeof(uint16_t)), *kb = malloc(nD * sizeof(uint16_t));
-    uint16_t *vt = malloc((size_t)H * hd * npad * sizeof(uint16_t));
-    float *sc = malloc((size_t)ntask * VT_QB * n * sizeof(float));
-    uint16_t *pb = malloc((size_t)ntask * VT_QB * npad * sizeof(uint16_t));
-    float *pv = malloc((size_t)ntask * VT_QB * hd * sizeof(float));
+    /* 64-byte aligned: every head's rows of q, k (hd a multiple of 32) and V^T (npad) start on a cache line */
+    uint16_t *qb = aligned_alloc(64, VT_AL64(nD * sizeof(uint16_t))), *kb = aligned_alloc(64, VT_AL64(nD * sizeof(uint16_t)));
+    uint16_t *vt = aligned_alloc(64, VT_AL64((size_t)H * hd * npad * sizeof(uint16_t)));
+    char *work = aligned_alloc(64, VT_AL64((size_t)H * dsv4_vt_attn_work_bytes(n, npad, hd)));
     float *cells = malloc((size_t)ncell * cd * sizeof(float)), *hid = malloc((size_t)ncell * L * sizeof(float));
     int rc = 0;
-    if (!x || !a || !o || !big || !m || !scratch || !cs || !sn || !qb || !kb || !vt || !sc || !pb || !pv || !cells ||
+    if (!x || !a || !o || !big || !m || !scratch || !cs || !sn || !qb || !kb || !vt || !work || !cells ||
         !hid) {
         rc = dsv4_fail(err, errlen, "vision tower: out of memory for a %d x %d patch grid", n_h, n_w);
         goto done;
@@ -339,10 +414,15 @@ int dsv4_vtower_forward(const dsv4_vtower *t, const float *patches, int n_h, int
     float scale = 1.0f / sqrtf((float)hd);
     for (int l = 0; l < c->n_layers; l++) {
         const vt_block *b = &t->blocks[l];
+#ifdef VT_PROFILE
+        vt_t0 = vt_cpu();
+#endif
         /* attention */
         rmsnorm(a, x, b->norm1, n, D);
+        VT_MARK(0);
         float *qkv = big;
         linear(qkv, &b->wqkv, b->bqkv, a, n, scratch);
+        VT_MARK(1);
         for (int tk = 0; tk < n; tk++) {
             float *row = qkv + (size_t)tk * 3 * D;
             const float *ct = cs + (size_t)tk * (hd / 2), *st = sn + (size_t)tk * (hd / 2);
@@ -360,18 +440,18 @@ int dsv4_vtower_forward(const dsv4_vtower *t, const float *patches, int n_h, int
         for (int h = 0; h < H; h++)
             for (int d = 0; d < hd; d++)
                 for (int tk = n; tk < npad; tk++) vt[((size_t)h * hd + d) * npad + tk] = 0;
-        attn_job job = {n, npad, H, hd, 0, 0, qb, kb, vt, sc, pb, pv, scale, o};
-        for (int q0 = 0; q0 < n; q0 += VT_QBLOCK) {
-            job.q0 = q0;
-            job.nq = n - q0 < VT_QBLOCK ? n - q0 : VT_QBLOCK;
-            dsv4_parallel_for(ntask, attn_task, &job);
-        }
+        VT_MARK(2);
+        attention(o, qb, kb, vt, n, npad, H, hd, scale, 0, work);
+        VT_MARK(3);
         linear(a, &b->wo, b->bo, o, n, scratch);
+        VT_MARK(1);
         for (size_t i = 0; i < nD; i++) x[i] = bf(x[i] + a[i]);
         /* MLP */
         rmsnorm(a, x, b->norm2, n, D);
+        VT_MARK(0);
         float *gu = big;
         linear(gu, &b->w1, NULL, a, n, scratch);
+        VT_MARK(1);
         for (int tk = 0; tk < n; tk++) {
             const float *g = gu + (size_t)tk * 2 * I, *u = g + I;
             float *mr = m + (size_t)tk * I;
@@ -381,10 +461,26 @@ int dsv4_vtower_forward(const dsv4_vtower *t, const float *patches, int n_h, int
                 mr[j] = bf(sl * u[j]);
             }
         }
+        VT_MARK(4);
         linear(a, &b->w2, NULL, m, n, scratch);
+        VT_MARK(1);
         for (size_t i = 0; i < nD; i++) x[i] = bf(x[i] + a[i]);
+        VT_MARK(0);
         if (hook) hook(ctx, l + 1, x, n, D);
     }
+#ifdef VT_PROFILE
+    fprintf(stderr, "vt_profile per block (CPU s): norms+residual %.3f, weight products %.3f, rope+pack %.3f, "
+            "attention %.3f, silu %.3f\n", vt_prof[0] / c->n_layers, vt_prof[1] / c->n_layers,
+            vt_prof[2] / c->n_layers, vt_prof[3] / c->n_layers, vt_prof[4] / c->n_layers);
+    memset(vt_prof, 0, sizeof vt_prof);
+#if defined(__x86_64__)
+    extern unsigned long long dsv4_vt_cyc[4];
+    fprintf(stderr, "vt_profile avx512 attention per block (thread CPU s): scores %.3f, softmax %.3f, P.V %.3f, out %.3f\n",
+            dsv4_vt_cyc[0] * 1e-9 / c->n_layers, dsv4_vt_cyc[1] * 1e-9 / c->n_layers, dsv4_vt_cyc[2] * 1e-9 / c->n_layers,
+            dsv4_vt_cyc[3] * 1e-9 / c->n_layers);
+    memset(dsv4_vt_cyc, 0, sizeof dsv4_vt_cyc);
+#endif
+#endif
     rmsnorm(a, x, t->norm, n, D);
     if (hook) hook(ctx, c->n_layers + 1, a, n, D);
     /* aligner: r x r cells, channel-major (index d * r^2 + kh * r + kw), zero outside the grid */
@@ -408,6 +504,6 @@ int dsv4_vtower_forward(const dsv4_vtower *t, const float *patches, int n_h, int
     linear(rows, &t->a_w2, t->a_b2, hid, ncell, scratch);
 done:
     free(x); free(a); free(o); free(big); free(m); free(scratch); free(cs); free(sn); free(qb); free(kb); free(vt);
-    free(sc); free(pb); free(pv); free(cells); free(hid);
+    free(work); free(cells); free(hid);
     return rc;
 }

@@ -63,6 +63,14 @@ const dsv4_vtower_config *dsv4_vtower_cfg(const dsv4_vtower *t);
  * ulps of e^x, 0 below -86. */
 float dsv4_vtower_softmax_exp(float x);
 
+/* The attention of one tower block, exposed for its test: q, k [H][n][hd] BF16 bits of the rotated queries and keys,
+ * vt [H][hd][npad] the values transposed (npad = n rounded up to 32, zero past n), o [n][H * hd] receives
+ * bf16(softmax(q k^T / sqrt(hd)) V) per head as in dsv4_vtower_forward. portable != 0: the kernels'
+ * dsv4_linear_bf16x and the scalar exp whatever the kernel path; 0: the fastest form of the path in use
+ * (vision/tower_simd.h), which must give the same bits. Returns 0, or -1 when out of memory. */
+int dsv4_vtower_attention(float *o, const uint16_t *q, const uint16_t *k, const uint16_t *vt, int n, int H, int hd,
+                          int portable);
+
 /* Aligner rows of an n_h x n_w patch grid: ceil(n_h / r) * ceil(n_w / r). */
 int dsv4_vtower_n_rows(const dsv4_vtower_config *c, int n_h, int n_w);
 
