@@ -8,7 +8,8 @@
  * one dsv4_vtower_forward, timed per block and for the final norm + aligner, in wall time and in process CPU time
  * (all threads; the machine may be shared, so CPU time is the steadier figure). Prints a 64-bit FNV-1a hash of all
  * tower states and the aligner rows: equal hashes across kernel paths, thread counts and builds mean bit-identical
- * results. */
+ * results. Per-part CPU times (norms, weight products, RoPE and packing, attention, SiLU; on avx512 the attention's
+ * scores, softmax and P.V): build the library with CPPFLAGS=-DVT_PROFILE (its own BUILD directory), run 1 thread. */
 #include "dsv4.h"
 #include "io/safetensors.h"
 #include "vision/tower.h"
