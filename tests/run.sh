@@ -22,9 +22,9 @@ wrap() {
 BIN=$(wrap "$BIN")
 
 # The test binaries run DSV4_TEST_JOBS at a time (default 1; .ci/cross.sh runs 2 under qemu), each one's output kept
-# in $tmp and reported in the order given, with its wall time; then test_golden, test_blocks, test_nano_golden and
-# test_vision_tower once more on every other kernel path this CPU runs (issue 6; below). A job's status file
-# appears when it is done.
+# in $tmp and reported in the order given, with its wall and CPU time; then test_golden, test_blocks, test_nano_golden
+# and test_vision_tower once more on every other kernel path this CPU runs (issue 6; below). A job's status file
+# appears when it is done. With more than one job at a time the CLI checks run alongside (their lines come first).
 JOBS=${DSV4_TEST_JOBS:-1}
 t_bins=$SECONDS; njob=0; nrep=0; running=0
 spawn() {   # spawn KERNEL BINARY: run BINARY (with DSV4_KERNEL=KERNEL unless KERNEL is empty) as job $njob
@@ -68,26 +68,35 @@ report_done() {   # report the finished jobs, in order, up to the first one stil
         fi
     done
 }
-for t in "$@"; do spawn "" "$t"; done
-# every SIMD path this CPU runs (issue 6): the golden and per-block tests again under each forced path other than
-# the default one, which the run above used (the best path: the last usable one in this list, or $DSV4_KERNEL);
-# test_kernels and test_threads already compare the paths bit for bit
-if [ -z "${DSV4_TESTS_ONLY:-}" ]; then
-    paths=""
-    for path in scalar avx2 avx512 neon; do
-        if "$BIN" info -m models/nano --kernel "$path" >/dev/null 2>&1; then paths="$paths $path"
-        else echo "skip path $path (this CPU lacks it)"; fi
-    done
-    default=${DSV4_KERNEL:-${paths##* }}
-    for path in $paths; do
-        if [ "$path" = "$default" ]; then echo "path $default is the default: the golden and block tests ran on it above"; continue; fi
-        for t in "$@"; do
-            case "$(basename "$t")" in test_golden|test_blocks|test_nano_golden|test_vision_tower) spawn "$path" "$t" ;; esac
+run_bins() {   # run_bins TEST...: every test binary, then the reruns on the other kernel paths; adds to pass/fail
+    for t in "$@"; do spawn "" "$t"; done
+    # every SIMD path this CPU runs (issue 6): the golden and per-block tests again under each forced path other than
+    # the default one, which the run above used (the best path: the last usable one in this list, or $DSV4_KERNEL);
+    # test_kernels and test_threads already compare the paths bit for bit
+    if [ -z "${DSV4_TESTS_ONLY:-}" ]; then
+        paths=""
+        for path in scalar avx2 avx512 neon; do
+            if "$BIN" info -m models/nano --kernel "$path" >/dev/null 2>&1; then paths="$paths $path"
+            else echo "skip path $path (this CPU lacks it)"; fi
         done
-    done
+        default=${DSV4_KERNEL:-${paths##* }}
+        for path in $paths; do
+            if [ "$path" = "$default" ]; then echo "path $default is the default: the golden and block tests ran on it above"; continue; fi
+            for t in "$@"; do
+                case "$(basename "$t")" in test_golden|test_blocks|test_nano_golden|test_vision_tower) spawn "$path" "$t" ;; esac
+            done
+        done
+    fi
+    wait; report_done
+    echo "(the test binaries took $((SECONDS - t_bins)) s, $JOBS at a time)"
+}
+bins_pid=""
+if [ "$JOBS" -gt 1 ] && [ -z "${DSV4_TESTS_ONLY:-}" ]; then   # alongside the CLI checks: counts and lines at the end
+    ( run_bins "$@" > "$tmp/bins.log" 2>&1; echo "$pass $fail" > "$tmp/bins.count" ) &
+    bins_pid=$!
+else
+    run_bins "$@"
 fi
-wait; report_done
-echo "(the test binaries took $((SECONDS - t_bins)) s, $JOBS at a time)"
 
 if [ -n "${DSV4_TESTS_ONLY:-}" ]; then   # only the test binaries (cross-riscv64: no CLI built)
     echo; echo "$pass passed, $fail failed"; [ "$fail" -eq 0 ]; exit
@@ -234,6 +243,11 @@ printf '/* see %s \302\2474.2 */\n' spec > "$tmp/paths/a/doc.md"
 check "check_paths finds a planted citation of the spec files" 1 "a/doc.md:1:/\\* see" -- tests/check_paths.sh "$tmp/paths"
 
 echo "(the CLI and server checks took $((SECONDS - t_cli)) s)"
+if [ -n "$bins_pid" ]; then
+    wait "$bins_pid"; cat "$tmp/bins.log"
+    if read -r p f < "$tmp/bins.count"; then pass=$((pass + p)); fail=$((fail + f))
+    else echo "FAIL the test binaries' run ended without its counts"; fail=$((fail + 1)); fi
+fi
 echo
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

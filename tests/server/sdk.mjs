@@ -11,8 +11,10 @@ import Anthropic from '@anthropic-ai/sdk';
 const base = process.env.DSV4_URL;
 const model = process.env.DSV4_MODEL_NAME || 'nano';
 const toolModel = process.env.DSV4_TOOL_MODEL === '1';
-const openai = new OpenAI({ baseURL: base + '/v1', apiKey: 'unused', maxRetries: 0, timeout: 60000 });
-const anthropic = new Anthropic({ baseURL: base, apiKey: 'unused', maxRetries: 0, timeout: 60000 });
+// each request may take DSV4_SDK_TIMEOUT_MS (default 60 s; server.sh gives 300 s to a server under qemu-user)
+const timeout = +(process.env.DSV4_SDK_TIMEOUT_MS || 60000);
+const openai = new OpenAI({ baseURL: base + '/v1', apiKey: 'unused', maxRetries: 0, timeout });
+const anthropic = new Anthropic({ baseURL: base, apiKey: 'unused', maxRetries: 0, timeout });
 let pass = 0, fail = 0;
 const check = (name, cond, detail) => {
   if (cond) { pass++; console.log('ok   sdk: ' + name); }

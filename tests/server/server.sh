@@ -38,7 +38,7 @@ U() { echo "http://127.0.0.1:$SRV_PORT$1"; }
 # post PATH JSON [curl args]: body, then a line "HTTP <status>"
 # Under emulation ($DSV4_TEST_QEMU, .ci/cross.sh aarch64: the server runs under qemu-user, ~76x slower) the long
 # prompts are 1000 bytes (~390 tokens), not 3000 (~1140), there are 10 mangled requests, not 120, and post waits up to
-# 300 s, not 60; everything else runs as natively
+# 300 s, not 60 (so do the streamed requests and the SDK clients); everything else runs as natively
 SRV_LONG=3000; NMUT_QEMU=10; SRV_WAIT=60
 case "${DSV4_TEST_QEMU:-0}" in 0|"") ;; *)
     SRV_LONG=1000; SRV_WAIT=300
@@ -57,7 +57,7 @@ if srv_start main --timeout 2 --body-limit 8K; then
     check "serve: chat non-stream" 0 '"finish_reason":"length".*"cached_tokens":[0-9]+.*HTTP 200' -- \
         post /v1/chat/completions "{\"messages\":[{\"role\":\"user\",\"content\":\"ROMEO:\"}],\"max_tokens\":8,$CHAT}"
     check "serve: chat stream ends with usage and [DONE]" 0 '"choices":\[\],"usage":\{"prompt_tokens":[0-9]+.*data: \[DONE\]' -- \
-        sh -c "curl -sS -N -m 60 --data-binary '{\"messages\":[{\"role\":\"user\",\"content\":\"ROMEO:\"}],\"max_tokens\":8,\"stream\":true,\"stream_options\":{\"include_usage\":true},$CHAT}' '$(U /v1/chat/completions)' | tr -d '\n'"
+        sh -c "curl -sS -N -m $SRV_WAIT --data-binary '{\"messages\":[{\"role\":\"user\",\"content\":\"ROMEO:\"}],\"max_tokens\":8,\"stream\":true,\"stream_options\":{\"include_usage\":true},$CHAT}' '$(U /v1/chat/completions)' | tr -d '\n'"
     check "serve: stream deltas are chat.completion.chunk" 0 '"object":"chat.completion.chunk".*"delta":\{"role":"assistant"' -- \
         post /v1/chat/completions "{\"messages\":[{\"role\":\"user\",\"content\":\"ROMEO:\"}],\"max_tokens\":2,\"stream\":true,$CHAT}"
     # prefix reuse: the same long request twice -> cached tokens and the same greedy output
@@ -146,7 +146,7 @@ if srv_start apis; then
     check "serve: /v1/messages non-stream" 0 '"type":"message","role":"assistant".*"content":\[\{"type":"text","text":"[^"]+"\}\],"stop_reason":"max_tokens".*"cache_read_input_tokens":[0-9]+' -- \
         post /v1/messages '{"model":"nano","max_tokens":6,"system":"Be brief.","messages":[{"role":"user","content":"ROMEO:"}],"temperature":0}'
     check "serve: /v1/messages stream: the Anthropic event sequence" 0 '^message_start content_block_start (content_block_delta )+content_block_stop message_delta message_stop $' -- \
-        sh -c "curl -sS -N -m 60 --data-binary '{\"max_tokens\":4,\"stream\":true,\"thinking\":{\"type\":\"enabled\",\"budget_tokens\":64},\"messages\":[{\"role\":\"user\",\"content\":\"ROMEO:\"}]}' '$(U /v1/messages)' | sed -n 's/^event: //p' | tr '\n' ' '"
+        sh -c "curl -sS -N -m $SRV_WAIT --data-binary '{\"max_tokens\":4,\"stream\":true,\"thinking\":{\"type\":\"enabled\",\"budget_tokens\":64},\"messages\":[{\"role\":\"user\",\"content\":\"ROMEO:\"}]}' '$(U /v1/messages)' | sed -n 's/^event: //p' | tr '\n' ' '"
     check "serve: /v1/messages tool_use / tool_result history renders" 0 '"type":"message".*HTTP 200' -- \
         post /v1/messages '{"max_tokens":2,"messages":[{"role":"user","content":"add 2 and 3"},{"role":"assistant","content":[{"type":"thinking","thinking":"use add","signature":""},{"type":"tool_use","id":"toolu_1","name":"add","input":{"a":2,"b":3}}]},{"role":"user","content":[{"type":"tool_result","tool_use_id":"toolu_1","content":"5"}]}],"tools":[{"name":"add","description":"a+b","input_schema":{"type":"object","properties":{"a":{"type":"number"},"b":{"type":"number"}}}}]}'
     check "serve: /v1/messages without max_tokens -> Anthropic error shape" 0 '^\{"type":"error","error":\{"type":"invalid_request_error","message":"max_tokens: Field required"\}\} HTTP 400' -- \
@@ -156,7 +156,7 @@ if srv_start apis; then
     check "serve: /v1/responses non-stream" 0 '"object":"response","created_at":[0-9]+,"status":"incomplete".*"type":"output_text","text":"[^"]+".*"input_tokens_details":\{"cached_tokens":[0-9]+\}' -- \
         post /v1/responses '{"input":"ROMEO:","instructions":"Be brief.","max_output_tokens":6,"reasoning":{"effort":"none"},"temperature":0}'
     check "serve: /v1/responses stream events" 0 '^response.created response.in_progress response.output_item.added response.content_part.added (response.reasoning_text.delta )+response.reasoning_text.done response.content_part.done response.output_item.done response.incomplete $' -- \
-        sh -c "curl -sS -N -m 60 --data-binary '{\"input\":[{\"role\":\"user\",\"content\":\"ROMEO:\"},{\"type\":\"function_call\",\"call_id\":\"c1\",\"name\":\"f\",\"arguments\":\"{}\"},{\"type\":\"function_call_output\",\"call_id\":\"c1\",\"output\":\"42\"}],\"tools\":[{\"type\":\"function\",\"name\":\"f\",\"parameters\":{\"type\":\"object\"}}],\"max_output_tokens\":3,\"stream\":true}' '$(U /v1/responses)' | sed -n 's/^event: //p' | tr '\n' ' '"
+        sh -c "curl -sS -N -m $SRV_WAIT --data-binary '{\"input\":[{\"role\":\"user\",\"content\":\"ROMEO:\"},{\"type\":\"function_call\",\"call_id\":\"c1\",\"name\":\"f\",\"arguments\":\"{}\"},{\"type\":\"function_call_output\",\"call_id\":\"c1\",\"output\":\"42\"}],\"tools\":[{\"type\":\"function\",\"name\":\"f\",\"parameters\":{\"type\":\"object\"}}],\"max_output_tokens\":3,\"stream\":true}' '$(U /v1/responses)' | sed -n 's/^event: //p' | tr '\n' ' '"
     check "serve: /v1/responses previous_response_id refused" 0 "'previous_response_id' is not supported.*HTTP 400" -- \
         post /v1/responses '{"input":"x","previous_response_id":"resp_1"}'
     srv_stop
@@ -169,7 +169,7 @@ run_sdk() {   # run_sdk NAME MODEL_DIR TOOL_MODEL
     SRV_MODEL=$2
     if srv_start "$1"; then
         out=$(DSV4_URL="http://127.0.0.1:$SRV_PORT" DSV4_MODEL_NAME="$(basename "$SRV_MODEL")" DSV4_TOOL_MODEL="$3" \
-              timeout 300 node tests/server/sdk.mjs 2>&1); rc=$?
+              DSV4_SDK_TIMEOUT_MS=$((SRV_WAIT * 1000)) timeout $((SRV_WAIT * 5)) node tests/server/sdk.mjs 2>&1); rc=$?
         printf '%s\n' "$out" | grep -Ev '^ok |^[0-9]+ passed, [0-9]+ failed'
         line=$(printf '%s\n' "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -n 1)
         if [ -z "$line" ]; then
