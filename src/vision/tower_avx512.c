@@ -127,6 +127,8 @@ void dsv4_vt_attn_avx512(float *o, size_t ldo, const uint16_t *q, const uint16_t
     const unsigned csr = _mm_getcsr();
     /* A. raw scores s[j][t] = tree(dp over hd/32 chunks of q_t, k_j): 16 queries x 1 key per tree */
     _mm_setcsr(csr | 0x8040);   /* FTZ | DAZ: the definition's flushing */
+    __m512 mxs[QB / 16];   /* max over the keys of the raw scores s (never subnormal: the tree's sums are flushed) */
+    for (int g = 0; g < QB / 16; g++) mxs[g] = _mm512_set1_ps(-INFINITY);
     for (int j = 0; j < n; j++) {
         const uint16_t *kj = k + (size_t)j * hd;
         for (int g = 0; g < ngrp; g++) {
@@ -139,24 +141,23 @@ void dsv4_vt_attn_avx512(float *o, size_t ldo, const uint16_t *q, const uint16_t
                 for (int t = 0; t < 16; t++)
                     acc[t] = _mm512_dpbf16_ps(acc[t], (__m512bh)_mm512_load_si512(qg + (size_t)t * hd + 32 * c), kc);
             }
-            _mm512_store_ps(sc + (size_t)j * QB + 16 * g, tree16x16(acc));
+            __m512 s16 = tree16x16(acc);
+            _mm512_store_ps(sc + (size_t)j * QB + 16 * g, s16);
+            mxs[g] = _mm512_max_ps(s16, mxs[g]);   /* s > mx ? s : mx, the scalar loop's rule */
         }
     }
     _mm_setcsr(csr);
     PMARK(0);
-    /* B. z = s * scale, max per query, then p = exp(z - max), Z = sum of p in key order (double, per lane),
+    /* B. z = s * scale, max per query (from the max of s), then p = exp(z - max), Z = sum of p in key order (double, per lane),
      * BF16 P transposed to [query][key] by 16 x 16 dword transposes of key pairs */
     double sum[QB];
     float Z[QB];
     const __m512 vs = _mm512_set1_ps(scale);
     for (int g = 0; g < ngrp; g++) {   /* one group of 16 queries at a time: its max and sums stay in registers */
-        float *sg = sc + 16 * g;
-        __m512 mx = _mm512_set1_ps(-INFINITY);
-        for (int j = 0; j < n; j++) {
-            __m512 z = _mm512_mul_ps(_mm512_load_ps(sg + (size_t)j * QB), vs);
-            _mm512_store_ps(sg + (size_t)j * QB, z);
-            mx = _mm512_max_ps(z, mx);   /* z > mx ? z : mx, as the scalar loop */
-        }
+        const float *sg = sc + 16 * g;
+        /* max_j fl(s_j * scale) = fl(max_j s_j * scale): rounding is monotonic and scale > 0, the same key wins a tie
+         * (so the same signed zero), and no s_j * scale underflows to 0 (|s_j| >= 2^-126, scale >= 2^-6) */
+        const __m512 mx = _mm512_mul_ps(mxs[g], vs);
         __m512d slo = _mm512_setzero_pd(), shi = _mm512_setzero_pd();
         for (int c = 0; c < npad / 32; c++) {
             __m512i r[16];
@@ -164,12 +165,12 @@ void dsv4_vt_attn_avx512(float *o, size_t ldo, const uint16_t *q, const uint16_t
                 int j = 32 * c + 2 * i;
                 __m512 p0 = _mm512_setzero_ps(), p1 = _mm512_setzero_ps();
                 if (j < n) {
-                    p0 = vexp16(_mm512_sub_ps(_mm512_load_ps(sg + (size_t)j * QB), mx));
+                    p0 = vexp16(_mm512_sub_ps(_mm512_mul_ps(_mm512_load_ps(sg + (size_t)j * QB), vs), mx));
                     slo = _mm512_add_pd(slo, _mm512_cvtps_pd(_mm512_castps512_ps256(p0)));
                     shi = _mm512_add_pd(shi, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(p0), 1))));
                 }
                 if (j + 1 < n) {
-                    p1 = vexp16(_mm512_sub_ps(_mm512_load_ps(sg + (size_t)(j + 1) * QB), mx));
+                    p1 = vexp16(_mm512_sub_ps(_mm512_mul_ps(_mm512_load_ps(sg + (size_t)(j + 1) * QB), vs), mx));
                     slo = _mm512_add_pd(slo, _mm512_cvtps_pd(_mm512_castps512_ps256(p1)));
                     shi = _mm512_add_pd(shi, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(p1), 1))));
                 }
