@@ -25,7 +25,7 @@ $(BUILD)/src/kernels/gemm_avx2.o: CFLAGS += -mavx2 -mfma
 $(BUILD)/src/kernels/ops_avx512.o: CFLAGS += -mavx512f -mavx512bw -mavx512vl -mavx2
 $(BUILD)/src/kernels/ops_avx2.o: CFLAGS += -mavx2
 $(BUILD)/src/vision/tower_avx512.o: CFLAGS += -mavx512f -mavx512bw -mavx512vl -mavx512bf16 -mavx2
-$(BUILD)/src/vision/tower_avx2.o: CFLAGS += -mavx2
+$(BUILD)/src/vision/tower_avx2.o: CFLAGS += -mavx2 -mfma
 endif
 # linear_neon.c needs no flag on aarch64 (Advanced SIMD is baseline). Debian 12's aarch64 gcc 12.2 crashes (ICE in
 # vect_transform_reduction) vectorizing the tests' fmax() reductions: no loop vectorizing in test objects there.

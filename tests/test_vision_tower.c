@@ -293,7 +293,8 @@ static void simd_exp_vectors(void) {
 /* The attention of the path in use (AVX-512: the dedicated loop of tower_avx512.c; AVX2: the vectorised exp) equals
  * the portable one (dsv4_linear_bf16x and the scalar exp) bit for bit: random BF16 q, k, v with some large keys
  * (scores below the exp's -86 cut), subnormal and zero values, values near 2^-124 in one head of every other case
- * (P.V products and sums below 2^-126, which the pair-lane order flushes), at token counts that are not multiples of 4, 16, 32
+ * (P.V products and sums below 2^-126, which the pair-lane order flushes), one head of every third case with large
+ * scores close to each other (an F32 ulp of a score, i.e. the products' order, shows in P), at token counts that are not multiples of 4, 16, 32
  * or 64, head dims 32, 64 and 96, at 1 and 3 threads. */
 static void attention_paths(void) {
     const int ns[] = {1, 3, 17, 64, 65, 130, 333}, hds[] = {64, 32, 96};
@@ -314,6 +315,13 @@ static void attention_paths(void) {
                     if ((rs & 1023) == 1) a[j] = 1e-39f;   /* BF16 subnormal: read as 0 by the pair-lane order */
                 }
                 if ((i / hd) % 7 == 3) a[1] *= 40.0f;   /* some keys far above the rest */
+                if (in % 3 == 2 && i < (size_t)n * hd) {   /* head 0: keys = one large row + a few small steps:
+                    * scores near 2^16 within tens of each other, inexact lane sums, so that one F32 ulp of a score
+                    * (the order of the products) moves P and the output */
+                    float base = (float)((int)((i % hd) * 37 % 61) - 30) * 0.1f;
+                    a[1] = 256.0f * base + ((rs >> 12) % 16 == 0 ? 4.0f : 0.0f);
+                    a[0] *= 1.3f;
+                }
                 q[i] = dsv4_f32_to_bf16(a[0]);
                 k[i] = dsv4_f32_to_bf16(a[1]);
             }

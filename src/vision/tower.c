@@ -252,10 +252,10 @@ float dsv4_vtower_softmax_exp(float x) { return softmax_exp(x); }
 
 #define VT_AL64(b) (((size_t)(b) + 63) & ~(size_t)63)
 
-/* Work of one attention task (tower_simd.h): [VT_QB][hd] BF16 queries, [n][VT_QB] F32 scores, [VT_QB][npad] BF16 P,
- * [VT_QB][hd] F32 P.V; each part 64-byte aligned. */
+/* Work of one attention task (tower_simd.h): [VT_QB][hd] queries (BF16, or F32 on avx2), [n][VT_QB] F32 scores,
+ * [VT_QB][npad] P (BF16, or F32 on avx2), [VT_QB][hd] F32 P.V; each part 64-byte aligned. */
 size_t dsv4_vt_attn_work_bytes(int n, int npad, int hd) {
-    return VT_AL64((size_t)VT_QB * hd * 2) + VT_AL64((size_t)n * VT_QB * 4) + VT_AL64((size_t)VT_QB * npad * 2) +
+    return VT_AL64((size_t)VT_QB * hd * 4) + VT_AL64((size_t)n * VT_QB * 4) + VT_AL64((size_t)VT_QB * npad * 4) +
            VT_AL64((size_t)VT_QB * hd * 4);
 }
 
@@ -279,11 +279,11 @@ static void attn_task(void *ctx, int i) {
     const attn_job *a = ctx;
     int h = i, qs = a->q0, nq = a->nq;
     int n = a->n, npad = a->npad, hd = a->hd;
-    char *w = a->work + (size_t)i * a->work_bytes + VT_AL64((size_t)VT_QB * hd * 2);
+    char *w = a->work + (size_t)i * a->work_bytes + VT_AL64((size_t)VT_QB * hd * 4);
     float *sc = (float *)w;
     w += VT_AL64((size_t)n * VT_QB * 4);
     uint16_t *pb = (uint16_t *)w;
-    w += VT_AL64((size_t)VT_QB * npad * 2);
+    w += VT_AL64((size_t)VT_QB * npad * 4);
     float *pv = (float *)w;
     /* scores sc[key][query]: the block's queries are the "weight" (decoded once), every key a row of the GEMM */
     dsv4_wview wq = {DSV4_W_BF16, nq, hd, a->qb + ((size_t)h * n + qs) * hd, NULL};
@@ -329,6 +329,14 @@ static void attn_task_avx512(void *ctx, int i) {
                         a->vt + (size_t)i * a->hd * a->npad, a->n, a->npad, a->hd, a->q0, a->nq, a->scale,
                         a->work + (size_t)i * a->work_bytes);
 }
+/* One task on AVX2 + FMA (tower_avx2.c). */
+static void attn_task_avx2(void *ctx, int i) {
+    const attn_job *a = ctx;
+    size_t hn = (size_t)i * a->n * a->hd;
+    dsv4_vt_attn_avx2(a->o + (size_t)i * a->hd, (size_t)a->H * a->hd, a->qb + hn, a->kb + hn,
+                      a->vt + (size_t)i * a->hd * a->npad, a->n, a->npad, a->hd, a->q0, a->nq, a->scale,
+                      a->work + (size_t)i * a->work_bytes);
+}
 #endif
 
 /* Bidirectional attention of one block: o[t][h*hd + d] for all n tokens and H heads, one pool task per head and
@@ -342,7 +350,7 @@ static void attention(float *o, const uint16_t *qb, const uint16_t *kb, const ui
 #if defined(__x86_64__)
     dsv4_simd_path path = dsv4_kernel_path_id();
     if (!portable && path == DSV4_PATH_AVX512) fn = attn_task_avx512;
-    if (!portable && path == DSV4_PATH_AVX2) job.exp = dsv4_vt_exp_avx2;
+    if (!portable && path == DSV4_PATH_AVX2) fn = attn_task_avx2;
 #else
     (void)portable;
 #endif

@@ -24,6 +24,9 @@ void dsv4_vt_exp_avx2(float *y, const float *x, int n);
  * concurrent call). Sets MXCSR FTZ+DAZ for the products only (restored; the softmax runs under the caller's MXCSR). */
 void dsv4_vt_attn_avx512(float *o, size_t ldo, const uint16_t *q, const uint16_t *k, const uint16_t *vt, int n,
                          int npad, int hd, int q0, int nq, float scale, void *work);
+/* The same on AVX2 + FMA (the products as the avx2 kernels compute the pair-lane order: two FMAs per BF16 pair). */
+void dsv4_vt_attn_avx2(float *o, size_t ldo, const uint16_t *q, const uint16_t *k, const uint16_t *vt, int n,
+                       int npad, int hd, int q0, int nq, float scale, void *work);
 size_t dsv4_vt_attn_work_bytes(int n, int npad, int hd);
 
 #endif
