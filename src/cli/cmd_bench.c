@@ -67,7 +67,8 @@ static const char bench_usage[] =
     "  --bw-mib N         size of the read-bandwidth buffer in MiB (default 1024; keep it well above the caches)\n"
     "  --no-warm          do not read the checkpoint files into the page cache first\n"
     "  Read bandwidth (streaming read, best of 5) and kernel peak (dsv4_linear, FP8 256x2048, 32 tokens,\n"
-    "  one per thread) are measured in the same run; docs/performance.md has the method. Progress lines go to\n"
+    "  one per thread) and the peak of the path's arithmetic instruction (VDPBF16PS, FMA, FMLA) are measured in the\n"
+    "  same run; docs/performance.md has the method. Progress lines go to\n"
     "  stderr when it is a terminal.\n";
 
 /* "1,2,4" -> v (each in [lo, hi]); "none" -> 0 entries. Returns the count, or -1. */
@@ -499,7 +500,7 @@ int dsv4_cli_bench(int argc, char **argv) {
 
     double head_params = (double)c->vocab_size * c->dim;
     double trunk_macs = full.info.n_params_active - head_params;   /* per prefill token (head once per call) */
-    const char *kpath = dsv4_get_kernel_path();
+    const char *kpath = dsv4_get_kernel_path(), *instr = "the instruction";
     int tty = isatty(2);   /* progress lines only on a terminal */
     double reps[MAXREPEAT];
     cli_sigint_begin();   /* Ctrl-C: stop after the current measurement and print the table of what was measured */
@@ -508,9 +509,12 @@ int dsv4_cli_bench(int argc, char **argv) {
         if (dsv4_set_threads(T, err, sizeof err) != 0) { fprintf(stderr, "dsv4 bench: threads %d: %s\n", T, err); goto done; }
         double bw = measure_bandwidth(bwbuf, bwbytes, 5);
         double peak = measure_peak(pc);
+        double ipeak = dsv4_arith_peak(kpath, T, NULL, &instr);   /* the instruction the path is built on */
         put(&R, T, "read_bandwidth", 0, bw / 1e9, "GB/s");
         put(&R, T, "kernel_peak", 0, peak / 1e9, "GMAC/s");
-        if (tty) fprintf(stderr, "threads %d: read %.2f GB/s, kernel peak %.2f GMAC/s\n", T, bw / 1e9, peak / 1e9);
+        if (ipeak > 0) put(&R, T, "instr_peak", 0, ipeak / 1e9, "GMAC/s");
+        if (tty) fprintf(stderr, "threads %d: read %.2f GB/s, kernel peak %.2f GMAC/s, %s peak %.2f GMAC/s\n", T, bw / 1e9,
+                         peak / 1e9, instr, ipeak / 1e9);
         /* decode at the start of a sequence */
         for (int r = 0; r < nrep; r++) {
             dsv4_session_reset(full.s);
@@ -591,6 +595,7 @@ int dsv4_cli_bench(int argc, char **argv) {
             put_stat(&R, T, "prefill", P, reps, nrep, "tok/s");
             put(&R, T, "prefill_gmacs", P, rate / 1e9, "GMAC/s");
             put(&R, T, "prefill_vs_peak", P, rate / peak, "ratio");
+            if (ipeak > 0) put(&R, T, "prefill_vs_instr_peak", P, rate / ipeak, "ratio");
             if (tty) fprintf(stderr, "threads %d: prefill %d: %.2f tok/s (%.2f GMAC/s)\n", T, P, P / dt, rate / 1e9);
         }
     }
@@ -658,6 +663,9 @@ int dsv4_cli_bench(int argc, char **argv) {
     snprintf(bwlab, sizeof bwlab, "read bandwidth (GB/s, %d MiB, best of 5)", bw_mib);
     row(&R, cols, ncols, bwlab, "read_bandwidth", 0, "%.2f");
     row(&R, cols, ncols, "kernel peak (GMAC/s, FP8 256x2048 x32)", "kernel_peak", 0, "%.2f");
+    char iplab[64];
+    snprintf(iplab, sizeof iplab, "instruction peak (GMAC/s, %s)", instr);
+    row(&R, cols, ncols, iplab, "instr_peak", 0, "%.2f");
     row(&R, cols, ncols, "decode (ms/token)", "decode_full", 0, "%.2f");
     row(&R, cols, ncols, "  bandwidth bound (ms/token)", "decode_bound", 0, "%.2f");
     row(&R, cols, ncols, "  decode vs bound", "decode_vs_bound", 0, "%.3f");
@@ -682,6 +690,7 @@ int dsv4_cli_bench(int argc, char **argv) {
         row(&R, cols, ncols, lab, "prefill", pre[pi], "%.2f");
         row(&R, cols, ncols, "  achieved GMAC/s", "prefill_gmacs", pre[pi], "%.2f");
         row(&R, cols, ncols, "  prefill vs kernel peak", "prefill_vs_peak", pre[pi], "%.3f");
+        row(&R, cols, ncols, "  prefill vs instruction peak", "prefill_vs_instr_peak", pre[pi], "%.3f");
     }
     for (int ci = 0; ci < nctx && ncthr > 0 && !cli_interrupted; ci++) {
         char lab[64], cn[32];

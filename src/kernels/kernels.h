@@ -112,6 +112,12 @@ void dsv4_sinkhorn(float *M, int hc, int iters, float eps);
  * Best = higher sc[idx], ties -> lower idx (deterministic, whatever the input order). 1 <= k <= n. Quickselect,
  * O(n) expected, no allocation. NaN scores compare false both ways (callers pass finite scores or -inf). */
 void dsv4_select_topk(int *idx, int n, int k, const float *sc);
+/* Peak multiply-adds per second of the arithmetic instruction kernel path `path` ("avx512": VDPBF16PS, "avx2":
+ * 8-lane FMA, "neon": 4-lane FMLA, "scalar": fmaf) with nthr threads running at once (kernels/peak.c; best of 3 runs
+ * of ~0.3 s). *cpu_rate (optional): the same per CPU-second of the process (meaningful on a shared machine);
+ * *instr (optional): the instruction's name. 0 when the CPU lacks the path, the name is unknown, nthr is outside
+ * 1..1024 or the threads cannot be started. For benchmarks only (takes about a second). */
+double dsv4_arith_peak(const char *path, int nthr, double *cpu_rate, const char **instr);
 static inline float dsv4_sigmoid(float x) { return 1.0f / (1.0f + __builtin_expf(-x)); }
 
 #endif

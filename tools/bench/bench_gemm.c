@@ -8,9 +8,9 @@
  * scales; BF16: values of std 1/sqrt(cols)), random BF16 activations, then dsv4_linear(out, w, x, tokens, 0)
  * repeated for at least --min-s seconds (default 0.3), best of 3: GMAC/s = rows x cols x tokens / time.
  *
- * The peak, measured in the same run with the same thread count (one pthread per thread, all at once):
- * VDPBF16PS (AVX-512 BF16; 32 multiply-adds per instruction) in a loop of 24 independent accumulator chains, and
- * the 8-lane F32 FMA (the avx2 path's step: 8 multiply-adds per instruction) in 12 chains. The ratio column divides the
+ * The peak, measured in the same run with the same thread count (dsv4_arith_peak, src/kernels/peak.c: one pthread
+ * per thread, all at once): VDPBF16PS (AVX-512 BF16; 32 multiply-adds per instruction) in a loop of 24 independent
+ * accumulator chains, and the 8-lane F32 FMA (the avx2 path's step: 8 multiply-adds per instruction) in 12 chains. The ratio column divides the
  * achieved rate by the peak of the arithmetic the selected path uses (avx512: VDPBF16PS, avx2: FMA, scalar: FMA).
  * The machine may be shared: besides wall-clock rates the table gives rates per CPU-second (multiply-adds / (process
  * CPU time / threads), for the peak loops and dsv4_linear alike), which leave out the time the threads were not
@@ -26,10 +26,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-#define BG_X86 1
-#endif
 
 static double now(void) {
     struct timespec ts;
@@ -47,93 +43,6 @@ static uint32_t rnd(void) { rs ^= rs << 13; rs ^= rs >> 7; rs ^= rs << 17; retur
 static float unif(void) { return (float)(rnd() >> 8) * (1.0f / 16777216.0f) * 2.0f - 1.0f; }
 static uint16_t bf16_of(float f) { uint32_t u; memcpy(&u, &f, 4); return (uint16_t)((u + 0x7fff + ((u >> 16) & 1)) >> 16); }
 static float bf16_val(uint16_t h) { uint32_t u = (uint32_t)h << 16; float f; memcpy(&f, &u, 4); return f; }
-
-/* ------------------------------------------------------------------ peaks */
-#define PEAK_ITERS 4096
-#ifdef BG_X86
-__attribute__((target("avx512f,avx512bf16"))) static double dp_loop(long reps) {
-    __m512 a[24];
-    for (int i = 0; i < 24; i++) a[i] = _mm512_set1_ps((float)i);
-    __m512bh w = (__m512bh)_mm512_set1_epi16(0x3f80), x = (__m512bh)_mm512_set1_epi16(0x0001);   /* 1 x tiny: no growth */
-    for (long r = 0; r < reps; r++) {
-        for (int k = 0; k < PEAK_ITERS; k++) {
-#pragma GCC unroll 24
-            for (int i = 0; i < 24; i++) a[i] = _mm512_dpbf16_ps(a[i], w, x);
-            __asm__ volatile("" : "+v"(w), "+v"(x));
-        }
-    }
-    __m512 s = a[0];
-    for (int i = 1; i < 24; i++) s = _mm512_add_ps(s, a[i]);
-    return (double)_mm512_reduce_add_ps(s);
-}
-__attribute__((target("avx2,fma"))) static double fma_loop(long reps) {
-    __m256 a[24];
-    for (int i = 0; i < 12; i++) a[i] = _mm256_set1_ps((float)i);
-    __m256 w = _mm256_set1_ps(1.0f), x = _mm256_set1_ps(1e-30f);
-    for (long r = 0; r < reps; r++) {
-        for (int k = 0; k < PEAK_ITERS; k++) {
-#pragma GCC unroll 12
-            for (int i = 0; i < 12; i++) a[i] = _mm256_fmadd_ps(a[i], w, x);
-            __asm__ volatile("" : "+x"(w), "+x"(x));
-        }
-    }
-    __m256 s = a[0];
-    for (int i = 1; i < 12; i++) s = _mm256_add_ps(s, a[i]);
-    float v[8];
-    _mm256_storeu_ps(v, s);
-    return v[0];
-}
-#endif
-
-typedef struct { int kind; long reps; double secs, sink; pthread_barrier_t *bar; } peak_arg;
-static void *peak_thread(void *p) {
-    peak_arg *a = p;
-    pthread_barrier_wait(a->bar);
-    double t0 = now();
-#ifdef BG_X86
-    a->sink = a->kind == 0 ? dp_loop(a->reps) : fma_loop(a->reps);
-#endif
-    a->secs = now() - t0;
-    return NULL;
-}
-/* multiply-adds per second of `nthr` threads running the loop at once (best of 3, >= ~0.3 s each); 0 if absent */
-static double measure_peak(int kind, int nthr, double *cpu_rate) {
-    *cpu_rate = 0;
-#ifdef BG_X86
-    __builtin_cpu_init();
-    if (kind == 0 && !(__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16"))) return 0;
-    if (kind == 1 && !(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))) return 0;
-    const double macs_per_rep = (kind == 0 ? 24.0 * 32 : 12.0 * 8) * PEAK_ITERS;
-    long reps = 16;
-    double best = 0, bestc = 0;
-    for (int trial = 0; trial < 4; trial++) {
-        pthread_t th[64];
-        peak_arg args[64];
-        pthread_barrier_t bar;
-        pthread_barrier_init(&bar, NULL, (unsigned)nthr);
-        double c0 = cpu_now();
-        for (int i = 0; i < nthr; i++) {
-            args[i] = (peak_arg){kind, reps, 0, 0, &bar};
-            pthread_create(&th[i], NULL, peak_thread, &args[i]);
-        }
-        double slow = 0;
-        for (int i = 0; i < nthr; i++) {
-            pthread_join(th[i], NULL);
-            if (args[i].secs > slow) slow = args[i].secs;
-        }
-        pthread_barrier_destroy(&bar);
-        double rate = macs_per_rep * reps * nthr / slow, ratec = macs_per_rep * reps * nthr / (cpu_now() - c0) * nthr;
-        if (trial == 0) { reps = (long)(reps * 0.3 / slow) + 1; continue; }   /* sizing run */
-        if (rate > best) best = rate;
-        if (ratec > bestc) bestc = ratec;
-    }
-    *cpu_rate = bestc;
-    return best;
-#else
-    (void)kind; (void)nthr;
-    return 0;
-#endif
-}
 
 /* ------------------------------------------------------------------ weights */
 typedef struct { dsv4_wview w; void *data; uint8_t *scale; } owned;
@@ -236,7 +145,7 @@ int main(int argc, char **argv) {
     for (int ti = 0; ti < nthr; ti++) {
         int T = thr[ti];
         if (dsv4_set_threads(T, err, sizeof err) != 0) { fprintf(stderr, "bench_gemm: %s\n", err); return 1; }
-        double dpc, fmc, dp = measure_peak(0, T, &dpc), fm = measure_peak(1, T, &fmc);
+        double dpc, fmc, dp = dsv4_arith_peak("avx512", T, &dpc, NULL), fm = dsv4_arith_peak("avx2", T, &fmc, NULL);
         double peak = !strcmp(path, "avx512") ? dp : fm, peakc = !strcmp(path, "avx512") ? dpc : fmc;
         printf("threads %d: VDPBF16PS peak %.1f GMAC/s (%.1f per CPU-time), FMA(8 lanes) peak %.1f (%.1f); ratio vs %s\n",
                T, dp / 1e9, dpc / 1e9, fm / 1e9, fmc / 1e9, !strcmp(path, "avx512") ? "VDPBF16PS" : "FMA");
