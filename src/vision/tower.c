@@ -4,6 +4,7 @@
 #include "vision/tower.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -259,27 +260,25 @@ size_t dsv4_vt_attn_work_bytes(int n, int npad, int hd) {
            VT_AL64((size_t)VT_QB * hd * 4);
 }
 
-typedef void (*vt_exp_fn)(float *y, const float *x, int n);
-static void exp_scalar(float *y, const float *x, int n) { for (int i = 0; i < n; i++) y[i] = softmax_exp(x[i]); }
+enum { VT_PORTABLE, VT_AVX512, VT_AVX2 };
 
 typedef struct {
-    int n, npad, H, hd, q0, nq;       /* tokens, keys padded to 32, heads, head_dim, this round's queries */
+    int n, npad, H, hd, kind;         /* tokens, keys padded to 32, heads, head_dim, which form (VT_PORTABLE...) */
     const uint16_t *qb, *kb, *vt;     /* per head: [n][hd], [n][hd], [hd][npad] */
-    char *work;                       /* per task: dsv4_vt_attn_work_bytes(n, npad, hd), 64-byte aligned */
+    char *work;                       /* nslot slots of dsv4_vt_attn_work_bytes(n, npad, hd), 64-byte aligned */
     size_t work_bytes;
+    int nslot;                        /* at least the pool's thread count: tasks running at once */
+    atomic_int *busy;                 /* [nslot] slot in use */
     float scale;
     float *o;                         /* [n][H * hd] */
-    vt_exp_fn exp;                    /* the softmax exp of the path (bit-identical to softmax_exp) */
 } attn_job;
 
-/* One task, portable: head h = i, the round's queries. Same products and sums as the reference's order-free
- * definition: the scores' dot products in the kernels' pair-lane order (symmetric in q and k), max and the sum of P
- * per query in key order. */
-static void attn_task(void *ctx, int i) {
-    const attn_job *a = ctx;
-    int h = i, qs = a->q0, nq = a->nq;
+/* One head h, queries [qs, qs + nq), portable. Same products and sums as the reference's order-free definition: the
+ * scores' dot products in the kernels' pair-lane order (symmetric in q and k), max and the sum of P per query in key
+ * order. */
+static void attn_portable(const attn_job *a, int h, int qs, int nq, char *work) {
     int n = a->n, npad = a->npad, hd = a->hd;
-    char *w = a->work + (size_t)i * a->work_bytes + VT_AL64((size_t)VT_QB * hd * 4);
+    char *w = work + VT_AL64((size_t)VT_QB * hd * 4);
     float *sc = (float *)w;
     w += VT_AL64((size_t)n * VT_QB * 4);
     uint16_t *pb = (uint16_t *)w;
@@ -288,7 +287,7 @@ static void attn_task(void *ctx, int i) {
     /* scores sc[key][query]: the block's queries are the "weight" (decoded once), every key a row of the GEMM */
     dsv4_wview wq = {DSV4_W_BF16, nq, hd, a->qb + ((size_t)h * n + qs) * hd, NULL};
     dsv4_linear_bf16x(sc, &wq, a->kb + (size_t)h * n * hd, (size_t)hd, NULL, n, 0);
-    float mx[VT_QB], Z[VT_QB], x[VT_QB];
+    float mx[VT_QB], Z[VT_QB];
     double sum[VT_QB];
     for (int t = 0; t < nq; t++) { mx[t] = -INFINITY; sum[t] = 0; }
     for (int j = 0; j < n; j++) {
@@ -301,11 +300,10 @@ static void attn_task(void *ctx, int i) {
     /* P (BF16) transposed to [query][key] for the P.V product; Z summed in key order */
     for (int j = 0; j < n; j++) {
         const float *z = sc + (size_t)j * nq;
-        for (int t = 0; t < nq; t++) x[t] = z[t] - mx[t];
-        a->exp(x, x, nq);
         for (int t = 0; t < nq; t++) {
-            sum[t] += x[t];
-            pb[(size_t)t * npad + j] = dsv4_f32_to_bf16(x[t]);
+            float p = softmax_exp(z[t] - mx[t]);
+            sum[t] += p;
+            pb[(size_t)t * npad + j] = dsv4_f32_to_bf16(p);
         }
     }
     for (int t = 0; t < nq; t++) {
@@ -320,54 +318,70 @@ static void attn_task(void *ctx, int i) {
     }
 }
 
+/* Task i: query block i / H, head i % H, on a free work slot (at most nslot tasks run at once: the pool's threads). */
+static void attn_task(void *ctx, int i) {
+    const attn_job *a = ctx;
+    int h = i % a->H, qs = (i / a->H) * VT_QB, nq = a->n - qs < VT_QB ? a->n - qs : VT_QB, slot = -1;
+    while (slot < 0)
+        for (int s = 0; s < a->nslot && slot < 0; s++) {
+            int z = 0;
+            if (atomic_compare_exchange_strong(&a->busy[s], &z, 1)) slot = s;
+        }
+    char *work = a->work + (size_t)slot * a->work_bytes;
+    size_t hn = (size_t)h * a->n * a->hd;
+    float *o = a->o + (size_t)h * a->hd;
+    size_t ldo = (size_t)a->H * a->hd;
+    (void)hn; (void)o; (void)ldo;
+    switch (a->kind) {
 #if defined(__x86_64__)
-/* One task on AVX-512 BF16: the same computation in one dedicated loop (tower_avx512.c). */
-static void attn_task_avx512(void *ctx, int i) {
-    const attn_job *a = ctx;
-    size_t hn = (size_t)i * a->n * a->hd;
-    dsv4_vt_attn_avx512(a->o + (size_t)i * a->hd, (size_t)a->H * a->hd, a->qb + hn, a->kb + hn,
-                        a->vt + (size_t)i * a->hd * a->npad, a->n, a->npad, a->hd, a->q0, a->nq, a->scale,
-                        a->work + (size_t)i * a->work_bytes);
-}
-/* One task on AVX2 + FMA (tower_avx2.c). */
-static void attn_task_avx2(void *ctx, int i) {
-    const attn_job *a = ctx;
-    size_t hn = (size_t)i * a->n * a->hd;
-    dsv4_vt_attn_avx2(a->o + (size_t)i * a->hd, (size_t)a->H * a->hd, a->qb + hn, a->kb + hn,
-                      a->vt + (size_t)i * a->hd * a->npad, a->n, a->npad, a->hd, a->q0, a->nq, a->scale,
-                      a->work + (size_t)i * a->work_bytes);
-}
+    case VT_AVX512:   /* tower_avx512.c: the same computation in one dedicated loop */
+        dsv4_vt_attn_avx512(o, ldo, a->qb + hn, a->kb + hn, a->vt + (size_t)h * a->hd * a->npad, a->n, a->npad,
+                            a->hd, qs, nq, a->scale, work);
+        break;
+    case VT_AVX2:     /* tower_avx2.c */
+        dsv4_vt_attn_avx2(o, ldo, a->qb + hn, a->kb + hn, a->vt + (size_t)h * a->hd * a->npad, a->n, a->npad,
+                          a->hd, qs, nq, a->scale, work);
+        break;
 #endif
+    default:
+        attn_portable(a, h, qs, nq, work);
+    }
+    atomic_store(&a->busy[slot], 0);
+}
+
+/* Work slots for the attention (one per thread that may run a task) and their bytes. */
+static int attn_slots(void) { int t = dsv4_pool_threads(); return t < 1 ? 1 : t; }
+static size_t attn_work_total(int n, int npad, int hd, int nslot) {
+    return VT_AL64((size_t)nslot * dsv4_vt_attn_work_bytes(n, npad, hd));
+}
 
 /* Bidirectional attention of one block: o[t][h*hd + d] for all n tokens and H heads, one pool task per head and
- * round of VT_QB queries. portable: the kernels' dsv4_linear_bf16x and the scalar exp whatever the path (the
- * definition the SIMD forms are tested against); else the fastest form of the path in use (same bits). */
+ * block of VT_QB queries, all in one parallel call. portable: the kernels' dsv4_linear_bf16x and the scalar exp
+ * whatever the path (the definition the SIMD forms are tested against); else the fastest form of the path in use
+ * (same bits). work: attn_work_total(n, npad, hd, nslot) bytes, nslot >= the pool's thread count. */
 static void attention(float *o, const uint16_t *qb, const uint16_t *kb, const uint16_t *vt, int n, int npad, int H,
-                      int hd, float scale, int portable, char *work) {
-    attn_job job = {n, npad, H, hd, 0, 0, qb, kb, vt, work, dsv4_vt_attn_work_bytes(n, npad, hd), scale, o,
-                    exp_scalar};
-    dsv4_task_fn fn = attn_task;
+                      int hd, float scale, int portable, char *work, int nslot) {
+    atomic_int busy[256];
+    if (nslot > 256) nslot = 256;
+    for (int s = 0; s < nslot; s++) atomic_init(&busy[s], 0);
+    attn_job job = {n, npad, H, hd, VT_PORTABLE, qb, kb, vt, work, dsv4_vt_attn_work_bytes(n, npad, hd), nslot,
+                    busy, scale, o};
 #if defined(__x86_64__)
     dsv4_simd_path path = dsv4_kernel_path_id();
-    if (!portable && path == DSV4_PATH_AVX512) fn = attn_task_avx512;
-    if (!portable && path == DSV4_PATH_AVX2) fn = attn_task_avx2;
+    if (!portable && path == DSV4_PATH_AVX512) job.kind = VT_AVX512;
+    if (!portable && path == DSV4_PATH_AVX2) job.kind = VT_AVX2;
 #else
     (void)portable;
 #endif
-    for (int q0 = 0; q0 < n; q0 += VT_QB) {
-        job.q0 = q0;
-        job.nq = n - q0 < VT_QB ? n - q0 : VT_QB;
-        dsv4_parallel_for(H, fn, &job);
-    }
+    dsv4_parallel_for(H * ((n + VT_QB - 1) / VT_QB), attn_task, &job);
 }
 
 int dsv4_vtower_attention(float *o, const uint16_t *q, const uint16_t *k, const uint16_t *vt, int n, int H, int hd,
                           int portable) {
-    int npad = (n + 31) & ~31;
-    size_t wb = dsv4_vt_attn_work_bytes(n, npad, hd);
-    char *work = aligned_alloc(64, VT_AL64((size_t)H * wb));
+    int npad = (n + 31) & ~31, nslot = attn_slots();
+    char *work = aligned_alloc(64, attn_work_total(n, npad, hd, nslot));
     if (!work) return -1;
-    attention(o, q, k, vt, n, npad, H, hd, 1.0f / sqrtf((float)hd), portable, work);
+    attention(o, q, k, vt, n, npad, H, hd, 1.0f / sqrtf((float)hd), portable, work, nslot);
     free(work);
     return 0;
 }
@@ -408,7 +422,8 @@ int dsv4_vtower_forward(const dsv4_vtower *t, const float *patches, int n_h, int
     /* 64-byte aligned: every head's rows of q, k (hd a multiple of 32) and V^T (npad) start on a cache line */
     uint16_t *qb = aligned_alloc(64, VT_AL64(nD * sizeof(uint16_t))), *kb = aligned_alloc(64, VT_AL64(nD * sizeof(uint16_t)));
     uint16_t *vt = aligned_alloc(64, VT_AL64((size_t)H * hd * npad * sizeof(uint16_t)));
-    char *work = aligned_alloc(64, VT_AL64((size_t)H * dsv4_vt_attn_work_bytes(n, npad, hd)));
+    int nslot = attn_slots();
+    char *work = aligned_alloc(64, attn_work_total(n, npad, hd, nslot));
     float *cells = malloc((size_t)ncell * cd * sizeof(float)), *hid = malloc((size_t)ncell * L * sizeof(float));
     int rc = 0;
     if (!x || !a || !o || !big || !m || !scratch || !cs || !sn || !qb || !kb || !vt || !work || !cells ||
@@ -449,7 +464,7 @@ int dsv4_vtower_forward(const dsv4_vtower *t, const float *patches, int n_h, int
             for (int d = 0; d < hd; d++)
                 for (int tk = n; tk < npad; tk++) vt[((size_t)h * hd + d) * npad + tk] = 0;
         VT_MARK(2);
-        attention(o, qb, kb, vt, n, npad, H, hd, scale, 0, work);
+        attention(o, qb, kb, vt, n, npad, H, hd, scale, 0, work, nslot);
         VT_MARK(3);
         linear(a, &b->wo, b->bo, o, n, scratch);
         VT_MARK(1);

@@ -84,7 +84,7 @@ typedef void (*dsv4_vtower_hook)(void *ctx, int state, float *x, int n, int dim)
  * dsv4_image_preprocess: patch row-major over the grid, channel then row then column inside), rows receives
  * dsv4_vtower_n_rows(...) x lm_dim floats (BF16 values) in row-major cell order. hook may be NULL. Allocates its
  * work buffers and frees them: about n * (3 dim + max(3 dim, 2 inter_dim) + inter_dim + 1.5 max(3 patch^2, dim,
- * inter_dim)) floats plus 64 * (n + 31) * 8 bytes per head (V4.1-Flash at the largest grid, 93 x 93: 0.6 GB).
+ * inter_dim)) floats plus 64 * (n + 31) * 8 bytes per pool thread (V4.1-Flash at the largest grid, 93 x 93: 0.6 GB).
  * Errors: n_h or n_w < 1 or a grid above 2^24 patches, out of memory. */
 int dsv4_vtower_forward(const dsv4_vtower *t, const float *patches, int n_h, int n_w, float *rows,
                         dsv4_vtower_hook hook, void *ctx, char *err, size_t errlen);
