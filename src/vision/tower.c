@@ -328,24 +328,18 @@ static void attn_task(void *ctx, int i) {
             if (atomic_compare_exchange_strong(&a->busy[s], &z, 1)) slot = s;
         }
     char *work = a->work + (size_t)slot * a->work_bytes;
-    size_t hn = (size_t)h * a->n * a->hd;
-    float *o = a->o + (size_t)h * a->hd;
-    size_t ldo = (size_t)a->H * a->hd;
-    (void)hn; (void)o; (void)ldo;
-    switch (a->kind) {
 #if defined(__x86_64__)
-    case VT_AVX512:   /* tower_avx512.c: the same computation in one dedicated loop */
-        dsv4_vt_attn_avx512(o, ldo, a->qb + hn, a->kb + hn, a->vt + (size_t)h * a->hd * a->npad, a->n, a->npad,
-                            a->hd, qs, nq, a->scale, work);
-        break;
-    case VT_AVX2:     /* tower_avx2.c */
-        dsv4_vt_attn_avx2(o, ldo, a->qb + hn, a->kb + hn, a->vt + (size_t)h * a->hd * a->npad, a->n, a->npad,
-                          a->hd, qs, nq, a->scale, work);
-        break;
+    size_t hn = (size_t)h * a->n * a->hd, ldo = (size_t)a->H * a->hd;
+    const uint16_t *vh = a->vt + (size_t)h * a->hd * a->npad;
+    if (a->kind == VT_AVX512)        /* tower_avx512.c: the same computation in one dedicated loop */
+        dsv4_vt_attn_avx512(a->o + (size_t)h * a->hd, ldo, a->qb + hn, a->kb + hn, vh, a->n, a->npad, a->hd, qs, nq,
+                            a->scale, work);
+    else if (a->kind == VT_AVX2)     /* tower_avx2.c */
+        dsv4_vt_attn_avx2(a->o + (size_t)h * a->hd, ldo, a->qb + hn, a->kb + hn, vh, a->n, a->npad, a->hd, qs, nq,
+                          a->scale, work);
+    else
 #endif
-    default:
         attn_portable(a, h, qs, nq, work);
-    }
     atomic_store(&a->busy[slot], 0);
 }
 
