@@ -37,12 +37,13 @@ srv_stop() {
 U() { echo "http://127.0.0.1:$SRV_PORT$1"; }
 # post PATH JSON [curl args]: body, then a line "HTTP <status>"
 # Under emulation ($DSV4_TEST_QEMU, .ci/cross.sh aarch64: the server runs under qemu-user, ~76x slower) the long
-# prompts are 1000 bytes (~390 tokens), not 3000 (~1140), there are 10 mangled requests, not 120, and post waits up to
-# 300 s, not 60 (so do the streamed requests and the SDK clients); everything else runs as natively
-SRV_LONG=3000; NMUT_QEMU=10; SRV_WAIT=60
+# prompts are 1000 bytes (~390 tokens), not 3000 (~1140), there are 10 mangled requests, not 120, the load test has 16
+# concurrent streams on the 4 slots, not 64, and post waits up to 300 s, not 60 (so do the streamed requests and the
+# SDK clients); everything else runs as natively
+SRV_LONG=3000; NMUT_QEMU=10; SRV_WAIT=60; SRV_LOAD=64
 case "${DSV4_TEST_QEMU:-0}" in 0|"") ;; *)
-    SRV_LONG=1000; SRV_WAIT=300
-    echo "reduced under emulation (DSV4_TEST_QEMU): serve: long prompts of $SRV_LONG bytes, $NMUT_QEMU mangled requests" ;;
+    SRV_LONG=1000; SRV_WAIT=300; SRV_LOAD=16
+    echo "reduced under emulation (DSV4_TEST_QEMU): serve: long prompts of $SRV_LONG bytes, $NMUT_QEMU mangled requests, $SRV_LOAD concurrent streams" ;;
 esac
 post() { local p=$1 d=$2; shift 2; curl -sS -m $SRV_WAIT -w ' HTTP %{http_code}\n' -H 'Content-Type: application/json' "$@" --data-binary "$d" "$(U "$p")"; }
 CHAT='"thinking":{"type":"disabled"},"temperature":0'
@@ -233,11 +234,11 @@ if [ -f models/nano-chat/model.safetensors ]; then
     SRV_MODEL=$SAVE_MODEL
 fi
 
-# load: 64 concurrent streaming clients on 4 slots, all complete (under SAN=1 the server's exit also proves no leak)
+# load: 64 (under emulation 16) concurrent streaming clients on 4 slots, all complete (under SAN=1 the server's exit also proves no leak)
 if srv_start load --parallel 4 -c 512; then
-    out=$(DSV4_URL="http://127.0.0.1:$SRV_PORT" timeout 300 node tests/server/load.mjs 64 16 2>&1)
+    out=$(DSV4_URL="http://127.0.0.1:$SRV_PORT" timeout 300 node tests/server/load.mjs $SRV_LOAD 16 2>&1)
     printf '%s\n' "$out" | grep -E '^load:|^FAIL' | head -n 5
-    check "serve: 64 concurrent streams all complete" 0 '^load: 64 concurrent streams x 16 tokens: 64 complete' -- printf '%s\n' "$out"
+    check "serve: $SRV_LOAD concurrent streams all complete" 0 "^load: $SRV_LOAD concurrent streams x 16 tokens: $SRV_LOAD complete" -- printf '%s\n' "$out"
     check "serve: slots idle again after the load" 0 '"slots_busy":0,"queue":0' -- curl -sS -m 10 "$(U /health)"
     # batched decode (dsv4_eval_batch over the busy slots) gives each stream the text it gets alone
     B1="{\"messages\":[{\"role\":\"user\",\"content\":\"KING RICHARD:\"}],\"max_tokens\":300,$CHAT}"
