@@ -25,7 +25,15 @@ extern "C" {
 typedef struct dsv4_model dsv4_model;
 
 /* Load the model directory `dir`: config.json plus model.safetensors, or *.safetensors shards with
- * model.safetensors.index.json (official HF layout of DeepSeek-V4-Flash/Pro, unconverted; docs/architecture.md §1-§2). Weights
+ * model.safetensors.index.json (official HF layout of DeepSeek-V4-Flash/Pro, unconverted; docs/architecture.md §1-§2).
+ * A DeepSeek-V4.1 directory (nested config.json, model_type deepseek_v41; docs/v41-implementation.md) loads too: its
+ * sessions run the V4.1 forward through dsv4_session_open / dsv4_eval / dsv4_eval_all / reset / pos / free; with a
+ * tokenizer.json its Engram token map is built here (count checked against engram_compressed_vocab_size), without
+ * one the identity map is used (dsv4_model_info.engram_token_map says which). Not implemented for V4.1 yet, each
+ * refused with an error naming V4.1: a memory budget below the checkpoint's size (dsv4_model_load_opts; one that
+ * holds it keeps the mmap path, as for V4), dsv4_eval_batch, dsv4_eval_mtp,
+ * dsv4_checkpoint_save / restore, dsv4_session_export / import (dsv4_checkpoint_state_bytes and
+ * dsv4_session_export_bytes return 0). Weights
  * are memory-mapped read-only (zero copy; the files must stay unchanged while the model lives).
  * Checks, each an error naming the file and the key / tensor: config.json keys and their supported ranges
  * (src/io/config.h; duplicate keys refused); every tensor the config implies is present with the expected
@@ -116,6 +124,9 @@ typedef struct {
     double n_params_engram;        /* Engram tables + wkv + q/k weights */
     double engram_rows_per_token;  /* table rows read per decoded token, all Engram layers */
     double bytes_per_token_engram; /* of bytes_per_token: the Engram rows (E4M3 + E8M0) and the Engram weights */
+    int engram_token_map;          /* dsv4_model_get_info of a V4.1 model with Engram: 1 = the compressed token map
+                                    * was built at load from the directory's tokenizer.json (docs/v41.md §2.2), 0 =
+                                    * the identity map (no tokenizer; needs engram_compressed_vocab_size == vocab_size) */
 } dsv4_model_info;
 enum { DSV4_INFO_BF16, DSV4_INFO_F32, DSV4_INFO_F8_E4M3, DSV4_INFO_F8_E8M0, DSV4_INFO_FP4, DSV4_INFO_I64,
        DSV4_INFO_OTHER, DSV4_INFO_NDTYPE };

@@ -12,6 +12,11 @@ done
 check "write error on stdout: dsv4 parse > /dev/full" 1 "write error on stdout" -- sh -c "echo hi | '$BIN' parse > /dev/full"
 check "logits --out - writes the rows to stdout (2 rows x 1024 float32)" 0 "^8192$" -- sh -c "'$BIN' logits -m $NANO --tokens 5,6,7 --prefill 2 --out - 2>/dev/null | wc -c"
 check "logits: an id outside the vocabulary writes nothing" 0 "^0 is not below vocab_size 1024$" -- sh -c "'$BIN' logits -m $NANO --tokens 5,1024 --out - 2>&1 >/dev/null | grep -o 'item 1 is not below vocab_size 1024' | sed 's/item 1/0/'; '$BIN' logits -m $NANO --tokens 5,1024 --out - 2>/dev/null | wc -c | grep -q '^0$' || echo wrote"
+# DeepSeek-V4.1 through the public API (tests/test_api_v41.c): the logits of the tiny checkpoint's first 4 golden tokens
+# in one call equal its prefill golden's row 3 within golden.json's tolerance.rel (3.04e-2 x max |row|); info reads it
+V41=tests/golden/v41/tiny
+check "logits on the V4.1 tiny checkpoint: the golden's row within tolerance" 0 "^v41 ok 96$" -- sh -c "'$BIN' logits -m $V41 --tokens 86,35,31,59 --out '$tmp/v41.f32' 2>/dev/null && od -An -v -tf4 '$tmp/v41.f32' > '$tmp/v41.txt' && od -An -v -tf4 -j 1152 -N 384 $V41/prefill.f32 > '$tmp/v41g.txt' && paste -d' ' '$tmp/v41.txt' '$tmp/v41g.txt' | awk '{h=NF/2; for(i=1;i<=h;i++){a[n]=\$i; b[n]=\$(i+h); n++}} END{for(i=0;i<n;i++){d=a[i]-b[i]; if(d<0)d=-d; if(d>md)md=d; g=b[i]<0?-b[i]:b[i]; if(g>mg)mg=g} if(n==96 && md<=0.0304*mg) print \"v41 ok\", n; else print \"v41 off\", n, md, mg}'"
+check "info on the V4.1 tiny checkpoint" 0 "2 with Engram\) \+ 2 DSpark" -- "$BIN" info -m $V41
 check "detokenize: a bad id late in the list writes nothing" 0 "^0$" -- sh -c "'$BIN' detokenize -m $NANO --ids '5 6 99999' 2>/dev/null | wc -c"
 check "render --tokens: a missing tokenizer is found before anything is printed" 0 "^0$" -- sh -c "'$BIN' render --messages $ENC/test_input_4.json --tokenizer '$tmp/none.json' --tokens 2>/dev/null | wc -c"
 check "render -m: a tokenizer without the V4 special tokens is refused as chat does" 1 "lacks 5 DeepSeek-V4 special tokens" -- "$BIN" render -m $NANO --messages $ENC/test_input_4.json

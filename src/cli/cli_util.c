@@ -588,6 +588,10 @@ void cli_load_summary(const char *cmd, const char *dir, const dsv4_model *m, int
             cli_count(in.n_params_active, b2), cli_bytes(in.bytes_total, b3), res, ctx,
             cli_bytes((double)dsv4_session_bytes(m, ctx), b4), dsv4_get_threads(), dsv4_get_threads() == 1 ? "" : "s",
             dsv4_get_kernel_path(), load_s);
+    if (in.v41 && in.n_engram_layers > 0)
+        fprintf(stderr, "dsv4 %s: DeepSeek-V4.1 with %d Engram layers: compressed token map %s\n", cmd,
+                in.n_engram_layers, in.engram_token_map ? "built from tokenizer.json"
+                                                        : "identity (no tokenizer.json; engram_compressed_vocab_size = vocab_size)");
     dsv4_expert_stats xs;
     dsv4_model_expert_stats(m, &xs);
     if (xs.active)

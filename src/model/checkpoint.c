@@ -55,8 +55,13 @@ static void copy_fn(void *user, void *p, size_t n) {
     cx->cur += n;
 }
 
+static int v41_refuse(const dsv4_session *s, const char *fn, char *err, size_t errlen) {
+    return dsv4_fail(err, errlen, "%s: model %s is DeepSeek-V4.1: session checkpoints and state export are not "
+                     "implemented for V4.1 yet", fn, s->m->dir);
+}
+
 size_t dsv4_checkpoint_state_bytes(const dsv4_session *s) {
-    if (!s) return 0;
+    if (!s || s->v41) return 0;
     size_t n = 0;
     regions((dsv4_session *)s, count_fn, &n);
     return n;
@@ -64,6 +69,7 @@ size_t dsv4_checkpoint_state_bytes(const dsv4_session *s) {
 
 int dsv4_checkpoint_save(const dsv4_session *s, dsv4_checkpoint **cp, char *err, size_t errlen) {
     if (!s || !cp) return dsv4_fail(err, errlen, "dsv4_checkpoint_save: session or checkpoint pointer is NULL");
+    if (s->v41) return v41_refuse(s, "dsv4_checkpoint_save", err, errlen);
     size_t n = dsv4_checkpoint_state_bytes(s);
     dsv4_checkpoint *c = *cp;
     if (c && c->bytes != n) return dsv4_fail(err, errlen, "dsv4_checkpoint_save: checkpoint of %zu bytes reused for a "
@@ -87,6 +93,7 @@ int dsv4_checkpoint_save(const dsv4_session *s, dsv4_checkpoint **cp, char *err,
 
 int dsv4_checkpoint_restore(dsv4_session *s, const dsv4_checkpoint *c, char *err, size_t errlen) {
     if (!s || !c) return dsv4_fail(err, errlen, "dsv4_checkpoint_restore: session or checkpoint is NULL");
+    if (s->v41) return v41_refuse(s, "dsv4_checkpoint_restore", err, errlen);
     if (c->owner != s) return dsv4_fail(err, errlen, "dsv4_checkpoint_restore: the checkpoint was saved from another session");
     if (c->bytes != dsv4_checkpoint_state_bytes(s))
         return dsv4_fail(err, errlen, "dsv4_checkpoint_restore: checkpoint size does not match the session");
@@ -136,7 +143,7 @@ static size_t n_records(const dsv4_session *s, int R) {
 }
 
 size_t dsv4_session_export_bytes(const dsv4_session *s) {
-    if (!s) return 0;
+    if (!s || s->v41) return 0;
     size_t n = EXP_HDR + dsv4_checkpoint_state_bytes(s);
     const dsv4_config *c = &s->m->cfg;
     for (int l = 0; l < s->m->n_blocks; l++) {
@@ -149,6 +156,7 @@ size_t dsv4_session_export_bytes(const dsv4_session *s) {
 
 int dsv4_session_export(const dsv4_session *s, void *buf, size_t n, char *err, size_t errlen) {
     if (!s || !buf) return dsv4_fail(err, errlen, "dsv4_session_export: session or buffer is NULL");
+    if (s->v41) return v41_refuse(s, "dsv4_session_export", err, errlen);
     if (n != dsv4_session_export_bytes(s))
         return dsv4_fail(err, errlen, "dsv4_session_export: buffer of %zu bytes, the state needs %zu", n, dsv4_session_export_bytes(s));
     unsigned char *p = buf;
@@ -169,6 +177,7 @@ int dsv4_session_export(const dsv4_session *s, void *buf, size_t n, char *err, s
 
 int dsv4_session_import(dsv4_session *s, const void *buf, size_t n, char *err, size_t errlen) {
     if (!s || !buf) return dsv4_fail(err, errlen, "state import: session or buffer is NULL");
+    if (s->v41) return v41_refuse(s, "state import", err, errlen);
     const unsigned char *p = buf;
     if (n < EXP_HDR) return dsv4_fail(err, errlen, "state import: %zu bytes is shorter than the header", n);
     uint32_t hdr32[2];

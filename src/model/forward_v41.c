@@ -49,6 +49,7 @@ struct dsv4_v41_state {
     dsv4_engram_prefetch *pf;             /* fetches a chunk's rows on a worker thread while layer 0.. run */
     int broken;                           /* an Engram row read failed mid-call: the state is inconsistent */
     int n_cols, row_bytes;
+    size_t bytes;                         /* bytes allocated at open (dsv4_v41_state_bytes) */
     /* chunk scratch (max_chunk tokens) */
     float *X, *pre, *apre, *apost, *acomb, *fpre, *fpost, *fcomb, *mix, *x, *y, *t1, *t2;
     float *qa, *q, *kv, *o, *og, *oa, *lat, *iq, *iw, *sc, *row, *ls, *es, *lin, *act;
@@ -388,7 +389,11 @@ int dsv4_v41_eval(dsv4_v41_state *s, const int32_t *tokens, int T, float *logits
     const struct dsv4_v41_weights *v = m->v41;
     /* Engram rows of every Engram layer for the whole chunk, before the layers */
     if (c->x.n_engram) {
-        for (int t = 0; t < T; t++) s->cids[t] = tokens[t];   /* identity token map (checked at open) */
+        /* the compressed token map built at load from the model's tokenizer (ids it does not cover: the pad's
+         * compressed id), or the identity (no tokenizer; engram_compressed_vocab_size == vocab_size, checked at open) */
+        const int32_t *map = v->engram_map;
+        for (int t = 0; t < T; t++)
+            s->cids[t] = !map ? tokens[t] : tokens[t] < v->engram_map_n ? map[tokens[t]] : v->engram_pad;
         dsv4_engram_hash_chunk(&s->lo, &s->hist, s->cids, T, s->eidx);
         dsv4_engram_prefetch_start(s->pf, s->tables, s->eidx, T);
     }
@@ -555,11 +560,14 @@ int dsv4_v41_dspark(dsv4_v41_state *s, int32_t token, float *logits, int32_t *id
     return 0;
 }
 
-static void *zalloc(size_t n, int *fail) {
+/* calloc that records a failure in *fail and adds the bytes to *tally (dsv4_v41_state_bytes) */
+static void *zalloc_t(size_t n, int *fail, size_t *tally) {
     void *p = calloc(1, n ? n : 1);
     if (!p) *fail = 1;
+    else *tally += n ? n : 1;
     return p;
 }
+#define zalloc(n_, fail_) zalloc_t((n_), (fail_), &s->bytes)
 
 void dsv4_v41_state_free(dsv4_v41_state *s) {
     if (!s) return;
@@ -586,6 +594,29 @@ void dsv4_v41_state_free(dsv4_v41_state *s) {
     free(s);
 }
 
+void dsv4_v41_state_reset(dsv4_v41_state *s) {
+    if (!s) return;
+    const dsv4_config *c = &s->m->cfg;
+    s->pos = 0;
+    s->published = -1;
+    s->kvsrc = -1;
+    s->broken = 0;   /* every part of the sequence state is cleared below (rings are read by position only) */
+    for (int L = 0; L < c->n_layers; L++) {
+        const dsv4_layer41 *B = &s->m->v41->layers[L];
+        s->n_comp[L] = s->n_ikeys[L] = 0;
+        if (B->kv_source) {
+            dsv4_csa2_compressor cc = {B->ratio, c->dim, c->head_dim, B->comp_wkv, B->comp_wgate, B->comp_norm,
+                                       c->norm_eps};
+            dsv4_csa2_compress_reset(&cc, s->cs_kv[L], s->cs_sc[L]);
+        }
+    }
+    if (c->x.n_engram) dsv4_engram_history_reset(&s->hist);
+}
+
+int64_t dsv4_v41_state_pos(const dsv4_v41_state *s) { return s ? s->pos : 0; }
+
+size_t dsv4_v41_state_bytes(const dsv4_v41_state *s) { return s ? s->bytes + sizeof *s : 0; }
+
 int dsv4_v41_state_open(const dsv4_model *m, int max_ctx, int max_chunk, dsv4_v41_state **out, char *err,
                         size_t errlen) {
     *out = NULL;
@@ -597,9 +628,9 @@ int dsv4_v41_state_open(const dsv4_model *m, int max_ctx, int max_chunk, dsv4_v4
     if (x->n_engram && !m->tok && x->engram_compressed_vocab != c->vocab_size)
         return dsv4_fail(err, errlen, "%s: no tokenizer to build the Engram token map from (engram_compressed_vocab_size "
                          "%d differs from vocab_size %d)", m->dir, x->engram_compressed_vocab, c->vocab_size);
-    if (x->n_engram && m->tok)
-        return dsv4_fail(err, errlen, "%s: the Engram token map from a tokenizer is not wired into this forward yet",
-                         m->dir);
+    if (x->n_engram && m->tok && !m->v41->engram_map)
+        return dsv4_fail(err, errlen, "%s: the model has a tokenizer but no Engram token map (bind it with "
+                         "dsv4_model_load)", m->dir);
     dsv4_v41_state *s = calloc(1, sizeof *s);
     if (!s) return dsv4_fail(err, errlen, "out of memory");
     s->m = m;
@@ -715,7 +746,7 @@ int dsv4_v41_state_open(const dsv4_model *m, int max_ctx, int max_chunk, dsv4_v4
         for (int l = 0; l < x->n_engram; l++) ne[l] = x->engram_num_embeddings[l];
         if (dsv4_engram_layout_init(&s->lo, x->n_engram, x->engram_layer_ids, ne, x->engram_max_ngram,
                                     x->engram_n_heads, x->engram_vocab_size, x->engram_compressed_vocab,
-                                    x->engram_pad_token_id, err, errlen)) {
+                                    m->v41->engram_map ? m->v41->engram_pad : x->engram_pad_token_id, err, errlen)) {
             dsv4_v41_state_free(s);
             return -1;
         }

@@ -6,6 +6,8 @@
  * load (kernels/quant_v41.h) until dsv4_linear reads 32-tiles; routed experts are packed FP4 views (E8M0 per 32, as
  * V4); small vectors are owned F32 copies (BF16 values where stored BF16). Engram tables are never read at bind
  * time: only their file, offsets and row count are kept (rows are fetched with pread, model/engram.h).
+ * dsv4_model_load binds a V4.1 directory with the same binder and the public session API (model/session.c) runs the
+ * forward below through one dsv4_v41_state per session.
  */
 #ifndef DSV4_MODEL_MODEL_V41_H
 #define DSV4_MODEL_MODEL_V41_H
@@ -65,6 +67,13 @@ typedef struct {
 struct dsv4_v41_weights {
     int n_blocks;              /* n_layers + n_mtp_layers */
     dsv4_layer41 *layers;      /* [n_blocks], model-owned */
+    /* Engram compressed token map (docs/v41.md §2.2), built by dsv4_model_load from the model's tokenizer.json
+     * (dsv4_engram_token_map; its distinct count checked against engram_compressed_vocab_size): raw id ->
+     * compressed id for ids < engram_map_n (ids above get engram_pad). NULL: the identity map (no tokenizer; then
+     * engram_compressed_vocab_size must equal vocab_size). Owned by the model (freed with it). */
+    int32_t *engram_map;
+    int engram_map_n;
+    int32_t engram_pad;        /* engram_map[engram_pad_token_id] */
 };
 
 /* Load a DeepSeek-V4.1 model directory's config.json and bind its checkpoint (every tensor found, dtype- and
@@ -81,6 +90,11 @@ typedef struct dsv4_v41_state dsv4_v41_state;
 int dsv4_v41_state_open(const dsv4_model *m, int max_ctx, int max_chunk, dsv4_v41_state **out, char *err,
                         size_t errlen);
 void dsv4_v41_state_free(dsv4_v41_state *s);
+/* Forget the sequence (position 0, compressor / index-key / Engram history state cleared; nothing freed). */
+void dsv4_v41_state_reset(dsv4_v41_state *s);
+/* Positions evaluated so far; bytes the state allocated at open (its buffers, not the Engram reader's). */
+int64_t dsv4_v41_state_pos(const dsv4_v41_state *s);
+size_t dsv4_v41_state_bytes(const dsv4_v41_state *s);
 /* Evaluate tokens[0..T) at the next T positions (one call of the reference's Session.eval: any schedule).
  * logits (may be NULL): [T][vocab] F32. blocks (may be NULL): [n_layers][max_chunk][hc][dim], the state after each
  * trunk block. The chunk's Engram rows are read (pread) on a worker thread while the layers before the first Engram

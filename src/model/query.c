@@ -3,10 +3,20 @@
  * model/checkpoint.c (dsv4_checkpoint_save / dsv4_checkpoint_restore). */
 #include "dsv4.h"
 #include "model/model.h"
+#include "model/model_v41.h"
 #include "base/util.h"
 #include <string.h>
 
 size_t dsv4_session_bytes(const dsv4_model *m, int max_ctx) {
+    if (m && m->v41) {   /* DeepSeek-V4.1: measured by opening a state (allocates it once; 0 when that fails) */
+        if (max_ctx < 1) return 0;
+        int ch = max_ctx < DSV4_CHUNK ? max_ctx : DSV4_CHUNK;
+        dsv4_v41_state *st = NULL;
+        if (dsv4_v41_state_open(m, max_ctx, ch, &st, NULL, 0)) return 0;
+        size_t n = dsv4_v41_state_bytes(st) + (size_t)ch * m->cfg.vocab_size * sizeof(float);
+        dsv4_v41_state_free(st);
+        return n;
+    }
     return m ? dsv4_session_state_bytes(&m->cfg, max_ctx) : 0;
 }
 

@@ -6,6 +6,9 @@
  * key caches stored as BF16 (exact: every value is BF16 by construction) — the F32 compressor partial state (§4.4),
  * the last trunk state for MTP, and the scratch for chunks of DSV4_CHUNK tokens. dsv4_eval performs no
  * allocation; a call longer than DSV4_CHUNK is processed in sub-chunks (results do not depend on it).
+ * A DeepSeek-V4.1 model (m->v41) is loaded by the same function (its Engram token map built from tokenizer.json
+ * when there is one) and its sessions hold one model/forward_v41.c state instead (allocated at open, chunks of
+ * DSV4_CHUNK); what that forward does not provide yet (batch, MTP, checkpoints, a memory budget) is refused.
  */
 #include <math.h>
 #include <stdint.h>
@@ -15,6 +18,8 @@
 #include <unistd.h>
 #include "model/model.h"
 #include "model/expert_cache.h"
+#include "model/model_v41.h"
+#include "model/engram.h"
 #include "base/util.h"
 
 /* ------------------------------------------------------------------ model */
@@ -22,6 +27,7 @@
 void dsv4_model_free(dsv4_model *m) {
     if (!m) return;
     dsv4_xc_free(m->xc);
+    if (m->v41) free(m->v41->engram_map);
     dsv4_weights_free(m);
     if (m->tok) dsv4_tokenizer_free(m->tok);
     st_close(m->st);
@@ -48,6 +54,31 @@ static char *dupstr(const char *s) {
     return d;
 }
 
+/* DeepSeek-V4.1: the Engram compressed token map from the model's tokenizer (tokenizer.json at tpath), its count
+ * checked against config.json's engram_compressed_vocab_size (docs/v41.md §2.2). */
+static int v41_token_map(dsv4_model *m, const char *tpath, char *err, size_t errlen) {
+    const dsv4_config_v41 *x = &m->cfg.x;
+    int n_ids = 0, n_distinct = 0;
+    int32_t *map = NULL;
+    if (dsv4_engram_token_map(m->tok, &map, &n_ids, &n_distinct, err, errlen)) return -1;
+    if (n_distinct != x->engram_compressed_vocab) {
+        free(map);
+        return dsv4_fail(err, errlen, "%s gives %d compressed Engram token ids but %s/config.json says "
+                         "engram_compressed_vocab_size %d (a tokenizer of another revision?)", tpath, n_distinct,
+                         m->dir, x->engram_compressed_vocab);
+    }
+    if (x->engram_pad_token_id < 0 || x->engram_pad_token_id >= n_ids) {
+        free(map);
+        return dsv4_fail(err, errlen, "%s/config.json: engram_pad_token_id %d has no token in %s (%d ids)", m->dir,
+                         x->engram_pad_token_id, tpath, n_ids);
+    }
+    m->v41->engram_map = map;
+    m->v41->engram_map_n = n_ids;
+    m->v41->engram_pad = map[x->engram_pad_token_id];
+    m->info.engram_token_map = 1;
+    return 0;
+}
+
 int dsv4_model_load(dsv4_model **out, const char *dir, char *err, size_t errlen) {
     return dsv4_model_load_opts(out, dir, NULL, err, errlen);
 }
@@ -64,14 +95,19 @@ int dsv4_model_load_opts(dsv4_model **out, const char *dir, const dsv4_load_opti
     if (dd && *dd && !(m->dump_dir = dupstr(dd))) { dsv4_fail(err, errlen, "%s: out of memory", dir); goto fail; }
     if (!(p = join(dir, "config.json"))) { dsv4_fail(err, errlen, "%s: out of memory", dir); goto fail; }
     if (dsv4_config_load(&m->cfg, p, err, errlen)) goto fail;
-    if (m->cfg.x.v41) { /* config, tensor list and Engram parts exist; the V4.1 forward does not yet */
-        dsv4_fail(err, errlen, "%s: a DeepSeek-V4.1 model (text_config, model_type deepseek_v41): dsv4 reads its "
-                  "configuration (dsv4 info) but cannot evaluate it yet (docs/v41-implementation.md)", p);
-        goto fail;
-    }
     if (st_open_dir(&m->st, dir, err, errlen)) goto fail;
     if (dsv4_weights_bind(m, err, errlen)) goto fail;
-    if (o && o->mem_bytes && dsv4_xc_create(&m->xc, m, o, &m->xst, err, errlen)) goto fail;   /* memory budget */
+    if (m->v41 && o && o->mem_bytes) {   /* the expert cache reads V4 blocks only: a budget must hold it all */
+        if ((double)o->mem_bytes < m->file_bytes) {
+            dsv4_fail(err, errlen, "%s: a memory budget below the checkpoint (%llu < %.0f bytes) is not supported for "
+                      "a DeepSeek-V4.1 model yet (load it without one)", dir, (unsigned long long)o->mem_bytes,
+                      m->file_bytes);
+            goto fail;
+        }
+        m->xst.fits = 1;   /* the mmap path, as for a V4 model that fits */
+        m->xst.budget_bytes = o->mem_bytes;
+        m->xst.resident_bytes = m->xst.min_bytes = (uint64_t)m->file_bytes;
+    } else if (o && o->mem_bytes && dsv4_xc_create(&m->xc, m, o, &m->xst, err, errlen)) goto fail;   /* memory budget */
     free(p);
     if (!(p = join(dir, "tokenizer.json"))) { dsv4_fail(err, errlen, "%s: out of memory", dir); goto fail; }
     if (access(p, F_OK) == 0) {
@@ -83,6 +119,7 @@ int dsv4_model_load_opts(dsv4_model **out, const char *dir, const dsv4_load_opti
             goto fail;
         }
     }
+    if (m->v41 && m->cfg.x.n_engram && m->tok && v41_token_map(m, p, err, errlen)) goto fail;
     free(p);
     *out = m;
     return 0;
@@ -238,6 +275,18 @@ int dsv4_session_open(dsv4_session **out, const dsv4_model *m, int max_ctx, char
     dsv4_session *s = calloc(1, sizeof *s);
     if (!s) return dsv4_fail(err, errlen, "dsv4_session_open: out of memory");
     s->m = m; s->max_ctx = max_ctx;
+    if (m->v41) {   /* DeepSeek-V4.1: one forward_v41 state, calls split into chunks of DSV4_CHUNK tokens */
+        s->v41_chunk = max_ctx < DSV4_CHUNK ? max_ctx : DSV4_CHUNK;
+        char e2[512] = "";
+        if (dsv4_v41_state_open(m, max_ctx, s->v41_chunk, &s->v41, e2, sizeof e2) ||
+            !(s->v41_logits = malloc((size_t)s->v41_chunk * m->cfg.vocab_size * sizeof(float)))) {
+            dsv4_v41_state_free(s->v41);
+            free(s);
+            return dsv4_fail(err, errlen, "dsv4_session_open: %s", e2[0] ? e2 : "out of memory");
+        }
+        *out = s;
+        return 0;
+    }
     s->wring = m->cfg.window_size < max_ctx ? m->cfg.window_size : max_ctx;
     s->ent_bytes = dsv4_entry_bytes(&m->cfg);
     s->ikey_bytes = dsv4_ikey_bytes(&m->cfg);
@@ -273,6 +322,8 @@ int dsv4_session_open(dsv4_session **out, const dsv4_model *m, int max_ctx, char
 
 void dsv4_session_free(dsv4_session *s) {
     if (!s) return;
+    dsv4_v41_state_free(s->v41);
+    free(s->v41_logits);
     free(s->arena);
     free(s->bs);
     free(s);
@@ -281,7 +332,8 @@ void dsv4_session_free(dsv4_session *s) {
 void dsv4_session_reset(dsv4_session *s) {
     if (!s) return;
     s->pos = 0;
-    dsv4_state_reset(s);
+    if (s->v41) dsv4_v41_state_reset(s->v41);
+    else dsv4_state_reset(s);
 }
 
 int dsv4_session_pos(const dsv4_session *s) { return s ? s->pos : 0; }
@@ -309,7 +361,18 @@ static int eval_tokens(dsv4_session *s, const int32_t *tokens, int n, float *log
     if ((int64_t)s->pos + n > s->max_ctx)
         return dsv4_fail(err, errlen, "%s: context overflow: position %d + %d tokens > max_ctx %d", fn, s->pos, n, s->max_ctx);
     int pos0 = s->pos;
-    for (int c0 = 0; c0 < n; c0 += DSV4_CHUNK) {
+    for (int c0 = 0; s->v41 && c0 < n; c0 += s->v41_chunk) {   /* DeepSeek-V4.1 */
+        int nc = n - c0 < s->v41_chunk ? n - c0 : s->v41_chunk, last = c0 + nc == n;
+        float *lg = all ? logits + (size_t)c0 * V : last && logits ? s->v41_logits : NULL;
+        char e2[512] = "";
+        if (dsv4_v41_eval(s->v41, tokens + c0, nc, lg, NULL, e2, sizeof e2)) {   /* an Engram row read failed */
+            dsv4_session_reset(s);
+            return dsv4_fail(err, errlen, "%s: %s (session reset to position 0)", fn, e2);
+        }
+        s->pos = (int)dsv4_v41_state_pos(s->v41);
+        if (lg == s->v41_logits) memcpy(logits, lg + (size_t)(nc - 1) * V, (size_t)V * sizeof(float));
+    }
+    for (int c0 = 0; !s->v41 && c0 < n; c0 += DSV4_CHUNK) {
         int nc = n - c0 < DSV4_CHUNK ? n - c0 : DSV4_CHUNK;
         if (all) dsv4_forward_chunk_all(s, tokens + c0, nc, logits + (size_t)c0 * V);
         else dsv4_forward_chunk(s, tokens + c0, nc, c0 + nc == n ? logits : NULL);
@@ -343,6 +406,9 @@ int dsv4_eval_batch(dsv4_session *const *ss, int nb, const int32_t *tokens, floa
     for (int i = 0; i < nb; i++) {
         const dsv4_session *s = ss[i];
         if (!s) return dsv4_fail(err, errlen, "dsv4_eval_batch: session %d is NULL", i);
+        if (s->v41)
+            return dsv4_fail(err, errlen, "dsv4_eval_batch: session %d is of a DeepSeek-V4.1 model (%s): batched decoding "
+                             "is not implemented for V4.1 yet (use dsv4_eval per session)", i, s->m->dir);
         if (s->m != ss[0]->m)
             return dsv4_fail(err, errlen, "dsv4_eval_batch: session %d belongs to another model than session 0", i);
         for (int j = 0; j < i; j++)
@@ -373,6 +439,9 @@ int dsv4_eval_batch(dsv4_session *const *ss, int nb, const int32_t *tokens, floa
 
 int dsv4_eval_mtp(dsv4_session *s, int32_t next_token, float *logits, char *err, size_t errlen) {
     if (!s) return dsv4_fail(err, errlen, "dsv4_eval_mtp: session is NULL");
+    if (s->v41)
+        return dsv4_fail(err, errlen, "dsv4_eval_mtp: model %s is DeepSeek-V4.1: its DSpark stages are not evaluable "
+                         "through the public API yet (not implemented for V4.1)", s->m->dir);
     if (s->m->cfg.n_mtp_layers < 1) return dsv4_fail(err, errlen, "dsv4_eval_mtp: model %s has no MTP block", s->m->dir);
     if (!s->have_last) return dsv4_fail(err, errlen, "dsv4_eval_mtp: no position evaluated yet (call dsv4_eval first)");
     if (next_token < 0 || next_token >= s->m->cfg.vocab_size)

@@ -1,0 +1,218 @@
+/* tests/test_api_v41.c — the DeepSeek-V4.1 forward THROUGH THE PUBLIC API (include/dsv4.h): dsv4_model_load on
+ * tests/golden/v41/tiny, dsv4_session_open / dsv4_eval / dsv4_eval_all / dsv4_session_reset / dsv4_session_pos /
+ * dsv4_session_free / dsv4_model_get_info, against the same goldens and tolerance as tests/test_forward_v41.c
+ * (golden.json tolerance.rel x max|golden|: the reference's float32-mode deviation x 4, see that file).
+ *
+ *  1. Each of the three call schedules (golden.json "calls"): dsv4_eval_all per call gives every position's logits,
+ *     within the tolerance of the schedule's golden, and bit-identical to what the internal forward gives for that
+ *     schedule (dsv4_v41_state_open / dsv4_v41_eval: the public API adds nothing to the arithmetic). dsv4_eval per
+ *     call in a second session: its logits equal the last row of the same call's dsv4_eval_all bit for bit.
+ *  2. dsv4_eval_all over the whole sequence in one call vs one dsv4_eval per token: the V4.1 forward is NOT
+ *     schedule-independent (the official index-key slot: on a decode step where a ratio-2 group is still filling,
+ *     an index source scores against the last published keys of another layer), so the two differ by more than
+ *     rounding; they must agree within the goldens' tolerance (both are compared with their goldens in 1, and here
+ *     with each other: tolerance.rel x max|prefill golden|), and argmax is reported.
+ *  3. dsv4_session_reset then the prefill again: bit-identical logits; dsv4_session_pos follows every call.
+ *  4. What the V4.1 path does not support is refused with a message naming V4.1, nothing crashes: dsv4_eval_batch,
+ *     dsv4_eval_mtp, dsv4_checkpoint_save / restore, dsv4_session_export / import (their byte counts are 0), a memory
+ *     budget below the checkpoint (dsv4_model_load_opts); a budget above it loads (mmap path). Bad tokens and
+ *     context overflow are refused as for V4.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "testlib.h"
+#include "dsv4.h"
+#include "model/model_v41.h"
+
+static const char *TINY = "tests/golden/v41/tiny";
+
+static double maxabs(const float *a, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) m = fmax(m, fabs((double)a[i]));
+    return m;
+}
+
+static double maxdiff(const float *a, const float *b, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) m = fmax(m, fabs((double)a[i] - (double)b[i]));
+    return m;
+}
+
+static int argmax_equal(const float *a, const float *b, int N, int V) {
+    int same = 0;
+    for (int t = 0; t < N; t++) {
+        int x = 0, y = 0;
+        for (int v = 1; v < V; v++) {
+            if (a[(size_t)t * V + v] > a[(size_t)t * V + x]) x = v;
+            if (b[(size_t)t * V + v] > b[(size_t)t * V + y]) y = v;
+        }
+        same += x == y;
+    }
+    return same;
+}
+
+int main(void) {
+    size_t len = 0;
+    char gp[512], err[1024] = "";
+    snprintf(gp, sizeof gp, "%s/golden.json", TINY);
+    char *txt = test_read_file(gp, &len);
+    cJSON *g = txt ? cJSON_Parse(txt) : NULL;
+    free(txt);
+    if (!g) { test_fail("cannot read %s", gp); return test_done(); }
+    dsv4_model *m = NULL;
+    if (dsv4_model_load(&m, TINY, err, sizeof err)) { test_fail("dsv4_model_load: %s", err); cJSON_Delete(g); return test_done(); }
+    dsv4_model_info in;
+    dsv4_model_get_info(m, &in);
+    const int V = in.vocab_size;
+    CHECK(in.v41 == 1 && in.n_engram_layers == 2 && in.engram_token_map == 0 && V == 96,
+          "info: v41 %d, Engram layers %d, token map %d (want identity: no tokenizer), vocab %d", in.v41,
+          in.n_engram_layers, in.engram_token_map, V);
+    CHECK(dsv4_model_tokenizer(m) == NULL, "the tiny checkpoint has no tokenizer");
+    const cJSON *jt = cJSON_GetObjectItem(g, "tokens");
+    const int N = cJSON_GetArraySize(jt);
+    int32_t *tok = malloc((size_t)N * sizeof(int32_t));
+    for (int i = 0; i < N; i++) tok[i] = cJSON_GetArrayItem(jt, i)->valueint;
+    const double rel = cJSON_GetObjectItem(cJSON_GetObjectItem(g, "tolerance"), "rel")->valuedouble;
+    const cJSON *sch = cJSON_GetObjectItem(g, "schedules");
+    float *got[3] = {0}, *last = malloc((size_t)V * sizeof(float)), *want = NULL;
+    float *internal = malloc((size_t)N * V * sizeof(float));
+    int pi = -1, di = -1;   /* schedule indices of "prefill" and "decode" */
+    for (int si = 0; si < cJSON_GetArraySize(sch) && si < 3; si++) {
+        const cJSON *e = cJSON_GetArrayItem(sch, si);
+        const char *name = cJSON_GetObjectItem(e, "name")->valuestring;
+        if (!strcmp(name, "prefill")) pi = si;
+        if (!strcmp(name, "decode")) di = si;
+        char p[600];
+        snprintf(p, sizeof p, "%s/%s", TINY, cJSON_GetObjectItem(e, "logits")->valuestring);
+        free(want);
+        want = test_read_f32(p, (size_t)N * V);
+        got[si] = calloc((size_t)N * V, sizeof(float));
+        dsv4_session *s = NULL, *s1 = NULL;
+        dsv4_v41_state *st = NULL;
+        if (!want || dsv4_session_open(&s, m, N, err, sizeof err) || dsv4_session_open(&s1, m, N, err, sizeof err) ||
+            dsv4_v41_state_open(m, N, N, &st, err, sizeof err)) {
+            test_fail("%s: %s", name, err);
+            dsv4_session_free(s);
+            dsv4_session_free(s1);
+            continue;
+        }
+        const cJSON *calls = cJSON_GetObjectItem(e, "calls");
+        int pos = 0, ok = 1, last_same = 0, ncalls = cJSON_GetArraySize(calls);
+        for (int k = 0; k < ncalls && ok; k++) {
+            int n = cJSON_GetArrayItem(calls, k)->valueint;
+            ok = dsv4_eval_all(s, tok + pos, n, got[si] + (size_t)pos * V, err, sizeof err) == 0 &&
+                 dsv4_eval(s1, tok + pos, n, last, err, sizeof err) == 0 &&
+                 dsv4_v41_eval(st, tok + pos, n, internal + (size_t)pos * V, NULL, err, sizeof err) == 0;
+            if (!ok) { test_fail("%s: call %d at %d: %s", name, k, pos, err); break; }
+            pos += n;
+            CHECK(dsv4_session_pos(s) == pos && dsv4_session_pos(s1) == pos, "%s: session position %d / %d, want %d",
+                  name, dsv4_session_pos(s), dsv4_session_pos(s1), pos);
+            last_same += memcmp(last, got[si] + (size_t)(pos - 1) * V, (size_t)V * sizeof(float)) == 0;
+        }
+        dsv4_v41_state_free(st);
+        if (ok) {
+            double sc = maxabs(want, (size_t)N * V), d = maxdiff(got[si], want, (size_t)N * V);
+            printf("  %s (%d calls): dsv4_eval_all max |logit diff| / max |golden| = %.3e (tolerance %.3e), argmax "
+                   "equal on %d / %d; dsv4_eval = last row of dsv4_eval_all on %d / %d calls\n", name, ncalls, d / sc,
+                   rel, argmax_equal(got[si], want, N, V), N, last_same, ncalls);
+            CHECK(d <= rel * sc, "%s: logits differ by %.3e x max (tolerance %.3e)", name, d / sc, rel);
+            CHECK(memcmp(got[si], internal, (size_t)N * V * sizeof(float)) == 0,
+                  "%s: the public API's logits differ from the internal forward's", name);
+            CHECK(last_same == ncalls, "%s: dsv4_eval differs from dsv4_eval_all's last row on %d calls", name,
+                  ncalls - last_same);
+        }
+        /* reset, then the first call again: bit-identical */
+        if (ok) {
+            int n0 = cJSON_GetArrayItem(calls, 0)->valueint;
+            dsv4_session_reset(s);
+            CHECK(dsv4_session_pos(s) == 0, "%s: position %d after reset", name, dsv4_session_pos(s));
+            float *again = calloc((size_t)n0 * V, sizeof(float));
+            CHECK(dsv4_eval_all(s, tok, n0, again, err, sizeof err) == 0, "%s: after reset: %s", name, err);
+            CHECK(memcmp(again, got[si], (size_t)n0 * V * sizeof(float)) == 0,
+                  "%s: the first call after dsv4_session_reset differs from the first run", name);
+            free(again);
+        }
+        dsv4_session_free(s);
+        dsv4_session_free(s1);
+    }
+    /* 2. one dsv4_eval_all call vs one dsv4_eval per token */
+    if (pi >= 0 && di >= 0 && got[pi] && got[di]) {
+        char p[600];
+        snprintf(p, sizeof p, "%s/%s", TINY, cJSON_GetObjectItem(cJSON_GetArrayItem(sch, pi), "logits")->valuestring);
+        float *wp = test_read_f32(p, (size_t)N * V);
+        double sc = wp ? maxabs(wp, (size_t)N * V) : 1, d = maxdiff(got[pi], got[di], (size_t)N * V);
+        long nbit = 0;
+        for (size_t i = 0; i < (size_t)N * V; i++) nbit += got[pi][i] != got[di][i];
+        printf("  dsv4_eval_all (one call) vs dsv4_eval per token: %ld of %d values differ, max %.3e x max |golden| "
+               "(tolerance %.3e; not schedule-independent: the index-key slot), argmax equal on %d / %d\n", nbit,
+               N * V, d / sc, rel, argmax_equal(got[pi], got[di], N, V), N);
+        CHECK(wp && d <= rel * sc, "prefill vs decode through the API differ by %.3e x max", d / sc);
+        free(wp);
+    }
+    /* 4. refused calls, bad input */
+    dsv4_session *s = NULL, *s2 = NULL;
+    CHECK(dsv4_session_open(&s, m, 4, err, sizeof err) == 0 && dsv4_session_open(&s2, m, 4, err, sizeof err) == 0,
+          "open: %s", err);
+    if (s && s2) {
+        int32_t two[2] = {5, 6}, bad[2] = {5, 96};
+        float lg[2 * 96];
+        CHECK(dsv4_eval(s, bad, 2, lg, err, sizeof err) != 0 && strstr(err, "out of range") && dsv4_session_pos(s) == 0,
+              "token 96 refused: %s", err);
+        CHECK(dsv4_eval(s, two, 2, lg, err, sizeof err) == 0, "2 tokens: %s", err);
+        CHECK(dsv4_eval_all(s, two, 2, NULL, err, sizeof err) != 0 && strstr(err, "logits is NULL"), "NULL rows: %s", err);
+        CHECK(dsv4_eval(s, two, 2, NULL, err, sizeof err) == 0 && dsv4_session_pos(s) == 4, "logits NULL: %s", err);
+        CHECK(dsv4_eval(s, two, 1, lg, err, sizeof err) != 0 && strstr(err, "context overflow"), "overflow: %s", err);
+        dsv4_session *pair[2] = {s2, s};
+        err[0] = 0;
+        CHECK(dsv4_eval_batch(pair, 2, two, lg, err, sizeof err) != 0 && strstr(err, "V4.1") && dsv4_session_pos(s2) == 0,
+              "dsv4_eval_batch: %s", err);
+        printf("  refused: %s\n", err);
+        err[0] = 0;
+        CHECK(dsv4_eval_mtp(s, 5, lg, err, sizeof err) != 0 && strstr(err, "V4.1"), "dsv4_eval_mtp: %s", err);
+        printf("  refused: %s\n", err);
+        dsv4_checkpoint *cp = NULL;
+        err[0] = 0;
+        CHECK(dsv4_checkpoint_save(s, &cp, err, sizeof err) != 0 && strstr(err, "V4.1") && !cp, "checkpoint save: %s", err);
+        printf("  refused: %s\n", err);
+        CHECK(dsv4_checkpoint_state_bytes(s) == 0 && dsv4_session_export_bytes(s) == 0, "state byte counts not 0");
+        char buf[64];
+        err[0] = 0;
+        CHECK(dsv4_session_export(s, buf, sizeof buf, err, sizeof err) != 0 && strstr(err, "V4.1"), "export: %s", err);
+        err[0] = 0;
+        CHECK(dsv4_session_import(s, buf, sizeof buf, err, sizeof err) != 0 && strstr(err, "V4.1") &&
+              dsv4_session_pos(s) == 4, "import: %s", err);
+        CHECK(dsv4_session_bytes(m, 4) > 0 && dsv4_session_bytes(m, 0) == 0, "dsv4_session_bytes %zu",
+              dsv4_session_bytes(m, 4));
+        dsv4_session_reset(s);
+        CHECK(dsv4_session_pos(s) == 0 && dsv4_eval(s, two, 2, lg, err, sizeof err) == 0, "after reset: %s", err);
+    }
+    dsv4_session_free(s);
+    dsv4_session_free(s2);
+    dsv4_session_reset(NULL);
+    CHECK(dsv4_session_pos(NULL) == 0, "pos(NULL)");
+    /* a memory budget: below the checkpoint refused naming V4.1, above it the mmap path */
+    dsv4_model *mb = NULL;
+    dsv4_load_options o = {0};
+    o.mem_bytes = 1024;
+    err[0] = 0;
+    CHECK(dsv4_model_load_opts(&mb, TINY, &o, err, sizeof err) != 0 && !mb && strstr(err, "V4.1"), "budget 1 KiB: %s", err);
+    printf("  refused: %s\n", err);
+    o.mem_bytes = (uint64_t)1 << 30;
+    CHECK(dsv4_model_load_opts(&mb, TINY, &o, err, sizeof err) == 0, "budget 1 GiB: %s", err);
+    if (mb) {
+        dsv4_expert_stats xs;
+        dsv4_model_expert_stats(mb, &xs);
+        CHECK(xs.fits == 1 && xs.active == 0, "budget 1 GiB: fits %d active %d", xs.fits, xs.active);
+        dsv4_model_free(mb);
+    }
+    free(want);
+    free(last);
+    free(internal);
+    for (int i = 0; i < 3; i++) free(got[i]);
+    free(tok);
+    dsv4_model_free(m);
+    cJSON_Delete(g);
+    return test_done();
+}
