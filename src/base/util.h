@@ -40,5 +40,7 @@ int dsv4_read_file(const char *path, char **buf, size_t *len, char *err, size_t 
 
 /* Monotonic wall clock in seconds. */
 double dsv4_now(void);
+/* CPU time of the whole process (all threads) in seconds (benchmarks on a shared machine). */
+double dsv4_cpu_now(void);
 
 #endif

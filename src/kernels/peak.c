@@ -11,10 +11,10 @@
  * The operands keep the sums bounded (x tiny) and opaque to the compiler (an empty asm per iteration). Best of 3
  * timed runs of >= 0.3 s (the first run sizes them). Built with target attributes, so this file needs no flags. */
 #include "kernels/kernels.h"
+#include "base/util.h"
 #include <math.h>
 #include <pthread.h>
 #include <string.h>
-#include <time.h>
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define PK_X86 1
@@ -25,17 +25,6 @@
 #endif
 
 #define PEAK_ITERS 4096
-
-static double mono(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-static double cpu_time(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 #ifdef PK_X86
 __attribute__((target("avx512f,avx512bf16"))) static double dp_loop(long reps) {
@@ -101,7 +90,7 @@ typedef struct { int kind; long reps; double secs; volatile double sink; pthread
 static void *peak_thread(void *p) {
     peak_arg *a = p;
     pthread_barrier_wait(a->bar);
-    double t0 = mono(), v = 0;
+    double t0 = dsv4_now(), v = 0;
     switch (a->kind) {
 #ifdef PK_X86
     case 2: v = dp_loop(a->reps); break;
@@ -113,7 +102,7 @@ static void *peak_thread(void *p) {
     default: v = scalar_loop(a->reps); break;
     }
     a->sink = v;
-    a->secs = mono() - t0;
+    a->secs = dsv4_now() - t0;
     return NULL;
 }
 
@@ -157,7 +146,7 @@ double dsv4_arith_peak(const char *path, int nthr, double *cpu_rate, const char 
         peak_arg args[1024];
         pthread_barrier_t bar;
         if (pthread_barrier_init(&bar, NULL, (unsigned)nthr) != 0) return 0;
-        double c0 = cpu_time();
+        double c0 = dsv4_cpu_now();
         int started = 0;
         for (int i = 0; i < nthr; i++) {
             args[i] = (peak_arg){kind, reps, 0, 0, &bar};
@@ -176,7 +165,7 @@ double dsv4_arith_peak(const char *path, int nthr, double *cpu_rate, const char 
             if (args[i].secs > slow) slow = args[i].secs;
         }
         pthread_barrier_destroy(&bar);
-        double cpu = cpu_time() - c0;
+        double cpu = dsv4_cpu_now() - c0;
         double macs = per * PEAK_ITERS * (double)reps * nthr;
         if (trial == 0) { reps = (long)(reps * 0.3 / (slow > 1e-6 ? slow : 1e-6)) + 1; continue; }   /* sizing run */
         if (macs / slow > best) best = macs / slow;
