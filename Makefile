@@ -16,17 +16,16 @@ else
   BUILD   ?= build/rel
 endif
 
-# SIMD paths: each file is compiled for its ISA; the CPU is checked at run time (src/kernels/linear.c).
+# SIMD paths: every src/*/*_avx512.c and *_avx2.c is compiled for its path's ISA (isa_of; the libFuzzer build in
+# tests/fuzz/fuzz.mk uses the same rule). The CPU is checked at run time (src/kernels/linear.c) and these files only
+# run when their path was chosen, so each may use all the path's extensions.
 ifneq (,$(findstring x86_64,$(shell $(CC) -dumpmachine)))
-$(BUILD)/src/kernels/linear_avx512.o: CFLAGS += -mavx512f -mavx512bw -mavx512vl -mavx512bf16 -mavx512vbmi -mavx2 -mfma
-$(BUILD)/src/kernels/gemm_avx512.o: CFLAGS += -mavx512f -mavx512bw -mavx512vl -mavx512bf16 -mavx512vbmi -mavx2 -mfma
-$(BUILD)/src/kernels/linear_avx2.o: CFLAGS += -mavx2 -mfma
-$(BUILD)/src/kernels/gemm_avx2.o: CFLAGS += -mavx2 -mfma
-$(BUILD)/src/kernels/ops_avx512.o: CFLAGS += -mavx512f -mavx512bw -mavx512vl -mavx2
-$(BUILD)/src/kernels/ops_avx2.o: CFLAGS += -mavx2
-$(BUILD)/src/vision/tower_avx512.o: CFLAGS += -mavx512f -mavx512bw -mavx512vl -mavx512bf16 -mavx2
-$(BUILD)/src/vision/tower_avx2.o: CFLAGS += -mavx2 -mfma
+ISA_AVX512 := -mavx512f -mavx512bw -mavx512vl -mavx512bf16 -mavx512vbmi -mavx2 -mfma
+ISA_AVX2   := -mavx2 -mfma
+$(foreach f,$(basename $(notdir $(wildcard src/*/*_avx512.c))),$(eval ISA_$(f) := $(ISA_AVX512)))
+$(foreach f,$(basename $(notdir $(wildcard src/*/*_avx2.c))),$(eval ISA_$(f) := $(ISA_AVX2)))
 endif
+isa_of = $(ISA_$(basename $(notdir $(1))))
 # linear_neon.c needs no flag on aarch64 (Advanced SIMD is baseline). Debian 12's aarch64 gcc 12.2 crashes (ICE in
 # vect_transform_reduction) vectorizing the tests' fmax() reductions: no loop vectorizing in test objects there.
 ifneq (,$(findstring aarch64,$(shell $(CC) -dumpmachine)))
@@ -66,7 +65,7 @@ $(BUILD)/tests/test_cli: $(BUILD)/tests/test_cli.o $(filter-out $(BUILD)/src/cli
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(call isa_of,$@) -c -o $@ $<
 
 # DeepSeek-V4-compatible tokenizer: the V3 tokenizer.json plus the V4 added tokens (tools/tokenizer/README.md).
 # A stable path for tests and tools; `make test` builds it.

@@ -20,14 +20,10 @@ FUZZ_SRC        := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS       := $(FUZZ_SRC:tests/fuzz/%.c=$(FUZZ_BUILD)/%)
 FUZZ_LIB_OBJ    := $(LIB_SRC:%.c=$(FUZZ_BUILD)/%.o)
 
-ifneq (,$(findstring x86_64,$(shell $(FUZZ_CC) -dumpmachine 2>/dev/null)))
-$(FUZZ_BUILD)/src/kernels/linear_avx512.o: FUZZ_ISA := -mavx512f -mavx512bw -mavx512vl -mavx512bf16 -mavx512vbmi -mavx2 -mfma
-$(FUZZ_BUILD)/src/kernels/linear_avx2.o: FUZZ_ISA := -mavx2 -mfma
-endif
-
+# the SIMD files' ISA flags: the Makefile's table (isa_of)
 $(FUZZ_BUILD)/src/%.o: src/%.c
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_ISA) -fsanitize=fuzzer-no-link -c -o $@ $<
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(call isa_of,$@) -fsanitize=fuzzer-no-link -c -o $@ $<
 
 $(FUZZ_BUILD)/fuzz_%.o: tests/fuzz/fuzz_%.c
 	@mkdir -p $(dir $@)
