@@ -36,9 +36,15 @@ usage: make_v41_goldens.py [OUT_DIR]          (default tests/golden/v41/tiny)
        make_v41_goldens.py OUT --seed S [--default-config]   another seed (and model_v41's default config, the one
                                             official_oracle/v41_model.py checks) into OUT: more cases for the C
                                             forward by hand (test_forward_v41 OUT), not committed
+       make_v41_goldens.py OUT --tokenizer TOKENIZER_JSON   the tiny V4.1 with that tokenizer: vocab_size = its id
+                                            count, engram_compressed_vocab_size = its compressed count, the Engram
+                                            token map (engram_token_map.py, §2.2) used by the reference, the
+                                            tokenizer copied into OUT (tests/golden/v41/tiny-tok: models/nano's;
+                                            the public API builds the map at load, tests/test_api_v41.c)
 """
 import json
 import os
+import shutil
 import sys
 
 import numpy as np
@@ -46,11 +52,13 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import model_v41 as m  # noqa: E402
+import engram_token_map  # noqa: E402
 import numerics as nm  # noqa: E402
 from safetensors_io import write_safetensors, read_safetensors, raw_to_tensor  # noqa: E402
 
 CONFIG = dict(dspark_n_routed_experts=3, dspark_n_activated_experts=2)
 SEED = 41
+CMAP = None   # raw id -> compressed id (--tokenizer), None: identity
 N_TOKENS = 32
 # chunks: 1-token calls at even positions 6, 20 and 26 complete no ratio-2 group, so index source 4 scores against
 # the last published keys (the index-key slot quirk; it changes the picks once end // 2 > index_topk, i.e. at 20
@@ -141,7 +149,7 @@ def hf_config(cfg):
 
 def run(cfg, W, toks, calls, dtype, dspark=False, blocks=False):
     """Logits [N, V] of every position under `calls`; selections; DSpark drafts after 1-token calls at P >= 1."""
-    s = m.Session(cfg, W, dtype=dtype)
+    s = m.Session(cfg, W, dtype=dtype, cmap=CMAP)
     outs, drafts, states = [], [], []
     if blocks:
         orig = s.block
@@ -204,7 +212,8 @@ def check(d):
         meta = json.load(f)
     cfg = m.Config(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in meta["reference_config"].items()})
     W = weights_from_file(cfg, os.path.join(d, "model.safetensors"))
-    s = m.Session(cfg, W)
+    tj = os.path.join(d, "tokenizer.json")
+    s = m.Session(cfg, W, cmap=engram_token_map.build(tj)[0] if os.path.exists(tj) else None)
     lg = s.eval(meta["tokens"], all_logits=True)
     want = torch.from_numpy(np.fromfile(os.path.join(d, "prefill.f32"), dtype="<f4").copy()).reshape(lg.shape)
     ok = torch.equal(lg.to(torch.float32), want)
@@ -230,7 +239,7 @@ def compare_f32(dump, d):
 
 
 def main():
-    global SEED, CONFIG
+    global SEED, CONFIG, CMAP
     if len(sys.argv) > 2 and sys.argv[1] == "--compare-f32":
         return compare_f32(sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else "tests/golden/v41/tiny")
     if len(sys.argv) > 1 and sys.argv[1] == "--check":
@@ -241,6 +250,14 @@ def main():
     if "--default-config" in sys.argv:
         CONFIG = {}
     os.makedirs(out_dir, exist_ok=True)
+    if "--tokenizer" in sys.argv:
+        tpath = sys.argv[sys.argv.index("--tokenizer") + 1]
+        CMAP, n_keys = engram_token_map.build(tpath)
+        pad = m.DEFAULTS["engram_pad_id"]
+        assert CMAP[pad] == pad, "the reference takes engram_pad_id as the compressed pad id: map[pad] must equal pad"
+        CONFIG = dict(CONFIG, vocab_size=len(CMAP), engram_compressed_vocab_size=n_keys)
+        shutil.copyfile(tpath, os.path.join(out_dir, "tokenizer.json"))
+        print(f"{tpath}: {len(CMAP)} ids -> {n_keys} compressed ids")
     cfg = m.Config(**CONFIG)
     stored, W = checkpoint_weights(cfg, SEED)
     raw = raw_tensors(cfg, stored)
