@@ -13,6 +13,8 @@
  *     rounding once the index top-k has a choice (positions 18.. here); where the reference's two goldens are
  *     bit-identical (positions 0-17), the C rows must be bit-identical; elsewhere both differences are reported.
  *  3. dsv4_session_reset then the prefill again: bit-identical logits; dsv4_session_pos follows every call.
+ *     A call of 300 tokens (over the session's chunk of 128): every row bit-identical to the internal forward called
+ *     with 128, 128, 44 tokens, dsv4_eval's logits = the last row.
  *  4. What the V4.1 path does not support is refused with a message naming V4.1, nothing crashes: dsv4_eval_batch,
  *     dsv4_eval_mtp, dsv4_checkpoint_save / restore, dsv4_session_export / import (their byte counts are 0), a memory
  *     budget below the checkpoint (dsv4_model_load_opts); a budget above it loads (mmap path). Bad tokens and
@@ -269,6 +271,32 @@ int main(void) {
           in.n_engram_layers, in.engram_token_map, V);
     CHECK(dsv4_model_tokenizer(m) == NULL, "the tiny checkpoint has no tokenizer");
     schedules(m, g, TINY, V);
+    /* a call longer than the session's chunk (128): split inside, rows bit-identical to the internal forward run in
+     * the same calls of 128, 128, 44 tokens; dsv4_eval's logits = the last row */
+    {
+        const int NL = 300;
+        int32_t *lt = malloc(NL * sizeof(int32_t));
+        float *a = malloc((size_t)NL * V * sizeof(float)), *b = malloc((size_t)NL * V * sizeof(float)), lg1[96];
+        for (int i = 0; i < NL; i++) lt[i] = 3 + (i * 37 + i / 7) % (V - 3);
+        dsv4_session *sl = NULL, *sl1 = NULL;
+        dsv4_v41_state *st = NULL;
+        int ok = dsv4_session_open(&sl, m, NL, err, sizeof err) == 0 && dsv4_session_open(&sl1, m, NL, err, sizeof err) == 0 &&
+                 dsv4_v41_state_open(m, NL, 128, &st, err, sizeof err) == 0 &&
+                 dsv4_eval_all(sl, lt, NL, a, err, sizeof err) == 0 && dsv4_eval(sl1, lt, NL, lg1, err, sizeof err) == 0;
+        for (int c0 = 0; ok && c0 < NL; c0 += 128)
+            ok = dsv4_v41_eval(st, lt + c0, NL - c0 < 128 ? NL - c0 : 128, b + (size_t)c0 * V, NULL, err, sizeof err) == 0;
+        CHECK(ok, "300 tokens: %s", err);
+        if (ok) {
+            CHECK(memcmp(a, b, (size_t)NL * V * sizeof(float)) == 0 && dsv4_session_pos(sl) == NL,
+                  "300 tokens in one dsv4_eval_all differ from the forward in calls of 128");
+            CHECK(memcmp(lg1, a + (size_t)(NL - 1) * V, (size_t)V * sizeof(float)) == 0,
+                  "300 tokens: dsv4_eval's logits differ from dsv4_eval_all's last row");
+        }
+        dsv4_v41_state_free(st);
+        dsv4_session_free(sl);
+        dsv4_session_free(sl1);
+        free(lt); free(a); free(b);
+    }
     /* 4. refused calls, bad input */
     dsv4_session *s = NULL, *s2 = NULL;
     CHECK(dsv4_session_open(&s, m, 4, err, sizeof err) == 0 && dsv4_session_open(&s2, m, 4, err, sizeof err) == 0,
