@@ -57,6 +57,8 @@ struct srv_engine {
     uint64_t tick;
     float *batch_logits;        /* [nslots][V] rows of a batched decode step */
     srv_disk *disk;             /* --cache-dir, or NULL */
+    int v41;                    /* a DeepSeek-V4.1 model: no batched decode and no saved states in the library yet, so
+                                 * slots decode one after the other and no prefix checkpoints are taken */
 };
 
 /* ------------------------------------------------------------------ jobs */
@@ -312,7 +314,7 @@ static void slot_step(srv_engine *e, slot_t *sl) {
         if (dsv4_eval(sl->s, j->prompt + pos, n, last ? sl->logits : NULL, err, sizeof err)) { slot_fail(e, sl, "prefill", err); return; }
         if (srv_prefix_push(&sl->px, j->prompt + pos, n)) { slot_fail(e, sl, "prefill", "out of memory"); return; }
         sl->next = pos + n;
-        if (!last && (sl->next == sl->np - 1 || (stride > 0 && sl->next % stride == 0)))
+        if (!last && !e->v41 && (sl->next == sl->np - 1 || (stride > 0 && sl->next % stride == 0)))
             if (srv_prefix_checkpoint(&sl->px, sl->s, e->cfg.max_checkpoints, err, sizeof err))
                 fprintf(stderr, "dsv4 serve: checkpoint: %s\n", err);
         if (!last && e->disk && sl->next == sl->np - 1 && sl->next >= SRV_DISK_MIN_TOKENS)
@@ -388,6 +390,14 @@ static void decode_eval(srv_engine *e, slot_t **sls, const int32_t *toks, int nb
     dsv4_session *ss[256];
     for (int i = 0; i < nb; i++) ss[i] = sls[i]->s;
     srv_metrics_batch(nb);
+    if (e->v41 && nb > 1) {   /* no dsv4_eval_batch for V4.1 yet: one session after the other (same logits) */
+        for (int i = 0; i < nb; i++) {
+            slot_t *sl = sls[i];
+            if (dsv4_eval(ss[i], &toks[i], 1, sl->logits, err, sizeof err)) { slot_fail(e, sl, "decode", err); continue; }
+            if (srv_prefix_push(&sl->px, &toks[i], 1)) slot_fail(e, sl, "decode", "out of memory");
+        }
+        return;
+    }
     int rc = nb == 1 ? dsv4_eval(ss[0], toks, 1, sls[0]->logits, err, sizeof err)
                      : dsv4_eval_batch(ss, nb, toks, e->batch_logits, err, sizeof err);
     for (int i = 0; i < nb; i++) {
@@ -467,6 +477,12 @@ srv_engine *srv_engine_start(dsv4_model *m, const srv_config *cfg, char *err, si
     dsv4_model_info info;
     dsv4_model_get_info(m, &info);
     e->V = info.vocab_size;
+    e->v41 = info.v41;
+    if (e->v41 && cfg->cache_dir) {
+        snprintf(err, errlen, "--cache-dir: saving session states is not implemented for DeepSeek-V4.1 models yet");
+        free(e);
+        return NULL;
+    }
     e->eos_cfg = info.eos_token_id;
     e->eos_id = dsv4_token_id(e->tok, EOS_TEXT);
     e->think_end = dsv4_token_id(e->tok, "</think>");
