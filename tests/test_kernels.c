@@ -563,6 +563,15 @@ static void test_threads_api(void) {
         int rc = dsv4_set_kernel_path(PATHS[p], err, sizeof err);
         CHECK(rc == 0 || !strstr(err, "self-check"), "path %s: %s", PATHS[p], err);
     }
+    /* ... and a path this build and CPU should have must exist (a build that lost it would skip it everywhere) */
+#if defined(__aarch64__)
+    CHECK(dsv4_set_kernel_path("neon", err, sizeof err) == 0, "the neon path is missing on aarch64: %s", err);
+#endif
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        CHECK(dsv4_set_kernel_path("avx2", err, sizeof err) == 0, "the CPU has AVX2 + FMA but the avx2 path is refused: %s", err);
+#endif
     dsv4_set_kernel_path(getenv("DSV4_KERNEL") ? getenv("DSV4_KERNEL") : "scalar", NULL, 0);
 }
 

@@ -9,6 +9,7 @@
 #include <math.h>
 #include <time.h>
 #include <dirent.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 
 char *cli_read_stream(const char *who, FILE *f, const char *name, size_t *len) {
@@ -446,7 +447,13 @@ void cli_progress(const char *label, double done, double total, const char *extr
     int k = (int)(f * W);
     for (int i = 0; i < W; i++) bar[i] = i < k ? '#' : '.';
     bar[W] = 0;
-    fprintf(stderr, "\r\033[K%s [%s] %3d%%%s%s", label, bar, (int)(f * 100), extra && *extra ? " " : "", extra ? extra : "");
+    /* one screen row: a line that wraps would leave a row behind at every redraw (\r returns to its last row) */
+    char line[512];
+    snprintf(line, sizeof line, "%s [%s] %3d%%%s%s", label, bar, (int)(f * 100), extra && *extra ? " " : "", extra ? extra : "");
+    struct winsize ws;
+    size_t cols = ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 1 ? (size_t)ws.ws_col - 1 : 79;
+    if (strlen(line) > cols) line[cols] = 0;
+    fprintf(stderr, "\r\033[K%s", line);
     fflush(stderr);
 }
 

@@ -1,11 +1,12 @@
 /* cli/cmd_ppl.c — `dsv4 ppl -m DIR -f TEXT [--window W] [--max-tokens N]`: perplexity of a text.
  * Protocol (same as tools/train/README.md): tokenize the file, split into consecutive non-overlapping windows of W
  * tokens (the last partial window included if it has >= 2 tokens), each window evaluated in a fresh session; every
- * position i < len-1 of a window predicts token i+1; ppl = exp(mean NLL). Each token is evaluated as a one-token
- * decode step so that every position's logits are available. A text of fewer than 2 tokens is an error.
+ * position i < len-1 of a window predicts token i+1; ppl = exp(mean NLL). A window is scored in calls of PPL_CHUNK
+ * positions with dsv4_eval_all (every position's logits at prefill speed; bit-identical to one decode step per
+ * token). A text of fewer than 2 tokens is an error.
  * stdout: one line per window with the running values, then the summary line. stderr: the load summary, a progress
- * line inside each window when stderr is a terminal, and the speed. Ctrl-C stops after the current token and
- * prints the summary of the predictions made so far (exit status 130). */
+ * bar when stderr is a terminal, and the speed. Ctrl-C stops after the current chunk and prints the summary of the
+ * predictions made so far (exit status 130). */
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "dsv4.h"
