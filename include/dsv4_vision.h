@@ -134,6 +134,100 @@ float dsv4_vision_normalize(uint8_t v);
 int dsv4_image_preprocess(const dsv4_image *im, const dsv4_vision_params *p, dsv4_image_plan *plan,
                           float *patches, size_t cap, char *err, size_t errlen);
 
+/* ------------------------------------------------------------- images in the language model
+ *
+ * Issue 11 item 3; docs/v41.md §3.4 (and docs/vision.md "Images in the prompt"). An image reaches the model in
+ * three steps:
+ *   1. dsv4_image_encode: pre-process the image and run the model's vision tower and aligner once
+ *      (seconds to minutes per image on a CPU; threads from dsv4_set_threads) -> a dsv4_image_embed;
+ *   2. dsv4_prompt_build: the prompt's token ids (the chat encoder writes one "<｜deepseek_image｜>" per image;
+ *      tokenized, each is ONE id, the config's image_token_id) with each placeholder replaced by the span of the
+ *      next image: START, then n_llm_h rows of n_llm_w IMAGE positions each followed by a NEW_LINE position,
+ *      then END -- n_llm_h * (n_llm_w + 1) + 2 positions, every one carrying the placeholder id;
+ *   3. dsv4_eval_prompt: evaluate any range of the prompt's positions, in one call or in chunks split anywhere
+ *      (also inside an image span): IMAGE positions take the aligner rows in reading order as their embeddings,
+ *      START / NEW_LINE / END the learned vectors image_start / image_newline / image_end; every image position
+ *      routes its MoE with ffn.gate.bias_vl instead of ffn.gate.bias and is DEAD for Engram (gate 0, no n-gram
+ *      crosses it); attention is causal as for text.
+ * A prompt without images works on every model (dsv4_eval_prompt then equals dsv4_eval on its ids).
+ */
+
+/* The role of a prompt position: the official code's `token_types` values. */
+enum {
+    DSV4_TOKEN_TEXT = -1,
+    DSV4_TOKEN_IMAGE_START = 0,
+    DSV4_TOKEN_IMAGE = 1,
+    DSV4_TOKEN_IMAGE_NEW_LINE = 2,
+    DSV4_TOKEN_IMAGE_END = 3
+};
+
+struct dsv4_model;   /* include/dsv4.h */
+struct dsv4_session; /* include/dsv4.h */
+
+/* 1 if model m has a vision tower and the image-span vectors (config.json vision_config and the vision.*,
+ * aligner.*, image_* tensors), else 0 (also for NULL). */
+int dsv4_model_has_vision(const struct dsv4_model *m);
+
+/* The image placeholder id of model m (config.json image_token_id: 129264 for V4.1), or -1 when m has no vision. */
+int32_t dsv4_model_image_token(const struct dsv4_model *m);
+
+/* The vision pre-processing parameters of model m (its config.json); dsv4_vision_params_v41() for a model
+ * without vision. */
+dsv4_vision_params dsv4_model_vision_params(const struct dsv4_model *m);
+
+/* An image encoded by one model's tower: its plan and its n_llm_h * n_llm_w aligner rows (hidden_size floats
+ * each, BF16 values). Immutable and reference-counted: a prompt keeps its own reference, so the caller may free
+ * its handle as soon as the prompt is built. Bound to the model that encoded it (which must outlive it). */
+typedef struct dsv4_image_embed dsv4_image_embed;
+
+/* Pre-process `im` with m's parameters and run m's tower and aligner. Errors (*out = NULL): NULL arguments; the
+ * model has no vision ("<model dir>: this model has no vision tower"); the image cannot be planned (too
+ * elongated: the message names the image); out of memory. Allocates; not for the decode loop. */
+int dsv4_image_encode(const struct dsv4_model *m, const dsv4_image *im, dsv4_image_embed **out, char *err,
+                      size_t errlen);
+/* Drop the caller's reference (NULL is fine). */
+void dsv4_image_embed_free(dsv4_image_embed *e);
+/* Prompt positions of the image's span: n_llm_h * (n_llm_w + 1) + 2. */
+int dsv4_image_embed_positions(const dsv4_image_embed *e);
+/* The plan the image was encoded with (owned by the embed). */
+const dsv4_image_plan *dsv4_image_embed_plan(const dsv4_image_embed *e);
+/* A 64-bit digest of the aligner rows: equal for the same image on the same model, different (with probability
+ * 1 - 2^-64) otherwise. Used to tell two prompts' image spans apart when reusing an evaluated prefix. */
+uint64_t dsv4_image_embed_digest(const dsv4_image_embed *e);
+
+/* A prompt: token ids with every image placeholder expanded to its image's span. Immutable; free with
+ * dsv4_prompt_free. */
+typedef struct dsv4_prompt dsv4_prompt;
+
+/* Build a prompt from `n` >= 1 token ids (copied) and `n_images` >= 0 encoded images (each placeholder id, in
+ * order, takes the next image; the prompt keeps a reference to each). Images must come from model m. Errors
+ * (*out = NULL): NULL arguments; a token id out of range (names its index); the number of placeholders differs
+ * from n_images ("the prompt has 2 image placeholders but 1 image was given"); images for a model without vision;
+ * an image encoded by another model; the expanded prompt longer than INT_MAX/2 positions. */
+int dsv4_prompt_build(dsv4_prompt **out, const struct dsv4_model *m, const int32_t *ids, int n,
+                      dsv4_image_embed *const *images, int n_images, char *err, size_t errlen);
+/* Free the prompt and its image references (NULL is fine). */
+void dsv4_prompt_free(dsv4_prompt *p);
+/* Number of positions (text ids + expanded spans). */
+int dsv4_prompt_len(const dsv4_prompt *p);
+/* The expanded ids, dsv4_prompt_len entries (image positions carry the placeholder id); owned by the prompt. */
+const int32_t *dsv4_prompt_ids(const dsv4_prompt *p);
+/* The role of position i (DSV4_TOKEN_*); DSV4_TOKEN_TEXT when i is out of range. */
+int dsv4_prompt_role(const dsv4_prompt *p, int i);
+/* A key for prefix matching: for a text position its id; for an image position a 64-bit mix of the image's
+ * digest and the offset inside the span (never equal to a text id). Two prompts evaluate identically up to
+ * position i when their keys agree on 0..i. */
+uint64_t dsv4_prompt_key(const dsv4_prompt *p, int i);
+
+/* Evaluate prompt positions [first, first + n) as the session's next n positions; the session's position must be
+ * `first` (the prompt starts at position 0). `logits`: NULL; or vocab_size floats for the last position
+ * (all == 0); or n rows of vocab_size floats, one per position (all == 1, as dsv4_eval_all). Any split of a
+ * prompt into calls gives the same logits up to rounding, images included. Errors (nothing evaluated): NULL
+ * session or prompt, a range outside the prompt, the session not at `first`, a prompt built for another model,
+ * context overflow; then as dsv4_eval. */
+int dsv4_eval_prompt(struct dsv4_session *s, const dsv4_prompt *p, int first, int n, float *logits, int all,
+                     char *err, size_t errlen);
+
 #ifdef __cplusplus
 }
 #endif
