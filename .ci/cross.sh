@@ -4,7 +4,8 @@
 #                          (`make cross-aarch64`, i.e. tests/run.sh as natively) with DSV4_TEST_QEMU=1 (the heaviest
 #                          tests at a reduced size, each reduction printed) and DSV4_TEST_JOBS=2 (two test binaries at
 #                          a time); DSV4_TEST_QEMU=0 runs the full sizes (about an hour of CPU)
-#   .ci/cross.sh riscv64   cross-build the library and tests for riscv64 and run the kernel tests under qemu-user
+#   .ci/cross.sh riscv64   cross-build the library and tests for riscv64 and run the kernel, op, IO and config tests
+#                          (Makefile RV_TESTS) under qemu-user
 #                          (`make cross-riscv64`; the golden tests run only the slow scalar path there: README)
 #   .ci/cross.sh strict    native builds with `-std=c11 -pedantic -Werror` (gcc) and with clang (-Werror), all
 #                          targets and test binaries; the clang build then runs test_kernels and test_threads

@@ -33,6 +33,8 @@ check "a config without weights says where DeepSeek publishes them" 1 "no weight
 sed 's/"max_position_embeddings": 1048576/"max_position_embeddings": 64/' $NANO/config.json > "$tmp/cfgonly/config.json"
 mkdir -p "$tmp/short"; ln -sf "$PWD/$NANO/model.safetensors" "$PWD/$NANO/tokenizer.json" "$tmp/short/"; cp "$tmp/cfgonly/config.json" "$tmp/short/"
 check "-c above max_position_embeddings is refused" 2 "-c 65 is above the model's max_position_embeddings 64 \\(config.json\\)" -- "$BIN" generate -m "$tmp/short" -p ROMEO: -n 4 -c 65
+check "ppl: --window above max_position_embeddings names --window" 2 "--window 65 is above the model's max_position_embeddings 64 \\(config.json\\)" -- "$BIN" ppl -m "$tmp/short" -f README.md --window 65
+check "bench: --ctx whose decode steps pass max_position_embeddings is refused" 2 "--ctx 60 is above the model's max_position_embeddings 64 \\(config.json\\): its 6 decode steps need --ctx at most 58" -- "$BIN" bench -m "$tmp/short" -t 1 -n 4 --ctx 60 --no-warm
 
 # ---- feedback
 check "one-line load summary" 0 "dsv4 generate: $NANO: 3.18M parameters \\(1.87M active\\), 3.75 MiB of weights mapped( \\([0-9.]+ [KMG]iB resident\\))?, ctx 6, state [0-9.]+ MiB, 1 thread, kernel [a-z0-9]+, loaded in [0-9.]+ s" -- "$BIN" generate -m $NANO -p ROMEO: -n 4 -t 1
@@ -66,6 +68,10 @@ ln -sf /dev/full "$tmp/full.f32"; ln -sf /dev/full "$tmp/full.json"
 check "logits --out: a write error on a device is exit 1 and leaves the device" 0 "^kept 1$" -- sh -c "'$BIN' logits -m $NANO --tokens 5,6 --out '$tmp/full.f32' 2>/dev/null; r=\$?; [ -L '$tmp/full.f32' ] && echo kept \$r"
 check "chat: /save on a device that fails leaves the device" 0 "^kept$" -- sh -c "printf 'hello\n/save $tmp/full.json\n' | $CHAT >/dev/null 2>&1; [ -L '$tmp/full.json' ] && echo kept"
 
+# ---- progress bars on stderr only when it is a terminal (a pty from util-linux `script`): drawn in place, ending
+# at 100% of the files' size, and absent when stderr is a pipe
+check "bench: on a terminal the page-cache bar ends at 100% of the files' bytes" 0 "page cache \\[#+\\] 100% " -- sh -c "script -qec \"'$BIN' bench -m $NANO -t 1 -n 2 --ctx 64 --prefill 8 --bw-mib 64\" /dev/null | tr '\\r' '\\n' | grep -a 'into the page cache \\[' | tail -n 1"
+check "ppl: on a terminal a bar per window; piped, none" 0 "^bar 1 piped 0$" -- sh -c "a=\$(script -qec \"'$BIN' ppl -m $NANO -f $NANO/config.json --window 64\" /dev/null | tr '\\r' '\\n' | grep -aEc '^.*ppl \\[[#.]+\\] +[0-9]+% window [0-9]+/20'); b=\$('$BIN' ppl -m $NANO -f $NANO/config.json --window 64 2>&1 | grep -c '% window'); echo bar \$([ \$a -ge 20 ] && echo 1) piped \$b"
 # ---- signals: Ctrl-C (SIGINT) stops generate, ppl and a chat reply, and what was measured is printed
 check "generate: SIGINT stops and prints the timings (exit 130)" 0 "^130 interrupted \\| prefill" -- sh -c ": > '$tmp/gen.err'; '$BIN' generate -m $NANO -p ROMEO: -n 1000000 > /dev/null 2> '$tmp/gen.err' & p=\$!; i=0; while [ \$i -lt 100 ] && ! grep -q 'loaded in' '$tmp/gen.err'; do sleep 0.1; i=\$((i+1)); done; sleep 0.3; kill -INT \$p; wait \$p; echo \"\$? \$(tail -n 1 '$tmp/gen.err')\""
 check "ppl: SIGINT prints the perplexity of the predictions so far (exit 130)" 0 "^130 tokens [0-9]+, predictions [0-9]+, .*\\(interrupted: the predictions so far\\)" -- sh -c ": > '$tmp/ppl.err'; '$BIN' ppl -m $NANO -f vendor/tinyshakespeare/tinyshakespeare.txt --window 512 > '$tmp/ppl.out' 2> '$tmp/ppl.err' & p=\$!; i=0; while [ \$i -lt 100 ] && ! grep -q 'loaded in' '$tmp/ppl.err'; do sleep 0.1; i=\$((i+1)); done; sleep 0.5; kill -INT \$p; wait \$p; echo \"\$? \$(tail -n 1 '$tmp/ppl.out')\""

@@ -570,10 +570,10 @@ dsv4_tokenizer *cli_open_tokenizer(const char *cmd, const char *dir, const char 
     return t;
 }
 
-int cli_check_ctx(const char *cmd, const dsv4_model *m, long ctx) {
+int cli_check_ctx(const char *cmd, const char *opt, const dsv4_model *m, long ctx) {
     int maxp = dsv4_model_max_positions(m);
     if (maxp > 0 && ctx > maxp) {
-        fprintf(stderr, "dsv4 %s: -c %ld is above the model's max_position_embeddings %d (config.json)\n", cmd, ctx, maxp);
+        fprintf(stderr, "dsv4 %s: %s %ld is above the model's max_position_embeddings %d (config.json)\n", cmd, opt, ctx, maxp);
         return 2;
     }
     return 0;

@@ -169,8 +169,9 @@ dsv4_tokenizer *cli_open_tokenizer(const char *cmd, const char *dir, const char 
 int cli_require_v4_tokens(const char *cmd, const dsv4_tokenizer *t, const char *where);
 
 /* Refuse a session size above the model's max_position_embeddings: prints
- * "dsv4 CMD: -c N is above the model's max_position_embeddings M (config.json)" and returns 2; else 0. */
-int cli_check_ctx(const char *cmd, const dsv4_model *m, long ctx);
+ * "dsv4 CMD: OPT N is above the model's max_position_embeddings M (config.json)" (OPT: the option that set the
+ * size, "-c" or "--window") and returns 2; else 0. */
+int cli_check_ctx(const char *cmd, const char *opt, const dsv4_model *m, long ctx);
 
 /* The one-line load summary on stderr:
  * "dsv4 CMD: DIR: 284.33B parameters (13.27B active), 148.65 GiB of weights mapped (1.20 GiB resident),

@@ -201,13 +201,15 @@ static double measure_peak(peak_ctx *c) {
 }
 
 /* ------------------------------------------------------------------ page cache */
-/* Read every *.safetensors file of dir once (so that decode timings do not include disk reads); inodes already
- * read (the twin's hard-linked layer shard) are skipped. Returns bytes read. */
-static double warm_dir(const char *dir, dev_t *devs, ino_t *inos, int *nseen, unsigned char *buf, size_t bufsz,
-                       int tty, double expect, double done0) {
+/* The checkpoint files to read into the page cache: every *.safetensors of the model (and twin) directory, each
+ * inode once (the twin hard-links the big layer shard). */
+typedef struct { char (*path)[4096]; dev_t *dev; ino_t *ino; double *size; int n, cap; double total; } warm_list;
+
+/* Add dir's *.safetensors files to w (sizes from stat). A file that cannot be stat'ed is reported and skipped;
+ * returns -1 only when out of memory. */
+static int warm_list_dir(warm_list *w, const char *dir) {
     DIR *d = opendir(dir);
-    if (!d) return 0;
-    double total = 0;
+    if (!d) { fprintf(stderr, "dsv4 bench: warning: cannot list %s: %s (not read into the page cache)\n", dir, strerror(errno)); return 0; }
     struct dirent *e;
     while ((e = readdir(d))) {
         size_t l = strlen(e->d_name);
@@ -215,26 +217,51 @@ static double warm_dir(const char *dir, dev_t *devs, ino_t *inos, int *nseen, un
         char path[4096];
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
         struct stat st;
-        if (stat(path, &st) != 0) continue;
+        if (stat(path, &st) != 0) { fprintf(stderr, "dsv4 bench: warning: %s: %s (not read)\n", path, strerror(errno)); continue; }
         int seen = 0;
-        for (int i = 0; i < *nseen; i++) seen |= devs[i] == st.st_dev && inos[i] == st.st_ino;
-        if (seen || *nseen >= 256) continue;
-        devs[*nseen] = st.st_dev; inos[*nseen] = st.st_ino; (*nseen)++;
-        int fd = open(path, O_RDONLY);
-        if (fd < 0) continue;
-        ssize_t k;
-        while ((k = read(fd, buf, bufsz)) > 0) {
-            total += (double)k;
-            if (tty) {
-                char ex[64], b1[32], b2[32];
-                snprintf(ex, sizeof ex, "%s of %s", cli_bytes(done0 + total, b1), cli_bytes(expect, b2));
-                cli_progress("reading the checkpoint into the page cache", done0 + total, expect, ex);
-            }
+        for (int i = 0; i < w->n && !seen; i++) seen = w->dev[i] == st.st_dev && w->ino[i] == st.st_ino;
+        if (seen) continue;
+        if (w->n == w->cap) {
+            int cap = w->cap ? 2 * w->cap : 64;
+            void *p = realloc(w->path, sizeof *w->path * (size_t)cap), *q = NULL, *r = NULL, *z = NULL;
+            if (p) { w->path = p; q = realloc(w->dev, sizeof *w->dev * (size_t)cap); }
+            if (q) { w->dev = q; r = realloc(w->ino, sizeof *w->ino * (size_t)cap); }
+            if (r) { w->ino = r; z = realloc(w->size, sizeof *w->size * (size_t)cap); }
+            if (!z) { closedir(d); return -1; }
+            w->size = z; w->cap = cap;
         }
-        close(fd);
+        memcpy(w->path[w->n], path, sizeof path);
+        w->dev[w->n] = st.st_dev; w->ino[w->n] = st.st_ino; w->size[w->n] = (double)st.st_size;
+        w->total += (double)st.st_size;
+        w->n++;
     }
     closedir(d);
-    return total;
+    return 0;
+}
+
+static void warm_list_free(warm_list *w) { free(w->path); free(w->dev); free(w->ino); free(w->size); }
+
+/* Read every listed file once (so that decode timings do not include disk reads), with a progress bar on a
+ * terminal whose total is the files' size. A file that cannot be opened or read is reported. Stops early on
+ * Ctrl-C. Returns the bytes read. */
+static double warm_read(const warm_list *w, unsigned char *buf, size_t bufsz, int tty) {
+    double got = 0;
+    for (int i = 0; i < w->n && !cli_interrupted; i++) {
+        int fd = open(w->path[i], O_RDONLY);
+        if (fd < 0) { fprintf(stderr, "dsv4 bench: warning: %s: %s (not read)\n", w->path[i], strerror(errno)); continue; }
+        ssize_t k = 0;
+        while (!cli_interrupted && (k = read(fd, buf, bufsz)) > 0) {
+            got += (double)k;
+            if (tty) {
+                char ex[64], b1[32], b2[32];
+                snprintf(ex, sizeof ex, "%s of %s", cli_bytes(got, b1), cli_bytes(w->total, b2));
+                cli_progress("reading the checkpoint into the page cache", got, w->total, ex);
+            }
+        }
+        if (k < 0) fprintf(stderr, "dsv4 bench: warning: %s: %s (read stopped)\n", w->path[i], strerror(errno));
+        close(fd);
+    }
+    return got;
 }
 
 /* ------------------------------------------------------------------ model runs */
@@ -418,6 +445,7 @@ int dsv4_cli_bench(int argc, char **argv) {
         for (int i = 0; i < nthr; i++) thr[i] = i + 1;
     }
     if (ncthr < 0) { ncthr = nthr; memcpy(cthr, thr, sizeof(int) * (size_t)nthr); }
+    int ctx_default = nctx < 0;
     if (nctx < 0) { nctx = 3; ctx[0] = 4096; ctx[1] = 65536; ctx[2] = 1048576; }
     if (npre < 0) { npre = 3; pre[0] = 128; pre[1] = 512; pre[2] = 2048; }
 
@@ -438,6 +466,22 @@ int dsv4_cli_bench(int argc, char **argv) {
     if (open_model(&full, dir, WARM + n_dec) != 0) goto done;
     if (twin && open_model(&tw, twin, WARM + n_dec) != 0) goto done;
     const dsv4_config *c = &full.m->cfg;
+    /* Every --ctx run decodes (WARM + n_dec) tokens per thread count after its fill, at positions C .. C + steps - 1,
+     * which must stay below max_position_embeddings. An explicit value beyond that is refused (as -c is in the
+     * other commands); a default one is brought down to the last position that fits (1 Mi on V4-Flash). */
+    {
+        long maxp = dsv4_model_max_positions(full.m), steps = (long)(WARM + n_dec) * (ncthr > 0 ? ncthr : 1);
+        for (int ci = 0; ci < nctx && ncthr > 0; ci++) {
+            if (ctx[ci] + steps <= maxp) continue;
+            if (!ctx_default) {
+                fprintf(stderr, "dsv4 bench: --ctx %d is above the model's max_position_embeddings %ld (config.json): "
+                        "its %ld decode steps need --ctx at most %ld\n", ctx[ci], maxp, steps, maxp - steps);
+                rc = 2;
+                goto done;
+            }
+            ctx[ci] = (int)(maxp - steps > 1 ? maxp - steps : 1);
+        }
+    }
     if (twin && (tw.m->cfg.n_layers != c->n_layers || tw.m->cfg.dim != c->dim))
         fprintf(stderr, "dsv4 bench: warning: --twin %s has %d layers of dim %d, the model %d of dim %d: head and "
                 "per-layer figures are meaningless\n", twin, tw.m->cfg.n_layers, tw.m->cfg.dim, c->n_layers, c->dim);
@@ -453,13 +497,16 @@ int dsv4_cli_bench(int argc, char **argv) {
                cli_bytes(tw.info.bytes_per_token, b1));
     if (warm) {
         size_t wsz = (size_t)16 << 20;
-        dev_t devs[256]; ino_t inos[256]; int nseen = 0;
-        if (!(wbuf = malloc(wsz))) { fprintf(stderr, "dsv4 bench: out of memory\n"); goto done; }
+        warm_list wl = {0};
+        if (warm_list_dir(&wl, dir) != 0 || (twin && warm_list_dir(&wl, twin) != 0) || !(wbuf = malloc(wsz))) {
+            warm_list_free(&wl);
+            fprintf(stderr, "dsv4 bench: out of memory\n");
+            goto done;
+        }
         double t0 = dsv4_now();
         int tty = isatty(2);
-        double expect = full.info.bytes_total;   /* the twin shares the big shard: its own first shard is small */
-        double got = warm_dir(dir, devs, inos, &nseen, wbuf, wsz, tty, expect, 0);
-        if (twin) got += warm_dir(twin, devs, inos, &nseen, wbuf, wsz, tty, expect, got);
+        double got = warm_read(&wl, wbuf, wsz, tty);
+        warm_list_free(&wl);
         if (tty) cli_progress_clear();
         printf("  page cache: read %s of checkpoint files in %.1f s\n", cli_bytes(got, b1), dsv4_now() - t0);
         free(wbuf); wbuf = NULL;

@@ -589,7 +589,7 @@ int dsv4_cli_chat(int argc, char **argv) {
     c.tok = dsv4_model_tokenizer(c.m);
     if (!c.tok) { cli_fail("chat", "%s has no tokenizer.json", dir); goto done; }
     if (cli_require_v4_tokens("chat", c.tok, dir)) goto done;
-    if (cli_check_ctx("chat", c.m, c.ctx)) { status = 2; goto done; }
+    if (cli_check_ctx("chat", "-c", c.m, c.ctx)) { status = 2; goto done; }
     dsv4_model_info info;
     dsv4_model_get_info(c.m, &info);
     c.vocab = info.vocab_size;

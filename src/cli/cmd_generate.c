@@ -90,7 +90,7 @@ int dsv4_cli_generate(int argc, char **argv) {
         rc = 2;
         goto done;
     }
-    if ((rc = cli_check_ctx("generate", m, ctx)) != 0) goto done;
+    if ((rc = cli_check_ctx("generate", "-c", m, ctx)) != 0) goto done;
     rc = 1;
 
     dsv4_sampler_params sp = { .temperature = (float)temp, .top_p = (float)top_p, .top_k = top_k,

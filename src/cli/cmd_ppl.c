@@ -62,7 +62,7 @@ int dsv4_cli_ppl(int argc, char **argv) {
     if (!ids) { cli_fail("ppl", "%s: %s", file, err); goto done; }
     if (n < 2) { cli_fail("ppl", "%s encodes to %d token%s; perplexity needs at least 2 tokens", file, n, n == 1 ? "" : "s"); goto done; }
     if (max_tokens > 0 && n > max_tokens) n = (int)max_tokens;
-    if ((rc = cli_check_ctx("ppl", m, window)) != 0) goto done;
+    if ((rc = cli_check_ctx("ppl", "--window", m, window)) != 0) goto done;
     rc = 1;
     if (dsv4_session_open(&s, m, window, err, sizeof err) != 0) { cli_fail("ppl", "cannot open session: %s", err); goto done; }
     logits = malloc(sizeof(float) * (size_t)info.vocab_size * PPL_CHUNK);

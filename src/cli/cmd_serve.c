@@ -71,6 +71,6 @@ int dsv4_cli_serve(int argc, char **argv) {
     if (cli_parse_only) return 0;
     dsv4_model *m = cli_load_model("serve", cfg.model_dir);
     if (!m) return 1;
-    if (cli_check_ctx("serve", m, cfg.ctx)) { dsv4_model_free(m); return 2; }
+    if (cli_check_ctx("serve", "-c", m, cfg.ctx)) { dsv4_model_free(m); return 2; }
     return srv_run(&cfg, m);
 }
