@@ -31,18 +31,6 @@
 
 static const char *TINY = "tests/golden/v41/tiny";
 
-static double maxabs(const float *a, size_t n) {
-    double m = 0;
-    for (size_t i = 0; i < n; i++) m = fmax(m, fabs((double)a[i]));
-    return m;
-}
-
-static double maxdiff(const float *a, const float *b, size_t n) {
-    double m = 0;
-    for (size_t i = 0; i < n; i++) m = fmax(m, fabs((double)a[i] - (double)b[i]));
-    return m;
-}
-
 static int argmax_equal(const float *a, const float *b, int N, int V) {
     int same = 0;
     for (int t = 0; t < N; t++) {
@@ -102,7 +90,7 @@ static void schedules(dsv4_model *m, const cJSON *g, const char *TINY, int V) {
         }
         dsv4_v41_state_free(st);
         if (ok) {
-            double sc = maxabs(want, (size_t)N * V), d = maxdiff(got[si], want, (size_t)N * V);
+            double sc = test_maxabs(want, (size_t)N * V), d = test_maxdiff(got[si], want, (size_t)N * V);
             printf("  %s (%d calls): dsv4_eval_all max |logit diff| / max |golden| = %.3e (tolerance %.3e), argmax "
                    "equal on %d / %d; dsv4_eval = last row of dsv4_eval_all on %d / %d calls\n", name, ncalls, d / sc,
                    rel, argmax_equal(got[si], want, N, V), N, last_same, ncalls);
@@ -136,15 +124,15 @@ static void schedules(dsv4_model *m, const cJSON *g, const char *TINY, int V) {
         snprintf(q, sizeof q, "%s/%s", TINY, cJSON_GetObjectItem(cJSON_GetArrayItem(sch, di), "logits")->valuestring);
         float *wp = test_read_f32(p, (size_t)N * V), *wd = test_read_f32(q, (size_t)N * V);
         int n_ind = 0, n_bit = 0;
-        double dc = 0, dg = 0, sc = wp ? maxabs(wp, (size_t)N * V) : 1;
+        double dc = 0, dg = 0, sc = wp ? test_maxabs(wp, (size_t)N * V) : 1;
         for (int t = 0; wp && wd && t < N; t++) {
             const size_t o = (size_t)t * V, nb = (size_t)V * sizeof(float);
             if (memcmp(wp + o, wd + o, nb) == 0) {
                 n_ind++;
                 n_bit += memcmp(got[pi] + o, got[di] + o, nb) == 0;
             } else {
-                dc = fmax(dc, maxdiff(got[pi] + o, got[di] + o, (size_t)V));
-                dg = fmax(dg, maxdiff(wp + o, wd + o, (size_t)V));
+                dc = fmax(dc, test_maxdiff(got[pi] + o, got[di] + o, (size_t)V));
+                dg = fmax(dg, test_maxdiff(wp + o, wd + o, (size_t)V));
             }
         }
         printf("  dsv4_eval_all (one call) vs dsv4_eval per token: bit-identical on %d of the %d positions where the "
@@ -207,7 +195,7 @@ static void tokenizer_case(void) {
     float *want = test_read_f32(p, (size_t)N * V);
     const double rel = cJSON_GetObjectItem(cJSON_GetObjectItem(g, "tolerance"), "rel")->valuedouble;
     if (want && dsv4_session_open(&s, m, N, err, sizeof err) == 0 && dsv4_eval_all(s, tok, N, lg, err, sizeof err) == 0) {
-        double d = maxdiff(lg, want, (size_t)N * V) / maxabs(want, (size_t)N * V);
+        double d = test_maxdiff(lg, want, (size_t)N * V) / test_maxabs(want, (size_t)N * V);
         printf("  %s: with a wrong token map (id mod %d) the prefill differs by %.3e x max (tolerance %.3e)\n", dir, cv,
                d, rel);
         CHECK(d > rel, "a wrong Engram token map is not detected (%.3e)", d);

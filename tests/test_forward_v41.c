@@ -22,18 +22,6 @@ static const char *TINY = "tests/golden/v41/tiny";   /* argv[1] overrides (cases
 static float d9[4096];   /* the decode schedule's DSpark draft logits after position 9 */
 static int d9_token = -1;
 
-static double maxabs(const float *a, size_t n) {
-    double m = 0;
-    for (size_t i = 0; i < n; i++) m = fmax(m, fabs((double)a[i]));
-    return m;
-}
-
-static double maxdiff(const float *a, const float *b, size_t n) {
-    double m = 0;
-    for (size_t i = 0; i < n; i++) m = fmax(m, fabs((double)a[i] - (double)b[i]));
-    return m;
-}
-
 int main(int argc, char **argv) {
     if (argc > 1) TINY = argv[1];   /* make_v41_goldens.py OUT --seed S [--default-config] */
     size_t len = 0;
@@ -84,7 +72,7 @@ int main(int argc, char **argv) {
             snprintf(p, sizeof p, "%s/%s", TINY, cJSON_GetObjectItem(ds, "file")->valuestring);
             dwant = test_read_f32(p, (size_t)ndr * Bs * V);
             dgot = calloc((size_t)Bs * V, sizeof(float));
-            if (dwant) dmax = (float)maxabs(dwant, (size_t)ndr * Bs * V);
+            if (dwant) dmax = (float)test_maxabs(dwant, (size_t)ndr * Bs * V);
         }
         int pos = 0, ok = 1;
         for (int k = 0; k < cJSON_GetArraySize(calls) && ok; k++) {
@@ -105,7 +93,7 @@ int main(int argc, char **argv) {
                     ok = 0;
                     break;
                 }
-                ddiff = fmax(ddiff, maxdiff(dgot, dwant + (size_t)di * Bs * V, (size_t)Bs * V));
+                ddiff = fmax(ddiff, test_maxdiff(dgot, dwant + (size_t)di * Bs * V, (size_t)Bs * V));
                 if (pos - 1 == 9 && Bs * V <= (int)(sizeof d9 / sizeof d9[0])) {
                     memcpy(d9, dgot, (size_t)Bs * V * sizeof(float));
                     d9_token = cJSON_GetObjectItem(d, "token")->valueint;
@@ -167,7 +155,7 @@ int main(int argc, char **argv) {
                 if ((f = fopen(p, "wb"))) { fwrite(blocks, sizeof(float), (size_t)NL * N * hc * D, f); fclose(f); }
             }
         }
-        double sc = maxabs(want[si], (size_t)N * V), d = maxdiff(got[si], want[si], (size_t)N * V);
+        double sc = test_maxabs(want[si], (size_t)N * V), d = test_maxdiff(got[si], want[si], (size_t)N * V);
         int same = 0;
         for (int t = 0; t < N; t++) {
             int a = 0, b = 0;
@@ -186,7 +174,7 @@ int main(int argc, char **argv) {
             float *wb = test_read_bf16(p, (size_t)NL * N * hc * D);
             for (int L = 0; wb && L < NL; L++) {
                 const float *w = wb + (size_t)L * N * hc * D, *c = blocks + (size_t)L * N * hc * D;
-                double bs = maxabs(w, (size_t)N * hc * D), bd = maxdiff(c, w, (size_t)N * hc * D);
+                double bs = test_maxabs(w, (size_t)N * hc * D), bd = test_maxdiff(c, w, (size_t)N * hc * D);
                 long ne = 0;
                 for (size_t i = 0; i < (size_t)N * hc * D; i++) ne += c[i] != w[i];
                 printf("    block %d: %ld of %d values differ, max %.3e x max\n", L, ne, N * hc * D, bd / bs);

@@ -23,6 +23,7 @@
 #define DSV4_TESTS_TESTLIB_H
 #include <dirent.h>
 #include <stdarg.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -113,6 +114,19 @@ static inline float *test_read_f32(const char *path, size_t count) { return test
 
 /* A raw little-endian BF16 file of exactly `count` values -> malloc'd floats (exact); NULL on error. */
 static inline float *test_read_bf16(const char *path, size_t count) { return test_read_floats_(path, count, 2); }
+
+/* max |a[i]| and max |a[i] - b[i]| over n floats (in double): the scale and the deviation of a logits row, for
+ * tolerances stated relative to the largest value. */
+static inline double test_maxabs(const float *a, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) m = fmax(m, fabs((double)a[i]));
+    return m;
+}
+static inline double test_maxdiff(const float *a, const float *b, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) m = fmax(m, fabs((double)a[i] - (double)b[i]));
+    return m;
+}
 
 static inline int test_cmp_str_(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
