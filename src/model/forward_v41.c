@@ -58,6 +58,10 @@ struct dsv4_v41_state {
     int64_t *eidx;
     int32_t *cids;
     float *fscr;
+    /* images (dsv4_v41_eval_vl): the roles of the call's positions (DSV4_TOKEN_*, NULL = all text) while it runs, and
+     * the Engram gate mask built from them [max_chunk] */
+    const int8_t *roles;
+    uint8_t *emask;
 };
 
 static float bf(float x) { return dsv4_round_bf16(x); }
@@ -155,9 +159,11 @@ static void moe(dsv4_v41_state *s, const dsv4_layer41 *B, const float *x, int T,
     dsv4_linear(s->sc, &B->gate, x, T, 0, s->lin);
     for (int t = 0; t < T; t++) {
         const float *xt = x + (size_t)t * D;
+        /* image positions select their experts with bias_vl (docs/v41.md §3.4); the weights stay unbiased */
+        const float *bias = s->roles && s->roles[t] >= 0 && B->gate_bias_vl ? B->gate_bias_vl : B->gate_bias;
         for (int e = 0; e < E; e++) {
             gs[e] = sqrtf(softplusf(s->sc[(size_t)t * E + e]));
-            ch[e] = gs[e] + B->gate_bias[e];
+            ch[e] = gs[e] + bias[e];
             s->ids[e] = e;
         }
         dsv4_select_topk(s->ids, E, K, ch);
@@ -373,6 +379,11 @@ static void block(dsv4_v41_state *s, int L, float *pre_mix, int64_t pos0, int T)
 
 int dsv4_v41_eval(dsv4_v41_state *s, const int32_t *tokens, int T, float *logits, float *blocks, char *err,
                   size_t errlen) {
+    return dsv4_v41_eval_vl(s, tokens, NULL, NULL, T, logits, blocks, err, errlen);
+}
+
+int dsv4_v41_eval_vl(dsv4_v41_state *s, const int32_t *tokens, const int8_t *roles, const float *const *embs, int T,
+                     float *logits, float *blocks, char *err, size_t errlen) {
     const dsv4_model *m = s->m;
     const dsv4_config *c = &m->cfg;
     const int D = c->dim, hc = c->hc_mult, V = c->vocab_size;
@@ -394,26 +405,37 @@ int dsv4_v41_eval(dsv4_v41_state *s, const int32_t *tokens, int T, float *logits
         const int32_t *map = v->engram_map;
         for (int t = 0; t < T; t++)
             s->cids[t] = !map ? tokens[t] : tokens[t] < v->engram_map_n ? map[tokens[t]] : v->engram_pad;
+        if (roles)   /* image positions: DEAD for the n-gram hash (no n-gram crosses them), gate 0 below */
+            for (int t = 0; t < T; t++) {
+                s->emask[t] = roles[t] >= 0;
+                if (roles[t] >= 0) s->cids[t] = DSV4_ENGRAM_DEAD;
+            }
         dsv4_engram_hash_chunk(&s->lo, &s->hist, s->cids, T, s->eidx);
         dsv4_engram_prefetch_start(s->pf, s->tables, s->eidx, T);
     }
     const uint8_t *erows = NULL;   /* the prefetched rows, after the wait before the first Engram layer */
     for (int t = 0; t < T; t++) {
-        dsv4_wview_row(&m->embed, tokens[t], s->X + (size_t)t * hc * D);
+        if (embs && embs[t])   /* an image position: its aligner row or span vector (BF16 values) */
+            memcpy(s->X + (size_t)t * hc * D, embs[t], (size_t)D * sizeof(float));
+        else
+            dsv4_wview_row(&m->embed, tokens[t], s->X + (size_t)t * hc * D);
         for (int k = 1; k < hc; k++)
             memcpy(s->X + ((size_t)t * hc + k) * D, s->X + (size_t)t * hc * D, (size_t)D * sizeof(float));
         for (int k = 0; k < hc; k++) s->pre[t * hc + k] = k == 0;
     }
+    s->roles = roles;   /* read by moe() for the trunk blocks; cleared before DSpark runs */
     for (int L = 0; L < c->n_layers; L++) {
         const dsv4_layer41 *B = &v->layers[L];
         if (B->engram) {
             const int l = B->engram->index, nc = s->n_cols;
             if (!erows && dsv4_engram_prefetch_wait(s->pf, &erows, err, errlen)) {
                 s->broken = 1;   /* the layers before it already advanced their caches */
+                s->roles = NULL;
                 return -1;
             }
             dsv4_engram_proj p = {hc, D, nc, c->x.engram_head_dim, B->engram->wkv, B->engram->w, c->norm_eps};
-            dsv4_engram_apply(&p, s->X, dsv4_engram_prefetch_rows(s->pf, erows, l), T, NULL, NULL, s->es);
+            dsv4_engram_apply(&p, s->X, dsv4_engram_prefetch_rows(s->pf, erows, l), T, roles ? s->emask : NULL, NULL,
+                              s->es);
         }
         for (int k = 0; k < c->x.n_dspark_targets && s->main_x; k++) {
             if (c->x.dspark_target_layer_ids[k] != L) continue;
@@ -429,6 +451,7 @@ int dsv4_v41_eval(dsv4_v41_state *s, const int32_t *tokens, int T, float *logits
         if (blocks)
             memcpy(blocks + (size_t)L * s->max_chunk * hc * D, s->X, (size_t)T * hc * D * sizeof(float));
     }
+    s->roles = NULL;
     hc_pre(c, s->X, s->pre, T, s->x);
     for (int t = 0; t < T; t++) rms(s->x + (size_t)t * D, m->norm, D, c->norm_eps);
     if (logits) dsv4_linear(logits, &m->head, s->x, T, 0, s->lin);
@@ -589,7 +612,7 @@ void dsv4_v41_state_free(dsv4_v41_state *s) {
     void *f[] = {s->mxg, s->kd, s->kd16, s->kdec, s->main_x, s->feat, s->ring, s->n_comp, s->n_ikeys, s->rope_win, s->rope_comp, s->X, s->pre, s->apre, s->apost, s->acomb, s->fpre,
                  s->fpost, s->fcomb, s->mix, s->x, s->y, s->t1, s->t2, s->qa, s->q, s->kv, s->o, s->og, s->oa, s->lat,
                  s->iq, s->iw, s->sc, s->row, s->ls, s->es, s->lin, s->act, s->sel, s->nsel, s->shared_sel,
-                 s->shared_nsel, s->ids, s->iscr, s->cand, s->eidx, s->cids, s->fscr};
+                 s->shared_nsel, s->ids, s->iscr, s->cand, s->eidx, s->cids, s->fscr, s->emask};
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) free(f[i]);
     free(s);
 }
@@ -715,6 +738,7 @@ int dsv4_v41_state_open(const dsv4_model *m, int max_ctx, int max_chunk, dsv4_v4
     s->nsel = zalloc((size_t)TC * sizeof(int32_t), &fail);
     s->shared_nsel = zalloc((size_t)TC * sizeof(int32_t), &fail);
     s->cand = zalloc((size_t)TC * (max_ctx + 1), &fail);
+    s->emask = zalloc((size_t)TC, &fail);
     if (dspark) {
         s->main_x = zalloc((size_t)s->wring * D * sizeof(float), &fail);
         s->mxg = zalloc((size_t)c->window_size * D * sizeof(float), &fail);

@@ -160,6 +160,14 @@ size_t dsv4_session_state_bytes(const dsv4_config *c, int max_ctx);
  * Returns 0, or -1 with err (s NULL, pos out of range, out of memory). */
 int dsv4_session_fill_synthetic(dsv4_session *s, int pos, uint64_t seed, char *err, size_t errlen);
 
+/* ---- session.c ---- */
+/* dsv4_eval (all == 0) / dsv4_eval_all (all == 1) with, for a DeepSeek-V4.1 session, each position's image role and
+ * embedding row (roles / embs: may be NULL; model/model_v41.h dsv4_v41_eval_vl), as dsv4_eval_prompt
+ * (vision/prompt.c) calls it. fn names the public function in messages. Errors as dsv4_eval; roles / embs on a V4
+ * session are refused. */
+int dsv4_session_eval_vl(dsv4_session *s, const int32_t *tokens, const int8_t *roles, const float *const *embs, int n,
+                         float *logits, int all, const char *fn, char *err, size_t errlen);
+
 /* ---- forward.c: cache records ---- */
 /* Record sizes for config c (see dsv4_block_state). */
 int dsv4_entry_bytes(const dsv4_config *c);

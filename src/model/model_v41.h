@@ -74,6 +74,12 @@ struct dsv4_v41_weights {
     int32_t *engram_map;
     int engram_map_n;
     int32_t engram_pad;        /* engram_map[engram_pad_token_id] */
+    /* Vision (config.json vision_config with num_hidden_layers > 0; docs/v41.md §3, docs/vision.md): the tower and
+     * aligner (views into the checkpoint, freed with the model), and the learned vectors of the image-span
+     * delimiters image_start / image_newline / image_end, [dim] F32 copies holding their BF16 values (the official
+     * code casts them to the embedding dtype, BF16). All NULL without vision. */
+    struct dsv4_vtower *vtower;
+    float *image_start, *image_newline, *image_end;
 };
 
 /* Load a DeepSeek-V4.1 model directory's config.json and bind its checkpoint (every tensor found, dtype- and
@@ -102,6 +108,13 @@ size_t dsv4_v41_state_bytes(const dsv4_v41_state *s);
  * and every later call says so). */
 int dsv4_v41_eval(dsv4_v41_state *s, const int32_t *tokens, int T, float *logits, float *blocks, char *err,
                   size_t errlen);
+/* dsv4_v41_eval with images (docs/v41.md §3.4): roles (may be NULL = all text) gives each position's DSV4_TOKEN_*
+ * role; embs (may be NULL) a [dim] row of BF16 values per position replacing its token embedding (NULL entries: the
+ * token's embedding). Positions with role >= 0 select their experts with ffn.gate.bias_vl (the model must have it)
+ * and are DEAD for Engram (no n-gram crosses them, gate 0). With roles and embs NULL it is dsv4_v41_eval, bit for
+ * bit. Allocates nothing. */
+int dsv4_v41_eval_vl(dsv4_v41_state *s, const int32_t *tokens, const int8_t *roles, const float *const *embs, int T,
+                     float *logits, float *blocks, char *err, size_t errlen);
 /* DSpark draft block after the last evaluated position P = pos - 1 (>= 1): drafts at positions P+1 .. P+B for the
  * ids [token, noise x (B-1)] through every stage; logits [B][vocab] (F32, with the Markov bias of the greedy chain),
  * ids [B + 1] (token, then the greedy pick of each draft), conf [B] (confidence head). The sequence state is not

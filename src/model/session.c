@@ -348,9 +348,10 @@ static int check_finite(const float *logits, int V, const char *fn, int pos, cha
     return 0;
 }
 
-/* dsv4_eval (all == 0: logits of the last position, or none) and dsv4_eval_all (all == 1: every position). */
-static int eval_tokens(dsv4_session *s, const int32_t *tokens, int n, float *logits, int all, const char *fn,
-                       char *err, size_t errlen) {
+/* dsv4_eval (all == 0: logits of the last position, or none) and dsv4_eval_all (all == 1: every position); with
+ * roles / embs (V4.1 only, model/model.h) the image positions of dsv4_eval_prompt. */
+int dsv4_session_eval_vl(dsv4_session *s, const int32_t *tokens, const int8_t *roles, const float *const *embs, int n,
+                         float *logits, int all, const char *fn, char *err, size_t errlen) {
     if (!s) return dsv4_fail(err, errlen, "%s: session is NULL", fn);
     if (n < 1 || !tokens) return dsv4_fail(err, errlen, "%s: n = %d tokens (need >= 1 and a token array)", fn, n);
     if (all && !logits) return dsv4_fail(err, errlen, "%s: logits is NULL", fn);
@@ -360,12 +361,15 @@ static int eval_tokens(dsv4_session *s, const int32_t *tokens, int n, float *log
             return dsv4_fail(err, errlen, "%s: token id %d at index %d out of range [0, %d)", fn, (int)tokens[i], i, V);
     if ((int64_t)s->pos + n > s->max_ctx)
         return dsv4_fail(err, errlen, "%s: context overflow: position %d + %d tokens > max_ctx %d", fn, s->pos, n, s->max_ctx);
+    if ((roles || embs) && !s->v41)
+        return dsv4_fail(err, errlen, "%s: image positions need a DeepSeek-V4.1 model with vision (%s)", fn, s->m->dir);
     int pos0 = s->pos;
     for (int c0 = 0; s->v41 && c0 < n; c0 += s->v41_chunk) {   /* DeepSeek-V4.1 */
         int nc = n - c0 < s->v41_chunk ? n - c0 : s->v41_chunk, last = c0 + nc == n;
         float *lg = all ? logits + (size_t)c0 * V : last && logits ? s->v41_logits : NULL;
         char e2[512] = "";
-        if (dsv4_v41_eval(s->v41, tokens + c0, nc, lg, NULL, e2, sizeof e2)) {   /* an Engram row read failed */
+        if (dsv4_v41_eval_vl(s->v41, tokens + c0, roles ? roles + c0 : NULL, embs ? embs + c0 : NULL, nc, lg, NULL, e2,
+                             sizeof e2)) {   /* an Engram row read failed */
             dsv4_session_reset(s);
             return dsv4_fail(err, errlen, "%s: %s (session reset to position 0)", fn, e2);
         }
@@ -392,11 +396,11 @@ static int eval_tokens(dsv4_session *s, const int32_t *tokens, int n, float *log
 }
 
 int dsv4_eval(dsv4_session *s, const int32_t *tokens, int n, float *logits, char *err, size_t errlen) {
-    return eval_tokens(s, tokens, n, logits, 0, "dsv4_eval", err, errlen);
+    return dsv4_session_eval_vl(s, tokens, NULL, NULL, n, logits, 0, "dsv4_eval", err, errlen);
 }
 
 int dsv4_eval_all(dsv4_session *s, const int32_t *tokens, int n, float *logits, char *err, size_t errlen) {
-    return eval_tokens(s, tokens, n, logits, 1, "dsv4_eval_all", err, errlen);
+    return dsv4_session_eval_vl(s, tokens, NULL, NULL, n, logits, 1, "dsv4_eval_all", err, errlen);
 }
 
 int dsv4_eval_batch(dsv4_session *const *ss, int nb, const int32_t *tokens, float *logits, char *err,

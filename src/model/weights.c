@@ -21,6 +21,8 @@
 #include "model/weights_bind.h"
 #include "io/tensor_list.h"
 #include "kernels/quant_v41.h"
+#include "vision/tower.h"
+#include "model/model_v41.h"
 #include "base/util.h"
 
 static void *own(dsv4_model *m, void *p) {
@@ -475,6 +477,7 @@ static int bind_all(ctx *c) {
 
 void dsv4_weights_free(dsv4_model *m) {
     if (!m) return;
+    if (m->v41) dsv4_vtower_free(m->v41->vtower);   /* the vision tower of a V4.1 model (model/model_v41.h) */
     for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
     free(m->owned);
     m->owned = NULL; m->n_owned = m->cap_owned = 0;

@@ -12,6 +12,7 @@
 #include <string.h>
 #include "model/model_v41.h"
 #include "model/weights_bind.h"
+#include "vision/tower.h"
 #include "base/util.h"
 
 static int in_list(const int *a, int n, int x) {
@@ -147,6 +148,33 @@ static int bind_block41(dsv4_wbind *c, dsv4_layer41 *B, int L) {
     return 0;
 }
 
+/* The vision tower and aligner (vision/tower.h checks every vision.* / aligner.* tensor: name, dtype BF16 or F32,
+ * shape) and the image-span vectors image_start / image_newline / image_end ([dim], BF16 or F32, kept as their BF16
+ * values). The tower's tensors are marked used here: the whole-set check then only refuses names it does not list. */
+static int bind_vision(dsv4_wbind *c, struct dsv4_v41_weights *v) {
+    dsv4_model *m = c->m;
+    const int D = m->cfg.dim;
+    dsv4_vtower_config vc;
+    if (dsv4_vtower_config_from(&vc, &m->cfg, m->dir, c->err, c->errlen) ||
+        dsv4_vtower_load(&v->vtower, m->st, &vc, c->err, c->errlen))
+        return -1;
+    for (size_t i = 0; i < st_count(m->st); i++) {
+        const char *nm = st_at(m->st, i)->name;
+        if (!strncmp(nm, "vision.", 7) || !strncmp(nm, "aligner.", 8)) c->used[i] = 1;
+    }
+    float **dst[3] = {&v->image_start, &v->image_newline, &v->image_end};
+    const char *nm[3] = {"image_start", "image_newline", "image_end"};
+    for (int k = 0; k < 3; k++) {
+        if (!(*dst[k] = dsv4_wb_vec(c, nm[k], D, 0, 1))) {
+            dsv4_vtower_free(v->vtower);   /* m->v41 is not set yet: dsv4_weights_free would not see it */
+            v->vtower = NULL;
+            return -1;
+        }
+        for (int i = 0; i < D; i++) (*dst[k])[i] = dsv4_round_bf16((*dst[k])[i]);
+    }
+    return 0;
+}
+
 int dsv4_weights_v41_bind(dsv4_wbind *c) {
     dsv4_model *m = c->m;
     const dsv4_config *cf = &m->cfg;
@@ -165,6 +193,7 @@ int dsv4_weights_v41_bind(dsv4_wbind *c) {
     if (!(v->layers = dsv4_wb_alloc(c, (size_t)v->n_blocks * sizeof(dsv4_layer41), "V4.1 layers"))) return -1;
     for (int L = 0; L < v->n_blocks; L++)
         if (bind_block41(c, &v->layers[L], L)) return -1;
+    if (cf->x.vision_n_layers > 0 && bind_vision(c, v)) return -1;
     m->v41 = v;
     m->n_blocks = 0;   /* the V4 block array stays empty */
     m->file_bytes = 0;
