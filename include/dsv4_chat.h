@@ -78,6 +78,42 @@ typedef struct {
 int dsv4_chat_render(const char *request_json, size_t len, const dsv4_render_opts *opts,
                      char **out, size_t *out_len, char *err, size_t errlen);
 
+/* ------------------------------------------------------------------ images (docs/encoding.md "Images")
+ * Image content parts are rendered as the vision revision of the official encoder does (process_image_messages of
+ * DeepSeek's vision release; vLLM's DeepSeek-V4.1 tokenizer agrees): each becomes the placeholder text
+ * "<｜deepseek_image｜>" (one token, the model's image_token_id), joined to the neighbouring parts with "\n\n" like
+ * any two content parts. Accepted part forms:
+ *   OpenAI chat       {"type": "image_url", "image_url": {"url": U}}  (or "image_url": U)
+ *   OpenAI Responses  {"type": "input_image", "image_url": U}
+ *   Anthropic         {"type": "image", "source": {"type": "base64", "media_type": T, "data": D}}  -> "data:T;base64,D"
+ *                     {"type": "image", "source": {"type": "url", "url": U}}
+ * Where: a user message's content may be a list of text and image parts (any other part type is an error naming
+ * messages[i].content[j]); a tool message's content list may hold image parts (rendered inside its <tool_result>).
+ * An image part anywhere else (system, developer, assistant, latest_reminder) is refused:
+ * "messages[2].content[0]: image parts are allowed only in user and tool messages, not in a 'system' message".
+ * A text part containing the placeholder text itself is refused as officially. Differences from the official
+ * vision revision: a tool result's non-text, non-image parts still render "[Unsupported TYPE]" (as the V4 text
+ * encoder; the vision revision drops them), and the images are reported in prompt order (the official list is in
+ * message order, which differs after tool results are re-ordered by call order). */
+
+/* One image content part of a rendered request. */
+typedef struct {
+    char *url;          /* malloc'd, NUL-terminated: the part's URL as given (a data: URL, an http(s) URL, a path),
+                         * or the data URL made from an Anthropic base64 source; url_len bytes */
+    size_t url_len;
+    char where[48];     /* the part, for messages: "messages[1].content[0]" (the tool message's index for tool results) */
+} dsv4_chat_image;
+
+/* dsv4_chat_render that also lists the image parts: *images receives a malloc'd array of *n_images entries (NULL and
+ * 0 when there are none), entry k for the k-th "<｜deepseek_image｜>" placeholder of the prompt text. Context messages
+ * are not rendered and their images are not listed. Free with dsv4_chat_images_free. images and n_images must be
+ * both NULL (= dsv4_chat_render) or both non-NULL. On error nothing is allocated. The URLs are not checked or
+ * fetched: decoding data: URLs (or refusing others) is the caller's. */
+int dsv4_chat_render_images(const char *request_json, size_t len, const dsv4_render_opts *opts, char **out,
+                            size_t *out_len, dsv4_chat_image **images, int *n_images, char *err, size_t errlen);
+/* Free what dsv4_chat_render_images returned (NULL is fine). */
+void dsv4_chat_images_free(dsv4_chat_image *images, int n);
+
 /* Tool-call registry hook (provided by the output parser, include/dsv4_parse.h): the exact DSML invoke
  * bytes the model produced for tool call `id`, or NULL if unknown; *len receives the byte count.
  * Declared here for convenience; defined (and documented, with its lifetime rules) in

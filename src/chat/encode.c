@@ -31,6 +31,7 @@
 #define THINK_OPEN "<think>"
 #define THINK_CLOSE "</think>"
 #define DSML "｜DSML｜"
+#define IMAGE_TOK "<｜deepseek_image｜>"
 
 static const char EFFORT_MAX_TEXT[] =
     "Reasoning Effort: Absolute maximum with no shortcuts permitted.\n"
@@ -76,6 +77,8 @@ enum { R_NONE, R_SYSTEM, R_DEVELOPER, R_USER, R_ASSISTANT, R_TOOL, R_REMINDER, R
 typedef struct {
     int is_tool;
     const pj_value *text;      /* text block: the user message's content (NULL = missing -> "") */
+    const pj_value *part;      /* content-part block: part `pidx` of a user message's content list (text / image) */
+    int pidx;
     const pj_value *id;        /* tool block: tool_call_id (NULL = missing -> "") */
     const pj_value *content;   /* tool block: content (NULL = missing -> "") */
     int src;                   /* index of the source message in its array */
@@ -104,6 +107,8 @@ typedef struct {
     int thinking, drop, has_context;
     dsv4_effort effort;
     char where[64];
+    dsv4_chat_image *img;      /* image parts in prompt order (NULL when the caller does not collect them) */
+    int nimg, capimg, want_img;
 } enc;
 
 static const char *where(enc *e, const cmsg *m) {
@@ -243,13 +248,21 @@ static int merge_segment(enc *e, const pj_value *arr, int ctx, const pj_value *t
             }
             if (push_blk(e, last, b)) return dsv4_fail(e->err, e->errlen, "out of memory");
         } else if (role == R_USER) {
-            blk_t b = { .is_tool = 0, .text = pj_get(o, "content"), .src = (int)i };
+            const pj_value *c = pj_get(o, "content");
+            blk_t b = { .is_tool = 0, .text = c, .src = (int)i };
             if (!(last && last->merged && !has_task(last))) {
                 last = push_msg(e);
                 if (!last) return dsv4_fail(e->err, e->errlen, "out of memory");
                 last->role = R_USER; last->merged = 1; last->obj = o; last->ctx = ctx; last->src = (int)i;
             }
-            if (push_blk(e, last, b)) return dsv4_fail(e->err, e->errlen, "out of memory");
+            if (c && c->type == PJ_ARRAY) {
+                /* a list of content parts (the vision revision's process_image_messages): each part is a block of
+                 * its own, joined to its neighbours with "\n\n"; an empty list adds no block */
+                for (size_t j = 0; j < c->n; j++) {
+                    blk_t pb = { .is_tool = 0, .part = c->items[j], .pidx = (int)j, .src = (int)i };
+                    if (push_blk(e, last, pb)) return dsv4_fail(e->err, e->errlen, "out of memory");
+                }
+            } else if (push_blk(e, last, b)) return dsv4_fail(e->err, e->errlen, "out of memory");
         } else {
             cmsg *m = push_msg(e);
             if (!m) return dsv4_fail(e->err, e->errlen, "out of memory");
@@ -444,11 +457,126 @@ static int render_tool_calls(enc *e, const cmsg *m, const pj_value *tcs) {
     return 0;
 }
 
+/* ---------------------------------------------------------------- image content parts
+ * The vision revision of the official encoder (process_image_messages: docs/encoding.md "Images") turns every
+ * image content part into the placeholder text IMAGE_TOK and reports the images in order. Part types: OpenAI
+ * "image_url" ({"url": U} or a bare string U), OpenAI Responses "input_image" (image_url U), Anthropic "image"
+ * (source {"type": "base64", "media_type": T, "data": D} -> the data URL "data:T;base64,D"; {"type": "url", "url": U}). */
+static int is_image_part(const pj_value *part) {
+    const pj_value *t = pj_get(part, "type");
+    return pj_is_str(t, "image_url") || pj_is_str(t, "input_image") || pj_is_str(t, "image");
+}
+
+static int has_sub(const char *s, size_t n, const char *sub) {
+    size_t k = strlen(sub);
+    for (size_t i = 0; i + k <= n; i++)
+        if (!memcmp(s + i, sub, k)) return 1;
+    return 0;
+}
+
+/* "messages[i].content[j]: <message>" (context[i] for a context message). */
+static int part_fail(enc *e, const cmsg *m, int src, size_t j, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 5, 6)))
+#endif
+    ;
+static int part_fail(enc *e, const cmsg *m, int src, size_t j, const char *fmt, ...) {
+    char msg[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return dsv4_fail(e->err, e->errlen, "%s[%d].content[%zu]: %s", m->ctx ? "context" : "messages", src, j, msg);
+}
+
+/* Check image part j of message `src` and, when the caller collects images, append its URL. */
+static int add_image(enc *e, const cmsg *m, int src, size_t j, const pj_value *part) {
+    const pj_value *t = pj_get(part, "type"), *url = NULL, *mt = NULL, *data = NULL;
+    if (pj_is_str(t, "image")) {
+        const pj_value *so = pj_get(part, "source");
+        if (!so || so->type != PJ_OBJECT) return part_fail(e, m, src, j, "image: missing object 'source'");
+        const pj_value *st = pj_get(so, "type");
+        if (pj_is_str(st, "base64")) {
+            mt = pj_get(so, "media_type");
+            data = pj_get(so, "data");
+            if (!data || data->type != PJ_STRING || data->len == 0)
+                return part_fail(e, m, src, j, "source.data: needs a non-empty base64 string");
+            if (mt && mt->type != PJ_NULL && mt->type != PJ_STRING)
+                return part_fail(e, m, src, j, "source.media_type: not a string");
+            if (mt && mt->type == PJ_NULL) mt = NULL;
+        } else if (pj_is_str(st, "url")) {
+            url = pj_get(so, "url");
+            if (!url || url->type != PJ_STRING || url->len == 0)
+                return part_fail(e, m, src, j, "source.url: needs a non-empty string");
+        } else {
+            return part_fail(e, m, src, j, "source.type: expected 'base64' or 'url'");
+        }
+    } else {
+        const char *key = "image_url";
+        url = pj_get(part, key);
+        if (url && url->type == PJ_OBJECT) { url = pj_get(url, "url"); key = "image_url.url"; }
+        if (!url || url->type != PJ_STRING || url->len == 0)
+            return part_fail(e, m, src, j, "%s: needs a non-empty string (the image's URL)", key);
+    }
+    if (!e->want_img) return 0;
+    if (e->nimg == e->capimg) {
+        int nc = e->capimg ? e->capimg * 2 : 4;
+        dsv4_chat_image *ni = realloc(e->img, (size_t)nc * sizeof *ni);
+        if (!ni) return dsv4_fail(e->err, e->errlen, "out of memory");
+        e->img = ni; e->capimg = nc;
+    }
+    dsv4_chat_image *im = &e->img[e->nimg];
+    memset(im, 0, sizeof *im);
+    size_t n = url ? url->len : strlen("data:;base64,") + (mt ? mt->len : 0) + data->len;
+    im->url = malloc(n + 1);
+    if (!im->url) return dsv4_fail(e->err, e->errlen, "out of memory");
+    if (url) memcpy(im->url, url->s, n);
+    else {
+        char *q = im->url;
+        memcpy(q, "data:", 5); q += 5;
+        if (mt) { memcpy(q, mt->s, mt->len); q += mt->len; }
+        memcpy(q, ";base64,", 8); q += 8;
+        memcpy(q, data->s, data->len);
+    }
+    im->url[n] = 0;
+    im->url_len = n;
+    snprintf(im->where, sizeof im->where, "%s[%d].content[%zu]", m->ctx ? "context" : "messages", src, j);
+    e->nimg++;
+    return 0;
+}
+
 static int render_user(enc *e, const cmsg *m) {
     OUT(USER_TOK);
     for (size_t i = 0; i < m->nblk; i++) {
         const blk_t *b = &m->blk[i];
         if (i) OUT("\n\n");
+        if (b->part) {
+            const pj_value *p = b->part;
+            size_t j = (size_t)b->pidx;
+            if (p->type != PJ_OBJECT) return part_fail(e, m, b->src, j, "content part is not an object");
+            const pj_value *ty = pj_get(p, "type");
+            if (pj_is_str(ty, "text")) {
+                const pj_value *tx = pj_get(p, "text");
+                if (tx && tx->type != PJ_STRING) return part_fail(e, m, b->src, j, "text: not a string");
+                if (!tx) continue;
+                if (has_sub(tx->s, tx->len, IMAGE_TOK))
+                    return part_fail(e, m, b->src, j, "text: contains the image placeholder '" IMAGE_TOK
+                                     "' (send images as image content parts)");
+                if (pj_dump_str(&e->out, tx, e->err, e->errlen)) {
+                    char f[64]; snprintf(f, sizeof f, "content[%zu].text", j);
+                    cmsg tmp = *m; tmp.src = b->src; return refail(e, &tmp, f);
+                }
+            } else if (is_image_part(p)) {
+                if (add_image(e, m, b->src, j, p)) return -1;
+                OUT(IMAGE_TOK);
+            } else {
+                char shown[64];
+                excerpt(ty, shown, sizeof shown);
+                return part_fail(e, m, b->src, j, "content part type '%s' is not supported in a user message (text, "
+                                 "image_url, input_image or image)", shown);
+            }
+            continue;
+        }
         if (!b->is_tool) {
             if (!b->text) continue;
             if (b->text->type != PJ_STRING) {
@@ -472,6 +600,9 @@ static int render_user(enc *e, const cmsg *m) {
                     const pj_value *tx = pj_get(part, "text");
                     if (tx && tx->type != PJ_STRING) return fail(e, &tmp, "content[%zu].text: not a string", j);
                     if (tx && pj_dump_str(&e->out, tx, e->err, e->errlen)) return refail(e, &tmp, "content");
+                } else if (is_image_part(part)) {
+                    if (add_image(e, &tmp, b->src, j, part)) return -1;
+                    OUT(IMAGE_TOK);
                 } else {
                     OUT("[Unsupported ");
                     if (pj_dump_str(&e->out, ty, e->err, e->errlen)) return refail(e, &tmp, "content");
@@ -494,6 +625,14 @@ static int render_message(enc *e, cmsg **R, size_t nR, size_t idx, int last_user
     const pj_value *tcs = mget(m, "tool_calls");
     if (pj_truthy(tools) && check_tools(e, m, tools)) return -1;
     if (pj_truthy(tcs) && check_tool_calls(e, m, tcs)) return -1;
+    if (m->role != R_USER && content && content->type == PJ_ARRAY)
+        for (size_t j = 0; j < content->n; j++)
+            if (content->items[j]->type == PJ_OBJECT && is_image_part(content->items[j])) {
+                char shown[64];
+                excerpt(mget(m, "role"), shown, sizeof shown);
+                return part_fail(e, m, m->src, j, "image parts are allowed only in user and tool messages, not in a "
+                                 "'%s' message", shown);
+            }
 
     if (idx == 0 && !e->has_context && e->thinking && e->effort == DSV4_EFFORT_MAX) OUT(EFFORT_MAX_TEXT);
 
@@ -560,17 +699,30 @@ static int render_message(enc *e, cmsg **R, size_t nR, size_t idx, int last_user
 }
 
 /* ---------------------------------------------------------------- entry point */
+void dsv4_chat_images_free(dsv4_chat_image *images, int n) {
+    if (!images) return;
+    for (int i = 0; i < n; i++) free(images[i].url);
+    free(images);
+}
+
 int dsv4_chat_render(const char *request_json, size_t len, const dsv4_render_opts *opts,
                      char **out, size_t *out_len, char *err, size_t errlen) {
+    return dsv4_chat_render_images(request_json, len, opts, out, out_len, NULL, NULL, err, errlen);
+}
+
+int dsv4_chat_render_images(const char *request_json, size_t len, const dsv4_render_opts *opts, char **out,
+                            size_t *out_len, dsv4_chat_image **images, int *n_images, char *err, size_t errlen) {
     static const dsv4_render_opts defaults;
     if (!opts) opts = &defaults;
     if (out) *out = NULL;
     if (out_len) *out_len = 0;
-    if (!request_json || !out) return dsv4_fail(err, errlen, "dsv4_chat_render: NULL argument");
+    if (images) *images = NULL;
+    if (n_images) *n_images = 0;
+    if (!request_json || !out || !images != !n_images) return dsv4_fail(err, errlen, "dsv4_chat_render: NULL argument");
     if (opts->effort != DSV4_EFFORT_NONE && opts->effort != DSV4_EFFORT_HIGH && opts->effort != DSV4_EFFORT_MAX)
         return dsv4_fail(err, errlen, "reasoning_effort: invalid value %d (valid: none, high, max)", (int)opts->effort);
 
-    enc E = { .err = err, .errlen = errlen, .thinking = opts->thinking != 0 };
+    enc E = { .err = err, .errlen = errlen, .thinking = opts->thinking != 0, .want_img = images != NULL };
     enc *e = &E;
     E.effort = opts->effort;
     int rc = -1;
@@ -639,8 +791,10 @@ int dsv4_chat_render(const char *request_json, size_t len, const dsv4_render_opt
     *out = e->out.p;
     if (out_len) *out_len = e->out.n;
     e->out.p = NULL;
+    if (images) { *images = e->img; *n_images = e->nimg; e->img = NULL; }
     rc = 0;
 done:
+    dsv4_chat_images_free(e->img, e->nimg);
     pj_buf_free(&e->out);
     pj_arena_free(&e->a);
     return rc;
