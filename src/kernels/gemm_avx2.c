@@ -38,44 +38,38 @@ INL __m256 xeven(const uint16_t *p) {
  * sc[j] the scale codes of row j from the tile start (FP8 per 128 columns, FP4 per 32), h the half (lanes 8h..8h+7). */
 #define MK_ARGS const float *const *w, const uint16_t *const *x, int nch, float *const *L, const uint8_t *const *sc, int h
 
+/* One 32-column chunk of 2 rows x NT tokens: acc[j][t] += w_odd . x_odd, then += w_even . x_even (half h). w0/w1
+ * point at the rows' split chunk, `off` is the chunk's column offset in the activations (32c + 16h). */
+INL void chunk_fma(__m256 acc[2][4], const float *w0, const float *w1, const uint16_t *const *x, int off, const int NT) {
+    __m256 xv[4];
+    _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) xv[t] = xodd(x[t] + off);
+    __m256 v0 = _mm256_load_ps(w0), v1 = _mm256_load_ps(w1);
+    _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) { acc[0][t] = _mm256_fmadd_ps(v0, xv[t], acc[0][t]); acc[1][t] = _mm256_fmadd_ps(v1, xv[t], acc[1][t]); }
+    _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) xv[t] = xeven(x[t] + off);
+    v0 = _mm256_load_ps(w0 + 8); v1 = _mm256_load_ps(w1 + 8);
+    _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) { acc[0][t] = _mm256_fmadd_ps(v0, xv[t], acc[0][t]); acc[1][t] = _mm256_fmadd_ps(v1, xv[t], acc[1][t]); }
+}
+
 INL void mk_bf16(MK_ARGS, const int NT) {
     (void)sc;
-    __m256 a[2][NT_BF16];
+    __m256 a[2][4];
     _Pragma("GCC unroll 4") for (int j = 0; j < 2; j++)
         _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) a[j][t] = _mm256_load_ps(L[j] + 16 * t + 8 * h);
-    for (int c = 0; c < nch; c++) {
-        const float *w0 = w[0] + 32 * c + 16 * h, *w1 = w[1] + 32 * c + 16 * h;
-        __m256 xv[NT_BF16];
-        _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) xv[t] = xodd(x[t] + 32 * c + 16 * h);
-        __m256 v0 = _mm256_load_ps(w0), v1 = _mm256_load_ps(w1);
-        _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) { a[0][t] = _mm256_fmadd_ps(v0, xv[t], a[0][t]); a[1][t] = _mm256_fmadd_ps(v1, xv[t], a[1][t]); }
-        _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) xv[t] = xeven(x[t] + 32 * c + 16 * h);
-        v0 = _mm256_load_ps(w0 + 8); v1 = _mm256_load_ps(w1 + 8);
-        _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) { a[0][t] = _mm256_fmadd_ps(v0, xv[t], a[0][t]); a[1][t] = _mm256_fmadd_ps(v1, xv[t], a[1][t]); }
-    }
+    for (int c = 0; c < nch; c++) chunk_fma(a, w[0] + 32 * c + 16 * h, w[1] + 32 * c + 16 * h, x, 32 * c + 16 * h, NT);
     _Pragma("GCC unroll 4") for (int j = 0; j < 2; j++)
         _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) _mm256_store_ps(L[j] + 16 * t + 8 * h, a[j][t]);
 }
 
 INL void mk_fp8(MK_ARGS, const int NT) {
-    __m256 a[2][NT_FP8];
+    __m256 a[2][4];
     _Pragma("GCC unroll 4") for (int j = 0; j < 2; j++)
         _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) a[j][t] = _mm256_load_ps(L[j] + 16 * t + 8 * h);
     for (int c = 0; c < nch; c += 4) {
-        __m256 p[2][NT_FP8];
+        __m256 p[2][4];
         _Pragma("GCC unroll 4") for (int j = 0; j < 2; j++)
             _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) p[j][t] = _mm256_setzero_ps();
         const int ce = c + 4 < nch ? c + 4 : nch;
-        for (int k = c; k < ce; k++) {
-            const float *w0 = w[0] + 32 * k + 16 * h, *w1 = w[1] + 32 * k + 16 * h;
-            __m256 xv[NT_FP8];
-            _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) xv[t] = xodd(x[t] + 32 * k + 16 * h);
-            __m256 v0 = _mm256_load_ps(w0), v1 = _mm256_load_ps(w1);
-            _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) { p[0][t] = _mm256_fmadd_ps(v0, xv[t], p[0][t]); p[1][t] = _mm256_fmadd_ps(v1, xv[t], p[1][t]); }
-            _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) xv[t] = xeven(x[t] + 32 * k + 16 * h);
-            v0 = _mm256_load_ps(w0 + 8); v1 = _mm256_load_ps(w1 + 8);
-            _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) { p[0][t] = _mm256_fmadd_ps(v0, xv[t], p[0][t]); p[1][t] = _mm256_fmadd_ps(v1, xv[t], p[1][t]); }
-        }
+        for (int k = c; k < ce; k++) chunk_fma(p, w[0] + 32 * k + 16 * h, w[1] + 32 * k + 16 * h, x, 32 * k + 16 * h, NT);
         _Pragma("GCC unroll 4") for (int j = 0; j < 2; j++) {
             const __m256 s = _mm256_set1_ps(dsv4_e8m0_f32[sc[j][c / 4]]);
             _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) a[j][t] = _mm256_fmadd_ps(s, p[j][t], a[j][t]);
