@@ -43,7 +43,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numerics as nm  # noqa: E402
-from make_engram_goldens import layout as engram_layout, hash_ids as engram_hash_ids  # noqa: E402
+from make_engram_goldens import layout as engram_layout, hash_ids as engram_hash_ids, DEAD  # noqa: E402
 
 rb = nm.round_bf16
 
@@ -59,7 +59,10 @@ DEFAULTS = dict(
     engram_layer_ids=(1, 4), engram_max_ngram_size=3, engram_vocab_size=50, engram_n_heads=2, engram_head_dim=32,
     engram_pad_id=2, engram_compressed_vocab_size=96, engram_num_embeddings=(),
     dspark_block_size=3, dspark_noise_token_id=5, dspark_target_layer_ids=(5, 6, 7), dspark_markov_rank=32,
-    dspark_n_routed_experts=0, dspark_n_activated_experts=0, vision_enabled=False)
+    dspark_n_routed_experts=0, dspark_n_activated_experts=0, vision_enabled=False, image_token_id=-1)
+
+# position roles (the official code's token_types; image_processor.py's IMAGE_START, IMAGE, IMAGE_NEW_LINE, IMAGE_END)
+TEXT, IMAGE_START, IMAGE, IMAGE_NEW_LINE, IMAGE_END = -1, 0, 1, 2, 3
 
 
 class Config:
@@ -192,6 +195,8 @@ def weight_specs(cfg):
                           p + "markov_head.embed.weight": ((cfg.vocab_size, cfg.dspark_markov_rank), "bf16", "n1"),
                           p + "markov_head.head.weight": ((cfg.vocab_size, cfg.dspark_markov_rank), "bf16", "w"),
                           p + "confidence_head.proj.weight": ((1, D + cfg.dspark_markov_rank), "bf16", "w")})
+    if cfg.vision_enabled:   # the span delimiters: BF16 [dim] (nn.Parameter under the BF16 default dtype)
+        S.update({n: ((D,), "bf16", "n1") for n in ("image_start", "image_newline", "image_end")})
     return S
 
 
@@ -364,6 +369,7 @@ class Session:
         self.cmap = cmap        # raw id -> compressed id (None: identity)
         self.pos = 0
         self.cids = []
+        self.roles = []         # per position: TEXT or an image role (image positions: DEAD for Engram, bias_vl)
         self.win = {}           # layer -> list of window KV [hd] per position
         self.proj = {}          # kv source layer -> list of (kv, score) per position (ratio > 1)
         self.comp = {}          # kv source layer -> list of compressed KV entries per group
@@ -393,15 +399,21 @@ class Session:
         rstd = torch.rsqrt(X.square().mean(-1) + eps) * torch.rsqrt(key.square().mean(-1) + eps)
         dot = (X * w * key).sum(-1) * rstd * D ** -0.5
         gate = torch.sigmoid(torch.copysign(dot.abs().clamp_min(1e-6).sqrt(), dot))
+        # image positions: the gate is 0 (the official masked_fill), so the stream passes through unchanged
+        img = torch.tensor([r != TEXT for r in self.roles[pos0:pos0 + X.shape[0]]], dtype=torch.bool)
+        gate = gate.masked_fill(img.unsqueeze(-1), 0)
         return rb(X + gate.unsqueeze(-1) * value.unsqueeze(-2))
 
-    def moe(self, L, x):
+    def moe(self, L, x, vl=None):
+        """vl: [T] bools, True for image positions (expert selection with gate.bias_vl; weights from the unbiased
+        scores), None for text only (DSpark drafts are text)."""
         cfg, p = self.cfg, self.p(L) + "ffn."
         E, k = cfg.moe(L)
         sc = torch.sqrt(torch.nn.functional.softplus(x @ self.W[p + "gate.weight"].T))
         out = torch.zeros_like(x)
         for t in range(x.shape[0]):
-            choose = (sc[t] + self.W[p + "gate.bias"]).tolist()
+            bias = self.W[p + "gate.bias_vl"] if vl is not None and vl[t] else self.W[p + "gate.bias"]
+            choose = (sc[t] + bias).tolist()
             idx = sorted(range(E), key=lambda e: (-choose[e], e))[:k]
             wts = sc[t][idx]
             if k > 1:
@@ -549,15 +561,35 @@ class Session:
         X = hc_post(y, X, a_post, a_comb)
         f_pre, f_post, f_comb = hc_mixes(X, W[p + "hc_ffn_fn"], W[p + "hc_ffn_scale"], W[p + "hc_ffn_base"], cfg)
         x = rms(hc_pre(X, a_pre), W[p + "ffn_norm.weight"], cfg.norm_eps)
-        X = hc_post(self.moe(L, x), X, f_post, f_comb)
+        vl = None
+        if attn_fn is None and any(r != TEXT for r in self.roles[pos0:pos0 + x.shape[0]]):
+            vl = [r != TEXT for r in self.roles[pos0:pos0 + x.shape[0]]]
+        X = hc_post(self.moe(L, x, vl), X, f_post, f_comb)
         return X, f_pre
 
     # ---- public
-    def eval(self, chunk, all_logits=False):
+    def eval(self, chunk, all_logits=False, roles=None, rows=None):
+        """chunk: ids of the next T positions. Images (docs/v41.md §3.4): roles [T] (TEXT / IMAGE_START / IMAGE /
+        IMAGE_NEW_LINE / IMAGE_END, None = all text) and rows: the embeddings of this chunk's IMAGE positions in
+        order ([n_image, dim] BF16 values: the aligner rows in reading order, see VLPrompt). START / NEW_LINE / END
+        take the learned image_start / image_newline / image_end. Any split is allowed, inside a span too."""
         cfg, W = self.cfg, self.W
         pos0, T = self.pos, len(chunk)
-        self.cids.extend(self.cmap[t] if self.cmap else t for t in chunk)
-        X = W["embed.weight"][torch.tensor(chunk)].unsqueeze(1).repeat(1, cfg.hc_mult, 1)
+        roles = [TEXT] * T if roles is None else list(roles)
+        assert len(roles) == T
+        self.roles.extend(roles)
+        self.cids.extend(DEAD if r != TEXT else (self.cmap[t] if self.cmap else t) for t, r in zip(chunk, roles))
+        e = W["embed.weight"][torch.tensor(chunk)].clone()
+        n_img = sum(r == IMAGE for r in roles)
+        assert (rows is None and n_img == 0) or (rows is not None and len(rows) == n_img), "one row per IMAGE position"
+        k = 0
+        for t, r in enumerate(roles):
+            if r == IMAGE:
+                e[t] = torch.as_tensor(rows[k]).to(self.dt)
+                k += 1
+            elif r != TEXT:
+                e[t] = W[{IMAGE_START: "image_start", IMAGE_NEW_LINE: "image_newline", IMAGE_END: "image_end"}[r]]
+        X = e.unsqueeze(1).repeat(1, cfg.hc_mult, 1)
         pre = torch.zeros(T, cfg.hc_mult, dtype=self.dt)
         pre[:, 0] = 1
         feats = []
@@ -576,6 +608,12 @@ class Session:
             self.main_x.extend(list(mx))
         self.pos += T
         return logits if all_logits else logits[-1]
+
+    def eval_prompt(self, prompt, first, n, all_logits=False):
+        """Positions [first, first + n) of a VLPrompt (the session must be at `first`)."""
+        assert self.pos == first
+        return self.eval(prompt.ids[first:first + n], all_logits, prompt.roles[first:first + n],
+                         prompt.rows_of(first, n))
 
     def dspark(self, token):
         """Draft block after the last evaluated position P: drafts at positions P+1..P+B (ids [token, noise...]);
@@ -622,3 +660,42 @@ class Session:
         wo_a = self.W[p + "wo_a.weight"].reshape(G, cfg.o_lora_rank, -1)
         oa = rb(torch.einsum("tgd,grd->tgr", o.reshape(B, G, -1), wo_a))
         return lin(self.Q[p + "wo_b.weight"], oa.reshape(B, -1))
+
+
+# ------------------------------------------------------------------------------------------- images in the prompt
+def span_roles(n_llm_h, n_llm_w):
+    """The roles of one image span: START, n_llm_h x (n_llm_w IMAGE, NEW_LINE), END (n_llm_h * (n_llm_w + 1) + 2)."""
+    return [IMAGE_START] + ([IMAGE] * n_llm_w + [IMAGE_NEW_LINE]) * n_llm_h + [IMAGE_END]
+
+
+class VLPrompt:
+    """Text ids with every image placeholder (image_token_id) replaced by its image's span (every span position
+    carries the placeholder id); images: list of (rows [n_llm_h * n_llm_w, dim] aligner output, n_llm_h, n_llm_w) in
+    placeholder order. .ids, .roles (per position), .spans (per image: start, length, n_llm_h, n_llm_w)."""
+
+    def __init__(self, ids, image_token_id, images):
+        assert sum(1 for t in ids if t == image_token_id) == len(images), "one image per placeholder"
+        self.ids, self.roles, self.spans, self.row_at = [], [], [], {}
+        k = 0
+        for t in ids:
+            if t != image_token_id:
+                self.ids.append(t)
+                self.roles.append(TEXT)
+                continue
+            rows, lh, lw = images[k]
+            assert rows.shape[0] == lh * lw
+            start = len(self.ids)
+            rl = span_roles(lh, lw)
+            j = 0
+            for i, r in enumerate(rl):
+                if r == IMAGE:
+                    self.row_at[start + i] = rows[j]
+                    j += 1
+            self.ids.extend([image_token_id] * len(rl))
+            self.roles.extend(rl)
+            self.spans.append((start, len(rl), lh, lw))
+            k += 1
+
+    def rows_of(self, first, n):
+        r = [self.row_at[p] for p in range(first, first + n) if self.roles[p] == IMAGE]
+        return torch.stack(r) if r else None
