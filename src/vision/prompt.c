@@ -21,6 +21,7 @@
 #include "model/model.h"
 #include "model/model_v41.h"
 #include "vision/tower.h"
+#include "vision/prompt.h"
 #include "base/util.h"
 
 struct dsv4_image_embed {
@@ -126,6 +127,35 @@ int dsv4_image_encode(const dsv4_model *m, const dsv4_image *im, dsv4_image_embe
     return 0;
 }
 
+int dsv4_image_embed_from_rows(const dsv4_model *m, const dsv4_image_plan *plan, const float *rows,
+                               dsv4_image_embed **out, char *err, size_t errlen) {
+    if (!out) return dsv4_fail(err, errlen, "dsv4_image_embed_from_rows: out is NULL");
+    *out = NULL;
+    if (!m || !plan || !rows) return dsv4_fail(err, errlen, "dsv4_image_embed_from_rows: NULL argument");
+    if (!dsv4_model_has_vision(m)) return dsv4_fail(err, errlen, "%s: this model has no vision tower", m->dir);
+    if (plan->n_llm_h < 1 || plan->n_llm_w < 1 || plan->n_llm_h > (1 << 15) || plan->n_llm_w > (1 << 15) ||
+        plan->n_tokens != plan->n_llm_h * (plan->n_llm_w + 1) + 2)
+        return dsv4_fail(err, errlen, "dsv4_image_embed_from_rows: inconsistent plan (%d x %d cells, %d positions)",
+                         plan->n_llm_h, plan->n_llm_w, plan->n_tokens);
+    const int nr = plan->n_llm_h * plan->n_llm_w, D = m->cfg.dim;
+    dsv4_image_embed *e = calloc(1, sizeof *e);
+    if (e) e->rows = malloc((size_t)nr * D * sizeof(float));
+    if (!e || !e->rows) {
+        if (e) free(e->rows);
+        free(e);
+        return dsv4_fail(err, errlen, "dsv4_image_embed_from_rows: out of memory");
+    }
+    for (size_t i = 0; i < (size_t)nr * D; i++) e->rows[i] = dsv4_round_bf16(rows[i]);
+    atomic_init(&e->refs, 1);
+    e->m = m;
+    e->plan = *plan;
+    e->n_rows = nr;
+    e->dim = D;
+    e->digest = rows_digest(plan, e->rows, (size_t)nr * D);
+    *out = e;
+    return 0;
+}
+
 static dsv4_image_embed *embed_ref(dsv4_image_embed *e) {
     atomic_fetch_add(&e->refs, 1);
     return e;
@@ -143,7 +173,6 @@ const dsv4_image_plan *dsv4_image_embed_plan(const dsv4_image_embed *e) { return
 
 uint64_t dsv4_image_embed_digest(const dsv4_image_embed *e) { return e ? e->digest : 0; }
 
-/* The aligner rows (for tests): n_rows x dim floats (BF16 values), owned by the embed. */
 const float *dsv4_image_embed_rows(const dsv4_image_embed *e, int *n_rows, int *dim) {
     if (n_rows) *n_rows = e ? e->n_rows : 0;
     if (dim) *dim = e ? e->dim : 0;
