@@ -171,8 +171,8 @@ int dsv4_model_has_vision(const struct dsv4_model *m);
 /* The image placeholder id of model m (config.json image_token_id: 129264 for V4.1), or -1 when m has no vision. */
 int32_t dsv4_model_image_token(const struct dsv4_model *m);
 
-/* The vision pre-processing parameters of model m (its config.json); dsv4_vision_params_v41() for a model
- * without vision. */
+/* The vision pre-processing parameters of model m (its config.json vision_config; an absent max_image_tokens or
+ * min_pixels keeps the official default, 1024 / 544^2); dsv4_vision_params_v41() for a model without vision. */
 dsv4_vision_params dsv4_model_vision_params(const struct dsv4_model *m);
 
 /* An image encoded by one model's tower: its plan and its n_llm_h * n_llm_w aligner rows (hidden_size floats
@@ -203,7 +203,8 @@ typedef struct dsv4_prompt dsv4_prompt;
  * order, takes the next image; the prompt keeps a reference to each). Images must come from model m. Errors
  * (*out = NULL): NULL arguments; a token id out of range (names its index); the number of placeholders differs
  * from n_images ("the prompt has 2 image placeholders but 1 image was given"); images for a model without vision;
- * an image encoded by another model; the expanded prompt longer than INT_MAX/2 positions. */
+ * an image encoded by another model; the expanded prompt longer than INT_MAX/2 positions. On a model without vision
+ * the placeholder id is an ordinary token (n_images must then be 0). Allocates (8 + 1 + 8 + 8 bytes per position). */
 int dsv4_prompt_build(dsv4_prompt **out, const struct dsv4_model *m, const int32_t *ids, int n,
                       dsv4_image_embed *const *images, int n_images, char *err, size_t errlen);
 /* Free the prompt and its image references (NULL is fine). */
@@ -221,10 +222,12 @@ uint64_t dsv4_prompt_key(const dsv4_prompt *p, int i);
 
 /* Evaluate prompt positions [first, first + n) as the session's next n positions; the session's position must be
  * `first` (the prompt starts at position 0). `logits`: NULL; or vocab_size floats for the last position
- * (all == 0); or n rows of vocab_size floats, one per position (all == 1, as dsv4_eval_all). Any split of a
- * prompt into calls gives the same logits up to rounding, images included. Errors (nothing evaluated): NULL
- * session or prompt, a range outside the prompt, the session not at `first`, a prompt built for another model,
- * context overflow; then as dsv4_eval. */
+ * (all == 0); or n rows of vocab_size floats, one per position (all == 1, as dsv4_eval_all). A prompt may be split
+ * into calls anywhere, also inside an image span: the logits are the reference's for that split (as for dsv4_eval,
+ * V4.1's official index-key slot makes them depend on the split; docs/v41.md §7 item 8). A prompt without images is exactly dsv4_eval /
+ * dsv4_eval_all on its ids (every model). Allocates nothing. Errors (nothing evaluated): NULL session or prompt, a
+ * range outside the prompt, the session not at `first`, a prompt built for another model (another dsv4_model, even
+ * of the same directory), logits NULL with all == 1, context overflow; then as dsv4_eval. */
 int dsv4_eval_prompt(struct dsv4_session *s, const dsv4_prompt *p, int first, int n, float *logits, int all,
                      char *err, size_t errlen);
 
