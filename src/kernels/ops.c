@@ -166,6 +166,10 @@ static const dsv4_elem_ops elem_avx2 = {dsv4_fp8_sim_avx2, dsv4_pack_bf16_avx2, 
 static const dsv4_elem_ops elem_avx512 = {dsv4_fp8_sim_avx512, dsv4_pack_bf16_avx512, dsv4_hc_collapse_avx512,
                                           dsv4_hc_post_avx512, dsv4_head_rms_bf16_avx512};
 #endif
+#if defined(__aarch64__) && defined(__ARM_NEON)
+static const dsv4_elem_ops elem_neon = {dsv4_fp8_sim_neon, dsv4_pack_bf16_neon, dsv4_hc_collapse_neon,
+                                        dsv4_hc_post_neon, dsv4_head_rms_bf16_neon};
+#endif
 
 const dsv4_elem_ops *dsv4_elem_for(int path) {
     switch (path) {
@@ -174,7 +178,9 @@ const dsv4_elem_ops *dsv4_elem_for(int path) {
     case DSV4_PATH_AVX2: return &elem_avx2;
     case DSV4_PATH_AVX512: return &elem_avx512;
 #endif
-    case DSV4_PATH_NEON: return &elem_scalar;   /* no NEON versions yet: the scalar definition */
+#if defined(__aarch64__) && defined(__ARM_NEON)
+    case DSV4_PATH_NEON: return &elem_neon;
+#endif
     default: return NULL;
     }
 }

@@ -1,7 +1,7 @@
 /* kernels/ops_simd.h — internal: the per-token elementwise ops that run on the SIMD path in use (issue 6):
  * the FP8 activation simulation, the BF16 packing of activations before a linear, and the mHC collapse / post
- * mixing. Each has a scalar C11 implementation (the definition) and AVX2 / AVX-512 ones (ops_avx2.c,
- * ops_avx512.c) chosen by the same path as the linears (pool.h dsv4_kernel_path_id; $DSV4_KERNEL, --kernel).
+ * mixing. Each has a scalar C11 implementation (the definition) and AVX2 / AVX-512 / NEON ones (ops_avx2.c,
+ * ops_avx512.c, ops_neon.c) chosen by the same path as the linears (pool.h dsv4_kernel_path_id; $DSV4_KERNEL, --kernel).
  *
  * Exactness: every op here is elementwise, or keeps the scalar reduction order per element (the sums over the
  * hc streams run in stream order in every lane), and uses only IEEE operations whose results do not depend on
@@ -63,6 +63,11 @@ void dsv4_pack_bf16_avx512(uint16_t *d, const float *x, int n, int nperm, int np
 void dsv4_hc_collapse_avx512(float *u, const float *x, const float *p, int hc, int D);
 void dsv4_hc_post_avx512(float *x, const float *y, const float *post, const float *M, int hc, int D);
 void dsv4_head_rms_bf16_avx512(float *x, int n, float eps);
+void dsv4_fp8_sim_neon(float *dst, const float *src, int n, int block);
+void dsv4_pack_bf16_neon(uint16_t *d, const float *x, int n, int nperm, int np);
+void dsv4_hc_collapse_neon(float *u, const float *x, const float *p, int hc, int D);
+void dsv4_hc_post_neon(float *x, const float *y, const float *post, const float *M, int hc, int D);
+void dsv4_head_rms_bf16_neon(float *x, int n, float eps);
 
 /* ---- shared scalar pieces (one definition for every path) */
 static inline uint32_t dsv4_f2u_(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
