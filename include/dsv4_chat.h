@@ -114,6 +114,18 @@ int dsv4_chat_render_images(const char *request_json, size_t len, const dsv4_ren
 /* Free what dsv4_chat_render_images returned (NULL is fine). */
 void dsv4_chat_images_free(dsv4_chat_image *images, int n);
 
+/* The bytes of a data: URL "data:[MEDIA_TYPE][;PARAMS];base64,DATA" (an image part's URL): DATA decoded as base64
+ * (RFC 4648 alphabet, '=' padding optional, spaces and line breaks skipped) into a malloc'd buffer (*out, *out_len
+ * bytes; the caller frees). The media type is not checked (the image decoder reads the bytes' signature). `name`
+ * heads the error messages (e.g. "messages[1].content[0]"). Errors: not a data: URL (a "https:" URL is named as
+ * such: nothing is fetched), no ",", not ";base64", a byte outside the alphabet (its offset), data after the
+ * padding, a length that is not a whole number of groups, out of memory. */
+int dsv4_data_url_decode(const char *url, size_t len, unsigned char **out, size_t *out_len, const char *name,
+                         char *err, size_t errlen);
+/* The base64 decoding of dsv4_data_url_decode on `n` bytes at s (errors as above). */
+int dsv4_base64_decode(const char *s, size_t n, unsigned char **out, size_t *out_len, const char *name, char *err,
+                       size_t errlen);
+
 /* Tool-call registry hook (provided by the output parser, include/dsv4_parse.h): the exact DSML invoke
  * bytes the model produced for tool call `id`, or NULL if unknown; *len receives the byte count.
  * Declared here for convenience; defined (and documented, with its lifetime rules) in

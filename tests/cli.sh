@@ -107,3 +107,31 @@ if command -v tmux > /dev/null; then
 else
     echo "FAIL cli: tmux is missing (the Ctrl-C test of chat needs it; .ci/run installs it)"; fail=$((fail + 1))
 fi
+
+# ---- images (issue 11 item 5): --image in generate / chat / logits / render, the chat encoder's image parts
+VL=tests/golden/v41/tiny-vl
+VLIDS=31,10,11,66,93,27,12,84,28,6,93,11,26,35,29,83,11
+# logits through dsv4_image_encode -> dsv4_prompt_build -> dsv4_eval_prompt, one position per call (49 rows): the
+# image files go through the C tower, whose BF16 noise this tiny random model amplifies (test_vl reports 0.31 x max
+# end to end); the images swapped are 1.33 x max off, so 0.8 x max tells the order apart
+check "logits --image on tiny-vl: 49 rows one per call, within 0.8 x max of the stepwise golden" 0 "^vl ok 4704$" -- sh -c "'$BIN' logits -m $VL --tokens $VLIDS --image $VL/shapes.png --image $VL/stripes.jpg --prefill 1 --out '$tmp/vl.f32' 2>/dev/null && od -An -v -tf4 '$tmp/vl.f32' > '$tmp/vl.txt' && od -An -v -tf4 $VL/stepwise.f32 > '$tmp/vlg.txt' && paste -d' ' '$tmp/vl.txt' '$tmp/vlg.txt' | awk '{h=NF/2; for(i=1;i<=h;i++){a[n]=\$i; b[n]=\$(i+h); n++}} END{for(i=0;i<n;i++){d=a[i]-b[i]; if(d<0)d=-d; if(d>md)md=d; g=b[i]<0?-b[i]:b[i]; if(g>mg)mg=g} if(n==4704 && md<=0.8*mg) print \"vl ok\", n; else print \"vl off\", n, md, mg}'"
+check "logits --image: the images swapped are told apart (the check above can fail)" 0 "^vl off 4704" -- sh -c "'$BIN' logits -m $VL --tokens $VLIDS --image $VL/stripes.jpg --image $VL/shapes.png --prefill 1 --out '$tmp/vl.f32' 2>/dev/null && od -An -v -tf4 '$tmp/vl.f32' > '$tmp/vl.txt' && paste -d' ' '$tmp/vl.txt' '$tmp/vlg.txt' | awk '{h=NF/2; for(i=1;i<=h;i++){a[n]=\$i; b[n]=\$(i+h); n++}} END{for(i=0;i<n;i++){d=a[i]-b[i]; if(d<0)d=-d; if(d>md)md=d; g=b[i]<0?-b[i]:b[i]; if(g>mg)mg=g} if(n==4704 && md<=0.8*mg) print \"vl ok\", n; else print \"vl off\", n, md, mg}'"
+check "logits --image: --prefill counts the expanded positions (44 + 5 one-token calls = 6 rows)" 0 "wrote 6 rows of 96 logits" -- "$BIN" logits -m $VL --tokens $VLIDS --image $VL/shapes.png --image $VL/stripes.jpg --prefill 44 --out "$tmp/vl6.f32"
+check "logits --image: more placeholders than images" 1 "--tokens has 2 image placeholders \\(id 93\\) but 1 --image was given" -- "$BIN" logits -m $VL --tokens $VLIDS --image $VL/shapes.png --out "$tmp/x.f32"
+check "logits --image: more images than placeholders" 1 "--tokens has 0 image placeholders \\(id 93\\) but 1 --image was given" -- "$BIN" logits -m $VL --tokens 31,10 --image $VL/shapes.png --out "$tmp/x.f32"
+check "generate --image: a model without vision is named" 1 "dsv4 generate: $V41-tok: this model has no vision tower" -- "$BIN" generate -m $V41-tok -p x --image $VL/shapes.png
+check "generate --image: a missing file is named before the model loads" 1 "^dsv4 generate: --image $tmp/none.png: cannot open: No such file or directory$" -- "$BIN" generate -m "$tmp/nowhere" -p x --image "$tmp/none.png"
+check "generate --image: a file that is not an image" 1 "--image $NANO/config.json: not a JPEG or PNG image \\(it starts with bytes" -- "$BIN" generate -m $NANO -p x --image $NANO/config.json
+head -c 600 $VL/stripes.jpg > "$tmp/trunc.jpg"
+check "chat --image: a truncated JPEG is named" 1 "--image $tmp/trunc.jpg: truncated JPEG" -- "$BIN" chat -m $NANO --image "$tmp/trunc.jpg"
+check "chat --image: a model without vision is named" 1 "dsv4 chat: $V41-tok: this model has no vision tower" -- sh -c "echo hi | '$BIN' chat -m $V41-tok --image $VL/shapes.png"
+printf '[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "%s"}}, {"type": "text", "text": "what?"}, {"type": "image", "source": {"type": "base64", "media_type": "image/jpeg", "data": "%s"}}]}]' "$VL/shapes.png" "$(base64 -w0 $VL/stripes.jpg)" > "$tmp/img.json"
+check "render: image parts as <｜deepseek_image｜> joined with blank lines" 0 "^<｜begin▁of▁sentence｜><｜User｜><｜deepseek_image｜>$" -- "$BIN" render --messages "$tmp/img.json"
+check "render -m (config only): each image planned from its file / data: URL (the goldens' 17-position spans)" 0 "^--- image 1 \\(messages\\[0\\]\\.content\\[2\\], data:image/jpeg;base64,.*\\): 24x52 pixels -> 2x5 cells, 17 positions$" -- "$BIN" render -m $VL --messages "$tmp/img.json"
+check "render --image replaces the parts' images in order" 0 "^--- image 0 \\(messages\\[0\\]\\.content\\[0\\], $VL/stripes.jpg\\): 24x52 pixels -> 2x5 cells, 17 positions$" -- "$BIN" render -m $VL --messages "$tmp/img.json" --image $VL/stripes.jpg --image $VL/shapes.png
+check "render --image: as many as the image parts" 1 "1 --image given but the messages have 2 image parts" -- "$BIN" render -m $VL --messages "$tmp/img.json" --image $VL/stripes.jpg
+check "render -m: a model without vision_config" 1 "$tmp/cfgonly: this model has no vision tower" -- "$BIN" render -m "$tmp/cfgonly" --messages "$tmp/img.json" --no-bos
+printf '[{"role": "system", "content": [{"type": "image_url", "image_url": {"url": "x.png"}}]}, {"role": "user", "content": "hi"}]' > "$tmp/sysimg.json"
+check "render: an image in a system message is refused naming it" 1 "messages\\[0\\]\\.content\\[0\\]: image parts are allowed only in user and tool messages, not in a 'system' message" -- "$BIN" render --messages "$tmp/sysimg.json"
+printf '[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://example.org/a.png"}}]}]' > "$tmp/remote.json"
+check "render -m: a remote image URL is not fetched" 1 "messages\\[0\\]\\.content\\[0\\]: 'https:' URLs are not fetched" -- "$BIN" render -m $VL --messages "$tmp/remote.json"

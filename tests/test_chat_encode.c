@@ -464,6 +464,36 @@ static void test_images(void) {
                      "{\"role\": \"tool\", \"tool_call_id\": \"a\", \"content\": [{\"type\": \"image_url\", \"image_url\": 5}]}]",
                      "messages[2].content[0]: image_url: needs a non-empty string");
     /* a system message's text-only list is still str()-ed as by the V4 encoder (golden system_content_non_string) */
+
+    /* data: URLs (dsv4_data_url_decode): RFC 4648 vectors, padding optional, line breaks skipped, errors named */
+    static const char *const vec[][2] = { { "", "" }, { "Zg==", "f" }, { "Zm8=", "fo" }, { "Zm9v", "foo" },
+                                          { "Zm9vYg", "foob" }, { "Zm9vYmE=", "fooba" }, { "Zm9v\r\nYmFy", "foobar" } };
+    for (size_t k = 0; k < sizeof vec / sizeof vec[0]; k++) {
+        char url[64];
+        snprintf(url, sizeof url, "data:image/png;base64,%s", vec[k][0]);
+        unsigned char *b = NULL;
+        size_t bl = 0;
+        int rc = dsv4_data_url_decode(url, strlen(url), &b, &bl, "img", err, sizeof err);
+        CHECK(rc == 0 && bl == strlen(vec[k][1]) && !memcmp(b, vec[k][1], bl), "base64 '%s': rc %d len %zu (%s)",
+              vec[k][0], rc, bl, err);
+        free(b);
+    }
+    static const char *const bad[][2] = {
+        { "https://x/a.png", "img: a 'https:' URL; only data: URLs are accepted (nothing is fetched)" },
+        { "a.png", "img: not a data: URL" },
+        { "data:image/png;base64", "img: malformed data: URL (no ',' before the data)" },
+        { "data:image/png,abcd", "img: the data: URL is not base64" },
+        { "data:image/png;base64,Zm9v!", "img: malformed base64: byte 0x21 at offset 4 is not in the base64 alphabet" },
+        { "data:image/png;base64,Zg==Zg==", "img: malformed base64: data after the '=' padding" },
+        { "data:image/png;base64,Zm9vY", "img: malformed base64: the length does not end on a whole group" },
+        { "data:image/png;base64,Zm9v=", "img: malformed base64: the length does not end on a whole group" },
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        unsigned char *b = (unsigned char *)1;
+        size_t bl = 1;
+        int rc = dsv4_data_url_decode(bad[k][0], strlen(bad[k][0]), &b, &bl, "img", err, sizeof err);
+        CHECK(rc == -1 && b == NULL && bl == 0 && strstr(err, bad[k][1]), "data URL '%s': rc %d '%s'", bad[k][0], rc, err);
+    }
 }
 
 int main(void) {

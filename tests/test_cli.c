@@ -19,17 +19,17 @@ typedef struct {
     unsigned own;       /* families whose spelling this command uses with its own meaning (bench: lists) */
 } command;
 
-enum { F_MODEL = 1, F_SAMPLING = 2, F_NPRED = 4, F_CTX = 8, F_THINK = 16, F_THREADS = 32, F_BENCH = 64 };
+enum { F_MODEL = 1, F_SAMPLING = 2, F_NPRED = 4, F_CTX = 8, F_THINK = 16, F_THREADS = 32, F_BENCH = 64, F_IMAGE = 128 };
 
 static const command commands[] = {
-    { "generate", dsv4_cli_generate, "-m M -p x", F_MODEL | F_SAMPLING | F_NPRED | F_CTX | F_THREADS, 0 },
-    { "chat", dsv4_cli_chat, "-m M", F_MODEL | F_SAMPLING | F_NPRED | F_CTX | F_THINK | F_THREADS, 0 },
-    { "logits", dsv4_cli_logits, "-m M --tokens 1,2 --out o", F_MODEL | F_THREADS, 0 },
+    { "generate", dsv4_cli_generate, "-m M -p x", F_MODEL | F_SAMPLING | F_NPRED | F_CTX | F_THREADS | F_IMAGE, 0 },
+    { "chat", dsv4_cli_chat, "-m M", F_MODEL | F_SAMPLING | F_NPRED | F_CTX | F_THINK | F_THREADS | F_IMAGE, 0 },
+    { "logits", dsv4_cli_logits, "-m M --tokens 1,2 --out o", F_MODEL | F_THREADS | F_IMAGE, 0 },
     { "info", dsv4_cli_info, "-m M", F_MODEL | F_THREADS, 0 },
     { "ppl", dsv4_cli_ppl, "-m M -f t", F_MODEL | F_THREADS, F_NPRED },
     { "tokenize", dsv4_cli_tokenize, "-m M", F_MODEL | F_THREADS, 0 },
     { "detokenize", dsv4_cli_detokenize, "-m M", F_MODEL | F_THREADS, 0 },
-    { "render", dsv4_cli_render, "--messages x", F_MODEL | F_THINK | F_THREADS, 0 },
+    { "render", dsv4_cli_render, "--messages x", F_MODEL | F_THINK | F_THREADS | F_IMAGE, 0 },
     { "parse", dsv4_cli_parse, "", F_THINK | F_THREADS, 0 },
     { "bench", dsv4_cli_bench, "-m M", F_MODEL | F_BENCH, F_NPRED | F_CTX | F_THREADS },
     { "bench-tokenizer", dsv4_cli_tokbench, "--tokenizer t --corpus c", F_THREADS, 0 },
@@ -86,6 +86,11 @@ static const vcase cases[] = {
     { F_THREADS, "-t 1025", 0, "option -t: '1025' is not an integer in [0, 1024]" },
     { F_THREADS, "-t 2.5", 0, "option -t: '2.5' is not an integer in [0, 1024]" },
     { F_THREADS, "--threads -1", 0, "option --threads: '-1' is not an integer in [0, 1024]" },
+    /* --image FILE: repeatable, kept in order */
+    { F_IMAGE, "--image a.png", 1, "--image=a.png" },
+    { F_IMAGE, "--image a.png --image=b.jpg", 1, "--image=a.png --image=b.jpg" },
+    { F_IMAGE, "--image", 0, "option --image needs a value" },
+    { F_IMAGE, "--image=", 0, "option --image: '' is not an image file (a JPEG or PNG; at most 64 --image)" },
     /* bench: -t and -c take lists, -n counts timed steps */
     { F_BENCH, "-t 1,2", 1, "-t=1,2" },
     { F_BENCH, "-t 0", 0, "option -t: '0' is not a list of thread counts in [1, 1024]" },

@@ -1,7 +1,14 @@
 /* cli/cmd_chat.c — `dsv4 chat`: interactive multi-turn chat.
  *
  *   dsv4 chat -m DIR [--think|--no-think] [--temp T] [--top-p P] [--top-k K] [-s SEED] [-n N] [-c C]
- *             [--system TEXT] [--effort none|high|max] [--tools FILE.json] [--messages FILE.json] [-v]
+ *             [--system TEXT] [--effort none|high|max] [--tools FILE.json] [--messages FILE.json] [--image FILE]... [-v]
+ *
+ * Images (a model with a vision tower): --image FILE (repeatable) attaches to the first message, the command
+ * /image FILE to the next one. Each file is decoded and encoded by the tower when given (errors at once, the message
+ * is not lost), and the user message becomes a content list: the image_url parts (the file paths) then the text. The
+ * conversation's images (also those of --messages: data: URLs or files) are encoded once per URL and kept for the
+ * session; the prompt is built with dsv4_prompt_build and evaluated with dsv4_eval_prompt, and the reuse described
+ * below compares prefix keys (dsv4_prompt_key: an image position's key is its image's digest and offset), not ids.
  *
  * Input: on a terminal, lines are read with libedit (line editing, history of this and earlier sessions in
  * $HOME/.dsv4_history); otherwise plain lines from stdin. A message may span lines: a line `"""` opens a block
@@ -28,6 +35,7 @@
  * (e.g. the nano Shakespeare model) is refused at start with a message naming the missing tokens.
  */
 #include "cli/cli_util.h"
+#include "cli/cli_image.h"
 #include "cli/commands.h"
 #include "dsv4.h"
 #include "dsv4_chat.h"
@@ -44,9 +52,12 @@
 
 static const char *chat_usage =
     "usage: dsv4 chat -m DIR [--think|--no-think] [--temp T] [--top-p P] [--top-k K] [-s SEED] [-n N] [-c C]\n"
-    "                 [--system TEXT] [--effort none|high|max] [--tools FILE.json] [--messages FILE.json] [-v]\n"
+    "                 [--system TEXT] [--effort none|high|max] [--tools FILE.json] [--messages FILE.json]\n"
+    "                 [--image FILE]... [-v]\n"
     "  one message per line; \"\"\" on a line opens/closes a multi-line message; a trailing \\ continues the line\n"
-    "  commands: /reset /think /no-think /tool TEXT /history /save FILE /help /quit; Ctrl-C stops a reply\n"
+    "  commands: /reset /think /no-think /tool TEXT /image FILE /history /save FILE /help /quit; Ctrl-C stops a reply\n"
+    "  --image FILE           a JPEG or PNG attached to the first message (repeatable; /image FILE attaches one to the\n"
+    "                         next message); needs a model with a vision tower\n"
     "  -m, --model DIR        model directory (its tokenizer must have the DeepSeek-V4 special tokens)\n"
     "  --think / --no-think   thinking mode (default) / chat mode; aliases --thinking, --nothink, --chat\n"
     "  --temp T               [0, 100], 0 = greedy (default 1.0); alias --temperature\n"
@@ -147,6 +158,7 @@ static const char *next_unanswered(cJSON *hist, int *remaining) {
 }
 
 /* ---------------------------------------------------------------- the conversation */
+#define CHAT_MAX_IMAGES 256
 typedef struct {
     dsv4_model *m;
     const dsv4_tokenizer *tok;
@@ -158,9 +170,14 @@ typedef struct {
     const char *system;
     cJSON *hist;          /* array of messages */
     cJSON *tools;         /* array of tools, or NULL */
-    int32_t *ev;          /* [ctx] tokens evaluated in the session */
+    uint64_t *ev;         /* [ctx] prefix keys (dsv4_prompt_key; a text position's key is its id) of the session */
     int nev, snap_n;
     int turn;
+    const char *dir;
+    char *pend[CLI_MAX_IMAGES]; /* image files attached to the next message (malloc'd paths) */
+    int npend;
+    struct { char *url; dsv4_image_embed *e; } cache[CHAT_MAX_IMAGES]; /* images encoded so far, by URL */
+    int ncache;
 } chat_t;
 
 static void chat_reset(chat_t *c) {
@@ -188,25 +205,67 @@ static char *request_json(const chat_t *c, cJSON *hist) {
     return json;
 }
 
-/* Render and tokenize hist (+ tools) in the current mode. Returns malloc'd ids (*n), or NULL with err. */
-static int32_t *prompt_tokens(const chat_t *c, cJSON *hist, int *n, char *err) {
+/* The encoded image of `url` (cached by URL: each image is encoded once per session), or NULL with err. */
+static dsv4_image_embed *chat_image(chat_t *c, const dsv4_chat_image *ci, char *err) {
+    for (int i = 0; i < c->ncache; i++)
+        if (!strcmp(c->cache[i].url, ci->url)) return c->cache[i].e;
+    if (!dsv4_model_has_vision(c->m)) {
+        snprintf(err, ERRLEN, "%s: this model has no vision tower (images need a model with vision_config and the "
+                 "vision weights, e.g. DeepSeek-V4.1-Flash)", c->dir);
+        return NULL;
+    }
+    if (c->ncache == CHAT_MAX_IMAGES) { snprintf(err, ERRLEN, "more than %d images in one session", CHAT_MAX_IMAGES); return NULL; }
+    dsv4_image *im = NULL;
+    dsv4_image_embed *e = NULL;
+    char e2[ERRLEN - 64];
+    if (cli_image_from_part_err(ci, 0, &im, err, ERRLEN)) return NULL;
+    double t0 = cli_now();
+    int rc = dsv4_image_encode(c->m, im, &e, e2, sizeof e2);
+    dsv4_image_free(im);
+    if (rc) { snprintf(err, ERRLEN, "%s: %s", ci->where, e2); return NULL; }
+    char *u = strdup(ci->url);
+    if (!u) { dsv4_image_embed_free(e); snprintf(err, ERRLEN, "out of memory"); return NULL; }
+    if (c->verbose)
+        fprintf(stderr, "[image %s: %d positions, encoded in %.2f s]\n", ci->url_len > 60 ? ci->where : ci->url,
+                dsv4_image_embed_positions(e), cli_now() - t0);
+    c->cache[c->ncache].url = u;
+    c->cache[c->ncache].e = e;
+    c->ncache++;
+    return e;
+}
+
+/* Render and tokenize hist (+ tools) in the current mode, with its images. Returns the prompt, or NULL with err. */
+static dsv4_prompt *prompt_tokens(chat_t *c, cJSON *hist, char *err) {
     char *json = request_json(c, hist);
     if (!json) { snprintf(err, ERRLEN, "out of memory"); return NULL; }
     char *prompt = NULL;
     size_t plen = 0;
+    dsv4_chat_image *parts = NULL;
+    int nparts = 0, n = 0;
     dsv4_render_opts ro = { .thinking = c->think, .effort = (dsv4_effort)c->effort };
-    int rc = dsv4_chat_render(json, strlen(json), &ro, &prompt, &plen, err, ERRLEN);
+    int rc = dsv4_chat_render_images(json, strlen(json), &ro, &prompt, &plen, &parts, &nparts, err, ERRLEN);
     free(json);
     if (rc) return NULL;
-    int32_t *P = cli_tokenize_all(c->tok, prompt, plen, n, err, ERRLEN);
+    dsv4_prompt *P = NULL;
+    int32_t *ids = cli_tokenize_all(c->tok, prompt, plen, &n, err, ERRLEN);
     free(prompt);
+    dsv4_image_embed **emb = nparts ? calloc((size_t)nparts, sizeof *emb) : NULL;
+    if (ids && nparts && !emb) snprintf(err, ERRLEN, "out of memory");
+    else if (ids) {
+        int ok = 1;
+        for (int k = 0; k < nparts && ok; k++) ok = (emb[k] = chat_image(c, &parts[k], err)) != NULL;
+        if (ok && dsv4_prompt_build(&P, c->m, ids, n, emb, nparts, err, ERRLEN)) P = NULL;
+    }
+    free(emb);
+    free(ids);
+    dsv4_chat_images_free(parts, nparts);
     return P;
 }
 
 /* How much of the next prompt will equal this one: the common prefix of P and the prompt of hist plus a dummy
  * assistant reply and user message (in thinking mode the reply's reasoning is dropped there, so this ends where
  * the reply begins). The checkpoint is saved at that position. */
-static int shared_prefix(const chat_t *c, const int32_t *P, int np) {
+static int shared_prefix(chat_t *c, const dsv4_prompt *P, int np) {
     cJSON *h = cJSON_Duplicate(c->hist, 1);
     if (!h) return 0;
     cJSON *am = cJSON_CreateObject(), *um = cJSON_CreateObject();
@@ -218,12 +277,13 @@ static int shared_prefix(const chat_t *c, const int32_t *P, int np) {
     cJSON_AddStringToObject(um, "content", "z");
     cJSON_AddItemToArray(h, um);
     char err[ERRLEN];
-    int nq = 0, d = 0;
-    int32_t *Q = prompt_tokens(c, h, &nq, err);
+    int d = 0;
+    dsv4_prompt *Q = prompt_tokens(c, h, err);
     cJSON_Delete(h);
     if (!Q) return 0;
-    while (d < np && d < nq && P[d] == Q[d]) d++;
-    free(Q);
+    int nq = dsv4_prompt_len(Q);
+    while (d < np && d < nq && dsv4_prompt_key(P, d) == dsv4_prompt_key(Q, d)) d++;
+    dsv4_prompt_free(Q);
     return d;
 }
 
@@ -234,8 +294,8 @@ static void drop_last(cJSON *hist) { cJSON_DeleteItemFromArray(hist, cJSON_GetAr
  * state is unknown). Ctrl-C (cli_interrupted) stops the reply; what was generated stays in the history. */
 static int chat_turn(chat_t *c) {
     char err[ERRLEN];
-    int np = 0;
-    int32_t *P = prompt_tokens(c, c->hist, &np, err);
+    dsv4_prompt *P = prompt_tokens(c, c->hist, err);
+    int np = dsv4_prompt_len(P);
     if (!P) {
         fprintf(stderr, "dsv4 chat: cannot render the conversation: %s\n", err);
         drop_last(c->hist);
@@ -243,14 +303,14 @@ static int chat_turn(chat_t *c) {
     }
     if (np >= c->ctx) {
         fprintf(stderr, "dsv4 chat: the conversation is %d tokens, the context holds %d (-c); use /reset\n", np, c->ctx);
-        free(P);
+        dsv4_prompt_free(P);
         drop_last(c->hist);
         return 0;
     }
     /* reuse up to the first differing token: the live session when its tokens are a prefix of P, else the
      * checkpoint when its tokens are, else start over */
     int d = 0;
-    while (d < c->nev && d < np && c->ev[d] == P[d]) d++;
+    while (d < c->nev && d < np && c->ev[d] == dsv4_prompt_key(P, d)) d++;
     int reuse = 0;
     const char *from = "";
     if (d == c->nev && d < np) { reuse = d; from = d ? " from the session" : ""; }
@@ -264,14 +324,15 @@ static int chat_turn(chat_t *c) {
     int cut = shared_prefix(c, P, np);
     if (cut <= reuse || cut >= np) cut = 0;
     if (cut) {
-        if (dsv4_eval(c->s, P + reuse, cut - reuse, NULL, err, sizeof err)) goto eval_fail;
+        if (dsv4_eval_prompt(c->s, P, reuse, cut - reuse, NULL, 0, err, sizeof err)) goto eval_fail;
         if (dsv4_checkpoint_save(c->s, &c->snap, err, sizeof err) == 0) c->snap_n = cut;
         else c->snap_n = 0;
     } else if (c->snap_n > reuse) c->snap_n = 0;   /* the checkpoint's tokens are no longer those of ev */
-    if (dsv4_eval(c->s, P + (cut ? cut : reuse), np - (cut ? cut : reuse), c->logits, err, sizeof err)) goto eval_fail;
-    memcpy(c->ev, P, sizeof(int32_t) * (size_t)np);
+    if (dsv4_eval_prompt(c->s, P, cut ? cut : reuse, np - (cut ? cut : reuse), c->logits, 0, err, sizeof err))
+        goto eval_fail;
+    for (int i = 0; i < np; i++) c->ev[i] = dsv4_prompt_key(P, i);
     c->nev = np;
-    free(P);
+    dsv4_prompt_free(P);
     P = NULL;
     double t1 = cli_now();
 
@@ -294,7 +355,7 @@ static int chat_turn(chat_t *c) {
                 dsv4_parser_free(p);
                 return -1;
             }
-            c->ev[c->nev++] = t;
+            c->ev[c->nev++] = (uint64_t)t;
         }
     }
     int interrupted = cli_interrupted;
@@ -342,7 +403,7 @@ static int chat_turn(chat_t *c) {
     return 0;
 eval_fail:
     fprintf(stderr, "dsv4 chat: prefill: %s\n", err);
-    free(P);
+    dsv4_prompt_free(P);
     return -1;
 }
 
@@ -358,7 +419,17 @@ static void print_history(const chat_t *c) {
         const char *tcid = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "tool_call_id"));
         printf("[%d] %s%s%s%s:", ++i, role ? role : "?", tcid ? " (" : "", tcid ? tcid : "", tcid ? ")" : "");
         if (reasoning && *reasoning) printf("\n  thinking: %s", reasoning);
-        printf("%s%s\n", reasoning && *reasoning ? "\n  " : " ", content ? content : "");
+        printf("%s%s", reasoning && *reasoning ? "\n  " : " ", content ? content : "");
+        cJSON *part, *plist = cJSON_GetObjectItemCaseSensitive(m, "content");
+        if (!cJSON_IsArray(plist)) plist = NULL;
+        cJSON_ArrayForEach(part, plist) {
+            const char *tx = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(part, "text"));
+            cJSON *iu = cJSON_GetObjectItemCaseSensitive(part, "image_url");
+            const char *u = cJSON_GetStringValue(cJSON_IsObject(iu) ? cJSON_GetObjectItemCaseSensitive(iu, "url") : iu);
+            if (tx) printf("%s", tx);
+            else if (u) printf("[image %.60s%s] ", u, strlen(u) > 60 ? "..." : "");
+        }
+        printf("\n");
         cJSON *tc;
         cJSON_ArrayForEach(tc, cJSON_GetObjectItemCaseSensitive(m, "tool_calls")) {
             cJSON *fn = cJSON_GetObjectItemCaseSensitive(tc, "function");
@@ -522,8 +593,29 @@ static char *input_message(input_t *in, size_t *len, int *status) {
 
 /* ---------------------------------------------------------------- main */
 static const char *commands_help =
-    "/reset /think /no-think /tool TEXT /history /save FILE /help /quit; \"\"\" for a multi-line message; "
+    "/reset /think /no-think /tool TEXT /image FILE /history /save FILE /help /quit; \"\"\" for a multi-line message; "
     "// sends a leading /";
+
+/* /image FILE: decode and encode now (errors at once), attach to the next message. */
+static void attach_image(chat_t *c, const char *path) {
+    char err[ERRLEN];
+    if (!dsv4_model_has_vision(c->m)) {
+        printf("(%s: this model has no vision tower; the image was not attached)\n", c->dir);
+        return;
+    }
+    if (c->npend == CLI_MAX_IMAGES) { printf("(at most %d images per message)\n", CLI_MAX_IMAGES); return; }
+    dsv4_chat_image ci = { .url = (char *)path, .url_len = strlen(path) };
+    snprintf(ci.where, sizeof ci.where, "/image");
+    /* a path given as is (also one with ':'): file:// keeps chat_image from reading it as a URL scheme */
+    char *u = malloc(strlen(path) + 8);
+    if (!u) { fprintf(stderr, "dsv4 chat: out of memory\n"); return; }
+    snprintf(u, strlen(path) + 8, "%s%s", path[0] == '/' || !strchr(path, ':') ? "" : "file://", path);
+    ci.url = u; ci.url_len = strlen(u);
+    dsv4_image_embed *e = chat_image(c, &ci, err);
+    if (!e) { printf("(%s; the image was not attached)\n", err); free(u); return; }
+    c->pend[c->npend++] = u;
+    printf("(image %s attached to your next message: %d positions)\n", path, dsv4_image_embed_positions(e));
+}
 
 int dsv4_cli_chat(int argc, char **argv) {
     const char *dir = NULL, *tools_file = NULL, *msgs_file = NULL;
@@ -531,7 +623,9 @@ int dsv4_cli_chat(int argc, char **argv) {
     double temp = 1.0, top_p = 1.0;
     int top_k = 0, seed_seen = 0;
     uint64_t seed = 0;
+    cli_image_list imgs = { .n = 0 };
     const cli_opt opts[] = {
+        CLI_O_IMAGE(&imgs),
         CLI_O_MODEL(&dir), CLI_O_THINK(&c.think), CLI_O_TEMP(&temp), CLI_O_TOP_P(&top_p), CLI_O_TOP_K(&top_k),
         CLI_O_SEED(&seed, &seed_seen), CLI_O_N_PREDICT(&c.max_tokens), CLI_O_CTX(&c.ctx, NULL), CLI_O_EFFORT(&c.effort),
         { .names = "--system", .kind = CLI_STR, .dst = &c.system },
@@ -582,10 +676,14 @@ int dsv4_cli_chat(int argc, char **argv) {
     char err[ERRLEN];
     int status = 1;
     input_t in = { 0 };
+    dsv4_image *im0[CLI_MAX_IMAGES] = { 0 };
+    c.dir = dir;
+    if (cli_images_decode("chat", &imgs, im0)) { cJSON_Delete(msgs); cJSON_Delete(c.tools); return 1; }
     double t0 = cli_now();
     c.m = cli_load_model("chat", dir);
     if (!c.m) goto done;
     double t_load = cli_now() - t0;
+    if (imgs.n && cli_require_vision("chat", c.m, dir)) goto done;
     c.tok = dsv4_model_tokenizer(c.m);
     if (!c.tok) { cli_fail("chat", "%s has no tokenizer.json", dir); goto done; }
     if (cli_require_v4_tokens("chat", c.tok, dir)) goto done;
@@ -603,9 +701,20 @@ int dsv4_cli_chat(int argc, char **argv) {
         goto done;
     }
     c.logits = malloc(sizeof(float) * (size_t)c.vocab);
-    c.ev = malloc(sizeof(int32_t) * (size_t)c.ctx);
+    c.ev = malloc(sizeof(uint64_t) * (size_t)c.ctx);
     if (!c.logits || !c.ev) { cli_fail("chat", "out of memory"); goto done; }
     cli_load_summary("chat", dir, c.m, c.ctx, t_load);
+    if (imgs.n) {
+        /* --image: encoded now, attached to the first message */
+        for (int k = 0; k < imgs.n; k++) {
+            dsv4_image_embed *e = NULL;
+            if (cli_images_encode("chat", c.m, &im0[k], &imgs.path[k], 1, &e)) goto done;
+            c.cache[c.ncache].url = strdup(imgs.path[k]);
+            c.cache[c.ncache].e = e;
+            c.pend[c.npend] = strdup(imgs.path[k]);
+            if (!c.cache[c.ncache++].url || !c.pend[c.npend++]) { cli_fail("chat", "out of memory"); goto done; }
+        }
+    }
     chat_reset(&c);
     if (msgs) {
         /* resume: the file's messages (its own system message wins over --system) */
@@ -614,10 +723,10 @@ int dsv4_cli_chat(int argc, char **argv) {
         if (r0 && !strcmp(r0, "system")) { cJSON_Delete(c.hist); c.hist = msgs; }
         else { cJSON *m; while ((m = cJSON_DetachItemFromArray(msgs, 0))) cJSON_AddItemToArray(c.hist, m); cJSON_Delete(msgs); }
         msgs = NULL;
-        int n = 0;
-        int32_t *P = prompt_tokens(&c, c.hist, &n, err);
+        dsv4_prompt *P = prompt_tokens(&c, c.hist, err);
+        int n = dsv4_prompt_len(P);
         if (!P) { cli_fail("chat", "--messages %s: %s", msgs_file, err); goto done; }
-        free(P);
+        dsv4_prompt_free(P);
         if (n >= c.ctx) { cli_fail("chat", "--messages %s: the conversation is %d tokens, -c %d holds less", msgs_file, n, c.ctx); goto done; }
         fprintf(stderr, "(resumed %d messages, %d tokens, from %s)\n", cJSON_GetArraySize(c.hist), n, msgs_file);
     }
@@ -668,6 +777,7 @@ int dsv4_cli_chat(int argc, char **argv) {
             else if (!strcmp(line, "/history")) print_history(&c);
             else if (!strcmp(line, "/help")) printf("(%s)\n", commands_help);
             else if (!strncmp(line, "/save ", 6) && line[6]) save_conversation(&c, line + 6);
+            else if (!strncmp(line, "/image ", 7) && line[7]) attach_image(&c, line + 7);
             else if (!strncmp(line, "/tool ", 6) || !strcmp(line, "/tool")) {
                 int remaining;
                 const char *id = next_unanswered(c.hist, &remaining);
@@ -689,7 +799,24 @@ int dsv4_cli_chat(int argc, char **argv) {
         }
         cJSON *um = cJSON_CreateObject();
         cJSON_AddStringToObject(um, "role", "user");
-        cJSON_AddStringToObject(um, "content", line[0] == '/' ? line + 1 : line);   /* "//text" sends "/text" */
+        const char *text = line[0] == '/' ? line + 1 : line;   /* "//text" sends "/text" */
+        if (c.npend) {
+            /* the attached images, then the text (content parts; the encoder joins them with "\n\n") */
+            cJSON *parts = cJSON_AddArrayToObject(um, "content");
+            for (int k = 0; k < c.npend; k++) {
+                cJSON *p = cJSON_CreateObject(), *iu = cJSON_CreateObject();
+                cJSON_AddStringToObject(p, "type", "image_url");
+                cJSON_AddStringToObject(iu, "url", c.pend[k]);
+                cJSON_AddItemToObject(p, "image_url", iu);
+                cJSON_AddItemToArray(parts, p);
+                free(c.pend[k]);
+            }
+            c.npend = 0;
+            cJSON *tp = cJSON_CreateObject();
+            cJSON_AddStringToObject(tp, "type", "text");
+            cJSON_AddStringToObject(tp, "text", text);
+            cJSON_AddItemToArray(parts, tp);
+        } else cJSON_AddStringToObject(um, "content", text);
         cJSON_AddItemToArray(c.hist, um);
         free(line);
         if (chat_turn(&c)) { status = 1; break; }
@@ -705,6 +832,9 @@ done:
     cJSON_Delete(msgs);
     dsv4_sampler_free(c.smp);
     dsv4_checkpoint_free(c.snap);
+    cli_images_free(im0, imgs.n);
+    for (int k = 0; k < c.npend; k++) free(c.pend[k]);
+    for (int k = 0; k < c.ncache; k++) { free(c.cache[k].url); dsv4_image_embed_free(c.cache[k].e); }
     dsv4_session_free(c.s);
     dsv4_model_free(c.m);
     return status;

@@ -1,12 +1,20 @@
 /* cli/cmd_generate.c — `dsv4 generate`: print the prompt, then continue it token by token.
  *
  *   dsv4 generate -m DIR (-p TEXT | -f FILE) [-n N] [--temp T] [--top-p P] [--top-k K] [-s SEED] [--bos] [-c C]
+ *                 [--image FILE]...
+ *
+ * Images (--image, repeatable; a model with a vision tower): each file is decoded before the model is loaded, encoded
+ * by the tower, and takes one "<｜deepseek_image｜>" placeholder of the prompt, in order. When the prompt has no
+ * placeholder, one per image is put in front of it, each followed by "\n\n" (as the chat encoder joins an image part
+ * to the text after it); otherwise the prompt's placeholders must be as many as the images. The prompt is evaluated
+ * with its image spans (dsv4_prompt_build, dsv4_eval_prompt: include/dsv4_vision.h).
  *
  * Everything that can be checked is checked before the first byte is written: options, the prompt file, the model,
  * the tokenizer, the prompt's encoding and the session size. stdout gets the prompt and the generated text (each
  * write checked: a write error stops generation and exits 1); stderr gets the load summary and the timings.
  * Ctrl-C stops generation; the timings of what was generated are printed and the exit status is 130. */
 #include "cli/cli_util.h"
+#include "cli/cli_image.h"
 #include "cli/commands.h"
 #include "dsv4.h"
 #include <stdio.h>
@@ -29,14 +37,18 @@ static const char *generate_usage =
     "  -s, --seed S           sampler seed, 0..2^64-1 (default: random, printed with -v)\n"
     "  --bos                  prepend the model's BOS token to the prompt\n"
     "  -c, --ctx-size C       session size in tokens, 1..16777216 and at most max_position_embeddings (default:\n"
-    "                         prompt tokens + N); an error if smaller than that; alias --ctx\n";
+    "                         prompt tokens + N); an error if smaller than that; alias --ctx\n"
+    "  --image FILE           a JPEG or PNG for the model's vision tower (repeatable): each takes one\n"
+    "                         <｜deepseek_image｜> of the prompt; without any, they are put before the prompt\n";
 
 int dsv4_cli_generate(int argc, char **argv) {
     const char *dir = NULL, *prompt = NULL, *pfile = NULL;
     int n_gen = 200, ctx = 0, bos = 0, top_k = 0, seed_seen = 0;
     double temp = 0.8, top_p = 0.95;
     uint64_t seed = 0;
+    cli_image_list imgs = { .n = 0 };
     const cli_opt opts[] = {
+        CLI_O_IMAGE(&imgs),
         CLI_O_MODEL(&dir), CLI_O_PROMPT(&prompt), CLI_O_PROMPT_FILE(&pfile), CLI_O_N_PREDICT(&n_gen),
         CLI_O_CTX(&ctx, NULL), CLI_O_TEMP(&temp), CLI_O_TOP_P(&top_p), CLI_O_TOP_K(&top_k), CLI_O_SEED(&seed, &seed_seen),
         { .names = "--bos", .kind = CLI_FLAG, .dst = &bos, .set = 1 },
@@ -58,6 +70,11 @@ int dsv4_cli_generate(int argc, char **argv) {
 
     char err[ERRLEN];
     int rc = 1;
+    dsv4_image *im[CLI_MAX_IMAGES] = { 0 };
+    dsv4_image_embed *emb[CLI_MAX_IMAGES] = { 0 };
+    dsv4_prompt *pr = NULL;
+    char *ptext = NULL;
+    if (cli_images_decode("generate", &imgs, im)) { free(pbuf); return 1; }
     dsv4_model *m = NULL;
     dsv4_session *s = NULL;
     dsv4_sampler *smp = NULL;
@@ -71,6 +88,32 @@ int dsv4_cli_generate(int argc, char **argv) {
     if (!tok) { cli_fail("generate", "%s has no tokenizer.json (needed to encode the prompt)", dir); goto done; }
     dsv4_model_info info;
     dsv4_model_get_info(m, &info);
+    int32_t img_tok = dsv4_model_image_token(m);
+    if (imgs.n) {
+        if (cli_require_vision("generate", m, dir)) goto done;
+        /* no placeholder in the prompt: one per image in front of it, each followed by "\n\n" */
+        int n_ph = 0;
+        int32_t *probe = cli_tokenize_all(tok, prompt, plen, &n_ph, err, ERRLEN);
+        if (!probe) { cli_fail("generate", "%s: %s", pfile ? pfile : "prompt", err); goto done; }
+        int k = cli_count_token(probe, n_ph, img_tok);
+        free(probe);
+        if (k == 0) {
+            static const char ph[] = "<｜deepseek_image｜>\n\n";
+            size_t tl = (size_t)imgs.n * (sizeof ph - 1) + plen;
+            ptext = malloc(tl + 1);
+            if (!ptext) { cli_fail("generate", "out of memory"); goto done; }
+            for (int i = 0; i < imgs.n; i++) memcpy(ptext + (size_t)i * (sizeof ph - 1), ph, sizeof ph - 1);
+            memcpy(ptext + (size_t)imgs.n * (sizeof ph - 1), prompt, plen);
+            ptext[tl] = 0;
+            prompt = ptext;
+            plen = tl;
+        } else if (k != imgs.n) {
+            cli_fail("generate", "the prompt has %d image placeholder%s but %d --image %s given", k, k == 1 ? "" : "s",
+                     imgs.n, imgs.n == 1 ? "was" : "were");
+            goto done;
+        }
+        if (cli_images_encode("generate", m, im, imgs.path, imgs.n, emb)) goto done;
+    }
 
     int n_prompt = 0;
     int32_t *pids = cli_tokenize_all(tok, prompt, plen, &n_prompt, err, ERRLEN);
@@ -83,6 +126,17 @@ int dsv4_cli_generate(int argc, char **argv) {
     n += n_prompt;
     free(pids);
     if (n == 0) { cli_fail("generate", "the prompt encodes to no tokens (pass --bos or a non-empty prompt)"); goto done; }
+    int k_ph = cli_count_token(ids, n, img_tok);
+    if (k_ph != imgs.n) {
+        /* placeholders in the prompt of a vision model without --image */
+        cli_fail("generate", "the prompt has %d image placeholder%s but %d --image %s given", k_ph, k_ph == 1 ? "" : "s",
+                 imgs.n, imgs.n == 1 ? "was" : "were");
+        goto done;
+    }
+    if (imgs.n) {
+        if (dsv4_prompt_build(&pr, m, ids, n, emb, imgs.n, err, sizeof err)) { cli_fail("generate", "%s", err); goto done; }
+        n = dsv4_prompt_len(pr);
+    }
     if (ctx == 0) ctx = n + n_gen;
     else if (ctx < n + n_gen) {
         fprintf(stderr, "dsv4 generate: --ctx %d is smaller than the prompt (%d tokens) + -n %d = %d; raise --ctx or "
@@ -104,7 +158,11 @@ int dsv4_cli_generate(int argc, char **argv) {
     cli_sigint_begin();
     int werr = cli_out(prompt, plen) || cli_flush();
     double t1 = cli_now();
-    if (!werr && dsv4_eval(s, ids, n, logits, err, sizeof err) != 0) { cli_fail("generate", "prefill: %s", err); goto done; }
+    if (!werr && (pr ? dsv4_eval_prompt(s, pr, 0, n, logits, 0, err, sizeof err)
+                     : dsv4_eval(s, ids, n, logits, err, sizeof err)) != 0) {
+        cli_fail("generate", "prefill: %s", err);
+        goto done;
+    }
     double t_prefill = cli_now() - t1;
 
     dsv4_detok_stream st = {0};
@@ -136,7 +194,10 @@ int dsv4_cli_generate(int argc, char **argv) {
     rc = cli_interrupted ? 130 : 0;
 done:
     cli_sigint_end();
-    free(logits); free(ids); free(pbuf);
+    free(logits); free(ids); free(pbuf); free(ptext);
+    dsv4_prompt_free(pr);
+    cli_embeds_free(emb, imgs.n);
+    cli_images_free(im, imgs.n);
     dsv4_sampler_free(smp);
     dsv4_session_free(s);
     dsv4_model_free(m);
