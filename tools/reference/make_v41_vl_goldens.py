@@ -337,12 +337,54 @@ class GateOpen(m.Session):
             self.roles = saved
 
 
+class OnlyImageRole(m.Session):
+    """Mutation: only IMAGE positions treated as image positions (START / NEW_LINE / END routed with gate.bias and
+    hashed and gated as text), i.e. image_mask = (token_types == IMAGE) instead of token_types >= 0."""
+
+    def _text_delims(self):
+        return [m.TEXT if r in (m.IMAGE_START, m.IMAGE_NEW_LINE, m.IMAGE_END) else r for r in self.roles]
+
+    def engram(self, L, X, pos0):
+        saved, scids = self.roles, self.cids
+        self.roles = self._text_delims()
+        self.cids = [IMAGE_TOKEN_ID if c == m.DEAD and r == m.TEXT else c for c, r in zip(scids, self.roles)]
+        try:
+            return super().engram(L, X, pos0)
+        finally:
+            self.roles, self.cids = saved, scids
+
+    def block(self, L, X, pos0, pre_mix, attn_fn=None):
+        saved = self.roles
+        self.roles = self._text_delims()
+        try:
+            return super().block(L, X, pos0, pre_mix, attn_fn)
+        finally:
+            self.roles = saved
+
+
+class RowsRestartPerCall(m.VLPrompt):
+    """Mutation: each call's IMAGE positions take the image's rows from row 0 again (a chunk split inside a span
+    that loses the row offset)."""
+
+    def rows_of(self, first, n):
+        r, k = [], {}
+        for p in range(first, first + n):
+            if self.roles[p] == m.IMAGE:
+                span = max(i for i, sp in enumerate(self.spans) if sp[0] <= p)
+                j = k.get(span, 0)
+                k[span] = j + 1
+                start = self.spans[span][0]
+                r.append(self.row_at[sorted(q for q in self.row_at if start <= q < start + self.spans[span][1])[j]])
+        return torch.stack(r) if r else None
+
+
 def mutations(d):
+    """Each mutation's logits against the golden, in the float64 reference (vs the .f32 golden and 'rel') and in the
+    float32 mode (vs the .f32mode.f32 golden and 'rel_float32_mode'), prefill and chunks schedules."""
     torch.set_num_threads(1)
     meta, cfg, W, images, prompt = load(d)
-    tol = meta["tolerance"]["rel"]
-    base, _ = run(cfg, W, prompt, [len(prompt.ids)], torch.float64)
-    scale = float(base.abs().max())
+    tol, tol32 = meta["tolerance"]["rel"], meta["tolerance"]["rel_float32_mode"]
+    calls = {e["name"]: e["calls"] for e in meta["schedules"]}
     rows = [i[:3] for i in images]
 
     def swapped(a, b):
@@ -358,29 +400,37 @@ def mutations(d):
         return W2
     W_text = dict(W)
     for n in ("image_start", "image_newline", "image_end"):
-        W_text[n] = W["embed.weight"][IMAGE_TOKEN_ID]
+        W_text[n] = m.QW("bf16", W["embed.weight"].w[IMAGE_TOKEN_ID].clone())
+    ids = meta["ids"]
     cases = [
         ("bias_vl not used (gate.bias on image positions)", vl_as_bias(), prompt, m.Session),
         ("Engram: image positions not DEAD in the hash", W, prompt, NoDeadHash),
         ("Engram: gate not zeroed on image positions", W, prompt, GateOpen),
+        ("only IMAGE positions are image positions (delimiters as text)", W, prompt, OnlyImageRole),
         ("image_newline and image_start swapped", swapped("image_newline", "image_start"), prompt, m.Session),
         ("image_start and image_end swapped", swapped("image_start", "image_end"), prompt, m.Session),
         ("delimiters left as the placeholder's embedding row", W_text, prompt, m.Session),
-        ("aligner rows in column-major order",
-         W, m.VLPrompt(meta["ids"], IMAGE_TOKEN_ID,
-                       [(r.reshape(lh, lw, -1).transpose(0, 1).reshape(lh * lw, -1), lh, lw) for r, lh, lw in rows]),
+        ("aligner rows in column-major order", W, m.VLPrompt(
+            ids, IMAGE_TOKEN_ID,
+            [(r.reshape(lh, lw, -1).transpose(0, 1).reshape(lh * lw, -1), lh, lw) for r, lh, lw in rows]), m.Session),
+        ("rows restart at row 0 in every call", W, RowsRestartPerCall(ids, IMAGE_TOKEN_ID, rows), m.Session),
+        ("one BF16 ulp on every IMAGE row value", W, m.VLPrompt(
+            ids, IMAGE_TOKEN_ID, [(nm.round_bf16(r.double() * (1 + 2.0 ** -7)), lh, lw) for r, lh, lw in rows]),
          m.Session),
-        ("rows rounded: one BF16 ulp on every IMAGE row value",
-         W, m.VLPrompt(meta["ids"], IMAGE_TOKEN_ID,
-                       [(nm.round_bf16(r.double() * (1 + 2.0 ** -8)), lh, lw) for r, lh, lw in rows]), m.Session),
     ]
+    base = {(sn, dt): run(cfg, W, prompt, calls[sn], dt)[0] for sn in ("prefill", "chunks")
+            for dt in (torch.float64, torch.float32)}
     out = []
     for what, W2, p2, cls in cases:
-        lg, _ = run(cfg, W2, p2, [len(prompt.ids)], torch.float64, session_cls=cls)
-        rel = float((lg - base).abs().max() / scale)
-        first = next((i for i in range(lg.shape[0]) if float((lg[i] - base[i]).abs().max()) > tol * scale), None)
-        out.append((what, rel))
-        print(f"{what}: max rel {rel:.3g} = {rel / tol:.1f} x tolerance {tol:.3g}; first position over it: {first}")
+        line = [what + ":"]
+        for sn in ("prefill", "chunks"):
+            for dt, t in ((torch.float64, tol), (torch.float32, tol32)):
+                lg, _ = run(cfg, W2, p2, calls[sn], dt, session_cls=cls)
+                b = base[(sn, dt)]
+                rel = float((lg.double() - b.double()).abs().max() / b.double().abs().max())
+                out.append((what, sn, str(dt), rel, rel / t))
+                line.append(f"{sn} {'f64' if dt == torch.float64 else 'f32'} {rel:.3g} ({rel / t:.3g} x tol)")
+        print(" ".join(line), flush=True)
     return out
 
 
