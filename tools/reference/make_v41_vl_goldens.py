@@ -159,6 +159,22 @@ def run(cfg, W, prompt, calls, dtype, session_cls=m.Session):
     return torch.cat(outs), {(L, P): pk for (L, P, pk) in s.record}
 
 
+def run_drafts(cfg, W, prompt, calls, dtype):
+    """The DSpark draft (greedy, the golden's argmax fed) after every one-token call at position >= 1: its window
+    reads the target-layer features of the image positions before it. -> list of (position, token, logits [B, V],
+    ids, confidence [B])."""
+    s = m.Session(cfg, W, dtype=dtype)
+    out, p = [], 0
+    for n in calls:
+        lg = s.eval_prompt(prompt, p, n, all_logits=True)
+        p += n
+        if n == 1 and p >= 2:
+            tok = int(torch.argmax(lg[-1]))
+            dl, ids, conf = s.dspark(tok)
+            out.append((p - 1, tok, dl, ids, conf))
+    return out
+
+
 def bf16_rows_bytes(t):
     return mg.bf16_bytes(t.double())
 
@@ -220,8 +236,21 @@ def generate(out_dir):
             f.write(mg.f32_bytes(lg))
         with open(os.path.join(out_dir, fn32), "wb") as f:
             f.write(mg.f32_bytes(lg32))
-        scheds.append(dict(name=name, calls=calls, logits=fn, logits_float32_mode=fn32,
-                           selections=[[L, P, sel[(L, P)]] for (L, P) in sorted(sel)]))
+        ent = dict(name=name, calls=calls, logits=fn, logits_float32_mode=fn32,
+                   selections=[[L, P, sel[(L, P)]] for (L, P) in sorted(sel)])
+        if name == "decode":
+            d64, d32 = run_drafts(cfg, W, prompt, calls, torch.float64), run_drafts(cfg, W, prompt, calls, torch.float32)
+            with open(os.path.join(out_dir, "dspark.f32"), "wb") as f:
+                f.write(b"".join(mg.f32_bytes(d[2]) for d in d64))
+            ent["dspark"] = dict(file="dspark.f32", shape=[len(d64), cfg.dspark_block_size, cfg.vocab_size],
+                                 drafts=[dict(position=d[0], token=d[1], ids=d[3],
+                                              confidence=[float(v) for v in d[4]]) for d in d64])
+            noise[name]["dspark_max_rel"] = max(float((a[2] - b[2].double()).abs().max() / a[2].abs().max())
+                                                for a, b in zip(d64, d32))
+            noise[name]["dspark_ids_differing"] = sum(1 for a, b in zip(d64, d32) if a[3] != b[3])
+            noise[name]["dspark_confidence_max_abs"] = max(float((a[4] - b[4].double()).abs().max())
+                                                           for a, b in zip(d64, d32))
+        scheds.append(ent)
         print(f"{name}: {len(calls)} calls {calls}; noise {noise[name]}")
     between = {f"{a}-{b}": float((res[a] - res[b]).abs().max() / res[a].abs().max())
                for a in res for b in res if a < b}
@@ -229,6 +258,8 @@ def generate(out_dir):
     worst_e = max(v["end_to_end_max_rel"] for v in noise.values())
     rel = max(4 * worst, 1e-3)
     rel_e = max(4 * worst_e, rel)
+    dn = noise["decode"]
+    drel, dconf = max(4 * dn["dspark_max_rel"], 1e-3), max(4 * dn["dspark_confidence_max_abs"], 1e-3)
     meta = dict(
         format="dsv4 v41 tiny-vl golden v1 (README.md next to this file)", seed=SEED,
         reference_config=cfg.to_dict(), vision_reference_config=VCFG.__dict__, vocab_size=cfg.vocab_size,
@@ -257,6 +288,10 @@ def generate(out_dir):
                 "float32-accumulated tower's rows deviates by at most "
                 f"{worst_e:.3g} x max|r| (end_to_end_max_rel); 4x that. Index selections should match except where "
                 "float32_mode shows rounding moves a near-tie.")),
+        dspark_tolerance=dict(rel=drel, confidence_abs=dconf, why=(
+            "decode schedule: after each one-token call the DSpark draft (temperature 0, the golden's argmax fed), "
+            "whose window reads the target-layer features of the image positions just before; 4 x the float32 "
+            "mode's deviation (float32_mode.decode.dspark_*), floor 1e-3; draft ids compared exactly")),
         between_schedules=dict(values=between, why=(
             "schedules differ by design (the index-key slot quirk, make_v41_goldens.py): compare each schedule with "
             "its own golden")))
@@ -310,6 +345,13 @@ def check(d):
             same = torch.equal(lg.to(torch.float32), want)
             ok &= same
             print(f"  {e['name']} {e[key]}: {'bit-identical' if same else 'DIFFERENT'}")
+        if "dspark" in e:
+            dr = run_drafts(cfg, W, prompt, e["calls"], torch.float64)
+            got = b"".join(mg.f32_bytes(x[2]) for x in dr)
+            same = got == open(os.path.join(d, e["dspark"]["file"]), "rb").read() and \
+                [x[3] for x in dr] == [x["ids"] for x in e["dspark"]["drafts"]]
+            ok &= same
+            print(f"  {e['name']} {e['dspark']['file']}: {'bit-identical' if same else 'DIFFERENT'}")
     return 0 if ok else 1
 
 

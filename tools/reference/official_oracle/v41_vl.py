@@ -184,12 +184,14 @@ def main():
             nbit = 0
             npos = 0
             allo = []
+            ndraft = [0, 0]
             for n in calls:
                 ids = torch.tensor([toks[p:p + n]])
                 if p == 0:
-                    _, lo, _ = model(ids, 0, [inputs], tt[:, :n])
+                    out_ids, lo, mh = model(ids, 0, [inputs], tt[:, :n])
                 else:
-                    _, lo, _ = model(ids, p)
+                    out_ids, lo, mh = model(ids, p)
+                spec = model.forward_spec(out_ids[:, -1], mh, p)
                 allo.append(lo[0].float())
                 for dt, s in sessions.items():
                     lr = s.eval_prompt(vp, p, n, all_logits=True)
@@ -197,6 +199,14 @@ def main():
                     if dt == torch.float32:
                         nbit += sum(int(torch.equal(lo[0][t].float(), lr[t].float())) for t in range(n))
                 npos += n
+                if spec is not None:      # the DSpark draft after a one-token call (reads the image features)
+                    o_ids, o_log, o_conf = spec
+                    r_log, r_ids, r_conf = sessions[torch.float32].dspark(int(out_ids[0, -1]))
+                    same = (torch.equal(o_log[0].float(), r_log.float()) and o_ids[0].tolist() == r_ids
+                            and torch.equal(o_conf[0].float(), r_conf.float()))
+                    ndraft[0] += 1
+                    ndraft[1] += same
+                    sessions[torch.float64].dspark(int(out_ids[0, -1]))
                 p += n
             model.encode_image = orig_encode
             line = (f"{what}, {sname} ({len(calls)} calls): float32 mode {nbit} / {npos} positions' logits "
@@ -205,8 +215,10 @@ def main():
                 same = torch.equal(torch.cat(allo), stored[sname])
                 line += f"; official = the golden's {sname}.f32mode.f32 {'bit for bit' if same else 'NOT bit for bit'}"
                 ok &= same
+            if ndraft[0]:
+                line += f"; DSpark drafts (logits, ids, confidence) bit-identical {ndraft[1]} / {ndraft[0]}"
             print(line)
-            ok &= nbit == npos
+            ok &= nbit == npos and ndraft[0] == ndraft[1]
     print(f"agreement {'OK' if ok else 'NOT OK'}")
     return 0 if ok else 1
 
