@@ -253,7 +253,16 @@ static void layout(const dsv4_config *c, int max_ctx, dsv4_session *s, carver *c
     CARVE(s->w.acc, CX * D);
     CARVE(s->w.etok, CH * K);
     CARVE(s->w.ew, CH * K);
-    CARVE(s->w.act, CX * K * maxcols + (CX * K * (maxcols + 32)) / 2 + 64);   /* dsv4_linear_scratch_floats */
+    /* dsv4_linear's scratch (dsv4_linear_scratch_floats: n*cols + ceil(n*colsp/2) + 16) for the largest call: up
+     * to CH tokens of any width (maxcols), the routed experts' gathered rows (up to CH*K: a hash table may repeat
+     * an expert) of D (w1, w3) or I (w2) columns, MTP's h_proj on CH*hc rows of D. */
+    size_t act = 0, ecols = D > I ? D : I;
+    size_t an[] = {CX, CH * K, CX * hc}, ac[] = {maxcols, ecols, D};
+    for (int i = 0; i < 3; i++) {
+        size_t f = mul(an[i], ac[i]) + mul(an[i], ac[i] + 32) / 2 + 64;
+        if (f > act) act = f;
+    }
+    CARVE(s->w.act, act);
     CARVE(s->w.tmp, hc * D + 4 * cwd + 2 * maxR * 2 + hd + 64);
     CARVE(s->w.hh, 2 * hc);
 }
