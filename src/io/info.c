@@ -247,42 +247,11 @@ static void block41(tl *l, const dsv4_config *c, int experts_fp8, int L) {
     }
 }
 
-/* The vision tower, aligner and image-span vectors of a V4.1 config with vision_config (docs/vision.md "Tower and
- * aligner"; src/vision/tower.h): BF16 in the released checkpoint (the loader also takes F32). */
-static void vision41(tl *l, const dsv4_config *c) {
-    const dsv4_config_v41 *x = &c->x;
-    if (x->vision_n_layers <= 0) return;
-    const int64_t D = x->vision_dim, I = x->vision_inter_dim, P = 3 * (int64_t)x->vision_patch_size * x->vision_patch_size;
-    const int64_t r = x->vision_downsample_ratio, L = c->dim;
-    const unsigned f = DSV4_TS_VISION;
-    add(l, ST_BF16, f, 2, D, P, "vision.patch_embed.proj.weight");
-    add(l, ST_BF16, f, 1, D, 0, "vision.patch_embed.proj.bias");
-    for (int b = 0; b < x->vision_n_layers && !l->stop && !l->oom; b++) {
-        add(l, ST_BF16, f, 1, D, 0, "vision.blocks.%d.norm1.weight", b);
-        add(l, ST_BF16, f, 2, 3 * D, D, "vision.blocks.%d.attn.wqkv.weight", b);
-        add(l, ST_BF16, f, 1, 3 * D, 0, "vision.blocks.%d.attn.wqkv.bias", b);
-        add(l, ST_BF16, f, 2, D, D, "vision.blocks.%d.attn.wo.weight", b);
-        add(l, ST_BF16, f, 1, D, 0, "vision.blocks.%d.attn.wo.bias", b);
-        add(l, ST_BF16, f, 1, D, 0, "vision.blocks.%d.norm2.weight", b);
-        add(l, ST_BF16, f, 2, 2 * I, D, "vision.blocks.%d.mlp.w1.weight", b);
-        add(l, ST_BF16, f, 2, D, I, "vision.blocks.%d.mlp.w2.weight", b);
-    }
-    add(l, ST_BF16, f, 1, D, 0, "vision.norm.weight");
-    add(l, ST_BF16, f, 2, L, D * r * r, "aligner.w1.weight");
-    add(l, ST_BF16, f, 1, L, 0, "aligner.w1.bias");
-    add(l, ST_BF16, f, 2, L, L, "aligner.w2.weight");
-    add(l, ST_BF16, f, 1, L, 0, "aligner.w2.bias");
-    add(l, ST_BF16, f, 1, L, 0, "image_start");
-    add(l, ST_BF16, f, 1, L, 0, "image_newline");
-    add(l, ST_BF16, f, 1, L, 0, "image_end");
-}
-
 static int generate41(tl *l, const dsv4_config *c, int experts_fp8) {
     const int64_t D = c->dim, V = c->vocab_size;
     add(l, ST_BF16, DSV4_TS_ROW, 2, V, D, "embed.weight");
     add(l, ST_BF16, 0, 2, V, D, "head.weight");
     add(l, ST_BF16, 0, 1, D, 0, "norm.weight");
-    vision41(l, c);
     for (int L = 0; L < c->n_layers + c->n_mtp_layers && !l->stop && !l->oom; L++) {
         l->layer = L;
         block41(l, c, experts_fp8, L);
@@ -392,7 +361,6 @@ static void sum_add(tl *l, const dsv4_tensor_spec *t) {
     out->bytes_total += bytes;
     out->bytes_by_dtype[info_bucket(t)] += bytes;
     out->n_params += params;
-    if (t->flags & DSV4_TS_VISION) return; /* run once per image, not per decoded token */
     if (t->layer >= c->n_layers) { /* MTP / DSpark: not part of decoding one token */
         out->n_params_mtp += params;
         return;

@@ -27,8 +27,7 @@ enum {
     DSV4_TS_SHARED = 4, /* belongs to the shared expert */
     DSV4_TS_ROW    = 8, /* a lookup table of which one row is read per token (embed.weight, ffn.gate.tid2eid) */
     DSV4_TS_FP4    = 16, /* I8 tensor holding packed FP4 E2M1 pairs (one byte = 2 parameters) */
-    DSV4_TS_ENGRAM = 32, /* part of a V4.1 Engram (with ROW: its table, read (max_ngram-1) x n_heads rows a token) */
-    DSV4_TS_VISION = 64  /* the vision tower, aligner or image-span vectors (run per image, not per decoded token) */
+    DSV4_TS_ENGRAM = 32  /* part of a V4.1 Engram (with ROW: its table, read (max_ngram-1) x n_heads rows a token) */
 };
 
 typedef struct {

@@ -150,17 +150,32 @@ static int bind_block41(dsv4_wbind *c, dsv4_layer41 *B, int L) {
 
 /* The vision tower and aligner (vision/tower.h checks every vision.* / aligner.* tensor: name, dtype BF16 or F32,
  * shape) and the image-span vectors image_start / image_newline / image_end ([dim], BF16 or F32, kept as their BF16
- * values). The tower's tensors are marked used here: the whole-set check then only refuses names it does not list. */
+ * values). These tensors are not in dsv4_tensor_list (io/info.c: its parameter counts are of the language model;
+ * vision/tower.h is their list); the whole-set check of model/weights.c accepts them because they are marked used
+ * here, and refuses any other vision.* / aligner.* / image_* name as unexpected. */
 static int bind_vision(dsv4_wbind *c, struct dsv4_v41_weights *v) {
     dsv4_model *m = c->m;
     const int D = m->cfg.dim;
     dsv4_vtower_config vc;
-    if (dsv4_vtower_config_from(&vc, &m->cfg, m->dir, c->err, c->errlen) ||
-        dsv4_vtower_load(&v->vtower, m->st, &vc, c->err, c->errlen))
-        return -1;
-    for (size_t i = 0; i < st_count(m->st); i++) {
-        const char *nm = st_at(m->st, i)->name;
-        if (!strncmp(nm, "vision.", 7) || !strncmp(nm, "aligner.", 8)) c->used[i] = 1;
+    char e2[512] = "";
+    if (dsv4_vtower_config_from(&vc, &m->cfg, m->dir, c->err, c->errlen)) return -1;
+    if (dsv4_vtower_load(&v->vtower, m->st, &vc, e2, sizeof e2))
+        return dsv4_fail(c->err, c->errlen, "%s: %s", m->dir, e2);
+    /* mark the tower's tensors (names of vision/tower.h) used: the whole-set check of model/weights.c accepts the
+     * used ones and still refuses any other vision.* / aligner.* name as unexpected */
+    static const char *const glob[] = {"vision.patch_embed.proj.weight", "vision.patch_embed.proj.bias",
+                                       "vision.norm.weight", "aligner.w1.weight", "aligner.w1.bias",
+                                       "aligner.w2.weight", "aligner.w2.bias"};
+    static const char *const blk[] = {"norm1.weight", "attn.wqkv.weight", "attn.wqkv.bias", "attn.wo.weight",
+                                      "attn.wo.bias", "norm2.weight", "mlp.w1.weight", "mlp.w2.weight"};
+    const int nb = m->cfg.x.vision_n_layers;
+    for (int k = 0; k < (int)(sizeof glob / sizeof *glob) + nb * (int)(sizeof blk / sizeof *blk); k++) {
+        char nm[96];
+        const int g = (int)(sizeof glob / sizeof *glob), nbk = (int)(sizeof blk / sizeof *blk);
+        if (k < g) snprintf(nm, sizeof nm, "%s", glob[k]);
+        else snprintf(nm, sizeof nm, "vision.blocks.%d.%s", (k - g) / nbk, blk[(k - g) % nbk]);
+        const st_tensor *t = st_find(m->st, nm);
+        if (t) c->used[t - st_at(m->st, 0)] = 1;
     }
     float **dst[3] = {&v->image_start, &v->image_newline, &v->image_end};
     const char *nm[3] = {"image_start", "image_newline", "image_end"};
