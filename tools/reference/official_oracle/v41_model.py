@@ -15,7 +15,10 @@ pre_mix) of the same call instead of its own, so each block is compared on ident
 rounding flip cannot propagate: per-block bit-identity and the index selections then measure the block's own
 arithmetic only. Differing selections are printed with the reference's scores of the swapped positions.
 
-usage: v41_model.py [--official-dir DIR] [--n N] [--prefill P] [--seed S] [--teacher-force]
+With --stable-topk the official top-k (index scores, candidate blocks, MoE gate) breaks exact ties to the lower
+index, as the reference does (torch leaves the order of equal values unspecified).
+
+usage: v41_model.py [--official-dir DIR] [--n N] [--prefill P] [--seed S] [--teacher-force] [--stable-topk]
 """
 import argparse
 import math
@@ -72,6 +75,18 @@ def fp8_gemm(a, a_s, b, b_s, scale_dtype=None, block_size=32):
 
 def fp4_gemm(a, a_s, b, b_s, scale_dtype=None, act_block_size=32):
     return _gemm(a, a_s, si.unpack_fp4_x2(b), b_s.float(), act_block_size, 32)
+
+
+_topk = torch.Tensor.topk
+
+
+def stable_topk(self, k, dim=-1, largest=True, sorted=True):
+    """torch.topk with exact ties broken to the lower index (torch leaves their order unspecified; the reference
+    and the C code break them so): a stable descending sort."""
+    if not largest:
+        return _topk(self, k, dim, largest, sorted)
+    v, i = torch.sort(self, dim=dim, descending=True, stable=True)
+    return torch.return_types.topk((v.narrow(dim, 0, k), i.narrow(dim, 0, k)))
 
 
 def load_official(d):
@@ -161,7 +176,11 @@ def main():
     ap.add_argument("--f32", action="store_true", help="run the reference in its float32 mode (official F32 order)")
     ap.add_argument("--golden", action="store_true",
                     help="the config, weights (as stored in the checkpoint) and tokens of tests/golden/v41/tiny")
+    ap.add_argument("--stable-topk", action="store_true",
+                    help="break exact ties of the official top-k to the lower index, as the reference does")
     a = ap.parse_args()
+    if a.stable_topk:
+        torch.Tensor.topk = stable_topk
     official, IdTok = load_official(a.official_dir)
     if a.golden:
         import make_v41_goldens as mg
@@ -174,7 +193,7 @@ def main():
     g = torch.Generator().manual_seed(a.seed + 100)
     toks = torch.randint(3, cfg.vocab_size, (a.n,), generator=g).tolist()
     torch.set_default_dtype(torch.bfloat16)
-    keys = {k: v for k, v in cfg.to_dict().items() if k != "vision_enabled"}
+    keys = {k: v for k, v in cfg.to_dict().items() if k not in ("vision_enabled", "image_token_id")}
     args = official.ModelArgs(max_batch_size=1, max_seq_len=64, temperature=0, **keys)
     worst = 0.0
     ok = True

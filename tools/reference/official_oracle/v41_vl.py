@@ -75,18 +75,6 @@ def set_all(model, W, vw):
     return n
 
 
-_topk = torch.Tensor.topk
-
-
-def stable_topk(self, k, dim=-1, largest=True, sorted=True):
-    """torch.topk with exact ties broken to the lower index (torch leaves their order unspecified; the reference
-    and the C code break them so): a stable descending sort."""
-    if not largest:
-        return _topk(self, k, dim, largest, sorted)
-    v, i = torch.sort(self, dim=dim, descending=True, stable=True)
-    return torch.return_types.topk((v.narrow(dim, 0, k), i.narrow(dim, 0, k)))
-
-
 def rel(a, b):
     a, b = a.double(), b.double()
     return float((a - b).abs().max() / b.abs().max())
@@ -100,7 +88,7 @@ def main():
                     help="keep torch's own topk (exact score ties in any order) instead of ties to the lower index")
     a = ap.parse_args()
     if not a.torch_topk:
-        torch.Tensor.topk = stable_topk
+        torch.Tensor.topk = v41_model.stable_topk
     torch.set_num_threads(1)
     enc = types.ModuleType("encoding")
     enc.IMAGE_PLACEHOLDER = "<｜deepseek_image｜>"
