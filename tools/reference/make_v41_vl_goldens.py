@@ -28,6 +28,9 @@ usage: make_v41_vl_goldens.py [OUT_DIR]        (default tests/golden/v41/tiny-vl
        make_v41_vl_goldens.py --check [DIR]    decode DIR's config.json + model.safetensors + image files again,
                                                recompute the patches, the aligner rows (bit for bit against the
                                                stored .rows.bf16) and every schedule's logits (bit for bit)
+       make_v41_vl_goldens.py --compare DUMP [DIR]  logits of the C side (DUMP/<schedule>.f32, F32 [49, 96]) against
+                                               the float32-mode and float64 goldens: max relative difference,
+                                               positions bit-identical, the first position (and role) over tolerance
        make_v41_vl_goldens.py --mutations [DIR]  how much each plausible mistake of an implementation changes the
                                                logits, against the tolerance (printed; recorded in the README)
 """
@@ -477,7 +480,32 @@ def mutations(d):
     return out
 
 
+def compare(dump, d):
+    """Logits written by the C side (DUMP/<schedule>.f32: F32 [49, 96], every position) against both goldens."""
+    with open(os.path.join(d, "golden.json")) as f:
+        meta = json.load(f)
+    tol = meta["tolerance"]
+    for e in meta["schedules"]:
+        path = os.path.join(dump, f"{e['name']}.f32")
+        if not os.path.exists(path):
+            print(f"{e['name']}: no {path}")
+            continue
+        c = torch.from_numpy(np.fromfile(path, dtype="<f4").copy()).double().reshape(meta["n_positions"], -1)
+        for key, t in (("logits_float32_mode", tol["rel_float32_mode"]), ("logits", tol["rel"])):
+            r = torch.from_numpy(np.fromfile(os.path.join(d, e[key]), dtype="<f4").copy()).double().reshape(c.shape)
+            sc = float(r.abs().max())
+            per = (c - r).abs().amax(-1) / sc
+            bad = [i for i in range(c.shape[0]) if per[i] > t]
+            same = sum(int(torch.equal(c[i], r[i])) for i in range(c.shape[0]))
+            print(f"{e['name']} vs {e[key]}: max rel {float(per.max()):.3g} (tolerance {t:.3g}), {same} / {c.shape[0]} "
+                  f"positions bit-identical, first position over the tolerance: {bad[0] if bad else None} "
+                  f"(role {meta['expanded_roles'][bad[0]] if bad else '-'})")
+    return 0
+
+
 def main():
+    if len(sys.argv) > 2 and sys.argv[1] == "--compare":
+        return compare(sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else OUT)
     if len(sys.argv) > 1 and sys.argv[1] == "--check":
         return check(sys.argv[2] if len(sys.argv) > 2 else OUT)
     if len(sys.argv) > 1 and sys.argv[1] == "--mutations":
