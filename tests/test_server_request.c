@@ -45,7 +45,32 @@ static void test_integers_out_of_range(void) {
     CHECK(st == 0 && g.sp.seed == (uint64_t)-1, "seed -1: status %d '%s'", st, e.msg);
 }
 
+/* The prefix cache compares keys (dsv4_prompt_key), not ids: every position of an image span carries the placeholder
+ * id, so two prompts with different images at the same place must part at the span's first position. */
+static void test_prefix_keys(void) {
+    srv_prefix p = { 0 };
+    const int32_t ids[8] = { 0, 5, 6, 93, 93, 93, 93, 7 };
+    uint64_t ka[8], kb[8];
+    for (int i = 0; i < 8; i++) ka[i] = kb[i] = (uint64_t)(uint32_t)ids[i];
+    for (int i = 3; i < 7; i++) { ka[i] = (1ULL << 63) | (0xa000 + (uint64_t)i); kb[i] = (1ULL << 63) | (0xb000 + (uint64_t)i); }
+    CHECK(srv_prefix_push(&p, ids, ka, 6) == 0, "push");   /* the session holds 6 positions (inside the span) */
+    int restore = 0;
+    int r = srv_prefix_match(&p, ids, kb, 8, &restore);
+    CHECK(r == 0 && restore == -1, "another image at the same place: reuse %d (want 0: no checkpoint below 3)", r);
+    r = srv_prefix_match(&p, ids, ka, 8, &restore);
+    CHECK(r == 6 && restore == -1, "the same image: reuse %d (want 6: the session goes on)", r);
+    r = srv_prefix_match(&p, ids, NULL, 8, &restore);
+    CHECK(r == 0, "the ids alone (a text prompt with the placeholder id) must not match the image span: reuse %d", r);
+    srv_prefix_free(&p);
+    /* text: keys are the ids, K NULL on both sides */
+    CHECK(srv_prefix_push(&p, ids, NULL, 3) == 0, "push text");
+    r = srv_prefix_match(&p, ids, ka, 8, &restore);
+    CHECK(r == 3, "a text history extends into a prompt with images: reuse %d (want 3)", r);
+    srv_prefix_free(&p);
+}
+
 int main(void) {
     test_integers_out_of_range();
+    test_prefix_keys();
     return test_done();
 }

@@ -11,7 +11,8 @@
 static const char *serve_usage =
     "usage: dsv4 serve -m DIR [--host 127.0.0.1] [--port 8080] [-c N] [--parallel N] [--queue N] [-t N]\n"
     "                  [--api-key KEY] [--model-name NAME] [--timeout S] [--body-limit BYTES]\n"
-    "                  [--checkpoint-stride N] [--max-checkpoints N] [--cache-dir DIR] [--cache-size BYTES] [-v]\n"
+    "                  [--checkpoint-stride N] [--max-checkpoints N] [--cache-dir DIR] [--cache-size BYTES]\n"
+    "                  [--max-image-pixels N] [-v]\n"
     "  --host ADDR             IPv4 address to listen on (default 127.0.0.1)\n"
     "  --port N                TCP port (default 8080; 0 = any free port, printed at start)\n"
     "  -c, --ctx N             tokens per slot: prompt + reply must fit (default 8192)\n"
@@ -23,6 +24,8 @@ static const char *serve_usage =
     "  --body-limit BYTES      largest request body, larger gets 413 (default 16M)\n"
     "  --checkpoint-stride N   prefix cache: state checkpoint every N prompt tokens (default 512)\n"
     "  --max-checkpoints N     prefix cache: checkpoints kept per slot (default 16)\n"
+    "  --max-image-pixels N    a request's image of more pixels (width x height) is refused from its header, 1..178956970\n"
+    "                          (default 16777216 = 4096 x 4096)\n"
     "  --cache-dir DIR         save prompt states there (prefixes of 64+ tokens) and reuse them, also after a restart\n"
     "  --cache-size BYTES      bound of the files in --cache-dir, least recently used out (default 1G)\n"
     "  --web DIR               directory of the chat page served at / (default: web/ of the source tree)\n"
@@ -32,6 +35,7 @@ int dsv4_cli_serve(int argc, char **argv) {
     srv_config cfg = { .host = "127.0.0.1", .port = 8080, .ctx = 8192, .parallel = 1, .queue = 64, .timeout_s = 60,
                        .body_limit = 16u << 20, .checkpoint_stride = 512, .max_checkpoints = 16 };
     uint64_t body_limit = cfg.body_limit, cache_size = 1ull << 30;
+    long long max_px = SRV_MAX_IMAGE_PIXELS;
     const cli_opt opts[] = {
         CLI_O_MODEL(&cfg.model_dir), CLI_O_CTX(&cfg.ctx, NULL),
         { .names = "--host", .kind = CLI_STR, .dst = &cfg.host },
@@ -48,6 +52,7 @@ int dsv4_cli_serve(int argc, char **argv) {
         { .names = "--web", .kind = CLI_STR, .dst = &cfg.web_dir },
         { .names = "--cache-size", .kind = CLI_CUSTOM, .dst = &cache_size, .parse = cli_parse_bytes, .what = "a byte count (e.g. 4G)" },
         { .names = "--max-checkpoints", .kind = CLI_INT, .dst = &cfg.max_checkpoints, .lo = 0, .hi = SRV_MAX_CP },
+        { .names = "--max-image-pixels", .kind = CLI_LONG, .dst = &max_px, .lo = 1, .hi = (double)DSV4_IMAGE_MAX_PIXELS },
         CLI_O_END
     };
     int prc = cli_parse("serve", serve_usage, opts, argc, argv);
@@ -56,6 +61,7 @@ int dsv4_cli_serve(int argc, char **argv) {
     if (body_limit < 1024 || body_limit > (1ull << 32)) { fprintf(stderr, "dsv4 serve: --body-limit must be in [1K, 4G]\n"); return 2; }
     cfg.body_limit = (size_t)body_limit;
     cfg.cache_size = (size_t)cache_size;
+    cfg.max_image_pixels = max_px;
     cfg.verbose = cli_verbose;
     if (!cfg.api_key) { const char *k = getenv("DSV4_API_KEY"); if (k && *k) cfg.api_key = k; }
     char name[256];

@@ -1,7 +1,9 @@
 /* server/api_anthropic.c — POST /v1/messages (Anthropic Messages API).
  *
  * Request -> the common form (request.c): `system` (string or text blocks) -> a system message; user blocks:
- * text, tool_result (-> tool messages, in order, before the user's text); assistant blocks: thinking (->
+ * text, image (source {type: base64, media_type, data}; kept as image parts, the user's blocks then joined as the
+ * encoder joins parts; an image in `system` or an assistant message is refused), tool_result (-> tool messages, in
+ * order, before the user's text; its content may hold image blocks too); assistant blocks: thinking (->
  * reasoning_content), text, tool_use (-> tool_calls, `input` serialised as the arguments). tools {name,
  * description, input_schema} -> function tools; tool_choice auto / any / tool {name} / none. `thinking`:
  * {type: "enabled"} turns thinking mode on (off by default, as in Anthropic's API; budget_tokens is not
@@ -32,9 +34,66 @@ static char *blocks_text(const cJSON *c, const char *param, srv_error *e) {
     return srv_text_parts(c, param, types, "block", "api_error", e);
 }
 
+/* An Anthropic image block -> an image part (a copy of the block, with the client's name for messages in
+ * "x_dsv4_where": request.c names the part with it); NULL with e when its source is not base64. */
+static cJSON *image_part(const cJSON *b, const char *bp, srv_error *e) {
+    const cJSON *so = cJSON_GetObjectItemCaseSensitive(b, "source");
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(so, "type");
+    if (cJSON_IsString(st) && !strcmp(st->valuestring, "url")) {
+        srv_err(e, 400, IRE, "invalid_value", bp, "%s: an image 'url' source: this server does not fetch images; send "
+                "the image as {\"type\": \"base64\", \"media_type\": \"image/png\", \"data\": ...}", bp);
+        return NULL;
+    }
+    if (!cJSON_IsObject(so) || !cJSON_IsString(st) || strcmp(st->valuestring, "base64") ||
+        !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(so, "data"))) {
+        srv_err(e, 400, IRE, "invalid_value", bp, "%s must be {type: image, source: {type: base64, media_type: "
+                "image/png or image/jpeg, data: string}}", bp);
+        return NULL;
+    }
+    cJSON *p = cJSON_Duplicate(b, 1);
+    if (p) cJSON_AddStringToObject(p, "x_dsv4_where", bp);
+    if (!p) srv_err(e, 500, "api_error", NULL, NULL, "out of memory");
+    return p;
+}
+
+/* 1 if the content blocks c hold an image block. */
+static int has_image_block(const cJSON *c) {
+    const cJSON *b;
+    if (!cJSON_IsArray(c)) return 0;
+    cJSON_ArrayForEach(b, c) {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(b, "type");
+        if (cJSON_IsString(t) && !strcmp(t->valuestring, "image")) return 1;
+    }
+    return 0;
+}
+/* Content blocks with an image -> a list of text and image parts (NULL with e). */
+static cJSON *image_parts(const cJSON *c, const char *param, srv_error *e) {
+    cJSON *parts = cJSON_CreateArray();
+    const cJSON *b;
+    int k = 0;
+    cJSON_ArrayForEach(b, c) {
+        char bp[192];
+        snprintf(bp, sizeof bp, "%s[%d]", param, k++);
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(b, "type"), *x = cJSON_GetObjectItemCaseSensitive(b, "text");
+        cJSON *p = NULL;
+        if (cJSON_IsString(t) && !strcmp(t->valuestring, "image")) p = image_part(b, bp, e);
+        else if (cJSON_IsString(t) && !strcmp(t->valuestring, "text") && cJSON_IsString(x)) {
+            p = cJSON_CreateObject();
+            cJSON_AddStringToObject(p, "type", "text");
+            cJSON_AddStringToObject(p, "text", x->valuestring);
+        } else srv_err(e, 400, IRE, "invalid_value", bp, "%s: only text and image blocks are supported here", bp);
+        if (!p) { cJSON_Delete(parts); return NULL; }
+        cJSON_AddItemToArray(parts, p);
+    }
+    return parts;
+}
+
 /* Anthropic messages -> OpenAI messages (appended to out). */
 static int convert(const cJSON *req, cJSON *out, srv_error *e) {
     const cJSON *sys = cJSON_GetObjectItemCaseSensitive(req, "system");
+    if (has_image_block(sys))
+        return srv_err(e, 400, IRE, "invalid_value", "system", "system: image blocks are allowed only in user messages "
+                       "and tool results, not in the system prompt");
     if (sys && !cJSON_IsNull(sys)) {
         char *s = blocks_text(sys, "system", e);
         if (!s) return -1;
@@ -65,6 +124,7 @@ static int convert(const cJSON *req, cJSON *out, srv_error *e) {
         }
         char *text = calloc(tn + 1, 1), *reason = NULL;
         cJSON *calls = cJSON_CreateArray();
+        cJSON *parts = user && has_image_block(c) ? cJSON_CreateArray() : NULL;   /* a user message with images */
         int k = 0, ntext = 0;
         cJSON_ArrayForEach(b, c) {
             const cJSON *t = cJSON_GetObjectItemCaseSensitive(b, "type");
@@ -76,6 +136,20 @@ static int convert(const cJSON *req, cJSON *out, srv_error *e) {
                 if (!cJSON_IsString(x)) { srv_err(e, 400, IRE, "invalid_type", bp, "%s.text must be a string", bp); goto bad; }
                 strcat(text, x->valuestring);
                 ntext++;
+                if (parts) {
+                    cJSON *p = cJSON_CreateObject();
+                    cJSON_AddStringToObject(p, "type", "text");
+                    cJSON_AddStringToObject(p, "text", x->valuestring);
+                    cJSON_AddItemToArray(parts, p);
+                }
+            } else if (!strcmp(ty, "image") && user) {
+                cJSON *p = image_part(b, bp, e);
+                if (!p) goto bad;
+                cJSON_AddItemToArray(parts, p);
+            } else if (!strcmp(ty, "image")) {
+                srv_err(e, 400, IRE, "invalid_value", bp, "%s: image blocks are allowed only in user messages and tool "
+                        "results, not in an assistant message", bp);
+                goto bad;
             } else if (!strcmp(ty, "thinking") && !user) {
                 const cJSON *x = cJSON_GetObjectItemCaseSensitive(b, "thinking");
                 if (!cJSON_IsString(x)) { srv_err(e, 400, IRE, "invalid_type", bp, "%s.thinking must be a string", bp); goto bad; }
@@ -104,12 +178,16 @@ static int convert(const cJSON *req, cJSON *out, srv_error *e) {
                 if (!cJSON_IsString(id)) { srv_err(e, 400, IRE, "invalid_type", bp, "%s.tool_use_id must be a string", bp); goto bad; }
                 char cp[160];
                 snprintf(cp, sizeof cp, "%s.content", bp);
-                char *res = blocks_text(cJSON_GetObjectItemCaseSensitive(b, "content"), cp, e);
-                if (!res) goto bad;
+                const cJSON *rc = cJSON_GetObjectItemCaseSensitive(b, "content");
+                cJSON *rparts = NULL;
+                char *res = NULL;
+                if (has_image_block(rc)) { if (!(rparts = image_parts(rc, cp, e))) goto bad; }
+                else if (!(res = blocks_text(rc, cp, e))) goto bad;
                 cJSON *tm = cJSON_CreateObject();
                 cJSON_AddStringToObject(tm, "role", "tool");
                 cJSON_AddStringToObject(tm, "tool_call_id", id->valuestring);
-                cJSON_AddStringToObject(tm, "content", res);
+                if (rparts) cJSON_AddItemToObject(tm, "content", rparts);
+                else cJSON_AddStringToObject(tm, "content", res);
                 cJSON_AddItemToArray(out, tm);
                 free(res);
             } else {
@@ -118,7 +196,13 @@ static int convert(const cJSON *req, cJSON *out, srv_error *e) {
                 goto bad;
             }
         }
-        if (user) {
+        if (parts) {
+            cJSON *um = cJSON_CreateObject();
+            cJSON_AddStringToObject(um, "role", "user");
+            cJSON_AddItemToObject(um, "content", parts);
+            parts = NULL;
+            cJSON_AddItemToArray(out, um);
+        } else if (user) {
             if (ntext) add_text(out, "user", text);
         } else {
             cJSON *am = cJSON_CreateObject();
@@ -128,11 +212,11 @@ static int convert(const cJSON *req, cJSON *out, srv_error *e) {
             if (cJSON_GetArraySize(calls)) { cJSON_AddItemToObject(am, "tool_calls", calls); calls = NULL; }
             cJSON_AddItemToArray(out, am);
         }
-        free(text); free(reason); cJSON_Delete(calls);
+        free(text); free(reason); cJSON_Delete(calls); cJSON_Delete(parts);
         i++;
         continue;
     bad:
-        free(text); free(reason); cJSON_Delete(calls);
+        free(text); free(reason); cJSON_Delete(calls); cJSON_Delete(parts);
         return -1;
     }
     return 0;

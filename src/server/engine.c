@@ -86,6 +86,8 @@ void srv_job_release(srv_job *j) {
     free(j->stop);
     free(j->force_text);
     free(j->prompt);
+    free(j->keys);
+    dsv4_prompt_free(j->vprompt);
     pthread_mutex_destroy(&j->mu);
     pthread_cond_destroy(&j->cv);
     free(j);
@@ -274,7 +276,7 @@ static void slot_start(srv_engine *e, slot_t *sl, srv_job *j, int reuse, int res
     if (disk_entry >= 0) {   /* a longer prefix saved on disk: load it into this slot */
         int32_t *dt = NULL; int dn = 0;
         srv_prefix_apply(&sl->px, sl->s, 0, -1, NULL, 0);
-        if (srv_disk_load(e->disk, disk_entry, sl->s, &dt, &dn, err, sizeof err) == 0 && srv_prefix_push(&sl->px, dt, dn) == 0) {
+        if (srv_disk_load(e->disk, disk_entry, sl->s, &dt, &dn, err, sizeof err) == 0 && srv_prefix_push(&sl->px, dt, NULL, dn) == 0) {
             reuse = dn;
             restore = -1;
         } else {
@@ -311,13 +313,18 @@ static void slot_step(srv_engine *e, slot_t *sl) {
         if (pos < sl->np - 1 && pos + n > sl->np - 1) n = sl->np - 1 - pos; /* stop before the last token */
         if (cut > pos && pos + n > cut) n = cut - pos;
         int last = pos + n == sl->np;
-        if (dsv4_eval(sl->s, j->prompt + pos, n, last ? sl->logits : NULL, err, sizeof err)) { slot_fail(e, sl, "prefill", err); return; }
-        if (srv_prefix_push(&sl->px, j->prompt + pos, n)) { slot_fail(e, sl, "prefill", "out of memory"); return; }
+        /* a prompt with images: its spans take the aligner rows (any chunk split; include/dsv4_vision.h) */
+        if (j->vprompt ? dsv4_eval_prompt(sl->s, j->vprompt, pos, n, last ? sl->logits : NULL, 0, err, sizeof err)
+                       : dsv4_eval(sl->s, j->prompt + pos, n, last ? sl->logits : NULL, err, sizeof err)) {
+            slot_fail(e, sl, "prefill", err);
+            return;
+        }
+        if (srv_prefix_push(&sl->px, j->prompt + pos, j->keys ? j->keys + pos : NULL, n)) { slot_fail(e, sl, "prefill", "out of memory"); return; }
         sl->next = pos + n;
         if (!last && !e->v41 && (sl->next == sl->np - 1 || (stride > 0 && sl->next % stride == 0)))
             if (srv_prefix_checkpoint(&sl->px, sl->s, e->cfg.max_checkpoints, err, sizeof err))
                 fprintf(stderr, "dsv4 serve: checkpoint: %s\n", err);
-        if (!last && e->disk && sl->next == sl->np - 1 && sl->next >= SRV_DISK_MIN_TOKENS)
+        if (!last && e->disk && !j->keys && sl->next == sl->np - 1 && sl->next >= SRV_DISK_MIN_TOKENS)
             if (srv_disk_save(e->disk, sl->s, sl->px.toks, sl->px.ntok, err, sizeof err))
                 fprintf(stderr, "dsv4 serve: disk cache: %s\n", err);
         if (last) {
@@ -394,7 +401,7 @@ static void decode_eval(srv_engine *e, slot_t **sls, const int32_t *toks, int nb
         for (int i = 0; i < nb; i++) {
             slot_t *sl = sls[i];
             if (dsv4_eval(ss[i], &toks[i], 1, sl->logits, err, sizeof err)) { slot_fail(e, sl, "decode", err); continue; }
-            if (srv_prefix_push(&sl->px, &toks[i], 1)) slot_fail(e, sl, "decode", "out of memory");
+            if (srv_prefix_push(&sl->px, &toks[i], NULL, 1)) slot_fail(e, sl, "decode", "out of memory");
         }
         return;
     }
@@ -404,7 +411,7 @@ static void decode_eval(srv_engine *e, slot_t **sls, const int32_t *toks, int nb
         slot_t *sl = sls[i];
         if (rc) { slot_fail(e, sl, "decode", err); continue; }
         if (nb > 1) memcpy(sl->logits, e->batch_logits + (size_t)i * (size_t)e->V, sizeof(float) * (size_t)e->V);
-        if (srv_prefix_push(&sl->px, &toks[i], 1)) slot_fail(e, sl, "decode", "out of memory");
+        if (srv_prefix_push(&sl->px, &toks[i], NULL, 1)) slot_fail(e, sl, "decode", "out of memory");
     }
 }
 
@@ -416,14 +423,14 @@ static void admit(srv_engine *e) {
         for (int i = 0; i < e->nslots; i++) {
             slot_t *sl = &e->slots[i];
             if (sl->job) continue;
-            int restore, r = srv_prefix_match(&sl->px, j->prompt, j->n_prompt, &restore);
+            int restore, r = srv_prefix_match(&sl->px, j->prompt, j->keys, j->n_prompt, &restore);
             if (r > best_reuse || (r == best_reuse && sl->last_used < e->slots[best].last_used)) {
                 best = i; best_reuse = r; best_restore = restore;
             }
         }
         if (best < 0) return;
         int de = -1;
-        if (e->disk && srv_disk_match(e->disk, j->prompt, j->n_prompt, &de) <= best_reuse) de = -1;
+        if (e->disk && (j->keys || srv_disk_match(e->disk, j->prompt, j->n_prompt, &de) <= best_reuse)) de = -1;
         e->qhead = (e->qhead + 1) % e->qcap;
         e->qn--;
         slot_t *sl = &e->slots[best];
@@ -577,6 +584,10 @@ int srv_engine_submit(srv_engine *e, srv_job *j) {
 }
 
 const dsv4_tokenizer *srv_engine_tokenizer(const srv_engine *e) { return e->tok; }
+const dsv4_model *srv_engine_model(const srv_engine *e) { return e->m; }
+int64_t srv_engine_max_image_pixels(const srv_engine *e) {
+    return e->cfg.max_image_pixels > 0 ? e->cfg.max_image_pixels : SRV_MAX_IMAGE_PIXELS;
+}
 int srv_engine_ctx(const srv_engine *e) { return e->cfg.ctx; }
 int srv_engine_vocab(const srv_engine *e) { return e->V; }
 int srv_engine_has_chat_tokens(const srv_engine *e) { return e->chat_tokens; }

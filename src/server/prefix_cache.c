@@ -10,10 +10,11 @@
 #include <string.h>
 #include "server/server.h"
 
-int srv_prefix_match(const srv_prefix *p, const int32_t *P, int n, int *restore) {
+int srv_prefix_match(const srv_prefix *p, const int32_t *P, const uint64_t *K, int n, int *restore) {
     *restore = -1;
     int l = 0, lim = p->ntok < n ? p->ntok : n;
-    while (l < lim && p->toks[l] == P[l]) l++;
+    /* keys, not ids: every position of an image span carries the placeholder id */
+    while (l < lim && p->keys[l] == (K ? K[l] : (uint64_t)(uint32_t)P[l])) l++;
     if (l > n - 1) l = n - 1;
     if (l < 0) l = 0;
     if (l == p->ntok) return l;                   /* the session goes on from its current position */
@@ -47,15 +48,20 @@ int srv_prefix_apply(srv_prefix *p, dsv4_session *s, int reuse, int restore, cha
     return 0;
 }
 
-int srv_prefix_push(srv_prefix *p, const int32_t *t, int n) {
+int srv_prefix_push(srv_prefix *p, const int32_t *t, const uint64_t *K, int n) {
     if (p->ntok + n > p->cap) {
         int cap = p->cap ? p->cap : 1024;
         while (cap < p->ntok + n) cap *= 2;
         int32_t *nt = realloc(p->toks, sizeof(int32_t) * (size_t)cap);
         if (!nt) return -1;
-        p->toks = nt; p->cap = cap;
+        p->toks = nt;
+        uint64_t *nk = realloc(p->keys, sizeof(uint64_t) * (size_t)cap);
+        if (!nk) return -1;
+        p->keys = nk;
+        p->cap = cap;
     }
     memcpy(p->toks + p->ntok, t, sizeof(int32_t) * (size_t)n);
+    for (int i = 0; i < n; i++) p->keys[p->ntok + i] = K ? K[i] : (uint64_t)(uint32_t)t[i];
     p->ntok += n;
     return 0;
 }
@@ -85,11 +91,12 @@ void srv_prefix_free(srv_prefix *p) {
     for (int i = 0; i < p->ncp; i++) dsv4_checkpoint_free(p->cp[i]);
     dsv4_checkpoint_free(p->spare);
     free(p->toks);
+    free(p->keys);
     memset(p, 0, sizeof *p);
 }
 
 size_t srv_prefix_bytes(const srv_prefix *p) {
-    size_t b = (size_t)p->cap * sizeof(int32_t) + dsv4_checkpoint_bytes(p->spare);
+    size_t b = (size_t)p->cap * (sizeof(int32_t) + sizeof(uint64_t)) + dsv4_checkpoint_bytes(p->spare);
     for (int i = 0; i < p->ncp; i++) b += dsv4_checkpoint_bytes(p->cp[i]);
     return b;
 }

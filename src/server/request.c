@@ -5,7 +5,16 @@
  * Mapping (docs/encoding.md §6, DeepSeek's public API): thinking is on unless `thinking: {type: "disabled"}`
  * or reasoning_effort "none"; reasoning_effort minimal/low/medium/high/xhigh -> high, max/ultra -> max (only
  * max changes the prompt). Role "developer" is rendered as "system" (OpenAI's meaning; DeepSeek's own developer
- * role is internal). Content given as a list of parts must be text parts; they are joined. */
+ * role is internal). Content given as a list of parts must be text parts; they are joined.
+ *
+ * Images (issue 11 item 5; docs/server.md "Images"): a user or tool message's content list may hold image parts
+ * (OpenAI image_url, Responses input_image, Anthropic image); such a list is kept as parts for the encoder
+ * (dsv4_chat_render_images: one "<｜deepseek_image｜>" per image, parts joined with "\n\n" as the official encoder
+ * does). Each image must be a data: URL with base64 PNG or JPEG bytes (the server fetches nothing), at most
+ * srv_engine_max_image_pixels pixels; it is decoded (dsv4_image_from_bytes_max), encoded by the model's tower
+ * (dsv4_image_encode, on the connection's thread) and the prompt built with its spans (dsv4_prompt_build); the job
+ * evaluates it with dsv4_eval_prompt and the prefix cache compares dsv4_prompt_key, so two requests with different
+ * images never share an image span. Every failure is a 400 naming the part (messages[i].content[j]). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,10 +28,17 @@ void srv_gen_free(srv_gen *g) {
     for (int i = 0; i < g->n_stop; i++) free(g->stop[i]);
     free(g->stop);
     g->stop = NULL; g->n_stop = 0;
+    dsv4_prompt_free(g->vprompt);
+    g->vprompt = NULL;
 }
 
-/* Content (string, null, or a list of text parts) -> a string item in place. */
-static int norm_content(cJSON *msg, int i, int allow_null, srv_error *e) {
+static int is_image_type(const char *t) {
+    return !strcmp(t, "image_url") || !strcmp(t, "input_image") || !strcmp(t, "image");
+}
+
+/* Content (string, null, or a list of text parts) -> a string item in place; a list with image parts (user and tool
+ * messages: `images`) stays a list of text and image parts for the encoder. */
+static int norm_content(cJSON *msg, int i, int allow_null, int images, const char *role, srv_error *e) {
     cJSON *c = cJSON_GetObjectItemCaseSensitive(msg, "content");
     char param[64];
     snprintf(param, sizeof param, "messages[%d].content", i);
@@ -32,9 +48,45 @@ static int norm_content(cJSON *msg, int i, int allow_null, srv_error *e) {
     }
     if (cJSON_IsString(c)) return 0;
     if (!cJSON_IsArray(c)) return srv_err(e, 400, IRE, "invalid_type", param, "%s must be a string or a list of text parts", param);
-    size_t len = 0;
+    int has_image = 0, k = 0;
     cJSON *p;
-    int k = 0;
+    cJSON_ArrayForEach(p, c) {
+        cJSON *t = cJSON_GetObjectItemCaseSensitive(p, "type");
+        if (cJSON_IsObject(p) && cJSON_IsString(t) && is_image_type(t->valuestring)) {
+            if (!images)
+                return srv_err(e, 400, IRE, "invalid_value", param, "%s[%d]: image content parts are allowed only in user "
+                               "and tool messages, not in a%s %s message", param, k, role[0] == 'a' ? "n" : "", role);
+            has_image = 1;
+        }
+        k++;
+    }
+    if (has_image) {   /* keep the parts: strings and input_text / output_text parts become text parts */
+        k = 0;
+        cJSON_ArrayForEach(p, c) {
+            cJSON *t = cJSON_GetObjectItemCaseSensitive(p, "type"), *x = cJSON_GetObjectItemCaseSensitive(p, "text");
+            if (cJSON_IsString(p)) {
+                cJSON *tp = cJSON_CreateObject();
+                cJSON_AddStringToObject(tp, "type", "text");
+                cJSON_AddStringToObject(tp, "text", p->valuestring);
+                cJSON_ReplaceItemViaPointer(c, p, tp);
+                p = tp;
+            } else if (!cJSON_IsObject(p) || !cJSON_IsString(t)) {
+                return srv_err(e, 400, IRE, "invalid_type", param, "%s[%d] must be an object with a 'type'", param, k);
+            } else if (is_image_type(t->valuestring)) {
+            } else if (!strcmp(t->valuestring, "text") || !strcmp(t->valuestring, "input_text") ||
+                       !strcmp(t->valuestring, "output_text")) {
+                if (!cJSON_IsString(x)) return srv_err(e, 400, IRE, "invalid_type", param, "%s[%d].text must be a string", param, k);
+                cJSON_SetValuestring(t, "text");
+            } else {
+                return srv_err(e, 400, IRE, "invalid_value", param, "%s[%d]: content part type '%s' is not supported (text "
+                               "and image parts)", param, k, t->valuestring);
+            }
+            k++;
+        }
+        return 0;
+    }
+    size_t len = 0;
+    k = 0;
     cJSON_ArrayForEach(p, c) {
         cJSON *t = cJSON_GetObjectItemCaseSensitive(p, "type"), *x = cJSON_GetObjectItemCaseSensitive(p, "text");
         if (cJSON_IsString(p)) { len += strlen(p->valuestring); k++; continue; }
@@ -77,9 +129,9 @@ int srv_check_messages(cJSON *messages, srv_error *e) {
         const char *r = role->valuestring;
         if (!strcmp(r, "developer")) { cJSON_SetValuestring(role, "system"); r = role->valuestring; }
         if (!strcmp(r, "system") || !strcmp(r, "user")) {
-            if ((rc = norm_content(m, i, 0, e))) break;
+            if ((rc = norm_content(m, i, 0, r[0] == 'u', r, e))) break;
         } else if (!strcmp(r, "assistant")) {
-            if ((rc = norm_content(m, i, 1, e))) break;
+            if ((rc = norm_content(m, i, 1, 0, r, e))) break;
             cJSON *rcn = cJSON_GetObjectItemCaseSensitive(m, "reasoning_content");
             snprintf(param, sizeof param, "messages[%d].reasoning_content", i);
             if (rcn && !cJSON_IsNull(rcn) && !cJSON_IsString(rcn)) { rc = srv_err(e, 400, IRE, "invalid_type", param, "%s must be a string", param); break; }
@@ -114,7 +166,7 @@ int srv_check_messages(cJSON *messages, srv_error *e) {
                 if (rc) break;
             }
         } else if (!strcmp(r, "tool")) {
-            if ((rc = norm_content(m, i, 1, e))) break;
+            if ((rc = norm_content(m, i, 1, 1, r, e))) break;
             cJSON *id = cJSON_GetObjectItemCaseSensitive(m, "tool_call_id");
             snprintf(param, sizeof param, "messages[%d].tool_call_id", i);
             if (!cJSON_IsString(id)) { rc = srv_err(e, 400, IRE, "invalid_type", param, "%s must be a string", param); break; }
@@ -150,9 +202,69 @@ static int check_tools(const cJSON *tools, srv_error *e) {
     return 0;
 }
 
+/* The name of image part `ci` for messages: the client's own (an Anthropic block converted by api_anthropic.c
+ * carries it as "x_dsv4_where"), else the part's place in the OpenAI messages. */
+static const char *part_name(const cJSON *messages, const dsv4_chat_image *ci) {
+    int i = -1, j = -1;
+    if (sscanf(ci->where, "messages[%d].content[%d]", &i, &j) == 2) {
+        const cJSON *c = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(messages, i), "content");
+        const cJSON *w = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(c, j), "x_dsv4_where");
+        if (cJSON_IsString(w)) return w->valuestring;
+    }
+    return ci->where;
+}
+
+/* Decode the images of the rendered request (all of them first: bad input is reported whatever the model), check
+ * the model has a tower, encode them, then build the prompt from ids (n) into g->vprompt. */
+static int build_images(srv_engine *eng, const cJSON *messages, const dsv4_chat_image *parts, int nparts,
+                        const int32_t *ids, int n, srv_gen *g, srv_error *e) {
+    const dsv4_model *m = srv_engine_model(eng);
+    char err[512];
+    dsv4_image **im = calloc((size_t)nparts, sizeof *im);
+    dsv4_image_embed **emb = calloc((size_t)nparts, sizeof *emb);
+    int rc = 0;
+    if (!im || !emb) rc = srv_err(e, 500, "server_error", NULL, NULL, "out of memory");
+    for (int k = 0; k < nparts && !rc; k++) {
+        const char *name = part_name(messages, &parts[k]);
+        if (strncmp(parts[k].url, "data:", 5)) {
+            const char *colon = strchr(parts[k].url, ':');
+            int scheme = colon && colon > parts[k].url && colon - parts[k].url < 16;
+            rc = srv_err(e, 400, IRE, "invalid_value", name, "%s: %s%.*s%s: this server does not fetch images; send the "
+                         "image itself as a data: URL (data:image/png;base64,... or data:image/jpeg;base64,...)", name,
+                         scheme ? "a '" : "not a data: URL", scheme ? (int)(colon - parts[k].url) : 0, parts[k].url,
+                         scheme ? ":' URL" : "");
+            break;
+        }
+        unsigned char *bytes = NULL;
+        size_t nb = 0;
+        if (dsv4_data_url_decode(parts[k].url, parts[k].url_len, &bytes, &nb, name, err, sizeof err) ||
+            dsv4_image_from_bytes_max(&im[k], bytes, nb, name, srv_engine_max_image_pixels(eng), err, sizeof err))
+            rc = srv_err(e, 400, IRE, "invalid_value", name, "%s", err);
+        free(bytes);
+    }
+    if (!rc && !dsv4_model_has_vision(m))
+        rc = srv_err(e, 400, IRE, "invalid_value", part_name(messages, &parts[0]), "%s: this model has no vision tower: "
+                     "image content parts need a model with one (e.g. DeepSeek-V4.1-Flash)", part_name(messages, &parts[0]));
+    for (int k = 0; k < nparts && !rc; k++)
+        if (dsv4_image_encode(m, im[k], &emb[k], err, sizeof err))
+            rc = srv_err(e, 400, IRE, "invalid_value", part_name(messages, &parts[k]), "%s: %s",
+                         part_name(messages, &parts[k]), err);
+    if (!rc && dsv4_prompt_build(&g->vprompt, m, ids, n, emb, nparts, err, sizeof err))
+        rc = srv_err(e, 400, IRE, "invalid_value", "messages", "%s", err);
+    for (int k = 0; k < nparts; k++) {
+        if (emb) dsv4_image_embed_free(emb[k]);
+        if (im) dsv4_image_free(im[k]);
+    }
+    free(emb);
+    free(im);
+    return rc;
+}
+
 int srv_render_tokens(srv_engine *eng, const cJSON *messages, const cJSON *tools, const cJSON *response_format,
-                      const srv_gen *g, int32_t **out, int *n_out, srv_error *e) {
+                      srv_gen *g, int32_t **out, int *n_out, srv_error *e) {
     *out = NULL; *n_out = 0;
+    dsv4_prompt_free(g->vprompt);
+    g->vprompt = NULL;
     if (check_tools(tools, e)) return -1;
     cJSON *req = cJSON_CreateObject();
     cJSON_AddItemReferenceToObject(req, "messages", (cJSON *)messages);
@@ -164,7 +276,9 @@ int srv_render_tokens(srv_engine *eng, const cJSON *messages, const cJSON *tools
     dsv4_render_opts ro = { .thinking = g->thinking, .effort = g->effort };
     char *prompt = NULL, err[512];
     size_t plen = 0;
-    int rc = dsv4_chat_render(json, strlen(json), &ro, &prompt, &plen, err, sizeof err);
+    dsv4_chat_image *parts = NULL;
+    int nparts = 0;
+    int rc = dsv4_chat_render_images(json, strlen(json), &ro, &prompt, &plen, &parts, &nparts, err, sizeof err);
     free(json);
     if (rc) return srv_err(e, 400, IRE, "invalid_value", "messages", "cannot render the conversation: %s", err);
     const dsv4_tokenizer *tok = srv_engine_tokenizer(eng);
@@ -172,14 +286,33 @@ int srv_render_tokens(srv_engine *eng, const cJSON *messages, const cJSON *tools
     int32_t *ids = NULL;
     for (;;) {
         int32_t *ni = realloc(ids, sizeof(int32_t) * (size_t)cap);
-        if (!ni) { free(ids); free(prompt); return srv_err(e, 500, "server_error", NULL, NULL, "out of memory"); }
+        if (!ni) {
+            free(ids); free(prompt); dsv4_chat_images_free(parts, nparts);
+            return srv_err(e, 500, "server_error", NULL, NULL, "out of memory");
+        }
         ids = ni;
         int n = dsv4_tokenize(tok, prompt, plen, ids, cap, err, sizeof err);
-        if (n < 0) { free(ids); free(prompt); return srv_err(e, 400, IRE, "invalid_value", "messages", "cannot tokenize the prompt: %s", err); }
+        if (n < 0) {
+            free(ids); free(prompt); dsv4_chat_images_free(parts, nparts);
+            return srv_err(e, 400, IRE, "invalid_value", "messages", "cannot tokenize the prompt: %s", err);
+        }
         if (n <= cap) { *n_out = n; break; }
         cap = n;
     }
     free(prompt);
+    if (nparts) {
+        rc = build_images(eng, messages, parts, nparts, ids, *n_out, g, e);
+        dsv4_chat_images_free(parts, nparts);
+        if (rc) { free(ids); *n_out = 0; return -1; }
+        /* the job's ids: the expanded prompt (its length is what the context must hold) */
+        int np = dsv4_prompt_len(g->vprompt);
+        int32_t *x = malloc(sizeof(int32_t) * (size_t)np);
+        if (!x) { free(ids); *n_out = 0; return srv_err(e, 500, "server_error", NULL, NULL, "out of memory"); }
+        memcpy(x, dsv4_prompt_ids(g->vprompt), sizeof(int32_t) * (size_t)np);
+        free(ids);
+        ids = x;
+        *n_out = np;
+    }
     *out = ids;
     return 0;
 }
@@ -283,6 +416,16 @@ srv_job *srv_submit(srv_engine *eng, int32_t *toks, int n, srv_gen *g, srv_error
     }
     srv_job *j = srv_job_new(toks, n);
     if (!j) { srv_err(e, 500, "server_error", NULL, NULL, "out of memory"); return NULL; }
+    if (g->vprompt) {   /* the prompt with images: evaluated with dsv4_eval_prompt, matched by its keys */
+        if (dsv4_prompt_len(g->vprompt) != n || !(j->keys = malloc(sizeof(uint64_t) * (size_t)n))) {
+            srv_job_release(j);
+            srv_err(e, 500, "server_error", NULL, NULL, "out of memory");
+            return NULL;
+        }
+        for (int i = 0; i < n; i++) j->keys[i] = dsv4_prompt_key(g->vprompt, i);
+        j->vprompt = g->vprompt;
+        g->vprompt = NULL;
+    }
     j->mode = g->thinking;
     j->sp = g->sp;
     j->max_tokens = g->max_tokens;

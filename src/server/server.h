@@ -26,6 +26,7 @@
 #include "dsv4.h"
 #include "dsv4_chat.h"
 #include "dsv4_parse.h"
+#include "dsv4_vision.h"
 
 /* ------------------------------------------------------------------ configuration (cmd_serve.c fills it) */
 typedef struct {
@@ -37,7 +38,12 @@ typedef struct {
     int checkpoint_stride;      /* tokens between prefill checkpoints (prefix reuse granularity) */
     int max_checkpoints;        /* per slot */
     int verbose;
+    int64_t max_image_pixels;   /* an image of more pixels (width x height) is refused from its header (400); 0 =
+                                 * SRV_MAX_IMAGE_PIXELS */
 } srv_config;
+/* The default pixel limit of a request's image: 4096 x 4096 (the tower sees at most 1302 x 1302 pixels of V4.1-Flash;
+ * a larger image is only shrunk), so a request cannot make the server decode a 178-megapixel image. */
+#define SRV_MAX_IMAGE_PIXELS (4096LL * 4096)
 
 /* ------------------------------------------------------------------ jobs (engine.c) */
 typedef enum { SRV_EV_REASONING = 1, SRV_EV_CONTENT = 2, SRV_EV_TOOL_CALL = 3 } srv_ev_kind;
@@ -61,7 +67,11 @@ typedef enum { SRV_FIN_NONE = 0, SRV_FIN_STOP, SRV_FIN_LENGTH, SRV_FIN_TOOL_CALL
 
 typedef struct srv_job {
     /* request: set before srv_engine_submit, read-only afterwards */
-    int32_t *prompt; int n_prompt;   /* owned */
+    int32_t *prompt; int n_prompt;   /* owned; with images: the expanded ids (every image position the placeholder) */
+    dsv4_prompt *vprompt;            /* owned, or NULL: the prompt with its images (dsv4_prompt_build), evaluated
+                                      * with dsv4_eval_prompt */
+    uint64_t *keys;                  /* owned, or NULL (text: the ids are the keys): dsv4_prompt_key of each
+                                      * position, compared by the prefix cache (image positions share one id) */
     int mode;                        /* 1 thinking, 0 chat (parser modes), -1 raw text (/v1/completions) */
     dsv4_sampler_params sp;
     int max_tokens;
@@ -106,6 +116,8 @@ void srv_engine_free(srv_engine *e);
 /* Queue a job (the engine takes its own reference). Returns 0, or -1 when the queue is full (503). */
 int srv_engine_submit(srv_engine *e, srv_job *j);
 const dsv4_tokenizer *srv_engine_tokenizer(const srv_engine *e);
+const dsv4_model *srv_engine_model(const srv_engine *e);
+int64_t srv_engine_max_image_pixels(const srv_engine *e);
 int srv_engine_ctx(const srv_engine *e);
 int srv_engine_vocab(const srv_engine *e);
 int srv_engine_has_chat_tokens(const srv_engine *e);
@@ -115,18 +127,21 @@ void srv_engine_load(srv_engine *e, int *queued, int *busy, int *slots);
 #define SRV_MAX_CP 64
 typedef struct {
     int32_t *toks; int ntok, cap;    /* tokens whose state the session holds, in order */
+    uint64_t *keys;                  /* [cap] their prefix keys (dsv4_prompt_key: a text token's key is its id, an
+                                      * image position's the image digest and offset); matching compares these */
     dsv4_checkpoint *cp[SRV_MAX_CP]; int ncp;   /* ascending positions, all <= ntok */
     dsv4_checkpoint *spare;          /* a freed checkpoint kept for reuse */
 } srv_prefix;
 /* Tokens of P (n) this slot can reuse: the longest common prefix with its history, capped at n - 1 (one token
  * must be evaluated for the logits); when that is not the whole history, the highest checkpoint at or below
  * it. *restore receives the checkpoint index to restore or -1 (live extension, or 0 tokens). */
-int srv_prefix_match(const srv_prefix *p, const int32_t *P, int n, int *restore);
+int srv_prefix_match(const srv_prefix *p, const int32_t *P, const uint64_t *K, int n, int *restore);
 /* Bring session s to the matched prefix: restore checkpoint `restore` (dropping higher ones) or, when reuse
  * is 0, reset the session and drop everything. Returns 0 or -1 with err. */
 int srv_prefix_apply(srv_prefix *p, dsv4_session *s, int reuse, int restore, char *err, size_t errlen);
-/* Record tokens evaluated into s (appended to the history). Returns 0 or -1 (out of memory). */
-int srv_prefix_push(srv_prefix *p, const int32_t *t, int n);
+/* Record tokens evaluated into s (appended to the history) with their keys (K NULL: text, key = id). In match, K
+ * NULL means the same. Returns 0 or -1 (out of memory). */
+int srv_prefix_push(srv_prefix *p, const int32_t *t, const uint64_t *K, int n);
 /* Save a checkpoint of s at its current position (bounded: thins out old ones). Returns 0 or -1 with err. */
 int srv_prefix_checkpoint(srv_prefix *p, const dsv4_session *s, int max_cp, char *err, size_t errlen);
 void srv_prefix_free(srv_prefix *p);
@@ -167,6 +182,8 @@ typedef struct {
     int ignore_eos;
     int tool_force;                  /* 0 auto; 1 a tool call is required; 2 the tool tool_name is required */
     char tool_name[128];
+    dsv4_prompt *vprompt;            /* set by srv_render_tokens when the messages hold images; moved into the job by
+                                      * srv_submit (srv_gen_free frees it otherwise) */
 } srv_gen;
 
 /* Error of a request: HTTP status, OpenAI error type / code, param and message. */
@@ -185,7 +202,7 @@ int srv_err(srv_error *e, int status, const char *type, const char *code, const 
 /* Render messages/tools/response_format (cJSON, OpenAI chat form, validated here) into prompt tokens.
  * Returns 0, or -1 with e filled (400: bad message, 400 context_length_exceeded, 500 out of memory). */
 int srv_render_tokens(srv_engine *eng, const cJSON *messages, const cJSON *tools, const cJSON *response_format,
-                      const srv_gen *g, int32_t **out, int *n_out, srv_error *e);
+                      srv_gen *g, int32_t **out, int *n_out, srv_error *e);
 /* Validate an OpenAI-form message list in place (content parts joined to strings, tool ids matched). */
 int srv_check_messages(cJSON *messages, srv_error *e);
 /* Parse the common sampling fields of a request object (names as in OpenAI). Returns 0 or -1 with e. */

@@ -322,3 +322,36 @@ fi
 check "serve V4.1 --cache-dir: refused (no saved states for V4.1 yet)" 1 'not implemented for DeepSeek-V4.1' -- \
     "$BIN" serve -m "$SRV_MODEL" --port 0 -c 256 --cache-dir "$tmp/kv41"
 SRV_MODEL=$SRV_MODEL_V4
+
+# images (issue 11 item 5): OpenAI image_url data: URLs and Anthropic base64 image blocks; every bad input is a 400
+# naming the part, decoded before the model is asked (so models/nano, which has no vision tower, shows each); a
+# pixel limit of 1000 (shapes.png is 40 x 30 = 1200 pixels, rgb16.png 37 x 23 = 851)
+VLD=tests/golden/v41/tiny-vl
+PNG_OK=$(base64 -w0 tests/golden/vision/decode/rgb16.png); PNG_BIG=$(base64 -w0 $VLD/shapes.png)
+imgreq() { printf '{"messages":[{"role":"user","content":[{"type":"text","text":"what is it?"},{"type":"image_url","image_url":{"url":"%s"}}]}],"max_tokens":4,%s}' "$1" "$CHAT"; }
+if srv_start img --max-image-pixels 1000; then
+    check "serve image: a model without a vision tower, named with the part" 0 'messages\[0\]\.content\[1\]: this model has no vision tower.*HTTP 400' -- \
+        post /v1/chat/completions "$(imgreq "data:image/png;base64,$PNG_OK")"
+    check "serve image: a remote URL is refused (the server does not fetch)" 0 "messages\\[0\\]\\.content\\[1\\]: a 'https:' URL: this server does not fetch images.*HTTP 400" -- \
+        post /v1/chat/completions "$(imgreq "https://example.org/cat.png")"
+    check "serve image: malformed base64" 0 'messages\[0\]\.content\[1\]: malformed base64: byte 0x2a at offset 4.*HTTP 400' -- \
+        post /v1/chat/completions "$(imgreq "data:image/png;base64,iVBO*ABC")"
+    check "serve image: a data: URL of a non-image" 0 'messages\[0\]\.content\[1\]: not a JPEG or PNG image.*HTTP 400' -- \
+        post /v1/chat/completions "$(imgreq "data:image/png;base64,$(printf 'hello, world' | base64 -w0)")"
+    check "serve image: an image above --max-image-pixels is refused from its header" 0 'messages\[0\]\.content\[1\]: .*40 x 30 pixels, more than the 1000-pixel limit.*HTTP 400' -- \
+        post /v1/chat/completions "$(imgreq "data:image/png;base64,$PNG_BIG")"
+    check "serve image: an image in a system message" 0 "messages\\[0\\]\\.content\\[0\\]: image content parts are allowed only in user and tool messages, not in a system message.*HTTP 400" -- \
+        post /v1/chat/completions "{\"messages\":[{\"role\":\"system\",\"content\":[{\"type\":\"image_url\",\"image_url\":{\"url\":\"data:image/png;base64,$PNG_OK\"}}]},{\"role\":\"user\",\"content\":\"hi\"}],\"max_tokens\":4,$CHAT}"
+    check "serve image: Anthropic base64 block on a model without vision, named as the client sent it" 0 'messages\[0\]\.content\[1\]: this model has no vision tower.*HTTP 400' -- \
+        post /v1/messages "{\"max_tokens\":4,\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"what?\"},{\"type\":\"image\",\"source\":{\"type\":\"base64\",\"media_type\":\"image/png\",\"data\":\"$PNG_OK\"}}]}]}"
+    check "serve image: Anthropic image in a tool_result, named as the client sent it" 0 'messages\[2\]\.content\[0\]\.content\[1\]: malformed base64.*HTTP 400' -- \
+        post /v1/messages "{\"max_tokens\":4,\"messages\":[{\"role\":\"user\",\"content\":\"look\"},{\"role\":\"assistant\",\"content\":[{\"type\":\"tool_use\",\"id\":\"t1\",\"name\":\"shot\",\"input\":{}}]},{\"role\":\"user\",\"content\":[{\"type\":\"tool_result\",\"tool_use_id\":\"t1\",\"content\":[{\"type\":\"text\",\"text\":\"here\"},{\"type\":\"image\",\"source\":{\"type\":\"base64\",\"media_type\":\"image/png\",\"data\":\"%%%%\"}}]}]}]}"
+    check "serve image: Anthropic url source refused" 0 "messages\\[0\\]\\.content\\[0\\]: an image 'url' source: this server does not fetch images.*HTTP 400" -- \
+        post /v1/messages "{\"max_tokens\":4,\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image\",\"source\":{\"type\":\"url\",\"url\":\"https://example.org/a.png\"}}]}]}"
+    check "serve image: Anthropic image in the system prompt" 0 'system: image blocks are allowed only in user messages and tool results.*HTTP 400' -- \
+        post /v1/messages "{\"max_tokens\":4,\"system\":[{\"type\":\"image\",\"source\":{\"type\":\"base64\",\"media_type\":\"image/png\",\"data\":\"$PNG_OK\"}}],\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}"
+    check "serve image: the server still answers text after the refusals" 0 '"finish_reason":"length".*HTTP 200' -- \
+        post /v1/chat/completions "{\"messages\":[{\"role\":\"user\",\"content\":\"ROMEO:\"}],\"max_tokens\":4,$CHAT}"
+    srv_stop
+fi
+check "serve: --max-image-pixels 0 refused at parse time" 2 "option --max-image-pixels: '0' is not an integer in \\[1, 178956970\\]" -- "$BIN" serve -m models/nano --max-image-pixels 0
