@@ -131,6 +131,9 @@ class _Ctx:
     rec = None             # list collecting decisions (kind, layer, pos, relative gap, chosen ids) or None
     pos0 = 0               # first position of the chunk being evaluated (for `rec`)
     idx_losses = None      # list collecting per-layer indexer KL losses (training)
+    # Hooks for model variants (None: plain V4; tools/reference/vision_exp.py sets them for Vision-Exp images):
+    window_mask = None     # f(key positions [S], query positions [T, 1]) -> [T, S] bool raw-window mask
+    route = None           # f(moe, scores [N, E], token ids [N]) -> selected expert ids [N, topk]
 
 
 CTX = _Ctx()
@@ -403,7 +406,10 @@ class Attention(nn.Module):
         keys = [kv_all]
         sp = torch.arange(P - kv_all.shape[1], P)                         # positions of the raw keys
         tq = pos[:, None]
-        masks = [(sp[None, :] <= tq) & (sp[None, :] > tq - cfg.window)]   # [T, P]
+        if CTX.window_mask is None:
+            masks = [(sp[None, :] <= tq) & (sp[None, :] > tq - cfg.window)]   # [T, P]
+        else:
+            masks = [CTX.window_mask(sp, tq)]
         sel = None
         if self.ratio:
             R = self.ratio
@@ -566,7 +572,9 @@ class MoE(nn.Module):
         tok = tokens.reshape(-1)
         lg = torch.matmul(x, wv(self.gate.weight, "bf16").t())               # F32 router logits
         s = torch.sqrt(F.softplus(lg))
-        if self.gate.hash:
+        if CTX.route is not None:
+            ids = CTX.route(self, s, tok)
+        elif self.gate.hash:
             ids = self.gate.tid2eid[tok]
         else:
             b = s.detach() + self.gate.bias.detach()

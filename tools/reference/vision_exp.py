@@ -174,3 +174,122 @@ def window_keys(p, left, right, W, width):
     lo = max(p - (W - 1) - max(left - (W - 1), 0), 0)
     hi = min(p + right, lo + width - 1)
     return list(range(lo, hi + 1))
+
+
+# ------------------------------------------------------------------------------------------------ images
+def load_patches(path, P, patch_size=14):
+    """Decode an image file, plan it (plan()), resize ('pad': ImageOps.pad on 127 grey; 'resize': Image.resize
+    with Pillow's default filter) and cut it: (patches [n_vit_h * n_vit_w, 3, p, p] BF16 values as float32,
+    plan dict)."""
+    import numpy as np
+    from PIL import Image, ImageOps
+    im = Image.open(path).convert("RGB")
+    pl = plan(im.width, im.height, P)
+    size = (pl["best_w"], pl["best_h"])
+    im = im.resize(size) if pl["mode"] == "resize" else ImageOps.pad(im, size, color=(127, 127, 127))
+    x = torch.from_numpy(np.asarray(im, dtype=np.float32).copy()) / 255
+    x = ((x - 0.5) / 0.5).to(torch.bfloat16).float()
+    p, nh, nw = patch_size, pl["n_vit_h"], pl["n_vit_w"]
+    x = x.reshape(nh, p, nw, p, 3).permute(0, 2, 4, 1, 3).reshape(nh * nw, 3, p, p)
+    return x, pl
+
+
+class Prompt:
+    """Text ids with each placeholder expanded (expand()): ids (vocab + role at image positions), roles (-1 for
+    text), rows (per position: None, or the BF16 aligner row / learned vector to use as its embedding), spans
+    ((first, length) of each inserted block, pads included) and `spans_se` ((START, END) positions)."""
+
+    def __init__(self, text_ids, image_rows, grids, image_token, vocab, sentinels):
+        self.vocab = vocab
+        self.ids, perms, self.spans = expand(text_ids, grids, image_token, vocab)
+        self.roles = [t - vocab if t >= vocab else -1 for t in self.ids]
+        self.rows = [None] * len(self.ids)
+        self.spans_se = []
+        for (first, n), perm, rows in zip(self.spans, perms, image_rows):
+            k = 0
+            for p in range(first, first + n):
+                r = self.roles[p]
+                if r == IMAGE:
+                    self.rows[p] = rows[perm[k]]
+                    k += 1
+                else:
+                    self.rows[p] = sentinels[r]
+                if r == START:
+                    s0 = p
+            self.spans_se.append((s0, first + n - 1))
+
+
+class ExpSession:
+    """Stateful evaluation of a Prompt on the V4 reference (model.Transformer) with the Vision-Exp rules:
+    embeddings overridden, every image role routed with bias_vl (hash layers: top-k of score + bias_vl instead
+    of tid2eid), the raw window widened inside spans (visible()/window_keys()). eval(first, n) evaluates prompt
+    positions [first, first + n) and returns their logits [n, vocab]; a call that cuts a START..END span is
+    refused (ValueError), as the official code refuses image ids after the first prefill."""
+
+    def __init__(self, model, prompt, bias_vl, cap, dtype=torch.float64, record=False):
+        self.model, self.prompt, self.dtype = model, prompt, dtype
+        self.bias_vl = bias_vl            # {layer: tensor [E]}
+        self.caches = [dict() for _ in model.layers]
+        self.pos = 0
+        self.margins = [] if record else None
+        cfg = model.cfg
+        self.left, self.right = visible(prompt.ids, prompt.vocab, cap)
+        self.W, self.cap = cfg.window, cap
+
+    def _window_mask(self, sp, tq):
+        W = self.W
+        q = tq[:, 0].tolist()
+        lo = torch.tensor([max(p - (W - 1) - max(self.left[p] - (W - 1), 0), 0) for p in q])
+        hi = torch.tensor([p + self.right[p] for p in q])
+        assert bool(((hi - lo + 1) <= W + self.cap).all()), "span longer than the image-token cap"
+        return (sp[None, :] >= lo[:, None]) & (sp[None, :] <= hi[:, None])
+
+    def _route(self, moe, s, tok):
+        cfg = moe.cfg
+        image = tok >= self.prompt.vocab
+        li = moe.layer_id
+        if moe.gate.hash:
+            ids = moe.gate.tid2eid[torch.where(image, torch.zeros_like(tok), tok)].clone()
+            b = s.detach() + self.bias_vl[li].to(s.dtype)
+            rows = image
+        else:
+            bias = torch.where(image[:, None], self.bias_vl[li].to(s.dtype)[None, :],
+                               moe.gate.bias.detach().to(s.dtype)[None, :])
+            b = s.detach() + bias
+            rows = torch.ones_like(image)
+        top = torch.sort(b, dim=-1, descending=True, stable=True)      # exact ties: lower expert id
+        ids = torch.where(rows[:, None], top[1][:, :cfg.topk], ids if moe.gate.hash else top[1][:, :cfg.topk])
+        if m.CTX.rec is not None and cfg.n_experts > cfg.topk:
+            v = top[0]
+            gaps = ((v[:, cfg.topk - 1] - v[:, cfg.topk]) / v[:, 0].abs().clamp(min=1e-30)).tolist()
+            for row, gp in enumerate(gaps):
+                if bool(rows[row]):
+                    m.CTX.rec.append(("router", li, m.CTX.pos0 + row, gp, tuple(sorted(ids[row].tolist()))))
+        return ids
+
+    @torch.no_grad()
+    def eval(self, first, n):
+        P = self.prompt
+        assert first == self.pos and n >= 1 and first + n <= len(P.ids)
+        for s0, e0 in P.spans_se:
+            if first <= e0 and first + n > s0 and not (first <= s0 and first + n > e0):
+                raise ValueError("call [%d, %d) cuts the image span %d..%d" % (first, first + n, s0, e0))
+        mdl, cfg = self.model, self.model.cfg
+        ids = P.ids[first:first + n]
+        toks = torch.tensor([ids], dtype=torch.int64)
+        safe = torch.where(toks >= P.vocab, torch.zeros_like(toks), toks)
+        e = mdl.embed_tokens(safe, self.dtype).clone()
+        for k in range(n):
+            r = P.rows[first + k]
+            if r is not None:
+                e[0, k] = r.to(self.dtype)
+        X = e.unsqueeze(-2).expand(1, n, cfg.hc, cfg.dim).contiguous()
+        m.CTX.rec, m.CTX.window_mask, m.CTX.route = self.margins, self._window_mask, self._route
+        try:
+            for i, layer in enumerate(mdl.layers):
+                X = layer(X, first, toks, self.caches[i])
+            logits = mdl.logits_from_state(X)[0]
+        finally:
+            m.CTX.rec, m.CTX.window_mask, m.CTX.route = None, None, None
+        self.pos += n
+        return logits.to(torch.float32)
