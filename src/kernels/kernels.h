@@ -79,6 +79,23 @@ enum {
 void dsv4_linear(float *out, const dsv4_wview *w, const float *x, int n_tok, int flags, float *scratch);
 /* Floats of scratch dsv4_linear needs for n_tok rows of `cols` columns. */
 size_t dsv4_linear_scratch_floats(int n_tok, int cols);
+
+/* One product of dsv4_linear_multi: out = W x as dsv4_linear(out, w, x, n_tok, flags, ...). */
+typedef struct {
+    float *out;
+    const dsv4_wview *w;
+    const float *x;
+    int n_tok, flags;
+} dsv4_linear_op;
+#define DSV4_LINEAR_MULTI_MAX 32
+/* Several independent products in ONE pool call (a decode step's routed experts: every w1 and w3 on the same
+ * token, then every w2), each output bit-identical to its own dsv4_linear call. Ops with the same x pointer,
+ * n_tok, cols, DSV4_ACT_FP8 flag and activation layout share one quantized / packed copy of it. 1 <= nops <=
+ * DSV4_LINEAR_MULTI_MAX; no op's out may overlap another op's x or out. `scratch` holds
+ * dsv4_linear_multi_scratch_floats(ops, nops) floats. */
+void dsv4_linear_multi(const dsv4_linear_op *ops, int nops, float *scratch);
+/* Floats of scratch dsv4_linear_multi needs: dsv4_linear_scratch_floats of each distinct input. */
+size_t dsv4_linear_multi_scratch_floats(const dsv4_linear_op *ops, int nops);
 /* out[t][r] = W[r] . x_t for BF16 activation rows given already packed: row t at xptr[t] when xptr is non-NULL,
  * else at xb + t*ldx; w->cols must be a multiple of 32 (no padding is read). Same pair-lane order, flags
  * (DSV4_OUT_BF16) and threading as dsv4_linear; subnormal activations read as 0. Used for attention scores

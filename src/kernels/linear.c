@@ -351,30 +351,100 @@ size_t dsv4_linear_scratch_floats(int n_tok, int cols) {
     return (size_t)n_tok * (size_t)cols + ((size_t)n_tok * colsp + 1) / 2 + 16;
 }
 
-void dsv4_linear(float *out, const dsv4_wview *w, const float *x, int n_tok, int flags, float *scratch) {
-    const int rows = w->rows, cols = w->cols;
-    if (n_tok <= 0 || rows <= 0) return;
-    const dsv4_simd_ops *ops = dsv4_simd();
-    lin_task t;
-    memset(&t, 0, sizeof t);
-    t.job.w = w; t.job.n_tok = n_tok; t.job.cols = cols; t.job.colsp = (cols + 31) & ~31;
-    t.job.flags = flags; t.job.out = out; t.fn = ops->lin_rows;
+/* Set up t for out = W x (job fields, the activations quantized and packed into scratch as the format needs). */
+static void lin_prepare(lin_task *t, float *out, const dsv4_wview *w, const float *x, int n_tok, int flags,
+                        float *scratch) {
+    const int cols = w->cols;
+    memset(t, 0, sizeof *t);
+    t->job.w = w; t->job.n_tok = n_tok; t->job.cols = cols; t->job.colsp = (cols + 31) & ~31;
+    t->job.flags = flags; t->job.out = out; t->fn = dsv4_simd()->lin_rows;
     const dsv4_elem_ops *eo = dsv4_elem();   /* the elementwise ops of the same path (ops_simd.h) */
     if (flags & DSV4_ACT_FP8) {
         for (int k = 0; k < n_tok; k++) eo->fp8_sim(scratch + (size_t)k * cols, x + (size_t)k * cols, cols, 128);
         x = scratch;
     }
     if (w->fmt == DSV4_W_F32) {
-        t.xf = x;
+        t->xf = x;
     } else {
         /* pack after the (optional) quantized copy; x values are BF16-representable (contract) */
         uint16_t *xb = (uint16_t *)(scratch + (size_t)n_tok * cols);
         xb = (uint16_t *)(((uintptr_t)xb + 63) & ~(uintptr_t)63);
         int nperm = w->fmt == DSV4_W_FP8 ? cols & ~63 : 0;   /* FP8: the 64-column block order (simd.h) */
-        for (int k = 0; k < n_tok; k++) eo->pack_bf16(xb + (size_t)k * t.job.colsp, x + (size_t)k * cols, cols, nperm, t.job.colsp);
-        t.job.xb = xb;
+        for (int k = 0; k < n_tok; k++) eo->pack_bf16(xb + (size_t)k * t->job.colsp, x + (size_t)k * cols, cols, nperm, t->job.colsp);
+        t->job.xb = xb;
     }
+}
+
+void dsv4_linear(float *out, const dsv4_wview *w, const float *x, int n_tok, int flags, float *scratch) {
+    if (n_tok <= 0 || w->rows <= 0) return;
+    lin_task t;
+    lin_prepare(&t, out, w, x, n_tok, flags, scratch);
     lin_run(&t);
+}
+
+/* ---- several products in one pool call */
+/* Op j can use op i's prepared activations: same input, tokens, width, quantization and layout (F32 weights read
+ * x as F32; FP8 weights pack in the 64-column order; BF16 and FP4 plainly). */
+static int same_input(const dsv4_linear_op *a, const dsv4_linear_op *b) {
+    int la = a->w->fmt == DSV4_W_F32 ? 0 : a->w->fmt == DSV4_W_FP8 ? 1 : 2;
+    int lb = b->w->fmt == DSV4_W_F32 ? 0 : b->w->fmt == DSV4_W_FP8 ? 1 : 2;
+    return a->x == b->x && a->n_tok == b->n_tok && a->w->cols == b->w->cols && la == lb &&
+           (a->flags & DSV4_ACT_FP8) == (b->flags & DSV4_ACT_FP8);
+}
+
+size_t dsv4_linear_multi_scratch_floats(const dsv4_linear_op *ops, int nops) {
+    size_t n = 0;
+    for (int i = 0; i < nops && i < DSV4_LINEAR_MULTI_MAX; i++) {
+        if (ops[i].n_tok <= 0 || ops[i].w->rows <= 0) continue;
+        int shared = 0;
+        for (int j = 0; j < i && !shared; j++)
+            shared = ops[j].n_tok > 0 && ops[j].w->rows > 0 && same_input(&ops[j], &ops[i]);
+        if (!shared) n += dsv4_linear_scratch_floats(ops[i].n_tok, ops[i].w->cols) + 16;   /* + 64-byte alignment */
+    }
+    return n;
+}
+
+typedef struct {
+    lin_task t[DSV4_LINEAR_MULTI_MAX];
+    int first[DSV4_LINEAR_MULTI_MAX + 1];   /* op k owns tasks [first[k], first[k+1]) */
+    int nops;
+} multi_task;
+
+static void multi_task_run(void *ctx, int i) {
+    multi_task *m = ctx;
+    int k = 0;
+    while (i >= m->first[k + 1]) k++;
+    lin_task_run(&m->t[k], i - m->first[k]);
+}
+
+void dsv4_linear_multi(const dsv4_linear_op *ops, int nops, float *scratch) {
+    multi_task m;
+    int src[DSV4_LINEAR_MULTI_MAX];   /* m.t[k] is ops[src[k]] (empty ops are skipped) */
+    m.nops = 0;
+    m.first[0] = 0;
+    /* about 8 tasks per thread over all ops (claimed dynamically), at least one per op */
+    int nthr = dsv4_pool_threads(), per = nthr > 1 ? (nthr * 8 + nops - 1) / nops : 1;
+    for (int i = 0; i < nops && i < DSV4_LINEAR_MULTI_MAX; i++) {
+        const dsv4_linear_op *o = &ops[i];
+        if (o->n_tok <= 0 || o->w->rows <= 0) continue;
+        lin_task *t = &m.t[m.nops];
+        int j = 0;
+        while (j < m.nops && !same_input(&ops[src[j]], o)) j++;
+        src[m.nops] = i;
+        if (j < m.nops) {
+            *t = m.t[j];
+            t->job.w = o->w; t->job.out = o->out; t->job.flags = o->flags;
+        } else {
+            lin_prepare(t, o->out, o->w, o->x, o->n_tok, o->flags, scratch);
+            scratch += dsv4_linear_scratch_floats(o->n_tok, o->w->cols) + 16;
+        }
+        int rb = o->w->fmt == DSV4_W_F32 ? 4 : DSV4_LIN_RB, nblk = cdiv(o->w->rows, rb);
+        int ntask = per < nblk ? per : nblk;
+        t->rows_per_task = cdiv(nblk, ntask) * rb;
+        m.first[m.nops + 1] = m.first[m.nops] + cdiv(o->w->rows, t->rows_per_task);
+        m.nops++;
+    }
+    if (m.nops) dsv4_parallel_for(m.first[m.nops], multi_task_run, &m);
 }
 
 void dsv4_linear_bf16x(float *out, const dsv4_wview *w, const uint16_t *xb, size_t ldx,

@@ -434,14 +434,8 @@ static void attention(dsv4_session *s, int li, const float *x, int n, const int6
 /* ------------------------------------------------------------------ MoE (§4.6) */
 static inline float softplusf(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
 
-/* SwiGLU expert on cnt rows of xe: ye = W2(bf16(w * silu(min(W1 x, lim)) * clamp(W3 x, ±lim))). */
-static void expert(dsv4_session *s, const dsv4_wview *w1, const dsv4_wview *w2, const dsv4_wview *w3,
-                   const float *xe, const float *wt, int cnt, float *ye) {
-    const dsv4_config *c = &s->m->cfg;
-    float *g = s->w.g, *v = s->w.v, lim = c->swiglu_limit;
-    int I = w1->rows;
-    dsv4_linear(g, w1, xe, cnt, DSV4_ACT_FP8 | DSV4_OUT_BF16, s->w.act);
-    dsv4_linear(v, w3, xe, cnt, DSV4_ACT_FP8 | DSV4_OUT_BF16, s->w.act);
+/* g = bf16(w * silu(min(g, lim)) * clamp(v, ±lim)) on cnt rows of I (w = wt[t], or 1 when wt is NULL). */
+static void swiglu(float *g, const float *v, int I, int cnt, const float *wt, float lim) {
     for (int t = 0; t < cnt; t++)
         for (int i = 0; i < I; i++) {
             size_t k = (size_t)t * I + i;
@@ -455,7 +449,55 @@ static void expert(dsv4_session *s, const dsv4_wview *w1, const dsv4_wview *w2, 
             if (wt) h *= wt[t];
             g[k] = bf(h);
         }
+}
+
+/* SwiGLU expert on cnt rows of xe: ye = W2(bf16(w * silu(min(W1 x, lim)) * clamp(W3 x, ±lim))). */
+static void expert(dsv4_session *s, const dsv4_wview *w1, const dsv4_wview *w2, const dsv4_wview *w3,
+                   const float *xe, const float *wt, int cnt, float *ye) {
+    float *g = s->w.g, *v = s->w.v;
+    dsv4_linear(g, w1, xe, cnt, DSV4_ACT_FP8 | DSV4_OUT_BF16, s->w.act);
+    dsv4_linear(v, w3, xe, cnt, DSV4_ACT_FP8 | DSV4_OUT_BF16, s->w.act);
+    swiglu(g, v, w1->rows, cnt, wt, s->m->cfg.swiglu_limit);
     dsv4_linear(ye, w2, g, cnt, DSV4_ACT_FP8 | DSV4_OUT_BF16, s->w.act);
+}
+
+/* The experts of ONE token (a decode step, weights mapped): the same products as expert() per routed expert and
+ * the shared one, in two pool calls (every w1 and w3, which share the token's quantized activations; then every
+ * w2) instead of three per expert, and the outputs added in moe()'s order: routed experts by increasing id (a
+ * repeated id in its k order), then the shared expert. Bit-identical to the per-expert loop. */
+static void moe_one_token(dsv4_session *s, const dsv4_layer *L, const float *x, const int *id, const float *rw,
+                          float *y) {
+    const dsv4_config *c = &s->m->cfg;
+    int D = c->dim, K = c->n_activated_experts, I = c->moe_inter_dim, Is = L->sw1.rows, ns = Is > 0;
+    float *g = s->w.g, *v = s->w.v, *ye = s->w.ye, *acc = s->w.acc;
+    dsv4_linear_op op[DSV4_LINEAR_MULTI_MAX];
+    for (int k = 0; k < K; k++) {
+        op[2 * k] = (dsv4_linear_op){g + (size_t)k * I, &L->w1[id[k]], x, 1, DSV4_ACT_FP8 | DSV4_OUT_BF16};
+        op[2 * k + 1] = (dsv4_linear_op){v + (size_t)k * I, &L->w3[id[k]], x, 1, DSV4_ACT_FP8 | DSV4_OUT_BF16};
+    }
+    if (ns) {
+        op[2 * K] = (dsv4_linear_op){g + (size_t)K * I, &L->sw1, x, 1, DSV4_ACT_FP8 | DSV4_OUT_BF16};
+        op[2 * K + 1] = (dsv4_linear_op){v + (size_t)K * I, &L->sw3, x, 1, DSV4_ACT_FP8 | DSV4_OUT_BF16};
+    }
+    dsv4_linear_multi(op, 2 * (K + ns), s->w.act);
+    for (int k = 0; k < K; k++) swiglu(g + (size_t)k * I, v + (size_t)k * I, I, 1, &rw[k], c->swiglu_limit);
+    if (ns) swiglu(g + (size_t)K * I, v + (size_t)K * I, Is, 1, NULL, c->swiglu_limit);
+    for (int k = 0; k < K; k++)
+        op[k] = (dsv4_linear_op){ye + (size_t)k * D, &L->w2[id[k]], g + (size_t)k * I, 1, DSV4_ACT_FP8 | DSV4_OUT_BF16};
+    if (ns) op[K] = (dsv4_linear_op){ye + (size_t)K * D, &L->sw2, g + (size_t)K * I, 1, DSV4_ACT_FP8 | DSV4_OUT_BF16};
+    dsv4_linear_multi(op, K + ns, s->w.act);
+    int ord[DSV4_LINEAR_MULTI_MAX / 2];   /* k by (id, k): insertion sort of at most 15 entries */
+    for (int k = 0; k < K; k++) {
+        int j = k;
+        while (j > 0 && id[ord[j - 1]] > id[k]) { ord[j] = ord[j - 1]; j--; }
+        ord[j] = k;
+    }
+    memset(acc, 0, (size_t)D * sizeof(float));
+    for (int k = 0; k < K + ns; k++) {
+        const float *e = ye + (size_t)(k < K ? ord[k] : K) * D;
+        for (int d = 0; d < D; d++) acc[d] += e[d];
+    }
+    for (int d = 0; d < D; d++) y[d] = bf(acc[d]);
 }
 
 static void moe(dsv4_session *s, int li, const float *x, const int32_t *tokens, int n, float *y) {
@@ -489,6 +531,7 @@ static void moe(dsv4_session *s, int li, const float *x, const int32_t *tokens, 
         for (int k = 0; k < K; k++) sum += l[id[k]];
         for (int k = 0; k < K; k++) rw[t * K + k] = l[id[k]] / sum * c->route_scale;
     }
+    if (n == 1 && !m->xc && 2 * (K + 1) <= DSV4_LINEAR_MULTI_MAX) { moe_one_token(s, L, x, rid, rw, y); return; }
     if (m->xc && !s->xc_failed) dsv4_xc_route(m->xc, li, rid, n * K, tokens, n);   /* read-ahead */
     memset(acc, 0, (size_t)n * D * sizeof(float));
     for (int e = 0; e < E; e++) {
