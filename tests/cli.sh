@@ -135,3 +135,10 @@ printf '[{"role": "system", "content": [{"type": "image_url", "image_url": {"url
 check "render: an image in a system message is refused naming it" 1 "messages\\[0\\]\\.content\\[0\\]: image parts are allowed only in user and tool messages, not in a 'system' message" -- "$BIN" render --messages "$tmp/sysimg.json"
 printf '[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://example.org/a.png"}}]}]' > "$tmp/remote.json"
 check "render -m: a remote image URL is not fetched" 1 "messages\\[0\\]\\.content\\[0\\]: 'https:' URLs are not fetched" -- "$BIN" render -m $VL --messages "$tmp/remote.json"
+# a tiny V4.1 with a tower and a tokenizer (tests/golden/cli-vl: tiny-tok + tiny-vl's tower; outputs meaningless)
+CVL=tests/golden/cli-vl
+check "generate --image: the placeholder + blank line go before the prompt (echoed), the span is expanded (17 + 3 positions)" 0 "^<｜deepseek_image｜>,,ROMEO:.*,prefill 20 tokens" -- sh -c "'$BIN' generate -m $CVL -p ROMEO: --image $VL/shapes.png -n 2 --temp 0 2>&1 | grep -v '^dsv4 generate:' | tr '\\n' ','"
+check "generate --image: the prompt's own placeholders take the images in order (2 spans: 34 + 2 positions)" 0 "prefill 36 tokens" -- "$BIN" generate -m $CVL -p "<｜deepseek_image｜> and <｜deepseek_image｜>" --image $VL/shapes.png --image $VL/stripes.jpg -n 2 --temp 0
+check "generate --image: more placeholders than images" 1 "the prompt has 2 image placeholders but 1 --image was given" -- "$BIN" generate -m $CVL -p "<｜deepseek_image｜> and <｜deepseek_image｜>" --image $VL/shapes.png -n 2
+check "generate: placeholders without any --image" 1 "the prompt has 1 image placeholder but 0 --image were given" -- "$BIN" generate -m $CVL -p "<｜deepseek_image｜> x" -n 2
+check "generate --image: the image changes the logits (the same prompt and seed, two images: different text)" 0 "^differ$" -- sh -c "a=\$('$BIN' generate -m $CVL -p ROMEO: --image $VL/shapes.png -n 24 --temp 1 -s 3 2>/dev/null); b=\$('$BIN' generate -m $CVL -p ROMEO: --image $VL/stripes.jpg -n 24 --temp 1 -s 3 2>/dev/null); [ \"\$a\" != \"\$b\" ] && echo differ"

@@ -354,4 +354,29 @@ if srv_start img --max-image-pixels 1000; then
         post /v1/chat/completions "{\"messages\":[{\"role\":\"user\",\"content\":\"ROMEO:\"}],\"max_tokens\":4,$CHAT}"
     srv_stop
 fi
+# end to end on tests/golden/cli-vl (a tiny V4.1 with a tower and a tokenizer; its outputs mean nothing): both images
+# give 17-position spans, so two prompts that differ only in the image have the same ids everywhere. Continuing a
+# conversation reuses the slot's session (V4.1: no checkpoints, only a live extension) -- unless the image differs:
+# then the keys (dsv4_prompt_key) differ inside the span and nothing is reused, where comparing ids would reuse all.
+SRV_MODEL_V4=$SRV_MODEL
+SRV_MODEL=tests/golden/cli-vl
+JPG_OK=$(base64 -w0 $VLD/stripes.jpg)
+vlmsg() { printf '{"role":"user","content":[{"type":"text","text":"ROMEO: what is it?"},{"type":"image_url","image_url":{"url":"data:%s;base64,%s"}}]}' "$1" "$2"; }
+vlreq() { printf '{"messages":[%s],"max_tokens":3,"temperature":0,"thinking":{"type":"disabled"},"logprobs":true}' "$(vlmsg "$1" "$2")"; }
+vlnext() { printf '{"messages":[%s,{"role":"assistant","content":"%s"},{"role":"user","content":"and then?"}],"max_tokens":3,"temperature":0,"thinking":{"type":"disabled"}}' "$(vlmsg "$1" "$2")" "$3"; }
+vlcontent() { sed -n 's/.*"message":{"role":"assistant","content":"\([^"]*\)".*/\1/p'; }
+if srv_start vl; then
+    post /v1/chat/completions "$(vlreq image/png "$PNG_BIG")" > "$tmp/vl1.json"
+    check "serve image on a model with a tower: 200, the prompt counts the expanded span (52 positions)" 0 '"prompt_tokens":52,.*HTTP 200' -- cat "$tmp/vl1.json"
+    check "serve image: the conversation continued with the same image reuses the session (54 positions)" 0 '"cached_tokens":54.*HTTP 200' -- \
+        post /v1/chat/completions "$(vlnext image/png "$PNG_BIG" "$(vlcontent < "$tmp/vl1.json")")"
+    post /v1/chat/completions "$(vlreq image/jpeg "$JPG_OK")" > "$tmp/vl3.json"
+    check "serve image: another image gives other logprobs" 0 '^differ$' -- sh -c "a=\$(grep -o '\"logprob\":[-0-9.e]*' '$tmp/vl1.json'); b=\$(grep -o '\"logprob\":[-0-9.e]*' '$tmp/vl3.json'); [ -n \"\$a\" ] && [ \"\$a\" != \"\$b\" ] && echo differ"
+    check "serve image: the session holds the other image: same ids, other keys, nothing reused" 0 '"cached_tokens":0[,}].*HTTP 200' -- \
+        post /v1/chat/completions "$(vlnext image/png "$PNG_BIG" "$(vlcontent < "$tmp/vl3.json")")"
+    check "serve image: Anthropic base64 block on a model with a tower" 0 '"stop_reason":"max_tokens".*"input_tokens":[0-9]+.*HTTP 200' -- \
+        post /v1/messages "{\"max_tokens\":3,\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"what?\"},{\"type\":\"image\",\"source\":{\"type\":\"base64\",\"media_type\":\"image/jpeg\",\"data\":\"$JPG_OK\"}}]}]}"
+    srv_stop
+fi
+SRV_MODEL=$SRV_MODEL_V4
 check "serve: --max-image-pixels 0 refused at parse time" 2 "option --max-image-pixels: '0' is not an integer in \\[1, 178956970\\]" -- "$BIN" serve -m models/nano --max-image-pixels 0
