@@ -867,7 +867,67 @@ static void test_gemm_fold_guard(void) {
     dsv4_set_kernel_path(getenv("DSV4_KERNEL") ? getenv("DSV4_KERNEL") : "scalar", NULL, 0);
 }
 
+/* dsv4_linear_multi: ops of every format, some sharing an input (same pointer: one prepared copy), one with a
+ * different token count on the same pointer and one empty, each output bit-identical to its own dsv4_linear
+ * call, on every path and 1-3 threads. */
+static void test_linear_multi(void) {
+    enum { NOPS = 10, COLS = 1088, T = 3 };
+    static const dsv4_wfmt fm[NOPS] = {DSV4_W_FP4, DSV4_W_FP4, DSV4_W_FP8, DSV4_W_BF16, DSV4_W_F32, DSV4_W_FP4,
+                                       DSV4_W_FP8, DSV4_W_BF16, DSV4_W_FP4, DSV4_W_BF16};
+    static const int rows[NOPS] = {200, 136, 130, 72, 24, 64, 256, 8, 40, 16};
+    static const int xi[NOPS] = {0, 0, 0, 1, 0, 2, 1, 0, 0, 0};    /* which input: 3 distinct row sets */
+    static const int nt[NOPS] = {1, 1, 1, 1, 1, 3, 1, 2, 1, 0};    /* op 7: 2 tokens of input 0; op 9 empty */
+    static const int fl[NOPS] = {DSV4_ACT_FP8 | DSV4_OUT_BF16, DSV4_ACT_FP8 | DSV4_OUT_BF16, DSV4_ACT_FP8, 0, 0,
+                                 DSV4_OUT_BF16, DSV4_ACT_FP8 | DSV4_OUT_BF16, DSV4_ACT_FP8, 0, 0};
+    owned_w w[NOPS];
+    float *x[3], *out[NOPS], *want[NOPS];
+    dsv4_linear_op op[NOPS];
+    for (int i = 0; i < 3; i++) {
+        x[i] = malloc(sizeof(float) * T * COLS);
+        for (int k = 0; k < T * COLS; k++) x[i][k] = rnd_bf16(3.0f);
+    }
+    for (int i = 0; i < NOPS; i++) {
+        w[i] = make_weight(fm[i], rows[i], COLS);
+        out[i] = malloc(sizeof(float) * T * rows[i]);
+        want[i] = malloc(sizeof(float) * T * rows[i]);
+        op[i] = (dsv4_linear_op){out[i], &w[i].w, x[xi[i]], nt[i], fl[i]};
+    }
+    /* distinct prepared inputs: ops 0 (1 shares it), 2, 3, 4, 5, 6, 7, 8 (op 0's input, layout and tokens without
+     * the FP8 quantization) */
+    size_t ns = dsv4_linear_multi_scratch_floats(op, NOPS), n1 = dsv4_linear_scratch_floats(T, COLS), want_ns = 0;
+    for (int i = 0; i < NOPS; i++)
+        if (i != 1 && i != 9) want_ns += dsv4_linear_scratch_floats(nt[i], COLS) + 16;
+    CHECK(ns == want_ns, "linear_multi scratch %zu floats, want %zu (8 distinct prepared inputs)", ns, want_ns);
+    float *scratch = malloc(sizeof(float) * (ns > n1 ? ns : n1));
+    char err[256];
+    int tested = 0;
+    for (int p = 0; p < NPATHS; p++) {
+        if (dsv4_set_kernel_path(PATHS[p], err, sizeof err) != 0) continue;
+        for (int i = 0; i < NOPS; i++) dsv4_linear(want[i], &w[i].w, x[xi[i]], nt[i], fl[i], scratch);
+        for (int th = 1; th <= 3; th++) {
+            dsv4_set_threads(th, NULL, 0);
+            for (int i = 0; i < NOPS; i++) for (int k = 0; k < T * rows[i]; k++) out[i][k] = -7.0f;
+            dsv4_linear_multi(op, NOPS, scratch);
+            int bad = 0, touched = 0;
+            for (int i = 0; i < NOPS; i++) {
+                for (int k = 0; k < nt[i] * rows[i]; k++) bad += f2u(out[i][k]) != f2u(want[i][k]);
+                for (int k = nt[i] * rows[i]; k < T * rows[i]; k++) touched += out[i][k] != -7.0f;
+            }
+            CHECK(bad == 0 && touched == 0, "linear_multi on %s, %d threads: %d outputs differ from dsv4_linear, %d "
+                  "written past an op's tokens", PATHS[p], th, bad, touched);
+            tested++;
+        }
+    }
+    CHECK(tested >= 3, "linear_multi ran on %d path x thread cases", tested);
+    for (int i = 0; i < NOPS; i++) { free(w[i].data); free(w[i].scale); free(out[i]); free(want[i]); }
+    for (int i = 0; i < 3; i++) free(x[i]);
+    free(scratch);
+    dsv4_set_kernel_path(getenv("DSV4_KERNEL") ? getenv("DSV4_KERNEL") : "scalar", NULL, 0);
+    dsv4_set_threads(2, NULL, 0);
+}
+
 static void test_linear(void) {
+    test_linear_multi();
     test_threads_api();
     test_storage_forms();
     test_tiny_values();
