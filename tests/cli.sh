@@ -142,3 +142,9 @@ check "generate --image: the prompt's own placeholders take the images in order 
 check "generate --image: more placeholders than images" 1 "the prompt has 2 image placeholders but 1 --image was given" -- "$BIN" generate -m $CVL -p "<｜deepseek_image｜> and <｜deepseek_image｜>" --image $VL/shapes.png -n 2
 check "generate: placeholders without any --image" 1 "the prompt has 1 image placeholder but 0 --image were given" -- "$BIN" generate -m $CVL -p "<｜deepseek_image｜> x" -n 2
 check "generate --image: the image changes the logits (the same prompt and seed, two images: different text)" 0 "^differ$" -- sh -c "a=\$('$BIN' generate -m $CVL -p ROMEO: --image $VL/shapes.png -n 24 --temp 1 -s 3 2>/dev/null); b=\$('$BIN' generate -m $CVL -p ROMEO: --image $VL/stripes.jpg -n 24 --temp 1 -s 3 2>/dev/null); [ \"\$a\" != \"\$b\" ] && echo differ"
+printf 'what is it?\n/image %s\nand this?\n/image %s\n/history\n' "$VL/stripes.jpg" "$tmp/none.png" > "$tmp/chat-img.txt"
+"$BIN" chat -m $CVL --image $VL/shapes.png -n 3 -c 512 --temp 0 -v --no-think < "$tmp/chat-img.txt" > "$tmp/chat-img.out" 2>&1
+check "chat --image: the first message carries the image (27 positions: its 17-position span + 10)" 0 "^\\[turn 0: prompt 27 tokens" -- cat "$tmp/chat-img.out"
+check "chat /image FILE: attached to the next message (59 positions: both spans)" 0 "^\\[turn 1: prompt 59 tokens" -- cat "$tmp/chat-img.out"
+check "chat /image: a missing file is reported and the chat goes on" 0 "^\\(/image: $tmp/none.png: cannot open: No such file or directory; the image was not attached\\)" -- cat "$tmp/chat-img.out"
+check "chat /history shows the image parts" 0 "^\\[3\\] user: \\[image $VL/stripes.jpg\\] and this\\?" -- cat "$tmp/chat-img.out"
