@@ -79,6 +79,22 @@ static void lin(dsv4_v41_state *s, float *out, const dsv4_wview *w, const float 
 
 static void rms(float *x, const float *w, int n, float eps) { dsv4_rmsnorm(x, x, w, n, eps, 1); }
 
+/* The attention output projection of T tokens (trunk and DSpark blocks): s->o [T][H*hd] split in o_groups groups,
+ * each through its rows of wo_a (BF16, no activation quantization) into s->oa [T][G*olr], then wo_b -> out. */
+static void attn_out(dsv4_v41_state *s, const dsv4_layer41 *B, int T, float *out) {
+    const dsv4_config *c = &s->m->cfg;
+    const int H = c->n_heads, hd = c->head_dim, G = c->o_groups, gw = H * hd / G, olr = c->o_lora_rank;
+    for (int g = 0; g < G; g++) {
+        for (int t = 0; t < T; t++)
+            memcpy(s->og + (size_t)t * gw, s->o + (size_t)t * H * hd + (size_t)g * gw, (size_t)gw * sizeof(float));
+        dsv4_wview wg = dsv4_wview_rows(&B->wo_a, g * olr, olr);
+        dsv4_linear(s->t2, &wg, s->og, T, DSV4_OUT_BF16, s->lin);
+        for (int t = 0; t < T; t++)
+            memcpy(s->oa + (size_t)t * G * olr + (size_t)g * olr, s->t2 + (size_t)t * olr, (size_t)olr * sizeof(float));
+    }
+    lin(s, out, &B->wo_b, s->oa, T, 1, 1);
+}
+
 /* hc_mixes of single-pass mHC for each token of X [T][hc][D] */
 static void mixes(dsv4_v41_state *s, const float *X, int T, const dsv4_wview *fn, const float *scale, const float *base,
                   float *pre, float *post, float *comb) {
@@ -344,17 +360,7 @@ static void attention(dsv4_v41_state *s, int L, const dsv4_layer41 *B, const flo
             dsv4_rope(o + hd - rd, rd, fr, P, 1);
         }
     }
-    /* grouped wo_a (BF16, no activation quantization), then wo_b */
-    const int G = c->o_groups, gw = H * hd / G, olr = c->o_lora_rank;
-    for (int g = 0; g < G; g++) {
-        for (int t = 0; t < T; t++)
-            memcpy(s->og + (size_t)t * gw, s->o + (size_t)t * H * hd + (size_t)g * gw, (size_t)gw * sizeof(float));
-        dsv4_wview wg = dsv4_wview_rows(&B->wo_a, g * olr, olr);
-        dsv4_linear(s->t2, &wg, s->og, T, DSV4_OUT_BF16, s->lin);
-        for (int t = 0; t < T; t++)
-            memcpy(s->oa + (size_t)t * G * olr + (size_t)g * olr, s->t2 + (size_t)t * olr, (size_t)olr * sizeof(float));
-    }
-    lin(s, out, &B->wo_b, s->oa, T, 1, 1);
+    attn_out(s, B, T, out);
 }
 
 static void dspark_attention(dsv4_v41_state *s, const dsv4_layer41 *B, const float *x, int64_t P, int T, float *out);
@@ -522,16 +528,7 @@ static void dspark_attention(dsv4_v41_state *s, const dsv4_layer41 *B, const flo
             for (int i = 0; i < hd; i++) o[i] = bf(o[i] / Z);
             dsv4_rope(o + hd - rd, rd, fr, P + 1 + t, 1);
         }
-    const int G = c->o_groups, gw = H * hd / G, olr = c->o_lora_rank;
-    for (int g = 0; g < G; g++) {
-        for (int t = 0; t < T; t++)
-            memcpy(s->og + (size_t)t * gw, s->o + (size_t)t * H * hd + (size_t)g * gw, (size_t)gw * sizeof(float));
-        dsv4_wview wg = dsv4_wview_rows(&B->wo_a, g * olr, olr);
-        dsv4_linear(s->t2, &wg, s->og, T, DSV4_OUT_BF16, s->lin);
-        for (int t = 0; t < T; t++)
-            memcpy(s->oa + (size_t)t * G * olr + (size_t)g * olr, s->t2 + (size_t)t * olr, (size_t)olr * sizeof(float));
-    }
-    lin(s, out, &B->wo_b, s->oa, T, 1, 1);
+    attn_out(s, B, T, out);
 }
 
 int dsv4_v41_dspark(dsv4_v41_state *s, int32_t token, float *logits, int32_t *ids, float *conf, char *err,
