@@ -124,21 +124,9 @@ int main(int argc, char **argv) {
         free(dgot);
         /* index selections, exactly (the float32 mode moved float32_mode.selections_differing of them) */
         const cJSON *gsel = cJSON_GetObjectItem(e, "selections");
-        int nrec = dsv4_v41_recorded(s), nsame = 0, nd = 0;
         const int allowed = cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(g,
             "tolerance"), "float32_mode"), name), "selections_differing")->valueint;
-        for (int i = 0; i < cJSON_GetArraySize(gsel); i++) {
-            const cJSON *r = cJSON_GetArrayItem(gsel, i);
-            int L = cJSON_GetArrayItem(r, 0)->valueint, P = cJSON_GetArrayItem(r, 1)->valueint;
-            const cJSON *pk = cJSON_GetArrayItem(r, 2);
-            const int32_t *c = NULL;
-            for (int j = 0; j < nrec && !c; j++)
-                if (rec[(size_t)j * RS] == L && rec[(size_t)j * RS + 1] == P) c = rec + (size_t)j * RS;
-            int eq = c && c[2] == cJSON_GetArraySize(pk);
-            for (int j = 0; eq && j < c[2]; j++) eq = c[3 + j] == cJSON_GetArrayItem(pk, j)->valueint;
-            if (eq) nsame++;
-            else if (nd++ < 3) printf("    %s: layer %d position %d selects differently\n", name, L, P);
-        }
+        int nsame = 0, nd = test_selections_differ(rec, dsv4_v41_recorded(s), RS, gsel, name, &nsame);
         printf("  %s: index selections %d of %d equal (the float32 mode moved %d)\n", name, nsame,
                cJSON_GetArraySize(gsel), allowed);
         CHECK(nd <= allowed, "%s: %d selections differ (float32 mode: %d)", name, nd, allowed);

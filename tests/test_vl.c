@@ -123,18 +123,7 @@ static int run_calls_rec(dsv4_model *m, const dsv4_prompt *p, const int *calls, 
     }
     if (!rc) EXPECT(bit, "%s: all = 0 differs from the last row of all = 1", what);
     if (rec && !rc) {   /* index selections vs the reference's (the float32 mode picks the same in every schedule) */
-        int nrec = dsv4_v41_recorded(s->v41), nsame = 0, nd = 0;
-        for (int i = 0; i < cJSON_GetArraySize(gsel); i++) {
-            const cJSON *r = cJSON_GetArrayItem(gsel, i), *pk = cJSON_GetArrayItem(r, 2);
-            const int L = cJSON_GetArrayItem(r, 0)->valueint, P = cJSON_GetArrayItem(r, 1)->valueint;
-            const int32_t *c = NULL;
-            for (int j = 0; j < nrec && !c; j++)
-                if (rec[(size_t)j * RS] == L && rec[(size_t)j * RS + 1] == P) c = rec + (size_t)j * RS;
-            int eq = c && c[2] == cJSON_GetArraySize(pk);
-            for (int j = 0; eq && j < c[2]; j++) eq = c[3 + j] == cJSON_GetArrayItem(pk, j)->valueint;
-            if (eq) nsame++;
-            else if (nd++ < 3) printf("    %s: layer %d position %d selects differently\n", what, L, P);
-        }
+        int nsame = 0, nd = test_selections_differ(rec, dsv4_v41_recorded(s->v41), RS, gsel, what, &nsame);
         CHECK(nd == 0, "%s: %d of %d index selections differ from the reference's", what, nd,
               cJSON_GetArraySize(gsel));
         printf("  %s: index selections %d of %d equal to the reference's\n", what, nsame, cJSON_GetArraySize(gsel));

@@ -128,6 +128,27 @@ static inline double test_maxdiff(const float *a, const float *b, size_t n) {
     return m;
 }
 
+/* Index selections recorded by the C forward vs a golden's: rec holds nrec records of rs ints each (layer, position,
+ * count, ids...: dsv4_v41_recorded), gsel the golden's [[layer, position, [ids...]], ...]. Returns how many golden
+ * rows have no equal record (the first 3 printed, prefixed by `what`); *nsame receives the equal ones. */
+static inline int test_selections_differ(const int32_t *rec, int nrec, int rs, const cJSON *gsel, const char *what,
+                                         int *nsame) {
+    int nd = 0;
+    *nsame = 0;
+    for (int i = 0; i < cJSON_GetArraySize(gsel); i++) {
+        const cJSON *r = cJSON_GetArrayItem(gsel, i), *pk = cJSON_GetArrayItem(r, 2);
+        const int L = cJSON_GetArrayItem(r, 0)->valueint, P = cJSON_GetArrayItem(r, 1)->valueint;
+        const int32_t *c = NULL;
+        for (int j = 0; j < nrec && !c; j++)
+            if (rec[(size_t)j * rs] == L && rec[(size_t)j * rs + 1] == P) c = rec + (size_t)j * rs;
+        int eq = c && c[2] == cJSON_GetArraySize(pk);
+        for (int j = 0; eq && j < c[2]; j++) eq = c[3 + j] == cJSON_GetArrayItem(pk, j)->valueint;
+        if (eq) (*nsame)++;
+        else if (nd++ < 3) printf("    %s: layer %d position %d selects differently\n", what, L, P);
+    }
+    return nd;
+}
+
 static inline int test_cmp_str_(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 /* The names of the subdirectories <root>/<name> (names not starting with '.') that hold a readable file
