@@ -73,8 +73,8 @@ typedef struct {
  * On success *out receives a malloc'd NUL-terminated prompt (caller frees) and *out_len its length.
  * Errors (return -1, *out = NULL): not JSON / not UTF-8 (byte offset), missing or unknown role of a
  * rendered message, invalid combinations the official encoder raises on (developer without content,
- * user content that is not a string, tool-call arguments that are JSON but not an object, invalid task,
- * reasoning effort out of range, ...), lone UTF-16 surrogates reaching the output. */
+ * user content that is neither a string nor a list of parts (see Images below), tool-call arguments that are JSON
+ * but not an object, invalid task, reasoning effort out of range, ...), lone UTF-16 surrogates reaching the output. */
 int dsv4_chat_render(const char *request_json, size_t len, const dsv4_render_opts *opts,
                      char **out, size_t *out_len, char *err, size_t errlen);
 

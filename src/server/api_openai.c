@@ -398,6 +398,7 @@ int srv_api_completions(const srv_request *q, srv_reply *r) {
         goto fail;
     }
     if (n == 0) { srv_err(&e, 400, IRE, "invalid_value", "prompt", "'prompt' encodes to no tokens"); goto fail; }
+    if (srv_check_placeholders(q->eng, toks, n, 0, "prompt", &e)) goto fail;   /* no images in raw prompts */
     srv_job *j = srv_submit(q->eng, toks, n, &g, &e);
     toks = NULL;
     if (!j) goto fail;

@@ -260,6 +260,16 @@ static int build_images(srv_engine *eng, const cJSON *messages, const dsv4_chat_
     return rc;
 }
 
+int srv_check_placeholders(srv_engine *eng, const int32_t *ids, int n, int n_images, const char *param, srv_error *e) {
+    int32_t tok = dsv4_model_image_token(srv_engine_model(eng));
+    int k = 0;
+    for (int i = 0; i < n && tok >= 0; i++) k += ids[i] == tok;
+    if (k == n_images) return 0;
+    return srv_err(e, 400, IRE, "invalid_value", param, "%s: the prompt has %d image placeholder%s (the text "
+                   "<｜deepseek_image｜>, id %d) but %d image%s given; send images as image content parts", param, k,
+                   k == 1 ? "" : "s", (int)tok, n_images, n_images == 1 ? " was" : "s were");
+}
+
 int srv_render_tokens(srv_engine *eng, const cJSON *messages, const cJSON *tools, const cJSON *response_format,
                       srv_gen *g, int32_t **out, int *n_out, srv_error *e) {
     *out = NULL; *n_out = 0;
@@ -300,6 +310,7 @@ int srv_render_tokens(srv_engine *eng, const cJSON *messages, const cJSON *tools
         cap = n;
     }
     free(prompt);
+    if (!nparts && srv_check_placeholders(eng, ids, *n_out, 0, "messages", e)) { free(ids); *n_out = 0; return -1; }
     if (nparts) {
         rc = build_images(eng, messages, parts, nparts, ids, *n_out, g, e);
         dsv4_chat_images_free(parts, nparts);

@@ -203,6 +203,9 @@ int srv_err(srv_error *e, int status, const char *type, const char *code, const 
  * Returns 0, or -1 with e filled (400: bad message, 400 context_length_exceeded, 500 out of memory). */
 int srv_render_tokens(srv_engine *eng, const cJSON *messages, const cJSON *tools, const cJSON *response_format,
                       srv_gen *g, int32_t **out, int *n_out, srv_error *e);
+/* A model with a vision tower: the prompt ids must hold exactly n_images placeholder ids (image_token_id): placeholder
+ * text typed into a message or a raw prompt would otherwise be evaluated as a bare token. 0, or -1 with e (400). */
+int srv_check_placeholders(srv_engine *eng, const int32_t *ids, int n, int n_images, const char *param, srv_error *e);
 /* Validate an OpenAI-form message list in place (content parts joined to strings, tool ids matched). */
 int srv_check_messages(cJSON *messages, srv_error *e);
 /* Parse the common sampling fields of a request object (names as in OpenAI). Returns 0 or -1 with e. */

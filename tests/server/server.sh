@@ -373,6 +373,12 @@ if srv_start vl; then
     check "serve image: another image gives other logprobs" 0 '^differ$' -- sh -c "a=\$(grep -o '\"logprob\":[-0-9.e]*' '$tmp/vl1.json'); b=\$(grep -o '\"logprob\":[-0-9.e]*' '$tmp/vl3.json'); [ -n \"\$a\" ] && [ \"\$a\" != \"\$b\" ] && echo differ"
     check "serve image: the session holds the other image: same ids, other keys, nothing reused" 0 '"cached_tokens":0[,}].*HTTP 200' -- \
         post /v1/chat/completions "$(vlnext image/png "$PNG_BIG")"
+    check "serve image: placeholder text typed into a message without an image" 0 'messages: the prompt has 1 image placeholder \(the text <｜deepseek_image｜>, id 1023\) but 0 images were given.*HTTP 400' -- \
+        post /v1/chat/completions "{\"messages\":[{\"role\":\"user\",\"content\":\"see <｜deepseek_image｜>\"}],\"max_tokens\":1,$CHAT}"
+    check "serve image: one image part, but the text adds a placeholder" 0 'the prompt has 2 image placeholders but 1 image was given.*HTTP 400' -- \
+        post /v1/chat/completions "{\"messages\":[{\"role\":\"user\",\"content\":\"see <｜deepseek_image｜>\"},{\"role\":\"user\",\"content\":[{\"type\":\"image_url\",\"image_url\":{\"url\":\"data:image/jpeg;base64,$JPG_OK\"}}]}],\"max_tokens\":1,$CHAT}"
+    check "serve image: a raw completion prompt with the placeholder" 0 'prompt: the prompt has 1 image placeholder.*HTTP 400' -- \
+        post /v1/completions '{"prompt":"ROMEO: <｜deepseek_image｜>","max_tokens":1}'
     check "serve image: Anthropic base64 block on a model with a tower" 0 '"stop_reason":"max_tokens".*"input_tokens":[0-9]+.*HTTP 200' -- \
         post /v1/messages "{\"max_tokens\":3,\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"what?\"},{\"type\":\"image\",\"source\":{\"type\":\"base64\",\"media_type\":\"image/jpeg\",\"data\":\"$JPG_OK\"}}]}]}"
     srv_stop
