@@ -1,7 +1,8 @@
 /* server/api_responses.c — POST /v1/responses (OpenAI Responses API), stateless.
  *
  * Request -> the common form (request.c): `instructions` -> a system message; `input` as a string (one user
- * message) or a list of items: messages {role, content: string | input_text/output_text parts} (with or without
+ * message) or a list of items: messages {role, content: string | input_text/output_text parts, and input_image parts
+ * {image_url: a data: URL} in user messages (images: request.c)} (with or without
  * type "message"), function_call {call_id, name, arguments} (joined to the assistant turn before it),
  * function_call_output {call_id, output} (-> a tool message), reasoning {content: reasoning_text parts, or
  * summary: summary_text parts} (-> reasoning_content of the next assistant turn). tools: function tools
@@ -27,6 +28,44 @@
 static char *parts_text(const cJSON *c, const char *param, srv_error *e) {
     static const char *const types[] = {"input_text", "output_text", "text", "reasoning_text", "summary_text", NULL};
     return srv_text_parts(c, param, types, "part", "server_error", e);
+}
+
+/* A message's content list holding input_image parts -> a list of text and image parts for the encoder (request.c
+ * decodes the images; each part carries the client's name for messages in "x_dsv4_where"); NULL with e. */
+static cJSON *image_parts(const cJSON *c, const char *param, srv_error *e) {
+    cJSON *parts = cJSON_CreateArray();
+    const cJSON *b;
+    int k = 0;
+    cJSON_ArrayForEach(b, c) {
+        char bp[128];
+        snprintf(bp, sizeof bp, "%s[%d]", param, k++);
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(b, "type"), *x = cJSON_GetObjectItemCaseSensitive(b, "text");
+        const char *ty = cJSON_IsString(t) ? t->valuestring : "";
+        cJSON *p = NULL;
+        if (!strcmp(ty, "input_image")) {
+            if (!cJSON_IsString(cJSON_GetObjectItemCaseSensitive(b, "image_url")))
+                srv_err(e, 400, IRE, "invalid_value", bp, "%s: an input_image needs image_url (a data: URL; file_id is "
+                        "not supported)", bp);
+            else if ((p = cJSON_Duplicate(b, 1))) cJSON_AddStringToObject(p, "x_dsv4_where", bp);
+        } else if ((!strcmp(ty, "input_text") || !strcmp(ty, "output_text") || !strcmp(ty, "text")) && cJSON_IsString(x)) {
+            p = cJSON_CreateObject();
+            cJSON_AddStringToObject(p, "type", "text");
+            cJSON_AddStringToObject(p, "text", x->valuestring);
+        } else srv_err(e, 400, IRE, "invalid_value", bp, "%s: only text and input_image parts are supported here", bp);
+        if (!p) { cJSON_Delete(parts); return NULL; }
+        cJSON_AddItemToArray(parts, p);
+    }
+    return parts;
+}
+
+static int has_input_image(const cJSON *c) {
+    const cJSON *b;
+    if (!cJSON_IsArray(c)) return 0;
+    cJSON_ArrayForEach(b, c) {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(b, "type");
+        if (cJSON_IsString(t) && !strcmp(t->valuestring, "input_image")) return 1;
+    }
+    return 0;
 }
 
 static int convert_input(const cJSON *req, cJSON *out, srv_error *e) {
@@ -60,11 +99,15 @@ static int convert_input(const cJSON *req, cJSON *out, srv_error *e) {
             if (!cJSON_IsString(role)) { free(reason); return srv_err(e, 400, IRE, "invalid_type", param, "%s.role must be a string", param); }
             char cp[80];
             snprintf(cp, sizeof cp, "%s.content", param);
-            char *txt = parts_text(cJSON_GetObjectItemCaseSensitive(it, "content"), cp, e);
-            if (!txt) { free(reason); return -1; }
+            const cJSON *mc = cJSON_GetObjectItemCaseSensitive(it, "content");
+            cJSON *parts = NULL;
+            char *txt = NULL;
+            if (has_input_image(mc)) { if (!(parts = image_parts(mc, cp, e))) { free(reason); return -1; } }
+            else if (!(txt = parts_text(mc, cp, e))) { free(reason); return -1; }
             cJSON *m = cJSON_CreateObject();
             cJSON_AddStringToObject(m, "role", role->valuestring);
-            cJSON_AddStringToObject(m, "content", txt);
+            if (parts) cJSON_AddItemToObject(m, "content", parts);
+            else cJSON_AddStringToObject(m, "content", txt);
             free(txt);
             if (!strcmp(role->valuestring, "assistant")) {
                 if (reason) { cJSON_AddStringToObject(m, "reasoning_content", reason); free(reason); reason = NULL; }

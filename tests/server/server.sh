@@ -379,6 +379,10 @@ if srv_start vl; then
         post /v1/chat/completions "{\"messages\":[{\"role\":\"user\",\"content\":\"see <｜deepseek_image｜>\"},{\"role\":\"user\",\"content\":[{\"type\":\"image_url\",\"image_url\":{\"url\":\"data:image/jpeg;base64,$JPG_OK\"}}]}],\"max_tokens\":1,$CHAT}"
     check "serve image: a raw completion prompt with the placeholder" 0 'prompt: the prompt has 1 image placeholder.*HTTP 400' -- \
         post /v1/completions '{"prompt":"ROMEO: <｜deepseek_image｜>","max_tokens":1}'
+    check "serve image: Responses input_image on a model with a tower (24 positions: the 17-position span + 7)" 0 '"input_tokens":24,.*HTTP 200' -- \
+        post /v1/responses "{\"max_output_tokens\":2,\"input\":[{\"role\":\"user\",\"content\":[{\"type\":\"input_text\",\"text\":\"what?\"},{\"type\":\"input_image\",\"image_url\":\"data:image/jpeg;base64,$JPG_OK\"}]}]}"
+    check "serve image: Responses input_image with a remote URL, named as the client sent it" 0 "input\\[0\\]\\.content\\[1\\]: a 'https:' URL: this server does not fetch images.*HTTP 400" -- \
+        post /v1/responses '{"max_output_tokens":2,"input":[{"role":"user","content":[{"type":"input_text","text":"what?"},{"type":"input_image","image_url":"https://example.org/a.png"}]}]}'
     check "serve image: Anthropic base64 block on a model with a tower" 0 '"stop_reason":"max_tokens".*"input_tokens":[0-9]+.*HTTP 200' -- \
         post /v1/messages "{\"max_tokens\":3,\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"what?\"},{\"type\":\"image\",\"source\":{\"type\":\"base64\",\"media_type\":\"image/jpeg\",\"data\":\"$JPG_OK\"}}]}]}"
     srv_stop
