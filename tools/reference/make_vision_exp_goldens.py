@@ -18,7 +18,7 @@ prefill through the second span then one-token steps). A fourth, cut inside a sp
 Goldens are the float64-accumulation reference (tower accumulated in float64 too); tolerance = 4 x the largest
 relative deviation of the float32 run (float32 model, float32-accumulated tower) over all schedules, floor 2e-3,
 as tools/reference/make_goldens.py. The prompt seed is the first whose float32 runs take the same router / indexer
-decisions as the float64 run in every schedule (the smallest decision gap is recorded in golden.json).
+decisions as the float64 run in every schedule (the smallest decision gap is recorded in vision_exp.json).
 
 usage: make_vision_exp_goldens.py [OUT_DIR]           (default tests/golden/vision_exp)
        make_vision_exp_goldens.py --check [DIR]       regenerate into a temporary directory and compare every file
@@ -271,7 +271,7 @@ def generate(d, seed=None):
             "gaps cannot all be forced above MIN_GAP: the smallest relative gap is %.1e (see 'decisions'); an "
             "implementation that flips one of those near-ties differs by more than the tolerance at and after "
             "that position." % (b["noise"], TOL_FACTOR, TOL_FLOOR, b["min_gap"]))))
-    with open(os.path.join(d, "golden.json"), "w") as f:
+    with open(os.path.join(d, "vision_exp.json"), "w") as f:
         json.dump(gold, f, indent=1)
         f.write("\n")
     print("  %d positions, spans %s, seed %d, %d decisions, noise %.2e, tol %.2e" %
@@ -280,7 +280,7 @@ def generate(d, seed=None):
 
 
 def check(d):
-    with open(os.path.join(d, "golden.json")) as f:
+    with open(os.path.join(d, "vision_exp.json")) as f:
         seed = json.load(f)["prompt_seed"]
     tmp = tempfile.mkdtemp(prefix="vision_exp_check_")
     try:
@@ -306,7 +306,7 @@ def check(d):
 
 def mutations(d):
     """Relative change of the prefill's all-position logits when one rule is broken, against the tolerance."""
-    g = json.load(open(os.path.join(d, "golden.json")))
+    g = json.load(open(os.path.join(d, "vision_exp.json")))
     tol = g["tolerance"]["rel"]
     b = build(d, g["prompt_seed"])
     P, tm, bvl = b["P"], b["t64"], b["bvl"]
