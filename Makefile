@@ -159,6 +159,15 @@ $(BUILD)/tools/bench_gemm: tools/bench/bench_gemm.c $(BUILD)/libdsv4.a
 bench-gemm: $(BUILD)/tools/bench_gemm
 	./$(BUILD)/tools/bench_gemm $(BENCH_GEMM_ARGS)
 
+# V4.1-Flash attention + indexer per decoded token at real shapes: the shared-kernel path, the earlier scalar loops
+# and V4-Flash's (the peer), at 4 Ki and 64 Ki context (docs/performance.md "V4.1"; synthetic state, no checkpoint).
+$(BUILD)/tools/bench_attn41: tools/bench/bench_attn41.c $(BUILD)/libdsv4.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libdsv4.a $(LDLIBS)
+
+bench-attn41: $(BUILD)/tools/bench_attn41
+	./$(BUILD)/tools/bench_attn41 $(BENCH_ATTN41_ARGS)
+
 # Vision tower speed per block and aligner, real V4.1 widths, random weights (docs/vision.md "Speed").
 $(BUILD)/tools/bench_vtower: tools/bench/bench_vtower.c $(BUILD)/libdsv4.a
 	@mkdir -p $(dir $@)
@@ -174,7 +183,7 @@ bench-flash: $(BUILD)/dsv4 $(BUILD)/tools/make_flash_ckpt
 clean:
 	rm -rf build dsv4
 
-.PHONY: all test check test-deps cross-aarch64 cross-riscv64 test-bins bench bench-flash bench-mem bench-gemm bench-vtower clean
+.PHONY: all test check test-deps cross-aarch64 cross-riscv64 test-bins bench bench-flash bench-mem bench-gemm bench-attn41 bench-vtower clean
 .PRECIOUS: $(BUILD)/%.o $(BUILD)/tests/%.o
 # libFuzzer harnesses: make fuzz / make fuzz-ci (docs/fuzzing.md)
 include tests/fuzz/fuzz.mk

@@ -148,3 +148,4 @@ check "chat --image: the first message carries the image (27 positions: its 17-p
 check "chat /image FILE: attached to the next message (59 positions: both spans)" 0 "^\\[turn 1: prompt 59 tokens" -- cat "$tmp/chat-img.out"
 check "chat /image: a missing file is reported and the chat goes on" 0 "^\\(/image: $tmp/none.png: cannot open: No such file or directory; the image was not attached\\)" -- cat "$tmp/chat-img.out"
 check "chat /history shows the image parts" 0 "^\\[3\\] user: \\[image $VL/stripes.jpg\\] and this\\?" -- cat "$tmp/chat-img.out"
+check "render --tokens on a model with a tower: the ids hold one placeholder per image, the count the expanded spans" 0 "^--- 10 tokens, 42 positions with the 2 image spans expanded$" -- "$BIN" render -m $CVL --messages "$tmp/img.json" --tokens

@@ -100,10 +100,42 @@ out:
     dsv4_model_free(m);
 }
 
+/* the same for a V4.1 model (tests/golden/v41/tiny: window, ratio-2 and ratio-1 layers, indexer, Engram rows read
+ * from disk by the prefetch worker): 24 decode steps after a prefill allocate nothing */
+static void no_alloc_decode_v41(void) {
+    char err[256];
+    dsv4_model *m = NULL;
+    if (dsv4_model_load(&m, "tests/golden/v41/tiny", err, sizeof err) != 0) { test_fail("v41 tiny: %s", err); return; }
+    dsv4_set_threads(2, NULL, 0);
+    dsv4_model_info info;
+    dsv4_model_get_info(m, &info);
+    dsv4_session *s = NULL;
+    float *logits = malloc(sizeof(float) * (size_t)info.vocab_size);
+    if (dsv4_session_open(&s, m, 32, err, sizeof err) != 0) { test_fail("session: %s", err); goto out; }
+    int32_t tok[8];
+    for (int i = 0; i < 8; i++) tok[i] = 5 + i;
+    if (dsv4_eval(s, tok, 8, logits, err, sizeof err) != 0) { test_fail("prefill: %s", err); goto out; }
+    long before = n_allocs;
+    int ok = 1;
+    for (int i = 0; i < 24 && ok; i++) {
+        int32_t t = (int32_t)(i * 31 % info.vocab_size);
+        ok = dsv4_eval(s, &t, 1, logits, err, sizeof err) == 0;
+    }
+    CHECK(ok, "v41 decode: %s", err);
+    CHECK(n_allocs == before, "V4.1: 24 decode steps made %ld allocations", n_allocs - before);
+out:
+    free(logits);
+    dsv4_session_free(s);
+    dsv4_model_free(m);
+}
+
 int main(void) {
     invariance("models/nano", 48);
     invariance("tests/golden/flash", 40);
     invariance("tests/golden/pro", 40);
+    invariance("tests/golden/v41/tiny", 32);      /* V4.1: attention, indexer, candidate blocks, Engram */
+    invariance("tests/golden/v41/tiny-tok", 32);
     no_alloc_decode();
+    no_alloc_decode_v41();
     return test_done();
 }

@@ -63,3 +63,12 @@ void dsv4_fp4_e4m3_decode(const uint8_t *packed, const uint8_t *scales, int n, i
         out[i] = dsv4_round_bf16(dsv4_e2m1_to_f32((uint8_t)((packed[i / 2] >> ((i & 1) * 4)) & 15)) *
                                  dsv4_e4m3_to_f32(scales[i / block]));
 }
+
+void dsv4_fp4_e4m3_decode_bf16(const uint8_t *packed, const uint8_t *scales, int n, int block, uint16_t *out) {
+    for (int b0 = 0; b0 < n; b0 += block) {
+        const float s = dsv4_e4m3_lut[scales[b0 / block]];
+        const int b1 = b0 + block < n ? b0 + block : n;
+        for (int i = b0; i < b1; i++)
+            out[i] = dsv4_f32_to_bf16(dsv4_e2m1_lut[(packed[i / 2] >> ((i & 1) * 4)) & 15] * s);
+    }
+}

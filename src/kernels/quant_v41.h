@@ -29,5 +29,7 @@ void dsv4_fp4_e4m3_encode(float *x, int n, int block, uint8_t *packed, uint8_t *
 /* Decode such a record: out[i] = bf16(e2m1(nibble i) * e4m3(scales[i / block])), i < n: the simulated values, bit for
  * bit (the compressed-KV cache of the V4.1 forward keeps the records). */
 void dsv4_fp4_e4m3_decode(const uint8_t *packed, const uint8_t *scales, int n, int block, float *out);
+/* The same values as BF16 bits (out[i] = dsv4_f32_to_bf16 of dsv4_fp4_e4m3_decode's out[i]): the attention's key form. */
+void dsv4_fp4_e4m3_decode_bf16(const uint8_t *packed, const uint8_t *scales, int n, int block, uint16_t *out);
 
 #endif

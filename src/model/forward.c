@@ -21,6 +21,7 @@
 #include "model/model.h"
 #include "model/expert_cache.h"
 #include "kernels/pool.h"
+#include "model/sparse_attn.h"
 #include "kernels/ops_simd.h"
 #include "base/util.h"
 
@@ -229,93 +230,32 @@ void dsv4_state_reset(dsv4_session *s) {
 
 /* ------------------------------------------------------------------ attention (§4.3) */
 /* Attention of one query token (q: [H][hd], position t) over nk BF16 keys kptr[0..nk); writes o [H][hd]
- * (BF16 values, de-rotated). Scores z[j][h] = q_h . k_j for all heads in one pair-lane GEMM
- * (dsv4_linear_bf16x: the packed queries are the "weight", the keys the rows; head_dim % 32 == 0 is checked
- * at load), then one pool task per head: softmax with the sink, P (rounded to BF16) times V in key order. */
-typedef struct {
-    const dsv4_layer *L;
-    const dsv4_config *c;
-    int64_t t;
-    const uint16_t **kptr;
-    int nk;
-    const float *z;     /* [nk][H] raw dot products */
-    float scale;
-    float *o;
-} attend_job;
-
-static void attend_head(void *ctx, int h) {
-    const attend_job *a = ctx;
-    int H = a->c->n_heads, hd = a->c->head_dim, rd = a->c->rope_dim;
-    float mx = -INFINITY;
-    for (int j = 0; j < a->nk; j++) {
-        float zj = a->z[(size_t)j * H + h] * a->scale;
-        if (zj > mx) mx = zj;
-    }
-    float Z = 0, *acc = a->o + (size_t)h * hd;
-    memset(acc, 0, (size_t)hd * sizeof(float));
-    for (int j = 0; j < a->nk; j++) {
-        float p = expf(a->z[(size_t)j * H + h] * a->scale - mx);
-        Z += p;
-        dsv4_axpy_bf16(acc, bf(p), a->kptr[j], hd);
-    }
-    Z += expf(a->L->attn_sink[h] - mx);
-    for (int i = 0; i < hd; i++) acc[i] = bf(acc[i] / Z);
-    dsv4_rope(acc + hd - rd, rd, a->L->rope_f, a->t, 1);
-}
-
+ * (BF16 values, de-rotated): dsv4_sparse_attend (model/sparse_attn.h, shared with the V4.1 forward): scores of all
+ * heads in one pair-lane GEMM (the packed queries are the "weight", the keys the rows; head_dim % 32 == 0 is
+ * checked at load), then one pool task per head: softmax with the sink, P (rounded to BF16) times V in key order. */
 static void attend(dsv4_session *s, const dsv4_layer *L, const float *q, int64_t t, const uint16_t **kptr, int nk,
                    float *o) {
     const dsv4_config *c = &s->m->cfg;
     int H = c->n_heads, hd = c->head_dim;
     store_bf16(s->w.qb, q, (size_t)H * hd);
-    dsv4_wview wq = {DSV4_W_BF16, H, hd, s->w.qb, NULL};
-    dsv4_linear_bf16x(s->w.sc, &wq, NULL, 0, kptr, nk, 0);
-    attend_job a = {L, c, t, kptr, nk, s->w.sc, 1.0f / sqrtf((float)hd), o};
-    dsv4_parallel_for(H, attend_head, &a);
+    dsv4_attn_shape a = {H, hd, c->rope_dim, 1.0f / sqrtf((float)hd), L->attn_sink, L->rope_f};
+    dsv4_sparse_attend(&a, s->w.qb, t, kptr, nk, s->w.sc, o);
 }
 
 /* Lightning indexer scores (§4.5) of token t's queries iq [ih][ihd] (BF16 values) with weights wh [ih] over the
- * nvis visible indexer keys: isc[w] = sum_h wh[h] * relu(q_h . k_w), heads in order. Per chunk of DSV4_IDX_CHUNK
- * keys: the keys' FP4 records are decoded to BF16 in parallel (jobs of 64 keys), then one pair-lane GEMM with the
- * keys as the rows and the heads' queries as the tokens (a product's value does not depend on which operand is
- * the "weight": the products are exact and commute), parallel over keys, giving isd[h][w] with the keys
- * contiguous, so the sum over heads runs in head order for many keys at once. (At 1 Mi tokens a CSA layer scores
- * 262,144 keys per decoded token.) */
-typedef struct {
-    const uint8_t *recs;   /* first record of the chunk */
-    size_t rec_bytes;
-    int ihd, nw;
-    uint16_t *out;         /* [nw][ihd] */
-} ikey_dec_job;
-
-static void ikey_dec_task(void *ctx, int i) {
-    const ikey_dec_job *j = ctx;
-    int w1 = (i + 1) * 64 < j->nw ? (i + 1) * 64 : j->nw;
-    for (int w = i * 64; w < w1; w++) {
-        const uint8_t *rec = j->recs + (size_t)w * j->rec_bytes;
-        dsv4_fp4_decode_bf16(rec, rec + j->ihd / 2, j->ihd, 32, j->out + (size_t)w * j->ihd);
-    }
-}
-
+ * nvis visible indexer keys: isc[w] = sum_h wh[h] * relu(q_h . k_w), heads in order (dsv4_index_scores,
+ * DSV4_ISCORE_V4). Per chunk of DSV4_IDX_CHUNK keys: the keys' FP4 records are decoded to BF16 in parallel (jobs
+ * of 64 keys), then one pair-lane GEMM with the keys as the rows and the heads' queries as the tokens (a product's
+ * value does not depend on which operand is the "weight": the products are exact and commute), parallel over
+ * keys, giving isd[h][w] with the keys contiguous, so the sum over heads runs in head order for many keys at once.
+ * (At 1 Mi tokens a CSA layer scores 262,144 keys per decoded token.) */
 static void indexer_scores(dsv4_session *s, const dsv4_block_state *b, const float *iq, const float *wh, int nvis,
                            float *isc) {
     const dsv4_config *c = &s->m->cfg;
     int ih = c->index_n_heads, ihd = c->index_head_dim;
     store_bf16(s->w.iqb, iq, (size_t)ih * ihd);
-    for (int w0 = 0; w0 < nvis; w0 += DSV4_IDX_CHUNK) {
-        int nw = nvis - w0 < DSV4_IDX_CHUNK ? nvis - w0 : DSV4_IDX_CHUNK;
-        ikey_dec_job dj = {b->ikeys + (size_t)w0 * s->ikey_bytes, s->ikey_bytes, ihd, nw, s->w.ikdec};
-        dsv4_parallel_for((nw + 63) / 64, ikey_dec_task, &dj);
-        dsv4_wview wk = {DSV4_W_BF16, nw, ihd, s->w.ikdec, NULL};
-        dsv4_linear_bf16x(s->w.isd, &wk, s->w.iqb, (size_t)ihd, NULL, ih, 0);   /* isd[h][w] */
-        float *acc = isc + w0;
-        for (int w = 0; w < nw; w++) acc[w] = 0;
-        for (int h = 0; h < ih; h++) {
-            const float *d = s->w.isd + (size_t)h * nw;
-            const float wt = wh[h];
-            for (int w = 0; w < nw; w++) acc[w] += wt * (d[w] > 0 ? d[w] : 0);
-        }
-    }
+    dsv4_index_scores(DSV4_ISCORE_V4, b->ikeys, s->ikey_bytes, NULL, nvis, ih, ihd, s->w.iqb, wh, isc, s->w.ikdec,
+                      s->w.isd);
 }
 
 /* Raw window KV path (§4.3): kv[t] = FP8sim_nope(RoPE(bf16(RMSNorm(W_kv x_t; kv_norm)))). */

@@ -15,6 +15,8 @@
 #include <string.h>
 #include "model/model_v41.h"
 #include "model/csa2.h"
+#include "model/sparse_attn.h"
+#include "kernels/pool.h"
 #include "model/engram.h"
 #include "kernels/quant_v41.h"
 #include "base/util.h"
@@ -29,12 +31,20 @@ struct dsv4_v41_state {
     /* per layer (n_layers): window KV ring [wring][head_dim]; compressed KV (KV sources) as FP4 records
      * [max_ctx / ratio + 1][ent_bytes] (head_dim/2 packed E2M1, head_dim/16 E4M3 scales: what the reference rounded
      * it to, decoded bit for bit); index keys [max_ctx + 1][index_head_dim] (owners); compressor state x 2 */
-    float **win, **cs_kv, **cs_sc;
+    uint16_t **win;                       /* BF16 (the keys are BF16 values): read in place by the attention GEMM */
+    float **cs_kv, **cs_sc;
     uint8_t **comp, **ikeys;              /* ikeys: FP4 records [ikey_bytes] (index_head_dim/2 E2M1, /32 E8M0) */
     int ent_bytes, ikey_bytes;
-    float *kd;                            /* [max_ctx + 1][index_head_dim] the slot's keys decoded for one call */
-    uint16_t *kd16;                       /* [index_head_dim] */
-    float *kdec;                          /* [index_topk][head_dim] compressed entries of one query, decoded */
+    /* attention / indexer scratch (model/sparse_attn.h; docs/performance.md "V4.1") */
+    uint16_t *kdec;                       /* [index_topk][head_dim] compressed entries of one query, decoded to BF16 */
+    int kdec_for;                         /* KV source whose entries kdec holds for this call's one token, -1 none */
+    uint16_t *qb;                         /* [max(H * head_dim, index_n_heads * index_head_dim)] queries as BF16 */
+    const uint16_t **kptr;                /* [window + max(index_topk, chunk)] the keys one query attends to */
+    float *asc;                           /* [window + max(index_topk, chunk)][H] attention dot products */
+    uint16_t *ikdec;                      /* [DSV4_IDX_CHUNK][index_head_dim] index keys decoded to BF16 */
+    float *isd, *isc, *iwh;               /* [index_n_heads][DSV4_IDX_CHUNK], [max_ctx + 1], [index_n_heads] */
+    int32_t *cidx;                        /* [max_ctx + 1] positions of candidate blocks a query scores */
+    uint16_t *ring16, *kv16;              /* DSpark: the window ring [window][head_dim], draft keys [chunk][head_dim] */
     int *n_comp, *n_ikeys;
     int published;                        /* owner whose index keys the slot holds, -1 none */
     int kvsrc;                            /* the most recent KV source that ran (its compressed KV is read) */
@@ -233,34 +243,34 @@ static void indexer(dsv4_v41_state *s, int L, const dsv4_layer41 *B, const float
     const float wscale = (float)(pow((double)ihd, -0.5) * pow((double)nh, -0.5));
     const uint8_t *Krec = s->published >= 0 ? s->ikeys[s->published] : NULL;
     const int64_t nk = s->published >= 0 ? s->n_ikeys[s->published] : 0;
-    for (int64_t j = 0; j < nk && j < n; j++) {   /* the slot's first end / ratio keys, decoded once per call */
-        const uint8_t *rec = Krec + (size_t)j * s->ikey_bytes;
-        dsv4_fp4_decode_bf16(rec, rec + ihd / 2, ihd, 32, s->kd16);
-        for (int i = 0; i < ihd; i++) s->kd[(size_t)j * ihd + i] = dsv4_bf16_to_f32(s->kd16[i]);
-    }
-    const float *K = s->kd;
     for (int t = 0; t < T; t++) {
-        const int64_t P = pos0 + t, vis = (P + 1) / ratio;
-        for (int64_t j = 0; j < n; j++) {
-            float acc = 0;
-            for (int h = 0; h < nh; h++) {
-                const float *qh = s->iq + ((size_t)t * nh + h) * ihd;
-                float d = 0;
-                if (j < nk)
-                    for (int i = 0; i < ihd; i++) d += qh[i] * K[(size_t)j * ihd + i];
-                d = bf(d);
-                if (d < 0) d = 0;
-                acc += bf(d * bf(s->iw[(size_t)t * nh + h] * wscale));
-            }
-            s->row[j] = j < vis ? bf(acc) : -INFINITY;
-        }
+        const int64_t P = pos0 + t, vis = (P + 1) / ratio, nv = vis < nk ? vis : nk;
+        /* score of key j < nv: bf16(sum_h bf16(relu(bf16(q_h . k_j)) * bf16(w_h * wscale))), heads in order
+         * (dsv4_index_scores: keys decoded in parallel, one pair-lane GEMM, the head sum in lanes); a visible
+         * position past the slot's keys scores 0 (every dot 0), an invisible one -inf */
+        for (int h = 0; h < nh; h++) s->iwh[h] = bf(s->iw[(size_t)t * nh + h] * wscale);
+        for (size_t i = 0; i < (size_t)nh * ihd; i++) s->qb[i] = dsv4_f32_to_bf16(s->iq[(size_t)t * nh * ihd + i]);
         uint8_t *cand = s->cand + (size_t)t * (s->max_ctx + 1);
-        if (B->candidate_source)
-            dsv4_csa2_candidates(s->row, (int)n, (int)vis, c->x.candidate_topk_blocks, c->x.candidate_block_size, cand,
-                                 s->fscr, s->iscr);
-        else if (B->uses_candidates)
-            for (int64_t j = 0; j < n; j++)
-                if (!cand[j]) s->row[j] = -INFINITY;
+        if (B->uses_candidates && !B->candidate_source) {
+            /* positions outside the candidate blocks end at -inf whatever they score: score the others only */
+            int m = 0;
+            for (int64_t j = 0; j < nv; j++)
+                if (cand[j]) s->cidx[m++] = (int32_t)j;
+            dsv4_index_scores(DSV4_ISCORE_V41, Krec, (size_t)s->ikey_bytes, s->cidx, m, nh, ihd, s->qb, s->iwh, s->isc,
+                              s->ikdec, s->isd);
+            for (int64_t j = 0; j < n; j++) s->row[j] = -INFINITY;
+            for (int i = 0; i < m; i++) s->row[s->cidx[i]] = s->isc[i];
+            for (int64_t j = nv; j < vis; j++)
+                if (cand[j]) s->row[j] = 0;
+        } else {
+            if (nv > 0)
+                dsv4_index_scores(DSV4_ISCORE_V41, Krec, (size_t)s->ikey_bytes, NULL, (int)nv, nh, ihd, s->qb, s->iwh,
+                                  s->row, s->ikdec, s->isd);
+            for (int64_t j = nv; j < n; j++) s->row[j] = j < vis ? 0 : -INFINITY;
+            if (B->candidate_source)
+                dsv4_csa2_candidates(s->row, (int)n, (int)vis, c->x.candidate_topk_blocks, c->x.candidate_block_size,
+                                     cand, s->fscr, s->iscr);
+        }
         int32_t *sel = s->sel + (size_t)t * c->index_topk;
         int k = dsv4_csa2_topk(s->row, (int)n, (int)vis, c->index_topk < n ? c->index_topk : (int)n, sel, s->iscr);
         int m = 0;
@@ -285,6 +295,24 @@ void dsv4_v41_record(dsv4_v41_state *s, int32_t *buf, int cap) {
 
 int dsv4_v41_recorded(const dsv4_v41_state *s) { return s->rec_n; }
 
+/* compressed entries sel[0..n) of a KV source decoded to BF16 (dsv4_fp4_e4m3_decode_bf16), 16 per task */
+typedef struct {
+    const uint8_t *recs;
+    size_t rec_bytes;
+    const int32_t *sel;
+    int n, hd;
+    uint16_t *out;   /* [n][hd] */
+} comp_dec_job;
+
+static void comp_dec_task(void *ctx, int i) {
+    const comp_dec_job *j = ctx;
+    const int e1 = (i + 1) * 16 < j->n ? (i + 1) * 16 : j->n;
+    for (int e = i * 16; e < e1; e++) {
+        const uint8_t *rec = j->recs + (size_t)j->sel[e] * j->rec_bytes;
+        dsv4_fp4_e4m3_decode_bf16(rec, rec + j->hd / 2, j->hd, 16, j->out + (size_t)e * j->hd);
+    }
+}
+
 static void attention(dsv4_v41_state *s, int L, const dsv4_layer41 *B, const float *x, int64_t pos0, int T,
                       float *out) {
     const dsv4_config *c = &s->m->cfg;
@@ -300,10 +328,11 @@ static void attention(dsv4_v41_state *s, int L, const dsv4_layer41 *B, const flo
         rms(kv, B->kv_norm, hd, c->norm_eps);
         dsv4_rope(kv + hd - rd, rd, fr, pos0 + t, 0);
         dsv4_fp8_sim(kv, hd, 32);
-        for (int i = 0; i < hd; i++) kv[i] = bf(kv[i]);
-        memcpy(s->win[L] + (size_t)((pos0 + t) % s->wring) * hd, kv, (size_t)hd * sizeof(float));
+        uint16_t *w = s->win[L] + (size_t)((pos0 + t) % s->wring) * hd;
+        for (int i = 0; i < hd; i++) w[i] = dsv4_f32_to_bf16(kv[i]);   /* = bf(kv[i]), kept as BF16 */
     }
     if (ratio) {
+        if (B->kv_source || B->index_source) s->kdec_for = -1;   /* the entries or the selection change */
         int nlat = 0;
         int64_t g0 = 0;
         if (B->kv_source) {
@@ -326,39 +355,24 @@ static void attention(dsv4_v41_state *s, int L, const dsv4_layer41 *B, const flo
         }
         if (nlat) s->n_comp[L] = (int)(g0 + nlat);
     }
-    const float scale = 1.0f / sqrtf((float)hd);
+    /* per query: the window keys in place, the selected compressed entries decoded to BF16 (in parallel; a one-token
+     * call reuses them on the following layers that read the same source and selection), then
+     * dsv4_sparse_attend: scores of all heads in one pair-lane GEMM, softmax with the sink and P.V per head */
+    const dsv4_attn_shape as = {H, hd, rd, 1.0f / sqrtf((float)hd), B->attn_sink, fr};
     for (int t = 0; t < T; t++) {
         const int64_t P = pos0 + t, w0 = P - win + 1 > 0 ? P - win + 1 : 0;
         const int nw = (int)(P - w0 + 1), nc = ratio ? s->shared_nsel[t] : 0;
-        for (int j = 0; j < nc; j++) {   /* this query's compressed entries, decoded once for all heads */
-            const uint8_t *rec = s->comp[s->kvsrc] + (size_t)s->shared_sel[(size_t)t * c->index_topk + j] * s->ent_bytes;
-            dsv4_fp4_e4m3_decode(rec, rec + hd / 2, hd, 16, s->kdec + (size_t)j * hd);
+        const uint16_t **kp = s->kptr;
+        for (int j = 0; j < nw; j++) kp[j] = s->win[L] + (size_t)((w0 + j) % s->wring) * hd;
+        if (nc && !(T == 1 && s->kdec_for == s->kvsrc)) {
+            comp_dec_job dj = {s->comp[s->kvsrc], (size_t)s->ent_bytes, s->shared_sel + (size_t)t * c->index_topk, nc,
+                               hd, s->kdec};
+            dsv4_parallel_for((nc + 15) / 16, comp_dec_task, &dj);
+            s->kdec_for = T == 1 ? s->kvsrc : -1;
         }
-        for (int h = 0; h < H; h++) {
-            const float *qh = s->q + ((size_t)t * H + h) * hd;
-            float *z = s->row, mx = -INFINITY;
-            for (int j = 0; j < nw + nc; j++) {
-                const float *k = j < nw ? s->win[L] + (size_t)((w0 + j) % s->wring) * hd
-                                        : s->kdec + (size_t)(j - nw) * hd;
-                float d = 0;
-                for (int i = 0; i < hd; i++) d += qh[i] * k[i];
-                z[j] = d * scale;
-                if (z[j] > mx) mx = z[j];
-            }
-            float Z = 0, *o = s->o + ((size_t)t * H + h) * hd;
-            for (int i = 0; i < hd; i++) o[i] = 0;
-            for (int j = 0; j < nw + nc; j++) {
-                const float *k = j < nw ? s->win[L] + (size_t)((w0 + j) % s->wring) * hd
-                                        : s->kdec + (size_t)(j - nw) * hd;
-                float p = expf(z[j] - mx);
-                Z += p;
-                float pb = bf(p);
-                for (int i = 0; i < hd; i++) o[i] += pb * k[i];
-            }
-            Z += expf(B->attn_sink[h] - mx);
-            for (int i = 0; i < hd; i++) o[i] = bf(o[i] / Z);
-            dsv4_rope(o + hd - rd, rd, fr, P, 1);
-        }
+        for (int j = 0; j < nc; j++) kp[nw + j] = s->kdec + (size_t)j * hd;
+        for (size_t i = 0; i < (size_t)H * hd; i++) s->qb[i] = dsv4_f32_to_bf16(s->q[(size_t)t * H * hd + i]);
+        dsv4_sparse_attend(&as, s->qb, P, kp, nw + nc, s->asc, s->o + (size_t)t * H * hd);
     }
     attn_out(s, B, T, out);
 }
@@ -404,6 +418,7 @@ int dsv4_v41_eval_vl(dsv4_v41_state *s, const int32_t *tokens, const int8_t *rol
             return dsv4_fail(err, errlen, "dsv4_v41_eval: token id %d out of range [0, %d)", tokens[t], V);
     const int64_t pos0 = s->pos;
     const struct dsv4_v41_weights *v = m->v41;
+    s->kdec_for = -1;
     /* Engram rows of every Engram layer for the whole chunk, before the layers */
     if (c->x.n_engram) {
         /* the compressed token map built at load from the model's tokenizer (ids it does not cover: the pad's
@@ -503,31 +518,16 @@ static void dspark_attention(dsv4_v41_state *s, const dsv4_layer41 *B, const flo
         dsv4_fp8_sim(kv, hd, 32);
         for (int i = 0; i < hd; i++) kv[i] = bf(kv[i]);
     }
-    const float scale = 1.0f / sqrtf((float)hd);
-    for (int t = 0; t < T; t++)
-        for (int h = 0; h < H; h++) {
-            const float *qh = s->q + ((size_t)t * H + h) * hd;
-            float *z = s->row, mx = -INFINITY;
-            for (int j = 0; j < nr + T; j++) {
-                const float *k = j < nr ? s->ring + (size_t)j * hd : s->kv + (size_t)(j - nr) * hd;
-                float d = 0;
-                for (int i = 0; i < hd; i++) d += qh[i] * k[i];
-                z[j] = d * scale;
-                if (z[j] > mx) mx = z[j];
-            }
-            float Z = 0, *o = s->o + ((size_t)t * H + h) * hd;
-            for (int i = 0; i < hd; i++) o[i] = 0;
-            for (int j = 0; j < nr + T; j++) {
-                const float *k = j < nr ? s->ring + (size_t)j * hd : s->kv + (size_t)(j - nr) * hd;
-                float p = expf(z[j] - mx);
-                Z += p;
-                float pb = bf(p);
-                for (int i = 0; i < hd; i++) o[i] += pb * k[i];
-            }
-            Z += expf(B->attn_sink[h] - mx);
-            for (int i = 0; i < hd; i++) o[i] = bf(o[i] / Z);
-            dsv4_rope(o + hd - rd, rd, fr, P + 1 + t, 1);
-        }
+    /* the keys as BF16 (they are BF16 values), then dsv4_sparse_attend per draft (model/sparse_attn.h) */
+    for (size_t i = 0; i < (size_t)nr * hd; i++) s->ring16[i] = dsv4_f32_to_bf16(s->ring[i]);
+    for (size_t i = 0; i < (size_t)T * hd; i++) s->kv16[i] = dsv4_f32_to_bf16(s->kv[i]);
+    const uint16_t **kp = s->kptr;
+    for (int j = 0; j < nr + T; j++) kp[j] = j < nr ? s->ring16 + (size_t)j * hd : s->kv16 + (size_t)(j - nr) * hd;
+    const dsv4_attn_shape as = {H, hd, rd, 1.0f / sqrtf((float)hd), B->attn_sink, fr};
+    for (int t = 0; t < T; t++) {
+        for (size_t i = 0; i < (size_t)H * hd; i++) s->qb[i] = dsv4_f32_to_bf16(s->q[(size_t)t * H * hd + i]);
+        dsv4_sparse_attend(&as, s->qb, P + 1 + t, kp, nr + T, s->asc, s->o + (size_t)t * H * hd);
+    }
     attn_out(s, B, T, out);
 }
 
@@ -594,8 +594,11 @@ void dsv4_v41_state_free(dsv4_v41_state *s) {
     const int NL = s->m->cfg.n_layers;
     if (s->pf) dsv4_engram_prefetch_free(s->pf);
     for (int l = 0; l < DSV4_ENGRAM_MAX_LAYERS; l++) dsv4_engram_table_close(s->tables[l]);
-    float **arr[3] = {s->win, s->cs_kv, s->cs_sc};
-    for (int a = 0; a < 3; a++) {
+    if (s->win)
+        for (int l = 0; l < NL; l++) free(s->win[l]);
+    free(s->win);
+    float **arr[2] = {s->cs_kv, s->cs_sc};
+    for (int a = 0; a < 2; a++) {
         if (!arr[a]) continue;
         for (int l = 0; l < NL; l++) free(arr[a][l]);
         free(arr[a]);
@@ -606,7 +609,8 @@ void dsv4_v41_state_free(dsv4_v41_state *s) {
     }
     free(s->comp);
     free(s->ikeys);
-    void *f[] = {s->mxg, s->kd, s->kd16, s->kdec, s->main_x, s->feat, s->ring, s->n_comp, s->n_ikeys, s->rope_win, s->rope_comp, s->X, s->pre, s->apre, s->apost, s->acomb, s->fpre,
+    void *f[] = {s->mxg, s->kdec, s->qb, (void *)s->kptr, s->asc, s->ikdec, s->isd, s->isc, s->iwh, s->cidx, s->ring16,
+                 s->kv16, s->main_x, s->feat, s->ring, s->n_comp, s->n_ikeys, s->rope_win, s->rope_comp, s->X, s->pre, s->apre, s->apost, s->acomb, s->fpre,
                  s->fpost, s->fcomb, s->mix, s->x, s->y, s->t1, s->t2, s->qa, s->q, s->kv, s->o, s->og, s->oa, s->lat,
                  s->iq, s->iw, s->sc, s->row, s->ls, s->es, s->lin, s->act, s->sel, s->nsel, s->shared_sel,
                  s->shared_nsel, s->ids, s->iscr, s->cand, s->eidx, s->cids, s->fscr, s->emask};
@@ -673,21 +677,26 @@ int dsv4_v41_state_open(const dsv4_model *m, int max_ctx, int max_chunk, dsv4_v4
         dsv4_rope_freqs(s->rope_comp, c->rope_dim, c->compress_rope_theta, c->original_seq_len > 0, c->rope_factor,
                         c->original_seq_len, c->beta_fast, c->beta_slow);
     }
-    s->win = zalloc((size_t)NL * sizeof(float *), &fail);
+    s->win = zalloc((size_t)NL * sizeof(uint16_t *), &fail);
     s->comp = zalloc((size_t)NL * sizeof(uint8_t *), &fail);
     s->ent_bytes = hd / 2 + hd / 16;
-    s->kdec = zalloc((size_t)c->index_topk * hd * sizeof(float), &fail);
+    s->kdec = zalloc((size_t)c->index_topk * hd * sizeof(uint16_t), &fail);
+    s->kdec_for = -1;
     s->ikeys = zalloc((size_t)NL * sizeof(uint8_t *), &fail);
     s->ikey_bytes = ihd / 2 + ihd / 32;
-    s->kd = zalloc((size_t)(max_ctx + 1) * ihd * sizeof(float), &fail);
-    s->kd16 = zalloc((size_t)ihd * sizeof(uint16_t), &fail);
+    s->qb = zalloc((size_t)(H * hd > nh * ihd ? H * hd : nh * ihd) * sizeof(uint16_t), &fail);
+    s->ikdec = zalloc((size_t)DSV4_IDX_CHUNK * ihd * sizeof(uint16_t), &fail);
+    s->isd = zalloc((size_t)DSV4_IDX_CHUNK * nh * sizeof(float), &fail);
+    s->isc = zalloc((size_t)(max_ctx + 1) * sizeof(float), &fail);
+    s->iwh = zalloc((size_t)nh * sizeof(float), &fail);
+    s->cidx = zalloc((size_t)(max_ctx + 1) * sizeof(int32_t), &fail);
     s->cs_kv = zalloc((size_t)NL * sizeof(float *), &fail);
     s->cs_sc = zalloc((size_t)NL * sizeof(float *), &fail);
     s->n_comp = zalloc((size_t)NL * sizeof(int), &fail);
     s->n_ikeys = zalloc((size_t)NL * sizeof(int), &fail);
     for (int L = 0; L < NL && !fail; L++) {
         const dsv4_layer41 *B = &m->v41->layers[L];
-        s->win[L] = zalloc((size_t)s->wring * hd * sizeof(float), &fail);
+        s->win[L] = zalloc((size_t)s->wring * hd * sizeof(uint16_t), &fail);
         if (B->kv_source) {
             s->comp[L] = zalloc((size_t)(max_ctx / B->ratio + 1) * s->ent_bytes, &fail);
             s->cs_kv[L] = zalloc((size_t)B->ratio * hd * sizeof(float), &fail);
@@ -701,7 +710,6 @@ int dsv4_v41_state_open(const dsv4_model *m, int max_ctx, int max_chunk, dsv4_v4
     }
     size_t big = (size_t)TC * (hc * D > H * hd ? hc * D : H * hd);
     if (big < (size_t)TC * nh * ihd) big = (size_t)TC * nh * ihd;
-    if (big < (size_t)(max_ctx + 1) * ihd) big = (size_t)(max_ctx + 1) * ihd;
     if (big < (size_t)TC * V) big = (size_t)TC * V;
     s->X = zalloc((size_t)TC * hc * D * sizeof(float), &fail);
     s->pre = zalloc((size_t)TC * hc * sizeof(float), &fail);
@@ -736,11 +744,18 @@ int dsv4_v41_state_open(const dsv4_model *m, int max_ctx, int max_chunk, dsv4_v4
     s->shared_nsel = zalloc((size_t)TC * sizeof(int32_t), &fail);
     s->cand = zalloc((size_t)TC * (max_ctx + 1), &fail);
     s->emask = zalloc((size_t)TC, &fail);
+    {
+        const int nkmax = c->window_size + (c->index_topk > TC ? c->index_topk : TC);   /* window + entries or drafts */
+        s->kptr = zalloc((size_t)nkmax * sizeof(uint16_t *), &fail);
+        s->asc = zalloc((size_t)nkmax * H * sizeof(float), &fail);
+        s->kv16 = zalloc((size_t)TC * hd * sizeof(uint16_t), &fail);
+    }
     if (dspark) {
         s->main_x = zalloc((size_t)s->wring * D * sizeof(float), &fail);
         s->mxg = zalloc((size_t)c->window_size * D * sizeof(float), &fail);
         s->feat = zalloc((size_t)TC * x->n_dspark_targets * D * sizeof(float), &fail);
         s->ring = zalloc((size_t)c->window_size * hd * sizeof(float), &fail);
+        s->ring16 = zalloc((size_t)c->window_size * hd * sizeof(uint16_t), &fail);
     }
     int maxcols = D * hc > H * hd ? D * hc : H * hd;
     if (dspark && maxcols < D * x->n_dspark_targets) maxcols = D * x->n_dspark_targets;

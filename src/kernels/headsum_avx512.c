@@ -1,0 +1,70 @@
+/* kernels/headsum_avx512.c — AVX-512 dsv4_relu_wsum_bf16 (headsum.h), 16 lanes, the ragged end by a mask.
+ * Compiled with the AVX-512 flags (Makefile); elsewhere it is the scalar definition under this name. */
+#include "kernels/headsum.h"
+#if defined(__x86_64__) && defined(__AVX512F__)
+#include <immintrin.h>
+
+void dsv4_relu_wsum_bf16_avx512(float *acc, const float *d, float w, int n) {
+    const __m512 zero = _mm512_setzero_ps(), vw = _mm512_set1_ps(w);
+    const __m512i absm = _mm512_set1_epi32(0x7fffffff), inf = _mm512_set1_epi32(0x7f800000),
+                  rnd = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1), hi = _mm512_set1_epi32((int)0xffff0000u),
+                  qbit = _mm512_set1_epi32(0x00400000);
+    for (int i = 0; i < n; i += 16) {
+        __mmask16 k = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1u);
+        __m512 x = _mm512_maskz_loadu_ps(k, d + i);
+        x = _mm512_max_ps(zero, x);                       /* the second operand on NaN and on +-0: the scalar relu */
+        __m512i u = _mm512_castps_si512(_mm512_mul_ps(x, vw));
+        __mmask16 nan = _mm512_cmpgt_epi32_mask(_mm512_and_si512(u, absm), inf);
+        __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(rnd, _mm512_and_si512(_mm512_srli_epi32(u, 16), one)));
+        r = _mm512_mask_or_epi32(r, nan, u, qbit);        /* NaN: its own high half with the quiet bit */
+        r = _mm512_and_si512(r, hi);
+        __m512 a = _mm512_maskz_loadu_ps(k, acc + i);
+        _mm512_mask_storeu_ps(acc + i, k, _mm512_add_ps(a, _mm512_castsi512_ps(r)));
+    }
+}
+
+static inline __m512 bf16x16(const uint16_t *v) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)v)), 16));
+}
+
+/* 128 outputs in 8 registers across all keys, then 16 at a time (the last by a mask); mul then add per key as
+ * dsv4_axpy_bf16_avx512 (its scalar tail computes the same IEEE operations) */
+void dsv4_pv_bf16_avx512(float *acc, const float *p, int pstride, const uint16_t *const *v, int nk, int n) {
+    int i0 = 0;
+    for (; i0 + 128 <= n; i0 += 128) {
+        __m512 a0 = _mm512_loadu_ps(acc + i0), a1 = _mm512_loadu_ps(acc + i0 + 16), a2 = _mm512_loadu_ps(acc + i0 + 32),
+               a3 = _mm512_loadu_ps(acc + i0 + 48), a4 = _mm512_loadu_ps(acc + i0 + 64),
+               a5 = _mm512_loadu_ps(acc + i0 + 80), a6 = _mm512_loadu_ps(acc + i0 + 96),
+               a7 = _mm512_loadu_ps(acc + i0 + 112);
+        for (int j = 0; j < nk; j++) {
+            const __m512 pj = _mm512_set1_ps(p[(size_t)j * pstride]);
+            const uint16_t *x = v[j] + i0;
+            a0 = _mm512_add_ps(a0, _mm512_mul_ps(pj, bf16x16(x)));
+            a1 = _mm512_add_ps(a1, _mm512_mul_ps(pj, bf16x16(x + 16)));
+            a2 = _mm512_add_ps(a2, _mm512_mul_ps(pj, bf16x16(x + 32)));
+            a3 = _mm512_add_ps(a3, _mm512_mul_ps(pj, bf16x16(x + 48)));
+            a4 = _mm512_add_ps(a4, _mm512_mul_ps(pj, bf16x16(x + 64)));
+            a5 = _mm512_add_ps(a5, _mm512_mul_ps(pj, bf16x16(x + 80)));
+            a6 = _mm512_add_ps(a6, _mm512_mul_ps(pj, bf16x16(x + 96)));
+            a7 = _mm512_add_ps(a7, _mm512_mul_ps(pj, bf16x16(x + 112)));
+        }
+        _mm512_storeu_ps(acc + i0, a0); _mm512_storeu_ps(acc + i0 + 16, a1); _mm512_storeu_ps(acc + i0 + 32, a2);
+        _mm512_storeu_ps(acc + i0 + 48, a3); _mm512_storeu_ps(acc + i0 + 64, a4); _mm512_storeu_ps(acc + i0 + 80, a5);
+        _mm512_storeu_ps(acc + i0 + 96, a6); _mm512_storeu_ps(acc + i0 + 112, a7);
+    }
+    for (; i0 < n; i0 += 16) {
+        const __mmask16 k = n - i0 >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i0)) - 1u);
+        __m512 a = _mm512_maskz_loadu_ps(k, acc + i0);
+        for (int j = 0; j < nk; j++) {
+            __m512 x = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, v[j] + i0)), 16));
+            a = _mm512_add_ps(a, _mm512_mul_ps(_mm512_set1_ps(p[(size_t)j * pstride]), x));
+        }
+        _mm512_mask_storeu_ps(acc + i0, k, a);
+    }
+}
+#else
+void dsv4_pv_bf16_avx512(float *acc, const float *p, int pstride, const uint16_t *const *v, int nk, int n) {
+    dsv4_pv_bf16_path(0, acc, p, pstride, v, nk, n);
+}
+void dsv4_relu_wsum_bf16_avx512(float *acc, const float *d, float w, int n) { dsv4_relu_wsum_bf16_scalar(acc, d, w, n); }
+#endif
