@@ -12,10 +12,11 @@
  * (dsv4_chat_render_images: one "<｜deepseek_image｜>" per image, parts joined with "\n\n" as the official encoder
  * does). Each image must be a data: URL with base64 PNG or JPEG bytes (the server fetches nothing), at most
  * srv_engine_max_image_pixels pixels; it is decoded (dsv4_image_from_bytes_max), encoded by the model's tower
- * (dsv4_image_encode, on the connection's thread) and the prompt built with its spans (dsv4_prompt_build); the job
+ * (dsv4_image_encode, on the connection's thread, one at a time server-wide) and the prompt built with its spans (dsv4_prompt_build); the job
  * evaluates it with dsv4_eval_prompt and the prefix cache compares dsv4_prompt_key, so two requests with different
  * images never share an image span. Every failure is a 400 naming the part (messages[i].content[j]). */
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -245,10 +246,17 @@ static int build_images(srv_engine *eng, const cJSON *messages, const dsv4_chat_
     if (!rc && !dsv4_model_has_vision(m))
         rc = srv_err(e, 400, IRE, "invalid_value", part_name(messages, &parts[0]), "%s: this model has no vision tower: "
                      "image content parts need a model with one (e.g. DeepSeek-V4.1-Flash)", part_name(messages, &parts[0]));
-    for (int k = 0; k < nparts && !rc; k++)
-        if (dsv4_image_encode(m, im[k], &emb[k], err, sizeof err))
+    /* One tower run at a time in the whole server: each needs up to ~0.6 GB of workspace at the largest grid and
+     * uses the thread pool anyway, so concurrent image requests queue here instead of multiplying the memory. */
+    static pthread_mutex_t tower_mu = PTHREAD_MUTEX_INITIALIZER;
+    for (int k = 0; k < nparts && !rc; k++) {
+        pthread_mutex_lock(&tower_mu);
+        int bad = dsv4_image_encode(m, im[k], &emb[k], err, sizeof err);
+        pthread_mutex_unlock(&tower_mu);
+        if (bad)
             rc = srv_err(e, 400, IRE, "invalid_value", part_name(messages, &parts[k]), "%s: %s",
                          part_name(messages, &parts[k]), err);
+    }
     if (!rc && dsv4_prompt_build(&g->vprompt, m, ids, n, emb, nparts, err, sizeof err))
         rc = srv_err(e, 400, IRE, "invalid_value", "messages", "%s", err);
     for (int k = 0; k < nparts; k++) {
