@@ -5,6 +5,7 @@
  * Prints one line per failed check and ends with "N passed, N failed".
  */
 #include "kernels/kernels.h"
+#include "kernels/quant_v41.h"
 #include "kernels/ops_simd.h"
 #include "dsv4.h"
 #include "base/util.h"
@@ -259,6 +260,15 @@ static owned_w make_weight(dsv4_wfmt fmt, int rows, int cols) {
         o.data = d;
         break;
     }
+    case DSV4_W_FP8_32: {   /* scales spread over 2^-14 .. 2^-3 so that a wrong tile is seen */
+        uint8_t *d = malloc(n);
+        for (size_t i = 0; i < n; i++) { d[i] = (uint8_t)rnd_u32(); if ((d[i] & 0x7f) == 0x7f) d[i] = 0x10; }
+        size_t ns = (size_t)((rows + 31) / 32) * ((cols + 31) / 32);
+        o.scale = malloc(ns);
+        for (size_t i = 0; i < ns; i++) o.scale[i] = (uint8_t)(113 + rnd_u32() % 12);
+        o.data = d;
+        break;
+    }
     case DSV4_W_FP4: {
         uint8_t *d = malloc(n / 2);
         for (size_t i = 0; i < n / 2; i++) d[i] = (uint8_t)rnd_u32();
@@ -287,6 +297,9 @@ static double w_def(const dsv4_wview *w, int r, int c) {
         return dsv4_e2m1_to_f32(c & 1 ? b >> 4 : b & 15) *
                ldexp(1.0, w->scale[(size_t)r * ((w->cols + 31) / 32) + c / 32] - 127);
     }
+    case DSV4_W_FP8_32:
+        return e4m3_def(((const uint8_t *)w->data)[(size_t)r * w->cols + c]) *
+               ldexp(1.0, w->scale[(size_t)(r / 32) * ((w->cols + 31) / 32) + c / 32] - 127);
     }
     return 0;
 }
@@ -306,12 +319,15 @@ static double w_unscaled(const dsv4_wview *w, int r, int c, double *scale) {
         *scale = ldexp(1.0, w->scale[(size_t)r * ((w->cols + 31) / 32) + c / 32] - 127);
         return dsv4_e2m1_to_f32(c & 1 ? b >> 4 : b & 15);
     }
+    case DSV4_W_FP8_32:   /* V4.1: one scale per 32x32 tile */
+        *scale = ldexp(1.0, w->scale[(size_t)(r / 32) * ((w->cols + 31) / 32) + c / 32] - 127);
+        return e4m3_def(((const uint8_t *)w->data)[(size_t)r * w->cols + c]);
     default: return 0;
     }
 }
 /* out = W x for one row in the pair-lane order; x BF16 values (subnormals read as 0) */
 static float pair_lane_ref(const dsv4_wview *w, int r, const float *x) {
-    int cols = w->cols, grp = w->fmt == DSV4_W_FP8 ? 128 : w->fmt == DSV4_W_FP4 ? 32 : cols;
+    int cols = w->cols, grp = w->fmt == DSV4_W_FP8 ? 128 : w->fmt == DSV4_W_FP4 || w->fmt == DSV4_W_FP8_32 ? 32 : cols;
     float L[16] = {0};
     /* FP8: each full 64-column block is taken in the order 0-7,16-23,32-39,48-55, 8-15,24-31,40-47,56-63 */
     int *col = malloc(sizeof(int) * (size_t)cols);
@@ -426,24 +442,28 @@ static void test_linear_fmt(dsv4_wfmt fmt, const char *name, int rows, int cols)
     CHECK(bad == 0, "%s: n_tok=1 differs from batched for %d tokens", name, bad);
 
     /* row sub-views */
-    int r0 = fmt == DSV4_W_FP8 ? 128 : 37, nr = rows - r0 - 5;
+    int r0 = fmt == DSV4_W_FP8 ? 128 : fmt == DSV4_W_FP8_32 ? (rows > 110 ? 96 : 32) : 37, nr = rows - r0 - 5;
     dsv4_wview sub = dsv4_wview_rows(w, r0, nr);
     dsv4_linear(o3, &sub, x, T, 0, scratch);
     bad = 0;
     for (int t = 0; t < T; t++) bad += memcmp(o3 + (size_t)t * nr, o1 + (size_t)t * rows + r0, (size_t)nr * 4) != 0;
     CHECK(bad == 0, "%s: wview_rows(%d,%d) linear differs from full rows", name, r0, nr);
 
-    /* DSV4_ACT_FP8 | DSV4_OUT_BF16 == plain linear of fp8_sim'd rows, rounded; x untouched */
-    dsv4_linear(o3, w, x, T, DSV4_ACT_FP8 | DSV4_OUT_BF16, scratch);
-    CHECK(!memcmp(x, x0, (size_t)T * cols * 4), "%s: DSV4_ACT_FP8 modified the input", name);
-    memcpy(xq, x, (size_t)T * cols * 4);
-    for (int t = 0; t < T; t++) dsv4_fp8_sim(xq + (size_t)t * cols, cols, 128);
-    dsv4_linear(o2, w, xq, T, 0, scratch);
-    bad = 0;
-    for (int i = 0; i < T * rows; i++) bad += o3[i] != dsv4_round_bf16(o2[i]);
-    CHECK(bad == 0, "%s: ACT_FP8|OUT_BF16 differs from fp8_sim + linear + bf16: %d", name, bad);
-    dsv4_linear(o2, w, x + 3 * (size_t)cols, 1, DSV4_ACT_FP8 | DSV4_OUT_BF16, scratch);
-    CHECK(!memcmp(o2, o3 + 3 * (size_t)rows, (size_t)rows * 4), "%s: ACT_FP8 batch invariance", name);
+    /* DSV4_ACT_FP8 (DSV4_ACT_FP8_32: V4.1's 32-blocks) | DSV4_OUT_BF16 == plain linear of fp8_sim'd rows, rounded;
+     * x untouched */
+    for (int a = 0; a < 2; a++) {
+        const int act = a ? DSV4_ACT_FP8_32 : DSV4_ACT_FP8, blk = a ? 32 : 128;
+        dsv4_linear(o3, w, x, T, act | DSV4_OUT_BF16, scratch);
+        CHECK(!memcmp(x, x0, (size_t)T * cols * 4), "%s: DSV4_ACT_FP8 (block %d) modified the input", name, blk);
+        memcpy(xq, x, (size_t)T * cols * 4);
+        for (int t = 0; t < T; t++) dsv4_fp8_sim(xq + (size_t)t * cols, cols, blk);
+        dsv4_linear(o2, w, xq, T, 0, scratch);
+        bad = 0;
+        for (int i = 0; i < T * rows; i++) bad += o3[i] != dsv4_round_bf16(o2[i]);
+        CHECK(bad == 0, "%s: ACT_FP8 (block %d)|OUT_BF16 differs from fp8_sim + linear + bf16: %d", name, blk, bad);
+        dsv4_linear(o2, w, x + 3 * (size_t)cols, 1, act | DSV4_OUT_BF16, scratch);
+        CHECK(!memcmp(o2, o3 + 3 * (size_t)rows, (size_t)rows * 4), "%s: ACT_FP8 (block %d) batch invariance", name, blk);
+    }
 
     free(deq); free(x); free(x0); free(xq); free(scratch); free(o1); free(o2); free(o3); free(ref);
     free(ow.data); free(ow.scale);
@@ -487,14 +507,15 @@ static void test_tiny_values(void) {
     char err[256];
     static float x[T * C], o[T * R], want[T * R];
     float *scratch = malloc(dsv4_linear_scratch_floats(T, C) * 4);
-    for (int f = 0; f < 3; f++) {
-        dsv4_wfmt fmt = f == 0 ? DSV4_W_BF16 : f == 1 ? DSV4_W_FP8 : DSV4_W_FP4;
+    for (int f = 0; f < 4; f++) {
+        dsv4_wfmt fmt = f == 0 ? DSV4_W_BF16 : f == 1 ? DSV4_W_FP8 : f == 2 ? DSV4_W_FP4 : DSV4_W_FP8_32;
         owned_w ow = make_weight(fmt, R, C);
         if (fmt == DSV4_W_BF16)
             for (int i = 0; i < R * C; i++)
                 ((uint16_t *)ow.data)[i] = dsv4_f32_to_bf16(rnd_unif() * ldexpf(1.0f, -60 - (int)(rnd_u32() % 8)));
         else {
-            size_t ns = fmt == DSV4_W_FP8 ? (size_t)((R + 127) / 128) * ((C + 127) / 128) : (size_t)R * (C / 32);
+            size_t ns = fmt == DSV4_W_FP8 ? (size_t)((R + 127) / 128) * ((C + 127) / 128)
+                      : fmt == DSV4_W_FP8_32 ? (size_t)((R + 31) / 32) * (C / 32) : (size_t)R * (C / 32);
             for (size_t i = 0; i < ns; i++) ow.scale[i] = (uint8_t)(i % 3 == 0 ? 0 : rnd_u32() % 4);   /* 2^-127..2^-124 */
         }
         for (int i = 0; i < T * C; i++)
@@ -769,12 +790,13 @@ static void test_gemm_blocking(void) {
     static const int toks[] = {3, 4, 5, 7, 65, 70};
     enum { NTOKS = sizeof toks / sizeof toks[0], TMAX = 70 };
     char err[256];
-    for (int f = 0; f < 3; f++) {
-        dsv4_wfmt fmt = f == 0 ? DSV4_W_BF16 : f == 1 ? DSV4_W_FP8 : DSV4_W_FP4;
-        int rows = 205, cols = fmt == DSV4_W_FP4 ? 1088 : 1100;
+    for (int f = 0; f < 5; f++) {
+        dsv4_wfmt fmt = f == 0 ? DSV4_W_BF16 : f == 1 ? DSV4_W_FP8 : f == 2 ? DSV4_W_FP4 : DSV4_W_FP8_32;
+        int rows = 205, cols = fmt == DSV4_W_FP4 || f == 4 ? 1088 : 1100;
         owned_w ow = make_weight(fmt, rows, cols);
         if (fmt == DSV4_W_FP8) ow.scale[0] = 3;                       /* 2^-124: block (0,0) unfoldable */
         if (fmt == DSV4_W_FP4) ow.scale[(size_t)9 * (cols / 32)] = 2;  /* row 9, group 0 */
+        if (fmt == DSV4_W_FP8_32) ow.scale[(size_t)5 * ((cols + 31) / 32) + 33] = 3;   /* tile (5, 33) */
         float *x = malloc((size_t)TMAX * cols * 4), *o = malloc((size_t)TMAX * rows * 4);
         float *want = malloc((size_t)TMAX * rows * 4), *scratch = malloc(dsv4_linear_scratch_floats(TMAX, cols) * 4);
         for (int i = 0; i < TMAX * cols; i++) x[i] = rnd_bf16(2.0f);
@@ -807,40 +829,44 @@ static void test_gemm_blocking(void) {
  *     s*P = 2^-10 * 2^-120 = 2^-130: the definition keeps it (L + s*P = 1.0625 * 2^-126), folded products 2^-130
  *     would be flushed;
  *   overflow: x = 2^120 times w = +6 and -6 with scale 2^10: the definition's P = 0, folded products overflow to
- *     +-Inf and give NaN.
- * 3 tokens (the multi-token path), 1 token (decode path), every path. */
+ *     +-Inf and give NaN;
+ *   scaled weight below FLT_MIN: w = the smallest code (E4M3 2^-9, E2M1 0.5) with scale 2^-118 (FP4: 2^-126) and
+ *     x = 256, where the activations alone would allow folding: s*w = 2^-127 is not a normal BF16.
+ * 3 tokens (the multi-token path), 1 token (decode path), every path; FP4, FP8 and FP8_32 (V4.1's tiles). */
 static void test_gemm_fold_guard(void) {
     enum { R = 16, T = 3 };
     char err[256];
-    for (int f = 0; f < 2; f++) {
-        dsv4_wfmt fmt = f == 0 ? DSV4_W_FP4 : DSV4_W_FP8;
-        for (int kind = 0; kind < 2; kind++) {
-            int cols = fmt == DSV4_W_FP4 ? 64 : 256, grp = fmt == DSV4_W_FP4 ? 32 : 128;
+    for (int f = 0; f < 3; f++) {
+        dsv4_wfmt fmt = f == 0 ? DSV4_W_FP4 : f == 1 ? DSV4_W_FP8 : DSV4_W_FP8_32;
+        for (int kind = 0; kind < 3; kind++) {
+            int cols = fmt == DSV4_W_FP8 ? 256 : 64, grp = fmt == DSV4_W_FP8 ? 128 : 32;
             owned_w ow = make_weight(fmt, R, cols);
             float x[T * 256], o[T * R], want[T * R];
             float *scratch = malloc(dsv4_linear_scratch_floats(T, cols) * 4);
-            int ns = fmt == DSV4_W_FP4 ? R * (cols / 32) : cols / 128;
+            int ns = fmt == DSV4_W_FP4 ? R * (cols / 32) : cols / grp;   /* R = 16: one FP8 / FP8_32 tile row */
             for (int i = 0; i < ns; i++) {
                 int g = fmt == DSV4_W_FP4 ? i % (cols / 32) : i;
-                ow.scale[i] = (uint8_t)(kind == 0 ? (g == 0 ? 127 : 117) : 137);
+                ow.scale[i] = (uint8_t)(kind == 0 ? (g == 0 ? 127 : 117) : kind == 1 ? 137 : fmt == DSV4_W_FP4 ? 1 : 9);
             }
             /* weights: 1.0 (E2M1 code 2 / E4M3 0x38) everywhere; overflow case: +6 / -6 in each pair */
             for (int r = 0; r < R; r++)
                 for (int c = 0; c < cols; c++) {
                     int neg = kind == 1 && (c & 1);
                     if (fmt == DSV4_W_FP4) {
-                        uint8_t code = (uint8_t)(kind == 0 ? 2 : neg ? 15 : 7);
+                        uint8_t code = (uint8_t)(kind == 0 ? 2 : kind == 2 ? 1 : neg ? 15 : 7);
                         uint8_t *b = (uint8_t *)ow.data + (size_t)r * (cols / 2) + c / 2;
                         *b = (uint8_t)(c & 1 ? (*b & 0x0f) | (code << 4) : (*b & 0xf0) | code);
                     } else {
-                        ((uint8_t *)ow.data)[(size_t)r * cols + c] = (uint8_t)(kind == 0 ? 0x38 : neg ? 0xcc : 0x4c);
+                        ((uint8_t *)ow.data)[(size_t)r * cols + c] =
+                            (uint8_t)(kind == 0 ? 0x38 : kind == 2 ? 0x01 : neg ? 0xcc : 0x4c);
                     }
                 }
             for (int t = 0; t < T; t++)
                 for (int c = 0; c < cols; c++) {
                     float v = 0;
                     if (kind == 0) v = c == 5 + t ? 0x1p-126f : c == grp + 5 + t ? 0x1p-120f : 0.0f;   /* the same lane */
-                    else v = 0x1p120f * (float)(1 + (c % 3 == 0));
+                    else if (kind == 1) v = 0x1p120f * (float)(1 + (c % 3 == 0));
+                    else v = 256.0f;
                     x[t * cols + c] = v;
                 }
             if (kind == 1)   /* the pairs must cancel: equal x in each (even, odd) pair; the FP8 order keeps pairs */
@@ -849,7 +875,8 @@ static void test_gemm_fold_guard(void) {
             for (int t = 0; t < T; t++)
                 for (int r = 0; r < R; r++) want[t * R + r] = pair_lane_ref(&ow.w, r, x + (size_t)t * cols);
             if (kind == 0) CHECK(want[0] > 0x1p-126f, "fold guard: the planted sum is %a, not above 2^-126 (test error)", want[0]);
-            else CHECK(want[0] == 0.0f, "fold guard: the overflow case should cancel to 0, got %g (test error)", want[0]);
+            else if (kind == 1) CHECK(want[0] == 0.0f, "fold guard: the overflow case should cancel to 0, got %g (test error)", want[0]);
+            else CHECK(want[0] >= 0x1p-126f, "fold guard: the small-weight case gives %a (test error)", want[0]);
             for (int p = 0; p < NPATHS; p++) {
                 if (dsv4_set_kernel_path(PATHS[p], err, sizeof err) != 0) continue;
                 for (int nt = 1; nt <= T; nt += 2) {
@@ -857,7 +884,7 @@ static void test_gemm_fold_guard(void) {
                     int bad = 0;
                     for (int i = 0; i < nt * R; i++) bad += f2u(o[i]) != f2u(want[i]);
                     CHECK(bad == 0, "fold guard (%s, %s), path %s, %d tokens: %d outputs differ (row 0: %a, want %a)",
-                          fmt == DSV4_W_FP4 ? "fp4" : "fp8", kind == 0 ? "underflow" : "overflow", PATHS[p], nt, bad,
+                          fmt == DSV4_W_FP4 ? "fp4" : fmt == DSV4_W_FP8 ? "fp8" : "fp8_32", kind == 0 ? "underflow" : kind == 1 ? "overflow" : "small weight", PATHS[p], nt, bad,
                           o[0], want[0]);
                 }
             }
@@ -871,14 +898,16 @@ static void test_gemm_fold_guard(void) {
  * different token count on the same pointer and one empty, each output bit-identical to its own dsv4_linear
  * call, on every path and 1-3 threads. */
 static void test_linear_multi(void) {
-    enum { NOPS = 10, COLS = 1088, T = 3 };
+    enum { NOPS = 12, COLS = 1088, T = 3 };
     static const dsv4_wfmt fm[NOPS] = {DSV4_W_FP4, DSV4_W_FP4, DSV4_W_FP8, DSV4_W_BF16, DSV4_W_F32, DSV4_W_FP4,
-                                       DSV4_W_FP8, DSV4_W_BF16, DSV4_W_FP4, DSV4_W_BF16};
-    static const int rows[NOPS] = {200, 136, 130, 72, 24, 64, 256, 8, 40, 16};
-    static const int xi[NOPS] = {0, 0, 0, 1, 0, 2, 1, 0, 0, 0};    /* which input: 3 distinct row sets */
-    static const int nt[NOPS] = {1, 1, 1, 1, 1, 3, 1, 2, 1, 0};    /* op 7: 2 tokens of input 0; op 9 empty */
+                                       DSV4_W_FP8, DSV4_W_BF16, DSV4_W_FP4, DSV4_W_BF16, DSV4_W_FP8_32, DSV4_W_FP8_32};
+    static const int rows[NOPS] = {200, 136, 130, 72, 24, 64, 256, 8, 40, 16, 96, 40};
+    static const int xi[NOPS] = {0, 0, 0, 1, 0, 2, 1, 0, 0, 0, 0, 0};    /* which input: 3 distinct row sets */
+    static const int nt[NOPS] = {1, 1, 1, 1, 1, 3, 1, 2, 1, 0, 1, 1};    /* op 7: 2 tokens of input 0; op 9 empty */
+    /* ops 10, 11: FP8_32 with V4.1's 32-block quantization of input 0 (a copy of its own; 11 shares 10's) */
     static const int fl[NOPS] = {DSV4_ACT_FP8 | DSV4_OUT_BF16, DSV4_ACT_FP8 | DSV4_OUT_BF16, DSV4_ACT_FP8, 0, 0,
-                                 DSV4_OUT_BF16, DSV4_ACT_FP8 | DSV4_OUT_BF16, DSV4_ACT_FP8, 0, 0};
+                                 DSV4_OUT_BF16, DSV4_ACT_FP8 | DSV4_OUT_BF16, DSV4_ACT_FP8, 0, 0,
+                                 DSV4_ACT_FP8_32 | DSV4_OUT_BF16, DSV4_ACT_FP8_32};
     owned_w w[NOPS];
     float *x[3], *out[NOPS], *want[NOPS];
     dsv4_linear_op op[NOPS];
@@ -896,8 +925,8 @@ static void test_linear_multi(void) {
      * the FP8 quantization) */
     size_t ns = dsv4_linear_multi_scratch_floats(op, NOPS), n1 = dsv4_linear_scratch_floats(T, COLS), want_ns = 0;
     for (int i = 0; i < NOPS; i++)
-        if (i != 1 && i != 9) want_ns += dsv4_linear_scratch_floats(nt[i], COLS) + 16;
-    CHECK(ns == want_ns, "linear_multi scratch %zu floats, want %zu (8 distinct prepared inputs)", ns, want_ns);
+        if (i != 1 && i != 9 && i != 11) want_ns += dsv4_linear_scratch_floats(nt[i], COLS) + 16;
+    CHECK(ns == want_ns, "linear_multi scratch %zu floats, want %zu (9 distinct prepared inputs)", ns, want_ns);
     float *scratch = malloc(sizeof(float) * (ns > n1 ? ns : n1));
     char err[256];
     int tested = 0;
@@ -926,7 +955,27 @@ static void test_linear_multi(void) {
     dsv4_set_threads(2, NULL, 0);
 }
 
+/* The V4.1 loader's check of a 32x32-tile FP8 weight read in place (kernels/quant_v41.h dsv4_fp8_tiles_check): NaN
+ * codes anywhere (both signs, at 8-byte word edges and in the ragged tail) and the values of a tile whose scale
+ * byte is 255 (ragged edge tiles counted by their real size); 0 for every finite code. */
+static void test_fp8_tiles_check(void) {
+    enum { R = 45, C = 77 };
+    static uint8_t codes[R * C], sc[2 * 3];
+    for (int i = 0; i < R * C; i++) { codes[i] = (uint8_t)i; if ((codes[i] & 0x7f) == 0x7f) codes[i] = 0x7e; }
+    memset(sc, 127, sizeof sc);
+    long n = dsv4_fp8_tiles_check(codes, sc, R, C, 32);
+    CHECK(n == 0, "fp8 tiles check: %ld bad values in a finite weight", n);
+    static const int at[] = {0, 7, 8, 15, 16, 1000, R * C - 9, R * C - 1};
+    for (size_t k = 0; k < sizeof at / sizeof at[0]; k++) codes[at[k]] = k % 2 ? 0xff : 0x7f;
+    n = dsv4_fp8_tiles_check(codes, sc, R, C, 32);
+    CHECK(n == 8, "fp8 tiles check: %ld NaN codes counted, want 8", n);
+    sc[5] = 255;   /* tile (1, 2): rows 32..44, columns 64..76: 13 x 13 values, 2 of the NaN codes among them */
+    n = dsv4_fp8_tiles_check(codes, sc, R, C, 32);
+    CHECK(n == 6 + 13 * 13, "fp8 tiles check: %ld, want %d (6 NaN codes + a 13x13 tile of scale 255)", n, 6 + 13 * 13);
+}
+
 static void test_linear(void) {
+    test_fp8_tiles_check();
     test_linear_multi();
     test_threads_api();
     test_storage_forms();
@@ -939,6 +988,10 @@ static void test_linear(void) {
     test_linear_fmt(DSV4_W_FP8, "fp8-small", 135, 72);
     test_linear_fmt(DSV4_W_FP4, "fp4", 203, 2080);
     test_linear_fmt(DSV4_W_FP4, "fp4-small", 45, 32);
+    test_linear_fmt(DSV4_W_FP8_32, "fp8_32", 300, 1100);          /* ragged rows and columns */
+    test_linear_fmt(DSV4_W_FP8_32, "fp8_32-aligned", 256, 1536);
+    test_linear_fmt(DSV4_W_FP8_32, "fp8_32-odd32", 70, 1120);     /* a multiple of 32, not of 64 */
+    test_linear_fmt(DSV4_W_FP8_32, "fp8_32-small", 45, 72);
     test_linear_bf16x();
     test_gemm_blocking();
     test_gemm_fold_guard();

@@ -170,7 +170,8 @@ static void test_good(void) {
               B->candidate_source == cand[L] && B->uses_candidates == usec[L] && (B->engram != NULL) == eng[L],
               "layer %d roles", L);
         CHECK((B->idx_wk.rows > 0) == (kv[L] && ix[L]), "layer %d: index keys made by owners only", L);
-        CHECK(B->wq_a.fmt == DSV4_W_BF16 && B->wo_a.fmt == DSV4_W_BF16 && B->w1[0].fmt == DSV4_W_FP4,
+        /* 32x32-tile FP8 read in place (no BF16 copy; o_lora_rank 32 allows wo_a's group sub-views) */
+        CHECK(B->wq_a.fmt == DSV4_W_FP8_32 && B->wo_a.fmt == DSV4_W_FP8_32 && B->w1[0].fmt == DSV4_W_FP4,
               "layer %d formats", L);
     }
     CHECK(v->layers[2].comp_wkv.fmt == DSV4_W_F32 && v->layers[2].comp_wgate.fmt == DSV4_W_F32 &&

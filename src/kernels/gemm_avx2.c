@@ -7,7 +7,7 @@
  *   BF16: 2 rows x 4 tokens of accumulators: per chunk, fma(w_odd, x_odd, L) then fma(w_even, x_even, L);
  *   FP8:  2 rows x 2 tokens of accumulators L plus fresh partials P per 128-column block, L = fma(s, P, L);
  *   FP4:  2 rows x 4 tokens; per 32-column group P = fma(w_odd, x_odd, +0), P = fma(w_even, x_even, P),
- *         L = fma(s, P, L) (the +0 start keeps the definition's signed zeros).
+ *         L = fma(s, P, L) (the +0 start keeps the definition's signed zeros); FP8_32 (V4.1) likewise.
  * Each activation vector split in registers feeds 2 rows, each weight vector loaded 2-4 tokens. MXCSR FTZ+DAZ is
  * set by the caller. Compiled with -mavx2 -mfma (Makefile); elsewhere this file is empty. */
 #include "kernels/simd.h"
@@ -126,9 +126,9 @@ static void split_tile(const uint16_t *const *src, int nrr, int nch, float *dst,
 
 void dsv4_gemm_rows_avx2(const dsv4_lin_job *jb, int r0, int nr, dsv4_tile_dec_fn dec) {
     const dsv4_wview *wv = jb->w;
-    const int cols = jb->cols, fmt = wv->fmt, ncb = cdiv(cols, 128), ncs = cdiv(cols, 32);
-    const int ntmax = fmt == DSV4_W_FP8 ? NT_FP8 : fmt == DSV4_W_FP4 ? NT_FP4 : NT_BF16;
-    const mk_fn *K = fmt == DSV4_W_FP8 ? K_FP8 : fmt == DSV4_W_FP4 ? K_FP4 : K_BF16;
+    const int cols = jb->cols, fmt = wv->fmt, ncb = cdiv(cols, 128);
+    const int ntmax = fmt == DSV4_W_FP8 ? NT_FP8 : dsv4_fmt_g32(fmt) ? NT_FP4 : NT_BF16;
+    const mk_fn *K = fmt == DSV4_W_FP8 ? K_FP8 : dsv4_fmt_g32(fmt) ? K_FP4 : K_BF16;   /* FP8_32: FP4's per-group kernels */
     _Alignas(64) uint16_t tile[RB * KC];
     _Alignas(64) float split[RB * (KC + 16)];   /* rows KC + 16 floats apart (not a multiple of 4 KiB) */
     _Alignas(64) float L[RB][TB][16];
@@ -157,7 +157,7 @@ void dsv4_gemm_rows_avx2(const dsv4_lin_job *jb, int r0, int nr, dsv4_tile_dec_f
                         const int jj = 2 * q + (2 * q + j < nrr ? j : 0), r = rb + jj;   /* padding: a real row */
                         w[q][j] = split + (size_t)jj * (KC + 16);
                         sc[q][j] = fmt == DSV4_W_FP8 ? wv->scale + (size_t)(r / 128) * ncb + c0 / 128
-                                 : fmt == DSV4_W_FP4 ? wv->scale + (size_t)r * ncs + c0 / 32 : NULL;
+                                 : dsv4_fmt_g32(fmt) ? dsv4_g32_scales(wv, r, c0) : NULL;
                     }
                 const int ngrp = cdiv(nt, ntmax);
                 for (int g = 0, tt = 0; g < ngrp; g++) {

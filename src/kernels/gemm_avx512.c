@@ -5,7 +5,8 @@
  *   BF16: 4 x 6 accumulators L (one VDPBF16PS per (row, token) per 32-column chunk);
  *   FP8:  4 x 3 accumulators L plus 4 x 3 fresh partials P per 128-column scale block (P = dp over the block's
  *         chunks, then L = fma(s, P, L): the definition's per-block order);
- *   FP4:  4 x 5 accumulators L; per 32-column group P = dp(0, chunk), L = fma(s, P, L).
+ *   FP4:  4 x 5 accumulators L; per 32-column group P = dp(0, chunk), L = fma(s, P, L); V4.1's FP8_32 (one scale
+ *         per 32x32 tile) has the same per-group structure and takes these kernels on its own decoded tile.
  * The pair-lane order (simd.h) is per output (row, token): blocking rows and tokens changes which outputs are
  * computed together, never the order of any output's additions, so the results are bit-identical to the
  * definition. The lanes are loaded from and stored to the caller's L[row][token][16] once per tile (KC columns).
@@ -179,7 +180,8 @@ static xrange x_range(const dsv4_lin_job *jb) {
 }
 
 static int fold_ok(int fmt, const xrange *xr, int kmin, int kmax, int cols) {
-    const int ewmin = fmt == DSV4_W_FP8 ? -9 : -1, ewmax = fmt == DSV4_W_FP8 ? 8 : 2, egrid = ewmin;
+    const int e4m3 = fmt == DSV4_W_FP8 || fmt == DSV4_W_FP8_32;
+    const int ewmin = e4m3 ? -9 : -1, ewmax = e4m3 ? 8 : 2, egrid = ewmin;
     if (kmin + ewmin < -126 || kmax + ewmax > 127) return 0;
     if (!xr->any) return 1;
     if (xr->ex_max >= 128) return 0;   /* Inf / NaN */
@@ -189,15 +191,15 @@ static int fold_ok(int fmt, const xrange *xr, int kmin, int kmax, int cols) {
     return xr->ex_max + 1 + ewmax + 1 + lc + (kmax > 0 ? kmax : 0) <= 125;
 }
 
-/* The tile's scale exponents k = code - 127 as kw = k * 128 (FP8: kw[j*16 + b] per 128-column block b; FP4:
- * kw[j*32 + g] per 32-column group g) and their range. */
+/* The tile's scale exponents k = code - 127 as kw = k * 128 (FP8: kw[j*16 + b] per 128-column block b; FP4 and
+ * FP8_32: kw[j*32 + g] per 32-column group g) and their range. */
 static void tile_scales(const dsv4_wview *wv, int rb, int nrr, int c0, int n, int16_t *kw, int *kmin, int *kmax) {
     const int cols = wv->cols, fp8 = wv->fmt == DSV4_W_FP8, ng = fp8 ? cdiv(n, 128) : cdiv(n, 32);
     const __mmask32 m = ng >= 32 ? 0xffffffffu : ((1u << ng) - 1);
     __m256i mn = _mm256_set1_epi8((char)0xff), mx = _mm256_setzero_si256();
     for (int j = 0; j < nrr; j++) {
         const uint8_t *sc = fp8 ? wv->scale + (size_t)((rb + j) / 128) * cdiv(cols, 128) + c0 / 128
-                                : wv->scale + (size_t)(rb + j) * cdiv(cols, 32) + c0 / 32;
+                                : dsv4_g32_scales(wv, rb + j, c0);
         const __m256i c = _mm256_maskz_loadu_epi8(m, sc);
         mn = _mm256_mask_min_epu8(mn, m, mn, c);
         mx = _mm256_max_epu8(mx, c);
@@ -259,7 +261,7 @@ static void finish(const dsv4_lin_job *jb, float (*L)[GTB][16], int rb, int nrr,
 /* ------------------------------------------------------------------ driver */
 void dsv4_gemm_rows_avx512(const dsv4_lin_job *jb, int r0, int nr) {
     const dsv4_wview *wv = jb->w;
-    const int cols = jb->cols, fmt = wv->fmt, ncb = cdiv(cols, 128), ncs = cdiv(cols, 32);
+    const int cols = jb->cols, fmt = wv->fmt, ncb = cdiv(cols, 128);
     const int direct_bf16 = fmt == DSV4_W_BF16 && (cols % 32) == 0;
     _Alignas(64) uint16_t tile[RB * GLD];
     _Alignas(64) float L[RB][GTB][16];
@@ -293,7 +295,7 @@ void dsv4_gemm_rows_avx512(const dsv4_lin_job *jb, int r0, int nr) {
                     }
                     for (int j = 0; j < nrr; j++) wt[j] = tile + j * GLD;
                     if (fmt == DSV4_W_FP8) { K = fold ? K_FP8F : K_FP8; ntmax = NT_FP8; }
-                    if (fmt == DSV4_W_FP4) { K = fold ? K_FP4F : K_FP4; ntmax = fold ? NT_FP4F : NT_FP4; }
+                    if (dsv4_fmt_g32(fmt)) { K = fold ? K_FP4F : K_FP4; ntmax = fold ? NT_FP4F : NT_FP4; }
                 }
                 /* per 4-row sub-block: tile rows and scale codes (padding rows repeat a real row) */
                 const uint16_t *w[2][MR];
@@ -303,7 +305,7 @@ void dsv4_gemm_rows_avx512(const dsv4_lin_job *jb, int r0, int nr) {
                         const int jj = q * MR + (q * MR + j < nrr ? j : 0), r = rb + jj;
                         w[q][j] = wt[jj];
                         sc[q][j] = fmt == DSV4_W_FP8 ? wv->scale + (size_t)(r / 128) * ncb + c0 / 128
-                                 : fmt == DSV4_W_FP4 ? wv->scale + (size_t)r * ncs + c0 / 32 : NULL;
+                                 : dsv4_fmt_g32(fmt) ? dsv4_g32_scales(wv, r, c0) : NULL;
                     }
                 /* token groups of near-equal size <= ntmax (32 tokens of BF16: 6,6,5,5,5,5); each group's
                  * activations serve both 4-row sub-blocks while they are in L1 */

@@ -49,7 +49,9 @@ typedef enum {
     DSV4_W_F32,   /* data: float [rows, cols] */
     DSV4_W_BF16,  /* data: uint16 bf16 [rows, cols] */
     DSV4_W_FP8,   /* data: e4m3 [rows, cols]; scale: e8m0 [ceil(rows/128), ceil(cols/128)] */
-    DSV4_W_FP4    /* data: packed e2m1 [rows, cols/2] (elem 2k = low nibble); scale: e8m0 [rows, cols/32] */
+    DSV4_W_FP4,   /* data: packed e2m1 [rows, cols/2] (elem 2k = low nibble); scale: e8m0 [rows, cols/32] */
+    DSV4_W_FP8_32 /* DeepSeek-V4.1's FP8: data e4m3 [rows, cols]; scale: e8m0 [ceil(rows/32), ceil(cols/32)] (one per
+                   * 32x32 tile; V4's DSV4_W_FP8 has one per 128x128 block) */
 } dsv4_wfmt;
 
 typedef struct {
@@ -59,21 +61,22 @@ typedef struct {
     const uint8_t *scale;     /* e8m0 scales for FP8/FP4, NULL otherwise */
 } dsv4_wview;
 
-/* Row sub-view: rows [r0, r0+nr) of w (r0 a multiple of 128 for FP8). */
+/* Row sub-view: rows [r0, r0+nr) of w (r0 a multiple of 128 for FP8, of 32 for FP8_32). */
 dsv4_wview dsv4_wview_rows(const dsv4_wview *w, int r0, int nr);
 
 /* Flags for dsv4_linear. */
 enum {
     DSV4_ACT_FP8  = 1,  /* FP8-quantize each input row in blocks of 128 first (§3.3 GEMM input) */
-    DSV4_OUT_BF16 = 2   /* round each output to BF16 */
+    DSV4_OUT_BF16 = 2,  /* round each output to BF16 */
+    DSV4_ACT_FP8_32 = 4 /* FP8-quantize each input row in blocks of 32 first (V4.1's act_quant; not with DSV4_ACT_FP8) */
 };
 /* out[t][r] = sum_c W[r][c] * x[t][c] for t < n_tok (x: [n_tok, cols], out: [n_tok, rows]), F32 accumulation,
  * spread over the thread pool (kernels/pool.h) and the SIMD path in use.
  * Contract: for BF16 / FP8 / FP4 weights every x value must be BF16-representable (the reference holds these
- * activations in BF16; with DSV4_ACT_FP8 the quantized copy is). With DSV4_ACT_FP8 the input is quantized as
- * in the reference's act_quant (the caller's x is not modified). `scratch` must hold
- * dsv4_linear_scratch_floats(n_tok, cols) floats for BF16/FP8/FP4 weights or when DSV4_ACT_FP8 is set; it may
- * be NULL otherwise. Order: BF16/FP8/FP4 weights use the pair-lane order (kernels/simd.h: exact products,
+ * activations in BF16; with DSV4_ACT_FP8 / DSV4_ACT_FP8_32 the quantized copy is). With DSV4_ACT_FP8 (_32) the
+ * input is quantized as in the reference's act_quant (the caller's x is not modified). `scratch` must hold
+ * dsv4_linear_scratch_floats(n_tok, cols) floats for BF16/FP8/FP4 weights or when an ACT flag is set; it may
+ * be NULL otherwise. Order: BF16/FP8/FP8_32/FP4 weights use the pair-lane order (kernels/simd.h: exact products,
  * 16 lanes, per-block scaling, fixed tree); F32 weights the 8-lane k%8 order (matmul.c). Either way each
  * result is independent of n_tok, of the thread count, of the SIMD path and of row sub-views. */
 void dsv4_linear(float *out, const dsv4_wview *w, const float *x, int n_tok, int flags, float *scratch);
@@ -90,7 +93,7 @@ typedef struct {
 #define DSV4_LINEAR_MULTI_MAX 32
 /* Several independent products in ONE pool call (a decode step's routed experts: every w1 and w3 on the same
  * token, then every w2), each output bit-identical to its own dsv4_linear call. Ops with the same x pointer,
- * n_tok, cols, DSV4_ACT_FP8 flag and activation layout share one quantized / packed copy of it. 1 <= nops <=
+ * n_tok, cols, DSV4_ACT_FP8 / DSV4_ACT_FP8_32 flags and activation layout share one quantized / packed copy of it. 1 <= nops <=
  * DSV4_LINEAR_MULTI_MAX; no op's out may overlap another op's x or out. `scratch` holds
  * dsv4_linear_multi_scratch_floats(ops, nops) floats. */
 void dsv4_linear_multi(const dsv4_linear_op *ops, int nops, float *scratch);

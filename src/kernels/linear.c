@@ -57,6 +57,11 @@ void dsv4_tile_decode_scalar(const dsv4_wview *w, int r0, int nr, int c0, int n,
             for (int i = nf; i < n; i++) t[i] = dsv4_e4m3_bf16[src[i]];
             break;
         }
+        case DSV4_W_FP8_32: {   /* element order */
+            const uint8_t *src = (const uint8_t *)w->data + r * (size_t)w->cols + c0;
+            for (int i = 0; i < n; i++) t[i] = dsv4_e4m3_bf16[src[i]];
+            break;
+        }
         case DSV4_W_FP4: {
             const uint8_t *src = (const uint8_t *)w->data + r * (size_t)(w->cols / 2) + c0 / 2;
             for (int i = 0; i < n; i++) t[i] = dsv4_e2m1_bf16[(src[i / 2] >> ((i & 1) * 4)) & 15];
@@ -109,7 +114,7 @@ void dsv4_fp4_dec_scalar(const uint8_t *codes, const uint8_t *scales, int n, int
 void dsv4_lin_rows_scalar(const dsv4_lin_job *jb, int r0, int nr) {
     const dsv4_wview *w = jb->w;
     const int cols = jb->cols, fmt = w->fmt;
-    const int ncb = cdiv(cols, 128), ncs = cdiv(cols, 32);
+    const int ncb = cdiv(cols, 128);
     uint16_t tile[DSV4_LIN_RB * DSV4_LIN_KC];
     float L[DSV4_LIN_RB][TB][16];
     for (int rb = r0; rb < r0 + nr; rb += DSV4_LIN_RB) {
@@ -135,12 +140,12 @@ void dsv4_lin_rows_scalar(const dsv4_lin_job *jb, int r0, int nr) {
                                 float s = dsv4_ftz(dsv4_e8m0_f32[sc[(c0 + 32 * c) / 128]]);
                                 for (int i = 0; i < 16; i++) Lj[i] = fma_ftz(s, P[i], Lj[i]);
                             }
-                        } else { /* FP4 */
-                            const uint8_t *sc = w->scale + (size_t)(rb + j) * ncs;
+                        } else { /* FP4, FP8_32: a scale per row (tile row) and 32-column group */
+                            const uint8_t *sc = dsv4_g32_scales(w, rb + j, c0);
                             for (int c = 0; c < nch; c++) {
                                 float P[16] = {0};
                                 dp32_scalar(P, wt + 32 * c, x + 32 * c);
-                                float s = dsv4_ftz(dsv4_e8m0_f32[sc[c0 / 32 + c]]);
+                                float s = dsv4_ftz(dsv4_e8m0_f32[sc[c]]);
                                 for (int i = 0; i < 16; i++) Lj[i] = fma_ftz(s, P[i], Lj[i]);
                             }
                         }
@@ -209,7 +214,7 @@ static int selfcheck(dsv4_simd_path p) {
     if (p == DSV4_PATH_SCALAR) return 0;
     dsv4_simd_ops o; ops_for(p, &o);
     enum { R = 8, C = 256 };
-    static uint8_t w8[R * C], w4[R * C / 2], s8[4], s4[R * C / 32];
+    static uint8_t w8[R * C], w4[R * C / 2], s8[4], s4[R * C / 32], s32[C / 32];
     static uint16_t wb[R * C], xb[2 * C];
     uint32_t st = 12345;
     for (int i = 0; i < R * C; i++) {
@@ -221,13 +226,15 @@ static int selfcheck(dsv4_simd_path p) {
     for (int i = 0; i < R * C / 2; i++) { st = st * 1664525u + 1013904223u; w4[i] = (uint8_t)(st >> 24); }
     for (int i = 0; i < 4; i++) s8[i] = (uint8_t)(120 + i);
     for (int i = 0; i < R * C / 32; i++) s4[i] = (uint8_t)(118 + i % 9);
+    for (int i = 0; i < C / 32; i++) s32[i] = (uint8_t)(116 + 3 * i % 11);
     for (int i = 0; i < 2 * C; i++) {
         st = st * 1664525u + 1013904223u;
         xb[i] = (uint16_t)(0x3000 + ((st >> 9) & 0x1fff)) | (uint16_t)((st & 2) << 14);
     }
-    dsv4_wview ws[3] = {
-        { DSV4_W_FP8, R, C, w8, s8 }, { DSV4_W_FP4, R, C, w4, s4 }, { DSV4_W_BF16, R, C, wb, NULL } };
-    for (int k = 0; k < 3; k++) {
+    dsv4_wview ws[4] = {
+        { DSV4_W_FP8, R, C, w8, s8 }, { DSV4_W_FP4, R, C, w4, s4 }, { DSV4_W_BF16, R, C, wb, NULL },
+        { DSV4_W_FP8_32, R, C, w8, s32 } };
+    for (int k = 0; k < 4; k++) {
         float a[2 * R], b[2 * R];
         dsv4_lin_job j = { &ws[k], xb, 2, C, C, NULL, 0, a };
         dsv4_lin_rows_scalar(&j, 0, R);
@@ -359,8 +366,9 @@ static void lin_prepare(lin_task *t, float *out, const dsv4_wview *w, const floa
     t->job.w = w; t->job.n_tok = n_tok; t->job.cols = cols; t->job.colsp = (cols + 31) & ~31;
     t->job.flags = flags; t->job.out = out; t->fn = dsv4_simd()->lin_rows;
     const dsv4_elem_ops *eo = dsv4_elem();   /* the elementwise ops of the same path (ops_simd.h) */
-    if (flags & DSV4_ACT_FP8) {
-        for (int k = 0; k < n_tok; k++) eo->fp8_sim(scratch + (size_t)k * cols, x + (size_t)k * cols, cols, 128);
+    if (flags & (DSV4_ACT_FP8 | DSV4_ACT_FP8_32)) {
+        const int blk = flags & DSV4_ACT_FP8 ? 128 : 32;
+        for (int k = 0; k < n_tok; k++) eo->fp8_sim(scratch + (size_t)k * cols, x + (size_t)k * cols, cols, blk);
         x = scratch;
     }
     if (w->fmt == DSV4_W_F32) {
@@ -384,12 +392,12 @@ void dsv4_linear(float *out, const dsv4_wview *w, const float *x, int n_tok, int
 
 /* ---- several products in one pool call */
 /* Op j can use op i's prepared activations: same input, tokens, width, quantization and layout (F32 weights read
- * x as F32; FP8 weights pack in the 64-column order; BF16 and FP4 plainly). */
+ * x as F32; FP8 weights pack in the 64-column order; BF16, FP4 and FP8_32 plainly). */
 static int same_input(const dsv4_linear_op *a, const dsv4_linear_op *b) {
     int la = a->w->fmt == DSV4_W_F32 ? 0 : a->w->fmt == DSV4_W_FP8 ? 1 : 2;
     int lb = b->w->fmt == DSV4_W_F32 ? 0 : b->w->fmt == DSV4_W_FP8 ? 1 : 2;
     return a->x == b->x && a->n_tok == b->n_tok && a->w->cols == b->w->cols && la == lb &&
-           (a->flags & DSV4_ACT_FP8) == (b->flags & DSV4_ACT_FP8);
+           (a->flags & (DSV4_ACT_FP8 | DSV4_ACT_FP8_32)) == (b->flags & (DSV4_ACT_FP8 | DSV4_ACT_FP8_32));
 }
 
 size_t dsv4_linear_multi_scratch_floats(const dsv4_linear_op *ops, int nops) {

@@ -2,8 +2,8 @@
  * The VDPBF16PS step is emulated exactly: a BF16 pair stored as one 32-bit word splits into its odd element
  * (word & 0xffff0000, already an F32) and its even element (word << 16); the products are exact, so
  * fma(w_odd, x_odd, L) then fma(w_even, x_even, L) round exactly as the definition; MXCSR FTZ+DAZ gives its
- * flushing. Lanes 0-7 and 8-15 live in two YMM registers. FP8/FP4 weights are decoded to BF16 tiles with
- * the scalar tables. Compiled with -mavx2 -mfma (Makefile); elsewhere this file is empty. */
+ * flushing. Lanes 0-7 and 8-15 live in two YMM registers. FP8/FP8_32/FP4 weights are decoded in registers
+ * (below). Compiled with -mavx2 -mfma (Makefile); elsewhere this file is empty. */
 #include "kernels/simd.h"
 #if defined(__x86_64__) && defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
@@ -140,6 +140,27 @@ static void fast_fp8_row(const dsv4_wview *w, int r, const float *xs, float L[16
     _mm256_storeu_ps(L, A); _mm256_storeu_ps(L + 8, B);
 }
 
+/* FP8_32 (V4.1, element order): per 32-column group codes 0-15 give lanes 0-7, codes 16-31 lanes 8-15; P = dp(0,
+ * chunk), L = fma(s, P, L) with s the scale of the row's 32-row tile row and the group. */
+static void fast_fp8_32_row(const dsv4_wview *w, int r, const float *xs, float L[16]) {
+    const __m256 tsub = _mm256_setr_ps(0.0f, 0x1p-9f, 0x2p-9f, 0x3p-9f, 0x4p-9f, 0x5p-9f, 0x6p-9f, 0x7p-9f);
+    const int cols = w->cols, ncs = cols / 32;
+    const uint8_t *row = (const uint8_t *)w->data + (size_t)r * cols, *sc = dsv4_g32_scales(w, r, 0);
+    __m256 A = _mm256_setzero_ps(), B = A;
+    for (int c = 0; c < ncs; c++) {
+        __m256i y = _mm256_loadu_si256((const __m256i *)(row + 32 * c));
+        __m256 we, wo;
+        fp8x16_f32(_mm256_castsi256_si128(y), tsub, &we, &wo);
+        __m256 PA = dp_half(wo, we, xs + 32 * c);
+        fp8x16_f32(_mm256_extracti128_si256(y, 1), tsub, &we, &wo);
+        __m256 PB = dp_half(wo, we, xs + 32 * c + 16);
+        __m256 s = _mm256_set1_ps(dsv4_ftz(dsv4_e8m0_f32[sc[c]]));
+        A = _mm256_fmadd_ps(PA, s, A);
+        B = _mm256_fmadd_ps(PB, s, B);
+    }
+    _mm256_storeu_ps(L, A); _mm256_storeu_ps(L + 8, B);
+}
+
 /* Tile decode for the multi-token path: rows [rb, rb+nrr) x columns [c0, c0+n) to unscaled BF16 (the definition's
  * weights; FP8 in its 64-column block order) with the decoders above; ragged widths take the scalar decoder. */
 static inline __m256i pack_pairs(__m256 we, __m256 wo) {
@@ -163,6 +184,20 @@ static void tile_decode_avx2(const dsv4_wview *w, int rb, int nrr, int c0, int n
                 fp4x8_f32(src + c / 2, te, &we, &wo);
                 _mm256_store_si256((__m256i *)(t + c), pack_pairs(we, wo));
                 fp4x8_f32(src + c / 2 + 8, te, &we, &wo);
+                _mm256_store_si256((__m256i *)(t + c + 16), pack_pairs(we, wo));
+            }
+        }
+    } else if (w->fmt == DSV4_W_FP8_32 && n % 32 == 0) {   /* element order */
+        const __m256 tsub = _mm256_setr_ps(0.0f, 0x1p-9f, 0x2p-9f, 0x3p-9f, 0x4p-9f, 0x5p-9f, 0x6p-9f, 0x7p-9f);
+        for (int j = 0; j < nrr; j++) {
+            const uint8_t *src = (const uint8_t *)w->data + (size_t)(rb + j) * cols + c0;
+            uint16_t *t = tile + (size_t)j * ld;
+            for (int c = 0; c < n; c += 32) {
+                __m256i y = _mm256_loadu_si256((const __m256i *)(src + c));
+                __m256 we, wo;
+                fp8x16_f32(_mm256_castsi256_si128(y), tsub, &we, &wo);
+                _mm256_store_si256((__m256i *)(t + c), pack_pairs(we, wo));
+                fp8x16_f32(_mm256_extracti128_si256(y, 1), tsub, &we, &wo);
                 _mm256_store_si256((__m256i *)(t + c + 16), pack_pairs(we, wo));
             }
         }
@@ -190,7 +225,7 @@ static void tile_decode_avx2(const dsv4_wview *w, int rb, int nrr, int c0, int n
     }
 }
 
-/* The fast path for rows [r0, r0+nr) of a 1-2 token job with FP8 (cols % 64 == 0) or FP4 weights. */
+/* The fast path for rows [r0, r0+nr) of a 1-2 token job with FP8 (cols % 64 == 0), FP8_32 or FP4 weights. */
 static void fast_rows(const dsv4_lin_job *jb, int r0, int nr) {
     const dsv4_wview *w = jb->w;
     const int cols = jb->cols, rows = w->rows;
@@ -205,6 +240,7 @@ static void fast_rows(const dsv4_lin_job *jb, int r0, int nr) {
         for (int t = 0; t < jb->n_tok; t++) {
             _Alignas(32) float L[16];
             if (w->fmt == DSV4_W_FP4) fast_fp4_row(w, r, xs_buf[t], te, L);
+            else if (w->fmt == DSV4_W_FP8_32) fast_fp8_32_row(w, r, xs_buf[t], L);
             else fast_fp8_row(w, r, xs_buf[t], L);
             float v = dsv4_tree16(L);
             if (jb->flags & DSV4_OUT_BF16) v = dsv4_round_bf16(v);
@@ -217,7 +253,7 @@ void dsv4_lin_rows_avx2(const dsv4_lin_job *jb, int r0, int nr) {
     const int cols = jb->cols, fmt = w->fmt;
     const unsigned csr = _mm_getcsr();
     if (jb->n_tok <= 2 && cols <= FAST_MAX_COLS && cols % 32 == 0 &&
-        ((fmt == DSV4_W_FP8 && cols % 64 == 0) || fmt == DSV4_W_FP4)) {
+        ((fmt == DSV4_W_FP8 && cols % 64 == 0) || fmt == DSV4_W_FP4 || fmt == DSV4_W_FP8_32)) {
         _mm_setcsr(csr | 0x8040);   /* FTZ | DAZ */
         fast_rows(jb, r0, nr);
         _mm_setcsr(csr);
@@ -229,7 +265,7 @@ void dsv4_lin_rows_avx2(const dsv4_lin_job *jb, int r0, int nr) {
         _mm_setcsr(csr);
         return;
     }
-    const int ncb = cdiv(cols, 128), ncs = cdiv(cols, 32);
+    const int ncb = cdiv(cols, 128);
     _mm_setcsr(csr | 0x8040);   /* FTZ | DAZ */
     _Alignas(64) uint16_t tile[RB * KC];
     _Alignas(64) float L[RB][TB][16];
@@ -271,8 +307,8 @@ void dsv4_lin_rows_avx2(const dsv4_lin_job *jb, int r0, int nr) {
                                 A = _mm256_fmadd_ps(P, s, A);
                                 B = _mm256_fmadd_ps(Q, s, B);
                             }
-                        } else {
-                            const uint8_t *sc = w->scale + (size_t)(rb + j) * ncs + c0 / 32;
+                        } else {   /* FP4, FP8_32 */
+                            const uint8_t *sc = dsv4_g32_scales(w, rb + j, c0);
                             for (int c = 0; c < nch; c++) {
                                 __m256 P = _mm256_setzero_ps(), Q = P;
                                 split_x(x + 32 * c, &xo0, &xe0, &xo1, &xe1);

@@ -5,7 +5,8 @@
  * VPERMI2B byte tables (low and high byte of the magnitude's BF16) plus the sign bit, interleaved by byte
  * unpacking (which is why the FP8 definition takes each 64-column block in that order); the cache decoder
  * (dsv4_fp8_dec_avx512) uses two 64-entry VPERMI2W word tables; packed FP4 through one VPERMW of the 16 E2M1 values, each byte's two nibbles
- * forming one BF16 pair (elements 2k, 2k+1). MXCSR FTZ+DAZ is set for the call so that the scale FMA
+ * forming one BF16 pair (elements 2k, 2k+1). V4.1's FP8_32 (32x32 tiles) keeps the element order: the same byte
+ * tables, the (low, high) bytes interleaved by two VPERMT2B; a partial per 32-column group as FP4. MXCSR FTZ+DAZ is set for the call so that the scale FMA
  * flushes as the definition says. Compiled with -mavx512f -mavx512bw -mavx512vl -mavx512bf16 -mfma
  * (Makefile); elsewhere this file is empty and the path is never chosen. */
 #include "kernels/simd.h"
@@ -17,7 +18,7 @@
 
 static inline int cdiv(int a, int b) { return (a + b - 1) / b; }
 
-typedef struct { __m512i t0, t1, t2, t3, lut4, c40, c8000, c0f0f, lo0, lo1, hi0, hi1, c80, spread, shift04, q4[4]; } dec_tabs;
+typedef struct { __m512i t0, t1, t2, t3, lut4, c40, c8000, c0f0f, lo0, lo1, hi0, hi1, c80, spread, shift04, q4[4], il[2]; } dec_tabs;
 
 static void tabs_init(dec_tabs *d) {
     uint16_t m[128];
@@ -56,6 +57,11 @@ static void tabs_init(dec_tabs *d) {
         d->q4[q] = _mm512_loadu_si512(pq);
     }
     d->shift04 = _mm512_loadu_si512(sh);
+    for (int h = 0; h < 2; h++) {   /* byte interleave of (low bytes, high bytes) of elements 32h..32h+31 */
+        uint8_t il[64];
+        for (int i = 0; i < 32; i++) { il[2 * i] = (uint8_t)(32 * h + i); il[2 * i + 1] = (uint8_t)(64 + 32 * h + i); }
+        d->il[h] = _mm512_loadu_si512(il);
+    }
 }
 
 /* The tables, built once (they were rebuilt on every call: ~1 us each, which the lightning indexer's many short
@@ -77,6 +83,17 @@ static inline void fp8x64_bf16(const dec_tabs *d, const uint8_t *p, __m512i *a, 
     hi = _mm512_ternarylogic_epi32(hi, c, d->c80, 0xF8);   /* hi | (c & 0x80): the sign */
     *a = _mm512_unpacklo_epi8(lo, hi);
     *b = _mm512_unpackhi_epi8(lo, hi);
+}
+
+/* 64 E4M3 codes -> 64 BF16 in element order (FP8_32): *a = elements 0-31, *b = 32-63; the same byte tables, the
+ * (low, high) bytes interleaved by two VPERMT2B instead of the in-lane unpacks. */
+static inline void fp8x64_bf16_nat(const dec_tabs *d, const uint8_t *p, __m512i *a, __m512i *b) {
+    __m512i c = _mm512_loadu_si512(p);
+    __m512i lo = _mm512_permutex2var_epi8(d->lo0, c, d->lo1);
+    __m512i hi = _mm512_permutex2var_epi8(d->hi0, c, d->hi1);
+    hi = _mm512_ternarylogic_epi32(hi, c, d->c80, 0xF8);   /* hi | (c & 0x80): the sign */
+    *a = _mm512_permutex2var_epi8(lo, d->il[0], hi);
+    *b = _mm512_permutex2var_epi8(lo, d->il[1], hi);
 }
 
 /* 32 E4M3 codes -> 32 BF16 (unscaled, exact). */
@@ -158,6 +175,37 @@ static void fused_fp8(const dec_tabs *d, const dsv4_wview *w, int rb, int nrr, c
     _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) _mm512_store_ps(L[j], a[j]);
 }
 
+/* FP8_32 (V4.1), one token, 8 rows (rb % 8 == 0: one 32-row tile row, so the 8 rows share each group's scale),
+ * cols % 32 == 0: per 32-column group P = dp(0, chunk), L = fma(s, P, L). */
+static void fused_fp8_32(const dec_tabs *d, const dsv4_wview *w, int rb, int nrr, const uint16_t *x, float L[][16]) {
+    const int cols = w->cols;
+    const uint8_t *row[8];
+    for (int j = 0; j < 8; j++) row[j] = (const uint8_t *)w->data + (size_t)(rb + (j < nrr ? j : 0)) * cols;
+    const uint8_t *sc = dsv4_g32_scales(w, rb, 0);
+    __m512 a[8];
+    const __m512 z = _mm512_setzero_ps();
+    _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) a[j] = _mm512_setzero_ps();
+    int c0 = 0;
+    for (; c0 + 64 <= cols; c0 += 64) {
+        __m512bh xa = as_bh(_mm512_loadu_si512(x + c0)), xb = as_bh(_mm512_loadu_si512(x + c0 + 32));
+        const __m512 s0 = _mm512_set1_ps(dsv4_e8m0_f32[sc[c0 / 32]]), s1 = _mm512_set1_ps(dsv4_e8m0_f32[sc[c0 / 32 + 1]]);
+        _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) PREFETCH(ahead(row[j] + c0, 8 * (size_t)cols));
+        _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) {
+            __m512i wa, wb;
+            fp8x64_bf16_nat(d, row[j] + c0, &wa, &wb);
+            a[j] = _mm512_fmadd_ps(_mm512_dpbf16_ps(z, as_bh(wa), xa), s0, a[j]);
+            a[j] = _mm512_fmadd_ps(_mm512_dpbf16_ps(z, as_bh(wb), xb), s1, a[j]);
+        }
+    }
+    if (c0 < cols) {   /* a last 32 columns */
+        __m512bh xa = as_bh(_mm512_loadu_si512(x + c0));
+        const __m512 s0 = _mm512_set1_ps(dsv4_e8m0_f32[sc[c0 / 32]]);
+        _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++)
+            a[j] = _mm512_fmadd_ps(_mm512_dpbf16_ps(z, as_bh(fp8_bf16(d, row[j] + c0)), xa), s0, a[j]);
+    }
+    _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) _mm512_store_ps(L[j], a[j]);
+}
+
 static void fused_bf16(const dsv4_wview *w, int rb, int nrr, const uint16_t *x, float L[][16]) {
     const int cols = w->cols;
     const uint16_t *row[8];
@@ -213,11 +261,12 @@ static void fused_fp4(const dec_tabs *d, const dsv4_wview *w, int rb, int nrr, c
     _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) _mm512_store_ps(L[j], a[j]);
 }
 
-/* Tile decoder of the multi-token path (gemm_avx512.c): rows [rb, rb+nrr) x columns [c0, c0+n) of an FP8/FP4 weight
- * to BF16 in tile[j * ld ...] (n rounded up to 32, zero padded). kw == NULL: unscaled (the definition's decoded
- * weights). Otherwise each nonzero value also gets its scale 2^k folded in (exponent field + k; the caller checked
- * that every result is a normal BF16, so this is exact), kw holding k * 128: FP8 kw[j * 16 + b] for row j and the
- * tile's 128-column block b; FP4 kw[j * 32 + g] for row j and the tile's 32-column group g (n <= 1024). */
+/* Tile decoder of the multi-token path (gemm_avx512.c): rows [rb, rb+nrr) x columns [c0, c0+n) of an FP8/FP8_32/FP4
+ * weight to BF16 in tile[j * ld ...] (n rounded up to 32, zero padded). kw == NULL: unscaled (the definition's
+ * decoded weights). Otherwise each nonzero value also gets its scale 2^k folded in (exponent field + k; the caller
+ * checked that every result is a normal BF16, so this is exact), kw holding k * 128: FP8 kw[j * 16 + b] for row j
+ * and the tile's 128-column block b; FP4 / FP8_32 kw[j * 32 + g] for row j and the tile's 32-column group g
+ * (n <= 1024). */
 static inline __m512i fold_k(__m512i v, const int16_t *kw) {
     return _mm512_mask_add_epi16(v, _mm512_test_epi16_mask(v, _mm512_set1_epi16(0x7fff)), v, _mm512_set1_epi16(*kw));
 }
@@ -233,6 +282,23 @@ void dsv4_tile_decode_avx512(const dsv4_wview *w, int rb, int nrr, int c0, int n
                 if (kw) { wa = fold_k(wa, kw + j * 16 + c / 128); wb = fold_k(wb, kw + j * 16 + c / 128); }
                 _mm512_store_si512(tile + (size_t)j * ld + c, wa);
                 _mm512_store_si512(tile + (size_t)j * ld + c + 32, wb);
+            }
+        }
+    } else if (fmt == DSV4_W_FP8_32 && (n % 32) == 0) {
+        for (int j = 0; j < nrr; j++) {
+            const uint8_t *src = (const uint8_t *)w->data + (size_t)(rb + j) * cols + c0;
+            uint16_t *t = tile + (size_t)j * ld;
+            int c = 0;
+            for (; c + 64 <= n; c += 64) {
+                __m512i wa, wb;
+                fp8x64_bf16_nat(d, src + c, &wa, &wb);
+                if (kw) { wa = fold_k(wa, kw + j * 32 + c / 32); wb = fold_k(wb, kw + j * 32 + c / 32 + 1); }
+                _mm512_store_si512(t + c, wa);
+                _mm512_store_si512(t + c + 32, wb);
+            }
+            if (c < n) {
+                __m512i v = fp8_bf16(d, src + c);
+                _mm512_store_si512(t + c, kw ? fold_k(v, kw + j * 32 + c / 32) : v);
             }
         }
     } else if (fmt == DSV4_W_FP4 && (n % 32) == 0) {
@@ -260,7 +326,7 @@ void dsv4_lin_rows_avx512(const dsv4_lin_job *jb, int r0, int nr) {
     const unsigned csr = _mm_getcsr();
     _mm_setcsr(csr | 0x8040);   /* FTZ | DAZ */
     const int fused = jb->n_tok <= 2 && (cols % 32) == 0 && (rb_aligned(r0)) &&
-                      ((fmt == DSV4_W_FP8 && cols % 64 == 0) || fmt == DSV4_W_BF16 ||
+                      ((fmt == DSV4_W_FP8 && cols % 64 == 0) || fmt == DSV4_W_BF16 || fmt == DSV4_W_FP8_32 ||
                        (fmt == DSV4_W_FP4 && cols / 32 <= DSV4_MAX_FUSED_GROUPS));
     if (!fused) {   /* multi-token calls: register-blocked micro-kernels (gemm_avx512.c) */
         dsv4_gemm_rows_avx512(jb, r0, nr);
@@ -274,6 +340,7 @@ void dsv4_lin_rows_avx512(const dsv4_lin_job *jb, int r0, int nr) {
             _Alignas(64) float F[8][16];
             for (int t = 0; t < jb->n_tok; t++) {
                 if (fmt == DSV4_W_FP8) fused_fp8(d, w, rb, nrr, dsv4_lin_x(jb, t), F);
+                else if (fmt == DSV4_W_FP8_32) fused_fp8_32(d, w, rb, nrr, dsv4_lin_x(jb, t), F);
                 else if (fmt == DSV4_W_BF16) fused_bf16(w, rb, nrr, dsv4_lin_x(jb, t), F);
                 else fused_fp4(d, w, rb, nrr, dsv4_lin_x(jb, t), F);
                 for (int j = 0; j < nrr; j++) {

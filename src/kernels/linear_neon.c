@@ -98,6 +98,15 @@ static void tile_decode_neon(const dsv4_wview *w, int rb, int nrr, int c0, int n
             const uint8_t *src = (const uint8_t *)w->data + (size_t)(rb + j) * (cols / 2) + c0 / 2;
             for (int c = 0; c < n; c += 32) fp4x32_bf16(src + c / 2, tlo, thi, tile + (size_t)j * ld + c);
         }
+    } else if (w->fmt == DSV4_W_FP8_32 && n % 32 == 0) {   /* element order */
+        uint16_t ts[8];
+        for (int m = 0; m < 8; m++) ts[m] = dsv4_e4m3_bf16[m];
+        const uint8x16_t tsub = vreinterpretq_u8_u16(vld1q_u16(ts));
+        for (int j = 0; j < nrr; j++) {
+            const uint8_t *src = (const uint8_t *)w->data + (size_t)(rb + j) * cols + c0;
+            uint16_t *t = tile + (size_t)j * ld;
+            for (int c = 0; c < n; c += 8) vst1q_u16(t + c, fp8x8_bf16(vld1_u8(src + c), tsub));
+        }
     } else if (w->fmt == DSV4_W_FP8 && n % 64 == 0) {
         uint16_t ts[8];
         for (int m = 0; m < 8; m++) ts[m] = dsv4_e4m3_bf16[m];
@@ -119,7 +128,7 @@ static void rows_block(const dsv4_lin_job *jb, int rb, int nrr, uint16_t *tile, 
                        float32x4_t *xs) {
     const dsv4_wview *w = jb->w;
     const int cols = jb->cols, fmt = w->fmt;
-    const int ncb = cdiv(cols, 128), ncs = cdiv(cols, 32);
+    const int ncb = cdiv(cols, 128);
     const int direct_bf16 = fmt == DSV4_W_BF16 && (cols % 32) == 0;
     for (int t0 = 0; t0 < jb->n_tok; t0 += TB) {
         int nt = jb->n_tok - t0 < TB ? jb->n_tok - t0 : TB;
@@ -150,8 +159,8 @@ static void rows_block(const dsv4_lin_job *jb, int rb, int nrr, uint16_t *tile, 
                             float32x4_t s = vdupq_n_f32(dsv4_e8m0_f32[sc[(c0 + 32 * c) / 128]]);
                             for (int q = 0; q < 4; q++) A[q] = vfmaq_f32(A[q], P[q], s);
                         }
-                    } else { /* FP4 */
-                        const uint8_t *sc = w->scale + (size_t)(rb + j) * ncs + c0 / 32;
+                    } else { /* FP4, FP8_32: a scale per 32-column group */
+                        const uint8_t *sc = dsv4_g32_scales(w, rb + j, c0);
                         for (int c = 0; c < nch; c++) {
                             float32x4_t P[4] = { vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0) };
                             dp32(P, wt[j] + 32 * c, xs + 8 * c);

@@ -38,6 +38,10 @@ dsv4_wview dsv4_wview_rows(const dsv4_wview *w, int r0, int nr) {
         v.data = (const uint8_t *)w->data + (size_t)r0 * (w->cols / 2);
         v.scale = w->scale + (size_t)r0 * cdiv(w->cols, 32);
         break;
+    case DSV4_W_FP8_32:
+        v.data = (const uint8_t *)w->data + (size_t)r0 * w->cols;
+        v.scale = w->scale + (size_t)(r0 / 32) * cdiv(w->cols, 32);
+        break;
     }
     return v;
 }
@@ -54,13 +58,15 @@ static void decode_span(const dsv4_wview *w, int r, int c0, int n, float *dst) {
         for (int i = 0; i < n; i++) dst[i] = dsv4_bf16_to_f32(src[i]);
         break;
     }
-    case DSV4_W_FP8: {
+    case DSV4_W_FP8:
+    case DSV4_W_FP8_32: {
+        const int b = w->fmt == DSV4_W_FP8 ? 128 : 32;
         const uint8_t *src = (const uint8_t *)w->data + r * cols + c0;
-        const uint8_t *sc = w->scale + (size_t)(r / 128) * cdiv(w->cols, 128);
+        const uint8_t *sc = w->scale + (size_t)(r / b) * cdiv(w->cols, b);
         for (int i = 0; i < n;) {
-            int c = c0 + i, end = (c / 128 + 1) * 128 - c0;
+            int c = c0 + i, end = (c / b + 1) * b - c0;
             if (end > n) end = n;
-            float s = dsv4_e8m0_to_f32(sc[c / 128]);
+            float s = dsv4_e8m0_to_f32(sc[c / b]);
             for (; i < end; i++) dst[i] = dsv4_e4m3_lut[src[i]] * s;
         }
         break;

@@ -4,6 +4,7 @@
 #include "base/util.h"
 
 #include <math.h>
+#include <string.h>
 
 long dsv4_fp8_tiles_to_bf16(const uint8_t *codes, const uint8_t *scales, int rows, int cols, int tile,
                             uint16_t *out) {
@@ -18,6 +19,37 @@ long dsv4_fp8_tiles_to_bf16(const uint8_t *codes, const uint8_t *scales, int row
             out[(size_t)r * cols + c] = b;
         }
     return inexact;
+}
+
+/* code i is NaN and its tile's scale is not 255 (those values are counted per tile) */
+static int nan_outside(const uint8_t *codes, const uint8_t *scales, size_t i, int cols, int tile, int nct) {
+    if ((codes[i] & 0x7f) != 0x7f) return 0;
+    size_t r = i / (size_t)cols, c = i % (size_t)cols;
+    return scales[(r / tile) * nct + c / tile] != 255;
+}
+
+long dsv4_fp8_tiles_check(const uint8_t *codes, const uint8_t *scales, int rows, int cols, int tile) {
+    const int nrt = (rows + tile - 1) / tile, nct = (cols + tile - 1) / tile;
+    long bad = 0;
+    for (int i = 0; i < nrt; i++)
+        for (int j = 0; j < nct; j++)
+            if (scales[(size_t)i * nct + j] == 255) {
+                int h = rows - i * tile < tile ? rows - i * tile : tile, w = cols - j * tile < tile ? cols - j * tile : tile;
+                bad += (long)h * w;
+            }
+    /* NaN codes: 8 bytes at a time, a byte is NaN when (b | 0x80) == 0xff, i.e. ~(b | 0x80) == 0 */
+    const size_t n = (size_t)rows * cols;
+    const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
+    size_t k = 0;
+    for (; k + 8 <= n; k += 8) {
+        uint64_t v;
+        memcpy(&v, codes + k, 8);
+        uint64_t y = ~(v | high);   /* a zero byte where the code is NaN */
+        if ((y - ones) & ~y & high)
+            for (size_t b = k; b < k + 8; b++) bad += nan_outside(codes, scales, b, cols, tile, nct);
+    }
+    for (; k < n; k++) bad += nan_outside(codes, scales, k, cols, tile, nct);
+    return bad;
 }
 
 /* E2M1 code of v in [-6, 6]: nearest grid value, ties to the even code (0.25 -> 0, 0.75 -> 1.0, 1.25 -> 1.0,

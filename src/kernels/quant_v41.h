@@ -1,11 +1,12 @@
 /* kernels/quant_v41.h — number formats DeepSeek-V4.1 adds (docs/v41.md §4.1, §4.5; docs/v41-implementation.md
  * item 8), next to the V4 ones of kernels.h.
  *
- *  - FP8 weights with 32x32 UE8M0 tiles (V4 used 128x128): dsv4_fp8_tiles_to_bf16 dequantizes such a weight to
- *    BF16 once (exact: an E4M3 value times a power of two has at most 4 significant bits, inside BF16's range for
- *    every scale byte 1..254 except products below 2^-133). The reference itself applies `attn.wo_a` this way
- *    (convert.py dequantizes it); for the other 32-tile linears (Engram wkv) the BF16 copy with the activation
- *    FP8-simulated in 32-blocks gives the same exact products, summed in the pair-lane order.
+ *  - FP8 weights with 32x32 UE8M0 tiles (V4 used 128x128): dsv4_linear reads them in place (DSV4_W_FP8_32,
+ *    kernels.h; the pair-lane order with a partial per 32-column group, kernels/simd.h). dsv4_fp8_tiles_to_bf16
+ *    dequantizes such a weight to BF16 (exact: an E4M3 value times a power of two has at most 4 significant bits,
+ *    inside BF16's range for every scale byte 1..254 except products below 2^-133): the loader's fallback for a
+ *    wo_a whose o_lora_rank is not a multiple of 32, and the tests' reference. The reference itself applies
+ *    `attn.wo_a` dequantized (convert.py); the tile path computes the same exact products.
  *  - FP4 E2M1 with 16-element blocks and E4M3 scales (compressed KV of CSA2): dsv4_fp4_e4m3_sim.
  * Window KV (FP8, 32-blocks, UE8M0) and the indexer's FP4 (E8M0, 32-blocks) are dsv4_fp8_sim / dsv4_fp4_sim of
  * kernels.h with block 32.
@@ -19,6 +20,9 @@
  * (0 for every real checkpoint; a NaN code or scale 255 gives NaN and counts as inexact). */
 long dsv4_fp8_tiles_to_bf16(const uint8_t *codes, const uint8_t *scales, int rows, int cols, int tile,
                             uint16_t *out);
+/* The number of values of such a weight that are not finite: NaN codes (0x7f, 0xff) plus, for each scale byte 255,
+ * the values of its tile. 0 for every real checkpoint (the loader refuses the others). */
+long dsv4_fp8_tiles_check(const uint8_t *codes, const uint8_t *scales, int rows, int cols, int tile);
 
 /* In-place FP4 simulation with E4M3 block scales, blocks of `block` (16) along x[0..n) (n % block == 0):
  * a = max(max|x_b|, 6 * 2^-9); s = e4m3(a / 6) (RNE, saturating at 448); x = bf16(e2m1(clamp(x / s, +-6)) * s),

@@ -19,6 +19,9 @@
  *       Then per 128-column block b: P = 0, P = dp(P, chunk) over the block's chunks; L[i] = ftz(fma(ftz(s_b), P[i], L[i])).
  *   FP4 weights (one E8M0 scale per row and 32 columns): per chunk g: P = dp(0, chunk);
  *       L[i] = ftz(fma(ftz(s_g), P[i], L[i])).
+ *   FP8_32 weights (V4.1: one E8M0 scale per 32x32 tile): as FP4, with the E4M3 values in element order (no
+ *       64-column permutation: a permuted chunk would straddle two scale groups): per chunk g: P = dp(0, chunk);
+ *       L[i] = ftz(fma(ftz(s_g), P[i], L[i])), s_g = the scale of tile (r/32, g).
  *   out = tree(L) = ((((L0+L1)+(L2+L3))+((L4+L5)+(L6+L7))) + (((L8+L9)+(L10+L11))+((L12+L13)+(L14+L15))))
  *       with every addition flushed, then BF16 rounding when DSV4_OUT_BF16.
  * ftz(v) = v if |v| >= FLT_MIN or v == 0, else ±0 (sign of v). (A scale code 0, 2^-127, is subnormal: read as 0.)
@@ -80,6 +83,13 @@ const dsv4_simd_ops *dsv4_simd(void);
 /* Shared helpers of the paths (linear.c). */
 /* FP8 column order within a 64-column block: permuted position p -> element (see the definition above). */
 static inline int dsv4_fp8_perm(int p) { return 16 * ((p % 32) / 8) + p % 8 + 8 * (p / 32); }
+/* Formats whose scale applies per 32-column group of a row (a fresh partial per chunk): FP4 and FP8_32. */
+static inline int dsv4_fmt_g32(int fmt) { return fmt == DSV4_W_FP4 || fmt == DSV4_W_FP8_32; }
+/* The scale codes of row r from column c0 (c0 a multiple of 32) for the FP8_32 / FP4 formats. */
+static inline const uint8_t *dsv4_g32_scales(const dsv4_wview *w, int r, int c0) {
+    size_t ncs = (size_t)(w->cols + 31) / 32;
+    return w->scale + (w->fmt == DSV4_W_FP8_32 ? (size_t)(r / 32) : (size_t)r) * ncs + c0 / 32;
+}
 static inline float dsv4_ftz(float v) {
     union { float f; uint32_t u; } a = { v };
     if ((a.u & 0x7f800000u) == 0) a.u &= 0x80000000u;
@@ -117,15 +127,15 @@ static inline void dsv4_lin_finish(const dsv4_lin_job *jb, float (*L)[DSV4_LIN_T
  * of the job for all its tokens with register-blocked micro-kernels, in the pair-lane order. */
 void dsv4_gemm_rows_avx512(const dsv4_lin_job *j, int r0, int nr);
 /* The AVX2 path's calls of 3 or more tokens (gemm_avx2.c; MXCSR FTZ+DAZ already set), likewise; dec decodes a tile
- * of FP8/FP4 rows [rb, rb+nrr) x columns [c0, c0+n) to unscaled BF16 (tile[j * ld ...], zero padded to 32). */
+ * of FP8/FP8_32/FP4 rows [rb, rb+nrr) x columns [c0, c0+n) to unscaled BF16 (tile[j * ld ...], zero padded to 32). */
 typedef void (*dsv4_tile_dec_fn)(const dsv4_wview *w, int rb, int nrr, int c0, int n, uint16_t *tile, int ld);
 void dsv4_gemm_rows_avx2(const dsv4_lin_job *j, int r0, int nr, dsv4_tile_dec_fn dec);
-/* Its tile decoder (linear_avx512.c): rows [rb, rb+nrr) x columns [c0, c0+n) of an FP8/FP4 weight to BF16 in
- * tile[j * ld ...] (zero padded to 32); kw == NULL: unscaled; else scale exponents k folded in, kw = k * 128 (FP8:
- * kw[j*16 + block], FP4: kw[j*32 + group]; the caller guarantees every nonzero result is a normal BF16). */
+/* Its tile decoder (linear_avx512.c): rows [rb, rb+nrr) x columns [c0, c0+n) of an FP8/FP8_32/FP4 weight to BF16
+ * in tile[j * ld ...] (zero padded to 32); kw == NULL: unscaled; else scale exponents k folded in, kw = k * 128 (FP8:
+ * kw[j*16 + block], FP4 and FP8_32: kw[j*32 + group]; the caller guarantees every nonzero result is a normal BF16). */
 void dsv4_tile_decode_avx512(const dsv4_wview *w, int rb, int nrr, int c0, int n, uint16_t *tile, int ld,
                              const int16_t *kw);
-/* Decode rows [r0, r0+nr) x columns [c0, c0+n) of an FP8/FP4 weight into BF16 bits (unscaled) in
+/* Decode rows [r0, r0+nr) x columns [c0, c0+n) of an FP8/FP8_32/FP4 weight into BF16 bits (unscaled) in
  * tile[j][0..np) (np = n rounded up to 32, zero padded), ld = tile row stride; scalar reference. */
 void dsv4_tile_decode_scalar(const dsv4_wview *w, int r0, int nr, int c0, int n, uint16_t *tile, int ld);
 

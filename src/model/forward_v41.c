@@ -78,13 +78,9 @@ static float bf(float x) { return dsv4_round_bf16(x); }
 
 /* out[T][w->rows] = W x (x BF16 values), input FP8-simulated in 32-blocks first when act, output BF16 when obf */
 static void lin(dsv4_v41_state *s, float *out, const dsv4_wview *w, const float *x, int T, int act, int obf) {
-    const float *in = x;
-    if (act) {
-        memcpy(s->act, x, (size_t)T * w->cols * sizeof(float));
-        for (int t = 0; t < T; t++) dsv4_fp8_sim(s->act + (size_t)t * w->cols, w->cols, 32);
-        in = s->act;
-    }
-    dsv4_linear(out, w, in, T, obf ? DSV4_OUT_BF16 : 0, s->lin);
+    /* the 32-block quantization runs inside dsv4_linear, on the kernel path's elementwise ops (bit-identical to
+     * dsv4_fp8_sim), into its scratch */
+    dsv4_linear(out, w, x, T, (act ? DSV4_ACT_FP8_32 : 0) | (obf ? DSV4_OUT_BF16 : 0), s->lin);
 }
 
 static void rms(float *x, const float *w, int n, float eps) { dsv4_rmsnorm(x, x, w, n, eps, 1); }

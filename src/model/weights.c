@@ -143,15 +143,19 @@ static int lin(ctx *c, dsv4_wview *w, const char *prefix, int rows, int cols, in
         const int b = c->m->cfg.fp8_block == 32 ? 32 : 128;   /* V4.1: 32x32 tiles */
         const st_tensor *s = expect(c, sn, ST_F8_E8M0, 2, (rows + b - 1) / b, (cols + b - 1) / b);
         if (!s) return -1;
-        w->fmt = DSV4_W_FP8; w->data = t->data; w->scale = s->data;
-        if (b == 32) {   /* no 32-tile path in dsv4_linear yet: dequantize to an owned BF16 copy (exact) */
-            uint16_t *d = xalloc(c->m, (size_t)rows * cols * 2);
-            if (!d) return oom(c, wn);
-            long bad = dsv4_fp8_tiles_to_bf16(t->data, s->data, rows, cols, 32, d);
+        w->fmt = b == 32 ? DSV4_W_FP8_32 : DSV4_W_FP8; w->data = t->data; w->scale = s->data;
+        if (b == 32) {   /* V4.1: dsv4_linear reads the 32x32 tiles in place; NaN codes and scale byte 255 refused */
+            long bad = dsv4_fp8_tiles_check(t->data, s->data, rows, cols, 32);
             if (bad)
                 return dsv4_fail(c->err, c->errlen, "%s: tensor '%s': %ld values are not finite E4M3 x UE8M0 numbers "
                                  "(NaN code or scale byte 255)", t->file, wn, bad);
-            w->fmt = DSV4_W_BF16; w->data = d; w->scale = NULL;
+            /* wo_a is used by row sub-views at multiples of o_lora_rank, which 32-tiles need at multiples of 32 */
+            if (kind == L_WOA && c->m->cfg.o_lora_rank % 32) {
+                uint16_t *d = xalloc(c->m, (size_t)rows * cols * 2);
+                if (!d) return oom(c, wn);
+                dsv4_fp8_tiles_to_bf16(t->data, s->data, rows, cols, 32, d);
+                w->fmt = DSV4_W_BF16; w->data = d; w->scale = NULL;
+            }
         }
     } else if (dt == ST_BF16) {
         w->fmt = DSV4_W_BF16;

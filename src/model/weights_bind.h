@@ -22,8 +22,8 @@ typedef struct {
 } dsv4_wbind;
 
 /* Kinds of dsv4_wb_lin. FP8: F8_E4M3 [rows, cols] + F8_E8M0 scale [ceil(rows/b), ceil(cols/b)], b = the config's
- * fp8_block (128 for V4; 32 for V4.1, whose 32x32-tile weights are dequantized at load to an owned BF16 copy,
- * exactly, until dsv4_linear reads 32-tiles); BF16: BF16 (or F32) [rows, cols]; F32: F32 [rows, cols], name without
+ * fp8_block (128 for V4: a DSV4_W_FP8 view; 32 for V4.1: a DSV4_W_FP8_32 view of the 32x32 tiles, read in place,
+ * except a wo_a whose o_lora_rank is not a multiple of 32, dequantized to an owned BF16 copy, exactly); BF16: BF16 (or F32) [rows, cols]; F32: F32 [rows, cols], name without
  * ".weight"; EXPERT: a routed expert (packed FP4 or FP8, one format for all); WOA: attn.wo_a, FP8 or BF16. */
 enum { DSV4_WB_FP8, DSV4_WB_BF16, DSV4_WB_F32, DSV4_WB_EXPERT, DSV4_WB_WOA };
 

@@ -2,11 +2,14 @@
  *
  *   bench_gemm [-t LIST] [--tokens LIST] [--fmt LIST] [--shapes LIST] [--kernel PATH] [--min-s S] [--csv FILE]
  *
- * For every thread count of -t (default 1,2), format (fp8, fp4, bf16), shape ROWSxCOLS (default 2048x4096 = w1/w3,
- * 4096x2048 = w2, 1024x4096 = wq_a; [out, in]) and token count (default 32,128,512): random weights in memory
- * (FP8: E4M3 codes of every finite value with 128x128 E8M0 scales near 2^-8; FP4: random E2M1 nibbles with per-32
+ * For every thread count of -t (default 1,2), format (fp8, fp4, bf16; also fp8_32 and fp8_32bf16), shape ROWSxCOLS
+ * (default 2048x4096 = w1/w3, 4096x2048 = w2, 1024x4096 = wq_a; [out, in]) and token count (default 32,128,512):
+ * random weights in memory (FP8: E4M3 codes of every finite value with 128x128 E8M0 scales near 2^-8; fp8_32: the
+ * same codes with V4.1's 32x32 tiles, read in place (DSV4_W_FP8_32); fp8_32bf16: those weights dequantized to BF16
+ * (what the loader did before dsv4_linear read 32-tiles: twice the bytes); FP4: random E2M1 nibbles with per-32
  * scales; BF16: values of std 1/sqrt(cols)), random BF16 activations, then dsv4_linear(out, w, x, tokens, 0)
- * repeated for at least --min-s seconds (default 0.3), best of 3: GMAC/s = rows x cols x tokens / time.
+ * repeated for at least --min-s seconds (default 0.3), best of 3: GMAC/s = rows x cols x tokens / time, and GB/s =
+ * the weight's bytes (codes + scales) read per call / time (the decode measure: a 1-token call streams its weight).
  *
  * The peak, measured in the same run with the same thread count (dsv4_arith_peak, src/kernels/peak.c: one pthread
  * per thread, all at once): VDPBF16PS (AVX-512 BF16; 32 multiply-adds per instruction) in a loop of 24 independent
@@ -16,7 +19,7 @@
  * CPU time / threads), for the peak loops and dsv4_linear alike), which leave out the time the threads were not
  * running; the pool's workers spin briefly between calls, which counts as CPU time (so that ratio is a lower bound).
  * Output: a table on stdout; with --csv one line per value:
- * kernel,threads,fmt,rows,cols,tokens,gmacs,ratio,cpu_gmacs,cpu_ratio.
+ * kernel,threads,fmt,rows,cols,tokens,gmacs,ratio,cpu_gmacs,cpu_ratio,gbs,cpu_gbs.
  */
 #include "dsv4.h"
 #include "kernels/kernels.h"
@@ -28,14 +31,31 @@
 #include <time.h>
 
 #include "bench_util.h"
+#include "kernels/quant_v41.h"
 
 /* ------------------------------------------------------------------ weights */
-typedef struct { dsv4_wview w; void *data; uint8_t *scale; } owned;
+typedef struct { dsv4_wview w; void *data; uint8_t *scale; size_t bytes; } owned;
 
-static owned make_w(dsv4_wfmt fmt, int rows, int cols) {
-    owned o = {{fmt, rows, cols, NULL, NULL}, NULL, NULL};
+/* fmt; as_bf16: an FP8_32 weight dequantized to BF16 (the former load-time copy) */
+static owned make_w(dsv4_wfmt fmt, int rows, int cols, int as_bf16) {
+    owned o = {{fmt, rows, cols, NULL, NULL}, NULL, NULL, 0};
     size_t n = (size_t)rows * cols;
-    if (fmt == DSV4_W_BF16) {
+    if (fmt == DSV4_W_FP8_32) {
+        uint8_t *d = malloc(n);
+        for (size_t i = 0; i < n; i++) { uint8_t b = (uint8_t)rnd(); d[i] = (b & 0x7f) == 0x7f ? 0x3c : b; }
+        size_t ns = (size_t)((rows + 31) / 32) * ((cols + 31) / 32);
+        o.scale = malloc(ns);
+        for (size_t i = 0; i < ns; i++) o.scale[i] = (uint8_t)(118 + rnd() % 3);
+        o.data = d;
+        o.bytes = n + ns;
+        if (as_bf16) {
+            uint16_t *b = malloc(n * 2);
+            dsv4_fp8_tiles_to_bf16(d, o.scale, rows, cols, 32, b);
+            free(d); free(o.scale);
+            o.data = b; o.scale = NULL; o.w.fmt = DSV4_W_BF16; o.bytes = n * 2;
+        }
+    } else if (fmt == DSV4_W_BF16) {
+        o.bytes = n * 2;
         uint16_t *d = malloc(n * 2);
         float s = 1.0f / (float)cols;
         for (size_t i = 0; i < n; i++) d[i] = bf16_of(unif() * 1.7f * s * 32.0f);
@@ -47,6 +67,7 @@ static owned make_w(dsv4_wfmt fmt, int rows, int cols) {
         o.scale = malloc(ns);
         for (size_t i = 0; i < ns; i++) o.scale[i] = (uint8_t)(118 + rnd() % 3);
         o.data = d;
+        o.bytes = n + ns;
     } else {
         uint8_t *d = malloc(n / 2);
         for (size_t i = 0; i < n / 2; i++) d[i] = (uint8_t)rnd();
@@ -54,6 +75,7 @@ static owned make_w(dsv4_wfmt fmt, int rows, int cols) {
         o.scale = malloc(ns);
         for (size_t i = 0; i < ns; i++) o.scale[i] = (uint8_t)(118 + rnd() % 3);
         o.data = d;
+        o.bytes = n / 2 + ns;
     }
     o.w.data = o.data;
     o.w.scale = o.scale;
@@ -81,7 +103,7 @@ int main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            printf("usage: bench_gemm [-t LIST] [--tokens LIST] [--fmt fp8,fp4,bf16] [--shapes RxC,...] "
+            printf("usage: bench_gemm [-t LIST] [--tokens LIST] [--fmt fp8,fp4,bf16,fp8_32,fp8_32bf16] [--shapes RxC,...] "
                    "[--kernel PATH] [--min-s S] [--csv FILE]\n");
             return 0;
         }
@@ -134,15 +156,19 @@ int main(int argc, char **argv) {
         double peak = !strcmp(path, "avx512") ? dp : fm, peakc = !strcmp(path, "avx512") ? dpc : fmc;
         printf("threads %d: VDPBF16PS peak %.1f GMAC/s (%.1f per CPU-time), FMA(8 lanes) peak %.1f (%.1f); ratio vs %s\n",
                T, dp / 1e9, dpc / 1e9, fm / 1e9, fmc / 1e9, !strcmp(path, "avx512") ? "VDPBF16PS" : "FMA");
-        printf("  %-5s %-10s %6s %10s %7s %10s %7s\n", "fmt", "shape", "tokens", "GMAC/s", "ratio", "cpu-GMAC/s", "ratio");
+        printf("  %-10s %-10s %6s %10s %7s %10s %7s %8s %8s\n", "fmt", "shape", "tokens", "GMAC/s", "ratio", "cpu-GMAC/s",
+               "ratio", "GB/s", "cpu-GB/s");
         const char *f = fmts;
         while (*f) {
             size_t len = strcspn(f, ",");
-            dsv4_wfmt fmt = !strncmp(f, "fp8", len) ? DSV4_W_FP8 : !strncmp(f, "fp4", len) ? DSV4_W_FP4
-                          : !strncmp(f, "bf16", len) ? DSV4_W_BF16 : DSV4_W_F32;
+#define IS(name) (len == strlen(name) && !strncmp(f, name, len))
+            const int as_bf16 = IS("fp8_32bf16");
+            dsv4_wfmt fmt = IS("fp8") ? DSV4_W_FP8 : IS("fp4") ? DSV4_W_FP4 : IS("bf16") ? DSV4_W_BF16
+                          : IS("fp8_32") || as_bf16 ? DSV4_W_FP8_32 : DSV4_W_F32;
+#undef IS
             if (fmt == DSV4_W_F32 || len == 0) { fprintf(stderr, "bench_gemm: unknown format '%.*s'\n", (int)len, f); return 2; }
             for (int si = 0; si < nshape; si++) {
-                owned o = make_w(fmt, shapes[si][0], shapes[si][1]);
+                owned o = make_w(fmt, shapes[si][0], shapes[si][1], as_bf16);
                 for (int k = 0; k < ntok; k++) {
                     int n = tok[k];
                     double macs = (double)o.w.rows * o.w.cols * n, best = 0, bestc = 0;
@@ -156,13 +182,15 @@ int main(int argc, char **argv) {
                         if (macs * reps / dt > best) best = macs * reps / dt;
                         if (macs * reps / dc > bestc) bestc = macs * reps / dc;
                     }
-                    printf("  %-5.*s %4dx%-5d %6d %10.1f %7.3f %10.1f %7.3f\n", (int)len, f, o.w.rows, o.w.cols, n,
-                           best / 1e9, peak > 0 ? best / peak : 0, bestc / 1e9, peakc > 0 ? bestc / peakc : 0);
+                    const double gbs = best / macs * (double)o.bytes / 1e9, gbsc = bestc / macs * (double)o.bytes / 1e9;
+                    printf("  %-10.*s %4dx%-5d %6d %10.1f %7.3f %10.1f %7.3f %8.2f %8.2f\n", (int)len, f, o.w.rows,
+                           o.w.cols, n, best / 1e9, peak > 0 ? best / peak : 0, bestc / 1e9, peakc > 0 ? bestc / peakc : 0,
+                           gbs, gbsc);
                     fflush(stdout);
                     if (cf)
-                        fprintf(cf, "%s,%d,%.*s,%d,%d,%d,%.3f,%.4f,%.3f,%.4f\n", path, T, (int)len, f, o.w.rows,
+                        fprintf(cf, "%s,%d,%.*s,%d,%d,%d,%.3f,%.4f,%.3f,%.4f,%.3f,%.3f\n", path, T, (int)len, f, o.w.rows,
                                 o.w.cols, n, best / 1e9, peak > 0 ? best / peak : 0, bestc / 1e9,
-                                peakc > 0 ? bestc / peakc : 0);
+                                peakc > 0 ? bestc / peakc : 0, gbs, gbsc);
                 }
                 free(o.data); free(o.scale);
             }
