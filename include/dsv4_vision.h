@@ -82,9 +82,13 @@ typedef struct {
     int downsample_ratio;  /* `vision_downsample_ratio`, patches per aligner cell side (3) */
     int max_image_tokens;  /* `vision_max_n_token`, cap on the tokens of one image span (1024) */
     int64_t min_pixels;    /* `vision_min_pixels`, images of smaller area are scaled up to about it (295936) */
+    int max_wh_ratio;      /* DeepSeek-V4-Flash-Vision-Exp's `vision_max_wh_ratio` (8); 0 = none (V4.1) */
+    int vision_exp;        /* 1: plan as DeepSeek-V4-Flash-Vision-Exp (docs/vision-exp.md §3): the aspect clamp to
+                            * max_wh_ratio, the N-layout token count, a budget of max_image_tokens - 3 walked down,
+                            * and for an image with width >= max_wh_ratio x height a plain resize (no padding) */
 } dsv4_vision_params;
 
-/* The V4.1-Flash values above. */
+/* The V4.1-Flash values above (max_wh_ratio 0, vision_exp 0). */
 dsv4_vision_params dsv4_vision_params_v41(void);
 
 /* The resize plan of one image (the reference's `plan_image_grid`). */
@@ -92,12 +96,18 @@ typedef struct {
     int width, height;     /* the padded image fed to the tower, pixels: multiples of patch_size */
     int n_vit_h, n_vit_w;  /* patch grid: height / patch_size, width / patch_size */
     int n_llm_h, n_llm_w;  /* aligner output grid: ceil(n_vit / downsample_ratio) */
-    int n_tokens;          /* prompt positions of the image span: n_llm_h * (n_llm_w + 1) + 2 (<= max_image_tokens) */
+    int n_tokens;          /* prompt positions of the image span: n_llm_h * (n_llm_w + 1) + 2 (<= max_image_tokens);
+                            * Vision-Exp: START, the rows padded to an even count of n_llm_w + 1 each, 2 pads when
+                            * (rows / 2)(n_llm_w + 1) is odd, END (<= max_image_tokens - 3), without the 0..3 leading
+                            * pads, which depend on where the span starts (dsv4_prompt_build) */
     int resized_w, resized_h; /* the aspect-kept size the picture is resized to inside the box (ImageOps.contain) */
-    int offset_x, offset_y;   /* where it is pasted on the (127, 127, 127) canvas (ImageOps.pad, centring 0.5) */
+    int offset_x, offset_y;   /* where it is pasted on the (127, 127, 127) canvas (ImageOps.pad, centring 0.5);
+                               * Vision-Exp's resize branch: resized = the whole box, offsets 0 (no canvas) */
 } dsv4_image_plan;
 
-/* Plan an image of src_w x src_h pixels (>= 1 each): the pixel box and grids exactly as the reference computes
+/* Plan an image of src_w x src_h pixels (>= 1 each); with p->vision_exp the Vision-Exp planner (docs/vision-exp.md
+ * §3, tools/reference/vision_exp.py `plan`; its resize branch is a plan whose resized size is the box), otherwise:
+ * the pixel box and grids exactly as the reference computes
  * them in double precision (min-pixels scale-up with pow(.., 0.5) and truncation, rounding up to the patch
  * grid, the token-cap shrink), then the placement of ImageOps.pad (Python round-half-even). Errors: parameters
  * out of range; an image so elongated that its resized short side rounds to 0 pixels (the reference's Pillow
@@ -150,29 +160,42 @@ int dsv4_image_preprocess(const dsv4_image *im, const dsv4_vision_params *p, dsv
  *      routes its MoE with ffn.gate.bias_vl instead of ffn.gate.bias and is DEAD for Engram (gate 0, no n-gram
  *      crosses it); attention is causal as for text.
  * A prompt without images works on every model (dsv4_eval_prompt then equals dsv4_eval on its ids).
+ *
+ * DeepSeek-V4-Flash-Vision-Exp (the V4 text model with the same tower; docs/vision-exp.md, whose conventions rest on
+ * ports of the official code, none of it public) differs in steps 1-3: its own planner (dsv4_vision_params.vision_exp);
+ * each placeholder at prompt position o becomes 3 - o mod 4 IMAGE_PAD positions, START, the rows padded to an even
+ * count and taken two at a time column by column ("N-layout"), two IMAGE_PAD when needed for a multiple of 4, END;
+ * the ids are vocab_size + the official role (START 0, PAD 1, IMAGE 2, NEW_LINE 3, END 4); PAD positions take
+ * image_pad; every image position (pads too) routes with bias_vl, on the hash layers too (instead of tid2eid); the
+ * rows of a span (START..END) attend bidirectionally inside it (back to the START or the 128-window, forward to the
+ * END), so a call may not cut a span (dsv4_eval_prompt refuses it; the leading pads may end the previous call).
  */
 
-/* The role of a prompt position: the official code's `token_types` values. */
+/* The role of a prompt position: V4.1's official `token_types` values; DSV4_TOKEN_IMAGE_PAD (DeepSeek-V4-Flash-Vision-
+ * Exp only) is added after them (Vision-Exp's own numbering, START 0, PAD 1, IMAGE 2, NEW_LINE 3, END 4, is used
+ * only where its sentinel ids vocab_size + role are formed; docs/vision-exp.md §4). */
 enum {
     DSV4_TOKEN_TEXT = -1,
     DSV4_TOKEN_IMAGE_START = 0,
     DSV4_TOKEN_IMAGE = 1,
     DSV4_TOKEN_IMAGE_NEW_LINE = 2,
-    DSV4_TOKEN_IMAGE_END = 3
+    DSV4_TOKEN_IMAGE_END = 3,
+    DSV4_TOKEN_IMAGE_PAD = 4
 };
 
 struct dsv4_model;   /* include/dsv4.h */
 struct dsv4_session; /* include/dsv4.h */
 
-/* 1 if model m has a vision tower and the image-span vectors (config.json vision_config and the vision.*,
- * aligner.*, image_* tensors), else 0 (also for NULL). */
+/* 1 if model m has a vision tower and the image-span vectors (config.json vision_config, or Vision-Exp's flat vision_*
+ * keys, and the vision.*, aligner.*, image_* tensors), else 0 (also for NULL). */
 int dsv4_model_has_vision(const struct dsv4_model *m);
 
 /* The image placeholder id of model m (config.json image_token_id: 129264 for V4.1), or -1 when m has no vision. */
 int32_t dsv4_model_image_token(const struct dsv4_model *m);
 
 /* The vision pre-processing parameters of model m (its config.json vision_config; an absent max_image_tokens or
- * min_pixels keeps the official default, 1024 / 544^2); dsv4_vision_params_v41() for a model without vision. */
+ * min_pixels keeps the official default, 1024 / 544^2; Vision-Exp: its vision_* keys, vision_exp = 1, defaults 384,
+ * 384^2, max_wh_ratio 8 when given); dsv4_vision_params_v41() for a model without vision. */
 dsv4_vision_params dsv4_model_vision_params(const struct dsv4_model *m);
 
 /* An image encoded by one model's tower: its plan and its n_llm_h * n_llm_w aligner rows (hidden_size floats
@@ -187,7 +210,8 @@ int dsv4_image_encode(const struct dsv4_model *m, const dsv4_image *im, dsv4_ima
                       size_t errlen);
 /* Drop the caller's reference (NULL is fine). */
 void dsv4_image_embed_free(dsv4_image_embed *e);
-/* Prompt positions of the image's span: n_llm_h * (n_llm_w + 1) + 2. */
+/* Prompt positions of the image's span: n_llm_h * (n_llm_w + 1) + 2 (Vision-Exp: plan.n_tokens, without the 0..3
+ * leading pads, which depend on the position). */
 int dsv4_image_embed_positions(const dsv4_image_embed *e);
 /* The plan the image was encoded with (owned by the embed). */
 const dsv4_image_plan *dsv4_image_embed_plan(const dsv4_image_embed *e);
@@ -203,15 +227,18 @@ typedef struct dsv4_prompt dsv4_prompt;
  * order, takes the next image; the prompt keeps a reference to each). Images must come from model m. Errors
  * (*out = NULL): NULL arguments; a token id out of range (names its index); the number of placeholders differs
  * from n_images ("the prompt has 2 image placeholders but 1 image was given"); images for a model without vision;
- * an image encoded by another model; the expanded prompt longer than INT_MAX/2 positions. On a model without vision
- * the placeholder id is an ordinary token (n_images must then be 0). Allocates (8 + 1 + 8 + 8 bytes per position). */
+ * an image encoded by another model; the expanded prompt longer than INT_MAX/2 positions; Vision-Exp: a span longer
+ * than vision_max_n_token (an embed from dsv4_image_encode never is). On a model without vision the placeholder id is
+ * an ordinary token (n_images must then be 0). Spans are expanded in order (Vision-Exp's pads depend on the position).
+ * Allocates (8 + 1 + 8 + 8 bytes per position; Vision-Exp 4 more). */
 int dsv4_prompt_build(dsv4_prompt **out, const struct dsv4_model *m, const int32_t *ids, int n,
                       dsv4_image_embed *const *images, int n_images, char *err, size_t errlen);
 /* Free the prompt and its image references (NULL is fine). */
 void dsv4_prompt_free(dsv4_prompt *p);
 /* Number of positions (text ids + expanded spans). */
 int dsv4_prompt_len(const dsv4_prompt *p);
-/* The expanded ids, dsv4_prompt_len entries (image positions carry the placeholder id); owned by the prompt. */
+/* The expanded ids, dsv4_prompt_len entries (image positions carry the placeholder id; Vision-Exp: vocab_size + the
+ * official role, ids outside the vocabulary that dsv4_eval refuses); owned by the prompt. */
 const int32_t *dsv4_prompt_ids(const dsv4_prompt *p);
 /* The role of position i (DSV4_TOKEN_*); DSV4_TOKEN_TEXT when i is out of range. */
 int dsv4_prompt_role(const dsv4_prompt *p, int i);
@@ -227,7 +254,9 @@ uint64_t dsv4_prompt_key(const dsv4_prompt *p, int i);
  * V4.1's official index-key slot makes them depend on the split; docs/v41.md §7 item 8). A prompt without images is exactly dsv4_eval /
  * dsv4_eval_all on its ids (every model). Allocates nothing. Errors (nothing evaluated): NULL session or prompt, a
  * range outside the prompt, the session not at `first`, a prompt built for another model (another dsv4_model, even
- * of the same directory), logits NULL with all == 1, context overflow; then as dsv4_eval. */
+ * of the same directory), logits NULL with all == 1, context overflow; Vision-Exp: a call that cuts an image span
+ * (starts or ends strictly inside START..END; the message names the image and its positions); then as dsv4_eval.
+ * Vision-Exp results do not depend on how the prompt is split into calls (none cuts a span). */
 int dsv4_eval_prompt(struct dsv4_session *s, const dsv4_prompt *p, int first, int n, float *logits, int all,
                      char *err, size_t errlen);
 

@@ -352,7 +352,7 @@ int dsv4_config_load(dsv4_config *cfg, const char *path, char *err, size_t errle
         if (tc && !cJSON_IsObject(tc)) rc = dsv4_fail(err, errlen, "%s: key 'text_config' must be an object", path);
         else if (tc) rc = parse(cfg, tc, "text_config.", path, err, errlen) ||
                           dsv4_config_v41_parse(cfg, root, tc, path, err, errlen) ? -1 : 0;
-        else rc = parse(cfg, root, "", path, err, errlen);
+        else rc = parse(cfg, root, "", path, err, errlen) || dsv4_config_vexp_parse(cfg, root, path, err, errlen) ? -1 : 0;
     }
     cJSON_Delete(root);
     free(buf);

@@ -70,6 +70,7 @@ typedef struct {
     int vision_n_layers, vision_dim, vision_n_heads, vision_inter_dim, vision_patch_size;
     int vision_downsample_ratio, vision_max_n_token, vision_min_pixels;
     float vision_rope_theta;
+    int vision_max_wh_ratio;   /* DeepSeek-V4-Flash-Vision-Exp only (config_vexp.c): aspect clamp, 0 = none */
 } dsv4_config_v41;
 
 typedef struct {
@@ -126,6 +127,15 @@ int dsv4_config_load(dsv4_config *c, const char *path, char *err, size_t errlen)
  * and DSpark target layers inside the trunk, ratios 0 / 1 / 2 only, DSpark blocks window-only). root and tc are
  * cJSON objects. Returns 0, or -1 with err naming the file and key. */
 struct cJSON;
+/* config_vexp.c, called by dsv4_config_load for a V4 config (no text_config) after the text keys: the flat vision_*
+ * keys of DeepSeek-V4-Flash-Vision-Exp (docs/vision-exp.md §2) into x.vision_* (x.v41 stays 0): vision_n_layers
+ * (absent or 0: a text-only V4, nothing else read), vision_dim, vision_n_heads, vision_inter_dim, vision_patch_size
+ * (required), vision_downsample_ratio (3), vision_max_n_token (384, in [8, 4096]), vision_min_pixels (147456),
+ * vision_max_wh_ratio (0 = none), vision_rope_theta (10000), image_token_id (required, < vocab_size). Returns 0, or
+ * -1 with err naming the file and key. */
+int dsv4_config_vexp_parse(dsv4_config *c, const struct cJSON *root, const char *path, char *err, size_t errlen);
+/* 1 for a DeepSeek-V4-Flash-Vision-Exp config: a V4 config (x.v41 == 0) with vision_n_layers > 0. */
+static inline int dsv4_config_vision_exp(const dsv4_config *c) { return !c->x.v41 && c->x.vision_n_layers > 0; }
 int dsv4_config_v41_parse(dsv4_config *c, const struct cJSON *root, const struct cJSON *tc, const char *path,
                           char *err, size_t errlen);
 

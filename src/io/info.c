@@ -166,6 +166,10 @@ static void block(tl *l, const dsv4_config *c, int experts_fp8, const char *pfx,
     add(l, ST_BF16, 0, 2, E, D, "%sgate.weight", p);
     if (hash) add(l, ST_I64, DSV4_TS_ROW, 2, V, c->n_activated_experts, "%sgate.tid2eid", p);
     else add(l, ST_F32, 0, 1, E, 0, "%sgate.bias", p);
+    if (dsv4_config_vision_exp(c)) {   /* Vision-Exp (docs/vision-exp.md §7): bias_vl everywhere, hash layers' bias too */
+        if (hash) add(l, ST_F32, 0, 1, E, 0, "%sgate.bias", p);
+        add(l, ST_F32, 0, 1, E, 0, "%sgate.bias_vl", p);
+    }
     experts(l, c, experts_fp8, p, E, I, D);
 }
 

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "model/model.h"
+#include "dsv4_vision.h"
 #include "model/expert_cache.h"
 #include "kernels/pool.h"
 #include "model/sparse_attn.h"
@@ -322,13 +323,19 @@ static void attention(dsv4_session *s, int li, const float *x, int n, const int6
         dump(s, "q", li, q, (size_t)n * H * hd);
         dump(s, "kv", li, kv, (size_t)n * hd);
     }
-    /* per token: update state, select keys, attend */
+    /* per token: update state, select keys, attend. A Vision-Exp chunk holding an image span (docs/vision-exp.md §6)
+     * keeps its raw keys in s->w.kloc, takes each row's raw keys vlo..vhi (ascending; the chunk's own from kloc,
+     * earlier ones from the ring, untouched until after the loop) and writes the ring after the loop. */
     const uint16_t **kptr = s->w.kptr;
+    const int vx = !own && s->vx_span;
+    if (vx) store_bf16(s->w.kloc, kv, (size_t)n * hd);
     for (int t = 0; t < n; t++) {
         int64_t p = pos[t];
         dsv4_block_state *b = &(own ? own[t] : s)->bs[li];
-        store_bf16(b->win + (size_t)(p % Wr) * hd, kv + (size_t)t * hd, (size_t)hd);
-        b->slot_pos[p % Wr] = p;
+        if (!vx) {
+            store_bf16(b->win + (size_t)(p % Wr) * hd, kv + (size_t)t * hd, (size_t)hd);
+            b->slot_pos[p % Wr] = p;
+        }
         if (R > 0)
             comp_push(s, L, &L->comp, &b->cs, s->w.ca + (size_t)t * cwd, s->w.cg + (size_t)t * cwd, p, 0, b->entries,
                       s->ent_bytes);
@@ -336,9 +343,15 @@ static void attention(dsv4_session *s, int li, const float *x, int n, const int6
             comp_push(s, L, &L->icomp, &b->ics, s->w.ia + (size_t)t * iwd, s->w.ig + (size_t)t * iwd, p, 1, b->ikeys,
                       s->ikey_bytes);
         int nk = 0;
-        int64_t w0 = p - Wn + 1 < 0 ? 0 : p - Wn + 1;
-        for (int64_t j = w0; j <= p; j++)
-            if (b->slot_pos[j % Wr] == j) kptr[nk++] = b->win + (size_t)(j % Wr) * hd;
+        if (vx) {
+            for (int64_t j = s->w.vlo[t]; j <= s->w.vhi[t]; j++)
+                if (j >= pos[0]) kptr[nk++] = s->w.kloc + (size_t)(j - pos[0]) * hd;
+                else if (b->slot_pos[j % Wr] == j) kptr[nk++] = b->win + (size_t)(j % Wr) * hd;
+        } else {
+            int64_t w0 = p - Wn + 1 < 0 ? 0 : p - Wn + 1;
+            for (int64_t j = w0; j <= p; j++)
+                if (b->slot_pos[j % Wr] == j) kptr[nk++] = b->win + (size_t)(j % Wr) * hd;
+        }
         if (R > 0) {
             int nvis = (int)((p + 1) / R);
             if (!csa || nvis <= c->index_topk) {
@@ -355,6 +368,11 @@ static void attention(dsv4_session *s, int li, const float *x, int n, const int6
             }
         }
         attend(s, L, q + (size_t)t * H * hd, p, kptr, nk, s->w.o + (size_t)t * H * hd);
+    }
+    for (int t = 0; vx && t < n; t++) {   /* the deferred ring stores, in position order */
+        dsv4_block_state *b = &s->bs[li];
+        memcpy(b->win + (size_t)(pos[t] % Wr) * hd, s->w.kloc + (size_t)t * hd, (size_t)hd * sizeof(uint16_t));
+        b->slot_pos[pos[t] % Wr] = pos[t];
     }
     if (li < c->n_layers) dump(s, "attn_o", li, s->w.o, (size_t)n * H * hd);
     /* grouped output projection */
@@ -452,7 +470,11 @@ static void moe(dsv4_session *s, int li, const float *x, const int32_t *tokens, 
         float *l = rl + (size_t)t * E;
         for (int e = 0; e < E; e++) l[e] = sqrtf(softplusf(l[e]));
         int *id = rid + t * K;
-        if (L->tid2eid) {
+        /* Vision-Exp image positions (every role, the pads included; docs/vision-exp.md §7): top-K of s + bias_vl,
+         * on the hash layers too (the hash guard: never tid2eid) */
+        const int img = s->vx_roles && s->vx_roles[t] != DSV4_TOKEN_TEXT && L->gate_bias_vl;
+        const float *bias = img ? L->gate_bias_vl : L->gate_bias;
+        if (L->tid2eid && !img) {
             for (int k = 0; k < K; k++) id[k] = L->tid2eid[(size_t)tokens[t] * K + k];
         } else {
             for (int k = 0; k < K; k++) {          /* top-K of s + bias, ties -> lower id */
@@ -461,7 +483,7 @@ static void moe(dsv4_session *s, int li, const float *x, const int32_t *tokens, 
                     int used = 0;
                     for (int j = 0; j < k; j++) used |= id[j] == e;
                     if (used) continue;
-                    float v = l[e] + L->gate_bias[e];
+                    float v = l[e] + bias[e];
                     if (best < 0 || v > bs) { best = e; bs = v; }
                 }
                 id[k] = best;
@@ -570,17 +592,45 @@ static void keep_row(dsv4_session *s, int64_t p, int32_t tok, const float *x) {
     s->have_last = 1;
 }
 
+/* Vision-Exp (docs/vision-exp.md §5, §6), for a chunk with image roles s->vx_roles (one that cuts no START..END span,
+ * dsv4_session_eval_vl): the embeddings of image positions replaced by their rows (every stream), and each row's raw
+ * window keys: positions vlo..vhi with, for a row inside a span (START..END), left = its distance back to the START
+ * (at most cap - 1) and right = forward to the END (at most cap), vlo = max(0, p - (W - 1) - max(left - (W - 1), 0)),
+ * vhi = p + right (at most W + cap keys: tools/reference/vision_exp.py window_keys); the causal window elsewhere.
+ * Sets s->vx_span when a row lies inside a span. */
+static void vx_prepare(dsv4_session *s, int n, float *X) {
+    const dsv4_config *c = &s->m->cfg;
+    const int8_t *roles = s->vx_roles;
+    int D = c->dim, hc = c->hc_mult;
+    int64_t W = c->window_size, cap = c->x.vision_max_n_token, p0 = s->pos;
+    for (int t = 0; t < n; t++) {
+        const float *e = s->vx_embs ? s->vx_embs[t] : NULL;
+        if (roles[t] == DSV4_TOKEN_TEXT || !e) continue;
+        for (int i = 0; i < hc; i++) memcpy(X + ((size_t)t * hc + i) * D, e, (size_t)D * sizeof(float));
+    }
+    int *left = s->w.vleft, *right = s->w.vright;
+    dsv4_vx_visible(roles, n, (int)cap, left, right);   /* the chunk cuts no span: scanning it alone is exact */
+    s->vx_span = 0;
+    for (int t = 0; t < n; t++) {
+        s->vx_span |= roles[t] == DSV4_TOKEN_IMAGE_END;
+        dsv4_vx_window(p0 + t, left[t], right[t], (int)W, (int)cap, &s->w.vlo[t], &s->w.vhi[t]);
+    }
+}
+
 void dsv4_forward_chunk(dsv4_session *s, const int32_t *tokens, int n, float *logits) {
     const dsv4_model *m = s->m;
     const dsv4_config *c = &m->cfg;
     size_t row = (size_t)c->hc_mult * c->dim;
     float *X = s->w.X;
-    int64_t pos[DSV4_CHUNK];
+    int64_t pos[DSV4_CHUNK_MAX];
     embed_rows(m, tokens, n, X);
+    s->vx_span = 0;
+    if (s->vx_roles) vx_prepare(s, n, X);
     for (int t = 0; t < n; t++) pos[t] = s->pos + t;
     for (int l = 0; l < c->n_layers; l++) block(s, l, X, tokens, n, pos, NULL);
     for (int t = 0; t < n; t++) keep_row(s, pos[t], tokens[t], X + (size_t)t * row);
     s->pos += n;
+    s->vx_span = 0;
     if (logits) {
         hc_head(s, &m->hc_head_fn, m->hc_head_base, m->hc_head_scale, s->last_x, s->w.u);
         head_logits(s, s->w.u, m->norm, logits);

@@ -22,6 +22,9 @@ struct dsv4_xcache;   /* model/expert_cache.h */
 /* Maximum number of tokens processed at once inside dsv4_eval (a longer call is split internally;
  * results do not depend on the split). Sizes the scratch arena. */
 #define DSV4_CHUNK 128
+/* The largest chunk of any model: a DeepSeek-V4-Flash-Vision-Exp session evaluates an image span (START..END, at most
+ * vision_max_n_token <= 4096 positions, io/config_vexp.c) inside one chunk, so its chunk is dsv4_chunk_cap. */
+#define DSV4_CHUNK_MAX 4096
 /* Indexer keys scored per GEMM call (sizes the score scratch: DSV4_IDX_CHUNK x index_n_heads floats). */
 #define DSV4_IDX_CHUNK 2048
 
@@ -52,7 +55,8 @@ typedef struct {
     dsv4_compressor_w icomp;                /* R = 4, dc = index_head_dim, overlap */
     /* MoE (§4.6) */
     dsv4_wview gate;                        /* [E, D] BF16 */
-    float *gate_bias;                       /* [E] or NULL on hash layers */
+    float *gate_bias;                       /* [E]; on hash layers NULL (text checkpoints) or Vision-Exp's unused one */
+    float *gate_bias_vl;                    /* [E] Vision-Exp: the selection bias of image positions; else NULL */
     int32_t *tid2eid;                       /* [V, k] owned, or NULL */
     dsv4_wview *w1, *w2, *w3;               /* [E] routed experts (FP4 or FP8 views), owned arrays */
     dsv4_wview sw1, sw2, sw3;               /* shared expert (FP8); rows == 0 when absent */
@@ -79,6 +83,11 @@ struct dsv4_model {
     double file_bytes;                      /* sum of tensor bytes in the checkpoint */
     void **owned; int n_owned, cap_owned;   /* every owned allocation, freed by dsv4_model_free */
     struct dsv4_v41_weights *v41;           /* DeepSeek-V4.1 blocks (model/model_v41.h), NULL for V4; owned */
+    /* DeepSeek-V4-Flash-Vision-Exp (dsv4_config_vision_exp; docs/vision-exp.md): the tower and aligner (vision/tower.h,
+     * views into the checkpoint) and the span vectors image_start / image_pad / image_newline / image_end, [dim] F32
+     * copies of their BF16 values. All NULL for every other model. */
+    struct dsv4_vtower *vx_tower;
+    float *image_start, *image_pad, *image_newline, *image_end;
     struct dsv4_xcache *xc;                 /* routed-expert cache under a memory budget; NULL: mmap path */
     dsv4_expert_stats xst;                  /* the budget's figures at load (dsv4_model_expert_stats) */
 };
@@ -138,8 +147,35 @@ struct dsv4_session {
         float *act;        /* act-quant scratch for dsv4_linear */
         float *tmp;        /* misc [max(c*dc, D, hc*D)] */
         float *hh;         /* [2*hc] hc_head mixing logits and weights */
+        /* DeepSeek-V4-Flash-Vision-Exp sessions only (NULL otherwise; docs/vision-exp.md §6): the chunk's raw window
+         * keys [chunk][hd] BF16 while a chunk holding an image span attends, and per row its raw-key range */
+        uint16_t *kloc;
+        int64_t *vlo, *vhi;
+        int *vleft, *vright;
     } w;
+    int chunk;             /* tokens per forward chunk: dsv4_chunk_cap(&m->cfg) */
+    /* Vision-Exp: the image roles (DSV4_TOKEN_*) and embedding rows of the chunk being evaluated (dsv4_session_eval_vl
+     * sets them for the duration of one dsv4_forward_chunk*; NULL: text) and whether it holds an image span */
+    const int8_t *vx_roles;
+    const float *const *vx_embs;
+    int vx_span;
 };
+
+/* ---- model/vision_exp.c: DeepSeek-V4-Flash-Vision-Exp's image-span visibility (docs/vision-exp.md §6) ---- */
+/* For n positions with roles (DSV4_TOKEN_*; the first position is position 0 of what is scanned): left[i] = the
+ * distance back to the last IMAGE_START at or before i (at most cap - 1) and right[i] = forward to the first
+ * IMAGE_END at or after i (at most cap; n - i when none), for i inside a span (more STARTs than ENDs at or before it,
+ * or an END); 0, 0 elsewhere (text, the leading pads). tools/reference/vision_exp.py `visible`. */
+void dsv4_vx_visible(const int8_t *roles, int n, int cap, int *left, int *right);
+/* The raw-window keys of the row at position p: positions *lo..*hi, lo = max(0, p - (W - 1) - max(left - (W - 1), 0)),
+ * hi = min(p + right, lo + W + cap - 1) (vision_exp.py `window_keys`; text rows: the causal window). */
+void dsv4_vx_window(int64_t p, int left, int right, int W, int cap, int64_t *lo, int64_t *hi);
+
+/* Tokens per forward chunk of a session of config c: DSV4_CHUNK, or for a Vision-Exp config max(DSV4_CHUNK,
+ * vision_max_n_token), so that an image span always fits one chunk. */
+static inline int dsv4_chunk_cap(const dsv4_config *c) {
+    return dsv4_config_vision_exp(c) && c->x.vision_max_n_token > DSV4_CHUNK ? c->x.vision_max_n_token : DSV4_CHUNK;
+}
 
 /* ---- session.c ---- */
 /* Bytes of the one arena dsv4_session_open allocates for config c and max_ctx (docs/architecture.md §5.1 state + scratch):

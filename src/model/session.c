@@ -17,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "model/model.h"
+#include "dsv4_vision.h"
 #include "model/expert_cache.h"
 #include "model/model_v41.h"
 #include "model/engram.h"
@@ -173,7 +174,7 @@ static size_t mul(size_t a, size_t b) { return b && a > CARVE_MAX / b ? CARVE_MA
  * assigns the pointers of s and s->bs[0..n_blocks). Depends on the config only (no weights): block l
  * has compress ratio c->compress_ratios[l], blocks = n_layers trunk layers + 1 MTP block if any. */
 static void layout(const dsv4_config *c, int max_ctx, dsv4_session *s, carver *cv) {
-    size_t CH = DSV4_CHUNK, hc = c->hc_mult, D = c->dim, H = c->n_heads, hd = c->head_dim;
+    size_t CH = (size_t)dsv4_chunk_cap(c), hc = c->hc_mult, D = c->dim, H = c->n_heads, hd = c->head_dim;
     size_t CX = CH > hc ? CH : hc;
     size_t ql = c->q_lora_rank, G = c->o_groups, olr = c->o_lora_rank, E = c->n_routed_experts;
     size_t K = c->n_activated_experts, I = c->moe_inter_dim;
@@ -204,6 +205,8 @@ static void layout(const dsv4_config *c, int max_ctx, dsv4_session *s, carver *c
         }
     }
     nkx += Wn + 1;
+    const int vexp = dsv4_config_vision_exp(c);
+    if (vexp) nkx += (size_t)c->x.vision_max_n_token;   /* an image-span row's raw keys: up to window + cap */
     size_t maxcols = hc * D;
     size_t cand[] = {H * hd, G * olr, ql, Is, I, D};
     for (size_t i = 0; i < sizeof cand / sizeof cand[0]; i++) if (cand[i] > maxcols) maxcols = cand[i];
@@ -265,6 +268,13 @@ static void layout(const dsv4_config *c, int max_ctx, dsv4_session *s, carver *c
     CARVE(s->w.act, act);
     CARVE(s->w.tmp, hc * D + 4 * cwd + 2 * maxR * 2 + hd + 64);
     CARVE(s->w.hh, 2 * hc);
+    if (vexp) {
+        CARVE(s->w.kloc, CH * hd);
+        CARVE(s->w.vlo, CH);
+        CARVE(s->w.vhi, CH);
+        CARVE(s->w.vleft, CH);
+        CARVE(s->w.vright, CH);
+    }
 }
 
 size_t dsv4_session_state_bytes(const dsv4_config *c, int max_ctx) {
@@ -297,6 +307,7 @@ int dsv4_session_open(dsv4_session **out, const dsv4_model *m, int max_ctx, char
         return 0;
     }
     s->wring = m->cfg.window_size < max_ctx ? m->cfg.window_size : max_ctx;
+    s->chunk = dsv4_chunk_cap(&m->cfg);
     s->ent_bytes = dsv4_entry_bytes(&m->cfg);
     s->ikey_bytes = dsv4_ikey_bytes(&m->cfg);
     s->bs = calloc((size_t)m->n_blocks, sizeof *s->bs);
@@ -357,6 +368,18 @@ static int check_finite(const float *logits, int V, const char *fn, int pos, cha
     return 0;
 }
 
+/* Vision-Exp: the length of a chunk of at most nc positions starting at roles[0] (outside any image span) that cuts
+ * no span: nc, or the position of the START of a span still open at nc (a span fits a chunk: dsv4_chunk_cap and the
+ * check of dsv4_prompt_build, so that START is > 0; the leading pads may end the chunk before it). */
+static int vx_chunk_end(const int8_t *roles, int nc) {
+    int open = -1;
+    for (int i = 0; i < nc; i++) {
+        if (roles[i] == DSV4_TOKEN_IMAGE_START) open = i;
+        else if (roles[i] == DSV4_TOKEN_IMAGE_END) open = -1;
+    }
+    return open > 0 ? open : nc;
+}
+
 /* dsv4_eval (all == 0: logits of the last position, or none) and dsv4_eval_all (all == 1: every position); with
  * roles / embs (V4.1 only, model/model.h) the image positions of dsv4_eval_prompt. */
 int dsv4_session_eval_vl(dsv4_session *s, const int32_t *tokens, const int8_t *roles, const float *const *embs, int n,
@@ -370,8 +393,9 @@ int dsv4_session_eval_vl(dsv4_session *s, const int32_t *tokens, const int8_t *r
             return dsv4_fail(err, errlen, "%s: token id %d at index %d out of range [0, %d)", fn, (int)tokens[i], i, V);
     if ((int64_t)s->pos + n > s->max_ctx)
         return dsv4_fail(err, errlen, "%s: context overflow: position %d + %d tokens > max_ctx %d", fn, s->pos, n, s->max_ctx);
-    if ((roles || embs) && !s->v41)
-        return dsv4_fail(err, errlen, "%s: image positions need a DeepSeek-V4.1 model with vision (%s)", fn, s->m->dir);
+    if ((roles || embs) && !s->v41 && !dsv4_config_vision_exp(&s->m->cfg))
+        return dsv4_fail(err, errlen, "%s: image positions need a DeepSeek-V4.1 or V4-Flash-Vision-Exp model with vision "
+                         "(%s)", fn, s->m->dir);
     int pos0 = s->pos;
     for (int c0 = 0; s->v41 && c0 < n; c0 += s->v41_chunk) {   /* DeepSeek-V4.1 */
         int nc = n - c0 < s->v41_chunk ? n - c0 : s->v41_chunk, last = c0 + nc == n;
@@ -385,10 +409,15 @@ int dsv4_session_eval_vl(dsv4_session *s, const int32_t *tokens, const int8_t *r
         s->pos = (int)dsv4_v41_state_pos(s->v41);
         if (lg == s->v41_logits) memcpy(logits, lg + (size_t)(nc - 1) * V, (size_t)V * sizeof(float));
     }
-    for (int c0 = 0; !s->v41 && c0 < n; c0 += DSV4_CHUNK) {
-        int nc = n - c0 < DSV4_CHUNK ? n - c0 : DSV4_CHUNK;
+    for (int c0 = 0, nc = 0; !s->v41 && c0 < n; c0 += nc) {
+        nc = n - c0 < s->chunk ? n - c0 : s->chunk;
+        if (roles && c0 + nc < n) nc = vx_chunk_end(roles + c0, nc);
+        s->vx_roles = roles ? roles + c0 : NULL;   /* Vision-Exp image positions (model/model.h) */
+        s->vx_embs = embs ? embs + c0 : NULL;
         if (all) dsv4_forward_chunk_all(s, tokens + c0, nc, logits + (size_t)c0 * V);
         else dsv4_forward_chunk(s, tokens + c0, nc, c0 + nc == n ? logits : NULL);
+        s->vx_roles = NULL;
+        s->vx_embs = NULL;
         if (s->xc_failed) {   /* an expert read failed (memory budget): the state is partial */
             s->xc_failed = 0;
             dsv4_session_reset(s);

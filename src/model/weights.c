@@ -250,6 +250,10 @@ static int bind_block(ctx *c, dsv4_layer *L, const char *p, int li, int is_mtp) 
     } else {
         if (!(L->gate_bias = vec(c, NM("ffn.gate.bias"), E, 0, 0))) return -1;
     }
+    if (dsv4_config_vision_exp(cf)) {   /* Vision-Exp (docs/vision-exp.md §7): bias_vl everywhere, hash layers' bias */
+        if (!(L->gate_bias_vl = vec(c, NM("ffn.gate.bias_vl"), E, 0, 0))) return -1;
+        if (L->is_hash && !(L->gate_bias = vec(c, NM("ffn.gate.bias"), E, 0, 0))) return -1;   /* loaded, unused */
+    }
     L->w1 = xalloc(c->m, (size_t)E * sizeof(dsv4_wview));
     L->w2 = xalloc(c->m, (size_t)E * sizeof(dsv4_wview));
     L->w3 = xalloc(c->m, (size_t)E * sizeof(dsv4_wview));
@@ -281,6 +285,40 @@ static int bind_block(ctx *c, dsv4_layer *L, const char *p, int li, int is_mtp) 
 }
 
 static int bind_all(ctx *c);
+
+/* DeepSeek-V4-Flash-Vision-Exp (docs/vision-exp.md §2, §5): the V4.1 tower and aligner (vision/tower.h checks every
+ * vision.* / aligner.* tensor; the aligner's width is hidden_size) and the span vectors image_start, image_pad,
+ * image_newline, image_end ([dim], BF16 or F32, kept as their BF16 values). Not in dsv4_tensor_list, as for V4.1
+ * (model/weights_v41.c bind_vision): marked used here, so the whole-set check accepts exactly these. */
+static int bind_vexp_vision(ctx *c) {
+    dsv4_model *m = c->m;
+    const int D = m->cfg.dim;
+    dsv4_vtower_config vc;
+    char e2[512] = "";
+    if (dsv4_vtower_config_from(&vc, &m->cfg, m->dir, c->err, c->errlen)) return -1;
+    if (dsv4_vtower_load(&m->vx_tower, m->st, &vc, e2, sizeof e2))
+        return dsv4_fail(c->err, c->errlen, "%s: %s", m->dir, e2);
+    static const char *const glob[] = {"vision.patch_embed.proj.weight", "vision.patch_embed.proj.bias",
+                                       "vision.norm.weight", "aligner.w1.weight", "aligner.w1.bias",
+                                       "aligner.w2.weight", "aligner.w2.bias"};
+    static const char *const blk[] = {"norm1.weight", "attn.wqkv.weight", "attn.wqkv.bias", "attn.wo.weight",
+                                      "attn.wo.bias", "norm2.weight", "mlp.w1.weight", "mlp.w2.weight"};
+    const int ng = (int)(sizeof glob / sizeof *glob), nbk = (int)(sizeof blk / sizeof *blk);
+    for (int k = 0; k < ng + vc.n_layers * nbk; k++) {   /* mark exactly the tower's names (vision/tower.h) used */
+        char tn[96];
+        if (k < ng) snprintf(tn, sizeof tn, "%s", glob[k]);
+        else snprintf(tn, sizeof tn, "vision.blocks.%d.%s", (k - ng) / nbk, blk[(k - ng) % nbk]);
+        const st_tensor *t = st_find(m->st, tn);
+        if (t) c->used[t - st_at(m->st, 0)] = 1;
+    }
+    float **dst[4] = {&m->image_start, &m->image_pad, &m->image_newline, &m->image_end};
+    const char *nm[4] = {"image_start", "image_pad", "image_newline", "image_end"};
+    for (int k = 0; k < 4; k++) {
+        if (!(*dst[k] = vec(c, nm[k], D, 0, 1))) return -1;
+        for (int i = 0; i < D; i++) (*dst[k])[i] = dsv4_round_bf16((*dst[k])[i]);
+    }
+    return 0;
+}
 
 /* Why the config does not imply checkpoint tensor `name`: "config.json says ..." (for the error message). */
 static void why_unexpected(const dsv4_config *cf, const char *name, char *out, size_t cap) {
@@ -368,7 +406,7 @@ static int check_tensor_set(ctx *c, const dsv4_tensor_spec *ts, int n) {
         const dsv4_tensor_spec *sp = find_spec(sorted, n, t->name);
         /* the vision tower / aligner / image-span vectors of a V4.1 model: not listed, checked and taken by the
          * binder (model/weights_v41.c bind_vision); unlisted and untaken, they are unexpected like any other */
-        if (!sp && c->used[i] && cf->x.v41 && cf->x.vision_n_layers > 0 &&
+        if (!sp && c->used[i] && cf->x.vision_n_layers > 0 &&
             (!strncmp(t->name, "vision.", 7) || !strncmp(t->name, "aligner.", 8) || !strncmp(t->name, "image_", 6)))
             continue;
         if (!sp) {
@@ -479,6 +517,7 @@ static int bind_all(ctx *c) {
         if (bind_block(c, &m->layers[l], p, l, 0)) return -1;
     }
     if (cf->n_mtp_layers > 0 && bind_block(c, &m->layers[cf->n_layers], "mtp.0.", cf->n_layers, 1)) return -1;
+    if (dsv4_config_vision_exp(cf) && bind_vexp_vision(c)) return -1;
     m->file_bytes = 0;
     for (size_t i = 0; i < st_count(m->st); i++) m->file_bytes += (double)st_at(m->st, i)->nbytes;
     return 0;
@@ -487,6 +526,9 @@ static int bind_all(ctx *c) {
 void dsv4_weights_free(dsv4_model *m) {
     if (!m) return;
     if (m->v41) dsv4_vtower_free(m->v41->vtower);   /* the vision tower of a V4.1 model (model/model_v41.h) */
+    dsv4_vtower_free(m->vx_tower);                   /* a Vision-Exp model's (NULL otherwise) */
+    m->vx_tower = NULL;
+    m->image_start = m->image_pad = m->image_newline = m->image_end = NULL;
     for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
     free(m->owned);
     m->owned = NULL; m->n_owned = m->cap_owned = 0;

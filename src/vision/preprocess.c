@@ -3,6 +3,7 @@
  * (127, 127, 127)), normalisation to [-1, 1] rounded to BF16, patch cutting. docs/vision.md walks through each
  * step; include/dsv4_vision.h is the contract. All planning arithmetic is done in double in the reference's
  * order, because Python does it in double. */
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +16,7 @@
 #endif
 
 dsv4_vision_params dsv4_vision_params_v41(void) {
-    dsv4_vision_params p = {14, 3, 1024, 295936};
+    dsv4_vision_params p = {14, 3, 1024, 295936, 0, 0};
     return p;
 }
 
@@ -30,6 +31,108 @@ static int ceil_div(int64_t a, int64_t b) { return (int)((a + b - 1) / b); }
 
 static int n_tokens(int n_llm_h, int n_llm_w) { return n_llm_h * (n_llm_w + 1) + 2; }
 
+/* ImageOps.pad's placement of a src_w x src_h image in the best_w x best_h box: ImageOps.contain's aspect-kept size
+ * (ratios compared as doubles, as Python does) and the centred offset (round((size - resized) * 0.5)). */
+static int place(int src_w, int src_h, int64_t best_w, int64_t best_h, dsv4_image_plan *out, char *err,
+                 size_t errlen) {
+    double im_ratio = (double)src_w / (double)src_h, dest_ratio = (double)best_w / (double)best_h;
+    int64_t rw = best_w, rh = best_h;
+    if (im_ratio != dest_ratio) {
+        if (im_ratio > dest_ratio)
+            rh = (int64_t)py_round((double)src_h / (double)src_w * (double)best_w);
+        else
+            rw = (int64_t)py_round((double)src_w / (double)src_h * (double)best_h);
+    }
+    if (rw < 1 || rh < 1)
+        return dsv4_fail(err, errlen,
+                         "image %d x %d is too elongated: fitted into %lld x %lld pixels its short side rounds to "
+                         "0 pixels (the reference fails here too: Pillow's \"height and width must be > 0\")",
+                         src_w, src_h, (long long)best_w, (long long)best_h);
+    out->resized_w = (int)rw;
+    out->resized_h = (int)rh;
+    /* ImageOps.pad: round((size - resized) * 0.5) on the axis that differs */
+    if (rw != best_w) out->offset_x = (int)py_round((double)(best_w - rw) * 0.5);
+    else if (rh != best_h) out->offset_y = (int)py_round((double)(best_h - rh) * 0.5);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- DeepSeek-V4-Flash-Vision-Exp (docs/vision-exp.md §3)
+ * [port] No public copy of Vision-Exp's own image_processor.py exists; this follows the ports the note ranks (its
+ * sources A and D) and tools/reference/vision_exp.py `plan`, which was cross-checked against them on 4,010 sizes. */
+
+int dsv4_image_span_positions(const dsv4_vision_params *p, int n_llm_h, int n_llm_w) {
+    if (!p->vision_exp) return n_tokens(n_llm_h, n_llm_w);
+    int rows = n_llm_h + (n_llm_h & 1), body = rows * (n_llm_w + 1);   /* odd row counts get one pad row */
+    int tail = (rows / 2) * (n_llm_w + 1) % 2 ? 2 : 0;                 /* content length a multiple of 4 */
+    return body + tail + 2;                                            /* + START + END */
+}
+
+static int exp_count(const dsv4_vision_params *p, int64_t bh, int64_t bw) {
+    int64_t ps = p->patch_size, dr = p->downsample_ratio;
+    int64_t nh = ((bh / ps) + dr - 1) / dr, nw = ((bw / ps) + dr - 1) / dr;
+    if (nh > (1 << 20) || nw > (1 << 20)) return INT_MAX;   /* far over any budget (max_image_tokens <= 2^20) */
+    return dsv4_image_span_positions(p, (int)nh, (int)nw);
+}
+
+static int plan_exp(int src_w, int src_h, const dsv4_vision_params *p, dsv4_image_plan *out, char *err,
+                    size_t errlen) {
+    const int ps = p->patch_size, dr = p->downsample_ratio, mr = p->max_wh_ratio;
+    const int64_t cell = (int64_t)ps * dr;
+    int64_t w = src_w, h = src_h;
+    if (mr > 0 && w > h * mr) w = h * mr;                                /* the aspect clamp (`>`) */
+    if (w * h > 0 && w * h < p->min_pixels) {                            /* min-pixel upscale, truncated */
+        double k = pow((double)p->min_pixels / (double)(w * h), 0.5);
+        w = (int64_t)((double)w * k);
+        h = (int64_t)((double)h * k);
+    }
+    int64_t bw = (int64_t)ceil((double)w / ps) * ps, bh = (int64_t)ceil((double)h / ps) * ps;
+    const int limit = p->max_image_tokens - 3;   /* three positions kept for the alignment pads (§4) */
+    int budget = limit;
+    while (exp_count(p, bh, bw) > limit) {       /* the count is not monotonic in the budget: walk it down */
+        if (budget < 5 || w < 1 || h < 1)
+            return dsv4_fail(err, errlen, "image %d x %d: no pixel size fits %d tokens", src_w, src_h, limit);
+        double r = (double)h / (double)w;
+        double mw = sqrt((double)(budget - 2) / r + 0.25) - 0.5, mh = mw * r;
+        if (mw < 1.0) {
+            int64_t hc = (budget - 2) / 2;
+            hc -= hc & 1;
+            bw = cell;
+            bh = hc * cell;
+        } else if (mh < 2.0) {
+            int64_t wc = (budget - 2) / 2 - 1;
+            if (wc <= 1)
+                return dsv4_fail(err, errlen, "image %d x %d: no pixel size fits %d tokens", src_w, src_h, budget);
+            bw = wc * cell;
+            bh = 2 * cell;
+        } else {
+            int64_t wc = (int64_t)floor(mw), hc = (int64_t)floor(mh);
+            hc -= hc & 1;
+            double bwr = (double)(wc * cell) / (double)w, bhr = (double)(hc * cell) / (double)h;
+            double beta = bhr < bwr ? bhr : bwr;
+            bw = (int64_t)floor((double)w * beta / ps) * ps;
+            bh = (int64_t)floor((double)h * beta / ps) * ps;
+        }
+        budget--;
+    }
+    if (bw < ps || bh < ps || bw * bh > DSV4_IMAGE_MAX_PIXELS)
+        return dsv4_fail(err, errlen, "image %d x %d: planned size %lld x %lld is out of range", src_w, src_h,
+                         (long long)bw, (long long)bh);
+    out->width = (int)bw;
+    out->height = (int)bh;
+    out->n_vit_h = (int)(bh / ps);
+    out->n_vit_w = (int)(bw / ps);
+    out->n_llm_h = ceil_div(out->n_vit_h, dr);
+    out->n_llm_w = ceil_div(out->n_vit_w, dr);
+    out->n_tokens = dsv4_image_span_positions(p, out->n_llm_h, out->n_llm_w);
+    if (mr > 0 && (int64_t)src_w >= (int64_t)mr * src_h) {   /* the `resize` branch (`>=`, the original size): a plain
+                                                             * BICUBIC Image.resize to the box, no padding */
+        out->resized_w = out->width;
+        out->resized_h = out->height;
+        return 0;
+    }
+    return place(src_w, src_h, bw, bh, out, err, errlen);
+}
+
 int dsv4_image_plan_grid(int src_w, int src_h, const dsv4_vision_params *p, dsv4_image_plan *out, char *err,
                          size_t errlen) {
     memset(out, 0, sizeof *out);
@@ -41,6 +144,12 @@ int dsv4_image_plan_grid(int src_w, int src_h, const dsv4_vision_params *p, dsv4
                          p->max_image_tokens, (long long)p->min_pixels);
     if (src_w < 1 || src_h < 1 || (int64_t)src_w * src_h > DSV4_IMAGE_MAX_PIXELS)
         return dsv4_fail(err, errlen, "image size %d x %d out of range", src_w, src_h);
+    if (p->vision_exp) {
+        if (p->max_wh_ratio < 0 || p->max_wh_ratio > (1 << 16) || p->max_image_tokens < 8)
+            return dsv4_fail(err, errlen, "vision parameters out of range (max_wh_ratio %d, max_image_tokens %d)",
+                             p->max_wh_ratio, p->max_image_tokens);
+        return plan_exp(src_w, src_h, p, out, err, errlen);
+    }
     const int ps = p->patch_size, dr = p->downsample_ratio, cap = p->max_image_tokens;
     /* plan_image_grid: width, height become Python ints again after the optional scale-up */
     int64_t width = src_w, height = src_h;
@@ -87,26 +196,7 @@ int dsv4_image_plan_grid(int src_w, int src_h, const dsv4_vision_params *p, dsv4
     out->n_llm_h = ceil_div(out->n_vit_h, dr);
     out->n_llm_w = ceil_div(out->n_vit_w, dr);
     out->n_tokens = n_tokens(out->n_llm_h, out->n_llm_w);
-    /* ImageOps.contain: aspect-kept size inside the box (ratios compared as doubles, as Python does) */
-    double im_ratio = (double)src_w / (double)src_h, dest_ratio = (double)best_w / (double)best_h;
-    int64_t rw = best_w, rh = best_h;
-    if (im_ratio != dest_ratio) {
-        if (im_ratio > dest_ratio)
-            rh = (int64_t)py_round((double)src_h / (double)src_w * (double)best_w);
-        else
-            rw = (int64_t)py_round((double)src_w / (double)src_h * (double)best_h);
-    }
-    if (rw < 1 || rh < 1)
-        return dsv4_fail(err, errlen,
-                         "image %d x %d is too elongated: fitted into %lld x %lld pixels its short side rounds to "
-                         "0 pixels (the reference fails here too: Pillow's \"height and width must be > 0\")",
-                         src_w, src_h, (long long)best_w, (long long)best_h);
-    out->resized_w = (int)rw;
-    out->resized_h = (int)rh;
-    /* ImageOps.pad: round((size - resized) * 0.5) on the axis that differs */
-    if (rw != best_w) out->offset_x = (int)py_round((double)(best_w - rw) * 0.5);
-    else if (rh != best_h) out->offset_y = (int)py_round((double)(best_h - rh) * 0.5);
-    return 0;
+    return place(src_w, src_h, best_w, best_h, out, err, errlen);
 }
 
 int dsv4_image_pad(const dsv4_image *im, const dsv4_image_plan *plan, uint8_t *dst, char *err, size_t errlen) {

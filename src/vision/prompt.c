@@ -36,7 +36,10 @@ struct dsv4_image_embed {
 struct dsv4_prompt {
     const dsv4_model *m;
     int n;                     /* positions */
-    int32_t *ids;              /* [n] */
+    int32_t *ids;              /* [n] (Vision-Exp: image positions carry vocab_size + the official role) */
+    int32_t *fids;             /* Vision-Exp: [n] the ids the forward sees (image positions 0, as the reference's
+                                * embedding lookup; the rows replace them); NULL otherwise */
+    int *spans;                /* Vision-Exp: [n_images][2] START and END positions of each span; NULL otherwise */
     int8_t *roles;             /* [n] DSV4_TOKEN_* */
     const float **embs;        /* [n] the row replacing the embedding (NULL: text) */
     uint64_t *keys;            /* [n] dsv4_prompt_key */
@@ -47,7 +50,13 @@ struct dsv4_prompt {
 /* ---------------------------------------------------------------- model queries */
 
 int dsv4_model_has_vision(const dsv4_model *m) {
+    if (m && dsv4_config_vision_exp(&m->cfg)) return m->vx_tower && m->image_start;   /* Vision-Exp */
     return m && m->v41 && m->v41->vtower && m->v41->image_start && m->cfg.x.vision_n_layers > 0;
+}
+
+/* The tower of a model with vision (V4.1 or Vision-Exp). */
+static const dsv4_vtower *model_tower(const dsv4_model *m) {
+    return dsv4_config_vision_exp(&m->cfg) ? m->vx_tower : m->v41->vtower;
 }
 
 int32_t dsv4_model_image_token(const dsv4_model *m) {
@@ -63,6 +72,12 @@ dsv4_vision_params dsv4_model_vision_params(const dsv4_model *m) {
     /* absent keys (parsed as 0) keep the official ModelArgs defaults (1024 tokens, 544^2 pixels) */
     if (x->vision_max_n_token > 0) p.max_image_tokens = x->vision_max_n_token;
     if (x->vision_min_pixels > 0) p.min_pixels = x->vision_min_pixels;
+    if (dsv4_config_vision_exp(&m->cfg)) {   /* docs/vision-exp.md §2-3 (io/config_vexp.c gave the defaults) */
+        p.max_image_tokens = x->vision_max_n_token;
+        p.min_pixels = x->vision_min_pixels;
+        p.max_wh_ratio = x->vision_max_wh_ratio;
+        p.vision_exp = 1;
+    }
     return p;
 }
 
@@ -91,7 +106,7 @@ int dsv4_image_encode(const dsv4_model *m, const dsv4_image *im, dsv4_image_embe
     if (!m || !im) return dsv4_fail(err, errlen, "dsv4_image_encode: %s is NULL", !m ? "model" : "image");
     if (!dsv4_model_has_vision(m)) return dsv4_fail(err, errlen, "%s: this model has no vision tower", m->dir);
     const dsv4_vision_params p = dsv4_model_vision_params(m);
-    const dsv4_vtower *t = m->v41->vtower;
+    const dsv4_vtower *t = model_tower(m);
     dsv4_image_plan plan;
     if (dsv4_image_preprocess(im, &p, &plan, NULL, 0, err, errlen)) return -1;
     const size_t np = (size_t)plan.n_vit_h * plan.n_vit_w * 3 * p.patch_size * p.patch_size;
@@ -133,8 +148,9 @@ int dsv4_image_embed_from_rows(const dsv4_model *m, const dsv4_image_plan *plan,
     *out = NULL;
     if (!m || !plan || !rows) return dsv4_fail(err, errlen, "dsv4_image_embed_from_rows: NULL argument");
     if (!dsv4_model_has_vision(m)) return dsv4_fail(err, errlen, "%s: this model has no vision tower", m->dir);
+    const dsv4_vision_params vp = dsv4_model_vision_params(m);
     if (plan->n_llm_h < 1 || plan->n_llm_w < 1 || plan->n_llm_h > (1 << 15) || plan->n_llm_w > (1 << 15) ||
-        plan->n_tokens != plan->n_llm_h * (plan->n_llm_w + 1) + 2)
+        plan->n_tokens != dsv4_image_span_positions(&vp, plan->n_llm_h, plan->n_llm_w))
         return dsv4_fail(err, errlen, "dsv4_image_embed_from_rows: inconsistent plan (%d x %d cells, %d positions)",
                          plan->n_llm_h, plan->n_llm_w, plan->n_tokens);
     const int nr = plan->n_llm_h * plan->n_llm_w, D = m->cfg.dim;
@@ -186,10 +202,65 @@ void dsv4_prompt_free(dsv4_prompt *p) {
     for (int i = 0; i < p->n_images; i++) dsv4_image_embed_free(p->images[i]);
     free(p->images);
     free(p->ids);
+    free(p->fids);
+    free(p->spans);
     free(p->roles);
     free(p->embs);
     free(p->keys);
     free(p);
+}
+
+/* DeepSeek-V4-Flash-Vision-Exp's expansion (docs/vision-exp.md §4, tools/reference/vision_exp.py span_types;
+ * [port]: from the ports, no public copy of the official code): the placeholder at position o (the ids emitted so far)
+ * becomes 3 - o mod 4 IMAGE_PAD, START, the rows (padded to an even count with a row of n_w + 1 pads) taken two at a
+ * time column by column (NEW_LINE in column n_w), two IMAGE_PAD when (rows / 2)(n_w + 1) is odd, END. IMAGE slots take
+ * the aligner rows in the order the walk visits them; the others the learned vectors. ids: vocab_size + the official
+ * role (START 0, PAD 1, IMAGE 2, NEW_LINE 3, END 4); keys: the image's digest, the offset and the pad count.
+ * Returns the number of positions. */
+static int build_exp(dsv4_prompt *p, const int32_t *ids, int n, dsv4_image_embed *const *images, int32_t tok) {
+    const dsv4_model *m = p->m;
+    const int32_t V = m->cfg.vocab_size;
+    static const int official[5] = {0, 2, 3, 4, 1};   /* DSV4_TOKEN_* (START, IMAGE, NEW_LINE, END, PAD) -> role */
+    int o = 0, img = 0;
+    for (int i = 0; i < n; i++) {
+        if (ids[i] != tok) {
+            p->ids[o] = p->fids[o] = ids[i];
+            p->roles[o] = DSV4_TOKEN_TEXT;
+            p->embs[o] = NULL;
+            p->keys[o] = (uint64_t)(uint32_t)ids[i];
+            o++;
+            continue;
+        }
+        const dsv4_image_embed *e = images[img];
+        const int h = e->plan.n_llm_h, w = e->plan.n_llm_w, D = e->dim, rows = h + (h & 1), L = w + 1;
+        const int o0 = o, npad = 3 - o % 4;
+#define PUT(role_, emb_) (p->roles[o] = (int8_t)(role_), p->embs[o] = (emb_), o++)
+        for (int k = 0; k < npad; k++) PUT(DSV4_TOKEN_IMAGE_PAD, m->image_pad);
+        p->spans[2 * img] = o;
+        PUT(DSV4_TOKEN_IMAGE_START, m->image_start);
+        for (int pr = 0; pr < rows / 2; pr++)
+            for (int c = 0; c < L; c++)
+                for (int r = 2 * pr; r < 2 * pr + 2; r++) {
+                    if (r >= h) PUT(DSV4_TOKEN_IMAGE_PAD, m->image_pad);
+                    else if (c == w) PUT(DSV4_TOKEN_IMAGE_NEW_LINE, m->image_newline);
+                    else PUT(DSV4_TOKEN_IMAGE, e->rows + ((size_t)r * w + c) * D);
+                }
+        if ((rows / 2) * L % 2) {
+            PUT(DSV4_TOKEN_IMAGE_PAD, m->image_pad);
+            PUT(DSV4_TOKEN_IMAGE_PAD, m->image_pad);
+        }
+        p->spans[2 * img + 1] = o;
+        PUT(DSV4_TOKEN_IMAGE_END, m->image_end);
+#undef PUT
+        for (int j = o0; j < o; j++) {
+            p->ids[j] = V + official[p->roles[j]];
+            p->fids[j] = 0;
+            p->keys[j] = (1ULL << 63) |
+                         (mix64(e->digest ^ mix64((uint64_t)(j - o0) + 1 + ((uint64_t)(npad + 1) << 40))) >> 1);
+        }
+        img++;
+    }
+    return o;
 }
 
 int dsv4_prompt_build(dsv4_prompt **out, const dsv4_model *m, const int32_t *ids, int n,
@@ -222,8 +293,13 @@ int dsv4_prompt_build(dsv4_prompt **out, const dsv4_model *m, const int32_t *ids
     if (nph != n_images)
         return dsv4_fail(err, errlen, "dsv4_prompt_build: the prompt has %d image placeholder%s but %d image%s given",
                          nph, nph == 1 ? "" : "s", n_images, n_images == 1 ? " was" : "s were");
+    const int vexp = dsv4_config_vision_exp(&m->cfg);
     int64_t len = n - n_images;
-    for (int k = 0; k < n_images; k++) len += images[k]->plan.n_tokens;
+    for (int k = 0; k < n_images; k++) len += images[k]->plan.n_tokens + (vexp ? 3 : 0);   /* + leading pads */
+    for (int k = 0; vexp && k < n_images; k++)   /* a span is evaluated inside one forward chunk (model/model.h) */
+        if (images[k]->plan.n_tokens > m->cfg.x.vision_max_n_token)
+            return dsv4_fail(err, errlen, "dsv4_prompt_build: image %d's span has %d positions, more than "
+                             "vision_max_n_token %d", k, images[k]->plan.n_tokens, m->cfg.x.vision_max_n_token);
     if (len > INT_MAX / 2)
         return dsv4_fail(err, errlen, "dsv4_prompt_build: the expanded prompt has %lld positions (at most %d)",
                          (long long)len, INT_MAX / 2);
@@ -235,13 +311,22 @@ int dsv4_prompt_build(dsv4_prompt **out, const dsv4_model *m, const int32_t *ids
         p->keys = malloc((size_t)len * sizeof *p->keys);
         p->images = calloc((size_t)(n_images ? n_images : 1), sizeof *p->images);
     }
-    if (!p || !p->ids || !p->roles || !p->embs || !p->keys || !p->images) {
+    if (p && vexp) {
+        p->fids = malloc((size_t)len * sizeof *p->fids);
+        p->spans = malloc((size_t)(n_images ? n_images : 1) * 2 * sizeof *p->spans);
+    }
+    if (!p || !p->ids || !p->roles || !p->embs || !p->keys || !p->images || (vexp && (!p->fids || !p->spans))) {
         dsv4_prompt_free(p);
         return dsv4_fail(err, errlen, "dsv4_prompt_build: out of memory for %lld positions", (long long)len);
     }
     p->m = m;
     p->n = (int)len;
     for (int k = 0; k < n_images; k++) p->images[p->n_images++] = embed_ref(images[k]);
+    if (vexp) {
+        p->n = build_exp(p, ids, n, images, tok);
+        *out = p;
+        return 0;
+    }
     const struct dsv4_v41_weights *v = m->v41;
     int o = 0, img = 0;
     for (int i = 0; i < n; i++) {
@@ -305,6 +390,17 @@ int dsv4_eval_prompt(dsv4_session *s, const dsv4_prompt *p, int first, int n, fl
     const char *fn = "dsv4_eval_prompt";
     if (p->n_images == 0)   /* text only: exactly dsv4_eval / dsv4_eval_all, on every model */
         return dsv4_session_eval_vl(s, p->ids + first, NULL, NULL, n, logits, all, fn, err, errlen);
+    if (p->spans) {   /* Vision-Exp: a span (START..END) is evaluated inside one call (docs/vision-exp.md §6) */
+        for (int k = 0; k < p->n_images; k++) {
+            int s0 = p->spans[2 * k], e0 = p->spans[2 * k + 1];
+            if (first <= e0 && first + n > s0 && !(first <= s0 && first + n > e0))
+                return dsv4_fail(err, errlen, "%s: the call [%d, %d) cuts image %d's span (positions %d..%d, START to "
+                                 "END): with DeepSeek-V4-Flash-Vision-Exp every span must lie inside one call", fn, first,
+                                 first + n, k, s0, e0);
+        }
+        return dsv4_session_eval_vl(s, p->fids + first, p->roles + first, p->embs + first, n, logits, all, fn, err,
+                                    errlen);
+    }
     if (!s->v41 || !dsv4_model_has_vision(s->m))
         return dsv4_fail(err, errlen, "%s: this model has no vision tower (the prompt has %d image%s)", s->m->dir,
                          p->n_images, p->n_images == 1 ? "" : "s");

@@ -12,7 +12,10 @@ const float *dsv4_image_embed_rows(const dsv4_image_embed *e, int *n_rows, int *
 /* An embed made from given aligner rows instead of running the tower (tests feed a reference's rows this way, so that
  * the language model is compared on its own): plan->n_llm_h * plan->n_llm_w rows of the model's hidden_size floats
  * (copied; each rounded to BF16 as the official code's .to(h.dtype) does), plan->n_tokens must equal
- * n_llm_h * (n_llm_w + 1) + 2. Errors: NULL arguments, a model without vision, an inconsistent plan, out of memory. */
+ * dsv4_image_span_positions(model's parameters, n_llm_h, n_llm_w) (V4.1: n_llm_h * (n_llm_w + 1) + 2). Errors: NULL arguments, a model without vision, an inconsistent plan, out of memory. */
 int dsv4_image_embed_from_rows(const struct dsv4_model *m, const dsv4_image_plan *plan, const float *rows,
                                dsv4_image_embed **out, char *err, size_t errlen);
+/* Positions of an image span of n_llm_h x n_llm_w aligner rows under parameters p (vision/preprocess.c): V4.1
+ * n_llm_h * (n_llm_w + 1) + 2; Vision-Exp the N-layout count without the leading pads (dsv4_image_plan.n_tokens). */
+int dsv4_image_span_positions(const dsv4_vision_params *p, int n_llm_h, int n_llm_w);
 #endif
