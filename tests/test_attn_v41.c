@@ -1,6 +1,6 @@
 /* tests/test_attn_v41.c — the attention / indexer steps of the V4.1 forward on the shared kernels
  * (model/sparse_attn.h, kernels/headsum.h; docs/performance.md "V4.1"):
- *  - dsv4_relu_wsum_bf16 (the V4.1 indexer's per-head term) on every SIMD path this CPU runs against the scalar
+ *  - dsv4_relu_wsum_bf16 (the V4.1 indexer's per-head term) and dsv4_relu_wsum_f32 (V4's) on every SIMD path this CPU runs against the scalar
  *    definition bit for bit: ragged lengths, +-0, negatives, NaN, +-inf, subnormals, BF16 rounding ties, overflow;
  *  - dsv4_pv_bf16 (a head's P.V) on every path = the sequence of scalar dsv4_axpy_bf16 calls, bit for bit;
  *  - dsv4_fp4_e4m3_decode_bf16 = the BF16 bits of dsv4_fp4_e4m3_decode on every nibble x scale byte;
@@ -57,8 +57,19 @@ static void check_headsum(void) {
             float x = d[i] < 0 ? 0 : d[i];
             CHECK(same_bits(want[i], acc0[i] + bfr(x * w)), "headsum definition at %d", i);
         }
+        float want4[N], got4[N];   /* V4's F32 head term */
+        memcpy(want4, acc0, sizeof want4);
+        dsv4_relu_wsum_f32_scalar(want4, d, w, n);
+        for (int i = 0; i < n && round == 0; i++)
+            CHECK(same_bits(want4[i], acc0[i] + w * (d[i] > 0 ? d[i] : 0)), "V4 head term definition at %d", i);
         for (int p = 1; p < NPATHS; p++) {
             if (dsv4_set_kernel_path(PATHS[p], err, sizeof err)) continue;
+            memcpy(got4, acc0, sizeof got4);
+            dsv4_relu_wsum_f32(got4, d, w, n);
+            int bad4 = 0;
+            for (int i = 0; i < N; i++) bad4 += !same_bits(got4[i], want4[i]);
+            CHECK(bad4 == 0, "dsv4_relu_wsum_f32 path %s round %d (n %d): %d of %d differ from scalar", PATHS[p], round,
+                  n, bad4, N);
             memcpy(got, acc0, sizeof got);
             dsv4_relu_wsum_bf16(got, d, w, n);
             int bad = 0;

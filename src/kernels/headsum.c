@@ -38,3 +38,20 @@ void dsv4_pv_bf16_path(int path, float *acc, const float *p, int pstride, const 
 void dsv4_pv_bf16(float *acc, const float *p, int pstride, const uint16_t *const *v, int nk, int n) {
     dsv4_pv_bf16_path(dsv4_kernel_path_id(), acc, p, pstride, v, nk, n);
 }
+
+void dsv4_relu_wsum_f32_scalar(float *acc, const float *d, float w, int n) {
+    for (int i = 0; i < n; i++) acc[i] += w * (d[i] > 0 ? d[i] : 0);
+}
+
+void dsv4_relu_wsum_f32_path(int path, float *acc, const float *d, float w, int n) {
+#if defined(__x86_64__)
+    if (path == DSV4_PATH_AVX512) { dsv4_relu_wsum_f32_avx512(acc, d, w, n); return; }
+    if (path == DSV4_PATH_AVX2) { dsv4_relu_wsum_f32_avx2(acc, d, w, n); return; }
+#endif
+    (void)path;
+    dsv4_relu_wsum_f32_scalar(acc, d, w, n);
+}
+
+void dsv4_relu_wsum_f32(float *acc, const float *d, float w, int n) {
+    dsv4_relu_wsum_f32_path(dsv4_kernel_path_id(), acc, d, w, n);
+}

@@ -25,6 +25,14 @@ void dsv4_pv_bf16_path(int path, float *acc, const float *p, int pstride, const 
 void dsv4_pv_bf16_avx2(float *acc, const float *p, int pstride, const uint16_t *const *v, int nk, int n);
 void dsv4_pv_bf16_avx512(float *acc, const float *p, int pstride, const uint16_t *const *v, int nk, int n);
 
+/* V4's head term (F32, no rounding to BF16): acc[i] += w * (d[i] > 0 ? d[i] : 0) for i < n, multiply and add
+ * rounded separately (a NaN d counts as 0, as the comparison). */
+void dsv4_relu_wsum_f32(float *acc, const float *d, float w, int n);
+void dsv4_relu_wsum_f32_path(int path, float *acc, const float *d, float w, int n);
+void dsv4_relu_wsum_f32_scalar(float *acc, const float *d, float w, int n);
+void dsv4_relu_wsum_f32_avx2(float *acc, const float *d, float w, int n);
+void dsv4_relu_wsum_f32_avx512(float *acc, const float *d, float w, int n);
+
 /* acc[i] += bf16(relu(d[i]) * w) for i < n (n >= 0); relu(x) = x < 0 ? 0 : x. */
 void dsv4_relu_wsum_bf16(float *acc, const float *d, float w, int n);
 /* The same on one path (tests): path = DSV4_PATH_*; a path this build or CPU lacks falls back to scalar. */

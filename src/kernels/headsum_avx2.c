@@ -65,7 +65,19 @@ void dsv4_pv_bf16_avx2(float *acc, const float *p, int pstride, const uint16_t *
             acc[i0] += p[(size_t)j * pstride] * x;
         }
 }
+
+/* MAX(d, 0) with d first: a NaN d and -0 give the second operand, +0, as the scalar `d > 0 ? d : 0` */
+void dsv4_relu_wsum_f32_avx2(float *acc, const float *d, float w, int n) {
+    const __m256 zero = _mm256_setzero_ps(), vw = _mm256_set1_ps(w);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 x = _mm256_max_ps(_mm256_loadu_ps(d + i), zero);
+        _mm256_storeu_ps(acc + i, _mm256_add_ps(_mm256_loadu_ps(acc + i), _mm256_mul_ps(vw, x)));
+    }
+    dsv4_relu_wsum_f32_scalar(acc + i, d + i, w, n - i);
+}
 #else
+void dsv4_relu_wsum_f32_avx2(float *acc, const float *d, float w, int n) { dsv4_relu_wsum_f32_scalar(acc, d, w, n); }
 void dsv4_pv_bf16_avx2(float *acc, const float *p, int pstride, const uint16_t *const *v, int nk, int n) {
     dsv4_pv_bf16_path(0, acc, p, pstride, v, nk, n);
 }

@@ -62,7 +62,18 @@ void dsv4_pv_bf16_avx512(float *acc, const float *p, int pstride, const uint16_t
         _mm512_mask_storeu_ps(acc + i0, k, a);
     }
 }
+
+/* MAX(d, 0) with d first: a NaN d and -0 give the second operand, +0, as the scalar `d > 0 ? d : 0` */
+void dsv4_relu_wsum_f32_avx512(float *acc, const float *d, float w, int n) {
+    const __m512 zero = _mm512_setzero_ps(), vw = _mm512_set1_ps(w);
+    for (int i = 0; i < n; i += 16) {
+        __mmask16 k = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1u);
+        __m512 x = _mm512_max_ps(_mm512_maskz_loadu_ps(k, d + i), zero);
+        _mm512_mask_storeu_ps(acc + i, k, _mm512_add_ps(_mm512_maskz_loadu_ps(k, acc + i), _mm512_mul_ps(vw, x)));
+    }
+}
 #else
+void dsv4_relu_wsum_f32_avx512(float *acc, const float *d, float w, int n) { dsv4_relu_wsum_f32_scalar(acc, d, w, n); }
 void dsv4_pv_bf16_avx512(float *acc, const float *p, int pstride, const uint16_t *const *v, int nk, int n) {
     dsv4_pv_bf16_path(0, acc, p, pstride, v, nk, n);
 }

@@ -80,11 +80,7 @@ void dsv4_index_scores(int mode, const uint8_t *recs, size_t rec_bytes, const in
             for (int w = 0; w < nw; w++) acc[w] = dsv4_round_bf16(acc[w]);
         } else {
             dsv4_linear_bf16x(isd, &wk, qb, (size_t)ihd, NULL, nh, 0);   /* isd[h][w] */
-            for (int h = 0; h < nh; h++) {
-                const float *d = isd + (size_t)h * nw;
-                const float wt = wh[h];
-                for (int w = 0; w < nw; w++) acc[w] += wt * (d[w] > 0 ? d[w] : 0);
-            }
+            for (int h = 0; h < nh; h++) dsv4_relu_wsum_f32(acc, isd + (size_t)h * nw, wh[h], nw);
         }
     }
 }
