@@ -247,6 +247,15 @@ int dsv4_prompt_role(const dsv4_prompt *p, int i);
  * position i when their keys agree on 0..i. */
 uint64_t dsv4_prompt_key(const dsv4_prompt *p, int i);
 
+/* Where a call may end: the largest position q <= pos such that dsv4_eval_prompt accepts a call ending at q (and the
+ * next one starting there): pos itself, except on DeepSeek-V4-Flash-Vision-Exp when an image span has START < pos <=
+ * END, then that START (the span's leading pads may end the previous call). For callers that split a prompt into
+ * calls at sizes of their own (a server's prefill chunks, checkpoint strides): end each call at
+ * dsv4_prompt_boundary(p, wanted end) when that is past the call's first position, else through the span's END (the
+ * first position from there whose dsv4_prompt_role is DSV4_TOKEN_IMAGE_END). pos is
+ * clamped to [0, dsv4_prompt_len]; 0 for NULL. */
+int dsv4_prompt_boundary(const dsv4_prompt *p, int pos);
+
 /* Evaluate prompt positions [first, first + n) as the session's next n positions; the session's position must be
  * `first` (the prompt starts at position 0). `logits`: NULL; or vocab_size floats for the last position
  * (all == 0); or n rows of vocab_size floats, one per position (all == 1, as dsv4_eval_all). A prompt may be split

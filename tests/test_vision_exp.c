@@ -323,6 +323,14 @@ static void goldens(dsv4_model *m) {
         free(got);
         free(all);
     }
+    {   /* dsv4_prompt_boundary: the START of a span the wanted end falls inside (START < pos <= END), else pos */
+        int ok = dsv4_prompt_boundary(p, 14) == 11 && dsv4_prompt_boundary(p, 11) == 11 &&
+                 dsv4_prompt_boundary(p, 32) == 11 && dsv4_prompt_boundary(p, 33) == 33 &&
+                 dsv4_prompt_boundary(p, 10) == 10 && dsv4_prompt_boundary(p, 60) == 47 &&
+                 dsv4_prompt_boundary(p, 1000) == N && dsv4_prompt_boundary(p, -3) == 0 &&
+                 dsv4_prompt_boundary(NULL, 5) == 0;
+        REPORT(ok, "dsv4_prompt_boundary: 14 -> 11, 32 -> 11, 33 -> 33, 60 -> 47 (spans 11..32, 47..72)");
+    }
     {   /* the refused schedule: the first call ends inside span 0 */
         const cJSON *rf = cJSON_GetObjectItem(cJSON_GetObjectItem(g, "refused"), "calls");
         int c0 = cJSON_GetArrayItem(rf, 0)->valueint;

@@ -373,6 +373,15 @@ int dsv4_prompt_role(const dsv4_prompt *p, int i) {
 
 uint64_t dsv4_prompt_key(const dsv4_prompt *p, int i) { return p && i >= 0 && i < p->n ? p->keys[i] : 0; }
 
+int dsv4_prompt_boundary(const dsv4_prompt *p, int pos) {
+    if (!p) return 0;
+    if (pos < 0) pos = 0;
+    if (pos > p->n) pos = p->n;
+    for (int k = 0; p->spans && k < p->n_images; k++)
+        if (p->spans[2 * k] < pos && pos <= p->spans[2 * k + 1]) return p->spans[2 * k];
+    return pos;
+}
+
 /* ---------------------------------------------------------------- evaluation */
 
 int dsv4_eval_prompt(dsv4_session *s, const dsv4_prompt *p, int first, int n, float *logits, int all, char *err,
