@@ -1,7 +1,11 @@
-/* dsv4_chat.h — DeepSeek-V4 prompt rendering (chat messages -> prompt text).
+/* dsv4_chat.h — DeepSeek-V4 / V4.1 prompt rendering (chat messages -> prompt text).
  *
  * Renders an OpenAI-style chat request into the exact prompt string DeepSeek's official Python encoder
- * (encoding/encoding_dsv4.py, `encode_messages`) produces; docs/encoding.md §3, §4, §9.
+ * (encoding/encoding_dsv4.py, `encode_messages`) produces; docs/encoding.md §3, §4, §9. With
+ * opts->format = DSV4_FORMAT_V41 it renders DeepSeek-V4.1's format instead (encoding/encoding.py of the V4.1
+ * release; docs/encoding.md §10): DSML tags with a space ("<｜DSML｜ calls>", "<｜DSML｜ invoke ...>",
+ * "<｜DSML｜ parameter ...>"), a numeric reasoning effort, "<｜System｜>" before message 0 and before later system
+ * messages, which count as user turns.
  * The output is text; tokenize it with dsv4_tokenize (include/dsv4.h) WITHOUT adding a BOS — the text
  * already starts with "<｜begin▁of▁sentence｜>" unless opts->no_bos or a context is given.
  *
@@ -22,6 +26,16 @@ extern "C" {
  * implemented). */
 typedef enum { DSV4_EFFORT_NONE = 0, DSV4_EFFORT_HIGH = 1, DSV4_EFFORT_MAX = 2 } dsv4_effort;
 
+/* Prompt format (docs/encoding.md §10). Choose it from the model: DSV4_FORMAT_V41 for a DeepSeek-V4.1 checkpoint
+ * (config.json model_type "deepseek_v41": dsv4_model_info.v41 / dsv4_config_info), DSV4_FORMAT_V4 otherwise (V4-Flash,
+ * V4-Pro, V4-Flash-Vision-Exp). The output parser takes the same value (dsv4_parser_new_format, dsv4_parse.h). */
+typedef enum { DSV4_FORMAT_V4 = 0, DSV4_FORMAT_V41 = 1 } dsv4_chat_format;
+
+/* The V4.1 effort of a named level, as DeepSeek's V4.1 encoder maps it (docs/encoding.md §10.2): "low" 50, "high"
+ * 75 (also the default when no effort is given), "max" 100; -1 for any other name (NULL included). Ports disagree
+ * (vLLM: low 25, high 50, xhigh 75, max 100), so clients should send integers. */
+int dsv4_v41_effort_of_name(const char *name);
+
 /* Rendering options. A zero-initialised struct (or opts == NULL) gives the official defaults:
  * chat mode, no effort, drop_thinking on, BOS added, no context. */
 typedef struct {
@@ -38,6 +52,12 @@ typedef struct {
                                 tool-result ordering, drop_thinking and transitions; no BOS and no effort
                                 block are written when the context is non-empty. NULL = none. */
     size_t context_len;      /* bytes of context_json */
+    dsv4_chat_format format; /* DSV4_FORMAT_V4 (0, default) or DSV4_FORMAT_V41 */
+    int effort_level;        /* V4.1 only: the reasoning effort 1..100, written in thinking mode as the line
+                                "Reasoning Effort: N (range 1-100, ...)" after "<｜System｜>" before message 0.
+                                0 = from `effort`: DSV4_EFFORT_MAX -> 100, DSV4_EFFORT_HIGH and DSV4_EFFORT_NONE -> 75
+                                (the official default "high"). V4.1 always writes the line in thinking mode; in
+                                chat mode nothing. Must be 0 in V4 format; outside 0..100 is an error. */
 } dsv4_render_opts;
 
 /* Render `request_json` (`len` bytes, UTF-8) into a prompt.

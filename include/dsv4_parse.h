@@ -1,4 +1,10 @@
-/* dsv4_parse.h — parsing DeepSeek-V4 model output back into an assistant message, incrementally.
+/* dsv4_parse.h — parsing DeepSeek-V4 / V4.1 model output back into an assistant message, incrementally.
+ *
+ * DeepSeek-V4.1 (dsv4_parser_set_format / dsv4_parse_text_format with DSV4_FORMAT_V41; docs/encoding.md §10.4)
+ * writes the same structure with the V4.1 tag names: "\n\n<｜DSML｜ calls>\n", "<｜DSML｜ invoke name=...>",
+ * "<｜DSML｜ parameter ...>...</｜DSML｜ parameter>", "</｜DSML｜ invoke>", "</｜DSML｜ calls>" (a space after the
+ * marker, block " calls" instead of "tool_calls"). Everything below holds for either format with its tag names;
+ * a block in the other format's spelling is not a tool-call block (it stays content, flagged for its DSML token).
  *
  * Spec: docs/encoding.md §4.2 (DSML tool-call syntax), §4.5 (output parsing) and §9.10
  * (behaviour of the official parser). The model's completion (the text generated after the prompt) is
@@ -65,6 +71,7 @@
 #define DSV4_PARSE_H
 #include <stddef.h>
 #include <stdint.h>
+#include "dsv4_chat.h"  /* dsv4_chat_format */
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -125,6 +132,11 @@ typedef struct dsv4_parser dsv4_parser;
 dsv4_parser *dsv4_parser_new(int thinking_mode);
 void dsv4_parser_free(dsv4_parser *p);  /* NULL-safe */
 
+/* The output format (default DSV4_FORMAT_V4): DSV4_FORMAT_V41 for a DeepSeek-V4.1 model (the tag names above).
+ * Set it before the first feed. Returns 0, or -1 (p NULL, bytes already fed, closed, or an unknown format;
+ * the parser is then unchanged). */
+int dsv4_parser_set_format(dsv4_parser *p, dsv4_chat_format format);
+
 /* Seed mixed into the tool-call ids (default 0). Set it before the first feed, e.g. to a turn counter so
  * that equal calls in different turns of a conversation get different ids. */
 void dsv4_parser_set_id_seed(dsv4_parser *p, uint64_t seed);
@@ -143,8 +155,11 @@ int dsv4_parser_close(dsv4_parser *p, dsv4_parse_cb cb, void *user);
  * *out zeroed). */
 int dsv4_parser_finish(dsv4_parser *p, dsv4_parse_result *out);
 
-/* One-shot convenience: parse a whole completion. Returns 0 or -1 (OOM). */
+/* One-shot convenience: parse a whole completion (V4 format). Returns 0 or -1 (OOM). */
 int dsv4_parse_text(const char *text, size_t len, int thinking_mode, dsv4_parse_result *out);
+/* The same in the given format (dsv4_parser_set_format). Returns 0 or -1 (OOM, unknown format). */
+int dsv4_parse_text_format(const char *text, size_t len, int thinking_mode, dsv4_chat_format format,
+                           dsv4_parse_result *out);
 
 /* ------------------------------------------------------------------ tool-call registry
  * Process-wide map from tool-call id to the exact DSML invoke bytes the model produced, so that a later

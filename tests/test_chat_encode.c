@@ -2,7 +2,9 @@
  *
  *  1. the four official goldens shipped with the weights (vendor/v4-encoding, read in place);
  *  2. tests/golden/chat/<name>.input.json + .output.txt, generated with the official encoder by
- *     tools/chat/gen_goldens.py (expect_error cases: the official raised, we must fail too);
+ *     tools/chat/gen_goldens.py (expect_error cases: the official raised, we must fail too); the same for
+ *     DeepSeek-V4.1's format (DSV4_FORMAT_V41): tests/golden/chat-v41, tools/chat/gen_goldens_v41.py
+ *     (docs/encoding.md §10), plus its option checks (test_v41_options);
  *  3. tests/golden/chat/float_repr.txt: Python repr() of ~7000 doubles vs pj_float_repr;
  *  4. error messages name the message index/field; tool-call registry hook; opts edge cases;
  *  5. image content parts (the vision revision of the encoder): placement, joining, the reported list, refusals;
@@ -26,6 +28,7 @@
 
 static const char *OFFICIAL_DIR = "vendor/v4-encoding";
 static const char *GOLDEN_DIR = "tests/golden/chat";
+static const char *GOLDEN_V41_DIR = "tests/golden/chat-v41";
 static const char *VECTORS_DIR = "vendor/v4-official-vectors";
 static const char *V4_TOKENIZER = "build/v4-tokenizer.json";
 
@@ -71,7 +74,7 @@ static void test_official(void) {
 }
 
 /* ---------------------------------------------------------------- 2. generated goldens */
-static int n_generated;
+static int n_generated, n_generated_v41;
 
 /* Goldens of the V4 text encoder that the vision revision (process_image_messages, docs/encoding.md "Images")
  * renders differently: a user content list is accepted, a tool result's image part becomes the placeholder. The
@@ -104,10 +107,10 @@ static int vision_revised(const char *name, const char *gen, size_t gl, char **w
     return 0;
 }
 
-static void run_generated(const char *name) {
+static void run_generated(const char *dir, const char *name, int v41) {
     char ip[1024], op[1024], err[512];
-    snprintf(ip, sizeof ip, "%s/%s.input.json", GOLDEN_DIR, name);
-    snprintf(op, sizeof op, "%s/%s.output.txt", GOLDEN_DIR, name);
+    snprintf(ip, sizeof ip, "%s/%s.input.json", dir, name);
+    snprintf(op, sizeof op, "%s/%s.output.txt", dir, name);
     size_t il, ol;
     char *in = test_read_file(ip, &il), *want = test_read_file(op, &ol);
     CHECK(in && want, "cannot read %s / %s", ip, op);
@@ -121,12 +124,17 @@ static void run_generated(const char *name) {
     o.thinking = pj_is_str(pj_get(opt, "thinking_mode"), "thinking");
     const pj_value *eff = pj_get(opt, "reasoning_effort");
     o.effort = pj_is_str(eff, "max") ? DSV4_EFFORT_MAX : pj_is_str(eff, "high") ? DSV4_EFFORT_HIGH : DSV4_EFFORT_NONE;
+    if (v41) {
+        o.format = DSV4_FORMAT_V41;
+        /* an integer effort (the goldens use -5 and 101 for the refusals; 0 is "not given" in the C API) */
+        if (eff && eff->type == PJ_INT) o.effort_level = atoi(eff->s);
+    }
     o.keep_thinking = !pj_truthy(pj_get(opt, "drop_thinking"));
     o.no_bos = !pj_truthy(pj_get(opt, "add_default_bos_token"));
     if (ctx) { o.context_json = in + ctx->off; o.context_len = ctx->end - ctx->off; }
     int expect_error = pj_truthy(pj_get(opt, "expect_error"));
     char *rev = NULL; size_t rl = 0;
-    if (vision_revised(name, want, ol, &rev, &rl)) { free(want); want = rev; ol = rl; expect_error = 0; }
+    if (!v41 && vision_revised(name, want, ol, &rev, &rl)) { free(want); want = rev; ol = rl; expect_error = 0; }
     char *got = NULL; size_t gl = 0;
     int rc = req ? dsv4_chat_render(in + req->off, req->end - req->off, &o, &got, &gl, err, sizeof err) : -1;
     if (expect_error) {
@@ -137,7 +145,7 @@ static void run_generated(const char *name) {
         CHECK(ok, "golden %s: %s", name, rc ? err : "bytes differ");
         if (!ok && rc == 0) show_diff(name, got, gl, want, ol);
     }
-    n_generated++;
+    if (v41) n_generated_v41++; else n_generated++;
     free(got);
     pj_arena_free(&a);
     free(in); free(want);
@@ -145,9 +153,9 @@ static void run_generated(const char *name) {
 
 static int cmp_str(const void *x, const void *y) { return strcmp(*(char *const *)x, *(char *const *)y); }
 
-static void test_generated(void) {
-    DIR *d = opendir(GOLDEN_DIR);
-    CHECK(d != NULL, "cannot open %s", GOLDEN_DIR);
+static void test_generated(const char *dir, int v41) {
+    DIR *d = opendir(dir);
+    CHECK(d != NULL, "cannot open %s", dir);
     if (!d) return;
     char *names[512]; int n = 0;
     struct dirent *de;
@@ -159,8 +167,9 @@ static void test_generated(void) {
     }
     closedir(d);
     qsort(names, (size_t)n, sizeof *names, cmp_str);
-    for (int i = 0; i < n; i++) { run_generated(names[i]); free(names[i]); }
-    CHECK(n_generated >= 20, "only %d generated goldens in %s (want >= 20)", n_generated, GOLDEN_DIR);
+    for (int i = 0; i < n; i++) { run_generated(dir, names[i], v41); free(names[i]); }
+    int got = v41 ? n_generated_v41 : n_generated;
+    CHECK(got >= (v41 ? 30 : 20), "only %d generated goldens in %s", got, dir);
 }
 
 /* ---------------------------------------------------------------- 3. float repr */
@@ -496,13 +505,70 @@ static void test_images(void) {
     }
 }
 
+/* V4.1 options and the parts of the format the goldens cannot show (docs/encoding.md §10). */
+static void test_v41_options(void) {
+    char err[512], *out = NULL;
+    const char *req = "[{\"role\": \"user\", \"content\": \"hi\"}]";
+    dsv4_render_opts o = { .format = DSV4_FORMAT_V41, .thinking = 1 };
+    /* the effort: default 75 ("high"); the dsv4_effort values map as named; effort_level wins */
+    static const struct { dsv4_effort e; int level; const char *line; } eff[] = {
+        { DSV4_EFFORT_NONE, 0, "Reasoning Effort: 75 (" }, { DSV4_EFFORT_HIGH, 0, "Reasoning Effort: 75 (" },
+        { DSV4_EFFORT_MAX, 0, "Reasoning Effort: 100 (" }, { DSV4_EFFORT_MAX, 7, "Reasoning Effort: 7 (" },
+        { DSV4_EFFORT_NONE, 100, "Reasoning Effort: 100 (" },
+    };
+    for (size_t k = 0; k < sizeof eff / sizeof eff[0]; k++) {
+        o.effort = eff[k].e; o.effort_level = eff[k].level;
+        int rc = render(req, &o, &out, err);
+        CHECK(rc == 0 && out && !strncmp(out, "<｜begin▁of▁sentence｜><｜System｜>", strlen("<｜begin▁of▁sentence｜><｜System｜>"))
+              && strstr(out, eff[k].line), "V4.1 effort %d/%d: %s", (int)eff[k].e, eff[k].level, rc ? err : out);
+        free(out); out = NULL;
+    }
+    CHECK(dsv4_v41_effort_of_name("low") == 50 && dsv4_v41_effort_of_name("high") == 75 &&
+          dsv4_v41_effort_of_name("max") == 100 && dsv4_v41_effort_of_name("xhigh") == -1 &&
+          dsv4_v41_effort_of_name(NULL) == -1, "dsv4_v41_effort_of_name");
+    /* refusals: out of range, a numeric effort in V4 format, an unknown format */
+    o.effort = DSV4_EFFORT_NONE; o.effort_level = 101;
+    expect_error(req, &o, "101 is outside 1..100");
+    o.effort_level = -3;
+    expect_error(req, &o, "-3 is outside 1..100");
+    dsv4_render_opts v4 = { .effort_level = 50 };
+    expect_error(req, &v4, "DeepSeek-V4.1 option");
+    dsv4_render_opts bad = { .format = (dsv4_chat_format)7 };
+    expect_error(req, &bad, "format: invalid value 7");
+    /* the same request renders V4 and V4.1 differently only where the formats differ */
+    dsv4_render_opts c4 = { 0 }, c41 = { .format = DSV4_FORMAT_V41 };
+    char *a = NULL, *b = NULL;
+    CHECK(render(req, &c4, &a, err) == 0 && render(req, &c41, &b, err) == 0 && a && b && !strcmp(a, b),
+          "chat mode without system or tools: V4 and V4.1 prompts equal");
+    free(a); free(b);
+    /* the tool-call registry's bytes are used only in the format they were written in */
+    CHECK(remember_raw1() == 0, "registry");
+    const char *hist = "[{\"role\": \"user\", \"content\": \"w\"}, {\"role\": \"assistant\", \"content\": \"\", \"tool_calls\": "
+                       "[{\"id\": \"raw-1\", \"type\": \"function\", \"function\": {\"name\": \"get_weather\", \"arguments\": "
+                       "\"{\\\"location\\\": \\\"Paris\\\"}\"}}]}]";
+    CHECK(render(hist, &c41, &out, err) == 0 && out && !strstr(out, "2.50") &&
+          strstr(out, "<｜DSML｜ invoke name=\"get_weather\">\n<｜DSML｜ parameter name=\"location\" string=\"true\">Paris"),
+          "V4.1 ignores a V4 registry entry: %s", out ? out : err);
+    free(out); out = NULL;
+    CHECK(render(hist, &c4, &out, err) == 0 && out && strstr(out, "2.50"), "V4 uses its registry entry");
+    free(out); out = NULL;
+    static const char raw41[] = "<｜DSML｜ invoke name=\"get_weather\">\n<｜DSML｜ parameter name=\"days\" string=\"false\">"
+                                "3.0</｜DSML｜ parameter>\n</｜DSML｜ invoke>";
+    CHECK(dsv4_toolcall_remember("raw-1", raw41, sizeof raw41 - 1) == 0, "registry v41");
+    CHECK(render(hist, &c41, &out, err) == 0 && out && strstr(out, raw41), "V4.1 uses its own registry entry");
+    free(out); out = NULL;
+    dsv4_toolcall_clear();
+}
+
 int main(void) {
     test_official();
-    test_generated();
+    test_generated(GOLDEN_DIR, 0);
+    test_generated(GOLDEN_V41_DIR, 1);
+    test_v41_options();
     test_float_repr();
     test_errors_and_hooks();
     test_images();
     test_token_counts();
-    printf("goldens: 4 official + %d generated\n", n_generated);
+    printf("goldens: 4 official + %d generated + %d V4.1\n", n_generated, n_generated_v41);
     return test_done();
 }

@@ -4,6 +4,9 @@
  * the concatenated deltas must equal the result fields, and no delta boundary may fall inside a UTF-8
  * character or inside a marker ("</think>", the DSML token, BOS/EOS, ...). Then the expected fields are
  * checked. Spec: docs/encoding.md §4.2, §4.5, §9.10.
+ * DeepSeek-V4.1 format (§10.4): every hand-written case and every golden, with its DSML tags respelled the V4.1 way,
+ * must parse in V4.1 mode to the V4 result respelled the same way (all splits again); a block in the other format's
+ * spelling is content; direct V4.1 cases check the fields (test_v41).
  */
 #include "dsv4_parse.h"
 #include "dsv4_chat.h"
@@ -49,7 +52,8 @@ static void on_ev(void *u, const dsv4_parse_event *ev) {
     if (c->nb[k] < 4096) c->bounds[k][c->nb[k]++] = c->n[k];
 }
 
-static const char *marks[] = { "</think>", "<think>", D, "<" D, "</" D, BOS, EOS, "\n\n<" D "tool_calls" };
+static const char *marks[] = { "</think>", "<think>", D, "<" D, "</" D, BOS, EOS, "\n\n<" D "tool_calls",
+                                "\n\n<" D " calls" };
 
 /* boundaries strictly inside a UTF-8 character or a marker occurrence? */
 static int bad_boundary(const char *s, size_t n, const size_t *b, int nb) {
@@ -67,6 +71,7 @@ static int bad_boundary(const char *s, size_t n, const size_t *b, int nb) {
 }
 
 static uint64_t rng_state;
+static dsv4_chat_format split_format;  /* the format run_split parses in (DSV4_FORMAT_V4 unless test_v41 sets it) */
 static uint64_t rng(void) { rng_state ^= rng_state << 13; rng_state ^= rng_state >> 7; rng_state ^= rng_state << 17; return rng_state; }
 
 /* mode 0: whole, 1: bytewise, 2+: random chunks */
@@ -74,6 +79,7 @@ static int run_split(const char *text, size_t len, int thinking, int mode, dsv4_
     memset(c, 0, sizeof *c);
     dsv4_parser *p = dsv4_parser_new(thinking);
     if (!p) return -1;
+    if (dsv4_parser_set_format(p, split_format)) { dsv4_parser_free(p); return -1; }
     size_t i = 0;
     while (i < len) {
         size_t k = mode == 0 ? len - i : mode == 1 ? 1 : 1 + rng() % 9;
@@ -680,6 +686,168 @@ static void test_nul_in_arguments(void) {
     dsv4_parse_result_free(&r);
 }
 
+/* ------------------------------------------------------------------ DeepSeek-V4.1 format */
+/* The text with the V4 DSML tag names respelled as V4.1's (malloc'd; *n in/out: length). */
+static char *to_v41(const char *s, size_t *n) {
+    static const char *from[] = { D "tool_calls", D "invoke", D "parameter" };
+    static const char *to[] = { D " calls", D " invoke", D " parameter" };
+    size_t cap = *n * 2 + 16, o = 0;
+    char *r = malloc(cap);
+    for (size_t i = 0; i < *n;) {
+        int hit = -1;
+        for (int k = 0; k < 3 && hit < 0; k++)
+            if (*n - i >= strlen(from[k]) && !memcmp(s + i, from[k], strlen(from[k]))) hit = k;
+        if (hit >= 0) { memcpy(r + o, to[hit], strlen(to[hit])); o += strlen(to[hit]); i += strlen(from[hit]); }
+        else r[o++] = s[i++];
+    }
+    r[o] = 0;
+    *n = o;
+    return r;
+}
+
+static int same_v41(const char *v4, size_t n4, const char *v41, size_t n41) {
+    size_t n = n4;
+    char *t = to_v41(v4 ? v4 : "", &n);
+    int ok = same_str(t, n, v41, n41);
+    free(t);
+    return ok;
+}
+
+static int n_v41_translated;
+
+/* Warnings with the V4.1 tag names and the numbers after "at byte " dropped (block offsets differ by the tag
+ * lengths); malloc'd. */
+static char *warn_key(const char *w, int respell) {
+    size_t n = strlen(w);
+    char *t = respell ? to_v41(w, &n) : strdup(w), *o = t;
+    for (const char *q = t; *q;) {
+        if (!strncmp(q, "at byte ", 8)) { memcpy(o, q, 8); o += 8; q += 8; while (*q >= '0' && *q <= '9') q++; }
+        else *o++ = *q++;
+    }
+    *o = 0;
+    return t;
+}
+
+/* Parse text in V4 mode and its V4.1 respelling in V4.1 mode (whole, bytewise, random splits): the V4.1 result must
+ * be the V4 result respelled (ids aside: they hash the raw bytes). Also: the V4 text in V4.1 mode has no calls. */
+static void check_translated(const char *name, const char *text, size_t len, int thinking) {
+    dsv4_parse_result r4, r41, rs;
+    coll_t *c = malloc(sizeof *c);
+    split_format = DSV4_FORMAT_V4;
+    int rc = run_split(text, len, thinking, 0, &r4, c);
+    free(c->s[0]); free(c->s[1]);
+    size_t n = len;
+    char *t = to_v41(text, &n);
+    split_format = DSV4_FORMAT_V41;
+    rc |= run_split(t, n, thinking, 0, &r41, c);
+    free(c->s[0]); free(c->s[1]);
+    CHECK(rc == 0, "v41 %s: parse failed", name);
+    if (rc) { free(c); free(t); split_format = DSV4_FORMAT_V4; return; }
+    char *w4 = NULL, *w41 = NULL;
+    int ok = same_v41(r4.reasoning_content, r4.reasoning_len, r41.reasoning_content, r41.reasoning_len) &&
+             same_v41(r4.content, r4.content_len, r41.content, r41.content_len) && r4.n_tool_calls == r41.n_tool_calls &&
+             r4.saw_eos == r41.saw_eos && r4.saw_think_end == r41.saw_think_end && r4.block_failed == r41.block_failed &&
+             (r4.warnings == NULL) == (r41.warnings == NULL) &&
+             (!r4.warnings || !strcmp(w4 = warn_key(r4.warnings, 1), w41 = warn_key(r41.warnings, 0)));
+    free(w4); free(w41);
+    for (int k = 0; ok && k < r4.n_tool_calls; k++) {
+        const dsv4_tool_call *x = &r4.tool_calls[k], *y = &r41.tool_calls[k];
+        ok = same_v41(x->name, x->name_len, y->name, y->name_len) &&
+             same_v41(x->arguments, x->arguments_len, y->arguments, y->arguments_len) &&
+             same_v41(x->raw, x->raw_len, y->raw, y->raw_len) && x->valid_json == y->valid_json;
+        size_t rl = 0;
+        const char *reg = dsv4_toolcall_raw(y->id, &rl);
+        if (ok && reg) ok = rl == y->raw_len && !memcmp(reg, y->raw, rl);
+    }
+    CHECK(ok, "v41 %s: the V4.1 result is not the V4 result respelled (warnings: %s / %s)", name,
+          r4.warnings ? r4.warnings : "-", r41.warnings ? r41.warnings : "-");
+    int splits_ok = 1;
+    for (int mode = 1; mode < 12; mode++) {
+        if (run_split(t, n, thinking, mode, &rs, c)) { splits_ok = 0; break; }
+        if (!same_result(&r41, &rs) ||
+            !same_str(c->s[0] ? c->s[0] : "", c->n[0], rs.reasoning_content, rs.reasoning_len) ||
+            !same_str(c->s[1] ? c->s[1] : "", c->n[1], rs.content, rs.content_len) || c->ncalls_ev != rs.n_tool_calls ||
+            bad_boundary(rs.reasoning_content, rs.reasoning_len, c->bounds[0], c->nb[0]) ||
+            bad_boundary(rs.content, rs.content_len, c->bounds[1], c->nb[1]))
+            splits_ok = 0;
+        free(c->s[0]); free(c->s[1]);
+        dsv4_parse_result_free(&rs);
+    }
+    CHECK(splits_ok, "v41 %s: result / deltas differ between splits", name);
+    if (r4.n_tool_calls) {  /* the V4 spelling in V4.1 mode: no tool call, the block is content */
+        CHECK(run_split(text, len, thinking, 0, &rs, c) == 0 && rs.n_tool_calls == 0 &&
+              rs.content_len + rs.reasoning_len > 0,
+              "v41 %s: a V4-spelled block gave %d tool calls in V4.1 mode", name, rs.n_tool_calls);
+        free(c->s[0]); free(c->s[1]);
+        dsv4_parse_result_free(&rs);
+    }
+    split_format = DSV4_FORMAT_V4;
+    dsv4_parse_result_free(&r4); dsv4_parse_result_free(&r41);
+    free(c); free(t);
+    n_v41_translated++;
+}
+
+static void test_v41(void) {
+    int nc = (int)(sizeof cases / sizeof *cases);
+    for (int i = 0; i < nc; i++) check_translated(cases[i].name, cases[i].text, strlen(cases[i].text), cases[i].thinking);
+    /* the official parser's goldens (tests/golden/chat_parse), respelled */
+    size_t jn = 0;
+    char *js = test_read_file(GOLDEN_DIR "expected.json", &jn);
+    cJSON *arr = js ? cJSON_Parse(js) : NULL;
+    free(js);
+    const cJSON *e;
+    int ng = 0;
+    cJSON_ArrayForEach(e, arr) {
+        const char *name = jstr(e, "name");
+        char path[512];
+        size_t len = 0;
+        snprintf(path, sizeof path, GOLDEN_DIR "%s.in", name ? name : "?");
+        char *text = name ? test_read_file(path, &len) : NULL;
+        if (!text) continue;
+        check_translated(name, text, len, cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "thinking")));
+        free(text);
+        ng++;
+    }
+    cJSON_Delete(arr);
+    CHECK(ng >= 100, "v41: only %d parser goldens respelled", ng);
+    /* direct V4.1 output, as the V4.1 encoder writes a turn (tests/golden/chat-v41/tools_round_thinking) */
+    static const char out41[] = "Two cities; call twice.</think>\n\n<" D " calls>\n<" D " invoke name=\"get_weather\">\n<" D
+        " parameter name=\"location\" string=\"true\">Paris</" D " parameter>\n<" D " parameter name=\"days\" string=\"false\">2</"
+        D " parameter>\n</" D " invoke>\n<" D " invoke name=\"get_weather\">\n<" D
+        " parameter name=\"location\" string=\"true\">Tokyo</" D " parameter>\n</" D " invoke>\n</" D " calls>" EOS;
+    dsv4_parse_result r;
+    CHECK(dsv4_parse_text_format(out41, SLEN(out41), 1, DSV4_FORMAT_V41, &r) == 0, "v41 parse");
+    CHECK(!strcmp(r.reasoning_content, "Two cities; call twice.") && !strcmp(r.content, "") && r.n_tool_calls == 2 &&
+          r.warnings == NULL && r.saw_eos && !strcmp(r.tool_calls[0].name, "get_weather") &&
+          !strcmp(r.tool_calls[0].arguments, "{\"location\": \"Paris\", \"days\": 2}") &&
+          !strcmp(r.tool_calls[1].arguments, "{\"location\": \"Tokyo\"}") &&
+          !strncmp(r.tool_calls[1].raw, "<" D " invoke name=", SLEN("<" D " invoke name=")),
+          "v41 direct: %d calls, warnings %s", r.n_tool_calls, r.warnings ? r.warnings : "-");
+    /* round trip: the parsed message re-rendered by the V4.1 encoder holds the model's bytes */
+    if (r.n_tool_calls == 2) {
+        char req[1024], *pr = NULL, err[256];
+        size_t pl = 0;
+        snprintf(req, sizeof req, "[{\"role\": \"user\", \"content\": \"w\"}, {\"role\": \"assistant\", \"content\": \"\", "
+                 "\"reasoning_content\": \"Two cities; call twice.\", \"tool_calls\": [{\"id\": \"%s\", \"type\": \"function\", "
+                 "\"function\": {\"name\": \"get_weather\", \"arguments\": \"{}\"}}, {\"id\": \"%s\", \"type\": \"function\", "
+                 "\"function\": {\"name\": \"get_weather\", \"arguments\": \"{}\"}}]}]", r.tool_calls[0].id, r.tool_calls[1].id);
+        dsv4_render_opts o = { .format = DSV4_FORMAT_V41, .thinking = 1, .keep_thinking = 1 };
+        int rc = dsv4_chat_render(req, strlen(req), &o, &pr, &pl, err, sizeof err);
+        CHECK(rc == 0 && pr && strstr(pr, out41), "v41 round trip: the model's bytes re-rendered (%s)", rc ? err : pr);
+        free(pr);
+    }
+    dsv4_parse_result_free(&r);
+    /* dsv4_parser_set_format: before the first byte only; unknown formats refused */
+    dsv4_parser *p = dsv4_parser_new(0);
+    CHECK(dsv4_parser_set_format(p, (dsv4_chat_format)5) == -1 && dsv4_parser_set_format(p, DSV4_FORMAT_V41) == 0,
+          "set_format: unknown refused, V4.1 accepted");
+    dsv4_parser_feed(p, "x", 1, NULL, NULL);
+    CHECK(dsv4_parser_set_format(p, DSV4_FORMAT_V4) == -1 && dsv4_parser_set_format(NULL, DSV4_FORMAT_V4) == -1,
+          "set_format after a feed / on NULL refused");
+    dsv4_parser_free(p);
+    printf("v41: %d texts respelled and compared\n", n_v41_translated);
+}
+
 int main(void) {
     rng_state = 0x9e3779b97f4a7c15ull;
     int nc = (int)(sizeof cases / sizeof *cases);
@@ -690,6 +858,7 @@ int main(void) {
     test_registry();
     test_many_invokes();
     test_nul_in_arguments();
+    test_v41();
     printf("%d cases\n", nc);
     return test_done();
 }

@@ -1,4 +1,4 @@
-/* chat/encode.c — DeepSeek-V4 prompt encoder (docs/encoding.md §3, §4, §9); API in include/dsv4_chat.h.
+/* chat/encode.c — DeepSeek-V4 and V4.1 prompt encoder (docs/encoding.md §3, §4, §9, §10); API in include/dsv4_chat.h.
  *
  * Mirrors the official encode_messages() step by step so that every input the official Python accepts
  * gives the same bytes:
@@ -11,6 +11,9 @@
  *      messages before the last user/developer message are filtered (§3.2(3));
  *   5. each new message is rendered with its transition suffix (§3.4, §3.5).
  * Values are turned into text with Python str()/repr()/json.dumps rules (encode_json.c).
+ * V4.1 (opts->format, docs/encoding.md §10) differs in the DSML tag names (the `dsml` table), the "<｜System｜>" +
+ * numeric effort line before message 0, and system messages after the first: "<｜System｜>" + content, counted as
+ * user messages (last-user index, drop_thinking, the "<｜Assistant｜>" transition).
  */
 #include "dsv4_chat.h"
 #include "dsv4_parse.h"  /* dsv4_toolcall_dup: the tool-call registry (src/chat/toolcall_registry.c) */
@@ -32,6 +35,7 @@
 #define THINK_CLOSE "</think>"
 #define DSML "｜DSML｜"
 #define IMAGE_TOK "<｜deepseek_image｜>"
+#define SYSTEM_TOK "<｜System｜>"
 
 static const char EFFORT_MAX_TEXT[] =
     "Reasoning Effort: Absolute maximum with no shortcuts permitted.\n"
@@ -41,27 +45,52 @@ static const char EFFORT_MAX_TEXT[] =
     "Explicitly write out your entire deliberation process, documenting every intermediate step, considered "
     "alternative, and rejected hypothesis to ensure absolutely no assumption is left unchecked.\n\n";
 
-static const char TOOLS_HEAD[] =
-    "## Tools\n\n"
-    "You have access to a set of tools to help answer the user's question. You can invoke tools by writing "
-    "a \"<" DSML "tool_calls>\" block like the following:\n\n"
-    "<" DSML "tool_calls>\n"
-    "<" DSML "invoke name=\"$TOOL_NAME\">\n"
-    "<" DSML "parameter name=\"$PARAMETER_NAME\" string=\"true|false\">$PARAMETER_VALUE</" DSML "parameter>\n"
-    "...\n"
-    "</" DSML "invoke>\n"
-    "<" DSML "invoke name=\"$TOOL_NAME2\">\n"
-    "...\n"
-    "</" DSML "invoke>\n"
-    "</" DSML "tool_calls>\n\n"
-    "String parameters should be specified as is and set `string=\"true\"`. For all other types (numbers, "
-    "booleans, arrays, objects), pass the value in JSON format and set `string=\"false\"`.\n\n"
-    "If thinking_mode is enabled (triggered by " THINK_OPEN "), you MUST output your complete reasoning "
-    "inside " THINK_OPEN "..." THINK_CLOSE " BEFORE any tool calls or final response.\n\n"
-    "Otherwise, output directly after " THINK_CLOSE " with tool calls or final response.\n\n"
-    "### Available Tool Schemas\n\n";
+/* The tools preamble; BLK / INV / PAR: the block, invoke and parameter tag names of the format. */
+#define TOOLS_HEAD_TEXT(BLK, INV, PAR) \
+    "## Tools\n\n" \
+    "You have access to a set of tools to help answer the user's question. You can invoke tools by writing " \
+    "a \"<" DSML BLK ">\" block like the following:\n\n" \
+    "<" DSML BLK ">\n" \
+    "<" DSML INV " name=\"$TOOL_NAME\">\n" \
+    "<" DSML PAR " name=\"$PARAMETER_NAME\" string=\"true|false\">$PARAMETER_VALUE</" DSML PAR ">\n" \
+    "...\n" \
+    "</" DSML INV ">\n" \
+    "<" DSML INV " name=\"$TOOL_NAME2\">\n" \
+    "...\n" \
+    "</" DSML INV ">\n" \
+    "</" DSML BLK ">\n\n" \
+    "String parameters should be specified as is and set `string=\"true\"`. For all other types (numbers, " \
+    "booleans, arrays, objects), pass the value in JSON format and set `string=\"false\"`.\n\n" \
+    "If thinking_mode is enabled (triggered by " THINK_OPEN "), you MUST output your complete reasoning " \
+    "inside " THINK_OPEN "..." THINK_CLOSE " BEFORE any tool calls or final response.\n\n" \
+    "Otherwise, output directly after " THINK_CLOSE " with tool calls or final response.\n\n" \
+    "### Available Tool Schemas\n\n"
+static const char TOOLS_HEAD[] = TOOLS_HEAD_TEXT("tool_calls", "invoke", "parameter");
+static const char TOOLS_HEAD_V41[] = TOOLS_HEAD_TEXT(" calls", " invoke", " parameter");
 static const char TOOLS_TAIL[] =
     "\n\nYou MUST strictly follow the above defined tool name and parameter schemas to invoke tool calls.\n";
+
+/* V4.1's effort line (docs/encoding.md §10.2): EFFORT_V41_HEAD + N + EFFORT_V41_TAIL, after SYSTEM_TOK. */
+static const char EFFORT_V41_HEAD[] = "Reasoning Effort: ";
+static const char EFFORT_V41_TAIL[] = " (range 1-100, the higher the value, the more thorough the reasoning)\n\n";
+
+/* The DSML spellings of a format: block open / close, invoke open (up to the name attribute) / close,
+ * parameter open / close (§4.2, §10.1). */
+typedef struct { const char *blk_open, *blk_close, *inv_open, *inv_close, *par_open, *par_close, *tools_head; } dsml_tags;
+static const dsml_tags DSML_V4 = {
+    "\n\n<" DSML "tool_calls>\n", "\n</" DSML "tool_calls>", "<" DSML "invoke name=\"", "\n</" DSML "invoke>",
+    "<" DSML "parameter name=\"", "</" DSML "parameter>", TOOLS_HEAD };
+static const dsml_tags DSML_V41 = {
+    "\n\n<" DSML " calls>\n", "\n</" DSML " calls>", "<" DSML " invoke name=\"", "\n</" DSML " invoke>",
+    "<" DSML " parameter name=\"", "</" DSML " parameter>", TOOLS_HEAD_V41 };
+
+int dsv4_v41_effort_of_name(const char *name) {
+    if (!name) return -1;
+    if (!strcmp(name, "low")) return 50;
+    if (!strcmp(name, "high")) return 75;
+    if (!strcmp(name, "max")) return 100;
+    return -1;
+}
 
 static const char RESPONSE_FORMAT_HEAD[] =
     "## Response Format:\n\nYou MUST strictly adhere to the following schema to reply:\n";
@@ -106,6 +135,8 @@ typedef struct {
     pj_buf out;
     int thinking, drop, has_context;
     dsv4_effort effort;
+    int v41, effort_level;     /* V4.1 format; its effort 1..100 (resolved) */
+    const dsml_tags *tags;
     char where[64];
     dsv4_chat_image *img;      /* image parts in prompt order (NULL when the caller does not collect them) */
     int nimg, capimg, want_img;
@@ -349,9 +380,14 @@ static int sort_tool_results(enc *e) {
 /* ---------------------------------------------------------------- step 5: rendering */
 #define OUT(s) pj_buf_puts(&e->out, (s))
 
-static int last_user_index(cmsg **R, size_t n) {
+/* A user-side message: user or developer; in V4.1 also a system message after the first (§10.3). */
+static int user_like(const enc *e, int role, size_t i) {
+    return role == R_USER || role == R_DEVELOPER || (e->v41 && role == R_SYSTEM && i > 0);
+}
+
+static int last_user_index(const enc *e, cmsg **R, size_t n) {
     for (size_t i = n; i-- > 0;)
-        if (R[i]->role == R_USER || R[i]->role == R_DEVELOPER) return (int)i;
+        if (user_like(e, R[i]->role, i)) return (int)i;
     return -1;
 }
 
@@ -381,7 +417,7 @@ static int check_tool_calls(enc *e, const cmsg *m, const pj_value *tcs) {
 }
 
 static int render_tools(enc *e, const cmsg *m, const pj_value *tools) {
-    OUT(TOOLS_HEAD);
+    OUT(e->tags->tools_head);
     for (size_t i = 0; i < tools->n; i++) {
         if (i) OUT("\n");
         if (pj_dump_json(&e->out, pj_get(tools->items[i], "function"), e->err, e->errlen)) {
@@ -411,30 +447,31 @@ static int render_arguments(enc *e, const cmsg *m, size_t ci, const pj_value *ar
     }
     if (!obj) {
         /* not a string, or a string that is not JSON: one parameter named "arguments" */
-        OUT("<" DSML "parameter name=\"arguments\" string=\"");
+        OUT(e->tags->par_open);
+        OUT("arguments\" string=\"");
         OUT(args->type == PJ_STRING ? "true\">" : "false\">");
         int rc = args->type == PJ_STRING ? pj_dump_str(&e->out, args, e->err, e->errlen)
                                          : pj_dump_json(&e->out, args, e->err, e->errlen);
         if (rc) { char f[80]; snprintf(f, sizeof f, "tool_calls[%zu].function.arguments", ci); return refail(e, m, f); }
-        OUT("</" DSML "parameter>");
+        OUT(e->tags->par_close);
         return 0;
     }
     for (size_t i = 0; i < obj->n; i++) {
         const pj_value *k = obj->keys[i], *v = obj->items[i];
         if (i) OUT("\n");
-        OUT("<" DSML "parameter name=\"");
+        OUT(e->tags->par_open);
         int rc = pj_dump_str(&e->out, k, e->err, e->errlen);
         OUT(v->type == PJ_STRING ? "\" string=\"true\">" : "\" string=\"false\">");
         if (!rc) rc = v->type == PJ_STRING ? pj_dump_str(&e->out, v, e->err, e->errlen)
                                            : pj_dump_json(&e->out, v, e->err, e->errlen);
         if (rc) { char f[80]; snprintf(f, sizeof f, "tool_calls[%zu].function.arguments", ci); return refail(e, m, f); }
-        OUT("</" DSML "parameter>");
+        OUT(e->tags->par_close);
     }
     return 0;
 }
 
 static int render_tool_calls(enc *e, const cmsg *m, const pj_value *tcs) {
-    OUT("\n\n<" DSML "tool_calls>\n");
+    OUT(e->tags->blk_open);
     for (size_t i = 0; i < tcs->n; i++) {
         const pj_value *tc = tcs->items[i], *f = pj_get(tc, "function");
         if (i) OUT("\n");
@@ -443,17 +480,20 @@ static int render_tool_calls(enc *e, const cmsg *m, const pj_value *tcs) {
             size_t rl = 0;
             /* a private copy: another thread may evict (and free) the registry's entry while we render */
             char *raw = dsv4_toolcall_dup(id->s, &rl);
-            if (raw) { pj_buf_put(&e->out, raw, rl); free(raw); continue; }
+            /* only bytes of this format (a registry shared with a model of the other format is not used) */
+            size_t ol = strlen(e->tags->inv_open);
+            if (raw && rl >= ol && !memcmp(raw, e->tags->inv_open, ol)) { pj_buf_put(&e->out, raw, rl); free(raw); continue; }
+            free(raw);
         }
-        OUT("<" DSML "invoke name=\"");
+        OUT(e->tags->inv_open);
         if (pj_dump_str(&e->out, pj_get(f, "name"), e->err, e->errlen)) {
             char fl[80]; snprintf(fl, sizeof fl, "tool_calls[%zu].function.name", i); return refail(e, m, fl);
         }
         OUT("\">\n");
         if (render_arguments(e, m, i, pj_get(f, "arguments"))) return -1;
-        OUT("\n</" DSML "invoke>");
+        OUT(e->tags->inv_close);
     }
-    OUT("\n</" DSML "tool_calls>");
+    OUT(e->tags->blk_close);
     return 0;
 }
 
@@ -634,10 +674,19 @@ static int render_message(enc *e, cmsg **R, size_t nR, size_t idx, int last_user
                                  "'%s' message", shown);
             }
 
-    if (idx == 0 && !e->has_context && e->thinking && e->effort == DSV4_EFFORT_MAX) OUT(EFFORT_MAX_TEXT);
+    if (e->v41) {
+        /* §10.2: "<｜System｜>" before message 0 when it is a system message or an effort line follows */
+        if (idx == 0 && !e->has_context && (e->thinking || m->role == R_SYSTEM)) OUT(SYSTEM_TOK);
+        if (idx == 0 && !e->has_context && e->thinking) {
+            char num[16];
+            snprintf(num, sizeof num, "%d", e->effort_level);
+            OUT(EFFORT_V41_HEAD); OUT(num); OUT(EFFORT_V41_TAIL);
+        }
+    } else if (idx == 0 && !e->has_context && e->thinking && e->effort == DSV4_EFFORT_MAX) OUT(EFFORT_MAX_TEXT);
 
     switch (m->role) {
     case R_SYSTEM:
+        if (e->v41 && idx > 0) OUT(SYSTEM_TOK);  /* §10.3 */
         if (pj_truthy(content) && pj_dump_str(&e->out, content, e->err, e->errlen)) return refail(e, m, "content");
         if (pj_truthy(tools)) { OUT("\n\n"); if (render_tools(e, m, tools)) return -1; }
         if (pj_truthy(rf) && render_response_format(e, m, rf)) return -1;
@@ -690,7 +739,7 @@ static int render_message(enc *e, cmsg **R, size_t nR, size_t idx, int last_user
         if (!tok) return fail(e, m, "task: invalid task (valid: action, query, authority, domain, title, read_url)");
         if (is_action) { OUT(ASSISTANT_TOK); OUT(e->thinking ? THINK_OPEN : THINK_CLOSE); }
         OUT(tok);
-    } else if (m->role == R_USER || m->role == R_DEVELOPER) {
+    } else if (user_like(e, m->role, idx)) {
         OUT(ASSISTANT_TOK);
         if (e->thinking && (!e->drop || (int)idx >= last_user)) OUT(THINK_OPEN);
         else OUT(THINK_CLOSE);
@@ -721,10 +770,20 @@ int dsv4_chat_render_images(const char *request_json, size_t len, const dsv4_ren
     if (!request_json || !out || !images != !n_images) return dsv4_fail(err, errlen, "dsv4_chat_render: NULL argument");
     if (opts->effort != DSV4_EFFORT_NONE && opts->effort != DSV4_EFFORT_HIGH && opts->effort != DSV4_EFFORT_MAX)
         return dsv4_fail(err, errlen, "reasoning_effort: invalid value %d (valid: none, high, max)", (int)opts->effort);
+    if (opts->format != DSV4_FORMAT_V4 && opts->format != DSV4_FORMAT_V41)
+        return dsv4_fail(err, errlen, "format: invalid value %d (valid: DSV4_FORMAT_V4, DSV4_FORMAT_V41)", (int)opts->format);
+    if (opts->format == DSV4_FORMAT_V4 && opts->effort_level)
+        return dsv4_fail(err, errlen, "reasoning_effort: a numeric effort (%d) is a DeepSeek-V4.1 option; V4 takes none, "
+                         "high or max", opts->effort_level);
+    if (opts->effort_level < 0 || opts->effort_level > 100)
+        return dsv4_fail(err, errlen, "reasoning_effort: %d is outside 1..100", opts->effort_level);
 
     enc E = { .err = err, .errlen = errlen, .thinking = opts->thinking != 0, .want_img = images != NULL };
     enc *e = &E;
     E.effort = opts->effort;
+    E.v41 = opts->format == DSV4_FORMAT_V41;
+    E.tags = E.v41 ? &DSML_V41 : &DSML_V4;
+    E.effort_level = opts->effort_level ? opts->effort_level : opts->effort == DSV4_EFFORT_MAX ? 100 : 75;
     int rc = -1;
     char perr[200];
 
@@ -766,7 +825,7 @@ int dsv4_chat_render_images(const char *request_json, size_t len, const dsv4_ren
     if (e->thinking && e->drop) {
         int lu = -1;
         for (size_t i = e->n; i-- > 0;)
-            if (e->m[i].role == R_USER || e->m[i].role == R_DEVELOPER) { lu = (int)i; break; }
+            if (user_like(e, e->m[i].role, i)) { lu = (int)i; break; }
         for (size_t i = 0; i < e->n; i++) {
             cmsg *m = &e->m[i];
             int keep = m->role == R_USER || m->role == R_SYSTEM || m->role == R_TOOL || m->role == R_REMINDER ||
@@ -780,7 +839,7 @@ int dsv4_chat_render_images(const char *request_json, size_t len, const dsv4_ren
     }
 
     if (!opts->no_bos && !ctx) OUT(BOS);
-    int last_user = last_user_index(R, nR);
+    int last_user = last_user_index(e, R, nR);
     for (size_t i = 0; i < nR; i++) {
         if (R[i]->ctx) continue;
         if (render_message(e, R, nR, i, last_user)) goto done;

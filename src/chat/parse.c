@@ -1,5 +1,7 @@
-/* chat/parse.c — incremental parser of DeepSeek-V4 output: reasoning / content / DSML tool calls.
- * Contract and deviations from the official parser: include/dsv4_parse.h; docs/encoding.md §4.2, §4.5, §9.10.
+/* chat/parse.c — incremental parser of DeepSeek-V4 / V4.1 output: reasoning / content / DSML tool calls.
+ * Contract and deviations from the official parser: include/dsv4_parse.h; docs/encoding.md §4.2, §4.5, §9.10, §10.4.
+ * The two formats differ only in the DSML tag names (`ptags`: "tool_calls" / "invoke" / "parameter" in V4,
+ * " calls" / " invoke" / " parameter" in V4.1); everything below is written for either table.
  *
  * Structure: a byte stream is pumped through a small state machine.
  *   ST_REASON  (thinking mode start)  markers: EOS, "</think>", "\n\n<｜DSML｜tool_calls"
@@ -31,13 +33,15 @@
 #define S_DSML       "\xEF\xBD\x9C" "DSML" "\xEF\xBD\x9C"
 #define S_THINK      "<think>"
 #define S_THINK_END  "</think>"
-#define S_TC_START   "\n\n<" S_DSML "tool_calls"
-#define S_TC_END     "</" S_DSML "tool_calls>"
-#define S_INV        "<" S_DSML "invoke"
-#define S_INV_END    "</" S_DSML "invoke"
-#define S_PAR        "<" S_DSML "parameter"
-#define S_PAR_END    "/" S_DSML "parameter"
 #define SLEN(s)      (sizeof(s) - 1)
+
+/* The DSML stop strings of a format: block start marker, block end, invoke open / close (without '>'),
+ * parameter open, parameter close (without its '<' and '>'), as the official parser searches for them. */
+typedef struct { const char *tc_start, *tc_end, *inv, *inv_end, *par, *par_end; } ptags;
+static const ptags TAGS_V4 = { "\n\n<" S_DSML "tool_calls", "</" S_DSML "tool_calls>", "<" S_DSML "invoke",
+                               "</" S_DSML "invoke", "<" S_DSML "parameter", "/" S_DSML "parameter" };
+static const ptags TAGS_V41 = { "\n\n<" S_DSML " calls", "</" S_DSML " calls>", "<" S_DSML " invoke",
+                                "</" S_DSML " invoke", "<" S_DSML " parameter", "/" S_DSML " parameter" };
 
 enum { ST_REASON, ST_CONTENT, ST_BLOCK, ST_RAW, ST_DONE };
 
@@ -63,7 +67,8 @@ typedef struct {
     size_t ck_i, ck_inv_start; int ck_ninv, ck_npar;
 } vres_t;
 struct dsv4_parser {
-    int thinking, state, closed, finished, oom;
+    int thinking, state, closed, finished, oom, fed;
+    const ptags *tags;
     uint64_t seed;
     buf_t pend;       /* bytes not yet emitted (streaming states) */
     buf_t blk;        /* the tool-call block text (ST_BLOCK), starting with S_TC_START */
@@ -282,8 +287,12 @@ static int done_truncated(vres_t *r, inv_t *iv, size_t inv_start, size_t n) {
  *   Zero invokes is valid (the official returns no calls).
  * V_MORE: a proper prefix of a valid block (only when !final; conservative).
  * V_ERR: no extension can be valid; r->msg says why. */
-static int validate(const char *s, size_t n, int final, vres_t *r, int resume) {
-    size_t i = SLEN(S_TC_START), pos = 0, inv_start = 0;
+static int validate(const ptags *t, const char *s, size_t n, int final, vres_t *r, int resume) {
+    const char *const S_TC_START = t->tc_start, *const S_TC_END = t->tc_end, *const S_INV = t->inv,
+               *const S_INV_END = t->inv_end, *const S_PAR = t->par, *const S_PAR_END = t->par_end;
+    const size_t L_TC_END = strlen(S_TC_END), L_INV = strlen(S_INV), L_INV_END = strlen(S_INV_END),
+                 L_PAR = strlen(S_PAR), L_PAR_END = strlen(S_PAR_END);
+    size_t i = strlen(S_TC_START), pos = 0, inv_start = 0;
     int which = 0;
     inv_t *iv = NULL;
     r->ninv = r->npar = 0;
@@ -314,27 +323,27 @@ static int validate(const char *s, size_t n, int final, vres_t *r, int resume) {
             }
             if (!sep_prefix_ok(s + i, n - i, S_INV, S_TC_END))
                 VERR("unexpected text in tool-call block at byte %zu (expected '>\\n' then an invoke or the closing tag)", i);
-            if (final) VERR("tool-call block not closed (missing </｜DSML｜tool_calls>)");
+            if (final) VERR("tool-call block not closed (missing %s)", S_TC_END);
             return V_MORE;
         }
         if (pos - i != 2 || memcmp(s + i, ">\n", 2) != 0)
             VERR("unexpected text in tool-call block at byte %zu (expected '>\\n' then an invoke or the closing tag)", i);
         if (which == 1) {  /* </｜DSML｜tool_calls> */
-            size_t end = pos + SLEN(S_TC_END);
+            size_t end = pos + L_TC_END;
             r->end = end;
             if (end == n) return V_DONE;
             if (n - end >= SLEN(S_EOS) && !memcmp(s + end, S_EOS, SLEN(S_EOS))) { r->eos = 1; return V_DONE; }
             if (!final && is_prefix_of(s + end, n - end, S_EOS)) return V_MORE;
-            VERR("text after </｜DSML｜tool_calls>");
+            VERR("text after %s", S_TC_END);
         }
         /* invoke */
         inv_start = pos;
-        i = pos + SLEN(S_INV);
+        i = pos + L_INV;
         pos = find2(s, n, i, S_PAR, S_INV_END, &which);
         span_t name;
         if (pos == (size_t)-1) {
             /* the official takes the rest as the header: a complete header at the very end is one call, no params */
-            if (final && !header_ok(s, i, n, &name)) VERR("invoke %d not closed (missing </｜DSML｜invoke>)", r->ninv);
+            if (final && !header_ok(s, i, n, &name)) VERR("invoke %d not closed (missing %s>)", r->ninv, S_INV_END);
             if (!final) {
                 r->wait_a = S_PAR; r->wait_b = S_INV_END; r->wait_from = i;
                 return V_MORE;
@@ -355,10 +364,10 @@ static int validate(const char *s, size_t n, int final, vres_t *r, int resume) {
         iv->trunc = 0;
         if (pos == (size_t)-1) return done_truncated(r, iv, inv_start, n);  /* final: truncated after the header */
         while (which == 0) {  /* <｜DSML｜parameter */
-            i = pos + SLEN(S_PAR);
-            const char *pe = find_bytes(s, n, i, S_PAR_END, SLEN(S_PAR_END));
+            i = pos + L_PAR;
+            const char *pe = find_bytes(s, n, i, S_PAR_END, L_PAR_END);
             if (!pe) {
-                if (final) VERR("parameter %d of invoke %d not closed (missing </｜DSML｜parameter>)", iv->npar, r->ninv);
+                if (final) VERR("parameter %d of invoke %d not closed (missing <%s>)", iv->npar, r->ninv, S_PAR_END);
                 r->wait_a = S_PAR_END; r->wait_from = i;
                 return V_MORE;
             }
@@ -397,7 +406,7 @@ static int validate(const char *s, size_t n, int final, vres_t *r, int resume) {
             r->par[r->npar].is_str = is_str;
             r->npar++;
             iv->npar++;
-            i = pos + SLEN(S_PAR_END);
+            i = pos + L_PAR_END;
         after_param:
             r->ck_kind = 2; r->ck_i = i; r->ck_ninv = r->ninv; r->ck_npar = r->npar; r->ck_inv_start = inv_start;
             pos = find2(s, n, i, S_PAR, S_INV_END, &which);
@@ -406,14 +415,14 @@ static int validate(const char *s, size_t n, int final, vres_t *r, int resume) {
                     VERR("unexpected text after parameter %d of invoke %d", iv->npar - 1, r->ninv);
                 if (final && n - i == 2)  /* cut right after the parameter's ">\n": official accepts the call */
                     return done_truncated(r, iv, inv_start, n);
-                if (final) VERR("invoke %d not closed (missing </｜DSML｜invoke>)", r->ninv);
+                if (final) VERR("invoke %d not closed (missing %s>)", r->ninv, S_INV_END);
                 return V_MORE;
             }
             if (pos - i != 2 || memcmp(s + i, ">\n", 2) != 0)
                 VERR("unexpected text after parameter %d of invoke %d", iv->npar - 1, r->ninv);
         }
         /* </｜DSML｜invoke ; its '>' is checked by the separator test of the next round */
-        i = pos + SLEN(S_INV_END);
+        i = pos + L_INV_END;
         iv->raw.off = inv_start;
         iv->raw.len = (i < n ? i + 1 : n) - inv_start;  /* its '>' (if any) is checked in the next round */
         iv->trunc = i >= n;
@@ -505,7 +514,7 @@ static void fail_block(dsv4_parser *p, const char *msg) {
  * follows the block goes back to p->pend; state ST_DONE. Invalid: fail_block. */
 static void resolve_block(dsv4_parser *p, dsv4_parse_cb cb, void *user) {
     vres_t r = {0};
-    int v = validate(p->blk.p, p->blk.n, 1, &r, 0);
+    int v = validate(p->tags, p->blk.p, p->blk.n, 1, &r, 0);
     if (v == V_DONE) {
         if (r.eos) {
             size_t rest = r.end + SLEN(S_EOS);
@@ -527,8 +536,8 @@ static void resolve_block(dsv4_parser *p, dsv4_parse_cb cb, void *user) {
 
 /* Length of the prefix of s[0..n) that can be emitted now: excludes a trailing proper prefix of any marker
  * and an incomplete trailing UTF-8 character. */
-static size_t safe_len(const char *s, size_t n) {
-    static const char *marks[] = { S_EOS, S_BOS, S_THINK, S_THINK_END, S_TC_START, "<" S_DSML, "</" S_DSML, S_DSML };
+static size_t safe_len(const ptags *t, const char *s, size_t n) {
+    const char *marks[] = { S_EOS, S_BOS, S_THINK, S_THINK_END, t->tc_start, "<" S_DSML, "</" S_DSML, S_DSML };
     const size_t nmarks = sizeof marks / sizeof *marks;
     size_t maxm = 0;
     for (size_t m = 0; m < nmarks; m++) if (strlen(marks[m]) > maxm) maxm = strlen(marks[m]);
@@ -578,7 +587,7 @@ static void pump(dsv4_parser *p, int final, dsv4_parse_cb cb, void *user) {
             }
             p->blk_checked = p->blk.n;
             vres_t *r = &p->vr;
-            int v = validate(p->blk.p, p->blk.n, 0, r, 1);
+            int v = validate(p->tags, p->blk.p, p->blk.n, 0, r, 1);
             p->wait_a = v == V_MORE ? r->wait_a : NULL;
             p->wait_b = r->wait_b;
             p->wait_from = r->wait_from;
@@ -600,7 +609,7 @@ static void pump(dsv4_parser *p, int final, dsv4_parse_cb cb, void *user) {
         size_t n = p->pend.n;
         if (p->state == ST_DONE) {
             if (n && !p->after_eos_warned) { warn(p, "text after the end-of-sentence marker appended to content"); p->after_eos_warned = 1; }
-            size_t k = final ? n : safe_len(s, n);
+            size_t k = final ? n : safe_len(p->tags, s, n);
             emit(p, kind, s, k, cb, user);
             buf_consume(&p->pend, k);
             return;
@@ -608,14 +617,14 @@ static void pump(dsv4_parser *p, int final, dsv4_parse_cb cb, void *user) {
         /* earliest state marker */
         const char *best = NULL;
         int bm = -1;
-        const char *ms[3] = { S_EOS, S_TC_START, S_THINK_END };
+        const char *ms[3] = { S_EOS, p->tags->tc_start, S_THINK_END };
         int nm = p->state == ST_REASON ? 3 : p->state == ST_CONTENT ? 2 : 1;
         for (int m = 0; m < nm; m++) {
             const char *f = n ? find_bytes(s, n, 0, ms[m], strlen(ms[m])) : NULL;
             if (f && (!best || f < best)) { best = f; bm = m; }
         }
         if (!best) {
-            size_t k = final ? n : safe_len(s, n);
+            size_t k = final ? n : safe_len(p->tags, s, n);
             emit(p, kind, s, k, cb, user);
             buf_consume(&p->pend, k);
             return;
@@ -652,7 +661,14 @@ dsv4_parser *dsv4_parser_new(int thinking_mode) {
     if (!p) return NULL;
     p->thinking = thinking_mode != 0;
     p->state = p->thinking ? ST_REASON : ST_CONTENT;
+    p->tags = &TAGS_V4;
     return p;
+}
+
+int dsv4_parser_set_format(dsv4_parser *p, dsv4_chat_format format) {
+    if (!p || p->fed || p->closed || (format != DSV4_FORMAT_V4 && format != DSV4_FORMAT_V41)) return -1;
+    p->tags = format == DSV4_FORMAT_V41 ? &TAGS_V41 : &TAGS_V4;
+    return 0;
 }
 
 static void clear_calls(dsv4_parser *p) {
@@ -675,6 +691,7 @@ void dsv4_parser_set_id_seed(dsv4_parser *p, uint64_t seed) { if (p) p->seed = s
 int dsv4_parser_feed(dsv4_parser *p, const char *text, size_t len, dsv4_parse_cb cb, void *user) {
     if (!p || p->oom || p->closed || (len && !text)) return -1;
     if (!len) return 0;
+    p->fed = 1;
     if (buf_add(&p->pend, text, len)) { p->oom = 1; return -1; }
     pump(p, 0, cb, user);
     return p->oom ? -1 : 0;
@@ -726,9 +743,15 @@ int dsv4_parser_finish(dsv4_parser *p, dsv4_parse_result *out) {
 }
 
 int dsv4_parse_text(const char *text, size_t len, int thinking_mode, dsv4_parse_result *out) {
+    return dsv4_parse_text_format(text, len, thinking_mode, DSV4_FORMAT_V4, out);
+}
+
+int dsv4_parse_text_format(const char *text, size_t len, int thinking_mode, dsv4_chat_format format,
+                           dsv4_parse_result *out) {
     memset(out, 0, sizeof *out);
     dsv4_parser *p = dsv4_parser_new(thinking_mode);
     if (!p) return -1;
+    if (dsv4_parser_set_format(p, format)) { dsv4_parser_free(p); return -1; }
     int rc = dsv4_parser_feed(p, text, len, NULL, NULL);
     if (!rc) rc = dsv4_parser_finish(p, out);
     dsv4_parser_free(p);
