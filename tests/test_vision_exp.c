@@ -17,12 +17,15 @@
  *     (prefill: every position vs prefill_all.f32; chunks; prefill + 66 decode steps): logits within tolerance.rel
  *     (1.88e-2) x max|golden| of each file; all = 0 equals the last row of all = 1 bit for bit; the `refused`
  *     schedule (a call ending inside the first span) refused, naming the span, with nothing evaluated;
- *  5. a text-only prompt on the Vision-Exp model equals dsv4_eval / dsv4_eval_all bit for bit.
+ *  5. a text-only prompt on the Vision-Exp model equals dsv4_eval / dsv4_eval_all bit for bit;
+ *  6. loading errors name the tensor or key: bias_vl, the hash layer's gate.bias, image_pad, a tower tensor, the
+ *     vision_dim and image_token_id keys; without vision_n_layers the vision tensors are unexpected.
  */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "testlib.h"
 #include "sha256.h"
 #include "dsv4.h"
@@ -432,6 +435,83 @@ static void text_only(dsv4_model *m) {
     dsv4_session_free(b);
 }
 
+/* ---------------------------------------------------------------- 6. loading errors */
+/* Write DIR_'s checkpoint into dir with tensor `from` renamed to `to` (from NULL: unchanged) and config.json without
+ * key `drop` (NULL: unchanged). Returns 0, or -1. */
+static int variant(const char *dir, const char *from, const char *to, const char *drop) {
+    char path[600];
+    size_t n = 0, nc = 0;
+    snprintf(path, sizeof path, "%s/model.safetensors", DIR_);
+    char *st = test_read_file(path, &n);
+    snprintf(path, sizeof path, "%s/config.json", DIR_);
+    char *cfg = test_read_file(path, &nc);
+    uint64_t hl = 0;
+    if (st && n >= 8) memcpy(&hl, st, 8);
+    cJSON *h = st && hl + 8 <= n ? cJSON_ParseWithLength(st + 8, (size_t)hl) : NULL;
+    cJSON *c = cfg ? cJSON_ParseWithLength(cfg, nc) : NULL;
+    int rc = -1;
+    if (h && c) {
+        if (from) cJSON_AddItemToObject(h, to, cJSON_DetachItemFromObjectCaseSensitive(h, from));
+        if (drop) cJSON_DeleteItemFromObjectCaseSensitive(c, drop);
+        char *nh = cJSON_PrintUnformatted(h), *ncf = cJSON_Print(c);
+        FILE *f;
+        snprintf(path, sizeof path, "%s/config.json", dir);
+        if (nh && ncf && (f = fopen(path, "wb"))) {
+            rc = fputs(ncf, f) >= 0 ? 0 : -1;
+            fclose(f);
+            snprintf(path, sizeof path, "%s/model.safetensors", dir);
+            uint64_t L = strlen(nh);
+            if (!rc && (f = fopen(path, "wb"))) {
+                rc = fwrite(&L, 8, 1, f) == 1 && fwrite(nh, 1, L, f) == L &&
+                     fwrite(st + 8 + hl, 1, n - 8 - hl, f) == n - 8 - hl ? 0 : -1;
+                fclose(f);
+            }
+        }
+        free(nh);
+        free(ncf);
+    }
+    cJSON_Delete(h);
+    cJSON_Delete(c);
+    free(st);
+    free(cfg);
+    return rc;
+}
+
+static void loading(void) {
+    char dir[] = "/tmp/dsv4_vexp_XXXXXX", err[1024], path[600];
+    if (!mkdtemp(dir)) { test_fail("mkdtemp"); return; }
+    /* renamed tensor (or dropped config key) -> the message names it */
+    const char *cases[][4] = {
+        {"layers.1.ffn.gate.bias_vl", "layers.1.ffn.gate.bias_v", NULL, "layers.1.ffn.gate.bias_vl"},
+        {"layers.0.ffn.gate.bias", "layers.0.ffn.gate.bias_", NULL, "layers.0.ffn.gate.bias"},
+        {"image_pad", "image_pd", NULL, "image_pad"},
+        {"aligner.w1.weight", "aligner.w9.weight", NULL, "aligner.w1"},
+        {NULL, NULL, "vision_dim", "missing key 'vision_dim'"},
+        {NULL, NULL, "image_token_id", "missing key 'image_token_id'"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        if (variant(dir, cases[k][0], cases[k][1], cases[k][2])) { test_fail("variant %zu", k); continue; }
+        dsv4_model *m = NULL;
+        int rc = dsv4_model_load(&m, dir, err, sizeof err);
+        REPORT(rc == -1 && !m && strstr(err, cases[k][3]), "%s %s -> %s", cases[k][0] ? "tensor" : "config key",
+               cases[k][0] ? cases[k][0] : cases[k][2], rc ? err : "loaded");
+        dsv4_model_free(m);
+    }
+    /* vision_n_layers 0: the same checkpoint is a text model whose vision tensors are unexpected */
+    if (!variant(dir, NULL, NULL, "vision_n_layers")) {
+        dsv4_model *m = NULL;
+        int rc = dsv4_model_load(&m, dir, err, sizeof err);
+        REPORT(rc == -1 && strstr(err, "unexpected tensor"), "without vision_n_layers the vision tensors are "
+               "unexpected: %s", rc ? err : "loaded");
+        dsv4_model_free(m);
+    }
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    unlink(path);
+    rmdir(dir);
+}
+
 int main(int argc, char **argv) {
     char err[1024];
     if (argc > 1) DIR_ = argv[1];   /* another vision_exp directory (make_vision_exp_goldens.py OUT) */
@@ -443,6 +523,7 @@ int main(int argc, char **argv) {
     }
     goldens(m);
     text_only(m);
+    loading();
     dsv4_model_free(m);
     return test_done();
 }
