@@ -397,6 +397,19 @@ static void chunk_boundary(dsv4_model *m, dsv4_image_embed *im) {
         }
         dsv4_session_free(s);
     }
+    {   /* thread count: the one-call prefill with 1 and 3 pool threads, bit for bit (the image path included) */
+        const int nt0 = dsv4_get_threads();
+        float *lt = malloc((size_t)N * V * sizeof(float));
+        dsv4_session *s = NULL;
+        int ok = !dsv4_set_threads(nt0 == 3 ? 1 : 3, err, sizeof err) && !dsv4_session_open(&s, m, N, err, sizeof err) &&
+                 !dsv4_eval_prompt(s, p, 0, N, lt, 1, err, sizeof err) && !rc;
+        dsv4_set_threads(nt0, NULL, 0);
+        REPORT(ok && !memcmp(lt, l[0], (size_t)N * V * sizeof(float)),
+               "%d vs %d threads: the prompt with the span across the chunk edge gives the same logits bit for bit", nt0,
+               nt0 == 3 ? 1 : 3);
+        dsv4_session_free(s);
+        free(lt);
+    }
     if (!rc)
         REPORT(st == 123 && st < DSV4_CHUNK && st + 22 > DSV4_CHUNK &&
                    !memcmp(l[0], l[1], (size_t)N * V * sizeof(float)) &&
