@@ -4,9 +4,9 @@
  * mask, single-pass mHC, MoE without hash layers, final norm and head) for batch 1 in any call schedule, and the
  * DSpark draft block (stage 0's main_x from the target layers, the stages' window over main_x plus the drafts,
  * Markov bias, confidence), tested against tests/golden/v41/tiny (tests/test_forward_v41.c). Not yet: the session API
- * (dsv4_model_load still refuses V4.1), compact caches (the window ring and main_x are F32 rings of window + max_chunk - 1
- * rows; compressed entries and index keys are FP4 records, max_ctx / ratio + 1 per source), threads beyond those of
- * dsv4_linear, speed. Every step follows tools/reference/model_v41.py (the reference of the goldens); BF16 roundings
+ * (dsv4_model_load still refuses V4.1), compact caches (main_x is an F32 ring of window + max_chunk - 1 rows, the window
+ * KV a BF16 one; compressed entries and index keys are FP4 records, max_ctx / ratio + 1 per source). Attention and the
+ * indexer run on the shared kernels and the pool (model/sparse_attn.h; docs/performance.md "V4.1"). Every step follows tools/reference/model_v41.py (the reference of the goldens); BF16 roundings
  * where DeepSeek's code casts, F32 elsewhere. All memory is allocated at open; eval allocates nothing.
  */
 #include <math.h>
