@@ -10,6 +10,11 @@
  * V4.1 forward (model/forward_v41.c dsv4_v41_eval_vl: embedding override, bias_vl, Engram DEAD and gate 0), so a
  * prompt can be split into calls anywhere, also inside a span (the reference prefills spans in its first chunk
  * only; nothing in the math needs that: the compressor state and the Engram lookback carry across calls).
+ *
+ * DeepSeek-V4-Flash-Vision-Exp (a V4 model with the same tower; docs/vision-exp.md §4, §10): build_exp expands with
+ * the position-dependent leading pads and the N-layout, ids vocab_size + the official role; dsv4_eval_prompt refuses
+ * a call that cuts a START..END span and hands fids (0 at image positions), roles and rows to the V4 forward
+ * (model/forward.c vx_prepare: embeddings, bias_vl routing, the span window).
  */
 #include <limits.h>
 #include <stdatomic.h>
