@@ -92,6 +92,31 @@ static void planner_examples(void) {
           "span positions (N-layout count)");
 }
 
+/* ---------------------------------------------------------------- visibility edge cases */
+/* dsv4_vx_visible on hand-made role sequences; the expected values are tools/reference/vision_exp.py visible()'s
+ * (a span at position 0, two adjacent spans, a START without END, an END without START, a span longer than cap,
+ * leading pads outside and a pad inside). */
+static void visibility_edges(void) {
+    enum { T = DSV4_TOKEN_TEXT, S = DSV4_TOKEN_IMAGE_START, I = DSV4_TOKEN_IMAGE, E = DSV4_TOKEN_IMAGE_END,
+           P = DSV4_TOKEN_IMAGE_PAD };
+    static const struct { int n, cap; int8_t r[8]; int l[8], rr[8]; } c[] = {
+        {5, 64, {S, I, I, E, T}, {0, 1, 2, 3, 0}, {3, 2, 1, 0, 0}},
+        {6, 64, {S, I, E, S, I, E}, {0, 1, 2, 0, 1, 2}, {2, 1, 0, 2, 1, 0}},
+        {4, 64, {T, S, I, I}, {0, 0, 1, 2}, {0, 3, 2, 1}},
+        {4, 64, {T, I, E, T}, {0, 0, 2, 0}, {0, 0, 0, 0}},
+        {7, 4, {S, I, I, I, I, I, E}, {0, 1, 2, 3, 3, 3, 3}, {4, 4, 4, 3, 2, 1, 0}},
+        {7, 64, {P, P, S, I, P, E, T}, {0, 0, 0, 1, 2, 3, 0}, {0, 0, 3, 2, 1, 0, 0}},
+    };
+    int bad = 0;
+    for (size_t k = 0; k < sizeof c / sizeof c[0]; k++) {
+        int l[8], r[8];
+        dsv4_vx_visible(c[k].r, c[k].n, c[k].cap, l, r);
+        for (int i = 0; i < c[k].n; i++) bad += l[i] != c[k].l[i] || r[i] != c[k].rr[i];
+    }
+    REPORT(bad == 0, "visibility edge cases (span at 0, adjacent spans, unbalanced sentinels, cap, pads): %d of %d "
+           "sequences as the reference", (int)(sizeof c / sizeof c[0]) - (bad > 0), (int)(sizeof c / sizeof c[0]));
+}
+
 /* ---------------------------------------------------------------- the goldens */
 static float *read_rel(const char *file, size_t n) {
     char path[512];
@@ -529,6 +554,7 @@ int main(int argc, char **argv) {
     char err[1024];
     if (argc > 1) DIR_ = argv[1];   /* another vision_exp directory (make_vision_exp_goldens.py OUT) */
     planner_examples();
+    visibility_edges();
     dsv4_model *m = NULL;
     if (dsv4_model_load(&m, DIR_, err, sizeof err)) {
         test_fail("load %s: %s", DIR_, err);
