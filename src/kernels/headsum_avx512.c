@@ -28,29 +28,43 @@ static inline __m512 bf16x16(const uint16_t *v) {
 }
 
 /* 128 outputs in 8 registers across all keys, then 16 at a time (the last by a mask); mul then add per key as
- * dsv4_axpy_bf16_avx512 (its scalar tail computes the same IEEE operations) */
+ * dsv4_axpy_bf16_avx512 (its scalar tail computes the same IEEE operations). In the 128-output blocks each 64-byte
+ * load of 32 BF16 values gives the even elements (shifted up) and the odd ones (masked) as F32 without a widening
+ * shuffle; the accumulators hold even / odd halves, split from acc and merged back by two permutes per 32 outputs. */
 void dsv4_pv_bf16_avx512(float *acc, const float *p, int pstride, const uint16_t *const *v, int nk, int n) {
     int i0 = 0;
+    const __m512i ev = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0),
+                  od = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1),
+                  lo = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0),
+                  hi = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8),
+                  himask = _mm512_set1_epi32((int)0xffff0000u);
     for (; i0 + 128 <= n; i0 += 128) {
-        __m512 a0 = _mm512_loadu_ps(acc + i0), a1 = _mm512_loadu_ps(acc + i0 + 16), a2 = _mm512_loadu_ps(acc + i0 + 32),
-               a3 = _mm512_loadu_ps(acc + i0 + 48), a4 = _mm512_loadu_ps(acc + i0 + 64),
-               a5 = _mm512_loadu_ps(acc + i0 + 80), a6 = _mm512_loadu_ps(acc + i0 + 96),
-               a7 = _mm512_loadu_ps(acc + i0 + 112);
+        __m512 e[4], o[4];
+        for (int b = 0; b < 4; b++) {
+            __m512 x0 = _mm512_loadu_ps(acc + i0 + 32 * b), x1 = _mm512_loadu_ps(acc + i0 + 32 * b + 16);
+            e[b] = _mm512_permutex2var_ps(x0, ev, x1);
+            o[b] = _mm512_permutex2var_ps(x0, od, x1);
+        }
+        __m512 e0 = e[0], e1 = e[1], e2 = e[2], e3 = e[3], o0 = o[0], o1 = o[1], o2 = o[2], o3 = o[3];
         for (int j = 0; j < nk; j++) {
             const __m512 pj = _mm512_set1_ps(p[(size_t)j * pstride]);
             const uint16_t *x = v[j] + i0;
-            a0 = _mm512_add_ps(a0, _mm512_mul_ps(pj, bf16x16(x)));
-            a1 = _mm512_add_ps(a1, _mm512_mul_ps(pj, bf16x16(x + 16)));
-            a2 = _mm512_add_ps(a2, _mm512_mul_ps(pj, bf16x16(x + 32)));
-            a3 = _mm512_add_ps(a3, _mm512_mul_ps(pj, bf16x16(x + 48)));
-            a4 = _mm512_add_ps(a4, _mm512_mul_ps(pj, bf16x16(x + 64)));
-            a5 = _mm512_add_ps(a5, _mm512_mul_ps(pj, bf16x16(x + 80)));
-            a6 = _mm512_add_ps(a6, _mm512_mul_ps(pj, bf16x16(x + 96)));
-            a7 = _mm512_add_ps(a7, _mm512_mul_ps(pj, bf16x16(x + 112)));
+            __m512i w0 = _mm512_loadu_si512(x), w1 = _mm512_loadu_si512(x + 32), w2 = _mm512_loadu_si512(x + 64),
+                    w3 = _mm512_loadu_si512(x + 96);
+            e0 = _mm512_add_ps(e0, _mm512_mul_ps(pj, _mm512_castsi512_ps(_mm512_slli_epi32(w0, 16))));
+            o0 = _mm512_add_ps(o0, _mm512_mul_ps(pj, _mm512_castsi512_ps(_mm512_and_si512(w0, himask))));
+            e1 = _mm512_add_ps(e1, _mm512_mul_ps(pj, _mm512_castsi512_ps(_mm512_slli_epi32(w1, 16))));
+            o1 = _mm512_add_ps(o1, _mm512_mul_ps(pj, _mm512_castsi512_ps(_mm512_and_si512(w1, himask))));
+            e2 = _mm512_add_ps(e2, _mm512_mul_ps(pj, _mm512_castsi512_ps(_mm512_slli_epi32(w2, 16))));
+            o2 = _mm512_add_ps(o2, _mm512_mul_ps(pj, _mm512_castsi512_ps(_mm512_and_si512(w2, himask))));
+            e3 = _mm512_add_ps(e3, _mm512_mul_ps(pj, _mm512_castsi512_ps(_mm512_slli_epi32(w3, 16))));
+            o3 = _mm512_add_ps(o3, _mm512_mul_ps(pj, _mm512_castsi512_ps(_mm512_and_si512(w3, himask))));
         }
-        _mm512_storeu_ps(acc + i0, a0); _mm512_storeu_ps(acc + i0 + 16, a1); _mm512_storeu_ps(acc + i0 + 32, a2);
-        _mm512_storeu_ps(acc + i0 + 48, a3); _mm512_storeu_ps(acc + i0 + 64, a4); _mm512_storeu_ps(acc + i0 + 80, a5);
-        _mm512_storeu_ps(acc + i0 + 96, a6); _mm512_storeu_ps(acc + i0 + 112, a7);
+        e[0] = e0; e[1] = e1; e[2] = e2; e[3] = e3; o[0] = o0; o[1] = o1; o[2] = o2; o[3] = o3;
+        for (int b = 0; b < 4; b++) {
+            _mm512_storeu_ps(acc + i0 + 32 * b, _mm512_permutex2var_ps(e[b], lo, o[b]));
+            _mm512_storeu_ps(acc + i0 + 32 * b + 16, _mm512_permutex2var_ps(e[b], hi, o[b]));
+        }
     }
     for (; i0 < n; i0 += 16) {
         const __mmask16 k = n - i0 >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i0)) - 1u);
