@@ -155,3 +155,15 @@ check "chat /image FILE: attached to the next message (59 positions: both spans)
 check "chat /image: a missing file is reported and the chat goes on" 0 "^\\(/image: $tmp/none.png: cannot open: No such file or directory; the image was not attached\\)" -- cat "$tmp/chat-img.out"
 check "chat /history shows the image parts" 0 "^\\[3\\] user: \\[image $VL/stripes.jpg\\] and this\\?" -- cat "$tmp/chat-img.out"
 check "render --tokens on a model with a tower: the ids hold one placeholder per image, the count the expanded spans" 0 "^--- 10 tokens, 42 positions with the 2 image spans expanded$" -- "$BIN" render -m $CVL --messages "$tmp/img.json" --tokens
+# the DeepSeek-V4.1 prompt format (docs/encoding.md §10), chosen from the model's config.json (cli-vl is a V4.1)
+printf '[{"role": "system", "content": "You are a careful mathematician."}, {"role": "user", "content": "Prove that sqrt(2) is irrational."}]' > "$tmp/v41m.json"
+check "render --format v41 --think --effort 100: golden chat-v41/think_effort_100 byte-exact" 0 "^same$" -- sh -c "'$BIN' render --format v41 --think --effort 100 --messages '$tmp/v41m.json' | cmp -s - tests/golden/chat-v41/think_effort_100.output.txt && echo same"
+check "render -m (a V4.1 config): the V4.1 format, <｜System｜> + the default effort line" 0 "^<｜begin▁of▁sentence｜><｜System｜>Reasoning Effort: 75 \\(range 1-100" -- "$BIN" render -m $CVL --think --messages "$tmp/v41m.json"
+check "render -m (a V4.1 config) --effort 33" 0 "<｜System｜>Reasoning Effort: 33 \\(" -- "$BIN" render -m $CVL --think --effort 33 --messages "$tmp/v41m.json"
+check "render: a numeric --effort with the V4 format is refused" 1 "--effort 50: a numeric effort is a DeepSeek-V4.1 option" -- "$BIN" render --think --effort 50 --messages "$tmp/v41m.json"
+check "render --tokens -m (V4.1): <｜System｜> is one token (1017)" 0 "^0 1017 " -- sh -c "'$BIN' render -m $CVL --think --messages '$tmp/v41m.json' --tokens | tail -n 1"
+check "chat on a V4.1 model: thinking prompt with the effort line (--effort 7: 50 tokens for 'x')" 0 "^\\[turn 0: prompt 50 tokens" -- sh -c "printf 'x\n' | '$BIN' chat -m $CVL --effort 7 -n 1 -c 512 --temp 0 -v 2>&1"
+check "chat: --effort low on a V4 model is refused" 2 "--effort low is a DeepSeek-V4.1 level" -- sh -c "printf 'x\n' | '$BIN' chat -m models/nano-chat --effort low -n 1 2>&1"
+printf 'plan</think>\n\n<｜DSML｜ calls>\n<｜DSML｜ invoke name="f">\n<｜DSML｜ parameter name="a" string="false">1</｜DSML｜ parameter>\n</｜DSML｜ invoke>\n</｜DSML｜ calls>' > "$tmp/v41out.txt"
+check "parse --format v41: a V4.1 tool call" 0 '"arguments": "\{\\"a\\": 1\}"' -- sh -c "'$BIN' parse --think --format v41 < '$tmp/v41out.txt'"
+check "parse (V4): the V4.1 block stays content, with a warning" 0 "the DSML token" -- sh -c "'$BIN' parse --think < '$tmp/v41out.txt' 2>&1"

@@ -19,18 +19,19 @@ typedef struct {
     unsigned own;       /* families whose spelling this command uses with its own meaning (bench: lists) */
 } command;
 
-enum { F_MODEL = 1, F_SAMPLING = 2, F_NPRED = 4, F_CTX = 8, F_THINK = 16, F_THREADS = 32, F_BENCH = 64, F_IMAGE = 128 };
+enum { F_MODEL = 1, F_SAMPLING = 2, F_NPRED = 4, F_CTX = 8, F_THINK = 16, F_THREADS = 32, F_BENCH = 64, F_IMAGE = 128,
+       F_EFFORT = 256, F_FORMAT = 512 };
 
 static const command commands[] = {
     { "generate", dsv4_cli_generate, "-m M -p x", F_MODEL | F_SAMPLING | F_NPRED | F_CTX | F_THREADS | F_IMAGE, 0 },
-    { "chat", dsv4_cli_chat, "-m M", F_MODEL | F_SAMPLING | F_NPRED | F_CTX | F_THINK | F_THREADS | F_IMAGE, 0 },
+    { "chat", dsv4_cli_chat, "-m M", F_MODEL | F_SAMPLING | F_NPRED | F_CTX | F_THINK | F_THREADS | F_IMAGE | F_EFFORT, 0 },
     { "logits", dsv4_cli_logits, "-m M --tokens 1,2 --out o", F_MODEL | F_THREADS | F_IMAGE, 0 },
     { "info", dsv4_cli_info, "-m M", F_MODEL | F_THREADS, 0 },
     { "ppl", dsv4_cli_ppl, "-m M -f t", F_MODEL | F_THREADS, F_NPRED },
     { "tokenize", dsv4_cli_tokenize, "-m M", F_MODEL | F_THREADS, 0 },
     { "detokenize", dsv4_cli_detokenize, "-m M", F_MODEL | F_THREADS, 0 },
-    { "render", dsv4_cli_render, "--messages x", F_MODEL | F_THINK | F_THREADS | F_IMAGE, 0 },
-    { "parse", dsv4_cli_parse, "", F_THINK | F_THREADS, 0 },
+    { "render", dsv4_cli_render, "--messages x", F_MODEL | F_THINK | F_THREADS | F_IMAGE | F_EFFORT | F_FORMAT, 0 },
+    { "parse", dsv4_cli_parse, "", F_THINK | F_THREADS | F_FORMAT, 0 },
     { "bench", dsv4_cli_bench, "-m M", F_MODEL | F_BENCH, F_NPRED | F_CTX | F_THREADS },
     { "bench-tokenizer", dsv4_cli_tokbench, "--tokenizer t --corpus c", F_THREADS, 0 },
 };
@@ -86,6 +87,21 @@ static const vcase cases[] = {
     { F_THREADS, "-t 1025", 0, "option -t: '1025' is not an integer in [0, 1024]" },
     { F_THREADS, "-t 2.5", 0, "option -t: '2.5' is not an integer in [0, 1024]" },
     { F_THREADS, "--threads -1", 0, "option --threads: '-1' is not an integer in [0, 1024]" },
+    /* --effort: V4 names, V4.1 names and numbers 1..100 (which the model's format accepts is checked after loading) */
+    { F_EFFORT, "--effort none", 1, "--effort=none" },
+    { F_EFFORT, "--effort max", 1, "--effort=max" },
+    { F_EFFORT, "--effort=low", 1, "--effort=low" },
+    { F_EFFORT, "--effort 1", 1, "--effort=1" },
+    { F_EFFORT, "--effort 100", 1, "--effort=100" },
+    { F_EFFORT, "--effort 0", 0, "option --effort: '0' is not none, low, high, max or an integer in [1, 100]" },
+    { F_EFFORT, "--effort 101", 0, "option --effort: '101' is not none, low, high, max or an integer in [1, 100]" },
+    { F_EFFORT, "--effort 50.5", 0, "option --effort: '50.5' is not none, low, high, max or an integer in [1, 100]" },
+    { F_EFFORT, "--effort xhigh", 0, "option --effort: 'xhigh' is not none, low, high, max or an integer in [1, 100]" },
+    { F_EFFORT, "--effort", 0, "option --effort needs a value" },
+    /* --format: the prompt / DSML format (auto = from the model) */
+    { F_FORMAT, "--format v41", 1, "--format=v41" },
+    { F_FORMAT, "--format=auto", 1, "--format=auto" },
+    { F_FORMAT, "--format v5", 0, "option --format: 'v5' is not one of auto|v4|v41" },
     /* --image FILE: repeatable, kept in order */
     { F_IMAGE, "--image a.png", 1, "--image=a.png" },
     { F_IMAGE, "--image a.png --image=b.jpg", 1, "--image=a.png --image=b.jpg" },

@@ -667,16 +667,70 @@ static const char *special_needed[] = {
 };
 
 int cli_require_v4_tokens(const char *cmd, const dsv4_tokenizer *t, const char *where) {
+    return cli_require_chat_tokens(cmd, t, where, DSV4_FORMAT_V4);
+}
+
+int cli_require_chat_tokens(const char *cmd, const dsv4_tokenizer *t, const char *where, dsv4_chat_format fmt) {
     char missing[512] = "";
     int nmiss = 0;
-    for (size_t i = 0; i < sizeof special_needed / sizeof *special_needed; i++)
-        if (dsv4_token_id(t, special_needed[i]) < 0) {
+    size_t nsp = sizeof special_needed / sizeof *special_needed;
+    for (size_t i = 0; i < nsp + (fmt == DSV4_FORMAT_V41); i++) {
+        const char *sp = i < nsp ? special_needed[i] : "<\xEF\xBD\x9C" "System\xEF\xBD\x9C>";
+        if (dsv4_token_id(t, sp) < 0) {
             size_t l = strlen(missing);
-            snprintf(missing + l, sizeof missing - l, "%s%s", nmiss++ ? ", " : "", special_needed[i]);
+            snprintf(missing + l, sizeof missing - l, "%s%s", nmiss++ ? ", " : "", sp);
         }
+    }
     if (!nmiss) return 0;
-    cli_fail(cmd, "the tokenizer of %s lacks %d DeepSeek-V4 special token%s used by the chat prompt format: %s. "
-             "Without them a rendered conversation would be tokenized as plain text; use a DeepSeek-V4 "
-             "tokenizer.json (or `dsv4 generate` for plain text).", where, nmiss, nmiss > 1 ? "s" : "", missing);
+    cli_fail(cmd, "the tokenizer of %s lacks %d DeepSeek-%s special token%s used by the chat prompt format: %s. "
+             "Without them a rendered conversation would be tokenized as plain text; use a DeepSeek-%s "
+             "tokenizer.json (or `dsv4 generate` for plain text).", where, nmiss,
+             fmt == DSV4_FORMAT_V41 ? "V4.1" : "V4", nmiss > 1 ? "s" : "", missing,
+             fmt == DSV4_FORMAT_V41 ? "V4.1" : "V4");
     return 1;
+}
+
+int cli_parse_effort(const char *v, void *dst) {
+    cli_effort *e = dst;
+    static const char *const names[] = { "none", "high", "max", "low" };
+    for (int k = 0; k < 4; k++)
+        if (!strcmp(v, names[k])) { e->named = k; e->level = 0; return 0; }
+    int x = 0;
+    if (!*v || strlen(v) > 3) return -1;
+    for (const char *q = v; *q; q++) {
+        if (*q < '0' || *q > '9') return -1;
+        x = 10 * x + (*q - '0');
+    }
+    if (x < 1 || x > 100) return -1;
+    e->named = 0;
+    e->level = x;
+    return 0;
+}
+
+int cli_effort_apply(const char *cmd, const cli_effort *e, dsv4_render_opts *o) {
+    if (o->format == DSV4_FORMAT_V41) {
+        o->effort = DSV4_EFFORT_NONE;
+        o->effort_level = e->level ? e->level : e->named == 3 ? 50 : e->named == 2 ? 100 : 75;
+        return 0;
+    }
+    if (e->level)
+        return cli_fail(cmd, "--effort %d: a numeric effort is a DeepSeek-V4.1 option; this DeepSeek-V4 model takes "
+                        "none, high or max", e->level);
+    if (e->named == 3)
+        return cli_fail(cmd, "--effort low is a DeepSeek-V4.1 level; this DeepSeek-V4 model takes none, high or max");
+    o->effort = e->named == 2 ? DSV4_EFFORT_MAX : e->named == 1 ? DSV4_EFFORT_HIGH : DSV4_EFFORT_NONE;
+    o->effort_level = 0;
+    return 0;
+}
+
+int cli_chat_format(const char *cmd, const char *dir, int choice) {
+    if (choice == 1) return DSV4_FORMAT_V4;
+    if (choice == 2) return DSV4_FORMAT_V41;
+    if (!dir) return DSV4_FORMAT_V4;
+    char path[4096], err[1024];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    if (access(path, F_OK) != 0) return DSV4_FORMAT_V4;
+    dsv4_model_info info;
+    if (dsv4_config_info(dir, &info, err, sizeof err)) { cli_fail(cmd, "%s", err); return -1; }
+    return info.v41 ? DSV4_FORMAT_V41 : DSV4_FORMAT_V4;
 }

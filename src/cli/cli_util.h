@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <signal.h>
 #include "dsv4.h"
+#include "dsv4_chat.h"
 
 /* Read the whole file `path` ("-" = stdin) into a malloc'd buffer with a NUL byte appended (not counted in
  * *len; the content may itself contain NUL bytes — use *len). On failure prints one line
@@ -93,7 +94,9 @@ typedef struct {
 #define CLI_O_SEED(p, s)     { .names = "-s|--seed", .kind = CLI_U64, .dst = (p), .seen = (s) }
 #define CLI_O_THINK(p)       { .names = "--think|--thinking", .kind = CLI_FLAG, .dst = (p), .set = 1 }, \
                              { .names = "--nothink|--no-think|--chat", .kind = CLI_FLAG, .dst = (p), .set = 0 }
-#define CLI_O_EFFORT(p)      { .names = "--effort", .kind = CLI_CHOICE, .dst = (p), .choices = "none|high|max" }
+#define CLI_O_EFFORT(p)      { .names = "--effort", .kind = CLI_CUSTOM, .dst = (p), .parse = cli_parse_effort, \
+                               .what = "none, low, high, max or an integer in [1, 100]" }
+#define CLI_O_FORMAT(p)      { .names = "--format", .kind = CLI_CHOICE, .dst = (p), .choices = "auto|v4|v41" }
 #define CLI_O_TOKENIZER(p)   { .names = "--tokenizer", .kind = CLI_STR, .dst = (p) }
 #define CLI_O_END            { .names = NULL }
 
@@ -167,6 +170,24 @@ dsv4_tokenizer *cli_open_tokenizer(const char *cmd, const char *dir, const char 
  * tokenize a rendered conversation as plain text. Prints "dsv4 CMD: the tokenizer of WHERE lacks N DeepSeek-V4
  * special tokens used by the chat prompt format: ..." and returns 1 when any is missing; else 0. */
 int cli_require_v4_tokens(const char *cmd, const dsv4_tokenizer *t, const char *where);
+/* The same for the prompt format `fmt`: DeepSeek-V4.1 also needs "<｜System｜>" (docs/encoding.md §10). */
+int cli_require_chat_tokens(const char *cmd, const dsv4_tokenizer *t, const char *where, dsv4_chat_format fmt);
+
+/* --effort (docs/encoding.md §3.3, §10.2): a named level or, for DeepSeek-V4.1, a number. */
+typedef struct {
+    int named;   /* 0 none (not given), 1 high, 2 max, 3 low */
+    int level;   /* 1..100 when a number was given, else 0 */
+} cli_effort;
+/* CLI_CUSTOM parser of --effort into a cli_effort: "none", "low", "high", "max" or digits 1..100. */
+int cli_parse_effort(const char *v, void *dst);
+/* Set o->effort / o->effort_level from e for o->format. V4: none / high / max (low and numbers are refused: the V4
+ * encoder has no such level); V4.1: a number as is, low 50, high 75, max 100, none = the default 75
+ * (dsv4_v41_effort_of_name). Returns 0, or prints "dsv4 CMD: --effort ..." and returns 1. */
+int cli_effort_apply(const char *cmd, const cli_effort *e, dsv4_render_opts *o);
+/* The prompt format of the model in `dir` (config.json's model_type, through dsv4_config_info: V4.1 ->
+ * DSV4_FORMAT_V41), or `choice` when not 0 (1 = v4, 2 = v41: the --format option). dir NULL or without a
+ * config.json: DSV4_FORMAT_V4. Returns the format, or -1 after printing the config error. */
+int cli_chat_format(const char *cmd, const char *dir, int choice);
 
 /* Refuse a session size above the model's max_position_embeddings: prints
  * "dsv4 CMD: OPT N is above the model's max_position_embeddings M (config.json)" (OPT: the option that set the

@@ -1,7 +1,7 @@
 /* cli/cmd_chat.c — `dsv4 chat`: interactive multi-turn chat.
  *
  *   dsv4 chat -m DIR [--think|--no-think] [--temp T] [--top-p P] [--top-k K] [-s SEED] [-n N] [-c C]
- *             [--system TEXT] [--effort none|high|max] [--tools FILE.json] [--messages FILE.json] [--image FILE]... [-v]
+ *             [--system TEXT] [--effort none|low|high|max|N] [--tools FILE.json] [--messages FILE.json] [--image FILE]... [-v]
  *
  * Images (a model with a vision tower): --image FILE (repeatable) attaches to the first message, the command
  * /image FILE to the next one. Each file is decoded and encoded by the tower when given (errors at once, the message
@@ -52,7 +52,7 @@
 
 static const char *chat_usage =
     "usage: dsv4 chat -m DIR [--think|--no-think] [--temp T] [--top-p P] [--top-k K] [-s SEED] [-n N] [-c C]\n"
-    "                 [--system TEXT] [--effort none|high|max] [--tools FILE.json] [--messages FILE.json]\n"
+    "                 [--system TEXT] [--effort none|low|high|max|N] [--tools FILE.json] [--messages FILE.json]\n"
     "                 [--image FILE]... [-v]\n"
     "  one message per line; \"\"\" on a line opens/closes a multi-line message; a trailing \\ continues the line\n"
     "  commands: /reset /think /no-think /tool TEXT /image FILE /history /save FILE /help /quit; Ctrl-C stops a reply\n"
@@ -67,7 +67,8 @@ static const char *chat_usage =
     "  -n, --n-predict N      at most N tokens per reply, 0..16777216 (default 2048); alias --max-tokens\n"
     "  -c, --ctx-size C       session size in tokens, the whole conversation must fit (default 8192); alias --ctx\n"
     "  --system TEXT          system message at the start of the conversation\n"
-    "  --effort E             reasoning effort: none (default), high, max (max adds the effort block in thinking mode)\n"
+    "  --effort E             reasoning effort: V4: none (default), high, max (max adds the effort block in thinking\n"
+    "                         mode); V4.1 (chosen from the model): an integer 1..100, or low 50, high 75 (default), max 100\n"
     "  --tools FILE.json      tools the model may call: [{\"type\": \"function\", \"function\": {...}}, ...] or\n"
     "                         {\"tools\": [...]}; answer a call with /tool TEXT\n"
     "  --messages FILE.json   resume a conversation (a message array, or {\"messages\": [...], \"tools\": [...]} as\n"
@@ -166,7 +167,9 @@ typedef struct {
     dsv4_checkpoint *snap; /* checkpoint of the session after a prefix of ev: snap_n tokens (0 = none) */
     dsv4_sampler *smp;
     float *logits;
-    int vocab, ctx, max_tokens, think, verbose, eos_id, eos_cfg, effort;
+    int vocab, ctx, max_tokens, think, verbose, eos_id, eos_cfg;
+    cli_effort effort;        /* --effort as given */
+    dsv4_render_opts ro;      /* format and effort (from the model and --effort); thinking is set per prompt */
     const char *system;
     cJSON *hist;          /* array of messages */
     cJSON *tools;         /* array of tools, or NULL */
@@ -242,7 +245,8 @@ static dsv4_prompt *prompt_tokens(chat_t *c, cJSON *hist, char *err) {
     size_t plen = 0;
     dsv4_chat_image *parts = NULL;
     int nparts = 0, n = 0;
-    dsv4_render_opts ro = { .thinking = c->think, .effort = (dsv4_effort)c->effort };
+    dsv4_render_opts ro = c->ro;
+    ro.thinking = c->think;
     int rc = dsv4_chat_render_images(json, strlen(json), &ro, &prompt, &plen, &parts, &nparts, err, ERRLEN);
     free(json);
     if (rc) return NULL;
@@ -337,7 +341,7 @@ static int chat_turn(chat_t *c) {
     double t1 = cli_now();
 
     dsv4_parser *p = dsv4_parser_new(c->think);
-    if (!p) { fprintf(stderr, "dsv4 chat: out of memory\n"); return -1; }
+    if (!p || dsv4_parser_set_format(p, c->ro.format)) { dsv4_parser_free(p); fprintf(stderr, "dsv4 chat: out of memory\n"); return -1; }
     dsv4_parser_set_id_seed(p, (uint64_t)c->turn);
     out_state o = { .tty = isatty(STDOUT_FILENO), .last_nl = 1 };
     dsv4_detok_stream st = {0};
@@ -686,10 +690,13 @@ int dsv4_cli_chat(int argc, char **argv) {
     if (imgs.n && cli_require_vision("chat", c.m, dir)) goto done;
     c.tok = dsv4_model_tokenizer(c.m);
     if (!c.tok) { cli_fail("chat", "%s has no tokenizer.json", dir); goto done; }
-    if (cli_require_v4_tokens("chat", c.tok, dir)) goto done;
-    if (cli_check_ctx("chat", "-c", c.m, c.ctx)) { status = 2; goto done; }
     dsv4_model_info info;
     dsv4_model_get_info(c.m, &info);
+    /* the prompt format follows the model (docs/encoding.md §10) */
+    c.ro.format = info.v41 ? DSV4_FORMAT_V41 : DSV4_FORMAT_V4;
+    if (cli_require_chat_tokens("chat", c.tok, dir, c.ro.format)) goto done;
+    if (cli_effort_apply("chat", &c.effort, &c.ro)) { status = 2; goto done; }
+    if (cli_check_ctx("chat", "-c", c.m, c.ctx)) { status = 2; goto done; }
     c.vocab = info.vocab_size;
     c.eos_cfg = info.eos_token_id;
     c.eos_id = dsv4_token_id(c.tok, "<\xEF\xBD\x9C" "end\xE2\x96\x81" "of\xE2\x96\x81" "sentence\xEF\xBD\x9C>");

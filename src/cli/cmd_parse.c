@@ -1,5 +1,6 @@
-/* cli/cmd_parse.c — `dsv4 parse [--thinking] [--strict]`: parse DeepSeek-V4 model output (stdin) into an
- * OpenAI-style assistant message (stdout, JSON). Parser: include/dsv4_parse.h (docs/encoding.md §4.5).
+/* cli/cmd_parse.c — `dsv4 parse [--thinking] [--strict] [--format auto|v4|v41]`: parse DeepSeek-V4 model output
+ * (stdin) into an OpenAI-style assistant message (stdout, JSON). Parser: include/dsv4_parse.h (docs/encoding.md
+ * §4.5); --format v41: DeepSeek-V4.1's DSML spelling (§10.4; auto = v4, there is no model to ask).
  *
  * Output: {"role": "assistant", "content": STRING or null (null only when empty and tool calls exist),
  *          "reasoning_content": STRING (thinking mode only),
@@ -16,9 +17,10 @@
 #include <string.h>
 
 static const char *parse_usage =
-    "usage: dsv4 parse [--think] [--strict]   (model output on stdin; JSON message on stdout)\n"
+    "usage: dsv4 parse [--think] [--strict] [--format auto|v4|v41]   (model output on stdin; JSON message on stdout)\n"
     "  --think     the prompt ended with <think>: output starts with reasoning_content up to </think>\n"
     "  --strict    exit 1 if the output was not well-formed (warnings are printed either way)\n"
+    "  --format F  the DSML spelling: v4 (auto, the default) or v41 (DeepSeek-V4.1: <｜DSML｜ calls> ...)\n"
     "  invalid UTF-8 in the output is written as U+FFFD in the JSON (with a warning)\n";
 
 /* Write the OpenAI-shaped message for a parse result as indented JSON; counts replaced sequences. */
@@ -48,14 +50,18 @@ static void print_message(FILE *f, const dsv4_parse_result *r, size_t *nrep) {
 }
 
 int dsv4_cli_parse(int argc, char **argv) {
-    int thinking = 0, strict = 0;
+    int thinking = 0, strict = 0, fmt = 0;
     const cli_opt opts[] = { CLI_O_THINK(&thinking), { .names = "--strict", .kind = CLI_FLAG, .dst = &strict, .set = 1 },
-                             CLI_O_END };
+                             CLI_O_FORMAT(&fmt), CLI_O_END };
     int prc = cli_parse("parse", parse_usage, opts, argc, argv);
     if (prc) return prc < 0 ? 0 : prc;
     if (cli_parse_only) return 0;
     dsv4_parser *p = dsv4_parser_new(thinking);
-    if (!p) { fprintf(stderr, "dsv4 parse: out of memory\n"); return 1; }
+    if (!p || dsv4_parser_set_format(p, fmt == 2 ? DSV4_FORMAT_V41 : DSV4_FORMAT_V4)) {
+        dsv4_parser_free(p);
+        fprintf(stderr, "dsv4 parse: out of memory\n");
+        return 1;
+    }
     char buf[1 << 16];
     size_t n;
     while ((n = fread(buf, 1, sizeof buf, stdin)) > 0)

@@ -1,7 +1,10 @@
 /* cli/cmd_render.c — `dsv4 render`: print the exact DeepSeek-V4 prompt for a chat request.
  *
- *   dsv4 render [-m DIR | --tokenizer FILE] --messages FILE.json [--thinking] [--effort none|high|max]
- *               [--keep-thinking] [--no-bos] [--context FILE.json] [--tokens]
+ *   dsv4 render [-m DIR | --tokenizer FILE] --messages FILE.json [--thinking] [--effort none|low|high|max|N]
+ *               [--format auto|v4|v41] [--keep-thinking] [--no-bos] [--context FILE.json] [--tokens]
+ *
+ * The prompt format is DeepSeek-V4.1's (docs/encoding.md §10) when -m DIR holds a V4.1 config.json (or with
+ * --format v41), else V4's; --effort N (1..100) and low are V4.1 levels.
  *
  * FILE.json is an array of messages or an OpenAI-style request {"messages": [...], "tools": [...],
  * "response_format": ...} ("-" = stdin). The prompt is written to stdout byte-exactly (no newline added).
@@ -28,11 +31,13 @@
 #include <unistd.h>
 
 static const char *render_usage =
-    "usage: dsv4 render [-m DIR | --tokenizer FILE] --messages FILE.json [--think] [--effort none|high|max]\n"
-    "                   [--keep-thinking] [--no-bos] [--context FILE.json] [--tokens]\n"
+    "usage: dsv4 render [-m DIR | --tokenizer FILE] --messages FILE.json [--think] [--effort none|low|high|max|N]\n"
+    "                   [--format auto|v4|v41] [--keep-thinking] [--no-bos] [--context FILE.json] [--tokens]\n"
     "  --messages FILE   array of messages, or {\"messages\": [...], \"tools\": [...], \"response_format\": ...}; - = stdin\n"
     "  --think           thinking mode (prompt ends <｜Assistant｜><think>); default chat mode (ends </think>)\n"
-    "  --effort E        reasoning effort: none (default), high, max (max adds the effort block in thinking mode)\n"
+    "  --effort E        reasoning effort: V4: none (default), high, max (max adds the effort block in thinking mode);\n"
+    "                    V4.1: an integer 1..100 or low 50, high 75 (the default), max 100 (thinking mode only)\n"
+    "  --format F        prompt format: auto (default: V4.1 when -m DIR holds a DeepSeek-V4.1 config), v4, v41\n"
     "  --keep-thinking   drop_thinking=False: keep reasoning_content of earlier assistant turns\n"
     "  --no-bos          do not write <｜begin▁of▁sentence｜>\n"
     "  --context FILE    messages already encoded before these (not rendered; affect merging and transitions)\n"
@@ -44,12 +49,14 @@ static const char *render_usage =
 
 int dsv4_cli_render(int argc, char **argv) {
     const char *dir = NULL, *tokfile = NULL, *msgfile = NULL, *ctxfile = NULL;
-    int want_tokens = 0, thinking = 0, effort = 0, keep = 0, nobos = 0;
+    int want_tokens = 0, thinking = 0, keep = 0, nobos = 0, fmt_choice = 0;
+    cli_effort effort = { 0, 0 };
     dsv4_render_opts o = { 0 };
     cli_image_list imgs = { .n = 0 };
     const cli_opt opts[] = {
         CLI_O_IMAGE(&imgs),
         CLI_O_MODEL(&dir), CLI_O_TOKENIZER(&tokfile), CLI_O_THINK(&thinking), CLI_O_EFFORT(&effort),
+        CLI_O_FORMAT(&fmt_choice),
         { .names = "--messages", .kind = CLI_STR, .dst = &msgfile },
         { .names = "--context", .kind = CLI_STR, .dst = &ctxfile },
         { .names = "--keep-thinking", .kind = CLI_FLAG, .dst = &keep, .set = 1 },
@@ -59,7 +66,7 @@ int dsv4_cli_render(int argc, char **argv) {
     };
     int prc = cli_parse("render", render_usage, opts, argc, argv);
     if (prc) return prc < 0 ? 0 : prc;
-    o.thinking = thinking; o.effort = (dsv4_effort)effort; o.keep_thinking = keep; o.no_bos = nobos;
+    o.thinking = thinking; o.keep_thinking = keep; o.no_bos = nobos;
     if (!msgfile) { fprintf(stderr, "dsv4 render: --messages FILE is required (dsv4 render -h lists the options)\n"); return 2; }
     if (want_tokens && !dir && !tokfile) {
         fprintf(stderr, "dsv4 render: --tokens needs -m DIR or --tokenizer FILE\n");
@@ -70,6 +77,10 @@ int dsv4_cli_render(int argc, char **argv) {
         return 2;
     }
     if (cli_parse_only) return 0;
+    int fmt = cli_chat_format("render", dir, fmt_choice);
+    if (fmt < 0) return 1;
+    o.format = (dsv4_chat_format)fmt;
+    if (cli_effort_apply("render", &effort, &o)) return 1;
 
     /* the tokenizer first: with -m it must have the V4 special tokens (as chat requires), and nothing is printed
      * before every input has been checked */
@@ -80,7 +91,7 @@ int dsv4_cli_render(int argc, char **argv) {
     if (tokfile || (dir && (want_tokens || access(tpath, F_OK) == 0))) {
         t = cli_open_tokenizer("render", dir, tokfile);
         if (!t) return 1;
-        if (cli_require_v4_tokens("render", t, tokfile ? tokfile : dir) != 0) { dsv4_tokenizer_free(t); return 1; }
+        if (cli_require_chat_tokens("render", t, tokfile ? tokfile : dir, o.format) != 0) { dsv4_tokenizer_free(t); return 1; }
     }
     size_t len = 0, clen = 0;
     char *req = cli_read_file("render", msgfile, &len);

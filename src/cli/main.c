@@ -25,11 +25,11 @@ static const char *usage_text =
     "  detokenize (-m DIR | --tokenizer FILE) [--ids \"ID ID ...\"]\n"
     "  bench    -m DIR [--twin DIR] [-t LIST] [--ctx LIST] [--prefill LIST] [-n N] [--csv FILE]\n"
     "  bench-tokenizer --tokenizer FILE --corpus FILE [--min-time S] [--lines]\n"
-    "  render   [-m DIR | --tokenizer FILE] --messages FILE.json [--thinking] [--effort none|high|max]\n"
-    "           [--keep-thinking] [--no-bos] [--context FILE.json] [--tokens]\n"
-    "  parse    [--thinking] [--strict]      (model output on stdin -> message JSON)\n"
+    "  render   [-m DIR | --tokenizer FILE] --messages FILE.json [--thinking] [--effort none|low|high|max|N]\n"
+    "           [--format auto|v4|v41] [--keep-thinking] [--no-bos] [--context FILE.json] [--tokens]\n"
+    "  parse    [--thinking] [--strict] [--format v4|v41]   (model output on stdin -> message JSON)\n"
     "  chat     -m DIR [--think|--no-think] [--temp T] [--top-p P] [--top-k K] [-s SEED] [-n N] [-c C]\n"
-    "           [--system TEXT] [--effort none|high|max] [--tools FILE.json] [--messages FILE.json] [-v]\n"
+    "           [--system TEXT] [--effort none|low|high|max|N] [--tools FILE.json] [--messages FILE.json] [-v]\n"
     "  serve    -m DIR [--host H] [--port P] [-c N] [--parallel N] [--api-key KEY]   (HTTP API, docs/server.md)\n"
     "  help [COMMAND]                         (the options of one command; also dsv4 COMMAND -h)\n";
 

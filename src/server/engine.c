@@ -293,7 +293,10 @@ static void slot_start(srv_engine *e, slot_t *sl, srv_job *j, int reuse, int res
     sl->limit = j->max_tokens > 0 && j->max_tokens < room ? j->max_tokens : room;
     if (dsv4_sampler_new(&sl->smp, e->V, &j->sp, err, sizeof err)) { slot_fail(e, sl, "sampler", err); return; }
     if (j->mode >= 0) {
-        if (!(sl->parser = dsv4_parser_new(j->mode))) { slot_fail(e, sl, "parser", "out of memory"); return; }
+        if (!(sl->parser = dsv4_parser_new(j->mode)) || dsv4_parser_set_format(sl->parser, srv_engine_format(e))) {
+            slot_fail(e, sl, "parser", "out of memory");
+            return;
+        }
         dsv4_parser_set_id_seed(sl->parser, j->id_seed);
     }
     pthread_mutex_lock(&j->mu);
@@ -342,9 +345,11 @@ static void slot_step(srv_engine *e, slot_t *sl) {
 }
 
 /* Append output bytes to the slot's tail and note the closing tag of a DSML tool-call block. */
-static void call_tail(slot_t *sl, const char *p, size_t n) {
-    static const char close_tag[] = "</\xef\xbd\x9c" "DSML\xef\xbd\x9ctool_calls>";
-    const size_t cl = sizeof close_tag - 1, cap = sizeof sl->tail;
+static void call_tail(slot_t *sl, int v41, const char *p, size_t n) {
+    /* the block's closing tag in V4 / V4.1 spelling (docs/encoding.md §4.2, §10.1) */
+    static const char close_v4[] = "</\xef\xbd\x9c" "DSML\xef\xbd\x9ctool_calls>", close_v41[] = "</\xef\xbd\x9c" "DSML\xef\xbd\x9c calls>";
+    const char *close_tag = v41 ? close_v41 : close_v4;
+    const size_t cl = strlen(close_tag), cap = sizeof sl->tail;
     for (size_t i = 0; i < n; i++) {
         if ((size_t)sl->ntail == cap) { memmove(sl->tail, sl->tail + 1, cap - 1); sl->ntail--; }
         sl->tail[sl->ntail++] = p[i];
@@ -383,7 +388,7 @@ static int32_t decode_sample(srv_engine *e, slot_t *sl) {
     int k = dsv4_detok_next(e->tok, &sl->st, t, piece, sizeof piece);
     if (k > 0) {
         text_in(sl, piece, (size_t)k);
-        if (sl->nforce > 0 && !sl->call_closed) call_tail(sl, piece, (size_t)k);
+        if (sl->nforce > 0 && !sl->call_closed) call_tail(sl, e->v41, piece, (size_t)k);
     }
     if (sl->stopped) { slot_finish(e, sl, SRV_FIN_STOP, NULL); return -1; }
     if (sl->gen >= sl->limit) { slot_finish(e, sl, SRV_FIN_LENGTH, NULL); return -1; }
@@ -585,6 +590,7 @@ int srv_engine_submit(srv_engine *e, srv_job *j) {
 
 const dsv4_tokenizer *srv_engine_tokenizer(const srv_engine *e) { return e->tok; }
 const dsv4_model *srv_engine_model(const srv_engine *e) { return e->m; }
+dsv4_chat_format srv_engine_format(const srv_engine *e) { return e->v41 ? DSV4_FORMAT_V41 : DSV4_FORMAT_V4; }
 int64_t srv_engine_max_image_pixels(const srv_engine *e) {
     return e->cfg.max_image_pixels > 0 ? e->cfg.max_image_pixels : SRV_MAX_IMAGE_PIXELS;
 }

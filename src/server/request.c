@@ -4,7 +4,9 @@
  *
  * Mapping (docs/encoding.md §6, DeepSeek's public API): thinking is on unless `thinking: {type: "disabled"}`
  * or reasoning_effort "none"; reasoning_effort minimal/low/medium/high/xhigh -> high, max/ultra -> max (only
- * max changes the prompt). Role "developer" is rendered as "system" (OpenAI's meaning; DeepSeek's own developer
+ * max changes the prompt). A DeepSeek-V4.1 model (docs/encoding.md §10) gets its own format, and an effort that is
+ * an integer 1..100 as is, or named: minimal/low -> 50, medium/high/xhigh -> 75, max/ultra -> 100 (DeepSeek's V4.1
+ * table is low 50, high 75, max 100; absent = 75); an integer effort for a V4 model is a 400. Role "developer" is rendered as "system" (OpenAI's meaning; DeepSeek's own developer
  * role is internal). Content given as a list of parts must be text parts; they are joined.
  *
  * Images (issue 11 item 5; docs/server.md "Images"): a user or tool message's content list may hold image parts
@@ -291,7 +293,16 @@ int srv_render_tokens(srv_engine *eng, const cJSON *messages, const cJSON *tools
     char *json = cJSON_PrintUnformatted(req);
     cJSON_Delete(req);
     if (!json) return srv_err(e, 500, "server_error", NULL, NULL, "out of memory");
-    dsv4_render_opts ro = { .thinking = g->thinking, .effort = g->effort };
+    dsv4_render_opts ro = { .thinking = g->thinking, .effort = g->effort, .format = srv_engine_format(eng) };
+    if (ro.format == DSV4_FORMAT_V41) {
+        ro.effort = DSV4_EFFORT_NONE;
+        ro.effort_level = g->effort_level ? g->effort_level : g->effort_v41;
+    } else if (g->effort_level) {
+        free(json);
+        return srv_err(e, 400, IRE, "invalid_value", "reasoning_effort", "a numeric reasoning effort (%d) is a "
+                       "DeepSeek-V4.1 option; this DeepSeek-V4 model takes none, minimal, low, medium, high, xhigh or max",
+                       g->effort_level);
+    }
     char *prompt = NULL, err[512];
     size_t plen = 0;
     dsv4_chat_image *parts = NULL;
@@ -354,13 +365,30 @@ int srv_parse_stop(const cJSON *v, const char *param, srv_gen *g, srv_error *e) 
 
 int srv_parse_effort(const cJSON *v, const char *param, srv_gen *g, srv_error *e) {
     if (!v || cJSON_IsNull(v)) return 0;
-    if (!cJSON_IsString(v)) return srv_err(e, 400, IRE, "invalid_type", param, "'%s' must be a string", param);
+    if (cJSON_IsNumber(v)) {   /* DeepSeek-V4.1's numeric effort (docs/encoding.md §10.2) */
+        double x = v->valuedouble;
+        if (!(x >= 1 && x <= 100) || x != (int)x)
+            return srv_err(e, 400, IRE, "invalid_value", param, "'%s' must be an integer in 1..100 or a level name", param);
+        g->effort_level = (int)x;
+        return 0;
+    }
+    if (!cJSON_IsString(v)) return srv_err(e, 400, IRE, "invalid_type", param, "'%s' must be a string or an integer", param);
     const char *s = v->valuestring;
     if (!strcmp(s, "none")) { g->thinking = 0; return 0; }
     static const char *high[] = {"minimal", "low", "medium", "high", "xhigh"};
-    for (size_t i = 0; i < sizeof high / sizeof *high; i++) if (!strcmp(s, high[i])) { g->effort = DSV4_EFFORT_HIGH; return 0; }
-    if (!strcmp(s, "max") || !strcmp(s, "ultra")) { g->effort = DSV4_EFFORT_MAX; return 0; }
-    return srv_err(e, 400, IRE, "invalid_value", param, "'%s' is '%s'; use none, minimal, low, medium, high, xhigh or max", param, s);
+    for (size_t i = 0; i < sizeof high / sizeof *high; i++)
+        if (!strcmp(s, high[i])) {
+            g->effort = DSV4_EFFORT_HIGH;
+            g->effort_v41 = dsv4_v41_effort_of_name(i < 2 ? "low" : "high");
+            return 0;
+        }
+    if (!strcmp(s, "max") || !strcmp(s, "ultra")) {
+        g->effort = DSV4_EFFORT_MAX;
+        g->effort_v41 = dsv4_v41_effort_of_name("max");
+        return 0;
+    }
+    return srv_err(e, 400, IRE, "invalid_value", param, "'%s' is '%s'; use none, minimal, low, medium, high, xhigh, max "
+                   "or (DeepSeek-V4.1) an integer in 1..100", param, s);
 }
 
 int srv_parse_sampling(const cJSON *req, srv_gen *g, srv_error *e) {
@@ -455,10 +483,12 @@ srv_job *srv_submit(srv_engine *eng, int32_t *toks, int n, srv_gen *g, srv_error
     j->ignore_eos = g->ignore_eos;
     if (g->tool_force) {   /* the DSML opening of a tool call (docs/encoding.md, DSML), the name when one is named */
         char buf[256];
-        if (g->tool_force == 2)
-            snprintf(buf, sizeof buf, "\n\n<\xef\xbd\x9c" "DSML\xef\xbd\x9ctool_calls>\n<\xef\xbd\x9c" "DSML\xef\xbd\x9cinvoke name=\"%s\">\n",
-                     g->tool_name);
-        else snprintf(buf, sizeof buf, "\n\n<\xef\xbd\x9c" "DSML\xef\xbd\x9ctool_calls>\n<\xef\xbd\x9c" "DSML\xef\xbd\x9cinvoke name=\"");
+        /* the V4 or V4.1 spelling (docs/encoding.md §4.2, §10.1) */
+        const char *open = srv_engine_format(eng) == DSV4_FORMAT_V41
+            ? "\n\n<\xef\xbd\x9c" "DSML\xef\xbd\x9c calls>\n<\xef\xbd\x9c" "DSML\xef\xbd\x9c invoke name=\""
+            : "\n\n<\xef\xbd\x9c" "DSML\xef\xbd\x9ctool_calls>\n<\xef\xbd\x9c" "DSML\xef\xbd\x9cinvoke name=\"";
+        if (g->tool_force == 2) snprintf(buf, sizeof buf, "%s%s\">\n", open, g->tool_name);
+        else snprintf(buf, sizeof buf, "%s", open);
         if (!(j->force_text = strdup(buf))) {
             srv_job_release(j);
             srv_err(e, 500, "server_error", NULL, NULL, "out of memory");

@@ -117,6 +117,8 @@ void srv_engine_free(srv_engine *e);
 int srv_engine_submit(srv_engine *e, srv_job *j);
 const dsv4_tokenizer *srv_engine_tokenizer(const srv_engine *e);
 const dsv4_model *srv_engine_model(const srv_engine *e);
+/* The prompt format of the engine's model: DSV4_FORMAT_V41 for a DeepSeek-V4.1 model, else DSV4_FORMAT_V4. */
+dsv4_chat_format srv_engine_format(const srv_engine *e);
 int64_t srv_engine_max_image_pixels(const srv_engine *e);
 int srv_engine_ctx(const srv_engine *e);
 int srv_engine_vocab(const srv_engine *e);
@@ -174,7 +176,9 @@ char *srv_metrics_text(srv_engine *e);
 /* ------------------------------------------------------------------ common request form (request.c) */
 typedef struct {
     int thinking;                    /* 1 thinking, 0 chat */
-    dsv4_effort effort;
+    dsv4_effort effort;              /* DeepSeek-V4: a named effort (docs/encoding.md §3.3) */
+    int effort_level;                /* an integer effort 1..100 (DeepSeek-V4.1 only), 0 = not given */
+    int effort_v41;                  /* the V4.1 level of a named effort (low 50, high 75, max 100), 0 = none named */
     int max_tokens;                  /* 0 = up to the context */
     dsv4_sampler_params sp;
     char **stop; int n_stop;         /* owned until moved into the job */
@@ -212,7 +216,9 @@ int srv_check_messages(cJSON *messages, srv_error *e);
 int srv_parse_sampling(const cJSON *req, srv_gen *g, srv_error *e);
 /* Parse "stop" (string or array of strings, at most 16) into g. */
 int srv_parse_stop(const cJSON *v, const char *param, srv_gen *g, srv_error *e);
-/* reasoning_effort / reasoning.effort values -> (thinking, effort); returns -1 with e on an unknown value. */
+/* reasoning_effort / reasoning.effort values -> (thinking, effort, effort_level, effort_v41); a string level, or an
+ * integer 1..100 (DeepSeek-V4.1: docs/encoding.md §10.2; refused at render time for a V4 model); returns -1 with e
+ * on an unknown value. */
 int srv_parse_effort(const cJSON *v, const char *param, srv_gen *g, srv_error *e);
 /* Build, submit and hand back a job for prompt tokens; checks the context. Returns NULL with e (503 queue full). */
 srv_job *srv_submit(srv_engine *eng, int32_t *toks, int n, srv_gen *g, srv_error *e);

@@ -1,6 +1,7 @@
 /* tests/fuzz/fuzz_parse.c — libFuzzer harness: the model-output parser (src/chat/parse.c, include/dsv4_parse.h).
  *
- * Input: byte 0 = mode (bit 0: thinking mode), byte 1 = split seed, the rest = model output (any bytes).
+ * Input: byte 0 = mode (bit 0: thinking mode; bit 1: DeepSeek-V4.1 format, dsv4_parser_set_format), byte 1 = split
+ * seed, the rest = model output (any bytes).
  * Properties: no crash, leak or UB; the result is identical for every split of the stream (one-shot
  * dsv4_parse_text, byte-by-byte feeding, and random chunks drawn from the seed, each with dsv4_parser_close
  * and dsv4_parser_finish); for each streamed run the concatenated reasoning / content deltas equal the result's
@@ -96,10 +97,11 @@ static void free_events(events *e) {
 }
 
 /* Feed text in chunks: chunk length 1 when step == 1, else drawn from rng in [1, 1 + max]. */
-static void streamed(const char *text, size_t len, int thinking, fuzz_rng *rng, size_t max, dsv4_parse_result *out,
-                     events *ev) {
+static void streamed(const char *text, size_t len, int thinking, dsv4_chat_format fmt, fuzz_rng *rng, size_t max,
+                     dsv4_parse_result *out, events *ev) {
     dsv4_parser *p = dsv4_parser_new(thinking);
     FUZZ_CHECK(p, "parser_new failed");
+    FUZZ_CHECK(dsv4_parser_set_format(p, fmt) == 0, "set_format failed");
     size_t i = 0;
     while (i < len) {
         size_t k = rng ? 1 + (size_t)(fuzz_next(rng) % (max + 1)) : 1;
@@ -116,12 +118,13 @@ static void streamed(const char *text, size_t len, int thinking, fuzz_rng *rng, 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 2) return 0;
     const int thinking = data[0] & 1;
+    const dsv4_chat_format fmt = data[0] & 2 ? DSV4_FORMAT_V41 : DSV4_FORMAT_V4;
     fuzz_rng rng = {data[1] * 0x100000001ull + size};
     const char *text = (const char *)data + 2;
     const size_t len = size - 2;
 
     dsv4_parse_result whole;
-    FUZZ_CHECK(dsv4_parse_text(text, len, thinking, &whole) == 0, "parse_text failed");
+    FUZZ_CHECK(dsv4_parse_text_format(text, len, thinking, fmt, &whole) == 0, "parse_text failed");
     FUZZ_CHECK(whole.reasoning_content && whole.content, "NULL fields");
     FUZZ_CHECK(whole.reasoning_content[whole.reasoning_len] == 0 && whole.content[whole.content_len] == 0,
                "fields not NUL-terminated");
@@ -146,7 +149,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     for (int r = 0; r < 3; r++) {
         dsv4_parse_result part;
         events ev = {0};
-        streamed(text, len, thinking, r ? &rng : NULL, runs[r].max, &part, &ev);
+        streamed(text, len, thinking, fmt, r ? &rng : NULL, runs[r].max, &part, &ev);
         expect_same(&whole, &part, runs[r].how);
         expect_events(&ev, &part, runs[r].how);
         dsv4_parse_result_free(&part);

@@ -126,6 +126,20 @@ for k, (mode, text) in parse.items():
 put("fuzz_parse", "regress_nul_args", bytes([0, 9]) + (block(call("g", [("a", "1}\0x", False)])) + EOS).encode())
 put("fuzz_parse", "invalid_bytes", b"\x00\x07a\xff\xfe<\xef\xbd\x9c" + EOS.encode()[:5])
 
+
+# DeepSeek-V4.1 output (mode bit 1; docs/encoding.md §10.4): the tags with a space, block " calls"
+def v41(text):
+    return text.replace(D + "tool_calls", D + " calls").replace(D + "invoke", D + " invoke").replace(
+        D + "parameter", D + " parameter")
+
+
+for k in ("thinking_tool", "two_calls", "bad_json", "malformed", "cut"):
+    mode, text = parse[k]
+    put("fuzz_parse", "v41_" + k, bytes([mode | 2, len(k)]) + v41(text).encode("utf-8"))
+# a V4-spelled block in V4.1 mode (content) and the reverse
+put("fuzz_parse", "v41_v4_block", bytes([3, 5]) + parse["thinking_tool"][1].encode("utf-8"))
+put("fuzz_parse", "v4_v41_block", bytes([1, 5]) + v41(parse["thinking_tool"][1]).encode("utf-8"))
+
 # ---------------------------------------------------------------- prompt renderer (byte 0 options, JSON)
 def msgs(m):
     return json.dumps(m, ensure_ascii=False)

@@ -144,6 +144,8 @@ fi
 
 # Anthropic Messages and OpenAI Responses (shapes; the SDK tests in tests/server/sdk.mjs go further)
 if srv_start apis; then
+    check "serve: a numeric reasoning_effort on a DeepSeek-V4 model is a 400 (a V4.1 option)" 0 'DeepSeek-V4.1 option.*"param":"reasoning_effort".*HTTP 400' -- \
+        post /v1/chat/completions '{"messages":[{"role":"user","content":"x"}],"max_tokens":1,"reasoning_effort":50}'
     check "serve: /v1/messages non-stream" 0 '"type":"message","role":"assistant".*"content":\[\{"type":"text","text":"[^"]+"\}\],"stop_reason":"max_tokens".*"cache_read_input_tokens":[0-9]+' -- \
         post /v1/messages '{"model":"nano","max_tokens":6,"system":"Be brief.","messages":[{"role":"user","content":"ROMEO:"}],"temperature":0}'
     check "serve: /v1/messages stream: the Anthropic event sequence" 0 '^message_start content_block_start (content_block_delta )+content_block_stop message_delta message_stop $' -- \
@@ -365,6 +367,14 @@ vlmsg() { printf '{"role":"user","content":[{"type":"text","text":"ROMEO: what i
 vlreq() { printf '{"messages":[%s],"max_tokens":1,"temperature":0,"thinking":{"type":"disabled"},"logprobs":true}' "$(vlmsg "$1" "$2")"; }
 vlnext() { printf '{"messages":[%s,{"role":"assistant","content":"x"},{"role":"user","content":"and then?"}],"max_tokens":1,"temperature":0,"thinking":{"type":"disabled"}}' "$(vlmsg "$1" "$2")"; }
 if srv_start vl; then
+    # the V4.1 prompt format (docs/encoding.md §10): thinking mode writes "<｜System｜>" + "Reasoning Effort: N (...)";
+    # "x" is 50 tokens with a one-digit effort, 51 with two digits (the default 75, low 50), 52 with 100
+    V41E() { printf '{"messages":[{"role":"user","content":"x"}],"max_tokens":1,"temperature":0,"reasoning_effort":%s}' "$1"; }
+    check "serve V4.1: reasoning_effort 7 (an integer: one digit in the effort line, 50 tokens)" 0 '"prompt_tokens":50,.*HTTP 200' -- post /v1/chat/completions "$(V41E 7)"
+    check "serve V4.1: reasoning_effort max = 100 (52 tokens)" 0 '"prompt_tokens":52,.*HTTP 200' -- post /v1/chat/completions "$(V41E '"max"')"
+    check "serve V4.1: reasoning_effort 101 is a 400" 0 '"param":"reasoning_effort".*HTTP 400' -- post /v1/chat/completions "$(V41E 101)"
+    check "serve V4.1: tool_choice required forces the V4.1 DSML opening" 0 'DSML｜ calls>.*HTTP 200' -- \
+        post /v1/chat/completions '{"messages":[{"role":"user","content":"x"}],"max_tokens":12,"temperature":0,"thinking":{"type":"disabled"},"tools":[{"type":"function","function":{"name":"calculator","description":"d","parameters":{"type":"object","properties":{"a":{"type":"number"}}}}}],"tool_choice":"required"}'
     post /v1/chat/completions "$(vlreq image/png "$PNG_BIG")" > "$tmp/vl1.json"
     check "serve image on a model with a tower: 200, the prompt counts the expanded span (27 positions)" 0 '"prompt_tokens":27,.*HTTP 200' -- cat "$tmp/vl1.json"
     check "serve image: the conversation continued with the same image reuses the session (27 positions)" 0 '"cached_tokens":27[,}].*HTTP 200' -- \
@@ -379,7 +389,8 @@ if srv_start vl; then
         post /v1/chat/completions "{\"messages\":[{\"role\":\"user\",\"content\":\"see <｜deepseek_image｜>\"},{\"role\":\"user\",\"content\":[{\"type\":\"image_url\",\"image_url\":{\"url\":\"data:image/jpeg;base64,$JPG_OK\"}}]}],\"max_tokens\":1,$CHAT}"
     check "serve image: a raw completion prompt with the placeholder" 0 'prompt: the prompt has 1 image placeholder.*HTTP 400' -- \
         post /v1/completions '{"prompt":"ROMEO: <｜deepseek_image｜>","max_tokens":1}'
-    check "serve image: Responses input_image on a model with a tower (24 positions: the 17-position span + 7)" 0 '"input_tokens":24,.*HTTP 200' -- \
+    # (Responses: thinking by default, so the V4.1 prompt has "<｜System｜>" + the effort line: 46 more tokens here)
+    check "serve image: Responses input_image on a model with a tower (70 positions: the 17-position span + 7 + the V4.1 effort line's 46)" 0 '"input_tokens":70,.*HTTP 200' -- \
         post /v1/responses "{\"max_output_tokens\":2,\"input\":[{\"role\":\"user\",\"content\":[{\"type\":\"input_text\",\"text\":\"what?\"},{\"type\":\"input_image\",\"image_url\":\"data:image/jpeg;base64,$JPG_OK\"}]}]}"
     check "serve image: Responses input_image with a remote URL, named as the client sent it" 0 "input\\[0\\]\\.content\\[1\\]: a 'https:' URL: this server does not fetch images.*HTTP 400" -- \
         post /v1/responses '{"max_output_tokens":2,"input":[{"role":"user","content":[{"type":"input_text","text":"what?"},{"type":"input_image","image_url":"https://example.org/a.png"}]}]}'

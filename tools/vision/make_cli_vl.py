@@ -8,8 +8,8 @@ tests/golden/v41/tiny-tok (vocabulary 1024, nano's tokenizer) has no tower. This
     image_start / image_newline / image_end, layers.N / mtp.N ffn.gate.bias_vl), byte for byte;
   - config.json: tiny-tok's plus tiny-vl's vision_config, image_token_id 1023;
   - tokenizer.json: tiny-tok's with id 1023 (the last BPE merge, "che") turned into the special added token
-    "<｜deepseek_image｜>" (its vocabulary entry and the merge that made it removed), and ids 1018..1022 (the merges
-    before it) into the chat format's special tokens, so that `dsv4 chat` takes it.
+    "<｜deepseek_image｜>" (its vocabulary entry and the merge that made it removed), and ids 1017..1022 (the merges
+    before it) into the chat format's special tokens (V4.1's <｜System｜> included), so that `dsv4 chat` takes it.
 The tower weights were drawn for tiny-vl's text model, so the outputs are meaningless; the checks test plumbing
 (placeholders, spans, keys, errors), never answers. Standard library only. Run from the repository root.
 """
@@ -21,7 +21,7 @@ SRC_TEXT = "tests/golden/v41/tiny-tok"
 SRC_VL = "tests/golden/v41/tiny-vl"
 OUT = "tests/golden/cli-vl"
 IMAGE_ID = 1023
-CHAT_TOKENS = ["<｜User｜>", "<｜Assistant｜>", "<think>", "</think>", "｜DSML｜"]
+CHAT_TOKENS = ["<｜User｜>", "<｜Assistant｜>", "<think>", "</think>", "｜DSML｜", "<｜System｜>"]
 
 
 def tensors(path):
@@ -72,7 +72,7 @@ def main():
     tok["model"]["merges"] = [m for m in tok["model"]["merges"] if joined(m) != s]
     tok["added_tokens"].append({"id": IMAGE_ID, "content": "<｜deepseek_image｜>", "single_word": False,
                                 "lstrip": False, "rstrip": False, "normalized": False, "special": True})
-    # the chat format's special tokens (dsv4 chat refuses a tokenizer without them), on ids 1018..1022 likewise
+    # the chat format's special tokens (dsv4 chat refuses a tokenizer without them), on ids 1017..1022 likewise
     for k, sp in enumerate(CHAT_TOKENS):
         i = IMAGE_ID - 1 - k
         s2 = [key for key, v in vocab.items() if v == i][0]
