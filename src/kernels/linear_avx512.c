@@ -5,8 +5,8 @@
  * VPERMI2B byte tables (low and high byte of the magnitude's BF16) plus the sign bit, interleaved by byte
  * unpacking (which is why the FP8 definition takes each 64-column block in that order); the cache decoder
  * (dsv4_fp8_dec_avx512) uses two 64-entry VPERMI2W word tables; packed FP4 through one VPERMW of the 16 E2M1 values, each byte's two nibbles
- * forming one BF16 pair (elements 2k, 2k+1). V4.1's FP8_32 (32x32 tiles) keeps the element order: the same byte
- * tables, the (low, high) bytes interleaved by two VPERMT2B; a partial per 32-column group as FP4. MXCSR FTZ+DAZ is set for the call so that the scale FMA
+ * forming one BF16 pair (elements 2k, 2k+1). V4.1's FP8_32 (32x32 tiles) keeps the element order: one VPERMQ of
+ * the codes, then the same byte tables and unpacks; a partial per 32-column group as FP4. MXCSR FTZ+DAZ is set for the call so that the scale FMA
  * flushes as the definition says. Compiled with -mavx512f -mavx512bw -mavx512vl -mavx512bf16 -mfma
  * (Makefile); elsewhere this file is empty and the path is never chosen. */
 #include "kernels/simd.h"
@@ -18,7 +18,7 @@
 
 static inline int cdiv(int a, int b) { return (a + b - 1) / b; }
 
-typedef struct { __m512i t0, t1, t2, t3, lut4, c40, c8000, c0f0f, lo0, lo1, hi0, hi1, c80, spread, shift04, q4[4], il[2]; } dec_tabs;
+typedef struct { __m512i t0, t1, t2, t3, lut4, c40, c8000, c0f0f, lo0, lo1, hi0, hi1, c80, spread, shift04, q4[4], qlane; } dec_tabs;
 
 static void tabs_init(dec_tabs *d) {
     uint16_t m[128];
@@ -57,11 +57,7 @@ static void tabs_init(dec_tabs *d) {
         d->q4[q] = _mm512_loadu_si512(pq);
     }
     d->shift04 = _mm512_loadu_si512(sh);
-    for (int h = 0; h < 2; h++) {   /* byte interleave of (low bytes, high bytes) of elements 32h..32h+31 */
-        uint8_t il[64];
-        for (int i = 0; i < 32; i++) { il[2 * i] = (uint8_t)(32 * h + i); il[2 * i + 1] = (uint8_t)(64 + 32 * h + i); }
-        d->il[h] = _mm512_loadu_si512(il);
-    }
+    d->qlane = _mm512_set_epi64(7, 3, 6, 2, 5, 1, 4, 0);   /* qword k of lane l <- code qword l + 4k */
 }
 
 /* The tables, built once (they were rebuilt on every call: ~1 us each, which the lightning indexer's many short
@@ -85,15 +81,17 @@ static inline void fp8x64_bf16(const dec_tabs *d, const uint8_t *p, __m512i *a, 
     *b = _mm512_unpackhi_epi8(lo, hi);
 }
 
-/* 64 E4M3 codes -> 64 BF16 in element order (FP8_32): *a = elements 0-31, *b = 32-63; the same byte tables, the
- * (low, high) bytes interleaved by two VPERMT2B instead of the in-lane unpacks. */
+/* 64 E4M3 codes -> 64 BF16 in element order (FP8_32): *a = elements 0-31, *b = 32-63. One VPERMQ first puts the
+ * code qwords (q_k, q_k+4) into 128-bit lane k, so that fp8x64_bf16's in-lane unpacks, which take the low (high)
+ * qword of every lane, yield q0..q3 (q4..q7) in order; then the same byte tables. (Measured against two VPERMT2B
+ * interleaves after the lookups: faster, and the 1-token decode of FP8_32 then runs about as fast as FP8's.) */
 static inline void fp8x64_bf16_nat(const dec_tabs *d, const uint8_t *p, __m512i *a, __m512i *b) {
-    __m512i c = _mm512_loadu_si512(p);
+    __m512i c = _mm512_permutexvar_epi64(d->qlane, _mm512_loadu_si512(p));
     __m512i lo = _mm512_permutex2var_epi8(d->lo0, c, d->lo1);
     __m512i hi = _mm512_permutex2var_epi8(d->hi0, c, d->hi1);
     hi = _mm512_ternarylogic_epi32(hi, c, d->c80, 0xF8);   /* hi | (c & 0x80): the sign */
-    *a = _mm512_permutex2var_epi8(lo, d->il[0], hi);
-    *b = _mm512_permutex2var_epi8(lo, d->il[1], hi);
+    *a = _mm512_unpacklo_epi8(lo, hi);
+    *b = _mm512_unpackhi_epi8(lo, hi);
 }
 
 /* 32 E4M3 codes -> 32 BF16 (unscaled, exact). */
