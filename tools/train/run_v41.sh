@@ -13,7 +13,7 @@ export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 PY="nice /usr/bin/python3"
 make -j2 build/rel/dsv4
 $PY tools/train/train_nano_v41.py data --dsv4 build/rel/dsv4
-$PY tools/train/train_nano_v41.py train --set STEPS=400
+$PY tools/train/train_nano_v41.py train
 $PY tools/train/train_nano_v41.py export
 tail -c 111540 vendor/tinyshakespeare/tinyshakespeare.txt > tools/train/cache/nano-v41/heldout.txt
 # the reference on the first 40 windows (~6 s a window), then the same windows with every Engram gate at 0
@@ -22,3 +22,4 @@ $PY tools/train/train_nano_v41.py eval --max-windows 40 --engram-off
 build/rel/dsv4 ppl -m models/nano-v41 -f tools/train/cache/nano-v41/heldout.txt --window 256 --max-tokens 10240
 build/rel/dsv4 ppl -m models/nano-v41 -f tools/train/cache/nano-v41/heldout.txt --window 256
 build/rel/dsv4 generate -m models/nano-v41 -p ROMEO: -n 200 --temp 0
+$PY tools/train/train_nano_v41.py dspark --max-windows 2

@@ -6,6 +6,7 @@
     nice /usr/bin/python3 tools/train/train_nano_v41.py export   # export the last checkpoint to models/nano-v41
     nice /usr/bin/python3 tools/train/train_nano_v41.py eval [--engram-off] [--max-windows N]
                                                                   # held-out perplexity with the reference
+    nice /usr/bin/python3 tools/train/train_nano_v41.py dspark [--max-windows N]   # DSpark drafts in the reference
 (tools/train/run_v41.sh runs everything.)
 
 Model: the V4.1 architecture of tools/reference/model_v41.py (docs/v41.md) at nano size: 7 layers with compress
@@ -61,7 +62,7 @@ CORPUS = os.path.join(ROOT, "vendor", "tinyshakespeare", "tinyshakespeare.txt")
 
 SEQ = 256
 BATCH = 4
-STEPS = 300
+STEPS = 400
 LR = 2e-3
 LR_MIN_FRAC = 0.1
 WARMUP = 30
@@ -704,10 +705,50 @@ def cmd_eval(args):
             json.dump(res, f, indent=1)
 
 
+def cmd_dspark(args):
+    """DSpark drafts of the exported model in the reference (C does not evaluate V4.1 DSpark stages yet): in each of
+    the first held-out windows, a 64-token prefill, then token-by-token decode; at every step P the drafts for the
+    true next token t_{P+1} (model_v41.Session.dspark, greedy) are compared with the text t_{P+2..P+1+block}: top-1
+    hit rate per draft slot, accepted run length (leading hits), the confidence head's mean on hits / misses, and
+    the trunk's own top-1 hit rate on t_{P+2} at the same positions (the next decode step)."""
+    cfg, cmap = make_cfg()
+    W = G.weights_from_file(cfg, os.path.join(args.model, "model.safetensors"))
+    ids = load_ids("val").tolist()
+    Bk = cfg.dspark_block_size
+    hits, runs, conf_hit, conf_miss, trunk, n = [0] * Bk, [0] * (Bk + 1), [], [], 0, 0
+    t0 = time.time()
+    for w in range(args.max_windows or 2):
+        win = ids[w * args.window:(w + 1) * args.window]
+        s = M.Session(cfg, W, dtype=torch.float32, cmap=cmap)
+        s.eval(win[:64])
+        for P in range(63, min(len(win), 64 + args.dspark_steps) - Bk - 1):
+            _, out, conf = s.dspark(win[P + 1])
+            lg = s.eval([win[P + 1]])                  # the trunk at P+1: predicts t_{P+2}
+            trunk += int(int(torch.argmax(lg)) == win[P + 2])
+            k = 0
+            for i in range(Bk):
+                ok = out[i + 1] == win[P + 2 + i]
+                hits[i] += int(ok)
+                (conf_hit if ok else conf_miss).append(float(conf[i]))
+                if ok and k == i:
+                    k += 1
+            runs[k] += 1
+            n += 1
+    mean = lambda v: sum(v) / len(v) if v else float("nan")  # noqa: E731
+    res = {"positions": n, "draft_top1_hit_rate": [h / n for h in hits], "accepted_run_histogram": runs,
+           "mean_accepted": sum(i * r for i, r in enumerate(runs)) / n, "trunk_top1_hit_rate": trunk / n,
+           "confidence_mean_hit": mean(conf_hit), "confidence_mean_miss": mean(conf_miss),
+           "seconds": time.time() - t0}
+    log("DSpark drafts (reference): %s" % json.dumps(res))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(res, f, indent=1)
+
+
 def main():
     global RUN_DIR
     ap = argparse.ArgumentParser()
-    ap.add_argument("cmd", choices=["data", "train", "export", "eval"])
+    ap.add_argument("cmd", choices=["data", "train", "export", "eval", "dspark"])
     ap.add_argument("--dsv4", default=os.path.join(ROOT, "build", "rel", "dsv4"))
     ap.add_argument("--steps", type=int, default=None, help="stop after this step (default: all STEPS)")
     ap.add_argument("--fresh", action="store_true")
@@ -718,6 +759,7 @@ def main():
     ap.add_argument("--max-windows", type=int, default=None)
     ap.add_argument("--engram-off", action="store_true")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--dspark-steps", type=int, default=64, help="dspark: decode steps per window")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
     ap.add_argument("--run-dir", default=None)
     args = ap.parse_args()
@@ -730,7 +772,7 @@ def main():
         RUN_DIR = os.path.abspath(args.run_dir)
     torch.set_num_threads(1)
     torch.manual_seed(SEED)
-    {"data": cmd_data, "train": cmd_train, "export": cmd_export, "eval": cmd_eval}[args.cmd](args)
+    {"data": cmd_data, "train": cmd_train, "export": cmd_export, "eval": cmd_eval, "dspark": cmd_dspark}[args.cmd](args)
 
 
 if __name__ == "__main__":
