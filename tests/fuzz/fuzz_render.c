@@ -1,7 +1,8 @@
 /* tests/fuzz/fuzz_render.c — libFuzzer harness: the prompt renderer (src/chat/encode*.c, include/dsv4_chat.h).
  *
  * Input: byte 0 = options (bit 0 thinking, bits 1-2 effort none/high/max, bit 3 keep_thinking, bit 4 no_bos,
- * bit 5: a context is given), then the request JSON (messages array or {"messages", "tools",
+ * bit 5: a context is given, bit 6: DeepSeek-V4.1 format (with bits 1-2 = 3: effort_level byte 1 of the request
+ * % 102 - 1, so -1, 0 and 101 are tried too), then the request JSON (messages array or {"messages", "tools",
  * "response_format"} object); with bit 5 the request is split at its first NUL byte into context JSON (before)
  * and request (after).
  * Properties: no crash, leak or UB; exactly one of (prompt, error) comes back: on success a NUL-terminated
@@ -25,6 +26,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     o.no_bos = (data[0] >> 4) & 1;
     const char *req = (const char *)data + 1;
     size_t len = size - 1;
+    if (data[0] & 64) {
+        o.format = DSV4_FORMAT_V41;
+        if (((data[0] >> 1) & 3) == 3 && len > 0) { o.effort_level = (int)((uint8_t)req[0] % 102) - 1; req++; len--; }
+    }
     if (data[0] & 32) {
         const char *nul = memchr(req, 0, len);
         if (nul) {

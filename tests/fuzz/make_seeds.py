@@ -174,6 +174,11 @@ put("fuzz_render", "tool_content_parts", b"\x00" + msgs(
     [{"role": "user", "content": "u"}, {"role": "assistant", "content": None, "tool_calls": [tc]},
      {"role": "tool", "tool_call_id": "call_1", "content": [{"type": "text", "text": "part"}]},
      {"role": "tool", "tool_call_id": "call_1", "content": {"k": [1, 2.5, True, None]}}]).encode())
+# DeepSeek-V4.1 format (bit 6; with bits 1-2 = 3 the next byte is the effort_level: byte % 102 - 1)
+put("fuzz_render", "v41_tool_round", bytes([1 | 8 | 64]) + msgs(render["tool_round"][1]).encode())
+put("fuzz_render", "v41_mid_system_effort", bytes([1 | 6 | 64, 34]) + msgs(
+    [{"role": "user", "content": "q1"}, {"role": "assistant", "content": "a1", "reasoning_content": "r1"},
+     {"role": "system", "content": "new rule", "tools": [tool]}, {"role": "assistant", "content": "a2"}]).encode())
 put("fuzz_render", "context", bytes([1 | 32]) + msgs([{"role": "user", "content": "first"},
                                                       {"role": "assistant", "content": "ok",
                                                        "reasoning_content": "hm"}]).encode()
