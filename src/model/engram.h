@@ -144,8 +144,8 @@ const uint8_t *dsv4_engram_prefetch_rows(const dsv4_engram_prefetch *p, const ui
 typedef struct {
     int hc, dim;            /* hc_mult streams of hidden_size */
     int n_cols, head_dim;   /* wkv input K = n_cols * head_dim */
-    dsv4_wview wkv;         /* [(hc + 1) * dim, K] BF16: the checkpoint's FP8 32x32 tiles dequantized exactly
-                             * (dsv4_fp8_tiles_to_bf16, kernels/quant_v41.h) */
+    dsv4_wview wkv;         /* [(hc + 1) * dim, K]: the checkpoint's FP8 32x32 tiles read in place (DSV4_W_FP8_32,
+                             * kernels/kernels.h), or any other dsv4_linear format */
     const float *w;         /* [hc][dim] F32: q_weight * k_weight (F32 product of the BF16 tensors) */
     float eps;              /* rms_norm_eps */
 } dsv4_engram_proj;
