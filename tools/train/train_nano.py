@@ -38,6 +38,8 @@ sys.path.insert(0, os.path.join(ROOT, "tools", "reference"))
 import model as ref                                   # noqa: E402
 from model import Config, Transformer, Session       # noqa: E402
 from safetensors_io import save_checkpoint           # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import trainlib                                      # noqa: E402
 
 CACHE = os.path.join(HERE, "cache")
 RUN_DIR = os.path.join(HERE, "runs", "nano")
@@ -79,12 +81,7 @@ def model_config(vocab_size):
     )
 
 
-def log(msg, f=None):
-    line = "[%s] %s" % (time.strftime("%H:%M:%S"), msg)
-    print(line, flush=True)
-    if f is not None:
-        f.write(line + "\n")
-        f.flush()
+log = trainlib.log
 
 
 def load_u16(name):
@@ -189,12 +186,7 @@ def ckpt_path(step):
 
 
 def latest_ckpt():
-    if not os.path.isdir(RUN_DIR):
-        return None, 0
-    c = sorted(f for f in os.listdir(RUN_DIR) if f.startswith("ckpt_") and f.endswith(".pt"))
-    if not c:
-        return None, 0
-    return os.path.join(RUN_DIR, c[-1]), int(c[-1][5:10])
+    return trainlib.latest_ckpt(RUN_DIR)
 
 
 def cmd_train(args):
@@ -209,10 +201,7 @@ def cmd_train(args):
     path, start = latest_ckpt()
     elapsed0 = 0.0
     if path and not args.fresh:
-        ck = torch.load(path)
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["opt"])
-        elapsed0 = ck.get("elapsed", 0.0)
+        elapsed0 = trainlib.load_ckpt(path, model, opt)
         log("resumed %s (step %d, %.0fs trained)" % (path, start, elapsed0), logf)
     else:
         start = 0

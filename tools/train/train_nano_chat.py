@@ -124,10 +124,7 @@ def ckpt_path(step):
 
 
 def latest_ckpt():
-    if not os.path.isdir(RUN_DIR):
-        return None, 0
-    c = sorted(f for f in os.listdir(RUN_DIR) if f.startswith("ckpt_") and f.endswith(".pt"))
-    return (os.path.join(RUN_DIR, c[-1]), int(c[-1][5:10])) if c else (None, 0)
+    return tn.trainlib.latest_ckpt(RUN_DIR)
 
 
 def cmd_train(args):
@@ -145,10 +142,8 @@ def cmd_train(args):
     if path is None and args.init and not args.fresh:
         path, start = args.init, 0     # continued training: weights + optimizer state, a new schedule from 0
     if path and not args.fresh:
-        ck = torch.load(path)
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["opt"])
-        elapsed0 = ck.get("elapsed", 0.0) if start else 0.0
+        elapsed0 = tn.trainlib.load_ckpt(path, model, opt)
+        elapsed0 = elapsed0 if start else 0.0
         log("%s %s (step %d, %.0fs trained)" % ("resumed" if start else "initialized from", path, start,
                                                 elapsed0), logf)
     else:

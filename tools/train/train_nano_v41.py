@@ -53,6 +53,8 @@ import numerics as nm                     # noqa: E402
 import engram_token_map                   # noqa: E402
 import make_v41_goldens as G              # noqa: E402
 from safetensors_io import write_safetensors  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import trainlib                           # noqa: E402
 
 CACHE = os.path.join(HERE, "cache", "nano-v41")
 RUN_DIR = os.path.join(HERE, "runs", "nano-v41")
@@ -95,12 +97,7 @@ def model_config(vocab_size, compressed_vocab):
         dspark_n_routed_experts=4, dspark_n_activated_experts=2)
 
 
-def log(msg, f=None):
-    line = "[%s] %s" % (time.strftime("%H:%M:%S"), msg)
-    print(line, flush=True)
-    if f is not None:
-        f.write(line + "\n")
-        f.flush()
+log = trainlib.log
 
 
 # ----------------------------------------------------------------------------- data
@@ -552,10 +549,7 @@ def param_groups(net):
 
 
 def latest_ckpt():
-    if not os.path.isdir(RUN_DIR):
-        return None, 0
-    c = sorted(f for f in os.listdir(RUN_DIR) if f.startswith("ckpt_") and f.endswith(".pt"))
-    return (os.path.join(RUN_DIR, c[-1]), int(c[-1][5:10])) if c else (None, 0)
+    return trainlib.latest_ckpt(RUN_DIR)
 
 
 def cmd_train(args):
@@ -568,10 +562,7 @@ def cmd_train(args):
     path, start = latest_ckpt()
     elapsed0 = 0.0
     if path and not args.fresh:
-        ck = torch.load(path)
-        net.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["opt"])
-        elapsed0 = ck.get("elapsed", 0.0)
+        elapsed0 = trainlib.load_ckpt(path, net, opt)
         log("resumed %s (step %d, %.0fs trained)" % (path, start, elapsed0), logf)
     else:
         start = 0
