@@ -428,7 +428,7 @@ static void moe_one_token(dsv4_session *s, const dsv4_layer *L, const float *x, 
     const dsv4_config *c = &s->m->cfg;
     int D = c->dim, K = c->n_activated_experts, I = c->moe_inter_dim, Is = L->sw1.rows, ns = Is > 0;
     float *g = s->w.g, *v = s->w.v, *ye = s->w.ye, *acc = s->w.acc;
-    dsv4_linear_op op[DSV4_LINEAR_MULTI_MAX];
+    dsv4_linear_op op[DSV4_LINEAR_MULTI_MAX] = {{0}};   /* (GCC cannot see that only the ops set are read) */
     for (int k = 0; k < K; k++) {
         op[2 * k] = (dsv4_linear_op){g + (size_t)k * I, &L->w1[id[k]], x, 1, DSV4_ACT_FP8 | DSV4_OUT_BF16};
         op[2 * k + 1] = (dsv4_linear_op){v + (size_t)k * I, &L->w3[id[k]], x, 1, DSV4_ACT_FP8 | DSV4_OUT_BF16};
