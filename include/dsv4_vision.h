@@ -255,6 +255,12 @@ uint64_t dsv4_prompt_key(const dsv4_prompt *p, int i);
  * first position from there whose dsv4_prompt_role is DSV4_TOKEN_IMAGE_END). pos is
  * clamped to [0, dsv4_prompt_len]; 0 for NULL. */
 int dsv4_prompt_boundary(const dsv4_prompt *p, int pos);
+/* The end of a call that starts at `first` (a position where a call may start) and would like to end at `end`
+ * (first < end <= dsv4_prompt_len): end itself, or, when it falls inside a Vision-Exp image span, that span's START
+ * if it is past `first`, else the position after the span's END. The rule of dsv4_prompt_boundary's comment as one
+ * call, for callers that cut prefill at sizes of their own (the server's chunks and checkpoint strides). end for
+ * NULL and for every V4.1 or text-only prompt. */
+int dsv4_prompt_call_end(const dsv4_prompt *p, int first, int end);
 
 /* Evaluate prompt positions [first, first + n) as the session's next n positions; the session's position must be
  * `first` (the prompt starts at position 0). `logits`: NULL; or vocab_size floats for the last position

@@ -358,6 +358,22 @@ static void goldens(dsv4_model *m) {
                  dsv4_prompt_boundary(p, 1000) == N && dsv4_prompt_boundary(p, -3) == 0 &&
                  dsv4_prompt_boundary(NULL, 5) == 0;
         REPORT(ok, "dsv4_prompt_boundary: 14 -> 11, 32 -> 11, 33 -> 33, 60 -> 47 (spans 11..32, 47..72)");
+        /* dsv4_prompt_call_end (the server's prefill cuts): for every start at a call boundary and every wanted
+         * end, the result is a boundary past the start, the wanted end when that is one, else the span's START or,
+         * when the span starts at the call's start, the position after its END */
+        int bad = 0;
+        for (int first = 0; first < N; first++) {
+            if (dsv4_prompt_boundary(p, first) != first) continue;
+            for (int end = first + 1; end <= N; end++) {
+                int q = dsv4_prompt_call_end(p, first, end), b = dsv4_prompt_boundary(p, end);
+                int want = b == end ? end : b > first ? b : (first == 11 ? 33 : first == 47 ? 73 : -1);
+                bad += q != want || dsv4_prompt_boundary(p, q) != q || q <= first;
+            }
+        }
+        ok = bad == 0 && dsv4_prompt_call_end(p, 11, 12) == 33 && dsv4_prompt_call_end(p, 0, 14) == 11 &&
+             dsv4_prompt_call_end(NULL, 3, 7) == 7;
+        REPORT(ok, "dsv4_prompt_call_end: every (start, wanted end) pair lands on a boundary (%d wrong); 11,12 -> 33, "
+               "0,14 -> 11", bad);
     }
     {   /* the refused schedule: the first call ends inside span 0 */
         const cJSON *rf = cJSON_GetObjectItem(cJSON_GetObjectItem(g, "refused"), "calls");

@@ -325,7 +325,7 @@ static int chat_turn(chat_t *c) {
     c->nev = reuse;
     double t0 = cli_now();
     /* evaluate up to the shared prefix of the next turn's prompt, save a checkpoint there, then the rest */
-    int cut = shared_prefix(c, P, np);
+    int cut = dsv4_prompt_boundary(P, shared_prefix(c, P, np));   /* never inside a Vision-Exp image span */
     if (cut <= reuse || cut >= np) cut = 0;
     if (cut) {
         if (dsv4_eval_prompt(c->s, P, reuse, cut - reuse, NULL, 0, err, sizeof err)) goto eval_fail;

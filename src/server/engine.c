@@ -315,6 +315,7 @@ static void slot_step(srv_engine *e, slot_t *sl) {
         int cut = stride > 0 ? (pos / stride + 1) * stride : sl->np;   /* next stride checkpoint */
         if (pos < sl->np - 1 && pos + n > sl->np - 1) n = sl->np - 1 - pos; /* stop before the last token */
         if (cut > pos && pos + n > cut) n = cut - pos;
+        n = dsv4_prompt_call_end(j->vprompt, pos, pos + n) - pos;   /* never inside a Vision-Exp image span */
         int last = pos + n == sl->np;
         /* a prompt with images: its spans take the aligner rows (any chunk split; include/dsv4_vision.h) */
         if (j->vprompt ? dsv4_eval_prompt(sl->s, j->vprompt, pos, n, last ? sl->logits : NULL, 0, err, sizeof err)

@@ -387,6 +387,15 @@ int dsv4_prompt_boundary(const dsv4_prompt *p, int pos) {
     return pos;
 }
 
+int dsv4_prompt_call_end(const dsv4_prompt *p, int first, int end) {
+    if (!p) return end;
+    int q = dsv4_prompt_boundary(p, end);
+    if (q == end || q > first) return q;
+    for (int k = 0; p->spans && k < p->n_images; k++)   /* the span starting at `first`: through its END */
+        if (p->spans[2 * k] == q) return p->spans[2 * k + 1] + 1;
+    return end;
+}
+
 /* ---------------------------------------------------------------- evaluation */
 
 int dsv4_eval_prompt(dsv4_session *s, const dsv4_prompt *p, int first, int n, float *logits, int all, char *err,
