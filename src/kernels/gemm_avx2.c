@@ -7,7 +7,9 @@
  *   BF16: 2 rows x 4 tokens of accumulators: per chunk, fma(w_odd, x_odd, L) then fma(w_even, x_even, L);
  *   FP8:  2 rows x 2 tokens of accumulators L plus fresh partials P per 128-column block, L = fma(s, P, L);
  *   FP4:  2 rows x 4 tokens; per 32-column group P = fma(w_odd, x_odd, +0), P = fma(w_even, x_even, P),
- *         L = fma(s, P, L) (the +0 start keeps the definition's signed zeros); FP8_32 (V4.1) likewise.
+ *         L = fma(s, P, L) (the +0 start keeps the definition's signed zeros); FP8_32 (V4.1) likewise. Where
+ *         dsv4_fold_ok allows (simd.h; the conditions of gemm_avx512.c), the split tile holds s*w and the scale
+ *         step is L + P, a VADDPS beside the FMAs, bit-identical.
  * Each activation vector split in registers feeds 2 rows, each weight vector loaded 2-4 tokens. MXCSR FTZ+DAZ is
  * set by the caller. Compiled with -mavx2 -mfma (Makefile); elsewhere this file is empty. */
 #include "kernels/simd.h"
@@ -79,21 +81,29 @@ INL void mk_fp8(MK_ARGS, const int NT) {
         _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) _mm256_store_ps(L[j] + 16 * t + 8 * h, a[j][t]);
 }
 
-INL void mk_fp4(MK_ARGS, const int NT) {
+/* FOLD: the split tile holds s*w (folded where dsv4_fold_ok allows: simd.h), so P is already s*P and the scale step
+ * is L + P, a VADDPS off the FMA pipes, bit-identical to fma(s, P, L) there. */
+INL void mk_fp4(MK_ARGS, const int NT, const int FOLD) {
     __m256 a[2][NT_FP4];
     const __m256 z = _mm256_setzero_ps();
     _Pragma("GCC unroll 4") for (int j = 0; j < 2; j++)
         _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) a[j][t] = _mm256_load_ps(L[j] + 16 * t + 8 * h);
     for (int c = 0; c < nch; c++) {
         const float *w0 = w[0] + 32 * c + 16 * h, *w1 = w[1] + 32 * c + 16 * h;
-        const __m256 s0 = _mm256_set1_ps(dsv4_e8m0_f32[sc[0][c]]), s1 = _mm256_set1_ps(dsv4_e8m0_f32[sc[1][c]]);
+        const __m256 s0 = _mm256_set1_ps(FOLD ? 0.0f : dsv4_e8m0_f32[sc[0][c]]);
+        const __m256 s1 = _mm256_set1_ps(FOLD ? 0.0f : dsv4_e8m0_f32[sc[1][c]]);
         _Pragma("GCC unroll 4") for (int t = 0; t < NT; t++) {
             const __m256 xo = xodd(x[t] + 32 * c + 16 * h), xe = xeven(x[t] + 32 * c + 16 * h);
             __m256 p0 = _mm256_fmadd_ps(_mm256_load_ps(w0), xo, z), p1 = _mm256_fmadd_ps(_mm256_load_ps(w1), xo, z);
             p0 = _mm256_fmadd_ps(_mm256_load_ps(w0 + 8), xe, p0);
             p1 = _mm256_fmadd_ps(_mm256_load_ps(w1 + 8), xe, p1);
-            a[0][t] = _mm256_fmadd_ps(s0, p0, a[0][t]);
-            a[1][t] = _mm256_fmadd_ps(s1, p1, a[1][t]);
+            if (FOLD) {
+                a[0][t] = _mm256_add_ps(a[0][t], p0);
+                a[1][t] = _mm256_add_ps(a[1][t], p1);
+            } else {
+                a[0][t] = _mm256_fmadd_ps(s0, p0, a[0][t]);
+                a[1][t] = _mm256_fmadd_ps(s1, p1, a[1][t]);
+            }
         }
     }
     _Pragma("GCC unroll 4") for (int j = 0; j < 2; j++)
@@ -104,31 +114,68 @@ typedef void (*mk_fn)(MK_ARGS);
 #define MK(f, n) static void f##_##n(MK_ARGS) { f(w, x, nch, L, sc, h, n); }
 MK(mk_bf16, 1) MK(mk_bf16, 2) MK(mk_bf16, 3) MK(mk_bf16, 4)
 MK(mk_fp8, 1) MK(mk_fp8, 2)
-MK(mk_fp4, 1) MK(mk_fp4, 2) MK(mk_fp4, 3) MK(mk_fp4, 4)
+#define MK4(n) static void mk_fp4_##n(MK_ARGS) { mk_fp4(w, x, nch, L, sc, h, n, 0); } \
+               static void mk_fp4f_##n(MK_ARGS) { mk_fp4(w, x, nch, L, sc, h, n, 1); }
+MK4(1) MK4(2) MK4(3) MK4(4)
 static const mk_fn K_BF16[] = {NULL, mk_bf16_1, mk_bf16_2, mk_bf16_3, mk_bf16_4};
 static const mk_fn K_FP8[] = {NULL, mk_fp8_1, mk_fp8_2};
 static const mk_fn K_FP4[] = {NULL, mk_fp4_1, mk_fp4_2, mk_fp4_3, mk_fp4_4};
+static const mk_fn K_FP4F[] = {NULL, mk_fp4f_1, mk_fp4f_2, mk_fp4f_3, mk_fp4f_4};
 
-/* BF16 tile rows (ld apart) -> the split F32 form, nch chunks per row */
-static void split_tile(const uint16_t *const *src, int nrr, int nch, float *dst, int ldd) {
+/* The activations' exponent range (dsv4_fold_ok): packed BF16 rows, zero padded to 32 columns. */
+static dsv4_xrange x_range(const dsv4_lin_job *jb) {
+    const int n = (jb->cols + 31) & ~31;
+    const __m256i ff = _mm256_set1_epi16(0xff), z = _mm256_setzero_si256();
+    __m256i mn = _mm256_set1_epi16(0x7fff), mx = z;
+    for (int t = 0; t < jb->n_tok; t++) {
+        const uint16_t *x = dsv4_lin_x(jb, t);
+        for (int c = 0; c < n; c += 16) {
+            const __m256i e = _mm256_and_si256(_mm256_srli_epi16(_mm256_loadu_si256((const __m256i *)(x + c)), 7), ff);
+            mn = _mm256_min_epu16(mn, _mm256_or_si256(e, _mm256_cmpeq_epi16(e, z)));   /* exponent 0 (zero, subnormal): skipped */
+            mx = _mm256_max_epu16(mx, e);
+        }
+    }
+    _Alignas(32) uint16_t a[16], b[16];
+    _mm256_store_si256((__m256i *)a, mn);
+    _mm256_store_si256((__m256i *)b, mx);
+    int lo = 0x7fff, hi = 0;
+    for (int i = 0; i < 16; i++) { if (a[i] < lo) lo = a[i]; if (b[i] > hi) hi = b[i]; }
+    dsv4_xrange r = { lo - 127, hi - 127, hi > 0 };
+    return r;
+}
+
+
+
+/* BF16 tile rows (ld apart) -> the split F32 form, nch chunks per row; k != NULL: chunk c of row j also multiplied
+ * by 2^k[j * 32 + c] (exact: dsv4_fold_ok checked that every nonzero result is a normal F32 and BF16 value). */
+static void split_tile(const uint16_t *const *src, int nrr, int nch, float *dst, int ldd, const int *k) {
     const __m256i hi = _mm256_set1_epi32((int)0xffff0000u);
     for (int j = 0; j < nrr; j++)
         for (int c = 0; c < nch; c++) {
             const __m256i w0 = _mm256_loadu_si256((const __m256i *)(src[j] + 32 * c));
             const __m256i w1 = _mm256_loadu_si256((const __m256i *)(src[j] + 32 * c + 16));
+            __m256 v0 = _mm256_castsi256_ps(_mm256_and_si256(w0, hi)), v1 = _mm256_castsi256_ps(_mm256_slli_epi32(w0, 16));
+            __m256 v2 = _mm256_castsi256_ps(_mm256_and_si256(w1, hi)), v3 = _mm256_castsi256_ps(_mm256_slli_epi32(w1, 16));
+            if (k) {
+                const __m256 s = _mm256_castsi256_ps(_mm256_set1_epi32((k[j * 32 + c] + 127) << 23));
+                v0 = _mm256_mul_ps(v0, s); v1 = _mm256_mul_ps(v1, s); v2 = _mm256_mul_ps(v2, s); v3 = _mm256_mul_ps(v3, s);
+            }
             float *d = dst + (size_t)j * ldd + 32 * c;
-            _mm256_store_ps(d, _mm256_castsi256_ps(_mm256_and_si256(w0, hi)));
-            _mm256_store_ps(d + 8, _mm256_castsi256_ps(_mm256_slli_epi32(w0, 16)));
-            _mm256_store_ps(d + 16, _mm256_castsi256_ps(_mm256_and_si256(w1, hi)));
-            _mm256_store_ps(d + 24, _mm256_castsi256_ps(_mm256_slli_epi32(w1, 16)));
+            _mm256_store_ps(d, v0);
+            _mm256_store_ps(d + 8, v1);
+            _mm256_store_ps(d + 16, v2);
+            _mm256_store_ps(d + 24, v3);
         }
 }
 
 void dsv4_gemm_rows_avx2(const dsv4_lin_job *jb, int r0, int nr, dsv4_tile_dec_fn dec) {
     const dsv4_wview *wv = jb->w;
     const int cols = jb->cols, fmt = wv->fmt, ncb = cdiv(cols, 128);
-    const int ntmax = fmt == DSV4_W_FP8 ? NT_FP8 : dsv4_fmt_g32(fmt) ? NT_FP4 : NT_BF16;
-    const mk_fn *K = fmt == DSV4_W_FP8 ? K_FP8 : dsv4_fmt_g32(fmt) ? K_FP4 : K_BF16;   /* FP8_32: FP4's per-group kernels */
+    const int g32 = dsv4_fmt_g32(fmt);
+    const int ntmax = fmt == DSV4_W_FP8 ? NT_FP8 : g32 ? NT_FP4 : NT_BF16;
+    const mk_fn *K0 = fmt == DSV4_W_FP8 ? K_FP8 : g32 ? K_FP4 : K_BF16;   /* FP8_32: FP4's per-group kernels */
+    dsv4_xrange xr = {0, 0, 0};
+    if (g32) xr = x_range(jb);
     _Alignas(64) uint16_t tile[RB * KC];
     _Alignas(64) float split[RB * (KC + 16)];   /* rows KC + 16 floats apart (not a multiple of 4 KiB) */
     _Alignas(64) float L[RB][TB][16];
@@ -149,7 +196,23 @@ void dsv4_gemm_rows_avx2(const dsv4_lin_job *jb, int r0, int nr, dsv4_tile_dec_f
                     else dec(wv, rb, nrr, c0, n, tile, KC);
                     for (int j = 0; j < nrr; j++) wt[j] = tile + j * KC;
                 }
-                split_tile(wt, nrr, nch, split, KC + 16);
+                const mk_fn *K = K0;
+                int k[RB * 32], fold = 0;   /* KC <= 1024: at most 32 groups */
+                if (g32) {   /* per-group scales folded into the split tile where exact (FP4, FP8_32) */
+                    int kmin = 255, kmax = -255;
+                    for (int j = 0; j < nrr; j++) {
+                        const uint8_t *sr = dsv4_g32_scales(wv, rb + j, c0);
+                        for (int c = 0; c < nch; c++) {
+                            const int kk = sr[c] - 127;
+                            k[j * 32 + c] = kk;
+                            if (kk < kmin) kmin = kk;
+                            if (kk > kmax) kmax = kk;
+                        }
+                    }
+                    fold = dsv4_fold_ok(fmt, &xr, kmin, kmax, cols);
+                    if (fold) K = K_FP4F;
+                }
+                split_tile(wt, nrr, nch, split, KC + 16, fold ? k : NULL);
                 const float *w[RB / 2][2];
                 const uint8_t *sc[RB / 2][2];
                 for (int q = 0; q < nsub; q++)

@@ -155,7 +155,7 @@ static const mk_fn K_FP4F[] = {NULL, mk_fp4f_1, mk_fp4f_2, mk_fp4f_3, mk_fp4f_4,
  *   - no overflow: |sum| < cols * 2^(ex_max + 1) * 2^(e_w,max + 1) * 2^max(kmax, 0) <= 2^125;
  *   - no activation is Inf or NaN.
  * Otherwise the tile takes the unfolded kernels (the definition as written). */
-typedef struct { int ex_min, ex_max, any; } xrange;   /* unbiased exponents of the nonzero activations */
+typedef dsv4_xrange xrange;   /* unbiased exponents of the nonzero activations (simd.h) */
 
 static xrange x_range(const dsv4_lin_job *jb) {
     const int n = (jb->cols + 31) & ~31;   /* packed rows are zero padded to 32 (xptr rows: cols % 32 == 0) */
@@ -179,17 +179,7 @@ static xrange x_range(const dsv4_lin_job *jb) {
     return r;
 }
 
-static int fold_ok(int fmt, const xrange *xr, int kmin, int kmax, int cols) {
-    const int e4m3 = fmt == DSV4_W_FP8 || fmt == DSV4_W_FP8_32;
-    const int ewmin = e4m3 ? -9 : -1, ewmax = e4m3 ? 8 : 2, egrid = ewmin;
-    if (kmin + ewmin < -126 || kmax + ewmax > 127) return 0;
-    if (!xr->any) return 1;
-    if (xr->ex_max >= 128) return 0;   /* Inf / NaN */
-    if ((kmin < 0 ? kmin : 0) + xr->ex_min - 7 + egrid < -126) return 0;
-    int lc = 0;
-    while ((1 << lc) < cols) lc++;
-    return xr->ex_max + 1 + ewmax + 1 + lc + (kmax > 0 ? kmax : 0) <= 125;
-}
+#define fold_ok dsv4_fold_ok   /* the conditions above (simd.h), shared with the AVX2 path */
 
 /* The tile's scale exponents k = code - 127 as kw = k * 128 (FP8: kw[j*16 + b] per 128-column block b; FP4 and
  * FP8_32: kw[j*32 + g] per 32-column group g) and their range. */

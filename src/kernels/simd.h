@@ -123,6 +123,22 @@ static inline void dsv4_lin_finish(const dsv4_lin_job *jb, float (*L)[DSV4_LIN_T
             jb->out[(size_t)(t0 + t) * jb->w->rows + rb + j] = v;
         }
 }
+/* Scale folding of the multi-token paths (gemm_avx512.c explains the conditions): the activations' exponent range
+ * (unbiased exponents of the nonzero BF16 values; any = 0 when all are zero) and the check that a tile whose scale
+ * exponents lie in [kmin, kmax] may hold s*w instead of w and add P' = s*P with one addition, bit-identical to the
+ * definition's fma(s, P, L). */
+typedef struct { int ex_min, ex_max, any; } dsv4_xrange;
+static inline int dsv4_fold_ok(int fmt, const dsv4_xrange *xr, int kmin, int kmax, int cols) {
+    const int e4m3 = fmt == DSV4_W_FP8 || fmt == DSV4_W_FP8_32;
+    const int ewmin = e4m3 ? -9 : -1, ewmax = e4m3 ? 8 : 2, egrid = ewmin;
+    if (kmin + ewmin < -126 || kmax + ewmax > 127) return 0;
+    if (!xr->any) return 1;
+    if (xr->ex_max >= 128) return 0;   /* Inf / NaN */
+    if ((kmin < 0 ? kmin : 0) + xr->ex_min - 7 + egrid < -126) return 0;
+    int lc = 0;
+    while ((1 << lc) < cols) lc++;
+    return xr->ex_max + 1 + ewmax + 1 + lc + (kmax > 0 ? kmax : 0) <= 125;
+}
 /* The AVX-512 path's multi-token calls (gemm_avx512.c; MXCSR FTZ+DAZ already set by the caller): rows [r0, r0+nr)
  * of the job for all its tokens with register-blocked micro-kernels, in the pair-lane order. */
 void dsv4_gemm_rows_avx512(const dsv4_lin_job *j, int r0, int nr);
