@@ -198,6 +198,19 @@ int32_t dsv4_model_image_token(const struct dsv4_model *m);
  * 384^2, max_wh_ratio 8 when given); dsv4_vision_params_v41() for a model without vision. */
 dsv4_vision_params dsv4_model_vision_params(const struct dsv4_model *m);
 
+/* The vision parameters and image placeholder id of the model in directory `dir` (its config.json, or `dir` itself
+ * when it ends in ".json"), read by the library's config reader without loading any weights: what dsv4_model_vision_params
+ * and dsv4_model_image_token give once the model is loaded (V4.1 nested vision_config, or Vision-Exp flat vision_* keys).
+ * Errors: the config's own errors (file, key); "DIR: this model has no vision tower" when it has no vision keys. */
+int dsv4_config_vision(const char *dir, dsv4_vision_params *p, int32_t *image_token, char *err, size_t errlen);
+
+/* Positions of a prompt of n ids once each placeholder (image_token) is expanded with the span of plans[k] (the k-th
+ * placeholder): plans[k].n_tokens each, plus on Vision-Exp (p->vision_exp) the 0-3 leading IMAGE_PADs that depend on
+ * the position. What dsv4_prompt_len gives for the built prompt, without a model or the tower (dsv4 render). -1 when
+ * the placeholder count differs from n_plans or for invalid arguments. */
+int dsv4_prompt_expanded_len(const dsv4_vision_params *p, const int32_t *ids, int n, int32_t image_token,
+                             const dsv4_image_plan *plans, int n_plans);
+
 /* An image encoded by one model's tower: its plan and its n_llm_h * n_llm_w aligner rows (hidden_size floats
  * each, BF16 values). Immutable and reference-counted: a prompt keeps its own reference, so the caller may free
  * its handle as soon as the prompt is built. Bound to the model that encoded it (which must outlive it). */

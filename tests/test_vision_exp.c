@@ -264,6 +264,18 @@ static void goldens(dsv4_model *m) {
                official(dsv4_prompt_role(p, i)) == cJSON_GetArrayItem(jr, i)->valueint;
     REPORT(same, "expanded ids (vocab_size + role) and roles equal the reference's (%d positions, %d text ids)",
           dsv4_prompt_len(p), n);
+    {   /* weights-free (dsv4 render): the config's parameters and the expanded length with the position-dependent pads */
+        dsv4_vision_params cp;
+        int32_t ctok = -1;
+        const dsv4_vision_params mp = dsv4_model_vision_params(m);
+        dsv4_image_plan pl[2] = {*dsv4_image_embed_plan(gold[0]), *dsv4_image_embed_plan(gold[1])};
+        int rc2 = dsv4_config_vision(DIR_, &cp, &ctok, err, sizeof err);
+        int xl = rc2 ? -2 : dsv4_prompt_expanded_len(&cp, ids, n, ctok, pl, 2);
+        REPORT(!rc2 && test_same_vision_params(&cp, &mp) && ctok == dsv4_model_image_token(m) && xl == N &&
+                   dsv4_prompt_expanded_len(&cp, ids, n, ctok, pl, 1) == -1,
+               "dsv4_config_vision = the loaded model's parameters and placeholder; dsv4_prompt_expanded_len %d = %d "
+               "(%s)", xl, N, rc2 ? err : "ok");
+    }
     int8_t *roles = malloc((size_t)N);
     int *left = malloc((size_t)N * sizeof(int)), *right = malloc((size_t)N * sizeof(int));
     for (int i = 0; i < N; i++) roles[i] = (int8_t)dsv4_prompt_role(p, i);

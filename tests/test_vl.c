@@ -373,6 +373,17 @@ static void expansion_and_keys(dsv4_model *m) {
     const int n3 = p3->n_tokens, n1 = p1->n_tokens, N = 4 + n3 + n1;
     CHECK(dsv4_prompt_len(pa) == N && n3 == p3->n_llm_h * (p3->n_llm_w + 1) + 2, "expanded length %d = 4 + %d + %d",
           dsv4_prompt_len(pa), n3, n1);
+    {   /* weights-free (dsv4 render): config parameters, placeholder and expanded length as from the model */
+        dsv4_vision_params cp;
+        int32_t ctok = -1;
+        dsv4_image_plan pl[2] = {*p3, *p1};
+        int rc2 = dsv4_config_vision(VL, &cp, &ctok, err, sizeof err);
+        CHECK(!rc2 && test_same_vision_params(&cp, &vp) && ctok == P && dsv4_prompt_expanded_len(&cp, ids, 6, ctok, pl, 2) == N &&
+                  dsv4_prompt_expanded_len(&cp, ids, 6, ctok, pl, 1) == -1,
+              "dsv4_config_vision / dsv4_prompt_expanded_len on tiny-vl (%s)", rc2 ? err : "ok");
+        CHECK(dsv4_config_vision("tests/golden/v41/tiny-tok", &cp, &ctok, err, sizeof err) == -1 &&
+                  strstr(err, "no vision tower"), "dsv4_config_vision without vision keys: %s", err);
+    }
     /* the expected roles, written out */
     int good = 1, o = 0;
     int want_ids[512], want_roles[512];

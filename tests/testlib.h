@@ -31,6 +31,7 @@
 #include <cjson/cJSON.h>
 #include "base/util.h"
 #include "dsv4.h"
+#include "dsv4_vision.h"
 
 /* Passed and failed checks of this binary. */
 static int n_pass, n_fail;
@@ -147,6 +148,13 @@ static inline int test_selections_differ(const int32_t *rec, int nrec, int rs, c
         else if (nd++ < 3) printf("    %s: layer %d position %d selects differently\n", what, L, P);
     }
     return nd;
+}
+
+/* Two dsv4_vision_params equal field by field (memcmp would read the padding). */
+static inline int test_same_vision_params(const dsv4_vision_params *a, const dsv4_vision_params *b) {
+    return a->patch_size == b->patch_size && a->downsample_ratio == b->downsample_ratio &&
+           a->max_image_tokens == b->max_image_tokens && a->min_pixels == b->min_pixels &&
+           a->max_wh_ratio == b->max_wh_ratio && a->vision_exp == b->vision_exp;
 }
 
 static inline int test_cmp_str_(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }

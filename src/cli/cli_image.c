@@ -108,39 +108,3 @@ int cli_image_from_part(const char *cmd, const dsv4_chat_image *ci, int64_t max_
     return 0;
 }
 
-int cli_config_vision(const char *cmd, const char *dir, dsv4_vision_params *p, int32_t *image_token) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    size_t len = 0;
-    char *js = cli_read_file(cmd, path, &len);
-    if (!js) return 1;
-    cJSON *root = cJSON_ParseWithLength(js, len);
-    free(js);
-    if (!root) return cli_fail(cmd, "%s: not valid JSON", path);
-    const cJSON *vc = cJSON_GetObjectItemCaseSensitive(root, "vision_config");
-    const cJSON *nl = cJSON_GetObjectItemCaseSensitive(vc, "num_hidden_layers");
-    const cJSON *it = cJSON_GetObjectItemCaseSensitive(root, "image_token_id");
-    if (!cJSON_IsObject(vc) || !cJSON_IsNumber(nl) || nl->valuedouble < 1) {
-        cJSON_Delete(root);
-        return cli_fail(cmd, "%s: this model has no vision tower (config.json has no vision_config)", dir);
-    }
-    *p = dsv4_vision_params_v41();
-    /* the keys as the library's config reader takes them (src/io/config_v41.c; absent = the V4.1 values) */
-    static const char *const keys[] = { "patch_size", "downsample_ratio", "max_image_tokens", "min_pixels" };
-    for (int k = 0; k < 4; k++) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(vc, keys[k]);
-        if (!v || cJSON_IsNull(v)) continue;
-        if (!cJSON_IsNumber(v) || v->valuedouble < 1 || v->valuedouble > (1 << 30) || v->valuedouble != (int)v->valuedouble) {
-            cJSON_Delete(root);
-            return cli_fail(cmd, "%s: key 'vision_config.%s' must be a positive integer", path, keys[k]);
-        }
-        int x = (int)v->valuedouble;
-        if (k == 0) p->patch_size = x;
-        else if (k == 1) p->downsample_ratio = x;
-        else if (k == 2) p->max_image_tokens = x;
-        else p->min_pixels = x;
-    }
-    *image_token = cJSON_IsNumber(it) ? (int32_t)it->valuedouble : -1;
-    cJSON_Delete(root);
-    return 0;
-}

@@ -33,7 +33,4 @@ int cli_image_from_part(const char *cmd, const dsv4_chat_image *ci, int64_t max_
 /* The same without printing: -1 with the message in err. */
 int cli_image_from_part_err(const dsv4_chat_image *ci, int64_t max_pixels, dsv4_image **out, char *err,
                             size_t errlen);
-/* The vision pre-processing parameters and image_token_id of DIR/config.json, weights-free (render); a config
- * without vision_config is refused ("DIR: this model has no vision tower ..."). */
-int cli_config_vision(const char *cmd, const char *dir, dsv4_vision_params *p, int32_t *image_token);
 #endif

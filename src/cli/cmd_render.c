@@ -117,6 +117,7 @@ int dsv4_cli_render(int argc, char **argv) {
     }
     /* images: read and plan each (no weights) */
     int spans[CLI_MAX_IMAGES], wh[CLI_MAX_IMAGES][2], cells[CLI_MAX_IMAGES][2];
+    dsv4_image_plan plans[CLI_MAX_IMAGES];
     int fail = 0;
     if (imgs.n && imgs.n != nparts) {
         fail = cli_fail("render", "%d --image given but the messages have %d image part%s", imgs.n, nparts,
@@ -129,7 +130,7 @@ int dsv4_cli_render(int argc, char **argv) {
     if (!dir) { dsv4_chat_images_free(parts, nparts); parts = NULL; nparts = 0; } /* no config: the text alone */
     dsv4_vision_params vp;
     int32_t img_tok = -1;
-    if (!fail && nparts && cli_config_vision("render", dir, &vp, &img_tok)) fail = 1;
+    if (!fail && nparts && dsv4_config_vision(dir, &vp, &img_tok, err, sizeof err)) fail = cli_fail("render", "%s", err);
     for (int k = 0; k < nparts && !fail; k++) {
         dsv4_image *im = NULL;
         if (imgs.n) {
@@ -140,7 +141,7 @@ int dsv4_cli_render(int argc, char **argv) {
         wh[k][0] = dsv4_image_width(im); wh[k][1] = dsv4_image_height(im);
         if (dsv4_image_plan_grid(wh[k][0], wh[k][1], &vp, &pl, err, sizeof err))
             fail = cli_fail("render", "%s: %s", imgs.n ? imgs.path[k] : parts[k].where, err);
-        else { spans[k] = pl.n_tokens; cells[k][0] = pl.n_llm_w; cells[k][1] = pl.n_llm_h; }
+        else { spans[k] = pl.n_tokens; cells[k][0] = pl.n_llm_w; cells[k][1] = pl.n_llm_h; plans[k] = pl; }
         dsv4_image_free(im);
     }
     if (fail) {
@@ -168,14 +169,14 @@ int dsv4_cli_render(int argc, char **argv) {
         return 1;
     }
     cli_out(prompt, plen);
-    long expanded = n;
+    /* positions with the spans expanded (Vision-Exp: plus the leading pads, which depend on the position) */
+    long expanded = want_tokens && nparts ? dsv4_prompt_expanded_len(&vp, ids, n, img_tok, plans, nparts) : n;
     for (int k = 0; k < nparts; k++) {
         const char *src = imgs.n ? imgs.path[k] : parts[k].url;
         int long_src = !imgs.n && parts[k].url_len > 48;
         printf("\n--- image %d (%s, %.*s%s): %dx%d pixels -> %dx%d cells, %d positions", k, parts[k].where,
                long_src ? 40 : (int)strlen(src), src, long_src ? "..." : "", wh[k][0], wh[k][1], cells[k][0],
                cells[k][1], spans[k]);
-        expanded += spans[k] - 1;
     }
     if (nparts && !want_tokens) printf("\n");
     dsv4_chat_images_free(parts, nparts);

@@ -68,22 +68,55 @@ int32_t dsv4_model_image_token(const dsv4_model *m) {
     return dsv4_model_has_vision(m) ? (int32_t)m->cfg.x.image_token_id : -1;
 }
 
-dsv4_vision_params dsv4_model_vision_params(const dsv4_model *m) {
+/* The pre-processing parameters of config c (a V4.1 or Vision-Exp config with vision keys). */
+static dsv4_vision_params params_of(const dsv4_config *c) {
     dsv4_vision_params p = dsv4_vision_params_v41();
-    if (!dsv4_model_has_vision(m)) return p;
-    const dsv4_config_v41 *x = &m->cfg.x;
+    const dsv4_config_v41 *x = &c->x;
     p.patch_size = x->vision_patch_size;
     p.downsample_ratio = x->vision_downsample_ratio;
     /* absent keys (parsed as 0) keep the official ModelArgs defaults (1024 tokens, 544^2 pixels) */
     if (x->vision_max_n_token > 0) p.max_image_tokens = x->vision_max_n_token;
     if (x->vision_min_pixels > 0) p.min_pixels = x->vision_min_pixels;
-    if (dsv4_config_vision_exp(&m->cfg)) {   /* docs/vision-exp.md §2-3 (io/config_vexp.c gave the defaults) */
+    if (dsv4_config_vision_exp(c)) {   /* docs/vision-exp.md §2-3 (io/config_vexp.c gave the defaults) */
         p.max_image_tokens = x->vision_max_n_token;
         p.min_pixels = x->vision_min_pixels;
         p.max_wh_ratio = x->vision_max_wh_ratio;
         p.vision_exp = 1;
     }
     return p;
+}
+
+dsv4_vision_params dsv4_model_vision_params(const dsv4_model *m) {
+    return dsv4_model_has_vision(m) ? params_of(&m->cfg) : dsv4_vision_params_v41();
+}
+
+int dsv4_config_vision(const char *dir, dsv4_vision_params *p, int32_t *image_token, char *err, size_t errlen) {
+    if (!dir || !p || !image_token) return dsv4_fail(err, errlen, "dsv4_config_vision: NULL argument");
+    char path[4096];
+    size_t l = strlen(dir);
+    snprintf(path, sizeof path, l >= 5 && !strcmp(dir + l - 5, ".json") ? "%s" : "%s/config.json", dir);
+    dsv4_config c;
+    if (dsv4_config_load(&c, path, err, errlen)) return -1;
+    if (c.x.vision_n_layers < 1)
+        return dsv4_fail(err, errlen, "%s: this model has no vision tower (config.json has no vision keys)", dir);
+    *p = params_of(&c);
+    *image_token = (int32_t)c.x.image_token_id;
+    return 0;
+}
+
+int dsv4_prompt_expanded_len(const dsv4_vision_params *p, const int32_t *ids, int n, int32_t image_token,
+                             const dsv4_image_plan *plans, int n_plans) {
+    if (!p || (n > 0 && !ids) || n < 0 || n_plans < 0 || (n_plans > 0 && !plans)) return -1;
+    int64_t o = 0;
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        if (ids[i] != image_token) { o++; continue; }
+        if (k == n_plans) return -1;
+        if (p->vision_exp) o += 3 - o % 4;   /* the leading IMAGE_PADs (build_exp) */
+        o += plans[k++].n_tokens;
+        if (o > INT_MAX / 2) return -1;
+    }
+    return k == n_plans ? (int)o : -1;
 }
 
 /* ---------------------------------------------------------------- encoded images */
