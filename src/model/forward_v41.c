@@ -62,7 +62,7 @@ struct dsv4_v41_state {
     size_t bytes;                         /* bytes allocated at open (dsv4_v41_state_bytes) */
     /* chunk scratch (max_chunk tokens) */
     float *X, *pre, *apre, *apost, *acomb, *fpre, *fpost, *fcomb, *mix, *x, *y, *t1, *t2;
-    float *qa, *q, *kv, *o, *og, *oa, *lat, *iq, *iw, *sc, *row, *ls, *es, *lin, *act;
+    float *qa, *q, *kv, *o, *og, *oa, *lat, *iq, *iw, *sc, *row, *ls, *es, *lin;
     int32_t *sel, *nsel, *shared_sel, *shared_nsel, *ids, *iscr;
     uint8_t *cand;
     int64_t *eidx;
@@ -608,7 +608,7 @@ void dsv4_v41_state_free(dsv4_v41_state *s) {
     void *f[] = {s->mxg, s->kdec, s->qb, (void *)s->kptr, s->asc, s->ikdec, s->isd, s->isc, s->iwh, s->cidx, s->ring16,
                  s->kv16, s->main_x, s->feat, s->ring, s->n_comp, s->n_ikeys, s->rope_win, s->rope_comp, s->X, s->pre, s->apre, s->apost, s->acomb, s->fpre,
                  s->fpost, s->fcomb, s->mix, s->x, s->y, s->t1, s->t2, s->qa, s->q, s->kv, s->o, s->og, s->oa, s->lat,
-                 s->iq, s->iw, s->sc, s->row, s->ls, s->es, s->lin, s->act, s->sel, s->nsel, s->shared_sel,
+                 s->iq, s->iw, s->sc, s->row, s->ls, s->es, s->lin, s->sel, s->nsel, s->shared_sel,
                  s->shared_nsel, s->ids, s->iscr, s->cand, s->eidx, s->cids, s->fscr, s->emask};
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) free(f[i]);
     free(s);
@@ -762,7 +762,6 @@ int dsv4_v41_state_open(const dsv4_model *m, int max_ctx, int max_chunk, dsv4_v4
     if (maxcols < ql) maxcols = ql;
     const int TA = dspark && c->window_size > TC ? c->window_size : TC;   /* the DSpark ring runs window rows */
     s->lin = zalloc(dsv4_linear_scratch_floats(TA, maxcols) * sizeof(float), &fail);
-    s->act = zalloc((size_t)TA * maxcols * sizeof(float), &fail);
     /* the KV sources' compressor scratch */
     size_t ls = 0;
     for (int L = 0; L < NL; L++) {
