@@ -193,7 +193,7 @@ size_t dsv4_session_state_bytes(const dsv4_config *c, int max_ctx);
  * ring, compressed entries, indexer keys and compressor partial state filled with random values of the form the
  * forward pass writes (FP8-simulated nope dims, Hadamard + FP4-simulated indexer keys, BF16-exact), the MTP
  * history and last_x random. Deterministic in seed (independent of the thread count). pos in [0, max_ctx].
- * Returns 0, or -1 with err (s NULL, pos out of range, out of memory). */
+ * Returns 0, or -1 with err (s NULL, pos out of range, a DeepSeek-V4.1 session, out of memory). */
 int dsv4_session_fill_synthetic(dsv4_session *s, int pos, uint64_t seed, char *err, size_t errlen);
 
 /* ---- session.c ---- */

@@ -119,6 +119,8 @@ int dsv4_session_fill_synthetic(dsv4_session *s, int pos, uint64_t seed, char *e
     if (!s) return dsv4_fail(err, errlen, "dsv4_session_fill_synthetic: session is NULL");
     if (pos < 0 || pos > s->max_ctx)
         return dsv4_fail(err, errlen, "dsv4_session_fill_synthetic: pos %d outside [0, max_ctx %d]", pos, s->max_ctx);
+    if (s->v41)   /* its caches (CSA2 records, Engram history, DSpark ring) have no synthetic writer yet */
+        return dsv4_fail(err, errlen, "a synthetic context fill is not available for DeepSeek-V4.1 sessions yet");
     const dsv4_model *m = s->m;
     const dsv4_config *cf = &m->cfg;
     dsv4_session_reset(s);
