@@ -28,7 +28,7 @@ typedef enum { DSV4_EFFORT_NONE = 0, DSV4_EFFORT_HIGH = 1, DSV4_EFFORT_MAX = 2 }
 
 /* Prompt format (docs/encoding.md §10). Choose it from the model: DSV4_FORMAT_V41 for a DeepSeek-V4.1 checkpoint
  * (config.json model_type "deepseek_v41": dsv4_model_info.v41 / dsv4_config_info), DSV4_FORMAT_V4 otherwise (V4-Flash,
- * V4-Pro, V4-Flash-Vision-Exp). The output parser takes the same value (dsv4_parser_new_format, dsv4_parse.h). */
+ * V4-Pro, V4-Flash-Vision-Exp). The output parser takes the same value (dsv4_parser_set_format, dsv4_parse.h). */
 typedef enum { DSV4_FORMAT_V4 = 0, DSV4_FORMAT_V41 = 1 } dsv4_chat_format;
 
 /* The V4.1 effort of a named level, as DeepSeek's V4.1 encoder maps it (docs/encoding.md §10.2): "low" 50, "high"

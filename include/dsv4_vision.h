@@ -1,6 +1,8 @@
 /* dsv4_vision.h — images for the DeepSeek vision tower: decoding (JPEG, PNG) and the pre-processing of
  * DeepSeek-V4.1's `image_processor.py` (resize plan, Pillow's ImageOps.pad with BICUBIC, [-1, 1] normalisation
- * rounded to BF16, 3 x 14 x 14 patches), bit for bit.
+ * rounded to BF16, 3 x 14 x 14 patches), bit for bit; then (section "images in the language model" below) the
+ * tower and aligner of a loaded model, prompts with image spans and their evaluation, for DeepSeek-V4.1 and
+ * DeepSeek-V4-Flash-Vision-Exp (docs/vision.md, docs/vision-exp.md).
  *
  * Spec: docs/v41.md §3.3 and docs/vision.md (what the official code does at each step, including the points the
  * spec left open: EXIF, colour conversions, the pad placement, Pillow's fixed-point resampler). Tested against
@@ -54,8 +56,12 @@ int dsv4_image_from_bytes(dsv4_image **out, const void *data, size_t len, const 
 int dsv4_image_from_bytes_max(dsv4_image **out, const void *data, size_t len, const char *name, int64_t max_pixels,
                               char *err, size_t errlen);
 
+/* The largest image file dsv4_image_from_file reads: 1 GiB, far above any JPEG or PNG within the pixel limit. */
+#define DSV4_IMAGE_MAX_FILE_BYTES ((size_t)1 << 30)
 /* dsv4_image_from_bytes on the contents of the file at `path` (the name in messages is the path).
- * Errors as above, plus "<path>: cannot open: <reason>". */
+ * Errors as above, plus "<path>: cannot open: <reason>" and "<path>: more than 1024 MiB, ..." for a file above
+ * DSV4_IMAGE_MAX_FILE_BYTES (a regular file by its size, before reading; a device or pipe such as /dev/zero after
+ * reading at most that many bytes + 1). */
 int dsv4_image_from_file(dsv4_image **out, const char *path, char *err, size_t errlen);
 
 /* An image from raw pixels: width x height RGB8 (copied). width, height in [1, 2^31) with
@@ -224,9 +230,9 @@ int dsv4_image_encode(const struct dsv4_model *m, const dsv4_image *im, dsv4_ima
 /* Drop the caller's reference (NULL is fine). */
 void dsv4_image_embed_free(dsv4_image_embed *e);
 /* Prompt positions of the image's span: n_llm_h * (n_llm_w + 1) + 2 (Vision-Exp: plan.n_tokens, without the 0..3
- * leading pads, which depend on the position). */
+ * leading pads, which depend on the position); 0 for NULL. */
 int dsv4_image_embed_positions(const dsv4_image_embed *e);
-/* The plan the image was encoded with (owned by the embed). */
+/* The plan the image was encoded with (owned by the embed); NULL for NULL. */
 const dsv4_image_plan *dsv4_image_embed_plan(const dsv4_image_embed *e);
 /* A 64-bit digest of the aligner rows: equal for the same image on the same model, different (with probability
  * 1 - 2^-64) otherwise. Used to tell two prompts' image spans apart when reusing an evaluated prefix. */
@@ -243,21 +249,21 @@ typedef struct dsv4_prompt dsv4_prompt;
  * an image encoded by another model; the expanded prompt longer than INT_MAX/2 positions; Vision-Exp: a span longer
  * than vision_max_n_token (an embed from dsv4_image_encode never is). On a model without vision the placeholder id is
  * an ordinary token (n_images must then be 0). Spans are expanded in order (Vision-Exp's pads depend on the position).
- * Allocates (8 + 1 + 8 + 8 bytes per position; Vision-Exp 4 more). */
+ * Allocates (4 + 1 + 8 + 8 bytes per position: id, role, embedding row pointer, key; Vision-Exp 4 more). */
 int dsv4_prompt_build(dsv4_prompt **out, const struct dsv4_model *m, const int32_t *ids, int n,
                       dsv4_image_embed *const *images, int n_images, char *err, size_t errlen);
 /* Free the prompt and its image references (NULL is fine). */
 void dsv4_prompt_free(dsv4_prompt *p);
-/* Number of positions (text ids + expanded spans). */
+/* Number of positions (text ids + expanded spans); 0 for NULL. */
 int dsv4_prompt_len(const dsv4_prompt *p);
 /* The expanded ids, dsv4_prompt_len entries (image positions carry the placeholder id; Vision-Exp: vocab_size + the
- * official role, ids outside the vocabulary that dsv4_eval refuses); owned by the prompt. */
+ * official role, ids outside the vocabulary that dsv4_eval refuses); owned by the prompt; NULL for NULL. */
 const int32_t *dsv4_prompt_ids(const dsv4_prompt *p);
 /* The role of position i (DSV4_TOKEN_*); DSV4_TOKEN_TEXT when i is out of range. */
 int dsv4_prompt_role(const dsv4_prompt *p, int i);
 /* A key for prefix matching: for a text position its id; for an image position a 64-bit mix of the image's
  * digest and the offset inside the span (never equal to a text id). Two prompts evaluate identically up to
- * position i when their keys agree on 0..i. */
+ * position i when their keys agree on 0..i. 0 when i is out of range (as the key of text id 0: check the range). */
 uint64_t dsv4_prompt_key(const dsv4_prompt *p, int i);
 
 /* Where a call may end: the largest position q <= pos such that dsv4_eval_prompt accepts a call ending at q (and the
@@ -272,7 +278,7 @@ int dsv4_prompt_boundary(const dsv4_prompt *p, int pos);
  * (first < end <= dsv4_prompt_len): end itself, or, when it falls inside a Vision-Exp image span, that span's START
  * if it is past `first`, else the position after the span's END. The rule of dsv4_prompt_boundary's comment as one
  * call, for callers that cut prefill at sizes of their own (the server's chunks and checkpoint strides). end for
- * NULL and for every V4.1 or text-only prompt. */
+ * NULL; for a V4.1 or text-only prompt end clamped to [0, dsv4_prompt_len]. */
 int dsv4_prompt_call_end(const dsv4_prompt *p, int first, int end);
 
 /* Evaluate prompt positions [first, first + n) as the session's next n positions; the session's position must be

@@ -322,7 +322,7 @@ int dsv4_prompt_build(dsv4_prompt **out, const dsv4_model *m, const int32_t *ids
     for (int k = 0; k < n_images; k++) {
         if (!images[k]) return dsv4_fail(err, errlen, "dsv4_prompt_build: image %d is NULL", k);
         if (images[k]->m != m)
-            return dsv4_fail(err, errlen, "dsv4_prompt_build: image %d was encoded by another model (%s), not %s", k,
+            return dsv4_fail(err, errlen, "dsv4_prompt_build: image %d was encoded by another model instance (%s), not this one (%s)", k,
                              images[k]->m->dir, m->dir);
     }
     const int32_t tok = vision ? (int32_t)m->cfg.x.image_token_id : -1;
@@ -435,8 +435,8 @@ int dsv4_eval_prompt(dsv4_session *s, const dsv4_prompt *p, int first, int n, fl
                      size_t errlen) {
     if (!s || !p) return dsv4_fail(err, errlen, "dsv4_eval_prompt: %s is NULL", !s ? "session" : "prompt");
     if (p->m != s->m)
-        return dsv4_fail(err, errlen, "dsv4_eval_prompt: the prompt was built for another model (%s) than the "
-                         "session's (%s)", p->m->dir, s->m->dir);
+        return dsv4_fail(err, errlen, "dsv4_eval_prompt: the prompt was built for another model instance (%s) "
+                         "than the session's (%s)", p->m->dir, s->m->dir);
     if (first < 0 || n < 1 || first > p->n - n)
         return dsv4_fail(err, errlen, "dsv4_eval_prompt: positions [%d, %d + %d) outside the prompt's %d", first, first,
                          n, p->n);
