@@ -298,19 +298,7 @@ static int bind_vexp_vision(ctx *c) {
     if (dsv4_vtower_config_from(&vc, &m->cfg, m->dir, c->err, c->errlen)) return -1;
     if (dsv4_vtower_load(&m->vx_tower, m->st, &vc, e2, sizeof e2))
         return dsv4_fail(c->err, c->errlen, "%s: %s", m->dir, e2);
-    static const char *const glob[] = {"vision.patch_embed.proj.weight", "vision.patch_embed.proj.bias",
-                                       "vision.norm.weight", "aligner.w1.weight", "aligner.w1.bias",
-                                       "aligner.w2.weight", "aligner.w2.bias"};
-    static const char *const blk[] = {"norm1.weight", "attn.wqkv.weight", "attn.wqkv.bias", "attn.wo.weight",
-                                      "attn.wo.bias", "norm2.weight", "mlp.w1.weight", "mlp.w2.weight"};
-    const int ng = (int)(sizeof glob / sizeof *glob), nbk = (int)(sizeof blk / sizeof *blk);
-    for (int k = 0; k < ng + vc.n_layers * nbk; k++) {   /* mark exactly the tower's names (vision/tower.h) used */
-        char tn[96];
-        if (k < ng) snprintf(tn, sizeof tn, "%s", glob[k]);
-        else snprintf(tn, sizeof tn, "vision.blocks.%d.%s", (k - ng) / nbk, blk[(k - ng) % nbk]);
-        const st_tensor *t = st_find(m->st, tn);
-        if (t) c->used[t - st_at(m->st, 0)] = 1;
-    }
+    dsv4_vtower_mark_used(&vc, m->st, c->used);   /* exactly the tower's names (vision/tower.h) */
     float **dst[4] = {&m->image_start, &m->image_pad, &m->image_newline, &m->image_end};
     const char *nm[4] = {"image_start", "image_pad", "image_newline", "image_end"};
     for (int k = 0; k < 4; k++) {

@@ -161,22 +161,9 @@ static int bind_vision(dsv4_wbind *c, struct dsv4_v41_weights *v) {
     if (dsv4_vtower_config_from(&vc, &m->cfg, m->dir, c->err, c->errlen)) return -1;
     if (dsv4_vtower_load(&v->vtower, m->st, &vc, e2, sizeof e2))
         return dsv4_fail(c->err, c->errlen, "%s: %s", m->dir, e2);
-    /* mark the tower's tensors (names of vision/tower.h) used: the whole-set check of model/weights.c accepts the
-     * used ones and still refuses any other vision.* / aligner.* name as unexpected */
-    static const char *const glob[] = {"vision.patch_embed.proj.weight", "vision.patch_embed.proj.bias",
-                                       "vision.norm.weight", "aligner.w1.weight", "aligner.w1.bias",
-                                       "aligner.w2.weight", "aligner.w2.bias"};
-    static const char *const blk[] = {"norm1.weight", "attn.wqkv.weight", "attn.wqkv.bias", "attn.wo.weight",
-                                      "attn.wo.bias", "norm2.weight", "mlp.w1.weight", "mlp.w2.weight"};
-    const int nb = m->cfg.x.vision_n_layers;
-    for (int k = 0; k < (int)(sizeof glob / sizeof *glob) + nb * (int)(sizeof blk / sizeof *blk); k++) {
-        char nm[96];
-        const int g = (int)(sizeof glob / sizeof *glob), nbk = (int)(sizeof blk / sizeof *blk);
-        if (k < g) snprintf(nm, sizeof nm, "%s", glob[k]);
-        else snprintf(nm, sizeof nm, "vision.blocks.%d.%s", (k - g) / nbk, blk[(k - g) % nbk]);
-        const st_tensor *t = st_find(m->st, nm);
-        if (t) c->used[t - st_at(m->st, 0)] = 1;
-    }
+    /* the tower's tensors used: the whole-set check of model/weights.c accepts them and still refuses any other
+     * vision.* / aligner.* name as unexpected */
+    dsv4_vtower_mark_used(&vc, m->st, c->used);
     float **dst[3] = {&v->image_start, &v->image_newline, &v->image_end};
     const char *nm[3] = {"image_start", "image_newline", "image_end"};
     for (int k = 0; k < 3; k++) {

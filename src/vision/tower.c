@@ -88,6 +88,24 @@ void dsv4_vtower_free(dsv4_vtower *t) {
     free(t);
 }
 
+/* The tower's checkpoint names (vision/tower.h): the global tensors in load order, then per block
+ * "vision.blocks.N." + each suffix. One list for the loader and dsv4_vtower_mark_used. */
+static const char *const VT_GLOBAL[7] = {"vision.patch_embed.proj.weight", "vision.patch_embed.proj.bias",
+                                         "vision.norm.weight", "aligner.w1.weight", "aligner.w1.bias",
+                                         "aligner.w2.weight", "aligner.w2.bias"};
+static const char *const VT_BLOCK[8] = {"norm1.weight", "attn.wqkv.weight", "attn.wqkv.bias", "attn.wo.weight",
+                                        "attn.wo.bias", "norm2.weight", "mlp.w1.weight", "mlp.w2.weight"};
+
+void dsv4_vtower_mark_used(const dsv4_vtower_config *c, const st_set *s, unsigned char *used) {
+    for (int k = 0; k < 7 + c->n_layers * 8; k++) {
+        char nm[96];
+        if (k < 7) snprintf(nm, sizeof nm, "%s", VT_GLOBAL[k]);
+        else snprintf(nm, sizeof nm, "vision.blocks.%d.%s", (k - 7) / 8, VT_BLOCK[(k - 7) % 8]);
+        const st_tensor *t = st_find(s, nm);
+        if (t) used[t - st_at(s, 0)] = 1;
+    }
+}
+
 int dsv4_vtower_load(dsv4_vtower **out, const st_set *s, const dsv4_vtower_config *c, char *err, size_t errlen) {
     *out = NULL;
     if (c->n_layers < 0 || c->n_layers > 1024 || c->dim < 1 || c->dim > (1 << 16) || c->n_heads < 1 ||
@@ -107,13 +125,13 @@ int dsv4_vtower_load(dsv4_vtower **out, const st_set *s, const dsv4_vtower_confi
     int P = 3 * c->patch_size * c->patch_size;
     t->blocks = calloc((size_t)(c->n_layers ? c->n_layers : 1), sizeof *t->blocks);
     if (!t->blocks) { dsv4_vtower_free(t); return dsv4_fail(err, errlen, "out of memory"); }
-    if (load_matrix(&t->patch_w, s, "vision.patch_embed.proj.weight", D, P, err, errlen) ||
-        load_vector(&t->patch_b, s, "vision.patch_embed.proj.bias", D, err, errlen) ||
-        load_vector(&t->norm, s, "vision.norm.weight", D, err, errlen) ||
-        load_matrix(&t->a_w1, s, "aligner.w1.weight", L, D * r2, err, errlen) ||
-        load_vector(&t->a_b1, s, "aligner.w1.bias", L, err, errlen) ||
-        load_matrix(&t->a_w2, s, "aligner.w2.weight", L, L, err, errlen) ||
-        load_vector(&t->a_b2, s, "aligner.w2.bias", L, err, errlen)) {
+    if (load_matrix(&t->patch_w, s, VT_GLOBAL[0], D, P, err, errlen) ||
+        load_vector(&t->patch_b, s, VT_GLOBAL[1], D, err, errlen) ||
+        load_vector(&t->norm, s, VT_GLOBAL[2], D, err, errlen) ||
+        load_matrix(&t->a_w1, s, VT_GLOBAL[3], L, D * r2, err, errlen) ||
+        load_vector(&t->a_b1, s, VT_GLOBAL[4], L, err, errlen) ||
+        load_matrix(&t->a_w2, s, VT_GLOBAL[5], L, L, err, errlen) ||
+        load_vector(&t->a_b2, s, VT_GLOBAL[6], L, err, errlen)) {
         dsv4_vtower_free(t);
         return -1;
     }
@@ -121,9 +139,7 @@ int dsv4_vtower_load(dsv4_vtower **out, const st_set *s, const dsv4_vtower_confi
         vt_block *b = &t->blocks[i];
         t->n_blocks_loaded = i + 1;
         char n[8][96];
-        const char *suf[8] = {"norm1.weight", "attn.wqkv.weight", "attn.wqkv.bias", "attn.wo.weight",
-                              "attn.wo.bias", "norm2.weight", "mlp.w1.weight", "mlp.w2.weight"};
-        for (int k = 0; k < 8; k++) snprintf(n[k], sizeof n[k], "vision.blocks.%d.%s", i, suf[k]);
+        for (int k = 0; k < 8; k++) snprintf(n[k], sizeof n[k], "vision.blocks.%d.%s", i, VT_BLOCK[k]);
         if (load_vector(&b->norm1, s, n[0], D, err, errlen) ||
             load_matrix(&b->wqkv, s, n[1], 3 * D, D, err, errlen) ||
             load_vector(&b->bqkv, s, n[2], 3 * D, err, errlen) ||

@@ -56,6 +56,9 @@ typedef struct dsv4_vtower dsv4_vtower;
  * a wrong dtype or shape, out of memory. */
 int dsv4_vtower_load(dsv4_vtower **out, const st_set *s, const dsv4_vtower_config *c, char *err, size_t errlen);
 void dsv4_vtower_free(dsv4_vtower *t);
+/* Set used[i] = 1 for every tensor i of s (st_at order) that dsv4_vtower_load(c) reads: the model binders' whole-set
+ * check then accepts exactly the tower's names and still refuses any other vision.* / aligner.* tensor. */
+void dsv4_vtower_mark_used(const dsv4_vtower_config *c, const st_set *s, unsigned char *used);
 const dsv4_vtower_config *dsv4_vtower_cfg(const dsv4_vtower *t);
 
 /* The exp of the attention softmax, exposed for its test: a fixed sequence of F32 operations (Cody-Waite reduction,
