@@ -275,10 +275,7 @@ def main():
     ap.add_argument("--out", default=None, help="export / eval: model dir (default models/nano-chat)")
     args = ap.parse_args()
     g = globals()
-    for kv in args.set:
-        k, v = kv.split("=", 1)
-        assert k in g and k.isupper(), "unknown constant %s" % k
-        g[k] = type(g[k])(v)
+    tn.trainlib.apply_sets(g, args.set)
     if args.run_dir:
         g["RUN_DIR"] = os.path.abspath(args.run_dir)
     if args.cache:

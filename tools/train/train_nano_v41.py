@@ -511,16 +511,11 @@ class Net(torch.nn.Module):
 
 # ----------------------------------------------------------------------------- training loop
 def lr_at(step):
-    if step < WARMUP:
-        return LR * (step + 1) / WARMUP
-    t = (step - WARMUP) / max(1, STEPS - WARMUP)
-    return LR * (LR_MIN_FRAC + (1 - LR_MIN_FRAC) * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+    return trainlib.cosine_lr(step, LR, WARMUP, STEPS, LR_MIN_FRAC)
 
 
 def batch_at(data, step):
-    g = torch.Generator().manual_seed(SEED * 1000003 + step)
-    off = torch.randint(0, data.numel() - SEQ, (BATCH,), generator=g)
-    return torch.stack([data[o:o + SEQ] for o in off.tolist()]), g
+    return trainlib.random_windows(data, step, SEED, SEQ, BATCH)
 
 
 def build():
@@ -755,10 +750,7 @@ def main():
     ap.add_argument("--run-dir", default=None)
     args = ap.parse_args()
     g = globals()
-    for kv in args.set:
-        k, v = kv.split("=", 1)
-        assert k in g and k.isupper(), "unknown constant %s" % k
-        g[k] = type(g[k])(v)
+    trainlib.apply_sets(g, args.set)
     if args.run_dir:
         RUN_DIR = os.path.abspath(args.run_dir)
     torch.set_num_threads(1)

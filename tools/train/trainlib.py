@@ -1,6 +1,7 @@
 """tools/train/trainlib.py — the run-directory helpers every trainer here shares (train_nano.py,
 train_nano_chat.py, train_nano_v41.py): timestamped logging, finding the latest checkpoint of a run, resuming
 weights and optimizer state from it. Pure Python + torch; no model code."""
+import math
 import os
 import time
 
@@ -30,3 +31,30 @@ def load_ckpt(path, model, opt):
     model.load_state_dict(ck["model"])
     opt.load_state_dict(ck["opt"])
     return ck.get("elapsed", 0.0)
+
+
+def cosine_lr(step, lr, warmup, steps, min_frac):
+    """The learning rate at step (0-based): linear warmup over `warmup` steps to lr, then a half cosine from lr
+    down to lr * min_frac at step `steps` (held there after)."""
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    t = (step - warmup) / max(1, steps - warmup)
+    return lr * (min_frac + (1 - min_frac) * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+
+
+def random_windows(data, step, seed, seq, batch):
+    """(tokens [batch, seq], generator): `batch` windows of `seq` tokens at uniform random offsets of the 1-D token
+    tensor data, drawn from a generator seeded by (seed, step) alone, so a resumed run sees the same batches; the
+    generator is returned in the state after the draw (for callers that draw more from it)."""
+    g = torch.Generator().manual_seed(seed * 1000003 + step)
+    off = torch.randint(0, data.numel() - seq, (batch,), generator=g)
+    return torch.stack([data[o:o + seq] for o in off.tolist()]), g
+
+
+def apply_sets(g, sets):
+    """Apply command-line `--set NAME=VALUE` overrides to the module globals g: NAME must be an existing
+    upper-case constant; VALUE is converted to that constant's type."""
+    for kv in sets:
+        k, v = kv.split("=", 1)
+        assert k in g and k.isupper(), "unknown constant %s" % k
+        g[k] = type(g[k])(v)
