@@ -12,6 +12,7 @@
  * definition. The lanes are loaded from and stored to the caller's L[row][token][16] once per tile (KC columns).
  * Compiled with the AVX-512 flags of linear_avx512.c (Makefile); elsewhere this file is empty. */
 #include "kernels/simd.h"
+#include "kernels/simd_bf16.h"
 #if defined(__x86_64__) && defined(__AVX512BF16__) && defined(__AVX512BW__) && defined(__AVX512VBMI__)
 #include <immintrin.h>
 #include <string.h>
@@ -220,16 +221,6 @@ INL __m512 tree16x16(const __m512 *v) {
     for (int m = 0; m < 2; m++) s3[m] = tree_step(s2[2 * m], s2[2 * m + 1]);
     return tree_step(s3[0], s3[1]);
 }
-/* dsv4_f32_to_bf16 rounding (NaN kept quiet, otherwise nearest-even), 16 lanes */
-INL __m512 round_bf16x16(__m512 v) {
-    const __m512i u = _mm512_castps_si512(v);
-    const __m512i abs = _mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff));
-    const __mmask16 nan = _mm512_cmpgt_epu32_mask(abs, _mm512_set1_epi32(0x7f800000));
-    __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff),
-                                                     _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1))));
-    r = _mm512_mask_or_epi32(r, nan, u, _mm512_set1_epi32(0x400000));
-    return _mm512_castsi512_ps(_mm512_and_si512(r, _mm512_set1_epi32((int)0xffff0000u)));
-}
 
 static void finish(const dsv4_lin_job *jb, float (*L)[GTB][16], int rb, int nrr, int t0, int nt) {
     const int rows = jb->w->rows;
@@ -241,7 +232,7 @@ static void finish(const dsv4_lin_job *jb, float (*L)[GTB][16], int rb, int nrr,
             v[8 + j] = j < nrr && t + 1 < nt ? _mm512_load_ps(L[j][t + 1]) : _mm512_setzero_ps();
         }
         __m512 o = tree16x16(v);
-        if (jb->flags & DSV4_OUT_BF16) o = round_bf16x16(o);
+        if (jb->flags & DSV4_OUT_BF16) o = dsv4_round_bf16x16(o);
         _mm256_mask_storeu_ps(jb->out + (size_t)(t0 + t) * rows + rb, m, _mm512_castps512_ps256(o));
         if (t + 1 < nt)
             _mm256_mask_storeu_ps(jb->out + (size_t)(t0 + t + 1) * rows + rb, m, _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(o), 1)));

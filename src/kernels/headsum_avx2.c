@@ -1,24 +1,18 @@
 /* kernels/headsum_avx2.c — AVX2 dsv4_relu_wsum_bf16 (headsum.h), 8 lanes, the ragged end on the scalar code.
  * Compiled with -mavx2 -mfma (Makefile; no FMA is used); elsewhere it is the scalar definition under this name. */
 #include "kernels/headsum.h"
+#include "kernels/simd_bf16.h"
 #if defined(__x86_64__) && defined(__AVX2__)
 #include <immintrin.h>
 #include <string.h>
 
 void dsv4_relu_wsum_bf16_avx2(float *acc, const float *d, float w, int n) {
     const __m256 zero = _mm256_setzero_ps(), vw = _mm256_set1_ps(w);
-    const __m256i absm = _mm256_set1_epi32(0x7fffffff), inf = _mm256_set1_epi32(0x7f800000),
-                  rnd = _mm256_set1_epi32(0x7fff), one = _mm256_set1_epi32(1), hi = _mm256_set1_epi32((int)0xffff0000u),
-                  qbit = _mm256_set1_epi32(0x00400000);
     int i = 0;
     for (; i + 8 <= n; i += 8) {
         __m256 x = _mm256_max_ps(zero, _mm256_loadu_ps(d + i));   /* the second operand on NaN and on +-0 */
-        __m256i u = _mm256_castps_si256(_mm256_mul_ps(x, vw));
-        __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, absm), inf);
-        __m256i r = _mm256_add_epi32(u, _mm256_add_epi32(rnd, _mm256_and_si256(_mm256_srli_epi32(u, 16), one)));
-        r = _mm256_blendv_epi8(r, _mm256_or_si256(u, qbit), nan);
-        r = _mm256_and_si256(r, hi);
-        _mm256_storeu_ps(acc + i, _mm256_add_ps(_mm256_loadu_ps(acc + i), _mm256_castsi256_ps(r)));
+        __m256 r = dsv4_round_bf16x8(_mm256_mul_ps(x, vw));
+        _mm256_storeu_ps(acc + i, _mm256_add_ps(_mm256_loadu_ps(acc + i), r));
     }
     dsv4_relu_wsum_bf16_scalar(acc + i, d + i, w, n - i);
 }

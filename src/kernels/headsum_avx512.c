@@ -1,25 +1,19 @@
 /* kernels/headsum_avx512.c — AVX-512 dsv4_relu_wsum_bf16 (headsum.h), 16 lanes, the ragged end by a mask.
  * Compiled with the AVX-512 flags (Makefile); elsewhere it is the scalar definition under this name. */
 #include "kernels/headsum.h"
+#include "kernels/simd_bf16.h"
 #if defined(__x86_64__) && defined(__AVX512F__)
 #include <immintrin.h>
 
 void dsv4_relu_wsum_bf16_avx512(float *acc, const float *d, float w, int n) {
     const __m512 zero = _mm512_setzero_ps(), vw = _mm512_set1_ps(w);
-    const __m512i absm = _mm512_set1_epi32(0x7fffffff), inf = _mm512_set1_epi32(0x7f800000),
-                  rnd = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1), hi = _mm512_set1_epi32((int)0xffff0000u),
-                  qbit = _mm512_set1_epi32(0x00400000);
     for (int i = 0; i < n; i += 16) {
         __mmask16 k = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1u);
         __m512 x = _mm512_maskz_loadu_ps(k, d + i);
         x = _mm512_max_ps(zero, x);                       /* the second operand on NaN and on +-0: the scalar relu */
-        __m512i u = _mm512_castps_si512(_mm512_mul_ps(x, vw));
-        __mmask16 nan = _mm512_cmpgt_epi32_mask(_mm512_and_si512(u, absm), inf);
-        __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(rnd, _mm512_and_si512(_mm512_srli_epi32(u, 16), one)));
-        r = _mm512_mask_or_epi32(r, nan, u, qbit);        /* NaN: its own high half with the quiet bit */
-        r = _mm512_and_si512(r, hi);
+        __m512 r = dsv4_round_bf16x16(_mm512_mul_ps(x, vw));
         __m512 a = _mm512_maskz_loadu_ps(k, acc + i);
-        _mm512_mask_storeu_ps(acc + i, k, _mm512_add_ps(a, _mm512_castsi512_ps(r)));
+        _mm512_mask_storeu_ps(acc + i, k, _mm512_add_ps(a, r));
     }
 }
 

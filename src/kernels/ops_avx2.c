@@ -5,6 +5,7 @@
  * Compiled with -mavx2 -mfma (Makefile); elsewhere this file is empty. */
 #include "kernels/ops_simd.h"
 #include "kernels/simd.h"
+#include "kernels/simd_bf16.h"
 #if defined(__x86_64__) && defined(__AVX2__)
 #include <immintrin.h>
 #include "base/util.h"
@@ -15,16 +16,6 @@ static inline __m256i ftz8(__m256i u) {
     __m256i sub = _mm256_cmpeq_epi32(_mm256_and_si256(u, I32(0x7f800000)), _mm256_setzero_si256());
     return _mm256_blendv_epi8(u, _mm256_and_si256(u, I32(0x80000000u)), sub);
 }
-
-/* dsv4_f32_to_bf16 on 8 bit patterns; the BF16 bits in the low half of each lane */
-static inline __m256i bf16_bits(__m256i u) {
-    __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, I32(0x7fffffff)), I32(0x7f800000));
-    __m256i hi = _mm256_srli_epi32(u, 16);
-    __m256i r = _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_add_epi32(I32(0x7fff), _mm256_and_si256(hi, I32(1)))), 16);
-    return _mm256_blendv_epi8(r, _mm256_or_si256(hi, I32(0x40)), nan);
-}
-
-static inline __m256 round_bf16(__m256 v) { return _mm256_castsi256_ps(_mm256_slli_epi32(bf16_bits(_mm256_castps_si256(v)), 16)); }
 
 /* dsv4_e4m3_lut[dsv4_f32_to_e4m3(v)] for v in [-448, 448] (NaN lanes replaced by the caller) */
 static inline __m256 e4m3_value(__m256 v) {
@@ -78,7 +69,7 @@ void dsv4_fp8_sim_avx2(float *dst, const float *src, int n, int block) {
     }
 }
 
-static inline __m256i bits8(const float *x) { return bf16_bits(ftz8(_mm256_castps_si256(_mm256_loadu_ps(x)))); }
+static inline __m256i bits8(const float *x) { return dsv4_bf16_bits8(ftz8(_mm256_castps_si256(_mm256_loadu_ps(x)))); }
 /* 16 BF16 values: x[0..8) then z[0..8) */
 static inline void store16(uint16_t *d, const float *x, const float *z) {
     __m256i p = _mm256_permute4x64_epi64(_mm256_packus_epi32(bits8(x), bits8(z)), 0xd8);
@@ -105,7 +96,7 @@ void dsv4_hc_collapse_avx2(float *u, const float *x, const float *p, int hc, int
         __m256 a = _mm256_setzero_ps();
         for (int i = 0; i < hc; i++)
             a = _mm256_add_ps(a, _mm256_mul_ps(_mm256_set1_ps(p[i]), _mm256_loadu_ps(x + (size_t)i * D + d)));
-        _mm256_storeu_ps(u + d, round_bf16(a));
+        _mm256_storeu_ps(u + d, dsv4_round_bf16x8(a));
     }
     for (int d = D8; d < D; d++) {
         float a = 0;
@@ -123,7 +114,7 @@ void dsv4_hc_post_avx2(float *x, const float *y, const float *post, const float 
         for (int k = 0; k < hc; k++) {
             __m256 a = _mm256_mul_ps(_mm256_set1_ps(post[k]), yv);
             for (int j = 0; j < hc; j++) a = _mm256_add_ps(a, _mm256_mul_ps(_mm256_set1_ps(M[j * hc + k]), old[j]));
-            _mm256_storeu_ps(x + (size_t)k * D + d, round_bf16(a));
+            _mm256_storeu_ps(x + (size_t)k * D + d, dsv4_round_bf16x8(a));
         }
     }
     float old[DSV4_ELEM_MAX_HC];
@@ -143,7 +134,7 @@ void dsv4_head_rms_bf16_avx2(float *x, int n, float eps) {
     __m256i emax = _mm256_setzero_si256(), emin = I32(255);
     for (int i = 0; i < n8; i += 8) {
         __m256 v = _mm256_loadu_ps(x + i);
-        __m256 sq = round_bf16(_mm256_mul_ps(v, v));
+        __m256 sq = dsv4_round_bf16x8(_mm256_mul_ps(v, v));
         __m256i b = _mm256_castps_si256(sq);
         __m256i e = _mm256_max_epi32(_mm256_and_si256(_mm256_srli_epi32(b, 23), I32(0xff)), I32(1));
         __m256i z = _mm256_cmpeq_epi32(_mm256_and_si256(b, I32(0x7fffffff)), _mm256_setzero_si256());
@@ -176,7 +167,7 @@ void dsv4_head_rms_bf16_avx2(float *x, int n, float eps) {
     }
     const float rf = dsv4_head_rms_r(ss, n, eps);
     const __m256 r = _mm256_set1_ps(rf);
-    for (int i = 0; i < n8; i += 8) _mm256_storeu_ps(x + i, round_bf16(_mm256_mul_ps(_mm256_loadu_ps(x + i), r)));
+    for (int i = 0; i < n8; i += 8) _mm256_storeu_ps(x + i, dsv4_round_bf16x8(_mm256_mul_ps(_mm256_loadu_ps(x + i), r)));
     for (int i = n8; i < n; i++) x[i] = dsv4_round_bf16(x[i] * rf);
 }
 #endif

@@ -13,6 +13,7 @@
  * Compiled with -mavx512f -mavx512bw -mavx512vl (Makefile); elsewhere this file is empty. */
 #include "kernels/ops_simd.h"
 #include "kernels/simd.h"
+#include "kernels/simd_bf16.h"
 #if defined(__x86_64__) && defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
 #include <immintrin.h>
 
@@ -25,17 +26,6 @@ static inline __m512i ftz16(__m512i u) {
     __mmask16 sub = _mm512_testn_epi32_mask(u, I32(0x7f800000));
     return _mm512_mask_and_epi32(u, sub, u, I32(0x80000000u));
 }
-
-/* dsv4_f32_to_bf16 on 16 bit patterns; the BF16 bits in the low half of each lane */
-static inline __m512i bf16_bits(__m512i u) {
-    __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, I32(0x7fffffff)), I32(0x7f800000));
-    __m512i hi = _mm512_srli_epi32(u, 16);
-    __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(I32(0x7fff), _mm512_and_si512(hi, I32(1)))), 16);
-    return _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(hi, I32(0x40)));
-}
-
-/* dsv4_round_bf16 on 16 floats */
-static inline __m512 round_bf16(__m512 v) { return _mm512_castsi512_ps(_mm512_slli_epi32(bf16_bits(_mm512_castps_si512(v)), 16)); }
 
 /* dsv4_e4m3_lut[dsv4_f32_to_e4m3(v)] for v in [-448, 448] (NaN lanes: don't care; the caller replaces them) */
 static inline __m512 e4m3_value(__m512 v) {
@@ -75,7 +65,7 @@ void dsv4_fp8_sim_avx512(float *dst, const float *src, int n, int block) {
 }
 
 static inline __m256i pack16(const float *x, __mmask16 t) {
-    return _mm512_cvtepi32_epi16(bf16_bits(ftz16(_mm512_castps_si512(_mm512_maskz_loadu_ps(t, x)))));
+    return _mm512_cvtepi32_epi16(dsv4_bf16_bits16(ftz16(_mm512_castps_si512(_mm512_maskz_loadu_ps(t, x)))));
 }
 
 void dsv4_pack_bf16_avx512(uint16_t *d, const float *x, int n, int nperm, int np) {
@@ -93,7 +83,7 @@ void dsv4_pack_bf16_avx512(uint16_t *d, const float *x, int n, int nperm, int np
     if (c < n) {
         __mmask16 t = tail_mask(n - c);
         _mm512_mask_cvtepi32_storeu_epi16(d + c,  t,
-            bf16_bits(ftz16(_mm512_castps_si512(_mm512_maskz_loadu_ps(t, x + c)))));
+            dsv4_bf16_bits16(ftz16(_mm512_castps_si512(_mm512_maskz_loadu_ps(t, x + c)))));
     }
     for (c = n; c < np; c++) d[c] = 0;
 }
@@ -104,7 +94,7 @@ void dsv4_hc_collapse_avx512(float *u, const float *x, const float *p, int hc, i
         __m512 a = _mm512_setzero_ps();
         for (int i = 0; i < hc; i++)
             a = _mm512_add_ps(a, _mm512_mul_ps(_mm512_set1_ps(p[i]), _mm512_maskz_loadu_ps(t, x + (size_t)i * D + d)));
-        _mm512_mask_storeu_ps(u + d, t, round_bf16(a));
+        _mm512_mask_storeu_ps(u + d, t, dsv4_round_bf16x16(a));
     }
 }
 
@@ -117,7 +107,7 @@ void dsv4_hc_post_avx512(float *x, const float *y, const float *post, const floa
         for (int k = 0; k < hc; k++) {
             __m512 a = _mm512_mul_ps(_mm512_set1_ps(post[k]), yv);
             for (int j = 0; j < hc; j++) a = _mm512_add_ps(a, _mm512_mul_ps(_mm512_set1_ps(M[j * hc + k]), old[j]));
-            _mm512_mask_storeu_ps(x + (size_t)k * D + d, t, round_bf16(a));
+            _mm512_mask_storeu_ps(x + (size_t)k * D + d, t, dsv4_round_bf16x16(a));
         }
     }
 }
@@ -127,7 +117,7 @@ void dsv4_head_rms_bf16_avx512(float *x, int n, float eps) {
     __m512i emax = _mm512_setzero_si512(), emin = I32(255);
     for (int i = 0; i < n; i += 16) {
         __m512 v = _mm512_maskz_loadu_ps(tail_mask(n - i), x + i);
-        __m512 sq = round_bf16(_mm512_mul_ps(v, v));
+        __m512 sq = dsv4_round_bf16x16(_mm512_mul_ps(v, v));
         __m512i b = _mm512_castps_si512(sq);
         __m512i e = _mm512_max_epi32(_mm512_and_si512(_mm512_srli_epi32(b, 23), I32(0xff)), I32(1));
         __mmask16 nz = _mm512_test_epi32_mask(b, I32(0x7fffffff));
@@ -146,7 +136,7 @@ void dsv4_head_rms_bf16_avx512(float *x, int n, float eps) {
     const __m512 r = _mm512_set1_ps(dsv4_head_rms_r(ss, n, eps));
     for (int i = 0; i < n; i += 16) {
         __mmask16 t = tail_mask(n - i);
-        _mm512_mask_storeu_ps(x + i, t, round_bf16(_mm512_mul_ps(_mm512_maskz_loadu_ps(t, x + i), r)));
+        _mm512_mask_storeu_ps(x + i, t, dsv4_round_bf16x16(_mm512_mul_ps(_mm512_maskz_loadu_ps(t, x + i), r)));
     }
 }
 #endif
