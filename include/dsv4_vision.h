@@ -59,7 +59,7 @@ int dsv4_image_from_bytes_max(dsv4_image **out, const void *data, size_t len, co
 /* The largest image file dsv4_image_from_file reads: 1 GiB, far above any JPEG or PNG within the pixel limit. */
 #define DSV4_IMAGE_MAX_FILE_BYTES ((size_t)1 << 30)
 /* dsv4_image_from_bytes on the contents of the file at `path` (the name in messages is the path).
- * Errors as above, plus "<path>: cannot open: <reason>" and "<path>: more than 1024 MiB, ..." for a file above
+ * Errors as above, plus "<path>: cannot open: <reason>" and "<path>: larger than 1024 MiB, ..." for a file above
  * DSV4_IMAGE_MAX_FILE_BYTES (a regular file by its size, before reading; a device or pipe such as /dev/zero after
  * reading at most that many bytes + 1). */
 int dsv4_image_from_file(dsv4_image **out, const char *path, char *err, size_t errlen);

@@ -148,6 +148,19 @@ check "generate --image: the prompt's own placeholders take the images in order 
 check "generate --image: more placeholders than images" 1 "the prompt has 2 image placeholders but 1 --image was given" -- "$BIN" generate -m $CVL -p "<｜deepseek_image｜> and <｜deepseek_image｜>" --image $VL/shapes.png -n 2
 check "generate: placeholders without any --image" 1 "the prompt has 1 image placeholder but 0 --image were given" -- "$BIN" generate -m $CVL -p "<｜deepseek_image｜> x" -n 2
 check "generate --image: the image changes the logits (the same prompt and seed, two images: different text)" 0 "^differ$" -- sh -c "a=\$('$BIN' generate -m $CVL -p ROMEO: --image $VL/shapes.png -n 24 --temp 1 -s 3 2>/dev/null); b=\$('$BIN' generate -m $CVL -p ROMEO: --image $VL/stripes.jpg -n 24 --temp 1 -s 3 2>/dev/null); [ \"\$a\" != \"\$b\" ] && echo differ"
+# review C2: an explicit --prefill equal to the number of ids is not the default (17 expanded positions: 3 + 14 rows)
+for pf in 2:18 3:17 4:16; do
+check "logits --image --prefill ${pf%%:*} (of 3 ids; 19 expanded positions) writes ${pf#*:} rows" 0 "wrote ${pf#*:} rows of 1024 logits" -- "$BIN" logits -m $CVL --tokens 1,1023,5 --image $VL/shapes.png --prefill ${pf%%:*} --out "$tmp/c2.f32"
+done
+check "logits --image without --prefill: one call, one row" 0 "wrote 1 rows of 1024 logits" -- "$BIN" logits -m $CVL --tokens 1,1023,5 --image $VL/shapes.png --out "$tmp/c2.f32"
+# review C2b: Vision-Exp (tests/golden/vision_exp, image_token_id 250): one-token calls evaluate a span whole
+VX=tests/golden/vision_exp
+check "logits --image on Vision-Exp, --prefill 1: 27 positions in 6 calls (the span 3..24 in one)" 0 "wrote 6 rows of 256 logits" -- "$BIN" logits -m $VX --tokens 5,6,250,7,8 --image $VX/scene.png --prefill 1 --out "$tmp/vx1.f32"
+check "logits --image on Vision-Exp: the last rows do not depend on the split (--prefill 1 vs 25)" 0 "^same$" -- sh -c "'$BIN' logits -m $VX --tokens 5,6,250,7,8 --image $VX/scene.png --prefill 25 --out '$tmp/vx25.f32' 2>/dev/null && tail -c 3072 '$tmp/vx1.f32' | cmp -s - '$tmp/vx25.f32' && echo same"
+check "logits --image on Vision-Exp: a --prefill inside a span names the image file" 2 "--prefill 4 ends inside the span of --image $VX/scene.png \\(positions 3\\.\\.24, START to END\\).*use --prefill 3 or 25$" -- "$BIN" logits -m $VX --tokens 5,6,250,7,8 --image $VX/scene.png --prefill 4 --out "$tmp/vx.f32"
+# review C4 and 8: /dev/zero is refused after at most 1 GiB + 1 bytes; the 65th --image blames the count, not the file
+check "--image /dev/zero: refused by size, naming the file" 1 "--image /dev/zero: larger than 1024 MiB, the limit for an image file" -- "$BIN" generate -m "$tmp/nowhere" -p x --image /dev/zero
+check "the 65th --image: at most 64 --image options" 2 "option --image: at most 64 --image options are accepted \\('$VL/shapes.png' is one too many\\)" -- sh -c "'$BIN' generate -m $CVL -p x \$(for i in \$(seq 65); do printf -- '--image $VL/shapes.png '; done)"
 printf 'what is it?\n/image %s\nand this?\n/image %s\n/history\n' "$VL/stripes.jpg" "$tmp/none.png" > "$tmp/chat-img.txt"
 "$BIN" chat -m $CVL --image $VL/shapes.png -n 3 -c 512 --temp 0 -v --no-think < "$tmp/chat-img.txt" > "$tmp/chat-img.out" 2>&1
 check "chat --image: the first message carries the image (27 positions: its 17-position span + 10)" 0 "^\\[turn 0: prompt 27 tokens" -- cat "$tmp/chat-img.out"

@@ -1,6 +1,7 @@
 /* base/util.c — see util.h. */
 #include "base/util.h"
 #include <errno.h>
+#include <stdint.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,26 +19,48 @@ int dsv4_fail(char *err, size_t errlen, const char *fmt, ...) {
 }
 
 int dsv4_read_file(const char *path, char **buf, size_t *len, char *err, size_t errlen) {
+    return dsv4_read_file_max(path, SIZE_MAX / 4, buf, len, err, errlen);
+}
+
+int dsv4_read_file_max(const char *path, size_t max, char **buf, size_t *len, char *err, size_t errlen) {
     FILE *f = fopen(path, "rb");
     if (!f) return dsv4_fail(err, errlen, "%s: cannot open: %s", path, strerror(errno));
     struct stat sb;
-    if (fstat(fileno(f), &sb) == 0 && S_ISDIR(sb.st_mode)) {   /* fopen accepts a directory; reading it fails */
+    int st = fstat(fileno(f), &sb) == 0;
+    if (st && S_ISDIR(sb.st_mode)) {   /* fopen accepts a directory; reading it fails */
         fclose(f);
         return dsv4_fail(err, errlen, "%s: is a directory, not a file", path);
+    }
+    if (st && S_ISREG(sb.st_mode) && (uintmax_t)sb.st_size > (uintmax_t)max) {
+        fclose(f);
+        dsv4_fail(err, errlen, "%s: %jd bytes, more than %zu", path, (intmax_t)sb.st_size, max);
+        return -2;
     }
     size_t cap = 1 << 16, n = 0;
     char *b = malloc(cap + 1);
     while (b) {
         n += fread(b + n, 1, cap - n, f);
         if (n < cap) break;
-        char *nb = realloc(b, 2 * cap + 1);
+        if (n > max) {   /* a device or pipe (/dev/zero): max + 1 bytes read at most */
+            free(b);
+            fclose(f);
+            dsv4_fail(err, errlen, "%s: more than %zu bytes", path, max);
+            return -2;
+        }
+        size_t ncap = cap > max / 2 ? max + 1 : 2 * cap;   /* never more than max + 1 bytes */
+        char *nb = realloc(b, ncap + 1);
         if (!nb) { free(b); b = NULL; break; }
         b = nb;
-        cap *= 2;
+        cap = ncap;
     }
     int bad = ferror(f);
     fclose(f);
     if (!b) return dsv4_fail(err, errlen, "%s: out of memory", path);
+    if (n > max) {   /* a small max, met in the first chunk */
+        free(b);
+        dsv4_fail(err, errlen, "%s: more than %zu bytes", path, max);
+        return -2;
+    }
     if (bad) { free(b); return dsv4_fail(err, errlen, "%s: read error", path); }
     b[n] = 0;
     *buf = b;

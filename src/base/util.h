@@ -37,6 +37,10 @@ static inline float dsv4_round_bf16(float f) { return dsv4_bf16_to_f32(dsv4_f32_
  * "<path>: read error" or "<path>: out of memory" (then *buf and *len are untouched). Never sizes the file with
  * ftell (a directory or a pipe gives no usable size): it reads in growing chunks. */
 int dsv4_read_file(const char *path, char **buf, size_t *len, char *err, size_t errlen);
+/* dsv4_read_file for a file of at most `max` bytes: a larger regular file is refused before reading (its size from
+ * fstat), any other file (a device, a pipe: /dev/zero) after at most max + 1 bytes. Returns 0; -2 when the file is
+ * larger, err "<path>: N bytes, more than MAX" or "<path>: more than MAX bytes"; -1 for the errors above. */
+int dsv4_read_file_max(const char *path, size_t max, char **buf, size_t *len, char *err, size_t errlen);
 
 /* Monotonic wall clock in seconds. */
 double dsv4_now(void);

@@ -11,7 +11,8 @@
 
 int cli_image_add(const char *v, void *dst) {
     cli_image_list *l = dst;
-    if (!v[0] || l->n >= CLI_MAX_IMAGES) return -1;
+    if (!v[0]) return -1;
+    if (l->n >= CLI_MAX_IMAGES) return -2;
     l->path[l->n++] = v;
     return 0;
 }

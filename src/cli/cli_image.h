@@ -10,10 +10,11 @@
 #define CLI_MAX_IMAGES 64
 /* The paths of the --image options, in order (not copied: argv). */
 typedef struct { const char *path[CLI_MAX_IMAGES]; int n; } cli_image_list;
-/* The repeatable --image FILE option (CLI_CUSTOM: cli_image_add appends; an empty name or a 65th is refused). */
+/* The repeatable --image FILE option (CLI_CUSTOM: cli_image_add appends; -1 for an empty name, -2 for a 65th). */
 int cli_image_add(const char *v, void *dst);
 #define CLI_O_IMAGE(p) { .names = "--image", .kind = CLI_CUSTOM, .dst = (p), .parse = cli_image_add, \
-                         .what = "an image file (a JPEG or PNG; at most 64 --image)" }
+                         .what = "an image file (a JPEG or PNG)", \
+                         .limit = "at most 64 --image options are accepted" }
 
 /* Decode every file of l into out[0..l->n) (before the model is loaded: a missing, truncated or non-image file is
  * reported by name without waiting for the weights). */

@@ -77,7 +77,8 @@ typedef struct {
     int set;               /* CLI_FLAG: the value stored */
     const char *choices;   /* CLI_CHOICE: "none|high|max" */
     const char *what;      /* CLI_CUSTOM: what the value must be, for the message ("a list of thread counts ...") */
-    int (*parse)(const char *v, void *dst);   /* CLI_CUSTOM: 0 ok, -1 bad value */
+    int (*parse)(const char *v, void *dst);   /* CLI_CUSTOM: 0 ok, -1 bad value, -2 one too many (`limit`) */
+    const char *limit;     /* CLI_CUSTOM: the limit broken when parse returns -2 ("at most 64 --image options") */
     int *seen;             /* optional: set to 1 when the option is given */
 } cli_opt;
 

@@ -5,7 +5,9 @@
  * partial file (a file, not stdout) and exits 1.
  * --image FILE (repeatable; a model with a vision tower): each takes the next image placeholder id (config.json
  * image_token_id) of --tokens, whose span is expanded (dsv4_prompt_build); --prefill and the rows then count the
- * expanded positions, evaluated with dsv4_eval_prompt (include/dsv4_vision.h). */
+ * expanded positions, evaluated with dsv4_eval_prompt (include/dsv4_vision.h). DeepSeek-V4-Flash-Vision-Exp evaluates
+ * an image span (START..END) inside one call: a one-token call that reaches a span evaluates the whole span
+ * (dsv4_prompt_call_end; one row), and a --prefill that ends inside a span is refused naming the image file. */
 #include "cli/cli_util.h"
 #include "cli/cli_image.h"
 #include "cli/commands.h"
@@ -18,24 +20,27 @@
 #define ERRLEN 1024
 
 static const char *logits_usage =
-    "usage: dsv4 logits -m DIR --tokens ID,ID,... [--prefill N] --out FILE\n"
+    "usage: dsv4 logits -m DIR --tokens ID,ID,... [--prefill N] [--image FILE]... --out FILE|-\n"
     "  -m, --model DIR  model directory\n"
     "  --tokens IDS     token ids separated by commas or spaces\n"
     "  --prefill N      evaluate the first N tokens in one call, 1..16777216 (default: all), then one per call\n"
-    "  --out FILE       one row of vocab_size little-endian float32 logits per call (last position of the call);\n"
+    "  --out FILE|-     one row of vocab_size little-endian float32 logits per call (last position of the call);\n"
     "                   - = stdout\n"
     "  --image FILE     a JPEG or PNG for the next image placeholder id of --tokens (repeatable); --prefill then\n"
-    "                   counts the positions with the image spans expanded\n";
+    "                   counts the positions with the image spans expanded; on DeepSeek-V4-Flash-Vision-Exp a\n"
+    "                   call after the prefill that reaches an image span evaluates the whole span (one row for\n"
+    "                   it), and --prefill may not end inside a span\n";
 
 int dsv4_cli_logits(int argc, char **argv) {
     const char *dir = NULL, *tokens = NULL, *outp = NULL;
-    int prefill = -1;
+    int prefill = -1, prefill_seen = 0;
     cli_image_list imgs = { .n = 0 };
     const cli_opt opts[] = {
         CLI_O_IMAGE(&imgs),
         CLI_O_MODEL(&dir),
         { .names = "--tokens", .kind = CLI_STR, .dst = &tokens },
-        { .names = "--prefill", .kind = CLI_INT, .dst = &prefill, .lo = 1, .hi = CLI_MAX_N },
+        { .names = "--prefill", .kind = CLI_INT, .dst = &prefill, .lo = 1, .hi = CLI_MAX_N,
+          .seen = &prefill_seen },
         { .names = "--out|-o", .kind = CLI_STR, .dst = &outp },
         CLI_O_END
     };
@@ -50,7 +55,7 @@ int dsv4_cli_logits(int argc, char **argv) {
     int32_t *ids = cli_parse_ids(tokens, strlen(tokens), &n, err, sizeof err);
     if (!ids) { fprintf(stderr, "dsv4 logits: --tokens: %s\n", err); return 2; }
     if (n == 0) { free(ids); fprintf(stderr, "dsv4 logits: --tokens is empty\n"); return 2; }
-    if (prefill < 0) prefill = n;
+    if (!prefill_seen) prefill = n;
     if (prefill > n && !imgs.n) {
         free(ids);
         fprintf(stderr, "dsv4 logits: --prefill %d exceeds the %d tokens given\n", prefill, n);
@@ -89,9 +94,20 @@ int dsv4_cli_logits(int argc, char **argv) {
         if (dsv4_prompt_build(&pr, m, ids, n, emb, imgs.n, err, sizeof err)) { cli_fail("logits", "%s", err); goto done; }
         int tokens_n = n;
         n = dsv4_prompt_len(pr);
-        if (prefill == tokens_n) prefill = n;   /* the default: all */
+        if (!prefill_seen) prefill = n;   /* the default: all */
         if (prefill > n) {
             cli_fail("logits", "--prefill %d exceeds the %d positions of the expanded prompt", prefill, n);
+            rc = 2;
+            goto done;
+        }
+        if (dsv4_prompt_call_end(pr, 0, prefill) != prefill) {   /* Vision-Exp: ends inside an image span */
+            int s0 = dsv4_prompt_boundary(pr, prefill), e1 = dsv4_prompt_call_end(pr, s0, prefill), k = 0;
+            for (int i = 0; i < s0; i++) k += dsv4_prompt_role(pr, i) == DSV4_TOKEN_IMAGE_START;
+            char alt[32] = "";
+            if (s0 > 0) snprintf(alt, sizeof alt, "%d or ", s0);
+            cli_fail("logits", "--prefill %d ends inside the span of --image %s (positions %d..%d, START to END), which "
+                     "DeepSeek-V4-Flash-Vision-Exp evaluates in one call: use --prefill %s%d", prefill,
+                     k < imgs.n ? imgs.path[k] : "?", s0, e1 - 1, alt, e1);
             rc = 2;
             goto done;
         }
@@ -106,7 +122,7 @@ int dsv4_cli_logits(int argc, char **argv) {
     out_reg = !to_stdout && cli_is_regular_file(f);   /* only a regular file's partial rows are removed */
     int rows = 0;
     for (int pos = 0; pos < n; rows++) {
-        int len = pos == 0 ? prefill : 1;
+        int len = pos == 0 ? prefill : dsv4_prompt_call_end(pr, pos, pos + 1) - pos;   /* a Vision-Exp span: whole */
         if ((pr ? dsv4_eval_prompt(s, pr, pos, len, logits, 0, err, sizeof err)
                 : dsv4_eval(s, ids + pos, len, logits, err, sizeof err)) != 0) {
             cli_fail("logits", "eval: %s", err);

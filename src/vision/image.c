@@ -416,7 +416,11 @@ int dsv4_image_from_file(dsv4_image **out, const char *path, char *err, size_t e
     *out = NULL;
     char *buf;
     size_t len;
-    if (dsv4_read_file(path, &buf, &len, err, errlen)) return -1;
+    int r = dsv4_read_file_max(path, DSV4_IMAGE_MAX_FILE_BYTES, &buf, &len, err, errlen);
+    if (r == -2)
+        return dsv4_fail(err, errlen, "%s: larger than %d MiB, the limit for an image file (a JPEG or PNG within "
+                         "the pixel limit is far smaller)", path, (int)(DSV4_IMAGE_MAX_FILE_BYTES >> 20));
+    if (r) return -1;
     int rc = dsv4_image_from_bytes(out, buf, len, path, err, errlen);
     free(buf);
     return rc;
