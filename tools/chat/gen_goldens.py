@@ -24,12 +24,19 @@ import json
 import os
 import sys
 
+
+def case_adder(cases):
+    """A case(name, request, ...) function that appends one golden case to the list `cases` (request and context
+    are raw JSON text; thinking/effort/drop/bos are the encoder options; error: the official encoder raises).
+    Shared with gen_goldens_v41.py."""
+    def case(name, request, thinking="chat", effort=None, drop=True, bos=True, context=None, error=False):
+        cases.append(dict(name=name, request=request.strip(), thinking=thinking, effort=effort, drop=drop,
+                          bos=bos, context=context.strip() if context else None, error=error))
+    return case
+
+
 CASES = []
-
-
-def case(name, request, thinking="chat", effort=None, drop=True, bos=True, context=None, error=False):
-    CASES.append(dict(name=name, request=request.strip(), thinking=thinking, effort=effort, drop=drop,
-                      bos=bos, context=context.strip() if context else None, error=error))
+case = case_adder(CASES)
 
 
 WEATHER_TOOLS = r'''[
@@ -317,16 +324,21 @@ def write_float_repr(path):
         f.write("\n".join(lines) + "\n")
 
 
-def main():
-    if len(sys.argv) < 2:
-        sys.exit(__doc__)
-    spec = importlib.util.spec_from_file_location("encoding_dsv4", sys.argv[1])
+def load_encoder(path):
+    """Import the official encoder module (encoding_dsv4.py) from path."""
+    spec = importlib.util.spec_from_file_location("encoding_dsv4", path)
     enc = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(enc)
-    out_dir = sys.argv[2] if len(sys.argv) > 2 else os.path.join(os.path.dirname(__file__), "..", "..", "tests", "golden", "chat")
+    return enc
+
+
+def write_cases(enc, cases, out_dir, prepare=None):
+    """Run every case through enc.encode_messages (after the top-level mapping and, if given, prepare(msgs)) and
+    write <name>.input.json / <name>.output.txt to out_dir; exits when a case's error-ness is not the expected
+    one. Shared with gen_goldens_v41.py."""
     os.makedirs(out_dir, exist_ok=True)
     names = set()
-    for c in CASES:
+    for c in cases:
         assert c["name"] not in names, c["name"]
         names.add(c["name"])
         req = json.loads(c["request"])
@@ -339,6 +351,8 @@ def main():
                 ctx = attach_top_level(ctx, req)
             else:
                 msgs = attach_top_level(msgs, req)
+        if prepare is not None:
+            msgs = prepare(msgs)
         try:
             prompt = enc.encode_messages(msgs, thinking_mode=c["thinking"], context=ctx, drop_thinking=c["drop"],
                                          add_default_bos_token=c["bos"], reasoning_effort=c["effort"])
@@ -359,6 +373,14 @@ def main():
             f.write(text)
         with open(os.path.join(out_dir, c["name"] + ".output.txt"), "w", encoding="utf-8", newline="") as f:
             f.write(result)
+
+
+def main():
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
+    enc = load_encoder(sys.argv[1])
+    out_dir = sys.argv[2] if len(sys.argv) > 2 else os.path.join(os.path.dirname(__file__), "..", "..", "tests", "golden", "chat")
+    write_cases(enc, CASES, out_dir)
     write_float_repr(os.path.join(out_dir, "float_repr.txt"))
     print("%d cases + float_repr.txt written to %s" % (len(CASES), out_dir))
 

@@ -28,20 +28,17 @@ Input file layout as tools/chat/gen_goldens.py, with "reasoning_effort": null or
 passes it as dsv4_render_opts.effort_level; null = 0 = the default).
 """
 import copy
-import importlib.util
-import json
 import os
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gen_goldens import case_adder, load_encoder, write_cases  # noqa: E402
+
 CASES = []
+case = case_adder(CASES)
 PLACEHOLDER = "<｜deepseek_image｜>"
 SYSTEM_TOK = "<｜System｜>"
 EFFORT_NAMES = {"low": 50, "high": 75, "max": 100}
-
-
-def case(name, request, thinking="chat", effort=None, drop=True, bos=True, context=None, error=False):
-    CASES.append(dict(name=name, request=request.strip(), thinking=thinking, effort=effort, drop=drop,
-                      bos=bos, context=context.strip() if context else None, error=error))
 
 
 def make_v41(enc):
@@ -266,66 +263,14 @@ case("error_args_list", r'''[{"role": "user", "content": "x"}, {"role": "assista
   "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": "[1, 2]"}}]}]''', error=True)
 
 
-def attach_top_level(msgs, req):
-    tools, rf = req.get("tools"), req.get("response_format")
-    at, ar = bool(tools), bool(rf) and rf != {"type": "text"}
-    if not (at or ar):
-        return msgs
-    msgs = list(msgs)
-    if msgs and isinstance(msgs[0], dict) and msgs[0].get("role") == "system":
-        msgs[0] = dict(msgs[0])
-    else:
-        msgs.insert(0, {"role": "system"})
-    if at:
-        msgs[0]["tools"] = tools
-    if ar:
-        msgs[0]["response_format"] = rf
-    return msgs
-
-
 def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
-    spec = importlib.util.spec_from_file_location("encoding_dsv4", sys.argv[1])
-    enc = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(enc)
+    enc = load_encoder(sys.argv[1])
     make_v41(enc)
     out_dir = sys.argv[2] if len(sys.argv) > 2 else os.path.join(os.path.dirname(__file__), "..", "..", "tests", "golden",
                                                                  "chat-v41")
-    os.makedirs(out_dir, exist_ok=True)
-    names = set()
-    for c in CASES:
-        assert c["name"] not in names, c["name"]
-        names.add(c["name"])
-        req = json.loads(c["request"])
-        ctx = json.loads(c["context"]) if c["context"] else None
-        msgs = req if isinstance(req, list) else req["messages"]
-        if isinstance(req, dict):
-            if ctx:
-                ctx = attach_top_level(ctx, req)
-            else:
-                msgs = attach_top_level(msgs, req)
-        msgs = images_to_text(msgs)
-        try:
-            prompt = enc.encode_messages(msgs, thinking_mode=c["thinking"], context=ctx, drop_thinking=c["drop"],
-                                         add_default_bos_token=c["bos"], reasoning_effort=c["effort"])
-            prompt.encode("utf-8")
-            result, failed = prompt, False
-        except Exception as ex:  # noqa: BLE001
-            result, failed = "%s: %s" % (type(ex).__name__, ex), True
-        if failed != c["error"]:
-            sys.exit("case %s: expected error=%s, got %r" % (c["name"], c["error"], result[:300]))
-        opts = {"thinking_mode": c["thinking"], "reasoning_effort": c["effort"], "drop_thinking": c["drop"],
-                "add_default_bos_token": c["bos"], "expect_error": c["error"]}
-        text = '{"name": %s,\n "options": %s,\n' % (json.dumps(c["name"]), json.dumps(opts))
-        if c["context"]:
-            text += ' "context": %s,\n' % c["context"]
-        text += ' "request": %s}\n' % c["request"]
-        json.loads(text)
-        with open(os.path.join(out_dir, c["name"] + ".input.json"), "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        with open(os.path.join(out_dir, c["name"] + ".output.txt"), "w", encoding="utf-8", newline="") as f:
-            f.write(result)
+    write_cases(enc, CASES, out_dir, prepare=images_to_text)
     print("%d cases written to %s" % (len(CASES), out_dir))
 
 
