@@ -40,6 +40,7 @@ sed 's/"max_position_embeddings": 1048576/"max_position_embeddings": 64/' $NANO/
 mkdir -p "$tmp/short"; ln -sf "$PWD/$NANO/model.safetensors" "$PWD/$NANO/tokenizer.json" "$tmp/short/"; cp "$tmp/cfgonly/config.json" "$tmp/short/"
 check "-c above max_position_embeddings is refused" 2 "-c 65 is above the model's max_position_embeddings 64 \\(config.json\\)" -- "$BIN" generate -m "$tmp/short" -p ROMEO: -n 4 -c 65
 check "ppl: --window above max_position_embeddings names --window" 2 "--window 65 is above the model's max_position_embeddings 64 \\(config.json\\)" -- "$BIN" ppl -m "$tmp/short" -f README.md --window 65
+check "ppl: the default --window 256 is lowered to max_position_embeddings 64" 0 "predictions 98, window 64," -- "$BIN" ppl -m "$tmp/short" -f README.md --max-tokens 100
 check "bench: --ctx whose decode steps pass max_position_embeddings is refused" 2 "--ctx 60 is above the model's max_position_embeddings 64 \\(config.json\\): its 6 decode steps need --ctx at most 58" -- "$BIN" bench -m "$tmp/short" -t 1 -n 4 --ctx 60 --no-warm
 
 # ---- feedback
@@ -148,6 +149,11 @@ check "generate --image: the prompt's own placeholders take the images in order 
 check "generate --image: more placeholders than images" 1 "the prompt has 2 image placeholders but 1 --image was given" -- "$BIN" generate -m $CVL -p "<｜deepseek_image｜> and <｜deepseek_image｜>" --image $VL/shapes.png -n 2
 check "generate: placeholders without any --image" 1 "the prompt has 1 image placeholder but 0 --image were given" -- "$BIN" generate -m $CVL -p "<｜deepseek_image｜> x" -n 2
 check "generate --image: the image changes the logits (the same prompt and seed, two images: different text)" 0 "^differ$" -- sh -c "a=\$('$BIN' generate -m $CVL -p ROMEO: --image $VL/shapes.png -n 24 --temp 1 -s 3 2>/dev/null); b=\$('$BIN' generate -m $CVL -p ROMEO: --image $VL/stripes.jpg -n 24 --temp 1 -s 3 2>/dev/null); [ \"\$a\" != \"\$b\" ] && echo differ"
+# review 6: without -c, chat and serve take min(8192, max_position_embeddings) (4096 here); an explicit -c 8192 is refused
+check "chat without -c on a 4096-position model: ctx 4096" 0 "ctx 4096, state" -- sh -c "echo | '$BIN' chat -m $CVL -v"
+check "chat -c 8192 on a 4096-position model is refused" 2 "-c 8192 is above the model's max_position_embeddings 4096 \\(config.json\\)" -- sh -c "echo | '$BIN' chat -m $CVL -c 8192"
+check "serve without -c on a 4096-position model: slots of 4096 tokens" 124 "1 slot of 4096 tokens; listening" -- timeout 2 "$BIN" serve -m $CVL --port 0
+check "serve -c 8192 on a 4096-position model is refused" 2 "-c 8192 is above the model's max_position_embeddings 4096 \\(config.json\\)" -- "$BIN" serve -m $CVL -c 8192 --port 0
 # review C2: an explicit --prefill equal to the number of ids is not the default (17 expanded positions: 3 + 14 rows)
 for pf in 2:18 3:17 4:16; do
 check "logits --image --prefill ${pf%%:*} (of 3 ids; 19 expanded positions) writes ${pf#*:} rows" 0 "wrote ${pf#*:} rows of 1024 logits" -- "$BIN" logits -m $CVL --tokens 1,1023,5 --image $VL/shapes.png --prefill ${pf%%:*} --out "$tmp/c2.f32"

@@ -581,6 +581,11 @@ int cli_check_ctx(const char *cmd, const char *opt, const dsv4_model *m, long ct
     return 0;
 }
 
+void cli_default_ctx(const dsv4_model *m, int *ctx, int seen) {
+    int maxp = dsv4_model_max_positions(m);
+    if (!seen && maxp > 0 && *ctx > maxp) *ctx = maxp;
+}
+
 void cli_load_summary(const char *cmd, const char *dir, const dsv4_model *m, int ctx, double load_s) {
     dsv4_model_info in;
     dsv4_model_get_info(m, &in);

@@ -194,6 +194,9 @@ int cli_chat_format(const char *cmd, const char *dir, int choice);
  * "dsv4 CMD: OPT N is above the model's max_position_embeddings M (config.json)" (OPT: the option that set the
  * size, "-c" or "--window") and returns 2; else 0. */
 int cli_check_ctx(const char *cmd, const char *opt, const dsv4_model *m, long ctx);
+/* A default session size that the user did not set (seen == 0) lowered to the model's max_position_embeddings
+ * (8192 on a 4096-position model is 4096); a size the user gave is kept (cli_check_ctx refuses it if too large). */
+void cli_default_ctx(const dsv4_model *m, int *ctx, int seen);
 
 /* The one-line load summary on stderr:
  * "dsv4 CMD: DIR: 284.33B parameters (13.27B active), 148.65 GiB of weights mapped (1.20 GiB resident),

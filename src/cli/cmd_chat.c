@@ -65,7 +65,8 @@ static const char *chat_usage =
     "  --top-k K              0..1073741824, 0 = off (default 0)\n"
     "  -s, --seed S           sampler seed, 0..2^64-1 (default: random, printed with -v)\n"
     "  -n, --n-predict N      at most N tokens per reply, 0..16777216 (default 2048); alias --max-tokens\n"
-    "  -c, --ctx-size C       session size in tokens, the whole conversation must fit (default 8192); alias --ctx\n"
+    "  -c, --ctx-size C       session size in tokens, the whole conversation must fit (default 8192, or the model's\n"
+    "                         max_position_embeddings if smaller); alias --ctx\n"
     "  --system TEXT          system message at the start of the conversation\n"
     "  --effort E             reasoning effort: V4: none (default), high, max (max adds the effort block in thinking\n"
     "                         mode); V4.1 (chosen from the model): an integer 1..100, or low 50, high 75 (default), max 100\n"
@@ -625,13 +626,13 @@ int dsv4_cli_chat(int argc, char **argv) {
     const char *dir = NULL, *tools_file = NULL, *msgs_file = NULL;
     chat_t c = { .ctx = 8192, .max_tokens = 2048, .think = 1 };
     double temp = 1.0, top_p = 1.0;
-    int top_k = 0, seed_seen = 0;
+    int top_k = 0, seed_seen = 0, ctx_seen = 0;
     uint64_t seed = 0;
     cli_image_list imgs = { .n = 0 };
     const cli_opt opts[] = {
         CLI_O_IMAGE(&imgs),
         CLI_O_MODEL(&dir), CLI_O_THINK(&c.think), CLI_O_TEMP(&temp), CLI_O_TOP_P(&top_p), CLI_O_TOP_K(&top_k),
-        CLI_O_SEED(&seed, &seed_seen), CLI_O_N_PREDICT(&c.max_tokens), CLI_O_CTX(&c.ctx, NULL), CLI_O_EFFORT(&c.effort),
+        CLI_O_SEED(&seed, &seed_seen), CLI_O_N_PREDICT(&c.max_tokens), CLI_O_CTX(&c.ctx, &ctx_seen), CLI_O_EFFORT(&c.effort),
         { .names = "--system", .kind = CLI_STR, .dst = &c.system },
         { .names = "--tools", .kind = CLI_STR, .dst = &tools_file },
         { .names = "--messages", .kind = CLI_STR, .dst = &msgs_file },
@@ -696,6 +697,7 @@ int dsv4_cli_chat(int argc, char **argv) {
     c.ro.format = info.v41 ? DSV4_FORMAT_V41 : DSV4_FORMAT_V4;
     if (cli_require_chat_tokens("chat", c.tok, dir, c.ro.format)) goto done;
     if (cli_effort_apply("chat", &c.effort, &c.ro)) { status = 2; goto done; }
+    cli_default_ctx(c.m, &c.ctx, ctx_seen);
     if (cli_check_ctx("chat", "-c", c.m, c.ctx)) { status = 2; goto done; }
     c.vocab = info.vocab_size;
     c.eos_cfg = info.eos_token_id;

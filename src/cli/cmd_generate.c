@@ -25,7 +25,7 @@
 
 static const char *generate_usage =
     "usage: dsv4 generate -m DIR (-p TEXT | -f FILE) [-n N] [--temp T] [--top-p P] [--top-k K] [-s SEED] [--bos]\n"
-    "                     [-c C]\n"
+    "                     [-c C] [--image FILE]...\n"
     "  -m, --model DIR        model directory (config.json, *.safetensors, tokenizer.json)\n"
     "  -p, --prompt TEXT      prompt, printed then continued\n"
     "  -f, --prompt-file FILE the prompt from a file (- = stdin; every byte counts)\n"

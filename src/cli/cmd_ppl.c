@@ -23,17 +23,19 @@ static const char *ppl_usage =
     "usage: dsv4 ppl -m DIR -f TEXT [--window W] [--max-tokens N]\n"
     "  -m, --model DIR   model directory\n"
     "  -f, --file TEXT   UTF-8 text file (needs at least 2 tokens; - = stdin); alias --prompt-file\n"
-    "  --window W        tokens per window, 2..16777216, each from an empty context (default 256)\n"
+    "  --window W        tokens per window, 2..16777216, each from an empty context (default 256, or\n"
+    "                    the model's max_position_embeddings if smaller)\n"
     "  --max-tokens N    use only the first N tokens of the file, 2..2^40\n";
 
 int dsv4_cli_ppl(int argc, char **argv) {
     const char *dir = NULL, *file = NULL;
-    int window = 256;
+    int window = 256, window_seen = 0;
     long long max_tokens = -1;
     const cli_opt opts[] = {
         CLI_O_MODEL(&dir),
         { .names = "-f|--file|--prompt-file", .kind = CLI_STR, .dst = &file },
-        { .names = "--window", .kind = CLI_INT, .dst = &window, .lo = 2, .hi = CLI_MAX_N },
+        { .names = "--window", .kind = CLI_INT, .dst = &window, .lo = 2, .hi = CLI_MAX_N,
+          .seen = &window_seen },
         { .names = "--max-tokens", .kind = CLI_LONG, .dst = &max_tokens, .lo = 2, .hi = 1099511627776.0 },
         CLI_O_END
     };
@@ -62,6 +64,7 @@ int dsv4_cli_ppl(int argc, char **argv) {
     if (!ids) { cli_fail("ppl", "%s: %s", file, err); goto done; }
     if (n < 2) { cli_fail("ppl", "%s encodes to %d token%s; perplexity needs at least 2 tokens", file, n, n == 1 ? "" : "s"); goto done; }
     if (max_tokens > 0 && n > max_tokens) n = (int)max_tokens;
+    cli_default_ctx(m, &window, window_seen);
     if ((rc = cli_check_ctx("ppl", "--window", m, window)) != 0) goto done;
     rc = 1;
     if (dsv4_session_open(&s, m, window, err, sizeof err) != 0) { cli_fail("ppl", "cannot open session: %s", err); goto done; }

@@ -1,7 +1,7 @@
 /* cli/cmd_render.c — `dsv4 render`: print the exact DeepSeek-V4 prompt for a chat request.
  *
- *   dsv4 render [-m DIR | --tokenizer FILE] --messages FILE.json [--thinking] [--effort none|low|high|max|N]
- *               [--format auto|v4|v41] [--keep-thinking] [--no-bos] [--context FILE.json] [--tokens]
+ *   dsv4 render [-m DIR | --tokenizer FILE] --messages FILE.json [--think] [--effort none|low|high|max|N]
+ *               [--format auto|v4|v41] [--keep-thinking] [--no-bos] [--context FILE.json] [--tokens] [--image FILE]...
  *
  * The prompt format is DeepSeek-V4.1's (docs/encoding.md §10) when -m DIR holds a V4.1 config.json (or with
  * --format v41), else V4's; --effort N (1..100) and low are V4.1 levels.
@@ -33,8 +33,10 @@
 static const char *render_usage =
     "usage: dsv4 render [-m DIR | --tokenizer FILE] --messages FILE.json [--think] [--effort none|low|high|max|N]\n"
     "                   [--format auto|v4|v41] [--keep-thinking] [--no-bos] [--context FILE.json] [--tokens]\n"
+    "                   [--image FILE]...\n"
     "  --messages FILE   array of messages, or {\"messages\": [...], \"tools\": [...], \"response_format\": ...}; - = stdin\n"
-    "  --think           thinking mode (prompt ends <｜Assistant｜><think>); default chat mode (ends </think>)\n"
+    "  --think           thinking mode (prompt ends <｜Assistant｜><think>; alias --thinking); default chat mode\n"
+    "                    (ends </think>)\n"
     "  --effort E        reasoning effort: V4: none (default), high, max (max adds the effort block in thinking mode);\n"
     "                    V4.1: an integer 1..100 or low 50, high 75 (the default), max 100 (thinking mode only)\n"
     "  --format F        prompt format: auto (default: V4.1 when -m DIR holds a DeepSeek-V4.1 config), v4, v41\n"
@@ -43,7 +45,7 @@ static const char *render_usage =
     "  --context FILE    messages already encoded before these (not rendered; affect merging and transitions)\n"
     "  --tokens          also print the token count and ids (needs -m DIR or --tokenizer FILE)\n"
     "  -m, --model DIR   use DIR/tokenizer.json (it must have the DeepSeek-V4 special tokens)\n"
-    "  --no-think        chat mode (the default); aliases --thinking, --nothink, --chat\n"
+    "  --no-think        chat mode (the default); aliases --nothink, --chat\n"
     "  --image FILE      the image of the next image content part (repeatable; default: the parts' data: URLs or\n"
     "                    files); with images, -m DIR sizes their spans and the expanded token count is printed\n";
 

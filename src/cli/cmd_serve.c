@@ -15,7 +15,8 @@ static const char *serve_usage =
     "                  [--max-image-pixels N] [-v]\n"
     "  --host ADDR             IPv4 address to listen on (default 127.0.0.1)\n"
     "  --port N                TCP port (default 8080; 0 = any free port, printed at start)\n"
-    "  -c, --ctx N             tokens per slot: prompt + reply must fit (default 8192)\n"
+    "  -c, --ctx N             tokens per slot: prompt + reply must fit (default 8192, or the model's\n"
+    "                          max_position_embeddings if smaller)\n"
     "  --parallel N            slots = requests generated at the same time (default 1)\n"
     "  --queue N               requests waiting for a slot before 503 + Retry-After (default 64)\n"
     "  --api-key KEY           require 'Authorization: Bearer KEY' or 'x-api-key: KEY' (also $DSV4_API_KEY)\n"
@@ -36,8 +37,9 @@ int dsv4_cli_serve(int argc, char **argv) {
                        .body_limit = 16u << 20, .checkpoint_stride = 512, .max_checkpoints = 16 };
     uint64_t body_limit = cfg.body_limit, cache_size = 1ull << 30;
     long long max_px = SRV_MAX_IMAGE_PIXELS;
+    int ctx_seen = 0;
     const cli_opt opts[] = {
-        CLI_O_MODEL(&cfg.model_dir), CLI_O_CTX(&cfg.ctx, NULL),
+        CLI_O_MODEL(&cfg.model_dir), CLI_O_CTX(&cfg.ctx, &ctx_seen),
         { .names = "--host", .kind = CLI_STR, .dst = &cfg.host },
         { .names = "--port", .kind = CLI_INT, .dst = &cfg.port, .lo = 0, .hi = 65535 },
         { .names = "-np|--parallel", .kind = CLI_INT, .dst = &cfg.parallel, .lo = 1, .hi = 256 },
@@ -77,6 +79,7 @@ int dsv4_cli_serve(int argc, char **argv) {
     if (cli_parse_only) return 0;
     dsv4_model *m = cli_load_model("serve", cfg.model_dir);
     if (!m) return 1;
+    cli_default_ctx(m, &cfg.ctx, ctx_seen);
     if (cli_check_ctx("serve", "-c", m, cfg.ctx)) { dsv4_model_free(m); return 2; }
     return srv_run(&cfg, m);
 }

@@ -18,19 +18,22 @@
 static const char *usage_text =
     "usage: dsv4 <command> [options]      (dsv4 help <command> for the options of one command)\n"
     "  generate -m DIR (-p TEXT | -f FILE) [-n N] [--temp T] [--top-p P] [--top-k K] [-s SEED] [--bos] [-c C]\n"
-    "  logits   -m DIR --tokens ID,ID,... [--prefill N] --out FILE\n"
+    "           [--image FILE]...\n"
+    "  logits   -m DIR --tokens ID,ID,... [--prefill N] [--image FILE]... --out FILE|-\n"
     "  info     -m DIR\n"
     "  ppl      -m DIR -f TEXT [--window W] [--max-tokens N]\n"
     "  tokenize (-m DIR | --tokenizer FILE) [--text T]\n"
     "  detokenize (-m DIR | --tokenizer FILE) [--ids \"ID ID ...\"]\n"
     "  bench    -m DIR [--twin DIR] [-t LIST] [--ctx LIST] [--prefill LIST] [-n N] [--csv FILE]\n"
     "  bench-tokenizer --tokenizer FILE --corpus FILE [--min-time S] [--lines]\n"
-    "  render   [-m DIR | --tokenizer FILE] --messages FILE.json [--thinking] [--effort none|low|high|max|N]\n"
-    "           [--format auto|v4|v41] [--keep-thinking] [--no-bos] [--context FILE.json] [--tokens]\n"
+    "  render   [-m DIR | --tokenizer FILE] --messages FILE.json [--think] [--effort none|low|high|max|N]\n"
+    "           [--format auto|v4|v41] [--keep-thinking] [--no-bos] [--context FILE.json] [--tokens] [--image FILE]...\n"
     "  parse    [--thinking] [--strict] [--format v4|v41]   (model output on stdin -> message JSON)\n"
     "  chat     -m DIR [--think|--no-think] [--temp T] [--top-p P] [--top-k K] [-s SEED] [-n N] [-c C]\n"
-    "           [--system TEXT] [--effort none|low|high|max|N] [--tools FILE.json] [--messages FILE.json] [-v]\n"
-    "  serve    -m DIR [--host H] [--port P] [-c N] [--parallel N] [--api-key KEY]   (HTTP API, docs/server.md)\n"
+    "           [--system TEXT] [--effort none|low|high|max|N] [--tools FILE.json] [--messages FILE.json]\n"
+    "           [--image FILE]... [-v]\n"
+    "  serve    -m DIR [--host H] [--port P] [-c N] [--parallel N] [--api-key KEY] [--max-image-pixels N]\n"
+    "           (HTTP API, docs/server.md)\n"
     "  help [COMMAND]                         (the options of one command; also dsv4 COMMAND -h)\n";
 
 /* The commands, in the order of the usage text. */
