@@ -41,7 +41,8 @@ mkdir -p "$tmp/short"; ln -sf "$PWD/$NANO/model.safetensors" "$PWD/$NANO/tokeniz
 check "-c above max_position_embeddings is refused" 2 "-c 65 is above the model's max_position_embeddings 64 \\(config.json\\)" -- "$BIN" generate -m "$tmp/short" -p ROMEO: -n 4 -c 65
 check "ppl: --window above max_position_embeddings names --window" 2 "--window 65 is above the model's max_position_embeddings 64 \\(config.json\\)" -- "$BIN" ppl -m "$tmp/short" -f README.md --window 65
 check "ppl: the default --window 256 is lowered to max_position_embeddings 64" 0 "predictions 98, window 64," -- "$BIN" ppl -m "$tmp/short" -f README.md --max-tokens 100
-check "bench: --ctx whose decode steps pass max_position_embeddings is refused" 2 "--ctx 60 is above the model's max_position_embeddings 64 \\(config.json\\): its 6 decode steps need --ctx at most 58" -- "$BIN" bench -m "$tmp/short" -t 1 -n 4 --ctx 60 --no-warm
+check "bench: --ctx whose decode steps pass max_position_embeddings is refused" 2 "--ctx 60 \\+ its 6 decode steps passes max_position_embeddings 64 \\(config.json\\): --ctx at most 58$" -- "$BIN" bench -m "$tmp/short" -t 1 -n 4 --ctx 60 --no-warm
+check "bench: the default --ctx list brought down to max_position_embeddings 64 is measured once (not 60, 60, 60)" 0 "^1 decode at context 60 " -- sh -c "'$BIN' bench -m '$tmp/short' -t 1 -n 2 --prefill none --no-warm --bw-mib 8 > '$tmp/bctx.txt' 2>/dev/null; grep -c 'decode at context' '$tmp/bctx.txt' | tr '\\n' ' '; grep -o 'decode at context 60 ' '$tmp/bctx.txt'"
 
 # ---- feedback
 check "one-line load summary" 0 "dsv4 generate: $NANO: 3.18M parameters \\(1.87M active\\), 3.75 MiB of weights mapped( \\([0-9.]+ [KMG]iB resident\\))?, ctx 6, state [0-9.]+ MiB, 1 thread, kernel [a-z0-9]+, loaded in [0-9.]+ s" -- "$BIN" generate -m $NANO -p ROMEO: -n 4 -t 1

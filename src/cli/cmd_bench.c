@@ -485,13 +485,21 @@ int dsv4_cli_bench(int argc, char **argv) {
         for (int ci = 0; ci < nctx && ncthr > 0; ci++) {
             if (ctx[ci] + steps <= maxp) continue;
             if (!ctx_default) {
-                fprintf(stderr, "dsv4 bench: --ctx %d is above the model's max_position_embeddings %ld (config.json): "
-                        "its %ld decode steps need --ctx at most %ld\n", ctx[ci], maxp, steps, maxp - steps);
+                fprintf(stderr, "dsv4 bench: --ctx %d + its %ld decode steps passes max_position_embeddings %ld "
+                        "(config.json): --ctx at most %ld\n", ctx[ci], steps, maxp, maxp - steps);
                 rc = 2;
                 goto done;
             }
             ctx[ci] = (int)(maxp - steps > 1 ? maxp - steps : 1);
         }
+        int kept = 0;   /* default values brought down to the same position: measured once */
+        for (int ci = 0; ci < nctx; ci++) {
+            int dup = 0;
+            if (!ctx_default) { kept++; continue; }
+            for (int k = 0; k < kept && !dup; k++) dup = ctx[k] == ctx[ci];
+            if (!dup) ctx[kept++] = ctx[ci];
+        }
+        nctx = kept;
     }
     if (twin && (tw.m->cfg.n_layers != c->n_layers || tw.m->cfg.dim != c->dim))
         fprintf(stderr, "dsv4 bench: warning: --twin %s has %d layers of dim %d, the model %d of dim %d: head and "
