@@ -168,12 +168,13 @@ check "logits --image on Vision-Exp: a --prefill inside a span names the image f
 # review C4 and 8: /dev/zero is refused after at most 1 GiB + 1 bytes; the 65th --image blames the count, not the file
 check "--image /dev/zero: refused by size, naming the file" 1 "--image /dev/zero: larger than 1024 MiB, the limit for an image file" -- "$BIN" generate -m "$tmp/nowhere" -p x --image /dev/zero
 check "the 65th --image: at most 64 --image options" 2 "option --image: at most 64 --image options are accepted \\('$VL/shapes.png' is one too many\\)" -- sh -c "'$BIN' generate -m $CVL -p x \$(for i in \$(seq 65); do printf -- '--image $VL/shapes.png '; done)"
-printf 'what is it?\n/image %s\nand this?\n/image %s\n/history\n' "$VL/stripes.jpg" "$tmp/none.png" > "$tmp/chat-img.txt"
+printf 'what is it?\n/image   %s  \nand this?\n/image %s\n/image\n/image   \n/history\n' "$VL/stripes.jpg" "$tmp/none.png" > "$tmp/chat-img.txt"
 "$BIN" chat -m $CVL --image $VL/shapes.png -n 3 -c 512 --temp 0 -v --no-think < "$tmp/chat-img.txt" > "$tmp/chat-img.out" 2>&1
 check "chat --image: the first message carries the image (27 positions: its 17-position span + 10)" 0 "^\\[turn 0: prompt 27 tokens" -- cat "$tmp/chat-img.out"
 check "chat /image FILE: attached to the next message (59 positions: both spans)" 0 "^\\[turn 1: prompt 59 tokens" -- cat "$tmp/chat-img.out"
 check "chat /image: a missing file is reported and the chat goes on" 0 "^\\(/image: $tmp/none.png: cannot open: No such file or directory; the image was not attached\\)" -- cat "$tmp/chat-img.out"
 check "chat /history shows the image parts" 0 "^\\[3\\] user: \\[image $VL/stripes.jpg\\] and this\\?" -- cat "$tmp/chat-img.out"
+check "chat /image without a file (or only blanks): its usage, twice (review 10)" 0 "^2$" -- grep -c "^(usage: /image FILE)$" "$tmp/chat-img.out"
 check "render --tokens on a model with a tower: the ids hold one placeholder per image, the count the expanded spans" 0 "^--- 10 tokens, 42 positions with the 2 image spans expanded$" -- "$BIN" render -m $CVL --messages "$tmp/img.json" --tokens
 # the DeepSeek-V4.1 prompt format (docs/encoding.md §10), chosen from the model's config.json (cli-vl is a V4.1)
 printf '[{"role": "system", "content": "You are a careful mathematician."}, {"role": "user", "content": "Prove that sqrt(2) is irrational."}]' > "$tmp/v41m.json"

@@ -786,7 +786,13 @@ int dsv4_cli_chat(int argc, char **argv) {
             else if (!strcmp(line, "/history")) print_history(&c);
             else if (!strcmp(line, "/help")) printf("(%s)\n", commands_help);
             else if (!strncmp(line, "/save ", 6) && line[6]) save_conversation(&c, line + 6);
-            else if (!strncmp(line, "/image ", 7) && line[7]) attach_image(&c, line + 7);
+            else if (!strncmp(line, "/image", 6) && (!line[6] || line[6] == ' ' || line[6] == '\t')) {
+                char *a = line + 6, *e = line + strlen(line);   /* the file name without surrounding blanks */
+                while (*a == ' ' || *a == '\t') a++;
+                while (e > a && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r')) *--e = 0;
+                if (*a) attach_image(&c, a);
+                else printf("(usage: /image FILE)\n");
+            }
             else if (!strncmp(line, "/tool ", 6) || !strcmp(line, "/tool")) {
                 int remaining;
                 const char *id = next_unanswered(c.hist, &remaining);
