@@ -50,22 +50,22 @@ static cJSON *image_part(const cJSON *b, const char *bp, srv_error *e) {
                 "image/png or image/jpeg, data: string}}", bp);
         return NULL;
     }
+    /* the media types this server decodes; the format itself is read from the bytes (a mislabelled PNG or JPEG
+     * still decodes), anything else is refused by its signature in request.c */
+    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(so, "media_type");
+    if (!cJSON_IsString(mt) || (strcmp(mt->valuestring, "image/png") && strcmp(mt->valuestring, "image/jpeg"))) {
+        char *q = cJSON_IsString(mt) ? srv_utf8_clean(mt->valuestring, strnlen(mt->valuestring, 64)) : NULL;
+        srv_err(e, 400, IRE, "invalid_value", bp, "%s.source.media_type: %s%s%s: this server takes image/png or "
+                "image/jpeg", bp, q ? "'" : "missing", q ? q : "", q ? "' is not supported" : "");
+        free(q);
+        return NULL;
+    }
     cJSON *p = cJSON_Duplicate(b, 1);
     if (p) cJSON_AddStringToObject(p, "x_dsv4_where", bp);
     if (!p) srv_err(e, 500, "api_error", NULL, NULL, "out of memory");
     return p;
 }
 
-/* 1 if the content blocks c hold an image block. */
-static int has_image_block(const cJSON *c) {
-    const cJSON *b;
-    if (!cJSON_IsArray(c)) return 0;
-    cJSON_ArrayForEach(b, c) {
-        const cJSON *t = cJSON_GetObjectItemCaseSensitive(b, "type");
-        if (cJSON_IsString(t) && !strcmp(t->valuestring, "image")) return 1;
-    }
-    return 0;
-}
 /* Content blocks with an image -> a list of text and image parts (NULL with e). */
 static cJSON *image_parts(const cJSON *c, const char *param, srv_error *e) {
     cJSON *parts = cJSON_CreateArray();
@@ -91,7 +91,7 @@ static cJSON *image_parts(const cJSON *c, const char *param, srv_error *e) {
 /* Anthropic messages -> OpenAI messages (appended to out). */
 static int convert(const cJSON *req, cJSON *out, srv_error *e) {
     const cJSON *sys = cJSON_GetObjectItemCaseSensitive(req, "system");
-    if (has_image_block(sys))
+    if (srv_has_part_type(sys, "image"))
         return srv_err(e, 400, IRE, "invalid_value", "system", "system: image blocks are allowed only in user messages "
                        "and tool results, not in the system prompt");
     if (sys && !cJSON_IsNull(sys)) {
@@ -124,7 +124,7 @@ static int convert(const cJSON *req, cJSON *out, srv_error *e) {
         }
         char *text = calloc(tn + 1, 1), *reason = NULL;
         cJSON *calls = cJSON_CreateArray();
-        cJSON *parts = user && has_image_block(c) ? cJSON_CreateArray() : NULL;   /* a user message with images */
+        cJSON *parts = user && srv_has_part_type(c, "image") ? cJSON_CreateArray() : NULL;   /* a user message with images */
         int k = 0, ntext = 0;
         cJSON_ArrayForEach(b, c) {
             const cJSON *t = cJSON_GetObjectItemCaseSensitive(b, "type");
@@ -181,7 +181,7 @@ static int convert(const cJSON *req, cJSON *out, srv_error *e) {
                 const cJSON *rc = cJSON_GetObjectItemCaseSensitive(b, "content");
                 cJSON *rparts = NULL;
                 char *res = NULL;
-                if (has_image_block(rc)) { if (!(rparts = image_parts(rc, cp, e))) goto bad; }
+                if (srv_has_part_type(rc, "image")) { if (!(rparts = image_parts(rc, cp, e))) goto bad; }
                 else if (!(res = blocks_text(rc, cp, e))) goto bad;
                 cJSON *tm = cJSON_CreateObject();
                 cJSON_AddStringToObject(tm, "role", "tool");

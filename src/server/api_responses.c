@@ -58,16 +58,6 @@ static cJSON *image_parts(const cJSON *c, const char *param, srv_error *e) {
     return parts;
 }
 
-static int has_input_image(const cJSON *c) {
-    const cJSON *b;
-    if (!cJSON_IsArray(c)) return 0;
-    cJSON_ArrayForEach(b, c) {
-        const cJSON *t = cJSON_GetObjectItemCaseSensitive(b, "type");
-        if (cJSON_IsString(t) && !strcmp(t->valuestring, "input_image")) return 1;
-    }
-    return 0;
-}
-
 static int convert_input(const cJSON *req, cJSON *out, srv_error *e) {
     const cJSON *ins = cJSON_GetObjectItemCaseSensitive(req, "instructions");
     if (cJSON_IsString(ins)) {
@@ -102,7 +92,7 @@ static int convert_input(const cJSON *req, cJSON *out, srv_error *e) {
             const cJSON *mc = cJSON_GetObjectItemCaseSensitive(it, "content");
             cJSON *parts = NULL;
             char *txt = NULL;
-            if (has_input_image(mc)) { if (!(parts = image_parts(mc, cp, e))) { free(reason); return -1; } }
+            if (srv_has_part_type(mc, "input_image")) { if (!(parts = image_parts(mc, cp, e))) { free(reason); return -1; } }
             else if (!(txt = parts_text(mc, cp, e))) { free(reason); return -1; }
             cJSON *m = cJSON_CreateObject();
             cJSON_AddStringToObject(m, "role", role->valuestring);
@@ -451,7 +441,7 @@ static void rs_free(void *p) {
 
 int srv_api_responses(const srv_request *q, srv_reply *r) {
     srv_error e;
-    srv_gen g = { .thinking = 1 };
+    srv_gen g = { .thinking = 1, .prompt_param = "input" };
     cJSON *req = NULL, *msgs = cJSON_CreateArray(), *tools = NULL;
     int stream = 0;
     if (srv_parse_body(q->body, q->body_len, &req, &e)) goto fail;

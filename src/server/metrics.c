@@ -11,7 +11,7 @@
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static struct { char endpoint[48]; int status; unsigned long n; } series[MAX_SERIES];
 static int nseries;
-static unsigned long long prompt_tok, cached_tok, gen_tok, rejected, cache_hits, prompts, batch_steps, batch_rows;
+static unsigned long long prompt_tok, cached_tok, gen_tok, rejected, cache_hits, prompts, batch_steps, batch_rows, images;
 static double prefill_s, decode_s;
 
 void srv_metrics_request(const char *endpoint, int status) {
@@ -39,6 +39,12 @@ void srv_metrics_batch(int nb) {
     pthread_mutex_lock(&mu);
     batch_steps++;
     batch_rows += (unsigned)nb;
+    pthread_mutex_unlock(&mu);
+}
+
+void srv_metrics_image(void) {
+    pthread_mutex_lock(&mu);
+    images++;
     pthread_mutex_unlock(&mu);
 }
 
@@ -74,6 +80,7 @@ char *srv_metrics_text(srv_engine *e) {
     P("# HELP dsv4_decode_steps_total Decode steps (one batched evaluation of every decoding slot).\n# TYPE dsv4_decode_steps_total counter\ndsv4_decode_steps_total %llu\n", batch_steps);
     P("# HELP dsv4_decode_rows_total Tokens evaluated by those steps (rows / steps = mean batch size).\n# TYPE dsv4_decode_rows_total counter\ndsv4_decode_rows_total %llu\n", batch_rows);
     P("# HELP dsv4_rejected_total Requests refused with 503 because the queue was full.\n# TYPE dsv4_rejected_total counter\ndsv4_rejected_total %llu\n", rejected);
+    P("# HELP dsv4_images_encoded_total Images run through the vision tower.\n# TYPE dsv4_images_encoded_total counter\ndsv4_images_encoded_total %llu\n", images);
     pthread_mutex_unlock(&mu);
     P("# HELP dsv4_queue_length Requests waiting for a slot.\n# TYPE dsv4_queue_length gauge\ndsv4_queue_length %d\n", q);
     P("# HELP dsv4_slots_busy Slots running a request.\n# TYPE dsv4_slots_busy gauge\ndsv4_slots_busy %d\n", busy);

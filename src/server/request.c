@@ -13,8 +13,10 @@
  * (OpenAI image_url, Responses input_image, Anthropic image); such a list is kept as parts for the encoder
  * (dsv4_chat_render_images: one "<｜deepseek_image｜>" per image, parts joined with "\n\n" as the official encoder
  * does). Each image must be a data: URL with base64 PNG or JPEG bytes (the server fetches nothing), at most
- * srv_engine_max_image_pixels pixels; it is decoded (dsv4_image_from_bytes_max), encoded by the model's tower
- * (dsv4_image_encode, on the connection's thread, one at a time server-wide) and the prompt built with its spans (dsv4_prompt_build); the job
+ * srv_engine_max_image_pixels pixels, at most SRV_MAX_IMAGES per request; each is decoded and planned, the expanded
+ * length checked against the context, then decoded again and encoded by the model's tower (build_images: one decoded
+ * image alive at a time; dsv4_image_encode on the connection's thread, one at a time server-wide) and the prompt built
+ * with its spans (dsv4_prompt_build); the job
  * evaluates it with dsv4_eval_prompt and the prefix cache compares dsv4_prompt_key, so two requests with different
  * images never share an image span. Every failure is a 400 naming the part (messages[i].content[j]). */
 #include <math.h>
@@ -56,9 +58,14 @@ static int norm_content(cJSON *msg, int i, int allow_null, int images, const cha
     cJSON_ArrayForEach(p, c) {
         cJSON *t = cJSON_GetObjectItemCaseSensitive(p, "type");
         if (cJSON_IsObject(p) && cJSON_IsString(t) && is_image_type(t->valuestring)) {
-            if (!images)
-                return srv_err(e, 400, IRE, "invalid_value", param, "%s[%d]: image content parts are allowed only in user "
-                               "and tool messages, not in a%s %s message", param, k, role[0] == 'a' ? "n" : "", role);
+            if (!images) {   /* named as the client sent it (a converted Responses part carries "x_dsv4_where") */
+                const cJSON *w = cJSON_GetObjectItemCaseSensitive(p, "x_dsv4_where");
+                char pn[128];
+                if (cJSON_IsString(w)) snprintf(pn, sizeof pn, "%s", w->valuestring);
+                else snprintf(pn, sizeof pn, "%s[%d]", param, k);
+                return srv_err(e, 400, IRE, "invalid_value", pn, "%s: image content parts are allowed only in user "
+                               "and tool messages, not in a%s %s message", pn, role[0] == 'a' ? "n" : "", role);
+            }
             has_image = 1;
         }
         k++;
@@ -130,9 +137,10 @@ int srv_check_messages(cJSON *messages, srv_error *e) {
         snprintf(param, sizeof param, "messages[%d].role", i);
         if (!cJSON_IsString(role)) { rc = srv_err(e, 400, IRE, "invalid_type", param, "%s must be a string", param); break; }
         const char *r = role->valuestring;
-        if (!strcmp(r, "developer")) { cJSON_SetValuestring(role, "system"); r = role->valuestring; }
+        int dev = !strcmp(r, "developer");
+        if (dev) { cJSON_SetValuestring(role, "system"); r = role->valuestring; }
         if (!strcmp(r, "system") || !strcmp(r, "user")) {
-            if ((rc = norm_content(m, i, 0, r[0] == 'u', r, e))) break;
+            if ((rc = norm_content(m, i, 0, r[0] == 'u', dev ? "developer" : r, e))) break;
         } else if (!strcmp(r, "assistant")) {
             if ((rc = norm_content(m, i, 1, 0, r, e))) break;
             cJSON *rcn = cJSON_GetObjectItemCaseSensitive(m, "reasoning_content");
@@ -217,56 +225,88 @@ static const char *part_name(const cJSON *messages, const dsv4_chat_image *ci) {
     return ci->where;
 }
 
-/* Decode the images of the rendered request (all of them first: bad input is reported whatever the model), check
- * the model has a tower, encode them, then build the prompt from ids (n) into g->vprompt. */
+/* At most this many image parts in one request (the CLI's CLI_MAX_IMAGES): each costs a decode and a tower run. */
+#define SRV_MAX_IMAGES 64
+
+/* Decode part k (a data: URL) into *im; 0, or -1 with e (400 naming the part). */
+static int decode_part(srv_engine *eng, const cJSON *messages, const dsv4_chat_image *pk, dsv4_image **im,
+                       srv_error *e) {
+    const char *name = part_name(messages, pk);
+    char err[512];
+    if (strncmp(pk->url, "data:", 5)) {
+        const char *colon = strchr(pk->url, ':');
+        int scheme = colon && colon > pk->url && colon - pk->url < 16;
+        return srv_err(e, 400, IRE, "invalid_value", name, "%s: %s%.*s%s: this server does not fetch images; send the "
+                       "image itself as a data: URL (data:image/png;base64,... or data:image/jpeg;base64,...)", name,
+                       scheme ? "a '" : "not a data: URL", scheme ? (int)(colon - pk->url) : 0, pk->url,
+                       scheme ? ":' URL" : "");
+    }
+    unsigned char *bytes = NULL;
+    size_t nb = 0;
+    int rc = 0;
+    if (dsv4_data_url_decode(pk->url, pk->url_len, &bytes, &nb, name, err, sizeof err) ||
+        dsv4_image_from_bytes_max(im, bytes, nb, name, srv_engine_max_image_pixels(eng), err, sizeof err))
+        rc = srv_err(e, 400, IRE, "invalid_value", name, "%s", err);
+    free(bytes);
+    return rc;
+}
+
+/* The images of the rendered request, in two passes so that at most one decoded image is alive and nothing runs the
+ * tower for a request that is refused anyway. Pass 1: decode each (bad input is reported whatever the model), plan
+ * it, free its pixels; check the model has a tower, the placeholder count, and that the expanded prompt fits the
+ * context (the 400 context_length_exceeded of srv_submit). Pass 2: decode each again, encode it (one tower run at a
+ * time in the whole server), free its pixels. Then build the prompt from ids (n) into g->vprompt. */
 static int build_images(srv_engine *eng, const cJSON *messages, const dsv4_chat_image *parts, int nparts,
                         const int32_t *ids, int n, srv_gen *g, srv_error *e) {
     const dsv4_model *m = srv_engine_model(eng);
+    const char *pp = g->prompt_param ? g->prompt_param : "messages";
     char err[512];
-    dsv4_image **im = calloc((size_t)nparts, sizeof *im);
+    if (nparts > SRV_MAX_IMAGES)
+        return srv_err(e, 400, IRE, "invalid_value", pp, "%s: %d image parts; at most %d are supported in one request",
+                       pp, nparts, SRV_MAX_IMAGES);
+    dsv4_vision_params vp = dsv4_model_vision_params(m);
+    dsv4_image_plan *plans = calloc((size_t)nparts, sizeof *plans);
     dsv4_image_embed **emb = calloc((size_t)nparts, sizeof *emb);
     int rc = 0;
-    if (!im || !emb) rc = srv_err(e, 500, "server_error", NULL, NULL, "out of memory");
+    if (!plans || !emb) rc = srv_err(e, 500, "server_error", NULL, NULL, "out of memory");
     for (int k = 0; k < nparts && !rc; k++) {
-        const char *name = part_name(messages, &parts[k]);
-        if (strncmp(parts[k].url, "data:", 5)) {
-            const char *colon = strchr(parts[k].url, ':');
-            int scheme = colon && colon > parts[k].url && colon - parts[k].url < 16;
-            rc = srv_err(e, 400, IRE, "invalid_value", name, "%s: %s%.*s%s: this server does not fetch images; send the "
-                         "image itself as a data: URL (data:image/png;base64,... or data:image/jpeg;base64,...)", name,
-                         scheme ? "a '" : "not a data: URL", scheme ? (int)(colon - parts[k].url) : 0, parts[k].url,
-                         scheme ? ":' URL" : "");
-            break;
-        }
-        unsigned char *bytes = NULL;
-        size_t nb = 0;
-        if (dsv4_data_url_decode(parts[k].url, parts[k].url_len, &bytes, &nb, name, err, sizeof err) ||
-            dsv4_image_from_bytes_max(&im[k], bytes, nb, name, srv_engine_max_image_pixels(eng), err, sizeof err))
-            rc = srv_err(e, 400, IRE, "invalid_value", name, "%s", err);
-        free(bytes);
+        dsv4_image *im = NULL;
+        if (decode_part(eng, messages, &parts[k], &im, e)) { rc = -1; break; }
+        if (dsv4_model_has_vision(m) &&
+            dsv4_image_plan_grid(dsv4_image_width(im), dsv4_image_height(im), &vp, &plans[k], err, sizeof err))
+            rc = srv_err(e, 400, IRE, "invalid_value", part_name(messages, &parts[k]), "%s: %s",
+                         part_name(messages, &parts[k]), err);
+        dsv4_image_free(im);
     }
     if (!rc && !dsv4_model_has_vision(m))
         rc = srv_err(e, 400, IRE, "invalid_value", part_name(messages, &parts[0]), "%s: this model has no vision tower: "
                      "image content parts need a model with one (e.g. DeepSeek-V4.1-Flash)", part_name(messages, &parts[0]));
+    if (!rc && srv_check_placeholders(eng, ids, n, nparts, pp, e)) rc = -1;
+    if (!rc) {
+        int len = dsv4_prompt_expanded_len(&vp, ids, n, dsv4_model_image_token(m), plans, nparts);
+        if (len < 0) rc = srv_err(e, 500, "server_error", NULL, NULL, "cannot size the prompt with its images");
+        else rc = srv_check_ctx(eng, len, pp, e);
+    }
     /* One tower run at a time in the whole server: each needs up to ~0.6 GB of workspace at the largest grid and
      * uses the thread pool anyway, so concurrent image requests queue here instead of multiplying the memory. */
     static pthread_mutex_t tower_mu = PTHREAD_MUTEX_INITIALIZER;
     for (int k = 0; k < nparts && !rc; k++) {
+        dsv4_image *im = NULL;
+        if (decode_part(eng, messages, &parts[k], &im, e)) { rc = -1; break; }
         pthread_mutex_lock(&tower_mu);
-        int bad = dsv4_image_encode(m, im[k], &emb[k], err, sizeof err);
+        int bad = dsv4_image_encode(m, im, &emb[k], err, sizeof err);
         pthread_mutex_unlock(&tower_mu);
+        srv_metrics_image();
+        dsv4_image_free(im);
         if (bad)
             rc = srv_err(e, 400, IRE, "invalid_value", part_name(messages, &parts[k]), "%s: %s",
                          part_name(messages, &parts[k]), err);
     }
     if (!rc && dsv4_prompt_build(&g->vprompt, m, ids, n, emb, nparts, err, sizeof err))
-        rc = srv_err(e, 400, IRE, "invalid_value", "messages", "%s", err);
-    for (int k = 0; k < nparts; k++) {
-        if (emb) dsv4_image_embed_free(emb[k]);
-        if (im) dsv4_image_free(im[k]);
-    }
+        rc = srv_err(e, 400, IRE, "invalid_value", pp, "%s", err);
+    for (int k = 0; emb && k < nparts; k++) dsv4_image_embed_free(emb[k]);
     free(emb);
-    free(im);
+    free(plans);
     return rc;
 }
 
@@ -329,7 +369,7 @@ int srv_render_tokens(srv_engine *eng, const cJSON *messages, const cJSON *tools
         cap = n;
     }
     free(prompt);
-    if (!nparts && srv_check_placeholders(eng, ids, *n_out, 0, "messages", e)) { free(ids); *n_out = 0; return -1; }
+    if (!nparts && srv_check_placeholders(eng, ids, *n_out, 0, g->prompt_param ? g->prompt_param : "messages", e)) { free(ids); *n_out = 0; return -1; }
     if (nparts) {
         rc = build_images(eng, messages, parts, nparts, ids, *n_out, g, e);
         dsv4_chat_images_free(parts, nparts);
@@ -453,14 +493,15 @@ void srv_force_tool(srv_gen *g, const char *name) {
     if (g->tool_force == 2) snprintf(g->tool_name, sizeof g->tool_name, "%s", name);
 }
 
-srv_job *srv_submit(srv_engine *eng, int32_t *toks, int n, srv_gen *g, srv_error *e) {
+int srv_check_ctx(srv_engine *eng, int n, const char *param, srv_error *e) {
     int ctx = srv_engine_ctx(eng);
-    if (n + 1 > ctx) {
-        free(toks);
-        srv_err(e, 400, IRE, "context_length_exceeded", "messages",
-                "the prompt is %d tokens; this server's context holds %d (--ctx), leaving no room for a reply", n, ctx);
-        return NULL;
-    }
+    if (n + 1 <= ctx) return 0;
+    return srv_err(e, 400, IRE, "context_length_exceeded", param,
+                   "the prompt is %d tokens; this server's context holds %d (--ctx), leaving no room for a reply", n, ctx);
+}
+
+srv_job *srv_submit(srv_engine *eng, int32_t *toks, int n, srv_gen *g, srv_error *e) {
+    if (srv_check_ctx(eng, n, g->prompt_param ? g->prompt_param : "messages", e)) { free(toks); return NULL; }
     srv_job *j = srv_job_new(toks, n);
     if (!j) { srv_err(e, 500, "server_error", NULL, NULL, "out of memory"); return NULL; }
     if (g->vprompt) {   /* the prompt with images: evaluated with dsv4_eval_prompt, matched by its keys */

@@ -169,6 +169,7 @@ size_t srv_disk_total(srv_disk *d, int *files);
 void srv_metrics_request(const char *endpoint, int status);
 void srv_metrics_tokens(int prompt, int cached, int generated, double prefill_s, double decode_s);
 void srv_metrics_rejected(void);
+void srv_metrics_image(void);   /* one image run through the vision tower */
 void srv_metrics_batch(int nb);   /* one decode step of nb slots */
 /* Prometheus text exposition; malloc'd. */
 char *srv_metrics_text(srv_engine *e);
@@ -186,6 +187,8 @@ typedef struct {
     int ignore_eos;
     int tool_force;                  /* 0 auto; 1 a tool call is required; 2 the tool tool_name is required */
     char tool_name[128];
+    const char *prompt_param;        /* the client's name of the prompt field in errors about the whole prompt
+                                      * (placeholders, image count, context length): NULL = "messages" */
     dsv4_prompt *vprompt;            /* set by srv_render_tokens when the messages hold images; moved into the job by
                                       * srv_submit (srv_gen_free frees it otherwise) */
 } srv_gen;
@@ -220,6 +223,9 @@ int srv_parse_stop(const cJSON *v, const char *param, srv_gen *g, srv_error *e);
  * integer 1..100 (DeepSeek-V4.1: docs/encoding.md §10.2; refused at render time for a V4 model); returns -1 with e
  * on an unknown value. */
 int srv_parse_effort(const cJSON *v, const char *param, srv_gen *g, srv_error *e);
+/* A prompt of n positions must leave room for a reply in the server's context: 0, or -1 with e (400
+ * context_length_exceeded naming `param`, the client's prompt field). */
+int srv_check_ctx(srv_engine *eng, int n, const char *param, srv_error *e);
 /* Build, submit and hand back a job for prompt tokens; checks the context. Returns NULL with e (503 queue full). */
 srv_job *srv_submit(srv_engine *eng, int32_t *toks, int n, srv_gen *g, srv_error *e);
 /* Require a tool call in the reply: any tool (name NULL) or the tool `name` (tool_choice required / any / named;
@@ -289,6 +295,8 @@ int srv_parse_body(const char *body, size_t n, cJSON **out, srv_error *e);
 int srv_get_bool(const cJSON *o, const char *key, int *out, srv_error *e);
 int srv_get_int(const cJSON *o, const char *key, long lo, long hi, long *out, srv_error *e);
 int srv_get_num(const cJSON *o, const char *key, double lo, double hi, double *out, srv_error *e);
+/* 1 if c is a list holding an object whose "type" is the string `type` (an image part: "image", "input_image"). */
+int srv_has_part_type(const cJSON *c, const char *type);
 /* Add a string of n bytes (may hold NUL) to a cJSON object / create a string item. */
 cJSON *srv_json_strn(const char *s, size_t n);
 const char *srv_finish_openai(srv_finish f);

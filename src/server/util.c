@@ -185,3 +185,13 @@ void srv_reply_error(srv_reply *r, srv_api_kind k, const srv_error *e) {
     srv_reply_json(r, e->status, o);
     if (e->status == 503) r->retry_after = 1;
 }
+
+int srv_has_part_type(const cJSON *c, const char *type) {
+    const cJSON *b;
+    if (!cJSON_IsArray(c)) return 0;
+    cJSON_ArrayForEach(b, c) {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(b, "type");
+        if (cJSON_IsString(t) && !strcmp(t->valuestring, type)) return 1;
+    }
+    return 0;
+}

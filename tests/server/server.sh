@@ -352,6 +352,18 @@ if srv_start img --max-image-pixels 1000; then
         post /v1/messages "{\"max_tokens\":4,\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image\",\"source\":{\"type\":\"url\",\"url\":\"https://example.org/a.png\"}}]}]}"
     check "serve image: Anthropic image in the system prompt" 0 'system: image blocks are allowed only in user messages and tool results.*HTTP 400' -- \
         post /v1/messages "{\"max_tokens\":4,\"system\":[{\"type\":\"image\",\"source\":{\"type\":\"base64\",\"media_type\":\"image/png\",\"data\":\"$PNG_OK\"}}],\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}"
+    many=$(for _ in $(seq 1 65); do printf ',{"type":"image_url","image_url":{"url":"data:image/png;base64,%s"}}' "$PNG_OK"; done)
+    printf '{"messages":[{"role":"user","content":[{"type":"text","text":"hi"}%s]}],"max_tokens":4,%s}' "$many" "$CHAT" > "$tmp/many.json"
+    check "serve image: more than 64 image parts in one request, refused before any decode" 0 'messages: 65 image parts; at most 64 are supported in one request.*HTTP 400' -- \
+        post /v1/chat/completions "@$tmp/many.json"
+    check "serve image: Anthropic media_type other than image/png or image/jpeg" 0 "messages\\[0\\]\\.content\\[0\\]\\.source\\.media_type: 'image/gif' is not supported: this server takes image/png or image/jpeg.*HTTP 400" -- \
+        post /v1/messages "{\"max_tokens\":4,\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image\",\"source\":{\"type\":\"base64\",\"media_type\":\"image/gif\",\"data\":\"$PNG_OK\"}}]}]}"
+    check "serve image: Anthropic media_type missing" 0 "messages\\[0\\]\\.content\\[0\\]\\.source\\.media_type: missing: this server takes image/png or image/jpeg.*HTTP 400" -- \
+        post /v1/messages "{\"max_tokens\":4,\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image\",\"source\":{\"type\":\"base64\",\"data\":\"$PNG_OK\"}}]}]}"
+    check "serve image: Responses image in a developer item after instructions, named as the client sent it" 0 '"message":"input\[1\]\.content\[0\]: image content parts are allowed only in user and tool messages, not in a developer message".*"param":"input\[1\]\.content\[0\]".*HTTP 400' -- \
+        post /v1/responses "{\"max_output_tokens\":2,\"instructions\":\"be brief\",\"input\":[{\"role\":\"user\",\"content\":\"hi\"},{\"role\":\"developer\",\"content\":[{\"type\":\"input_image\",\"image_url\":\"data:image/png;base64,$PNG_OK\"}]}]}"
+    check "serve image: chat image in a developer message names the role sent" 0 "messages\\[0\\]\\.content\\[0\\]: image content parts are allowed only in user and tool messages, not in a developer message.*HTTP 400" -- \
+        post /v1/chat/completions "{\"messages\":[{\"role\":\"developer\",\"content\":[{\"type\":\"image_url\",\"image_url\":{\"url\":\"data:image/png;base64,$PNG_OK\"}}]},{\"role\":\"user\",\"content\":\"hi\"}],\"max_tokens\":4,$CHAT}"
     check "serve image: the server still answers text after the refusals" 0 '"finish_reason":"length".*HTTP 200' -- \
         post /v1/chat/completions "{\"messages\":[{\"role\":\"user\",\"content\":\"ROMEO:\"}],\"max_tokens\":4,$CHAT}"
     srv_stop
@@ -385,8 +397,21 @@ if srv_start vl; then
         post /v1/chat/completions "$(vlnext image/png "$PNG_BIG")"
     check "serve image: placeholder text typed into a message without an image" 0 'messages: the prompt has 1 image placeholder \(the text <｜deepseek_image｜>, id 1023\) but 0 images were given.*HTTP 400' -- \
         post /v1/chat/completions "{\"messages\":[{\"role\":\"user\",\"content\":\"see <｜deepseek_image｜>\"}],\"max_tokens\":1,$CHAT}"
-    check "serve image: one image part, but the text adds a placeholder" 0 'the prompt has 2 image placeholders but 1 image was given.*HTTP 400' -- \
+    check "serve image: one image part, but the text adds a placeholder" 0 'the prompt has 2 image placeholders .*but 1 image was given.*HTTP 400' -- \
         post /v1/chat/completions "{\"messages\":[{\"role\":\"user\",\"content\":\"see <｜deepseek_image｜>\"},{\"role\":\"user\",\"content\":[{\"type\":\"image_url\",\"image_url\":{\"url\":\"data:image/jpeg;base64,$JPG_OK\"}}]}],\"max_tokens\":1,$CHAT}"
+    check "serve image: Responses placeholder text, named as the client's input" 0 '"message":"input: the prompt has 1 image placeholder.*"param":"input".*HTTP 400' -- \
+        post /v1/responses '{"max_output_tokens":1,"input":"see <｜deepseek_image｜>"}'
+    # three 1400 x 1400 images: about 1000 positions each, more than the 2048 of this server: refused from their plans
+    # (pass 1), before any tower run (dsv4_images_encoded_total unchanged; the earlier image requests counted)
+    GRAY=$(base64 -w0 tests/server/gray1400.png)
+    imgenc() { curl -sS -m 10 "$(U /metrics)" | sed -n 's/^dsv4_images_encoded_total //p'; }
+    enc0=$(imgenc)
+    gp="{\"type\":\"image_url\",\"image_url\":{\"url\":\"data:image/png;base64,$GRAY\"}}"
+    post /v1/chat/completions "{\"messages\":[{\"role\":\"user\",\"content\":[$gp,$gp,$gp]}],\"max_tokens\":1,\"thinking\":{\"type\":\"disabled\"}}" > "$tmp/vlctx.json"
+    enc1=$(imgenc)
+    check "serve image: images that overflow the context -> context_length_exceeded" 0 '"message":"the prompt is [0-9]{4} tokens; this server.s context holds 2048.*"code":"context_length_exceeded".*HTTP 400' -- cat "$tmp/vlctx.json"
+    check "serve image: ... refused before any tower run (dsv4_images_encoded_total $enc0 -> $enc1)" 0 '^none$' -- \
+        sh -c "[ -n '$enc0' ] && [ '$enc0' -ge 1 ] && [ '$enc0' = '$enc1' ] && echo none"
     check "serve image: a raw completion prompt with the placeholder" 0 'prompt: the prompt has 1 image placeholder.*HTTP 400' -- \
         post /v1/completions '{"prompt":"ROMEO: <｜deepseek_image｜>","max_tokens":1}'
     # (Responses: thinking by default, so the V4.1 prompt has "<｜System｜>" + the effort line: 46 more tokens here)
