@@ -68,11 +68,16 @@ typedef struct {
     int policy;          /* DSV4_EVICT_* (default LRU) */
     int prefetch;        /* DSV4_PREFETCH_* */
     int io_threads;      /* read-ahead threads, 0 = 2; 1..64 */
+    int64_t engram_cache_rows; /* DeepSeek-V4.1 Engram: rows of a direct-mapped cache in front of each Engram table,
+                          * per session (each row 2 x engram_head_dim + head_dim/32 * 2 bytes as stored: 264 B on
+                          * V4.1-Flash, so 65,536 rows = 16.5 MiB per table); 0 = none (every row read with pread).
+                          * 0..2^30; ignored for V4. Logits never depend on it (docs/v41-implementation.md). */
 } dsv4_load_options;
 
 /* dsv4_model_load with options (o NULL = dsv4_model_load). Extra errors: a budget below the minimum, "memory
  * budget 1.00 GiB (1073741824 bytes) is below the minimum 2.31 GiB (2480000000 bytes) for DIR: resident weights
- * ... + 6 experts of ... (one token's routed experts of one layer)"; policy / prefetch / io_threads out of range;
+ * ... + 6 experts of ... (one token's routed experts of one layer)"; policy / prefetch / io_threads /
+ * engram_cache_rows out of range;
  * the read threads cannot be started. The checkpoint's expert pages are never touched at load. */
 int dsv4_model_load_opts(dsv4_model **out, const char *dir, const dsv4_load_options *o, char *err, size_t errlen);
 

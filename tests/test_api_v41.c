@@ -241,6 +241,57 @@ static void tokenizer_case(void) {
     free(txt);
 }
 
+/* dsv4_load_options.engram_cache_rows: the Engram tables read through a row cache give the same logits bit for bit
+ * (prefill + decode of tiny-tok's tokens, twice over so the second pass hits the cache); out of range refused. */
+static void engram_cache(void) {
+    const char *dir = "tests/golden/v41/tiny-tok";
+    char err[1024] = "";
+    dsv4_load_options o = {0};
+    dsv4_model *m0 = NULL, *m1 = NULL, *mb = NULL;
+    o.engram_cache_rows = 64;
+    if (dsv4_model_load(&m0, dir, err, sizeof err) || dsv4_model_load_opts(&m1, dir, &o, err, sizeof err)) {
+        test_fail("%s: %s", dir, err);
+        dsv4_model_free(m0);
+        return;
+    }
+    const int V = m0->cfg.vocab_size, N = 24;
+    int32_t tok[2 * 24];
+    for (int i = 0; i < 2 * N; i++) tok[i] = (int32_t)((i * 37 + 11) % V);
+    float *a = malloc((size_t)2 * N * V * sizeof(float)), *b = malloc((size_t)2 * N * V * sizeof(float));
+    dsv4_session *s0 = NULL, *s1 = NULL;
+    int ok = a && b && !dsv4_session_open(&s0, m0, 2 * N, err, sizeof err) &&
+             !dsv4_session_open(&s1, m1, 2 * N, err, sizeof err);
+    for (int pass = 0; ok && pass < 2; pass++) {   /* pass 1: the same tokens again, so the cache serves rows */
+        dsv4_session_reset(s0);
+        dsv4_session_reset(s1);
+        ok = !dsv4_eval_all(s0, tok, N, a, err, sizeof err) && !dsv4_eval_all(s1, tok, N, b, err, sizeof err);
+        for (int t = N; ok && t < 2 * N; t++)
+            ok = !dsv4_eval(s0, tok + t, 1, a + (size_t)t * V, err, sizeof err) &&
+                 !dsv4_eval(s1, tok + t, 1, b + (size_t)t * V, err, sizeof err);
+        if (ok) CHECK(!memcmp(a, b, (size_t)2 * N * V * sizeof(float)), "engram_cache_rows 64, pass %d: logits differ "
+                      "from the uncached run", pass);
+    }
+    CHECK(ok, "engram cache runs: %s", err);
+    int64_t r0 = 0, h0 = 0, r1 = 0, h1 = 0;
+    if (ok) {
+        dsv4_v41_engram_stats(s0->v41, &r0, &h0);
+        dsv4_v41_engram_stats(s1->v41, &r1, &h1);
+    }
+    printf("  Engram rows: %lld requested, %lld from the row cache (engram_cache_rows 64); uncached: %lld / %lld\n",
+           (long long)r1, (long long)h1, (long long)r0, (long long)h0);
+    CHECK(ok && r1 == r0 && r1 > 0 && h0 == 0 && h1 > 0, "the row cache served %lld of %lld rows (uncached %lld)",
+          (long long)h1, (long long)r1, (long long)h0);
+    o.engram_cache_rows = -1;
+    CHECK(dsv4_model_load_opts(&mb, dir, &o, err, sizeof err) != 0 && !mb && strstr(err, "engram_cache_rows"),
+          "engram_cache_rows -1 refused: %s", err);
+    dsv4_session_free(s0);
+    dsv4_session_free(s1);
+    free(a);
+    free(b);
+    dsv4_model_free(m0);
+    dsv4_model_free(m1);
+}
+
 int main(void) {
     size_t len = 0;
     char gp[512], err[1024] = "";
@@ -344,5 +395,6 @@ int main(void) {
     dsv4_model_free(m);
     cJSON_Delete(g);
     tokenizer_case();
+    engram_cache();
     return test_done();
 }

@@ -637,6 +637,17 @@ int64_t dsv4_v41_state_pos(const dsv4_v41_state *s) { return s ? s->pos : 0; }
 
 size_t dsv4_v41_state_bytes(const dsv4_v41_state *s) { return s ? s->bytes + sizeof *s : 0; }
 
+void dsv4_v41_engram_stats(const dsv4_v41_state *s, int64_t *requested, int64_t *cache_hits) {
+    *requested = *cache_hits = 0;
+    for (int l = 0; s && l < DSV4_ENGRAM_MAX_LAYERS; l++) {
+        if (!s->tables[l]) continue;
+        int64_t r, h;
+        dsv4_engram_table_stats(s->tables[l], &r, &h);
+        *requested += r;
+        *cache_hits += h;
+    }
+}
+
 int dsv4_v41_state_open(const dsv4_model *m, int max_ctx, int max_chunk, dsv4_v41_state **out, char *err,
                         size_t errlen) {
     *out = NULL;
@@ -788,7 +799,7 @@ int dsv4_v41_state_open(const dsv4_model *m, int max_ctx, int max_chunk, dsv4_v4
             if (!e) continue;
             if (dsv4_engram_table_open(&s->tables[e->index], e->path, e->rows, x->engram_head_dim, (int64_t)e->w_off,
                                        x->engram_head_dim, e->scale_path, (int64_t)e->s_off, x->engram_head_dim / 32,
-                                       0, err, errlen)) {
+                                       m->engram_cache_rows, err, errlen)) {
                 dsv4_v41_state_free(s);
                 return -1;
             }

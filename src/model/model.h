@@ -81,6 +81,7 @@ struct dsv4_model {
     dsv4_layer *layers;
     float *rope_win, *rope_comp;            /* rope tables: theta plain / compress theta + YaRN */
     double file_bytes;                      /* sum of tensor bytes in the checkpoint */
+    int64_t engram_cache_rows;              /* dsv4_load_options.engram_cache_rows (V4.1 sessions' Engram tables) */
     void **owned; int n_owned, cap_owned;   /* every owned allocation, freed by dsv4_model_free */
     struct dsv4_v41_weights *v41;           /* DeepSeek-V4.1 blocks (model/model_v41.h), NULL for V4; owned */
     /* DeepSeek-V4-Flash-Vision-Exp (dsv4_config_vision_exp; docs/vision-exp.md): the tower and aligner (vision/tower.h,

@@ -126,5 +126,8 @@ int dsv4_v41_dspark(dsv4_v41_state *s, int32_t token, float *logits, int32_t *id
  * dsv4_v41_recorded: records written so far. For tests. */
 void dsv4_v41_record(dsv4_v41_state *s, int32_t *buf, int cap);
 int dsv4_v41_recorded(const dsv4_v41_state *s);
+/* Engram rows requested from the state's tables since open, and how many of them the row cache served
+ * (dsv4_load_options.engram_cache_rows; 0 hits without a cache). For tests and diagnostics. */
+void dsv4_v41_engram_stats(const dsv4_v41_state *s, int64_t *requested, int64_t *cache_hits);
 
 #endif

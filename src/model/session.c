@@ -98,6 +98,12 @@ int dsv4_model_load_opts(dsv4_model **out, const char *dir, const dsv4_load_opti
     if (dsv4_config_load(&m->cfg, p, err, errlen)) goto fail;
     if (st_open_dir(&m->st, dir, err, errlen)) goto fail;
     if (dsv4_weights_bind(m, err, errlen)) goto fail;
+    if (o && (o->engram_cache_rows < 0 || o->engram_cache_rows > ((int64_t)1 << 30))) {
+        dsv4_fail(err, errlen, "dsv4_model_load_opts: engram_cache_rows %lld must be in 0..2^30",
+                  (long long)o->engram_cache_rows);
+        goto fail;
+    }
+    m->engram_cache_rows = o ? o->engram_cache_rows : 0;
     if (m->v41 && o && o->mem_bytes) {   /* the expert cache reads V4 blocks only: a budget must hold it all */
         if ((double)o->mem_bytes < m->file_bytes) {
             dsv4_fail(err, errlen, "%s: a memory budget below the checkpoint (%llu < %.0f bytes) is not supported for "
