@@ -47,7 +47,8 @@ static const char *render_usage =
     "  -m, --model DIR   use DIR/tokenizer.json (it must have the DeepSeek-V4 special tokens)\n"
     "  --no-think        chat mode (the default); aliases --nothink, --chat\n"
     "  --image FILE      the image of the next image content part (repeatable; default: the parts' data: URLs or\n"
-    "                    files); with images, -m DIR sizes their spans and the expanded token count is printed\n";
+    "                    files); needs -m DIR, whose config.json sizes the spans (no weights are read): each span\n"
+    "                    and the expanded token count are printed\n";
 
 int dsv4_cli_render(int argc, char **argv) {
     const char *dir = NULL, *tokfile = NULL, *msgfile = NULL, *ctxfile = NULL;
