@@ -157,6 +157,8 @@ const char *cli_common_usage =
     "  --mem BYTES      memory budget for the weights, e.g. 16G, 512M (K/M/G/T = KiB..TiB); routed experts are read\n"
     "                   from disk into an expert cache as needed (same results); 0 = no budget (weights mapped);\n"
     "                   default: 3/4 of the available RAM (MemAvailable), which keeps a model that fits mapped\n"
+    "  --engram-cache N DeepSeek-V4.1: a cache of N rows in front of each Engram table per session, 0..2^30\n"
+    "                   (264 B a row on V4.1-Flash; default 0: every row read from disk; same results)\n"
     "  -v, --verbose    more detail on stderr (seed, timings, prompt reuse)\n"
     "  -h, --help       this help;  --version  the version\n";
 
@@ -311,6 +313,7 @@ static int threads_value;
 static const char *kernel_value;
 uint64_t cli_mem_bytes;
 int cli_mem_given;
+int cli_engram_cache_rows;
 static int parse_mem(const char *v, void *dst) {
     if (cli_parse_bytes(v, dst) != 0) return -1;
     cli_mem_given = 1;
@@ -357,6 +360,7 @@ static const cli_opt common_opts[] = {
       .what = "a byte count (digits with an optional K, M, G or T suffix: KiB .. TiB)" },
     { .names = "-t|--threads", .kind = CLI_INT, .dst = &threads_value, .lo = 0, .hi = 1024 },
     { .names = "--kernel", .kind = CLI_STR, .dst = &kernel_value },
+    { .names = "--engram-cache", .kind = CLI_INT, .dst = &cli_engram_cache_rows, .lo = 0, .hi = 1 << 30 },
     CLI_O_END
 };
 
@@ -548,6 +552,7 @@ dsv4_model *cli_load_model(const char *cmd, const char *dir) {
     dsv4_model *m = NULL;
     dsv4_load_options lo = {0};
     lo.mem_bytes = cli_mem_given ? cli_mem_bytes : cli_default_mem();
+    lo.engram_cache_rows = cli_engram_cache_rows;   /* --engram-cache */
     int rc = dsv4_model_load_opts(&m, dir, &lo, err, sizeof err);
     if (rc != 0 && !cli_mem_given && lo.mem_bytes) {
         /* the default budget is below what this model needs: map the weights and let the kernel page them */
