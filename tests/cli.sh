@@ -23,6 +23,7 @@ check "generate on the V4.1 tiny checkpoint with a tokenizer (tiny-tok): Engram 
 # kernel path) within 0.1%; with the Engram gates at 0 the reference gives 117.99 (+20%): a wrong model lands far outside
 NV41=models/nano-v41
 check "nano-v41: dsv4 ppl on the first 2 held-out windows = the reference's 98.2761 within 0.1%" 0 "^nv41 ok" -- sh -c "tail -c 111540 vendor/tinyshakespeare/tinyshakespeare.txt > '$tmp/nv41_heldout.txt' && '$BIN' ppl -m $NV41 -f '$tmp/nv41_heldout.txt' --window 256 --max-tokens 512 2>/dev/null | tail -n 1 | awk '{for(i=1;i<NF;i++) if(\$i==\"perplexity\") p=\$(i+1)} END{d=p-98.2761; if(d<0)d=-d; if(p!=\"\" && d<=0.0983) print \"nv41 ok\", p; else print \"nv41 off\", p}'"
+check "nano-v41: --engram-cache 1024 gives the same perplexity as no cache" 0 "^same$" -- sh -c "a=\$('$BIN' ppl -m $NV41 -f $NV41/README.md --engram-cache 1024 2>/dev/null | tail -n 1); b=\$('$BIN' ppl -m $NV41 -f $NV41/README.md 2>/dev/null | tail -n 1); [ -n \"\$a\" ] && [ \"\$a\" = \"\$b\" ] && echo same"
 check "nano-v41: generate runs (Engram token map, 20 tokens)" 0 "^2$" -- sh -c "'$BIN' generate -m $NV41 -p ROMEO: -n 20 2>&1 | grep -c -e 'token map built from tokenizer.json' -e 'decode 20 tokens'"
 check "detokenize: a bad id late in the list writes nothing" 0 "^0$" -- sh -c "'$BIN' detokenize -m $NANO --ids '5 6 99999' 2>/dev/null | wc -c"
 check "render --tokens: a missing tokenizer is found before anything is printed" 0 "^0$" -- sh -c "'$BIN' render --messages $ENC/test_input_4.json --tokenizer '$tmp/none.json' --tokens 2>/dev/null | wc -c"
