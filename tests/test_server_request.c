@@ -69,7 +69,30 @@ static void test_prefix_keys(void) {
     srv_prefix_free(&p);
 }
 
+/* srv_has_part_type (the Anthropic "image" and Responses "input_image" detection): only a list, only an exact type. */
+static void test_has_part_type(void) {
+    static const struct { const char *json, *type; int want; } cases[] = {
+        {"[{\"type\":\"text\",\"text\":\"a\"},{\"type\":\"image\"}]", "image", 1},
+        {"[{\"type\":\"image\"}]", "input_image", 0},
+        {"[{\"type\":\"input_image\"}]", "input_image", 1},
+        {"[{\"type\":\"images\"},{\"type\":7},\"image\",{\"text\":\"image\"}]", "image", 0},
+        {"{\"type\":\"image\"}", "image", 0},
+        {"\"image\"", "image", 0},
+        {"[]", "image", 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        cJSON *c = cJSON_Parse(cases[i].json);
+        CHECK(c != NULL, "parse %s", cases[i].json);
+        int got = srv_has_part_type(c, cases[i].type);
+        EXPECT(got == cases[i].want, "srv_has_part_type(%s, %s) = %d, want %d", cases[i].json, cases[i].type, got,
+               cases[i].want);
+        cJSON_Delete(c);
+    }
+    EXPECT(srv_has_part_type(NULL, "image") == 0, "srv_has_part_type(NULL) is 0");
+}
+
 int main(void) {
+    test_has_part_type();
     test_integers_out_of_range();
     test_prefix_keys();
     return test_done();
