@@ -197,6 +197,18 @@ int dsv4_eval_all(dsv4_session *s, const int32_t *tokens, int n, float *logits, 
  * a failed expert read fails the call with the read's message and resets every session of the batch. No allocation. */
 int dsv4_eval_batch(dsv4_session *const *ss, int nb, const int32_t *tokens, float *logits, char *err, size_t errlen);
 
+/* DeepSeek-V4.1: the positions of a DSpark draft block (config.json dspark_block_size), 0 for a model without DSpark
+ * stages (every V4 model: it has the MTP block of dsv4_eval_mtp instead). */
+int dsv4_model_dspark_block(const dsv4_model *m);
+/* DeepSeek-V4.1's DSpark drafts (docs/v41.md §4.4) after the last evaluated position P: the stages draft positions
+ * P+1 .. P+B (B = dsv4_model_dspark_block) for the ids [token, the noise id x (B-1)]. logits: B rows of vocab_size
+ * F32 (with the Markov bias along the greedy chain); ids: B + 1 (token, then the greedy pick at each drafted
+ * position); conf: B (the confidence head). Does not change the session. Errors: session or an output NULL; the
+ * model has no DSpark stages (names it); fewer than 2 positions evaluated; token out of range; "non-finite logits"
+ * as dsv4_eval. Allocates nothing. */
+int dsv4_eval_dspark(dsv4_session *s, int32_t token, float *logits, int32_t *ids, float *conf, char *err,
+                     size_t errlen);
+
 /* Evaluate the MTP block (docs/architecture.md §4.9) on the trunk state of the last evaluated position t and the token
  * `next_token` at t+1; writes vocab_size F32 logits (non-NULL, vocab_size floats) predicting token t+2. Does
  * not advance the session (the speculative key is forgotten). Errors: session NULL; "model <dir> has no MTP

@@ -241,6 +241,50 @@ static void tokenizer_case(void) {
     free(txt);
 }
 
+/* dsv4_eval_dspark: the public DSpark drafts equal the internal forward's (dsv4_v41_dspark on a state run through the
+ * same calls) bit for bit, logits, ids and confidence, after a prefill and after decode steps; the errors. The internal
+ * function itself is checked against the goldens in test_forward_v41. */
+static void dspark_public(dsv4_model *m) {
+    char err[1024] = "";
+    const int V = m->cfg.vocab_size, B = dsv4_model_dspark_block(m);
+    CHECK(B == m->cfg.x.dspark_block_size && B >= 1 && B <= 16, "dsv4_model_dspark_block %d", B);
+    if (B < 1 || B > 16) return;
+    dsv4_session *s = NULL;
+    dsv4_v41_state *st = NULL;
+    float *a = malloc((size_t)B * V * sizeof(float)), *b = malloc((size_t)B * V * sizeof(float)), lg[96];
+    int32_t ia[17], ib[17], tok[12];
+    float ca[16], cb[16];
+    for (int i = 0; i < 12; i++) tok[i] = 3 + (i * 29) % (V - 3);
+    int ok = a && b && !dsv4_session_open(&s, m, 16, err, sizeof err) && !dsv4_v41_state_open(m, 16, 16, &st, err, sizeof err);
+    if (ok) {
+        CHECK(dsv4_eval_dspark(s, 5, a, ia, ca, err, sizeof err) != 0 && strstr(err, "2 evaluated positions"),
+              "DSpark before two positions: %s", err);
+        CHECK(dsv4_eval_dspark(s, 5, NULL, ia, ca, err, sizeof err) != 0 && strstr(err, "NULL"), "NULL logits: %s", err);
+    }
+    int same = 1, calls = 0;
+    for (int pos = 0; ok && pos < 12;) {   /* a prefill of 8, then decode steps, drafts after each call */
+        int n = pos == 0 ? 8 : 1;
+        ok = !dsv4_eval(s, tok + pos, n, lg, err, sizeof err) && !dsv4_v41_eval(st, tok + pos, n, NULL, NULL, err, sizeof err);
+        pos += n;
+        if (!ok) break;
+        int32_t next = tok[(pos * 7) % 12];
+        ok = !dsv4_eval_dspark(s, next, a, ia, ca, err, sizeof err) && !dsv4_v41_dspark(st, next, b, ib, cb, err, sizeof err);
+        same &= ok && !memcmp(a, b, (size_t)B * V * sizeof(float)) && !memcmp(ia, ib, (size_t)(B + 1) * sizeof(int32_t)) &&
+                !memcmp(ca, cb, (size_t)B * sizeof(float)) && ia[0] == next;
+        calls++;
+    }
+    CHECK(ok && same && calls == 5 && dsv4_session_pos(s) == 12, "dsv4_eval_dspark equals dsv4_v41_dspark bit for bit "
+          "after %d calls (session at %d): %s", calls, dsv4_session_pos(s), err);
+    if (ok) {
+        CHECK(dsv4_eval_dspark(s, V, a, ia, ca, err, sizeof err) != 0 && strstr(err, "out of range"), "token %d: %s", V, err);
+        printf("  dsv4_eval_dspark: %d draft blocks of %d positions equal to the internal forward's\n", calls, B);
+    }
+    dsv4_v41_state_free(st);
+    dsv4_session_free(s);
+    free(a);
+    free(b);
+}
+
 /* dsv4_load_options.engram_cache_rows: the Engram tables read through a row cache give the same logits bit for bit
  * (prefill + decode of tiny-tok's tokens, twice over so the second pass hits the cache); out of range refused. */
 static void engram_cache(void) {
@@ -310,6 +354,7 @@ int main(void) {
           in.n_engram_layers, in.engram_token_map, V);
     CHECK(dsv4_model_tokenizer(m) == NULL, "the tiny checkpoint has no tokenizer");
     schedules(m, g, TINY, V);
+    dspark_public(m);
     /* a call longer than the session's chunk (128): split inside, rows bit-identical to the internal forward run in
      * the same calls of 128, 128, 44 tokens; dsv4_eval's logits = the last row */
     {
@@ -355,7 +400,8 @@ int main(void) {
               "dsv4_eval_batch: %s", err);
         printf("  refused: %s\n", err);
         err[0] = 0;
-        CHECK(dsv4_eval_mtp(s, 5, lg, err, sizeof err) != 0 && strstr(err, "V4.1"), "dsv4_eval_mtp: %s", err);
+        CHECK(dsv4_eval_mtp(s, 5, lg, err, sizeof err) != 0 && strstr(err, "V4.1") && strstr(err, "dsv4_eval_dspark"),
+              "dsv4_eval_mtp: %s", err);
         printf("  refused: %s\n", err);
         dsv4_checkpoint *cp = NULL;
         err[0] = 0;
@@ -396,5 +442,20 @@ int main(void) {
     cJSON_Delete(g);
     tokenizer_case();
     engram_cache();
+    {   /* a V4 model has no DSpark stages */
+        dsv4_model *v4 = NULL;
+        dsv4_session *s4 = NULL;
+        float l4[1024 * 16];
+        int32_t i4[17];
+        float c4[16];
+        int32_t t4[2] = {5, 6};
+        if (!dsv4_model_load(&v4, "models/nano", err, sizeof err) && !dsv4_session_open(&s4, v4, 4, err, sizeof err) &&
+            !dsv4_eval(s4, t4, 2, NULL, err, sizeof err))
+            CHECK(dsv4_model_dspark_block(v4) == 0 && dsv4_eval_dspark(s4, 5, l4, i4, c4, err, sizeof err) != 0 &&
+                  strstr(err, "no DSpark stages") && strstr(err, "dsv4_eval_mtp"), "V4: %s", err);
+        else test_fail("nano: %s", err);
+        dsv4_session_free(s4);
+        dsv4_model_free(v4);
+    }
     return test_done();
 }

@@ -485,11 +485,27 @@ int dsv4_eval_batch(dsv4_session *const *ss, int nb, const int32_t *tokens, floa
     return 0;
 }
 
+int dsv4_model_dspark_block(const dsv4_model *m) {
+    return m && m->v41 && m->cfg.n_mtp_layers > 0 ? m->cfg.x.dspark_block_size : 0;
+}
+
+int dsv4_eval_dspark(dsv4_session *s, int32_t token, float *logits, int32_t *ids, float *conf, char *err,
+                     size_t errlen) {
+    if (!s) return dsv4_fail(err, errlen, "dsv4_eval_dspark: session is NULL");
+    if (!logits || !ids || !conf) return dsv4_fail(err, errlen, "dsv4_eval_dspark: an output (logits, ids, conf) is NULL");
+    const int B = dsv4_model_dspark_block(s->m);
+    if (!s->v41 || B < 1)
+        return dsv4_fail(err, errlen, "dsv4_eval_dspark: model %s has no DSpark stages%s", s->m->dir,
+                         s->v41 ? "" : " (a DeepSeek-V4 model: its MTP block is dsv4_eval_mtp)");
+    if (dsv4_v41_dspark(s->v41, token, logits, ids, conf, err, errlen)) return -1;
+    return check_finite(logits, B * s->m->cfg.vocab_size, "dsv4_eval_dspark", s->pos, err, errlen);
+}
+
 int dsv4_eval_mtp(dsv4_session *s, int32_t next_token, float *logits, char *err, size_t errlen) {
     if (!s) return dsv4_fail(err, errlen, "dsv4_eval_mtp: session is NULL");
     if (s->v41)
-        return dsv4_fail(err, errlen, "dsv4_eval_mtp: model %s is DeepSeek-V4.1: its DSpark stages are not evaluable "
-                         "through the public API yet (not implemented for V4.1)", s->m->dir);
+        return dsv4_fail(err, errlen, "dsv4_eval_mtp: model %s is DeepSeek-V4.1: its DSpark stages take "
+                         "dsv4_eval_dspark", s->m->dir);
     if (s->m->cfg.n_mtp_layers < 1) return dsv4_fail(err, errlen, "dsv4_eval_mtp: model %s has no MTP block", s->m->dir);
     if (!s->have_last) return dsv4_fail(err, errlen, "dsv4_eval_mtp: no position evaluated yet (call dsv4_eval first)");
     if (next_token < 0 || next_token >= s->m->cfg.vocab_size)
