@@ -86,23 +86,18 @@ int main(int argc, char **argv) {
             if (dwant && di < ndr) {
                 const cJSON *d = cJSON_GetArrayItem(cJSON_GetObjectItem(ds, "drafts"), di);
                 if (cJSON_GetObjectItem(d, "position")->valueint != pos - 1) continue;
-                int32_t ids[16];
+                int32_t ids[17];
                 float conf[16];
                 if (dsv4_v41_dspark(s, cJSON_GetObjectItem(d, "token")->valueint, dgot, ids, conf, err, sizeof err)) {
                     test_fail("%s: DSpark at %d: %s", name, pos - 1, err);
                     ok = 0;
                     break;
                 }
-                ddiff = fmax(ddiff, test_maxdiff(dgot, dwant + (size_t)di * Bs * V, (size_t)Bs * V));
+                test_dspark_fold(d, dgot, dwant + (size_t)di * Bs * V, ids, conf, Bs, V, &ddiff, &nd_ids, &cdiff);
                 if (pos - 1 == 9 && Bs * V <= (int)(sizeof d9 / sizeof d9[0])) {
                     memcpy(d9, dgot, (size_t)Bs * V * sizeof(float));
                     d9_token = cJSON_GetObjectItem(d, "token")->valueint;
                 }
-                const cJSON *gi = cJSON_GetObjectItem(d, "ids"), *gc = cJSON_GetObjectItem(d, "confidence");
-                int same = 1;
-                for (int j = 0; j <= Bs; j++) same &= ids[j] == cJSON_GetArrayItem(gi, j)->valueint;
-                nd_ids += !same;
-                for (int j = 0; j < Bs; j++) cdiff = fmax(cdiff, fabs(conf[j] - cJSON_GetArrayItem(gc, j)->valuedouble));
                 di++;
             }
         }

@@ -502,49 +502,8 @@ static void text_only(dsv4_model *m) {
 }
 
 /* ---------------------------------------------------------------- 6. loading errors */
-/* Write DIR_'s checkpoint into dir with tensor `from` renamed to `to` (from NULL: unchanged) and config.json without
- * key `drop` (NULL: unchanged). Returns 0, or -1. */
-static int variant(const char *dir, const char *from, const char *to, const char *drop) {
-    char path[600];
-    size_t n = 0, nc = 0;
-    snprintf(path, sizeof path, "%s/model.safetensors", DIR_);
-    char *st = test_read_file(path, &n);
-    snprintf(path, sizeof path, "%s/config.json", DIR_);
-    char *cfg = test_read_file(path, &nc);
-    uint64_t hl = 0;
-    if (st && n >= 8) memcpy(&hl, st, 8);
-    cJSON *h = st && hl + 8 <= n ? cJSON_ParseWithLength(st + 8, (size_t)hl) : NULL;
-    cJSON *c = cfg ? cJSON_ParseWithLength(cfg, nc) : NULL;
-    int rc = -1;
-    if (h && c) {
-        if (from) cJSON_AddItemToObject(h, to, cJSON_DetachItemFromObjectCaseSensitive(h, from));
-        if (drop) cJSON_DeleteItemFromObjectCaseSensitive(c, drop);
-        char *nh = cJSON_PrintUnformatted(h), *ncf = cJSON_Print(c);
-        FILE *f;
-        snprintf(path, sizeof path, "%s/config.json", dir);
-        if (nh && ncf && (f = fopen(path, "wb"))) {
-            rc = fputs(ncf, f) >= 0 ? 0 : -1;
-            fclose(f);
-            snprintf(path, sizeof path, "%s/model.safetensors", dir);
-            uint64_t L = strlen(nh);
-            if (!rc && (f = fopen(path, "wb"))) {
-                rc = fwrite(&L, 8, 1, f) == 1 && fwrite(nh, 1, L, f) == L &&
-                     fwrite(st + 8 + hl, 1, n - 8 - hl, f) == n - 8 - hl ? 0 : -1;
-                fclose(f);
-            }
-        }
-        free(nh);
-        free(ncf);
-    }
-    cJSON_Delete(h);
-    cJSON_Delete(c);
-    free(st);
-    free(cfg);
-    return rc;
-}
-
 static void loading(void) {
-    char dir[] = "/tmp/dsv4_vexp_XXXXXX", err[1024], path[600];
+    char dir[] = "/tmp/dsv4_vexp_XXXXXX", err[1024];
     if (!mkdtemp(dir)) { test_fail("mkdtemp"); return; }
     /* renamed tensor (or dropped config key) -> the message names it */
     const char *cases[][4] = {
@@ -556,7 +515,7 @@ static void loading(void) {
         {NULL, NULL, "image_token_id", "missing key 'image_token_id'"},
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
-        if (variant(dir, cases[k][0], cases[k][1], cases[k][2])) { test_fail("variant %zu", k); continue; }
+        if (test_variant(DIR_, dir, cases[k][0], cases[k][1], cases[k][2])) { test_fail("variant %zu", k); continue; }
         dsv4_model *m = NULL;
         int rc = dsv4_model_load(&m, dir, err, sizeof err);
         REPORT(rc == -1 && !m && strstr(err, cases[k][3]), "%s %s -> %s", cases[k][0] ? "tensor" : "config key",
@@ -564,18 +523,14 @@ static void loading(void) {
         dsv4_model_free(m);
     }
     /* vision_n_layers 0: the same checkpoint is a text model whose vision tensors are unexpected */
-    if (!variant(dir, NULL, NULL, "vision_n_layers")) {
+    if (!test_variant(DIR_, dir, NULL, NULL, "vision_n_layers")) {
         dsv4_model *m = NULL;
         int rc = dsv4_model_load(&m, dir, err, sizeof err);
         REPORT(rc == -1 && strstr(err, "unexpected tensor"), "without vision_n_layers the vision tensors are "
                "unexpected: %s", rc ? err : "loaded");
         dsv4_model_free(m);
     }
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    unlink(path);
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    unlink(path);
-    rmdir(dir);
+    test_variant_remove(dir);
 }
 
 int main(int argc, char **argv) {

@@ -110,12 +110,7 @@ static int run_calls_rec(dsv4_model *m, const dsv4_prompt *p, const int *calls, 
                 test_fail("%s: DSpark after position %d: %s", what, pos - 1, err);
                 break;
             }
-            ddiff = fmax(ddiff, test_maxdiff(dgot, dwant + (size_t)k * Bs * V, (size_t)Bs * V));
-            const cJSON *gi = cJSON_GetObjectItem(d, "ids"), *gc = cJSON_GetObjectItem(d, "confidence");
-            int same = 1;
-            for (int j = 0; j <= Bs; j++) same &= ids[j] == cJSON_GetArrayItem(gi, j)->valueint;
-            nd_ids += !same;
-            for (int j = 0; j < Bs; j++) cdiff = fmax(cdiff, fabs(conf[j] - cJSON_GetArrayItem(gc, j)->valuedouble));
+            test_dspark_fold(d, dgot, dwant + (size_t)k * Bs * V, ids, conf, Bs, V, &ddiff, &nd_ids, &cdiff);
             di++;
         }
         EXPECT(dsv4_session_pos(s) == pos, "%s: session at %d after call %d, want %d", what, dsv4_session_pos(s), i,
@@ -553,61 +548,10 @@ out:
 
 /* ---------------------------------------------------------------- 4. loading */
 
-/* Copy VL's config.json and model.safetensors into dir with checkpoint tensor `from` renamed to `to` (header rewritten
- * with cJSON, data unchanged). Returns 0, or -1. */
-static int variant(const char *dir, const char *from, const char *to) {
-    char path[512];
-    size_t n = 0, nc = 0;
-    snprintf(path, sizeof path, "%s/model.safetensors", VL);
-    char *st = test_read_file(path, &n);
-    snprintf(path, sizeof path, "%s/config.json", VL);
-    char *cfg = test_read_file(path, &nc);
-    uint64_t hl = 0;
-    if (st && n >= 8) memcpy(&hl, st, 8);   /* little-endian hosts (as the rest of the suite) */
-    cJSON *h = st && hl + 8 <= n ? cJSON_ParseWithLength(st + 8, (size_t)hl) : NULL;
-    /* to = "+name": add name as a copy of from (its bytes appended to the data) instead of renaming */
-    const int add = to[0] == '+';
-    cJSON *t = !h ? NULL : add ? cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(h, from), 1)
-                               : cJSON_DetachItemFromObjectCaseSensitive(h, from);
-    size_t a = 0, b = 0, dlen = st && hl + 8 <= n ? n - 8 - hl : 0;
-    if (add && t) {
-        cJSON *off = cJSON_GetObjectItemCaseSensitive(t, "data_offsets");
-        a = (size_t)cJSON_GetArrayItem(off, 0)->valuedouble;
-        b = (size_t)cJSON_GetArrayItem(off, 1)->valuedouble;
-        cJSON_ReplaceItemInArray(off, 0, cJSON_CreateNumber((double)dlen));
-        cJSON_ReplaceItemInArray(off, 1, cJSON_CreateNumber((double)(dlen + b - a)));
-        to++;
-    }
-    char *nh = NULL;
-    if (t) {
-        cJSON_AddItemToObject(h, to, t);
-        nh = cJSON_PrintUnformatted(h);
-    }
-    int rc = -1;
-    FILE *f;
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    if (nh && cfg && (f = fopen(path, "wb"))) {
-        fwrite(cfg, 1, nc, f);
-        fclose(f);
-        snprintf(path, sizeof path, "%s/model.safetensors", dir);
-        if ((f = fopen(path, "wb"))) {
-            uint64_t L = strlen(nh);
-            rc = fwrite(&L, 8, 1, f) == 1 && fwrite(nh, 1, L, f) == L && fwrite(st + 8 + hl, 1, dlen, f) == dlen &&
-                 fwrite(st + 8 + hl + a, 1, b - a, f) == b - a ? 0 : -1;
-            fclose(f);
-        }
-    }
-    free(nh);
-    cJSON_Delete(h);
-    free(st);
-    free(cfg);
-    return rc;
-}
-
 /* A missing tower tensor, span vector or bias_vl is refused naming it; an extra vision.* / image_* tensor is refused as
  * unexpected. */
 static void loading(void) {
-    char dir[] = "/tmp/dsv4_vl_XXXXXX", err[1024], path[600];
+    char dir[] = "/tmp/dsv4_vl_XXXXXX", err[1024];
     if (!mkdtemp(dir)) { test_fail("mkdtemp"); return; }
     const char *cases[][3] = {{"aligner.w2.bias", "aligner.w3.bias", "aligner.w2.bias"},
                               {"vision.blocks.1.mlp.w2.weight", "vision.blocks.1.mlp.w4.weight", "vision.blocks.1.mlp.w2"},
@@ -616,7 +560,7 @@ static void loading(void) {
                               {"vision.norm.weight", "+vision.norm2.weight", "unexpected tensor 'vision.norm2.weight'"},
                               {"image_end", "+image_middle", "unexpected tensor 'image_middle'"}};
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
-        if (variant(dir, cases[k][0], cases[k][1])) { test_fail("variant %s", cases[k][0]); continue; }
+        if (test_variant(VL, dir, cases[k][0], cases[k][1], NULL)) { test_fail("variant %s", cases[k][0]); continue; }
         dsv4_model *m = NULL;
         int rc = dsv4_model_load(&m, dir, err, sizeof err);
         CHECK(rc == -1 && !m && strstr(err, cases[k][2]), "checkpoint with '%s' -> '%s': %s", cases[k][0],
@@ -624,11 +568,7 @@ static void loading(void) {
         printf("  %s -> %s: %s\n", cases[k][0], cases[k][1], err);
         dsv4_model_free(m);
     }
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    unlink(path);
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    unlink(path);
-    rmdir(dir);
+    test_variant_remove(dir);
 }
 
 int main(int argc, char **argv) {

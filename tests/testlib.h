@@ -239,4 +239,95 @@ static inline char *test_replace_first(const char *base, const char *from, const
     return o;
 }
 
+
+/* Write into dir a copy of the model directory src's config.json and model.safetensors (a test checkpoint variant):
+ * tensor `from` renamed to `to` in the safetensors header (rewritten with cJSON, data unchanged); `to` = "+name"
+ * adds name as a copy of `from` instead (its bytes appended to the data); from NULL: tensors unchanged. drop: a
+ * config.json key to delete (the config is then re-printed by cJSON); NULL: config.json copied byte for byte.
+ * Little-endian hosts (as the rest of the suite). Returns 0, or -1. test_variant_remove(dir) deletes the copy. */
+static inline int test_variant(const char *src, const char *dir, const char *from, const char *to, const char *drop) {
+    char path[600];
+    size_t n = 0, nc = 0;
+    snprintf(path, sizeof path, "%s/model.safetensors", src);
+    char *st = test_read_file(path, &n);
+    snprintf(path, sizeof path, "%s/config.json", src);
+    char *cfg = test_read_file(path, &nc);
+    uint64_t hl = 0;
+    if (st && n >= 8) memcpy(&hl, st, 8);
+    cJSON *h = st && hl + 8 <= n ? cJSON_ParseWithLength(st + 8, (size_t)hl) : NULL;
+    size_t a = 0, b = 0, dlen = st && hl + 8 <= n ? n - 8 - hl : 0;
+    int ok = h != NULL;
+    if (ok && from) {
+        const int add = to[0] == '+';
+        cJSON *t = add ? cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(h, from), 1)
+                       : cJSON_DetachItemFromObjectCaseSensitive(h, from);
+        if (add && t) {
+            cJSON *off = cJSON_GetObjectItemCaseSensitive(t, "data_offsets");
+            a = (size_t)cJSON_GetArrayItem(off, 0)->valuedouble;
+            b = (size_t)cJSON_GetArrayItem(off, 1)->valuedouble;
+            cJSON_ReplaceItemInArray(off, 0, cJSON_CreateNumber((double)dlen));
+            cJSON_ReplaceItemInArray(off, 1, cJSON_CreateNumber((double)(dlen + b - a)));
+            to++;
+        }
+        if (t) cJSON_AddItemToObject(h, to, t);
+        ok = t != NULL;
+    }
+    char *ncf = NULL;
+    if (ok && drop) {
+        cJSON *c = cfg ? cJSON_ParseWithLength(cfg, nc) : NULL;
+        if (c) cJSON_DeleteItemFromObjectCaseSensitive(c, drop);
+        ncf = c ? cJSON_Print(c) : NULL;
+        cJSON_Delete(c);
+        ok = ncf != NULL;
+    }
+    char *nh = ok ? cJSON_PrintUnformatted(h) : NULL;
+    int rc = -1;
+    FILE *f;
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    if (nh && cfg && (f = fopen(path, "wb"))) {
+        rc = (ncf ? fputs(ncf, f) >= 0 : fwrite(cfg, 1, nc, f) == nc) ? 0 : -1;
+        fclose(f);
+        snprintf(path, sizeof path, "%s/model.safetensors", dir);
+        if (!rc && (f = fopen(path, "wb"))) {
+            uint64_t L = strlen(nh);
+            rc = fwrite(&L, 8, 1, f) == 1 && fwrite(nh, 1, L, f) == L && fwrite(st + 8 + hl, 1, dlen, f) == dlen &&
+                 fwrite(st + 8 + hl + a, 1, b - a, f) == b - a ? 0 : -1;
+            fclose(f);
+        } else {
+            rc = -1;
+        }
+    }
+    free(nh);
+    free(ncf);
+    cJSON_Delete(h);
+    free(st);
+    free(cfg);
+    return rc;
+}
+
+/* Remove the files test_variant wrote into dir, and dir itself. */
+static inline void test_variant_remove(const char *dir) {
+    char path[600];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    remove(path);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    remove(path);
+    remove(dir);
+}
+
+
+/* One DSpark draft compared with its golden (tests/test_vl.c, tests/test_forward_v41.c): d is the golden draft
+ * ({"ids": Bs + 1 greedy ids, "confidence": Bs floats}), want its logits [Bs][V]; got / ids / conf what
+ * dsv4_v41_dspark returned. Folds in the largest logit difference (*ddiff), the largest confidence difference
+ * (*cdiff) and one more differing id chain (*nd_ids) where any id differs. */
+static inline void test_dspark_fold(const cJSON *d, const float *got, const float *want, const int32_t *ids,
+                                    const float *conf, int Bs, int V, double *ddiff, int *nd_ids, double *cdiff) {
+    *ddiff = fmax(*ddiff, test_maxdiff(got, want, (size_t)Bs * V));
+    const cJSON *gi = cJSON_GetObjectItem(d, "ids"), *gc = cJSON_GetObjectItem(d, "confidence");
+    int same = 1;
+    for (int j = 0; j <= Bs; j++) same &= ids[j] == cJSON_GetArrayItem(gi, j)->valueint;
+    *nd_ids += !same;
+    for (int j = 0; j < Bs; j++) *cdiff = fmax(*cdiff, fabs(conf[j] - cJSON_GetArrayItem(gc, j)->valuedouble));
+}
+
 #endif
