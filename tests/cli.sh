@@ -25,6 +25,12 @@ NV41=models/nano-v41
 check "nano-v41: dsv4 ppl on the first 2 held-out windows = the reference's 98.2761 within 0.1%" 0 "^nv41 ok" -- sh -c "tail -c 111540 vendor/tinyshakespeare/tinyshakespeare.txt > '$tmp/nv41_heldout.txt' && '$BIN' ppl -m $NV41 -f '$tmp/nv41_heldout.txt' --window 256 --max-tokens 512 2>/dev/null | tail -n 1 | awk '{for(i=1;i<NF;i++) if(\$i==\"perplexity\") p=\$(i+1)} END{d=p-98.2761; if(d<0)d=-d; if(p!=\"\" && d<=0.0983) print \"nv41 ok\", p; else print \"nv41 off\", p}'"
 check "nano-v41: --engram-cache 1024 gives the same perplexity as no cache" 0 "^same$" -- sh -c "a=\$('$BIN' ppl -m $NV41 -f $NV41/README.md --engram-cache 1024 2>/dev/null | tail -n 1); b=\$('$BIN' ppl -m $NV41 -f $NV41/README.md 2>/dev/null | tail -n 1); [ -n \"\$a\" ] && [ \"\$a\" = \"\$b\" ] && echo same"
 check "nano-v41: generate runs (Engram token map, 20 tokens)" 0 "^2$" -- sh -c "'$BIN' generate -m $NV41 -p ROMEO: -n 20 2>&1 | grep -c -e 'token map built from tokenizer.json' -e 'decode 20 tokens'"
+# the built-in vision model (tools/train/README.md "nano-vl"): held-out images answered exactly, stopping at EOS (-n 12:
+# more than any answer takes, 2-9 tokens); each image gives a different answer, so swapped images fail
+NVL=models/nano-vl
+check "nano-vl: generate --image examples/red-circle.png describes it" 0 "^Describe the image\\. a red circle$" -- sh -c "'$BIN' generate -m $NVL --image examples/red-circle.png -p 'Describe the image.' -n 12 --temp 0 2>/dev/null | tail -n 1"
+check "nano-vl: generate --image examples/blue-square.png names the shape" 0 "^What shape is this\\? square$" -- sh -c "'$BIN' generate -m $NVL --image examples/blue-square.png -p 'What shape is this?' -n 12 --temp 0 2>/dev/null | tail -n 1"
+check "nano-vl: generate --image examples/yellow-triangle.png names the colour" 0 "^What colour is the shape\\? yellow$" -- sh -c "'$BIN' generate -m $NVL --image examples/yellow-triangle.png -p 'What colour is the shape?' -n 12 --temp 0 2>/dev/null | tail -n 1"
 check "detokenize: a bad id late in the list writes nothing" 0 "^0$" -- sh -c "'$BIN' detokenize -m $NANO --ids '5 6 99999' 2>/dev/null | wc -c"
 check "render --tokens: a missing tokenizer is found before anything is printed" 0 "^0$" -- sh -c "'$BIN' render --messages $ENC/test_input_4.json --tokenizer '$tmp/none.json' --tokens 2>/dev/null | wc -c"
 check "render -m: a tokenizer without the V4 special tokens is refused as chat does" 1 "lacks 5 DeepSeek-V4 special tokens" -- "$BIN" render -m $NANO --messages $ENC/test_input_4.json
