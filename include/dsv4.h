@@ -72,12 +72,22 @@ typedef struct {
                           * per session (each row 2 x engram_head_dim + head_dim/32 * 2 bytes as stored: 264 B on
                           * V4.1-Flash, so 65,536 rows = 16.5 MiB per table); 0 = none (every row read with pread).
                           * 0..2^30; ignored for V4. Logits never depend on it (docs/v41-implementation.md). */
+    int chunk_tokens;    /* tokens per forward chunk of this model's sessions: a dsv4_eval call of n tokens runs as
+                          * ceil(n / chunk) chunks, each through every layer at once, so each routed expert's weights
+                          * are read once per chunk for all its tokens (prefill speed grows with the chunk) while the
+                          * session scratch grows by about 1 MiB per chunk token at V4-Flash shapes
+                          * (dsv4_session_bytes). 0 = DSV4_DEFAULT_CHUNK; 1..4096. A Vision-Exp model's chunk is at
+                          * least its vision_max_n_token (an image span is evaluated in one chunk). Logits never
+                          * depend on it (any split of a sequence gives bit-identical logits; docs/performance.md). */
 } dsv4_load_options;
+/* The chunk_tokens a load without the option uses: chosen by `dsv4 bench --chunk` on the real V4-Flash shapes
+ * (docs/performance.md, "Prefill chunk"). */
+#define DSV4_DEFAULT_CHUNK 128
 
 /* dsv4_model_load with options (o NULL = dsv4_model_load). Extra errors: a budget below the minimum, "memory
  * budget 1.00 GiB (1073741824 bytes) is below the minimum 2.31 GiB (2480000000 bytes) for DIR: resident weights
  * ... + 6 experts of ... (one token's routed experts of one layer)"; policy / prefetch / io_threads /
- * engram_cache_rows out of range;
+ * engram_cache_rows / chunk_tokens out of range;
  * the read threads cannot be started. The checkpoint's expert pages are never touched at load. */
 int dsv4_model_load_opts(dsv4_model **out, const char *dir, const dsv4_load_options *o, char *err, size_t errlen);
 
@@ -168,6 +178,9 @@ int dsv4_session_pos(const dsv4_session *s);
 size_t dsv4_session_bytes(const dsv4_model *m, int max_ctx);
 /* config.json max_position_embeddings of m (the longest context the model was trained for); 0 for NULL. */
 int dsv4_model_max_positions(const dsv4_model *m);
+/* Tokens per forward chunk of m's sessions (dsv4_load_options.chunk_tokens as applied: the default, or raised to a
+ * Vision-Exp model's vision_max_n_token); 0 for NULL. */
+int dsv4_model_chunk_tokens(const dsv4_model *m);
 
 /* Evaluate `n` >= 1 tokens (ids tokens[0..n)) at positions pos..pos+n-1 (n > 1: prefill of a chunk;
  * n == 1: decode; docs/architecture.md §4-§5) and advance the position by n. Any split of a sequence into calls gives the

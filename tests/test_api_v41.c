@@ -286,34 +286,45 @@ static void dspark_public(dsv4_model *m) {
 }
 
 /* dsv4_load_options.engram_cache_rows: the Engram tables read through a row cache give the same logits bit for bit
- * (prefill + decode of tiny-tok's tokens, twice over so the second pass hits the cache); out of range refused. */
+ * (prefill + decode of tiny-tok's tokens, twice over so the second pass hits the cache); out of range refused.
+ * dsv4_load_options.chunk_tokens 5 (the 24-token prefill in chunks of 5) gives the same logits too. */
 static void engram_cache(void) {
     const char *dir = "tests/golden/v41/tiny-tok";
     char err[1024] = "";
     dsv4_load_options o = {0};
-    dsv4_model *m0 = NULL, *m1 = NULL, *mb = NULL;
+    dsv4_load_options oc = {0};
+    dsv4_model *m0 = NULL, *m1 = NULL, *m2 = NULL, *mb = NULL;
     o.engram_cache_rows = 64;
-    if (dsv4_model_load(&m0, dir, err, sizeof err) || dsv4_model_load_opts(&m1, dir, &o, err, sizeof err)) {
+    oc.chunk_tokens = 5;
+    if (dsv4_model_load(&m0, dir, err, sizeof err) || dsv4_model_load_opts(&m1, dir, &o, err, sizeof err) ||
+        dsv4_model_load_opts(&m2, dir, &oc, err, sizeof err)) {
         test_fail("%s: %s", dir, err);
         dsv4_model_free(m0);
+        dsv4_model_free(m1);
         return;
     }
     const int V = m0->cfg.vocab_size, N = 24;
     int32_t tok[2 * 24];
     for (int i = 0; i < 2 * N; i++) tok[i] = (int32_t)((i * 37 + 11) % V);
     float *a = malloc((size_t)2 * N * V * sizeof(float)), *b = malloc((size_t)2 * N * V * sizeof(float));
-    dsv4_session *s0 = NULL, *s1 = NULL;
-    int ok = a && b && !dsv4_session_open(&s0, m0, 2 * N, err, sizeof err) &&
-             !dsv4_session_open(&s1, m1, 2 * N, err, sizeof err);
+    float *c = malloc((size_t)2 * N * V * sizeof(float));
+    dsv4_session *s0 = NULL, *s1 = NULL, *s2 = NULL;
+    int ok = a && b && c && !dsv4_session_open(&s0, m0, 2 * N, err, sizeof err) &&
+             !dsv4_session_open(&s1, m1, 2 * N, err, sizeof err) && !dsv4_session_open(&s2, m2, 2 * N, err, sizeof err);
     for (int pass = 0; ok && pass < 2; pass++) {   /* pass 1: the same tokens again, so the cache serves rows */
         dsv4_session_reset(s0);
         dsv4_session_reset(s1);
-        ok = !dsv4_eval_all(s0, tok, N, a, err, sizeof err) && !dsv4_eval_all(s1, tok, N, b, err, sizeof err);
+        dsv4_session_reset(s2);
+        ok = !dsv4_eval_all(s0, tok, N, a, err, sizeof err) && !dsv4_eval_all(s1, tok, N, b, err, sizeof err) &&
+             !dsv4_eval_all(s2, tok, N, c, err, sizeof err);
         for (int t = N; ok && t < 2 * N; t++)
             ok = !dsv4_eval(s0, tok + t, 1, a + (size_t)t * V, err, sizeof err) &&
-                 !dsv4_eval(s1, tok + t, 1, b + (size_t)t * V, err, sizeof err);
+                 !dsv4_eval(s1, tok + t, 1, b + (size_t)t * V, err, sizeof err) &&
+                 !dsv4_eval(s2, tok + t, 1, c + (size_t)t * V, err, sizeof err);
         if (ok) CHECK(!memcmp(a, b, (size_t)2 * N * V * sizeof(float)), "engram_cache_rows 64, pass %d: logits differ "
                       "from the uncached run", pass);
+        if (ok) CHECK(!memcmp(a, c, (size_t)2 * N * V * sizeof(float)) && dsv4_model_chunk_tokens(m2) == 5,
+                      "chunk_tokens 5, pass %d: logits differ from the default chunk's", pass);
     }
     CHECK(ok, "engram cache runs: %s", err);
     int64_t r0 = 0, h0 = 0, r1 = 0, h1 = 0;
@@ -330,10 +341,13 @@ static void engram_cache(void) {
           "engram_cache_rows -1 refused: %s", err);
     dsv4_session_free(s0);
     dsv4_session_free(s1);
+    dsv4_session_free(s2);
     free(a);
     free(b);
+    free(c);
     dsv4_model_free(m0);
     dsv4_model_free(m1);
+    dsv4_model_free(m2);
 }
 
 int main(void) {

@@ -752,14 +752,14 @@ static void test_state_bytes(void) {
             rc = dsv4_session_open(&s, m, ctxs[i], err, sizeof err);
             CHECK(rc == 0, "nano session max_ctx %d: %s", ctxs[i], err);
             if (rc) continue;
-            size_t b = dsv4_session_state_bytes(&m->cfg, ctxs[i]);
+            size_t b = dsv4_session_state_bytes(&m->cfg, 0, ctxs[i]);
             CHECK(b == s->arena_bytes, "nano max_ctx %d: dsv4_session_state_bytes %zu != arena %zu", ctxs[i], b,
                   s->arena_bytes);
             dsv4_session_free(s);
         }
-        CHECK(dsv4_session_state_bytes(&m->cfg, 0) == 0 && dsv4_session_state_bytes(NULL, 16) == 0,
+        CHECK(dsv4_session_state_bytes(&m->cfg, 0, 0) == 0 && dsv4_session_state_bytes(NULL, 0, 16) == 0,
               "max_ctx 0 / NULL config give 0");
-        size_t b = dsv4_session_state_bytes(&m->cfg, 4096), cb = cache_bytes(&m->cfg, 4096);
+        size_t b = dsv4_session_state_bytes(&m->cfg, 0, 4096), cb = cache_bytes(&m->cfg, 4096);
         CHECK(b == 5501264 && cb == 707408, "nano max_ctx 4096: %zu bytes (cache %zu), expected 5501264 (cache 707408)",
               b, cb);
     }
@@ -768,7 +768,7 @@ static void test_state_bytes(void) {
     rc = dsv4_config_load(&c, "vendor/v4-flash-metadata/config.json", err, sizeof err);
     CHECK(rc == 0, "V4-Flash config: %s", err);
     if (rc) return;
-    size_t b = dsv4_session_state_bytes(&c, 1 << 20), cb = cache_bytes(&c, 1 << 20);
+    size_t b = dsv4_session_state_bytes(&c, 0, 1 << 20), cb = cache_bytes(&c, 1 << 20);
     CHECK(b == 3868862912ull && b <= ((size_t)4 << 30), "V4-Flash max_ctx 2^20: %zu bytes, expected 3868862912 (<= 4 GiB)", b);
     CHECK(cb == 3690751328ull && b > cb && b - cb < ((size_t)200 << 20),
           "V4-Flash max_ctx 2^20: key caches %zu bytes (expected 3690751328) of %zu", cb, b);

@@ -7,7 +7,10 @@
  *  - the state a batch leaves behind is the state of a single decode: further single-session decodes and the
  *    MTP block after a batch step match too;
  *  - bad arguments are refused with a message and evaluate nothing;
- *  - dsv4_eval_all (every position's logits) equals one decode per token under three call splits.
+ *  - dsv4_eval_all (every position's logits) equals one decode per token under three call splits;
+ *  - dsv4_load_options.chunk_tokens (1, 5, 300) changes nothing: dsv4_eval_all over 300 tokens equals the per-token
+ *    decode of the default model, a batch step on chunk-1 sessions equals single decodes, dsv4_session_bytes grows
+ *    with the chunk, out-of-range values are refused naming chunk_tokens.
  * Tolerance: none (bit-identical). The pair-lane definition (src/kernels/simd.h) makes each output element of a
  * linear independent of how many rows the call has, and the per-row part runs on the row's own state.
  */
@@ -145,6 +148,73 @@ out:
     free(ref); free(all);
 }
 
+/* The forward chunk (dsv4_load_options.chunk_tokens) decides the scratch and how a long call is cut, never the
+ * logits. Chunk 1 also sizes the one-token MoE's K routed + 1 shared expert rows (forward.c moe_one_token): with
+ * CH * K rows only, the shared expert's rows ran into the next scratch region and the logits changed. */
+static void chunk_check(const dsv4_model *m, int V) {
+    enum { N = 300 };
+    char err[256];
+    int32_t t[N];
+    for (int i = 0; i < N; i++) t[i] = tok_at(2, i, V);
+    float *ref = malloc(sizeof(float) * (size_t)N * V), *all = malloc(sizeof(float) * (size_t)N * V);
+    dsv4_session *a = NULL;
+    if (!ref || !all || dsv4_session_open(&a, m, N, err, sizeof err) != 0) { test_fail("chunk setup"); goto out; }
+    for (int i = 0; i < N; i++)
+        if (dsv4_eval(a, &t[i], 1, ref + (size_t)i * V, err, sizeof err) != 0) { test_fail("decode: %s", err); goto out; }
+    EXPECT(dsv4_model_chunk_tokens(m) == DSV4_DEFAULT_CHUNK && dsv4_model_chunk_tokens(NULL) == 0,
+           "default chunk %d", dsv4_model_chunk_tokens(m));
+    static const int chunks[] = {1, 5, 300};
+    size_t prev = 0;
+    for (int k = 0; k < 3; k++) {
+        dsv4_load_options o = {0};
+        o.chunk_tokens = chunks[k];
+        dsv4_model *mc = NULL;
+        dsv4_session *b = NULL;
+        if (dsv4_model_load_opts(&mc, "models/nano", &o, err, sizeof err) != 0 || dsv4_session_open(&b, mc, N, err, sizeof err)) {
+            test_fail("chunk %d: %s", chunks[k], err);
+            dsv4_model_free(mc);
+            continue;
+        }
+        size_t bytes = dsv4_session_bytes(mc, N);
+        EXPECT(dsv4_model_chunk_tokens(mc) == chunks[k] && bytes > prev, "chunk %d: reported %d, session %zu B (previous %zu)",
+               chunks[k], dsv4_model_chunk_tokens(mc), bytes, prev);
+        prev = bytes;
+        int ok = dsv4_eval_all(b, t, N, all, err, sizeof err) == 0;
+        EXPECT(ok && memcmp(all, ref, sizeof(float) * (size_t)N * V) == 0,
+               "chunk %d: eval_all of %d tokens equals the per-token decode of the default model %s", chunks[k], N, ok ? "" : err);
+        if (chunks[k] == 1) {   /* a batch step is cut to the scratch's chunk: 4 steps of one session */
+            dsv4_session *ss[NS], *one[NS];
+            open_all(mc, ss, V);
+            open_all(mc, one, V);
+            int32_t tk[NS];
+            float *lb = malloc(sizeof(float) * NS * (size_t)V), *l1 = malloc(sizeof(float) * (size_t)V);
+            for (int i = 0; i < NS; i++) tk[i] = tok_at(i, 999, V);
+            err[0] = 0;
+            int same = lb && l1 && dsv4_eval_batch(ss, NS, tk, lb, err, sizeof err) == 0;
+            for (int i = 0; same && i < NS; i++)
+                same = dsv4_eval(one[i], &tk[i], 1, l1, err, sizeof err) == 0 && !memcmp(l1, lb + (size_t)i * V, sizeof(float) * V);
+            EXPECT(same, "chunk 1: a batch of %d sessions equals their single decodes %s", NS, err);
+            for (int i = 0; i < NS; i++) { dsv4_session_free(ss[i]); dsv4_session_free(one[i]); }
+            free(lb); free(l1);
+        }
+        dsv4_session_free(b);
+        dsv4_model_free(mc);
+    }
+    static const int bad[] = {-1, 4097};
+    for (int k = 0; k < 2; k++) {
+        dsv4_load_options o = {0};
+        o.chunk_tokens = bad[k];
+        dsv4_model *mc = NULL;
+        err[0] = 0;
+        int rc = dsv4_model_load_opts(&mc, "models/nano", &o, err, sizeof err);
+        EXPECT(rc == -1 && !mc && strstr(err, "chunk_tokens"), "chunk_tokens %d refused: rc %d '%s'", bad[k], rc, err);
+        dsv4_model_free(mc);
+    }
+out:
+    dsv4_session_free(a);
+    free(ref); free(all);
+}
+
 int main(void) {
     char err[256];
     dsv4_model *m = NULL, *m2 = NULL;
@@ -171,6 +241,7 @@ int main(void) {
     dsv4_set_kernel_path("scalar", NULL, 0);
     dsv4_set_threads(2, NULL, 0);
     eval_all_check(m, V);
+    chunk_check(m, V);
     bad_args(m, m2, V);
     dsv4_model_free(m);
     dsv4_model_free(m2);

@@ -159,6 +159,9 @@ const char *cli_common_usage =
     "                   default: 3/4 of the available RAM (MemAvailable), which keeps a model that fits mapped\n"
     "  --engram-cache N DeepSeek-V4.1: a cache of N rows in front of each Engram table per session, 0..2^30\n"
     "                   (264 B a row on V4.1-Flash; default 0: every row read from disk; same results)\n"
+    "  --chunk N        tokens per forward chunk, 1..4096 (default 128): a larger chunk reads each routed expert\n"
+    "                   once for more prompt tokens (faster prefill) at about 1 MiB of session memory per token\n"
+    "                   on V4-Flash (same results)\n"
     "  -v, --verbose    more detail on stderr (seed, timings, prompt reuse)\n"
     "  -h, --help       this help;  --version  the version\n";
 
@@ -314,6 +317,7 @@ static const char *kernel_value;
 uint64_t cli_mem_bytes;
 int cli_mem_given;
 int cli_engram_cache_rows;
+int cli_chunk_tokens;
 static int parse_mem(const char *v, void *dst) {
     if (cli_parse_bytes(v, dst) != 0) return -1;
     cli_mem_given = 1;
@@ -361,6 +365,7 @@ static const cli_opt common_opts[] = {
     { .names = "-t|--threads", .kind = CLI_INT, .dst = &threads_value, .lo = 0, .hi = 1024 },
     { .names = "--kernel", .kind = CLI_STR, .dst = &kernel_value },
     { .names = "--engram-cache", .kind = CLI_INT, .dst = &cli_engram_cache_rows, .lo = 0, .hi = 1 << 30 },
+    { .names = "--chunk", .kind = CLI_INT, .dst = &cli_chunk_tokens, .lo = 1, .hi = 4096 },
     CLI_O_END
 };
 
@@ -553,6 +558,7 @@ dsv4_model *cli_load_model(const char *cmd, const char *dir) {
     dsv4_load_options lo = {0};
     lo.mem_bytes = cli_mem_given ? cli_mem_bytes : cli_default_mem();
     lo.engram_cache_rows = cli_engram_cache_rows;   /* --engram-cache */
+    lo.chunk_tokens = cli_chunk_tokens;             /* --chunk */
     int rc = dsv4_model_load_opts(&m, dir, &lo, err, sizeof err);
     if (rc != 0 && !cli_mem_given && lo.mem_bytes) {
         /* the default budget is below what this model needs: map the weights and let the kernel page them */

@@ -133,6 +133,8 @@ extern uint64_t cli_mem_bytes;
 extern int cli_mem_given;
 /* --engram-cache N (every command): dsv4_load_options.engram_cache_rows of the models the CLI loads. */
 extern int cli_engram_cache_rows;
+/* --chunk N (every command): dsv4_load_options.chunk_tokens of the models the CLI loads (0: the default). */
+extern int cli_chunk_tokens;
 /* The default budget: 3/4 of /proc/meminfo's MemAvailable (0 = none when unreadable); $DSV4_MEM_AVAILABLE (a byte
  * count as --mem takes) replaces MemAvailable (tests). A model that fits keeps the mmap path; one below the minimum
  * makes cli_load_model fall back to the mmap path with a warning. */

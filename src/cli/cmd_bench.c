@@ -3,13 +3,15 @@
  * method is docs/performance.md).
  *
  *   dsv4 bench -m DIR [--twin DIR] [-t LIST] [--ctx LIST] [--ctx-threads LIST] [--prefill LIST] [-n N]
- *              [--batch LIST] [--repeat R] [--csv FILE] [--kernel NAME] [--bw-mib N] [--no-warm]
+ *              [--prefill-chunk LIST] [--batch LIST] [--repeat R] [--csv FILE] [--kernel NAME] [--bw-mib N]
+ *              [--no-warm]
  *
  * Per thread count (dsv4_set_threads): read bandwidth (a streaming read of a 1 GiB buffer over the thread pool,
  * best of 5), kernel peak (one dsv4_linear per thread on a cache-resident FP8 256x2048 weight, 32 tokens,
  * FP8 activations; best of 3), decode ms/token of -m and --twin (the small-vocabulary twin sharing the layer
  * weights: head = full - twin, per layer-token = twin / n_layers), prefill tok/s of one dsv4_eval call of each
- * --prefill size on a fresh session, and decode ms/token at each --ctx position after a synthetic state fill
+ * --prefill size on a fresh session (with --prefill-chunk, once per chunk size: the model loaded again with that
+ * dsv4_load_options.chunk_tokens, metric prefill_c<chunk>), and decode ms/token at each --ctx position after a synthetic state fill
  * (dsv4_session_fill_synthetic, src/model/synthetic.c). Ratios: decode vs bound = (bytes read per token /
  * bandwidth) / measured time, where bytes = the weights one decode step reads (dsv4_model_info.bytes_per_token)
  * + the caches it reads at that context; prefill vs peak = (active parameters per token x tokens / time) /
@@ -50,6 +52,7 @@
 
 static const char bench_usage[] =
     "usage: dsv4 bench -m DIR [--twin DIR] [-t LIST] [--ctx LIST] [--ctx-threads LIST] [--prefill LIST] [-n N]\n"
+    "                  [--prefill-chunk LIST]\n"
     "                  [--batch LIST] [--repeat R] [--csv FILE] [--kernel NAME] [--bw-mib N] [--no-warm]\n"
     "  -m DIR             model (e.g. the V4-Flash-shaped checkpoint of tools/bench/make_flash_ckpt)\n"
     "  --twin DIR         the same layers with a small vocabulary: head ms = full - twin, ms per layer-token\n"
@@ -57,7 +60,9 @@ static const char bench_usage[] =
     "  -t LIST            thread counts, comma-separated (default 1,2,...,physical cores)\n"
     "  --ctx LIST         decode positions after a synthetic state fill (default 4096,65536,1048576; none)\n"
     "  --ctx-threads LIST thread counts for the --ctx runs (default: those of -t)\n"
-    "  --prefill LIST     prefill chunk sizes, one dsv4_eval call each (default 128,512,2048; none)\n"
+    "  --prefill LIST     prompt lengths to prefill, one dsv4_eval call each (default 128,512,2048; none)\n"
+    "  --prefill-chunk LIST  run the prefills once per forward chunk size (the model loaded with each --chunk),\n"
+    "                     e.g. 128,256,512 (default: the --chunk the model is loaded with)\n"
     "  -n N               timed decode steps per measurement (default 16; 2 untimed steps come first)\n"
     "  --batch LIST       also decode B sessions at once (dsv4_eval_batch) for each B, e.g. 1,4,16 (default none):\n"
     "                     ms per step, aggregate tok/s, and the speed-up over B separate decodes\n"
@@ -333,12 +338,14 @@ static void put_stat(results *r, int threads, const char *metric, long param, co
 
 typedef struct { const char *dir; dsv4_model *m; dsv4_model_info info; float *logits; dsv4_session *s; } bmodel;
 
-static int open_model(bmodel *b, const char *dir, int max_ctx) {
+/* Load dir (chunk_tokens `chunk`, 0: --chunk or the default) and open a session of max_ctx (none when 0). */
+static int open_model(bmodel *b, const char *dir, int max_ctx, int chunk) {
     char err[ERRLEN];
     b->dir = dir;
     dsv4_load_options lo = {0};
     lo.mem_bytes = cli_mem_bytes;   /* --mem */
     lo.engram_cache_rows = cli_engram_cache_rows;   /* --engram-cache */
+    lo.chunk_tokens = chunk ? chunk : cli_chunk_tokens;   /* --prefill-chunk entry, or --chunk */
     if (dsv4_model_load_opts(&b->m, dir, &lo, err, sizeof err) != 0) {
         fprintf(stderr, "dsv4 bench: cannot load model: %s\n", err);
         return -1;
@@ -346,7 +353,7 @@ static int open_model(bmodel *b, const char *dir, int max_ctx) {
     dsv4_model_get_info(b->m, &b->info);
     b->logits = malloc(sizeof(float) * (size_t)b->info.vocab_size);
     if (!b->logits) { fprintf(stderr, "dsv4 bench: out of memory\n"); return -1; }
-    if (dsv4_session_open(&b->s, b->m, max_ctx, err, sizeof err) != 0) {
+    if (max_ctx > 0 && dsv4_session_open(&b->s, b->m, max_ctx, err, sizeof err) != 0) {
         fprintf(stderr, "dsv4 bench: %s: %s\n", dir, err);
         return -1;
     }
@@ -390,6 +397,15 @@ static void row(const results *r, const int *thr, int nthr, const char *label, c
     printf("\n");
 }
 
+/* The four prefill metric names (tok/s, GMAC/s, vs kernel peak, vs instruction peak), suffixed _c<chunk> for a
+ * --prefill-chunk entry (chunk 0: the model as loaded). */
+static void prefill_metrics(char met[4][32], int chunk) {
+    static const char *base[4] = {"prefill", "prefill_gmacs", "prefill_vs_peak", "prefill_vs_instr_peak"};
+    for (int k = 0; k < 4; k++)
+        if (chunk) snprintf(met[k], 32, "%s_c%d", base[k], chunk);
+        else snprintf(met[k], 32, "%s", base[k]);
+}
+
 static const char *ctx_name(long c, char *buf) {
     if (c >= 1048576 && c % 1048576 == 0) snprintf(buf, 32, "%ld Mi", c / 1048576);
     else if (c >= 1024 && c % 1024 == 0) snprintf(buf, 32, "%ld Ki", c / 1024);
@@ -400,10 +416,11 @@ static const char *ctx_name(long c, char *buf) {
 int dsv4_cli_bench(int argc, char **argv) {
     const char *dir = NULL, *twin = NULL, *csv = NULL, *kernel = NULL;
     int thr[MAXLIST], nthr, ctx[MAXLIST], nctx, cthr[MAXLIST], ncthr, pre[MAXLIST], npre, bat[MAXLIST], nbat;
+    int pch[MAXLIST], npch;
     int n_dec = 16, warm = 1, bw_mib = 1024, nrep = 1;
     list_arg lthr = { .n = -1, .lo = 1, .hi = 1024, .min = 1 }, lcthr = { .n = -1, .lo = 1, .hi = 1024 },
              lctx = { .n = -1, .lo = 1, .hi = 1 << 24 }, lpre = { .n = -1, .lo = 1, .hi = 1 << 20 },
-             lbat = { .n = -1, .lo = 1, .hi = MAXBATCH };
+             lbat = { .n = -1, .lo = 1, .hi = MAXBATCH }, lpch = { .n = -1, .lo = 1, .hi = 4096, .min = 1 };
     int nowarm = 0;
     const cli_opt opts[] = {
         CLI_O_MODEL(&dir),
@@ -418,6 +435,8 @@ int dsv4_cli_bench(int argc, char **argv) {
           .what = "a list of positions in [1, 16777216] (or none)" },
         { .names = "--prefill", .kind = CLI_CUSTOM, .dst = &lpre, .parse = list_parse,
           .what = "a list of chunk sizes in [1, 1048576] (or none)" },
+        { .names = "--prefill-chunk", .kind = CLI_CUSTOM, .dst = &lpch, .parse = list_parse,
+          .what = "a list of chunk sizes (dsv4_load_options.chunk_tokens) in [1, 4096]" },
         { .names = "-n|--n-predict", .kind = CLI_INT, .dst = &n_dec, .lo = 1, .hi = 1 << 20 },
         { .names = "--batch", .kind = CLI_CUSTOM, .dst = &lbat, .parse = list_parse,
           .what = "a list of session counts in [1, 128] (or none)" },
@@ -434,6 +453,8 @@ int dsv4_cli_bench(int argc, char **argv) {
     nctx = lctx.n; memcpy(ctx, lctx.v, sizeof ctx);
     npre = lpre.n; memcpy(pre, lpre.v, sizeof pre);
     nbat = lbat.n < 0 ? 0 : lbat.n; memcpy(bat, lbat.v, sizeof bat);
+    npch = lpch.n < 0 ? 1 : lpch.n; memcpy(pch, lpch.v, sizeof pch);
+    if (lpch.n < 0) pch[0] = 0;   /* the model as loaded (--chunk or the default) */
     if (!dir) { fprintf(stderr, "dsv4 bench: -m DIR is required\n%s", bench_usage); return 2; }
     if (cli_parse_only) return 0;
     char err[ERRLEN];
@@ -465,8 +486,8 @@ int dsv4_cli_bench(int argc, char **argv) {
     for (int i = 0; i < nthr; i++) if (thr[i] > maxthr) maxthr = thr[i];
     for (int i = 0; i < ncthr; i++) if (cthr[i] > maxthr) maxthr = cthr[i];
 
-    if (open_model(&full, dir, WARM + n_dec) != 0) goto done;
-    if (twin && open_model(&tw, twin, WARM + n_dec) != 0) goto done;
+    if (open_model(&full, dir, WARM + n_dec, 0) != 0) goto done;
+    if (twin && open_model(&tw, twin, WARM + n_dec, 0) != 0) goto done;
     const dsv4_config *c = &full.m->cfg;
     if (full.m->v41 && nctx > 0 && ncthr > 0) {   /* no synthetic state fill for V4.1 sessions yet (synthetic.c) */
         if (!ctx_default) {
@@ -636,14 +657,21 @@ int dsv4_cli_bench(int argc, char **argv) {
             put(&R, T, "batch_speedup", B, B * tf / tb, "ratio");
             if (tty) fprintf(stderr, "threads %d: batch %d: %.2f ms/step, %.2f tok/s\n", T, B, tb, B * 1e3 / tb);
         }
-        /* prefill: one call of P tokens on a fresh session */
-        for (int pi = 0; pi < npre && !cli_interrupted; pi++) {
+        /* prefill: one call of P tokens on a fresh session, per forward chunk size */
+        for (int qi = 0; qi < npch && !cli_interrupted; qi++) {
+          bmodel pm = {0};
+          if (pch[qi] && open_model(&pm, dir, 0, pch[qi]) != 0) goto done;
+          const dsv4_model *PM = pch[qi] ? pm.m : full.m;
+          char pmet[4][32];
+          prefill_metrics(pmet, pch[qi]);
+          for (int pi = 0; pi < npre && !cli_interrupted; pi++) {
             int P = pre[pi];
             dsv4_session *s = NULL;
             int32_t *toks = malloc(sizeof(int32_t) * (size_t)P);
-            if (!toks || dsv4_session_open(&s, full.m, P, err, sizeof err) != 0) {
+            if (!toks || dsv4_session_open(&s, PM, P, err, sizeof err) != 0) {
                 fprintf(stderr, "dsv4 bench: prefill %d: %s\n", P, toks ? err : "out of memory");
                 free(toks);
+                close_model(&pm);
                 goto done;
             }
             for (int k = 0; k < P; k++) toks[k] = tok_at(k, full.info.vocab_size);
@@ -656,15 +684,18 @@ int dsv4_cli_bench(int argc, char **argv) {
             }
             free(toks);
             dsv4_session_free(s);
-            if (e) { fprintf(stderr, "dsv4 bench: prefill %d: %s\n", P, err); goto done; }
+            if (e) { fprintf(stderr, "dsv4 bench: prefill %d: %s\n", P, err); close_model(&pm); goto done; }
             double tps;
             mean_sd(reps, nrep, &tps, &sd);
             double dt = P / tps, rate = (trunk_macs * P + head_params) / dt;
-            put_stat(&R, T, "prefill", P, reps, nrep, "tok/s");
-            put(&R, T, "prefill_gmacs", P, rate / 1e9, "GMAC/s");
-            put(&R, T, "prefill_vs_peak", P, rate / peak, "ratio");
-            if (ipeak > 0) put(&R, T, "prefill_vs_instr_peak", P, rate / ipeak, "ratio");
-            if (tty) fprintf(stderr, "threads %d: prefill %d: %.2f tok/s (%.2f GMAC/s)\n", T, P, P / dt, rate / 1e9);
+            put_stat(&R, T, pmet[0], P, reps, nrep, "tok/s");
+            put(&R, T, pmet[1], P, rate / 1e9, "GMAC/s");
+            put(&R, T, pmet[2], P, rate / peak, "ratio");
+            if (ipeak > 0) put(&R, T, pmet[3], P, rate / ipeak, "ratio");
+            if (tty) fprintf(stderr, "threads %d: prefill %d (chunk %d): %.2f tok/s (%.2f GMAC/s)\n", T, P,
+                             dsv4_model_chunk_tokens(PM), P / dt, rate / 1e9);
+          }
+          close_model(&pm);
         }
     }
     /* long context: one session per position, filled once, then decode per thread count */
@@ -752,14 +783,17 @@ int dsv4_cli_bench(int argc, char **argv) {
         row(&R, cols, ncols, "  aggregate decode (tok/s)", "batch_tokps", bat[bi], "%.2f");
         row(&R, cols, ncols, "  speed-up over separate decodes", "batch_speedup", bat[bi], "%.2f");
     }
-    for (int pi = 0; pi < npre; pi++) {
-        char lab[64];
-        snprintf(lab, sizeof lab, "prefill %d-token chunk (tok/s)", pre[pi]);
-        row(&R, cols, ncols, lab, "prefill", pre[pi], "%.2f");
-        row(&R, cols, ncols, "  achieved GMAC/s", "prefill_gmacs", pre[pi], "%.2f");
-        row(&R, cols, ncols, "  prefill vs kernel peak", "prefill_vs_peak", pre[pi], "%.3f");
-        row(&R, cols, ncols, "  prefill vs instruction peak", "prefill_vs_instr_peak", pre[pi], "%.3f");
-    }
+    for (int qi = 0; qi < npch; qi++)
+        for (int pi = 0; pi < npre; pi++) {
+            char lab[64], met[4][32];
+            prefill_metrics(met, pch[qi]);
+            snprintf(lab, sizeof lab, "prefill %d tokens, chunk %d (tok/s)", pre[pi],
+                     pch[qi] ? pch[qi] : dsv4_model_chunk_tokens(full.m));
+            row(&R, cols, ncols, lab, met[0], pre[pi], "%.2f");
+            row(&R, cols, ncols, "  achieved GMAC/s", met[1], pre[pi], "%.2f");
+            row(&R, cols, ncols, "  prefill vs kernel peak", met[2], pre[pi], "%.3f");
+            row(&R, cols, ncols, "  prefill vs instruction peak", met[3], pre[pi], "%.3f");
+        }
     for (int ci = 0; ci < nctx && ncthr > 0 && !cli_interrupted; ci++) {
         char lab[64], cn[32];
         snprintf(lab, sizeof lab, "decode at context %s (ms/token)", ctx_name(ctx[ci], cn));

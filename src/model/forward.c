@@ -1,7 +1,7 @@
 /* model/forward.c — the DeepSeek-V4 forward pass (docs/architecture.md §4, precision map §7.1).
  *
- * A chunk of n <= DSV4_CHUNK tokens goes through every block with batched linears (each weight row read
- * once per chunk); the position-dependent part (window ring, compressor state, indexer top-k,
+ * A chunk of n <= s->chunk tokens (dsv4_load_options.chunk_tokens) goes through every block with batched
+ * linears (each weight row read once per chunk); the position-dependent part (window ring, compressor state, indexer top-k,
  * attention) runs token by token in order, so a query at position t sees exactly the state a one-token
  * decode at t would see and any split of a sequence into calls gives identical results.
  *
@@ -637,7 +637,7 @@ void dsv4_forward_chunk(dsv4_session *s, const int32_t *tokens, int n, float *lo
     }
 }
 
-/* Final norm + head for rows X [n][hc][D] (n <= DSV4_CHUNK) into logits [n][vocab], the head once for all rows. */
+/* Final norm + head for rows X [n][hc][D] (n <= the session's chunk) into logits [n][vocab], the head once for all rows. */
 static void head_rows(dsv4_session *s, const float *X, int n, float *logits) {
     const dsv4_model *m = s->m;
     const dsv4_config *c = &m->cfg;
@@ -665,7 +665,7 @@ void dsv4_forward_batch(dsv4_session *const *ss, const int32_t *tokens, int nb, 
     int D = c->dim;
     size_t row = (size_t)c->hc_mult * D;
     float *X = s->w.X;
-    int64_t pos[DSV4_CHUNK];
+    int64_t pos[DSV4_CHUNK];   /* nb <= min(DSV4_CHUNK, chunk) (dsv4_eval_batch) */
     embed_rows(m, tokens, nb, X);
     for (int i = 0; i < nb; i++) pos[i] = ss[i]->pos;
     for (int l = 0; l < c->n_layers; l++) block(s, l, X, tokens, nb, pos, ss);
@@ -716,10 +716,11 @@ void dsv4_forward_mtp(dsv4_session *s, int32_t next_token, float *logits) {
     int64_t s0 = t - Wn + 1 < 0 ? 0 : t - Wn + 1;
     int64_t list[DSV4_CHUNK];
     int32_t nxt[DSV4_CHUNK];
+    const int cap = s->chunk < DSV4_CHUNK ? s->chunk : DSV4_CHUNK;   /* rows of the scratch per pass */
     int64_t p = s0;
     while (p < t) {
         int n = 0;
-        for (; p < t && n < DSV4_CHUNK; p++) {
+        for (; p < t && n < cap; p++) {
             if (b->slot_pos[p % Wr] == p) continue;
             list[n] = p;
             nxt[n] = s->hist_tok[(p + 1) % Wr];
@@ -764,11 +765,11 @@ int dsv4_block_eval(dsv4_session *s, int layer, float *X, const int32_t *tokens,
             return dsv4_fail(err, errlen, "dsv4_block_eval: token id %d at index %d out of range [0, %d)", (int)tokens[i], i,
                              c->vocab_size);
     size_t row = (size_t)c->hc_mult * c->dim;
-    for (int c0 = 0; c0 < n; c0 += DSV4_CHUNK) {
-        int nc = n - c0 < DSV4_CHUNK ? n - c0 : DSV4_CHUNK;
+    for (int c0 = 0; c0 < n; c0 += s->chunk) {
+        int nc = n - c0 < s->chunk ? n - c0 : s->chunk;
         memcpy(s->w.X, X + (size_t)c0 * row, (size_t)nc * row * sizeof(float));
         if (layer >= c->n_layers) mtp_input(s, &m->layers[layer], s->w.X, tokens + c0, nc);
-        int64_t pos[DSV4_CHUNK];
+        int64_t pos[DSV4_CHUNK_MAX];
         for (int t = 0; t < nc; t++) pos[t] = pos0 + c0 + t;
         block(s, layer, s->w.X, tokens + c0, nc, pos, NULL);
         memcpy(X + (size_t)c0 * row, s->w.X, (size_t)nc * row * sizeof(float));

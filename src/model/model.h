@@ -19,9 +19,10 @@
 
 struct dsv4_xcache;   /* model/expert_cache.h */
 
-/* Maximum number of tokens processed at once inside dsv4_eval (a longer call is split internally;
- * results do not depend on the split). Sizes the scratch arena. */
-#define DSV4_CHUNK 128
+/* Tokens processed at once inside dsv4_eval by default (a longer call is split internally; results do not
+ * depend on the split); a model's own chunk (dsv4_model.chunk) sizes its sessions' scratch arena. DSV4_CHUNK
+ * stays the batch cap of dsv4_eval_batch steps and the MTP key refill's list length. */
+#define DSV4_CHUNK DSV4_DEFAULT_CHUNK
 /* The largest chunk of any model: a DeepSeek-V4-Flash-Vision-Exp session evaluates an image span (START..END, at most
  * vision_max_n_token <= 4096 positions, io/config_vexp.c) inside one chunk, so its chunk is dsv4_chunk_cap. */
 #define DSV4_CHUNK_MAX 4096
@@ -82,6 +83,7 @@ struct dsv4_model {
     float *rope_win, *rope_comp;            /* rope tables: theta plain / compress theta + YaRN */
     double file_bytes;                      /* sum of tensor bytes in the checkpoint */
     int64_t engram_cache_rows;              /* dsv4_load_options.engram_cache_rows (V4.1 sessions' Engram tables) */
+    int chunk;                              /* tokens per forward chunk: dsv4_chunk_cap(&cfg, chunk_tokens option) */
     void **owned; int n_owned, cap_owned;   /* every owned allocation, freed by dsv4_model_free */
     struct dsv4_v41_weights *v41;           /* DeepSeek-V4.1 blocks (model/model_v41.h), NULL for V4; owned */
     /* DeepSeek-V4-Flash-Vision-Exp (dsv4_config_vision_exp; docs/vision-exp.md): the tower and aligner (vision/tower.h,
@@ -154,7 +156,7 @@ struct dsv4_session {
         int64_t *vlo, *vhi;
         int *vleft, *vright;
     } w;
-    int chunk;             /* tokens per forward chunk: dsv4_chunk_cap(&m->cfg) */
+    int chunk;             /* tokens per forward chunk: the model's (dsv4_model.chunk) */
     /* Vision-Exp: the image roles (DSV4_TOKEN_*) and embedding rows of the chunk being evaluated (dsv4_session_eval_vl
      * sets them for the duration of one dsv4_forward_chunk*; NULL: text) and whether it holds an image span */
     const int8_t *vx_roles;
@@ -172,10 +174,11 @@ void dsv4_vx_visible(const int8_t *roles, int n, int cap, int *left, int *right)
  * hi = min(p + right, lo + W + cap - 1) (vision_exp.py `window_keys`; text rows: the causal window). */
 void dsv4_vx_window(int64_t p, int left, int right, int W, int cap, int64_t *lo, int64_t *hi);
 
-/* Tokens per forward chunk of a session of config c: DSV4_CHUNK, or for a Vision-Exp config max(DSV4_CHUNK,
- * vision_max_n_token), so that an image span always fits one chunk. */
-static inline int dsv4_chunk_cap(const dsv4_config *c) {
-    return dsv4_config_vision_exp(c) && c->x.vision_max_n_token > DSV4_CHUNK ? c->x.vision_max_n_token : DSV4_CHUNK;
+/* Tokens per forward chunk of a session of config c asked for `want` tokens (0: DSV4_CHUNK): want, or for a
+ * Vision-Exp config at least vision_max_n_token, so that an image span always fits one chunk. */
+static inline int dsv4_chunk_cap(const dsv4_config *c, int want) {
+    int ch = want > 0 ? want : DSV4_CHUNK;
+    return dsv4_config_vision_exp(c) && c->x.vision_max_n_token > ch ? c->x.vision_max_n_token : ch;
 }
 
 /* ---- session.c ---- */
@@ -185,8 +188,8 @@ static inline int dsv4_chunk_cap(const dsv4_config *c) {
  * index_head_dim BF16, R == 4), the F32 compressor partial states, the MTP history and the chunk scratch;
  * every region rounded up to 16 bytes. Weights-free (the config alone decides it). Returns 0 when c is
  * NULL or max_ctx < 1, SIZE_MAX when the layout does not fit size_t (dsv4_session_open then fails with
- * "out of memory"). */
-size_t dsv4_session_state_bytes(const dsv4_config *c, int max_ctx);
+ * "out of memory"). The scratch is sized for chunks of dsv4_chunk_cap(c, chunk) tokens (chunk 0: the default). */
+size_t dsv4_session_state_bytes(const dsv4_config *c, int chunk, int max_ctx);
 
 /* ---- synthetic.c ---- */
 /* Benchmark helper (`dsv4 bench --ctx`, docs/performance.md): reset s and give it the state of a session that

@@ -10,14 +10,16 @@
 size_t dsv4_session_bytes(const dsv4_model *m, int max_ctx) {
     if (m && m->v41) {   /* DeepSeek-V4.1: measured by opening a state (allocates it once; 0 when that fails) */
         if (max_ctx < 1) return 0;
-        int ch = max_ctx < DSV4_CHUNK ? max_ctx : DSV4_CHUNK;
+        int ch = max_ctx < m->chunk ? max_ctx : m->chunk;
         dsv4_v41_state *st = NULL;
         if (dsv4_v41_state_open(m, max_ctx, ch, &st, NULL, 0)) return 0;
         size_t n = dsv4_v41_state_bytes(st) + (size_t)ch * m->cfg.vocab_size * sizeof(float);
         dsv4_v41_state_free(st);
         return n;
     }
-    return m ? dsv4_session_state_bytes(&m->cfg, max_ctx) : 0;
+    return m ? dsv4_session_state_bytes(&m->cfg, m->chunk, max_ctx) : 0;
 }
 
 int dsv4_model_max_positions(const dsv4_model *m) { return m ? m->cfg.max_position_embeddings : 0; }
+
+int dsv4_model_chunk_tokens(const dsv4_model *m) { return m ? m->chunk : 0; }

@@ -4,11 +4,12 @@
  * A session allocates everything at open (one zeroed arena, dsv4_session_state_bytes bytes): per block the
  * window ring and its slot positions, compressed entries (max_ctx/R), indexer keys (max_ctx/4) — the three
  * key caches stored as BF16 (exact: every value is BF16 by construction) — the F32 compressor partial state (§4.4),
- * the last trunk state for MTP, and the scratch for chunks of DSV4_CHUNK tokens. dsv4_eval performs no
- * allocation; a call longer than DSV4_CHUNK is processed in sub-chunks (results do not depend on it).
+ * the last trunk state for MTP, and the scratch for chunks of the model's chunk tokens (dsv4_load_options.chunk_tokens,
+ * default DSV4_DEFAULT_CHUNK). dsv4_eval performs no allocation; a longer call is processed in sub-chunks (results
+ * do not depend on it).
  * A DeepSeek-V4.1 model (m->v41) is loaded by the same function (its Engram token map built from tokenizer.json
  * when there is one) and its sessions hold one model/forward_v41.c state instead (allocated at open, chunks of
- * DSV4_CHUNK); what that forward does not provide yet (batch, MTP, checkpoints, a memory budget) is refused.
+ * the model's chunk); what that forward does not provide yet (batch, MTP, checkpoints, a memory budget) is refused.
  */
 #include <math.h>
 #include <stdint.h>
@@ -104,6 +105,12 @@ int dsv4_model_load_opts(dsv4_model **out, const char *dir, const dsv4_load_opti
         goto fail;
     }
     m->engram_cache_rows = o ? o->engram_cache_rows : 0;
+    if (o && (o->chunk_tokens < 0 || o->chunk_tokens > DSV4_CHUNK_MAX)) {
+        dsv4_fail(err, errlen, "dsv4_model_load_opts: chunk_tokens %d must be in 0..%d (0 = the default %d)",
+                  o->chunk_tokens, DSV4_CHUNK_MAX, DSV4_DEFAULT_CHUNK);
+        goto fail;
+    }
+    m->chunk = dsv4_chunk_cap(&m->cfg, o ? o->chunk_tokens : 0);
     if (m->v41 && o && o->mem_bytes) {   /* the expert cache reads V4 blocks only: a budget must hold it all */
         if ((double)o->mem_bytes < m->file_bytes) {
             dsv4_fail(err, errlen, "%s: a memory budget below the checkpoint (%llu < %.0f bytes) is not supported for "
@@ -179,8 +186,8 @@ static size_t mul(size_t a, size_t b) { return b && a > CARVE_MAX / b ? CARVE_MA
  * With cv->base NULL it only counts (s->bs may then be NULL: block pointers go to a dummy); otherwise it
  * assigns the pointers of s and s->bs[0..n_blocks). Depends on the config only (no weights): block l
  * has compress ratio c->compress_ratios[l], blocks = n_layers trunk layers + 1 MTP block if any. */
-static void layout(const dsv4_config *c, int max_ctx, dsv4_session *s, carver *cv) {
-    size_t CH = (size_t)dsv4_chunk_cap(c), hc = c->hc_mult, D = c->dim, H = c->n_heads, hd = c->head_dim;
+static void layout(const dsv4_config *c, int chunk, int max_ctx, dsv4_session *s, carver *cv) {
+    size_t CH = (size_t)dsv4_chunk_cap(c, chunk), hc = c->hc_mult, D = c->dim, H = c->n_heads, hd = c->head_dim;
     size_t CX = CH > hc ? CH : hc;
     size_t ql = c->q_lora_rank, G = c->o_groups, olr = c->o_lora_rank, E = c->n_routed_experts;
     size_t K = c->n_activated_experts, I = c->moe_inter_dim;
@@ -255,10 +262,12 @@ static void layout(const dsv4_config *c, int max_ctx, dsv4_session *s, carver *c
     CARVE(s->w.rl, CH * E);
     CARVE(s->w.rw, CH * K);
     CARVE(s->w.rid, CH * K);
-    CARVE(s->w.xe, CX * D * K > CH * K * D ? CX * D : CH * K * D);
-    CARVE(s->w.g, CH * K * Is);
-    CARVE(s->w.v, CH * K * Is);
-    CARVE(s->w.ye, CX * D > CH * K * D ? CX * D : CH * K * D);
+    /* expert rows: CH*K gathered rows, and a one-token MoE's K routed + 1 shared rows (forward.c moe_one_token) */
+    size_t ER = CH * K > K + 1 ? CH * K : K + 1;
+    CARVE(s->w.xe, CX > ER ? CX * D : ER * D);
+    CARVE(s->w.g, ER * Is);
+    CARVE(s->w.v, ER * Is);
+    CARVE(s->w.ye, CX > ER ? CX * D : ER * D);
     CARVE(s->w.acc, CX * D);
     CARVE(s->w.etok, CH * K);
     CARVE(s->w.ew, CH * K);
@@ -283,12 +292,12 @@ static void layout(const dsv4_config *c, int max_ctx, dsv4_session *s, carver *c
     }
 }
 
-size_t dsv4_session_state_bytes(const dsv4_config *c, int max_ctx) {
+size_t dsv4_session_state_bytes(const dsv4_config *c, int chunk, int max_ctx) {
     if (!c || max_ctx < 1) return 0;
     dsv4_session s;
     memset(&s, 0, sizeof s);
     carver cv = {NULL, 0, 0};
-    layout(c, max_ctx, &s, &cv);
+    layout(c, chunk, max_ctx, &s, &cv);
     return cv.over ? SIZE_MAX : cv.used;
 }
 
@@ -300,8 +309,8 @@ int dsv4_session_open(dsv4_session **out, const dsv4_model *m, int max_ctx, char
     dsv4_session *s = calloc(1, sizeof *s);
     if (!s) return dsv4_fail(err, errlen, "dsv4_session_open: out of memory");
     s->m = m; s->max_ctx = max_ctx;
-    if (m->v41) {   /* DeepSeek-V4.1: one forward_v41 state, calls split into chunks of DSV4_CHUNK tokens */
-        s->v41_chunk = max_ctx < DSV4_CHUNK ? max_ctx : DSV4_CHUNK;
+    if (m->v41) {   /* DeepSeek-V4.1: one forward_v41 state, calls split into chunks of the model's chunk */
+        s->v41_chunk = max_ctx < m->chunk ? max_ctx : m->chunk;
         char e2[512] = "";
         if (dsv4_v41_state_open(m, max_ctx, s->v41_chunk, &s->v41, e2, sizeof e2) ||
             !(s->v41_logits = malloc((size_t)s->v41_chunk * m->cfg.vocab_size * sizeof(float)))) {
@@ -313,13 +322,13 @@ int dsv4_session_open(dsv4_session **out, const dsv4_model *m, int max_ctx, char
         return 0;
     }
     s->wring = m->cfg.window_size < max_ctx ? m->cfg.window_size : max_ctx;
-    s->chunk = dsv4_chunk_cap(&m->cfg);
+    s->chunk = m->chunk;
     s->ent_bytes = dsv4_entry_bytes(&m->cfg);
     s->ikey_bytes = dsv4_ikey_bytes(&m->cfg);
     s->bs = calloc((size_t)m->n_blocks, sizeof *s->bs);
     if (!s->bs) { free(s); return dsv4_fail(err, errlen, "dsv4_session_open: out of memory"); }
     carver cv = {NULL, 0, 0};
-    layout(&m->cfg, max_ctx, s, &cv);
+    layout(&m->cfg, m->chunk, max_ctx, s, &cv);
     s->arena_bytes = cv.used;
     /* refuse what cannot be allocated before asking (a huge calloc aborts under sanitizers): more than the
      * size_t range, or more than the machine's physical memory */
@@ -340,7 +349,7 @@ int dsv4_session_open(dsv4_session **out, const dsv4_model *m, int max_ctx, char
                          (double)cv.used / 1048576.0, max_ctx);
     }
     cv.base = s->arena; cv.used = 0;
-    layout(&m->cfg, max_ctx, s, &cv);
+    layout(&m->cfg, m->chunk, max_ctx, s, &cv);
     dsv4_session_reset(s);
     *out = s;
     return 0;
@@ -468,8 +477,9 @@ int dsv4_eval_batch(dsv4_session *const *ss, int nb, const int32_t *tokens, floa
             return dsv4_fail(err, errlen, "dsv4_eval_batch: context overflow: session %d is at position %d = max_ctx", i, s->pos);
     }
     int V = ss[0]->m->cfg.vocab_size;
-    for (int b0 = 0; b0 < nb; b0 += DSV4_CHUNK) {
-        int nc = nb - b0 < DSV4_CHUNK ? nb - b0 : DSV4_CHUNK;
+    int cap = ss[0]->chunk < DSV4_CHUNK ? ss[0]->chunk : DSV4_CHUNK;   /* rows per step: the scratch's chunk */
+    for (int b0 = 0; b0 < nb; b0 += cap) {
+        int nc = nb - b0 < cap ? nb - b0 : cap;
         dsv4_forward_batch(ss + b0, tokens + b0, nc, logits ? logits + (size_t)b0 * V : NULL);
         for (int i = b0; i < b0 + nc; i++)
             if (ss[i]->xc_failed) {   /* an expert read failed (memory budget): the batch's states are partial */
