@@ -301,12 +301,13 @@ static int apply_opt(const char *cmd, const cli_opt *t, const char *o, const cha
         }
         return perr(cmd, "option %s: '%s' is not one of %s", o, v, t->choices);
     }
-    case CLI_CUSTOM:
+    case CLI_CUSTOM: {
         int r = t->parse(v, t->dst);
         if (r == -2) return perr(cmd, "option %s: %s ('%s' is one too many)", o, t->limit ? t->limit : "too many", v);
         if (r != 0) return perr(cmd, "option %s: '%s' is not %s", o, v, t->what);
         trace(o, "%s", v);
         break;
+    }
     }
     return 0;
 }

@@ -17,10 +17,6 @@ void dsv4_relu_wsum_bf16_avx512(float *acc, const float *d, float w, int n) {
     }
 }
 
-static inline __m512 bf16x16(const uint16_t *v) {
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)v)), 16));
-}
-
 /* 128 outputs in 8 registers across all keys, then 16 at a time (the last by a mask); mul then add per key as
  * dsv4_axpy_bf16_avx512 (its scalar tail computes the same IEEE operations). In the 128-output blocks each 64-byte
  * load of 32 BF16 values gives the even elements (shifted up) and the odd ones (masked) as F32 without a widening
