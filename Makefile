@@ -109,9 +109,10 @@ cross-riscv64:
 test-bins: $(TESTS)
 
 # CI: the release suite, then the same suite under AddressSanitizer + UBSan.
+# two test binaries at a time, the CLI checks alongside (tests/run.sh DSV4_TEST_JOBS; `make test` alone: one)
 check:
-	$(MAKE) test
-	$(MAKE) SAN=1 test
+	DSV4_TEST_JOBS=$${DSV4_TEST_JOBS:-2} $(MAKE) test
+	DSV4_TEST_JOBS=$${DSV4_TEST_JOBS:-2} $(MAKE) SAN=1 test
 
 # What the build and the whole test suite need on a fresh Debian machine (README's second command; .ci/run):
 # the libraries, tmux (terminal tests), chromium (the chat page), curl (the server tests), node + npm and the locked

@@ -49,7 +49,7 @@ setup_aarch64() {
 }
 
 setup_riscv64() {
-    apt_install gcc-riscv64-linux-gnu qemu-user dpkg-dev
+    apt_install gcc-riscv64-linux-gnu libc6-dev-riscv64-cross qemu-user dpkg-dev   # libc headers: only a Recommends
     local deps=$CROSS_BUILD-riscv64-deps
     [ -f "$deps/lib/libcjson.a" ] && [ -f "$deps/lib/libpcre2-8.a" ] && return 0
     if [ ! -f /etc/apt/sources.list.d/dsv4-cross-src.sources ]; then

@@ -114,8 +114,9 @@ t_cli=$SECONDS
 # check NAME EXPECT_RC REGEX -- command...   (EXPECT_RC "fail" = exit 1 or 2, never a signal)
 check() {
     local name=$1 want=$2 re=$3; shift 4
-    local out rc
+    local out rc t0=$SECONDS
     out=$("$@" 2>&1); rc=$?
+    echo "$((SECONDS - t0)) $name" >> "$tmp/check_times"
     local ok=1
     if [ "$want" = fail ]; then { [ "$rc" -eq 1 ] || [ "$rc" -eq 2 ]; } || ok=0
     else [ "$rc" -eq "$want" ] || ok=0; fi
@@ -249,7 +250,9 @@ check "check_paths finds a planted home directory path" 1 "a/doc.md:1:x" -- test
 printf '/* see %s \302\2474.2 */\n' spec > "$tmp/paths/a/doc.md"
 check "check_paths finds a planted citation of the spec files" 1 "a/doc.md:1:/\\* see" -- tests/check_paths.sh "$tmp/paths"
 
-echo "(the CLI and server checks took $((SECONDS - t_cli)) s)"
+echo "(the CLI and server checks took $((SECONDS - t_cli)) s; the slowest:"
+sort -rn "$tmp/check_times" 2>/dev/null | head -n 8 | sed 's/^\([0-9]*\) /  \1 s  /'
+echo ")"
 if [ -n "$bins_pid" ]; then
     wait "$bins_pid"; cat "$tmp/bins.log"
     if read -r p f < "$tmp/bins.count"; then pass=$((pass + p)); fail=$((fail + f))

@@ -8,9 +8,9 @@
  *    MTP block after a batch step match too;
  *  - bad arguments are refused with a message and evaluate nothing;
  *  - dsv4_eval_all (every position's logits) equals one decode per token under three call splits;
- *  - dsv4_load_options.chunk_tokens (1, 5, 300) changes nothing: dsv4_eval_all over 300 tokens equals the per-token
- *    decode of the default model, a batch step on chunk-1 sessions equals single decodes, dsv4_session_bytes grows
- *    with the chunk, out-of-range values are refused naming chunk_tokens.
+ *  - dsv4_load_options.chunk_tokens (1, 5, 160) changes nothing: dsv4_eval_all equals the per-token decode of the
+ *    default model, a batch step on chunk-1 sessions equals single decodes, dsv4_session_bytes grows with the
+ *    chunk, out-of-range values are refused naming chunk_tokens.
  * Tolerance: none (bit-identical). The pair-lane definition (src/kernels/simd.h) makes each output element of a
  * linear independent of how many rows the call has, and the per-row part runs on the row's own state.
  */
@@ -150,9 +150,11 @@ out:
 
 /* The forward chunk (dsv4_load_options.chunk_tokens) decides the scratch and how a long call is cut, never the
  * logits. Chunk 1 also sizes the one-token MoE's K routed + 1 shared expert rows (forward.c moe_one_token): with
- * CH * K rows only, the shared expert's rows ran into the next scratch region and the logits changed. */
+ * CH * K rows only, the shared expert's rows ran into the next scratch region and the logits changed from the
+ * first token on. Sizes kept small (one-token steps are what emulation makes slow): 160 tokens (the window ring
+ * wraps, the first HCA entry, two default chunks), chunk 1 on the first 40. */
 static void chunk_check(const dsv4_model *m, int V) {
-    enum { N = 300 };
+    enum { N = 160, N1 = 40 };
     char err[256];
     int32_t t[N];
     for (int i = 0; i < N; i++) t[i] = tok_at(2, i, V);
@@ -163,7 +165,7 @@ static void chunk_check(const dsv4_model *m, int V) {
         if (dsv4_eval(a, &t[i], 1, ref + (size_t)i * V, err, sizeof err) != 0) { test_fail("decode: %s", err); goto out; }
     EXPECT(dsv4_model_chunk_tokens(m) == DSV4_DEFAULT_CHUNK && dsv4_model_chunk_tokens(NULL) == 0,
            "default chunk %d", dsv4_model_chunk_tokens(m));
-    static const int chunks[] = {1, 5, 300};
+    static const int chunks[] = {1, 5, N};
     size_t prev = 0;
     for (int k = 0; k < 3; k++) {
         dsv4_load_options o = {0};
@@ -179,22 +181,26 @@ static void chunk_check(const dsv4_model *m, int V) {
         EXPECT(dsv4_model_chunk_tokens(mc) == chunks[k] && bytes > prev, "chunk %d: reported %d, session %zu B (previous %zu)",
                chunks[k], dsv4_model_chunk_tokens(mc), bytes, prev);
         prev = bytes;
-        int ok = dsv4_eval_all(b, t, N, all, err, sizeof err) == 0;
-        EXPECT(ok && memcmp(all, ref, sizeof(float) * (size_t)N * V) == 0,
-               "chunk %d: eval_all of %d tokens equals the per-token decode of the default model %s", chunks[k], N, ok ? "" : err);
-        if (chunks[k] == 1) {   /* a batch step is cut to the scratch's chunk: 4 steps of one session */
-            dsv4_session *ss[NS], *one[NS];
-            open_all(mc, ss, V);
-            open_all(mc, one, V);
-            int32_t tk[NS];
-            float *lb = malloc(sizeof(float) * NS * (size_t)V), *l1 = malloc(sizeof(float) * (size_t)V);
-            for (int i = 0; i < NS; i++) tk[i] = tok_at(i, 999, V);
+        int n = chunks[k] == 1 ? N1 : N;
+        int ok = dsv4_eval_all(b, t, n, all, err, sizeof err) == 0;
+        EXPECT(ok && memcmp(all, ref, sizeof(float) * (size_t)n * V) == 0,
+               "chunk %d: eval_all of %d tokens equals the per-token decode of the default model %s", chunks[k], n, ok ? "" : err);
+        if (chunks[k] == 1) {   /* a batch step is cut to the scratch's chunk: 3 steps of one session */
+            dsv4_session *ss[3] = {NULL, NULL, NULL}, *one[3] = {NULL, NULL, NULL};
+            int32_t tk[3];
+            float *lb = malloc(sizeof(float) * 3 * (size_t)V), *l1 = malloc(sizeof(float) * (size_t)V);
+            int same = lb && l1;
             err[0] = 0;
-            int same = lb && l1 && dsv4_eval_batch(ss, NS, tk, lb, err, sizeof err) == 0;
-            for (int i = 0; same && i < NS; i++)
+            for (int i = 0; same && i < 3; i++) {   /* prompts of 3, 6 and 9 tokens */
+                same = !dsv4_session_open(&ss[i], mc, 16, err, sizeof err) && !dsv4_session_open(&one[i], mc, 16, err, sizeof err) &&
+                       !dsv4_eval(ss[i], t, 3 * (i + 1), NULL, err, sizeof err) && !dsv4_eval(one[i], t, 3 * (i + 1), NULL, err, sizeof err);
+                tk[i] = tok_at(i, 999, V);
+            }
+            same = same && dsv4_eval_batch(ss, 3, tk, lb, err, sizeof err) == 0;
+            for (int i = 0; same && i < 3; i++)
                 same = dsv4_eval(one[i], &tk[i], 1, l1, err, sizeof err) == 0 && !memcmp(l1, lb + (size_t)i * V, sizeof(float) * V);
-            EXPECT(same, "chunk 1: a batch of %d sessions equals their single decodes %s", NS, err);
-            for (int i = 0; i < NS; i++) { dsv4_session_free(ss[i]); dsv4_session_free(one[i]); }
+            EXPECT(same, "chunk 1: a batch of 3 sessions equals their single decodes %s", err);
+            for (int i = 0; i < 3; i++) { dsv4_session_free(ss[i]); dsv4_session_free(one[i]); }
             free(lb); free(l1);
         }
         dsv4_session_free(b);

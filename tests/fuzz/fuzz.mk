@@ -2,7 +2,7 @@
 #
 #   make fuzz                  build every tests/fuzz/fuzz_*.c and run each for FUZZ_SECONDS (default 600) in turn,
 #                              growing a corpus under $(FUZZ_BUILD)/corpus/<target> (seeds: tests/fuzz/corpus/<target>)
-#   make fuzz-ci               the same, FUZZ_CI_SECONDS (default 20) each; CI runs it before `make check`
+#   make fuzz-ci               the same, FUZZ_CI_SECONDS (default 10) each; CI runs it before `make check`
 #   make fuzz FUZZ_TARGETS_RUN="fuzz_parse fuzz_render"   only these targets
 #
 # The library sources are compiled again by clang into $(FUZZ_BUILD) with coverage instrumentation
@@ -12,7 +12,7 @@
 FUZZ_CC         ?= clang
 FUZZ_BUILD      ?= build/libfuzzer
 FUZZ_SECONDS    ?= 600
-FUZZ_CI_SECONDS ?= 20
+FUZZ_CI_SECONDS ?= 10
 FUZZ_SAN        := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 FUZZ_CFLAGS     := -O1 -g $(FUZZ_SAN) -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Wall -Wextra \
                    -Iinclude -Isrc -MMD -MP
