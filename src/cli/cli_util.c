@@ -159,9 +159,9 @@ const char *cli_common_usage =
     "                   default: 3/4 of the available RAM (MemAvailable), which keeps a model that fits mapped\n"
     "  --engram-cache N DeepSeek-V4.1: a cache of N rows in front of each Engram table per session, 0..2^30\n"
     "                   (264 B a row on V4.1-Flash; default 0: every row read from disk; same results)\n"
-    "  --chunk N        tokens per forward chunk, 1..4096 (default 128): a larger chunk reads each routed expert\n"
-    "                   once for more prompt tokens (faster prefill) at about 1 MiB of session memory per token\n"
-    "                   on V4-Flash (same results)\n"
+    "  --chunk N        tokens per forward chunk, 1..4096 (default 512; serve 128, per slot): a larger chunk reads\n"
+    "                   each routed expert once for more prompt tokens (faster prefill) at about 1 MiB of session\n"
+    "                   memory per token on V4-Flash (same results)\n"
     "  -v, --verbose    more detail on stderr (seed, timings, prompt reuse)\n"
     "  -h, --help       this help;  --version  the version\n";
 
@@ -319,6 +319,8 @@ uint64_t cli_mem_bytes;
 int cli_mem_given;
 int cli_engram_cache_rows;
 int cli_chunk_tokens;
+
+int cli_default_chunk(const char *cmd) { return cmd && !strcmp(cmd, "serve") ? DSV4_DEFAULT_CHUNK : CLI_CHUNK; }
 static int parse_mem(const char *v, void *dst) {
     if (cli_parse_bytes(v, dst) != 0) return -1;
     cli_mem_given = 1;
@@ -559,7 +561,7 @@ dsv4_model *cli_load_model(const char *cmd, const char *dir) {
     dsv4_load_options lo = {0};
     lo.mem_bytes = cli_mem_given ? cli_mem_bytes : cli_default_mem();
     lo.engram_cache_rows = cli_engram_cache_rows;   /* --engram-cache */
-    lo.chunk_tokens = cli_chunk_tokens;             /* --chunk */
+    lo.chunk_tokens = cli_chunk_tokens ? cli_chunk_tokens : cli_default_chunk(cmd);   /* --chunk */
     int rc = dsv4_model_load_opts(&m, dir, &lo, err, sizeof err);
     if (rc != 0 && !cli_mem_given && lo.mem_bytes) {
         /* the default budget is below what this model needs: map the weights and let the kernel page them */
@@ -609,10 +611,11 @@ void cli_load_summary(const char *cmd, const char *dir, const dsv4_model *m, int
             snprintf(res, sizeof res, " (%s resident)", cli_bytes((double)rss * (double)sysconf(_SC_PAGESIZE), b5));
         fclose(f);
     }
-    fprintf(stderr, "dsv4 %s: %s: %s parameters (%s active), %s of weights mapped%s, ctx %d, state %s, %d thread%s, "
-            "kernel %s, loaded in %.2f s\n", cmd, dir, cli_count(in.n_params - in.n_params_mtp, b1),
+    fprintf(stderr, "dsv4 %s: %s: %s parameters (%s active), %s of weights mapped%s, ctx %d, state %s (chunk %d), "
+            "%d thread%s, kernel %s, loaded in %.2f s\n", cmd, dir, cli_count(in.n_params - in.n_params_mtp, b1),
             cli_count(in.n_params_active, b2), cli_bytes(in.bytes_total, b3), res, ctx,
-            cli_bytes((double)dsv4_session_bytes(m, ctx), b4), dsv4_get_threads(), dsv4_get_threads() == 1 ? "" : "s",
+            cli_bytes((double)dsv4_session_bytes(m, ctx), b4), dsv4_model_chunk_tokens(m), dsv4_get_threads(),
+            dsv4_get_threads() == 1 ? "" : "s",
             dsv4_get_kernel_path(), load_s);
     if (in.v41 && in.n_engram_layers > 0)
         fprintf(stderr, "dsv4 %s: DeepSeek-V4.1 with %d Engram layers: compressed token map %s\n", cmd,

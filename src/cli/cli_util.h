@@ -133,8 +133,14 @@ extern uint64_t cli_mem_bytes;
 extern int cli_mem_given;
 /* --engram-cache N (every command): dsv4_load_options.engram_cache_rows of the models the CLI loads. */
 extern int cli_engram_cache_rows;
-/* --chunk N (every command): dsv4_load_options.chunk_tokens of the models the CLI loads (0: the default). */
+/* --chunk N (every command): dsv4_load_options.chunk_tokens of the models the CLI loads (0: cli_default_chunk). */
 extern int cli_chunk_tokens;
+/* The CLI's chunk without --chunk: CLI_CHUNK (512) for the one-session commands, where `dsv4 bench --prefill-chunk`
+ * on the real V4-Flash shapes measured prefill 1.2-1.5x faster than at 128 for about 410 MiB more session memory
+ * (docs/performance.md, "Prefill chunk"); the library default DSV4_DEFAULT_CHUNK (128) for serve, whose every slot
+ * is a session. */
+#define CLI_CHUNK 512
+int cli_default_chunk(const char *cmd);
 /* The default budget: 3/4 of /proc/meminfo's MemAvailable (0 = none when unreadable); $DSV4_MEM_AVAILABLE (a byte
  * count as --mem takes) replaces MemAvailable (tests). A model that fits keeps the mmap path; one below the minimum
  * makes cli_load_model fall back to the mmap path with a warning. */

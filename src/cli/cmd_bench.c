@@ -366,7 +366,7 @@ static int open_model(bmodel *b, const char *dir, int max_ctx, int chunk) {
     dsv4_load_options lo = {0};
     lo.mem_bytes = cli_mem_bytes;   /* --mem */
     lo.engram_cache_rows = cli_engram_cache_rows;   /* --engram-cache */
-    lo.chunk_tokens = chunk ? chunk : cli_chunk_tokens;   /* --prefill-chunk entry, or --chunk */
+    lo.chunk_tokens = chunk ? chunk : cli_chunk_tokens ? cli_chunk_tokens : cli_default_chunk("bench");
     if (dsv4_model_load_opts(&b->m, dir, &lo, err, sizeof err) != 0) {
         fprintf(stderr, "dsv4 bench: cannot load model: %s\n", err);
         return -1;
