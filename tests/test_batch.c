@@ -109,6 +109,19 @@ static void bad_args(const dsv4_model *m, const dsv4_model *m2, int V) {
     free(l);
 }
 
+/* The reference of the split checks: a session of max_ctx n on m (*a) that decoded t[0..n) one token per call, each
+ * call's logits in row i of *ref [n][V]; *all gets room for as many rows. Returns 0, or -1 after a test failure
+ * (the caller frees what was set). */
+static int per_token_ref(const dsv4_model *m, const int32_t *t, int n, int V, float **ref, float **all, dsv4_session **a) {
+    char err[256];
+    *ref = malloc(sizeof(float) * (size_t)n * V);
+    *all = malloc(sizeof(float) * (size_t)n * V);
+    if (!*ref || !*all || dsv4_session_open(a, m, n, err, sizeof err) != 0) { test_fail("reference setup"); return -1; }
+    for (int i = 0; i < n; i++)
+        if (dsv4_eval(*a, &t[i], 1, *ref + (size_t)i * V, err, sizeof err) != 0) { test_fail("decode: %s", err); return -1; }
+    return 0;
+}
+
 /* dsv4_eval_all: every row equals the logits of the call that ends at that position, whatever the split: a
  * 300-token prompt scored in calls of 300, 77 + 223 and 128 + 172 vs one decode per token (bit-identical: the
  * kernels' outputs do not depend on the row count); the last row is dsv4_eval's; bad calls refused. */
@@ -117,11 +130,9 @@ static void eval_all_check(const dsv4_model *m, int V) {
     char err[256];
     int32_t t[N];
     for (int i = 0; i < N; i++) t[i] = tok_at(0, i, V);
-    float *ref = malloc(sizeof(float) * (size_t)N * V), *all = malloc(sizeof(float) * (size_t)N * V);
+    float *ref = NULL, *all = NULL;
     dsv4_session *a = NULL;
-    if (!ref || !all || dsv4_session_open(&a, m, N, err, sizeof err) != 0) { test_fail("eval_all setup"); goto out; }
-    for (int i = 0; i < N; i++)
-        if (dsv4_eval(a, &t[i], 1, ref + (size_t)i * V, err, sizeof err) != 0) { test_fail("decode: %s", err); goto out; }
+    if (per_token_ref(m, t, N, V, &ref, &all, &a)) goto out;
     static const int splits[][2] = {{N, 0}, {77, N - 77}, {128, N - 128}};
     for (int k = 0; k < 3; k++) {
         dsv4_session_reset(a);
@@ -158,11 +169,9 @@ static void chunk_check(const dsv4_model *m, int V) {
     char err[256];
     int32_t t[N];
     for (int i = 0; i < N; i++) t[i] = tok_at(2, i, V);
-    float *ref = malloc(sizeof(float) * (size_t)N * V), *all = malloc(sizeof(float) * (size_t)N * V);
+    float *ref = NULL, *all = NULL;
     dsv4_session *a = NULL;
-    if (!ref || !all || dsv4_session_open(&a, m, N, err, sizeof err) != 0) { test_fail("chunk setup"); goto out; }
-    for (int i = 0; i < N; i++)
-        if (dsv4_eval(a, &t[i], 1, ref + (size_t)i * V, err, sizeof err) != 0) { test_fail("decode: %s", err); goto out; }
+    if (per_token_ref(m, t, N, V, &ref, &all, &a)) goto out;
     EXPECT(dsv4_model_chunk_tokens(m) == DSV4_DEFAULT_CHUNK && dsv4_model_chunk_tokens(NULL) == 0,
            "default chunk %d", dsv4_model_chunk_tokens(m));
     static const int chunks[] = {1, 5, N};
