@@ -764,6 +764,28 @@ static void test_state_bytes(void) {
               b, cb);
     }
     dsv4_model_free(m);
+    /* other chunks (dsv4_load_options.chunk_tokens): the weights-free size is the arena, the session's chunk is at most
+     * its max_ctx (a short session does not pay a long chunk's scratch) */
+    static const int chunks[] = {1, 5, 512};
+    for (int k = 0; k < 3; k++) {
+        dsv4_load_options o = {0};
+        o.chunk_tokens = chunks[k];
+        m = NULL;
+        if (dsv4_model_load_opts(&m, NANO, &o, err, sizeof err) != 0) { CHECK(0, "nano chunk %d: %s", chunks[k], err); continue; }
+        static const int ctxs[] = {3, 4096};
+        for (int i = 0; i < 2; i++) {
+            dsv4_session *s = NULL;
+            if (dsv4_session_open(&s, m, ctxs[i], err, sizeof err) != 0) { CHECK(0, "open: %s", err); continue; }
+            int want = chunks[k] < ctxs[i] ? chunks[k] : ctxs[i];
+            size_t b = dsv4_session_state_bytes(&m->cfg, chunks[k], ctxs[i]);
+            CHECK(b == s->arena_bytes && s->chunk == want && b == dsv4_session_bytes(m, ctxs[i]),
+                  "nano chunk %d max_ctx %d: state bytes %zu, arena %zu, session chunk %d (want %d)", chunks[k], ctxs[i], b,
+                  s->arena_bytes, s->chunk, want);
+            dsv4_session_free(s);
+        }
+        dsv4_model_free(m);
+    }
+    m = NULL;
     dsv4_config c;
     rc = dsv4_config_load(&c, "vendor/v4-flash-metadata/config.json", err, sizeof err);
     CHECK(rc == 0, "V4-Flash config: %s", err);

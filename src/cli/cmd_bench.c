@@ -277,6 +277,8 @@ static double warm_read(const warm_list *w, unsigned char *buf, size_t bufsz, in
  * gives 44.7 +- 4.1 ms in every run). A long generation pays this once per page; a short benchmark would pay it in
  * most of its steps, so the timed steps start from touched pages: the steady state. Returns the bytes covered. */
 static double prefault(const dsv4_model *m) {
+    if (m->xc || m->v41) return 0;   /* a memory budget reads experts with pread (and drops them); V4.1's Engram tables
+                                      * are read with pread too: mapping them would defeat both */
     const long pg = sysconf(_SC_PAGESIZE) > 0 ? sysconf(_SC_PAGESIZE) : 4096;
     double bytes = 0;
     volatile unsigned char sink = 0;
@@ -455,7 +457,7 @@ int dsv4_cli_bench(int argc, char **argv) {
         { .names = "-c|--ctx-size|--ctx", .kind = CLI_CUSTOM, .dst = &lctx, .parse = list_parse,
           .what = "a list of positions in [1, 16777216] (or none)" },
         { .names = "--prefill", .kind = CLI_CUSTOM, .dst = &lpre, .parse = list_parse,
-          .what = "a list of chunk sizes in [1, 1048576] (or none)" },
+          .what = "a list of prompt lengths in [1, 1048576] (or none)" },
         { .names = "--prefill-chunk", .kind = CLI_CUSTOM, .dst = &lpch, .parse = list_parse,
           .what = "a list of chunk sizes (dsv4_load_options.chunk_tokens) in [1, 4096]" },
         { .names = "-n|--n-predict", .kind = CLI_INT, .dst = &n_dec, .lo = 1, .hi = 1 << 20 },
@@ -495,7 +497,8 @@ int dsv4_cli_bench(int argc, char **argv) {
 
     int rc = 1;
     const int WARM = 2;
-    bmodel full = {0}, tw = {0};
+    bmodel full = {0}, tw = {0}, pms[MAXLIST];
+    memset(pms, 0, sizeof pms);
     results R = {0};
     unsigned char *bwbuf = NULL, *wbuf = NULL;
     uint8_t *pw = NULL, *ps = NULL;
@@ -509,6 +512,26 @@ int dsv4_cli_bench(int argc, char **argv) {
 
     if (open_model(&full, dir, WARM + n_dec, 0) != 0) goto done;
     if (twin && open_model(&tw, twin, WARM + n_dec, 0) != 0) goto done;
+    /* --prefill-chunk: the model loaded once per chunk size, before anything is timed (its pages touched with the
+     * others'); an entry is labelled with the chunk the model applies (a Vision-Exp model raises it to
+     * vision_max_n_token), and an entry applying the same chunk as an earlier one is dropped with a note */
+    for (int qi = 0; qi < npch; qi++) {
+        if (!pch[qi]) continue;
+        if (open_model(&pms[qi], dir, 0, pch[qi]) != 0) goto done;
+        int applied = dsv4_model_chunk_tokens(pms[qi].m), dup = 0;
+        for (int j = 0; j < qi; j++) dup |= pch[j] == applied;
+        if (applied != pch[qi]) printf("  --prefill-chunk %d: the model applies chunk %d\n", pch[qi], applied);
+        pch[qi] = applied;
+        if (dup) {
+            printf("  --prefill-chunk: chunk %d is measured once\n", applied);
+            close_model(&pms[qi]);
+            memset(&pms[qi], 0, sizeof pms[qi]);
+            memmove(pch + qi, pch + qi + 1, sizeof(int) * (size_t)(npch - qi - 1));
+            memmove(pms + qi, pms + qi + 1, sizeof pms[0] * (size_t)(npch - qi - 1));
+            memset(&pms[npch - 1], 0, sizeof pms[0]);
+            npch--; qi--;
+        }
+    }
     const dsv4_config *c = &full.m->cfg;
     if (full.m->v41 && nctx > 0 && ncthr > 0) {   /* no synthetic state fill for V4.1 sessions yet (synthetic.c) */
         if (!ctx_default) {
@@ -575,8 +598,11 @@ int dsv4_cli_bench(int argc, char **argv) {
         free(wbuf); wbuf = NULL;
         t0 = dsv4_now();
         double pf = prefault(full.m) + (twin ? prefault(tw.m) : 0);
-        printf("  mapping: every page of %s of tensors touched in %.1f s (the timed steps start from the steady state)\n",
-               cli_bytes(pf, b1), dsv4_now() - t0);
+        for (int qi = 0; qi < npch; qi++) pf += pms[qi].m ? prefault(pms[qi].m) : 0;
+        if (pf > 0)
+            printf("  mapping: every page of %s of tensors touched in %.1f s (the timed steps start from the steady "
+                   "state)\n", cli_bytes(pf, b1), dsv4_now() - t0);
+        else printf("  mapping: pages not touched in advance (memory budget or DeepSeek-V4.1: weights read with pread)\n");
     }
     fflush(stdout);
 
@@ -684,9 +710,7 @@ int dsv4_cli_bench(int argc, char **argv) {
         }
         /* prefill: one call of P tokens on a fresh session, per forward chunk size */
         for (int qi = 0; qi < npch && !cli_interrupted; qi++) {
-          bmodel pm = {0};
-          if (pch[qi] && open_model(&pm, dir, 0, pch[qi]) != 0) goto done;
-          const dsv4_model *PM = pch[qi] ? pm.m : full.m;
+          const dsv4_model *PM = pch[qi] ? pms[qi].m : full.m;
           char pmet[4][32];
           prefill_metrics(pmet, pch[qi]);
           for (int pi = 0; pi < npre && !cli_interrupted; pi++) {
@@ -696,7 +720,6 @@ int dsv4_cli_bench(int argc, char **argv) {
             if (!toks || dsv4_session_open(&s, PM, P, err, sizeof err) != 0) {
                 fprintf(stderr, "dsv4 bench: prefill %d: %s\n", P, toks ? err : "out of memory");
                 free(toks);
-                close_model(&pm);
                 goto done;
             }
             for (int k = 0; k < P; k++) toks[k] = tok_at(k, full.info.vocab_size);
@@ -709,7 +732,7 @@ int dsv4_cli_bench(int argc, char **argv) {
             }
             free(toks);
             dsv4_session_free(s);
-            if (e) { fprintf(stderr, "dsv4 bench: prefill %d: %s\n", P, err); close_model(&pm); goto done; }
+            if (e) { fprintf(stderr, "dsv4 bench: prefill %d: %s\n", P, err); goto done; }
             double tps;
             mean_sd(reps, nrep, &tps, &sd);
             double dt = P / tps, rate = (trunk_macs * P + head_params) / dt;
@@ -720,7 +743,6 @@ int dsv4_cli_bench(int argc, char **argv) {
             if (tty) fprintf(stderr, "threads %d: prefill %d (chunk %d): %.2f tok/s (%.2f GMAC/s)\n", T, P,
                              dsv4_model_chunk_tokens(PM), P / dt, rate / 1e9);
           }
-          close_model(&pm);
         }
     }
     /* long context: one session per position, filled once, then decode per thread count */
@@ -842,6 +864,7 @@ done:
     if (pc) { free(pc->out); free(pc->scratch); }
     free(pc); free(pw); free(ps); free(px); free(bwbuf); free(wbuf);
     free(R.v);
+    for (int qi = 0; qi < MAXLIST; qi++) close_model(&pms[qi]);
     close_model(&tw);
     close_model(&full);
     return rc;

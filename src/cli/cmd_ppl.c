@@ -1,8 +1,8 @@
 /* cli/cmd_ppl.c — `dsv4 ppl -m DIR -f TEXT [--window W] [--max-tokens N]`: perplexity of a text.
  * Protocol (same as tools/train/README.md): tokenize the file, split into consecutive non-overlapping windows of W
  * tokens (the last partial window included if it has >= 2 tokens), each window evaluated in a fresh session; every
- * position i < len-1 of a window predicts token i+1; ppl = exp(mean NLL). A window is scored in calls of PPL_CHUNK
- * positions with dsv4_eval_all (every position's logits at prefill speed; bit-identical to one decode step per
+ * position i < len-1 of a window predicts token i+1; ppl = exp(mean NLL). A window is scored in calls of the
+ * model's chunk (--chunk) positions with dsv4_eval_all (every position's logits at prefill speed; bit-identical to one decode step per
  * token). A text of fewer than 2 tokens is an error.
  * stdout: one line per window with the running values, then the summary line. stderr: the load summary, a progress
  * bar when stderr is a terminal, and the speed. Ctrl-C stops after the current chunk and prints the summary of the
@@ -17,7 +17,6 @@
 #include <unistd.h>
 
 #define ERRLEN 1024
-#define PPL_CHUNK 128   /* positions scored per dsv4_eval_all call (logits buffer: PPL_CHUNK x vocab floats) */
 
 static const char *ppl_usage =
     "usage: dsv4 ppl -m DIR -f TEXT [--window W] [--max-tokens N]\n"
@@ -68,7 +67,9 @@ int dsv4_cli_ppl(int argc, char **argv) {
     if ((rc = cli_check_ctx("ppl", "--window", m, window)) != 0) goto done;
     rc = 1;
     if (dsv4_session_open(&s, m, window, err, sizeof err) != 0) { cli_fail("ppl", "cannot open session: %s", err); goto done; }
-    logits = malloc(sizeof(float) * (size_t)info.vocab_size * PPL_CHUNK);
+    const int pc = dsv4_model_chunk_tokens(m);   /* positions per dsv4_eval_all call: the model's chunk (--chunk), so
+                                                  * each call is one forward chunk; logits buffer pc x vocab floats */
+    logits = malloc(sizeof(float) * (size_t)info.vocab_size * (size_t)pc);
     if (!logits) { cli_fail("ppl", "out of memory"); goto done; }
     cli_load_summary("ppl", dir, m, window, t_load);
     int tty = isatty(STDERR_FILENO), nwin = 0;
@@ -88,10 +89,10 @@ int dsv4_cli_ppl(int argc, char **argv) {
         dsv4_session_reset(s);
         double wnll = 0;
         long wcount = 0;
-        /* score the window in chunks of PPL_CHUNK positions: dsv4_eval_all gives every position's logits at
-         * prefill speed (row i predicts token w0 + i + 1) */
-        for (int i0 = 0; i0 + 1 < wl && !cli_interrupted; i0 += PPL_CHUNK) {
-            int nc = wl - 1 - i0 < PPL_CHUNK ? wl - 1 - i0 : PPL_CHUNK;
+        /* score the window in calls of pc positions: dsv4_eval_all gives every position's logits at prefill speed
+         * (row i predicts token w0 + i + 1) */
+        for (int i0 = 0; i0 + 1 < wl && !cli_interrupted; i0 += pc) {
+            int nc = wl - 1 - i0 < pc ? wl - 1 - i0 : pc;
             if (dsv4_eval_all(s, ids + w0 + i0, nc, logits, err, sizeof err) != 0) { cli_fail("ppl", "eval: %s", err); goto done; }
             for (int k = 0; k < nc; k++) {
                 const float *lg = logits + (size_t)k * info.vocab_size;

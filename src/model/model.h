@@ -156,7 +156,7 @@ struct dsv4_session {
         int64_t *vlo, *vhi;
         int *vleft, *vright;
     } w;
-    int chunk;             /* tokens per forward chunk: the model's (dsv4_model.chunk) */
+    int chunk;             /* tokens per forward chunk: the model's (dsv4_model.chunk), at most max_ctx */
     /* Vision-Exp: the image roles (DSV4_TOKEN_*) and embedding rows of the chunk being evaluated (dsv4_session_eval_vl
      * sets them for the duration of one dsv4_forward_chunk*; NULL: text) and whether it holds an image span */
     const int8_t *vx_roles;
@@ -226,13 +226,13 @@ int dsv4_weights_bind(dsv4_model *m, char *err, size_t errlen);
 void dsv4_weights_free(dsv4_model *m);
 
 /* ---- forward.c ---- */
-/* Evaluate tokens[0..n) (n <= DSV4_CHUNK) at positions s->pos.. and advance s->pos by n. If logits
+/* Evaluate tokens[0..n) (n <= s->chunk) at positions s->pos.. and advance s->pos by n. If logits
  * is non-NULL, write the vocab_size F32 logits of the last position. Token ids must be validated. */
 void dsv4_forward_chunk(dsv4_session *s, const int32_t *tokens, int n, float *logits);
 /* The same, with the logits of every position: logits [n][vocab] (non-NULL); the head runs once for the n rows
  * (each vocabulary row read once per chunk). Row n-1 equals dsv4_forward_chunk's logits bit for bit. */
 void dsv4_forward_chunk_all(dsv4_session *s, const int32_t *tokens, int n, float *logits);
-/* One decode step of nb <= DSV4_CHUNK distinct sessions of one model: token tokens[i] at position ss[i]->pos
+/* One decode step of nb <= min(DSV4_CHUNK, every session's chunk) distinct sessions of one model: token tokens[i] at position ss[i]->pos
  * (< its max_ctx, checked by the caller), evaluated as one batch: every linear reads its weights once for all
  * rows, the position-dependent part (window, compressor, indexer, attention) runs per row on ss[i]'s state. Each
  * row's results are bit-identical to dsv4_forward_chunk(ss[i], &tokens[i], 1, ...). logits: [nb][vocab] or NULL.
@@ -251,7 +251,7 @@ void dsv4_state_reset(dsv4_session *s);
  * tokens: [n] ids (routing of hash layers, MTP embedding). Positions pos0..pos0+n-1; the block's state in
  * s (window ring, compressor state, compressed entries, indexer keys) is read and advanced, so a sequence
  * may be fed in any split as long as the calls are consecutive from position 0 after dsv4_session_reset.
- * Other layers' state, s->pos and the MTP history are untouched. Calls longer than DSV4_CHUNK are split
+ * Other layers' state, s->pos and the MTP history are untouched. Calls longer than s->chunk are split
  * internally (same result). Returns 0, or -1 with err filled (bad layer, n < 1, NULL pointers, pos0 < 0,
  * pos0 + n > max_ctx, token id out of range). */
 int dsv4_block_eval(dsv4_session *s, int layer, float *X, const int32_t *tokens, int n, int64_t pos0,

@@ -186,8 +186,16 @@ static size_t mul(size_t a, size_t b) { return b && a > CARVE_MAX / b ? CARVE_MA
  * With cv->base NULL it only counts (s->bs may then be NULL: block pointers go to a dummy); otherwise it
  * assigns the pointers of s and s->bs[0..n_blocks). Depends on the config only (no weights): block l
  * has compress ratio c->compress_ratios[l], blocks = n_layers trunk layers + 1 MTP block if any. */
+/* Tokens per forward chunk of a session of max_ctx on a model of chunk `chunk`: no more than max_ctx (a call never
+ * has more positions than the session; an image span fits max_ctx too), so short sessions (a server slot, a batch
+ * of bench sessions) do not pay a long chunk's scratch. */
+static int session_chunk(const dsv4_config *c, int chunk, int max_ctx) {
+    int ch = dsv4_chunk_cap(c, chunk);
+    return max_ctx > 0 && ch > max_ctx ? max_ctx : ch;
+}
+
 static void layout(const dsv4_config *c, int chunk, int max_ctx, dsv4_session *s, carver *cv) {
-    size_t CH = (size_t)dsv4_chunk_cap(c, chunk), hc = c->hc_mult, D = c->dim, H = c->n_heads, hd = c->head_dim;
+    size_t CH = (size_t)session_chunk(c, chunk, max_ctx), hc = c->hc_mult, D = c->dim, H = c->n_heads, hd = c->head_dim;
     size_t CX = CH > hc ? CH : hc;
     size_t ql = c->q_lora_rank, G = c->o_groups, olr = c->o_lora_rank, E = c->n_routed_experts;
     size_t K = c->n_activated_experts, I = c->moe_inter_dim;
@@ -280,6 +288,13 @@ static void layout(const dsv4_config *c, int chunk, int max_ctx, dsv4_session *s
         size_t f = mul(an[i], ac[i]) + mul(an[i], ac[i] + 32) / 2 + 64;
         if (f > act) act = f;
     }
+    /* a one-token MoE (forward.c moe_one_token): its w2 call has K routed + 1 shared distinct one-row inputs of I or Is
+     * columns (dsv4_linear_multi: each its own scratch); its w1/w3 call one shared input of D. At a small chunk
+     * (e.g. 1) with hc_mult 1 this exceeds the terms above. */
+    size_t one = mul(K + 1, dsv4_linear_scratch_floats(1, (int)(Is > I ? Is : I)) + 16);
+    size_t one13 = dsv4_linear_scratch_floats(1, (int)D) + 16;
+    if (one > act) act = one;
+    if (one13 > act) act = one13;
     CARVE(s->w.act, act);
     CARVE(s->w.tmp, hc * D + 4 * cwd + 2 * maxR * 2 + hd + 64);
     CARVE(s->w.hh, 2 * hc);
@@ -322,7 +337,7 @@ int dsv4_session_open(dsv4_session **out, const dsv4_model *m, int max_ctx, char
         return 0;
     }
     s->wring = m->cfg.window_size < max_ctx ? m->cfg.window_size : max_ctx;
-    s->chunk = m->chunk;
+    s->chunk = session_chunk(&m->cfg, m->chunk, max_ctx);
     s->ent_bytes = dsv4_entry_bytes(&m->cfg);
     s->ikey_bytes = dsv4_ikey_bytes(&m->cfg);
     s->bs = calloc((size_t)m->n_blocks, sizeof *s->bs);
@@ -477,7 +492,10 @@ int dsv4_eval_batch(dsv4_session *const *ss, int nb, const int32_t *tokens, floa
             return dsv4_fail(err, errlen, "dsv4_eval_batch: context overflow: session %d is at position %d = max_ctx", i, s->pos);
     }
     int V = ss[0]->m->cfg.vocab_size;
-    int cap = ss[0]->chunk < DSV4_CHUNK ? ss[0]->chunk : DSV4_CHUNK;   /* rows per step: the scratch's chunk */
+    int cap = DSV4_CHUNK;   /* rows per step: no more than any session's chunk (the scratch owner of a step, the one
+                             * with the largest max_ctx, has the largest chunk of the step) */
+    for (int i = 0; i < nb; i++)
+        if (ss[i]->chunk < cap) cap = ss[i]->chunk;
     for (int b0 = 0; b0 < nb; b0 += cap) {
         int nc = nb - b0 < cap ? nb - b0 : cap;
         dsv4_forward_batch(ss + b0, tokens + b0, nc, logits ? logits + (size_t)b0 * V : NULL);
