@@ -82,7 +82,7 @@ typedef struct {
                           * depend on it (any split of a sequence gives bit-identical logits; docs/performance.md). */
 } dsv4_load_options;
 /* The chunk_tokens a load without the option uses. `dsv4 bench --prefill-chunk` on the real V4-Flash shapes measured
- * 512 as 1.3-1.65x faster prefill (docs/performance.md, "Prefill chunk"); the library keeps 128 for the smallest
+ * 512 as 1.1-1.5x faster prefill (docs/performance.md, "Prefill chunk"); the library keeps 128 for the smallest
  * session (3.60 GiB at 1 Mi context, every server slot pays it), and the CLI's one-session commands ask for 512. A
  * session's own chunk is at most its max_ctx. */
 #define DSV4_DEFAULT_CHUNK 128

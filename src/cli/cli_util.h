@@ -136,7 +136,7 @@ extern int cli_engram_cache_rows;
 /* --chunk N (every command): dsv4_load_options.chunk_tokens of the models the CLI loads (0: cli_default_chunk). */
 extern int cli_chunk_tokens;
 /* The CLI's chunk without --chunk: CLI_CHUNK (512) for the one-session commands, where `dsv4 bench --prefill-chunk`
- * on the real V4-Flash shapes measured prefill 1.2-1.5x faster than at 128 for about 410 MiB more session memory
+ * on the real V4-Flash shapes measured prefill 1.1-1.5x faster than at 128 for about 410 MiB more session memory
  * (docs/performance.md, "Prefill chunk"); the library default DSV4_DEFAULT_CHUNK (128) for serve, whose every slot
  * is a session. */
 #define CLI_CHUNK 512
