@@ -24,6 +24,7 @@
 struct dsv4_v41_state {
     const dsv4_model *m;
     int max_ctx, max_chunk;
+    int head_last;                        /* dsv4_v41_set_head_last: the head on the call's last row only */
     int wring;                            /* window ring slots: window + max_chunk - 1 (at most max_ctx): a chunk's
                                            * writes never evict a key one of its own queries still reads */
     int64_t pos;
@@ -471,7 +472,9 @@ int dsv4_v41_eval_vl(dsv4_v41_state *s, const int32_t *tokens, const int8_t *rol
     s->roles = NULL;
     hc_pre(c, s->X, s->pre, T, s->x);
     for (int t = 0; t < T; t++) rms(s->x + (size_t)t * D, m->norm, D, c->norm_eps);
-    if (logits) dsv4_linear(logits, &m->head, s->x, T, 0, s->lin);
+    if (logits && s->head_last)   /* each row's logits do not depend on the rows computed with it (pair-lane order) */
+        dsv4_linear(logits, &m->head, s->x + (size_t)(T - 1) * D, 1, 0, s->lin);
+    else if (logits) dsv4_linear(logits, &m->head, s->x, T, 0, s->lin);
     if (s->main_x) {   /* DSpark stage 0's main_x of these positions */
         const dsv4_layer41 *S0 = &v->layers[c->n_layers];
         lin(s, s->y, &S0->main_proj, s->feat, T, 1, 1);
@@ -613,6 +616,8 @@ void dsv4_v41_state_free(dsv4_v41_state *s) {
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) free(f[i]);
     free(s);
 }
+
+void dsv4_v41_set_head_last(dsv4_v41_state *s, int on) { s->head_last = on != 0; }
 
 void dsv4_v41_state_reset(dsv4_v41_state *s) {
     if (!s) return;

@@ -124,10 +124,9 @@ struct dsv4_session {
     int wring;             /* ring length of the window caches: min(sliding_window, max_ctx) (positions are
                             * < max_ctx, so a shorter ring never evicts a key the window still needs) */
     dsv4_block_state *bs;  /* [n_blocks] */
-    /* DeepSeek-V4.1 model (m->v41): the sequence state of model/forward_v41.c and its logits rows [v41_chunk][vocab];
-     * the V4 fields (bs, arena) are then unused (NULL) and pos mirrors the state's position */
+    /* DeepSeek-V4.1 model (m->v41): the sequence state of model/forward_v41.c (its chunks of v41_chunk tokens); the V4
+     * fields (bs, arena) are then unused (NULL) and pos mirrors the state's position */
     struct dsv4_v41_state *v41;
-    float *v41_logits;
     int v41_chunk;
     float *last_x;         /* [hc*D] trunk state of the last evaluated position (before hc_head) */
     int have_last;

@@ -108,6 +108,9 @@ size_t dsv4_v41_state_bytes(const dsv4_v41_state *s);
  * and every later call says so). */
 int dsv4_v41_eval(dsv4_v41_state *s, const int32_t *tokens, int T, float *logits, float *blocks, char *err,
                   size_t errlen);
+/* on != 0: later evaluations write only the last position's logits ([vocab] at logits[0]; the head runs on one row,
+ * bit-identical to that row of a full [T][vocab] call), as dsv4_eval needs; 0: every position's (the default). */
+void dsv4_v41_set_head_last(dsv4_v41_state *s, int on);
 /* dsv4_v41_eval with images (docs/v41.md §3.4): roles (may be NULL = all text) gives each position's DSV4_TOKEN_*
  * role; embs (may be NULL) a [dim] row of BF16 values per position replacing its token embedding (NULL entries: the
  * token's embedding). Positions with role >= 0 select their experts with ffn.gate.bias_vl (the model must have it)

@@ -13,7 +13,7 @@ size_t dsv4_session_bytes(const dsv4_model *m, int max_ctx) {
         int ch = max_ctx < m->chunk ? max_ctx : m->chunk;
         dsv4_v41_state *st = NULL;
         if (dsv4_v41_state_open(m, max_ctx, ch, &st, NULL, 0)) return 0;
-        size_t n = dsv4_v41_state_bytes(st) + (size_t)ch * m->cfg.vocab_size * sizeof(float);
+        size_t n = dsv4_v41_state_bytes(st);
         dsv4_v41_state_free(st);
         return n;
     }

@@ -327,8 +327,7 @@ int dsv4_session_open(dsv4_session **out, const dsv4_model *m, int max_ctx, char
     if (m->v41) {   /* DeepSeek-V4.1: one forward_v41 state, calls split into chunks of the model's chunk */
         s->v41_chunk = max_ctx < m->chunk ? max_ctx : m->chunk;
         char e2[512] = "";
-        if (dsv4_v41_state_open(m, max_ctx, s->v41_chunk, &s->v41, e2, sizeof e2) ||
-            !(s->v41_logits = malloc((size_t)s->v41_chunk * m->cfg.vocab_size * sizeof(float)))) {
+        if (dsv4_v41_state_open(m, max_ctx, s->v41_chunk, &s->v41, e2, sizeof e2)) {
             dsv4_v41_state_free(s->v41);
             free(s);
             return dsv4_fail(err, errlen, "dsv4_session_open: %s", e2[0] ? e2 : "out of memory");
@@ -373,7 +372,6 @@ int dsv4_session_open(dsv4_session **out, const dsv4_model *m, int max_ctx, char
 void dsv4_session_free(dsv4_session *s) {
     if (!s) return;
     dsv4_v41_state_free(s->v41);
-    free(s->v41_logits);
     free(s->arena);
     free(s->bs);
     free(s);
@@ -429,7 +427,8 @@ int dsv4_session_eval_vl(dsv4_session *s, const int32_t *tokens, const int8_t *r
     int pos0 = s->pos;
     for (int c0 = 0; s->v41 && c0 < n; c0 += s->v41_chunk) {   /* DeepSeek-V4.1 */
         int nc = n - c0 < s->v41_chunk ? n - c0 : s->v41_chunk, last = c0 + nc == n;
-        float *lg = all ? logits + (size_t)c0 * V : last && logits ? s->v41_logits : NULL;
+        float *lg = all ? logits + (size_t)c0 * V : last && logits ? logits : NULL;
+        dsv4_v41_set_head_last(s->v41, !all);   /* dsv4_eval: the head on the last row only, into logits */
         char e2[512] = "";
         if (dsv4_v41_eval_vl(s->v41, tokens + c0, roles ? roles + c0 : NULL, embs ? embs + c0 : NULL, nc, lg, NULL, e2,
                              sizeof e2)) {   /* an Engram row read failed */
@@ -437,7 +436,6 @@ int dsv4_session_eval_vl(dsv4_session *s, const int32_t *tokens, const int8_t *r
             return dsv4_fail(err, errlen, "%s: %s (session reset to position 0)", fn, e2);
         }
         s->pos = (int)dsv4_v41_state_pos(s->v41);
-        if (lg == s->v41_logits) memcpy(logits, lg + (size_t)(nc - 1) * V, (size_t)V * sizeof(float));
     }
     for (int c0 = 0, nc = 0; !s->v41 && c0 < n; c0 += nc) {
         nc = n - c0 < s->chunk ? n - c0 : s->chunk;
