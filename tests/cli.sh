@@ -55,7 +55,7 @@ check "bench: --ctx whose decode steps pass max_position_embeddings is refused" 
 check "bench: the default --ctx list brought down to max_position_embeddings 64 is measured once (not 60, 60, 60)" 0 "^1 decode at context 60 " -- sh -c "'$BIN' bench -m '$tmp/short' -t 1 -n 2 --prefill none --no-warm --bw-mib 8 > '$tmp/bctx.txt' 2>/dev/null; grep -c 'decode at context' '$tmp/bctx.txt' | tr '\\n' ' '; grep -o 'decode at context 60 ' '$tmp/bctx.txt'"
 
 # ---- feedback
-check "one-line load summary" 0 "dsv4 generate: $NANO: 3.18M parameters \\(1.87M active\\), 3.75 MiB of weights mapped( \\([0-9.]+ [KMG]iB resident\\))?, ctx 6, state [0-9.]+ MiB \\(chunk 512\\), 1 thread, kernel [a-z0-9]+, loaded in [0-9.]+ s" -- "$BIN" generate -m $NANO -p ROMEO: -n 4 -t 1
+check "one-line load summary" 0 "dsv4 generate: $NANO: 3.18M parameters \\(1.87M active\\), 3.75 MiB of weights mapped( \\([0-9.]+ [KMG]iB resident\\))?, ctx 6, state [0-9.]+ [KM]iB \\(chunk 512\\), 1 thread, kernel [a-z0-9]+, loaded in [0-9.]+ s" -- "$BIN" generate -m $NANO -p ROMEO: -n 4 -t 1
 check "ppl prints running values per window" 0 "^window 2/2: [0-9]+ predictions, ppl [0-9.]+; running: [0-9]+ predictions, ppl [0-9.]+$" -- "$BIN" ppl -m $NANO -f $NANO/config.json --max-tokens 16 --window 8
 check "dsv4 help COMMAND = dsv4 COMMAND -h" 0 "^usage: dsv4 ppl " -- "$BIN" help ppl
 check "dsv4 --version" 0 "^dsv4 [0-9]+\\.[0-9]+" -- "$BIN" --version
