@@ -91,15 +91,6 @@ static const char *variant(const char *name, void (*edit)(stfile *f, void **extr
     return dir;
 }
 
-static void rm_variant(const char *dir) {
-    char p[192];
-    snprintf(p, sizeof p, "%s/config.json", dir);
-    unlink(p);
-    snprintf(p, sizeof p, "%s/model.safetensors", dir);
-    unlink(p);
-    rmdir(dir);
-}
-
 /* bind `dir`, expect failure with an error containing every needle */
 static void expect_error(const char *what, const char *dir, const char *n1, const char *n2) {
     dsv4_model *m = NULL;
@@ -271,7 +262,7 @@ static void test_bad(void) {
         const char *d = variant(cases[i].name, cases[i].edit);
         if (!d) { test_fail("cannot write variant %s", cases[i].name); continue; }
         expect_error(cases[i].name, d, cases[i].n1, cases[i].n2);
-        rm_variant(d);
+        test_variant_remove(d);
     }
     expect_error("V4 directory", "tests/golden/flash", "not a DeepSeek-V4.1 config", NULL);
 }
