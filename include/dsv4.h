@@ -77,9 +77,9 @@ typedef struct {
                           * are read once per chunk for all its tokens (prefill speed grows with the chunk) while the
                           * session scratch grows by about 1 MiB per chunk token at V4-Flash shapes
                           * (dsv4_session_bytes; a session's chunk is at most its max_ctx). 0 = DSV4_DEFAULT_CHUNK;
-                          * 1..4096. A Vision-Exp model's chunk is at
-                          * least its vision_max_n_token (an image span is evaluated in one chunk). Logits never
-                          * depend on it (any split of a sequence gives bit-identical logits; docs/performance.md). */
+                          * 1..4096. A Vision-Exp model's chunk is at least its vision_max_n_token (an image span is
+                          * evaluated in one chunk). Logits never depend on it (any split of a sequence gives
+                          * bit-identical logits; docs/performance.md). */
 } dsv4_load_options;
 /* The chunk_tokens a load without the option uses. `dsv4 bench --prefill-chunk` on the real V4-Flash shapes measured
  * 512 as 1.1-1.5x faster prefill (docs/performance.md, "Prefill chunk"); the library keeps 128 for the smallest
@@ -196,21 +196,22 @@ int dsv4_model_chunk_tokens(const dsv4_model *m);
  * session to position 0 (its state would be partial); the model and other sessions stay usable. */
 int dsv4_eval(dsv4_session *s, const int32_t *tokens, int n, float *logits, char *err, size_t errlen);
 /* dsv4_eval with the logits of EVERY position: `logits` (non-NULL) receives n rows of vocab_size F32 logits, row i
- * those of position pos+i (predicting the token after tokens[i]); row n-1 is what dsv4_eval writes, bit for bit.
- * The head runs once per forward chunk (dsv4_load_options.chunk_tokens positions) for all its rows, so scoring a text (perplexity, prompt
- * logprobs) runs at prefill speed instead of one decode step per token. Errors as dsv4_eval, plus logits NULL;
- * the non-finite check covers every row (the message names the first bad position). */
+ * those of position pos+i (predicting the token after tokens[i]); row n-1 is what dsv4_eval writes, bit for bit. The
+ * head runs once per forward chunk (dsv4_load_options.chunk_tokens positions) for all its rows, so scoring a text
+ * (perplexity, prompt logprobs) runs at prefill speed instead of one decode step per token. Errors as dsv4_eval, plus
+ * logits NULL; the non-finite check covers every row (the message names the first bad position). */
 int dsv4_eval_all(dsv4_session *s, const int32_t *tokens, int n, float *logits, char *err, size_t errlen);
 
-/* One decode step for several sessions at once (a server's busy slots): session ss[i] evaluates token
- * tokens[i] at its position, as dsv4_eval(ss[i], &tokens[i], 1, ...) would, and advances by one. The sessions
- * are evaluated as one batch, so every weight is read once per step for all of them (up to min(128, the smallest
- * chunk of the sessions) rows per pass, see dsv4_load_options.chunk_tokens; larger nb runs in groups); each session's logits are bit-identical to its own dsv4_eval (tests/test_batch.c).
- * logits: NULL, or nb * vocab_size floats, row i for session i. Sessions must be distinct, of one model, and not
- * used by another thread during the call. Errors (nothing evaluated): ss or tokens NULL, nb < 1, a NULL session
- * (names its index), sessions of different models, the same session twice, a token out of range, a session at
- * max_ctx. After evaluation: "non-finite logits" as dsv4_eval (every session has advanced); under a memory budget
- * a failed expert read fails the call with the read's message and resets every session of the batch. No allocation. */
+/* One decode step for several sessions at once (a server's busy slots): session ss[i] evaluates token tokens[i] at its
+ * position, as dsv4_eval(ss[i], &tokens[i], 1, ...) would, and advances by one. The sessions are evaluated as one
+ * batch, so every weight is read once per step for all of them (up to min(128, the smallest chunk of the sessions) rows
+ * per pass, see dsv4_load_options.chunk_tokens; larger nb runs in groups); each session's logits are bit-identical to
+ * its own dsv4_eval (tests/test_batch.c). logits: NULL, or nb * vocab_size floats, row i for session i. Sessions must
+ * be distinct, of one model, and not used by another thread during the call. Errors (nothing evaluated): ss or tokens
+ * NULL, nb < 1, a NULL session (names its index), sessions of different models, the same session twice, a token out of
+ * range, a session at max_ctx. After evaluation: "non-finite logits" as dsv4_eval (every session has advanced); under a
+ * memory budget a failed expert read fails the call with the read's message and resets every session of the batch. No
+ * allocation. */
 int dsv4_eval_batch(dsv4_session *const *ss, int nb, const int32_t *tokens, float *logits, char *err, size_t errlen);
 
 /* DeepSeek-V4.1: the positions of a DSpark draft block (config.json dspark_block_size), 0 for a model without DSpark

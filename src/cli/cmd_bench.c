@@ -11,8 +11,8 @@
  * FP8 activations; best of 3), decode ms/token of -m and --twin (the small-vocabulary twin sharing the layer
  * weights: head = full - twin, per layer-token = twin / n_layers), prefill tok/s of one dsv4_eval call of each
  * --prefill size on a fresh session (with --prefill-chunk, once per chunk size: the model loaded again with that
- * dsv4_load_options.chunk_tokens, metric prefill_c<chunk>), and decode ms/token at each --ctx position after a synthetic state fill
- * (dsv4_session_fill_synthetic, src/model/synthetic.c). Ratios: decode vs bound = (bytes read per token /
+ * dsv4_load_options.chunk_tokens, metric prefill_c<chunk>), and decode ms/token at each --ctx position after a
+ * synthetic state fill (dsv4_session_fill_synthetic, src/model/synthetic.c). Ratios: decode vs bound = (bytes read per token /
  * bandwidth) / measured time, where bytes = the weights one decode step reads (dsv4_model_info.bytes_per_token)
  * + the caches it reads at that context; prefill vs peak = (active parameters per token x tokens / time) /
  * peak. --batch B: B sessions decoded together by dsv4_eval_batch (each weight read once per step for all B);
@@ -602,7 +602,8 @@ int dsv4_cli_bench(int argc, char **argv) {
         if (pf > 0)
             printf("  mapping: every page of %s of tensors touched in %.1f s (the timed steps start from the steady "
                    "state)\n", cli_bytes(pf, b1), dsv4_now() - t0);
-        else printf("  mapping: pages not touched in advance (memory budget or DeepSeek-V4.1: weights read with pread)\n");
+        else
+            printf("  mapping: pages not touched in advance (memory budget or DeepSeek-V4.1: weights read with pread)\n");
     }
     fflush(stdout);
 

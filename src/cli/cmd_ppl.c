@@ -2,8 +2,8 @@
  * Protocol (same as tools/train/README.md): tokenize the file, split into consecutive non-overlapping windows of W
  * tokens (the last partial window included if it has >= 2 tokens), each window evaluated in a fresh session; every
  * position i < len-1 of a window predicts token i+1; ppl = exp(mean NLL). A window is scored in calls of the
- * model's chunk (--chunk) positions with dsv4_eval_all (every position's logits at prefill speed; bit-identical to one decode step per
- * token). A text of fewer than 2 tokens is an error.
+ * model's chunk (--chunk) positions with dsv4_eval_all (every position's logits at prefill speed; bit-identical to
+ * one decode step per token). A text of fewer than 2 tokens is an error.
  * stdout: one line per window with the running values, then the summary line. stderr: the load summary, a progress
  * bar when stderr is a terminal, and the speed. Ctrl-C stops after the current chunk and prints the summary of the
  * predictions made so far (exit status 130). */

@@ -1,8 +1,8 @@
 /* model/forward.c — the DeepSeek-V4 forward pass (docs/architecture.md §4, precision map §7.1).
  *
  * A chunk of n <= s->chunk tokens (dsv4_load_options.chunk_tokens) goes through every block with batched
- * linears (each weight row read once per chunk); the position-dependent part (window ring, compressor state, indexer top-k,
- * attention) runs token by token in order, so a query at position t sees exactly the state a one-token
+ * linears (each weight row read once per chunk); the position-dependent part (window ring, compressor state,
+ * indexer top-k, attention) runs token by token in order, so a query at position t sees exactly the state a one-token
  * decode at t would see and any split of a sequence into calls gives identical results.
  *
  * Layouts: X [n][hc][D] residual streams (BF16 values in floats, stream-major per token, which is the
@@ -637,7 +637,8 @@ void dsv4_forward_chunk(dsv4_session *s, const int32_t *tokens, int n, float *lo
     }
 }
 
-/* Final norm + head for rows X [n][hc][D] (n <= the session's chunk) into logits [n][vocab], the head once for all rows. */
+/* Final norm + head for rows X [n][hc][D] (n <= the session's chunk) into logits [n][vocab], the head once for all
+ * rows. */
 static void head_rows(dsv4_session *s, const float *X, int n, float *logits) {
     const dsv4_model *m = s->m;
     const dsv4_config *c = &m->cfg;

@@ -231,8 +231,8 @@ void dsv4_forward_chunk(dsv4_session *s, const int32_t *tokens, int n, float *lo
 /* The same, with the logits of every position: logits [n][vocab] (non-NULL); the head runs once for the n rows
  * (each vocabulary row read once per chunk). Row n-1 equals dsv4_forward_chunk's logits bit for bit. */
 void dsv4_forward_chunk_all(dsv4_session *s, const int32_t *tokens, int n, float *logits);
-/* One decode step of nb <= min(DSV4_CHUNK, every session's chunk) distinct sessions of one model: token tokens[i] at position ss[i]->pos
- * (< its max_ctx, checked by the caller), evaluated as one batch: every linear reads its weights once for all
+/* One decode step of nb <= min(DSV4_CHUNK, every session's chunk) distinct sessions of one model: token tokens[i] at
+ * position ss[i]->pos (< its max_ctx, checked by the caller), evaluated as one batch: every linear reads its weights once for all
  * rows, the position-dependent part (window, compressor, indexer, attention) runs per row on ss[i]'s state. Each
  * row's results are bit-identical to dsv4_forward_chunk(ss[i], &tokens[i], 1, ...). logits: [nb][vocab] or NULL.
  * The scratch of the session with the largest max_ctx is used. */

@@ -4,8 +4,8 @@
  * wait in a bounded FIFO queue (submit fails when it is full: the HTTP layer answers 503 + Retry-After). One
  * scheduler thread owns every session: it admits queued jobs to idle slots (the slot that can reuse the longest
  * prefix of the job's prompt, else the least recently used one), then steps the busy slots round robin: a
- * prefill slot evaluates its next chunk (at most max(CHUNK, the model's chunk) tokens, cut at checkpoint positions), a decode slot
- * samples one token, feeds its text to the output parser and evaluates it. So a long prompt never stalls other
+ * prefill slot evaluates its next chunk (at most max(CHUNK, the model's chunk) tokens, cut at checkpoint
+ * positions), a decode slot samples one token, feeds its text to the output parser and evaluates it. So a long prompt never stalls other
  * streams for more than one chunk. A cancelled job (client gone) is finished at its slot's next step and the
  * slot is free at once; the tokens it evaluated stay reusable.
  *
@@ -310,7 +310,7 @@ static void slot_step(srv_engine *e, slot_t *sl) {
     if (job_cancelled(j)) { slot_finish(e, sl, SRV_FIN_CANCELLED, NULL); return; }
     if (sl->phase == 1) {
         int pos = sl->next, n = sl->np - pos;
-        int cap = dsv4_model_chunk_tokens(e->m) > CHUNK ? dsv4_model_chunk_tokens(e->m) : CHUNK;   /* --chunk above 256 */
+        int mc = dsv4_model_chunk_tokens(e->m), cap = mc > CHUNK ? mc : CHUNK;   /* --chunk above 256 */
         if (n > cap) n = cap;
         int stride = e->cfg.checkpoint_stride;
         int cut = stride > 0 ? (pos / stride + 1) * stride : sl->np;   /* next stride checkpoint */
