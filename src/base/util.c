@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -78,4 +79,22 @@ double dsv4_cpu_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+#define DSV4_HUGE_MIN ((size_t)2 << 20)
+
+void *dsv4_huge_alloc(size_t bytes) {
+    if (bytes < DSV4_HUGE_MIN) return calloc(bytes ? bytes : 1, 1);
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return NULL;
+#ifdef MADV_HUGEPAGE
+    (void)madvise(p, bytes, MADV_HUGEPAGE);
+#endif
+    return p;
+}
+
+void dsv4_huge_free(void *p, size_t bytes) {
+    if (!p) return;
+    if (bytes < DSV4_HUGE_MIN) free(p);
+    else munmap(p, bytes);
 }

@@ -292,6 +292,21 @@ static double prefault(const dsv4_model *m) {
     return bytes;
 }
 
+/* Bytes of this process's file mappings mapped with 2 MiB pages (Linux: FilePmdMapped in /proc/self/smaps_rollup),
+ * or -1 where that is not available. After prefault() it tells how much of the checkpoint the kernel maps in huge
+ * pages: page cache filled by writes (a checkpoint just downloaded or written) may hold 4 KiB folios only, which
+ * decode then pays in TLB misses (docs/performance.md, "Huge pages"). */
+static double file_pmd_bytes(void) {
+    FILE *f = fopen("/proc/self/smaps_rollup", "r");
+    if (!f) return -1;
+    char line[256];
+    double kb = -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "FilePmdMapped: %lf kB", &kb) == 1) break;
+    fclose(f);
+    return kb < 0 ? -1 : kb * 1024.0;
+}
+
 /* ------------------------------------------------------------------ model runs */
 /* Cache bytes one decode step reads at position ctx: per trunk layer the window (BF16 keys), and the compressed
  * entries it attends (FP8 records of dsv4_entry_bytes; CSA: min(ctx/4, top-k) entries plus all ctx/4 indexer
@@ -599,16 +614,25 @@ int dsv4_cli_bench(int argc, char **argv) {
         t0 = dsv4_now();
         double pf = prefault(full.m) + (twin ? prefault(tw.m) : 0);
         for (int qi = 0; qi < npch; qi++) pf += pms[qi].m ? prefault(pms[qi].m) : 0;
-        if (pf > 0)
+        if (pf > 0) {
             printf("  mapping: every page of %s of tensors touched in %.1f s (the timed steps start from the steady "
                    "state)\n", cli_bytes(pf, b1), dsv4_now() - t0);
+            double pmd = file_pmd_bytes();
+            if (pmd >= 0) {
+                char b2[32];
+                printf("  huge pages: %s of the mapped files in 2 MiB pages (%.0f%%)%s\n", cli_bytes(pmd, b2),
+                       100.0 * (pmd < pf ? pmd / pf : 1.0),
+                       pmd < 0.5 * pf ? "; files written recently may sit in the page cache in 4 KiB pages: "
+                                        "docs/performance.md, \"Huge pages\"" : "");
+            }
+        }
         else
             printf("  mapping: pages not touched in advance (memory budget or DeepSeek-V4.1: weights read with pread)\n");
     }
     fflush(stdout);
 
     /* buffers of the machine measurements */
-    if (!(bwbuf = malloc(bwbytes))) { fprintf(stderr, "dsv4 bench: out of memory (%d MiB read buffer)\n", bw_mib); goto done; }
+    if (!(bwbuf = dsv4_huge_alloc(bwbytes))) { fprintf(stderr, "dsv4 bench: out of memory (%d MiB read buffer)\n", bw_mib); goto done; }
     memset(bwbuf, 1, bwbytes);
     pc = calloc(1, sizeof *pc);
     size_t wn = (size_t)PEAK_ROWS * PEAK_COLS, sn = (size_t)(PEAK_ROWS / 128) * (PEAK_COLS / 128);
@@ -863,7 +887,7 @@ done:
     cli_sigint_end();
     if (cf && fclose(cf) != 0 && rc == 0) { fprintf(stderr, "dsv4 bench: write error on %s\n", csv); rc = 1; }
     if (pc) { free(pc->out); free(pc->scratch); }
-    free(pc); free(pw); free(ps); free(px); free(bwbuf); free(wbuf);
+    free(pc); free(pw); free(ps); free(px); dsv4_huge_free(bwbuf, bwbytes); free(wbuf);
     free(R.v);
     for (int qi = 0; qi < MAXLIST; qi++) close_model(&pms[qi]);
     close_model(&tw);

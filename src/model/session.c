@@ -165,7 +165,7 @@ void dsv4_model_get_info(const dsv4_model *m, dsv4_model_info *out) {
 /* ------------------------------------------------------------------ session */
 
 /* Two-pass arena carving: pass 0 counts, pass 1 assigns. Sizes in bytes, each region rounded up to 16 bytes
- * (so every region is 16-byte aligned in the calloc'd arena). Every size is a product of config values
+ * (so every region is 16-byte aligned in the arena). Every size is a product of config values
  * (bounded in io/config.h) and max_ctx; the running total saturates (`over`) instead of wrapping, so a
  * layout too large for size_t is reported as out of memory. */
 typedef struct { unsigned char *base; size_t used; int over; } carver;
@@ -356,7 +356,7 @@ int dsv4_session_open(dsv4_session **out, const dsv4_model *m, int max_ctx, char
         return dsv4_fail(err, errlen, "dsv4_session_open: out of memory (%.1f MiB of state for max_ctx %d exceeds "
                          "the machine's %.1f MiB of RAM)", (double)cv.used / 1048576.0, max_ctx, phys / 1048576.0);
     }
-    s->arena = calloc(cv.used, 1);
+    s->arena = dsv4_huge_alloc(cv.used);
     if (!s->arena) {
         free(s->bs); free(s);
         return dsv4_fail(err, errlen, "dsv4_session_open: out of memory (%.1f MiB of state for max_ctx %d)",
@@ -372,7 +372,7 @@ int dsv4_session_open(dsv4_session **out, const dsv4_model *m, int max_ctx, char
 void dsv4_session_free(dsv4_session *s) {
     if (!s) return;
     dsv4_v41_state_free(s->v41);
-    free(s->arena);
+    dsv4_huge_free(s->arena, s->arena_bytes);
     free(s->bs);
     free(s);
 }
