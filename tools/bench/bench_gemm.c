@@ -29,11 +29,24 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/mman.h>
 
 #include "bench_util.h"
 #include "kernels/quant_v41.h"
 
 /* ------------------------------------------------------------------ weights */
+/* Weight memory in 2 MiB pages where the kernel allows (as the model's mapped checkpoint is, once the page cache
+ * holds it in large folios: docs/performance.md, "Huge pages"), so that TLB misses do not show as kernel speed.
+ * Freed with free(). */
+static void *walloc(size_t n) {
+    void *p = NULL;
+    if (posix_memalign(&p, (size_t)2 << 20, n ? n : 1) != 0) return NULL;
+#ifdef MADV_HUGEPAGE
+    (void)madvise(p, (n + 4095) & ~(size_t)4095, MADV_HUGEPAGE);
+#endif
+    return p;
+}
+
 typedef struct { dsv4_wview w; void *data; uint8_t *scale; size_t bytes; } owned;
 
 /* fmt; as_bf16: an FP8_32 weight dequantized to BF16 (the former load-time copy) */
@@ -41,38 +54,38 @@ static owned make_w(dsv4_wfmt fmt, int rows, int cols, int as_bf16) {
     owned o = {{fmt, rows, cols, NULL, NULL}, NULL, NULL, 0};
     size_t n = (size_t)rows * cols;
     if (fmt == DSV4_W_FP8_32) {
-        uint8_t *d = malloc(n);
+        uint8_t *d = walloc(n);
         for (size_t i = 0; i < n; i++) { uint8_t b = (uint8_t)rnd(); d[i] = (b & 0x7f) == 0x7f ? 0x3c : b; }
         size_t ns = (size_t)((rows + 31) / 32) * ((cols + 31) / 32);
-        o.scale = malloc(ns);
+        o.scale = walloc(ns);
         for (size_t i = 0; i < ns; i++) o.scale[i] = (uint8_t)(118 + rnd() % 3);
         o.data = d;
         o.bytes = n + ns;
         if (as_bf16) {
-            uint16_t *b = malloc(n * 2);
+            uint16_t *b = walloc(n * 2);
             dsv4_fp8_tiles_to_bf16(d, o.scale, rows, cols, 32, b);
             free(d); free(o.scale);
             o.data = b; o.scale = NULL; o.w.fmt = DSV4_W_BF16; o.bytes = n * 2;
         }
     } else if (fmt == DSV4_W_BF16) {
         o.bytes = n * 2;
-        uint16_t *d = malloc(n * 2);
+        uint16_t *d = walloc(n * 2);
         float s = 1.0f / (float)cols;
         for (size_t i = 0; i < n; i++) d[i] = bf16_of(unif() * 1.7f * s * 32.0f);
         o.data = d;
     } else if (fmt == DSV4_W_FP8) {
-        uint8_t *d = malloc(n);
+        uint8_t *d = walloc(n);
         for (size_t i = 0; i < n; i++) { uint8_t b = (uint8_t)rnd(); d[i] = (b & 0x7f) == 0x7f ? 0x3c : b; }
         size_t ns = (size_t)((rows + 127) / 128) * ((cols + 127) / 128);
-        o.scale = malloc(ns);
+        o.scale = walloc(ns);
         for (size_t i = 0; i < ns; i++) o.scale[i] = (uint8_t)(118 + rnd() % 3);
         o.data = d;
         o.bytes = n + ns;
     } else {
-        uint8_t *d = malloc(n / 2);
+        uint8_t *d = walloc(n / 2);
         for (size_t i = 0; i < n / 2; i++) d[i] = (uint8_t)rnd();
         size_t ns = (size_t)rows * (cols / 32);
-        o.scale = malloc(ns);
+        o.scale = walloc(ns);
         for (size_t i = 0; i < ns; i++) o.scale[i] = (uint8_t)(118 + rnd() % 3);
         o.data = d;
         o.bytes = n / 2 + ns;
