@@ -123,7 +123,7 @@ static const mk_fn K_FP4[] = {NULL, mk_fp4_1, mk_fp4_2, mk_fp4_3, mk_fp4_4};
 static const mk_fn K_FP4F[] = {NULL, mk_fp4f_1, mk_fp4f_2, mk_fp4f_3, mk_fp4f_4};
 
 /* The activations' exponent range (dsv4_fold_ok): packed BF16 rows, zero padded to 32 columns. */
-static dsv4_xrange x_range(const dsv4_lin_job *jb) {
+dsv4_xrange dsv4_x_range_avx2(const dsv4_lin_job *jb) {
     const int n = (jb->cols + 31) & ~31;
     const __m256i ff = _mm256_set1_epi16(0xff), z = _mm256_setzero_si256();
     __m256i mn = _mm256_set1_epi16(0x7fff), mx = z;
@@ -175,7 +175,7 @@ void dsv4_gemm_rows_avx2(const dsv4_lin_job *jb, int r0, int nr, dsv4_tile_dec_f
     const int ntmax = fmt == DSV4_W_FP8 ? NT_FP8 : g32 ? NT_FP4 : NT_BF16;
     const mk_fn *K0 = fmt == DSV4_W_FP8 ? K_FP8 : g32 ? K_FP4 : K_BF16;   /* FP8_32: FP4's per-group kernels */
     dsv4_xrange xr = {0, 0, 0};
-    if (g32) xr = x_range(jb);
+    if (g32) xr = jb->has_xr ? jb->xr : dsv4_x_range_avx2(jb);
     _Alignas(64) uint16_t tile[RB * KC];
     _Alignas(64) float split[RB * (KC + 16)];   /* rows KC + 16 floats apart (not a multiple of 4 KiB) */
     _Alignas(64) float L[RB][TB][16];

@@ -158,7 +158,7 @@ static const mk_fn K_FP4F[] = {NULL, mk_fp4f_1, mk_fp4f_2, mk_fp4f_3, mk_fp4f_4,
  * Otherwise the tile takes the unfolded kernels (the definition as written). */
 typedef dsv4_xrange xrange;   /* unbiased exponents of the nonzero activations (simd.h) */
 
-static xrange x_range(const dsv4_lin_job *jb) {
+xrange dsv4_x_range_avx512(const dsv4_lin_job *jb) {
     const int n = (jb->cols + 31) & ~31;   /* packed rows are zero padded to 32 (xptr rows: cols % 32 == 0) */
     __m512i mn = _mm512_set1_epi16(0x7fff), mx = _mm512_setzero_si512();
     const __m512i ff = _mm512_set1_epi16(0xff);
@@ -249,7 +249,7 @@ void dsv4_gemm_rows_avx512(const dsv4_lin_job *jb, int r0, int nr) {
     _Alignas(64) float sink[NT_MAX][16];   /* lanes of the padding rows of a short 4-row sub-block (discarded) */
     if ((r0 + nr) % MR) memset(sink, 0, sizeof sink);
     xrange xr = {0, 0, 0};
-    if (fmt != DSV4_W_BF16) xr = x_range(jb);
+    if (fmt != DSV4_W_BF16) xr = jb->has_xr ? jb->xr : dsv4_x_range_avx512(jb);
     for (int rb = r0; rb < r0 + nr; rb += RB) {
         const int nrr = r0 + nr - rb < RB ? r0 + nr - rb : RB, nsub = cdiv(nrr, MR);
         for (int t0 = 0; t0 < jb->n_tok; t0 += GTB) {

@@ -168,7 +168,7 @@ void dsv4_lin_rows_scalar(const dsv4_lin_job *jb, int r0, int nr) {
 static dsv4_simd_path g_path = DSV4_PATH_SCALAR;
 static pthread_once_t g_tables_once = PTHREAD_ONCE_INIT, g_init_once = PTHREAD_ONCE_INIT;
 static dsv4_simd_ops g_ops = { dsv4_lin_rows_scalar, dsv4_axpy_bf16_scalar,
-                                dsv4_fp8_dec_scalar, dsv4_fp4_dec_scalar };
+                                dsv4_fp8_dec_scalar, dsv4_fp4_dec_scalar, NULL };
 
 static int cpu_has(dsv4_simd_path p) {
     if (p == DSV4_PATH_SCALAR) return 1;
@@ -192,12 +192,15 @@ static void ops_for(dsv4_simd_path p, dsv4_simd_ops *o) {
     o->axpy_bf16 = dsv4_axpy_bf16_scalar;
     o->fp8_dec = dsv4_fp8_dec_scalar;
     o->fp4_dec = dsv4_fp4_dec_scalar;
+    o->x_range = NULL;
 #ifdef DSV4_X86
     if (p == DSV4_PATH_AVX2) {
         o->lin_rows = dsv4_lin_rows_avx2; o->axpy_bf16 = dsv4_axpy_bf16_avx2;
+        o->x_range = dsv4_x_range_avx2;
     }
     if (p == DSV4_PATH_AVX512) {
         o->lin_rows = dsv4_lin_rows_avx512; o->axpy_bf16 = dsv4_axpy_bf16_avx512;
+        o->x_range = dsv4_x_range_avx512;
         o->fp8_dec = dsv4_fp8_dec_avx512; o->fp4_dec = dsv4_fp4_dec_avx512;
     }
 #endif
@@ -236,7 +239,7 @@ static int selfcheck(dsv4_simd_path p) {
         { DSV4_W_FP8_32, R, C, w8, s32 } };
     for (int k = 0; k < 4; k++) {
         float a[2 * R], b[2 * R];
-        dsv4_lin_job j = { &ws[k], xb, 2, C, C, NULL, 0, a };
+        dsv4_lin_job j = { &ws[k], xb, 2, C, C, NULL, 0, a, 0, {0, 0, 0} };
         dsv4_lin_rows_scalar(&j, 0, R);
         j.out = b;
         o.lin_rows(&j, 0, R);
@@ -340,6 +343,16 @@ static void lin_task_run(void *ctx, int i) {
     }
 }
 
+/* The activations' exponent range, once per call (dsv4_lin_job.has_xr), where the path's multi-token kernels
+ * need it: calls of 3 or more tokens of FP8 / FP4 / FP8_32 weights. */
+static void lin_xr(lin_task *t) {
+    dsv4_lin_job *j = &t->job;
+    const dsv4_simd_ops *o = dsv4_simd();
+    if (j->has_xr || !o->x_range || j->n_tok < 3 || !(j->w->fmt == DSV4_W_FP8 || dsv4_fmt_g32(j->w->fmt))) return;
+    j->xr = o->x_range(j);
+    j->has_xr = 1;
+}
+
 /* Spread the job's rows over the pool: blocks of DSV4_LIN_RB rows, about 8 tasks per thread (claimed
  * dynamically, so uneven progress balances out), one task when single-threaded. */
 static void lin_run(lin_task *t) {
@@ -350,6 +363,7 @@ static void lin_run(lin_task *t) {
     int ntask = nthr > 1 ? nthr * 8 : 1;
     if (ntask > nblk) ntask = nblk;
     t->rows_per_task = cdiv(nblk, ntask) * rb;
+    lin_xr(t);
     dsv4_parallel_for(cdiv(rows, t->rows_per_task), lin_task_run, t);
 }
 
@@ -446,6 +460,7 @@ void dsv4_linear_multi(const dsv4_linear_op *ops, int nops, float *scratch) {
             lin_prepare(t, o->out, o->w, o->x, o->n_tok, o->flags, scratch);
             scratch += dsv4_linear_scratch_floats(o->n_tok, o->w->cols) + 16;
         }
+        lin_xr(t);   /* a shared input's range is copied with its job (it depends on the activations only) */
         int rb = o->w->fmt == DSV4_W_F32 ? 4 : DSV4_LIN_RB, nblk = cdiv(o->w->rows, rb);
         int ntask = per < nblk ? per : nblk;
         t->rows_per_task = cdiv(nblk, ntask) * rb;

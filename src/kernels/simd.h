@@ -38,6 +38,10 @@
 #define DSV4_LIN_KC 512   /* columns per tile (multiple of 128) */
 #define DSV4_LIN_TB 32    /* tokens per pass over a tile (the tile is decoded once per DSV4_LIN_TB tokens) */
 
+/* The activations' exponent range of a multi-token call (unbiased exponents of the nonzero BF16 values; any = 0
+ * when all are zero): what dsv4_fold_ok (below) needs to know about them. */
+typedef struct { int ex_min, ex_max, any; } dsv4_xrange;
+
 /* One dsv4_linear call, prepared by linear.c (weights view, packed activations). */
 typedef struct {
     const dsv4_wview *w;
@@ -46,6 +50,12 @@ typedef struct {
     const uint16_t *const *xptr;   /* or, when non-NULL: row t at xptr[t] (cols % 32 == 0) */
     int flags;
     float *out;           /* [n_tok][rows] */
+    /* has_xr: xr holds the activations' exponent range, computed once per call before the rows are spread over
+     * the threads (the path's x_range, for calls of 3 or more tokens of FP8 / FP4 / FP8_32 weights); 0: a rows
+     * function that needs it computes it itself. (Each task scanned all the call's activations: with 16 tasks of
+     * a 512-token call that was 16 x 512 x cols values, up to a third of a shared-expert call's time.) */
+    int has_xr;
+    dsv4_xrange xr;
 } dsv4_lin_job;
 
 static inline const uint16_t *dsv4_lin_x(const dsv4_lin_job *j, int t) {
@@ -77,6 +87,7 @@ typedef struct {
     dsv4_lin_rows_fn lin_rows;
     dsv4_axpy_fn axpy_bf16;
     dsv4_dec_fn fp8_dec, fp4_dec;
+    dsv4_xrange (*x_range)(const dsv4_lin_job *j);   /* NULL on paths that do not fold scales */
 } dsv4_simd_ops;
 const dsv4_simd_ops *dsv4_simd(void);
 
@@ -123,11 +134,10 @@ static inline void dsv4_lin_finish(const dsv4_lin_job *jb, float (*L)[DSV4_LIN_T
             jb->out[(size_t)(t0 + t) * jb->w->rows + rb + j] = v;
         }
 }
-/* Scale folding of the multi-token paths (gemm_avx512.c explains the conditions): the activations' exponent range
- * (unbiased exponents of the nonzero BF16 values; any = 0 when all are zero) and the check that a tile whose scale
+/* Scale folding of the multi-token paths (gemm_avx512.c explains the conditions): the check, given the
+ * activations' exponent range (dsv4_xrange above), that a tile whose scale
  * exponents lie in [kmin, kmax] may hold s*w instead of w and add P' = s*P with one addition, bit-identical to the
  * definition's fma(s, P, L). */
-typedef struct { int ex_min, ex_max, any; } dsv4_xrange;
 static inline int dsv4_fold_ok(int fmt, const dsv4_xrange *xr, int kmin, int kmax, int cols) {
     const int e4m3 = fmt == DSV4_W_FP8 || fmt == DSV4_W_FP8_32;
     const int ewmin = e4m3 ? -9 : -1, ewmax = e4m3 ? 8 : 2, egrid = ewmin;
@@ -142,6 +152,9 @@ static inline int dsv4_fold_ok(int fmt, const dsv4_xrange *xr, int kmin, int kma
 /* The AVX-512 path's multi-token calls (gemm_avx512.c; MXCSR FTZ+DAZ already set by the caller): rows [r0, r0+nr)
  * of the job for all its tokens with register-blocked micro-kernels, in the pair-lane order. */
 void dsv4_gemm_rows_avx512(const dsv4_lin_job *j, int r0, int nr);
+/* The activations' exponent range of job j (all its tokens), on the AVX-512 and AVX2 paths. */
+dsv4_xrange dsv4_x_range_avx512(const dsv4_lin_job *j);
+dsv4_xrange dsv4_x_range_avx2(const dsv4_lin_job *j);
 /* The AVX2 path's calls of 3 or more tokens (gemm_avx2.c; MXCSR FTZ+DAZ already set), likewise; dec decodes a tile
  * of FP8/FP8_32/FP4 rows [rb, rb+nrr) x columns [c0, c0+n) to unscaled BF16 (tile[j * ld ...], zero padded to 32). */
 typedef void (*dsv4_tile_dec_fn)(const dsv4_wview *w, int rb, int nrr, int c0, int n, uint16_t *tile, int ld);
