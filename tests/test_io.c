@@ -350,8 +350,29 @@ static void test_dirs(void) {
     EXPECT_ERR("no-such-dir", 1, "no-such-dir");
 }
 
+/* dsv4_huge_alloc (base/util.h): zeroed and writable on both sides of its 2 MiB switch (calloc below, an advised
+ * anonymous mapping above; calloc for every size under AddressSanitizer), freed with its size. */
+static void test_huge_alloc(void) {
+    const size_t sizes[] = {1, 4096, ((size_t)2 << 20) - 1, (size_t)2 << 20, ((size_t)5 << 20) + 123};
+    for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
+        const size_t n = sizes[k];
+        unsigned char *p = dsv4_huge_alloc(n);
+        CHECK(p != NULL, "dsv4_huge_alloc(%zu) failed", n);
+        if (!p) continue;
+        size_t nz = 0;
+        for (size_t i = 0; i < n; i++) nz += p[i] != 0;
+        CHECK(nz == 0, "dsv4_huge_alloc(%zu): %zu nonzero bytes", n, nz);
+        memset(p, 0xa5, n);
+        CHECK(p[0] == 0xa5 && p[n - 1] == 0xa5, "dsv4_huge_alloc(%zu): not writable end to end", n);
+        dsv4_huge_free(p, n);
+    }
+    dsv4_huge_free(NULL, 0);
+    dsv4_huge_free(NULL, (size_t)4 << 20);
+}
+
 int main(void) {
     for (int i = 0; i < 256; i++) DATA[i] = (unsigned char)(i * 7 + 3);
+    test_huge_alloc();
     snprintf(tmpdir, sizeof tmpdir, "/tmp/dsv4-test-io.XXXXXX");
     if (!mkdtemp(tmpdir)) { perror("mkdtemp"); return 2; }
     test_dtypes();
