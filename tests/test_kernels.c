@@ -887,6 +887,28 @@ static void test_gemm_fold_guard(void) {
                           fmt == DSV4_W_FP4 ? "fp4" : fmt == DSV4_W_FP8 ? "fp8" : "fp8_32", kind == 0 ? "underflow" : kind == 1 ? "overflow" : "small weight", PATHS[p], nt, bad,
                           o[0], want[0]);
                 }
+                /* the same call through dsv4_linear_multi beside a BF16 op on the same input (one prepared copy and
+                 * one exponent range for both, dsv4_lin_job.has_xr): BF16 first (no range computed for it, so the
+                 * planted op must compute its own) and the planted op first (its range copied); FP8 packs its input
+                 * in its own order and shares with no BF16 op */
+                if (fmt != DSV4_W_FP8) {
+                    owned_w bw = make_weight(DSV4_W_BF16, R, cols);
+                    float ob[T * R];
+                    for (int order = 0; order < 2; order++) {
+                        dsv4_linear_op ops[2] = {{ob, &bw.w, x, T, 0}, {o, &ow.w, x, T, 0}};
+                        if (order) { dsv4_linear_op tmp = ops[0]; ops[0] = ops[1]; ops[1] = tmp; }
+                        float *ms = malloc(dsv4_linear_multi_scratch_floats(ops, 2) * 4);
+                        dsv4_linear_multi(ops, 2, ms);
+                        free(ms);
+                        int bad = 0;
+                        for (int i = 0; i < T * R; i++) bad += f2u(o[i]) != f2u(want[i]);
+                        CHECK(bad == 0, "fold guard (%s, %s) in dsv4_linear_multi after a BF16 op sharing its input "
+                              "(%s first), path %s: %d outputs differ (row 0: %a, want %a)",
+                              fmt == DSV4_W_FP4 ? "fp4" : "fp8_32", kind == 0 ? "underflow" : kind == 1 ? "overflow" : "small weight",
+                              order ? "planted" : "BF16", PATHS[p], bad, o[0], want[0]);
+                    }
+                    free(bw.data); free(bw.scale);
+                }
             }
             free(scratch); free(ow.data); free(ow.scale);
         }

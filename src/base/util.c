@@ -94,8 +94,14 @@ double dsv4_cpu_now(void) {
 #endif
 #endif
 
+/* mapped length: a multiple of 2 MiB, which the kernel places 2 MiB-aligned (else the first and last partial
+ * 2 MiB stay in 4 KiB pages) */
+static inline size_t huge_len(size_t bytes) { return (bytes + (((size_t)2 << 20) - 1)) & ~(((size_t)2 << 20) - 1); }
+
 void *dsv4_huge_alloc(size_t bytes) {
     if (bytes < DSV4_HUGE_MIN) return calloc(bytes ? bytes : 1, 1);
+    if (huge_len(bytes) < bytes) return NULL;   /* wraps */
+    bytes = huge_len(bytes);
     void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) return NULL;
 #ifdef MADV_HUGEPAGE
@@ -107,5 +113,5 @@ void *dsv4_huge_alloc(size_t bytes) {
 void dsv4_huge_free(void *p, size_t bytes) {
     if (!p) return;
     if (bytes < DSV4_HUGE_MIN) free(p);
-    else munmap(p, bytes);
+    else munmap(p, huge_len(bytes));
 }

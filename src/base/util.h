@@ -46,7 +46,10 @@ int dsv4_read_file_max(const char *path, size_t max, char **buf, size_t *len, ch
  * At 2 MiB and above it is an anonymous mapping advised MADV_HUGEPAGE, so that where the kernel's transparent
  * huge pages are in "madvise" mode (a common default) the caches that attention and the indexer scan at long
  * context are mapped with 2 MiB pages instead of 4 KiB ones (fewer TLB misses); smaller sizes use calloc. The
- * advice is only a hint: its failure is ignored. Under AddressSanitizer every size uses calloc (its redzones).
+ * advice is only a hint: its failure is ignored. Its pages become resident 2 MiB at a time as they are first
+ * touched, so a session's resident size grows in 2 MiB steps per cache region (never past its
+ * dsv4_session_state_bytes) where it grew in 4 KiB ones. The mapping is rounded up to a multiple of 2 MiB (placed
+ * 2 MiB-aligned by the kernel). Under AddressSanitizer every size uses calloc (its redzones).
  * Returns NULL when out of memory. Free with dsv4_huge_free and the same `bytes`. */
 void *dsv4_huge_alloc(size_t bytes);
 void dsv4_huge_free(void *p, size_t bytes);

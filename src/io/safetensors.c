@@ -61,6 +61,13 @@ static int cmp_tensor_name(const void *a, const void *b) {
     return strcmp(((const st_tensor *)a)->name, ((const st_tensor *)b)->name);
 }
 
+void st_advise_hugepage(st_set *s) {
+    if (!s) return;
+#ifdef MADV_HUGEPAGE
+    for (int i = 0; i < s->nshards; i++) (void)madvise(s->shards[i].map, s->shards[i].size, MADV_HUGEPAGE);
+#endif
+}
+
 void st_close(st_set *s) {
     if (!s) return;
     for (size_t i = 0; i < s->n; i++) free((char *)s->t[i].name);
@@ -136,13 +143,6 @@ static int add_shard(st_set *s, const char *path, char *err, size_t errlen) {
     int me = errno;
     close(fd);
     if (map == MAP_FAILED) return dsv4_fail(err, errlen, "%s: mmap failed: %s", path, strerror(me));
-#ifdef MADV_HUGEPAGE
-    /* A hint, failure ignored: the kernel may map this file's page cache with 2 MiB pages (fewer TLB misses while
-     * decode streams the weights: docs/performance.md, "Huge pages"). Kernels whose page cache holds large folios
-     * (XFS since Linux 5.18, ext4 since 6.16) do so without it once the file is read in large folios; on older ones it
-     * lets khugepaged collapse read-only file pages (CONFIG_READ_ONLY_THP_FOR_FS). */
-    (void)madvise(map, size, MADV_HUGEPAGE);
-#endif
 
     st_shard *ns = realloc(s->shards, (size_t)(s->nshards + 1) * sizeof *ns);
     if (!ns) { munmap(map, size); return dsv4_fail(err, errlen, "%s: out of memory", path); }

@@ -49,6 +49,14 @@ const st_tensor *st_find(const st_set *s, const char *name);
 /* Iteration over all tensors (sorted by name). */
 size_t st_count(const st_set *s);
 const st_tensor *st_at(const st_set *s, size_t i);
+/* Advise every shard mapping MADV_HUGEPAGE (a hint, failures ignored; NULL is fine): the kernel may then map the
+ * files' page cache with 2 MiB pages, fewer TLB misses while decode streams the weights (docs/performance.md,
+ * "Huge pages"). Kernels whose page cache holds large folios (XFS since Linux 5.18, ext4 since 6.16) do so without
+ * it once a file is read in large folios; on older ones it lets khugepaged collapse read-only file pages
+ * (CONFIG_READ_ONLY_THP_FOR_FS), and faults read ahead 2 MiB. Not for a model whose weights are partly read with
+ * pread (a memory budget's experts, V4.1's Engram tables): 2 MiB faults and collapses would bring their bytes into
+ * memory through the mapping. */
+void st_advise_hugepage(st_set *s);
 /* Unmap everything. NULL is fine. */
 void st_close(st_set *s);
 

@@ -122,6 +122,7 @@ int dsv4_model_load_opts(dsv4_model **out, const char *dir, const dsv4_load_opti
         m->xst.budget_bytes = o->mem_bytes;
         m->xst.resident_bytes = m->xst.min_bytes = (uint64_t)m->file_bytes;
     } else if (o && o->mem_bytes && dsv4_xc_create(&m->xc, m, o, &m->xst, err, errlen)) goto fail;   /* memory budget */
+    if (!m->xc && !m->v41) st_advise_hugepage(m->st);   /* every weight read through the mapping */
     free(p);
     if (!(p = join(dir, "tokenizer.json"))) { dsv4_fail(err, errlen, "%s: out of memory", dir); goto fail; }
     if (access(p, F_OK) == 0) {

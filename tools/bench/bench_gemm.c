@@ -39,10 +39,11 @@
  * holds it in large folios: docs/performance.md, "Huge pages"), so that TLB misses do not show as kernel speed.
  * Freed with free(). */
 static void *walloc(size_t n) {
+    if (n < ((size_t)2 << 20)) return malloc(n ? n : 1);   /* scale arrays */
     void *p = NULL;
     if (posix_memalign(&p, (size_t)2 << 20, n ? n : 1) != 0) return NULL;
 #ifdef MADV_HUGEPAGE
-    (void)madvise(p, (n + 4095) & ~(size_t)4095, MADV_HUGEPAGE);
+    (void)madvise(p, n, MADV_HUGEPAGE);   /* p is page-aligned; the kernel rounds the length up */
 #endif
     return p;
 }
