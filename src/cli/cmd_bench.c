@@ -622,7 +622,7 @@ int dsv4_cli_bench(int argc, char **argv) {
                 char b2[32];
                 printf("  huge pages: %s of the mapped files in 2 MiB pages (%.0f%%)%s\n", cli_bytes(pmd, b2),
                        100.0 * (pmd < pf ? pmd / pf : 1.0),
-                       pmd < 0.5 * pf ? "; this needs large page-cache folios (XFS since Linux 5.18, ext4 since "
+                       pmd < 0.5 * pf && pf >= 1073741824.0 ? "; this needs large page-cache folios (XFS since Linux 5.18, ext4 since "
                                         "6.16) and files read, not just written, since the page cache last held "
                                         "them: docs/performance.md, \"Huge pages\"" : "");
             }
