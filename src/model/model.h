@@ -179,6 +179,13 @@ static inline int dsv4_chunk_cap(const dsv4_config *c, int want) {
     int ch = want > 0 ? want : DSV4_CHUNK;
     return dsv4_config_vision_exp(c) && c->x.vision_max_n_token > ch ? c->x.vision_max_n_token : ch;
 }
+/* Tokens per forward chunk of a session of max_ctx (V4 and V4.1) on a model asked for `chunk` (dsv4_chunk_cap):
+ * no more than max_ctx (a call never has more positions than the session; an image span fits max_ctx too), so
+ * short sessions (a server slot, a batch of bench sessions) do not pay a long chunk's scratch. */
+static inline int dsv4_session_chunk(const dsv4_config *c, int chunk, int max_ctx) {
+    int ch = dsv4_chunk_cap(c, chunk);
+    return max_ctx > 0 && ch > max_ctx ? max_ctx : ch;
+}
 
 /* ---- session.c ---- */
 /* Bytes of the one arena dsv4_session_open allocates for config c and max_ctx (docs/architecture.md §5.1 state + scratch):

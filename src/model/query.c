@@ -10,7 +10,7 @@
 size_t dsv4_session_bytes(const dsv4_model *m, int max_ctx) {
     if (m && m->v41) {   /* DeepSeek-V4.1: measured by opening a state (allocates it once; 0 when that fails) */
         if (max_ctx < 1) return 0;
-        int ch = max_ctx < m->chunk ? max_ctx : m->chunk;
+        int ch = dsv4_session_chunk(&m->cfg, m->chunk, max_ctx);
         dsv4_v41_state *st = NULL;
         if (dsv4_v41_state_open(m, max_ctx, ch, &st, NULL, 0)) return 0;
         size_t n = dsv4_v41_state_bytes(st);

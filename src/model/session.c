@@ -187,16 +187,9 @@ static size_t mul(size_t a, size_t b) { return b && a > CARVE_MAX / b ? CARVE_MA
  * With cv->base NULL it only counts (s->bs may then be NULL: block pointers go to a dummy); otherwise it
  * assigns the pointers of s and s->bs[0..n_blocks). Depends on the config only (no weights): block l
  * has compress ratio c->compress_ratios[l], blocks = n_layers trunk layers + 1 MTP block if any. */
-/* Tokens per forward chunk of a session of max_ctx on a model of chunk `chunk`: no more than max_ctx (a call never
- * has more positions than the session; an image span fits max_ctx too), so short sessions (a server slot, a batch
- * of bench sessions) do not pay a long chunk's scratch. */
-static int session_chunk(const dsv4_config *c, int chunk, int max_ctx) {
-    int ch = dsv4_chunk_cap(c, chunk);
-    return max_ctx > 0 && ch > max_ctx ? max_ctx : ch;
-}
-
 static void layout(const dsv4_config *c, int chunk, int max_ctx, dsv4_session *s, carver *cv) {
-    size_t CH = (size_t)session_chunk(c, chunk, max_ctx), hc = c->hc_mult, D = c->dim, H = c->n_heads, hd = c->head_dim;
+    size_t CH = (size_t)dsv4_session_chunk(c, chunk, max_ctx), hc = c->hc_mult, D = c->dim, H = c->n_heads;
+    size_t hd = c->head_dim;
     size_t CX = CH > hc ? CH : hc;
     size_t ql = c->q_lora_rank, G = c->o_groups, olr = c->o_lora_rank, E = c->n_routed_experts;
     size_t K = c->n_activated_experts, I = c->moe_inter_dim;
@@ -326,7 +319,7 @@ int dsv4_session_open(dsv4_session **out, const dsv4_model *m, int max_ctx, char
     if (!s) return dsv4_fail(err, errlen, "dsv4_session_open: out of memory");
     s->m = m; s->max_ctx = max_ctx;
     if (m->v41) {   /* DeepSeek-V4.1: one forward_v41 state, calls split into chunks of the model's chunk */
-        s->v41_chunk = max_ctx < m->chunk ? max_ctx : m->chunk;
+        s->v41_chunk = dsv4_session_chunk(&m->cfg, m->chunk, max_ctx);
         char e2[512] = "";
         if (dsv4_v41_state_open(m, max_ctx, s->v41_chunk, &s->v41, e2, sizeof e2)) {
             dsv4_v41_state_free(s->v41);
@@ -337,7 +330,7 @@ int dsv4_session_open(dsv4_session **out, const dsv4_model *m, int max_ctx, char
         return 0;
     }
     s->wring = m->cfg.window_size < max_ctx ? m->cfg.window_size : max_ctx;
-    s->chunk = session_chunk(&m->cfg, m->chunk, max_ctx);
+    s->chunk = dsv4_session_chunk(&m->cfg, m->chunk, max_ctx);
     s->ent_bytes = dsv4_entry_bytes(&m->cfg);
     s->ikey_bytes = dsv4_ikey_bytes(&m->cfg);
     s->bs = calloc((size_t)m->n_blocks, sizeof *s->bs);
