@@ -81,22 +81,25 @@ double dsv4_cpu_now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-#define DSV4_HUGE_MIN ((size_t)2 << 20)
+#define DSV4_HUGE_PAGE ((size_t)2 << 20)
 /* Under AddressSanitizer every size goes to calloc, whose redzones catch a write past the arena's end (in a page-
  * rounded mapping it would land unnoticed in the last page's slack). */
 #if defined(__SANITIZE_ADDRESS__)
-#undef DSV4_HUGE_MIN
-#define DSV4_HUGE_MIN ((size_t)-1)
+#define DSV4_ASAN 1
 #elif defined(__has_feature)
 #if __has_feature(address_sanitizer)
-#undef DSV4_HUGE_MIN
-#define DSV4_HUGE_MIN ((size_t)-1)
+#define DSV4_ASAN 1
 #endif
+#endif
+#ifdef DSV4_ASAN
+#define DSV4_HUGE_MIN ((size_t)-1)
+#else
+#define DSV4_HUGE_MIN DSV4_HUGE_PAGE
 #endif
 
 /* mapped length: a multiple of 2 MiB, which the kernel places 2 MiB-aligned (else the first and last partial
  * 2 MiB stay in 4 KiB pages) */
-static inline size_t huge_len(size_t bytes) { return (bytes + (((size_t)2 << 20) - 1)) & ~(((size_t)2 << 20) - 1); }
+static inline size_t huge_len(size_t bytes) { return (bytes + (DSV4_HUGE_PAGE - 1)) & ~(DSV4_HUGE_PAGE - 1); }
 
 void *dsv4_huge_alloc(size_t bytes) {
     if (bytes < DSV4_HUGE_MIN) return calloc(bytes ? bytes : 1, 1);

@@ -620,11 +620,12 @@ int dsv4_cli_bench(int argc, char **argv) {
             double pmd = file_pmd_bytes();
             if (pmd >= 0) {
                 char b2[32];
+                const int hint = pmd < 0.5 * pf && pf >= 1073741824.0;   /* under half of at least 1 GiB */
                 printf("  huge pages: %s of the mapped files in 2 MiB pages (%.0f%%)%s\n", cli_bytes(pmd, b2),
                        100.0 * (pmd < pf ? pmd / pf : 1.0),
-                       pmd < 0.5 * pf && pf >= 1073741824.0 ? "; this needs large page-cache folios (XFS since Linux 5.18, ext4 since "
-                                        "6.16) and files read, not just written, since the page cache last held "
-                                        "them: docs/performance.md, \"Huge pages\"" : "");
+                       hint ? "; this needs large page-cache folios (XFS since Linux 5.18, ext4 since 6.16) and files "
+                              "read, not just written, since the page cache last held them: docs/performance.md, "
+                              "\"Huge pages\"" : "");
             }
         }
         else

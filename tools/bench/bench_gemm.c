@@ -29,64 +29,57 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <sys/mman.h>
 
 #include "bench_util.h"
 #include "kernels/quant_v41.h"
 
 /* ------------------------------------------------------------------ weights */
-/* Weight memory in 2 MiB pages where the kernel allows (as the model's mapped checkpoint is, once the page cache
- * holds it in large folios: docs/performance.md, "Huge pages"), so that TLB misses do not show as kernel speed.
- * Freed with free(). */
-static void *walloc(size_t n) {
-    if (n < ((size_t)2 << 20)) return malloc(n ? n : 1);   /* scale arrays */
-    void *p = NULL;
-    if (posix_memalign(&p, (size_t)2 << 20, n ? n : 1) != 0) return NULL;
-#ifdef MADV_HUGEPAGE
-    (void)madvise(p, n, MADV_HUGEPAGE);   /* p is page-aligned; the kernel rounds the length up */
-#endif
-    return p;
+/* Weights and scales from dsv4_huge_alloc (2 MiB pages where the kernel allows, as the model's mapped checkpoint is
+ * once the page cache holds it in large folios: docs/performance.md, "Huge pages"), so that TLB misses do not show
+ * as kernel speed. data_n / scale_n: their allocated sizes (owned_free). */
+typedef struct { dsv4_wview w; void *data; uint8_t *scale; size_t bytes, data_n, scale_n; } owned;
+static void owned_free(owned *o) {
+    dsv4_huge_free(o->data, o->data_n);
+    dsv4_huge_free(o->scale, o->scale_n);
 }
-
-typedef struct { dsv4_wview w; void *data; uint8_t *scale; size_t bytes; } owned;
 
 /* fmt; as_bf16: an FP8_32 weight dequantized to BF16 (the former load-time copy) */
 static owned make_w(dsv4_wfmt fmt, int rows, int cols, int as_bf16) {
-    owned o = {{fmt, rows, cols, NULL, NULL}, NULL, NULL, 0};
+    owned o = {{fmt, rows, cols, NULL, NULL}, NULL, NULL, 0, 0, 0};
     size_t n = (size_t)rows * cols;
     if (fmt == DSV4_W_FP8_32) {
-        uint8_t *d = walloc(n);
+        uint8_t *d = dsv4_huge_alloc(o.data_n = n);
         for (size_t i = 0; i < n; i++) { uint8_t b = (uint8_t)rnd(); d[i] = (b & 0x7f) == 0x7f ? 0x3c : b; }
         size_t ns = (size_t)((rows + 31) / 32) * ((cols + 31) / 32);
-        o.scale = walloc(ns);
+        o.scale = dsv4_huge_alloc(o.scale_n = ns);
         for (size_t i = 0; i < ns; i++) o.scale[i] = (uint8_t)(118 + rnd() % 3);
         o.data = d;
         o.bytes = n + ns;
         if (as_bf16) {
-            uint16_t *b = walloc(n * 2);
+            uint16_t *b = dsv4_huge_alloc(n * 2);
             dsv4_fp8_tiles_to_bf16(d, o.scale, rows, cols, 32, b);
-            free(d); free(o.scale);
-            o.data = b; o.scale = NULL; o.w.fmt = DSV4_W_BF16; o.bytes = n * 2;
+            owned_free(&o);
+            o.data = b; o.data_n = n * 2; o.scale = NULL; o.scale_n = 0; o.w.fmt = DSV4_W_BF16; o.bytes = n * 2;
         }
     } else if (fmt == DSV4_W_BF16) {
         o.bytes = n * 2;
-        uint16_t *d = walloc(n * 2);
+        uint16_t *d = dsv4_huge_alloc(o.data_n = n * 2);
         float s = 1.0f / (float)cols;
         for (size_t i = 0; i < n; i++) d[i] = bf16_of(unif() * 1.7f * s * 32.0f);
         o.data = d;
     } else if (fmt == DSV4_W_FP8) {
-        uint8_t *d = walloc(n);
+        uint8_t *d = dsv4_huge_alloc(o.data_n = n);
         for (size_t i = 0; i < n; i++) { uint8_t b = (uint8_t)rnd(); d[i] = (b & 0x7f) == 0x7f ? 0x3c : b; }
         size_t ns = (size_t)((rows + 127) / 128) * ((cols + 127) / 128);
-        o.scale = walloc(ns);
+        o.scale = dsv4_huge_alloc(o.scale_n = ns);
         for (size_t i = 0; i < ns; i++) o.scale[i] = (uint8_t)(118 + rnd() % 3);
         o.data = d;
         o.bytes = n + ns;
     } else {
-        uint8_t *d = walloc(n / 2);
+        uint8_t *d = dsv4_huge_alloc(o.data_n = n / 2);
         for (size_t i = 0; i < n / 2; i++) d[i] = (uint8_t)rnd();
         size_t ns = (size_t)rows * (cols / 32);
-        o.scale = walloc(ns);
+        o.scale = dsv4_huge_alloc(o.scale_n = ns);
         for (size_t i = 0; i < ns; i++) o.scale[i] = (uint8_t)(118 + rnd() % 3);
         o.data = d;
         o.bytes = n / 2 + ns;
@@ -206,7 +199,7 @@ int main(int argc, char **argv) {
                                 o.w.cols, n, best / 1e9, peak > 0 ? best / peak : 0, bestc / 1e9,
                                 peakc > 0 ? bestc / peakc : 0, gbs, gbsc);
                 }
-                free(o.data); free(o.scale);
+                owned_free(&o);
             }
             f += len;
             if (*f == ',') f++;
