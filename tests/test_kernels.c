@@ -1008,6 +1008,11 @@ static void test_linear(void) {
     test_linear_fmt(DSV4_W_FP8, "fp8", 300, 1100);
     test_linear_fmt(DSV4_W_FP8, "fp8-aligned", 260, 1536);
     test_linear_fmt(DSV4_W_FP8, "fp8-small", 135, 72);
+    /* the AVX-512 decode kernels: skewed rows for cols % 128 == 0 (one block: only the first and last steps;
+     * a 4 KiB row stride), the unskewed one for cols % 128 == 64 */
+    test_linear_fmt(DSV4_W_FP8, "fp8-one-block", 140, 128);
+    test_linear_fmt(DSV4_W_FP8, "fp8-4k-rows", 136, 4096);
+    test_linear_fmt(DSV4_W_FP8, "fp8-odd64", 140, 1088);
     test_linear_fmt(DSV4_W_FP4, "fp4", 203, 2080);
     test_linear_fmt(DSV4_W_FP4, "fp4-small", 45, 32);
     test_linear_fmt(DSV4_W_FP8_32, "fp8_32", 300, 1100);          /* ragged rows and columns */

@@ -173,6 +173,60 @@ static void fused_fp8(const dec_tabs *d, const dsv4_wview *w, int rb, int nrr, c
     _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) _mm512_store_ps(L[j], a[j]);
 }
 
+/* One step t of fused_fp8_skew: rows 0-3 take their 128-column block t, rows 4-7 block t - 1. checked: the
+ * first and last step, where one half is outside its row (it reads a block it owns and keeps its sums). */
+static inline __attribute__((always_inline)) void fp8_skew_step(const dec_tabs *d, const uint8_t *const *row,
+                                                                  const uint8_t *sc, const uint16_t *x, int ncb,
+                                                                  size_t pf, int t, int checked, __m512 *a) {
+    int b0 = t, b1 = t - 1;
+    if (checked) { b0 = b0 >= ncb ? ncb - 1 : b0; b1 = b1 < 0 ? 0 : b1; }
+    const int c[2] = { 128 * b0, 128 * b1 };
+    __m512 p[8];
+    _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) p[j] = _mm512_setzero_ps();
+    _Pragma("GCC unroll 2") for (int k = 0; k < 128; k += 64) {
+        __m512bh xa[2], xb[2];
+        for (int h = 0; h < 2; h++) {
+            xa[h] = as_bh(_mm512_loadu_si512(x + c[h] + k));
+            xb[h] = as_bh(_mm512_loadu_si512(x + c[h] + k + 32));
+        }
+        _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) PREFETCH(ahead(row[j] + c[j / 4] + k, pf));
+        _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) {
+            __m512i wa, wb;
+            fp8x64_bf16(d, row[j] + c[j / 4] + k, &wa, &wb);
+            p[j] = _mm512_dpbf16_ps(p[j], as_bh(wa), xa[j / 4]);
+            p[j] = _mm512_dpbf16_ps(p[j], as_bh(wb), xb[j / 4]);
+        }
+    }
+    const __m512 s0 = _mm512_set1_ps(dsv4_e8m0_f32[sc[b0]]), s1 = _mm512_set1_ps(dsv4_e8m0_f32[sc[b1]]);
+    const int keep0 = checked && t >= ncb, keep1 = checked && t == 0;
+    _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) {
+        __m512 f = _mm512_fmadd_ps(p[j], j < 4 ? s0 : s1, a[j]);
+        a[j] = (j < 4 ? keep0 : keep1) ? a[j] : f;
+    }
+}
+
+/* fused_fp8 for cols % 128 == 0, with the rows skewed: rows 4-7 run one 128-column block behind rows 0-3 (each
+ * row still takes its blocks in order, block by block: the same sums as fused_fp8). Read at the same column, the
+ * 8 rows (row strides of 1,024-8,192 bytes: every V4 FP8 matrix) and their prefetches meet in a few L1 sets and
+ * DRAM banks; skewed, two groups of 4. Measured from DRAM, one token, AVX-512, Zen 5, interleaved runs: FP8
+ * 65,536 x 4,096 at 1 / 2 threads 22-24 -> 26-27 / 44-45 -> 47-53 GB/s, 131,072 x 2,048 24 -> 32 / 51 -> 61,
+ * 262,144 x 1,024 23 -> 34 / 58-64 -> 62-64; 32,768 x 8,192 23 -> 25 / 41-45 -> 47. From the caches its
+ * arithmetic rate is lower (about 42 against 49 GB/s per core for 1,024 x 4,096: two sets of activations in
+ * registers), still above a core's share of DRAM. */
+static void fused_fp8_skew(const dec_tabs *d, const dsv4_wview *w, int rb, int nrr, const uint16_t *x, float L[][16]) {
+    const int cols = w->cols, ncb = cols / 128;
+    const size_t pf = 8 * (size_t)cols;   /* the same offset of the next 8-row block */
+    const uint8_t *row[8];
+    for (int j = 0; j < 8; j++) row[j] = (const uint8_t *)w->data + (size_t)(rb + (j < nrr ? j : 0)) * cols;
+    const uint8_t *sc = w->scale + (size_t)(rb / 128) * ncb;   /* rb % 8 == 0: the 8 rows share a scale row */
+    __m512 a[8];
+    _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) a[j] = _mm512_setzero_ps();
+    fp8_skew_step(d, row, sc, x, ncb, pf, 0, 1, a);
+    for (int t = 1; t < ncb; t++) fp8_skew_step(d, row, sc, x, ncb, pf, t, 0, a);
+    fp8_skew_step(d, row, sc, x, ncb, pf, ncb, 1, a);
+    _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) _mm512_store_ps(L[j], a[j]);
+}
+
 /* FP8_32 (V4.1), one token, 8 rows (rb % 8 == 0: one 32-row tile row, so the 8 rows share each group's scale),
  * cols % 32 == 0: per 32-column group P = dp(0, chunk), L = fma(s, P, L). */
 static void fused_fp8_32(const dec_tabs *d, const dsv4_wview *w, int rb, int nrr, const uint16_t *x, float L[][16]) {
@@ -337,7 +391,8 @@ void dsv4_lin_rows_avx512(const dsv4_lin_job *jb, int r0, int nr) {
         if (fused) {
             _Alignas(64) float F[8][16];
             for (int t = 0; t < jb->n_tok; t++) {
-                if (fmt == DSV4_W_FP8) fused_fp8(d, w, rb, nrr, dsv4_lin_x(jb, t), F);
+                if (fmt == DSV4_W_FP8 && cols % 128 == 0) fused_fp8_skew(d, w, rb, nrr, dsv4_lin_x(jb, t), F);
+                else if (fmt == DSV4_W_FP8) fused_fp8(d, w, rb, nrr, dsv4_lin_x(jb, t), F);
                 else if (fmt == DSV4_W_FP8_32) fused_fp8_32(d, w, rb, nrr, dsv4_lin_x(jb, t), F);
                 else if (fmt == DSV4_W_BF16) fused_bf16(w, rb, nrr, dsv4_lin_x(jb, t), F);
                 else fused_fp4(d, w, rb, nrr, dsv4_lin_x(jb, t), F);
