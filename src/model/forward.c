@@ -259,17 +259,31 @@ static void indexer_scores(dsv4_session *s, const dsv4_block_state *b, const flo
                       s->w.isd);
 }
 
-/* Raw window KV path (§4.3): kv[t] = FP8sim_nope(RoPE(bf16(RMSNorm(W_kv x_t; kv_norm)))). */
-static void raw_kv(dsv4_session *s, const dsv4_layer *L, const float *x, int n, const int64_t *pos, float *kv) {
+/* The products of a list of linear ops: one pool call for a one-token list (layout() sizes s->w.act for the
+ * largest, the attention's projections of x), else one call each. The same results either way. */
+static void linear_ops(dsv4_session *s, const dsv4_linear_op *op, int nops) {
+    if (nops > 0 && op[0].n_tok == 1) {
+        dsv4_linear_multi(op, nops, s->w.act);
+        return;
+    }
+    for (int i = 0; i < nops; i++) dsv4_linear(op[i].out, op[i].w, op[i].x, op[i].n_tok, op[i].flags, s->w.act);
+}
+
+/* Raw window KV path (§4.3): kv[t] = FP8sim_nope(RoPE(bf16(RMSNorm(W_kv x_t; kv_norm)))). raw_kv_post does all
+ * but the product (kv holds bf16(W_kv x_t) on entry). */
+static void raw_kv_post(dsv4_session *s, const dsv4_layer *L, int n, const int64_t *pos, float *kv) {
     const dsv4_config *c = &s->m->cfg;
     int hd = c->head_dim, rd = c->rope_dim, nope = hd - rd;
-    dsv4_linear(kv, &L->wkv, x, n, DSV4_ACT_FP8 | DSV4_OUT_BF16, s->w.act);
     for (int t = 0; t < n; t++) {
         float *k = kv + (size_t)t * hd;
         dsv4_rmsnorm(k, k, L->kv_norm, hd, c->norm_eps, 1);
         dsv4_rope(k + nope, rd, L->rope_f, pos[t], 0);
         dsv4_fp8_sim(k, nope, 64);
     }
+}
+static void raw_kv(dsv4_session *s, const dsv4_layer *L, const float *x, int n, const int64_t *pos, float *kv) {
+    dsv4_linear(kv, &L->wkv, x, n, DSV4_ACT_FP8 | DSV4_OUT_BF16, s->w.act);
+    raw_kv_post(s, L, n, pos, kv);
 }
 
 /* Full attention sublayer for n tokens x [n][D]; y [n][D]. Row t sits at position pos[t] of the sequence whose
@@ -285,29 +299,40 @@ static void attention(dsv4_session *s, int li, const float *x, int n, const int6
     float *act = s->w.act;
     /* query path */
     float *qa = s->w.qa, *q = s->w.q, *kv = s->w.kv;
-    dsv4_linear(qa, &L->wq_a, x, n, DSV4_ACT_FP8 | DSV4_OUT_BF16, act);
+    int R = L->ratio, csa = R == 4;
+    int cwd = 0, iwd = 0, ih = c->index_n_heads, ihd = c->index_head_dim;
+    if (R > 0) cwd = (L->comp.overlap ? 2 : 1) * L->comp.dc;
+    if (csa) iwd = 2 * L->icomp.dc;
+    /* the products of x (query down-projection, raw KV, the compressors' F32 projections, the indexer's head
+     * weights), then those of the normalized qa (queries, indexer queries): a decode step makes each list one
+     * pool call (linear_ops) */
+    dsv4_linear_op op[7];
+    int nop = 0;
+    op[nop++] = (dsv4_linear_op){qa, &L->wq_a, x, n, DSV4_ACT_FP8 | DSV4_OUT_BF16};
+    op[nop++] = (dsv4_linear_op){kv, &L->wkv, x, n, DSV4_ACT_FP8 | DSV4_OUT_BF16};
+    if (R > 0) {
+        op[nop++] = (dsv4_linear_op){s->w.ca, &L->comp.wkv, x, n, 0};
+        op[nop++] = (dsv4_linear_op){s->w.cg, &L->comp.wgate, x, n, 0};
+    }
+    if (csa) {
+        op[nop++] = (dsv4_linear_op){s->w.ia, &L->icomp.wkv, x, n, 0};
+        op[nop++] = (dsv4_linear_op){s->w.ig, &L->icomp.wgate, x, n, 0};
+        op[nop++] = (dsv4_linear_op){s->w.iw, &L->idx_wp, x, n, DSV4_OUT_BF16};
+    }
+    linear_ops(s, op, nop);
     for (int t = 0; t < n; t++) dsv4_rmsnorm(qa + (size_t)t * ql, qa + (size_t)t * ql, L->q_norm, ql, c->norm_eps, 1);
-    dsv4_linear(q, &L->wq_b, qa, n, DSV4_ACT_FP8 | DSV4_OUT_BF16, act);
+    nop = 0;
+    op[nop++] = (dsv4_linear_op){q, &L->wq_b, qa, n, DSV4_ACT_FP8 | DSV4_OUT_BF16};
+    if (csa) op[nop++] = (dsv4_linear_op){s->w.iq, &L->idx_wq_b, qa, n, DSV4_ACT_FP8 | DSV4_OUT_BF16};
+    linear_ops(s, op, nop);
     for (int t = 0; t < n; t++)
         for (int h = 0; h < H; h++) {
             float *qh = q + ((size_t)t * H + h) * hd;
             dsv4_head_rms_bf16(qh, hd, c->norm_eps);
             dsv4_rope(qh + nope, rd, L->rope_f, pos[t], 0);
         }
-    raw_kv(s, L, x, n, pos, kv);
-    /* compressor projections (F32) */
-    int R = L->ratio, csa = R == 4;
-    int cwd = 0, iwd = 0, ih = c->index_n_heads, ihd = c->index_head_dim;
-    if (R > 0) {
-        cwd = (L->comp.overlap ? 2 : 1) * L->comp.dc;
-        dsv4_linear(s->w.ca, &L->comp.wkv, x, n, 0, act);
-        dsv4_linear(s->w.cg, &L->comp.wgate, x, n, 0, act);
-    }
+    raw_kv_post(s, L, n, pos, kv);
     if (csa) {
-        iwd = 2 * L->icomp.dc;
-        dsv4_linear(s->w.ia, &L->icomp.wkv, x, n, 0, act);
-        dsv4_linear(s->w.ig, &L->icomp.wgate, x, n, 0, act);
-        dsv4_linear(s->w.iq, &L->idx_wq_b, qa, n, DSV4_ACT_FP8 | DSV4_OUT_BF16, act);
         for (int t = 0; t < n; t++)
             for (int h = 0; h < ih; h++) {
                 float *qh = s->w.iq + ((size_t)t * ih + h) * ihd;
@@ -315,7 +340,6 @@ static void attention(dsv4_session *s, int li, const float *x, int n, const int6
                 dsv4_hadamard(qh, ihd);
                 dsv4_fp4_sim(qh, ihd, 32);
             }
-        dsv4_linear(s->w.iw, &L->idx_wp, x, n, DSV4_OUT_BF16, act);
         double ws = pow((double)ihd, -0.5) * pow((double)ih, -0.5);   /* w = bf16(bf16(x W_wp) * ws) */
         for (int i = 0; i < n * ih; i++) s->w.iw[i] = bf((float)(s->w.iw[i] * ws));
     }
@@ -377,7 +401,16 @@ static void attention(dsv4_session *s, int li, const float *x, int n, const int6
     if (li < c->n_layers) dump(s, "attn_o", li, s->w.o, (size_t)n * H * hd);
     /* grouped output projection */
     int G = c->o_groups, gw = H / G * hd, olr = c->o_lora_rank;
-    for (int g = 0; g < G; g++) {
+    if (n == 1 && G <= DSV4_LINEAR_MULTI_MAX) {   /* one token: the G group products in one pool call */
+        dsv4_wview wg[DSV4_LINEAR_MULTI_MAX];
+        dsv4_linear_op go[DSV4_LINEAR_MULTI_MAX];
+        for (int g = 0; g < G; g++) {
+            wg[g] = dsv4_wview_rows(&L->wo_a, g * olr, olr);
+            go[g] = (dsv4_linear_op){s->w.r + (size_t)g * olr, &wg[g], s->w.o + (size_t)g * gw, 1, DSV4_OUT_BF16};
+        }
+        dsv4_linear_multi(go, G, act);
+    }
+    for (int g = 0; n > 1 && g < G; g++) {
         dsv4_wview wg = dsv4_wview_rows(&L->wo_a, g * olr, olr);
         for (int t = 0; t < n; t++)
             memcpy(s->w.og + (size_t)t * gw, s->w.o + (size_t)t * H * hd + (size_t)g * gw, (size_t)gw * sizeof(float));
