@@ -228,6 +228,13 @@ check "make_flash_ckpt -h prints its usage" 0 "^usage: make_flash_ckpt " -- "$FL
 check "make_flash_ckpt: a hash-routed layer after another is refused" 2 "hash-routed layer 0 must come before the others" -- "$FLASH" -o "$tmp/fc" --layers 3,0
 check "make_flash_ckpt --tiny: loads; the twin's logits equal the full model's" 0 "the twin's 256 logits equal the full model's first 256 bit for bit" -- "$FLASH" --tiny -o "$tmp/fc"
 check "bench on the tiny checkpoint (twin, prefill, context 4 Ki)" 0 "decode at context 4 Ki \\(ms/token\\) +[0-9.]+" -- "$BIN" bench -m "$tmp/fc/full" --twin "$tmp/fc/twin" -t 1 -n 2 --prefill 40 --ctx 4096 --bw-mib 64 --no-warm
+# decode with more o_groups than one dsv4_linear_multi call takes (forward.c: wo_a's group products in calls of at
+# most DSV4_LINEAR_MULTI_MAX = 32 groups): nano's config with 64 heads in 64 groups, random weights; the last row of
+# a token-by-token run must equal a whole-prompt prefill's bit for bit
+sed -e 's/"num_attention_heads": 4/"num_attention_heads": 64/' -e 's/"o_groups": 2/"o_groups": 64/' models/nano/config.json > "$tmp/g64.json"
+check "make_flash_ckpt: nano with 64 heads in 64 output groups" 0 "" -- "$FLASH" -o "$tmp/g64" --config "$tmp/g64.json" --layers 0,1 --no-check
+G64T=5,17,42,99,3,77,150,8,200,31
+check "64 output groups: decode's last logits equal the prefill's" 0 "^identical$" -- sh -c "'$BIN' logits -m '$tmp/g64/full' --tokens $G64T --prefill 1 --out '$tmp/g64d.bin' -t 2 && '$BIN' logits -m '$tmp/g64/full' --tokens $G64T --out '$tmp/g64p.bin' -t 2 && tail -c \$(wc -c < '$tmp/g64p.bin') '$tmp/g64d.bin' | cmp -s - '$tmp/g64p.bin' && echo identical"
 check "bench: -t 0 refused at parse time" 2 "option -t: '0' is not a list of thread counts" -- "$BIN" bench -m "$tmp/nonexistent" -t 0
 
 check "--kernel with an unknown path is a usage error" 2 "unknown kernel path 'neon9'" -- "$BIN" info -m models/nano --kernel neon9

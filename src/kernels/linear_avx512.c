@@ -391,7 +391,7 @@ void dsv4_lin_rows_avx512(const dsv4_lin_job *jb, int r0, int nr) {
         if (fused) {
             _Alignas(64) float F[8][16];
             for (int t = 0; t < jb->n_tok; t++) {
-                if (fmt == DSV4_W_FP8 && cols % 128 == 0) fused_fp8_skew(d, w, rb, nrr, dsv4_lin_x(jb, t), F);
+                if (fmt == DSV4_W_FP8 && cols % 128 == 0 && cols > 0) fused_fp8_skew(d, w, rb, nrr, dsv4_lin_x(jb, t), F);
                 else if (fmt == DSV4_W_FP8) fused_fp8(d, w, rb, nrr, dsv4_lin_x(jb, t), F);
                 else if (fmt == DSV4_W_FP8_32) fused_fp8_32(d, w, rb, nrr, dsv4_lin_x(jb, t), F);
                 else if (fmt == DSV4_W_BF16) fused_bf16(w, rb, nrr, dsv4_lin_x(jb, t), F);

@@ -401,14 +401,18 @@ static void attention(dsv4_session *s, int li, const float *x, int n, const int6
     if (li < c->n_layers) dump(s, "attn_o", li, s->w.o, (size_t)n * H * hd);
     /* grouped output projection */
     int G = c->o_groups, gw = H / G * hd, olr = c->o_lora_rank;
-    if (n == 1 && G <= DSV4_LINEAR_MULTI_MAX) {   /* one token: the G group products in one pool call */
+    if (n == 1) {   /* one token: the group products in one pool call per DSV4_LINEAR_MULTI_MAX groups */
         dsv4_wview wg[DSV4_LINEAR_MULTI_MAX];
         dsv4_linear_op go[DSV4_LINEAR_MULTI_MAX];
-        for (int g = 0; g < G; g++) {
-            wg[g] = dsv4_wview_rows(&L->wo_a, g * olr, olr);
-            go[g] = (dsv4_linear_op){s->w.r + (size_t)g * olr, &wg[g], s->w.o + (size_t)g * gw, 1, DSV4_OUT_BF16};
+        for (int g0 = 0; g0 < G; g0 += DSV4_LINEAR_MULTI_MAX) {
+            const int ng = G - g0 < DSV4_LINEAR_MULTI_MAX ? G - g0 : DSV4_LINEAR_MULTI_MAX;
+            for (int i = 0; i < ng; i++) {
+                const int g = g0 + i;
+                wg[i] = dsv4_wview_rows(&L->wo_a, g * olr, olr);
+                go[i] = (dsv4_linear_op){s->w.r + (size_t)g * olr, &wg[i], s->w.o + (size_t)g * gw, 1, DSV4_OUT_BF16};
+            }
+            dsv4_linear_multi(go, ng, act);
         }
-        dsv4_linear_multi(go, G, act);
     }
     for (int g = 0; n > 1 && g < G; g++) {
         dsv4_wview wg = dsv4_wview_rows(&L->wo_a, g * olr, olr);

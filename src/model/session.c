@@ -288,10 +288,11 @@ static void layout(const dsv4_config *c, int chunk, int max_ctx, dsv4_session *s
     size_t one = mul(K + 1, dsv4_linear_scratch_floats(1, (int)(Is > I ? Is : I)) + 16);
     size_t one13 = dsv4_linear_scratch_floats(1, (int)D) + 16;
     /* a one-token attention (forward.c attention): its products of x in one dsv4_linear_multi (at most three
-     * prepared inputs of D: FP8-quantized, BF16 and F32 layouts), and wo_a's G group products (G inputs of
-     * H/G*hd columns, the G <= DSV4_LINEAR_MULTI_MAX it takes so) */
+     * prepared inputs of D: FP8-quantized, BF16 and F32 layouts), and wo_a's group products (up to
+     * DSV4_LINEAR_MULTI_MAX inputs of H/G*hd columns per call) */
     size_t attn_x = 3 * (dsv4_linear_scratch_floats(1, (int)D) + 16);
-    size_t attn_o = mul(G, dsv4_linear_scratch_floats(1, (int)(H / G * hd)) + 16);
+    size_t attn_o = mul(G < DSV4_LINEAR_MULTI_MAX ? G : DSV4_LINEAR_MULTI_MAX,
+                        dsv4_linear_scratch_floats(1, (int)(H / G * hd)) + 16);
     if (one > act) act = one;
     if (one13 > act) act = one13;
     if (attn_x > act) act = attn_x;
