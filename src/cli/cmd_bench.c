@@ -642,7 +642,7 @@ int dsv4_cli_bench(int argc, char **argv) {
     ps = malloc(sn * (size_t)maxthr);
     px = malloc(sizeof(float) * PEAK_TOK * PEAK_COLS);
     if (pc) {
-        pc->scratch_floats = (size_t)2 * PEAK_TOK * PEAK_COLS + 64;   /* >= dsv4_linear_scratch_floats (1.5x + 16) */
+        pc->scratch_floats = (size_t)2 * PEAK_TOK * PEAK_COLS + 64;   /* >= dsv4_linear_scratch_floats(PEAK_TOK, PEAK_COLS) */
         pc->out = malloc(sizeof(float) * PEAK_TOK * PEAK_ROWS * (size_t)maxthr);
         pc->scratch = malloc(sizeof(float) * pc->scratch_floats * (size_t)maxthr);
     }

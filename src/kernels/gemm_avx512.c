@@ -15,6 +15,7 @@
 #include "kernels/simd_bf16.h"
 #if defined(__x86_64__) && defined(__AVX512BF16__) && defined(__AVX512BW__) && defined(__AVX512VBMI__)
 #include <immintrin.h>
+#include <stdint.h>
 #include <string.h>
 
 #define RB DSV4_LIN_RB   /* rows per tile (8) */
@@ -246,17 +247,21 @@ static void finish(const dsv4_lin_job *jb, float (*L)[GTB][16], int rb, int nrr,
  * 512-token chunk) the decoder otherwise stalled on each row piece's first read. Measured (bench_gemm 32,768 x
  * 4,096 from DRAM, 12 tokens, interleaved): FP4 65 / 51 -> 82 / 75 GMAC/s on 1 thread, 130 / 129 -> 157 / 154 on
  * 2; FP8 68 / 65 -> 82 / 87 and 137 / 133 -> 145 / 164; at 64 tokens within the noise. */
-static void prefetch_next_tile(const dsv4_wview *wv, int rb, int c0, int rend) {
+static void prefetch_next_tile(const dsv4_wview *wv, int rb, int c0, int rend, int more_tokens) {
     const int cols = wv->cols, fp4 = wv->fmt == DSV4_W_FP4;
     int nrb = rb, nc0 = c0 + GKC;
-    if (nc0 >= cols) { nc0 = 0; nrb = rb + RB; }
+    if (nc0 >= cols) {   /* the rows' next token block (its first tile, likely still cached), else the next rows */
+        nc0 = 0;
+        if (!more_tokens) nrb = rb + RB;
+    }
     if (nrb >= rend) return;
     const size_t bpr = fp4 ? (size_t)cols / 2 : (size_t)cols;   /* bytes per row (FP8, FP8_32: one per value) */
-    const int n = cols - nc0 < GKC ? cols - nc0 : GKC, nb = fp4 ? n / 2 : n;
+    const int n = cols - nc0 < GKC ? cols - nc0 : GKC, nb = fp4 ? (n + 1) / 2 : n;
     const int nrows = rend - nrb < RB ? rend - nrb : RB;
     for (int j = 0; j < nrows; j++) {
         const char *p = (const char *)wv->data + (size_t)(nrb + j) * bpr + (fp4 ? nc0 / 2 : nc0);
-        for (int o = 0; o < nb; o += 64) _mm_prefetch(p + o, _MM_HINT_T1);
+        const int mis = (int)((uintptr_t)p & 63);   /* every line of [p, p + nb), p not 64-byte aligned included */
+        for (int o = -mis; o < nb; o += 64) _mm_prefetch(p + o, _MM_HINT_T1);
     }
 }
 
@@ -298,7 +303,7 @@ void dsv4_gemm_rows_avx512(const dsv4_lin_job *jb, int r0, int nr) {
                     if (fmt == DSV4_W_FP8) { K = fold ? K_FP8F : K_FP8; ntmax = NT_FP8; }
                     if (dsv4_fmt_g32(fmt)) { K = fold ? K_FP4F : K_FP4; ntmax = fold ? NT_FP4F : NT_FP4; }
                 }
-                if (fmt != DSV4_W_BF16) prefetch_next_tile(wv, rb, c0, r0 + nr);
+                if (fmt != DSV4_W_BF16) prefetch_next_tile(wv, rb, c0, r0 + nr, t0 + GTB < jb->n_tok);
                 /* per 4-row sub-block: tile rows and scale codes (padding rows repeat a real row) */
                 const uint16_t *w[2][MR];
                 const uint8_t *sc[2][MR];

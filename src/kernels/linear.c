@@ -371,8 +371,11 @@ static void lin_run(lin_task *t) {
  * multi-token call are not a multiple of 4 KiB apart. The micro-kernels load one 64-byte piece of each of up to 6
  * tokens at the same column; with the rows 8 KiB apart (4,096 columns) they meet in one L1 set and bank (measured:
  * a 4-row x 6-token BF16 kernel on L1-resident data at 0.50 of the instruction peak, 0.93 with the rows 64 bytes
- * further apart). Only the first round32(cols) of a row are written and read. */
-static inline int lin_colsp(int cols) { return ((cols + 31) & ~31) + 32; }
+ * further apart). Only the first round32(cols) of a row are written and read; at most cols + 95. */
+static inline int lin_colsp(int cols) {
+    int c = ((cols + 31) & ~31) + 32;
+    return (c * 2) % 4096 ? c : c + 32;   /* (2,016 or 4,064 columns would be 4 KiB-spaced again) */
+}
 
 size_t dsv4_linear_scratch_floats(int n_tok, int cols) {
     size_t colsp = (size_t)lin_colsp(cols);

@@ -273,13 +273,13 @@ static void layout(const dsv4_config *c, int chunk, int max_ctx, dsv4_session *s
     CARVE(s->w.acc, CX * D);
     CARVE(s->w.etok, CH * K);
     CARVE(s->w.ew, CH * K);
-    /* dsv4_linear's scratch (dsv4_linear_scratch_floats: n*cols + ceil(n*colsp/2) + 16, colsp <= cols + 63) for the largest call: up
+    /* dsv4_linear's scratch (dsv4_linear_scratch_floats: n*cols + ceil(n*colsp/2) + 16, colsp <= cols + 95) for the largest call: up
      * to CH tokens of any width (maxcols), the routed experts' gathered rows (up to CH*K: a hash table may repeat
      * an expert) of D (w1, w3) or I (w2) columns, MTP's h_proj on CH*hc rows of D. */
     size_t act = 0, ecols = D > I ? D : I;
     size_t an[] = {CX, CH * K, CX * hc}, ac[] = {maxcols, ecols, D};
     for (int i = 0; i < 3; i++) {
-        size_t f = mul(an[i], ac[i]) + mul(an[i], ac[i] + 64) / 2 + 64;
+        size_t f = mul(an[i], ac[i]) + mul(an[i], ac[i] + 96) / 2 + 64;
         if (f > act) act = f;
     }
     /* a one-token MoE (forward.c moe_one_token): its w2 call has K routed + 1 shared distinct one-row inputs of I or Is
