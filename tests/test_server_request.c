@@ -43,6 +43,17 @@ static void test_integers_out_of_range(void) {
           "in-range seed/top_k/temperature: status %d '%s'", st, e.msg);
     st = sampling("{\"seed\": -1}", &g, &e);
     CHECK(st == 0 && g.sp.seed == (uint64_t)-1, "seed -1: status %d '%s'", st, e.msg);
+    /* fuzz_server_request: a top_p above 0 that is 0 as a float passed the check, and the sampler refused it */
+    static const char *const tiny[] = {"{\"top_p\": 1e-190}", "{\"top_p\": 1e-46}", "{\"top_p\": 0}"};
+    for (int i = 0; i < 3; i++) {
+        st = sampling(tiny[i], &g, &e);
+        CHECK(st == 0 && g.sp.temperature == 0 && g.sp.top_p > 0 && g.sp.top_p <= 1,
+              "%s: status %d, temperature %g, top_p %g (want greedy: temperature 0, top_p in (0, 1])", tiny[i], st,
+              (double)g.sp.temperature, (double)g.sp.top_p);
+    }
+    st = sampling("{\"top_p\": 1e-30}", &g, &e);
+    CHECK(st == 0 && g.sp.temperature == 1 && g.sp.top_p == 1e-30f, "top_p 1e-30: status %d, top_p %g", st,
+          (double)g.sp.top_p);
 }
 
 /* The prefix cache compares keys (dsv4_prompt_key), not ids: every position of an image span carries the placeholder

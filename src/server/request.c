@@ -442,7 +442,9 @@ int srv_parse_sampling(const cJSON *req, srv_gen *g, srv_error *e) {
     }
     x = 1.0; if (srv_get_num(req, "temperature", 0, 2, &x, e)) return -1; g->sp.temperature = (float)x;
     x = 1.0; if (srv_get_num(req, "top_p", 0, 1, &x, e)) return -1;
-    if (x == 0) g->sp.temperature = 0; else g->sp.top_p = (float)x;
+    /* 0 (and a value so small that it is 0 as a float, e.g. 1e-190: found by fuzz_server_request, which the
+     * sampler then refused) keeps only the most likely token: greedy */
+    if ((float)x == 0) g->sp.temperature = 0; else g->sp.top_p = (float)x;
     l = 0; if (srv_get_int(req, "top_k", 0, 1L << 30, &l, e)) return -1; g->sp.top_k = (int)l;
     const cJSON *sd = cJSON_GetObjectItemCaseSensitive(req, "seed");
     if (sd && !cJSON_IsNull(sd)) {
