@@ -363,9 +363,21 @@ static float pair_lane_ref(const dsv4_wview *w, int r, const float *x) {
 static const char *PATHS[] = {"scalar", "avx2", "avx512", "neon"};   /* those this CPU lacks are skipped */
 enum { NPATHS = sizeof PATHS / sizeof PATHS[0] };
 
-static void test_linear_fmt(dsv4_wfmt fmt, const char *name, int rows, int cols) {
+/* mis >= 0: the weight's codes start mis bytes past a 64-byte line (as a checkpoint's tensors do: safetensors
+ * aligns nothing past its header), rows of cols % 64 == 0 codes then all start there; mis < 0: where malloc put
+ * them */
+static void test_linear_fmt_at(dsv4_wfmt fmt, const char *name, int rows, int cols, int mis) {
     enum { T = 37 };   /* more than one 32-token block of the tile paths */
     owned_w ow = make_weight(fmt, rows, cols);
+    if (mis >= 0) {
+        size_t n = (size_t)rows * cols, bytes = fmt == DSV4_W_FP4 ? n / 2 : fmt == DSV4_W_BF16 ? 2 * n
+                                                 : fmt == DSV4_W_F32 ? 4 * n : n;
+        uint8_t *buf = malloc(bytes + 128), *at = (uint8_t *)(((uintptr_t)buf + 63) & ~(uintptr_t)63) + mis;
+        memcpy(at, ow.data, bytes);
+        free(ow.data);
+        ow.data = buf;
+        ow.w.data = at;
+    }
     const dsv4_wview *w = &ow.w;
     char err[256];
     float *deq = malloc((size_t)rows * cols * 4);
@@ -467,6 +479,10 @@ static void test_linear_fmt(dsv4_wfmt fmt, const char *name, int rows, int cols)
 
     free(deq); free(x); free(x0); free(xq); free(scratch); free(o1); free(o2); free(o3); free(ref);
     free(ow.data); free(ow.scale);
+}
+
+static void test_linear_fmt(dsv4_wfmt fmt, const char *name, int rows, int cols) {
+    test_linear_fmt_at(fmt, name, rows, cols, -1);
 }
 
 /* dsv4_linear_bf16x (attention scores, indexer: activations already packed, given by row pointers or by stride)
@@ -1013,6 +1029,22 @@ static void test_linear(void) {
     test_linear_fmt(DSV4_W_FP8, "fp8-one-block", 140, 128);
     test_linear_fmt(DSV4_W_FP8, "fp8-4k-rows", 136, 4096);
     test_linear_fmt(DSV4_W_FP8, "fp8-odd64", 140, 1088);
+    /* weights off the 64-byte lines (the one-token kernels read two aligned lines and permute): every format,
+     * a byte past, a checkpoint's 24, the last byte of a line; the skewed and unskewed FP8 kernels, FP8_32 with
+     * rows of a whole number of lines and not */
+    {
+        static const int mis[] = {1, 24, 63};
+        for (int i = 0; i < 3; i++) {
+            char nm[64];
+            snprintf(nm, sizeof nm, "fp8-mis%d", mis[i]);        test_linear_fmt_at(DSV4_W_FP8, nm, 136, 1024, mis[i]);
+            snprintf(nm, sizeof nm, "fp8-odd64-mis%d", mis[i]);  test_linear_fmt_at(DSV4_W_FP8, nm, 140, 1088, mis[i]);
+            snprintf(nm, sizeof nm, "fp8-block-mis%d", mis[i]);  test_linear_fmt_at(DSV4_W_FP8, nm, 140, 128, mis[i]);
+            snprintf(nm, sizeof nm, "fp8_32-mis%d", mis[i]);     test_linear_fmt_at(DSV4_W_FP8_32, nm, 72, 1024, mis[i]);
+            snprintf(nm, sizeof nm, "fp8_32-odd32-mis%d", mis[i]); test_linear_fmt_at(DSV4_W_FP8_32, nm, 40, 1120, mis[i]);
+            snprintf(nm, sizeof nm, "fp4-mis%d", mis[i]);        test_linear_fmt_at(DSV4_W_FP4, nm, 48, 1024, mis[i]);
+            snprintf(nm, sizeof nm, "bf16-mis%d", mis[i] & ~1);  test_linear_fmt_at(DSV4_W_BF16, nm, 48, 1024, mis[i] & ~1);
+        }
+    }
     test_linear_fmt(DSV4_W_FP4, "fp4", 203, 2080);
     test_linear_fmt(DSV4_W_FP4, "fp4-small", 45, 32);
     test_linear_fmt(DSV4_W_FP8_32, "fp8_32", 300, 1100);          /* ragged rows and columns */

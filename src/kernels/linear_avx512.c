@@ -72,13 +72,15 @@ static inline const dec_tabs *tabs(void) {
 
 /* 64 E4M3 codes -> 64 BF16 in the FP8 block order (simd.h): *a = elements 0-7,16-23,32-39,48-55 and
  * *b = 8-15,24-31,40-47,56-63, i.e. the byte interleave of (low byte, high byte) tables. */
-static inline void fp8x64_bf16(const dec_tabs *d, const uint8_t *p, __m512i *a, __m512i *b) {
-    __m512i c = _mm512_loadu_si512(p);
+static inline void fp8x64_bf16_c(const dec_tabs *d, __m512i c, __m512i *a, __m512i *b) {
     __m512i lo = _mm512_permutex2var_epi8(d->lo0, c, d->lo1);
     __m512i hi = _mm512_permutex2var_epi8(d->hi0, c, d->hi1);
     hi = _mm512_ternarylogic_epi32(hi, c, d->c80, 0xF8);   /* hi | (c & 0x80): the sign */
     *a = _mm512_unpacklo_epi8(lo, hi);
     *b = _mm512_unpackhi_epi8(lo, hi);
+}
+static inline void fp8x64_bf16(const dec_tabs *d, const uint8_t *p, __m512i *a, __m512i *b) {
+    fp8x64_bf16_c(d, _mm512_loadu_si512(p), a, b);
 }
 
 /* 64 E4M3 codes -> 64 BF16 in element order (FP8_32): *a = elements 0-31, *b = 32-63. One VPERMQ first puts the
@@ -86,12 +88,7 @@ static inline void fp8x64_bf16(const dec_tabs *d, const uint8_t *p, __m512i *a, 
  * qword of every lane, yield q0..q3 (q4..q7) in order; then the same byte tables. (Measured against two VPERMT2B
  * interleaves after the lookups: faster, and the 1-token decode of FP8_32 then runs about as fast as FP8's.) */
 static inline void fp8x64_bf16_nat(const dec_tabs *d, const uint8_t *p, __m512i *a, __m512i *b) {
-    __m512i c = _mm512_permutexvar_epi64(d->qlane, _mm512_loadu_si512(p));
-    __m512i lo = _mm512_permutex2var_epi8(d->lo0, c, d->lo1);
-    __m512i hi = _mm512_permutex2var_epi8(d->hi0, c, d->hi1);
-    hi = _mm512_ternarylogic_epi32(hi, c, d->c80, 0xF8);   /* hi | (c & 0x80): the sign */
-    *a = _mm512_unpacklo_epi8(lo, hi);
-    *b = _mm512_unpackhi_epi8(lo, hi);
+    fp8x64_bf16_c(d, _mm512_permutexvar_epi64(d->qlane, _mm512_loadu_si512(p)), a, b);
 }
 
 /* 32 E4M3 codes -> 32 BF16 (unscaled, exact). */
@@ -129,6 +126,28 @@ static inline int rb_aligned(int r) { return r % 8 == 0; }
 #endif
 /* address `off` bytes past p, computed as an integer (past the tensor for the last block: never dereferenced) */
 static inline const void *ahead(const void *p, size_t off) { return (const void *)((uintptr_t)p + off); }
+
+/* Weights at any byte offset. A checkpoint's tensors lie where safetensors put them (only its header is padded, to
+ * 8 bytes), so rows of codes start anywhere in a 64-byte line (the V4-Flash-shaped bench file: 16 or 24 bytes
+ * past one). Every 64-byte load then spans two lines, which cost the one-token FP8 kernels about a quarter of
+ * their rate from DRAM (bench_gemm --multi 12 --misalign 24, FP8 2,048 x 4,096, 2 threads: 50-52 -> 37-38 GB/s).
+ * They load the two lines aligned and take the 64 bytes out with one VPERMT2B instead (47-52 GB/s). Rows of
+ * cols % 64 == 0 codes all start `mis` bytes past a line; the kernels then hold line-aligned row pointers and
+ * codes64 reads the 64 codes at p + mis (p a line, 0 < mis < 64) through the index ridx = mis + (the byte
+ * order wanted). Both lines hold codes of the row, so neither read can fault; the bytes of the first line
+ * before the row are read and dropped, which AddressSanitizer would report on a heap buffer (a test's weights):
+ * the functions that read so are not instrumented (LINE_READ). */
+#define LINE_READ __attribute__((no_sanitize_address))
+static inline __attribute__((always_inline)) LINE_READ __m512i codes64(const uint8_t *p, const __m512i *ridx) {
+    if (!ridx) return _mm512_loadu_si512(p);
+    return _mm512_permutex2var_epi8(_mm512_load_si512(p), *ridx, _mm512_load_si512(p + 64));
+}
+/* ridx for mis bytes past the line, bytes in order (perm NULL) or in the order of the 64-bit lanes perm */
+static inline __m512i line_index(size_t mis, const int64_t *perm) {
+    uint8_t b[64];
+    for (int i = 0; i < 64; i++) b[i] = (uint8_t)(mis + (perm ? 8 * (size_t)perm[i / 8] : (size_t)(i & ~7)) + (size_t)(i & 7));
+    return _mm512_loadu_si512(b);
+}
 #define DSV4_MAX_FUSED_GROUPS 512   /* FP4 rows of up to 16384 columns take the fused path */
 
 /* E8M0 scale codes -> F32 for n codes (the table for the rare codes 0 and 255, bit shift otherwise). */
@@ -146,10 +165,12 @@ static inline void scales_f32(const uint8_t *sc, int n, float *out) {
 
 /* Decode fast path, one token, 8 rows, cols % 32 == 0: weights decoded in registers (no tile). L[j] gets the
  * 16 lanes of row rb+j. */
-static void fused_fp8(const dec_tabs *d, const dsv4_wview *w, int rb, int nrr, const uint16_t *x, float L[][16]) {
+static inline __attribute__((always_inline)) LINE_READ void
+fused_fp8_body(const dec_tabs *d, const dsv4_wview *w, int rb, int nrr, const uint16_t *x, float L[][16],
+               size_t mis, const __m512i *ridx) {
     const int cols = w->cols, ncb = cdiv(cols, 128);
-    const uint8_t *row[8];
-    for (int j = 0; j < 8; j++) row[j] = (const uint8_t *)w->data + (size_t)(rb + (j < nrr ? j : 0)) * cols;
+    const uint8_t *row[8];   /* line-aligned when mis (codes64) */
+    for (int j = 0; j < 8; j++) row[j] = (const uint8_t *)w->data - mis + (size_t)(rb + (j < nrr ? j : 0)) * cols;
     const uint8_t *sc = w->scale + (size_t)(rb / 128) * ncb;   /* rb % 8 == 0: the 8 rows share a scale row */
     __m512 a[8];
     _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) a[j] = _mm512_setzero_ps();
@@ -162,7 +183,7 @@ static void fused_fp8(const dec_tabs *d, const dsv4_wview *w, int rb, int nrr, c
             _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) PREFETCH(ahead(row[j] + c0 + k, 8 * (size_t)cols));
             _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) {
                 __m512i wa, wb;
-                fp8x64_bf16(d, row[j] + c0 + k, &wa, &wb);
+                fp8x64_bf16_c(d, codes64(row[j] + c0 + k, ridx), &wa, &wb);
                 p[j] = _mm512_dpbf16_ps(p[j], as_bh(wa), xa);
                 p[j] = _mm512_dpbf16_ps(p[j], as_bh(wb), xb);
             }
@@ -172,12 +193,19 @@ static void fused_fp8(const dec_tabs *d, const dsv4_wview *w, int rb, int nrr, c
     }
     _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) _mm512_store_ps(L[j], a[j]);
 }
+static LINE_READ void fused_fp8(const dec_tabs *d, const dsv4_wview *w, int rb, int nrr, const uint16_t *x, float L[][16]) {
+    const size_t mis = (uintptr_t)w->data & 63;   /* cols % 64 == 0: the same for every row */
+    if (!mis) { fused_fp8_body(d, w, rb, nrr, x, L, 0, NULL); return; }
+    const __m512i ridx = line_index(mis, NULL);
+    fused_fp8_body(d, w, rb, nrr, x, L, mis, &ridx);
+}
 
 /* One step t of fused_fp8_skew: rows 0-3 take their 128-column block t, rows 4-7 block t - 1. checked: the
  * first and last step, where one half is outside its row (it reads a block it owns and keeps its sums). */
-static inline __attribute__((always_inline)) void fp8_skew_step(const dec_tabs *d, const uint8_t *const *row,
+static inline __attribute__((always_inline)) LINE_READ void fp8_skew_step(const dec_tabs *d, const uint8_t *const *row,
                                                                   const uint8_t *sc, const uint16_t *x, int ncb,
-                                                                  size_t pf, int t, int checked, __m512 *a) {
+                                                                  size_t pf, int t, int checked, __m512 *a,
+                                                                  const __m512i *ridx) {
     int b0 = t, b1 = t - 1;
     if (checked) { b0 = b0 >= ncb ? ncb - 1 : b0; b1 = b1 < 0 ? 0 : b1; }
     const int c[2] = { 128 * b0, 128 * b1 };
@@ -192,7 +220,7 @@ static inline __attribute__((always_inline)) void fp8_skew_step(const dec_tabs *
         _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) PREFETCH(ahead(row[j] + c[j / 4] + k, pf));
         _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) {
             __m512i wa, wb;
-            fp8x64_bf16(d, row[j] + c[j / 4] + k, &wa, &wb);
+            fp8x64_bf16_c(d, codes64(row[j] + c[j / 4] + k, ridx), &wa, &wb);
             p[j] = _mm512_dpbf16_ps(p[j], as_bh(wa), xa[j / 4]);
             p[j] = _mm512_dpbf16_ps(p[j], as_bh(wb), xb[j / 4]);
         }
@@ -213,26 +241,36 @@ static inline __attribute__((always_inline)) void fp8_skew_step(const dec_tabs *
  * 262,144 x 1,024 23 -> 34 / 58-64 -> 62-64; 32,768 x 8,192 23 -> 25 / 41-45 -> 47. From the caches its
  * arithmetic rate is lower (about 42 against 49 GB/s per core for 1,024 x 4,096: two sets of activations in
  * registers), still above a core's share of DRAM. */
-static void fused_fp8_skew(const dec_tabs *d, const dsv4_wview *w, int rb, int nrr, const uint16_t *x, float L[][16]) {
+static inline __attribute__((always_inline)) LINE_READ void
+fused_fp8_skew_body(const dec_tabs *d, const dsv4_wview *w, int rb, int nrr, const uint16_t *x, float L[][16],
+                    size_t mis, const __m512i *ridx) {
     const int cols = w->cols, ncb = cols / 128;
     const size_t pf = 8 * (size_t)cols;   /* the same offset of the next 8-row block */
-    const uint8_t *row[8];
-    for (int j = 0; j < 8; j++) row[j] = (const uint8_t *)w->data + (size_t)(rb + (j < nrr ? j : 0)) * cols;
+    const uint8_t *row[8];   /* line-aligned when mis (codes64) */
+    for (int j = 0; j < 8; j++) row[j] = (const uint8_t *)w->data - mis + (size_t)(rb + (j < nrr ? j : 0)) * cols;
     const uint8_t *sc = w->scale + (size_t)(rb / 128) * ncb;   /* rb % 8 == 0: the 8 rows share a scale row */
     __m512 a[8];
     _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) a[j] = _mm512_setzero_ps();
-    fp8_skew_step(d, row, sc, x, ncb, pf, 0, 1, a);
-    for (int t = 1; t < ncb; t++) fp8_skew_step(d, row, sc, x, ncb, pf, t, 0, a);
-    fp8_skew_step(d, row, sc, x, ncb, pf, ncb, 1, a);
+    fp8_skew_step(d, row, sc, x, ncb, pf, 0, 1, a, ridx);
+    for (int t = 1; t < ncb; t++) fp8_skew_step(d, row, sc, x, ncb, pf, t, 0, a, ridx);
+    fp8_skew_step(d, row, sc, x, ncb, pf, ncb, 1, a, ridx);
     _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) _mm512_store_ps(L[j], a[j]);
+}
+static LINE_READ void fused_fp8_skew(const dec_tabs *d, const dsv4_wview *w, int rb, int nrr, const uint16_t *x, float L[][16]) {
+    const size_t mis = (uintptr_t)w->data & 63;   /* cols % 128 == 0: the same for every row */
+    if (!mis) { fused_fp8_skew_body(d, w, rb, nrr, x, L, 0, NULL); return; }
+    const __m512i ridx = line_index(mis, NULL);
+    fused_fp8_skew_body(d, w, rb, nrr, x, L, mis, &ridx);
 }
 
 /* FP8_32 (V4.1), one token, 8 rows (rb % 8 == 0: one 32-row tile row, so the 8 rows share each group's scale),
  * cols % 32 == 0: per 32-column group P = dp(0, chunk), L = fma(s, P, L). */
-static void fused_fp8_32(const dec_tabs *d, const dsv4_wview *w, int rb, int nrr, const uint16_t *x, float L[][16]) {
+static inline __attribute__((always_inline)) LINE_READ void
+fused_fp8_32_body(const dec_tabs *d, const dsv4_wview *w, int rb, int nrr, const uint16_t *x, float L[][16],
+                  size_t mis, const __m512i *ridx) {
     const int cols = w->cols;
-    const uint8_t *row[8];
-    for (int j = 0; j < 8; j++) row[j] = (const uint8_t *)w->data + (size_t)(rb + (j < nrr ? j : 0)) * cols;
+    const uint8_t *row[8];   /* line-aligned when mis (codes64; ridx then also does fp8x64_bf16_nat's VPERMQ) */
+    for (int j = 0; j < 8; j++) row[j] = (const uint8_t *)w->data - mis + (size_t)(rb + (j < nrr ? j : 0)) * cols;
     const uint8_t *sc = dsv4_g32_scales(w, rb, 0);
     __m512 a[8];
     const __m512 z = _mm512_setzero_ps();
@@ -244,7 +282,8 @@ static void fused_fp8_32(const dec_tabs *d, const dsv4_wview *w, int rb, int nrr
         _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) PREFETCH(ahead(row[j] + c0, 8 * (size_t)cols));
         _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) {
             __m512i wa, wb;
-            fp8x64_bf16_nat(d, row[j] + c0, &wa, &wb);
+            if (ridx) fp8x64_bf16_c(d, codes64(row[j] + c0, ridx), &wa, &wb);
+            else fp8x64_bf16_nat(d, row[j] + c0, &wa, &wb);
             a[j] = _mm512_fmadd_ps(_mm512_dpbf16_ps(z, as_bh(wa), xa), s0, a[j]);
             a[j] = _mm512_fmadd_ps(_mm512_dpbf16_ps(z, as_bh(wb), xb), s1, a[j]);
         }
@@ -253,9 +292,17 @@ static void fused_fp8_32(const dec_tabs *d, const dsv4_wview *w, int rb, int nrr
         __m512bh xa = as_bh(_mm512_loadu_si512(x + c0));
         const __m512 s0 = _mm512_set1_ps(dsv4_e8m0_f32[sc[c0 / 32]]);
         _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++)
-            a[j] = _mm512_fmadd_ps(_mm512_dpbf16_ps(z, as_bh(fp8_bf16(d, row[j] + c0)), xa), s0, a[j]);
+            a[j] = _mm512_fmadd_ps(_mm512_dpbf16_ps(z, as_bh(fp8_bf16(d, row[j] + mis + c0)), xa), s0, a[j]);
     }
     _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) _mm512_store_ps(L[j], a[j]);
+}
+static LINE_READ void fused_fp8_32(const dec_tabs *d, const dsv4_wview *w, int rb, int nrr, const uint16_t *x, float L[][16]) {
+    const size_t mis = (uintptr_t)w->data & 63;   /* the same for every row when cols % 64 == 0 */
+    if (!mis || w->cols % 64) { fused_fp8_32_body(d, w, rb, nrr, x, L, 0, NULL); return; }
+    int64_t q[8];
+    _mm512_storeu_si512(q, d->qlane);
+    const __m512i ridx = line_index(mis, q);
+    fused_fp8_32_body(d, w, rb, nrr, x, L, mis, &ridx);
 }
 
 static void fused_bf16(const dsv4_wview *w, int rb, int nrr, const uint16_t *x, float L[][16]) {

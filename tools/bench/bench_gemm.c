@@ -1,6 +1,7 @@
 /* tools/bench/bench_gemm.c — multi-token dsv4_linear speed vs the instruction peak (issue 6 item 5; `make bench-gemm`).
  *
- *   bench_gemm [-t LIST] [--tokens LIST] [--fmt LIST] [--shapes LIST] [--kernel PATH] [--min-s S] [--csv FILE]
+ *   bench_gemm [-t LIST] [--tokens LIST] [--fmt LIST] [--shapes LIST] [--kernel PATH] [--min-s S] [--multi K]
+ *              [--misalign B] [--csv FILE]
  *
  * For every thread count of -t (default 1,2), format (fp8, fp4, bf16; also fp8_32 and fp8_32bf16), shape ROWSxCOLS
  * (default 2048x4096 = w1/w3, 4096x2048 = w2, 1024x4096 = wq_a; [out, in]) and token count (default 32,128,512):
@@ -18,6 +19,10 @@
  * The machine may be shared: besides wall-clock rates the table gives rates per CPU-second (multiply-adds / (process
  * CPU time / threads), for the peak loops and dsv4_linear alike), which leave out the time the threads were not
  * running; the pool's workers spin briefly between calls, which counts as CPU time (so that ratio is a lower bound).
+ * --multi K: each call is one dsv4_linear_multi over K distinct matrices of the shape with one input (a decode step's
+ * MoE products), the calls cycling through 768 MiB of matrices: the weights come from DRAM, as in a model, not from
+ * a cache still holding them (a single 2,048 x 4,096 matrix does fit this machine's L3). --misalign B: the codes
+ * start B bytes past a 64-byte line (a checkpoint's tensors are not aligned; docs/performance.md).
  * Output: a table on stdout; with --csv one line per value:
  * kernel,threads,fmt,rows,cols,tokens,gmacs,ratio,cpu_gmacs,cpu_ratio,gbs,cpu_gbs.
  */
@@ -37,6 +42,9 @@
 /* Weights and scales from dsv4_huge_alloc (2 MiB pages where the kernel allows, as the model's mapped checkpoint is
  * once the page cache holds it in large folios: docs/performance.md, "Huge pages"), so that TLB misses do not show
  * as kernel speed. data_n / scale_n: their allocated sizes (owned_free). */
+/* --misalign B: weights start B bytes past a 64-byte boundary (as in a checkpoint whose tensors are not aligned in
+ * the file: safetensors only pads its header to 8 bytes) */
+static int g_misalign;
 typedef struct { dsv4_wview w; void *data; uint8_t *scale; size_t bytes, data_n, scale_n; } owned;
 static void owned_free(owned *o) {
     dsv4_huge_free(o->data, o->data_n);
@@ -48,7 +56,7 @@ static owned make_w(dsv4_wfmt fmt, int rows, int cols, int as_bf16) {
     owned o = {{fmt, rows, cols, NULL, NULL}, NULL, NULL, 0, 0, 0};
     size_t n = (size_t)rows * cols;
     if (fmt == DSV4_W_FP8_32) {
-        uint8_t *d = dsv4_huge_alloc(o.data_n = n);
+        uint8_t *d = dsv4_huge_alloc(o.data_n = n + 64);
         for (size_t i = 0; i < n; i++) { uint8_t b = (uint8_t)rnd(); d[i] = (b & 0x7f) == 0x7f ? 0x3c : b; }
         size_t ns = (size_t)((rows + 31) / 32) * ((cols + 31) / 32);
         o.scale = dsv4_huge_alloc(o.scale_n = ns);
@@ -63,12 +71,12 @@ static owned make_w(dsv4_wfmt fmt, int rows, int cols, int as_bf16) {
         }
     } else if (fmt == DSV4_W_BF16) {
         o.bytes = n * 2;
-        uint16_t *d = dsv4_huge_alloc(o.data_n = n * 2);
+        uint16_t *d = dsv4_huge_alloc(o.data_n = n * 2 + 64);
         float s = 1.0f / (float)cols;
         for (size_t i = 0; i < n; i++) d[i] = bf16_of(unif() * 1.7f * s * 32.0f);
         o.data = d;
     } else if (fmt == DSV4_W_FP8) {
-        uint8_t *d = dsv4_huge_alloc(o.data_n = n);
+        uint8_t *d = dsv4_huge_alloc(o.data_n = n + 64);
         for (size_t i = 0; i < n; i++) { uint8_t b = (uint8_t)rnd(); d[i] = (b & 0x7f) == 0x7f ? 0x3c : b; }
         size_t ns = (size_t)((rows + 127) / 128) * ((cols + 127) / 128);
         o.scale = dsv4_huge_alloc(o.scale_n = ns);
@@ -76,7 +84,7 @@ static owned make_w(dsv4_wfmt fmt, int rows, int cols, int as_bf16) {
         o.data = d;
         o.bytes = n + ns;
     } else {
-        uint8_t *d = dsv4_huge_alloc(o.data_n = n / 2);
+        uint8_t *d = dsv4_huge_alloc(o.data_n = n / 2 + 64);
         for (size_t i = 0; i < n / 2; i++) d[i] = (uint8_t)rnd();
         size_t ns = (size_t)rows * (cols / 32);
         o.scale = dsv4_huge_alloc(o.scale_n = ns);
@@ -84,9 +92,52 @@ static owned make_w(dsv4_wfmt fmt, int rows, int cols, int as_bf16) {
         o.data = d;
         o.bytes = n / 2 + ns;
     }
-    o.w.data = o.data;
+    o.w.data = (uint8_t *)o.data + g_misalign;
     o.w.scale = o.scale;
     return o;
+}
+
+/* --multi K: K distinct matrices of one shape per dsv4_linear_multi call (one input, as a decode step's MoE
+ * products), the calls cycling through at least DSV4_BENCH_MULTI_BYTES of matrices so that every call reads its
+ * weights from DRAM, not from a cache that still holds them from the last call. */
+#define DSV4_BENCH_MULTI_BYTES ((size_t)768 << 20)
+static void bench_multi(dsv4_wfmt fmt, int rows, int cols, int as_bf16, int K, const int *tok, int ntok, const float *x,
+                        float *out, float *scratch, double min_s, int T, double peak, int flen, const char *fname,
+                        const char *path, FILE *cf) {
+    owned first = make_w(fmt, rows, cols, as_bf16);
+    size_t m = (DSV4_BENCH_MULTI_BYTES + first.bytes - 1) / first.bytes;
+    m = (m + (size_t)K - 1) / (size_t)K * (size_t)K;
+    owned *o = malloc(m * sizeof *o);
+    o[0] = first;
+    for (size_t i = 1; i < m; i++) o[i] = make_w(fmt, rows, cols, as_bf16);
+    for (int k = 0; k < ntok; k++) {
+        int n = tok[k];
+        double macs = (double)rows * cols * n * K, best = 0;
+        size_t next = 0;
+        int reps = 1;
+        for (int trial = 0; trial < 5; trial++) {
+            double t0 = now();
+            for (int r = 0; r < reps; r++) {
+                dsv4_linear_op op[DSV4_LINEAR_MULTI_MAX];
+                for (int j = 0; j < K; j++)
+                    op[j] = (dsv4_linear_op){out + (size_t)j * n * rows, &o[next + (size_t)j].w, x, n, 0};
+                next = (next + (size_t)K) % m;
+                dsv4_linear_multi(op, K, scratch);
+            }
+            double dt = now() - t0;
+            if (trial == 0) { reps = (int)(min_s / dt) + 1; continue; }
+            if (macs * reps / dt > best) best = macs * reps / dt;
+        }
+        const double gbs = best / macs * (double)first.bytes * K / 1e9;
+        printf("  %-10.*s %4dx%-5d %6d %10.1f %7.3f %10s %7s %8.2f %8s  (%d per call, %zu matrices)\n", flen, fname, rows,
+               cols, n, best / 1e9, peak > 0 ? best / peak : 0, "-", "-", gbs, "-", K, m);
+        fflush(stdout);
+        if (cf)
+            fprintf(cf, "%s,%d,%.*s,%d,%d,%d,%.3f,%.4f,,,%.3f,\n", path, T, flen, fname, rows, cols, n, best / 1e9,
+                    peak > 0 ? best / peak : 0, gbs);
+    }
+    for (size_t i = 0; i < m; i++) owned_free(&o[i]);
+    free(o);
 }
 
 static int parse_list(const char *s, int *v, int max) {
@@ -107,11 +158,12 @@ int main(int argc, char **argv) {
     int shapes[8][2] = {{2048, 4096}, {4096, 2048}, {1024, 4096}}, nshape = 3;
     const char *fmts = "fp8,fp4,bf16", *kernel = NULL, *csv = NULL;
     double min_s = 0.3;
+    int multi = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             printf("usage: bench_gemm [-t LIST] [--tokens LIST] [--fmt fp8,fp4,bf16,fp8_32,fp8_32bf16] [--shapes RxC,...] "
-                   "[--kernel PATH] [--min-s S] [--csv FILE]\n");
+                   "[--kernel PATH] [--min-s S] [--multi K] [--csv FILE]\n");
             return 0;
         }
         if (!v) { fprintf(stderr, "bench_gemm: %s needs a value\n", a); return 2; }
@@ -122,6 +174,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--kernel")) kernel = v;
         else if (!strcmp(a, "--csv")) csv = v;
         else if (!strcmp(a, "--min-s")) { min_s = atof(v); if (min_s <= 0) goto bad; }
+        else if (!strcmp(a, "--misalign")) { g_misalign = atoi(v); if (g_misalign < 0 || g_misalign > 63 || g_misalign % 2) goto bad; }
+        else if (!strcmp(a, "--multi")) { multi = atoi(v); if (multi <= 0 || multi > DSV4_LINEAR_MULTI_MAX) goto bad; }
         else if (!strcmp(a, "--shapes")) {
             nshape = 0;
             const char *s = v;
@@ -152,8 +206,9 @@ int main(int argc, char **argv) {
         if (shapes[i][0] > maxrows) maxrows = shapes[i][0];
         if (shapes[i][1] > maxcols) maxcols = shapes[i][1];
     }
-    float *x = malloc((size_t)maxtok * maxcols * 4), *out = malloc((size_t)maxtok * maxrows * 4);
-    float *scratch = malloc(dsv4_linear_scratch_floats(maxtok, maxcols) * 4);
+    const int kout = multi > 0 ? multi : 1;
+    float *x = malloc((size_t)maxtok * maxcols * 4), *out = malloc((size_t)kout * maxtok * maxrows * 4);
+    float *scratch = malloc(dsv4_linear_scratch_floats(maxtok, maxcols) * 4 + 256);
     for (size_t i = 0; i < (size_t)maxtok * maxcols; i++) x[i] = bf16_val(bf16_of(unif()));
     printf("kernel path %s\n", path);
     for (int ti = 0; ti < nthr; ti++) {
@@ -175,6 +230,11 @@ int main(int argc, char **argv) {
 #undef IS
             if (fmt == DSV4_W_F32 || len == 0) { fprintf(stderr, "bench_gemm: unknown format '%.*s'\n", (int)len, f); return 2; }
             for (int si = 0; si < nshape; si++) {
+                if (multi > 0) {
+                    bench_multi(fmt, shapes[si][0], shapes[si][1], as_bf16, multi, tok, ntok, x, out, scratch, min_s,
+                                T, peak, (int)len, f, path, cf);
+                    continue;
+                }
                 owned o = make_w(fmt, shapes[si][0], shapes[si][1], as_bf16);
                 for (int k = 0; k < ntok; k++) {
                     int n = tok[k];
