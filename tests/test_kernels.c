@@ -986,6 +986,31 @@ static void test_linear_multi(void) {
         }
     }
     CHECK(tested >= 3, "linear_multi ran on %d path x thread cases", tested);
+
+    /* dsv4_linear_multi_fit: the longest leading run within the scratch (shared inputs counted once), at least one
+     * op; and calls of those runs over all the ops (forward.c's MoE batches) give dsv4_linear's outputs */
+    CHECK(dsv4_linear_multi_fit(op, NOPS, ns) == NOPS, "multi_fit with all the scratch: %d of %d ops",
+          dsv4_linear_multi_fit(op, NOPS, ns), NOPS);
+    CHECK(dsv4_linear_multi_fit(op, NOPS, 0) == 1 && dsv4_linear_multi_fit(op, 0, ns) == 0,
+          "multi_fit: one op with no scratch (%d), none of no ops (%d)", dsv4_linear_multi_fit(op, NOPS, 0),
+          dsv4_linear_multi_fit(op, 0, ns));
+    {
+        const size_t s01 = dsv4_linear_multi_scratch_floats(op, 2), s02 = dsv4_linear_multi_scratch_floats(op, 3);
+        CHECK(s01 == dsv4_linear_multi_scratch_floats(op, 1) && s02 > s01, "multi_scratch: op 1 shares op 0's input "
+              "(%zu == %zu), op 2 adds its own (%zu)", s01, dsv4_linear_multi_scratch_floats(op, 1), s02);
+        CHECK(dsv4_linear_multi_fit(op, NOPS, s02 - 1) == 2 && dsv4_linear_multi_fit(op, NOPS, s02) == 3,
+              "multi_fit at op 2's boundary: %d, %d (want 2, 3)", dsv4_linear_multi_fit(op, NOPS, s02 - 1),
+              dsv4_linear_multi_fit(op, NOPS, s02));
+        int runs = 0, bad = 0;
+        for (int i = 0; i < NOPS; i++) for (int k = 0; k < T * rows[i]; k++) out[i][k] = -7.0f;
+        for (int i0 = 0; i0 < NOPS; runs++) {   /* a scratch of just over one 3-token input: several calls */
+            const int k = dsv4_linear_multi_fit(op + i0, NOPS - i0, n1 + 64);
+            dsv4_linear_multi(op + i0, k, scratch);
+            i0 += k;
+        }
+        for (int i = 0; i < NOPS; i++) for (int k = 0; k < nt[i] * rows[i]; k++) bad += f2u(out[i][k]) != f2u(want[i][k]);
+        CHECK(runs >= 4 && bad == 0, "linear_multi in runs of multi_fit: %d calls, %d outputs differ", runs, bad);
+    }
     for (int i = 0; i < NOPS; i++) { free(w[i].data); free(w[i].scale); free(out[i]); free(want[i]); }
     for (int i = 0; i < 3; i++) free(x[i]);
     free(scratch);

@@ -99,6 +99,10 @@ typedef struct {
 void dsv4_linear_multi(const dsv4_linear_op *ops, int nops, float *scratch);
 /* Floats of scratch dsv4_linear_multi needs: dsv4_linear_scratch_floats of each distinct input. */
 size_t dsv4_linear_multi_scratch_floats(const dsv4_linear_op *ops, int nops);
+/* How many of the leading ops one dsv4_linear_multi call can take with `scratch_floats` of scratch: the largest
+ * k <= min(nops, DSV4_LINEAR_MULTI_MAX) with dsv4_linear_multi_scratch_floats(ops, k) <= scratch_floats, and at
+ * least 1 (the caller's scratch holds any single op's); 0 when nops <= 0. */
+int dsv4_linear_multi_fit(const dsv4_linear_op *ops, int nops, size_t scratch_floats);
 /* out[t][r] = W[r] . x_t for BF16 activation rows given already packed: row t at xptr[t] when xptr is non-NULL,
  * else at xb + t*ldx; w->cols must be a multiple of 32 (no padding is read). Same pair-lane order, flags
  * (DSV4_OUT_BF16) and threading as dsv4_linear; subnormal activations read as 0. Used for attention scores

@@ -436,6 +436,12 @@ size_t dsv4_linear_multi_scratch_floats(const dsv4_linear_op *ops, int nops) {
     return n;
 }
 
+int dsv4_linear_multi_fit(const dsv4_linear_op *ops, int nops, size_t scratch_floats) {
+    int k = nops < DSV4_LINEAR_MULTI_MAX ? nops : DSV4_LINEAR_MULTI_MAX;
+    while (k > 1 && dsv4_linear_multi_scratch_floats(ops, k) > scratch_floats) k--;
+    return nops > 0 ? k : 0;
+}
+
 typedef struct {
     lin_task t[DSV4_LINEAR_MULTI_MAX];
     int first[DSV4_LINEAR_MULTI_MAX + 1];   /* op k owns tasks [first[k], first[k+1]) */

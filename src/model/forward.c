@@ -495,6 +495,72 @@ static void moe_one_token(dsv4_session *s, const dsv4_layer *L, const float *x, 
     for (int d = 0; d < D; d++) y[d] = bf(acc[d]);
 }
 
+/* Products run as few dsv4_linear_multi calls: ops are added in order (batch_add) into a window of
+ * DSV4_LINEAR_MULTI_MAX; a full window, and the rest at the end (batch_run), run as calls of the leading ops that
+ * fit the session's scratch of s->w.act_n floats (dsv4_linear_multi_fit). */
+typedef struct { dsv4_linear_op op[DSV4_LINEAR_MULTI_MAX]; int n; } linear_batch;
+static void batch_call(dsv4_session *s, linear_batch *b) {
+    const int k = dsv4_linear_multi_fit(b->op, b->n, s->w.act_n);
+    dsv4_linear_multi(b->op, k, s->w.act);
+    memmove(b->op, b->op + k, (size_t)(b->n - k) * sizeof *b->op);
+    b->n -= k;
+}
+static void batch_run(dsv4_session *s, linear_batch *b) {
+    while (b->n > 0) batch_call(s, b);
+}
+static void batch_add(dsv4_session *s, linear_batch *b, dsv4_linear_op op) {
+    if (b->n == DSV4_LINEAR_MULTI_MAX) batch_call(s, b);
+    b->op[b->n++] = op;
+}
+
+/* The routed experts of n > 1 tokens, weights mapped: the same products as moe()'s loop below (expert() per routed
+ * expert on its gathered rows, the outputs added to acc by increasing expert id, each expert's rows in (token, k)
+ * order), with the rows of every expert gathered first (s->w.xe holds all n*K) and the products of many experts in
+ * one pool call (w1 and w3 share an expert's quantized rows; then w2): with about 12 rows per expert in a 512-token
+ * chunk, an expert's product takes under a millisecond, and one pool call per product left a noticeable part of it
+ * to the call's set-up and its last task. Bit-identical (dsv4_linear_multi's products are dsv4_linear's). */
+static void moe_routed_mapped(dsv4_session *s, const dsv4_layer *L, const float *x, const int *rid, const float *rw,
+                              int n) {
+    const dsv4_config *c = &s->m->cfg;
+    const int D = c->dim, E = c->n_routed_experts, K = c->n_activated_experts, I = c->moe_inter_dim;
+    float *xe = s->w.xe, *g = s->w.g, *v = s->w.v, *ye = s->w.ye, *acc = s->w.acc, *ew = s->w.ew;
+    int *etok = s->w.etok;
+    /* end[e]: one past expert e's last gathered row (a counting sort by expert). The router logits s->w.rl
+     * ([CH][E] floats, no longer needed) hold it: E + 1 <= 2E ints since n >= 2. */
+    int *end = (int *)(void *)s->w.rl;
+    memset(end, 0, (size_t)(E + 1) * sizeof *end);
+    for (int i = 0; i < n * K; i++) end[rid[i] + 1]++;
+    for (int e = 0; e < E; e++) end[e + 1] += end[e];   /* end[e] = first row of e */
+    for (int t = 0; t < n; t++)
+        for (int k = 0; k < K; k++) {
+            const int r = end[rid[t * K + k]]++;   /* -> one past e's last row */
+            etok[r] = t; ew[r] = rw[t * K + k];
+            memcpy(xe + (size_t)r * D, x + (size_t)t * D, (size_t)D * sizeof(float));
+        }
+    linear_batch b;
+    b.n = 0;
+    for (int e = 0, r0 = 0; e < E; r0 = end[e++]) {
+        const int cnt = end[e] - r0;
+        if (!cnt) continue;
+        batch_add(s, &b, (dsv4_linear_op){g + (size_t)r0 * I, &L->w1[e], xe + (size_t)r0 * D, cnt, DSV4_ACT_FP8 | DSV4_OUT_BF16});
+        batch_add(s, &b, (dsv4_linear_op){v + (size_t)r0 * I, &L->w3[e], xe + (size_t)r0 * D, cnt, DSV4_ACT_FP8 | DSV4_OUT_BF16});
+    }
+    batch_run(s, &b);
+    for (int e = 0, r0 = 0; e < E; r0 = end[e++]) {
+        const int cnt = end[e] - r0;
+        if (!cnt) continue;
+        swiglu(g + (size_t)r0 * I, v + (size_t)r0 * I, I, cnt, ew + r0, c->swiglu_limit);
+        batch_add(s, &b, (dsv4_linear_op){ye + (size_t)r0 * D, &L->w2[e], g + (size_t)r0 * I, cnt, DSV4_ACT_FP8 | DSV4_OUT_BF16});
+    }
+    batch_run(s, &b);
+    memset(acc, 0, (size_t)n * D * sizeof(float));
+    for (int r = 0; r < n * K; r++) {   /* experts by increasing id, each one's rows in (token, k) order */
+        float *a = acc + (size_t)etok[r] * D;
+        const float *yr = ye + (size_t)r * D;
+        for (int d = 0; d < D; d++) a[d] += yr[d];
+    }
+}
+
 static void moe(dsv4_session *s, int li, const float *x, const int32_t *tokens, int n, float *y) {
     const dsv4_model *m = s->m;
     const dsv4_config *c = &m->cfg;
@@ -531,6 +597,7 @@ static void moe(dsv4_session *s, int li, const float *x, const int32_t *tokens, 
         for (int k = 0; k < K; k++) rw[t * K + k] = l[id[k]] / sum * c->route_scale;
     }
     if (n == 1 && !m->xc && 2 * (K + 1) <= DSV4_LINEAR_MULTI_MAX) { moe_one_token(s, L, x, rid, rw, y); return; }
+    if (!m->xc) { moe_routed_mapped(s, L, x, rid, rw, n); goto shared; }
     if (m->xc && !s->xc_failed) dsv4_xc_route(m->xc, li, rid, n * K, tokens, n);   /* read-ahead */
     memset(acc, 0, (size_t)n * D * sizeof(float));
     for (int e = 0; e < E; e++) {
@@ -560,6 +627,7 @@ static void moe(dsv4_session *s, int li, const float *x, const int32_t *tokens, 
             for (int d = 0; d < D; d++) a[d] += ye[d];
         }
     }
+shared:
     if (L->sw1.rows) {
         expert(s, &L->sw1, &L->sw2, &L->sw3, x, NULL, n, s->w.ye);
         for (size_t i = 0; i < (size_t)n * D; i++) acc[i] += s->w.ye[i];

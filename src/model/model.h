@@ -147,6 +147,7 @@ struct dsv4_session {
         float *rl, *rw; int *rid; float *xe, *g, *v, *ye, *acc; int *etok; float *ew;
         float *mh, *mhn;   /* [max(CH,1)*hc*D] MTP input projections */
         float *act;        /* act-quant scratch for dsv4_linear */
+        size_t act_n;      /* its size in floats (a batch of dsv4_linear_multi products must fit) */
         float *tmp;        /* misc [max(c*dc, D, hc*D)] */
         float *hh;         /* [2*hc] hc_head mixing logits and weights */
         /* DeepSeek-V4-Flash-Vision-Exp sessions only (NULL otherwise; docs/vision-exp.md §6): the chunk's raw window

@@ -298,6 +298,7 @@ static void layout(const dsv4_config *c, int chunk, int max_ctx, dsv4_session *s
     if (attn_x > act) act = attn_x;
     if (attn_o > act) act = attn_o;
     CARVE(s->w.act, act);
+    s->w.act_n = act;
     CARVE(s->w.tmp, hc * D + 4 * cwd + 2 * maxR * 2 + hd + 64);
     CARVE(s->w.hh, 2 * hc);
     if (vexp) {
