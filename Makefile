@@ -21,7 +21,7 @@ endif
 # run when their path was chosen, so each may use all the path's extensions.
 ifneq (,$(findstring x86_64,$(shell $(CC) -dumpmachine)))
 ISA_AVX512 := -mavx512f -mavx512bw -mavx512vl -mavx512bf16 -mavx512vbmi -mavx2 -mfma
-ISA_AVX2   := -mavx2 -mfma
+ISA_AVX2   := -mavx2 -mfma -mf16c
 $(foreach f,$(basename $(notdir $(wildcard src/*/*_avx512.c))),$(eval ISA_$(f) := $(ISA_AVX512)))
 $(foreach f,$(basename $(notdir $(wildcard src/*/*_avx2.c))),$(eval ISA_$(f) := $(ISA_AVX2)))
 endif

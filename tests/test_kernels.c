@@ -584,6 +584,44 @@ static void test_tiny_values(void) {
     dsv4_set_kernel_path(getenv("DSV4_KERNEL") ? getenv("DSV4_KERNEL") : "scalar", NULL, 0);
 }
 
+/* FP8 weights with NaN codes (0x7f, 0xff) in some rows, and activations near the bottom of the F32 range: every path
+ * and call width (1-2 tokens: the decode kernels; 3: the tile path) gives the definition's values, NaN where the
+ * definition has NaN. The avx2 path decodes by F16C to w * 2^-8 and must fall back to its integer decoder for a
+ * row with a NaN code (its row pair left alone) and when the activations are too small for the 2^-8. */
+static void test_fp8_nan_tiny(void) {
+    enum { R = 24, C = 256, T = 3 };
+    char err[256];
+    static float x[T * C], o[T * R], want[T * R];
+    float *scratch = malloc(dsv4_linear_scratch_floats(T, C) * 4);
+    for (int f = 0; f < 2; f++) {   /* V4's FP8 (128x128 scales), V4.1's FP8_32 (32x32) */
+    const dsv4_wfmt fmt = f ? DSV4_W_FP8_32 : DSV4_W_FP8;
+    owned_w ow = make_weight(fmt, R, C);
+    uint8_t *wd = ow.data;
+    wd[3 * C + 70] = 0x7f; wd[10 * C + 5] = 0xff; wd[10 * C + 200] = 0x7f; wd[17 * C + C - 1] = 0xff;
+    for (int pass = 0; pass < 2; pass++) {   /* plain activations, then tiny ones (2^-104..2^-110) */
+        for (int i = 0; i < T * C; i++)
+            x[i] = dsv4_round_bf16(rnd_unif() * ldexpf(1.0f, pass ? -104 - (int)(rnd_u32() % 7) : 1));
+        for (int t = 0; t < T; t++)   /* (e4m3_def reads the NaN codes as +-480: the rows holding one are NaN) */
+            for (int r = 0; r < R; r++)
+                want[t * R + r] = r == 3 || r == 10 || r == 17 ? NAN : pair_lane_ref(&ow.w, r, x + (size_t)t * C);
+        for (int p = 0; p < NPATHS; p++) {
+            if (dsv4_set_kernel_path(PATHS[p], err, sizeof err) != 0) continue;
+            for (int nt = 1; nt <= T; nt++) {
+                dsv4_linear(o, &ow.w, x, nt, 0, scratch);
+                int bad = 0;
+                for (int i = 0; i < nt * R; i++)
+                    bad += isnan(want[i]) ? !isnan(o[i]) : f2u(o[i]) != f2u(want[i]);
+                CHECK(bad == 0, "%s with NaN codes, %s activations, path %s, %d tokens: %d outputs differ",
+                      f ? "FP8_32" : "FP8", pass ? "tiny" : "plain", PATHS[p], nt, bad);
+            }
+        }
+    }
+    free(ow.data); free(ow.scale);
+    }
+    free(scratch);
+    dsv4_set_kernel_path(getenv("DSV4_KERNEL") ? getenv("DSV4_KERNEL") : "scalar", NULL, 0);
+}
+
 /* thread counts and kernel names: errors, never a crash */
 static void test_threads_api(void) {
     char err[256];
@@ -1043,6 +1081,7 @@ static void test_linear(void) {
     test_threads_api();
     test_storage_forms();
     test_tiny_values();
+    test_fp8_nan_tiny();
     test_linear_fmt(DSV4_W_F32, "f32", 203, 1100);
     test_linear_fmt(DSV4_W_BF16, "bf16", 203, 1100);
     test_linear_fmt(DSV4_W_BF16, "bf16-aligned", 70, 1024);

@@ -295,7 +295,10 @@ void dsv4_gemm_rows_avx512(const dsv4_lin_job *jb, int r0, int nr) {
                         int kmin, kmax;
                         tile_scales(wv, rb, nrr, c0, n, kw, &kmin, &kmax);
                         fold = fold_ok(fmt, &xr, kmin, kmax, cols);
-                        dsv4_tile_decode_avx512(wv, rb, nrr, c0, n, tile, GLD, fold ? kw : NULL);
+                        if (dsv4_tile_decode_avx512(wv, rb, nrr, c0, n, tile, GLD, fold ? kw : NULL)) {
+                            fold = 0;   /* a NaN code in the tile: unscaled, as the definition (NaN stays NaN) */
+                            dsv4_tile_decode_avx512(wv, rb, nrr, c0, n, tile, GLD, NULL);
+                        }
                     } else {
                         dsv4_tile_decode_scalar(wv, rb, nrr, c0, n, tile, GLD);
                     }

@@ -160,6 +160,7 @@ void dsv4_lin_rows_scalar(const dsv4_lin_job *jb, int r0, int nr) {
 /* ------------------------------------------------------------------ path choice */
 #if defined(__x86_64__) && defined(__GNUC__)
 #define DSV4_X86 1
+#include <cpuid.h>
 #endif
 #if defined(__aarch64__) && defined(__ARM_NEON)
 #define DSV4_NEON 1   /* Advanced SIMD is part of every AArch64 CPU (and of the Linux arm64 ABI) */
@@ -170,12 +171,20 @@ static pthread_once_t g_tables_once = PTHREAD_ONCE_INIT, g_init_once = PTHREAD_O
 static dsv4_simd_ops g_ops = { dsv4_lin_rows_scalar, dsv4_axpy_bf16_scalar,
                                 dsv4_fp8_dec_scalar, dsv4_fp4_dec_scalar, NULL };
 
+#ifdef DSV4_X86
+/* F16C (CPUID.1:ECX bit 29; every AVX2 CPU has it): clang's __builtin_cpu_supports does not know the name */
+static int cpu_f16c(void) {
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c >> 29 & 1);
+}
+#endif
+
 static int cpu_has(dsv4_simd_path p) {
     if (p == DSV4_PATH_SCALAR) return 1;
 #ifdef DSV4_X86
     __builtin_cpu_init();
     if (p == DSV4_PATH_AVX2)
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_f16c();
     if (p == DSV4_PATH_AVX512)
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bf16") &&
@@ -265,7 +274,7 @@ static int set_path(dsv4_simd_path p, char *err, size_t errlen) {
     if (!cpu_has(p)) {
         if (err) snprintf(err, errlen, "kernel path %s: this CPU lacks %s", path_name(p),
                           p == DSV4_PATH_AVX512 ? "AVX-512 F/BW/VL/VBMI + BF16"
-                          : p == DSV4_PATH_NEON ? "AArch64 Advanced SIMD (NEON)" : "AVX2 + FMA");
+                          : p == DSV4_PATH_NEON ? "AArch64 Advanced SIMD (NEON)" : "AVX2 + FMA + F16C");
         return -1;
     }
     if (selfcheck(p) != 0) {
@@ -343,12 +352,14 @@ static void lin_task_run(void *ctx, int i) {
     }
 }
 
-/* The activations' exponent range, once per call (dsv4_lin_job.has_xr), where the path's multi-token kernels
- * need it: calls of 3 or more tokens of FP8 / FP4 / FP8_32 weights. */
+/* The activations' exponent range, once per call (dsv4_lin_job.has_xr), where the path's kernels need it: calls of
+ * 3 or more tokens of FP8 / FP4 / FP8_32 weights (scales folded into the tiles), and FP8 calls of 1-2 tokens (the
+ * AVX2 decode kernel's F16C decoding, linear_avx2.c fast_fp8_row). */
 static void lin_xr(lin_task *t) {
     dsv4_lin_job *j = &t->job;
     const dsv4_simd_ops *o = dsv4_simd();
-    if (j->has_xr || !o->x_range || j->n_tok < 3 || !(j->w->fmt == DSV4_W_FP8 || dsv4_fmt_g32(j->w->fmt))) return;
+    if (j->has_xr || !o->x_range || !(j->w->fmt == DSV4_W_FP8 || dsv4_fmt_g32(j->w->fmt))) return;
+    if (j->n_tok < 3 && !(j->w->fmt == DSV4_W_FP8 && dsv4_kernel_path_id() == DSV4_PATH_AVX2)) return;
     j->xr = o->x_range(j);
     j->has_xr = 1;
 }

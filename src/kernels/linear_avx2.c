@@ -1,9 +1,9 @@
-/* kernels/linear_avx2.c — the AVX2 + FMA path of dsv4_linear (pair-lane order, simd.h).
+/* kernels/linear_avx2.c — the AVX2 + FMA (+ F16C) path of dsv4_linear (pair-lane order, simd.h).
  * The VDPBF16PS step is emulated exactly: a BF16 pair stored as one 32-bit word splits into its odd element
  * (word & 0xffff0000, already an F32) and its even element (word << 16); the products are exact, so
  * fma(w_odd, x_odd, L) then fma(w_even, x_even, L) round exactly as the definition; MXCSR FTZ+DAZ gives its
  * flushing. Lanes 0-7 and 8-15 live in two YMM registers. FP8/FP8_32/FP4 weights are decoded in registers
- * (below). Compiled with -mavx2 -mfma (Makefile); elsewhere this file is empty. */
+ * (below; FP8 by F16C where exact). Compiled with -mavx2 -mfma -mf16c (Makefile); elsewhere this file is empty. */
 #include "kernels/simd.h"
 #if defined(__x86_64__) && defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
@@ -112,9 +112,25 @@ static void fast_fp4_row(const dsv4_wview *w, int r, const float *xs, __m256i te
     _mm256_storeu_ps(L, A); _mm256_storeu_ps(L + 8, B);
 }
 
+/* 16 E4M3 codes (8 pairs) -> F32 of the even and odd elements times 2^-8, by F16C: the code's exponent and mantissa
+ * bits placed as an F16's ((c & 0x7f) << 7, the sign at bit 15) are the E4M3 value times 2^-8, subnormal codes
+ * included (F16 subnormals; VCVTPH2PS converts them exactly whatever MXCSR.DAZ says), and no F32 result is
+ * subnormal (the smallest, 2^-17). NaN codes (0x7f, 0xff) come out as +-1.875 * 2^-8: the caller checks for them. */
+static inline void fp8x16_f32_h(__m128i codes, __m256 *we, __m256 *wo) {
+    const __m128i keep = _mm_set1_epi16((short)0xBFFF);
+    __m128i e = _mm_and_si128(_mm_srai_epi16(_mm_slli_epi16(codes, 8), 1), keep);            /* even codes << 7, sign */
+    __m128i o = _mm_and_si128(_mm_srai_epi16(_mm_and_si128(codes, _mm_set1_epi16((short)0xFF00)), 1), keep);
+    *we = _mm256_cvtph_ps(e);
+    *wo = _mm256_cvtph_ps(o);
+}
+/* nonzero when one of the 32 codes is a NaN code ((c & 0x7f) == 0x7f) */
+static inline __m256i fp8_nan32(__m256i y) {
+    return _mm256_cmpeq_epi8(_mm256_or_si256(y, _mm256_set1_epi8((char)0x80)), _mm256_set1_epi8((char)0xff));
+}
+
 /* cols % 64 == 0: every 64-column block in the FP8 order, so chunk 0 of a block is columns 0-7,16-23 (lanes
  * 0-7) and 32-39,48-55 (lanes 8-15), chunk 1 the other four runs of 8: one qword permute per 32 codes. */
-static void fast_fp8_row(const dsv4_wview *w, int r, const float *xs, float L[16]) {
+static void fast_fp8_row_tab(const dsv4_wview *w, int r, const float *xs, float L[16]) {
     const __m256 tsub = _mm256_setr_ps(0.0f, 0x1p-9f, 0x2p-9f, 0x3p-9f, 0x4p-9f, 0x5p-9f, 0x6p-9f, 0x7p-9f);
     const int cols = w->cols, ncb = (cols + 127) / 128;
     const uint8_t *row = (const uint8_t *)w->data + (size_t)r * cols, *sc = w->scale + (size_t)(r / 128) * ncb;
@@ -138,6 +154,61 @@ static void fast_fp8_row(const dsv4_wview *w, int r, const float *xs, float L[16
         B = _mm256_fmadd_ps(PB, s, B);
     }
     _mm256_storeu_ps(L, A); _mm256_storeu_ps(L + 8, B);
+}
+
+/* Rows r and r + 1 as fast_fp8_row_tab computes them, with the codes decoded by F16C (fp8x16_f32_h: about a third
+ * of the integer decoder's instructions) to w * 2^-8 and each block's scale taken times 2^8, two rows at once (four
+ * independent FMA chains: one row's two chains alone wait on the FMA latency, its order being fixed). The same
+ * values when, as the caller checks, dsv4_fold_ok holds for the activations with every weight scaled by 2^-8 (no
+ * product or partial sum of either form subnormal or overflowing: then P' = P * 2^-8 bit for bit, simd.h) and every
+ * block's scale code of both rows is in 1..246 (s normal and s * 2^8 finite, so fma(P', s * 2^8, L) ==
+ * fma(P, s, L): fp8_row_scales_ok); a row with a NaN code is done again by fast_fp8_row_tab. Measured (bench_gemm
+ * --kernel avx2, FP8 256 x 4,096, one token, 1 thread, weights in the caches, Zen 5): 5.5-6.5 -> 12.0-12.4 GB/s. */
+static inline int fp8_row_scales_ok(const uint8_t *sc, int ncb) {
+    for (int b = 0; b < ncb; b++)
+        if (sc[b] == 0 || sc[b] > 246) return 0;
+    return 1;
+}
+static void fast_fp8_rows2(const dsv4_wview *w, int r, const float *xs, float L0[16], float L1[16]) {
+    const int cols = w->cols, ncb = (cols + 127) / 128;
+    const uint8_t *row0 = (const uint8_t *)w->data + (size_t)r * cols, *row1 = row0 + cols;
+    const uint8_t *sc0 = w->scale + (size_t)(r / 128) * ncb, *sc1 = w->scale + (size_t)((r + 1) / 128) * ncb;
+    __m256 A0 = _mm256_setzero_ps(), B0 = A0, A1 = A0, B1 = A0;
+    __m256i nan0 = _mm256_setzero_si256(), nan1 = nan0;
+    for (int c0 = 0; c0 < cols; c0 += 128) {
+        int ce = cols - c0 < 128 ? cols - c0 : 128;
+        __m256 PA0 = _mm256_setzero_ps(), PB0 = PA0, PA1 = PA0, PB1 = PA0;
+        for (int k = 0; k < ce; k += 64) {
+            const float *x = xs + c0 + k;
+            __m256i y0 = _mm256_loadu_si256((const __m256i *)(row0 + c0 + k));
+            __m256i y1 = _mm256_loadu_si256((const __m256i *)(row0 + c0 + k + 32));
+            __m256i z0 = _mm256_loadu_si256((const __m256i *)(row1 + c0 + k));
+            __m256i z1 = _mm256_loadu_si256((const __m256i *)(row1 + c0 + k + 32));
+            nan0 = _mm256_or_si256(nan0, _mm256_or_si256(fp8_nan32(y0), fp8_nan32(y1)));
+            nan1 = _mm256_or_si256(nan1, _mm256_or_si256(fp8_nan32(z0), fp8_nan32(z1)));
+            y0 = _mm256_permute4x64_epi64(y0, 0xd8);        /* q0 q2 | q1 q3 */
+            y1 = _mm256_permute4x64_epi64(y1, 0xd8);
+            z0 = _mm256_permute4x64_epi64(z0, 0xd8);
+            z1 = _mm256_permute4x64_epi64(z1, 0xd8);
+            __m256 we, wo;
+            fp8x16_f32_h(_mm256_castsi256_si128(y0), &we, &wo);        PA0 = dp_half_acc(PA0, wo, we, x);
+            fp8x16_f32_h(_mm256_castsi256_si128(z0), &we, &wo);        PA1 = dp_half_acc(PA1, wo, we, x);
+            fp8x16_f32_h(_mm256_castsi256_si128(y1), &we, &wo);        PB0 = dp_half_acc(PB0, wo, we, x + 16);
+            fp8x16_f32_h(_mm256_castsi256_si128(z1), &we, &wo);        PB1 = dp_half_acc(PB1, wo, we, x + 16);
+            fp8x16_f32_h(_mm256_extracti128_si256(y0, 1), &we, &wo);   PA0 = dp_half_acc(PA0, wo, we, x + 32);
+            fp8x16_f32_h(_mm256_extracti128_si256(z0, 1), &we, &wo);   PA1 = dp_half_acc(PA1, wo, we, x + 32);
+            fp8x16_f32_h(_mm256_extracti128_si256(y1, 1), &we, &wo);   PB0 = dp_half_acc(PB0, wo, we, x + 48);
+            fp8x16_f32_h(_mm256_extracti128_si256(z1, 1), &we, &wo);   PB1 = dp_half_acc(PB1, wo, we, x + 48);
+        }
+        const __m256 s0 = _mm256_set1_ps(dsv4_e8m0_f32[sc0[c0 / 128]] * 256.0f);
+        const __m256 s1 = _mm256_set1_ps(dsv4_e8m0_f32[sc1[c0 / 128]] * 256.0f);
+        A0 = _mm256_fmadd_ps(PA0, s0, A0); B0 = _mm256_fmadd_ps(PB0, s0, B0);
+        A1 = _mm256_fmadd_ps(PA1, s1, A1); B1 = _mm256_fmadd_ps(PB1, s1, B1);
+    }
+    if (_mm256_testz_si256(nan0, nan0)) { _mm256_storeu_ps(L0, A0); _mm256_storeu_ps(L0 + 8, B0); }
+    else fast_fp8_row_tab(w, r, xs, L0);
+    if (_mm256_testz_si256(nan1, nan1)) { _mm256_storeu_ps(L1, A1); _mm256_storeu_ps(L1 + 8, B1); }
+    else fast_fp8_row_tab(w, r + 1, xs, L1);
 }
 
 /* FP8_32 (V4.1, element order): per 32-column group codes 0-15 give lanes 0-7, codes 16-31 lanes 8-15; P = dp(0,
@@ -203,10 +274,31 @@ static void tile_decode_avx2(const dsv4_wview *w, int rb, int nrr, int c0, int n
         }
     } else if (w->fmt == DSV4_W_FP8 && n % 64 == 0) {
         const __m256 tsub = _mm256_setr_ps(0.0f, 0x1p-9f, 0x2p-9f, 0x3p-9f, 0x4p-9f, 0x5p-9f, 0x6p-9f, 0x7p-9f);
+        const __m256 two8 = _mm256_set1_ps(256.0f);
         for (int j = 0; j < nrr; j++) {
             const uint8_t *src = (const uint8_t *)w->data + (size_t)(rb + j) * cols + c0;
             uint16_t *t = tile + (size_t)j * ld;
-            for (int c = 0; c < n; c += 64) {
+            int c = 0;
+            /* F16C first (fp8x16_f32_h, w * 2^-8 times 2^8: exact, every value normal), the whole row piece again
+             * with the integer decoder when it holds a NaN code */
+            __m256i nan = _mm256_setzero_si256();
+            for (; c < n; c += 64) {
+                __m256i y0 = _mm256_loadu_si256((const __m256i *)(src + c)), y1 = _mm256_loadu_si256((const __m256i *)(src + c + 32));
+                nan = _mm256_or_si256(nan, _mm256_or_si256(fp8_nan32(y0), fp8_nan32(y1)));
+                y0 = _mm256_permute4x64_epi64(y0, 0xd8);
+                y1 = _mm256_permute4x64_epi64(y1, 0xd8);
+                __m256 we, wo;
+                fp8x16_f32_h(_mm256_castsi256_si128(y0), &we, &wo);
+                _mm256_store_si256((__m256i *)(t + c), pack_pairs(_mm256_mul_ps(we, two8), _mm256_mul_ps(wo, two8)));
+                fp8x16_f32_h(_mm256_castsi256_si128(y1), &we, &wo);
+                _mm256_store_si256((__m256i *)(t + c + 16), pack_pairs(_mm256_mul_ps(we, two8), _mm256_mul_ps(wo, two8)));
+                fp8x16_f32_h(_mm256_extracti128_si256(y0, 1), &we, &wo);
+                _mm256_store_si256((__m256i *)(t + c + 32), pack_pairs(_mm256_mul_ps(we, two8), _mm256_mul_ps(wo, two8)));
+                fp8x16_f32_h(_mm256_extracti128_si256(y1, 1), &we, &wo);
+                _mm256_store_si256((__m256i *)(t + c + 48), pack_pairs(_mm256_mul_ps(we, two8), _mm256_mul_ps(wo, two8)));
+            }
+            if (_mm256_testz_si256(nan, nan)) continue;
+            for (c = 0; c < n; c += 64) {
                 __m256i y0 = _mm256_permute4x64_epi64(_mm256_loadu_si256((const __m256i *)(src + c)), 0xd8);
                 __m256i y1 = _mm256_permute4x64_epi64(_mm256_loadu_si256((const __m256i *)(src + c + 32)), 0xd8);
                 __m256 we, wo;
@@ -236,16 +328,29 @@ static void fast_rows(const dsv4_lin_job *jb, int r0, int nr) {
     }
     const __m256i te = _mm256_castps_si256(_mm256_loadu_ps(te_f));
     for (int t = 0; t < jb->n_tok; t++) split_x_f32(dsv4_lin_x(jb, t), cols, xs_buf[t]);
-    for (int r = r0; r < r0 + nr; r++)
+    int ok8 = 0;   /* fast_fp8_rows2's F16C decoding: the activations allow weights scaled by 2^-8 */
+    if (w->fmt == DSV4_W_FP8) {
+        const dsv4_xrange xr = jb->has_xr ? jb->xr : dsv4_x_range_avx2(jb);
+        ok8 = dsv4_fold_ok(DSV4_W_FP8, &xr, -8, -8, cols);
+    }
+    const int ncb = (cols + 127) / 128;
+    for (int r = r0; r < r0 + nr; r++) {
+        const int two = ok8 && r + 1 < r0 + nr && fp8_row_scales_ok(w->scale + (size_t)(r / 128) * ncb, ncb) &&
+                        fp8_row_scales_ok(w->scale + (size_t)((r + 1) / 128) * ncb, ncb);
         for (int t = 0; t < jb->n_tok; t++) {
-            _Alignas(32) float L[16];
-            if (w->fmt == DSV4_W_FP4) fast_fp4_row(w, r, xs_buf[t], te, L);
-            else if (w->fmt == DSV4_W_FP8_32) fast_fp8_32_row(w, r, xs_buf[t], L);
-            else fast_fp8_row(w, r, xs_buf[t], L);
-            float v = dsv4_tree16(L);
-            if (jb->flags & DSV4_OUT_BF16) v = dsv4_round_bf16(v);
-            jb->out[(size_t)t * rows + r] = v;
+            _Alignas(32) float L[2][16];
+            if (w->fmt == DSV4_W_FP4) fast_fp4_row(w, r, xs_buf[t], te, L[0]);
+            else if (w->fmt == DSV4_W_FP8_32) fast_fp8_32_row(w, r, xs_buf[t], L[0]);
+            else if (two) fast_fp8_rows2(w, r, xs_buf[t], L[0], L[1]);
+            else fast_fp8_row_tab(w, r, xs_buf[t], L[0]);
+            for (int q = 0; q <= two; q++) {
+                float v = dsv4_tree16(L[q]);
+                if (jb->flags & DSV4_OUT_BF16) v = dsv4_round_bf16(v);
+                jb->out[(size_t)t * rows + r + q] = v;
+            }
         }
+        r += two;
+    }
 }
 
 void dsv4_lin_rows_avx2(const dsv4_lin_job *jb, int r0, int nr) {

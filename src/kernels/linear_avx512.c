@@ -79,12 +79,9 @@ static inline void fp8x64_bf16_c(const dec_tabs *d, __m512i c, __m512i *a, __m51
     *a = _mm512_unpacklo_epi8(lo, hi);
     *b = _mm512_unpackhi_epi8(lo, hi);
 }
-static inline void fp8x64_bf16(const dec_tabs *d, const uint8_t *p, __m512i *a, __m512i *b) {
-    fp8x64_bf16_c(d, _mm512_loadu_si512(p), a, b);
-}
 
 /* 64 E4M3 codes -> 64 BF16 in element order (FP8_32): *a = elements 0-31, *b = 32-63. One VPERMQ first puts the
- * code qwords (q_k, q_k+4) into 128-bit lane k, so that fp8x64_bf16's in-lane unpacks, which take the low (high)
+ * code qwords (q_k, q_k+4) into 128-bit lane k, so that fp8x64_bf16_c's in-lane unpacks, which take the low (high)
  * qword of every lane, yield q0..q3 (q4..q7) in order; then the same byte tables. (Measured against two VPERMT2B
  * interleaves after the lookups: faster, and the 1-token decode of FP8_32 then runs about as fast as FP8's.) */
 static inline void fp8x64_bf16_nat(const dec_tabs *d, const uint8_t *p, __m512i *a, __m512i *b) {
@@ -134,9 +131,10 @@ static inline const void *ahead(const void *p, size_t off) { return (const void 
  * They load the two lines aligned and take the 64 bytes out with one VPERMT2B instead (47-52 GB/s). Rows of
  * cols % 64 == 0 codes all start `mis` bytes past a line; the kernels then hold line-aligned row pointers and
  * codes64 reads the 64 codes at p + mis (p a line, 0 < mis < 64) through the index ridx = mis + (the byte
- * order wanted). Both lines hold codes of the row, so neither read can fault; the bytes of the first line
- * before the row are read and dropped, which AddressSanitizer would report on a heap buffer (a test's weights):
- * the functions that read so are not instrumented (LINE_READ). */
+ * order wanted). Both lines hold codes of the row, so neither read can fault; the bytes of the first line before
+ * the codes and of the second after them (up to 63 before the tensor, up to 63 past its end) are read and dropped,
+ * which AddressSanitizer would report on a heap buffer (a test's weights): the functions that read so are not
+ * instrumented (LINE_READ). The line-aligned row pointers are computed as integers, as ahead() does. */
 #define LINE_READ __attribute__((no_sanitize_address))
 static inline __attribute__((always_inline)) LINE_READ __m512i codes64(const uint8_t *p, const __m512i *ridx) {
     if (!ridx) return _mm512_loadu_si512(p);
@@ -170,7 +168,7 @@ fused_fp8_body(const dec_tabs *d, const dsv4_wview *w, int rb, int nrr, const ui
                size_t mis, const __m512i *ridx) {
     const int cols = w->cols, ncb = cdiv(cols, 128);
     const uint8_t *row[8];   /* line-aligned when mis (codes64) */
-    for (int j = 0; j < 8; j++) row[j] = (const uint8_t *)w->data - mis + (size_t)(rb + (j < nrr ? j : 0)) * cols;
+    for (int j = 0; j < 8; j++) row[j] = (const uint8_t *)((uintptr_t)w->data - mis) + (size_t)(rb + (j < nrr ? j : 0)) * cols;
     const uint8_t *sc = w->scale + (size_t)(rb / 128) * ncb;   /* rb % 8 == 0: the 8 rows share a scale row */
     __m512 a[8];
     _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) a[j] = _mm512_setzero_ps();
@@ -247,7 +245,7 @@ fused_fp8_skew_body(const dec_tabs *d, const dsv4_wview *w, int rb, int nrr, con
     const int cols = w->cols, ncb = cols / 128;
     const size_t pf = 8 * (size_t)cols;   /* the same offset of the next 8-row block */
     const uint8_t *row[8];   /* line-aligned when mis (codes64) */
-    for (int j = 0; j < 8; j++) row[j] = (const uint8_t *)w->data - mis + (size_t)(rb + (j < nrr ? j : 0)) * cols;
+    for (int j = 0; j < 8; j++) row[j] = (const uint8_t *)((uintptr_t)w->data - mis) + (size_t)(rb + (j < nrr ? j : 0)) * cols;
     const uint8_t *sc = w->scale + (size_t)(rb / 128) * ncb;   /* rb % 8 == 0: the 8 rows share a scale row */
     __m512 a[8];
     _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) a[j] = _mm512_setzero_ps();
@@ -270,7 +268,7 @@ fused_fp8_32_body(const dec_tabs *d, const dsv4_wview *w, int rb, int nrr, const
                   size_t mis, const __m512i *ridx) {
     const int cols = w->cols;
     const uint8_t *row[8];   /* line-aligned when mis (codes64; ridx then also does fp8x64_bf16_nat's VPERMQ) */
-    for (int j = 0; j < 8; j++) row[j] = (const uint8_t *)w->data - mis + (size_t)(rb + (j < nrr ? j : 0)) * cols;
+    for (int j = 0; j < 8; j++) row[j] = (const uint8_t *)((uintptr_t)w->data - mis) + (size_t)(rb + (j < nrr ? j : 0)) * cols;
     const uint8_t *sc = dsv4_g32_scales(w, rb, 0);
     __m512 a[8];
     const __m512 z = _mm512_setzero_ps();
@@ -369,37 +367,50 @@ static void fused_fp4(const dec_tabs *d, const dsv4_wview *w, int rb, int nrr, c
 static inline __m512i fold_k(__m512i v, const int16_t *kw) {
     return _mm512_mask_add_epi16(v, _mm512_test_epi16_mask(v, _mm512_set1_epi16(0x7fff)), v, _mm512_set1_epi16(*kw));
 }
-void dsv4_tile_decode_avx512(const dsv4_wview *w, int rb, int nrr, int c0, int n, uint16_t *tile, int ld, const int16_t *kw) {
+/* nonzero bits where one of the 64 codes is an E4M3 NaN code ((c & 0x7f) == 0x7f) */
+static inline __mmask64 fp8_nan64(__m512i c) {
+    return _mm512_cmpeq_epi8_mask(_mm512_or_si512(c, _mm512_set1_epi8((char)0x80)), _mm512_set1_epi8((char)0xff));
+}
+int dsv4_tile_decode_avx512(const dsv4_wview *w, int rb, int nrr, int c0, int n, uint16_t *tile, int ld, const int16_t *kw) {
     const int fmt = w->fmt, cols = w->cols, nch = cdiv(n, 32);
     const dec_tabs *d = tabs();
     if (fmt == DSV4_W_FP8 && (n % 64) == 0) {
+        __mmask64 nan = 0;   /* folded: NaN codes seen (then the caller decodes again unscaled) */
         for (int j = 0; j < nrr; j++) {
             const uint8_t *src = (const uint8_t *)w->data + (size_t)(rb + j) * cols + c0;
             for (int c = 0; c < n; c += 64) {
-                __m512i wa, wb;
-                fp8x64_bf16(d, src + c, &wa, &wb);
-                if (kw) { wa = fold_k(wa, kw + j * 16 + c / 128); wb = fold_k(wb, kw + j * 16 + c / 128); }
+                __m512i wa, wb, cv = _mm512_loadu_si512(src + c);
+                fp8x64_bf16_c(d, cv, &wa, &wb);
+                if (kw) {
+                    nan |= fp8_nan64(cv);
+                    wa = fold_k(wa, kw + j * 16 + c / 128); wb = fold_k(wb, kw + j * 16 + c / 128);
+                }
                 _mm512_store_si512(tile + (size_t)j * ld + c, wa);
                 _mm512_store_si512(tile + (size_t)j * ld + c + 32, wb);
             }
         }
+        return nan != 0;
     } else if (fmt == DSV4_W_FP8_32 && (n % 32) == 0) {
+        __mmask64 nan = 0;
         for (int j = 0; j < nrr; j++) {
             const uint8_t *src = (const uint8_t *)w->data + (size_t)(rb + j) * cols + c0;
             uint16_t *t = tile + (size_t)j * ld;
             int c = 0;
             for (; c + 64 <= n; c += 64) {
                 __m512i wa, wb;
+                if (kw) nan |= fp8_nan64(_mm512_loadu_si512(src + c));
                 fp8x64_bf16_nat(d, src + c, &wa, &wb);
                 if (kw) { wa = fold_k(wa, kw + j * 32 + c / 32); wb = fold_k(wb, kw + j * 32 + c / 32 + 1); }
                 _mm512_store_si512(t + c, wa);
                 _mm512_store_si512(t + c + 32, wb);
             }
             if (c < n) {
+                if (kw) nan |= fp8_nan64(_mm512_maskz_loadu_epi8(0xffffffffull, src + c));
                 __m512i v = fp8_bf16(d, src + c);
                 _mm512_store_si512(t + c, kw ? fold_k(v, kw + j * 32 + c / 32) : v);
             }
         }
+        return nan != 0;
     } else if (fmt == DSV4_W_FP4 && (n % 32) == 0) {
         /* 64 bytes (4 groups) at a time as fused_fp4 decodes them (one VPERMT2B and one VPERMW per group); folded,
          * each group looks its codes up in a table whose nonzero entries carry the group's k (one masked VPADDW on
@@ -430,6 +441,12 @@ void dsv4_tile_decode_avx512(const dsv4_wview *w, int rb, int nrr, int c0, int n
         }
     } else {
         dsv4_tile_decode_scalar(w, rb, nrr, c0, n, tile, ld);
+        if (kw && (fmt == DSV4_W_FP8 || fmt == DSV4_W_FP8_32))   /* NaN codes (simd.h) */
+            for (int j = 0; j < nrr; j++) {
+                const uint8_t *src = (const uint8_t *)w->data + (size_t)(rb + j) * cols + c0;
+                for (int c = 0; c < n; c++)
+                    if ((src[c] & 0x7f) == 0x7f) return 1;
+            }
         if (kw)
             for (int j = 0; j < nrr; j++)
                 for (int c = 0; c < nch; c++) {
@@ -437,6 +454,7 @@ void dsv4_tile_decode_avx512(const dsv4_wview *w, int rb, int nrr, int c0, int n
                     _mm512_storeu_si512(p, fold_k(_mm512_loadu_si512(p), kw + (fmt == DSV4_W_FP8 ? j * 16 + c / 4 : j * 32 + c)));
                 }
     }
+    return 0;
 }
 
 void dsv4_lin_rows_avx512(const dsv4_lin_job *jb, int r0, int nr) {

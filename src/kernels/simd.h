@@ -161,9 +161,11 @@ typedef void (*dsv4_tile_dec_fn)(const dsv4_wview *w, int rb, int nrr, int c0, i
 void dsv4_gemm_rows_avx2(const dsv4_lin_job *j, int r0, int nr, dsv4_tile_dec_fn dec);
 /* Its tile decoder (linear_avx512.c): rows [rb, rb+nrr) x columns [c0, c0+n) of an FP8/FP8_32/FP4 weight to BF16
  * in tile[j * ld ...] (zero padded to 32); kw == NULL: unscaled; else scale exponents k folded in, kw = k * 128 (FP8:
- * kw[j*16 + block], FP4 and FP8_32: kw[j*32 + group]; the caller guarantees every nonzero result is a normal BF16). */
-void dsv4_tile_decode_avx512(const dsv4_wview *w, int rb, int nrr, int c0, int n, uint16_t *tile, int ld,
-                             const int16_t *kw);
+ * kw[j*16 + block], FP4 and FP8_32: kw[j*32 + group]; the caller guarantees every nonzero finite result is a normal
+ * BF16). Returns nonzero when kw != NULL and the piece holds an E4M3 NaN code (0x7f, 0xff): a fold would turn its
+ * NaN into a number, so the caller decodes the tile again unscaled (kw NULL) and does not fold; 0 otherwise. */
+int dsv4_tile_decode_avx512(const dsv4_wview *w, int rb, int nrr, int c0, int n, uint16_t *tile, int ld,
+                            const int16_t *kw);
 /* Decode rows [r0, r0+nr) x columns [c0, c0+n) of an FP8/FP8_32/FP4 weight into BF16 bits (unscaled) in
  * tile[j][0..np) (np = n rounded up to 32, zero padded), ld = tile row stride; scalar reference. */
 void dsv4_tile_decode_scalar(const dsv4_wview *w, int r0, int nr, int c0, int n, uint16_t *tile, int ld);

@@ -520,13 +520,14 @@ static void batch_add(dsv4_session *s, linear_batch *b, dsv4_linear_op op) {
  * chunk, an expert's product takes under a millisecond, and one pool call per product left a noticeable part of it
  * to the call's set-up and its last task. Bit-identical (dsv4_linear_multi's products are dsv4_linear's). */
 static void moe_routed_mapped(dsv4_session *s, const dsv4_layer *L, const float *x, const int *rid, const float *rw,
-                              int n) {
+                              int n) {   /* n >= 2 */
     const dsv4_config *c = &s->m->cfg;
     const int D = c->dim, E = c->n_routed_experts, K = c->n_activated_experts, I = c->moe_inter_dim;
     float *xe = s->w.xe, *g = s->w.g, *v = s->w.v, *ye = s->w.ye, *acc = s->w.acc, *ew = s->w.ew;
     int *etok = s->w.etok;
     /* end[e]: one past expert e's last gathered row (a counting sort by expert). The router logits s->w.rl
-     * ([CH][E] floats, no longer needed) hold it: E + 1 <= 2E ints since n >= 2. */
+     * ([CH][E] floats, no longer needed) hold it: E + 1 <= 2E <= CH * E ints, the chunk CH >= n >= 2 (a one-token
+     * step with K > 15 takes moe()'s per-expert loop, since CH may be 1). */
     int *end = (int *)(void *)s->w.rl;
     memset(end, 0, (size_t)(E + 1) * sizeof *end);
     for (int i = 0; i < n * K; i++) end[rid[i] + 1]++;
@@ -597,7 +598,7 @@ static void moe(dsv4_session *s, int li, const float *x, const int32_t *tokens, 
         for (int k = 0; k < K; k++) rw[t * K + k] = l[id[k]] / sum * c->route_scale;
     }
     if (n == 1 && !m->xc && 2 * (K + 1) <= DSV4_LINEAR_MULTI_MAX) { moe_one_token(s, L, x, rid, rw, y); return; }
-    if (!m->xc) { moe_routed_mapped(s, L, x, rid, rw, n); goto shared; }
+    if (!m->xc && n >= 2) { moe_routed_mapped(s, L, x, rid, rw, n); goto shared; }
     if (m->xc && !s->xc_failed) dsv4_xc_route(m->xc, li, rid, n * K, tokens, n);   /* read-ahead */
     memset(acc, 0, (size_t)n * D * sizeof(float));
     for (int e = 0; e < E; e++) {

@@ -21,8 +21,9 @@
  * running; the pool's workers spin briefly between calls, which counts as CPU time (so that ratio is a lower bound).
  * --multi K: each call is one dsv4_linear_multi over K distinct matrices of the shape with one input (a decode step's
  * MoE products), the calls cycling through 768 MiB of matrices: the weights come from DRAM, as in a model, not from
- * a cache still holding them (a single 2,048 x 4,096 matrix does fit this machine's L3). --misalign B: the codes
- * start B bytes past a 64-byte line (a checkpoint's tensors are not aligned; docs/performance.md).
+ * a cache still holding them (a single 2,048 x 4,096 matrix does fit this machine's L3). --misalign B (0-63): the
+ * codes start B bytes past a 64-byte line (a checkpoint's tensors are not aligned; docs/performance.md); BF16
+ * weights take B rounded down to even.
  * Output: a table on stdout; with --csv one line per value:
  * kernel,threads,fmt,rows,cols,tokens,gmacs,ratio,cpu_gmacs,cpu_ratio,gbs,cpu_gbs.
  */
@@ -92,7 +93,7 @@ static owned make_w(dsv4_wfmt fmt, int rows, int cols, int as_bf16) {
         o.data = d;
         o.bytes = n / 2 + ns;
     }
-    o.w.data = (uint8_t *)o.data + g_misalign;
+    o.w.data = (uint8_t *)o.data + (o.w.fmt == DSV4_W_BF16 ? g_misalign & ~1 : g_misalign);   /* BF16: even */
     o.w.scale = o.scale;
     return o;
 }
@@ -163,7 +164,7 @@ int main(int argc, char **argv) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             printf("usage: bench_gemm [-t LIST] [--tokens LIST] [--fmt fp8,fp4,bf16,fp8_32,fp8_32bf16] [--shapes RxC,...] "
-                   "[--kernel PATH] [--min-s S] [--multi K] [--csv FILE]\n");
+                   "[--kernel PATH] [--min-s S] [--multi K] [--misalign B] [--csv FILE]\n");
             return 0;
         }
         if (!v) { fprintf(stderr, "bench_gemm: %s needs a value\n", a); return 2; }
@@ -174,7 +175,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--kernel")) kernel = v;
         else if (!strcmp(a, "--csv")) csv = v;
         else if (!strcmp(a, "--min-s")) { min_s = atof(v); if (min_s <= 0) goto bad; }
-        else if (!strcmp(a, "--misalign")) { g_misalign = atoi(v); if (g_misalign < 0 || g_misalign > 63 || g_misalign % 2) goto bad; }
+        else if (!strcmp(a, "--misalign")) { g_misalign = atoi(v); if (g_misalign < 0 || g_misalign > 63) goto bad; }
         else if (!strcmp(a, "--multi")) { multi = atoi(v); if (multi <= 0 || multi > DSV4_LINEAR_MULTI_MAX) goto bad; }
         else if (!strcmp(a, "--shapes")) {
             nshape = 0;
