@@ -598,9 +598,12 @@ static void test_fp8_nan_tiny(void) {
     owned_w ow = make_weight(fmt, R, C);
     uint8_t *wd = ow.data;
     wd[3 * C + 70] = 0x7f; wd[10 * C + 5] = 0xff; wd[10 * C + 200] = 0x7f; wd[17 * C + C - 1] = 0xff;
-    for (int pass = 0; pass < 2; pass++) {   /* plain activations, then tiny ones (2^-104..2^-110) */
+    for (int pass = 0; pass < 3; pass++) {   /* plain activations, tiny ones (2^-104..2^-110), small ones with the
+                                              * block scale codes 0 and 247 (outside avx2's F16C route: s = 0 by the
+                                              * flush, s * 2^8 = 2^128) */
+        if (pass == 2) { ow.scale[0] = 247; ow.scale[1] = 0; }
         for (int i = 0; i < T * C; i++)
-            x[i] = dsv4_round_bf16(rnd_unif() * ldexpf(1.0f, pass ? -104 - (int)(rnd_u32() % 7) : 1));
+            x[i] = dsv4_round_bf16(rnd_unif() * ldexpf(1.0f, pass == 1 ? -104 - (int)(rnd_u32() % 7) : pass == 2 ? -20 : 1));
         for (int t = 0; t < T; t++)   /* (e4m3_def reads the NaN codes as +-480: the rows holding one are NaN) */
             for (int r = 0; r < R; r++)
                 want[t * R + r] = r == 3 || r == 10 || r == 17 ? NAN : pair_lane_ref(&ow.w, r, x + (size_t)t * C);
@@ -611,8 +614,9 @@ static void test_fp8_nan_tiny(void) {
                 int bad = 0;
                 for (int i = 0; i < nt * R; i++)
                     bad += isnan(want[i]) ? !isnan(o[i]) : f2u(o[i]) != f2u(want[i]);
-                CHECK(bad == 0, "%s with NaN codes, %s activations, path %s, %d tokens: %d outputs differ",
-                      f ? "FP8_32" : "FP8", pass ? "tiny" : "plain", PATHS[p], nt, bad);
+                CHECK(bad == 0, "%s with NaN codes, %s, path %s, %d tokens: %d outputs differ", f ? "FP8_32" : "FP8",
+                      pass == 0 ? "plain activations" : pass == 1 ? "tiny activations" : "scale codes 247 and 0",
+                      PATHS[p], nt, bad);
             }
         }
     }

@@ -175,7 +175,7 @@ static dsv4_simd_ops g_ops = { dsv4_lin_rows_scalar, dsv4_axpy_bf16_scalar,
 /* F16C (CPUID.1:ECX bit 29; every AVX2 CPU has it): clang's __builtin_cpu_supports does not know the name */
 static int cpu_f16c(void) {
     unsigned a, b, c, d;
-    return __get_cpuid(1, &a, &b, &c, &d) && (c >> 29 & 1);
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
 }
 #endif
 
@@ -354,7 +354,7 @@ static void lin_task_run(void *ctx, int i) {
 
 /* The activations' exponent range, once per call (dsv4_lin_job.has_xr), where the path's kernels need it: calls of
  * 3 or more tokens of FP8 / FP4 / FP8_32 weights (scales folded into the tiles), and FP8 calls of 1-2 tokens (the
- * AVX2 decode kernel's F16C decoding, linear_avx2.c fast_fp8_row). */
+ * AVX2 decode kernel's F16C decoding, linear_avx2.c fast_fp8_rows2). */
 static void lin_xr(lin_task *t) {
     dsv4_lin_job *j = &t->job;
     const dsv4_simd_ops *o = dsv4_simd();

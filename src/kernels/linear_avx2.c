@@ -38,7 +38,8 @@ static inline void split_x(const uint16_t *x, __m256 *xo0, __m256 *xe0, __m256 *
 
 /* ------------------------------------------------------------------ decode fast path (1-2 tokens)
  * FP8 / FP4 weights decoded in registers straight to the F32 values of each lane's odd and even element (no
- * BF16 tile), one row at a time (8 rows of a block are contiguous in memory, which the prefetchers follow):
+ * BF16 tile), one row at a time (FP8 two, by F16C, where exact: fast_fp8_rows2 below; 8 rows of a block are
+ * contiguous in memory, which the prefetchers follow):
  * - E2M1: the magnitude from an 8-entry VPERMPS table; the sign by XOR with (nibble << 28), whose bits 28-30 (the
  *   magnitude bits) the table entries carry pre-XORed, so one shift + one XOR place the sign and cancel them;
  * - E4M3: integer arithmetic on the code (e4m3_f32; a multiply of the code's bits read as an F32 would be shorter
@@ -115,7 +116,7 @@ static void fast_fp4_row(const dsv4_wview *w, int r, const float *xs, __m256i te
 /* 16 E4M3 codes (8 pairs) -> F32 of the even and odd elements times 2^-8, by F16C: the code's exponent and mantissa
  * bits placed as an F16's ((c & 0x7f) << 7, the sign at bit 15) are the E4M3 value times 2^-8, subnormal codes
  * included (F16 subnormals; VCVTPH2PS converts them exactly whatever MXCSR.DAZ says), and no F32 result is
- * subnormal (the smallest, 2^-17). NaN codes (0x7f, 0xff) come out as +-1.875 * 2^-8: the caller checks for them. */
+ * subnormal (the smallest, 2^-17). NaN codes (0x7f, 0xff) come out as +-1.875 (480 * 2^-8): the caller checks. */
 static inline void fp8x16_f32_h(__m128i codes, __m256 *we, __m256 *wo) {
     const __m128i keep = _mm_set1_epi16((short)0xBFFF);
     __m128i e = _mm_and_si128(_mm_srai_epi16(_mm_slli_epi16(codes, 8), 1), keep);            /* even codes << 7, sign */

@@ -51,7 +51,8 @@ typedef struct {
     int flags;
     float *out;           /* [n_tok][rows] */
     /* has_xr: xr holds the activations' exponent range, computed once per call before the rows are spread over
-     * the threads (the path's x_range, for calls of 3 or more tokens of FP8 / FP4 / FP8_32 weights); 0: a rows
+     * the threads (the path's x_range, for calls of 3 or more tokens of FP8 / FP4 / FP8_32 weights, and for the
+     * avx2 path's FP8 calls of 1-2 tokens); 0: a rows
      * function that needs it computes it itself. (Each task scanned all the call's activations: with 16 tasks of
      * a 512-token call that was 16 x 512 x cols values, up to a third of a shared-expert call's time.) */
     int has_xr;
