@@ -335,9 +335,13 @@ static void fast_rows(const dsv4_lin_job *jb, int r0, int nr) {
         ok8 = dsv4_fold_ok(DSV4_W_FP8, &xr, -8, -8, cols);
     }
     const int ncb = (cols + 127) / 128;
+    int sr = -1, sr_ok = 0;   /* the last 128-row scale row checked (128 rows share it) and its fp8_row_scales_ok */
     for (int r = r0; r < r0 + nr; r++) {
-        const int two = ok8 && r + 1 < r0 + nr && fp8_row_scales_ok(w->scale + (size_t)(r / 128) * ncb, ncb) &&
-                        fp8_row_scales_ok(w->scale + (size_t)((r + 1) / 128) * ncb, ncb);
+        int two = ok8 && r + 1 < r0 + nr;
+        for (int q = 0; q < 2 && two; q++) {
+            if ((r + q) / 128 != sr) { sr = (r + q) / 128; sr_ok = fp8_row_scales_ok(w->scale + (size_t)sr * ncb, ncb); }
+            two = sr_ok;
+        }
         for (int t = 0; t < jb->n_tok; t++) {
             _Alignas(32) float L[2][16];
             if (w->fmt == DSV4_W_FP4) fast_fp4_row(w, r, xs_buf[t], te, L[0]);
