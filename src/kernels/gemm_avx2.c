@@ -181,10 +181,11 @@ void dsv4_gemm_rows_avx2(const dsv4_lin_job *jb, int r0, int nr, dsv4_tile_dec_f
     _Alignas(64) float L[RB][TB][16];
     _Alignas(64) float sink[NT_BF16][16];
     memset(sink, 0, sizeof sink);
-    for (int rb = r0; rb < r0 + nr; rb += RB) {
-        const int nrr = r0 + nr - rb < RB ? r0 + nr - rb : RB, nsub = cdiv(nrr, 2);
-        for (int t0 = 0; t0 < jb->n_tok; t0 += TB) {
-            const int nt = jb->n_tok - t0 < TB ? jb->n_tok - t0 : TB;
+    /* token blocks outside, row blocks inside, so that a block's activations stay in L2 (gemm_avx512.c) */
+    for (int t0 = 0; t0 < jb->n_tok; t0 += TB) {
+        const int nt = jb->n_tok - t0 < TB ? jb->n_tok - t0 : TB;
+        for (int rb = r0; rb < r0 + nr; rb += RB) {
+            const int nrr = r0 + nr - rb < RB ? r0 + nr - rb : RB, nsub = cdiv(nrr, 2);
             memset(L, 0, sizeof L);
             for (int c0 = 0; c0 < cols; c0 += KC) {
                 const int n = cols - c0 < KC ? cols - c0 : KC, nch = cdiv(n, 32);
