@@ -141,11 +141,23 @@ static inline __attribute__((always_inline)) LINE_READ __m512i codes64(const uin
     return _mm512_permutex2var_epi8(_mm512_load_si512(p), *ridx, _mm512_load_si512(p + 64));
 }
 /* ridx for mis bytes past the line, bytes in order (perm NULL) or in the order of the 64-bit lanes perm */
-static inline __m512i line_index(size_t mis, const int64_t *perm) {
+static inline __m512i line_index(size_t mis, const __m512i *perm) {
     uint8_t b[64];
-    for (int i = 0; i < 64; i++) b[i] = (uint8_t)(mis + (perm ? 8 * (size_t)perm[i / 8] : (size_t)(i & ~7)) + (size_t)(i & 7));
+    int64_t q[8];
+    if (perm) _mm512_storeu_si512(q, *perm);
+    for (int i = 0; i < 64; i++) b[i] = (uint8_t)(mis + (perm ? 8 * (size_t)q[i / 8] : (size_t)(i & ~7)) + (size_t)(i & 7));
     return _mm512_loadu_si512(b);
 }
+/* The one-token FP8 kernel `name` of a weight: `body` inlined twice, for rows on the lines (or `lines` false: plain
+ * loads) and for rows mis bytes past them (codes64 through ridx; perm: line_index's lane order). */
+#define LINE_KERNEL(name, body, lines, perm)                                                                      \
+    static LINE_READ void name(const dec_tabs *d, const dsv4_wview *w, int rb, int nrr, const uint16_t *x,      \
+                               float L[][16]) {                                                                  \
+        const size_t mis = (uintptr_t)w->data & 63;   /* cols % 64 == 0: the same for every row */               \
+        if (!mis || !(lines)) { body(d, w, rb, nrr, x, L, 0, NULL); return; }                                     \
+        const __m512i ridx = line_index(mis, perm);                                                               \
+        body(d, w, rb, nrr, x, L, mis, &ridx);                                                                    \
+    }
 #define DSV4_MAX_FUSED_GROUPS 512   /* FP4 rows of up to 16384 columns take the fused path */
 
 /* E8M0 scale codes -> F32 for n codes (the table for the rare codes 0 and 255, bit shift otherwise). */
@@ -191,12 +203,7 @@ fused_fp8_body(const dec_tabs *d, const dsv4_wview *w, int rb, int nrr, const ui
     }
     _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) _mm512_store_ps(L[j], a[j]);
 }
-static LINE_READ void fused_fp8(const dec_tabs *d, const dsv4_wview *w, int rb, int nrr, const uint16_t *x, float L[][16]) {
-    const size_t mis = (uintptr_t)w->data & 63;   /* cols % 64 == 0: the same for every row */
-    if (!mis) { fused_fp8_body(d, w, rb, nrr, x, L, 0, NULL); return; }
-    const __m512i ridx = line_index(mis, NULL);
-    fused_fp8_body(d, w, rb, nrr, x, L, mis, &ridx);
-}
+LINE_KERNEL(fused_fp8, fused_fp8_body, 1, NULL)
 
 /* One step t of fused_fp8_skew: rows 0-3 take their 128-column block t, rows 4-7 block t - 1. checked: the
  * first and last step, where one half is outside its row (it reads a block it owns and keeps its sums). */
@@ -254,12 +261,7 @@ fused_fp8_skew_body(const dec_tabs *d, const dsv4_wview *w, int rb, int nrr, con
     fp8_skew_step(d, row, sc, x, ncb, pf, ncb, 1, a, ridx);
     _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) _mm512_store_ps(L[j], a[j]);
 }
-static LINE_READ void fused_fp8_skew(const dec_tabs *d, const dsv4_wview *w, int rb, int nrr, const uint16_t *x, float L[][16]) {
-    const size_t mis = (uintptr_t)w->data & 63;   /* cols % 128 == 0: the same for every row */
-    if (!mis) { fused_fp8_skew_body(d, w, rb, nrr, x, L, 0, NULL); return; }
-    const __m512i ridx = line_index(mis, NULL);
-    fused_fp8_skew_body(d, w, rb, nrr, x, L, mis, &ridx);
-}
+LINE_KERNEL(fused_fp8_skew, fused_fp8_skew_body, 1, NULL)
 
 /* FP8_32 (V4.1), one token, 8 rows (rb % 8 == 0: one 32-row tile row, so the 8 rows share each group's scale),
  * cols % 32 == 0: per 32-column group P = dp(0, chunk), L = fma(s, P, L). */
@@ -294,14 +296,7 @@ fused_fp8_32_body(const dec_tabs *d, const dsv4_wview *w, int rb, int nrr, const
     }
     _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) _mm512_store_ps(L[j], a[j]);
 }
-static LINE_READ void fused_fp8_32(const dec_tabs *d, const dsv4_wview *w, int rb, int nrr, const uint16_t *x, float L[][16]) {
-    const size_t mis = (uintptr_t)w->data & 63;   /* the same for every row when cols % 64 == 0 */
-    if (!mis || w->cols % 64) { fused_fp8_32_body(d, w, rb, nrr, x, L, 0, NULL); return; }
-    int64_t q[8];
-    _mm512_storeu_si512(q, d->qlane);
-    const __m512i ridx = line_index(mis, q);
-    fused_fp8_32_body(d, w, rb, nrr, x, L, mis, &ridx);
-}
+LINE_KERNEL(fused_fp8_32, fused_fp8_32_body, w->cols % 64 == 0, &d->qlane)
 
 static void fused_bf16(const dsv4_wview *w, int rb, int nrr, const uint16_t *x, float L[][16]) {
     const int cols = w->cols;
