@@ -422,12 +422,14 @@ static void test_linear_fmt_at(dsv4_wfmt fmt, const char *name, int rows, int co
             if (dsv4_set_kernel_path(PATHS[p], err, sizeof err) != 0) { printf("skip %s %s: %s\n", name, PATHS[p], err); continue; }
             for (int th = 1; th <= 3; th++) {
                 dsv4_set_threads(th, NULL, 0);
+                memset(o2, 0xff, (size_t)T * rows * 4);   /* NaN: every output must be written */
                 dsv4_linear(o2, w, x, T, 0, scratch);
                 bad = 0;
                 for (int i = 0; i < T * rows; i++) bad += f2u(o2[i]) != f2u(ref[i]);
                 CHECK(bad == 0, "%s: path %s, %d threads: %d of %d outputs differ from the pair-lane definition",
                       name, PATHS[p], th, bad, T * rows);
                 for (int t = 0; t < 2; t++) {   /* 1- and 2-token calls (the AVX-512 decode fast path) */
+                    memset(o2, 0xff, (size_t)(t + 1) * rows * 4);
                     dsv4_linear(o2, w, x + (size_t)t * cols, t + 1, 0, scratch);
                     bad = 0;
                     for (int i = 0; i < (t + 1) * rows; i++) bad += f2u(o2[i]) != f2u(ref[(size_t)t * rows + i]);
@@ -866,6 +868,7 @@ static void test_gemm_blocking(void) {
                 dsv4_set_threads(th, NULL, 0);
                 for (int k = 0; k < NTOKS; k++) {
                     int nt = toks[k], t0 = TMAX - nt;   /* the last nt tokens */
+                    memset(o, 0xff, (size_t)nt * rows * 4);   /* NaN: every output must be written */
                     dsv4_linear(o, &ow.w, x + (size_t)t0 * cols, nt, 0, scratch);
                     int bad = 0;
                     for (int i = 0; i < nt * rows; i++) bad += f2u(o[i]) != f2u(want[(size_t)t0 * rows + i]);

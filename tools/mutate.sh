@@ -62,6 +62,7 @@ MUTATIONS=(
 'v41_comp_kv_block32|src/model/forward_v41.c|s/(dsv4_fp4_e4m3_[a-z]+\([^;]*?), 16,/$1, 32,/g|V4.1 compressed KV with E4M3 scales per 32 values instead of 16'
 'v41_route_weight_dropped|src/model/forward_v41.c|s/if \(has_wt\) h = wt \* h;/(void)0;/|V4.1 routing weight not applied to the expert output'
 'xr_bf16_shared|src/kernels/linear.c|s/(    if \(j->has_xr )/    if (j->w->fmt == DSV4_W_BF16) { j->has_xr = 1; return; }\n$1/|a BF16 op marks its never computed activation range as known, so a folding op sharing its input in dsv4_linear_multi folds scales unguarded'
+'gemm_later_block_short|src/kernels/gemm_avx512.c|s/const int nt = jb->n_tok - t0 < GTB \? jb->n_tok - t0 : GTB;/const int nt = t0 > 0 ? 1 : (jb->n_tok - t0 < GTB ? jb->n_tok - t0 : GTB);/|AVX-512 multi-token driver: token blocks after the first compute one token, leaving the other outputs unwritten'
 )
 TESTS="test_golden test_blocks test_nano_golden test_ops test_kernels test_engram test_quant_v41 test_forward_v41"
 

@@ -153,7 +153,7 @@ static inline __m512i line_index(size_t mis, const __m512i *perm) {
 #define LINE_KERNEL(name, body, lines, perm)                                                                      \
     static LINE_READ void name(const dec_tabs *d, const dsv4_wview *w, int rb, int nrr, const uint16_t *x,      \
                                float L[][16]) {                                                                  \
-        const size_t mis = (uintptr_t)w->data & 63;   /* cols % 64 == 0: the same for every row */               \
+        const size_t mis = (uintptr_t)w->data & 63;   /* the same for every row when cols % 64 == 0 */         \
         if (!mis || !(lines)) { body(d, w, rb, nrr, x, L, 0, NULL); return; }                                     \
         const __m512i ridx = line_index(mis, perm);                                                               \
         body(d, w, rb, nrr, x, L, mis, &ridx);                                                                    \
