@@ -513,31 +513,34 @@ static void batch_add(dsv4_session *s, linear_batch *b, dsv4_linear_op op) {
     b->op[b->n++] = op;
 }
 
-/* The routed experts of n > 1 tokens, weights mapped: the same products as moe()'s loop below (expert() per routed
- * expert on its gathered rows, the outputs added to acc by increasing expert id, each expert's rows in (token, k)
- * order), with the rows of every expert gathered first (s->w.xe holds all n*K) and the products of many experts in
- * one pool call (w1 and w3 share an expert's quantized rows; then w2): with about 12 rows per expert in a 512-token
- * chunk, an expert's product takes under a millisecond, and one pool call per product left a noticeable part of it
- * to the call's set-up and its last task. Bit-identical (dsv4_linear_multi's products are dsv4_linear's). */
-static void moe_routed_mapped(dsv4_session *s, const dsv4_layer *L, const float *x, const int *rid, const float *rw,
-                              int n) {   /* n >= 2 */
+/* The routed rows of n tokens gathered by expert (a counting sort): row r of s->w.xe (the token's x), s->w.etok
+ * (its token) and s->w.ew (its routing weight) for r in [end[e-1], end[e]) are expert e's (end[-1] = 0), each
+ * expert's rows in (token, k) order. Returns end (s->w.eend, E + 1 ints; end[E] = n*K). */
+static const int *moe_gather(dsv4_session *s, const float *x, const int *rid, const float *rw, int n) {
     const dsv4_config *c = &s->m->cfg;
-    const int D = c->dim, E = c->n_routed_experts, K = c->n_activated_experts, I = c->moe_inter_dim;
-    float *xe = s->w.xe, *g = s->w.g, *v = s->w.v, *ye = s->w.ye, *acc = s->w.acc, *ew = s->w.ew;
-    int *etok = s->w.etok;
-    /* end[e]: one past expert e's last gathered row (a counting sort by expert). The router logits s->w.rl
-     * ([CH][E] floats, no longer needed) hold it: E + 1 <= 2E <= CH * E ints, the chunk CH >= n >= 2 (a one-token
-     * step with K > 15 takes moe()'s per-expert loop, since CH may be 1). */
-    int *end = (int *)(void *)s->w.rl;
+    const int D = c->dim, E = c->n_routed_experts, K = c->n_activated_experts;
+    int *end = s->w.eend;
     memset(end, 0, (size_t)(E + 1) * sizeof *end);
     for (int i = 0; i < n * K; i++) end[rid[i] + 1]++;
     for (int e = 0; e < E; e++) end[e + 1] += end[e];   /* end[e] = first row of e */
     for (int t = 0; t < n; t++)
         for (int k = 0; k < K; k++) {
             const int r = end[rid[t * K + k]]++;   /* -> one past e's last row */
-            etok[r] = t; ew[r] = rw[t * K + k];
-            memcpy(xe + (size_t)r * D, x + (size_t)t * D, (size_t)D * sizeof(float));
+            s->w.etok[r] = t; s->w.ew[r] = rw[t * K + k];
+            memcpy(s->w.xe + (size_t)r * D, x + (size_t)t * D, (size_t)D * sizeof(float));
         }
+    return end;
+}
+
+/* The routed experts of n > 1 tokens, weights mapped, on moe_gather's rows: the same products as moe()'s loop
+ * (expert() per routed expert on its rows, into the same rows of s->w.ye), with the products of many experts in one
+ * pool call (w1 and w3 share an expert's quantized rows; then w2): with about 12 rows per expert in a 512-token
+ * chunk, an expert's product takes under a millisecond, and one pool call per product left a noticeable part of it
+ * to the call's set-up and its last task. Bit-identical (dsv4_linear_multi's products are dsv4_linear's). */
+static void moe_routed_mapped(dsv4_session *s, const dsv4_layer *L, const int *end) {
+    const dsv4_config *c = &s->m->cfg;
+    const int D = c->dim, E = c->n_routed_experts, I = c->moe_inter_dim;
+    float *xe = s->w.xe, *g = s->w.g, *v = s->w.v, *ye = s->w.ye, *ew = s->w.ew;
     linear_batch b;
     b.n = 0;
     for (int e = 0, r0 = 0; e < E; r0 = end[e++]) {
@@ -554,12 +557,6 @@ static void moe_routed_mapped(dsv4_session *s, const dsv4_layer *L, const float 
         batch_add(s, &b, (dsv4_linear_op){ye + (size_t)r0 * D, &L->w2[e], g + (size_t)r0 * I, cnt, DSV4_ACT_FP8 | DSV4_OUT_BF16});
     }
     batch_run(s, &b);
-    memset(acc, 0, (size_t)n * D * sizeof(float));
-    for (int r = 0; r < n * K; r++) {   /* experts by increasing id, each one's rows in (token, k) order */
-        float *a = acc + (size_t)etok[r] * D;
-        const float *yr = ye + (size_t)r * D;
-        for (int d = 0; d < D; d++) a[d] += yr[d];
-    }
 }
 
 static void moe(dsv4_session *s, int li, const float *x, const int32_t *tokens, int n, float *y) {
@@ -598,37 +595,34 @@ static void moe(dsv4_session *s, int li, const float *x, const int32_t *tokens, 
         for (int k = 0; k < K; k++) rw[t * K + k] = l[id[k]] / sum * c->route_scale;
     }
     if (n == 1 && !m->xc && 2 * (K + 1) <= DSV4_LINEAR_MULTI_MAX) { moe_one_token(s, L, x, rid, rw, y); return; }
-    if (!m->xc && n >= 2) { moe_routed_mapped(s, L, x, rid, rw, n); goto shared; }
     if (m->xc && !s->xc_failed) dsv4_xc_route(m->xc, li, rid, n * K, tokens, n);   /* read-ahead */
-    memset(acc, 0, (size_t)n * D * sizeof(float));
-    for (int e = 0; e < E; e++) {
-        int cnt = 0;
-        for (int t = 0; t < n; t++)
-            for (int k = 0; k < K; k++)
-                if (rid[t * K + k] == e) {
-                    s->w.etok[cnt] = t; s->w.ew[cnt] = rw[t * K + k];
-                    memcpy(s->w.xe + (size_t)cnt * D, x + (size_t)t * D, (size_t)D * sizeof(float));
-                    cnt++;
+    const int *end = moe_gather(s, x, rid, rw, n);
+    if (!m->xc && n >= 2) {
+        moe_routed_mapped(s, L, end);
+    } else {
+        for (int e = 0, r0 = 0; e < E; r0 = end[e++]) {   /* expert e's rows [r0, end[e]) */
+            const int cnt = end[e] - r0;
+            if (!cnt) continue;
+            float *xe = s->w.xe + (size_t)r0 * D, *ew = s->w.ew + r0, *ye = s->w.ye + (size_t)r0 * D;
+            if (m->xc) {   /* memory budget: the same bytes, from the expert cache (model/expert_cache.h) */
+                dsv4_xc_ref xr;
+                if (s->xc_failed || dsv4_xc_acquire(m->xc, li, e, &xr, s->xc_err, sizeof s->xc_err)) {
+                    s->xc_failed = 1;   /* the caller reports it; the rest of the pass is discarded */
+                    continue;
                 }
-        if (!cnt) continue;
-        if (m->xc) {   /* memory budget: the same bytes, from the expert cache (model/expert_cache.h) */
-            dsv4_xc_ref xr;
-            if (s->xc_failed || dsv4_xc_acquire(m->xc, li, e, &xr, s->xc_err, sizeof s->xc_err)) {
-                s->xc_failed = 1;   /* the caller reports it; the rest of the pass is discarded */
-                continue;
+                expert(s, &xr.w1, &xr.w2, &xr.w3, xe, ew, cnt, ye);
+                dsv4_xc_release(m->xc, &xr);
+            } else {
+                expert(s, &L->w1[e], &L->w2[e], &L->w3[e], xe, ew, cnt, ye);
             }
-            expert(s, &xr.w1, &xr.w2, &xr.w3, s->w.xe, s->w.ew, cnt, s->w.ye);
-            dsv4_xc_release(m->xc, &xr);
-        } else {
-            expert(s, &L->w1[e], &L->w2[e], &L->w3[e], s->w.xe, s->w.ew, cnt, s->w.ye);
-        }
-        for (int i = 0; i < cnt; i++) {
-            float *a = acc + (size_t)s->w.etok[i] * D;
-            const float *ye = s->w.ye + (size_t)i * D;
-            for (int d = 0; d < D; d++) a[d] += ye[d];
         }
     }
-shared:
+    memset(acc, 0, (size_t)n * D * sizeof(float));
+    for (int r = 0; r < n * K; r++) {   /* experts by increasing id, each one's rows in (token, k) order */
+        float *a = acc + (size_t)s->w.etok[r] * D;
+        const float *yr = s->w.ye + (size_t)r * D;
+        for (int d = 0; d < D; d++) a[d] += yr[d];
+    }
     if (L->sw1.rows) {
         expert(s, &L->sw1, &L->sw2, &L->sw3, x, NULL, n, s->w.ye);
         for (size_t i = 0; i < (size_t)n * D; i++) acc[i] += s->w.ye[i];

@@ -145,6 +145,7 @@ struct dsv4_session {
         uint16_t *kdec;      /* [nk][hd] compressed entries attended by one token, decoded to BF16 */
         uint16_t *ikdec;     /* [DSV4_IDX_CHUNK][ihd] indexer keys decoded to BF16 */
         float *rl, *rw; int *rid; float *xe, *g, *v, *ye, *acc; int *etok; float *ew;
+        int *eend;         /* [E+1] forward.c moe_gather: one past each expert's gathered rows */
         float *mh, *mhn;   /* [max(CH,1)*hc*D] MTP input projections */
         float *act;        /* act-quant scratch for dsv4_linear */
         size_t act_n;      /* its size in floats (a batch of dsv4_linear_multi products must fit) */

@@ -273,6 +273,7 @@ static void layout(const dsv4_config *c, int chunk, int max_ctx, dsv4_session *s
     CARVE(s->w.acc, CX * D);
     CARVE(s->w.etok, CH * K);
     CARVE(s->w.ew, CH * K);
+    CARVE(s->w.eend, (size_t)E + 1);
     /* dsv4_linear's scratch (dsv4_linear_scratch_floats: n*cols + ceil(n*colsp/2) + 16, colsp <= cols + 95) for the largest call: up
      * to CH tokens of any width (maxcols), the routed experts' gathered rows (up to CH*K: a hash table may repeat
      * an expert) of D (w1, w3) or I (w2) columns, MTP's h_proj on CH*hc rows of D. */
