@@ -17,14 +17,15 @@ check "logits: an id outside the vocabulary writes nothing" 0 "^0 is not below v
 V41=tests/golden/v41/tiny
 check "logits on the V4.1 tiny checkpoint: the golden's row within tolerance" 0 "^v41 ok 96$" -- sh -c "'$BIN' logits -m $V41 --tokens 86,35,31,59 --out '$tmp/v41.f32' 2>/dev/null && od -An -v -tf4 '$tmp/v41.f32' > '$tmp/v41.txt' && od -An -v -tf4 -j 1152 -N 384 $V41/prefill.f32 > '$tmp/v41g.txt' && paste -d' ' '$tmp/v41.txt' '$tmp/v41g.txt' | awk '{h=NF/2; for(i=1;i<=h;i++){a[n]=\$i; b[n]=\$(i+h); n++}} END{for(i=0;i<n;i++){d=a[i]-b[i]; if(d<0)d=-d; if(d>md)md=d; g=b[i]<0?-b[i]:b[i]; if(g>mg)mg=g} if(n==96 && md<=0.0304*mg) print \"v41 ok\", n; else print \"v41 off\", n, md, mg}'"
 check "info on the V4.1 tiny checkpoint" 0 "2 with Engram\) \+ 2 DSpark" -- "$BIN" info -m $V41
-check "generate on the V4.1 tiny checkpoint with a tokenizer (tiny-tok): Engram token map from tokenizer.json, 6 tokens" 0 "^2$" -- sh -c "'$BIN' generate -m $V41-tok -p ROMEO: -n 6 2>&1 | grep -c -e 'token map built from tokenizer.json' -e 'decode 6 tokens'"
+# (fixed seeds: with a random one the tiny model samples its EOS within 6 tokens in about 0.5 % of runs)
+check "generate on the V4.1 tiny checkpoint with a tokenizer (tiny-tok): Engram token map from tokenizer.json, 6 tokens" 0 "^2$" -- sh -c "'$BIN' generate -m $V41-tok -p ROMEO: -n 6 -s 1 2>&1 | grep -c -e 'token map built from tokenizer.json' -e 'decode 6 tokens'"
 # the built-in V4.1 model (tools/train/README.md "nano-v41"): held-out perplexity of the first 2 windows of 256 tokens
 # = the reference's 98.2761 (model_v41.Session float32 mode on the stored files; C gives 98.2962, 2.0e-4 apart, every
 # kernel path) within 0.1%; with the Engram gates at 0 the reference gives 117.99 (+20%): a wrong model lands far outside
 NV41=models/nano-v41
 check "nano-v41: dsv4 ppl on the first 2 held-out windows = the reference's 98.2761 within 0.1%" 0 "^nv41 ok" -- sh -c "tail -c 111540 vendor/tinyshakespeare/tinyshakespeare.txt > '$tmp/nv41_heldout.txt' && '$BIN' ppl -m $NV41 -f '$tmp/nv41_heldout.txt' --window 256 --max-tokens 512 2>/dev/null | tail -n 1 | awk '{for(i=1;i<NF;i++) if(\$i==\"perplexity\") p=\$(i+1)} END{d=p-98.2761; if(d<0)d=-d; if(p!=\"\" && d<=0.0983) print \"nv41 ok\", p; else print \"nv41 off\", p}'"
 check "nano-v41: --engram-cache 1024 gives the same perplexity as no cache" 0 "^same$" -- sh -c "a=\$('$BIN' ppl -m $NV41 -f $NV41/README.md --max-tokens 300 --engram-cache 1024 2>/dev/null | tail -n 1); b=\$('$BIN' ppl -m $NV41 -f $NV41/README.md --max-tokens 300 2>/dev/null | tail -n 1); [ -n \"\$a\" ] && [ \"\$a\" = \"\$b\" ] && echo same"
-check "nano-v41: generate runs (Engram token map, 20 tokens)" 0 "^2$" -- sh -c "'$BIN' generate -m $NV41 -p ROMEO: -n 20 2>&1 | grep -c -e 'token map built from tokenizer.json' -e 'decode 20 tokens'"
+check "nano-v41: generate runs (Engram token map, 20 tokens)" 0 "^2$" -- sh -c "'$BIN' generate -m $NV41 -p ROMEO: -n 20 -s 1 2>&1 | grep -c -e 'token map built from tokenizer.json' -e 'decode 20 tokens'"
 # the built-in vision model (tools/train/README.md "nano-vl"): held-out images answered exactly, stopping at EOS (-n 12:
 # more than any answer takes, 2-9 tokens); each image gives a different answer, so swapped images fail
 NVL=models/nano-vl
