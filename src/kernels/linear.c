@@ -169,7 +169,7 @@ void dsv4_lin_rows_scalar(const dsv4_lin_job *jb, int r0, int nr) {
 static dsv4_simd_path g_path = DSV4_PATH_SCALAR;
 static pthread_once_t g_tables_once = PTHREAD_ONCE_INIT, g_init_once = PTHREAD_ONCE_INIT;
 static dsv4_simd_ops g_ops = { dsv4_lin_rows_scalar, dsv4_axpy_bf16_scalar,
-                                dsv4_fp8_dec_scalar, dsv4_fp4_dec_scalar, NULL };
+                                dsv4_fp8_dec_scalar, dsv4_fp4_dec_scalar, NULL, 0 };
 
 #ifdef DSV4_X86
 /* F16C (CPUID.1:ECX bit 29; every AVX2 CPU has it): clang's __builtin_cpu_supports does not know the name */
@@ -202,10 +202,12 @@ static void ops_for(dsv4_simd_path p, dsv4_simd_ops *o) {
     o->fp8_dec = dsv4_fp8_dec_scalar;
     o->fp4_dec = dsv4_fp4_dec_scalar;
     o->x_range = NULL;
+    o->x_range_fp8_decode = 0;
 #ifdef DSV4_X86
     if (p == DSV4_PATH_AVX2) {
         o->lin_rows = dsv4_lin_rows_avx2; o->axpy_bf16 = dsv4_axpy_bf16_avx2;
         o->x_range = dsv4_x_range_avx2;
+        o->x_range_fp8_decode = 1;
     }
     if (p == DSV4_PATH_AVX512) {
         o->lin_rows = dsv4_lin_rows_avx512; o->axpy_bf16 = dsv4_axpy_bf16_avx512;
@@ -359,7 +361,7 @@ static void lin_xr(lin_task *t) {
     dsv4_lin_job *j = &t->job;
     const dsv4_simd_ops *o = dsv4_simd();
     if (j->has_xr || !o->x_range || !(j->w->fmt == DSV4_W_FP8 || dsv4_fmt_g32(j->w->fmt))) return;
-    if (j->n_tok < 3 && !(j->w->fmt == DSV4_W_FP8 && dsv4_kernel_path_id() == DSV4_PATH_AVX2)) return;
+    if (j->n_tok < 3 && !(j->w->fmt == DSV4_W_FP8 && o->x_range_fp8_decode)) return;
     j->xr = o->x_range(j);
     j->has_xr = 1;
 }

@@ -89,6 +89,7 @@ typedef struct {
     dsv4_axpy_fn axpy_bf16;
     dsv4_dec_fn fp8_dec, fp4_dec;
     dsv4_xrange (*x_range)(const dsv4_lin_job *j);   /* NULL on paths that do not fold scales */
+    int x_range_fp8_decode;   /* its FP8 calls of 1-2 tokens use the range too (avx2: fast_fp8_rows2's F16C decoding) */
 } dsv4_simd_ops;
 const dsv4_simd_ops *dsv4_simd(void);
 
