@@ -314,6 +314,11 @@ static void fused_bf16(const dsv4_wview *w, int rb, int nrr, const uint16_t *x, 
     _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) _mm512_store_ps(L[j], a[j]);
 }
 
+/* The 4 chunks of a 64-byte group go through one VPERMB each (d->q4[q] read as a 64-entry byte index: byte 16q + k
+ * of the row's 64 bytes to both words of dword k), a per-word shift (0 / 4: VPSRLVW, which runs beside the shuffles)
+ * and the VPERMW lookup: the same BF16 values as VPERMT2B on (v, v >> 4), which issues at about half VPERMB's rate
+ * here. Chunks outside, rows inside: consecutive instructions belong to different rows' chains.
+ * Measured (one thread, weights in L1, 8 rows x 2,048 columns): 0.61 -> 0.52 ns per 32-weight chunk. */
 static void fused_fp4(const dec_tabs *d, const dsv4_wview *w, int rb, int nrr, const uint16_t *x, float L[][16]) {
     const int cols = w->cols, ncs = cols / 32;
     const uint8_t *row[8];
@@ -328,19 +333,16 @@ static void fused_fp4(const dec_tabs *d, const dsv4_wview *w, int rb, int nrr, c
     const __m512 z = _mm512_setzero_ps();
     int c = 0;
     for (; c + 4 <= ncs; c += 4) {   /* 64-byte groups: 4 chunks of each row */
-        __m512bh x0 = as_bh(_mm512_loadu_si512(x + 32 * c)), x1 = as_bh(_mm512_loadu_si512(x + 32 * c + 32));
-        __m512bh x2 = as_bh(_mm512_loadu_si512(x + 32 * c + 64)), x3 = as_bh(_mm512_loadu_si512(x + 32 * c + 96));
+        __m512i v[8];
+        _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) v[j] = _mm512_loadu_si512(row[j] + 16 * c);
         _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) PREFETCH(ahead(row[j] + 16 * c, 8 * (size_t)(cols / 2)));
-        _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) {
-            __m512i v = _mm512_loadu_si512(row[j] + 16 * c), sh = _mm512_srli_epi16(v, 4);
-            __m512 p0 = _mm512_dpbf16_ps(z, as_bh(_mm512_permutexvar_epi16(_mm512_permutex2var_epi8(v, d->q4[0], sh), d->lut4)), x0);
-            a[j] = _mm512_fmadd_ps(p0, _mm512_set1_ps(sf[j][c]), a[j]);
-            __m512 p1 = _mm512_dpbf16_ps(z, as_bh(_mm512_permutexvar_epi16(_mm512_permutex2var_epi8(v, d->q4[1], sh), d->lut4)), x1);
-            a[j] = _mm512_fmadd_ps(p1, _mm512_set1_ps(sf[j][c + 1]), a[j]);
-            __m512 p2 = _mm512_dpbf16_ps(z, as_bh(_mm512_permutexvar_epi16(_mm512_permutex2var_epi8(v, d->q4[2], sh), d->lut4)), x2);
-            a[j] = _mm512_fmadd_ps(p2, _mm512_set1_ps(sf[j][c + 2]), a[j]);
-            __m512 p3 = _mm512_dpbf16_ps(z, as_bh(_mm512_permutexvar_epi16(_mm512_permutex2var_epi8(v, d->q4[3], sh), d->lut4)), x3);
-            a[j] = _mm512_fmadd_ps(p3, _mm512_set1_ps(sf[j][c + 3]), a[j]);
+        _Pragma("GCC unroll 4") for (int q = 0; q < 4; q++) {
+            const __m512bh xq = as_bh(_mm512_loadu_si512(x + 32 * (c + q)));
+            _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) {
+                const __m512i wq = _mm512_permutexvar_epi16(
+                    _mm512_srlv_epi16(_mm512_permutexvar_epi8(d->q4[q], v[j]), d->shift04), d->lut4);
+                a[j] = _mm512_fmadd_ps(_mm512_dpbf16_ps(z, as_bh(wq), xq), _mm512_set1_ps(sf[j][c + q]), a[j]);
+            }
         }
     }
     for (; c < ncs; c++) {
