@@ -441,6 +441,38 @@ static void test_linear_fmt_at(dsv4_wfmt fmt, const char *name, int rows, int co
         dsv4_set_kernel_path(getenv("DSV4_KERNEL") ? getenv("DSV4_KERNEL") : "scalar", NULL, 0);
         dsv4_set_threads(2, NULL, 0);
     } else {
+        /* F32 weights: the 8-lane order of matmul.c (the test's own implementation: per 128-column block, lane
+         * k % 8 gets each rounded product and then adds it, lanes summed as ((0+1)+(2+3))+((4+5)+(6+7)), and the
+         * block added to the row's sum), bit for bit on every path (the avx2 / avx512 lanes in AVX registers) */
+        for (int t = 0; t < T; t++)
+            for (int r = 0; r < rows; r++) {
+                const float *wr = (const float *)w->data + (size_t)r * cols, *xt = x + (size_t)t * cols;
+                volatile float acc = 0.0f;
+                for (int b0 = 0; b0 < cols; b0 += 128) {
+                    volatile float l[8] = {0};
+                    for (int k = b0; k < cols && k < b0 + 128; k++) {
+                        volatile float p = wr[k] * xt[k];
+                        l[k & 7] = l[k & 7] + p;
+                    }
+                    volatile float s01 = l[0] + l[1], s23 = l[2] + l[3], s45 = l[4] + l[5], s67 = l[6] + l[7];
+                    volatile float s03 = s01 + s23, s47 = s45 + s67;
+                    acc = acc + (s03 + s47);
+                }
+                ref[(size_t)t * rows + r] = acc;
+            }
+        for (int p = 0; p < NPATHS; p++) {
+            if (dsv4_set_kernel_path(PATHS[p], err, sizeof err) != 0) { printf("skip %s %s: %s\n", name, PATHS[p], err); continue; }
+            for (int th = 1; th <= 3; th++) {
+                dsv4_set_threads(th, NULL, 0);
+                memset(o2, 0xff, (size_t)T * rows * 4);
+                dsv4_linear(o2, w, x, T, 0, scratch);
+                bad = 0;
+                for (int i = 0; i < T * rows; i++) bad += f2u(o2[i]) != f2u(ref[i]);
+                CHECK(bad == 0, "%s: path %s, %d threads: %d of %d outputs differ from the 8-lane definition",
+                      name, PATHS[p], th, bad, T * rows);
+            }
+        }
+        dsv4_set_kernel_path(getenv("DSV4_KERNEL") ? getenv("DSV4_KERNEL") : "scalar", NULL, 0);
         dsv4_set_threads(3, NULL, 0);
         dsv4_linear(o2, w, x, T, 0, scratch);
         CHECK(!memcmp(o1, o2, (size_t)T * rows * 4), "%s: 3 threads differ from 1", name);

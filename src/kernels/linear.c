@@ -20,7 +20,6 @@
 #include <string.h>
 
 /* F32-weight linear in the 8-lane order (matmul.c). */
-void dsv4_linear_f32(float *out, const dsv4_wview *w, const float *x, int n_tok, int r0, int nr);
 
 const uint16_t dsv4_e2m1_bf16[16] = {0x0000, 0x3f00, 0x3f80, 0x3fc0, 0x4000, 0x4040, 0x4080, 0x40c0,
                                      0x8000, 0xbf00, 0xbf80, 0xbfc0, 0xc000, 0xc040, 0xc080, 0xc0c0};
@@ -169,7 +168,7 @@ void dsv4_lin_rows_scalar(const dsv4_lin_job *jb, int r0, int nr) {
 static dsv4_simd_path g_path = DSV4_PATH_SCALAR;
 static pthread_once_t g_tables_once = PTHREAD_ONCE_INIT, g_init_once = PTHREAD_ONCE_INIT;
 static dsv4_simd_ops g_ops = { dsv4_lin_rows_scalar, dsv4_axpy_bf16_scalar,
-                                dsv4_fp8_dec_scalar, dsv4_fp4_dec_scalar, NULL, 0 };
+                                dsv4_fp8_dec_scalar, dsv4_fp4_dec_scalar, NULL, 0, dsv4_f32_lanes_generic };
 
 #ifdef DSV4_X86
 /* F16C (CPUID.1:ECX bit 29; every AVX2 CPU has it): clang's __builtin_cpu_supports does not know the name */
@@ -203,16 +202,19 @@ static void ops_for(dsv4_simd_path p, dsv4_simd_ops *o) {
     o->fp4_dec = dsv4_fp4_dec_scalar;
     o->x_range = NULL;
     o->x_range_fp8_decode = 0;
+    o->f32_lanes = dsv4_f32_lanes_generic;
 #ifdef DSV4_X86
     if (p == DSV4_PATH_AVX2) {
         o->lin_rows = dsv4_lin_rows_avx2; o->axpy_bf16 = dsv4_axpy_bf16_avx2;
         o->x_range = dsv4_x_range_avx2;
         o->x_range_fp8_decode = 1;
+        o->f32_lanes = dsv4_f32_lanes_avx2;
     }
     if (p == DSV4_PATH_AVX512) {
         o->lin_rows = dsv4_lin_rows_avx512; o->axpy_bf16 = dsv4_axpy_bf16_avx512;
         o->x_range = dsv4_x_range_avx512;
         o->fp8_dec = dsv4_fp8_dec_avx512; o->fp4_dec = dsv4_fp4_dec_avx512;
+        o->f32_lanes = dsv4_f32_lanes_avx2;   /* every AVX-512 BF16 CPU has AVX2 */
     }
 #endif
 #ifdef DSV4_NEON
@@ -342,7 +344,7 @@ static void lin_task_run(void *ctx, int i) {
     int nr = rows - r0 < t->rows_per_task ? rows - r0 : t->rows_per_task;
     if (nr <= 0) return;
     if (t->job.w->fmt == DSV4_W_F32) {
-        dsv4_linear_f32(t->job.out, t->job.w, t->xf, t->job.n_tok, r0, nr);
+        dsv4_linear_f32(t->job.out, t->job.w, t->xf, t->job.n_tok, r0, nr, dsv4_simd()->f32_lanes);
         if (t->job.flags & DSV4_OUT_BF16)
             for (int k = 0; k < t->job.n_tok; k++)
                 for (int r = r0; r < r0 + nr; r++) {

@@ -450,3 +450,29 @@ void dsv4_axpy_bf16_avx2(float *acc, float a, const uint16_t *v, int n) {
 }
 
 #endif
+
+/* F32 weights (dsv4_f32_lanes_fn, simd.h): one 8-lane register per row, each step a rounded product and then an
+ * addition (VMULPS, VADDPS: never contracted), exactly as the generic lanes. The generic code is built for the
+ * baseline ISA, where an 8-lane vector is two SSE registers and four rows of them spill to the stack. */
+void dsv4_f32_lanes_avx2(const float *w, int ldw, int nr, const float *x, int n8, float (*lanes)[8]) {
+    if (nr == 4) {
+        const float *w0 = w, *w1 = w0 + ldw, *w2 = w1 + ldw, *w3 = w2 + ldw;
+        __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+        for (int k = 0; k < n8; k += 8) {
+            const __m256 xv = _mm256_loadu_ps(x + k);
+            s0 = _mm256_add_ps(s0, _mm256_mul_ps(_mm256_loadu_ps(w0 + k), xv));
+            s1 = _mm256_add_ps(s1, _mm256_mul_ps(_mm256_loadu_ps(w1 + k), xv));
+            s2 = _mm256_add_ps(s2, _mm256_mul_ps(_mm256_loadu_ps(w2 + k), xv));
+            s3 = _mm256_add_ps(s3, _mm256_mul_ps(_mm256_loadu_ps(w3 + k), xv));
+        }
+        _mm256_storeu_ps(lanes[0], s0); _mm256_storeu_ps(lanes[1], s1);
+        _mm256_storeu_ps(lanes[2], s2); _mm256_storeu_ps(lanes[3], s3);
+        return;
+    }
+    for (int j = 0; j < nr; j++) {
+        const float *wj = w + (size_t)j * ldw;
+        __m256 s = _mm256_setzero_ps();
+        for (int k = 0; k < n8; k += 8) s = _mm256_add_ps(s, _mm256_mul_ps(_mm256_loadu_ps(wj + k), _mm256_loadu_ps(x + k)));
+        _mm256_storeu_ps(lanes[j], s);
+    }
+}

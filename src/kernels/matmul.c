@@ -10,6 +10,7 @@
  * so results never depend on n_tok, on the row tiling or on how many rows a view holds.
  */
 #include "kernels/kernels.h"
+#include "kernels/simd.h"
 #include "base/util.h"
 
 #include <string.h>
@@ -101,47 +102,52 @@ static inline float lane_sum(const float *s) {
     return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
 }
 
+/* The lanes of one block in plain C (dsv4_f32_lanes_fn; GCC vector extensions compute the same lane-wise
+ * operations where available). */
+void dsv4_f32_lanes_generic(const float *w, int ldw, int nr, const float *x, int n8, float (*lanes)[8]) {
+#if defined(__GNUC__)
+    if (nr == RB) {
+        v8f s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};
+        const float *w0 = w, *w1 = w0 + ldw, *w2 = w1 + ldw, *w3 = w2 + ldw;
+        for (int k = 0; k < n8; k += 8) {
+            v8f xv, a0, a1, a2, a3;
+            LD8(xv, x + k); LD8(a0, w0 + k); LD8(a1, w1 + k); LD8(a2, w2 + k); LD8(a3, w3 + k);
+            s0 += a0 * xv;
+            s1 += a1 * xv;
+            s2 += a2 * xv;
+            s3 += a3 * xv;
+        }
+        memcpy(lanes[0], &s0, 32); memcpy(lanes[1], &s1, 32);
+        memcpy(lanes[2], &s2, 32); memcpy(lanes[3], &s3, 32);
+        return;
+    }
+    for (int j = 0; j < nr; j++) {
+        const float *wj = w + (size_t)j * ldw;
+        v8f s = {0};
+        for (int k = 0; k < n8; k += 8) {
+            v8f a, xv;
+            LD8(a, wj + k); LD8(xv, x + k);
+            s += a * xv;
+        }
+        memcpy(lanes[j], &s, 32);
+    }
+#else
+    for (int j = 0; j < nr; j++) {
+        const float *wj = w + (size_t)j * ldw;
+        for (int l = 0; l < 8; l++) lanes[j][l] = 0.0f;
+        for (int k = 0; k < n8; k += 8)
+            for (int l = 0; l < 8; l++) lanes[j][l] += wj[k + l] * x[k + l];
+    }
+#endif
+}
+
 /* Per-block partial sums (see the header comment) of nr (1..RB) rows against one activation span:
  * acc[j] += blockwise sums of w[j*ldw + k] * x[k], k in [0, n), n <= KC, blocks aligned at 0. */
-static void dot_rows(const float *w, int ldw, int nr, const float *x, int n, float *acc) {
+static void dot_rows(const float *w, int ldw, int nr, const float *x, int n, float *acc, dsv4_f32_lanes_fn lanes_fn) {
     for (int b0 = 0; b0 < n; b0 += KBLK) {
         int bn = n - b0 < KBLK ? n - b0 : KBLK, n8 = bn & ~7;
         float lanes[RB][8];
-#if defined(__GNUC__)
-        v8f s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};
-        const float *xb = x + b0;
-        if (nr == RB) {
-            const float *w0 = w + b0, *w1 = w0 + ldw, *w2 = w1 + ldw, *w3 = w2 + ldw;
-            for (int k = 0; k < n8; k += 8) {
-                v8f xv, a0, a1, a2, a3;
-                LD8(xv, xb + k); LD8(a0, w0 + k); LD8(a1, w1 + k); LD8(a2, w2 + k); LD8(a3, w3 + k);
-                s0 += a0 * xv;
-                s1 += a1 * xv;
-                s2 += a2 * xv;
-                s3 += a3 * xv;
-            }
-            memcpy(lanes[0], &s0, 32); memcpy(lanes[1], &s1, 32);
-            memcpy(lanes[2], &s2, 32); memcpy(lanes[3], &s3, 32);
-        } else {
-            for (int j = 0; j < nr; j++) {
-                const float *wj = w + (size_t)j * ldw + b0;
-                v8f s = {0};
-                for (int k = 0; k < n8; k += 8) {
-                    v8f a, xv;
-                    LD8(a, wj + k); LD8(xv, xb + k);
-                    s += a * xv;
-                }
-                memcpy(lanes[j], &s, 32);
-            }
-        }
-#else
-        for (int j = 0; j < nr; j++) {
-            const float *wj = w + (size_t)j * ldw + b0, *xb = x + b0;
-            for (int l = 0; l < 8; l++) lanes[j][l] = 0.0f;
-            for (int k = 0; k < n8; k += 8)
-                for (int l = 0; l < 8; l++) lanes[j][l] += wj[k + l] * xb[k + l];
-        }
-#endif
+        lanes_fn(w + b0, ldw, nr, x + b0, n8, lanes);
         for (int j = 0; j < nr; j++) {
             const float *wj = w + (size_t)j * ldw + b0;
             for (int k = n8; k < bn; k++) lanes[j][k & 7] += wj[k] * x[b0 + k];
@@ -152,8 +158,7 @@ static void dot_rows(const float *w, int ldw, int nr, const float *x, int n, flo
 
 /* F32 weights (the mHC fn matrices, whose products with BF16 activations are not exact in F32): rows
  * [r0, r0+nr) of out = W x for n_tok tokens, in the 8-lane order above. Called by linear.c's driver. */
-void dsv4_linear_f32(float *out, const dsv4_wview *w, const float *x, int n_tok, int r0, int nr);
-void dsv4_linear_f32(float *out, const dsv4_wview *w, const float *x, int n_tok, int r0, int nr) {
+void dsv4_linear_f32(float *out, const dsv4_wview *w, const float *x, int n_tok, int r0, int nr, dsv4_f32_lanes_fn lanes) {
     const int rows = w->rows, cols = w->cols;
     float wbuf[RB * KC];
     for (int rb = r0; rb < r0 + nr; rb += RB) {
@@ -175,7 +180,7 @@ void dsv4_linear_f32(float *out, const dsv4_wview *w, const float *x, int n_tok,
                 float acc[RB];
                 float *o = out + (size_t)t * rows + rb;
                 for (int j = 0; j < nrr; j++) acc[j] = o[j];
-                dot_rows(wt, ldw, nrr, x + (size_t)t * cols + c0, n, acc);
+                dot_rows(wt, ldw, nrr, x + (size_t)t * cols + c0, n, acc, lanes);
                 for (int j = 0; j < nrr; j++) o[j] = acc[j];
             }
         }

@@ -83,6 +83,16 @@ void dsv4_fp4_dec_scalar(const uint8_t *codes, const uint8_t *scales, int n, int
 void dsv4_fp8_dec_avx512(const uint8_t *codes, const uint8_t *scales, int n, int block, uint16_t *out);
 void dsv4_fp4_dec_avx512(const uint8_t *codes, const uint8_t *scales, int n, int block, uint16_t *out);
 
+/* F32 weights (the mHC fn matrices; matmul.c's 8-lane order): lanes[j][l] = the sum over k < n8 (a multiple of 8)
+ * with k % 8 == l, in increasing k and starting from 0, of w[j * ldw + k] * x[k], each product rounded and then
+ * added (no FMA), for rows j < nr <= 4. The paths compute exactly these roundings, in plain C (GCC vector
+ * extensions where available) or with 8-lane AVX registers (the avx2 and avx512 paths). */
+typedef void (*dsv4_f32_lanes_fn)(const float *w, int ldw, int nr, const float *x, int n8, float (*lanes)[8]);
+void dsv4_f32_lanes_generic(const float *w, int ldw, int nr, const float *x, int n8, float (*lanes)[8]);
+void dsv4_f32_lanes_avx2(const float *w, int ldw, int nr, const float *x, int n8, float (*lanes)[8]);
+/* Rows [r0, r0+nr) of out = W x for n_tok tokens of F32 weights W (matmul.c; lanes: the path's dsv4_f32_lanes_fn). */
+void dsv4_linear_f32(float *out, const dsv4_wview *w, const float *x, int n_tok, int r0, int nr, dsv4_f32_lanes_fn lanes);
+
 /* The functions of the path in use (chosen once; see pool.h dsv4_kernel_path_id). */
 typedef struct {
     dsv4_lin_rows_fn lin_rows;
@@ -90,6 +100,7 @@ typedef struct {
     dsv4_dec_fn fp8_dec, fp4_dec;
     dsv4_xrange (*x_range)(const dsv4_lin_job *j);   /* NULL on paths that do not fold scales */
     int x_range_fp8_decode;   /* its FP8 calls of 1-2 tokens use the range too (avx2: fast_fp8_rows2's F16C decoding) */
+    dsv4_f32_lanes_fn f32_lanes;
 } dsv4_simd_ops;
 const dsv4_simd_ops *dsv4_simd(void);
 
