@@ -329,6 +329,8 @@ static void fused_fp4(const dec_tabs *d, const dsv4_wview *w, int rb, int nrr, c
         row[j] = (const uint8_t *)w->data + (size_t)r * (cols / 2);
         scales_f32(w->scale + (size_t)r * ncs, ncs, sf[j]);
     }
+    /* the next 8 rows' scale codes (8 x ncs bytes, one run), which the step's weight prefetches do not cover */
+    for (size_t o = 0; o < 8 * (size_t)ncs; o += 64) PREFETCH(ahead(w->scale + (size_t)(rb + 8) * ncs, o));
     __m512 a[8];
     _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) a[j] = _mm512_setzero_ps();
     const __m512 z = _mm512_setzero_ps();
