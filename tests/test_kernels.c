@@ -366,6 +366,54 @@ enum { NPATHS = sizeof PATHS / sizeof PATHS[0] };
 /* mis >= 0: the weight's codes start mis bytes past a 64-byte line (as a checkpoint's tensors do: safetensors
  * aligns nothing past its header), rows of cols % 64 == 0 codes then all start there; mis < 0: where malloc put
  * them */
+/* FP4 scale codes 0 and 255 are read through dsv4_e8m0_f32 while every other code is converted by a shift; the
+ * one-token AVX-512 kernel tests 64 codes at once (then 16, for the groups past the last 64). Code 255 is NaN (OCP
+ * MX E8M0), which a shift would turn into +Inf; code 0 is 2^-127, a subnormal scale that the definition reads as 0
+ * (as the test's pair_lane_ref does), which a shift also gives. Rows of 2,048 and 2,080 columns with such codes at
+ * several offsets, every path, 1-2 token calls and 37 tokens: rows holding a 255 give NaN for every token, the
+ * others the definition's bits. Row 10's 255 group has all weights 1.0 against positive activations, so that a code
+ * read as +Inf gives +Inf there, not NaN. */
+static void test_fp4_rare_scales(void) {
+    static const int colss[3] = {1024, 2048, 2080};   /* 1,024: 16 codes at once */
+    char err[256];
+    for (int ci = 0; ci < 3; ci++) {
+        const int rows = 24, cols = colss[ci], ncs = cols / 32, T = 37, g10 = 40 % ncs;
+        owned_w ow = make_weight(DSV4_W_FP4, rows, cols);
+        /* row 1: a 0 in the first 64-code block; row 10: a 255 in the second; row 17: a 0 in the last group (past
+         * the 64-code blocks when cols = 2,080); group 40 and 63 are 8 and 31 at 1,024 columns; row 20: 0 and 255 together */
+        ow.scale[1 * ncs + 5] = 0;
+        ow.scale[10 * ncs + g10] = 255;
+        memset((uint8_t *)ow.data + (size_t)10 * (cols / 2) + g10 * 16, 0x22, 16);
+        ow.scale[17 * ncs + ncs - 1] = 0;
+        ow.scale[20 * ncs + 0] = 0;
+        ow.scale[20 * ncs + 63 % ncs] = 255;
+        float *x = malloc((size_t)T * cols * 4), *o = malloc((size_t)T * rows * 4), *ref = malloc((size_t)T * rows * 4);
+        float *scratch = malloc(dsv4_linear_scratch_floats(T, cols) * 4);
+        for (int i = 0; i < T * cols; i++) x[i] = rnd_bf16(2.0f);
+        for (int t = 0; t < T; t++)
+            for (int c = g10 * 32; c < g10 * 32 + 32; c++) x[(size_t)t * cols + c] = dsv4_round_bf16(fabsf(x[(size_t)t * cols + c]) + 1.0f);
+        for (int t = 0; t < T; t++)
+            for (int r = 0; r < rows; r++) ref[(size_t)t * rows + r] = r == 10 || r == 20 ? NAN : pair_lane_ref(&ow.w, r, x + (size_t)t * cols);
+        for (int p = 0; p < NPATHS; p++) {
+            if (dsv4_set_kernel_path(PATHS[p], err, sizeof err) != 0) continue;
+            for (int th = 1; th <= 2; th++) {
+                dsv4_set_threads(th, NULL, 0);
+                for (int nt = 1; nt <= T; nt += nt == 2 ? T - 2 : 1) {
+                    memset(o, 0, (size_t)nt * rows * 4);
+                    dsv4_linear(o, &ow.w, x, nt, 0, scratch);
+                    int bad = 0;
+                    for (int i = 0; i < nt * rows; i++)
+                        bad += isnan(ref[i]) ? !isnan(o[i]) : f2u(o[i]) != f2u(ref[i]);
+                    CHECK(bad == 0, "fp4 rare scales, %d columns, path %s, %d threads, %d tokens: %d outputs differ",
+                          cols, PATHS[p], th, nt, bad);
+                }
+            }
+        }
+        dsv4_set_kernel_path(getenv("DSV4_KERNEL") ? getenv("DSV4_KERNEL") : "scalar", NULL, 0);
+        free(x); free(o); free(ref); free(scratch); free(ow.data); free(ow.scale);
+    }
+}
+
 static void test_linear_fmt_at(dsv4_wfmt fmt, const char *name, int rows, int cols, int mis) {
     enum { T = 37 };   /* more than one 32-token block of the tile paths */
     owned_w ow = make_weight(fmt, rows, cols);
@@ -1153,6 +1201,7 @@ static void test_linear(void) {
 #endif
     test_linear_fmt(DSV4_W_FP4, "fp4", 203, 2080);
     test_linear_fmt(DSV4_W_FP4, "fp4-small", 45, 32);
+    test_fp4_rare_scales();
     test_linear_fmt(DSV4_W_FP8_32, "fp8_32", 300, 1100);          /* ragged rows and columns */
     test_linear_fmt(DSV4_W_FP8_32, "fp8_32-aligned", 256, 1536);
     test_linear_fmt(DSV4_W_FP8_32, "fp8_32-odd32", 70, 1120);     /* a multiple of 32, not of 64 */

@@ -164,6 +164,16 @@ static inline __m512i line_index(size_t mis, const __m512i *perm) {
 /* E8M0 scale codes -> F32 for n codes (the table for the rare codes 0 and 255, bit shift otherwise). */
 static inline void scales_f32(const uint8_t *sc, int n, float *out) {
     int i = 0;
+    for (; i + 64 <= n; i += 64) {   /* one test for 64 codes (the rare codes are checked in bytes) */
+        const __m512i c = _mm512_loadu_si512(sc + i);
+        if (_mm512_cmpeq_epi8_mask(c, _mm512_setzero_si512()) | _mm512_cmpeq_epi8_mask(c, _mm512_set1_epi8((char)0xff))) {
+            for (int k = 0; k < 64; k++) out[i + k] = dsv4_e8m0_f32[sc[i + k]];
+            continue;
+        }
+        _Pragma("GCC unroll 4") for (int q = 0; q < 4; q++)
+            _mm512_storeu_ps(out + i + 16 * q, _mm512_castsi512_ps(_mm512_slli_epi32(
+                _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(c, q)), 23)));
+    }
     for (; i + 16 <= n; i += 16) {
         __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(sc + i)));
         __mmask16 odd = _mm512_cmpeq_epi32_mask(b, _mm512_setzero_si512()) |
