@@ -172,7 +172,7 @@ static inline void scales_f32(const uint8_t *sc, int n, float *out) {
         }
         _Pragma("GCC unroll 4") for (int q = 0; q < 4; q++)
             _mm512_storeu_ps(out + i + 16 * q, _mm512_castsi512_ps(_mm512_slli_epi32(
-                _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(c, q)), 23)));
+                _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(sc + i + 16 * q))), 23)));
     }
     for (; i + 16 <= n; i += 16) {
         __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(sc + i)));
