@@ -449,8 +449,6 @@ void dsv4_axpy_bf16_avx2(float *acc, float a, const uint16_t *v, int n) {
     for (; i < n; i++) acc[i] += a * dsv4_bf16f(v[i]);
 }
 
-#endif
-
 /* F32 weights (dsv4_f32_lanes_fn, simd.h): one 8-lane register per row, each step a rounded product and then an
  * addition (VMULPS, VADDPS: never contracted), exactly as the generic lanes. The generic code is built for the
  * baseline ISA, where an 8-lane vector is two SSE registers and four rows of them spill to the stack. */
@@ -476,3 +474,5 @@ void dsv4_f32_lanes_avx2(const float *w, int ldw, int nr, const float *x, int n8
         _mm256_storeu_ps(lanes[j], s);
     }
 }
+
+#endif
