@@ -363,24 +363,22 @@ static float pair_lane_ref(const dsv4_wview *w, int r, const float *x) {
 static const char *PATHS[] = {"scalar", "avx2", "avx512", "neon"};   /* those this CPU lacks are skipped */
 enum { NPATHS = sizeof PATHS / sizeof PATHS[0] };
 
-/* mis >= 0: the weight's codes start mis bytes past a 64-byte line (as a checkpoint's tensors do: safetensors
- * aligns nothing past its header), rows of cols % 64 == 0 codes then all start there; mis < 0: where malloc put
- * them */
 /* FP4 scale codes 0 and 255 are read through dsv4_e8m0_f32 while every other code is converted by a shift; the
- * one-token AVX-512 kernel tests 64 codes at once (then 16, for the groups past the last 64). Code 255 is NaN (OCP
- * MX E8M0), which a shift would turn into +Inf; code 0 is 2^-127, a subnormal scale that the definition reads as 0
- * (as the test's pair_lane_ref does), which a shift also gives. Rows of 2,048 and 2,080 columns with such codes at
- * several offsets, every path, 1-2 token calls and 37 tokens: rows holding a 255 give NaN for every token, the
- * others the definition's bits. Row 10's 255 group has all weights 1.0 against positive activations, so that a code
- * read as +Inf gives +Inf there, not NaN. */
+ * one-token AVX-512 kernel tests 64 codes at once, then 16 at once, then one by one. Code 255 is NaN (OCP MX E8M0),
+ * which a shift would turn into +Inf; code 0 is 2^-127, a subnormal scale that the definition reads as 0 (as the
+ * test's pair_lane_ref does), which a shift also gives. Rows of 1,024 columns (32 codes: two steps of 16), 2,048
+ * (one step of 64), 2,080 (64, then one code alone) and 7,168 (V4-Flash's w2: three steps of 64, two of 16) with
+ * such codes at several offsets, every path, 1-2 token calls and 37 tokens: rows holding a 255 give NaN for every
+ * token, the others the definition's bits. Row 10's 255 group has all weights 1.0 against positive activations, so
+ * that a code read as +Inf gives +Inf there, not NaN. */
 static void test_fp4_rare_scales(void) {
-    static const int colss[3] = {1024, 2048, 2080};   /* 1,024: 16 codes at once */
+    static const int colss[4] = {1024, 2048, 2080, 7168};
     char err[256];
-    for (int ci = 0; ci < 3; ci++) {
-        const int rows = 24, cols = colss[ci], ncs = cols / 32, T = 37, g10 = 40 % ncs;
+    for (int ci = 0; ci < 4; ci++) {
+        const int rows = 24, cols = colss[ci], ncs = cols / 32, T = 37, g10 = ncs > 128 ? 100 : 40 % ncs;
         owned_w ow = make_weight(DSV4_W_FP4, rows, cols);
-        /* row 1: a 0 in the first 64-code block; row 10: a 255 in the second; row 17: a 0 in the last group (past
-         * the 64-code blocks when cols = 2,080); group 40 and 63 are 8 and 31 at 1,024 columns; row 20: 0 and 255 together */
+        /* row 1: a 0 in group 5; row 10: a 255 in group 40 (8 at 1,024 columns; 100, in the second 64-code step, at
+         * 7,168); row 17: a 0 in the last group; row 20: a 0 in group 0 and a 255 in group 63 (31 at 1,024 columns) */
         ow.scale[1 * ncs + 5] = 0;
         ow.scale[10 * ncs + g10] = 255;
         memset((uint8_t *)ow.data + (size_t)10 * (cols / 2) + g10 * 16, 0x22, 16);
@@ -414,6 +412,9 @@ static void test_fp4_rare_scales(void) {
     }
 }
 
+/* mis >= 0: the weight's codes start mis bytes past a 64-byte line (as a checkpoint's tensors do: safetensors
+ * aligns nothing past its header), rows of cols % 64 == 0 codes then all start there; mis < 0: where malloc put
+ * them */
 static void test_linear_fmt_at(dsv4_wfmt fmt, const char *name, int rows, int cols, int mis) {
     enum { T = 37 };   /* more than one 32-token block of the tile paths */
     owned_w ow = make_weight(fmt, rows, cols);
@@ -1170,6 +1171,7 @@ static void test_linear(void) {
     test_tiny_values();
     test_fp8_nan_tiny();
     test_linear_fmt(DSV4_W_F32, "f32", 203, 1100);
+    test_linear_fmt(DSV4_W_F32, "f32-short", 201, 1154);   /* a last block of 2 columns (no 8-column step); 1-row calls */
     test_linear_fmt(DSV4_W_BF16, "bf16", 203, 1100);
     test_linear_fmt(DSV4_W_BF16, "bf16-aligned", 70, 1024);
     test_linear_fmt(DSV4_W_FP8, "fp8", 300, 1100);

@@ -19,8 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* F32-weight linear in the 8-lane order (matmul.c). */
-
 const uint16_t dsv4_e2m1_bf16[16] = {0x0000, 0x3f00, 0x3f80, 0x3fc0, 0x4000, 0x4040, 0x4080, 0x40c0,
                                      0x8000, 0xbf00, 0xbf80, 0xbfc0, 0xc000, 0xc040, 0xc080, 0xc0c0};
 uint16_t dsv4_e4m3_bf16[256];   /* filled once by tables_init (C has no constexpr) */
@@ -187,7 +185,10 @@ static int cpu_has(dsv4_simd_path p) {
     if (p == DSV4_PATH_AVX512)
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bf16") &&
-               __builtin_cpu_supports("avx512vbmi");
+               __builtin_cpu_supports("avx512vbmi") &&
+               /* its objects are built with -mavx2 -mfma and use them (the F32 lanes, ymm shuffles): every such
+                * CPU has both, checked all the same */
+               __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 #endif
 #ifdef DSV4_NEON
     if (p == DSV4_PATH_NEON) return 1;
@@ -214,7 +215,7 @@ static void ops_for(dsv4_simd_path p, dsv4_simd_ops *o) {
         o->lin_rows = dsv4_lin_rows_avx512; o->axpy_bf16 = dsv4_axpy_bf16_avx512;
         o->x_range = dsv4_x_range_avx512;
         o->fp8_dec = dsv4_fp8_dec_avx512; o->fp4_dec = dsv4_fp4_dec_avx512;
-        o->f32_lanes = dsv4_f32_lanes_avx2;   /* every AVX-512 BF16 CPU has AVX2 */
+        o->f32_lanes = dsv4_f32_lanes_avx2;   /* the path requires AVX2 (cpu_has) */
     }
 #endif
 #ifdef DSV4_NEON

@@ -450,7 +450,8 @@ void dsv4_axpy_bf16_avx2(float *acc, float a, const uint16_t *v, int n) {
 }
 
 /* F32 weights (dsv4_f32_lanes_fn, simd.h): one 8-lane register per row, each step a rounded product and then an
- * addition (VMULPS, VADDPS: never contracted), exactly as the generic lanes. The generic code is built for the
+ * addition (VMULPS, VADDPS: GCC defines these intrinsics as vector * and +, which -ffp-contract=off, set in the
+ * Makefile, keeps from fusing), exactly as the generic lanes. The generic code is built for the
  * baseline ISA, where an 8-lane vector is two SSE registers and four rows of them spill to the stack. */
 void dsv4_f32_lanes_avx2(const float *w, int ldw, int nr, const float *x, int n8, float (*lanes)[8]) {
     if (nr == 4) {

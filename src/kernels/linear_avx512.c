@@ -28,6 +28,8 @@ static void tabs_init(dec_tabs *d) {
     d->t2 = _mm512_loadu_si512(m + 64);
     d->t3 = _mm512_loadu_si512(m + 96);
     uint16_t l[32];
+    /* 32 entries, the 16 values twice: VPERMW reads bits 0-4 of each word and the spreads leave bit 4 to the next
+     * nibble (VPERMT2B's low words) or to the next byte (fused_fp4's VPSRLVW-shifted odd words) */
     for (int i = 0; i < 32; i++) l[i] = dsv4_e2m1_bf16[i & 15];
     d->lut4 = _mm512_loadu_si512(l);
     d->c40 = _mm512_set1_epi16(0x40);
@@ -161,7 +163,9 @@ static inline __m512i line_index(size_t mis, const __m512i *perm) {
     }
 #define DSV4_MAX_FUSED_GROUPS 512   /* FP4 rows of up to 16384 columns take the fused path */
 
-/* E8M0 scale codes -> F32 for n codes (the table for the rare codes 0 and 255, bit shift otherwise). */
+/* E8M0 scale codes -> F32 for n codes (the table for the rare codes 0 and 255, bit shift otherwise). Code 255 is
+ * NaN, which the shift would make +Inf; code 0 is 2^-127, which the kernels read as 0 under DAZ as the shift gives
+ * it: it is tested for anyway, so that the F32 scales are dsv4_e8m0_f32's. */
 static inline void scales_f32(const uint8_t *sc, int n, float *out) {
     int i = 0;
     for (; i + 64 <= n; i += 64) {   /* one test for 64 codes (the rare codes are checked in bytes) */
@@ -339,8 +343,10 @@ static void fused_fp4(const dec_tabs *d, const dsv4_wview *w, int rb, int nrr, c
         row[j] = (const uint8_t *)w->data + (size_t)r * (cols / 2);
         scales_f32(w->scale + (size_t)r * ncs, ncs, sf[j]);
     }
-    /* the next 8 rows' scale codes (8 x ncs bytes, one run), which the step's weight prefetches do not cover */
-    for (size_t o = 0; o < 8 * (size_t)ncs; o += 64) PREFETCH(ahead(w->scale + (size_t)(rb + 8) * ncs, o));
+    /* the next 8 rows' scale codes (8 x ncs bytes, one run), which the step's weight prefetches do not cover: every
+     * line of [s, s + 8 * ncs), s = this block's codes + 8 * ncs, as integers (past the tensor for the last block) */
+    const uintptr_t s8 = (uintptr_t)(w->scale + (size_t)rb * ncs) + 8 * (size_t)ncs;
+    for (uintptr_t q = s8 & ~(uintptr_t)63; q < s8 + 8 * (size_t)ncs; q += 64) PREFETCH((const void *)q);
     __m512 a[8];
     _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) a[j] = _mm512_setzero_ps();
     const __m512 z = _mm512_setzero_ps();
@@ -422,7 +428,8 @@ int dsv4_tile_decode_avx512(const dsv4_wview *w, int rb, int nrr, int c0, int n,
         }
         return nan != 0;
     } else if (fmt == DSV4_W_FP4 && (n % 32) == 0) {
-        /* 64 bytes (4 groups) at a time as fused_fp4 decodes them (one VPERMT2B and one VPERMW per group); folded,
+        /* 64 bytes (4 groups) at a time, one VPERMT2B (the spread over the bytes and their copy shifted by 4) and one
+         * VPERMW per group (fused_fp4 takes VPERMB + VPSRLVW instead; here that was about 4 % slower); folded,
          * each group looks its codes up in a table whose nonzero entries carry the group's k (one masked VPADDW on
          * the table, the zero entries 0 / 8 / 16 / 24 fixed), instead of testing and adding on the decoded values */
         const __mmask32 nz = 0xFEFEFEFEu;
