@@ -364,10 +364,10 @@ static const char *PATHS[] = {"scalar", "avx2", "avx512", "neon"};   /* those th
 enum { NPATHS = sizeof PATHS / sizeof PATHS[0] };
 
 /* FP4 scale codes 0 and 255 are read through dsv4_e8m0_f32 while every other code is converted by a shift; the
- * one-token AVX-512 kernel tests 64 codes at once (the last step of a row masked). Code 255 is NaN (OCP MX E8M0),
+ * one-token AVX-512 kernel tests 64 codes at once, then 16 at once, then one by one. Code 255 is NaN (OCP MX E8M0),
  * which a shift would turn into +Inf; code 0 is 2^-127, a subnormal scale that the definition reads as 0 (as the
- * test's pair_lane_ref does), which a shift also gives. Rows of 1,024 columns (32 codes: one masked step), 2,048
- * (one full step), 2,080 (a full step, then one code) and 7,168 (V4-Flash's w2: three full steps, one of 32) with
+ * test's pair_lane_ref does), which a shift also gives. Rows of 1,024 columns (32 codes: two steps of 16), 2,048
+ * (one step of 64), 2,080 (64, then one code alone) and 7,168 (V4-Flash's w2: three steps of 64, two of 16) with
  * such codes at several offsets, every path, 1-2 token calls and 37 tokens: rows holding a 255 give NaN for every
  * token, the others the definition's bits. Row 10's 255 group has all weights 1.0 against positive activations, so
  * that a code read as +Inf gives +Inf there, not NaN. */

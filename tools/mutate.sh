@@ -63,7 +63,7 @@ MUTATIONS=(
 'v41_route_weight_dropped|src/model/forward_v41.c|s/if \(has_wt\) h = wt \* h;/(void)0;/|V4.1 routing weight not applied to the expert output'
 'xr_bf16_shared|src/kernels/linear.c|s/(    if \(j->has_xr )/    if (j->w->fmt == DSV4_W_BF16) { j->has_xr = 1; return; }\n$1/|a BF16 op marks its never computed activation range as known, so a folding op sharing its input in dsv4_linear_multi folds scales unguarded'
 'gemm_later_block_short|src/kernels/gemm_avx512.c|s/const int nt = jb->n_tok - t0 < GTB \? jb->n_tok - t0 : GTB;/const int nt = t0 > 0 ? 1 : (jb->n_tok - t0 < GTB ? jb->n_tok - t0 : GTB);/|AVX-512 multi-token driver: token blocks after the first compute one token, leaving the other outputs unwritten'
-'fp4_scale255_shift|src/kernels/linear_avx512.c|s/if \(_mm512_mask_cmpeq_epi8_mask\(in, c, _mm512_setzero_si512\(\)\)/if (0 \&\& _mm512_mask_cmpeq_epi8_mask(in, c, _mm512_setzero_si512())/|one-token AVX-512 FP4: 64 E8M0 scale codes converted by a shift without the check for 0 and 255 (255 becomes +Inf instead of NaN)'
+'fp4_scale255_shift|src/kernels/linear_avx512.c|s/if \(_mm512_cmpeq_epi8_mask\(c, _mm512_setzero_si512\(\)\)/if (0 \&\& _mm512_cmpeq_epi8_mask(c, _mm512_setzero_si512())/|one-token AVX-512 FP4: 64 E8M0 scale codes converted by a shift without the check for 0 and 255 (255 becomes +Inf instead of NaN)'
 )
 TESTS="test_golden test_blocks test_nano_golden test_ops test_kernels test_engram test_quant_v41 test_forward_v41"
 

@@ -167,20 +167,25 @@ static inline __m512i line_index(size_t mis, const __m512i *perm) {
  * NaN, which the shift would make +Inf; code 0 is 2^-127, which the kernels read as 0 under DAZ as the shift gives
  * it: it is tested for anyway, so that the F32 scales are dsv4_e8m0_f32's. */
 static inline void scales_f32(const uint8_t *sc, int n, float *out) {
-    for (int i = 0; i < n; i += 64) {   /* 64 codes per step, one byte test for the rare ones; the last step masked */
-        const int m = n - i < 64 ? n - i : 64;
-        const __mmask64 in = m == 64 ? ~(__mmask64)0 : ((__mmask64)1 << m) - 1;
-        const __m512i c = _mm512_maskz_loadu_epi8(in, sc + i);
-        if (_mm512_mask_cmpeq_epi8_mask(in, c, _mm512_setzero_si512()) | _mm512_mask_cmpeq_epi8_mask(in, c, _mm512_set1_epi8((char)0xff))) {
-            for (int k = 0; k < m; k++) out[i + k] = dsv4_e8m0_f32[sc[i + k]];
+    int i = 0;
+    for (; i + 64 <= n; i += 64) {   /* one test for 64 codes (the rare codes are checked in bytes) */
+        const __m512i c = _mm512_loadu_si512(sc + i);
+        if (_mm512_cmpeq_epi8_mask(c, _mm512_setzero_si512()) | _mm512_cmpeq_epi8_mask(c, _mm512_set1_epi8((char)0xff))) {
+            for (int k = 0; k < 64; k++) out[i + k] = dsv4_e8m0_f32[sc[i + k]];
             continue;
         }
-        for (int q = 0; q < 4 && 16 * q < m; q++) {
-            const __mmask16 mq = (__mmask16)(in >> (16 * q));
-            _mm512_mask_storeu_ps(out + i + 16 * q, mq, _mm512_castsi512_ps(_mm512_slli_epi32(
-                _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mq, sc + i + 16 * q)), 23)));
-        }
+        _Pragma("GCC unroll 4") for (int q = 0; q < 4; q++)
+            _mm512_storeu_ps(out + i + 16 * q, _mm512_castsi512_ps(_mm512_slli_epi32(
+                _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(sc + i + 16 * q))), 23)));
     }
+    for (; i + 16 <= n; i += 16) {
+        __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(sc + i)));
+        __mmask16 odd = _mm512_cmpeq_epi32_mask(b, _mm512_setzero_si512()) |
+                        _mm512_cmpeq_epi32_mask(b, _mm512_set1_epi32(255));
+        if (odd) { for (int k = 0; k < 16; k++) out[i + k] = dsv4_e8m0_f32[sc[i + k]]; continue; }
+        _mm512_storeu_ps(out + i, _mm512_castsi512_ps(_mm512_slli_epi32(b, 23)));
+    }
+    for (; i < n; i++) out[i] = dsv4_e8m0_f32[sc[i]];
 }
 
 /* Decode fast path, one token, 8 rows, cols % 32 == 0: weights decoded in registers (no tile). L[j] gets the
