@@ -186,7 +186,7 @@ void dsv4_gemm_rows_avx2(const dsv4_lin_job *jb, int r0, int nr, dsv4_tile_dec_f
         const int nt = jb->n_tok - t0 < TB ? jb->n_tok - t0 : TB;
         for (int rb = r0; rb < r0 + nr; rb += RB) {
             const int nrr = r0 + nr - rb < RB ? r0 + nr - rb : RB, nsub = cdiv(nrr, 2);
-            memset(L, 0, sizeof L);
+            for (int j = 0; j < nrr; j++) memset(L[j], 0, (size_t)nt * sizeof L[j][0]);   /* the lanes finish reads */
             for (int c0 = 0; c0 < cols; c0 += KC) {
                 const int n = cols - c0 < KC ? cols - c0 : KC, nch = cdiv(n, 32);
                 const uint16_t *wt[RB];

@@ -37,12 +37,14 @@ INL __m512bh ldbh(const uint16_t *p) { return bh(_mm512_loadu_si512(p)); }
 /* Arguments shared by the micro-kernels: w[j] the tile row of row j (columns from the tile start), x[t] the
  * activations of token t at the tile start, nch 32-column chunks, L[j] + 16 * t the 16 lanes of (row j, token t),
  * sc[j] the E8M0 scale codes of row j from the tile start (FP8: per 128 columns; FP4: per 32; unused when the
- * scales are folded into the tile). */
-#define MK_ARGS const uint16_t *const *w, const uint16_t *const *x, int nch, float *const *L, const uint8_t *const *sc
+ * scales are folded into the tile), init: the lanes start at 0 (a row block's first tile) instead of L's values,
+ * the same start as L zeroed without writing and reading it back. */
+#define MK_ARGS const uint16_t *const *w, const uint16_t *const *x, int nch, float *const *L, const uint8_t *const *sc, \
+                int init
 #define LOAD_L(NMAX)                                                                                             \
     __m512 a[MR][NMAX];                                                                                          \
     _Pragma("GCC unroll 4") for (int j = 0; j < MR; j++)                                                         \
-        _Pragma("GCC unroll 6") for (int t = 0; t < NT; t++) a[j][t] = _mm512_load_ps(L[j] + 16 * t)
+        _Pragma("GCC unroll 6") for (int t = 0; t < NT; t++) a[j][t] = init ? _mm512_setzero_ps() : _mm512_load_ps(L[j] + 16 * t)
 #define STORE_L                                                                                                  \
     _Pragma("GCC unroll 4") for (int j = 0; j < MR; j++)                                                         \
         _Pragma("GCC unroll 6") for (int t = 0; t < NT; t++) _mm512_store_ps(L[j] + 16 * t, a[j][t])
@@ -129,11 +131,11 @@ INL void mk_fp4(MK_ARGS, const int NT, const int FOLD) {
 }
 
 typedef void (*mk_fn)(MK_ARGS);
-#define MK_B(n) static void mk_bf16_##n(MK_ARGS) { mk_bf16(w, x, nch, L, sc, n); }
-#define MK_8(n) static void mk_fp8_##n(MK_ARGS) { mk_fp8(w, x, nch, L, sc, n, 0); } \
-                static void mk_fp8f_##n(MK_ARGS) { mk_fp8(w, x, nch, L, sc, n, 1); }
-#define MK_4(n) static void mk_fp4_##n(MK_ARGS) { mk_fp4(w, x, nch, L, sc, n, 0); }
-#define MK_4F(n) static void mk_fp4f_##n(MK_ARGS) { mk_fp4(w, x, nch, L, sc, n, 1); }
+#define MK_B(n) static void mk_bf16_##n(MK_ARGS) { mk_bf16(w, x, nch, L, sc, init, n); }
+#define MK_8(n) static void mk_fp8_##n(MK_ARGS) { mk_fp8(w, x, nch, L, sc, init, n, 0); } \
+                static void mk_fp8f_##n(MK_ARGS) { mk_fp8(w, x, nch, L, sc, init, n, 1); }
+#define MK_4(n) static void mk_fp4_##n(MK_ARGS) { mk_fp4(w, x, nch, L, sc, init, n, 0); }
+#define MK_4F(n) static void mk_fp4f_##n(MK_ARGS) { mk_fp4(w, x, nch, L, sc, init, n, 1); }
 MK_B(1) MK_B(2) MK_B(3) MK_B(4) MK_B(5) MK_B(6)
 MK_8(1) MK_8(2) MK_8(3)
 MK_4(1) MK_4(2) MK_4(3) MK_4(4) MK_4(5)
@@ -216,21 +218,24 @@ INL __m512 tree_step(__m512 a, __m512 b) {   /* lanes: pairwise sums of a (0-7) 
 }
 /* lane i = tree(v[i]) (simd.h: (((L0+L1)+(L2+L3))+...), each addition flushed by MXCSR FTZ, as ftz() does) */
 INL __m512 tree16x16(const __m512 *v) {
-    __m512 s1[8], s2[4], s3[2];
-    for (int m = 0; m < 8; m++) s1[m] = tree_step(v[2 * m], v[2 * m + 1]);
-    for (int m = 0; m < 4; m++) s2[m] = tree_step(s1[2 * m], s1[2 * m + 1]);
-    for (int m = 0; m < 2; m++) s3[m] = tree_step(s2[2 * m], s2[2 * m + 1]);
+    __m512 s1[8], s2[4], s3[2];   /* (unrolled, so that they stay in registers) */
+    _Pragma("GCC unroll 8") for (int m = 0; m < 8; m++) s1[m] = tree_step(v[2 * m], v[2 * m + 1]);
+    _Pragma("GCC unroll 4") for (int m = 0; m < 4; m++) s2[m] = tree_step(s1[2 * m], s1[2 * m + 1]);
+    _Pragma("GCC unroll 2") for (int m = 0; m < 2; m++) s3[m] = tree_step(s2[2 * m], s2[2 * m + 1]);
     return tree_step(s3[0], s3[1]);
 }
 
+/* Output lane i of the tree reads only v[i], so the lanes of rows j >= nrr and of token nt (nt odd) are read as they
+ * are (earlier blocks' lanes or the zeros L starts with) and their outputs dropped by the masked stores: plain
+ * loads, which stay in registers (with the loads made conditional, GCC built v on the stack). */
 static void finish(const dsv4_lin_job *jb, float (*L)[GTB][16], int rb, int nrr, int t0, int nt) {
     const int rows = jb->w->rows;
     const __mmask8 m = (__mmask8)((1u << nrr) - 1);
-    for (int t = 0; t < nt; t += 2) {
+    for (int t = 0; t < nt; t += 2) {   /* t + 1 < GTB: GTB is even */
         __m512 v[16];
-        for (int j = 0; j < 8; j++) {
-            v[j] = j < nrr ? _mm512_load_ps(L[j][t]) : _mm512_setzero_ps();
-            v[8 + j] = j < nrr && t + 1 < nt ? _mm512_load_ps(L[j][t + 1]) : _mm512_setzero_ps();
+        _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) {
+            v[j] = _mm512_load_ps(L[j][t]);
+            v[8 + j] = _mm512_load_ps(L[j][t + 1]);
         }
         __m512 o = tree16x16(v);
         if (jb->flags & DSV4_OUT_BF16) o = dsv4_round_bf16x16(o);
@@ -272,8 +277,12 @@ void dsv4_gemm_rows_avx512(const dsv4_lin_job *jb, int r0, int nr) {
     const int cols = jb->cols, fmt = wv->fmt, ncb = cdiv(cols, 128);
     const int direct_bf16 = fmt == DSV4_W_BF16 && (cols % 32) == 0;
     _Alignas(64) uint16_t tile[RB * GLD];
+    /* lanes of (row, token); the tokens a call uses (an even count) are zeroed once, so that finish's reads of lanes
+     * no micro-kernel wrote (rows j >= nrr, token nt when nt is odd) read defined values */
     _Alignas(64) float L[RB][GTB][16];
     _Alignas(64) float sink[NT_MAX][16];   /* lanes of the padding rows of a short 4-row sub-block (discarded) */
+    const int ntz = jb->n_tok < GTB ? (jb->n_tok + 1) & ~1 : GTB;
+    for (int j = 0; j < RB; j++) memset(L[j], 0, (size_t)ntz * sizeof L[j][0]);
     if ((r0 + nr) % MR) memset(sink, 0, sizeof sink);
     xrange xr = {0, 0, 0};
     if (fmt != DSV4_W_BF16) xr = jb->has_xr ? jb->xr : dsv4_x_range_avx512(jb);
@@ -288,8 +297,6 @@ void dsv4_gemm_rows_avx512(const dsv4_lin_job *jb, int r0, int nr) {
         const int nt = jb->n_tok - t0 < GTB ? jb->n_tok - t0 : GTB;
         for (int rb = r0; rb < r0 + nr; rb += RB) {
             const int nrr = r0 + nr - rb < RB ? r0 + nr - rb : RB, nsub = cdiv(nrr, MR);
-            for (int j = 0; j < nrr; j++)
-                for (int t = 0; t < nt; t++) _mm512_store_ps(L[j][t], _mm512_setzero_ps());
             for (int c0 = 0; c0 < cols; c0 += GKC) {
                 const int n = cols - c0 < GKC ? cols - c0 : GKC, nch = cdiv(n, 32);
                 const uint16_t *wt[RB];
@@ -336,7 +343,7 @@ void dsv4_gemm_rows_avx512(const dsv4_lin_job *jb, int r0, int nr) {
                     for (int q = 0; q < nsub; q++) {
                         float *Lr[MR];
                         for (int j = 0; j < MR; j++) Lr[j] = q * MR + j < nrr ? L[q * MR + j][tt] : sink[0];
-                        K[gn](w[q], x, nch, Lr, sc[q]);
+                        K[gn](w[q], x, nch, Lr, sc[q], c0 == 0);
                     }
                     tt += gn;
                 }
