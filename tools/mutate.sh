@@ -64,6 +64,8 @@ MUTATIONS=(
 'xr_bf16_shared|src/kernels/linear.c|s/(    if \(j->has_xr )/    if (j->w->fmt == DSV4_W_BF16) { j->has_xr = 1; return; }\n$1/|a BF16 op marks its never computed activation range as known, so a folding op sharing its input in dsv4_linear_multi folds scales unguarded'
 'gemm_later_block_short|src/kernels/gemm_avx512.c|s/const int nt = jb->n_tok - t0 < GTB \? jb->n_tok - t0 : GTB;/const int nt = t0 > 0 ? 1 : (jb->n_tok - t0 < GTB ? jb->n_tok - t0 : GTB);/|AVX-512 multi-token driver: token blocks after the first compute one token, leaving the other outputs unwritten'
 'fp4_scale255_shift|src/kernels/linear_avx512.c|s/if \(_mm512_cmpeq_epi8_mask\(c, _mm512_setzero_si512\(\)\)/if (0 \&\& _mm512_cmpeq_epi8_mask(c, _mm512_setzero_si512())/|one-token AVX-512 FP4: 64 E8M0 scale codes converted by a shift without the check for 0 and 255 (255 becomes +Inf instead of NaN)'
+'gemm_init_every_tile|src/kernels/gemm_avx512.c|s/K\[gn\]\(w\[q\], x, nch, Lr, sc\[q\], c0 == 0\)/K[gn](w[q], x, nch, Lr, sc[q], 1)/|multi-token AVX-512 driver: the micro-kernels restart their lanes at 0 on every 1,024-column tile (the earlier tiles of a row are dropped)'
+'gemm_init_never|src/kernels/gemm_avx512.c|s/K\[gn\]\(w\[q\], x, nch, Lr, sc\[q\], c0 == 0\)/K[gn](w[q], x, nch, Lr, sc[q], 0)/|multi-token AVX-512 driver: a row block starts from the lanes the previous row block left (never restarted at 0)'
 )
 TESTS="test_golden test_blocks test_nano_golden test_ops test_kernels test_engram test_quant_v41 test_forward_v41"
 
