@@ -280,10 +280,11 @@ void dsv4_gemm_rows_avx512(const dsv4_lin_job *jb, int r0, int nr) {
     /* lanes of (row, token); the tokens a call uses (an even count) are zeroed once, so that finish's reads of lanes
      * no micro-kernel wrote (rows j >= nrr, token nt when nt is odd) read defined values */
     _Alignas(64) float L[RB][GTB][16];
-    _Alignas(64) float sink[NT_MAX][16];   /* lanes of the padding rows of a short 4-row sub-block (discarded) */
+    /* lanes of the padding rows of a short 4-row sub-block (discarded); never zeroed: the kernels start them at 0
+     * on a row block's first tile (init) and read back only what they wrote */
+    _Alignas(64) float sink[NT_MAX][16];
     const int ntz = jb->n_tok < GTB ? (jb->n_tok + 1) & ~1 : GTB;
     for (int j = 0; j < RB; j++) memset(L[j], 0, (size_t)ntz * sizeof L[j][0]);
-    if ((r0 + nr) % MR) memset(sink, 0, sizeof sink);
     xrange xr = {0, 0, 0};
     if (fmt != DSV4_W_BF16) xr = jb->has_xr ? jb->xr : dsv4_x_range_avx512(jb);
     /* token blocks outside, row blocks inside: a block's activations (GTB tokens x cols, 512 KiB at 4,096 columns)
